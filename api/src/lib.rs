@@ -1,0 +1,1 @@
+//! Skiff API server: the Kubernetes-compatible HTTP API over a revisioned store.

@@ -1,0 +1,143 @@
+//! The `Store` trait: a revisioned key-value store with watch, the swap point between redb and etcd.
+//!
+//! Keys are `/{group}/{resource}/{namespace}/{name}` (cluster-scoped kinds leave out the namespace).
+//! Every write gets the next value of one global, increasing revision; the API layer shows that
+//! revision as `metadata.resourceVersion`. Values are opaque bytes (JSON objects, in practice).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+pub mod conformance;
+pub mod memory;
+pub mod redb_store;
+
+pub use redb_store::{RedbStore, RedbStoreOptions};
+
+/// A global revision. Revision 0 means "before anything was written".
+pub type Revision = u64;
+
+/// One stored key with its value and the revision of its last write.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the write that created this key (unchanged by updates).
+    pub create_revision: Revision,
+    /// Revision of the last write to this key: its `resourceVersion`.
+    pub mod_revision: Revision,
+}
+
+impl fmt::Debug for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyValue")
+            .field("key", &self.key)
+            .field("value_len", &self.value.len())
+            .field("create_revision", &self.create_revision)
+            .field("mod_revision", &self.mod_revision)
+            .finish()
+    }
+}
+
+/// The answer to a list: the items in key order, the revision they were read at, and whether
+/// more items follow the last one (when a limit cut the list short).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListResult {
+    pub items: Vec<KeyValue>,
+    pub revision: Revision,
+    pub more: bool,
+}
+
+/// How to list: keys starting with `prefix`, strictly after `start_after` if given, at most
+/// `limit` items (0 or `None` is unlimited), as of `revision` (`None` is the current revision).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    pub prefix: String,
+    pub start_after: Option<String>,
+    pub limit: Option<usize>,
+    pub revision: Option<Revision>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Put,
+    Delete,
+}
+
+/// A change seen by a watch. For `Put`, `kv` is the new state; for `Delete`, `kv` is the state
+/// before deletion with `mod_revision` set to the revision of the delete. `prev` is the state
+/// before the change, if the key existed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub event_type: EventType,
+    pub kv: KeyValue,
+    pub prev: Option<KeyValue>,
+}
+
+impl Event {
+    pub fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+}
+
+/// A stream of events in revision order; it ends with `Err` if the watcher fell too far behind
+/// (`Error::Compacted`) or the store closed.
+pub type WatchStream = BoxStream<'static, Result<Event>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("key {0} not found")]
+    NotFound(String),
+    #[error("key {0} already exists")]
+    AlreadyExists(String),
+    #[error("key {key} was modified: expected revision {expected}, found {actual}")]
+    Conflict { key: String, expected: Revision, actual: Revision },
+    #[error("revision {requested} has been compacted (oldest retained is {compacted})")]
+    Compacted { requested: Revision, compacted: Revision },
+    #[error("revision {requested} is in the future (current is {current})")]
+    FutureRevision { requested: Revision, current: Revision },
+    #[error("the store is closed")]
+    Closed,
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A revisioned key-value store with watch. Every implementation runs `conformance::run_all`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The current value of `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// Keys under a prefix, in key order, read at one consistent revision.
+    async fn list(&self, opts: ListOptions) -> Result<ListResult>;
+
+    /// Creates `key`; fails with `AlreadyExists` if present. Returns the new revision once the
+    /// write is durable.
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
+
+    /// Replaces the value of an existing `key`. With `expected` set, fails with `Conflict` unless
+    /// the key's `mod_revision` equals it. Fails with `NotFound` if the key does not exist.
+    async fn update(&self, key: &str, value: Vec<u8>, expected: Option<Revision>) -> Result<KeyValue>;
+
+    /// Deletes `key` (with the same precondition as `update`); returns the deleted state, its
+    /// `mod_revision` set to the revision of the delete.
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
+
+    /// Events for keys under `prefix` with revision strictly greater than `after`, first the
+    /// retained history and then live changes. Fails with `Compacted` if `after` is older than
+    /// the oldest retained revision.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+
+    /// Forgets history at or before `revision`: watches and lists from older revisions then fail
+    /// with `Compacted`. The current state is never touched.
+    async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// The latest committed revision.
+    async fn current_revision(&self) -> Result<Revision>;
+
+    /// The oldest revision a watch or list may still start from.
+    async fn compacted_revision(&self) -> Result<Revision>;
+}

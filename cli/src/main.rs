@@ -1,0 +1,70 @@
+//! The `skiff` binary: one command for the API server, the registry, nodes and client verbs.
+
+mod registry;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+/// Skiff: a WebAssembly-first workload orchestrator with a Kubernetes-compatible API.
+#[derive(Parser)]
+#[command(name = "skiff", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server.
+    ///
+    /// Example: skiff server --data-dir /var/lib/skiff --listen 127.0.0.1:6443
+    Server(server::ServerArgs),
+    /// Run the OCI registry.
+    ///
+    /// Example: skiff registry --data-dir /var/lib/skiff-registry --listen 127.0.0.1:5000
+    Registry(registry::RegistryArgs),
+    /// Push a wasm component to a registry as an OCI artifact.
+    ///
+    /// Example: skiff push hello.wasm 127.0.0.1:5000/demo/hello:1.0
+    Push(registry::PushArgs),
+    /// Pull a wasm component from a registry.
+    ///
+    /// Example: skiff pull 127.0.0.1:5000/demo/hello:1.0 -o hello.wasm
+    Pull(registry::PullArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Registry(args) => registry::run_registry(args).await,
+            Command::Push(args) => registry::run_push(args).await,
+            Command::Pull(args) => registry::run_pull(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

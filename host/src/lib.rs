@@ -1,0 +1,1 @@
+//! Skiff node agent: registers a Node, runs its pods through the runtime (not yet built).

@@ -1,0 +1,1 @@
+//! Skiff OCI distribution server and client (not yet built).

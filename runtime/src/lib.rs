@@ -1,0 +1,1 @@
+//! Skiff pod sandboxes (not yet built).

@@ -1,0 +1,1 @@
+//! Skiff app packaging SDK (not yet built).

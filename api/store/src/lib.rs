@@ -10,10 +10,13 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub mod conformance;
+mod history;
 pub mod memory;
 pub mod redb_store;
+mod watch;
 
-pub use redb_store::{RedbStore, RedbStoreOptions};
+pub use memory::MemoryStore;
+pub use redb_store::{RedbStore, RedbStoreOptions, RedbStoreStats, StorageStats};
 
 /// A global revision. Revision 0 means "before anything was written".
 pub type Revision = u64;
@@ -92,11 +95,21 @@ pub enum Error {
     #[error("key {0} already exists")]
     AlreadyExists(String),
     #[error("key {key} was modified: expected revision {expected}, found {actual}")]
-    Conflict { key: String, expected: Revision, actual: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
     #[error("revision {requested} has been compacted (oldest retained is {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     #[error("revision {requested} is in the future (current is {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("the store is closed")]
     Closed,
     #[error("storage backend: {0}")]
@@ -120,7 +133,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces the value of an existing `key`. With `expected` set, fails with `Conflict` unless
     /// the key's `mod_revision` equals it. Fails with `NotFound` if the key does not exist.
-    async fn update(&self, key: &str, value: Vec<u8>, expected: Option<Revision>) -> Result<KeyValue>;
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<Revision>,
+    ) -> Result<KeyValue>;
 
     /// Deletes `key` (with the same precondition as `update`); returns the deleted state, its
     /// `mod_revision` set to the revision of the delete.

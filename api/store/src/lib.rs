@@ -125,6 +125,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
 
     /// Keys under a prefix, in key order, read at one consistent revision.
+    ///
+    /// With `revision: Some(r)` the list shows the state as of `r` (so that the pages of one
+    /// list agree): it fails with `Compacted` if `r` is below `compacted_revision()` and with
+    /// `FutureRevision` if it is above the current revision. `Some(0)` means revision 0 (the
+    /// empty state), not "any": the API layer maps `resourceVersion=0` to `None`.
     async fn list(&self, opts: ListOptions) -> Result<ListResult>;
 
     /// Creates `key`; fails with `AlreadyExists` if present. Returns the new revision once the
@@ -146,7 +151,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events for keys under `prefix` with revision strictly greater than `after`, first the
     /// retained history and then live changes. Fails with `Compacted` if `after` is older than
-    /// the oldest retained revision.
+    /// the oldest retained revision. `after` may be ahead of the current revision: the stream
+    /// then starts with the first write past it. A watcher that falls behind does not slow the
+    /// writers: the implementations here re-read their event log for it, and end its stream with
+    /// `Compacted` only if the revisions it still needs were compacted meanwhile.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
 
     /// Forgets history at or before `revision`: watches and lists from older revisions then fail

@@ -6,7 +6,8 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    WriteTransaction,
 };
 use tokio::sync::{broadcast, oneshot};
 
@@ -250,7 +251,9 @@ impl Writer {
         let db = guard
             .as_ref()
             .ok_or_else(|| storage("the database is closed"))?;
-        let txn = db.begin_write()?;
+        let mut txn = db.begin_write()?;
+        // redb's default, stated: the commit is on disk when `commit` returns.
+        txn.set_durability(Durability::Immediate)?;
         let mut applied = Applied {
             outcomes: Vec::with_capacity(ops.len()),
             events: Vec::new(),
@@ -393,7 +396,6 @@ fn storage(message: &str) -> redb::Error {
 }
 
 fn commit(txn: WriteTransaction) -> Result<(), redb::Error> {
-    // Durability::Immediate is redb's default: the commit is on disk when this returns.
     txn.commit()?;
     Ok(())
 }

@@ -445,3 +445,64 @@ fn crash_child() {
         }
     });
 }
+
+/// Many writers and slow watchers with a tiny broadcast buffer: the watchers lag, fall back to
+/// the log and hand off to the live stream again, many times, and still see every revision once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_writers_and_slow_watchers() {
+    const WRITERS: u64 = 16;
+    const UPDATES: u64 = 40;
+    const TOTAL: u64 = WRITERS * (1 + UPDATES);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        RedbStore::open(RedbStoreOptions {
+            watch_buffer: 4,
+            ..options(&dir)
+        })
+        .unwrap(),
+    );
+
+    let mut watchers = Vec::new();
+    for watcher in 0..4u64 {
+        let mut watch = store.watch("/many/", 0).await.unwrap();
+        watchers.push(tokio::spawn(async move {
+            let mut revisions = Vec::new();
+            while (revisions.len() as u64) < TOTAL {
+                let event = next_event(&mut watch).await;
+                revisions.push(event.revision());
+                if (revisions.len() as u64).is_multiple_of(5 + watcher) {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            revisions
+        }));
+    }
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let key = format!("/many/{writer}");
+            let mut kv = store.create(&key, Vec::new()).await.unwrap();
+            for i in 0..UPDATES {
+                kv = store
+                    .update(&key, i.to_le_bytes().to_vec(), Some(kv.mod_revision))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let expected: Vec<_> = (1..=TOTAL).collect();
+    for watcher in watchers {
+        assert_eq!(watcher.await.unwrap(), expected);
+    }
+    let stats = store.stats();
+    println!(
+        "{TOTAL} writes from {WRITERS} writers in {} commits",
+        stats.commits
+    );
+    assert_eq!(stats.mutations, TOTAL);
+    store.close().await.unwrap();
+}

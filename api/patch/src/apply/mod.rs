@@ -1,0 +1,326 @@
+//! Server-side apply and managed fields: who owns which field, conflicts between managers, and
+//! the `metadata.managedFields` bookkeeping of every write.
+
+mod fields;
+mod managers;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::fieldpath::{self, Path, PathElement, Set};
+use crate::schema::Ctx;
+use crate::{Error, Result};
+
+use fields::{compare, field_set, merge_applied, remove_path};
+use managers::{Entry, Managers};
+
+/// A field that another manager owns with a different value than the one applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldConflict {
+    /// The manager that owns the field.
+    pub manager: String,
+    /// Its operation, "Apply" or "Update".
+    pub operation: String,
+    /// The API version it used.
+    pub api_version: String,
+    /// Its subresource, if it wrote through one (e.g. "status").
+    pub subresource: Option<String>,
+    /// The field, as Kubernetes prints it: `.spec.replicas`, `.spec.containers[name="app"].image`.
+    pub field: String,
+}
+
+impl FieldConflict {
+    /// The cause message without the field, as in `Status.details.causes[].message`:
+    /// `conflict with "kubectl-client-side-apply" using apps/v1`.
+    pub fn message(&self) -> String {
+        format!("conflict with {}", self.manager_description())
+    }
+
+    fn manager_description(&self) -> String {
+        let mut s = format!("{:?}", self.manager);
+        if let Some(sub) = &self.subresource {
+            s.push_str(&format!(" with subresource {sub:?}"));
+        }
+        if self.operation == "Update" {
+            s.push_str(&format!(" using {}", self.api_version));
+        }
+        s
+    }
+}
+
+impl fmt::Display for FieldConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.message(), self.field)
+    }
+}
+
+/// The message of a 409 apply conflict, worded as the API server words it.
+pub(crate) fn conflicts_message(conflicts: &[FieldConflict]) -> String {
+    if let [only] = conflicts {
+        return format!("Apply failed with 1 conflict: {only}");
+    }
+    let mut lines = Vec::new();
+    let mut by_manager: Vec<(String, Vec<&str>)> = Vec::new();
+    for c in conflicts {
+        let who = c.manager_description();
+        match by_manager.iter_mut().find(|(m, _)| *m == who) {
+            Some((_, fields)) => fields.push(&c.field),
+            None => by_manager.push((who, vec![&c.field])),
+        }
+    }
+    by_manager.sort_by(|a, b| a.0.cmp(&b.0));
+    for (who, fields) in by_manager {
+        lines.push(format!("conflicts with {who}:"));
+        lines.extend(fields.into_iter().map(|f| format!("- {f}")));
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
+}
+
+/// Paths the API server never tracks in managed fields.
+fn is_ignored(path: &[PathElement]) -> bool {
+    const META: &[&str] = &[
+        "name",
+        "namespace",
+        "creationTimestamp",
+        "selfLink",
+        "uid",
+        "clusterName",
+        "generation",
+        "resourceVersion",
+    ];
+    match path {
+        [PathElement::Field(f)] => f == "apiVersion" || f == "kind" || f == "metadata",
+        [PathElement::Field(m), PathElement::Field(f)] if m == "metadata" => {
+            META.contains(&f.as_str())
+        }
+        [PathElement::Field(m), PathElement::Field(f), ..] => {
+            m == "metadata" && f == "managedFields"
+        }
+        _ => false,
+    }
+}
+
+fn without_ignored(set: Set) -> Set {
+    set.into_iter().filter(|p| !is_ignored(p)).collect()
+}
+
+/// The object without `metadata.managedFields`.
+fn strip_managed_fields(obj: &Value) -> Map<String, Value> {
+    let mut m = obj.as_object().cloned().unwrap_or_default();
+    if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+        meta.shift_remove("managedFields");
+    }
+    m
+}
+
+/// Removes nulls from maps (recursively, also inside lists): an applied `null` sets nothing.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+fn api_version_of(obj: &Map<String, Value>) -> Option<&str> {
+    obj.get("apiVersion").and_then(Value::as_str)
+}
+
+/// Server-side apply: merges `applied` (a partial object as sent with application/apply-patch+yaml)
+/// into `live` (None when creating), maintaining metadata.managedFields (FieldsV1 format,
+/// operation "Apply" for manager `manager`), returning the new object, or Error::Conflict with
+/// one cause per conflicting field unless `force`.
+///
+/// `status` in the applied object is ignored, as the API server does for the main resource.
+pub fn apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    type_name: &str,
+    now_rfc3339: &str,
+) -> Result<Value> {
+    let Value::Object(applied_map) = applied else {
+        return Err(Error::InvalidPatch(
+            "apply patch must be a JSON object".into(),
+        ));
+    };
+    let mut config = Value::Object(applied_map.clone());
+    strip_nulls(&mut config);
+    let Value::Object(mut config) = config else {
+        return Err(Error::InvalidPatch(
+            "apply patch must be a JSON object".into(),
+        ));
+    };
+    config.shift_remove("status");
+    if let Some(Value::Object(meta)) = config.get_mut("metadata") {
+        match meta.shift_remove("managedFields") {
+            None => {}
+            Some(Value::Array(a)) if a.is_empty() => {}
+            Some(_) => {
+                return Err(Error::InvalidPatch(
+                    "metadata.managedFields must be nil in an apply patch".into(),
+                ));
+            }
+        }
+    }
+    if live.is_some_and(|l| !l.is_object()) {
+        return Err(Error::PatchFailed(
+            "the live object is not a JSON object".into(),
+        ));
+    }
+
+    let ctx = Ctx::for_type(type_name);
+    let live_map = live.map(strip_managed_fields).unwrap_or_default();
+    let mut managers = live.map(Managers::from_object).unwrap_or_default();
+    let api_version = api_version_of(&config)
+        .or_else(|| api_version_of(&live_map))
+        .unwrap_or_default()
+        .to_string();
+
+    let merged = merge_applied(
+        Some(Value::Object(live_map.clone())),
+        Value::Object(config.clone()),
+        ctx,
+    );
+    let Value::Object(mut merged) = merged else {
+        return Err(Error::PatchFailed("apply produced a non-object".into()));
+    };
+
+    let new_set = without_ignored(field_set(&config, ctx));
+    let previous = managers.take(manager, "Apply", None);
+    let last_set = previous.as_ref().map(|e| e.set.clone()).unwrap_or_default();
+
+    // Fields the applier owned before and omits now are removed unless someone still owns them.
+    let owned_elsewhere = |p: &[PathElement]| {
+        fieldpath::has_prefix(&new_set, p)
+            || managers.iter().any(|e| fieldpath::has_prefix(&e.set, p))
+    };
+    let dropped: Vec<&Path> = last_set.difference(&new_set).collect();
+    for path in dropped {
+        if !owned_elsewhere(path) {
+            remove_path(&mut merged, ctx, path, &owned_elsewhere);
+        }
+    }
+
+    let diff = compare(&live_map, &merged, ctx);
+    let changed: Set = without_ignored(diff.added.union(&diff.modified).cloned().collect());
+    let removed: Set = without_ignored(diff.removed);
+
+    let mut conflicts = Vec::new();
+    for entry in managers.iter_mut() {
+        let taken: Set = entry.set.intersection(&changed).cloned().collect();
+        if taken.is_empty() {
+            continue;
+        }
+        if force {
+            entry.set = entry.set.difference(&taken).cloned().collect();
+        } else {
+            conflicts.extend(taken.iter().map(|p| FieldConflict {
+                manager: entry.manager.clone(),
+                operation: entry.operation.clone(),
+                api_version: entry.api_version.clone(),
+                subresource: entry.subresource.clone(),
+                field: fieldpath::path_string(p),
+            }));
+        }
+    }
+    if !conflicts.is_empty() {
+        conflicts.sort_by(|a, b| (&a.manager, &a.operation).cmp(&(&b.manager, &b.operation)));
+        return Err(Error::Conflict(conflicts));
+    }
+    for entry in managers.iter_mut() {
+        entry.set = entry.set.difference(&removed).cloned().collect();
+    }
+    managers.retain_non_empty();
+
+    let object_changed = Value::Object(live_map) != Value::Object(merged.clone());
+    let time = match &previous {
+        Some(prev) if !object_changed && prev.set == new_set && prev.api_version == api_version => {
+            prev.time.clone()
+        }
+        _ => Some(Value::String(now_rfc3339.to_string())),
+    };
+    if !new_set.is_empty() {
+        managers.push(Entry {
+            manager: manager.to_string(),
+            operation: "Apply".to_string(),
+            api_version,
+            time,
+            subresource: None,
+            set: new_set,
+        });
+    }
+    let mut out = Value::Object(merged);
+    managers.write_to(&mut out);
+    Ok(out)
+}
+
+/// After a non-apply write (create/update/patch) by `manager`, records the fields it changed in
+/// managedFields with operation "Update" (and removes them from other managers' sets), as the
+/// API server does.
+///
+/// Managed fields sent in `new` replace the live ones when they differ (`[{}]` clears them);
+/// otherwise the entries of `old` are carried over.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    type_name: &str,
+    now_rfc3339: &str,
+) {
+    if !new.is_object() {
+        return;
+    }
+    let ctx = Ctx::for_type(type_name);
+    let old_map = old.map(strip_managed_fields).unwrap_or_default();
+    let new_map = strip_managed_fields(new);
+    let mut managers = Managers::for_update(old, new);
+
+    let diff = compare(&old_map, &new_map, ctx);
+    let changed: Set = without_ignored(diff.added.union(&diff.modified).cloned().collect());
+    let removed: Set = without_ignored(diff.removed);
+
+    let previous = managers.take(manager, "Update", None);
+    for entry in managers.iter_mut() {
+        entry.set = entry
+            .set
+            .iter()
+            .filter(|p| !changed.contains(*p) && !removed.contains(*p))
+            .cloned()
+            .collect();
+    }
+    managers.retain_non_empty();
+
+    let api_version = api_version_of(&new_map).unwrap_or_default().to_string();
+    let mut set: Set = previous
+        .as_ref()
+        .map(|e| e.set.difference(&removed).cloned().collect())
+        .unwrap_or_default();
+    set.extend(changed.iter().cloned());
+    if !set.is_empty() {
+        let (time, api_version) = match &previous {
+            Some(prev) if changed.is_empty() => (prev.time.clone(), prev.api_version.clone()),
+            _ => (Some(Value::String(now_rfc3339.to_string())), api_version),
+        };
+        managers.push(Entry {
+            manager: manager.to_string(),
+            operation: "Update".to_string(),
+            api_version,
+            time,
+            subresource: None,
+            set,
+        });
+    }
+    managers.write_to(new);
+}

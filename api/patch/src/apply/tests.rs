@@ -1,0 +1,476 @@
+//! Tests of server-side apply and managed fields bookkeeping.
+
+use serde_json::{Value, json};
+
+use super::{FieldConflict, apply, record_update};
+use crate::Error;
+
+const DEPLOYMENT: &str = "io.k8s.api.apps.v1.Deployment";
+const T0: &str = "2026-01-01T00:00:00Z";
+const T1: &str = "2026-01-01T00:01:00Z";
+const T2: &str = "2026-01-01T00:02:00Z";
+
+fn applied(replicas: u32, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": image, "ports": [{"containerPort": 80}]}]}
+            }
+        }
+    })
+}
+
+/// The FieldsV1 of `applied(..)`.
+fn applied_fields() -> Value {
+    json!({
+        "f:metadata": {"f:labels": {"f:app": {}}},
+        "f:spec": {
+            "f:replicas": {},
+            "f:selector": {},
+            "f:template": {
+                "f:metadata": {"f:labels": {"f:app": {}}},
+                "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {
+                    ".": {},
+                    "f:image": {},
+                    "f:name": {},
+                    "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}
+                }}}
+            }
+        }
+    })
+}
+
+fn entry(manager: &str, operation: &str, time: &str, fields: Value) -> Value {
+    json!({
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": "apps/v1",
+        "time": time,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields
+    })
+}
+
+fn with_managed_fields(mut obj: Value, entries: Value) -> Value {
+    obj["metadata"]["managedFields"] = entries;
+    obj
+}
+
+fn ssa(live: Option<&Value>, config: &Value, manager: &str, force: bool, now: &str) -> Value {
+    apply(live, config, manager, force, DEPLOYMENT, now)
+        .unwrap_or_else(|e| panic!("apply failed: {e}"))
+}
+
+#[test]
+fn apply_creates_with_managed_fields() {
+    let created = ssa(None, &applied(2, "nginx:1.25"), "kubectl", false, T0);
+    let expected = with_managed_fields(
+        applied(2, "nginx:1.25"),
+        json!([entry("kubectl", "Apply", T0, applied_fields())]),
+    );
+    assert_eq!(created, expected);
+}
+
+#[test]
+fn apply_twice_is_a_no_op() {
+    let created = ssa(None, &applied(2, "nginx:1.25"), "kubectl", false, T0);
+    let again = ssa(
+        Some(&created),
+        &applied(2, "nginx:1.25"),
+        "kubectl",
+        false,
+        T1,
+    );
+    assert_eq!(again, created);
+}
+
+#[test]
+fn apply_changed_image_updates_object_and_time() {
+    let created = ssa(None, &applied(2, "nginx:1.25"), "kubectl", false, T0);
+    let updated = ssa(
+        Some(&created),
+        &applied(2, "nginx:1.27"),
+        "kubectl",
+        false,
+        T1,
+    );
+    let expected = with_managed_fields(
+        applied(2, "nginx:1.27"),
+        json!([entry("kubectl", "Apply", T1, applied_fields())]),
+    );
+    assert_eq!(updated, expected);
+}
+
+/// What the API server stores after `kubectl apply` (client side) created the deployment.
+fn created_client_side() -> Value {
+    let mut obj = applied(2, "nginx:1.25");
+    obj["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": "{\"kind\":\"Deployment\"}\n"});
+    obj["metadata"]["uid"] = json!("0b5f-uid");
+    obj["metadata"]["resourceVersion"] = json!("1");
+    obj["metadata"]["generation"] = json!(1);
+    obj["metadata"]["creationTimestamp"] = json!(T0);
+    record_update(None, &mut obj, "kubectl-client-side-apply", DEPLOYMENT, T0);
+    obj
+}
+
+fn client_side_fields() -> Value {
+    json!({
+        "f:metadata": {
+            "f:annotations": {".": {}, "f:kubectl.kubernetes.io/last-applied-configuration": {}},
+            "f:labels": {".": {}, "f:app": {}}
+        },
+        "f:spec": {
+            "f:replicas": {},
+            "f:selector": {},
+            "f:template": {
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {"f:containers": {
+                    ".": {},
+                    "k:{\"name\":\"app\"}": {
+                        ".": {},
+                        "f:image": {},
+                        "f:name": {},
+                        "f:ports": {
+                            ".": {},
+                            "k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}
+                        }
+                    }
+                }}
+            }
+        }
+    })
+}
+
+#[test]
+fn record_update_on_create_owns_every_field() {
+    let obj = created_client_side();
+    assert_eq!(
+        obj["metadata"]["managedFields"],
+        json!([entry(
+            "kubectl-client-side-apply",
+            "Update",
+            T0,
+            client_side_fields()
+        )])
+    );
+}
+
+#[test]
+fn apply_conflicts_with_client_side_apply_on_replicas() {
+    let live = created_client_side();
+    let err = apply(
+        Some(&live),
+        &applied(3, "nginx:1.25"),
+        "kubectl",
+        false,
+        DEPLOYMENT,
+        T1,
+    )
+    .unwrap_err();
+    let Error::Conflict(conflicts) = &err else {
+        panic!("expected a conflict, got {err}");
+    };
+    assert_eq!(
+        conflicts,
+        &vec![FieldConflict {
+            manager: "kubectl-client-side-apply".into(),
+            operation: "Update".into(),
+            api_version: "apps/v1".into(),
+            subresource: None,
+            field: ".spec.replicas".into(),
+        }]
+    );
+    assert_eq!(
+        conflicts[0].message(),
+        "conflict with \"kubectl-client-side-apply\" using apps/v1"
+    );
+    assert_eq!(
+        conflicts[0].to_string(),
+        "conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
+    );
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
+    );
+    assert_eq!(err.http_status(), 409);
+    assert_eq!(err.reason(), "Conflict");
+}
+
+#[test]
+fn apply_with_same_values_shares_ownership_without_conflict() {
+    let live = created_client_side();
+    let out = ssa(Some(&live), &applied(2, "nginx:1.25"), "kubectl", false, T1);
+    let mut expected = live.clone();
+    expected["metadata"]["managedFields"] = json!([
+        entry("kubectl", "Apply", T1, applied_fields()),
+        entry(
+            "kubectl-client-side-apply",
+            "Update",
+            T0,
+            client_side_fields()
+        )
+    ]);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn apply_force_takes_ownership() {
+    let live = created_client_side();
+    let out = ssa(Some(&live), &applied(3, "nginx:1.26"), "kubectl", true, T1);
+    let mut expected = live.clone();
+    expected["spec"]["replicas"] = json!(3);
+    expected["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
+    let mut csa = client_side_fields();
+    csa["f:spec"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("f:replicas");
+    csa["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("f:image");
+    expected["metadata"]["managedFields"] = json!([
+        entry("kubectl", "Apply", T1, applied_fields()),
+        entry("kubectl-client-side-apply", "Update", T0, csa)
+    ]);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn multiple_conflicts_are_grouped_by_manager() {
+    let live = created_client_side();
+    let err = apply(
+        Some(&live),
+        &applied(3, "nginx:1.26"),
+        "kubectl",
+        false,
+        DEPLOYMENT,
+        T1,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using apps/v1:\n\
+         - .spec.replicas\n\
+         - .spec.template.spec.containers[name=\"app\"].image"
+    );
+}
+
+#[test]
+fn apply_removes_fields_the_manager_dropped() {
+    let mut first = applied(2, "nginx:1.25");
+    first["metadata"]["labels"]["tier"] = json!("frontend");
+    first["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "sidecar", "image": "busybox:1.36"}));
+    let created = ssa(None, &first, "kubectl", false, T0);
+    // Another manager adds a label of its own.
+    let mut labelled = created.clone();
+    labelled["metadata"]["labels"]["team"] = json!("a");
+    record_update(
+        Some(&created),
+        &mut labelled,
+        "kubectl-label",
+        DEPLOYMENT,
+        T1,
+    );
+
+    let out = ssa(
+        Some(&labelled),
+        &applied(2, "nginx:1.25"),
+        "kubectl",
+        false,
+        T2,
+    );
+    let mut expected = applied(2, "nginx:1.25");
+    expected["metadata"]["labels"] = json!({"app": "web", "team": "a"});
+    expected["metadata"]["managedFields"] = json!([
+        entry("kubectl", "Apply", T2, applied_fields()),
+        entry(
+            "kubectl-label",
+            "Update",
+            T1,
+            json!({"f:metadata": {"f:labels": {"f:team": {}}}})
+        )
+    ]);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn dropped_field_owned_by_another_manager_is_kept() {
+    let mut first = applied(2, "nginx:1.25");
+    first["metadata"]["labels"]["tier"] = json!("frontend");
+    let created = ssa(None, &first, "kubectl", false, T0);
+    // A second applier sets the same label to the same value: both own it.
+    let shared = ssa(
+        Some(&created),
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"tier": "frontend"}}}),
+        "ci",
+        false,
+        T1,
+    );
+    let out = ssa(
+        Some(&shared),
+        &applied(2, "nginx:1.25"),
+        "kubectl",
+        false,
+        T2,
+    );
+    assert_eq!(
+        out["metadata"]["labels"],
+        json!({"app": "web", "tier": "frontend"})
+    );
+    assert_eq!(
+        out["metadata"]["managedFields"],
+        json!([
+            entry(
+                "ci",
+                "Apply",
+                T1,
+                json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
+            ),
+            entry("kubectl", "Apply", T2, applied_fields())
+        ])
+    );
+}
+
+#[test]
+fn applied_nulls_status_and_server_fields_are_not_owned() {
+    let mut config = applied(2, "nginx:1.25");
+    config["spec"]["paused"] = Value::Null;
+    config["status"] = json!({"replicas": 9});
+    let created = ssa(None, &config, "kubectl", false, T0);
+    let expected = with_managed_fields(
+        applied(2, "nginx:1.25"),
+        json!([entry("kubectl", "Apply", T0, applied_fields())]),
+    );
+    assert_eq!(created, expected);
+
+    let mut bad = applied(2, "nginx:1.25");
+    bad["metadata"]["managedFields"] = json!([{"manager": "x"}]);
+    assert!(matches!(
+        apply(None, &bad, "kubectl", false, DEPLOYMENT, T0),
+        Err(Error::InvalidPatch(_))
+    ));
+    assert!(matches!(
+        apply(None, &json!("text"), "kubectl", false, DEPLOYMENT, T0),
+        Err(Error::InvalidPatch(_))
+    ));
+}
+
+#[test]
+fn record_update_moves_changed_fields_to_the_updater() {
+    let created = ssa(None, &applied(2, "nginx:1.25"), "kubectl", false, T0);
+    let mut scaled = created.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    record_update(
+        Some(&created),
+        &mut scaled,
+        "kube-controller-manager",
+        DEPLOYMENT,
+        T1,
+    );
+    let mut kubectl = applied_fields();
+    kubectl["f:spec"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("f:replicas");
+    let mut expected = applied(5, "nginx:1.25");
+    expected["metadata"]["managedFields"] = json!([
+        entry("kubectl", "Apply", T0, kubectl),
+        entry(
+            "kube-controller-manager",
+            "Update",
+            T1,
+            json!({"f:spec": {"f:replicas": {}}})
+        )
+    ]);
+    assert_eq!(scaled, expected);
+
+    // The next apply with the old replicas conflicts with the updater.
+    let err = apply(
+        Some(&scaled),
+        &applied(2, "nginx:1.25"),
+        "kubectl",
+        false,
+        DEPLOYMENT,
+        T2,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"kube-controller-manager\" using apps/v1: .spec.replicas"
+    );
+}
+
+#[test]
+fn record_update_without_changes_keeps_entries() {
+    let created = ssa(None, &applied(2, "nginx:1.25"), "kubectl", false, T0);
+    let mut same = created.clone();
+    same["metadata"]["resourceVersion"] = json!("2");
+    record_update(Some(&created), &mut same, "kubectl-edit", DEPLOYMENT, T1);
+    let mut expected = created.clone();
+    expected["metadata"]["resourceVersion"] = json!("2");
+    assert_eq!(same, expected);
+}
+
+#[test]
+fn record_update_removal_and_cleared_managed_fields() {
+    let created = ssa(None, &applied(2, "nginx:1.25"), "kubectl", false, T0);
+    let mut unlabelled = created.clone();
+    unlabelled["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("labels");
+    record_update(
+        Some(&created),
+        &mut unlabelled,
+        "kubectl-label",
+        DEPLOYMENT,
+        T1,
+    );
+    let mut kubectl = applied_fields();
+    kubectl.as_object_mut().unwrap().shift_remove("f:metadata");
+    assert_eq!(
+        unlabelled["metadata"]["managedFields"],
+        json!([entry("kubectl", "Apply", T0, kubectl)])
+    );
+
+    // Sending `[{}]` clears managed fields.
+    let mut cleared = created.clone();
+    cleared["metadata"]["managedFields"] = json!([{}]);
+    record_update(Some(&created), &mut cleared, "kubectl-edit", DEPLOYMENT, T1);
+    assert_eq!(cleared, applied(2, "nginx:1.25"));
+}
+
+#[test]
+fn set_lists_are_owned_per_value() {
+    let config = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "finalizers": ["example.com/protect"]}
+    });
+    let created = ssa(None, &config, "kubectl", false, T0);
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:metadata": {"f:finalizers": {"v:\"example.com/protect\"": {}}}})
+    );
+    let mut more = created.clone();
+    more["metadata"]["finalizers"] = json!(["example.com/protect", "example.com/other"]);
+    record_update(Some(&created), &mut more, "controller", DEPLOYMENT, T1);
+    let out = ssa(
+        Some(&more),
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}),
+        "kubectl",
+        false,
+        T2,
+    );
+    assert_eq!(out["metadata"]["finalizers"], json!(["example.com/other"]));
+}

@@ -1,0 +1,85 @@
+//! Kubernetes patch semantics over `serde_json::Value`: JSON patch, merge patch, strategic merge
+//! patch and server-side apply with managed fields.
+
+pub mod apply;
+mod fieldpath;
+pub mod schema;
+mod smp;
+#[cfg(test)]
+mod tests;
+
+use serde_json::Value;
+
+pub use apply::FieldConflict;
+
+/// Errors of the patch functions.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The patch document itself is malformed (wrong JSON shape, unknown directive, missing merge
+    /// key). The API server answers 400 BadRequest.
+    #[error("invalid patch: {0}")]
+    InvalidPatch(String),
+    /// The patch is well formed but cannot be applied to this object: a JSON patch `test` failed
+    /// or a path does not exist. The API server answers 422 Invalid.
+    #[error("patch cannot be applied: {0}")]
+    PatchFailed(String),
+    /// Server-side apply found fields owned by other managers with different values. The API
+    /// server answers 409 Conflict with one cause per conflict.
+    #[error("{}", apply::conflicts_message(.0))]
+    Conflict(Vec<FieldConflict>),
+}
+
+impl Error {
+    /// The HTTP status code the API server answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::InvalidPatch(_) => 400,
+            Error::PatchFailed(_) => 422,
+            Error::Conflict(_) => 409,
+        }
+    }
+
+    /// The Kubernetes `Status.reason` for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidPatch(_) => "BadRequest",
+            Error::PatchFailed(_) => "Invalid",
+            Error::Conflict(_) => "Conflict",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// RFC 6902 JSON patch: `patch` must be an array of operations.
+pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value> {
+    if !patch.is_array() {
+        return Err(Error::InvalidPatch(
+            "json patch must be an array of operations".to_string(),
+        ));
+    }
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| Error::InvalidPatch(format!("json patch: {e}")))?;
+    let mut out = doc.clone();
+    json_patch::patch(&mut out, &ops).map_err(|e| Error::PatchFailed(e.to_string()))?;
+    Ok(out)
+}
+
+/// RFC 7386 JSON merge patch. Like the API server, only an object is accepted as the patch.
+pub fn merge_patch(doc: &Value, patch: &Value) -> Result<Value> {
+    if !patch.is_object() {
+        return Err(Error::InvalidPatch(
+            "merge patch must be a JSON object".to_string(),
+        ));
+    }
+    let mut out = doc.clone();
+    json_patch::merge(&mut out, patch);
+    Ok(out)
+}
+
+/// Kubernetes strategic merge patch. `type_name` is the OpenAPI definition name of the object's
+/// type, e.g. "io.k8s.api.apps.v1.Deployment". Unknown types (no schema) fall back to merge patch
+/// semantics, as Kubernetes does for CRDs; patch directives are still honoured and never stored.
+pub fn strategic_merge_patch(doc: &Value, patch: &Value, type_name: &str) -> Result<Value> {
+    smp::strategic_merge_patch(doc, patch, type_name)
+}

@@ -1,0 +1,594 @@
+//! Tests of JSON patch, merge patch and strategic merge patch on realistic Kubernetes objects.
+
+use serde_json::{Value, json};
+
+use crate::{Error, json_patch, merge_patch, strategic_merge_patch};
+
+const DEPLOYMENT: &str = "io.k8s.api.apps.v1.Deployment";
+const POD: &str = "io.k8s.api.core.v1.Pod";
+const SERVICE: &str = "io.k8s.api.core.v1.Service";
+
+fn smp(doc: &Value, patch: Value, ty: &str) -> Value {
+    strategic_merge_patch(doc, &patch, ty).unwrap_or_else(|e| panic!("patch failed: {e}"))
+}
+
+fn deployment(containers: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "default",
+            "labels": {"app": "web", "tier": "frontend"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"old\":true}\n"}
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": containers}
+            }
+        }
+    })
+}
+
+fn with_containers(mut doc: Value, containers: Value) -> Value {
+    doc["spec"]["template"]["spec"]["containers"] = containers;
+    doc
+}
+
+fn two_containers() -> Value {
+    json!([
+        {"name": "app", "image": "nginx:1.25", "ports": [{"containerPort": 80, "protocol": "TCP"}]},
+        {"name": "sidecar", "image": "busybox:1.36", "args": ["sleep", "infinity"]}
+    ])
+}
+
+#[test]
+fn kubectl_apply_second_run_changes_image_in_order() {
+    let live = deployment(two_containers());
+    let patch = json!({
+        "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"new\":true}\n"}},
+        "spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "app"}, {"name": "sidecar"}],
+            "containers": [{"name": "app", "image": "nginx:1.27"}]
+        }}}
+    });
+    let mut expected = deployment(json!([
+        {"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 80, "protocol": "TCP"}]},
+        {"name": "sidecar", "image": "busybox:1.36", "args": ["sleep", "infinity"]}
+    ]));
+    expected["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+        json!("{\"new\":true}\n");
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn last_applied_annotation_patch_alone() {
+    let live = deployment(two_containers());
+    let patch = json!({"metadata": {"annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": "{\"apiVersion\":\"apps/v1\"}\n"
+    }}});
+    let mut expected = live.clone();
+    expected["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/last-applied-configuration": "{\"apiVersion\":\"apps/v1\"}\n"});
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn set_element_order_reorders_and_adds_containers() {
+    let live = deployment(two_containers());
+    let patch = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "metrics"}, {"name": "app"}],
+        "containers": [{"name": "metrics", "image": "prom/exporter:1"}]
+    }}}});
+    let expected = with_containers(
+        live.clone(),
+        json!([
+            {"name": "sidecar", "image": "busybox:1.36", "args": ["sleep", "infinity"]},
+            {"name": "metrics", "image": "prom/exporter:1"},
+            {"name": "app", "image": "nginx:1.25", "ports": [{"containerPort": 80, "protocol": "TCP"}]}
+        ]),
+    );
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn env_merges_by_name() {
+    let live = deployment(json!([{"name": "app", "image": "nginx", "env": [
+        {"name": "A", "value": "1"},
+        {"name": "B", "value": "2"}
+    ]}]));
+    // Changing an existing variable keeps the order.
+    let changed = smp(
+        &live,
+        json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "env": [{"name": "B", "value": "20"}]}
+        ]}}}}),
+        DEPLOYMENT,
+    );
+    assert_eq!(
+        changed,
+        with_containers(
+            live.clone(),
+            json!([{"name": "app", "image": "nginx", "env": [
+                {"name": "A", "value": "1"},
+                {"name": "B", "value": "20"}
+            ]}])
+        )
+    );
+    // Without $setElementOrder a new item goes before the server-only items, as in Kubernetes.
+    let added = smp(
+        &live,
+        json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "env": [{"name": "C", "value": "3"}]}
+        ]}}}}),
+        DEPLOYMENT,
+    );
+    assert_eq!(
+        added,
+        with_containers(
+            live.clone(),
+            json!([{"name": "app", "image": "nginx", "env": [
+                {"name": "C", "value": "3"},
+                {"name": "A", "value": "1"},
+                {"name": "B", "value": "2"}
+            ]}])
+        )
+    );
+    // kubectl sends $setElementOrder to put it last.
+    let ordered = smp(
+        &live,
+        json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "app"}],
+            "containers": [{
+                "name": "app",
+                "$setElementOrder/env": [{"name": "A"}, {"name": "B"}, {"name": "C"}],
+                "env": [{"name": "C", "value": "3"}]
+            }]
+        }}}}),
+        DEPLOYMENT,
+    );
+    assert_eq!(
+        ordered,
+        with_containers(
+            live,
+            json!([{"name": "app", "image": "nginx", "env": [
+                {"name": "A", "value": "1"},
+                {"name": "B", "value": "2"},
+                {"name": "C", "value": "3"}
+            ]}])
+        )
+    );
+}
+
+#[test]
+fn container_ports_merge_by_container_port() {
+    let live = deployment(json!([{"name": "app", "image": "nginx", "ports": [
+        {"containerPort": 80, "name": "http", "protocol": "TCP"}
+    ]}]));
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "ports": [
+        {"containerPort": 80, "name": "web"},
+        {"containerPort": 443, "name": "https"}
+    ]}]}}}});
+    let expected = with_containers(
+        live.clone(),
+        json!([{"name": "app", "image": "nginx", "ports": [
+            {"containerPort": 80, "name": "web", "protocol": "TCP"},
+            {"containerPort": 443, "name": "https"}
+        ]}]),
+    );
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn volume_mounts_merge_by_mount_path_and_delete_directive() {
+    let live = deployment(json!([{"name": "app", "image": "nginx", "volumeMounts": [
+        {"name": "data", "mountPath": "/data"},
+        {"name": "config", "mountPath": "/etc/config"}
+    ]}]));
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "volumeMounts": [
+        {"mountPath": "/data", "$patch": "delete"},
+        {"mountPath": "/etc/config", "readOnly": true}
+    ]}]}}}});
+    let expected = with_containers(
+        live.clone(),
+        json!([{"name": "app", "image": "nginx", "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/config", "readOnly": true}
+        ]}]),
+    );
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn null_deletes_fields_and_unmatched_nulls_are_dropped() {
+    let live = deployment(two_containers());
+    let patch = json!({
+        "metadata": {"labels": {"tier": null, "missing": null}},
+        "spec": {"replicas": null, "paused": null}
+    });
+    let mut expected = live.clone();
+    expected["metadata"]["labels"] = json!({"app": "web"});
+    expected["spec"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("replicas");
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn patch_replace_directive_in_list_and_map() {
+    let live = deployment(two_containers());
+    let patch = json!({
+        "metadata": {"labels": {"$patch": "replace", "app": "new"}},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "only", "image": "alpine"},
+            {"$patch": "replace"}
+        ]}}}
+    });
+    let mut expected = with_containers(live.clone(), json!([{"name": "only", "image": "alpine"}]));
+    expected["metadata"]["labels"] = json!({"app": "new"});
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn patch_delete_directive_on_map() {
+    let live = deployment(two_containers());
+    let patch = json!({"spec": {"strategy": {"rollingUpdate": {"$patch": "delete"}}}});
+    let mut expected = live.clone();
+    expected["spec"]["strategy"] = json!({"type": "RollingUpdate"});
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn patch_merge_directive_is_the_default() {
+    let live = deployment(two_containers());
+    let patch = json!({"metadata": {"labels": {"$patch": "merge", "extra": "1"}}});
+    let mut expected = live.clone();
+    expected["metadata"]["labels"] = json!({"app": "web", "tier": "frontend", "extra": "1"});
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn retain_keys_clears_other_union_members() {
+    let live = deployment(two_containers());
+    let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
+    let mut expected = live.clone();
+    expected["spec"]["strategy"] = json!({"type": "Recreate"});
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+
+    let mut live = live;
+    live["spec"]["template"]["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    let patch = json!({"spec": {"template": {"spec": {"volumes": [
+        {"name": "data", "$retainKeys": ["configMap", "name"], "configMap": {"name": "settings"}}
+    ]}}}});
+    let mut expected = live.clone();
+    expected["spec"]["template"]["spec"]["volumes"] =
+        json!([{"name": "data", "configMap": {"name": "settings"}}]);
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+
+    let bad =
+        json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {"maxSurge": 1}}}});
+    assert!(matches!(
+        strategic_merge_patch(&live, &bad, DEPLOYMENT),
+        Err(Error::InvalidPatch(_))
+    ));
+}
+
+fn pod(metadata: Value, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
+}
+
+#[test]
+fn finalizers_are_a_merged_set_with_deletion_list() {
+    let live = pod(
+        json!({"name": "p", "finalizers": ["example.com/a", "example.com/b"]}),
+        json!({"containers": [{"name": "app", "image": "nginx"}]}),
+    );
+    let deleted = smp(
+        &live,
+        json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/a"]}}),
+        POD,
+    );
+    assert_eq!(
+        deleted["metadata"],
+        json!({"name": "p", "finalizers": ["example.com/b"]})
+    );
+
+    // New values come before the server-only ones, duplicates are merged.
+    let merged = smp(
+        &live,
+        json!({"metadata": {"finalizers": ["example.com/c", "example.com/b"]}}),
+        POD,
+    );
+    assert_eq!(
+        merged["metadata"],
+        json!({"name": "p", "finalizers": ["example.com/c", "example.com/a", "example.com/b"]})
+    );
+
+    let ordered = smp(
+        &live,
+        json!({"metadata": {
+            "$setElementOrder/finalizers": ["example.com/a", "example.com/b", "example.com/c"],
+            "finalizers": ["example.com/c"]
+        }}),
+        POD,
+    );
+    assert_eq!(
+        ordered["metadata"],
+        json!({"name": "p", "finalizers": ["example.com/a", "example.com/b", "example.com/c"]})
+    );
+}
+
+#[test]
+fn tolerations_are_replaced_whole() {
+    let live = pod(
+        json!({"name": "p"}),
+        json!({
+            "containers": [{"name": "app", "image": "nginx"}],
+            "tolerations": [
+                {"key": "a", "operator": "Exists", "effect": "NoSchedule"},
+                {"key": "b", "operator": "Exists"}
+            ]
+        }),
+    );
+    let patch = json!({"spec": {"tolerations": [{"key": "c", "operator": "Equal", "value": "x"}]}});
+    let expected = pod(
+        json!({"name": "p"}),
+        json!({
+            "containers": [{"name": "app", "image": "nginx"}],
+            "tolerations": [{"key": "c", "operator": "Equal", "value": "x"}]
+        }),
+    );
+    assert_eq!(smp(&live, patch, POD), expected);
+}
+
+#[test]
+fn host_aliases_pull_secrets_and_owner_references() {
+    let live = pod(
+        json!({"name": "p", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u-1"}
+        ]}),
+        json!({
+            "containers": [{"name": "app", "image": "nginx"}],
+            "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a.local"]}],
+            "imagePullSecrets": [{"name": "registry-1"}]
+        }),
+    );
+    let patch = json!({
+        "metadata": {"ownerReferences": [{"uid": "u-1", "controller": true}]},
+        "spec": {
+            "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["b.local"]}, {"ip": "10.0.0.2", "hostnames": ["c.local"]}],
+            "imagePullSecrets": [{"name": "registry-2"}]
+        }
+    });
+    let expected = pod(
+        json!({"name": "p", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u-1", "controller": true}
+        ]}),
+        json!({
+            "containers": [{"name": "app", "image": "nginx"}],
+            "hostAliases": [
+                {"ip": "10.0.0.1", "hostnames": ["b.local"]},
+                {"ip": "10.0.0.2", "hostnames": ["c.local"]}
+            ],
+            "imagePullSecrets": [{"name": "registry-2"}, {"name": "registry-1"}]
+        }),
+    );
+    assert_eq!(smp(&live, patch, POD), expected);
+}
+
+#[test]
+fn pod_conditions_merge_by_type() {
+    let mut live = pod(
+        json!({"name": "p"}),
+        json!({"containers": [{"name": "app", "image": "nginx"}]}),
+    );
+    live["status"] = json!({"phase": "Pending", "conditions": [
+        {"type": "Ready", "status": "False"},
+        {"type": "PodScheduled", "status": "True"}
+    ]});
+    let patch = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+    let mut expected = live.clone();
+    expected["status"] = json!({"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"},
+        {"type": "PodScheduled", "status": "True"}
+    ]});
+    assert_eq!(smp(&live, patch, POD), expected);
+}
+
+#[test]
+fn service_ports_merge_by_port() {
+    let live = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [
+            {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}
+        ]}
+    });
+    let patch = json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}});
+    let mut expected = live.clone();
+    expected["spec"]["ports"] =
+        json!([{"name": "http", "port": 80, "targetPort": 9090, "protocol": "TCP"}]);
+    assert_eq!(smp(&live, patch, SERVICE), expected);
+}
+
+#[test]
+fn directives_in_new_values_are_never_stored() {
+    let mut live = deployment(two_containers());
+    live["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("annotations");
+    let patch = json!({
+        "metadata": {"annotations": {"owner": "team-a", "gone": null}},
+        "spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "app"}, {"name": "sidecar"}, {"name": "metrics"}],
+            "containers": [{
+                "name": "metrics",
+                "image": "prom/exporter:1",
+                "$setElementOrder/env": [{"name": "PORT"}],
+                "env": [{"name": "PORT", "value": "9100"}],
+                "securityContext": {"$patch": "replace", "runAsNonRoot": true, "runAsUser": null}
+            }],
+            "volumes": [{"name": "scratch", "emptyDir": {}, "$retainKeys": ["emptyDir", "name"]}]
+        }}}
+    });
+    let mut expected = with_containers(
+        live.clone(),
+        json!([
+            {"name": "app", "image": "nginx:1.25", "ports": [{"containerPort": 80, "protocol": "TCP"}]},
+            {"name": "sidecar", "image": "busybox:1.36", "args": ["sleep", "infinity"]},
+            {
+                "name": "metrics",
+                "image": "prom/exporter:1",
+                "env": [{"name": "PORT", "value": "9100"}],
+                "securityContext": {"runAsNonRoot": true}
+            }
+        ]),
+    );
+    expected["metadata"]["annotations"] = json!({"owner": "team-a"});
+    expected["spec"]["template"]["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+#[test]
+fn unknown_type_falls_back_to_merge_patch() {
+    let live = json!({
+        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"items": [{"name": "a"}, {"name": "b"}], "config": {"a": 1, "b": 2}}
+    });
+    let patch = json!({"spec": {"items": [{"name": "c"}], "config": {"b": null, "c": 3}}});
+    let expected = json!({
+        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"items": [{"name": "c"}], "config": {"a": 1, "c": 3}}
+    });
+    assert_eq!(smp(&live, patch.clone(), "com.example.v1.Widget"), expected);
+    assert_eq!(merge_patch(&live, &patch).unwrap(), expected);
+}
+
+#[test]
+fn type_changes_replace_the_value() {
+    let live = deployment(two_containers());
+    let out = smp(
+        &live,
+        json!({"spec": {"replicas": "3", "selector": "odd"}}),
+        DEPLOYMENT,
+    );
+    assert_eq!(out["spec"]["replicas"], json!("3"));
+    assert_eq!(out["spec"]["selector"], json!("odd"));
+}
+
+#[test]
+fn malformed_strategic_patches_are_rejected() {
+    let live = deployment(two_containers());
+    let cases = [
+        json!([{"op": "add"}]),
+        json!({"spec": {"template": {"spec": {"containers": [{"image": "no-name"}]}}}}),
+        json!({"metadata": {"labels": {"$patch": "explode"}}}),
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "$patch": "bogus"}]}}}}),
+        json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}],
+            "containers": [{"name": "app", "image": "a"}, {"name": "sidecar", "image": "b"}]
+        }}}}),
+        json!({"spec": {"strategy": {"$retainKeys": "type"}}}),
+        json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "x"}}),
+        json!({"metadata": {"finalizers": [["nested"]]}}),
+    ];
+    for patch in cases {
+        let err = strategic_merge_patch(&live, &patch, DEPLOYMENT).expect_err(&patch.to_string());
+        assert!(matches!(err, Error::InvalidPatch(_)), "{patch}: {err}");
+        assert_eq!(err.http_status(), 400);
+    }
+}
+
+fn config_map() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "labels": {"app": "web", "stale": "yes"}},
+        "data": {"a": "1"}
+    })
+}
+
+#[test]
+fn json_patch_operations() {
+    let patch = json!([
+        {"op": "test", "path": "/data/a", "value": "1"},
+        {"op": "replace", "path": "/data/a", "value": "2"},
+        {"op": "add", "path": "/data/b", "value": "3"},
+        {"op": "remove", "path": "/metadata/labels/stale"},
+        {"op": "copy", "from": "/data/b", "path": "/data/c"},
+        {"op": "move", "from": "/data/c", "path": "/data/d"}
+    ]);
+    let expected = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "labels": {"app": "web"}},
+        "data": {"a": "2", "b": "3", "d": "3"}
+    });
+    assert_eq!(json_patch(&config_map(), &patch).unwrap(), expected);
+
+    let live = deployment(two_containers());
+    let add_env = json!([{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": []},
+        {"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": "X", "value": "1"}}]);
+    let out = json_patch(&live, &add_env).unwrap();
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"][0]["env"],
+        json!([{"name": "X", "value": "1"}])
+    );
+}
+
+#[test]
+fn json_patch_failures() {
+    let failed_test = json!([
+        {"op": "replace", "path": "/data/a", "value": "changed"},
+        {"op": "test", "path": "/data/a", "value": "other"}
+    ]);
+    let err = json_patch(&config_map(), &failed_test).unwrap_err();
+    assert!(matches!(err, Error::PatchFailed(_)), "{err}");
+    assert_eq!(err.http_status(), 422);
+    assert_eq!(err.reason(), "Invalid");
+
+    let missing = json!([{"op": "remove", "path": "/data/nope"}]);
+    assert!(matches!(
+        json_patch(&config_map(), &missing),
+        Err(Error::PatchFailed(_))
+    ));
+
+    for bad in [
+        json!({"op": "add"}),
+        json!([{"op": "explode", "path": "/a"}]),
+        json!([{"path": "/a"}]),
+    ] {
+        let err = json_patch(&config_map(), &bad).unwrap_err();
+        assert!(matches!(err, Error::InvalidPatch(_)), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn merge_patch_rfc7386() {
+    let live = deployment(two_containers());
+    let patch = json!({
+        "metadata": {"labels": {"tier": null, "release": "stable"}},
+        "spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}
+    });
+    let mut expected = with_containers(
+        live.clone(),
+        json!([{"name": "app", "image": "nginx:1.27"}]),
+    );
+    expected["metadata"]["labels"] = json!({"app": "web", "release": "stable"});
+    expected["spec"]["replicas"] = json!(5);
+    assert_eq!(merge_patch(&live, &patch).unwrap(), expected);
+
+    let err = merge_patch(&live, &json!(["not", "an", "object"])).unwrap_err();
+    assert!(matches!(err, Error::InvalidPatch(_)));
+}
+
+#[test]
+fn scale_style_merge_patch() {
+    let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}, "spec": {"replicas": 2}});
+    let out = merge_patch(&scale, &json!({"spec": {"replicas": 5}})).unwrap();
+    assert_eq!(
+        out,
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}, "spec": {"replicas": 5}})
+    );
+}

@@ -1,0 +1,2 @@
+//! Registry benchmark.
+fn main() {}

@@ -592,3 +592,25 @@ fn scale_style_merge_patch() {
         json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}, "spec": {"replicas": 5}})
     );
 }
+
+#[test]
+fn kubectl_apply_removes_container_and_finalizer() {
+    let mut live = deployment(two_containers());
+    live["metadata"]["finalizers"] = json!(["example.com/a", "example.com/b"]);
+    let patch = json!({
+        "metadata": {
+            "$setElementOrder/finalizers": ["example.com/a"],
+            "$deleteFromPrimitiveList/finalizers": ["example.com/b"]
+        },
+        "spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "app"}],
+            "containers": [{"$patch": "delete", "name": "sidecar"}]
+        }}}
+    });
+    let mut expected = with_containers(
+        live.clone(),
+        json!([{"name": "app", "image": "nginx:1.25", "ports": [{"containerPort": 80, "protocol": "TCP"}]}]),
+    );
+    expected["metadata"]["finalizers"] = json!(["example.com/a"]);
+    assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}

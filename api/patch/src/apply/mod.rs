@@ -244,11 +244,10 @@ pub fn apply(
     }
     managers.retain_non_empty();
 
+    // As in the API server, the time moves only when the object changes.
     let object_changed = Value::Object(live_map) != Value::Object(merged.clone());
-    let time = match &previous {
-        Some(prev) if !object_changed && prev.set == new_set && prev.api_version == api_version => {
-            prev.time.clone()
-        }
+    let time = match previous {
+        Some(prev) if !object_changed && prev.time.is_some() => prev.time,
         _ => Some(Value::String(now_rfc3339.to_string())),
     };
     if !new_set.is_empty() {

@@ -328,16 +328,17 @@ fn dropped_field_owned_by_another_manager_is_kept() {
         out["metadata"]["labels"],
         json!({"app": "web", "tier": "frontend"})
     );
+    // The object did not change, so the time of kubectl's entry stays.
     assert_eq!(
         out["metadata"]["managedFields"],
         json!([
+            entry("kubectl", "Apply", T0, applied_fields()),
             entry(
                 "ci",
                 "Apply",
                 T1,
                 json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
-            ),
-            entry("kubectl", "Apply", T2, applied_fields())
+            )
         ])
     );
 }

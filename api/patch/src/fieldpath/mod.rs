@@ -178,3 +178,6 @@ pub(crate) fn has_prefix(set: &Set, prefix: &[PathElement]) -> bool {
         .next()
         .is_some_and(|p| p.starts_with(prefix))
 }
+
+#[cfg(test)]
+mod tests;

@@ -150,6 +150,21 @@ pub fn apply(
     type_name: &str,
     now_rfc3339: &str,
 ) -> Result<Value> {
+    apply_subresource(live, applied, manager, force, type_name, now_rfc3339, None)
+}
+
+/// [`apply`] through a subresource. With `Some("status")` only `status` is taken from the applied
+/// object (as the API server resets everything else on the status subresource) and the entry is
+/// recorded with `subresource: status`; with None, `status` is ignored instead.
+pub fn apply_subresource(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    type_name: &str,
+    now_rfc3339: &str,
+    subresource: Option<&str>,
+) -> Result<Value> {
     let Value::Object(applied_map) = applied else {
         return Err(Error::InvalidPatch(
             "apply patch must be a JSON object".into(),
@@ -162,7 +177,14 @@ pub fn apply(
             "apply patch must be a JSON object".into(),
         ));
     };
-    config.shift_remove("status");
+    if subresource == Some("status") {
+        config.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
+        if let Some(Value::Object(meta)) = config.get_mut("metadata") {
+            meta.retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "managedFields"));
+        }
+    } else {
+        config.shift_remove("status");
+    }
     if let Some(Value::Object(meta)) = config.get_mut("metadata") {
         match meta.shift_remove("managedFields") {
             None => {}
@@ -198,7 +220,7 @@ pub fn apply(
     };
 
     let new_set = without_ignored(field_set(&config, ctx));
-    let previous = managers.take(manager, "Apply", None);
+    let previous = managers.take(manager, "Apply", subresource);
     let last_set = previous.as_ref().map(|e| e.set.clone()).unwrap_or_default();
 
     // Fields the applier owned before and omits now are removed unless someone still owns them.
@@ -256,7 +278,7 @@ pub fn apply(
             operation: "Apply".to_string(),
             api_version,
             time,
-            subresource: None,
+            subresource: subresource.map(str::to_string),
             set: new_set,
         });
     }
@@ -278,6 +300,19 @@ pub fn record_update(
     type_name: &str,
     now_rfc3339: &str,
 ) {
+    record_update_subresource(old, new, manager, type_name, now_rfc3339, None);
+}
+
+/// [`record_update`] for a write through a subresource (e.g. `status`): the entry is recorded
+/// with that subresource.
+pub fn record_update_subresource(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    type_name: &str,
+    now_rfc3339: &str,
+    subresource: Option<&str>,
+) {
     if !new.is_object() {
         return;
     }
@@ -290,7 +325,7 @@ pub fn record_update(
     let changed: Set = without_ignored(diff.added.union(&diff.modified).cloned().collect());
     let removed: Set = without_ignored(diff.removed);
 
-    let previous = managers.take(manager, "Update", None);
+    let previous = managers.take(manager, "Update", subresource);
     for entry in managers.iter_mut() {
         entry.set = entry
             .set
@@ -317,7 +352,7 @@ pub fn record_update(
             operation: "Update".to_string(),
             api_version,
             time,
-            subresource: None,
+            subresource: subresource.map(str::to_string),
             set,
         });
     }

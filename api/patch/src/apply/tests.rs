@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{FieldConflict, apply, record_update};
+use super::{FieldConflict, apply, apply_subresource, record_update, record_update_subresource};
 use crate::Error;
 
 const DEPLOYMENT: &str = "io.k8s.api.apps.v1.Deployment";
@@ -474,4 +474,82 @@ fn set_lists_are_owned_per_value() {
         T2,
     );
     assert_eq!(out["metadata"]["finalizers"], json!(["example.com/other"]));
+}
+
+#[test]
+fn status_subresource_apply_and_update() {
+    let created = ssa(None, &applied(2, "nginx:1.25"), "kubectl", false, T0);
+    let status_config = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"ignored": "yes"}},
+        "spec": {"replicas": 100},
+        "status": {"replicas": 2, "readyReplicas": 2}
+    });
+    let with_status = apply_subresource(
+        Some(&created),
+        &status_config,
+        "rollout",
+        false,
+        DEPLOYMENT,
+        T1,
+        Some("status"),
+    )
+    .unwrap();
+    let mut status_entry = entry(
+        "rollout",
+        "Apply",
+        T1,
+        json!({"f:status": {"f:readyReplicas": {}, "f:replicas": {}}}),
+    );
+    status_entry["subresource"] = json!("status");
+    let mut expected = applied(2, "nginx:1.25");
+    expected["status"] = json!({"replicas": 2, "readyReplicas": 2});
+    expected["metadata"]["managedFields"] = json!([
+        entry("kubectl", "Apply", T0, applied_fields()),
+        status_entry.clone()
+    ]);
+    assert_eq!(with_status, expected);
+
+    // A controller writes the status with an update: it takes .status.replicas over.
+    let mut updated = with_status.clone();
+    updated["status"]["replicas"] = json!(3);
+    record_update_subresource(
+        Some(&with_status),
+        &mut updated,
+        "deployment-controller",
+        DEPLOYMENT,
+        T2,
+        Some("status"),
+    );
+    let mut controller_entry = entry(
+        "deployment-controller",
+        "Update",
+        T2,
+        json!({"f:status": {"f:replicas": {}}}),
+    );
+    controller_entry["subresource"] = json!("status");
+    status_entry["fieldsV1"] = json!({"f:status": {"f:readyReplicas": {}}});
+    assert_eq!(
+        updated["metadata"]["managedFields"],
+        json!([
+            entry("kubectl", "Apply", T0, applied_fields()),
+            status_entry,
+            controller_entry
+        ])
+    );
+
+    let err = apply_subresource(
+        Some(&updated),
+        &status_config,
+        "rollout",
+        false,
+        DEPLOYMENT,
+        T2,
+        Some("status"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"deployment-controller\" with subresource \"status\" using apps/v1: .status.replicas"
+    );
 }

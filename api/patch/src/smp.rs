@@ -85,7 +85,10 @@ fn merge_map(
                 if child.info.is_some_and(|i| i.replace) {
                     new_value(Value::Object(p), child)?
                 } else {
-                    merge_map(o, p, child.ctx)?.map(Value::Object)
+                    // `$patch: delete` leaves an empty map, as in Kubernetes.
+                    Some(Value::Object(
+                        merge_map(o, p, child.ctx)?.unwrap_or_default(),
+                    ))
                 }
             }
             (Value::Array(o), Value::Array(p)) => {

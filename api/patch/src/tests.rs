@@ -235,9 +235,18 @@ fn patch_replace_directive_in_list_and_map() {
 #[test]
 fn patch_delete_directive_on_map() {
     let live = deployment(two_containers());
-    let patch = json!({"spec": {"strategy": {"rollingUpdate": {"$patch": "delete"}}}});
+    // As in Kubernetes, the map is emptied; a deleted map that did not exist is not created.
+    let patch = json!({
+        "metadata": {"annotations": {"$patch": "delete"}, "labels": null},
+        "spec": {"strategy": {"rollingUpdate": {"$patch": "delete"}}, "template": {"spec": {"securityContext": {"$patch": "delete"}}}}
+    });
     let mut expected = live.clone();
-    expected["spec"]["strategy"] = json!({"type": "RollingUpdate"});
+    expected["metadata"]["annotations"] = json!({});
+    expected["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("labels");
+    expected["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {}});
     assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
 }
 
@@ -613,4 +622,197 @@ fn kubectl_apply_removes_container_and_finalizer() {
     );
     expected["metadata"]["finalizers"] = json!(["example.com/a"]);
     assert_eq!(smp(&live, patch, DEPLOYMENT), expected);
+}
+
+/// Runs `kubectl patch --local` (Kubernetes' own strategic merge patch) on `doc`, if kubectl is
+/// installed.
+fn kubectl_smp(doc: &Value, patch: &Value) -> Option<Result<Value, String>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("kubectl")
+        .args([
+            "patch",
+            "--local",
+            "-f",
+            "-",
+            "--type",
+            "strategic",
+            "-o",
+            "json",
+            "-p",
+        ])
+        .arg(patch.to_string())
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    stdin.write_all(doc.to_string().as_bytes()).ok()?;
+    drop(stdin);
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return Some(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    Some(serde_json::from_slice(&out.stdout).map_err(|e| e.to_string()))
+}
+
+/// Differential test against kubectl's implementation (the apimachinery `strategicpatch` package).
+/// Patches here avoid directives inside values that are new to the object: Kubernetes stores
+/// those verbatim, while this crate resolves them.
+#[test]
+fn strategic_merge_patch_matches_kubectl() {
+    if kubectl_smp(
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}}),
+        &json!({}),
+    )
+    .is_none()
+    {
+        eprintln!("SKIPPED strategic_merge_patch_matches_kubectl: kubectl is not installed");
+        return;
+    }
+    let mut live = deployment(json!([
+        {"name": "a", "image": "nginx", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+         "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 443, "protocol": "TCP"}],
+         "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+        {"name": "b", "image": "busybox"},
+        {"name": "c", "image": "alpine"},
+        {"name": "d", "image": "debian"}
+    ]));
+    live["metadata"]["finalizers"] = json!(["f/a", "f/b", "f/c"]);
+    live["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "v1", "kind": "X", "name": "x", "uid": "u1"}]);
+    live["spec"]["template"]["spec"]["volumes"] =
+        json!([{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}}]);
+    live["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists"}]);
+    live["spec"]["template"]["spec"]["imagePullSecrets"] = json!([{"name": "r1"}, {"name": "r2"}]);
+    live["status"] = json!({"conditions": [{"type": "Available", "status": "True"}, {"type": "Progressing", "status": "True"}]});
+
+    let containers = |v: Value| json!({"spec": {"template": {"spec": v}}});
+    let cases = [
+        json!({"metadata": {"labels": {"tier": null, "new": "x"}, "annotations": null}}),
+        containers(
+            json!({"containers": [{"name": "a", "image": "nginx:2"}, {"name": "e", "image": "new"}]}),
+        ),
+        containers(json!({
+            "$setElementOrder/containers": [{"name": "d"}, {"name": "x"}, {"name": "b"}],
+            "containers": [{"name": "x", "image": "x"}]
+        })),
+        containers(json!({
+            "$setElementOrder/containers": [{"name": "a"}, {"name": "c"}],
+            "containers": [{"name": "b", "$patch": "delete"}, {"name": "d", "$patch": "delete"}, {"name": "c", "image": "alpine:3"}]
+        })),
+        containers(json!({"containers": [{"name": "z", "image": "z"}, {"$patch": "replace"}]})),
+        containers(json!({"containers": [{"name": "a",
+            "env": [{"name": "C", "value": "3"}, {"name": "A", "value": null, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            "ports": [{"containerPort": 443, "name": "https"}, {"containerPort": 8080}],
+            "volumeMounts": [{"mountPath": "/data", "$patch": "delete"}, {"mountPath": "/cfg", "name": "cfg"}]
+        }]})),
+        containers(json!({"containers": [{"name": "a",
+            "$setElementOrder/env": [{"name": "B"}, {"name": "C"}, {"name": "A"}],
+            "env": [{"name": "C", "value": "3"}],
+            "$setElementOrder/ports": [{"containerPort": 443}, {"containerPort": 80}]
+        }]})),
+        containers(json!({
+            "volumes": [{"name": "data", "$retainKeys": ["hostPath", "name"], "hostPath": {"path": "/x"}}],
+            "tolerations": [{"key": "other", "operator": "Exists"}],
+            "imagePullSecrets": [{"name": "r3"}, {"name": "r1"}]
+        })),
+        json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}, "replicas": 7}}),
+        json!({"spec": {"strategy": {"rollingUpdate": {"$patch": "delete"}}, "selector": {"$patch": "replace", "matchLabels": {"x": "y"}}}}),
+        json!({"metadata": {"finalizers": ["f/d", "f/b"]}}),
+        json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["f/b", "f/zz"], "$setElementOrder/finalizers": ["f/c", "f/a"]}}),
+        json!({"metadata": {"$setElementOrder/finalizers": ["f/c", "f/new", "f/a"], "finalizers": ["f/new"]}}),
+        json!({"metadata": {"ownerReferences": [{"uid": "u2", "apiVersion": "v1", "kind": "Y", "name": "y"}, {"uid": "u1", "controller": true}]}}),
+        json!({"status": {"conditions": [{"type": "Progressing", "status": "False", "reason": "Stuck"}, {"type": "ReplicaFailure", "status": "True"}]}}),
+        json!({"spec": {"replicas": "three", "template": {"metadata": {"labels": ["odd"]}}}}),
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "args": ["a", "b"], "unknownField": [1, 2]}]}}}}),
+    ];
+    for patch in cases {
+        let expected = match kubectl_smp(&live, &patch) {
+            Some(Ok(v)) => v,
+            other => panic!("kubectl failed on {patch}: {other:?}"),
+        };
+        let ours = strategic_merge_patch(&live, &patch, DEPLOYMENT)
+            .unwrap_or_else(|e| panic!("{patch}: {e}"));
+        assert_eq!(ours, expected, "patch {patch}");
+    }
+
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"app": "p"}},
+        "spec": {
+            "containers": [{"name": "app", "image": "nginx", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}],
+            "initContainers": [{"name": "init", "image": "busybox"}],
+            "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a"]}],
+            "nodeSelector": {"disk": "ssd"}
+        },
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}], "hostIPs": [{"ip": "10.1.1.1"}]}
+    });
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"selector": {"app": "p"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}
+    });
+    let other_cases = [
+        (
+            &pod,
+            POD,
+            json!({"spec": {"containers": [{"name": "app", "resources": {"limits": {"cpu": null, "nvidia.com/gpu": "1"}}}]}}),
+        ),
+        (
+            &pod,
+            POD,
+            json!({"spec": {"initContainers": [{"name": "init2", "image": "x"}], "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["b"]}]}}),
+        ),
+        (
+            &pod,
+            POD,
+            json!({"spec": {"nodeSelector": {"zone": "a"}, "ephemeralContainers": [{"name": "debug", "image": "busybox"}]}}),
+        ),
+        (
+            &pod,
+            POD,
+            json!({"status": {"conditions": [{"type": "PodScheduled", "status": "True"}], "hostIPs": [{"ip": "10.2.2.2"}]}}),
+        ),
+        (
+            &service,
+            SERVICE,
+            json!({"spec": {"ports": [{"port": 443, "name": "https"}, {"port": 80, "targetPort": 9090}]}}),
+        ),
+        (
+            &service,
+            SERVICE,
+            json!({"spec": {"$setElementOrder/ports": [{"port": 80}, {"port": 443}], "ports": [{"port": 443, "name": "https"}]}}),
+        ),
+    ];
+    for (doc, ty, patch) in other_cases {
+        let expected = match kubectl_smp(doc, &patch) {
+            Some(Ok(v)) => v,
+            other => panic!("kubectl failed on {patch}: {other:?}"),
+        };
+        let ours =
+            strategic_merge_patch(doc, &patch, ty).unwrap_or_else(|e| panic!("{patch}: {e}"));
+        assert_eq!(ours, expected, "patch {patch}");
+    }
+
+    // Both reject malformed patches.
+    let bad = [
+        containers(json!({"containers": [{"image": "no-name"}]})),
+        json!({"metadata": {"labels": {"$patch": "explode"}}}),
+        containers(json!({
+            "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+            "containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]
+        })),
+        json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {"maxSurge": 1}}}}),
+    ];
+    for patch in bad {
+        assert!(
+            matches!(kubectl_smp(&live, &patch), Some(Err(_))),
+            "kubectl accepted {patch}"
+        );
+        assert!(
+            strategic_merge_patch(&live, &patch, DEPLOYMENT).is_err(),
+            "accepted {patch}"
+        );
+    }
 }

@@ -119,6 +119,10 @@ impl Managers {
             .map(|i| self.entries.remove(i))
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.opaque.is_empty()
+    }
+
     pub(super) fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
     }

@@ -209,6 +209,23 @@ pub fn apply_subresource(
         .or_else(|| api_version_of(&live_map))
         .unwrap_or_default()
         .to_string();
+    if live.is_some() && managers.is_empty() {
+        // An object written without managed fields: as in Kubernetes, everything it holds is
+        // owned by "before-first-apply", so that the first apply neither silently overwrites
+        // nor prunes it.
+        let diff = compare(&Map::new(), &live_map, ctx);
+        let set = without_ignored(diff.added);
+        if !set.is_empty() {
+            managers.push(Entry {
+                manager: "before-first-apply".to_string(),
+                operation: "Update".to_string(),
+                api_version: api_version_of(&live_map).unwrap_or_default().to_string(),
+                time: Some(Value::String(now_rfc3339.to_string())),
+                subresource: None,
+                set,
+            });
+        }
+    }
 
     let merged = merge_applied(
         Some(Value::Object(live_map.clone())),

@@ -553,3 +553,35 @@ fn status_subresource_apply_and_update() {
         "Apply failed with 1 conflict: conflict with \"deployment-controller\" with subresource \"status\" using apps/v1: .status.replicas"
     );
 }
+
+#[test]
+fn first_apply_to_an_object_without_managed_fields() {
+    let mut live = applied(2, "nginx:1.25");
+    live["metadata"]["uid"] = json!("0b5f-uid");
+    let err = apply(
+        Some(&live),
+        &applied(3, "nginx:1.25"),
+        "kubectl",
+        false,
+        DEPLOYMENT,
+        T1,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"
+    );
+
+    let out = ssa(Some(&live), &applied(2, "nginx:1.25"), "kubectl", false, T1);
+    let mut before = client_side_fields();
+    before["f:metadata"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("f:annotations");
+    let mut expected = live.clone();
+    expected["metadata"]["managedFields"] = json!([
+        entry("kubectl", "Apply", T1, applied_fields()),
+        entry("before-first-apply", "Update", T1, before)
+    ]);
+    assert_eq!(out, expected);
+}

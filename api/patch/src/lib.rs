@@ -22,7 +22,7 @@ pub enum Error {
     /// The patch is well formed but cannot be applied to this object: a JSON patch `test` failed
     /// or a path does not exist. The API server answers 422 Invalid.
     #[error("patch cannot be applied: {0}")]
-    PatchFailed(String),
+    Invalid(String),
     /// Server-side apply found fields owned by other managers with different values. The API
     /// server answers 409 Conflict with one cause per conflict.
     #[error("{}", apply::conflicts_message(.0))]
@@ -34,7 +34,7 @@ impl Error {
     pub fn http_status(&self) -> u16 {
         match self {
             Error::InvalidPatch(_) => 400,
-            Error::PatchFailed(_) => 422,
+            Error::Invalid(_) => 422,
             Error::Conflict(_) => 409,
         }
     }
@@ -43,7 +43,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::InvalidPatch(_) => "BadRequest",
-            Error::PatchFailed(_) => "Invalid",
+            Error::Invalid(_) => "Invalid",
             Error::Conflict(_) => "Conflict",
         }
     }
@@ -61,7 +61,7 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| Error::InvalidPatch(format!("json patch: {e}")))?;
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| Error::PatchFailed(e.to_string()))?;
+    json_patch::patch(&mut out, &ops).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok(out)
 }
 

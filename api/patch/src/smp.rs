@@ -19,7 +19,7 @@ pub(crate) fn strategic_merge_patch(doc: &Value, patch: &Value, type_name: &str)
         Value::Object(m) => m.clone(),
         Value::Null => Map::new(),
         _ => {
-            return Err(Error::PatchFailed(
+            return Err(Error::Invalid(
                 "the object to patch is not a JSON object".into(),
             ));
         }

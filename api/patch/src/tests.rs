@@ -553,14 +553,14 @@ fn json_patch_failures() {
         {"op": "test", "path": "/data/a", "value": "other"}
     ]);
     let err = json_patch(&config_map(), &failed_test).unwrap_err();
-    assert!(matches!(err, Error::PatchFailed(_)), "{err}");
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
     assert_eq!(err.http_status(), 422);
     assert_eq!(err.reason(), "Invalid");
 
     let missing = json!([{"op": "remove", "path": "/data/nope"}]);
     assert!(matches!(
         json_patch(&config_map(), &missing),
-        Err(Error::PatchFailed(_))
+        Err(Error::Invalid(_))
     ));
 
     for bad in [

@@ -29,14 +29,25 @@ pub struct FieldConflict {
     /// Its subresource, if it wrote through one (e.g. "status").
     pub subresource: Option<String>,
     /// The field, as Kubernetes prints it: `.spec.replicas`, `.spec.containers[name="app"].image`.
+    /// This is `Status.details.causes[].field`.
     pub field: String,
+    /// The cause message without the field, as in `Status.details.causes[].message` (cause type
+    /// `FieldManagerConflict`): `conflict with "kubectl-client-side-apply" using apps/v1`.
+    pub message: String,
 }
 
 impl FieldConflict {
-    /// The cause message without the field, as in `Status.details.causes[].message`:
-    /// `conflict with "kubectl-client-side-apply" using apps/v1`.
-    pub fn message(&self) -> String {
-        format!("conflict with {}", self.manager_description())
+    fn new(entry: &Entry, path: &[PathElement]) -> FieldConflict {
+        let mut conflict = FieldConflict {
+            manager: entry.manager.clone(),
+            operation: entry.operation.clone(),
+            api_version: entry.api_version.clone(),
+            subresource: entry.subresource.clone(),
+            field: fieldpath::path_string(path),
+            message: String::new(),
+        };
+        conflict.message = format!("conflict with {}", conflict.manager_description());
+        conflict
     }
 
     fn manager_description(&self) -> String {
@@ -53,7 +64,7 @@ impl FieldConflict {
 
 impl fmt::Display for FieldConflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.message(), self.field)
+        write!(f, "{}: {}", self.message, self.field)
     }
 }
 
@@ -197,7 +208,7 @@ pub fn apply_subresource(
         }
     }
     if live.is_some_and(|l| !l.is_object()) {
-        return Err(Error::PatchFailed(
+        return Err(Error::Invalid(
             "the live object is not a JSON object".into(),
         ));
     }
@@ -233,7 +244,7 @@ pub fn apply_subresource(
         ctx,
     );
     let Value::Object(mut merged) = merged else {
-        return Err(Error::PatchFailed("apply produced a non-object".into()));
+        return Err(Error::Invalid("apply produced a non-object".into()));
     };
 
     let new_set = without_ignored(field_set(&config, ctx));
@@ -265,13 +276,7 @@ pub fn apply_subresource(
         if force {
             entry.set = entry.set.difference(&taken).cloned().collect();
         } else {
-            conflicts.extend(taken.iter().map(|p| FieldConflict {
-                manager: entry.manager.clone(),
-                operation: entry.operation.clone(),
-                api_version: entry.api_version.clone(),
-                subresource: entry.subresource.clone(),
-                field: fieldpath::path_string(p),
-            }));
+            conflicts.extend(taken.iter().map(|p| FieldConflict::new(entry, p)));
         }
     }
     if !conflicts.is_empty() {

@@ -185,10 +185,11 @@ fn apply_conflicts_with_client_side_apply_on_replicas() {
             api_version: "apps/v1".into(),
             subresource: None,
             field: ".spec.replicas".into(),
+            message: "conflict with \"kubectl-client-side-apply\" using apps/v1".into(),
         }]
     );
     assert_eq!(
-        conflicts[0].message(),
+        conflicts[0].message,
         "conflict with \"kubectl-client-side-apply\" using apps/v1"
     );
     assert_eq!(

@@ -1,0 +1,551 @@
+//! Defaulting: the values the Kubernetes API server fills in on create and update, so that stored
+//! objects (and kubectl's output) look the same as on a real cluster.
+
+use serde_json::{Map, Value, json};
+
+use crate::Kind;
+
+/// Fills in defaults for `obj` of `kind`. Run it after the request's status has been reset (pods
+/// get `status.phase: Pending`), after `metadata.name`/`uid` are set (Jobs derive their selector
+/// from the uid), and before [`crate::validate::validate`].
+pub fn apply(kind: &Kind, obj: &mut Value) {
+    if !obj.is_object() {
+        return;
+    }
+    match (kind.group, kind.kind) {
+        ("", "Pod") => pod(obj),
+        ("", "Service") => service(obj),
+        ("", "Namespace") => namespace(obj),
+        ("", "Secret") => set(obj, &["type"], json!("Opaque")),
+        ("", "PersistentVolumeClaim") => {
+            set(obj, &["spec", "volumeMode"], json!("Filesystem"));
+            set(obj, &["status", "phase"], json!("Pending"));
+        }
+        ("", "PersistentVolume") => {
+            set(
+                obj,
+                &["spec", "persistentVolumeReclaimPolicy"],
+                json!("Retain"),
+            );
+            set(obj, &["spec", "volumeMode"], json!("Filesystem"));
+            set(obj, &["status", "phase"], json!("Pending"));
+        }
+        ("", "Endpoints") => {
+            for subset in each_mut(obj, &["subsets"]) {
+                for port in each_mut(subset, &["ports"]) {
+                    set(port, &["protocol"], json!("TCP"));
+                }
+            }
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            for port in each_mut(obj, &["ports"]) {
+                set(port, &["protocol"], json!("TCP"));
+            }
+        }
+        ("apps", "Deployment") => {
+            set(obj, &["spec", "replicas"], json!(1));
+            let strategy_type = str_at(obj, "/spec/strategy/type")
+                .unwrap_or("RollingUpdate")
+                .to_string();
+            set(obj, &["spec", "strategy", "type"], json!(strategy_type));
+            if strategy_type == "RollingUpdate" {
+                set(
+                    obj,
+                    &["spec", "strategy", "rollingUpdate", "maxUnavailable"],
+                    json!("25%"),
+                );
+                set(
+                    obj,
+                    &["spec", "strategy", "rollingUpdate", "maxSurge"],
+                    json!("25%"),
+                );
+            }
+            set(obj, &["spec", "revisionHistoryLimit"], json!(10));
+            set(obj, &["spec", "progressDeadlineSeconds"], json!(600));
+            template(obj, &["spec", "template"]);
+        }
+        ("apps", "ReplicaSet") => {
+            set(obj, &["spec", "replicas"], json!(1));
+            template(obj, &["spec", "template"]);
+        }
+        ("apps", "DaemonSet") => {
+            let t = str_at(obj, "/spec/updateStrategy/type")
+                .unwrap_or("RollingUpdate")
+                .to_string();
+            set(obj, &["spec", "updateStrategy", "type"], json!(t));
+            if t == "RollingUpdate" {
+                set(
+                    obj,
+                    &["spec", "updateStrategy", "rollingUpdate", "maxUnavailable"],
+                    json!(1),
+                );
+                set(
+                    obj,
+                    &["spec", "updateStrategy", "rollingUpdate", "maxSurge"],
+                    json!(0),
+                );
+            }
+            set(obj, &["spec", "revisionHistoryLimit"], json!(10));
+            template(obj, &["spec", "template"]);
+        }
+        ("apps", "StatefulSet") => {
+            set(obj, &["spec", "replicas"], json!(1));
+            set(obj, &["spec", "podManagementPolicy"], json!("OrderedReady"));
+            let t = str_at(obj, "/spec/updateStrategy/type")
+                .unwrap_or("RollingUpdate")
+                .to_string();
+            set(obj, &["spec", "updateStrategy", "type"], json!(t));
+            if t == "RollingUpdate" {
+                set(
+                    obj,
+                    &["spec", "updateStrategy", "rollingUpdate", "partition"],
+                    json!(0),
+                );
+            }
+            set(obj, &["spec", "revisionHistoryLimit"], json!(10));
+            set(
+                obj,
+                &[
+                    "spec",
+                    "persistentVolumeClaimRetentionPolicy",
+                    "whenDeleted",
+                ],
+                json!("Retain"),
+            );
+            set(
+                obj,
+                &["spec", "persistentVolumeClaimRetentionPolicy", "whenScaled"],
+                json!("Retain"),
+            );
+            for pvc in each_mut(obj, &["spec", "volumeClaimTemplates"]) {
+                set(pvc, &["spec", "volumeMode"], json!("Filesystem"));
+                set(pvc, &["status", "phase"], json!("Pending"));
+            }
+            template(obj, &["spec", "template"]);
+        }
+        ("batch", "Job") => job(obj),
+        ("batch", "CronJob") => {
+            set(obj, &["spec", "concurrencyPolicy"], json!("Allow"));
+            set(obj, &["spec", "suspend"], json!(false));
+            set(obj, &["spec", "successfulJobsHistoryLimit"], json!(3));
+            set(obj, &["spec", "failedJobsHistoryLimit"], json!(1));
+            template(obj, &["spec", "jobTemplate", "spec", "template"]);
+        }
+        ("autoscaling", _) => hpa(kind, obj),
+        ("networking.k8s.io", "NetworkPolicy") => {
+            if obj.pointer("/spec/policyTypes").is_none_or(Value::is_null) {
+                let mut types = vec![json!("Ingress")];
+                if obj.pointer("/spec/egress").is_some_and(|e| !e.is_null()) {
+                    types.push(json!("Egress"));
+                }
+                set(obj, &["spec", "policyTypes"], Value::Array(types));
+            }
+            for dir in ["ingress", "egress"] {
+                for rule in each_mut(obj, &["spec", dir]) {
+                    for port in each_mut(rule, &["ports"]) {
+                        set(port, &["protocol"], json!("TCP"));
+                    }
+                }
+            }
+        }
+        ("policy", "PodDisruptionBudget") => {}
+        _ => {}
+    }
+}
+
+/// Sets `value` at `path` (creating objects on the way) unless a non-null value is already there.
+pub(crate) fn set(obj: &mut Value, path: &[&str], value: Value) {
+    let mut cur = obj;
+    for (i, key) in path.iter().enumerate() {
+        if !cur.is_object() {
+            if cur.is_null() {
+                *cur = Value::Object(Map::new());
+            } else {
+                return;
+            }
+        }
+        let Some(map) = cur.as_object_mut() else {
+            return;
+        };
+        if i == path.len() - 1 {
+            match map.get(*key) {
+                Some(v) if !v.is_null() => {}
+                _ => {
+                    map.insert((*key).to_string(), value);
+                }
+            }
+            return;
+        }
+        cur = map
+            .entry((*key).to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+fn str_at<'a>(obj: &'a Value, ptr: &str) -> Option<&'a str> {
+    obj.pointer(ptr).and_then(Value::as_str)
+}
+
+/// The elements of the array at `path`, if any.
+fn each_mut<'a>(obj: &'a mut Value, path: &[&str]) -> impl Iterator<Item = &'a mut Value> {
+    let mut cur = Some(obj);
+    for key in path {
+        cur = cur.and_then(|c| c.get_mut(*key));
+    }
+    cur.and_then(Value::as_array_mut)
+        .map(|a| a.iter_mut())
+        .into_iter()
+        .flatten()
+}
+
+fn template(obj: &mut Value, path: &[&str]) {
+    let mut cur = Some(obj);
+    for key in path {
+        cur = cur.and_then(|c| c.get_mut(*key));
+    }
+    if let Some(spec) = cur.and_then(|t| t.get_mut("spec")) {
+        pod_spec(spec);
+    }
+}
+
+fn pod(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec") {
+        pod_spec(spec);
+        set(spec, &["serviceAccountName"], json!("default"));
+        let sa = str_at(spec, "/serviceAccountName")
+            .unwrap_or("default")
+            .to_string();
+        set(spec, &["serviceAccount"], json!(sa));
+        set(spec, &["priority"], json!(0));
+        set(spec, &["preemptionPolicy"], json!("PreemptLowerPriority"));
+        default_tolerations(spec);
+    }
+    set(obj, &["status", "phase"], json!("Pending"));
+    let qos = qos_class(obj);
+    set(obj, &["status", "qosClass"], json!(qos));
+}
+
+/// The not-ready/unreachable NoExecute tolerations of 300s that admission adds to every pod.
+fn default_tolerations(spec: &mut Value) {
+    let Some(map) = spec.as_object_mut() else {
+        return;
+    };
+    let tols = map
+        .entry("tolerations")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if tols.is_null() {
+        *tols = Value::Array(Vec::new());
+    }
+    let Some(list) = tols.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let present = list.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str);
+            let e = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            (k == Some(key)
+                || (k.is_none() && t.get("operator").and_then(Value::as_str) == Some("Exists")))
+                && (e.is_empty() || e == "NoExecute")
+        });
+        if !present {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+}
+
+/// The pod spec defaults (also applied to templates).
+pub(crate) fn pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set(spec, &["restartPolicy"], json!("Always"));
+    set(spec, &["dnsPolicy"], json!("ClusterFirst"));
+    set(spec, &["terminationGracePeriodSeconds"], json!(30));
+    set(spec, &["securityContext"], json!({}));
+    set(spec, &["schedulerName"], json!("default-scheduler"));
+    set(spec, &["enableServiceLinks"], json!(true));
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in each_mut(spec, &[list]) {
+            container(c);
+        }
+    }
+    for v in each_mut(spec, &["volumes"]) {
+        for src in ["configMap", "secret", "projected", "downwardAPI"] {
+            if v.get(src).is_some_and(Value::is_object) {
+                set(v, &[src, "defaultMode"], json!(420));
+            }
+        }
+        if v.get("hostPath").is_some_and(Value::is_object) {
+            set(v, &["hostPath", "type"], json!(""));
+        }
+    }
+}
+
+fn container(c: &mut Value) {
+    if !c.is_object() {
+        return;
+    }
+    set(
+        c,
+        &["terminationMessagePath"],
+        json!("/dev/termination-log"),
+    );
+    set(c, &["terminationMessagePolicy"], json!("File"));
+    let image = str_at(c, "/image").unwrap_or_default().to_string();
+    set(c, &["imagePullPolicy"], json!(pull_policy(&image)));
+    set(c, &["resources"], json!({}));
+    // Requests default to limits for resources that only have a limit.
+    if let Some(limits) = c
+        .pointer("/resources/limits")
+        .and_then(Value::as_object)
+        .cloned()
+    {
+        for (k, v) in limits {
+            set(c, &["resources", "requests", &k], v);
+        }
+    }
+    for p in each_mut(c, &["ports"]) {
+        set(p, &["protocol"], json!("TCP"));
+    }
+    for e in each_mut(c, &["env"]) {
+        if e.pointer("/valueFrom/fieldRef")
+            .is_some_and(Value::is_object)
+        {
+            set(e, &["valueFrom", "fieldRef", "apiVersion"], json!("v1"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if c.get(probe).is_some_and(Value::is_object) {
+            set(c, &[probe, "timeoutSeconds"], json!(1));
+            set(c, &[probe, "periodSeconds"], json!(10));
+            set(c, &[probe, "successThreshold"], json!(1));
+            set(c, &[probe, "failureThreshold"], json!(3));
+            if c.pointer(&format!("/{probe}/httpGet"))
+                .is_some_and(Value::is_object)
+            {
+                set(c, &[probe, "httpGet", "scheme"], json!("HTTP"));
+            }
+        }
+    }
+}
+
+/// `Always` for images tagged `:latest` or untagged (and not pinned by digest), else `IfNotPresent`.
+pub fn pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        None => "Always",
+        Some((_, "latest")) => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// The pod's quality-of-service class from its containers' requests and limits.
+pub fn qos_class(pod: &Value) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    let mut containers: Vec<&Value> = Vec::new();
+    for list in ["/spec/containers", "/spec/initContainers"] {
+        if let Some(cs) = pod.pointer(list).and_then(Value::as_array) {
+            containers.extend(cs);
+        }
+    }
+    for c in containers {
+        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        let get = |m: Option<&Map<String, Value>>, k: &str| {
+            m.and_then(|m| m.get(k)).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
+        for res in ["cpu", "memory"] {
+            let (r, l) = (get(requests, res), get(limits, res));
+            if r.as_deref().is_some_and(|q| !is_zero_quantity(q)) || l.is_some() {
+                any = true;
+            }
+            if l.is_none() || (r.is_some() && r != l) {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn is_zero_quantity(q: &str) -> bool {
+    q.trim_start_matches(['+', '-'])
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .all(|c| c == '0' || c == '.')
+}
+
+fn service(obj: &mut Value) {
+    let ty = str_at(obj, "/spec/type").unwrap_or("ClusterIP").to_string();
+    set(obj, &["spec", "type"], json!(ty));
+    set(obj, &["spec", "sessionAffinity"], json!("None"));
+    if ty != "ExternalName" {
+        set(obj, &["spec", "internalTrafficPolicy"], json!("Cluster"));
+        set(obj, &["spec", "ipFamilyPolicy"], json!("SingleStack"));
+        set(obj, &["spec", "ipFamilies"], json!(["IPv4"]));
+    }
+    if ty == "NodePort" || ty == "LoadBalancer" {
+        set(obj, &["spec", "externalTrafficPolicy"], json!("Cluster"));
+    }
+    if ty == "LoadBalancer" {
+        set(obj, &["spec", "allocateLoadBalancerNodePorts"], json!(true));
+    }
+    if let Some(ip) = str_at(obj, "/spec/clusterIP").map(str::to_string) {
+        if !ip.is_empty() {
+            set(obj, &["spec", "clusterIPs"], json!([ip]));
+        }
+    }
+    for p in each_mut(obj, &["spec", "ports"]) {
+        set(p, &["protocol"], json!("TCP"));
+        if let Some(port) = p.get("port").cloned() {
+            set(p, &["targetPort"], port);
+        }
+    }
+    set(obj, &["status", "loadBalancer"], json!({}));
+}
+
+fn namespace(obj: &mut Value) {
+    set(obj, &["spec", "finalizers"], json!(["kubernetes"]));
+    set(obj, &["status", "phase"], json!("Active"));
+    if let Some(name) = str_at(obj, "/metadata/name").map(str::to_string) {
+        if !name.is_empty() {
+            // Always set to the name, as the API server does.
+            if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                let labels = meta
+                    .entry("labels")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if labels.is_null() {
+                    *labels = Value::Object(Map::new());
+                }
+                if let Some(l) = labels.as_object_mut() {
+                    l.insert("kubernetes.io/metadata.name".into(), json!(name));
+                }
+            }
+        }
+    }
+}
+
+fn job(obj: &mut Value) {
+    let has = |obj: &Value, p: &str| obj.pointer(p).is_some_and(|v| !v.is_null());
+    if !has(obj, "/spec/completions") && !has(obj, "/spec/parallelism") {
+        set(obj, &["spec", "completions"], json!(1));
+    }
+    set(obj, &["spec", "parallelism"], json!(1));
+    if has(obj, "/spec/backoffLimitPerIndex") {
+        set(obj, &["spec", "backoffLimit"], json!(i32::MAX));
+    } else {
+        set(obj, &["spec", "backoffLimit"], json!(6));
+    }
+    set(obj, &["spec", "completionMode"], json!("NonIndexed"));
+    set(obj, &["spec", "suspend"], json!(false));
+    let replacement = if has(obj, "/spec/podFailurePolicy") {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
+    set(obj, &["spec", "podReplacementPolicy"], json!(replacement));
+    // The generated selector and labels tie the job's pods to this job's uid.
+    let uid = str_at(obj, "/metadata/uid").unwrap_or_default().to_string();
+    let name = str_at(obj, "/metadata/name")
+        .unwrap_or_default()
+        .to_string();
+    let manual = obj.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true);
+    if !manual && !uid.is_empty() && !has(obj, "/spec/selector") {
+        set(
+            obj,
+            &[
+                "spec",
+                "selector",
+                "matchLabels",
+                "batch.kubernetes.io/controller-uid",
+            ],
+            json!(uid),
+        );
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            set(
+                obj,
+                &["spec", "template", "metadata", "labels", k],
+                json!(v),
+            );
+        }
+    }
+    if obj.pointer("/metadata/labels").is_none_or(Value::is_null) {
+        if let Some(labels) = obj.pointer("/spec/template/metadata/labels").cloned() {
+            set(obj, &["metadata", "labels"], labels);
+        }
+    }
+    template(obj, &["spec", "template"]);
+}
+
+fn hpa(kind: &Kind, obj: &mut Value) {
+    set(obj, &["spec", "minReplicas"], json!(1));
+    if kind.version != "v2" {
+        return;
+    }
+    if obj
+        .pointer("/spec/metrics")
+        .is_none_or(|m| m.as_array().is_none_or(Vec::is_empty))
+    {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert(
+                "metrics".into(),
+                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+            );
+        }
+    }
+    if obj.pointer("/spec/behavior").is_some_and(Value::is_object) {
+        set(
+            obj,
+            &["spec", "behavior", "scaleUp", "stabilizationWindowSeconds"],
+            json!(0),
+        );
+        set(
+            obj,
+            &["spec", "behavior", "scaleUp", "selectPolicy"],
+            json!("Max"),
+        );
+        set(
+            obj,
+            &["spec", "behavior", "scaleUp", "policies"],
+            json!([
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+                {"type": "Percent", "value": 100, "periodSeconds": 15}
+            ]),
+        );
+        set(
+            obj,
+            &["spec", "behavior", "scaleDown", "selectPolicy"],
+            json!("Max"),
+        );
+        set(
+            obj,
+            &["spec", "behavior", "scaleDown", "policies"],
+            json!([
+                {"type": "Percent", "value": 100, "periodSeconds": 15}
+            ]),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+//! Tests for discovery documents.
+
+use serde_json::json;
+
+use super::*;
+
+#[test]
+fn api_versions_and_group_list_shapes() {
+    assert_eq!(
+        api_versions(),
+        json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})
+    );
+    let list = api_group_list();
+    assert_eq!(list["kind"], "APIGroupList");
+    assert_eq!(list["apiVersion"], "v1");
+    let groups = list["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 10);
+    let autoscaling = groups
+        .iter()
+        .find(|g| g["name"] == "autoscaling")
+        .expect("autoscaling");
+    assert_eq!(
+        *autoscaling,
+        json!({
+            "name": "autoscaling",
+            "versions": [{"groupVersion": "autoscaling/v2", "version": "v2"}, {"groupVersion": "autoscaling/v1", "version": "v1"}],
+            "preferredVersion": {"groupVersion": "autoscaling/v2", "version": "v2"}
+        })
+    );
+    assert_eq!(
+        api_group("apps"),
+        Some(json!({
+            "kind": "APIGroup", "apiVersion": "v1", "name": "apps",
+            "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}
+        }))
+    );
+    assert_eq!(api_group("nope"), None);
+}
+
+#[test]
+fn resource_lists_carry_subresources_and_metadata() {
+    let apps = api_resource_list("apps", "v1").expect("apps/v1");
+    assert_eq!(apps["groupVersion"], "apps/v1");
+    let res = apps["resources"].as_array().expect("resources");
+    let names: Vec<&str> = res.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "controllerrevisions",
+            "daemonsets",
+            "daemonsets/status",
+            "deployments",
+            "deployments/scale",
+            "deployments/status",
+            "replicasets",
+            "replicasets/scale",
+            "replicasets/status",
+            "statefulsets",
+            "statefulsets/scale",
+            "statefulsets/status"
+        ]
+    );
+    let deploy = &res[3];
+    assert_eq!(
+        *deploy,
+        json!({
+            "name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment",
+            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            "shortNames": ["deploy"], "categories": ["all"], "storageVersionHash": "8aSe+NMegvE="
+        })
+    );
+    assert_eq!(
+        res[4],
+        json!({"name": "deployments/scale", "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]})
+    );
+    let core = api_resource_list("", "v1").expect("v1");
+    assert_eq!(core["groupVersion"], "v1");
+    let core_res = core["resources"].as_array().expect("resources");
+    let log = core_res
+        .iter()
+        .find(|r| r["name"] == "pods/log")
+        .expect("pods/log");
+    assert_eq!(
+        *log,
+        json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]})
+    );
+    let ns = core_res
+        .iter()
+        .find(|r| r["name"] == "namespaces")
+        .expect("namespaces");
+    assert_eq!(ns["namespaced"], false);
+    assert!(ns.get("categories").is_none());
+    assert!(api_resource_list("apps", "v2").is_none());
+    assert!(api_resource_list("autoscaling", "v1").is_some());
+}
+
+#[test]
+fn aggregated_discovery_shapes() {
+    for version in ["v2", "v2beta1"] {
+        let core = aggregated(true, version);
+        assert_eq!(core["kind"], "APIGroupDiscoveryList");
+        assert_eq!(core["apiVersion"], format!("apidiscovery.k8s.io/{version}"));
+        let items = core["items"].as_array().expect("items");
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["metadata"], json!({"creationTimestamp": null}));
+        let v1 = &items[0]["versions"][0];
+        assert_eq!(v1["version"], "v1");
+        assert_eq!(v1["freshness"], "Current");
+        let pods = v1["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .expect("pods");
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(
+            pods["responseKind"],
+            json!({"group": "", "kind": "Pod", "version": ""})
+        );
+        let eviction = pods["subresources"]
+            .as_array()
+            .expect("subs")
+            .iter()
+            .find(|s| s["subresource"] == "eviction")
+            .expect("eviction");
+        assert_eq!(
+            *eviction,
+            json!({"subresource": "eviction", "responseKind": {"group": "policy", "kind": "Eviction", "version": "v1"}, "verbs": ["create"]})
+        );
+    }
+    let apis = aggregated(false, "v2");
+    let items = apis["items"].as_array().expect("items");
+    assert_eq!(items.len(), 10);
+    assert_eq!(items[0]["metadata"]["name"], "apps");
+    let deploy = &items[0]["versions"][0]["resources"]
+        .as_array()
+        .expect("res")
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .cloned()
+        .expect("deployments");
+    assert_eq!(
+        deploy["subresources"],
+        json!([
+            {"subresource": "scale", "responseKind": {"group": "autoscaling", "kind": "Scale", "version": "v1"}, "verbs": ["get", "patch", "update"]},
+            {"subresource": "status", "responseKind": {"group": "", "kind": "Deployment", "version": ""}, "verbs": ["get", "patch", "update"]}
+        ])
+    );
+    assert_eq!(items[2]["versions"].as_array().map(Vec::len), Some(2));
+}

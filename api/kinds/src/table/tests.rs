@@ -1,0 +1,2 @@
+//! Tests for the table module.
+use super::*;

@@ -1,0 +1,477 @@
+//! Tests for decoding and validation.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::{find, find_by_kind};
+
+fn kind(api_version: &str, k: &str) -> &'static Kind {
+    find_by_kind(api_version, k).expect("known kind")
+}
+
+fn causes(r: Result<(), Error>) -> Vec<(String, String, String)> {
+    match r {
+        Err(Error::Invalid(c)) => c
+            .into_iter()
+            .map(|c| (c.reason, c.field, c.message))
+            .collect(),
+        other => panic!("expected invalid, got {other:?}"),
+    }
+}
+
+fn deployment(selector: Value, labels: Value) -> Value {
+    let mut d = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": selector,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}
+            }
+        }
+    });
+    crate::defaults::apply(kind("apps/v1", "Deployment"), &mut d);
+    d
+}
+
+#[test]
+fn decode_reports_unknown_fields_per_mode() {
+    let k = kind("apps/v1", "Deployment");
+    let mut d = deployment(
+        json!({"matchLabels": {"app": "web"}}),
+        json!({"app": "web"}),
+    );
+    d["spec"]["foo"] = json!(1);
+    d["spec"]["template"]["spec"]["containers"][0]["bogus"] = json!("x");
+    d["spec"]["strategy"]["nullField"] = Value::Null;
+
+    let warnings = decode(k, &d, FieldValidation::Warn).expect("warn decodes");
+    assert_eq!(
+        warnings,
+        vec![
+            "unknown field \"spec.template.spec.containers[0].bogus\"".to_string(),
+            "unknown field \"spec.foo\"".to_string(),
+        ]
+    );
+    assert_eq!(decode(k, &d, FieldValidation::Ignore), Ok(vec![]));
+    assert_eq!(
+        decode(k, &d, FieldValidation::Strict),
+        Err(Error::BadRequest(
+            "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.template.spec.containers[0].bogus\", unknown field \"spec.foo\"".into()
+        ))
+    );
+}
+
+#[test]
+fn decode_accepts_known_fields_and_rejects_wrong_types() {
+    let k = kind("v1", "Pod");
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"any": "thing"}, "annotations": {"a/b": "c"}, "creationTimestamp": null},
+        "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}],
+                  "resources": {"limits": {"cpu": "100m"}}, "env": [{"name": "A", "value": "1"}]}]},
+        "status": {}
+    });
+    assert_eq!(decode(k, &pod, FieldValidation::Strict), Ok(vec![]));
+    let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": "nope"}});
+    match decode(k, &bad, FieldValidation::Strict) {
+        Err(Error::BadRequest(m)) => assert!(
+            m.starts_with("Pod in version \"v1\" cannot be handled as a Pod: "),
+            "{m}"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        decode(k, &json!([1]), FieldValidation::Warn),
+        Err(Error::BadRequest(_))
+    ));
+}
+
+#[test]
+fn field_validation_parses_query_values() {
+    assert_eq!(FieldValidation::from_query(None), Ok(FieldValidation::Warn));
+    assert_eq!(
+        FieldValidation::from_query(Some("")),
+        Ok(FieldValidation::Warn)
+    );
+    assert_eq!(
+        FieldValidation::from_query(Some("Strict")),
+        Ok(FieldValidation::Strict)
+    );
+    assert_eq!(
+        FieldValidation::from_query(Some("Ignore")),
+        Ok(FieldValidation::Ignore)
+    );
+    assert!(FieldValidation::from_query(Some("strict")).is_err());
+}
+
+#[test]
+fn names_are_checked_per_kind() {
+    let cm = kind("v1", "ConfigMap");
+    let obj = json!({"metadata": {"name": "Bad_Name", "namespace": "default"}});
+    assert_eq!(
+        causes(validate(cm, &obj, None)),
+        vec![(
+            "FieldValueInvalid".into(),
+            "metadata.name".into(),
+            "Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into()
+        )]
+    );
+    let ok = json!({"metadata": {"name": "a.b-c", "namespace": "default"}});
+    assert_eq!(validate(cm, &ok, None), Ok(()));
+
+    let ns = kind("v1", "Namespace");
+    let dotted = json!({"metadata": {"name": "a.b"}});
+    let c = causes(validate(ns, &dotted, None));
+    assert_eq!(c.len(), 1);
+    assert!(
+        c[0].2.contains("a lowercase RFC 1123 label must consist"),
+        "{:?}",
+        c
+    );
+
+    let long = "a".repeat(64);
+    let c = causes(validate(ns, &json!({"metadata": {"name": long}}), None));
+    assert_eq!(
+        c[0].2,
+        format!("Invalid value: \"{long}\": must be no more than 63 characters")
+    );
+
+    let svc = kind("v1", "Service");
+    let c = causes(validate(
+        svc,
+        &json!({"metadata": {"name": "1abc", "namespace": "d"}, "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}}),
+        None,
+    ));
+    assert!(c[0].2.contains("a DNS-1035 label must consist"), "{c:?}");
+
+    let missing = causes(validate(cm, &json!({"metadata": {"namespace": "d"}}), None));
+    assert_eq!(
+        missing,
+        vec![(
+            "FieldValueRequired".into(),
+            "metadata.name".into(),
+            "Required value: name or generateName is required".into()
+        )]
+    );
+
+    let role = kind("rbac.authorization.k8s.io/v1", "ClusterRole");
+    assert_eq!(
+        validate(
+            role,
+            &json!({"metadata": {"name": "system:aggregate-to-admin"}}),
+            None
+        ),
+        Ok(())
+    );
+}
+
+#[test]
+fn labels_and_annotations_are_checked() {
+    let cm = kind("v1", "ConfigMap");
+    let obj = json!({"metadata": {"name": "x", "namespace": "d", "labels": {"-bad": "ok", "good": "bad value"}}});
+    let c = causes(validate(cm, &obj, None));
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_eq!(c[0].1, "metadata.labels");
+    assert!(
+        c[0].2.starts_with(
+            "Invalid value: \"-bad\": name part must consist of alphanumeric characters"
+        ),
+        "{c:?}"
+    );
+    assert!(
+        c[1].2
+            .starts_with("Invalid value: \"bad value\": a valid label must be an empty string"),
+        "{c:?}"
+    );
+    let big = "x".repeat(300 * 1024);
+    let c = causes(validate(
+        cm,
+        &json!({"metadata": {"name": "x", "namespace": "d", "annotations": {"a": big}}}),
+        None,
+    ));
+    assert_eq!(
+        c,
+        vec![(
+            "FieldValueTooLong".into(),
+            "metadata.annotations".into(),
+            "Too long: must have at most 262144 bytes".into()
+        )]
+    );
+}
+
+#[test]
+fn selector_mismatch_is_422_with_kubernetes_cause() {
+    let k = kind("apps/v1", "Deployment");
+    let d = deployment(
+        json!({"matchLabels": {"app": "web"}}),
+        json!({"app": "other", "tier": "x"}),
+    );
+    let r = validate(k, &d, None);
+    assert_eq!(
+        causes(r.clone()),
+        vec![(
+            "FieldValueInvalid".into(),
+            "spec.template.metadata.labels".into(),
+            "Invalid value: map[string]string{\"app\":\"other\", \"tier\":\"x\"}: `selector` does not match template `labels`".into()
+        )]
+    );
+    let Err(Error::Invalid(c)) = r else { panic!() };
+    assert_eq!(
+        invalid_message(k, "web", &c),
+        "Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\", \"tier\":\"x\"}: `selector` does not match template `labels`"
+    );
+    let good = deployment(
+        json!({"matchLabels": {"app": "web"}}),
+        json!({"app": "web"}),
+    );
+    assert_eq!(validate(k, &good, None), Ok(()));
+    let mut neg = good.clone();
+    neg["spec"]["replicas"] = json!(-1);
+    assert_eq!(
+        causes(validate(k, &neg, None)),
+        vec![(
+            "FieldValueInvalid".into(),
+            "spec.replicas".into(),
+            "Invalid value: -1: must be greater than or equal to 0".into()
+        )]
+    );
+    let mut nosel = good.clone();
+    nosel["spec"].as_object_mut().map(|s| s.remove("selector"));
+    assert_eq!(
+        causes(validate(k, &nosel, None)),
+        vec![(
+            "FieldValueRequired".into(),
+            "spec.selector".into(),
+            "Required value".into()
+        )]
+    );
+    let exprs = deployment(
+        json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]}),
+        json!({"app": "api"}),
+    );
+    assert_eq!(validate(k, &exprs, None), Ok(()));
+}
+
+#[test]
+fn deployment_selector_is_immutable() {
+    let k = kind("apps/v1", "Deployment");
+    let old = deployment(
+        json!({"matchLabels": {"app": "web"}}),
+        json!({"app": "web", "v": "2"}),
+    );
+    let new = deployment(
+        json!({"matchLabels": {"app": "web", "v": "2"}}),
+        json!({"app": "web", "v": "2"}),
+    );
+    assert_eq!(
+        causes(validate(k, &new, Some(&old))),
+        vec![(
+            "FieldValueInvalid".into(),
+            "spec.selector".into(),
+            "Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\", \"v\":\"2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable".into()
+        )]
+    );
+    assert_eq!(validate(k, &old, Some(&old)), Ok(()));
+}
+
+#[test]
+fn pod_containers_are_validated() {
+    let k = kind("v1", "Pod");
+    let mut pod = json!({
+        "metadata": {"name": "p", "namespace": "d"},
+        "spec": {"restartPolicy": "Sometimes", "containers": [
+            {"name": "app", "image": "i", "ports": [{"containerPort": 70000, "protocol": "TCP"}]},
+            {"name": "app", "image": ""},
+            {"name": "Bad", "image": "i"}
+        ]}
+    });
+    crate::defaults::apply(k, &mut pod);
+    let c = causes(validate(k, &pod, None));
+    let fields: Vec<&str> = c.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "spec.containers[0].ports[0].containerPort",
+            "spec.containers[1].name",
+            "spec.containers[1].image",
+            "spec.containers[2].name",
+            "spec.restartPolicy",
+        ]
+    );
+    assert_eq!(
+        c[0].2,
+        "Invalid value: 70000: must be between 1 and 65535, inclusive"
+    );
+    assert_eq!(
+        c[1],
+        (
+            "FieldValueDuplicate".into(),
+            "spec.containers[1].name".into(),
+            "Duplicate value: \"app\"".into()
+        )
+    );
+    assert_eq!(c[2].0, "FieldValueRequired");
+    assert_eq!(
+        c[4].2,
+        "Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""
+    );
+
+    let empty = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"restartPolicy": "Always", "containers": []}});
+    assert_eq!(
+        causes(validate(k, &empty, None)),
+        vec![(
+            "FieldValueRequired".into(),
+            "spec.containers".into(),
+            "Required value".into()
+        )]
+    );
+}
+
+#[test]
+fn pod_updates_may_only_change_images_and_a_few_fields() {
+    let k = kind("v1", "Pod");
+    let mut old = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [{"name": "c", "image": "a:1"}]}});
+    crate::defaults::apply(k, &mut old);
+    let mut new = old.clone();
+    new["spec"]["containers"][0]["image"] = json!("a:2");
+    new["spec"]["activeDeadlineSeconds"] = json!(30);
+    assert_eq!(validate(k, &new, Some(&old)), Ok(()));
+    new["spec"]["restartPolicy"] = json!("Never");
+    let c = causes(validate(k, &new, Some(&old)));
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].0.as_str(), c[0].1.as_str()),
+        ("FieldValueForbidden", "spec")
+    );
+    assert!(c[0].2.starts_with(
+        "Forbidden: pod updates may not change fields other than `spec.containers[*].image`"
+    ));
+    let mut bound = old.clone();
+    bound["spec"]["nodeName"] = json!("node-1");
+    assert_eq!(validate(k, &bound, Some(&old)), Ok(()));
+}
+
+#[test]
+fn job_template_restart_policy_must_be_on_failure_or_never() {
+    let k = kind("batch/v1", "Job");
+    let mut job = json!({
+        "metadata": {"name": "j", "namespace": "d", "uid": "u-1"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}
+    });
+    crate::defaults::apply(k, &mut job);
+    assert_eq!(
+        causes(validate(k, &job, None)),
+        vec![(
+            "FieldValueNotSupported".into(),
+            "spec.template.spec.restartPolicy".into(),
+            "Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"".into()
+        )]
+    );
+    job["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+    assert_eq!(validate(k, &job, None), Ok(()));
+    job["spec"]["parallelism"] = json!(-2);
+    assert_eq!(causes(validate(k, &job, None))[0].1, "spec.parallelism");
+}
+
+#[test]
+fn cron_schedules_follow_the_standard_parser() {
+    for ok in [
+        "*/5 * * * *",
+        "0 0 * * 0",
+        "@hourly",
+        "@every 1h30m",
+        "0 9-17 * JAN-MAR mon-fri",
+        "5,10 0 1 */2 ?",
+        "CRON_TZ=Europe/Berlin 0 0 * * *",
+    ] {
+        assert_eq!(validate_schedule(ok), Ok(()), "{ok}");
+    }
+    assert_eq!(
+        validate_schedule("* * * *"),
+        Err("expected exactly 5 fields, found 4: [* * * *]".into())
+    );
+    assert_eq!(
+        validate_schedule("60 * * * *"),
+        Err("end of range (60) above maximum (59): 60".into())
+    );
+    assert_eq!(
+        validate_schedule("@fortnightly"),
+        Err("unrecognized descriptor: @fortnightly".into())
+    );
+    assert!(validate_schedule("* * * * * *").is_err());
+    assert!(validate_schedule("*/0 * * * *").is_err());
+    assert!(validate_schedule("5-1 * * * *").is_err());
+    assert!(validate_schedule("").is_err());
+
+    let k = kind("batch/v1", "CronJob");
+    let mut cj = json!({
+        "metadata": {"name": "c", "namespace": "d"},
+        "spec": {"schedule": "not a schedule", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "i"}]}}}}}
+    });
+    crate::defaults::apply(k, &mut cj);
+    assert_eq!(
+        causes(validate(k, &cj, None)),
+        vec![("FieldValueInvalid".into(), "spec.schedule".into(), "Invalid value: \"not a schedule\": expected exactly 5 fields, found 3: [not a schedule]".into())]
+    );
+    cj["spec"]["schedule"] = json!("TZ=UTC 0 * * * *");
+    assert_eq!(
+        causes(validate(k, &cj, None)),
+        vec![("FieldValueInvalid".into(), "spec.schedule".into(), "Invalid value: \"TZ=UTC 0 * * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into())]
+    );
+    cj["spec"]["schedule"] = json!("0 * * * *");
+    cj["spec"]["timeZone"] = json!("Europe/Berlin");
+    assert_eq!(validate(k, &cj, None), Ok(()));
+}
+
+#[test]
+fn services_are_validated_and_cluster_ip_is_immutable() {
+    let k = find("", "v1", "services").expect("services");
+    let mut svc = json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"type": "Bogus", "ports": [{"port": 0}]}});
+    crate::defaults::apply(k, &mut svc);
+    let c = causes(validate(k, &svc, None));
+    assert_eq!(c[0], ("FieldValueNotSupported".into(), "spec.type".into(), "Unsupported value: \"Bogus\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"".into()));
+    assert_eq!(
+        c[1],
+        (
+            "FieldValueInvalid".into(),
+            "spec.ports[0].port".into(),
+            "Invalid value: 0: must be between 1 and 65535, inclusive".into()
+        )
+    );
+
+    let mut old = json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}});
+    crate::defaults::apply(k, &mut old);
+    assert_eq!(validate(k, &old, None), Ok(()));
+    let mut new = old.clone();
+    new["spec"]["clusterIP"] = json!("10.96.0.11");
+    assert_eq!(
+        causes(validate(k, &new, Some(&old))),
+        vec![(
+            "FieldValueInvalid".into(),
+            "spec.clusterIPs[0]".into(),
+            "Invalid value: \"10.96.0.11\": may not change once set".into()
+        )]
+    );
+}
+
+#[test]
+fn immutable_config_maps_reject_data_changes() {
+    let k = kind("v1", "ConfigMap");
+    let old =
+        json!({"metadata": {"name": "c", "namespace": "d"}, "immutable": true, "data": {"a": "1"}});
+    let new =
+        json!({"metadata": {"name": "c", "namespace": "d"}, "immutable": true, "data": {"a": "2"}});
+    assert_eq!(
+        causes(validate(k, &new, Some(&old))),
+        vec![(
+            "FieldValueForbidden".into(),
+            "data".into(),
+            "Forbidden: field is immutable when `immutable` is set".into()
+        )]
+    );
+    let bad_key = json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"a b": "1"}});
+    assert_eq!(causes(validate(k, &bad_key, None))[0].1, "data[a b]");
+}

@@ -10,7 +10,7 @@ as shipped by the PyPI package `kubernetes-validate`, which keeps the x-kubernet
         /tmp/kv/kubernetes_validate/kubernetes-json-schema/v1.34.0-local/_definitions.json \
         > src/schema/table.rs
 
-Only types reachable from ROOTS are emitted. Run from api/patch/, then `cargo fmt`.
+Only types reachable from ROOTS are emitted. Run from api/patch/.
 """
 import json
 import sys
@@ -141,18 +141,18 @@ def opt_str(s):
 
 
 def emit_field(info):
-    kind = {"S": "FieldKind::Scalar", "O": "FieldKind::Object", "M": "FieldKind::Map", "L": "FieldKind::List"}[info["kind"]]
+    kind = {"S": "Scalar", "O": "Object", "M": "Map", "L": "List"}[info["kind"]]
     strategies = [s for s in info["strategy"].split(",") if s]
     retain = "retainKeys" in strategies
     replace = "replace" in strategies
     if info["kind"] == "L":
         if "merge" in strategies:
             if info["merge_key"]:
-                lst = f"Some(ListStrategy::Merge {{ key: {rust_str(info['merge_key'])} }})"
+                lst = f"Some(Merge {{ key: {rust_str(info['merge_key'])} }})"
             else:
-                lst = "Some(ListStrategy::Set)"
+                lst = "Some(Set)"
         else:
-            lst = "Some(ListStrategy::Atomic)"
+            lst = "Some(Atomic)"
     else:
         lst = "None"
     if (
@@ -189,8 +189,11 @@ def main():
     out = []
     out.append("//! Generated patch metadata and type graph of the built-in kinds (see gen/gen_schema.py); do not edit.")
     out.append("")
-    out.append("use super::{FieldKind, KindDef, ListStrategy, SCALAR, TypeDef, fi};")
+    out.append("use super::FieldKind::{List, Map, Object, Scalar};")
+    out.append("use super::ListStrategy::{Atomic, Merge, Set};")
+    out.append("use super::{KindDef, SCALAR, TypeDef, fi};")
     out.append("")
+    out.append("#[rustfmt::skip]")
     out.append("pub(super) static TYPES: &[TypeDef] = &[")
     for name in sorted(seen):
         d = DEFS[name]
@@ -207,6 +210,7 @@ def main():
         for gvk in DEFS[name].get("x-kubernetes-group-version-kind", []):
             gv = gvk["version"] if gvk["group"] == "" else f"{gvk['group']}/{gvk['version']}"
             kinds.append((gv, gvk["kind"], name))
+    out.append("#[rustfmt::skip]")
     out.append("pub(super) static KINDS: &[KindDef] = &[")
     for gv, kind, name in sorted(kinds):
         out.append(f"    KindDef {{ api_version: {rust_str(gv)}, kind: {rust_str(kind)}, type_name: {rust_str(name)} }},")

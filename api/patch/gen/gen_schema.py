@@ -189,10 +189,7 @@ def main():
     out = []
     out.append("//! Generated patch metadata and type graph of the built-in kinds (see gen/gen_schema.py); do not edit.")
     out.append("")
-    out.append("use super::FieldKind::{List, Map, Object, Scalar};")
-    out.append("use super::ListStrategy::{Atomic, Merge, Set};")
-    out.append("use super::{KindDef, SCALAR, TypeDef, fi};")
-    out.append("")
+    body_start = len(out)
     out.append("#[rustfmt::skip]")
     out.append("pub(super) static TYPES: &[TypeDef] = &[")
     for name in sorted(seen):
@@ -215,7 +212,16 @@ def main():
     for gv, kind, name in sorted(kinds):
         out.append(f"    KindDef {{ api_version: {rust_str(gv)}, kind: {rust_str(kind)}, type_name: {rust_str(name)} }},")
     out.append("];")
-    print("\n".join(out))
+    body = "\n".join(out[body_start:])
+    kinds_used = [k for k in ("List", "Map", "Object", "Scalar") if f"fi({k}," in body]
+    strategies_used = [k for k in ("Atomic", "Merge", "Set") if f"Some({k}" in body]
+    header = out[:body_start] + [
+        "use super::FieldKind::{" + ", ".join(kinds_used) + "};",
+        "use super::ListStrategy::{" + ", ".join(strategies_used) + "};",
+        "use super::{KindDef, SCALAR, TypeDef, fi};",
+        "",
+    ]
+    print("\n".join(header + out[body_start:]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 //! Generated patch metadata and type graph of the built-in kinds (see gen/gen_schema.py); do not edit.
 
-use super::FieldKind::{List, Map, Object, Scalar};
+use super::FieldKind::{List, Map, Object};
 use super::ListStrategy::{Atomic, Merge, Set};
 use super::{KindDef, SCALAR, TypeDef, fi};
 

@@ -61,8 +61,38 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| Error::InvalidPatch(format!("json patch: {e}")))?;
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| Error::Invalid(e.to_string()))?;
+    for (index, op) in ops.iter().enumerate() {
+        if let json_patch::PatchOperation::Test(test) = op
+            && test.value.is_null()
+        {
+            // As in the API server, `test` for null passes when the member is absent but its
+            // parent exists (kube-rs tests `/metadata/finalizers` for null before adding it).
+            let path = test.path.as_str();
+            let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+            match out.pointer(path) {
+                Some(Value::Null) => continue,
+                None if out.pointer(parent).is_some_and(|p| p.is_object()) => continue,
+                _ => {}
+            }
+        }
+        json_patch::patch(&mut out, std::slice::from_ref(op)).map_err(|e| {
+            Error::Invalid(format!("operation {index} ({}): {}", op_name(op), e.kind))
+        })?;
+    }
     Ok(out)
+}
+
+fn op_name(op: &json_patch::PatchOperation) -> String {
+    use json_patch::PatchOperation as Op;
+    let name = match op {
+        Op::Add(_) => "add",
+        Op::Remove(_) => "remove",
+        Op::Replace(_) => "replace",
+        Op::Move(_) => "move",
+        Op::Copy(_) => "copy",
+        Op::Test(_) => "test",
+    };
+    format!("{name} {}", op.path())
 }
 
 /// RFC 7386 JSON merge patch. Like the API server, only an object is accepted as the patch.

@@ -816,3 +816,29 @@ fn strategic_merge_patch_matches_kubectl() {
         );
     }
 }
+
+#[test]
+fn json_patch_test_for_null_matches_an_absent_member() {
+    // kube-rs adds a finalizer with this patch when the object has none.
+    let patch = json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["example.com/cleanup"]}
+    ]);
+    let mut expected = config_map();
+    expected["metadata"]["finalizers"] = json!(["example.com/cleanup"]);
+    assert_eq!(json_patch(&config_map(), &patch).unwrap(), expected);
+
+    // The second time the member exists, so the test fails and the client retries.
+    let err = json_patch(&expected, &patch).unwrap_err();
+    assert_eq!(err.http_status(), 422);
+    assert_eq!(
+        err.to_string(),
+        "patch cannot be applied: operation 0 (test /metadata/finalizers): value did not match"
+    );
+    // A missing parent is still an error.
+    let missing_parent = json!([{"op": "test", "path": "/spec/nothing/here", "value": null}]);
+    assert!(matches!(
+        json_patch(&config_map(), &missing_parent),
+        Err(Error::Invalid(_))
+    ));
+}

@@ -58,7 +58,19 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value> {
             "json patch must be an array of operations".to_string(),
         ));
     }
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+    let mut patch = patch.clone();
+    if let Value::Array(ops) = &mut patch {
+        for op in ops.iter_mut() {
+            // A `test` without a value tests for null, as in the API server.
+            if let Value::Object(op) = op
+                && op.get("op").and_then(Value::as_str) == Some("test")
+                && !op.contains_key("value")
+            {
+                op.insert("value".to_string(), Value::Null);
+            }
+        }
+    }
+    let ops: json_patch::Patch = serde_json::from_value(patch)
         .map_err(|e| Error::InvalidPatch(format!("json patch: {e}")))?;
     let mut out = doc.clone();
     for (index, op) in ops.iter().enumerate() {
@@ -68,18 +80,37 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value> {
             // As in the API server, `test` for null passes when the member is absent but its
             // parent exists (kube-rs tests `/metadata/finalizers` for null before adding it).
             let path = test.path.as_str();
-            let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
             match out.pointer(path) {
                 Some(Value::Null) => continue,
-                None if out.pointer(parent).is_some_and(|p| p.is_object()) => continue,
+                None if parent_is_object(&out, path) => continue,
                 _ => {}
             }
         }
+        let replace_absent;
+        let op = match op {
+            // As in the API server, `replace` of an absent object member adds it.
+            json_patch::PatchOperation::Replace(r)
+                if out.pointer(r.path.as_str()).is_none()
+                    && parent_is_object(&out, r.path.as_str()) =>
+            {
+                replace_absent = json_patch::PatchOperation::Add(json_patch::AddOperation {
+                    path: r.path.clone(),
+                    value: r.value.clone(),
+                });
+                &replace_absent
+            }
+            op => op,
+        };
         json_patch::patch(&mut out, std::slice::from_ref(op)).map_err(|e| {
             Error::Invalid(format!("operation {index} ({}): {}", op_name(op), e.kind))
         })?;
     }
     Ok(out)
+}
+
+fn parent_is_object(doc: &Value, path: &str) -> bool {
+    let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+    !path.is_empty() && doc.pointer(parent).is_some_and(Value::is_object)
 }
 
 fn op_name(op: &json_patch::PatchOperation) -> String {

@@ -557,6 +557,12 @@ fn json_patch_failures() {
     assert_eq!(err.http_status(), 422);
     assert_eq!(err.reason(), "Invalid");
 
+    let no_value = json!([{"op": "test", "path": "/data/a"}]);
+    assert!(matches!(
+        json_patch(&config_map(), &no_value),
+        Err(Error::Invalid(_))
+    ));
+
     let missing = json!([{"op": "remove", "path": "/data/nope"}]);
     assert!(matches!(
         json_patch(&config_map(), &missing),
@@ -627,35 +633,7 @@ fn kubectl_apply_removes_container_and_finalizer() {
 /// Runs `kubectl patch --local` (Kubernetes' own strategic merge patch) on `doc`, if kubectl is
 /// installed.
 fn kubectl_smp(doc: &Value, patch: &Value) -> Option<Result<Value, String>> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("kubectl")
-        .args([
-            "patch",
-            "--local",
-            "-f",
-            "-",
-            "--type",
-            "strategic",
-            "-o",
-            "json",
-            "-p",
-        ])
-        .arg(patch.to_string())
-        .env("KUBECONFIG", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let mut stdin = child.stdin.take()?;
-    stdin.write_all(doc.to_string().as_bytes()).ok()?;
-    drop(stdin);
-    let out = child.wait_with_output().ok()?;
-    if !out.status.success() {
-        return Some(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
-    }
-    Some(serde_json::from_slice(&out.stdout).map_err(|e| e.to_string()))
+    kubectl_patch("strategic", doc, patch)
 }
 
 /// Differential test against kubectl's implementation (the apimachinery `strategicpatch` package).
@@ -841,4 +819,77 @@ fn json_patch_test_for_null_matches_an_absent_member() {
         json_patch(&config_map(), &missing_parent),
         Err(Error::Invalid(_))
     ));
+}
+
+/// Runs `kubectl patch --local --type <kind>` (the API server's JSON and merge patch libraries).
+fn kubectl_patch(kind: &str, doc: &Value, patch: &Value) -> Option<Result<Value, String>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("kubectl")
+        .args([
+            "patch", "--local", "-f", "-", "--type", kind, "-o", "json", "-p",
+        ])
+        .arg(patch.to_string())
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    stdin.write_all(doc.to_string().as_bytes()).ok()?;
+    drop(stdin);
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return Some(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    Some(serde_json::from_slice(&out.stdout).map_err(|e| e.to_string()))
+}
+
+#[test]
+fn json_and_merge_patch_match_kubectl() {
+    if kubectl_patch("merge", &config_map(), &json!({})).is_none() {
+        eprintln!("SKIPPED json_and_merge_patch_match_kubectl: kubectl is not installed");
+        return;
+    }
+    let doc = config_map();
+    let json_cases = [
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": null}, {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}]),
+        json!([{"op": "test", "path": "/nope/finalizers", "value": null}]),
+        json!([{"op": "replace", "path": "/data/missing", "value": "v"}]),
+        json!([{"op": "remove", "path": "/data/missing"}]),
+        json!([{"op": "add", "path": "/metadata/finalizers/-", "value": "v"}]),
+        json!([{"op": "test", "path": "/data/a"}]),
+        json!([{"op": "add", "path": "/data", "value": null}]),
+        json!([{"op": "copy", "from": "/data/a", "path": "/data/y"}, {"op": "test", "path": "/data/y", "value": "1"}]),
+        json!([{"op": "move", "from": "/metadata/labels", "path": "/metadata/annotations"}]),
+        json!([{"op": "add", "path": "/metadata/labels/new~1key", "value": "x"}, {"op": "remove", "path": "/metadata/labels/app"}]),
+        json!([{"op": "replace", "path": "", "value": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}}}]),
+    ];
+    for patch in json_cases {
+        let ours = json_patch(&doc, &patch);
+        match kubectl_patch("json", &doc, &patch) {
+            Some(Ok(expected)) => assert_eq!(
+                ours.unwrap_or_else(|e| panic!("{patch}: {e}")),
+                expected,
+                "{patch}"
+            ),
+            Some(Err(msg)) => assert!(
+                ours.is_err(),
+                "kubectl rejected {patch} ({msg}), we accepted it"
+            ),
+            None => panic!("kubectl did not run"),
+        }
+    }
+    let merge_cases = [
+        json!({"metadata": {"labels": {"stale": null, "new": "1"}}, "data": {"b": "2"}}),
+        json!({"metadata": {"finalizers": ["a"]}, "data": null}),
+        json!({"data": {"nested": {"x": null, "y": 1}}}),
+    ];
+    for patch in merge_cases {
+        let expected = kubectl_patch("merge", &doc, &patch)
+            .expect("kubectl ran")
+            .expect("kubectl accepted");
+        assert_eq!(merge_patch(&doc, &patch).unwrap(), expected, "{patch}");
+    }
 }

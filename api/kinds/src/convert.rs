@@ -38,21 +38,21 @@ fn rename(m: &mut Map<String, Value>, from: &str, to: &str) {
 fn hpa_v1_to_v2(obj: &Value) -> Value {
     let mut out = obj_map(obj);
     out.insert("apiVersion".into(), json!("autoscaling/v2"));
-    if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut) {
-        if let Some(t) = spec.remove("targetCPUUtilizationPercentage") {
-            spec.insert(
+    if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut)
+        && let Some(t) = spec.remove("targetCPUUtilizationPercentage")
+    {
+        spec.insert(
                 "metrics".into(),
                 json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": t}}}]),
             );
-        }
     }
-    if let Some(status) = out.get_mut("status").and_then(Value::as_object_mut) {
-        if let Some(c) = status.remove("currentCPUUtilizationPercentage") {
-            status.insert(
+    if let Some(status) = out.get_mut("status").and_then(Value::as_object_mut)
+        && let Some(c) = status.remove("currentCPUUtilizationPercentage")
+    {
+        status.insert(
                 "currentMetrics".into(),
                 json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": c}}}]),
             );
-        }
     }
     Value::Object(out)
 }

@@ -405,10 +405,10 @@ fn service(obj: &mut Value) {
     if ty == "LoadBalancer" {
         set(obj, &["spec", "allocateLoadBalancerNodePorts"], json!(true));
     }
-    if let Some(ip) = str_at(obj, "/spec/clusterIP").map(str::to_string) {
-        if !ip.is_empty() {
-            set(obj, &["spec", "clusterIPs"], json!([ip]));
-        }
+    if let Some(ip) = str_at(obj, "/spec/clusterIP").map(str::to_string)
+        && !ip.is_empty()
+    {
+        set(obj, &["spec", "clusterIPs"], json!([ip]));
     }
     for p in each_mut(obj, &["spec", "ports"]) {
         set(p, &["protocol"], json!("TCP"));
@@ -422,19 +422,19 @@ fn service(obj: &mut Value) {
 fn namespace(obj: &mut Value) {
     set(obj, &["spec", "finalizers"], json!(["kubernetes"]));
     set(obj, &["status", "phase"], json!("Active"));
-    if let Some(name) = str_at(obj, "/metadata/name").map(str::to_string) {
-        if !name.is_empty() {
-            // Always set to the name, as the API server does.
-            if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                let labels = meta
-                    .entry("labels")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if labels.is_null() {
-                    *labels = Value::Object(Map::new());
-                }
-                if let Some(l) = labels.as_object_mut() {
-                    l.insert("kubernetes.io/metadata.name".into(), json!(name));
-                }
+    if let Some(name) = str_at(obj, "/metadata/name").map(str::to_string)
+        && !name.is_empty()
+    {
+        // Always set to the name, as the API server does.
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if labels.is_null() {
+                *labels = Value::Object(Map::new());
+            }
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
         }
     }
@@ -489,10 +489,10 @@ fn job(obj: &mut Value) {
             );
         }
     }
-    if obj.pointer("/metadata/labels").is_none_or(Value::is_null) {
-        if let Some(labels) = obj.pointer("/spec/template/metadata/labels").cloned() {
-            set(obj, &["metadata", "labels"], labels);
-        }
+    if obj.pointer("/metadata/labels").is_none_or(Value::is_null)
+        && let Some(labels) = obj.pointer("/spec/template/metadata/labels").cloned()
+    {
+        set(obj, &["metadata", "labels"], labels);
     }
     template(obj, &["spec", "template"]);
 }
@@ -505,13 +505,12 @@ fn hpa(kind: &Kind, obj: &mut Value) {
     if obj
         .pointer("/spec/metrics")
         .is_none_or(|m| m.as_array().is_none_or(Vec::is_empty))
+        && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
     {
-        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert(
+        spec.insert(
                 "metrics".into(),
                 json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
             );
-        }
     }
     if obj.pointer("/spec/behavior").is_some_and(Value::is_object) {
         set(

@@ -197,16 +197,17 @@ fn annotate_patch_metadata(schemas: &mut Map<String, Value>) {
             if !info.map_keys.is_empty() {
                 p.insert("x-kubernetes-list-map-keys".into(), json!(info.map_keys));
             }
-            if let Some(mt) = info.map_type {
-                if !p.contains_key("allOf") && !p.contains_key("$ref") {
-                    p.insert("x-kubernetes-map-type".into(), json!(mt));
-                }
+            if let Some(mt) = info.map_type
+                && !p.contains_key("allOf")
+                && !p.contains_key("$ref")
+            {
+                p.insert("x-kubernetes-map-type".into(), json!(mt));
             }
         }
-        if schema::is_atomic_type(type_name) {
-            if let Some(d) = def.as_object_mut() {
-                d.insert("x-kubernetes-map-type".into(), json!("atomic"));
-            }
+        if schema::is_atomic_type(type_name)
+            && let Some(d) = def.as_object_mut()
+        {
+            d.insert("x-kubernetes-map-type".into(), json!("atomic"));
         }
     }
 }

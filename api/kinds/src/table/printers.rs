@@ -1292,10 +1292,10 @@ fn node(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
                 if !role.is_empty() {
                     roles.insert(role.to_string());
                 }
-            } else if k == "kubernetes.io/role" {
-                if let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
-                    roles.insert(v.to_string());
-                }
+            } else if k == "kubernetes.io/role"
+                && let Some(v) = v.as_str().filter(|v| !v.is_empty())
+            {
+                roles.insert(v.to_string());
             }
         }
     }

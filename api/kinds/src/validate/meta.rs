@@ -166,23 +166,22 @@ pub(super) fn config_data(kind: &Kind, obj: &Value, old: Option<&Value>, errs: &
         }
         let t = s(obj, "/type");
         match t {
-            "kubernetes.io/service-account-token" => {
+            "kubernetes.io/service-account-token"
                 if s(
                     obj,
                     "/metadata/annotations/kubernetes.io~1service-account.name",
                 )
-                .is_empty()
-                {
-                    errs.required(
-                        "metadata.annotations[kubernetes.io/service-account.name]",
-                        "",
-                    );
-                }
+                .is_empty() =>
+            {
+                errs.required(
+                    "metadata.annotations[kubernetes.io/service-account.name]",
+                    "",
+                );
             }
-            "kubernetes.io/dockerconfigjson" => {
-                if obj.pointer("/data/.dockerconfigjson").is_none() {
-                    errs.required("data[.dockerconfigjson]", "");
-                }
+            "kubernetes.io/dockerconfigjson"
+                if obj.pointer("/data/.dockerconfigjson").is_none() =>
+            {
+                errs.required("data[.dockerconfigjson]", "");
             }
             "kubernetes.io/tls" => {
                 for key in ["tls.crt", "tls.key"] {

@@ -273,10 +273,10 @@ impl Errs {
     }
     /// `value` must be ≥ 0.
     pub(crate) fn non_negative(&mut self, obj: &Value, ptr: &str, field: &str) {
-        if let Some(n) = obj.pointer(ptr).and_then(Value::as_i64) {
-            if n < 0 {
-                self.invalid(field, &n.to_string(), "must be greater than or equal to 0");
-            }
+        if let Some(n) = obj.pointer(ptr).and_then(Value::as_i64)
+            && n < 0
+        {
+            self.invalid(field, &n.to_string(), "must be greater than or equal to 0");
         }
     }
 }

@@ -87,26 +87,25 @@ pub(super) fn pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
     if !dp.is_empty() && !DNS_POLICIES.contains(&dp) {
         errs.not_supported(&format!("{path}.dnsPolicy"), dp, DNS_POLICIES);
     }
-    if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64) {
-        if n <= 0 {
-            errs.invalid(
-                &format!("{path}.activeDeadlineSeconds"),
-                &n.to_string(),
-                "must be between 1 and 2147483647, inclusive",
-            );
-        }
+    if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
+        && n <= 0
+    {
+        errs.invalid(
+            &format!("{path}.activeDeadlineSeconds"),
+            &n.to_string(),
+            "must be between 1 and 2147483647, inclusive",
+        );
     }
     if let Some(n) = spec
         .get("terminationGracePeriodSeconds")
         .and_then(Value::as_i64)
+        && n < 0
     {
-        if n < 0 {
-            errs.invalid(
-                &format!("{path}.terminationGracePeriodSeconds"),
-                &n.to_string(),
-                "must be greater than or equal to 0",
-            );
-        }
+        errs.invalid(
+            &format!("{path}.terminationGracePeriodSeconds"),
+            &n.to_string(),
+            "must be greater than or equal to 0",
+        );
     }
     let node = s(spec, "/nodeName");
     if !node.is_empty() {
@@ -222,14 +221,15 @@ fn container(
             ),
             _ => {}
         }
-        if let Some(n) = p.get("hostPort").and_then(Value::as_i64) {
-            if n != 0 && !(1..=65535).contains(&n) {
-                errs.invalid(
-                    &format!("{f}.hostPort"),
-                    &n.to_string(),
-                    "must be between 1 and 65535, inclusive",
-                );
-            }
+        if let Some(n) = p.get("hostPort").and_then(Value::as_i64)
+            && n != 0
+            && !(1..=65535).contains(&n)
+        {
+            errs.invalid(
+                &format!("{f}.hostPort"),
+                &n.to_string(),
+                "must be between 1 and 65535, inclusive",
+            );
         }
         let proto = s(p, "/protocol");
         if proto.is_empty() {

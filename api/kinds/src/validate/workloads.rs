@@ -228,10 +228,8 @@ pub(super) fn deployment(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
 
 fn intstr_percent(v: &Value, field: &str, errs: &mut Errs) {
     match v {
-        Value::Number(n) => {
-            if n.as_i64().is_some_and(|n| n < 0) {
-                errs.invalid(field, &n.to_string(), "must be greater than or equal to 0");
-            }
+        Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => {
+            errs.invalid(field, &n.to_string(), "must be greater than or equal to 0");
         }
         Value::String(p) => {
             let num = p.strip_suffix('%').and_then(|n| n.parse::<i64>().ok());
@@ -332,14 +330,14 @@ fn job_spec(spec: &Value, path: &str, check_selector: bool, errs: &mut Errs) {
         "activeDeadlineSeconds",
         "ttlSecondsAfterFinished",
     ] {
-        if let Some(n) = spec.get(f).and_then(Value::as_i64) {
-            if n < 0 {
-                errs.invalid(
-                    &format!("{path}.{f}"),
-                    &n.to_string(),
-                    "must be greater than or equal to 0",
-                );
-            }
+        if let Some(n) = spec.get(f).and_then(Value::as_i64)
+            && n < 0
+        {
+            errs.invalid(
+                &format!("{path}.{f}"),
+                &n.to_string(),
+                "must be greater than or equal to 0",
+            );
         }
     }
     let cm = s(spec, "/completionMode");
@@ -409,11 +407,9 @@ pub(super) fn job(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         let suspended = old.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true);
         let strip = |v: Option<&Value>| {
             let mut v = v.cloned().unwrap_or(Value::Null);
-            if suspended {
-                if let Some(m) = v.pointer_mut("/spec").and_then(Value::as_object_mut) {
-                    for f in ["nodeSelector", "affinity", "tolerations", "schedulingGates"] {
-                        m.remove(f);
-                    }
+            if suspended && let Some(m) = v.pointer_mut("/spec").and_then(Value::as_object_mut) {
+                for f in ["nodeSelector", "affinity", "tolerations", "schedulingGates"] {
+                    m.remove(f);
                 }
             }
             if let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut) {

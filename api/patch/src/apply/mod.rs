@@ -213,7 +213,7 @@ pub fn apply_subresource(
         ));
     }
 
-    let ctx = Ctx::for_type(type_name);
+    let ctx = Ctx::for_object(type_name);
     let live_map = live.map(strip_managed_fields).unwrap_or_default();
     let mut managers = live.map(Managers::from_object).unwrap_or_default();
     let api_version = api_version_of(&config)
@@ -338,7 +338,7 @@ pub fn record_update_subresource(
     if !new.is_object() {
         return;
     }
-    let ctx = Ctx::for_type(type_name);
+    let ctx = Ctx::for_object(type_name);
     let old_map = old.map(strip_managed_fields).unwrap_or_default();
     let new_map = strip_managed_fields(new);
     let mut managers = Managers::for_update(old, new);

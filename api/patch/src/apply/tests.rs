@@ -586,3 +586,38 @@ fn first_apply_to_an_object_without_managed_fields() {
     ]);
     assert_eq!(out, expected);
 }
+
+#[test]
+fn apply_to_an_unknown_kind() {
+    const WIDGET: &str = "com.example.v1.Widget";
+    let config = json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "labels": {"app": "w"}},
+        "spec": {"size": 3, "ports": [80, 443], "nested": {"a": 1, "b": 2}}
+    });
+    let created = apply(None, &config, "kubectl", false, WIDGET, T0).unwrap();
+    assert_eq!(
+        created["metadata"]["managedFields"],
+        json!([{
+            "manager": "kubectl", "operation": "Apply", "apiVersion": "example.com/v1", "time": T0,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": {"f:labels": {"f:app": {}}},
+                "f:spec": {".": {}, "f:nested": {".": {}, "f:a": {}, "f:b": {}}, "f:ports": {}, "f:size": {}}
+            }
+        }])
+    );
+    let smaller = json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {"size": 3, "ports": [8080], "nested": {"a": 1}}
+    });
+    let out = apply(Some(&created), &smaller, "kubectl", false, WIDGET, T1).unwrap();
+    let mut expected = smaller.clone();
+    expected["metadata"]["managedFields"] = json!([{
+        "manager": "kubectl", "operation": "Apply", "apiVersion": "example.com/v1", "time": T1,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:spec": {".": {}, "f:nested": {".": {}, "f:a": {}}, "f:ports": {}, "f:size": {}}}
+    }]);
+    assert_eq!(out, expected);
+}

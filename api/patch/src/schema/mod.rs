@@ -198,6 +198,8 @@ pub fn lookup_path(type_name: &str, path: &[&str]) -> Option<FieldInfo> {
     field(current, last)
 }
 
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
 /// Where a value sits in the type graph while walking an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ctx {
@@ -207,6 +209,8 @@ pub(crate) enum Ctx {
     MapOf(Option<&'static str>),
     /// No schema: maps merge key by key, lists are atomic.
     Untyped,
+    /// The root of an object of an unknown kind: `metadata` is an ObjectMeta, the rest untyped.
+    UntypedObject,
 }
 
 /// A child of a value: its field metadata (for struct fields) and the context of its value
@@ -241,10 +245,23 @@ impl Ctx {
                 info: None,
                 ctx: Ctx::Struct(t),
             },
-            Ctx::MapOf(None) | Ctx::Untyped => Child {
+            Ctx::UntypedObject if key == "metadata" => Child {
+                info: None,
+                ctx: Ctx::Struct(OBJECT_META),
+            },
+            Ctx::MapOf(None) | Ctx::Untyped | Ctx::UntypedObject => Child {
                 info: None,
                 ctx: Ctx::Untyped,
             },
+        }
+    }
+
+    /// The context of an object for server-side apply: like [`Ctx::for_type`], but an object of
+    /// an unknown kind still has a typed `metadata`.
+    pub(crate) fn for_object(type_name: &str) -> Ctx {
+        match Ctx::for_type(type_name) {
+            Ctx::Untyped => Ctx::UntypedObject,
+            ctx => ctx,
         }
     }
 

@@ -1,5 +1,20 @@
 //! Kubernetes patch semantics over `serde_json::Value`: JSON patch, merge patch, strategic merge
 //! patch and server-side apply with managed fields.
+//!
+//! How the API server uses it, by request content type:
+//! - `application/json-patch+json`: [`json_patch()`];
+//! - `application/merge-patch+json`: [`merge_patch`];
+//! - `application/strategic-merge-patch+json`: [`strategic_merge_patch`] with the OpenAPI type
+//!   name of the kind ([`schema::type_for_kind`] maps `apiVersion`/`kind` to it);
+//! - `application/apply-patch+yaml`: [`apply::apply`] (the body parsed to JSON first), or
+//!   [`apply::apply_subresource`] for `/status`;
+//! - after every other write (create, update, the three patches above):
+//!   [`apply::record_update`] (or [`apply::record_update_subresource`]) with the old and new
+//!   object, so that `metadata.managedFields` stays current.
+//!
+//! Errors map to Kubernetes statuses through [`Error::http_status`] and [`Error::reason`];
+//! a conflict carries one [`FieldConflict`] per field for `Status.details.causes`
+//! (type `FieldManagerConflict`), and its `Display` is the API server's message.
 
 pub mod apply;
 mod fieldpath;

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Rebuilds every wasm guest under samples/ from source, then validates them and refreshes the
+# WORLD.txt files (imports/exports of each guest).
+#
+# Works on a fresh Debian 12 machine that can reach Debian apt and crates.io: it installs the
+# Debian packages it needs (Debian's rustc-web toolchain builds the Rust std for wasm from
+# rust-web-src; rustup is not used) and `wasm-tools` (cargo install) when they are missing.
+#
+# Usage: samples/build.sh [--no-install]
+# Env:   JOBS (cargo/make parallelism, default 2)
+set -euo pipefail
+
+cd "$(dirname "$0")"
+HERE=$PWD
+JOBS=${JOBS:-2}
+INSTALL=1
+[ "${1:-}" = "--no-install" ] && INSTALL=0
+
+APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc
+    clang-14 lld-14 libclang-rt-14-dev-wasm32)
+WASM_TOOLS_VERSION=1.263.0
+COMPONENT_LD=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld
+WASM_LD=/usr/bin/wasm-ld-22
+WASI_LIB=/usr/lib/wasm32-wasi
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------------------------
+if [ "$INSTALL" = 1 ]; then
+    missing=()
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        SUDO=""
+        [ "$(id -u)" = 0 ] || SUDO=sudo
+        log "apt-get install ${missing[*]}"
+        $SUDO apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+fi
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+if ! command -v wasm-tools >/dev/null 2>&1; then
+    [ "$INSTALL" = 1 ] || { echo "wasm-tools not found (run without --no-install)" >&2; exit 1; }
+    log "cargo install wasm-tools $WASM_TOOLS_VERSION"
+    if command -v cargo >/dev/null 2>&1 && cargo --version >/dev/null 2>&1; then
+        (cd / && cargo install --locked -j "$JOBS" "wasm-tools@$WASM_TOOLS_VERSION")
+    else
+        (cd / && RUSTC=/usr/bin/rustc /usr/bin/cargo install --locked -j "$JOBS" "wasm-tools@$WASM_TOOLS_VERSION")
+    fi
+fi
+for f in /usr/bin/rustc /usr/bin/cargo "$COMPONENT_LD" "$WASM_LD" "$WASI_LIB/crt1-command.o" /usr/bin/clang-14; do
+    [ -e "$f" ] || { echo "missing $f (install: ${APT_PACKAGES[*]})" >&2; exit 1; }
+done
+
+# --- Rust guests --------------------------------------------------------------------------------
+# Debian's toolchain, never rustup's: it can build std for wasm32-wasip1/-wasip2 (build-std).
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_BUILD_TARGET RUSTUP_TOOLCHAIN
+export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc
+CARGO=/usr/bin/cargo
+REMAP="--remap-path-prefix=$HERE=samples --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}/registry/src=crates"
+BASE_FLAGS="-C link-self-contained=no -L $WASI_LIB $REMAP"
+
+# wasm32-wasip2 cdylibs: wasi:http components (hello-http and spin-http use the proxy adapter from
+# their build.rs; the fileserver's server uses the default adapter so it may import filesystem/cli).
+P2_TARGET="$HERE/target/wasip2"
+p2_build() {
+    RUSTFLAGS="$BASE_FLAGS" CARGO_TARGET_DIR="$P2_TARGET" \
+        "$CARGO" build --release --locked -j "$JOBS" --target wasm32-wasip2 "$@"
+}
+P2_OUT="$P2_TARGET/wasm32-wasip2/release"
+log "hello-http v2 (wasm32-wasip2, proxy adapter)"
+p2_build -p hello-http --features v2
+cp "$P2_OUT/hello_http.wasm" hello-http/hello-http-v2.wasm
+log "hello-http, spin-http, fileserver server (wasm32-wasip2)"
+p2_build -p hello-http -p spin-http -p server
+cp "$P2_OUT/hello_http.wasm" hello-http/hello-http.wasm
+cp "$P2_OUT/spin_http.wasm" testdata/spin-http.wasm
+cp "$P2_OUT/server.wasm" fileserver/server.wasm
+
+# wasi:cli/command components: wasm32-wasip1 binaries linked by wasm-component-ld (the command
+# adapter), so preopened directories work with Debian's wasi-libc.
+log "command components (wasm32-wasip1 + wasm-component-ld)"
+CMD_TARGET="$HERE/target/component"
+RUSTFLAGS="$BASE_FLAGS -C linker=$COMPONENT_LD -C link-arg=--wasm-ld-path=$WASM_LD" \
+    CARGO_TARGET_DIR="$CMD_TARGET" \
+    "$CARGO" build --release --locked -j "$JOBS" --target wasm32-wasip1 \
+    -p env-reader -p puller -p testdata-commands
+CMD_OUT="$CMD_TARGET/wasm32-wasip1/release"
+cp "$CMD_OUT/env-reader.wasm" env-reader/env-reader.wasm
+cp "$CMD_OUT/puller.wasm" fileserver/puller.wasm
+for t in spin oom trap exit3 escape sleep bad-import; do
+    cp "$CMD_OUT/$t.wasm" "testdata/$t.wasm"
+done
+
+# --- C guest --------------------------------------------------------------------------------------
+log "hello-c (clang-14, wasm32-wasi preview-1 command module)"
+clang-14 --target=wasm32-wasi -Os -Wall -Wextra -Werror -o hello-c/hello-c.wasm hello-c/hello.c -Wl,--strip-all
+
+# --- data files -----------------------------------------------------------------------------------
+printf 'this is not wasm\n' > testdata/not-wasm.wasm
+
+# --- validate and describe ------------------------------------------------------------------------
+describe() { # describe FILE: imports/exports of a component (WIT) or a core module
+    local f=$1
+    if [ "$(head -c 8 "$f" | od -An -tx1 | tr -d ' \n')" = "0061736d01000000" ]; then
+        echo "# $(basename "$f"): core wasm module (WASI preview 1)"
+        wasm-tools print "$f" | grep -E '^\s*\((import|export) ' | sed -E 's/^\s+//; s/ \(func \(;[0-9]+;\) \(type [0-9]+\)/ (func/'
+    else
+        echo "# $(basename "$f"): component"
+        wasm-tools component wit "$f"
+    fi
+    echo
+}
+log "validating and writing WORLD.txt"
+ALL=(hello-http/hello-http.wasm hello-http/hello-http-v2.wasm env-reader/env-reader.wasm
+    fileserver/puller.wasm fileserver/server.wasm hello-c/hello-c.wasm
+    testdata/spin.wasm testdata/spin-http.wasm testdata/oom.wasm testdata/trap.wasm
+    testdata/exit3.wasm testdata/escape.wasm testdata/sleep.wasm testdata/bad-import.wasm)
+for f in "${ALL[@]}"; do
+    wasm-tools validate --features all "$f"
+done
+for dir in hello-http env-reader fileserver hello-c testdata; do
+    {
+        echo "# Imports and exports of the guests in samples/$dir (generated by build.sh; do not edit)."
+        echo
+        for f in "${ALL[@]}"; do
+            case "$f" in "$dir"/*) describe "$f" ;; esac
+        done
+        if [ "$dir" = testdata ]; then
+            echo "# not-wasm.wasm: not wasm (a text file)"
+        fi
+    } > "$dir/WORLD.txt"
+done
+ls -l "${ALL[@]}" testdata/not-wasm.wasm
+log "done"

@@ -107,6 +107,44 @@ fn set_of_value(v: &Value, child: Child, path: &mut Path, set: &mut Set) {
     }
 }
 
+/// The paths the applied object sets to null: the applier owns them and they are removed.
+pub(super) fn null_paths(obj: &Map<String, Value>, ctx: Ctx) -> Set {
+    let mut set = Set::new();
+    nulls_in_map(obj, ctx, &mut Vec::new(), &mut set);
+    set
+}
+
+fn nulls_in_map(m: &Map<String, Value>, ctx: Ctx, path: &mut Path, set: &mut Set) {
+    for (k, v) in m {
+        let child = ctx.child(k);
+        path.push(PathElement::Field(k.clone()));
+        match v {
+            Value::Null => {
+                set.insert(path.clone());
+            }
+            Value::Object(m) if !is_atomic_object(child) => nulls_in_map(m, child.ctx, path, set),
+            Value::Array(list) => {
+                if let Some(pes) = item_elements(list, child)
+                    .filter(|_| matches!(list_kind(child), ApplyList::Map(_)))
+                {
+                    for (pe, item) in pes.into_iter().zip(list) {
+                        if let Some(item) = item
+                            .as_object()
+                            .filter(|_| !is_atomic_object(element(child)))
+                        {
+                            path.push(pe);
+                            nulls_in_map(item, child.ctx, path, set);
+                            path.pop();
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        path.pop();
+    }
+}
+
 /// What changed between two objects.
 #[derive(Debug, Default)]
 pub(super) struct Comparison {

@@ -14,7 +14,7 @@ use crate::fieldpath::{self, Path, PathElement, Set};
 use crate::schema::Ctx;
 use crate::{Error, Result};
 
-use fields::{compare, field_set, merge_applied, remove_path};
+use fields::{compare, field_set, merge_applied, null_paths, remove_path};
 use managers::{Entry, Managers};
 
 /// A field that another manager owns with a different value than the one applied.
@@ -131,18 +131,6 @@ fn strip_managed_fields(obj: &Value) -> Map<String, Value> {
     m
 }
 
-/// Removes nulls from maps (recursively, also inside lists): an applied `null` sets nothing.
-fn strip_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, v| !v.is_null());
-            m.values_mut().for_each(strip_nulls);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
-        _ => {}
-    }
-}
-
 fn api_version_of(obj: &Map<String, Value>) -> Option<&str> {
     obj.get("apiVersion").and_then(Value::as_str)
 }
@@ -181,13 +169,7 @@ pub fn apply_subresource(
             "apply patch must be a JSON object".into(),
         ));
     };
-    let mut config = Value::Object(applied_map.clone());
-    strip_nulls(&mut config);
-    let Value::Object(mut config) = config else {
-        return Err(Error::InvalidPatch(
-            "apply patch must be a JSON object".into(),
-        ));
-    };
+    let mut config = applied_map.clone();
     if subresource == Some("status") {
         config.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
         if let Some(Value::Object(meta)) = config.get_mut("metadata") {
@@ -263,7 +245,11 @@ pub fn apply_subresource(
         }
     }
 
+    // Fields applied as null are owned and change the value (so they can conflict), then removed.
     let diff = compare(&live_map, &merged, ctx);
+    for path in null_paths(&config, ctx) {
+        remove_path(&mut merged, ctx, &path, &owned_elsewhere);
+    }
     let changed: Set = without_ignored(diff.added.union(&diff.modified).cloned().collect());
     let removed: Set = without_ignored(diff.removed);
 

@@ -345,9 +345,8 @@ fn dropped_field_owned_by_another_manager_is_kept() {
 }
 
 #[test]
-fn applied_nulls_status_and_server_fields_are_not_owned() {
+fn status_is_not_applied_and_bad_configs_are_rejected() {
     let mut config = applied(2, "nginx:1.25");
-    config["spec"]["paused"] = Value::Null;
     config["status"] = json!({"replicas": 9});
     let created = ssa(None, &config, "kubectl", false, T0);
     let expected = with_managed_fields(
@@ -619,5 +618,38 @@ fn apply_to_an_unknown_kind() {
         "fieldsType": "FieldsV1",
         "fieldsV1": {"f:spec": {".": {}, "f:nested": {".": {}, "f:a": {}}, "f:ports": {}, "f:size": {}}}
     }]);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn applied_null_owns_and_removes_the_field() {
+    let live = created_client_side();
+    let mut config = applied(2, "nginx:1.25");
+    config["spec"]["replicas"] = Value::Null;
+    config["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = Value::Null;
+    // Replicas is owned by the client-side applier: setting it to null conflicts.
+    let err = apply(Some(&live), &config, "kubectl", false, DEPLOYMENT, T1).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
+    );
+    let out = ssa(Some(&live), &config, "kubectl", true, T1);
+    let mut expected = live.clone();
+    expected["spec"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("replicas");
+    let mut fields = applied_fields();
+    fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"]["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"]
+        ["f:name"] = json!({});
+    let mut csa = client_side_fields();
+    csa["f:spec"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("f:replicas");
+    expected["metadata"]["managedFields"] = json!([
+        entry("kubectl", "Apply", T1, fields),
+        entry("kubectl-client-side-apply", "Update", T0, csa)
+    ]);
     assert_eq!(out, expected);
 }

@@ -140,7 +140,7 @@ def opt_str(s):
     return "None" if s is None else f"Some({rust_str(s)})"
 
 
-def emit_field(info):
+def emit_field(info, required):
     kind = {"S": "Scalar", "O": "Object", "M": "Map", "L": "List"}[info["kind"]]
     strategies = [s for s in info["strategy"].split(",") if s]
     retain = "retainKeys" in strategies
@@ -161,11 +161,11 @@ def emit_field(info):
         and info["list_type"] is None
         and info["map_type"] is None
     ):
-        return "SCALAR"
+        return "REQUIRED_SCALAR" if required else "SCALAR"
     keys = "&[" + ", ".join(rust_str(k) for k in info["map_keys"]) + "]"
     return (
         f"fi({kind}, {opt_str(info['type'])}, {lst}, {str(retain).lower()}, {str(replace).lower()}, "
-        f"{keys}, {opt_str(info['list_type'])}, {opt_str(info['map_type'])})"
+        f"{keys}, {opt_str(info['list_type'])}, {opt_str(info['map_type'])}, {str(required).lower()})"
     )
 
 
@@ -198,7 +198,8 @@ def main():
         out.append(f"    TypeDef {{ name: {rust_str(name)}, atomic: {str(atomic).lower()}, fields: &[")
         for pname in sorted(d.get("properties", {})):
             info = field_info(d["properties"][pname])
-            out.append(f"        ({rust_str(pname)}, {emit_field(info)}),")
+            required = pname in d.get("required", [])
+            out.append(f"        ({rust_str(pname)}, {emit_field(info, required)}),")
         out.append("    ] },")
     out.append("];")
     out.append("")
@@ -218,7 +219,7 @@ def main():
     header = out[:body_start] + [
         "use super::FieldKind::{" + ", ".join(kinds_used) + "};",
         "use super::ListStrategy::{" + ", ".join(strategies_used) + "};",
-        "use super::{KindDef, SCALAR, TypeDef, fi};",
+        "use super::{KindDef, REQUIRED_SCALAR, SCALAR, TypeDef, fi};",
         "",
     ]
     print("\n".join(header + out[body_start:]))

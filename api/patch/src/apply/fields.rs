@@ -26,6 +26,10 @@ fn is_atomic_object(child: Child) -> bool {
     child.info.is_some_and(|i| i.is_atomic_map()) || child.ctx.is_atomic_struct()
 }
 
+fn required(child: Child) -> bool {
+    child.info.is_some_and(|i| i.required)
+}
+
 /// The child context of a list element.
 fn element(child: Child) -> Child {
     Child {
@@ -208,10 +212,11 @@ fn compare_value(
                 rhs.and_then(Value::as_object),
             );
             compare_maps(l, r, child.ctx, path, cmp);
-            // A struct field that always exists in the typed object is not itself owned, unless
-            // it is empty; list items and map entries are.
+            // A struct field or required field always exists in the typed object, so it is not
+            // itself owned unless it is empty; list items and optional maps are.
             let empty = l.or(r).is_none_or(Map::is_empty);
-            let node_tracked = is_item || !matches!(child.ctx, Ctx::Struct(_)) || empty;
+            let node_tracked =
+                is_item || !(matches!(child.ctx, Ctx::Struct(_)) || required(child)) || empty;
             if node_tracked {
                 mark_presence(lhs, rhs, path, cmp);
             }
@@ -239,7 +244,9 @@ fn compare_value(
                     path.pop();
                 }
             }
-            mark_presence(lhs, rhs, path, cmp);
+            if !required(child) {
+                mark_presence(lhs, rhs, path, cmp);
+            }
         }
         (Some(l), Some(r)) => {
             if l != r {

@@ -132,7 +132,6 @@ fn client_side_fields() -> Value {
             "f:template": {
                 "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
                 "f:spec": {"f:containers": {
-                    ".": {},
                     "k:{\"name\":\"app\"}": {
                         ".": {},
                         "f:image": {},

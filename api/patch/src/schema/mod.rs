@@ -53,6 +53,8 @@ pub struct FieldInfo {
     pub replace: bool,
     /// `x-kubernetes-map-type` of the field or of its struct type: "atomic" or "granular".
     pub map_type: Option<&'static str>,
+    /// The field is listed in its type's `required`.
+    pub required: bool,
 }
 
 /// How server-side apply treats a list field.
@@ -118,6 +120,12 @@ const SCALAR: FieldInfo = FieldInfo {
     kind: FieldKind::Scalar,
     replace: false,
     map_type: None,
+    required: false,
+};
+
+const REQUIRED_SCALAR: FieldInfo = FieldInfo {
+    required: true,
+    ..SCALAR
 };
 
 #[allow(clippy::too_many_arguments)]
@@ -130,6 +138,7 @@ const fn fi(
     map_keys: &'static [&'static str],
     list_type: Option<&'static str>,
     map_type: Option<&'static str>,
+    required: bool,
 ) -> FieldInfo {
     FieldInfo {
         type_name,
@@ -140,6 +149,7 @@ const fn fi(
         kind,
         replace,
         map_type,
+        required,
     }
 }
 

@@ -246,3 +246,15 @@ fn table_is_sorted_for_binary_search() {
         }
     }
 }
+
+#[test]
+fn required_fields() {
+    assert!(field(POD_SPEC, "containers").unwrap().required);
+    assert!(field(CONTAINER, "name").unwrap().required);
+    assert!(!field(CONTAINER, "image").unwrap().required);
+    assert!(
+        field("io.k8s.api.apps.v1.DeploymentSpec", "selector")
+            .unwrap()
+            .required
+    );
+}

@@ -13,7 +13,9 @@ fn write(dir: &Path, url: &str, value: &serde_json::Value) -> std::io::Result<()
 }
 
 fn main() -> std::io::Result<()> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "docs".to_string());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "docs".to_string());
     let dir = Path::new(&dir);
     use skiff_kinds::{discovery, openapi};
     write(dir, "/api", &discovery::api_versions())?;

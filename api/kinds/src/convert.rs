@@ -136,3 +136,56 @@ fn event_core_to_v1(obj: &Value) -> Value {
     }
     Value::Object(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::find_by_kind;
+
+    #[test]
+    fn hpa_v1_round_trips_through_v2_storage() {
+        let v1 = find_by_kind("autoscaling/v1", "HorizontalPodAutoscaler").expect("v1");
+        let obj = json!({
+            "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "h"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"}, "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 50},
+            "status": {"currentReplicas": 2, "desiredReplicas": 2, "currentCPUUtilizationPercentage": 40}
+        });
+        let stored = to_storage(v1, &obj);
+        assert_eq!(stored["apiVersion"], "autoscaling/v2");
+        assert_eq!(
+            stored["spec"]["metrics"][0]["resource"]["target"],
+            json!({"type": "Utilization", "averageUtilization": 50})
+        );
+        assert_eq!(
+            stored["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"],
+            40
+        );
+        assert_eq!(from_storage(v1, &stored), obj);
+        let v2 = find_by_kind("autoscaling/v2", "HorizontalPodAutoscaler").expect("v2");
+        assert_eq!(from_storage(v2, &stored), stored);
+    }
+
+    #[test]
+    fn events_convert_between_core_and_events_v1() {
+        let ev = find_by_kind("events.k8s.io/v1", "Event").expect("events v1");
+        let core = json!({
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "d"},
+            "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Pulled", "message": "done",
+            "source": {"component": "kubelet"}, "firstTimestamp": "2026-01-01T00:00:00Z", "count": 2,
+            "reportingComponent": "kubelet", "type": "Normal"
+        });
+        let v1 = from_storage(ev, &core);
+        assert_eq!(v1["apiVersion"], "events.k8s.io/v1");
+        assert_eq!(v1["regarding"]["name"], "p");
+        assert_eq!(v1["note"], "done");
+        assert_eq!(v1["deprecatedCount"], 2);
+        assert_eq!(v1["eventTime"], "2026-01-01T00:00:00.000000Z");
+        let back = to_storage(ev, &v1);
+        assert_eq!(back["involvedObject"], core["involvedObject"]);
+        assert_eq!(back["message"], "done");
+        assert_eq!(back["reportingComponent"], "kubelet");
+    }
+}

@@ -297,6 +297,19 @@ fn container(c: &mut Value) {
     let image = str_at(c, "/image").unwrap_or_default().to_string();
     set(c, &["imagePullPolicy"], json!(pull_policy(&image)));
     set(c, &["resources"], json!({}));
+    // Quantities written as YAML numbers are stored as strings, as the API server serializes them.
+    for part in ["limits", "requests"] {
+        if let Some(m) = c
+            .pointer_mut(&format!("/resources/{part}"))
+            .and_then(Value::as_object_mut)
+        {
+            for v in m.values_mut() {
+                if let Value::Number(n) = v {
+                    *v = Value::String(n.to_string());
+                }
+            }
+        }
+    }
     // Requests default to limits for resources that only have a limit.
     if let Some(limits) = c
         .pointer("/resources/limits")

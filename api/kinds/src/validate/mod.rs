@@ -4,6 +4,7 @@
 mod cron;
 mod meta;
 mod names;
+mod others;
 mod pod;
 mod service;
 mod workloads;
@@ -195,6 +196,19 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
         ("apps", "StatefulSet") => workloads::stateful_set(obj, old, &mut errs),
         ("batch", "Job") => workloads::job(obj, old, &mut errs),
         ("batch", "CronJob") => workloads::cron_job(obj, old, &mut errs),
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            others::role_binding(obj, old, &mut errs)
+        }
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => others::role(obj, &mut errs),
+        ("policy", "PodDisruptionBudget") => others::pdb(obj, &mut errs),
+        ("autoscaling", "HorizontalPodAutoscaler") => others::hpa(obj, &mut errs),
+        ("", "PersistentVolumeClaim") => others::pvc(obj, old, &mut errs),
+        ("", "PersistentVolume") => others::pv(obj, &mut errs),
+        ("", "Event") => others::event(obj, &mut errs),
+        ("networking.k8s.io", "Ingress") => others::ingress(obj, &mut errs),
+        ("node.k8s.io", "RuntimeClass") => others::runtime_class(obj, &mut errs),
+        ("discovery.k8s.io", "EndpointSlice") => others::endpoint_slice(obj, &mut errs),
+        ("coordination.k8s.io", "Lease") => others::lease(obj, &mut errs),
         _ => {}
     }
     if errs.0.is_empty() {

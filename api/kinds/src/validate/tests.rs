@@ -475,3 +475,83 @@ fn immutable_config_maps_reject_data_changes() {
     let bad_key = json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"a b": "1"}});
     assert_eq!(causes(validate(k, &bad_key, None))[0].1, "data[a b]");
 }
+
+#[test]
+fn smaller_kinds_are_validated() {
+    let rb = kind("rbac.authorization.k8s.io/v1", "RoleBinding");
+    let b = json!({"kind": "RoleBinding", "metadata": {"name": "b", "namespace": "d"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "default"}]});
+    assert_eq!(validate(rb, &b, None), Ok(()));
+    let mut changed = b.clone();
+    changed["roleRef"]["name"] = json!("other");
+    let c = causes(validate(rb, &changed, Some(&b)));
+    assert_eq!(
+        (c[0].1.as_str(), c[0].2.ends_with("cannot change roleRef")),
+        ("roleRef", true)
+    );
+    let crb = kind("rbac.authorization.k8s.io/v1", "ClusterRoleBinding");
+    let cb = json!({"kind": "ClusterRoleBinding", "metadata": {"name": "b"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "default"}]});
+    let fields: Vec<String> = causes(validate(crb, &cb, None))
+        .into_iter()
+        .map(|c| c.1)
+        .collect();
+    assert_eq!(fields, vec!["roleRef.kind", "subjects[0].namespace"]);
+
+    let pdb = kind("policy/v1", "PodDisruptionBudget");
+    let both = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"minAvailable": 1, "maxUnavailable": "150%"}});
+    let fields: Vec<String> = causes(validate(pdb, &both, None))
+        .into_iter()
+        .map(|c| c.1)
+        .collect();
+    assert_eq!(fields, vec!["spec", "spec.maxUnavailable"]);
+
+    let hpa = kind("autoscaling/v2", "HorizontalPodAutoscaler");
+    let h = json!({"metadata": {"name": "h", "namespace": "d"}, "spec": {"minReplicas": 3, "maxReplicas": 2, "scaleTargetRef": {"kind": "Deployment", "name": "web"}}});
+    assert_eq!(
+        causes(validate(hpa, &h, None)),
+        vec![(
+            "FieldValueInvalid".into(),
+            "spec.maxReplicas".into(),
+            "Invalid value: 2: must be greater than or equal to `minReplicas`".into()
+        )]
+    );
+
+    let pvc = kind("v1", "PersistentVolumeClaim");
+    let fields: Vec<String> = causes(validate(
+        pvc,
+        &json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {}}),
+        None,
+    ))
+    .into_iter()
+    .map(|c| c.1)
+    .collect();
+    assert_eq!(fields, vec!["spec.accessModes", "spec.resources[storage]"]);
+
+    let ing = kind("networking.k8s.io/v1", "Ingress");
+    let i = json!({"metadata": {"name": "i", "namespace": "d"}, "spec": {"rules": [{"host": "example.com", "http": {"paths": [
+        {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+        {"path": "api", "backend": {"service": {"name": "web", "port": {"number": 80}}}}
+    ]}}]}});
+    let fields: Vec<String> = causes(validate(ing, &i, None))
+        .into_iter()
+        .map(|c| c.1)
+        .collect();
+    assert_eq!(fields, vec!["spec.rules[0].http.paths[1].pathType"]);
+
+    let rc = kind("node.k8s.io/v1", "RuntimeClass");
+    assert_eq!(
+        validate(
+            rc,
+            &json!({"metadata": {"name": "oci"}, "handler": "oci"}),
+            None
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        causes(validate(rc, &json!({"metadata": {"name": "oci"}}), None))[0].1,
+        "handler"
+    );
+}

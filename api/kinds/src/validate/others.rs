@@ -1,0 +1,411 @@
+//! Validation of the smaller kinds: RBAC bindings, PodDisruptionBudgets, HorizontalPodAutoscalers,
+//! volumes and claims, Ingresses, RuntimeClasses, EndpointSlices, Leases and Events.
+
+use serde_json::Value;
+
+use super::names;
+use super::{Errs, arr, go_str, s};
+
+pub(super) fn role_binding(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let rr = obj.get("roleRef").unwrap_or(&Value::Null);
+    let kind = s(rr, "/kind");
+    let api_group = s(rr, "/apiGroup");
+    let cluster = s(obj, "/kind") == "ClusterRoleBinding";
+    if api_group != "rbac.authorization.k8s.io" {
+        errs.not_supported(
+            "roleRef.apiGroup",
+            api_group,
+            &["rbac.authorization.k8s.io"],
+        );
+    }
+    let supported: &[&str] = if cluster {
+        &["ClusterRole"]
+    } else {
+        &["ClusterRole", "Role"]
+    };
+    if !supported.contains(&kind) {
+        errs.not_supported("roleRef.kind", kind, supported);
+    }
+    let name = s(rr, "/name");
+    if name.is_empty() {
+        errs.required("roleRef.name", "");
+    } else {
+        errs.each("roleRef.name", name, names::path_segment(name));
+    }
+    for (i, sub) in arr(obj, "/subjects").iter().enumerate() {
+        let f = format!("subjects[{i}]");
+        if s(sub, "/name").is_empty() {
+            errs.required(&format!("{f}.name"), "");
+        }
+        match s(sub, "/kind") {
+            "ServiceAccount" => {
+                if cluster && s(sub, "/namespace").is_empty() {
+                    errs.required(&format!("{f}.namespace"), "");
+                }
+            }
+            "User" | "Group" => {}
+            other => errs.not_supported(
+                &format!("{f}.kind"),
+                other,
+                &["ServiceAccount", "User", "Group"],
+            ),
+        }
+    }
+    if let Some(old) = old
+        && old.get("roleRef") != obj.get("roleRef")
+    {
+        errs.invalid(
+            "roleRef",
+            &serde_json::to_string(rr).unwrap_or_default(),
+            "cannot change roleRef",
+        );
+    }
+}
+
+pub(super) fn role(obj: &Value, errs: &mut Errs) {
+    for (i, r) in arr(obj, "/rules").iter().enumerate() {
+        if arr(r, "/verbs").is_empty() {
+            errs.required(
+                &format!("rules[{i}].verbs"),
+                "verbs must contain at least one value",
+            );
+        }
+        let urls = !arr(r, "/nonResourceURLs").is_empty();
+        if !urls && arr(r, "/resources").is_empty() && s(obj, "/kind") == "Role" {
+            errs.required(
+                &format!("rules[{i}].resources"),
+                "resource rules must supply at least one resource",
+            );
+        }
+    }
+}
+
+pub(super) fn pdb(obj: &Value, errs: &mut Errs) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let min = spec.get("minAvailable").filter(|v| !v.is_null());
+    let max = spec.get("maxUnavailable").filter(|v| !v.is_null());
+    if min.is_some() && max.is_some() {
+        errs.invalid(
+            "spec",
+            &serde_json::to_string(spec).unwrap_or_default(),
+            "minAvailable and maxUnavailable cannot be both set",
+        );
+    }
+    for (field, v) in [("minAvailable", min), ("maxUnavailable", max)] {
+        match v {
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n < 0) => {
+                errs.invalid(
+                    &format!("spec.{field}"),
+                    &n.to_string(),
+                    "must be greater than or equal to 0",
+                );
+            }
+            Some(Value::String(p)) => {
+                let pct = p.strip_suffix('%').and_then(|n| n.parse::<i64>().ok());
+                match pct {
+                    None => errs.invalid(&format!("spec.{field}"), &go_str(p), "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"),
+                    Some(n) if n > 100 => errs.invalid(&format!("spec.{field}"), &go_str(p), "must not be greater than 100%"),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    let policy = s(spec, "/unhealthyPodEvictionPolicy");
+    if !policy.is_empty() && policy != "IfHealthyBudget" && policy != "AlwaysAllow" {
+        errs.not_supported(
+            "spec.unhealthyPodEvictionPolicy",
+            policy,
+            &["AlwaysAllow", "IfHealthyBudget"],
+        );
+    }
+}
+
+pub(super) fn hpa(obj: &Value, errs: &mut Errs) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let min = spec.get("minReplicas").and_then(Value::as_i64).unwrap_or(1);
+    let max = spec.get("maxReplicas").and_then(Value::as_i64).unwrap_or(0);
+    if min < 1 {
+        errs.invalid(
+            "spec.minReplicas",
+            &min.to_string(),
+            "must be greater than or equal to 1",
+        );
+    }
+    if max < min {
+        errs.invalid(
+            "spec.maxReplicas",
+            &max.to_string(),
+            "must be greater than or equal to `minReplicas`",
+        );
+    }
+    if s(spec, "/scaleTargetRef/kind").is_empty() {
+        errs.required("spec.scaleTargetRef.kind", "");
+    }
+    let name = s(spec, "/scaleTargetRef/name");
+    if name.is_empty() {
+        errs.required("spec.scaleTargetRef.name", "");
+    } else {
+        errs.each("spec.scaleTargetRef.name", name, names::path_segment(name));
+    }
+    if let Some(t) = spec
+        .get("targetCPUUtilizationPercentage")
+        .and_then(Value::as_i64)
+        && t < 1
+    {
+        errs.invalid(
+            "spec.targetCPUUtilizationPercentage",
+            &t.to_string(),
+            "must be greater than or equal to 1",
+        );
+    }
+}
+
+const ACCESS_MODES: &[&str] = &[
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
+
+fn access_modes(obj: &Value, ptr: &str, field: &str, errs: &mut Errs) {
+    let modes = arr(obj, ptr);
+    if modes.is_empty() {
+        errs.required(field, "at least 1 access mode is required");
+    }
+    for m in modes {
+        let m = m.as_str().unwrap_or_default();
+        if !ACCESS_MODES.contains(&m) {
+            errs.not_supported(field, m, ACCESS_MODES);
+        }
+    }
+}
+
+pub(super) fn pvc(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    access_modes(obj, "/spec/accessModes", "spec.accessModes", errs);
+    if obj
+        .pointer("/spec/resources/requests/storage")
+        .is_none_or(Value::is_null)
+    {
+        errs.required("spec.resources[storage]", "");
+    }
+    if let Some(old) = old
+        && s(old, "/status/phase") == "Bound"
+    {
+        let strip = |v: &Value| {
+            let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
+            if let Some(m) = spec.as_object_mut() {
+                m.remove("resources");
+                m.remove("volumeAttributesClassName");
+                if s(v, "/spec/volumeName").is_empty() {
+                    m.remove("volumeName");
+                }
+            }
+            spec
+        };
+        if strip(obj) != strip(old) {
+            errs.forbidden("spec", "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims");
+        }
+    }
+}
+
+pub(super) fn pv(obj: &Value, errs: &mut Errs) {
+    access_modes(obj, "/spec/accessModes", "spec.accessModes", errs);
+    if obj
+        .pointer("/spec/capacity/storage")
+        .is_none_or(Value::is_null)
+    {
+        errs.required("spec.capacity", "");
+    }
+    let sources = [
+        "hostPath",
+        "local",
+        "nfs",
+        "csi",
+        "iscsi",
+        "fc",
+        "cephfs",
+        "rbd",
+        "glusterfs",
+        "azureDisk",
+        "azureFile",
+        "awsElasticBlockStore",
+        "gcePersistentDisk",
+        "cinder",
+        "flexVolume",
+        "flocker",
+        "photonPersistentDisk",
+        "portworxVolume",
+        "quobyte",
+        "scaleIO",
+        "storageos",
+        "vsphereVolume",
+    ];
+    let count = sources
+        .iter()
+        .filter(|k| {
+            obj.pointer(&format!("/spec/{k}"))
+                .is_some_and(|v| !v.is_null())
+        })
+        .count();
+    if count == 0 {
+        errs.required("spec", "must specify a volume type");
+    } else if count > 1 {
+        errs.forbidden("spec", "may not specify more than 1 volume type");
+    }
+    let policy = s(obj, "/spec/persistentVolumeReclaimPolicy");
+    if !policy.is_empty() && !["Delete", "Recycle", "Retain"].contains(&policy) {
+        errs.not_supported(
+            "spec.persistentVolumeReclaimPolicy",
+            policy,
+            &["Delete", "Recycle", "Retain"],
+        );
+    }
+}
+
+pub(super) fn ingress(obj: &Value, errs: &mut Errs) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let rules = arr(spec, "/rules");
+    if rules.is_empty() && spec.get("defaultBackend").is_none_or(Value::is_null) {
+        errs.invalid(
+            "spec",
+            "{}",
+            "either `defaultBackend` or `rules` must be specified",
+        );
+    }
+    for (i, r) in rules.iter().enumerate() {
+        let host = s(r, "/host");
+        if !host.is_empty() {
+            let h = host.strip_prefix("*.").unwrap_or(host);
+            errs.each(
+                &format!("spec.rules[{i}].host"),
+                host,
+                names::dns1123_subdomain(h),
+            );
+        }
+        for (j, p) in arr(r, "/http/paths").iter().enumerate() {
+            let f = format!("spec.rules[{i}].http.paths[{j}]");
+            let pt = s(p, "/pathType");
+            if pt.is_empty() {
+                errs.required(&format!("{f}.pathType"), "pathType must be specified");
+            } else if !["Exact", "ImplementationSpecific", "Prefix"].contains(&pt) {
+                errs.not_supported(
+                    &format!("{f}.pathType"),
+                    pt,
+                    &["Exact", "ImplementationSpecific", "Prefix"],
+                );
+            }
+            let path = s(p, "/path");
+            if (pt == "Exact" || pt == "Prefix") && !path.starts_with('/') {
+                errs.invalid(
+                    &format!("{f}.path"),
+                    &go_str(path),
+                    "must be an absolute path",
+                );
+            }
+            let svc = p.pointer("/backend/service").filter(|v| !v.is_null());
+            let res = p.pointer("/backend/resource").filter(|v| !v.is_null());
+            match (svc, res) {
+                (None, None) => errs.invalid(
+                    &format!("{f}.backend"),
+                    "{}",
+                    "one backend must be specified",
+                ),
+                (Some(_), Some(_)) => errs.invalid(
+                    &format!("{f}.backend"),
+                    "{}",
+                    "cannot set both resource and service backends",
+                ),
+                (Some(svc), None) => {
+                    let n = s(svc, "/name");
+                    errs.each(
+                        &format!("{f}.backend.service.name"),
+                        n,
+                        names::dns1035_label(n),
+                    );
+                    let has_num = svc
+                        .pointer("/port/number")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|n| n != 0);
+                    let has_name = !s(svc, "/port/name").is_empty();
+                    if has_num == has_name {
+                        errs.required(
+                            &format!("{f}.backend.service.port"),
+                            "port name or number is required",
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+pub(super) fn runtime_class(obj: &Value, errs: &mut Errs) {
+    let handler = s(obj, "/handler");
+    if handler.is_empty() {
+        errs.required("handler", "");
+    } else {
+        errs.each("handler", handler, names::dns1123_label(handler));
+    }
+}
+
+pub(super) fn endpoint_slice(obj: &Value, errs: &mut Errs) {
+    let t = s(obj, "/addressType");
+    if !["IPv4", "IPv6", "FQDN"].contains(&t) {
+        if t.is_empty() {
+            errs.required("addressType", "");
+        } else {
+            errs.not_supported("addressType", t, &["FQDN", "IPv4", "IPv6"]);
+        }
+    }
+    for (i, e) in arr(obj, "/endpoints").iter().enumerate() {
+        let addrs = arr(e, "/addresses");
+        if addrs.is_empty() || addrs.len() > 100 {
+            errs.required(
+                &format!("endpoints[{i}].addresses"),
+                "must contain at least 1 address but no more than 100 addresses",
+            );
+        }
+        if t == "IPv4" || t == "IPv6" {
+            for (j, a) in addrs.iter().enumerate() {
+                let a = a.as_str().unwrap_or_default();
+                for m in names::ip(a) {
+                    errs.invalid(&format!("endpoints[{i}].addresses[{j}]"), &go_str(a), &m);
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn lease(obj: &Value, errs: &mut Errs) {
+    for f in ["leaseDurationSeconds", "leaseTransitions"] {
+        if let Some(n) = obj.pointer(&format!("/spec/{f}")).and_then(Value::as_i64) {
+            let bad = if f == "leaseDurationSeconds" {
+                n <= 0
+            } else {
+                n < 0
+            };
+            if bad {
+                let msg = if f == "leaseDurationSeconds" {
+                    "must be greater than 0"
+                } else {
+                    "must be greater than or equal to 0"
+                };
+                errs.invalid(&format!("spec.{f}"), &n.to_string(), msg);
+            }
+        }
+    }
+}
+
+pub(super) fn event(obj: &Value, errs: &mut Errs) {
+    let ns = s(obj, "/metadata/namespace");
+    let io_ns = s(obj, "/involvedObject/namespace");
+    if !io_ns.is_empty() && !ns.is_empty() && io_ns != ns && ns != "default" {
+        errs.invalid(
+            "involvedObject.namespace",
+            &go_str(io_ns),
+            "does not match event.namespace",
+        );
+    }
+}

@@ -21,6 +21,7 @@ const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 
 struct Doc {
     value: Value,
+    json: Vec<u8>,
     hash: String,
 }
 
@@ -31,9 +32,9 @@ fn docs() -> &'static BTreeMap<String, Doc> {
             .into_iter()
             .map(|path| {
                 let value = build_document(&path);
-                let bytes = serde_json::to_vec(&value).unwrap_or_default();
-                let hash = hex::encode_upper(Sha512::digest(&bytes));
-                (path, Doc { value, hash })
+                let json = serde_json::to_vec(&value).unwrap_or_default();
+                let hash = hex::encode_upper(Sha512::digest(&json));
+                (path, Doc { value, json, hash })
             })
             .collect()
     })
@@ -63,6 +64,13 @@ pub fn v3_document_ref(group_version_path: &str) -> Option<&'static Value> {
     docs()
         .get(group_version_path.trim_matches('/'))
         .map(|d| &d.value)
+}
+
+/// The same document serialized as JSON, ready to send.
+pub fn v3_document_json(group_version_path: &str) -> Option<&'static [u8]> {
+    docs()
+        .get(group_version_path.trim_matches('/'))
+        .map(|d| d.json.as_slice())
 }
 
 /// The content hash of a document, as used in the index's `?hash=`.

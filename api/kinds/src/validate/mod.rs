@@ -2,6 +2,7 @@
 //! with the field paths, reasons and messages the Kubernetes API server uses.
 
 mod cron;
+mod duplicates;
 mod meta;
 mod names;
 mod others;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use crate::Kind;
 
 pub use cron::validate_schedule;
+pub use duplicates::duplicate_fields;
 pub use workloads::selector_matches;
 
 /// How unknown fields in a request body are treated (the `fieldValidation` query parameter).
@@ -149,6 +151,44 @@ pub fn decode(kind: &Kind, obj: &Value, mode: FieldValidation) -> Result<Vec<Str
             msgs.join(", ")
         ))),
         _ => Ok(msgs),
+    }
+}
+
+/// Decodes a raw JSON request body: parses it, reports keys that occur twice in one object
+/// (`duplicate field "spec.replicas"`) and unknown fields as [`decode`] does, per `mode`. Returns
+/// the parsed object and the warnings to send.
+pub fn decode_bytes(
+    kind: &Kind,
+    body: &[u8],
+    mode: FieldValidation,
+) -> Result<(Value, Vec<String>), Error> {
+    let cannot = |detail: String| {
+        Error::BadRequest(format!(
+            "{} in version {} cannot be handled as a {}: {detail}",
+            kind.kind,
+            go_str(kind.version),
+            kind.kind
+        ))
+    };
+    let obj: Value = serde_json::from_slice(body).map_err(|e| cannot(e.to_string()))?;
+    let dups: Vec<String> = match mode {
+        FieldValidation::Ignore => Vec::new(),
+        _ => duplicate_fields(body)
+            .map_err(|e| cannot(e.to_string()))?
+            .iter()
+            .map(|p| format!("duplicate field {}", go_str(p)))
+            .collect(),
+    };
+    let unknown = decode(kind, &obj, FieldValidation::Warn)?;
+    let mut all = dups;
+    if mode != FieldValidation::Ignore {
+        all.extend(unknown);
+    }
+    match mode {
+        FieldValidation::Strict if !all.is_empty() => {
+            Err(cannot(format!("strict decoding error: {}", all.join(", "))))
+        }
+        _ => Ok((obj, all)),
     }
 }
 

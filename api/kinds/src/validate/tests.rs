@@ -555,3 +555,42 @@ fn smaller_kinds_are_validated() {
         "handler"
     );
 }
+
+#[test]
+fn raw_bodies_report_duplicate_fields() {
+    assert_eq!(
+        duplicate_fields(
+            br#"{"a":1,"spec":{"replicas":1,"replicas":2,"list":[{"x":1,"x":2}]},"a":3}"#
+        )
+        .expect("parses"),
+        vec![
+            "spec.replicas".to_string(),
+            "spec.list[0].x".to_string(),
+            "a".to_string()
+        ]
+    );
+    let k = kind("v1", "ConfigMap");
+    let body =
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","name":"d"},"bogus":1}"#;
+    let (obj, warnings) = decode_bytes(k, body, FieldValidation::Warn).expect("warn");
+    assert_eq!(obj["metadata"]["name"], "d");
+    assert_eq!(
+        warnings,
+        vec![
+            "duplicate field \"metadata.name\"".to_string(),
+            "unknown field \"bogus\"".to_string()
+        ]
+    );
+    assert_eq!(
+        decode_bytes(k, body, FieldValidation::Strict).map(|_| ()),
+        Err(Error::BadRequest("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: duplicate field \"metadata.name\", unknown field \"bogus\"".into()))
+    );
+    assert_eq!(
+        decode_bytes(k, body, FieldValidation::Ignore).map(|r| r.1),
+        Ok(vec![])
+    );
+    assert!(matches!(
+        decode_bytes(k, b"{", FieldValidation::Warn),
+        Err(Error::BadRequest(_))
+    ));
+}

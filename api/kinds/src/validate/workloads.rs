@@ -446,6 +446,14 @@ pub(super) fn cron_job(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             errs.invalid("spec.schedule", &go_str(schedule), &e);
         }
         let had_tz = old.is_some_and(|o| s(o, "/spec/schedule").contains("TZ"));
+        let has_tz_field = spec.get("timeZone").is_some_and(|v| !v.is_null());
+        if schedule.contains("TZ") && had_tz && has_tz_field {
+            errs.invalid(
+                "spec.schedule",
+                &go_str(schedule),
+                "cannot use both timeZone field and TZ or CRON_TZ in schedule",
+            );
+        }
         if schedule.contains("TZ") && !had_tz {
             errs.invalid(
                 "spec.schedule",

@@ -123,6 +123,22 @@ fn new_value(value: Value, child: Child) -> Result<Option<Value>> {
     })
 }
 
+/// An element of a replaced list: maps are resolved against an empty map, nested lists are
+/// cleaned element by element. None when a map deletes itself.
+fn clean(value: Value, ctx: Ctx) -> Result<Option<Value>> {
+    Ok(match value {
+        Value::Object(m) => merge_map(Map::new(), m, ctx)?.map(Value::Object),
+        Value::Array(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for element in list {
+                out.extend(clean(element, Ctx::Untyped)?);
+            }
+            Some(Value::Array(out))
+        }
+        scalar => Some(scalar),
+    })
+}
+
 fn list_strategy(child: Child) -> ListStrategy {
     child
         .info
@@ -155,14 +171,7 @@ fn merge_list_field(
             // Replaced whole; elements are cleaned of directives and nulls.
             let mut out = Vec::with_capacity(patch.len());
             for element in patch {
-                match element {
-                    Value::Object(m) => {
-                        if let Some(m) = merge_map(Map::new(), m, child.ctx)? {
-                            out.push(Value::Object(m));
-                        }
-                    }
-                    other => out.push(other),
-                }
+                out.extend(clean(element, child.ctx)?);
             }
             Ok(out)
         }

@@ -893,3 +893,124 @@ fn json_and_merge_patch_match_kubectl() {
         assert_eq!(merge_patch(&doc, &patch).unwrap(), expected, "{patch}");
     }
 }
+
+/// A small deterministic generator of Kubernetes-shaped JSON for property tests.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() as usize) % items.len()]
+    }
+
+    fn value(&mut self, depth: u32, directives: bool) -> Value {
+        const KEYS: &[&str] = &[
+            "name",
+            "image",
+            "containers",
+            "env",
+            "ports",
+            "containerPort",
+            "value",
+            "volumes",
+            "volumeMounts",
+            "mountPath",
+            "labels",
+            "finalizers",
+            "spec",
+            "template",
+            "metadata",
+            "strategy",
+            "rollingUpdate",
+            "type",
+            "tolerations",
+            "key",
+            "args",
+            "selector",
+        ];
+        const DIRECTIVES: &[&str] = &[
+            "$patch",
+            "$retainKeys",
+            "$setElementOrder/containers",
+            "$setElementOrder/env",
+            "$deleteFromPrimitiveList/finalizers",
+            "$setElementOrder/finalizers",
+        ];
+        let choice = if depth == 0 {
+            self.next() % 4
+        } else {
+            self.next() % 7
+        };
+        match choice {
+            0 => Value::Null,
+            1 => json!(self.pick(&[
+                "a", "b", "c", "app", "sidecar", "replace", "delete", "merge"
+            ])),
+            2 => json!(self.next() % 3 + 79),
+            3 => json!(self.next() % 2 == 0),
+            4 | 5 => {
+                let mut m = serde_json::Map::new();
+                for _ in 0..self.next() % 4 {
+                    let key = if directives && self.next() % 4 == 0 {
+                        self.pick(DIRECTIVES)
+                    } else {
+                        self.pick(KEYS)
+                    };
+                    m.insert(key.to_string(), self.value(depth - 1, directives));
+                }
+                Value::Object(m)
+            }
+            _ => Value::Array(
+                (0..self.next() % 3)
+                    .map(|_| self.value(depth - 1, directives))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn has_directive_key(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| k.starts_with('$') || has_directive_key(v)),
+        Value::Array(a) => a.iter().any(has_directive_key),
+        _ => false,
+    }
+}
+
+#[test]
+fn random_patches_never_panic_or_store_directives() {
+    let mut g = Gen(0x5eed);
+    let mut applied_ok = 0;
+    for _ in 0..2000 {
+        let mut doc = deployment(two_containers());
+        doc["spec"]["template"]["spec"]["extra"] = g.value(4, false);
+        let patch =
+            json!({"spec": {"template": {"spec": g.value(5, true)}}, "metadata": g.value(3, true)});
+        for ty in [DEPLOYMENT, "com.example.v1.Widget"] {
+            if let Ok(out) = strategic_merge_patch(&doc, &patch, ty) {
+                applied_ok += 1;
+                assert!(
+                    !has_directive_key(&out),
+                    "directive stored by {patch}: {out}"
+                );
+            }
+        }
+        let _ = merge_patch(&doc, &patch);
+        let config = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": g.value(4, false)});
+        if let Ok(mut out) = crate::apply::apply(Some(&doc), &config, "m", true, DEPLOYMENT, "t") {
+            let old = out.clone();
+            out["spec"] = g.value(3, false);
+            crate::apply::record_update(Some(&old), &mut out, "u", DEPLOYMENT, "t");
+        }
+    }
+    assert!(applied_ok > 700, "only {applied_ok} patches applied");
+}

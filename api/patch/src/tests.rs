@@ -954,11 +954,11 @@ impl Gen {
                 "a", "b", "c", "app", "sidecar", "replace", "delete", "merge"
             ])),
             2 => json!(self.next() % 3 + 79),
-            3 => json!(self.next() % 2 == 0),
+            3 => json!(self.next().is_multiple_of(2)),
             4 | 5 => {
                 let mut m = serde_json::Map::new();
                 for _ in 0..self.next() % 4 {
-                    let key = if directives && self.next() % 4 == 0 {
+                    let key = if directives && self.next().is_multiple_of(4) {
                         self.pick(DIRECTIVES)
                     } else {
                         self.pick(KEYS)

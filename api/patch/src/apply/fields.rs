@@ -298,8 +298,9 @@ fn merge_value(live: Option<Value>, applied: Value, child: Child) -> Value {
     }
 }
 
-/// Live-only items keep their place; applied items come in applied order, each shared item
-/// pulling the applied items before it along.
+/// Merges two associative lists or sets as structured-merge-diff does: live-only items keep their
+/// place, applied items come in applied order, and a shared item is placed where the applied
+/// order reaches it.
 fn merge_lists(
     live: Vec<Value>,
     live_pes: Vec<PathElement>,
@@ -307,30 +308,61 @@ fn merge_lists(
     applied_pes: Vec<PathElement>,
     child: Child,
 ) -> Vec<Value> {
-    let mut applied: Vec<Option<Value>> = applied.into_iter().map(Some).collect();
     let mut live: Vec<Option<Value>> = live.into_iter().map(Some).collect();
+    let mut applied: Vec<Option<Value>> = applied.into_iter().map(Some).collect();
+    let in_applied = |pe: &PathElement| applied_pes.contains(pe);
+    let mut shared = applied_pes.iter().filter(|pe| live_pes.contains(pe));
+    let mut next_shared = shared.next();
+    let mut merged: Vec<&PathElement> = Vec::new();
     let mut out = Vec::with_capacity(live.len() + applied.len());
-    let mut next_applied = 0;
-    let mut emit_applied = |upto: usize, live: &mut Vec<Option<Value>>, out: &mut Vec<Value>| {
-        while next_applied <= upto && next_applied < applied.len() {
-            if let Some(item) = applied[next_applied].take() {
-                let pe = &applied_pes[next_applied];
-                let matching = live_pes
-                    .iter()
-                    .position(|p| p == pe)
-                    .and_then(|i| live[i].take());
+    let (mut l, mut r) = (0, 0);
+    while l < live.len() || r < applied.len() {
+        if l < live.len() && r < applied.len() {
+            let pe = &live_pes[l];
+            if *pe == applied_pes[r] {
+                merged.push(pe);
+                if let Some(item) = applied[r].take() {
+                    out.push(merge_value(live[l].take(), item, element(child)));
+                }
+                l += 1;
+                r += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if in_applied(pe) && next_shared.is_some_and(|n| n != pe) {
+                // A shared item, but not the next one in applied order.
+                l += 1;
+                continue;
+            }
+        }
+        if l < live.len() {
+            let pe = &live_pes[l];
+            if !in_applied(pe) {
+                out.extend(live[l].take());
+                l += 1;
+                continue;
+            }
+            if merged.contains(&pe) {
+                l += 1;
+                continue;
+            }
+        }
+        if r < applied.len() {
+            let pe = &applied_pes[r];
+            merged.push(pe);
+            let matching = live_pes
+                .iter()
+                .position(|p| p == pe)
+                .and_then(|i| live[i].take());
+            if let Some(item) = applied[r].take() {
                 out.push(merge_value(matching, item, element(child)));
             }
-            next_applied += 1;
-        }
-    };
-    for i in 0..live.len() {
-        match applied_pes.iter().position(|p| *p == live_pes[i]) {
-            Some(j) => emit_applied(j, &mut live, &mut out),
-            None => out.extend(live[i].take()),
+            r += 1;
+            if next_shared == Some(pe) {
+                next_shared = shared.next();
+            }
         }
     }
-    emit_applied(usize::MAX, &mut live, &mut out);
     out
 }
 

@@ -652,3 +652,43 @@ fn applied_null_owns_and_removes_the_field() {
     ]);
     assert_eq!(out, expected);
 }
+
+#[test]
+fn apply_list_order_follows_structured_merge_diff() {
+    let with_containers = |names: &[&str]| {
+        let mut obj = applied(2, "nginx");
+        obj["spec"]["template"]["spec"]["containers"] = Value::Array(
+            names
+                .iter()
+                .map(|n| json!({"name": n, "image": n}))
+                .collect(),
+        );
+        obj
+    };
+    let cases: [(&[&str], &[&str], &[&str]); 5] = [
+        (&["a", "x", "b"], &["b", "a"], &["x", "b", "a"]),
+        (&["a", "b"], &["b", "c", "a"], &["b", "c", "a"]),
+        (&["a", "s"], &["a", "n"], &["a", "s", "n"]),
+        (&["a", "b", "c"], &["c", "b", "a"], &["c", "b", "a"]),
+        (&["x", "a", "y"], &["n", "a"], &["x", "n", "a", "y"]),
+    ];
+    for (live, config, expected) in cases {
+        // The live object's foreign items are owned by another manager so they are kept.
+        let mut live_obj = with_containers(live);
+        record_update(None, &mut live_obj, "other", DEPLOYMENT, T0);
+        let out = ssa(
+            Some(&live_obj),
+            &with_containers(config),
+            "kubectl",
+            true,
+            T1,
+        );
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, expected, "live {live:?}, applied {config:?}");
+    }
+}

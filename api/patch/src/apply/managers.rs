@@ -135,6 +135,57 @@ impl Managers {
         self.entries.push(entry);
     }
 
+    /// Keeps at most `max` Update entries, as the API server does: the oldest are merged, per API
+    /// version, into an "ancient-changes" entry.
+    pub(super) fn cap_updates(&mut self, max: usize) {
+        let time = |e: &Entry| {
+            e.time
+                .as_ref()
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut updaters: Vec<usize> = (0..self.entries.len())
+            .filter(|&i| self.entries[i].operation == "Update")
+            .collect();
+        if updaters.len() <= max {
+            return;
+        }
+        updaters.sort_by(|&a, &b| {
+            let (ea, eb) = (&self.entries[a], &self.entries[b]);
+            (time(ea), &ea.manager).cmp(&(time(eb), &eb.manager))
+        });
+        let mut remaining = updaters.len();
+        let mut first_of_version: Vec<(String, usize)> = Vec::new();
+        let mut removed: Vec<usize> = Vec::new();
+        for &i in &updaters {
+            if remaining <= max {
+                break;
+            }
+            let version = self.entries[i].api_version.clone();
+            match first_of_version.iter().find(|(v, _)| *v == version) {
+                Some(&(_, bucket)) => {
+                    let merged = std::mem::take(&mut self.entries[i].set);
+                    let merged_time = self.entries[i].time.clone();
+                    let bucket = &mut self.entries[bucket];
+                    bucket.manager = "ancient-changes".to_string();
+                    bucket.subresource = None;
+                    bucket.set.extend(merged);
+                    bucket.time = merged_time;
+                    removed.push(i);
+                    remaining -= 1;
+                }
+                None => first_of_version.push((version, i)),
+            }
+        }
+        let mut index = 0;
+        self.entries.retain(|_| {
+            let keep = !removed.contains(&index);
+            index += 1;
+            keep
+        });
+    }
+
     pub(super) fn retain_non_empty(&mut self) {
         self.entries.retain(|e| !e.set.is_empty());
     }

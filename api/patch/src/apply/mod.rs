@@ -94,6 +94,9 @@ pub(crate) fn conflicts_message(conflicts: &[FieldConflict]) -> String {
     )
 }
 
+/// The API server keeps at most this many Update entries.
+const MAX_UPDATE_MANAGERS: usize = 10;
+
 /// Paths the API server never tracks in managed fields.
 fn is_ignored(path: &[PathElement]) -> bool {
     const META: &[&str] = &[
@@ -291,6 +294,7 @@ pub fn apply_subresource(
         });
     }
     let mut out = Value::Object(merged);
+    managers.cap_updates(MAX_UPDATE_MANAGERS);
     managers.write_to(&mut out);
     Ok(out)
 }
@@ -364,5 +368,6 @@ pub fn record_update_subresource(
             set,
         });
     }
+    managers.cap_updates(MAX_UPDATE_MANAGERS);
     managers.write_to(new);
 }

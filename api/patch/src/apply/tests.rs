@@ -692,3 +692,63 @@ fn apply_list_order_follows_structured_merge_diff() {
         assert_eq!(names, expected, "live {live:?}, applied {config:?}");
     }
 }
+
+#[test]
+fn update_entries_are_capped_at_ten() {
+    let mut obj = applied(2, "nginx:1.25");
+    record_update(
+        None,
+        &mut obj,
+        "creator",
+        DEPLOYMENT,
+        "2026-01-01T00:00:00Z",
+    );
+    for i in 0..11 {
+        let old = obj.clone();
+        obj["metadata"]["labels"][format!("l{i}")] = json!("x");
+        record_update(
+            Some(&old),
+            &mut obj,
+            &format!("m{i:02}"),
+            DEPLOYMENT,
+            &format!("2026-01-01T00:{:02}:00Z", i + 1),
+        );
+    }
+    let entries = obj["metadata"]["managedFields"].as_array().unwrap();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ancient-changes",
+            "m02",
+            "m03",
+            "m04",
+            "m05",
+            "m06",
+            "m07",
+            "m08",
+            "m09",
+            "m10"
+        ]
+    );
+    // The two oldest entries were merged, keeping the newer time.
+    let mut expected = client_side_fields();
+    expected["f:metadata"]
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("f:annotations");
+    expected["f:metadata"]["f:labels"]["f:l0"] = json!({});
+    expected["f:metadata"]["f:labels"]["f:l1"] = json!({});
+    assert_eq!(
+        entries[0],
+        entry(
+            "ancient-changes",
+            "Update",
+            "2026-01-01T00:02:00Z",
+            expected
+        )
+    );
+}

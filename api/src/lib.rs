@@ -1,1 +1,41 @@
 //! Skiff API server: the Kubernetes-compatible HTTP API over a revisioned store.
+//!
+//! `app()` is the axum router; `server::start` serves it over HTTPS from a data directory. Kinds
+//! come from `skiff-kinds`, patch semantics from `skiff-patch`, storage from `skiff-store`.
+
+pub mod app;
+pub mod body;
+mod disruption;
+pub mod error;
+mod handlers;
+pub mod objects;
+pub mod pki;
+pub mod request;
+pub mod selectors;
+pub mod server;
+mod subresources;
+mod watch;
+
+pub use app::{AppState, app};
+pub use error::ApiError;
+pub use server::{ServerHandle, ServerOptions, start, start_with_store};
+
+/// The Kubernetes version whose API this server speaks.
+pub const KUBERNETES_MINOR: &str = "34";
+
+/// The `/version` document.
+pub fn version_info() -> serde_json::Value {
+    serde_json::json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "emulationMajor": "1",
+        "emulationMinor": KUBERNETES_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-skiff.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": option_env!("SKIFF_GIT_COMMIT").unwrap_or("unknown"),
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "n/a (rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}

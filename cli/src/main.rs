@@ -1,7 +1,9 @@
 //! The `skiff` binary: one command for the API server, the registry, nodes and client verbs.
 
+mod bench;
 mod registry;
 mod server;
+mod signals;
 
 use clap::{Parser, Subcommand};
 
@@ -31,12 +33,19 @@ enum Command {
     ///
     /// Example: skiff pull 127.0.0.1:5000/demo/hello:1.0 -o hello.wasm
     Pull(registry::PullArgs),
+    /// Measure this machine: API server throughput and latency.
+    ///
+    /// Example: skiff bench api --append BENCHMARKS.md
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -49,6 +58,7 @@ fn main() -> std::process::ExitCode {
             Command::Registry(args) => registry::run_registry(args).await,
             Command::Push(args) => registry::run_push(args).await,
             Command::Pull(args) => registry::run_pull(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

@@ -1,17 +1,49 @@
 //! `skiff registry`, `skiff push` and `skiff pull`: the OCI registry and its client.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
+use skiff_registry::{ClientOptions, RegistryClient, RegistryConfig, TlsFiles};
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct RegistryArgs {
-    /// Directory for blobs, manifests and the push token.
+    #[command(subcommand)]
+    command: Option<RegistryCommand>,
+    /// Directory for blobs, manifests and the push token (DIR/registry.token).
     #[arg(long)]
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:5000")]
     listen: String,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require the token for pulls too (pulls are anonymous by default).
+    #[arg(long)]
+    require_pull_auth: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum RegistryCommand {
+    /// Remove blobs no manifest references, in a data directory no registry is serving.
+    ///
+    /// Example: skiff registry gc --data-dir /var/lib/skiff-registry
+    Gc(GcArgs),
+}
+
+#[derive(clap::Args)]
+struct GcArgs {
+    /// The registry's data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Keep unreferenced blobs younger than this (e.g. 30s, 10m, 1h; 0 for none).
+    #[arg(long, default_value = "1h")]
+    grace: String,
 }
 
 #[derive(clap::Args)]
@@ -20,6 +52,15 @@ pub(crate) struct PushArgs {
     file: PathBuf,
     /// Where to push it: HOST[:PORT]/NAME[:TAG].
     reference: String,
+    /// Use plain HTTP (loopback registries always use it).
+    #[arg(long)]
+    plain_http: bool,
+    /// The registry token.
+    #[arg(long, env = "SKIFF_REGISTRY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Local blob cache (default: $XDG_CACHE_HOME/skiff/registry).
+    #[arg(long, env = "SKIFF_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -29,19 +70,138 @@ pub(crate) struct PullArgs {
     /// Where to write the component.
     #[arg(short = 'o', long)]
     output: PathBuf,
+    /// Use plain HTTP (loopback registries always use it).
+    #[arg(long)]
+    plain_http: bool,
+    /// The registry token (needed only by registries that require it for pulls).
+    #[arg(long, env = "SKIFF_REGISTRY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Local blob cache (default: $XDG_CACHE_HOME/skiff/registry).
+    #[arg(long, env = "SKIFF_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 pub(crate) async fn run_registry(args: RegistryArgs) -> anyhow::Result<()> {
-    let _ = (args.data_dir, args.listen);
-    bail!("skiff registry is not supported in this build yet")
+    if let Some(RegistryCommand::Gc(gc)) = args.command {
+        let grace = parse_duration(&gc.grace)?;
+        let dir = gc.data_dir.clone();
+        let report = tokio::task::spawn_blocking(move || skiff_registry::gc_offline(&dir, grace))
+            .await
+            .context("garbage collection task failed")?
+            .with_context(|| format!("garbage collection of {}", gc.data_dir.display()))?;
+        println!(
+            "removed {} blobs ({} bytes), kept {} referenced and {} younger than {}",
+            report.removed, report.freed_bytes, report.live, report.spared_young, gc.grace
+        );
+        return Ok(());
+    }
+    let Some(data_dir) = args.data_dir else {
+        bail!("--data-dir is required");
+    };
+    let addr: std::net::SocketAddr = args.listen.parse().with_context(|| {
+        format!(
+            "--listen {:?} is not an address like 127.0.0.1:5000",
+            args.listen
+        )
+    })?;
+    let mut config = RegistryConfig::new(&data_dir);
+    config.require_auth_for_pull = args.require_pull_auth;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsFiles { cert, key });
+    }
+    let handle = skiff_registry::start(addr, config)
+        .await
+        .with_context(|| format!("starting the registry on {addr}"))?;
+    let scheme = if handle.is_tls() { "https" } else { "http" };
+    eprintln!(
+        "registry listening on {scheme}://{} (token in {})",
+        handle.local_addr(),
+        data_dir.join(skiff_registry::auth::TOKEN_FILE).display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    eprintln!("registry shutting down");
+    handle.shutdown(Duration::from_secs(10)).await?;
+    Ok(())
 }
 
 pub(crate) async fn run_push(args: PushArgs) -> anyhow::Result<()> {
-    let _ = (args.file, args.reference);
-    bail!("skiff push is not supported in this build yet")
+    let wasm = tokio::fs::read(&args.file)
+        .await
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let client = client(args.cache_dir, args.token, args.plain_http)?;
+    let pushed = client
+        .push_wasm(&args.reference, wasm.into())
+        .await
+        .with_context(|| format!("pushing {} to {}", args.file.display(), args.reference))?;
+    println!("{}", pushed.manifest_digest);
+    Ok(())
 }
 
 pub(crate) async fn run_pull(args: PullArgs) -> anyhow::Result<()> {
-    let _ = (args.reference, args.output);
-    bail!("skiff pull is not supported in this build yet")
+    let client = client(args.cache_dir, args.token, args.plain_http)?;
+    let pulled = client
+        .pull_wasm(&args.reference)
+        .await
+        .with_context(|| format!("pulling {}", args.reference))?;
+    tokio::fs::copy(&pulled.path, &args.output)
+        .await
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    println!("{}", pulled.manifest_digest);
+    Ok(())
+}
+
+fn client(
+    cache_dir: Option<PathBuf>,
+    token: Option<String>,
+    plain_http: bool,
+) -> anyhow::Result<RegistryClient> {
+    let mut opts = ClientOptions::new(cache_dir.unwrap_or_else(default_cache_dir));
+    opts.token = token.filter(|t| !t.is_empty());
+    opts.plain_http = plain_http;
+    Ok(RegistryClient::new(opts)?)
+}
+
+fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("skiff/registry");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".cache/skiff/registry");
+    }
+    std::env::temp_dir().join("skiff-registry-cache")
+}
+
+fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => bail!("{s:?} is not a duration like 30s, 10m or 1h"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
 }

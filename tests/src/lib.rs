@@ -1,1 +1,265 @@
-//! Harness for Skiff's end-to-end tests: starts real `skiff` processes and real clients.
+//! Harness for Skiff's end-to-end tests: starts real `skiff` processes on free ports with their
+//! own data directories, hands out clients for them (kubectl, kube-rs, Python), and tears them
+//! down. Every end-to-end test in `tests/tests/` builds on it.
+
+pub mod tools;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The `skiff` binary under test: `$SKIFF_BIN`, else the one cargo built beside this test.
+pub fn skiff_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SKIFF_BIN") {
+        return PathBuf::from(p);
+    }
+    // Test executables live in target/<profile>/deps/; the binary in target/<profile>/.
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary is in target/<profile>/deps");
+    let bin = profile_dir.join("skiff");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build -p skiff` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository root, for samples and scripts.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repo")
+        .to_path_buf()
+}
+
+/// A `skiff server` process with its own data directory.
+pub struct Server {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    _tempdir: Option<tempfile::TempDir>,
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    extra_args: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on a free loopback port with a fresh data directory.
+    pub fn start() -> Result<Server> {
+        Self::start_with(&[])
+    }
+
+    /// As `start`, with extra `skiff server` flags.
+    pub fn start_with(extra: &[&str]) -> Result<Server> {
+        let tempdir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir()?;
+        let dir = tempdir.path().to_path_buf();
+        let mut server = Server {
+            child: None,
+            dir,
+            _tempdir: Some(tempdir),
+            url: String::new(),
+            kubeconfig: PathBuf::new(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn("127.0.0.1:0")?;
+        Ok(server)
+    }
+
+    fn spawn(&mut self, listen: &str) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))?;
+        let mut child = Command::new(skiff_bin())
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--listen")
+            .arg(listen)
+            .args(&self.extra_args)
+            .env(
+                "SKIFF_LOG",
+                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("starting skiff server")?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        self.child = Some(child);
+        let url = wait_for_line(stdout, "listening on ", Duration::from_secs(60))
+            .with_context(|| format!("skiff server did not come up; log:\n{}", self.log()))?;
+        self.url = url.trim().to_string();
+        self.kubeconfig = self.dir.join("admin.kubeconfig");
+        Ok(())
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks the process to stop with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("server is not running")
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("server did not stop within 30s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same data directory and port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let listen = format!("127.0.0.1:{}", self.port());
+        self.spawn(&listen)
+    }
+
+    /// A kube-rs client from the admin kubeconfig.
+    pub async fn client(&self) -> Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Runs a kubectl binary against this server with a fresh discovery cache.
+    pub fn kubectl(&self, kubectl: &Path, args: &[&str]) -> Result<Output> {
+        self.kubectl_stdin(kubectl, args, None)
+    }
+
+    /// As `kubectl`, feeding `stdin` (for `apply -f -`).
+    pub fn kubectl_stdin(
+        &self,
+        kubectl: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<Output> {
+        let cache = self.dir.join("kube-cache");
+        let mut cmd = Command::new(kubectl);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("running {}", kubectl.display()))?;
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin is piped")
+                .write_all(input.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- skiff server log ({}) ---\n{}",
+                self.dir.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Reads lines from `stream` until one contains `marker`; returns what follows the marker.
+/// Later lines keep being read (and dropped) so the child never blocks on a full pipe.
+fn wait_for_line(
+    stream: impl std::io::Read + Send + 'static,
+    marker: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let (tx, rx) = mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if !sent && let Some(idx) = line.find(&marker) {
+                let _ = tx.send(line[idx + marker.len()..].to_string());
+                sent = true;
+            }
+        }
+    });
+    rx.recv_timeout(timeout)
+        .with_context(|| format!("no line containing {marker:?} within {timeout:?}"))
+}
+
+/// Asserts a command succeeded, returning its stdout.
+pub fn ok(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "command failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

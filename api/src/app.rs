@@ -1,0 +1,223 @@
+//! The axum application: shared state, routing, authentication and the non-resource endpoints.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+use skiff_store::Store;
+
+use crate::body::{Wanted, negotiate, read_limited};
+use crate::error::ApiError;
+use crate::request::{Query, ResourceRequest, Route, route};
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// Bearer tokens accepted, with the user each one authenticates.
+    pub tokens: Vec<(String, String)>,
+    pub started: Instant,
+    /// Tells long-running requests (watches) that the server is shutting down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The Kubernetes API as an axum router.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/version/", get(version))
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(ready))
+        .route("/healthz/{*check}", get(health))
+        .route("/livez/{*check}", get(health))
+        .route("/readyz/{*check}", get(ready))
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/{*path}", get(openapi_document))
+        .fallback(dispatch)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Requires a valid bearer token everywhere but the public health and version endpoints.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let public = path == "/version"
+        || path == "/version/"
+        || path.starts_with("/healthz")
+        || path.starts_with("/livez")
+        || path.starts_with("/readyz");
+    if public {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let known = token.is_some_and(|t| {
+        state
+            .tokens
+            .iter()
+            .any(|(known, _)| constant_time_eq(known, t))
+    });
+    if known {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::unauthorized().into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"skiff\""),
+        );
+        response
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn version() -> Response {
+    json_response(StatusCode::OK, &crate::version_info())
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.current_revision().await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {err}")).into_response(),
+    }
+}
+
+async fn openapi_index() -> Response {
+    json_response(StatusCode::OK, &skiff_kinds::openapi::v3_index())
+}
+
+async fn openapi_document(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    match skiff_kinds::openapi::v3_document(path.trim_end_matches('/')) {
+        Some(doc) => json_response(StatusCode::OK, &doc),
+        None => ApiError::no_route(&format!("/openapi/v3/{path}")).into_response(),
+    }
+}
+
+/// Everything under `/api` and `/apis`, and the 404 for anything else.
+async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    match dispatch_inner(state, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let route = route(&path)?;
+    let wanted = negotiate(&parts.headers);
+    let discovery_only = |method: &Method| -> Result<(), ApiError> {
+        if method == Method::GET || method == Method::HEAD {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed(format!(
+                "{method} is not allowed on {path}"
+            )))
+        }
+    };
+    match route {
+        Route::CoreVersions => {
+            discovery_only(&parts.method)?;
+            Ok(match wanted {
+                Wanted::AggregatedDiscovery(v) => aggregated(true, v),
+                _ => json_response(StatusCode::OK, &skiff_kinds::discovery::api_versions()),
+            })
+        }
+        Route::Groups => {
+            discovery_only(&parts.method)?;
+            Ok(match wanted {
+                Wanted::AggregatedDiscovery(v) => aggregated(false, v),
+                _ => json_response(StatusCode::OK, &skiff_kinds::discovery::api_group_list()),
+            })
+        }
+        Route::Group(group) => {
+            discovery_only(&parts.method)?;
+            let doc = skiff_kinds::discovery::api_group(&group)
+                .ok_or_else(|| ApiError::no_route(&path))?;
+            Ok(json_response(StatusCode::OK, &doc))
+        }
+        Route::ResourceList { group, version } => {
+            discovery_only(&parts.method)?;
+            let doc = skiff_kinds::discovery::api_resource_list(&group, &version)
+                .ok_or_else(|| ApiError::no_route(&path))?;
+            Ok(json_response(StatusCode::OK, &doc))
+        }
+        Route::Resource(target) => {
+            let body = read_limited(body).await?;
+            let req = ResourceRequest {
+                method: parts.method,
+                kind: target.kind,
+                namespace: target.namespace,
+                name: target.name,
+                subresource: target.subresource,
+                rest: target.rest,
+                query: Query::parse(parts.uri.query()),
+                headers: parts.headers,
+                body,
+                legacy_watch: target.legacy_watch,
+                http2: parts.version == axum::http::Version::HTTP_2,
+            };
+            crate::handlers::handle(&state, req).await
+        }
+    }
+}
+
+fn aggregated(core: bool, version: &'static str) -> Response {
+    let doc = skiff_kinds::discovery::aggregated(core, version);
+    let mut response = json_response(StatusCode::OK, &doc);
+    let ct = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    if let Ok(v) = HeaderValue::from_str(&ct) {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+/// A JSON body with the given status.
+pub fn json_response(code: StatusCode, value: &Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A Table body (`kubectl get`), marked with its media type parameters.
+pub fn table_response(code: StatusCode, value: &Value) -> Response {
+    let mut response = json_response(code, value);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;as=Table;v=v1;g=meta.k8s.io"),
+    );
+    response
+}

@@ -1,0 +1,206 @@
+//! Request bodies and content negotiation: JSON/YAML decoding, the 3 MiB limit, Accept parsing.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Largest request body accepted, as in Kubernetes (3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Reads the whole body, answering 413 past the limit.
+pub async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) => {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::too_large(format!(
+                    "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+                )))
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "could not read the request body: {err}"
+                )))
+            }
+        }
+    }
+}
+
+/// The media type of the request body, without parameters, lower-cased.
+pub fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Decodes a JSON or YAML object body. Anything but a single object is a 400.
+pub fn decode_object(bytes: &[u8], media_type: &str) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty; an object was expected",
+        ));
+    }
+    let value = if is_yaml(media_type) {
+        decode_yaml(bytes)?
+    } else if media_type.is_empty()
+        || media_type == "application/json"
+        || media_type.ends_with("+json")
+        || media_type == "*/*"
+    {
+        serde_json::from_slice::<Value>(bytes).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?
+    } else {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {media_type:?}"
+            ),
+        ));
+    };
+    Ok(value)
+}
+
+pub fn is_yaml(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/yaml" | "application/x-yaml" | "text/yaml"
+    ) || media_type.ends_with("+yaml")
+}
+
+/// YAML (which includes JSON) into a JSON value; non-string keys and non-finite numbers are errors.
+pub fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
+    let yaml: serde_yaml::Value = serde_yaml::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?;
+    serde_json::to_value(&yaml)
+        .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
+}
+
+/// What the client asked for in `Accept`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wanted {
+    Json,
+    Table,
+    /// Aggregated discovery, with its version ("v2" or "v2beta1").
+    AggregatedDiscovery(&'static str),
+}
+
+pub fn negotiate(headers: &HeaderMap) -> Wanted {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The first clause we can serve wins, as the client ordered them by preference.
+    for clause in accept.split(',') {
+        let mut parts = clause.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let params: Vec<(String, String)> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let param = |k: &str| {
+            params
+                .iter()
+                .find(|(pk, _)| pk == k)
+                .map(|(_, v)| v.as_str())
+        };
+        if media != "application/json" && media != "*/*" && media != "application/*" {
+            continue;
+        }
+        match (param("as"), param("g"), param("v")) {
+            (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) => return Wanted::Table,
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => {
+                return Wanted::AggregatedDiscovery("v2");
+            }
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2beta1")) => {
+                return Wanted::AggregatedDiscovery("v2beta1");
+            }
+            (None, _, _) => return Wanted::Json,
+            _ => continue,
+        }
+    }
+    Wanted::Json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accept(v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn kubectl_get_asks_for_table() {
+        let h = accept(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+        );
+        assert_eq!(negotiate(&h), Wanted::Table);
+    }
+
+    #[test]
+    fn protobuf_first_gets_json() {
+        let h = accept("application/vnd.kubernetes.protobuf,application/json");
+        assert_eq!(negotiate(&h), Wanted::Json);
+        assert_eq!(negotiate(&HeaderMap::new()), Wanted::Json);
+    }
+
+    #[test]
+    fn aggregated_discovery_only_when_asked_exactly() {
+        let h = accept(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        );
+        assert_eq!(negotiate(&h), Wanted::AggregatedDiscovery("v2"));
+        let h = accept(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+        );
+        assert_eq!(negotiate(&h), Wanted::AggregatedDiscovery("v2beta1"));
+        let h = accept(
+            "application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList,application/json",
+        );
+        assert_eq!(negotiate(&h), Wanted::Json);
+    }
+
+    #[test]
+    fn bodies() {
+        assert_eq!(
+            decode_object(b"{\"a\":1}", "application/json").unwrap()["a"],
+            1
+        );
+        assert_eq!(
+            decode_object(b"a: 1\n", "application/yaml").unwrap()["a"],
+            1
+        );
+        assert_eq!(
+            decode_object(b"{\"a\":", "application/json")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            decode_object(b"a: [", "application/yaml").unwrap_err().code,
+            400
+        );
+        assert_eq!(decode_object(b"", "").unwrap_err().code, 400);
+        assert_eq!(decode_object(b"x", "text/csv").unwrap_err().code, 415);
+    }
+}

@@ -1,0 +1,125 @@
+//! Eviction admission: PodDisruptionBudgets decide whether a pod may be evicted now.
+
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::handlers::load;
+use crate::objects::{self, meta_mut, meta_str};
+use crate::request::ResourceRequest;
+use crate::selectors::LabelSelector;
+
+/// Checks the budgets that select the pod and takes one disruption from the matching one, as the
+/// Kubernetes eviction subresource does. A budget its controller has not processed yet refuses.
+pub(crate) async fn check_eviction(
+    state: &AppState,
+    req: &ResourceRequest,
+    name: &str,
+) -> Result<(), ApiError> {
+    let (pod, _) = load(state, req).await?;
+    if objects::is_deleting(&pod)
+        || matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        )
+    {
+        return Ok(());
+    }
+    let Some(pdb_kind) = skiff_kinds::find("policy", "v1", "poddisruptionbudgets") else {
+        return Ok(());
+    };
+    let Some(ns) = req.namespace.as_deref() else {
+        return Ok(());
+    };
+    for _ in 0..8 {
+        let listed = state
+            .store
+            .list(skiff_store::ListOptions {
+                prefix: objects::collection_prefix(pdb_kind, Some(ns)),
+                ..Default::default()
+            })
+            .await?;
+        let mut matching = Vec::new();
+        for kv in &listed.items {
+            let pdb = objects::from_kv(pdb_kind, kv)?;
+            if selects(&pdb, &pod) {
+                matching.push((pdb, kv.mod_revision));
+            }
+        }
+        let (mut pdb, rev) = match matching.len() {
+            0 => return Ok(()),
+            1 => matching.remove(0),
+            _ => {
+                return Err(ApiError::internal(
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                ));
+            }
+        };
+        let pdb_name = meta_str(&pdb, "name").unwrap_or_default().to_string();
+        let generation = objects::meta(&pdb)
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let observed = pdb
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let too_many = |msg: String| {
+            let mut e = ApiError::new(429, "TooManyRequests", msg);
+            e.retry_after_seconds = Some(10);
+            e.with_details("policy", "poddisruptionbudgets", &pdb_name)
+        };
+        if observed < generation {
+            return Err(too_many(format!(
+                "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} is still being processed by the server."
+            )));
+        }
+        let allowed = pdb
+            .pointer("/status/disruptionsAllowed")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if allowed <= 0 {
+            let healthy = pdb
+                .pointer("/status/currentHealthy")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let desired = pdb
+                .pointer("/status/desiredHealthy")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            return Err(too_many(format!(
+                "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} needs {desired} healthy pods and has {healthy} currently"
+            )));
+        }
+        if req.query.dry_run()? {
+            return Ok(());
+        }
+        pdb["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        let disrupted = pdb["status"]
+            .as_object_mut()
+            .map(|s| s.entry("disruptedPods").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut);
+        if let Some(d) = disrupted {
+            d.insert(name.to_string(), json!(objects::now_rfc3339()));
+        }
+        meta_mut(&mut pdb).remove("resourceVersion");
+        let bytes = serde_json::to_vec(&pdb).map_err(|e| ApiError::internal(e.to_string()))?;
+        let key = objects::key(pdb_kind, Some(ns), &pdb_name);
+        match state.store.update(&key, bytes, Some(rev)).await {
+            Ok(_) => return Ok(()),
+            Err(skiff_store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict("policy", "poddisruptionbudgets", ""))
+}
+
+/// Whether a budget's selector selects the pod (in policy/v1 an empty selector selects every pod).
+fn selects(pdb: &Value, pod: &Value) -> bool {
+    let Some(sel) = pdb.pointer("/spec/selector") else {
+        return false;
+    };
+    crate::selectors::selector_query(sel)
+        .and_then(|q| LabelSelector::parse(&q).ok())
+        .is_some_and(|s| s.matches(pod))
+}

@@ -1,0 +1,1142 @@
+//! The verbs on resources: get, list, create, update, patch, delete, deletecollection.
+
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use skiff_kinds::Kind;
+use skiff_kinds::validate::FieldValidation;
+use skiff_store::{KeyValue, ListOptions};
+
+use crate::app::{AppState, json_response, table_response};
+use crate::body::{Wanted, content_type, decode_object, decode_yaml, negotiate};
+use crate::error::{ApiError, Cause};
+use crate::objects::{self, meta_mut, meta_str};
+use crate::request::ResourceRequest;
+use crate::selectors::{FieldSelector, LabelSelector};
+
+/// How many times a read-modify-write retries after losing a race to another writer.
+const MAX_RETRIES: usize = 8;
+
+pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Response, ApiError> {
+    let sub = req.subresource.clone();
+    match (req.method.clone(), req.name.is_some(), sub.as_deref()) {
+        (Method::GET, false, None) => {
+            if req.legacy_watch || req.query.flag("watch") {
+                crate::watch::watch(state, req).await
+            } else {
+                list(state, &req).await
+            }
+        }
+        (Method::GET, true, None) if req.legacy_watch || req.query.flag("watch") => {
+            crate::watch::watch(state, req).await
+        }
+        (Method::GET, true, None) => get(state, &req).await,
+        (Method::POST, false, None) => create(state, &req).await,
+        (Method::PUT, true, None) => update(state, &req, Target::Main).await,
+        (Method::PATCH, true, None) => patch(state, &req, Target::Main).await,
+        (Method::DELETE, true, None) => delete(state, &req).await,
+        (Method::DELETE, false, None) => delete_collection(state, &req).await,
+        (_, true, Some(_)) => crate::subresources::handle(state, req).await,
+        (method, _, _) => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on {} {}",
+            req.kind.plural,
+            if req.name.is_some() {
+                "objects"
+            } else {
+                "collections"
+            }
+        ))),
+    }
+}
+
+/// Which part of an object a write may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The object, except `status` for kinds with a status subresource.
+    Main,
+    /// Only `status` (the status subresource).
+    Status,
+}
+
+impl Target {
+    fn subresource(self) -> Option<&'static str> {
+        match self {
+            Target::Main => None,
+            Target::Status => Some("status"),
+        }
+    }
+}
+
+pub(crate) fn name_of(req: &ResourceRequest) -> &str {
+    req.name.as_deref().unwrap_or_default()
+}
+
+fn key_of(req: &ResourceRequest) -> String {
+    objects::key(req.kind, req.namespace.as_deref(), name_of(req))
+}
+
+fn not_found(req: &ResourceRequest) -> ApiError {
+    ApiError::not_found(req.kind.group, req.kind.plural, name_of(req))
+}
+
+pub(crate) async fn load(
+    state: &AppState,
+    req: &ResourceRequest,
+) -> Result<(Value, KeyValue), ApiError> {
+    check_namespace_param(req)?;
+    let kv = state
+        .store
+        .get(&key_of(req))
+        .await?
+        .ok_or_else(|| not_found(req))?;
+    Ok((objects::from_kv(req.kind, &kv)?, kv))
+}
+
+fn check_namespace_param(req: &ResourceRequest) -> Result<(), ApiError> {
+    if req.kind.namespaced && req.namespace.is_none() && req.name.is_some() {
+        return Err(ApiError::no_route(&format!(
+            "{} without a namespace",
+            req.kind.plural
+        )));
+    }
+    Ok(())
+}
+
+/// Renders one object as JSON or as a one-row Table.
+pub(crate) fn respond_object(req: &ResourceRequest, code: StatusCode, obj: &Value) -> Response {
+    match negotiate(&req.headers) {
+        Wanted::Table => {
+            let include = req.query.get("includeObject").unwrap_or("Metadata");
+            let table = skiff_kinds::table::table(
+                req.kind,
+                std::slice::from_ref(obj),
+                include,
+                jiff::Timestamp::now(),
+            );
+            table_response(code, &table)
+        }
+        _ => json_response(code, obj),
+    }
+}
+
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            response.headers_mut().append("Warning", v);
+        }
+    }
+    response
+}
+
+async fn get(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let (obj, _) = load(state, req).await?;
+    Ok(respond_object(req, StatusCode::OK, &obj))
+}
+
+/// The continue token: the revision of the first page and the last key returned.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: u64,
+    start: String,
+}
+
+fn encode_continue(rv: u64, start: &str) -> String {
+    let raw = serde_json::to_vec(&ContinueToken {
+        rv,
+        start: start.to_string(),
+    })
+    .unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str, prefix: &str) -> Result<ContinueToken, ApiError> {
+    let bad = || ApiError::bad_request("continue key is not valid: the token is malformed");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let token: ContinueToken = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if !token.start.starts_with(prefix) {
+        return Err(bad());
+    }
+    Ok(token)
+}
+
+/// Objects of a collection that pass the selectors, read at one revision.
+pub(crate) struct Listed {
+    pub(crate) items: Vec<Value>,
+    pub(crate) revision: u64,
+    pub(crate) continue_token: Option<String>,
+    pub(crate) remaining: Option<u64>,
+}
+
+pub(crate) struct Selectors {
+    pub(crate) labels: LabelSelector,
+    pub(crate) fields: FieldSelector,
+}
+
+impl Selectors {
+    pub(crate) fn from_request(req: &ResourceRequest) -> Result<Self, ApiError> {
+        Ok(Selectors {
+            labels: LabelSelector::parse(req.query.get("labelSelector").unwrap_or(""))?,
+            fields: FieldSelector::parse(req.query.get("fieldSelector").unwrap_or(""), req.kind)?,
+        })
+    }
+
+    pub(crate) fn matches(&self, kind: &Kind, obj: &Value) -> bool {
+        self.labels.matches(obj) && self.fields.matches(kind, obj)
+    }
+}
+
+pub(crate) async fn list_objects(
+    state: &AppState,
+    req: &ResourceRequest,
+) -> Result<Listed, ApiError> {
+    let prefix = objects::collection_prefix(req.kind, req.namespace.as_deref());
+    let selectors = Selectors::from_request(req)?;
+    let limit = req
+        .query
+        .int("limit")?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
+    let (mut revision, mut start_after) = (None, None);
+    if let Some(token) = req.query.get("continue") {
+        let t = decode_continue(token, &prefix)?;
+        revision = Some(t.rv);
+        start_after = Some(t.start);
+    } else if req.query.get("resourceVersionMatch") == Some("Exact") {
+        let rv = req.query.get("resourceVersion").ok_or_else(|| {
+            ApiError::bad_request("resourceVersionMatch=Exact requires a resourceVersion")
+        })?;
+        revision = Some(parse_rv(rv)?);
+    }
+    // A field selector on the name reads one key instead of the collection.
+    if let (Some(name), None) = (selectors.fields.exact_name(), &start_after)
+        && (req.namespace.is_some() || !req.kind.namespaced)
+    {
+        let key = objects::key(req.kind, req.namespace.as_deref(), name);
+        let current = state.store.current_revision().await?;
+        let mut items = Vec::new();
+        if revision.is_none()
+            && let Some(kv) = state.store.get(&key).await?
+        {
+            let obj = objects::from_kv(req.kind, &kv)?;
+            if selectors.matches(req.kind, &obj) {
+                items.push(obj);
+            }
+            return Ok(Listed {
+                items,
+                revision: current.max(kv.mod_revision),
+                continue_token: None,
+                remaining: None,
+            });
+        } else if revision.is_none() {
+            return Ok(Listed {
+                items,
+                revision: current,
+                continue_token: None,
+                remaining: None,
+            });
+        }
+    }
+    let mut items = Vec::new();
+    let mut last_key = None;
+    let mut more;
+    let page = limit.map(|l| (l * 2).max(256)).unwrap_or(0);
+    let mut read_revision;
+    loop {
+        let result = state
+            .store
+            .list(ListOptions {
+                prefix: prefix.clone(),
+                start_after: start_after.clone(),
+                limit: (page > 0).then_some(page),
+                revision,
+            })
+            .await?;
+        read_revision = result.revision;
+        revision = Some(result.revision);
+        more = result.more;
+        let mut cut = false;
+        for kv in &result.items {
+            start_after = Some(kv.key.clone());
+            let obj = objects::from_kv(req.kind, kv)?;
+            if !selectors.matches(req.kind, &obj) {
+                continue;
+            }
+            items.push(obj);
+            last_key = Some(kv.key.clone());
+            if limit.is_some_and(|l| items.len() >= l) {
+                cut = true;
+                // More may follow this key in this page or later pages.
+                more = more || result.items.last().map(|k| &k.key) != Some(&kv.key);
+                break;
+            }
+        }
+        if cut || !more {
+            break;
+        }
+    }
+    let continue_token = match (more, &last_key, limit) {
+        (true, Some(k), Some(l)) if items.len() >= l => Some(encode_continue(read_revision, k)),
+        _ => None,
+    };
+    Ok(Listed {
+        items,
+        revision: read_revision,
+        continue_token,
+        remaining: None,
+    })
+}
+
+pub(crate) fn parse_rv(rv: &str) -> Result<u64, ApiError> {
+    rv.parse::<u64>()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+async fn list(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let listed = list_objects(state, req).await?;
+    let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
+    if let Some(token) = &listed.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    if let Some(rem) = listed.remaining {
+        metadata["remainingItemCount"] = json!(rem);
+    }
+    match negotiate(&req.headers) {
+        Wanted::Table => {
+            let include = req.query.get("includeObject").unwrap_or("Metadata");
+            let mut table =
+                skiff_kinds::table::table(req.kind, &listed.items, include, jiff::Timestamp::now());
+            table["metadata"] = metadata;
+            Ok(table_response(StatusCode::OK, &table))
+        }
+        _ => {
+            let mut items = listed.items;
+            for item in &mut items {
+                if let Some(m) = item.as_object_mut() {
+                    m.remove("apiVersion");
+                    m.remove("kind");
+                }
+            }
+            let body = json!({
+                "kind": req.kind.list_kind(),
+                "apiVersion": req.kind.api_version(),
+                "metadata": metadata,
+                "items": items,
+            });
+            Ok(json_response(StatusCode::OK, &body))
+        }
+    }
+}
+
+fn field_validation(req: &ResourceRequest) -> Result<FieldValidation, ApiError> {
+    match req.query.get("fieldValidation") {
+        None | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation parameter unsupported: {other:?}: must be Ignore, Warn or Strict"
+        ))),
+    }
+}
+
+/// The field manager of a write: the query parameter, else the user agent's program name.
+fn field_manager(req: &ResourceRequest) -> Result<String, ApiError> {
+    if let Some(m) = req.query.get("fieldManager") {
+        if m.len() > 128 {
+            return Err(ApiError::bad_request(
+                "fieldManager must be at most 128 characters",
+            ));
+        }
+        return Ok(m.to_string());
+    }
+    let agent = req
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    Ok(agent
+        .split('/')
+        .next()
+        .unwrap_or("unknown")
+        .chars()
+        .take(128)
+        .collect())
+}
+
+pub(crate) fn map_validation(
+    kind: &Kind,
+    name: &str,
+    err: skiff_kinds::validate::Error,
+) -> ApiError {
+    match err {
+        skiff_kinds::validate::Error::BadRequest(msg) => ApiError::bad_request(msg),
+        skiff_kinds::validate::Error::Invalid(causes) => ApiError::invalid(
+            kind.group,
+            kind.kind,
+            kind.plural,
+            name,
+            causes
+                .into_iter()
+                .map(|c| Cause {
+                    reason: c.reason,
+                    message: c.message,
+                    field: c.field,
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Checks that the namespace exists and is not being deleted.
+async fn check_namespace_open(
+    state: &AppState,
+    kind: &Kind,
+    namespace: Option<&str>,
+) -> Result<(), ApiError> {
+    let (true, Some(ns)) = (kind.namespaced, namespace) else {
+        return Ok(());
+    };
+    let ns_kind = skiff_kinds::find("", "v1", "namespaces").expect("namespaces are a known kind");
+    let kv = state
+        .store
+        .get(&objects::key(ns_kind, None, ns))
+        .await?
+        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+    let obj = objects::from_kv(ns_kind, &kv)?;
+    if objects::is_deleting(&obj) {
+        return Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            kind.plural,
+            meta_str(&obj, "name").unwrap_or(ns)
+        )));
+    }
+    Ok(())
+}
+
+/// Everything between a decoded body and a storable new object.
+pub(crate) struct Prepared {
+    pub(crate) obj: Value,
+    pub(crate) warnings: Vec<String>,
+}
+
+fn prepare_create(
+    req: &ResourceRequest,
+    mut obj: Value,
+    manager: &str,
+    applied: bool,
+) -> Result<Prepared, ApiError> {
+    let kind = req.kind;
+    objects::check_type_meta(kind, &mut obj)?;
+    objects::check_namespace(kind, &mut obj, req.namespace.as_deref())?;
+    objects::generate_name(&mut obj);
+    let name = objects::require_name(kind, &obj)?;
+    let warnings = skiff_kinds::validate::decode(kind, &obj, field_validation(req)?)
+        .map_err(|e| map_validation(kind, &name, e))?;
+    {
+        let meta = meta_mut(&mut obj);
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(field);
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(objects::now_rfc3339()));
+        meta.insert("generation".into(), json!(1));
+        if !applied {
+            meta.remove("managedFields");
+        }
+    }
+    if kind.has_status()
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.remove("status");
+    }
+    skiff_kinds::defaults::apply(kind, &mut obj);
+    skiff_kinds::validate::validate(kind, &obj, None)
+        .map_err(|e| map_validation(kind, &name, e))?;
+    if !applied {
+        skiff_patch::apply::record_update(
+            None,
+            &mut obj,
+            manager,
+            kind.openapi_type,
+            &objects::now_rfc3339(),
+        );
+    }
+    Ok(Prepared { obj, warnings })
+}
+
+/// Stores a new object (unless dry-run) and answers 201.
+async fn store_create(
+    state: &AppState,
+    req: &ResourceRequest,
+    prepared: Prepared,
+) -> Result<Response, ApiError> {
+    let kind = req.kind;
+    let mut obj = prepared.obj;
+    let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+    check_namespace_open(state, kind, req.namespace.as_deref()).await?;
+    if !req.query.dry_run()? {
+        let key = objects::key(kind, req.namespace.as_deref(), &name);
+        let bytes = serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
+        let kv = state.store.create(&key, bytes).await.map_err(|e| match e {
+            skiff_store::Error::AlreadyExists(_) => {
+                ApiError::already_exists(kind.group, kind.plural, &name)
+            }
+            other => other.into(),
+        })?;
+        obj = objects::from_kv(kind, &kv)?;
+    }
+    Ok(with_warnings(
+        respond_object(req, StatusCode::CREATED, &obj),
+        &prepared.warnings,
+    ))
+}
+
+async fn create(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
+    if req.kind.namespaced && req.namespace.is_none() {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} must be created in a namespace",
+            req.kind.plural
+        )));
+    }
+    let obj = decode_object(&req.body, &content_type(&req.headers))?;
+    let manager = field_manager(req)?;
+    let prepared = prepare_create(req, obj, &manager, false)?;
+    store_create(state, req, prepared).await
+}
+
+/// Builds the object an update stores from the stored one and the client's version.
+fn prepare_update(
+    req: &ResourceRequest,
+    old: &Value,
+    mut new: Value,
+    target: Target,
+    manager: &str,
+    applied: bool,
+) -> Result<Prepared, ApiError> {
+    let kind = req.kind;
+    let name = name_of(req).to_string();
+    objects::check_type_meta(kind, &mut new)?;
+    if let Some(body_name) = meta_str(&new, "name")
+        && body_name != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if kind.namespaced
+        && let Some(ns) = meta_str(&new, "namespace").filter(|n| !n.is_empty())
+        && Some(ns) != req.namespace.as_deref()
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    let warnings = skiff_kinds::validate::decode(kind, &new, field_validation(req)?)
+        .map_err(|e| map_validation(kind, &name, e))?;
+    let mut new = match target {
+        Target::Status => {
+            // Only status changes through the status subresource.
+            let mut merged = old.clone();
+            let status = new.get("status").cloned().unwrap_or(Value::Null);
+            if let Some(m) = merged.as_object_mut() {
+                if status.is_null() {
+                    m.remove("status");
+                } else {
+                    m.insert("status".into(), status);
+                }
+            }
+            if let Some(mf) = objects::meta(&new)
+                .and_then(|m| m.get("managedFields"))
+                .cloned()
+            {
+                meta_mut(&mut merged).insert("managedFields".into(), mf);
+            }
+            merged
+        }
+        Target::Main => {
+            if kind.has_status()
+                && let Some(m) = new.as_object_mut()
+            {
+                match old.get("status") {
+                    Some(s) => {
+                        m.insert("status".into(), s.clone());
+                    }
+                    None => {
+                        m.remove("status");
+                    }
+                }
+            }
+            new
+        }
+    };
+    objects::carry_system_fields(old, &mut new);
+    skiff_kinds::defaults::apply(kind, &mut new);
+    if objects::spec_changed(old, &new) {
+        let generation = objects::meta(old)
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
+    }
+    skiff_kinds::validate::validate(kind, &new, Some(old))
+        .map_err(|e| map_validation(kind, &name, e))?;
+    if !applied {
+        skiff_patch::apply::record_update_subresource(
+            Some(old),
+            &mut new,
+            manager,
+            kind.openapi_type,
+            &objects::now_rfc3339(),
+            target.subresource(),
+        );
+    }
+    Ok(Prepared { obj: new, warnings })
+}
+
+/// Writes an updated object (unless dry-run). An object being deleted whose last finalizer is
+/// gone is deleted instead.
+async fn store_update(
+    state: &AppState,
+    req: &ResourceRequest,
+    expected: u64,
+    prepared: Prepared,
+) -> Result<Response, ApiError> {
+    let kind = req.kind;
+    let name = name_of(req);
+    let mut obj = prepared.obj;
+    if let Some(m) = meta_mut(&mut obj).get_mut("resourceVersion") {
+        *m = Value::Null;
+    }
+    meta_mut(&mut obj).remove("resourceVersion");
+    let finished = objects::is_deleting(&obj) && objects::finalizers(&obj).is_empty();
+    if req.query.dry_run()? {
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(expected.to_string()));
+        return Ok(with_warnings(
+            respond_object(req, StatusCode::OK, &obj),
+            &prepared.warnings,
+        ));
+    }
+    let key = key_of(req);
+    let map_err = |e: skiff_store::Error| match e {
+        skiff_store::Error::Conflict { .. } => ApiError::conflict(kind.group, kind.plural, name),
+        skiff_store::Error::NotFound(_) => ApiError::not_found(kind.group, kind.plural, name),
+        other => other.into(),
+    };
+    let kv = if finished {
+        state
+            .store
+            .delete(&key, Some(expected))
+            .await
+            .map_err(map_err)?
+    } else {
+        let bytes = serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
+        state
+            .store
+            .update(&key, bytes, Some(expected))
+            .await
+            .map_err(map_err)?
+    };
+    let obj = if finished {
+        with_rv(obj, kv.mod_revision)
+    } else {
+        objects::from_kv(kind, &kv)?
+    };
+    Ok(with_warnings(
+        respond_object(req, StatusCode::OK, &obj),
+        &prepared.warnings,
+    ))
+}
+
+fn with_rv(mut obj: Value, rev: u64) -> Value {
+    meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+    obj
+}
+
+/// The `metadata.resourceVersion` a client sent as a precondition, if any.
+fn precondition(obj: &Value) -> Result<Option<u64>, ApiError> {
+    match meta_str(obj, "resourceVersion").filter(|rv| !rv.is_empty()) {
+        Some(rv) => parse_rv(rv).map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "metadata.resourceVersion: Invalid value: {rv:?}: must be an integer"
+            ))
+        }),
+        None => Ok(None),
+    }
+}
+
+pub(crate) async fn update(
+    state: &AppState,
+    req: &ResourceRequest,
+    target: Target,
+) -> Result<Response, ApiError> {
+    let body = decode_object(&req.body, &content_type(&req.headers))?;
+    let manager = field_manager(req)?;
+    let wanted = precondition(&body)?;
+    for _ in 0..MAX_RETRIES {
+        let (old, kv) = load(state, req).await?;
+        if let Some(w) = wanted
+            && w != kv.mod_revision
+        {
+            return Err(ApiError::conflict(
+                req.kind.group,
+                req.kind.plural,
+                name_of(req),
+            ));
+        }
+        let prepared = prepare_update(req, &old, body.clone(), target, &manager, false)?;
+        match store_update(state, req, kv.mod_revision, prepared).await {
+            Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::conflict(
+        req.kind.group,
+        req.kind.plural,
+        name_of(req),
+    ))
+}
+
+/// The patch formats Kubernetes accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+pub(crate) fn patch_type(req: &ResourceRequest) -> Result<PatchType, ApiError> {
+    let ct = content_type(&req.headers);
+    match ct.as_str() {
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchType::Apply),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+pub(crate) fn map_patch_error(kind: &Kind, name: &str, err: skiff_patch::Error) -> ApiError {
+    match err {
+        skiff_patch::Error::Conflict(ref conflicts) => {
+            let causes: Vec<Cause> = conflicts
+                .iter()
+                .map(|c| Cause {
+                    reason: "FieldManagerConflict".into(),
+                    message: c.message.clone(),
+                    field: c.field.clone(),
+                })
+                .collect();
+            ApiError::conflict_message(kind.group, kind.plural, name, err.to_string())
+                .with_causes(causes)
+        }
+        skiff_patch::Error::Invalid(msg) => {
+            ApiError::new(422, "Invalid", msg).with_details(kind.group, kind.plural, name)
+        }
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// Applies a patch document of the given type to an object.
+pub(crate) fn apply_patch(
+    kind: &Kind,
+    name: &str,
+    ptype: PatchType,
+    old: &Value,
+    patch_doc: &Value,
+    manager: &str,
+    force: bool,
+    subresource: Option<&str>,
+) -> Result<Value, ApiError> {
+    let result = match ptype {
+        PatchType::Json => skiff_patch::json_patch(old, patch_doc),
+        PatchType::Merge => skiff_patch::merge_patch(old, patch_doc),
+        PatchType::Strategic => {
+            skiff_patch::strategic_merge_patch(old, patch_doc, kind.openapi_type)
+        }
+        PatchType::Apply => skiff_patch::apply::apply_subresource(
+            Some(old),
+            patch_doc,
+            manager,
+            force,
+            kind.openapi_type,
+            &objects::now_rfc3339(),
+            subresource,
+        ),
+    };
+    result.map_err(|e| map_patch_error(kind, name, e))
+}
+
+pub(crate) fn decode_patch(req: &ResourceRequest, ptype: PatchType) -> Result<Value, ApiError> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the patch body is empty"));
+    }
+    let doc = match ptype {
+        PatchType::Apply => decode_yaml(&req.body)?,
+        _ => serde_json::from_slice::<Value>(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
+    };
+    match (ptype, &doc) {
+        (PatchType::Json, Value::Array(_)) => Ok(doc),
+        (PatchType::Json, _) => Err(ApiError::bad_request(
+            "a JSON patch must be an array of operations",
+        )),
+        (_, Value::Object(_)) => Ok(doc),
+        _ => Err(ApiError::bad_request("the patch must be a JSON object")),
+    }
+}
+
+pub(crate) async fn patch(
+    state: &AppState,
+    req: &ResourceRequest,
+    target: Target,
+) -> Result<Response, ApiError> {
+    let ptype = patch_type(req)?;
+    let doc = decode_patch(req, ptype)?;
+    let manager = match ptype {
+        PatchType::Apply => req
+            .query
+            .get("fieldManager")
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "PATCH with the apply patch type requires a fieldManager parameter",
+                )
+            })?,
+        _ => field_manager(req)?,
+    };
+    let force = req.query.flag("force");
+    if force && ptype != PatchType::Apply {
+        return Err(ApiError::bad_request(
+            "force is only allowed with the apply patch type",
+        ));
+    }
+    let name = name_of(req).to_string();
+    for _ in 0..MAX_RETRIES {
+        check_namespace_param(req)?;
+        let existing = state.store.get(&key_of(req)).await?;
+        let Some(kv) = existing else {
+            if ptype == PatchType::Apply && target == Target::Main {
+                return apply_create(state, req, &doc, &manager, force).await;
+            }
+            return Err(not_found(req));
+        };
+        let old = objects::from_kv(req.kind, &kv)?;
+        let patched = apply_patch(
+            req.kind,
+            &name,
+            ptype,
+            &old,
+            &doc,
+            &manager,
+            force,
+            target.subresource(),
+        )?;
+        let wanted =
+            precondition(&patched)?.filter(|rv| Some(*rv) != precondition(&old).ok().flatten());
+        if let Some(w) = wanted
+            && w != kv.mod_revision
+        {
+            return Err(ApiError::conflict(req.kind.group, req.kind.plural, &name));
+        }
+        let prepared = prepare_update(
+            req,
+            &old,
+            patched,
+            target,
+            &manager,
+            ptype == PatchType::Apply,
+        )?;
+        match store_update(state, req, kv.mod_revision, prepared).await {
+            Err(e) if e.reason == "Conflict" && wanted.is_none() && e.causes.is_empty() => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::conflict(req.kind.group, req.kind.plural, &name))
+}
+
+/// Server-side apply of an object that does not exist yet creates it.
+async fn apply_create(
+    state: &AppState,
+    req: &ResourceRequest,
+    doc: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Response, ApiError> {
+    let mut obj = doc.clone();
+    objects::check_type_meta(req.kind, &mut obj)?;
+    if let Some(body_name) = meta_str(&obj, "name")
+        && body_name != name_of(req)
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({})",
+            name_of(req)
+        )));
+    }
+    meta_mut(&mut obj).insert("name".into(), json!(name_of(req)));
+    let applied = skiff_patch::apply::apply(
+        None,
+        &obj,
+        manager,
+        force,
+        req.kind.openapi_type,
+        &objects::now_rfc3339(),
+    )
+    .map_err(|e| map_patch_error(req.kind, name_of(req), e))?;
+    let prepared = prepare_create(req, applied, manager, true)?;
+    store_create(state, req, prepared).await
+}
+
+/// `DeleteOptions` from the body and the query.
+#[derive(Debug, Default)]
+pub(crate) struct DeleteOptions {
+    pub(crate) grace_period_seconds: Option<i64>,
+    pub(crate) propagation_policy: Option<String>,
+    pub(crate) precondition_uid: Option<String>,
+    pub(crate) precondition_rv: Option<String>,
+    pub(crate) dry_run: bool,
+}
+
+pub(crate) fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
+    let mut opts = DeleteOptions {
+        dry_run: req.query.dry_run()?,
+        ..Default::default()
+    };
+    if !req.body.iter().all(u8::is_ascii_whitespace) {
+        let body = decode_object(&req.body, &content_type(&req.headers))?;
+        opts.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
+        opts.propagation_policy = body
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        opts.precondition_uid = body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        opts.precondition_rv = body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"))
+        {
+            opts.dry_run = true;
+        }
+    }
+    if let Some(g) = req.query.int("gracePeriodSeconds")? {
+        opts.grace_period_seconds = Some(g);
+    }
+    if let Some(p) = req.query.get("propagationPolicy") {
+        opts.propagation_policy = Some(p.to_string());
+    }
+    if let Some(p) = &opts.propagation_policy
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ),
+        ));
+    }
+    if opts.grace_period_seconds.is_some_and(|g| g < 0) {
+        opts.grace_period_seconds = Some(0);
+    }
+    Ok(opts)
+}
+
+async fn delete(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let opts = delete_options(req)?;
+    let obj = delete_object(state, req, name_of(req), &opts).await?;
+    Ok(respond_object(req, StatusCode::OK, &obj))
+}
+
+/// Deletes one object honouring finalizers, graceful pod termination and preconditions; returns
+/// the object as deleted (or as marked for deletion).
+pub(crate) async fn delete_object(
+    state: &AppState,
+    req: &ResourceRequest,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let kind = req.kind;
+    let key = objects::key(kind, req.namespace.as_deref(), name);
+    let nf = || ApiError::not_found(kind.group, kind.plural, name);
+    for _ in 0..MAX_RETRIES {
+        let kv = state.store.get(&key).await?.ok_or_else(nf)?;
+        let old = objects::from_kv(kind, &kv)?;
+        if let Some(uid) = &opts.precondition_uid
+            && meta_str(&old, "uid") != Some(uid.as_str())
+        {
+            return Err(ApiError::conflict_message(
+                kind.group,
+                kind.plural,
+                name,
+                format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&old, "uid").unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(rv) = &opts.precondition_rv
+            && *rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict_message(
+                kind.group,
+                kind.plural,
+                name,
+                format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                ),
+            ));
+        }
+        let mut marked = old.clone();
+        let mut needs_mark = false;
+        match opts.propagation_policy.as_deref() {
+            Some("Foreground") => {
+                objects::add_finalizer(&mut marked, "foregroundDeletion");
+                needs_mark = true;
+            }
+            Some("Orphan") => {
+                objects::add_finalizer(&mut marked, "orphan");
+                needs_mark = true;
+            }
+            _ => {}
+        }
+        if kind.kind == "Namespace" {
+            needs_mark = true;
+            if let Some(m) = marked.as_object_mut() {
+                m.insert("status".into(), json!({"phase": "Terminating"}));
+            }
+        }
+        // A pod on a node terminates gracefully: the node finishes the delete.
+        let grace = graceful_pod_period(kind, &old, opts);
+        if grace.is_some() {
+            needs_mark = true;
+        }
+        needs_mark |= !objects::finalizers(&marked).is_empty();
+        if needs_mark {
+            if objects::is_deleting(&old) {
+                // Already terminating: a shorter grace period may still be requested.
+                if grace.is_none() || !shortens_grace(&old, grace.unwrap_or(0)) {
+                    return Ok(old);
+                }
+            }
+            {
+                let meta = meta_mut(&mut marked);
+                let now = jiff::Timestamp::now();
+                let grace_secs = grace.unwrap_or(0);
+                let at = now
+                    .checked_add(jiff::SignedDuration::from_secs(grace_secs))
+                    .unwrap_or(now);
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace_secs));
+                meta.remove("resourceVersion");
+            }
+            if opts.dry_run {
+                return Ok(with_rv(marked, kv.mod_revision));
+            }
+            let bytes =
+                serde_json::to_vec(&marked).map_err(|e| ApiError::internal(e.to_string()))?;
+            match state.store.update(&key, bytes, Some(kv.mod_revision)).await {
+                Ok(kv) => return objects::from_kv(kind, &kv),
+                Err(skiff_store::Error::Conflict { .. }) => continue,
+                Err(skiff_store::Error::NotFound(_)) => return Err(nf()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if opts.dry_run {
+            return Ok(old);
+        }
+        match state.store.delete(&key, Some(kv.mod_revision)).await {
+            Ok(kv) => return Ok(with_rv(old, kv.mod_revision)),
+            Err(skiff_store::Error::Conflict { .. }) => continue,
+            Err(skiff_store::Error::NotFound(_)) => return Err(nf()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(kind.group, kind.plural, name))
+}
+
+/// The grace period of a pod delete that must wait for its node, if it must.
+fn graceful_pod_period(kind: &Kind, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
+    if kind.kind != "Pod" || kind.group != "" {
+        return None;
+    }
+    let on_node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !on_node || finished {
+        return None;
+    }
+    let grace = opts
+        .grace_period_seconds
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(30);
+    (grace > 0).then_some(grace)
+}
+
+fn shortens_grace(old: &Value, grace: i64) -> bool {
+    objects::meta(old)
+        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+        .and_then(Value::as_i64)
+        .is_some_and(|g| grace < g)
+}
+
+async fn delete_collection(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let opts = delete_options(req)?;
+    let listed = list_objects(state, req).await?;
+    let mut deleted = Vec::new();
+    for item in &listed.items {
+        let name = meta_str(item, "name").unwrap_or_default().to_string();
+        let ns = meta_str(item, "namespace").map(str::to_string);
+        let scoped = ResourceRequest {
+            method: req.method.clone(),
+            kind: req.kind,
+            namespace: ns.or_else(|| req.namespace.clone()),
+            name: Some(name.clone()),
+            subresource: None,
+            rest: None,
+            query: req.query.clone(),
+            headers: req.headers.clone(),
+            body: bytes::Bytes::new(),
+            legacy_watch: false,
+            http2: req.http2,
+        };
+        match delete_object(state, &scoped, &name, &opts).await {
+            Ok(obj) => deleted.push(obj),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let body = json!({
+        "kind": req.kind.list_kind(),
+        "apiVersion": req.kind.api_version(),
+        "metadata": {"resourceVersion": listed.revision.to_string()},
+        "items": deleted,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}

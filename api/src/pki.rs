@@ -1,0 +1,234 @@
+//! The server's own PKI: a CA made on first start, a serving certificate signed by it, the admin
+//! token and the admin kubeconfig, all kept in the data directory.
+
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use rand::Rng;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Everything a TLS server and its clients need.
+pub struct Pki {
+    pub ca_cert_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub admin_token: String,
+}
+
+/// Writes `contents` to `path` atomically (temp file, fsync, rename) with the given mode.
+pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(contents).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(())
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "skiff-ca");
+    dn.push(DnType::OrganizationName, "skiff");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// A random token of 32 bytes, URL-safe base64.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Loads the PKI from `dir/pki`, creating the CA and token on first start. The serving certificate
+/// is made anew on every start, so its names follow the listen address.
+pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Pki> {
+    let pki = dir.join("pki");
+    fs::create_dir_all(&pki).map_err(io(&pki))?;
+    let ca_key_path = pki.join("ca.key");
+    let ca_cert_path = pki.join("ca.crt");
+    let (ca_key, ca_cert_pem) = if ca_key_path.exists() && ca_cert_path.exists() {
+        let key_pem = fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| Error::Invalid {
+            path: ca_key_path.clone(),
+            message: e.to_string(),
+        })?;
+        (
+            key,
+            fs::read_to_string(&ca_cert_path).map_err(io(&ca_cert_path))?,
+        )
+    } else {
+        let key = KeyPair::generate()?;
+        let cert = ca_params().self_signed(&key)?;
+        write_private(&ca_key_path, key.serialize_pem().as_bytes(), 0o600)?;
+        write_private(&ca_cert_path, cert.pem().as_bytes(), 0o644)?;
+        (key, cert.pem())
+    };
+    let issuer = Issuer::new(ca_params(), &ca_key);
+
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "skiff".to_string(),
+    ];
+    if !listen.ip().is_unspecified() {
+        names.push(listen.ip().to_string());
+    } else {
+        names.extend(local_addresses().into_iter().map(|ip| ip.to_string()));
+    }
+    if let Ok(host) = fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_string());
+        }
+    }
+    names.sort();
+    names.dedup();
+    let mut params = CertificateParams::new(names)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "skiff-apiserver");
+    params.distinguished_name = dn;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server_key = KeyPair::generate()?;
+    let server_cert = params.signed_by(&server_key, &issuer)?;
+    let server_cert_pem = server_cert.pem();
+    let server_key_pem = server_key.serialize_pem();
+    write_private(&pki.join("server.crt"), server_cert_pem.as_bytes(), 0o644)?;
+    write_private(&pki.join("server.key"), server_key_pem.as_bytes(), 0o600)?;
+
+    let token_path = dir.join("admin.token");
+    let admin_token = if token_path.exists() {
+        fs::read_to_string(&token_path)
+            .map_err(io(&token_path))?
+            .trim()
+            .to_string()
+    } else {
+        let token = random_token();
+        write_private(&token_path, format!("{token}\n").as_bytes(), 0o600)?;
+        token
+    };
+    if admin_token.is_empty() {
+        return Err(Error::Invalid {
+            path: token_path,
+            message: "the admin token is empty".into(),
+        });
+    }
+    Ok(Pki {
+        ca_cert_pem,
+        server_cert_pem,
+        server_key_pem,
+        admin_token,
+    })
+}
+
+/// Addresses of this machine's interfaces, for a server listening on all of them.
+fn local_addresses() -> Vec<IpAddr> {
+    // Reading /proc is enough for the serving certificate; unreachable names are harmless.
+    let mut out = Vec::new();
+    if let Ok(text) = fs::read_to_string("/proc/net/fib_trie") {
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(ip) = line
+                .strip_prefix("|-- ")
+                .and_then(|s| s.parse::<IpAddr>().ok())
+                && !ip.is_unspecified()
+            {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+/// A kubeconfig for `user` with `token`, trusting `ca_pem`, pointing at `server` (an https URL).
+pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: skiff
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    token: {token}
+contexts:
+- name: skiff
+  context:
+    cluster: skiff
+    user: {user}
+    namespace: default
+current-context: skiff
+preferences: {{}}
+"
+    )
+}
+
+/// The URL clients use to reach a server listening on `listen`.
+pub fn server_url(listen: SocketAddr) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        match listen.ip() {
+            IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(_) => IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        }
+    } else {
+        listen.ip()
+    };
+    match ip {
+        IpAddr::V4(v4) => format!("https://{v4}:{}", listen.port()),
+        IpAddr::V6(v6) => format!("https://[{v6}]:{}", listen.port()),
+    }
+}

@@ -1,0 +1,259 @@
+//! Serving the API over HTTPS: data directory setup, TLS, connections and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use skiff_store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::app::{AppState, app};
+use crate::objects;
+use crate::pki;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot prepare data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] pki::Error),
+    #[error("tls configuration: {0}")]
+    Tls(String),
+    #[error("store: {0}")]
+    Store(#[from] skiff_store::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to run an API server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Revisions of history kept for watches before compaction.
+    pub history_revisions: u64,
+    /// How often old history is compacted away.
+    pub compaction_interval: Duration,
+}
+
+impl ServerOptions {
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        ServerOptions {
+            data_dir: data_dir.into(),
+            listen,
+            history_revisions: 10_000,
+            compaction_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running server: its address, its files, and a way to stop it.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub kubeconfig_path: PathBuf,
+    pub admin_token: String,
+    pub ca_cert_pem: String,
+    pub store: Arc<dyn Store>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Stops accepting, ends watches, lets requests in flight finish (up to a timeout).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Namespaces every cluster has.
+const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Opens the store in the data directory, prepares PKI and kubeconfig, and starts serving.
+pub async fn start(opts: ServerOptions) -> Result<ServerHandle> {
+    let dir = opts.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| Error::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut store_opts = skiff_store::RedbStoreOptions::new(dir.join("store.redb"));
+    store_opts.compaction_retain = opts.history_revisions;
+    store_opts.compaction_interval = opts.compaction_interval;
+    let store: Arc<dyn Store> = Arc::new(skiff_store::RedbStore::open_async(store_opts).await?);
+    start_with_store(opts, store).await
+}
+
+/// As `start`, with a store the caller opened.
+pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Result<ServerHandle> {
+    let dir = opts.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| Error::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    ensure_system_namespaces(store.as_ref()).await?;
+
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Listen {
+        addr: opts.listen,
+        source,
+    })?;
+    let pki_dir = dir.clone();
+    let pki = tokio::task::spawn_blocking(move || pki::load_or_create(&pki_dir, addr))
+        .await
+        .map_err(|e| Error::Tls(e.to_string()))??;
+    let url = pki::server_url(addr);
+    let kubeconfig_path = dir.join("admin.kubeconfig");
+    let kubeconfig = pki::kubeconfig(&url, &pki.ca_cert_pem, "admin", &pki.admin_token);
+    pki::write_private(&kubeconfig_path, kubeconfig.as_bytes(), 0o600)?;
+
+    let tls = tls_config(&pki)?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        tokens: vec![(pki.admin_token.clone(), "admin".to_string())],
+        started: Instant::now(),
+        shutdown: shutdown_rx.clone(),
+    });
+    let router = app(state);
+    let task = tokio::spawn(serve(listener, tls, router, shutdown_rx));
+    tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "API server listening");
+    Ok(ServerHandle {
+        addr,
+        url,
+        kubeconfig_path,
+        admin_token: pki.admin_token,
+        ca_cert_pem: pki.ca_cert_pem,
+        store,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+fn tls_config(pki: &pki::Pki) -> Result<Arc<rustls::ServerConfig>> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Tls(format!("server certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes())
+        .map_err(|e| Error::Tls(format!("server key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let service = TowerToHyperService::new(router.clone());
+                let watcher = graceful.watcher();
+                connections.spawn(async move {
+                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder.http2().max_concurrent_streams(1000);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                    if let Err(err) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("API server shutting down");
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the shutdown grace period; closing them");
+    }
+    connections.abort_all();
+}
+
+async fn ensure_system_namespaces(store: &dyn Store) -> Result<()> {
+    let kind = skiff_kinds::find("", "v1", "namespaces").expect("namespaces are a known kind");
+    for name in SYSTEM_NAMESPACES {
+        let key = objects::key(kind, None, name);
+        if store.get(&key).await?.is_some() {
+            continue;
+        }
+        let ns = json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": objects::now_rfc3339(),
+                "labels": {"kubernetes.io/metadata.name": name},
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        });
+        let bytes = serde_json::to_vec(&ns).unwrap_or_default();
+        match store.create(&key, bytes).await {
+            Ok(_) | Err(skiff_store::Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `skiff server`: the API server on a data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+#[derive(clap::Args)]
+pub(crate) struct ServerArgs {
+    /// Directory for the store, the CA, the admin token and admin.kubeconfig.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Revisions of change history kept for watches to resume from.
+    #[arg(long, default_value_t = 10_000)]
+    history_revisions: u64,
+    /// Seconds between compactions of old history.
+    #[arg(long, default_value_t = 60)]
+    compaction_interval_seconds: u64,
+}
+
+pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let mut opts = skiff_api::ServerOptions::new(&args.data_dir, args.listen);
+    opts.history_revisions = args.history_revisions;
+    opts.compaction_interval =
+        std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
+    let server = skiff_api::start(opts)
+        .await
+        .with_context(|| format!("starting the API server on {}", args.listen))?;
+    println!("Skiff API server listening on {}", server.url);
+    println!("Admin kubeconfig: {}", server.kubeconfig_path.display());
+    println!(
+        "Try: KUBECONFIG={} kubectl get namespaces",
+        server.kubeconfig_path.display()
+    );
+    crate::signals::wait_for_shutdown().await;
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Killing the server with SIGKILL while 32 clients create objects loses no acknowledged create.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+use skiff_tests::Server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_sigkill_loses_no_acknowledged_create() {
+    let mut server = Server::start().expect("server starts");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for client_id in 0..32 {
+        // A client of its own per writer: 32 connections, as 32 programs would have.
+        let client = server.client().await.expect("client");
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let api: Api<ConfigMap> = Api::namespaced(client, "default");
+            let mut acked = Vec::new();
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let name = format!("c{client_id}-{i}");
+                let cm: ConfigMap = serde_json::from_value(
+                    json!({"metadata": {"name": name}, "data": {"i": i.to_string()}}),
+                )
+                .unwrap();
+                match api.create(&PostParams::default(), &cm).await {
+                    Ok(_) => acked.push(name),
+                    Err(_) => break,
+                }
+            }
+            acked
+        }));
+    }
+    // Let the writers get going, then pull the plug mid-stream.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill();
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        acknowledged.extend(t.await.expect("writer task"));
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "some creates were acknowledged before the kill"
+    );
+
+    server
+        .restart()
+        .expect("server restarts on the same data directory");
+    let client = server.client().await.expect("client");
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let found: std::collections::HashSet<String> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list after restart")
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !found.contains(*n))
+        .collect();
+    println!(
+        "acknowledged creates: {}, found after SIGKILL and restart: {} (objects stored: {}), lost: {}",
+        acknowledged.len(),
+        acknowledged.len() - lost.len(),
+        found.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged creates lost: {lost:?}");
+}

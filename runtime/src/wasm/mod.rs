@@ -1,0 +1,240 @@
+//! The wasm backend: one engine per node, a compile cache, linkers for WASI preview 1, preview 2
+//! and `wasi:http`, and the pods running on them.
+
+mod cache;
+mod container;
+mod engine;
+mod limits;
+mod pod;
+mod state;
+mod volumes;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::Engine;
+
+pub use cache::CacheStats;
+pub use engine::Capacity;
+
+use crate::error::{Error, Result};
+use crate::logs::LogFiles;
+use crate::network::Network;
+use crate::spec::PodSpec;
+use crate::{PodRuntime, PodSandbox, WASM_HANDLER};
+use state::{Host, P1Host};
+
+/// Configuration of the node's wasm runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Node-private state: compile cache, pod volumes. Created if missing.
+    pub data_dir: PathBuf,
+    /// The node's memory: caps the largest per-instance memory.
+    pub node_memory_bytes: u64,
+    /// The most pods this node accepts (reported as the `pods` capacity).
+    pub max_pods: u32,
+    /// Instances to size the pooling allocator for (live commands plus in-flight requests);
+    /// halved until the address space can be reserved.
+    pub max_instances: u32,
+    /// Largest linear memory of one instance (and so the highest memory limit honoured).
+    pub max_memory_per_instance: u64,
+    /// A directory on a tmpfs for secrets and memory-backed emptyDirs; `None` looks for
+    /// `/dev/shm` or `/run`.
+    pub tmpfs_dir: Option<PathBuf>,
+    /// Bytes of log kept in memory per container run.
+    pub log_buffer_bytes: usize,
+    /// Interval of the epoch ticker (guest preemption and CPU accounting granularity).
+    pub epoch_tick: Duration,
+    /// The node's pod network; pods with an IP register in it.
+    pub network: Network,
+}
+
+impl RuntimeConfig {
+    /// Defaults for a node keeping its state in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        RuntimeConfig {
+            data_dir: data_dir.into(),
+            node_memory_bytes: node_memory().unwrap_or(4 << 30),
+            max_pods: 10_000,
+            max_instances: 1000,
+            max_memory_per_instance: 4 << 30,
+            tmpfs_dir: None,
+            log_buffer_bytes: 1 << 20,
+            epoch_tick: Duration::from_millis(5),
+            network: Network::new(),
+        }
+    }
+}
+
+/// `MemTotal` from `/proc/meminfo`.
+fn node_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The node's wasm pod runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: wasmtime::component::Linker<Host>,
+    pub(crate) p1_linker: wasmtime::Linker<P1Host>,
+    pub(crate) cache: cache::Cache,
+    pub(crate) capacity: Capacity,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) roots: volumes::VolumeRoots,
+    pub(crate) log_files: LogFiles,
+    pods: Mutex<HashMap<String, Arc<pod::WasmPod>>>,
+    _ticker: engine::Ticker,
+    _log_thread: LogThread,
+}
+
+/// Joins the log-file thread when the runtime goes away.
+struct LogThread(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for LogThread {
+    fn drop(&mut self) {
+        // The thread ends once every `LogFiles` sender is dropped; pods may still hold one,
+        // so do not wait here.
+        drop(self.0.take());
+    }
+}
+
+impl Runtime {
+    /// Creates the engine (sizing the pool), the linkers, the cache and the epoch ticker.
+    /// Blocking (address-space probing, disk): call it from `spawn_blocking` in async code.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime> {
+        let (engine, capacity) = engine::build(&engine::Sizing {
+            node_memory_bytes: config.node_memory_bytes,
+            max_pods: config.max_pods,
+            max_instances: config.max_instances,
+            max_memory_per_instance: config.max_memory_per_instance,
+        })?;
+
+        let mut linker = wasmtime::component::Linker::<Host>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| Error::Engine(format!("linking wasi: {e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| Error::Engine(format!("linking wasi:http: {e:#}")))?;
+        let mut p1_linker = wasmtime::Linker::<P1Host>::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |h| &mut h.wasi)
+            .map_err(|e| Error::Engine(format!("linking wasi preview 1: {e:#}")))?;
+
+        let cache = cache::Cache::open(engine.clone(), &config.data_dir.join("cache"))?;
+        let tmpfs = volumes::find_tmpfs(config.tmpfs_dir.as_deref()).map(|base| {
+            if config.tmpfs_dir.is_some() {
+                base
+            } else {
+                // Several nodes may share a machine: key the directory by the data dir.
+                use sha2::Digest;
+                let key = sha2::Sha256::digest(config.data_dir.to_string_lossy().as_bytes());
+                base.join(format!("skiff-{}", &hex::encode(key)[..12]))
+            }
+        });
+        if tmpfs.is_none() {
+            tracing::warn!("no tmpfs found: secret volumes and memory emptyDirs will be refused");
+        }
+        let roots = volumes::VolumeRoots {
+            disk: config.data_dir.join("pods"),
+            memory: tmpfs,
+        };
+        let (log_files, log_thread) = LogFiles::start()
+            .map_err(|e| Error::Engine(format!("cannot start the log writer: {e}")))?;
+        let ticker = engine::Ticker::start(engine.weak(), config.epoch_tick)?;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                p1_linker,
+                cache,
+                capacity,
+                config,
+                roots,
+                log_files,
+                pods: Mutex::new(HashMap::new()),
+                _ticker: ticker,
+                _log_thread: LogThread(Some(log_thread)),
+            }),
+        })
+    }
+
+    /// What this node can hold.
+    pub fn capacity(&self) -> Capacity {
+        self.inner.capacity
+    }
+
+    /// Counters of the compile cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// The directory holding this engine's compiled artifacts.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.inner.cache.dir().to_path_buf()
+    }
+
+    /// The node's pod network.
+    pub fn network(&self) -> &Network {
+        &self.inner.config.network
+    }
+
+    /// The wasmtime engine (for tools that precompile for this node).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Where secret volumes and memory-backed emptyDirs live, if a tmpfs was found.
+    pub fn tmpfs_dir(&self) -> Option<PathBuf> {
+        self.inner.roots.memory.clone()
+    }
+
+    /// Creates a pod sandbox (see [`PodRuntime::create_pod`]).
+    pub async fn create_pod(&self, spec: PodSpec) -> Result<Arc<dyn PodSandbox>> {
+        let pod = pod::WasmPod::create(self.inner.clone(), spec).await?;
+        let mut pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.insert(pod.id().to_string(), pod.clone());
+        Ok(pod)
+    }
+
+    pub(crate) fn forget_pod(inner: &RuntimeInner, id: &str) {
+        inner
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
+
+#[async_trait::async_trait]
+impl PodRuntime for Runtime {
+    fn handler(&self) -> &str {
+        WASM_HANDLER
+    }
+
+    fn capacity(&self) -> Capacity {
+        self.inner.capacity
+    }
+
+    async fn create_pod(&self, spec: PodSpec) -> Result<Arc<dyn PodSandbox>> {
+        Runtime::create_pod(self, spec).await
+    }
+
+    fn pod(&self, id: &str) -> Option<Arc<dyn PodSandbox>> {
+        let pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.get(id).map(|p| p.clone() as Arc<dyn PodSandbox>)
+    }
+
+    fn pods(&self) -> Vec<String> {
+        let pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<_> = pods.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+}

@@ -1,0 +1,221 @@
+//! Per-store host state: WASI contexts, the HTTP hooks that route outgoing requests through the
+//! pod network, the memory limiter, the CPU meter, and stdout/stderr into the container log.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::io::AsyncWrite;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::limits::{MemLimiter, RunMeter};
+use crate::PodSandbox;
+use crate::logs::{LogStreamKind, RunLog};
+use crate::network::{BoxError, Network, Route};
+
+/// Store data of component instances (commands and HTTP services).
+pub(crate) struct Host {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) hooks: PodHooks,
+    pub(crate) limits: Limits,
+}
+
+/// Store data of preview-1 modules.
+pub(crate) struct P1Host {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limits: Limits,
+}
+
+/// What every store carries for resource control.
+pub(crate) struct Limits {
+    pub(crate) limiter: MemLimiter,
+    pub(crate) meter: Arc<RunMeter>,
+}
+
+pub(crate) trait HasLimits: Send + 'static {
+    fn limits(&mut self) -> &mut Limits;
+}
+
+impl HasLimits for Host {
+    fn limits(&mut self) -> &mut Limits {
+        &mut self.limits
+    }
+}
+
+impl HasLimits for P1Host {
+    fn limits(&mut self) -> &mut Limits {
+        &mut self.limits
+    }
+}
+
+/// Installs the memory limiter and the epoch callback (CPU metering, throttling, kill switch).
+pub(crate) fn configure_store<T: HasLimits>(store: &mut Store<T>) {
+    store.limiter(|t| &mut t.limits().limiter);
+    store.epoch_deadline_callback(|mut ctx| {
+        let meter = ctx.data_mut().limits().meter.clone();
+        if meter.is_killed() {
+            return Err(wasmtime::Error::msg("killed"));
+        }
+        match meter.checkpoint() {
+            Some(until) => Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(until))),
+            )),
+            None => Ok(UpdateDeadline::Yield(1)),
+        }
+    });
+    store.set_epoch_deadline(1);
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// Routes a guest's outgoing HTTP requests: siblings and pods of this node in-process, the
+/// rest over the network.
+pub(crate) struct PodHooks {
+    pub(crate) network: Network,
+    pub(crate) pod: Weak<dyn PodSandbox>,
+}
+
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+fn to_wasi_error(e: BoxError) -> wasmtime_wasi_http::Error {
+    match e.downcast::<wasmtime_wasi_http::Error>() {
+        Ok(e) => *e,
+        Err(e) => wasmtime_wasi_http::Error::InternalError(Some(e.to_string())),
+    }
+}
+
+impl WasiHttpHooks for PodHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        let from = self.pod.upgrade();
+        let route = self.network.resolve(from.as_ref(), request.uri());
+        match route {
+            Route::Local { pod, port } => Box::new(async move {
+                let req = request.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+                let resp = match pod.handle_http(port, req).await {
+                    Ok(r) => r,
+                    Err(crate::Error::UnknownPort { .. }) => {
+                        return Err(wasmtime_wasi_http::Error::ConnectionRefused);
+                    }
+                    Err(crate::Error::PodRemoved(_)) => {
+                        return Err(wasmtime_wasi_http::Error::DestinationUnavailable);
+                    }
+                    Err(crate::Error::ContainerState { .. }) => {
+                        return Err(wasmtime_wasi_http::Error::ConnectionRefused);
+                    }
+                    Err(e) => {
+                        return Err(wasmtime_wasi_http::Error::InternalError(Some(e.to_string())));
+                    }
+                };
+                let resp = resp.map(|b| b.map_err(to_wasi_error).boxed_unsync());
+                let done: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
+                    Box::new(async { Ok(()) });
+                Ok((resp, done))
+            }),
+            Route::External => Box::new(async move {
+                let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+                let io: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
+                    Box::new(io);
+                Ok((res.map(BodyExt::boxed_unsync), io))
+            }),
+        }
+    }
+}
+
+/// A container's stdout or stderr, writing into its current run's log.
+#[derive(Clone)]
+pub(crate) struct LogOutput {
+    pub(crate) log: Arc<RunLog>,
+    pub(crate) stream: LogStreamKind,
+}
+
+impl IsTerminal for LogOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for LogOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LogOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.log.write(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl AsyncWrite for LogOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.log.write(self.stream, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -75,19 +75,13 @@ pub fn table_with_list_meta(
     t
 }
 
-/// A meta.k8s.io/v1 PartialObjectMetadata for `obj`.
-pub fn partial_metadata(kind: &Kind, obj: &Value) -> Value {
+/// A meta.k8s.io/v1 PartialObjectMetadata for `obj` (of any kind).
+pub fn partial_metadata(_kind: &Kind, obj: &Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
     })
-    .as_object()
-    .map(|m| {
-        let _ = kind;
-        Value::Object(m.clone())
-    })
-    .unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -997,12 +997,11 @@ fn pod(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
     };
     let mut restarts = 0;
     let mut restartable_restarts = 0;
-    let mut total = arr(obj, "/spec/containers").len()
+    let total = arr(obj, "/spec/containers").len()
         + spec_init
             .iter()
             .filter(|c| s(c, "/restartPolicy") == "Always")
             .count();
-    let _ = &mut total;
     let mut ready = 0;
     let mut last_restart: Option<jiff::Timestamp> = None;
     let mut last_restartable_restart: Option<jiff::Timestamp> = None;
@@ -1339,12 +1338,11 @@ fn event(obj: &Value, now: jiff::Timestamp, v1: bool) -> Vec<Value> {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     };
-    let (first_p, last_p, regarding, source, message, count_p) = if v1 {
+    let (first_p, last_p, regarding, message, count_p) = if v1 {
         (
             "/deprecatedFirstTimestamp",
             "/deprecatedLastTimestamp",
             "regarding",
-            "",
             "/note",
             "/deprecatedCount",
         )
@@ -1353,12 +1351,10 @@ fn event(obj: &Value, now: jiff::Timestamp, v1: bool) -> Vec<Value> {
             "/firstTimestamp",
             "/lastTimestamp",
             "involvedObject",
-            "",
             "/message",
             "/count",
         )
     };
-    let _ = source;
     let first = match ts(first_p) {
         Some(t) => since(Some(t), now),
         None => since(ts("/eventTime"), now),
@@ -1462,7 +1458,6 @@ fn ingress(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
         .map(|r| s(r, "/host").to_string())
         .filter(|h| !h.is_empty())
         .collect();
-    let rules = arr(obj, "/spec/rules").len();
     let hosts_str = if hosts.is_empty() {
         "*".to_string()
     } else {
@@ -1474,7 +1469,6 @@ fn ingress(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
         }
         h
     };
-    let _ = rules;
     let addrs: Vec<String> = arr(obj, "/status/loadBalancer/ingress")
         .iter()
         .map(|i| {

@@ -62,7 +62,8 @@ REMAP="--remap-path-prefix=$HERE=samples --remap-path-prefix=${CARGO_HOME:-$HOME
 BASE_FLAGS="-C link-self-contained=no -L $WASI_LIB $REMAP"
 
 # wasm32-wasip2 cdylibs: wasi:http components (hello-http and spin-http use the proxy adapter from
-# their build.rs; the fileserver's server uses the default adapter so it may import filesystem/cli).
+# their build.rs; the fileserver's server uses the default adapter so it may import filesystem/cli)
+# and the fileserver's puller, a command that exports wasi:cli/run itself (see its source for why).
 P2_TARGET="$HERE/target/wasip2"
 p2_build() {
     RUSTFLAGS="$BASE_FLAGS" CARGO_TARGET_DIR="$P2_TARGET" \
@@ -72,11 +73,12 @@ P2_OUT="$P2_TARGET/wasm32-wasip2/release"
 log "hello-http v2 (wasm32-wasip2, proxy adapter)"
 p2_build -p hello-http --features v2
 cp "$P2_OUT/hello_http.wasm" hello-http/hello-http-v2.wasm
-log "hello-http, spin-http, fileserver server (wasm32-wasip2)"
-p2_build -p hello-http -p spin-http -p server
+log "hello-http, spin-http, fileserver server and puller (wasm32-wasip2)"
+p2_build -p hello-http -p spin-http -p server -p puller
 cp "$P2_OUT/hello_http.wasm" hello-http/hello-http.wasm
 cp "$P2_OUT/spin_http.wasm" testdata/spin-http.wasm
 cp "$P2_OUT/server.wasm" fileserver/server.wasm
+cp "$P2_OUT/puller.wasm" fileserver/puller.wasm
 
 # wasi:cli/command components: wasm32-wasip1 binaries linked by wasm-component-ld (the command
 # adapter), so preopened directories work with Debian's wasi-libc.
@@ -85,17 +87,18 @@ CMD_TARGET="$HERE/target/component"
 RUSTFLAGS="$BASE_FLAGS -C linker=$COMPONENT_LD -C link-arg=--wasm-ld-path=$WASM_LD" \
     CARGO_TARGET_DIR="$CMD_TARGET" \
     "$CARGO" build --release --locked -j "$JOBS" --target wasm32-wasip1 \
-    -p env-reader -p puller -p testdata-commands
+    -p env-reader -p testdata-commands
 CMD_OUT="$CMD_TARGET/wasm32-wasip1/release"
 cp "$CMD_OUT/env-reader.wasm" env-reader/env-reader.wasm
-cp "$CMD_OUT/puller.wasm" fileserver/puller.wasm
-for t in spin oom trap exit3 escape sleep bad-import; do
+for t in spin oom trap exit3-component escape sleep bad-import; do
     cp "$CMD_OUT/$t.wasm" "testdata/$t.wasm"
 done
 
-# --- C guest --------------------------------------------------------------------------------------
-log "hello-c (clang-14, wasm32-wasi preview-1 command module)"
-clang-14 --target=wasm32-wasi -Os -Wall -Wextra -Werror -o hello-c/hello-c.wasm hello-c/hello.c -Wl,--strip-all
+# --- C guests (preview-1 command modules) ---------------------------------------------------------
+log "hello-c and testdata/exit3 (clang-14, wasm32-wasi preview-1 command modules)"
+cc_p1() { clang-14 --target=wasm32-wasi -Os -Wall -Wextra -Werror -Wl,--strip-all "$@"; }
+cc_p1 -o hello-c/hello-c.wasm hello-c/hello.c
+cc_p1 -o testdata/exit3.wasm testdata/exit3.c
 
 # --- data files -----------------------------------------------------------------------------------
 printf 'this is not wasm\n' > testdata/not-wasm.wasm
@@ -116,8 +119,9 @@ log "validating and writing WORLD.txt"
 ALL=(hello-http/hello-http.wasm hello-http/hello-http-v2.wasm env-reader/env-reader.wasm
     fileserver/puller.wasm fileserver/server.wasm hello-c/hello-c.wasm
     testdata/spin.wasm testdata/spin-http.wasm testdata/oom.wasm testdata/trap.wasm
-    testdata/exit3.wasm testdata/escape.wasm testdata/sleep.wasm testdata/bad-import.wasm)
+    testdata/exit3.wasm testdata/exit3-component.wasm testdata/escape.wasm testdata/sleep.wasm testdata/bad-import.wasm)
 for f in "${ALL[@]}"; do
+    chmod 644 "$f"
     wasm-tools validate --features all "$f"
 done
 for dir in hello-http env-reader fileserver hello-c testdata; do

@@ -16,7 +16,7 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
         ("", "Pod") => pod(obj),
         ("", "Service") => service(obj),
         ("", "Namespace") => namespace(obj),
-        ("", "Secret") => set(obj, &["type"], json!("Opaque")),
+        ("", "Secret") => secret(obj),
         ("", "PersistentVolumeClaim") => {
             set(obj, &["spec", "volumeMode"], json!("Filesystem"));
             set(obj, &["status", "phase"], json!("Pending"));
@@ -151,6 +151,69 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
         ("policy", "PodDisruptionBudget") => {}
         _ => {}
     }
+}
+
+/// Defaults for an update: first carries over the values the server allocated on create that a
+/// client may leave out of a full replacement (a Service's cluster IPs, node ports and IP
+/// families; a Job's generated selector and template labels), then applies [`apply`].
+pub fn apply_update(kind: &Kind, obj: &mut Value, old: &Value) {
+    match (kind.group, kind.kind) {
+        ("", "Service") => {
+            let same_type = str_at(obj, "/spec/type").unwrap_or("ClusterIP")
+                == str_at(old, "/spec/type").unwrap_or("ClusterIP");
+            for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                if (obj
+                    .pointer(&format!("/spec/{f}"))
+                    .is_none_or(Value::is_null)
+                    || (f == "clusterIP" && str_at(obj, "/spec/clusterIP") == Some("")))
+                    && let Some(v) = old.pointer(&format!("/spec/{f}")).cloned()
+                    && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+                {
+                    spec.insert(f.to_string(), v);
+                }
+            }
+            if same_type {
+                if let Some(v) = old.pointer("/spec/healthCheckNodePort").cloned() {
+                    set(obj, &["spec", "healthCheckNodePort"], v);
+                }
+                let old_ports = old
+                    .pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for p in each_mut(obj, &["spec", "ports"]) {
+                    let matching = old_ports.iter().find(|o| {
+                        o.get("port") == p.get("port")
+                            && o.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                                == p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                    });
+                    if let Some(np) = matching.and_then(|o| o.get("nodePort")).cloned() {
+                        set(p, &["nodePort"], np);
+                    }
+                }
+            }
+        }
+        ("batch", "Job") => {
+            if obj.pointer("/spec/selector").is_none_or(Value::is_null)
+                && let Some(sel) = old.pointer("/spec/selector").cloned()
+            {
+                set(obj, &["spec", "selector"], sel);
+            }
+            if let Some(labels) = old
+                .pointer("/spec/template/metadata/labels")
+                .and_then(Value::as_object)
+                .cloned()
+            {
+                for (k, v) in labels {
+                    if k.contains("controller-uid") || k.ends_with("job-name") {
+                        set(obj, &["spec", "template", "metadata", "labels", &k], v);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    apply(kind, obj);
 }
 
 /// Sets `value` at `path` (creating objects on the way) unless a non-null value is already there.
@@ -430,6 +493,31 @@ fn service(obj: &mut Value) {
         }
     }
     set(obj, &["status", "loadBalancer"], json!({}));
+}
+
+/// `type: Opaque`, and `stringData` merged into `data` (base64) as the API server stores it.
+fn secret(obj: &mut Value) {
+    use base64::Engine;
+    set(obj, &["type"], json!("Opaque"));
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if data.is_null() {
+        *data = Value::Object(Map::new());
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in string_data {
+            let text = v.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+            data.insert(k, json!(encoded));
+        }
+    }
 }
 
 fn namespace(obj: &mut Value) {

@@ -1,6 +1,6 @@
 //! Tests for defaulting.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 use crate::find_by_kind;
@@ -162,4 +162,46 @@ fn service_namespace_and_secret_defaults() {
     let mut secret = json!({"metadata": {"name": "s"}});
     apply(kind("v1", "Secret"), &mut secret);
     assert_eq!(secret["type"], "Opaque");
+}
+
+#[test]
+fn secret_string_data_is_merged_into_data() {
+    let mut secret = json!({"metadata": {"name": "s"}, "data": {"a": "MQ=="}, "stringData": {"b": "two", "a": "one"}});
+    apply(kind("v1", "Secret"), &mut secret);
+    assert_eq!(
+        secret,
+        json!({"metadata": {"name": "s"}, "data": {"a": "b25l", "b": "dHdv"}, "type": "Opaque"})
+    );
+}
+
+#[test]
+fn updates_keep_allocated_values() {
+    let svc = kind("v1", "Service");
+    let old = json!({"spec": {"type": "NodePort", "clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7"],
+                              "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080, "targetPort": 80}]}});
+    let mut new = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+    apply_update(svc, &mut new, &old);
+    assert_eq!(new["spec"]["clusterIP"], "10.96.0.7");
+    assert_eq!(new["spec"]["clusterIPs"], json!(["10.96.0.7"]));
+    assert_eq!(new["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(
+        crate::validate::validate(
+            svc,
+            &json!({"metadata": {"name": "web", "namespace": "d"}, "spec": new["spec"].clone()}),
+            None
+        ),
+        Ok(())
+    );
+
+    let job = kind("batch/v1", "Job");
+    let mut created = json!({"metadata": {"name": "j", "uid": "u1"}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}});
+    apply(job, &mut created);
+    let mut replaced = json!({"metadata": {"name": "j", "uid": "u1"}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}});
+    replaced["spec"]["selector"] = Value::Null;
+    apply_update(job, &mut replaced, &created);
+    assert_eq!(replaced["spec"]["selector"], created["spec"]["selector"]);
+    assert_eq!(
+        replaced["spec"]["template"]["metadata"],
+        created["spec"]["template"]["metadata"]
+    );
 }

@@ -445,7 +445,13 @@ pub fn qos_class(pod: &Value) -> &'static str {
             if r.as_deref().is_some_and(|q| !is_zero_quantity(q)) || l.is_some() {
                 any = true;
             }
-            if l.is_none() || (r.is_some() && r != l) {
+            let differ = match (r.as_deref(), l.as_deref()) {
+                (Some(r), Some(l)) => {
+                    quantity_value(r) != quantity_value(l) || quantity_value(r).is_none()
+                }
+                _ => false,
+            };
+            if l.is_none() || differ {
                 guaranteed = false;
             }
         }
@@ -457,6 +463,37 @@ pub fn qos_class(pod: &Value) -> &'static str {
     } else {
         "Burstable"
     }
+}
+
+/// The numeric value of a resource quantity (`500m`, `1Gi`, `1e3`), for comparisons.
+pub fn quantity_value(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0_f64.powi(2),
+        "Gi" => 1024.0_f64.powi(3),
+        "Ti" => 1024.0_f64.powi(4),
+        "Pi" => 1024.0_f64.powi(5),
+        "Ei" => 1024.0_f64.powi(6),
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse::<i32>().ok()?),
+        _ => return None,
+    };
+    Some(n * mult)
 }
 
 fn is_zero_quantity(q: &str) -> bool {

@@ -469,6 +469,12 @@ fn item_ops(k: &Kind, sub: Option<(&str, &str)>, namespaced: bool) -> Map<String
             }),
         ),
     );
+    if matches!(sub, Some(("scale", _))) {
+        for op in ops.values_mut() {
+            op["x-kubernetes-group-version-kind"] =
+                json!({"group": "autoscaling", "kind": "Scale", "version": "v1"});
+        }
+    }
     if sub.is_none() {
         let status = reference(&format!("{META}.Status"));
         ops.insert(

@@ -50,6 +50,12 @@ fn documents_carry_group_version_kinds_and_patch_operations() {
     ] {
         assert!(content.contains_key(ct), "{ct}");
     }
+    let scale =
+        &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"];
+    assert_eq!(
+        scale["x-kubernetes-group-version-kind"],
+        json!({"group": "autoscaling", "kind": "Scale", "version": "v1"})
+    );
     // Every $ref resolves inside the document.
     let text = serde_json::to_string(&doc).expect("json");
     for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

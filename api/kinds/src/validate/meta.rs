@@ -46,12 +46,48 @@ pub(super) fn object_meta(kind: &Kind, obj: &Value, errs: &mut Errs) {
         "metadata.annotations",
         errs,
     );
+    owner_references(obj, errs);
     for (i, f) in super::arr(obj, "/metadata/finalizers").iter().enumerate() {
         let f = f.as_str().unwrap_or_default();
         errs.each(
             &format!("metadata.finalizers[{i}]"),
             f,
             names::qualified_name(f),
+        );
+    }
+}
+
+fn owner_references(obj: &Value, errs: &mut Errs) {
+    let refs = super::arr(obj, "/metadata/ownerReferences");
+    let mut controllers = Vec::new();
+    for r in refs {
+        let version = s(r, "/apiVersion").rsplit('/').next().unwrap_or_default();
+        for (field, value, what) in [
+            ("apiVersion", version, "version"),
+            ("kind", s(r, "/kind"), "kind"),
+            ("name", s(r, "/name"), "name"),
+            ("uid", s(r, "/uid"), "uid"),
+        ] {
+            if value.is_empty() {
+                errs.invalid(
+                    &format!("metadata.ownerReferences.{field}"),
+                    "\"\"",
+                    &format!("{what} must not be empty"),
+                );
+            }
+        }
+        if r.get("controller").and_then(Value::as_bool) == Some(true) {
+            controllers.push(s(r, "/name").to_string());
+        }
+    }
+    if controllers.len() > 1 {
+        errs.invalid(
+            "metadata.ownerReferences",
+            &serde_json::to_string(refs).unwrap_or_default(),
+            &format!(
+                "Only one reference can have Controller set to true. Found \"true\" in references for {}",
+                controllers.join(" and ")
+            ),
         );
     }
 }

@@ -594,3 +594,23 @@ fn raw_bodies_report_duplicate_fields() {
         Err(Error::BadRequest(_))
     ));
 }
+
+#[test]
+fn owner_references_need_identity() {
+    let k = kind("v1", "ConfigMap");
+    let obj = json!({"metadata": {"name": "c", "namespace": "d", "ownerReferences": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u1", "controller": true},
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "", "controller": true}
+    ]}});
+    let c = causes(validate(k, &obj, None));
+    assert_eq!(
+        c[0],
+        (
+            "FieldValueInvalid".into(),
+            "metadata.ownerReferences.uid".into(),
+            "Invalid value: \"\": uid must not be empty".into()
+        )
+    );
+    assert_eq!(c[1].1, "metadata.ownerReferences");
+    assert!(c[1].2.ends_with("Only one reference can have Controller set to true. Found \"true\" in references for web and rs"));
+}

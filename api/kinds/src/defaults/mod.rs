@@ -159,13 +159,16 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
 pub fn apply_update(kind: &Kind, obj: &mut Value, old: &Value) {
     match (kind.group, kind.kind) {
         ("", "Service") => {
+            drop_type_dependent_fields(obj, old);
             let same_type = str_at(obj, "/spec/type").unwrap_or("ClusterIP")
                 == str_at(old, "/spec/type").unwrap_or("ClusterIP");
+            let external_name = str_at(obj, "/spec/type") == Some("ExternalName");
             for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-                if (obj
-                    .pointer(&format!("/spec/{f}"))
-                    .is_none_or(Value::is_null)
-                    || (f == "clusterIP" && str_at(obj, "/spec/clusterIP") == Some("")))
+                if !external_name
+                    && (obj
+                        .pointer(&format!("/spec/{f}"))
+                        .is_none_or(Value::is_null)
+                        || (f == "clusterIP" && str_at(obj, "/spec/clusterIP") == Some("")))
                     && let Some(v) = old.pointer(&format!("/spec/{f}")).cloned()
                     && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
                 {
@@ -214,6 +217,53 @@ pub fn apply_update(kind: &Kind, obj: &mut Value, old: &Value) {
         _ => {}
     }
     apply(kind, obj);
+}
+
+/// When a Service changes type, the values the old type needed and the client did not change are
+/// dropped: node ports when leaving NodePort/LoadBalancer, cluster IPs when becoming ExternalName.
+fn drop_type_dependent_fields(obj: &mut Value, old: &Value) {
+    let new_type = str_at(obj, "/spec/type").unwrap_or("ClusterIP").to_string();
+    let old_type = str_at(old, "/spec/type").unwrap_or("ClusterIP");
+    let needs_node_port = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    if needs_node_port(old_type) && !needs_node_port(&new_type) {
+        let node_ports = |v: &Value| -> Vec<Option<Value>> {
+            v.pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ps| ps.iter().map(|p| p.get("nodePort").cloned()).collect())
+                .unwrap_or_default()
+        };
+        let new_ports = node_ports(obj);
+        let old_ports = node_ports(old);
+        let unchanged = new_ports
+            .iter()
+            .all(|np| np.is_none() || old_ports.contains(np));
+        if unchanged {
+            for p in each_mut(obj, &["spec", "ports"]) {
+                if let Some(m) = p.as_object_mut() {
+                    m.remove("nodePort");
+                }
+            }
+        }
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("externalTrafficPolicy");
+            spec.remove("healthCheckNodePort");
+        }
+    }
+    if new_type == "ExternalName" && old_type != "ExternalName" {
+        let same = obj.pointer("/spec/clusterIP").is_none_or(Value::is_null)
+            || obj.pointer("/spec/clusterIP") == old.pointer("/spec/clusterIP");
+        if same && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            for f in [
+                "clusterIP",
+                "clusterIPs",
+                "ipFamilies",
+                "ipFamilyPolicy",
+                "internalTrafficPolicy",
+            ] {
+                spec.remove(f);
+            }
+        }
+    }
 }
 
 /// Sets `value` at `path` (creating objects on the way) unless a non-null value is already there.

@@ -216,3 +216,24 @@ fn updates_keep_allocated_values() {
         created["spec"]["template"]["metadata"]
     );
 }
+
+#[test]
+fn service_type_changes_drop_dependent_fields() {
+    let svc = kind("v1", "Service");
+    let mut old = json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"type": "NodePort", "clusterIP": "10.96.0.7",
+                        "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080, "targetPort": 80}]}});
+    apply(svc, &mut old);
+    let mut new = old.clone();
+    new["spec"]["type"] = json!("ClusterIP");
+    apply_update(svc, &mut new, &old);
+    assert!(new["spec"]["ports"][0].get("nodePort").is_none());
+    assert!(new["spec"].get("externalTrafficPolicy").is_none());
+    assert_eq!(crate::validate::validate(svc, &new, Some(&old)), Ok(()));
+
+    let mut ext = old.clone();
+    ext["spec"]["type"] = json!("ExternalName");
+    ext["spec"]["externalName"] = json!("example.com");
+    apply_update(svc, &mut ext, &old);
+    assert!(ext["spec"].get("clusterIP").is_none());
+    assert_eq!(crate::validate::validate(svc, &ext, Some(&old)), Ok(()));
+}

@@ -166,7 +166,31 @@ fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
                 match segs.as_slice() {
                     ["apis", g] => discovery::api_group(g),
                     ["apis", g, v] => discovery::api_resource_list(g, v),
-                    _ => state.lock().ok().and_then(|s| s.objects.get(p).cloned()),
+                    _ => match resource(p) {
+                        Some((kind, _, None)) => {
+                            let items: Vec<Value> = state
+                                .lock()
+                                .map(|s| {
+                                    let prefix = format!("{p}/");
+                                    s.objects
+                                        .iter()
+                                        .filter(|(k, _)| k.starts_with(&prefix))
+                                        .map(|(_, v)| v.clone())
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            if accept.contains("as=Table") {
+                                let now = "2026-01-01T00:05:00Z".parse().expect("timestamp");
+                                Some(skiff_kinds::table::table(kind, &items, "Metadata", now))
+                            } else {
+                                Some(
+                                    json!({"apiVersion": kind.api_version(), "kind": kind.list_kind(),
+                                    "metadata": {"resourceVersion": "1"}, "items": items}),
+                                )
+                            }
+                        }
+                        _ => state.lock().ok().and_then(|s| s.objects.get(p).cloned()),
+                    },
                 }
             }
         };
@@ -368,6 +392,47 @@ fn kubectl_apply_uses_openapi_for_strategic_merge_patches() {
         "25%"
     );
     drop(s);
+
+    let out = kubectl(&dir, &["get", "deployments", "-o", "wide"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            vec![
+                "NAME",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR"
+            ],
+            vec![
+                "web",
+                "0/1",
+                "0",
+                "0",
+                "5m",
+                "app,side",
+                "nginx:1.28,busybox",
+                "app=web"
+            ],
+        ]
+    );
 
     // Strict field validation reaches the server and its error comes back to the user.
     std::fs::write(

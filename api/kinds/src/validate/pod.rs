@@ -202,6 +202,7 @@ fn container(
             errs.not_supported(&format!("{path}.restartPolicy"), rp, &["Always"]);
         }
     }
+    resources(c, path, errs);
     let mut port_names = HashSet::new();
     for (i, p) in arr(c, "/ports").iter().enumerate() {
         let f = format!("{path}.ports[{i}]");
@@ -256,6 +257,55 @@ fn container(
         }
         if s(m, "/mountPath").is_empty() {
             errs.required(&format!("{f}.mountPath"), "");
+        }
+    }
+}
+
+/// Container resource quantities: well-formed, non-negative, requests within limits.
+fn resources(c: &Value, path: &str, errs: &mut Errs) {
+    let quantity = |v: &Value| match v {
+        Value::String(s) => (s.clone(), crate::defaults::quantity_value(s)),
+        Value::Number(n) => (n.to_string(), n.as_f64()),
+        other => (other.to_string(), None),
+    };
+    for part in ["limits", "requests"] {
+        let Some(map) = c
+            .pointer(&format!("/resources/{part}"))
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        for (name, v) in map {
+            let field = format!("{path}.resources.{part}[{name}]");
+            match quantity(v) {
+                (text, None) => errs.invalid(
+                    &field,
+                    &go_str(&text),
+                    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                ),
+                (text, Some(n)) if n < 0.0 => {
+                    errs.invalid(&field, &go_str(&text), "must be greater than or equal to 0")
+                }
+                _ => {}
+            }
+        }
+    }
+    let (Some(req), Some(lim)) = (
+        c.pointer("/resources/requests").and_then(Value::as_object),
+        c.pointer("/resources/limits").and_then(Value::as_object),
+    ) else {
+        return;
+    };
+    for (name, r) in req {
+        let Some(l) = lim.get(name) else { continue };
+        if let ((rt, Some(rv)), (lt, Some(lv))) = (quantity(r), quantity(l))
+            && rv > lv
+        {
+            errs.invalid(
+                &format!("{path}.resources.requests"),
+                &go_str(&rt),
+                &format!("must be less than or equal to {name} limit of {lt}"),
+            );
         }
     }
 }

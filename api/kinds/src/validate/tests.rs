@@ -614,3 +614,21 @@ fn owner_references_need_identity() {
     assert_eq!(c[1].1, "metadata.ownerReferences");
     assert!(c[1].2.ends_with("Only one reference can have Controller set to true. Found \"true\" in references for web and rs"));
 }
+
+#[test]
+fn container_resources_are_checked() {
+    let k = kind("v1", "Pod");
+    let mut pod = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [
+        {"name": "a", "image": "i", "resources": {"requests": {"cpu": "2", "memory": "1 GB"}, "limits": {"cpu": "1"}}}
+    ]}});
+    crate::defaults::apply(k, &mut pod);
+    assert_eq!(
+        causes(validate(k, &pod, None)),
+        vec![
+            ("FieldValueInvalid".into(), "spec.containers[0].resources.requests[memory]".into(),
+             "Invalid value: \"1 GB\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'".into()),
+            ("FieldValueInvalid".into(), "spec.containers[0].resources.requests".into(),
+             "Invalid value: \"2\": must be less than or equal to cpu limit of 1".into()),
+        ]
+    );
+}

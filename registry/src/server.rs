@@ -432,8 +432,12 @@ async fn handle(st: &AppState, req: Request) -> Result<Response, ApiError> {
     );
     let reading = method == Method::GET || method == Method::HEAD;
     let needs_token = route == Route::Base || !reading || st.require_auth_for_pull;
+    // Where anonymous access is allowed, wrong credentials are ignored rather than refused:
+    // clients such as skopeo send empty Basic credentials after an anonymous challenge.
     match creds {
-        Credentials::Invalid => return Err(unauthorized("invalid credentials")),
+        Credentials::Invalid if needs_token => {
+            return Err(unauthorized("invalid credentials"));
+        }
         Credentials::None if needs_token => return Err(unauthorized("authentication required")),
         _ => {}
     }

@@ -303,15 +303,20 @@ fn serve() -> (String, Arc<Mutex<State>>) {
     (format!("http://{addr}"), state)
 }
 
+/// The kubectl to run: `$KUBECTL` if set (e.g. a 1.37 client), else `kubectl` on the PATH.
+fn kubectl_bin() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
+}
+
 fn kubectl_available() -> bool {
-    Command::new("kubectl")
+    Command::new(kubectl_bin())
         .args(["version", "--client"])
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
 fn kubectl(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new("kubectl")
+    Command::new(kubectl_bin())
         .arg("--kubeconfig")
         .arg(dir.join("kubeconfig"))
         .arg("--cache-dir")

@@ -148,7 +148,43 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
                 }
             }
         }
-        ("policy", "PodDisruptionBudget") => {}
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            set(
+                obj,
+                &["roleRef", "apiGroup"],
+                json!("rbac.authorization.k8s.io"),
+            );
+            for subject in each_mut(obj, &["subjects"]) {
+                let group = match subject.get("kind").and_then(Value::as_str) {
+                    Some("User" | "Group") => "rbac.authorization.k8s.io",
+                    _ => "",
+                };
+                if subject
+                    .get("apiGroup")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                    && !group.is_empty()
+                    && let Some(m) = subject.as_object_mut()
+                {
+                    m.insert("apiGroup".into(), json!(group));
+                }
+            }
+        }
+        ("", "LimitRange") => {
+            for item in each_mut(obj, &["spec", "limits"]) {
+                if item.get("type").and_then(Value::as_str) != Some("Container") {
+                    continue;
+                }
+                // Default limits come from max, default requests from the default limits.
+                for (from, to) in [("max", "default"), ("default", "defaultRequest")] {
+                    if let Some(src) = item.get(from).and_then(Value::as_object).cloned() {
+                        for (k, v) in src {
+                            set(item, &[to, &k], v);
+                        }
+                    }
+                }
+            }
+        }
         _ => {}
     }
 }

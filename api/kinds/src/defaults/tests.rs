@@ -237,3 +237,27 @@ fn service_type_changes_drop_dependent_fields() {
     assert!(ext["spec"].get("clusterIP").is_none());
     assert_eq!(crate::validate::validate(svc, &ext, Some(&old)), Ok(()));
 }
+
+#[test]
+fn rbac_and_limit_range_defaults() {
+    let rb = kind("rbac.authorization.k8s.io/v1", "RoleBinding");
+    let mut b = json!({"metadata": {"name": "b", "namespace": "d"}, "roleRef": {"kind": "Role", "name": "r"},
+                       "subjects": [{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount", "name": "default"}]});
+    apply(rb, &mut b);
+    assert_eq!(b["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+    assert_eq!(b["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
+    assert!(b["subjects"][1].get("apiGroup").is_none());
+    assert_eq!(crate::validate::validate(rb, &b, None), Ok(()));
+
+    let lr = kind("v1", "LimitRange");
+    let mut l = json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "default": {"memory": "1Gi"}}]}});
+    apply(lr, &mut l);
+    assert_eq!(
+        l["spec"]["limits"][0]["default"],
+        json!({"memory": "1Gi", "cpu": "2"})
+    );
+    assert_eq!(
+        l["spec"]["limits"][0]["defaultRequest"],
+        json!({"memory": "1Gi", "cpu": "2"})
+    );
+}

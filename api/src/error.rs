@@ -12,10 +12,14 @@ pub struct Cause {
     pub field: String,
 }
 
-/// A failed API request. `Display` is the message the client sees.
+/// A failed API request. `Display` is the message the client sees. Boxed, so results stay small.
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ApiError {
+#[error("{}", .0.message)]
+pub struct ApiError(Box<ErrorDetails>);
+
+/// What an `ApiError` carries; reached through `Deref`.
+#[derive(Clone, Debug)]
+pub struct ErrorDetails {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
@@ -28,9 +32,22 @@ pub struct ApiError {
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
+impl std::ops::Deref for ApiError {
+    type Target = ErrorDetails;
+    fn deref(&self) -> &ErrorDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorDetails {
+        &mut self.0
+    }
+}
+
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(ErrorDetails {
             code,
             reason,
             message: message.into(),
@@ -39,7 +56,7 @@ impl ApiError {
             kind: None,
             causes: Vec::new(),
             retry_after_seconds: None,
-        }
+        }))
     }
 
     /// Sets `details.name`, `details.group` and `details.kind` (the resource plural, as Kubernetes does).

@@ -447,7 +447,11 @@ fn prepare_create(
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(objects::now_rfc3339()));
-        meta.insert("generation".into(), json!(1));
+        if objects::tracks_generation(kind) {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
         if !applied {
             meta.remove("managedFields");
         }
@@ -579,13 +583,7 @@ fn prepare_update(
     };
     objects::carry_system_fields(old, &mut new);
     skiff_kinds::defaults::apply(kind, &mut new);
-    if objects::spec_changed(old, &new) {
-        let generation = objects::meta(old)
-            .and_then(|m| m.get("generation"))
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
-    }
+    objects::bump_generation(kind, old, &mut new);
     skiff_kinds::validate::validate(kind, &new, Some(old))
         .map_err(|e| map_validation(kind, &name, e))?;
     if !applied {
@@ -745,17 +743,29 @@ pub(crate) fn map_patch_error(kind: &Kind, name: &str, err: skiff_patch::Error) 
     }
 }
 
+/// A decoded patch and how to apply it.
+pub(crate) struct PatchInput<'a> {
+    pub(crate) ptype: PatchType,
+    pub(crate) doc: &'a Value,
+    pub(crate) manager: &'a str,
+    pub(crate) force: bool,
+    pub(crate) subresource: Option<&'a str>,
+}
+
 /// Applies a patch document of the given type to an object.
 pub(crate) fn apply_patch(
     kind: &Kind,
     name: &str,
-    ptype: PatchType,
     old: &Value,
-    patch_doc: &Value,
-    manager: &str,
-    force: bool,
-    subresource: Option<&str>,
+    input: &PatchInput<'_>,
 ) -> Result<Value, ApiError> {
+    let PatchInput {
+        ptype,
+        doc: patch_doc,
+        manager,
+        force,
+        subresource,
+    } = *input;
     let result = match ptype {
         PatchType::Json => skiff_patch::json_patch(old, patch_doc),
         PatchType::Merge => skiff_patch::merge_patch(old, patch_doc),
@@ -830,16 +840,14 @@ pub(crate) async fn patch(
             return Err(not_found(req));
         };
         let old = objects::from_kv(req.kind, &kv)?;
-        let patched = apply_patch(
-            req.kind,
-            &name,
+        let input = PatchInput {
             ptype,
-            &old,
-            &doc,
-            &manager,
+            doc: &doc,
+            manager: &manager,
             force,
-            target.subresource(),
-        )?;
+            subresource: target.subresource(),
+        };
+        let patched = apply_patch(req.kind, &name, &old, &input)?;
         let wanted =
             precondition(&patched)?.filter(|rv| Some(*rv) != precondition(&old).ok().flatten());
         if let Some(w) = wanted
@@ -1075,7 +1083,7 @@ pub(crate) async fn delete_object(
 
 /// The grace period of a pod delete that must wait for its node, if it must.
 fn graceful_pod_period(kind: &Kind, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
-    if kind.kind != "Pod" || kind.group != "" {
+    if kind.kind != "Pod" || !kind.group.is_empty() {
         return None;
     }
     let on_node = pod

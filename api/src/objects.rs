@@ -199,6 +199,23 @@ pub fn spec_changed(old: &Value, new: &Value) -> bool {
     strip(old) != strip(new)
 }
 
+/// Whether objects of this kind carry `metadata.generation`: those with a spec, as in Kubernetes.
+pub fn tracks_generation(kind: &Kind) -> bool {
+    kind.kind != "Namespace" && skiff_patch::schema::field(kind.openapi_type, "spec").is_some()
+}
+
+/// Bumps `generation` when the spec changed (anything outside metadata and status).
+pub fn bump_generation(kind: &Kind, old: &Value, new: &mut Value) {
+    if !tracks_generation(kind) || !spec_changed(old, new) {
+        return;
+    }
+    let generation = meta(old)
+        .and_then(|m| m.get("generation"))
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    meta_mut(new).insert("generation".into(), json!(generation + 1));
+}
+
 /// Copies the fields the server owns from the stored object into an update.
 pub fn carry_system_fields(old: &Value, new: &mut Value) {
     let old_meta = meta(old).cloned().unwrap_or_default();

@@ -121,13 +121,7 @@ async fn update_scale(state: &AppState, req: &ResourceRequest) -> Result<Respons
         if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
             spec.insert("replicas".into(), json!(replicas));
         }
-        if objects::spec_changed(&obj, &new) {
-            let generation = objects::meta(&obj)
-                .and_then(|m| m.get("generation"))
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
-        }
+        objects::bump_generation(req.kind, &obj, &mut new);
         meta_mut(&mut new).remove("resourceVersion");
         if req.query.dry_run()? {
             return Ok(json_response(

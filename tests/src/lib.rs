@@ -222,13 +222,13 @@ fn wait_for_line(
     timeout: Duration,
 ) -> Result<String> {
     let (tx, rx) = mpsc::channel();
-    let marker = marker.to_string();
+    let needle = marker.to_string();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
-            if !sent && let Some(idx) = line.find(&marker) {
-                let _ = tx.send(line[idx + marker.len()..].to_string());
+            if !sent && let Some(idx) = line.find(&needle) {
+                let _ = tx.send(line[idx + needle.len()..].to_string());
                 sent = true;
             }
         }

@@ -53,6 +53,17 @@ async fn still_serving(client: &kube::Client) {
         .expect("server still answers reads");
 }
 
+/// What a case sends (description, method, path, content type, body) and expects (code, reason).
+type Case = (
+    &'static str,
+    Method,
+    String,
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +71,7 @@ async fn bad_input_gets_the_right_status() {
     let server = Server::start().expect("server starts");
     let c = server.client().await.expect("client");
 
-    let cases: Vec<(&str, Method, String, &str, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("malformed JSON", Method::POST, CMS.into(), "application/json", b"{\"metadata\": {".to_vec(), 400, "BadRequest"),
         ("malformed YAML", Method::POST, CMS.into(), "application/yaml", b"metadata: [name: x\n".to_vec(), 400, "BadRequest"),
         (

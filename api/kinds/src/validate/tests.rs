@@ -632,3 +632,110 @@ fn container_resources_are_checked() {
         ]
     );
 }
+
+#[test]
+fn objects_as_a_real_server_returns_them_decode_strictly() {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": "web-5d4f8c7b9-abcde", "generateName": "web-5d4f8c7b9-", "namespace": "default",
+            "uid": "7c9d1f5e-0000-4000-8000-000000000001", "resourceVersion": "12345", "generation": 1,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"app": "web", "pod-template-hash": "5d4f8c7b9"},
+            "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4f8c7b9",
+                                 "uid": "7c9d1f5e-0000-4000-8000-000000000002", "controller": true, "blockOwnerDeletion": true}],
+            "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                               "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                               "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}}}}}}]
+        },
+        "spec": {
+            "containers": [{
+                "name": "app", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent",
+                "ports": [{"containerPort": 80, "protocol": "TCP", "name": "http"}],
+                "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": 0.25, "memory": "64Mi"}},
+                "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}}],
+                "readinessProbe": {"httpGet": {"path": "/", "port": "http", "scheme": "HTTP"}, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3},
+                "volumeMounts": [{"name": "kube-api-access-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}],
+                "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"
+            }],
+            "volumes": [{"name": "kube-api-access-abcde", "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ]}}],
+            "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default", "serviceAccount": "default", "nodeName": "node-a",
+            "securityContext": {}, "schedulerName": "default-scheduler",
+            "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+            "priority": 0, "enableServiceLinks": true, "preemptionPolicy": "PreemptLowerPriority"
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null, "lastTransitionTime": "2026-01-01T00:00:05Z"}],
+            "hostIP": "192.0.2.10", "hostIPs": [{"ip": "192.0.2.10"}], "podIP": "10.1.0.5", "podIPs": [{"ip": "10.1.0.5"}],
+            "startTime": "2026-01-01T00:00:01Z", "qosClass": "Burstable",
+            "containerStatuses": [{"name": "app", "state": {"running": {"startedAt": "2026-01-01T00:00:03Z"}},
+                                   "lastState": {}, "ready": true, "restartCount": 0, "image": "docker.io/library/nginx:1.27",
+                                   "imageID": "docker.io/library/nginx@sha256:abc", "containerID": "containerd://abc", "started": true}]
+        }
+    });
+    assert_eq!(
+        decode(kind("v1", "Pod"), &pod, FieldValidation::Strict),
+        Ok(vec![])
+    );
+
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-a", "labels": {"kubernetes.io/hostname": "node-a"}, "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {"podCIDR": "10.1.0.0/24", "podCIDRs": ["10.1.0.0/24"], "taints": [{"key": "k", "effect": "NoSchedule"}]},
+        "status": {
+            "capacity": {"cpu": "2", "memory": "24Gi", "pods": "110"}, "allocatable": {"cpu": "2", "memory": "24Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "KubeletReady", "message": "ready"}],
+            "addresses": [{"type": "InternalIP", "address": "192.0.2.10"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {"machineID": "m", "systemUUID": "s", "bootID": "b", "kernelVersion": "6.1", "osImage": "Debian", "containerRuntimeVersion": "skiff://0.1",
+                         "kubeletVersion": "v1.34.0", "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64"},
+            "images": [{"names": ["nginx:1.27"], "sizeBytes": 1000}]
+        }
+    });
+    assert_eq!(
+        decode(kind("v1", "Node"), &node, FieldValidation::Strict),
+        Ok(vec![])
+    );
+
+    let event = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "web.1", "namespace": "default"},
+        "eventTime": "2026-01-01T00:00:00.123456Z", "series": {"count": 2, "lastObservedTime": "2026-01-01T00:01:00.000000Z"},
+        "reportingController": "skiff.dev/controller", "reportingInstance": "c-1", "action": "Scale", "reason": "Scaled",
+        "regarding": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "default"},
+        "note": "scaled up", "type": "Normal"
+    });
+    assert_eq!(
+        decode(
+            kind("events.k8s.io/v1", "Event"),
+            &event,
+            FieldValidation::Strict
+        ),
+        Ok(vec![])
+    );
+
+    let revision = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {"name": "r-1", "namespace": "d"},
+                          "revision": 1, "data": {"spec": {"template": {"$patch": "replace", "spec": {"anything": [1, 2]}}}}});
+    assert_eq!(
+        decode(
+            kind("apps/v1", "ControllerRevision"),
+            &revision,
+            FieldValidation::Strict
+        ),
+        Ok(vec![])
+    );
+
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "d"},
+                        "type": "Opaque", "data": {"a": "MQ=="}, "stringData": {"b": "2"}});
+    assert_eq!(
+        decode(kind("v1", "Secret"), &secret, FieldValidation::Strict),
+        Ok(vec![])
+    );
+}

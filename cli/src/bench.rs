@@ -343,11 +343,16 @@ async fn api(args: ApiBenchArgs) -> Result<()> {
     let machine = machine_description();
     let date = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M %Z").to_string();
     let mut md = format!(
-        "\n### API server — {date}\n\nCommand: `skiff bench api --dir {} --seconds {} --pods {} --watchers {}` (release build)  \nMachine: {machine}\n\n| measure | result |\n|---|---|\n",
+        "\n### API server — {date}\n\nCommand: `skiff bench api --dir {} --seconds {} --pods {} --watchers {}` ({} build)  \nMachine: {machine}\n\n| measure | result |\n|---|---|\n",
         args.dir.display(),
         args.seconds,
         args.pods,
-        args.watchers
+        args.watchers,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     for (k, v) in &rows {
         md.push_str(&format!("| {k} | {v} |\n"));

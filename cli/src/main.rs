@@ -4,6 +4,7 @@ mod bench;
 mod registry;
 mod server;
 mod signals;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a one-process cluster: API server, registry and node on one data directory.
+    ///
+    /// Example: skiff up --data-dir ~/.skiff
+    Up(up::UpArgs),
     /// Run the API server.
     ///
     /// Example: skiff server --data-dir /var/lib/skiff --listen 127.0.0.1:6443
@@ -54,6 +59,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Up(args) => up::run(args).await,
             Command::Server(args) => server::run(args).await,
             Command::Registry(args) => registry::run_registry(args).await,
             Command::Push(args) => registry::run_push(args).await,
@@ -76,5 +82,6 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -61,6 +61,9 @@ pub(crate) struct PushArgs {
     /// Local blob cache (default: $XDG_CACHE_HOME/skiff/registry).
     #[arg(long, env = "SKIFF_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) and use HTTPS even for a loopback registry.
+    #[arg(long, conflicts_with = "plain_http")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -79,6 +82,9 @@ pub(crate) struct PullArgs {
     /// Local blob cache (default: $XDG_CACHE_HOME/skiff/registry).
     #[arg(long, env = "SKIFF_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) and use HTTPS even for a loopback registry.
+    #[arg(long, conflicts_with = "plain_http")]
+    ca_cert: Option<PathBuf>,
 }
 
 pub(crate) async fn run_registry(args: RegistryArgs) -> anyhow::Result<()> {
@@ -133,7 +139,7 @@ pub(crate) async fn run_push(args: PushArgs) -> anyhow::Result<()> {
     let wasm = tokio::fs::read(&args.file)
         .await
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let client = client(args.cache_dir, args.token, args.plain_http)?;
+    let client = client(args.cache_dir, args.token, args.plain_http, args.ca_cert).await?;
     let pushed = client
         .push_wasm(&args.reference, wasm.into())
         .await
@@ -143,7 +149,7 @@ pub(crate) async fn run_push(args: PushArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run_pull(args: PullArgs) -> anyhow::Result<()> {
-    let client = client(args.cache_dir, args.token, args.plain_http)?;
+    let client = client(args.cache_dir, args.token, args.plain_http, args.ca_cert).await?;
     let pulled = client
         .pull_wasm(&args.reference)
         .await
@@ -155,14 +161,22 @@ pub(crate) async fn run_pull(args: PullArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client(
+async fn client(
     cache_dir: Option<PathBuf>,
     token: Option<String>,
     plain_http: bool,
+    ca_cert: Option<PathBuf>,
 ) -> anyhow::Result<RegistryClient> {
     let mut opts = ClientOptions::new(cache_dir.unwrap_or_else(default_cache_dir));
     opts.token = token.filter(|t| !t.is_empty());
     opts.plain_http = plain_http;
+    if let Some(ca) = ca_cert {
+        let pem = tokio::fs::read(&ca)
+            .await
+            .with_context(|| format!("reading {}", ca.display()))?;
+        opts.extra_root_certificates.push(pem);
+        opts.force_https = true;
+    }
     Ok(RegistryClient::new(opts)?)
 }
 

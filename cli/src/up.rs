@@ -1,0 +1,109 @@
+//! `skiff up`: a one-process cluster — API server and registry (and, as it is built, a node) —
+//! on one data directory, seeded with the sample components so there is something to run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// The hello sample, built from `samples/hello-http` and pushed on first start.
+const HELLO_WASM: &[u8] = include_bytes!("../../samples/hello-http/hello-http.wasm");
+const HELLO_V2_WASM: &[u8] = include_bytes!("../../samples/hello-http/hello-http-v2.wasm");
+
+#[derive(clap::Args)]
+pub(crate) struct UpArgs {
+    /// Directory for everything the cluster keeps (default: ~/.local/share/skiff).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address of the Kubernetes API (HTTPS).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Address of the OCI registry (plain HTTP on loopback).
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    registry_listen: SocketAddr,
+    /// Name of the node this process runs.
+    #[arg(long, default_value = "local")]
+    node_name: String,
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("skiff")
+}
+
+pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let dir = args.data_dir.unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    let server = skiff_api::start(skiff_api::ServerOptions::new(&dir, args.listen))
+        .await
+        .with_context(|| format!("starting the API server on {}", args.listen))?;
+
+    let registry_dir = dir.join("registry");
+    let registry = skiff_registry::start(
+        args.registry_listen,
+        skiff_registry::RegistryConfig::new(&registry_dir),
+    )
+    .await
+    .with_context(|| format!("starting the registry on {}", args.registry_listen))?;
+    let token_path = dir.join("registry.token");
+    skiff_api::pki::write_private(
+        &token_path,
+        format!("{}\n", registry.token()).as_bytes(),
+        0o600,
+    )
+    .context("writing the registry token")?;
+    let registry_addr = registry.local_addr();
+    seed_samples(&dir, registry_addr, registry.token()).await?;
+
+    println!("Skiff is up.");
+    println!("  API server:  {}", server.url);
+    println!("  kubeconfig:  {}", server.kubeconfig_path.display());
+    println!(
+        "  registry:    http://{registry_addr} (push token in {})",
+        token_path.display()
+    );
+    println!("  samples:     {registry_addr}/samples/hello-http:1.0 and :2.0");
+    println!();
+    println!("Next:");
+    println!("  export KUBECONFIG={}", server.kubeconfig_path.display());
+    println!("  kubectl get namespaces");
+    println!("  kubectl apply -f samples/hello-http/pod.yaml");
+    println!(
+        "  note: this build has no node agent yet, so pods (nodeName {:?}) stay Pending",
+        args.node_name
+    );
+    println!("Press Ctrl-C to stop; running `skiff up` again resumes where it left off.");
+
+    crate::signals::wait_for_shutdown().await;
+    server.shutdown().await;
+    registry
+        .shutdown(Duration::from_secs(10))
+        .await
+        .context("stopping the registry")?;
+    Ok(())
+}
+
+/// Pushes the bundled samples into the registry, once.
+async fn seed_samples(
+    dir: &std::path::Path,
+    registry: SocketAddr,
+    token: &str,
+) -> anyhow::Result<()> {
+    let mut opts = skiff_registry::ClientOptions::new(dir.join("cache"));
+    opts.token = Some(token.to_string());
+    let client =
+        skiff_registry::RegistryClient::new(opts).context("creating the registry client")?;
+    for (tag, bytes) in [("1.0", HELLO_WASM), ("2.0", HELLO_V2_WASM)] {
+        let reference = format!("{registry}/samples/hello-http:{tag}");
+        client
+            .push_wasm(&reference, bytes::Bytes::from_static(bytes))
+            .await
+            .with_context(|| format!("pushing the sample {reference}"))?;
+    }
+    Ok(())
+}

@@ -35,24 +35,88 @@ fn rename(m: &mut Map<String, Value>, from: &str, to: &str) {
     }
 }
 
+const METRICS_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/metrics";
+const CURRENT_METRICS_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/current-metrics";
+const CONDITIONS_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/conditions";
+const BEHAVIOR_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/behavior";
+
+/// Removes an annotation holding JSON and returns its value.
+fn take_annotation(out: &mut Map<String, Value>, key: &str) -> Option<Value> {
+    let annotations = out
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)?;
+    let raw = annotations.remove(key)?;
+    serde_json::from_str(raw.as_str()?).ok()
+}
+
+/// Stores `value` as a JSON annotation.
+fn put_annotation(out: &mut Map<String, Value>, key: &str, value: &Value) {
+    let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(a) = annotations.as_object_mut() {
+        a.insert(key.to_string(), json!(value.to_string()));
+    }
+}
+
+fn drop_empty_annotations(out: &mut Map<String, Value>) {
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut)
+        && meta
+            .get("annotations")
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+    {
+        meta.remove("annotations");
+    }
+}
+
+fn is_cpu_utilization(m: &Value) -> bool {
+    m.get("type").and_then(Value::as_str) == Some("Resource")
+        && m.pointer("/resource/name").and_then(Value::as_str) == Some("cpu")
+        && m.pointer("/resource/target/type").and_then(Value::as_str) == Some("Utilization")
+}
+
 fn hpa_v1_to_v2(obj: &Value) -> Value {
     let mut out = obj_map(obj);
     out.insert("apiVersion".into(), json!("autoscaling/v2"));
-    if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut)
-        && let Some(t) = spec.remove("targetCPUUtilizationPercentage")
-    {
-        spec.insert(
-                "metrics".into(),
-                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": t}}}]),
-            );
+    let extra_metrics = take_annotation(&mut out, METRICS_ANNOTATION);
+    let extra_current = take_annotation(&mut out, CURRENT_METRICS_ANNOTATION);
+    let conditions = take_annotation(&mut out, CONDITIONS_ANNOTATION);
+    let behavior = take_annotation(&mut out, BEHAVIOR_ANNOTATION);
+    drop_empty_annotations(&mut out);
+    if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut) {
+        let mut metrics = Vec::new();
+        if let Some(t) = spec.remove("targetCPUUtilizationPercentage") {
+            metrics.push(json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": t}}}));
+        }
+        if let Some(Value::Array(extra)) = extra_metrics {
+            metrics.extend(extra);
+        }
+        if !metrics.is_empty() {
+            spec.insert("metrics".into(), Value::Array(metrics));
+        }
+        if let Some(b) = behavior {
+            spec.insert("behavior".into(), b);
+        }
     }
-    if let Some(status) = out.get_mut("status").and_then(Value::as_object_mut)
-        && let Some(c) = status.remove("currentCPUUtilizationPercentage")
-    {
-        status.insert(
-                "currentMetrics".into(),
-                json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": c}}}]),
-            );
+    if let Some(status) = out.get_mut("status").and_then(Value::as_object_mut) {
+        let mut current = Vec::new();
+        if let Some(c) = status.remove("currentCPUUtilizationPercentage") {
+            current.push(json!({"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": c}}}));
+        }
+        if let Some(Value::Array(extra)) = extra_current {
+            current.extend(extra);
+        }
+        if !current.is_empty() {
+            status.insert("currentMetrics".into(), Value::Array(current));
+        }
+        if let Some(c) = conditions {
+            status.insert("conditions".into(), c);
+        }
     }
     Value::Object(out)
 }
@@ -60,39 +124,53 @@ fn hpa_v1_to_v2(obj: &Value) -> Value {
 fn hpa_v2_to_v1(obj: &Value) -> Value {
     let mut out = obj_map(obj);
     out.insert("apiVersion".into(), json!("autoscaling/v1"));
+    let mut annotations = Vec::new();
     if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut) {
-        let metrics = spec.remove("metrics");
-        spec.remove("behavior");
-        let cpu = metrics
-            .as_ref()
-            .and_then(Value::as_array)
-            .and_then(|ms| {
-                ms.iter().find(|m| {
-                    m.pointer("/resource/name").and_then(Value::as_str) == Some("cpu")
-                        && m.pointer("/resource/target/type").and_then(Value::as_str)
-                            == Some("Utilization")
-                })
-            })
-            .and_then(|m| m.pointer("/resource/target/averageUtilization").cloned());
-        if let Some(cpu) = cpu {
-            spec.insert("targetCPUUtilizationPercentage".into(), cpu);
+        let metrics = match spec.remove("metrics") {
+            Some(Value::Array(m)) => m,
+            _ => Vec::new(),
+        };
+        let (cpu, rest): (Vec<Value>, Vec<Value>) =
+            metrics.into_iter().partition(is_cpu_utilization);
+        if let Some(t) = cpu
+            .first()
+            .and_then(|m| m.pointer("/resource/target/averageUtilization"))
+        {
+            spec.insert("targetCPUUtilizationPercentage".into(), t.clone());
+        }
+        if !rest.is_empty() {
+            annotations.push((METRICS_ANNOTATION, Value::Array(rest)));
+        }
+        if let Some(b) = spec.remove("behavior") {
+            annotations.push((BEHAVIOR_ANNOTATION, b));
         }
     }
     if let Some(status) = out.get_mut("status").and_then(Value::as_object_mut) {
-        let current = status.remove("currentMetrics");
-        status.remove("conditions");
-        let cpu = current
-            .as_ref()
-            .and_then(Value::as_array)
-            .and_then(|ms| {
-                ms.iter()
-                    .find(|m| m.pointer("/resource/name").and_then(Value::as_str) == Some("cpu"))
-            })
-            .and_then(|m| m.pointer("/resource/current/averageUtilization").cloned());
-        if let Some(cpu) = cpu {
-            status.insert("currentCPUUtilizationPercentage".into(), cpu);
+        let current = match status.remove("currentMetrics") {
+            Some(Value::Array(m)) => m,
+            _ => Vec::new(),
+        };
+        let (cpu, rest): (Vec<Value>, Vec<Value>) = current.into_iter().partition(|m| {
+            m.get("type").and_then(Value::as_str) == Some("Resource")
+                && m.pointer("/resource/name").and_then(Value::as_str) == Some("cpu")
+                && m.pointer("/resource/current/averageUtilization").is_some()
+        });
+        if let Some(c) = cpu
+            .first()
+            .and_then(|m| m.pointer("/resource/current/averageUtilization"))
+        {
+            status.insert("currentCPUUtilizationPercentage".into(), c.clone());
+        }
+        if !rest.is_empty() {
+            annotations.push((CURRENT_METRICS_ANNOTATION, Value::Array(rest)));
+        }
+        if let Some(c) = status.remove("conditions") {
+            annotations.push((CONDITIONS_ANNOTATION, c));
         }
         status.entry("desiredReplicas").or_insert(json!(0));
+    }
+    for (key, value) in annotations {
+        put_annotation(&mut out, key, &value);
     }
     Value::Object(out)
 }
@@ -166,6 +244,25 @@ mod tests {
         assert_eq!(from_storage(v1, &stored), obj);
         let v2 = find_by_kind("autoscaling/v2", "HorizontalPodAutoscaler").expect("v2");
         assert_eq!(from_storage(v2, &stored), stored);
+
+        // What v1 cannot express rides in annotations and comes back on the way in.
+        let rich = json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 5,
+                     "metrics": [
+                         {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
+                         {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}}
+                     ],
+                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}},
+            "status": {"currentReplicas": 1, "desiredReplicas": 1, "conditions": [{"type": "AbleToScale", "status": "True"}]}
+        });
+        let as_v1 = from_storage(v1, &rich);
+        assert_eq!(as_v1["spec"]["targetCPUUtilizationPercentage"], 60);
+        assert!(as_v1["spec"].get("metrics").is_none());
+        assert!(
+            as_v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"].is_string()
+        );
+        assert_eq!(to_storage(v1, &as_v1), rich);
     }
 
     #[test]

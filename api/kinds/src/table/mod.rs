@@ -1,6 +1,8 @@
 //! `as=Table` output (meta.k8s.io/v1 Table) with the columns and cell values kubectl's printers
 //! produce on a real API server.
 
+mod columns;
+mod pod;
 mod printers;
 mod time;
 
@@ -25,7 +27,7 @@ pub(crate) const AGE_DESC: &str = "CreationTimestamp is a timestamp representing
 /// A meta.k8s.io/v1 Table for `objects` of one kind. `include_object`: `"None"`, `"Metadata"`
 /// (the default: rows carry a PartialObjectMetadata) or `"Object"`. `now` is used for ages.
 pub fn table(kind: &Kind, objects: &[Value], include_object: &str, now: jiff::Timestamp) -> Value {
-    let cols = printers::columns(kind);
+    let cols = columns::columns(kind);
     let column_definitions: Vec<Value> = cols
         .iter()
         .map(|c| {

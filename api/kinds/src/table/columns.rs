@@ -1,0 +1,484 @@
+//! Column definitions per kind, as kubectl's printers declare them.
+
+use super::{AGE_DESC, Col, NAME_DESC};
+use crate::Kind;
+
+const fn name_col() -> Col {
+    Col("Name", "string", "name", NAME_DESC, 0)
+}
+const fn age_col() -> Col {
+    Col("Age", "string", "", AGE_DESC, 0)
+}
+const fn c(n: &'static str, desc: &'static str) -> Col {
+    Col(n, "string", "", desc, 0)
+}
+const fn ci(n: &'static str, desc: &'static str) -> Col {
+    Col(n, "integer", "", desc, 0)
+}
+const fn wide(n: &'static str, desc: &'static str) -> Col {
+    Col(n, "string", "", desc, 1)
+}
+
+const CONTAINERS: Col = wide("Containers", "Names of each container in the template.");
+const IMAGES: Col = wide(
+    "Images",
+    "Images referenced by each container in the template.",
+);
+const SELECTOR: Col = wide(
+    "Selector",
+    "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+);
+
+pub(super) fn columns(kind: &Kind) -> Vec<Col> {
+    match (kind.group, kind.kind) {
+        ("", "Pod") => vec![
+            name_col(),
+            c(
+                "Ready",
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            c(
+                "Status",
+                "The aggregate status of the containers in this pod.",
+            ),
+            c(
+                "Restarts",
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
+            age_col(),
+            wide(
+                "IP",
+                "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+            ),
+            wide(
+                "Node",
+                "NodeName indicates in which node this pod is scheduled. If empty, this pod is a candidate for scheduling by the scheduler defined in schedulerName.",
+            ),
+            wide(
+                "Nominated Node",
+                "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods.",
+            ),
+            wide(
+                "Readiness Gates",
+                "If specified, all readiness gates will be evaluated for pod readiness.",
+            ),
+        ],
+        ("apps", "Deployment") => vec![
+            name_col(),
+            c("Ready", "Number of the pod with ready state"),
+            ci(
+                "Up-to-date",
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            ci(
+                "Available",
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
+            age_col(),
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("apps", "ReplicaSet") => vec![
+            name_col(),
+            ci("Desired", "Replicas is the number of desired replicas."),
+            ci(
+                "Current",
+                "Replicas is the most recently observed number of replicas.",
+            ),
+            ci(
+                "Ready",
+                "The number of ready replicas for this replica set.",
+            ),
+            age_col(),
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("apps", "DaemonSet") => vec![
+            name_col(),
+            ci(
+                "Desired",
+                "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod).",
+            ),
+            ci(
+                "Current",
+                "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
+            ),
+            ci(
+                "Ready",
+                "numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition.",
+            ),
+            ci(
+                "Up-to-date",
+                "The total number of nodes that are running updated daemon pod",
+            ),
+            ci(
+                "Available",
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)",
+            ),
+            c(
+                "Node Selector",
+                "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node.",
+            ),
+            age_col(),
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("apps", "StatefulSet") => vec![
+            name_col(),
+            c("Ready", "Number of the pod with ready state"),
+            age_col(),
+            CONTAINERS,
+            IMAGES,
+        ],
+        ("apps", "ControllerRevision") => vec![
+            name_col(),
+            c("Controller", "Controller of the object"),
+            ci(
+                "Revision",
+                "Revision indicates the revision of the state represented by Data.",
+            ),
+            age_col(),
+        ],
+        ("batch", "Job") => vec![
+            name_col(),
+            c("Status", "Status of the job."),
+            c(
+                "Completions",
+                "The desired number of successfully finished pods the job should be run with.",
+            ),
+            c("Duration", "Time required to complete the job."),
+            age_col(),
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("batch", "CronJob") => vec![
+            name_col(),
+            c(
+                "Schedule",
+                "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.",
+            ),
+            c(
+                "Timezone",
+                "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones.",
+            ),
+            Col(
+                "Suspend",
+                "boolean",
+                "",
+                "This flag tells the controller to suspend subsequent executions.",
+                0,
+            ),
+            ci("Active", "A list of pointers to currently running jobs."),
+            c(
+                "Last Schedule",
+                "Information when was the last time the job was successfully scheduled.",
+            ),
+            age_col(),
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("", "Service") => vec![
+            name_col(),
+            c("Type", "type determines how the Service is exposed."),
+            c(
+                "Cluster-IP",
+                "clusterIP is the IP address of the service and is usually assigned randomly.",
+            ),
+            c(
+                "External-IP",
+                "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+            ),
+            c(
+                "Port(s)",
+                "The list of ports that are exposed by this service.",
+            ),
+            age_col(),
+            wide(
+                "Selector",
+                "Route service traffic to pods with label keys and values matching this selector.",
+            ),
+        ],
+        ("", "Node") => vec![
+            name_col(),
+            c("Status", "The status of the node"),
+            c("Roles", "The roles of the node"),
+            age_col(),
+            c("Version", "Kubelet Version reported by the node."),
+            wide(
+                "Internal-IP",
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            ),
+            wide(
+                "External-IP",
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            ),
+            wide(
+                "OS-Image",
+                "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+            ),
+            wide(
+                "Kernel-Version",
+                "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+            ),
+            wide(
+                "Container-Runtime",
+                "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+            ),
+        ],
+        ("", "Namespace") => vec![
+            name_col(),
+            c("Status", "The status of the namespace"),
+            age_col(),
+        ],
+        ("", "ConfigMap") => vec![
+            name_col(),
+            ci("Data", "Data contains the configuration data."),
+            age_col(),
+        ],
+        ("", "Secret") => vec![
+            name_col(),
+            c("Type", "The type of the secret"),
+            ci("Data", "The number of entries in the secret"),
+            age_col(),
+        ],
+        ("", "ServiceAccount") => vec![
+            name_col(),
+            ci(
+                "Secrets",
+                "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+            ),
+            age_col(),
+        ],
+        ("", "Event") | ("events.k8s.io", "Event") => vec![
+            c("Last Seen", "Time when this Event was last observed."),
+            c(
+                "Type",
+                "Type of this event (Normal, Warning), new types could be added in the future.",
+            ),
+            c(
+                "Reason",
+                "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+            ),
+            c("Object", "The object that this event is about."),
+            wide("Subobject", "The subobject that this event is about."),
+            wide(
+                "Source",
+                "The component reporting this event. Should be a short machine understandable string.",
+            ),
+            c(
+                "Message",
+                "A human-readable description of the status of this operation.",
+            ),
+            wide(
+                "First Seen",
+                "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)",
+            ),
+            Col(
+                "Count",
+                "integer",
+                "",
+                "The number of times this event has occurred.",
+                1,
+            ),
+            Col("Name", "string", "name", NAME_DESC, 1),
+        ],
+        ("", "Endpoints") => vec![
+            name_col(),
+            c("Endpoints", "Endpoints of the service"),
+            age_col(),
+        ],
+        ("discovery.k8s.io", "EndpointSlice") => vec![
+            name_col(),
+            c("AddressType", "The IP protocol for this slice"),
+            c("Ports", "The ports this slice exposes"),
+            c("Endpoints", "The endpoints in this slice"),
+            age_col(),
+        ],
+        ("", "PersistentVolumeClaim") => vec![
+            name_col(),
+            c("Status", "Status of the persistent volume claim"),
+            c(
+                "Volume",
+                "VolumeName is the binding reference to the PersistentVolume backing this claim.",
+            ),
+            c(
+                "Capacity",
+                "capacity represents the actual resources of the underlying volume.",
+            ),
+            c(
+                "Access Modes",
+                "accessModes contains the actual access modes the volume backing the PVC has.",
+            ),
+            c(
+                "StorageClass",
+                "storageClassName is the name of the StorageClass required by the claim.",
+            ),
+            c(
+                "VolumeAttributesClass",
+                "volumeAttributesClassName may be used to set the VolumeAttributesClass used by this claim.",
+            ),
+            age_col(),
+            wide(
+                "VolumeMode",
+                "volumeMode defines what type of volume is required by the claim.",
+            ),
+        ],
+        ("", "PersistentVolume") => vec![
+            name_col(),
+            c(
+                "Capacity",
+                "capacity is the description of the persistent volume's resources and capacity.",
+            ),
+            c(
+                "Access Modes",
+                "accessModes contains all ways the volume can be mounted.",
+            ),
+            c(
+                "Reclaim Policy",
+                "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim.",
+            ),
+            c(
+                "Status",
+                "phase indicates if a volume is available, bound to a claim, or released by a claim.",
+            ),
+            c(
+                "Claim",
+                "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim.",
+            ),
+            c(
+                "StorageClass",
+                "storageClassName is the name of StorageClass to which this persistent volume belongs.",
+            ),
+            c(
+                "VolumeAttributesClass",
+                "Name of VolumeAttributesClass to which this persistent volume belongs.",
+            ),
+            c(
+                "Reason",
+                "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI.",
+            ),
+            age_col(),
+            wide(
+                "VolumeMode",
+                "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state.",
+            ),
+        ],
+        ("coordination.k8s.io", "Lease") => vec![
+            name_col(),
+            c(
+                "Holder",
+                "holderIdentity contains the identity of the holder of a current lease.",
+            ),
+            age_col(),
+        ],
+        ("networking.k8s.io", "Ingress") => vec![
+            name_col(),
+            c(
+                "Class",
+                "ingressClassName is the name of an IngressClass cluster resource.",
+            ),
+            c(
+                "Hosts",
+                "Hosts that incoming requests are matched against before the ingress rule",
+            ),
+            c(
+                "Address",
+                "Address is a list containing ingress points for the load-balancer",
+            ),
+            c("Ports", "Ports of TLS configurations that open"),
+            age_col(),
+        ],
+        ("networking.k8s.io", "IngressClass") => vec![
+            name_col(),
+            c(
+                "Controller",
+                "Controller that is responsible for handling this class",
+            ),
+            c(
+                "Parameters",
+                "A reference to a resource with additional parameters",
+            ),
+            age_col(),
+        ],
+        ("networking.k8s.io", "NetworkPolicy") => vec![
+            name_col(),
+            c(
+                "Pod-Selector",
+                "Selects the pods to which this NetworkPolicy object applies.",
+            ),
+            age_col(),
+        ],
+        ("autoscaling", _) => vec![
+            name_col(),
+            c("Reference", "Reference to target resource"),
+            c("Targets", "Current and desired metric values"),
+            c(
+                "MinPods",
+                "Lower limit for the number of pods that can be set by the autoscaler, default 1.",
+            ),
+            ci(
+                "MaxPods",
+                "Upper limit for the number of pods that can be set by the autoscaler; cannot be smaller than MinReplicas.",
+            ),
+            ci(
+                "Replicas",
+                "Current number of replicas of pods managed by this autoscaler.",
+            ),
+            age_col(),
+        ],
+        ("policy", "PodDisruptionBudget") => vec![
+            name_col(),
+            c(
+                "Min Available",
+                "The minimum number of pods that must be available simultaneously.",
+            ),
+            c(
+                "Max Unavailable",
+                "The maximum number of pods that may be unavailable simultaneously.",
+            ),
+            ci(
+                "Allowed Disruptions",
+                "Calculated number of pods that may be disrupted at this time.",
+            ),
+            age_col(),
+        ],
+        ("node.k8s.io", "RuntimeClass") => vec![
+            name_col(),
+            c(
+                "Handler",
+                "Handler is the name of the underlying runtime and configuration that the CRI implementation will use to handle pods of this class.",
+            ),
+            age_col(),
+        ],
+        ("", "ResourceQuota") => vec![
+            name_col(),
+            age_col(),
+            c(
+                "Request",
+                "Request represents a minimum amount of cpu/memory that a container may consume.",
+            ),
+            c(
+                "Limit",
+                "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+            ),
+        ],
+        ("rbac.authorization.k8s.io", "RoleBinding")
+        | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => vec![
+            name_col(),
+            c("Role", "RoleRef references the role being granted."),
+            age_col(),
+            wide("Users", "Users in the binding."),
+            wide("Groups", "Groups in the binding."),
+            wide("ServiceAccounts", "ServiceAccounts in the binding."),
+        ],
+        ("rbac.authorization.k8s.io", "Role") | ("rbac.authorization.k8s.io", "ClusterRole") => {
+            vec![name_col(), Col("Created At", "date", "", AGE_DESC, 0)]
+        }
+        _ => vec![name_col(), age_col()],
+    }
+}

@@ -17,8 +17,9 @@ INSTALL=1
 [ "${1:-}" = "--no-install" ] && INSTALL=0
 
 APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc
-    clang-14 lld-14 libclang-rt-14-dev-wasm32)
+    clang-14 lld-14 libclang-rt-14-dev-wasm32 clang-22 libclang-rt-22-dev-wasm32)
 WASM_TOOLS_VERSION=1.263.0
+WIT_BINDGEN_VERSION=0.57.1
 COMPONENT_LD=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld
 WASM_LD=/usr/bin/wasm-ld-22
 WASI_LIB=/usr/lib/wasm32-wasi
@@ -40,16 +41,19 @@ if [ "$INSTALL" = 1 ]; then
     fi
 fi
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-if ! command -v wasm-tools >/dev/null 2>&1; then
-    [ "$INSTALL" = 1 ] || { echo "wasm-tools not found (run without --no-install)" >&2; exit 1; }
-    log "cargo install wasm-tools $WASM_TOOLS_VERSION"
-    if command -v cargo >/dev/null 2>&1 && cargo --version >/dev/null 2>&1; then
-        (cd / && cargo install --locked -j "$JOBS" "wasm-tools@$WASM_TOOLS_VERSION")
+cargo_install() { # cargo_install BINARY CRATE VERSION: installs a host tool unless present
+    command -v "$1" >/dev/null 2>&1 && return 0
+    [ "$INSTALL" = 1 ] || { echo "$1 not found (run without --no-install)" >&2; exit 1; }
+    log "cargo install $2 $3"
+    if (cd / && command -v cargo >/dev/null 2>&1 && cargo --version >/dev/null 2>&1); then
+        (cd / && cargo install --locked -j "$JOBS" "$2@$3")
     else
-        (cd / && RUSTC=/usr/bin/rustc /usr/bin/cargo install --locked -j "$JOBS" "wasm-tools@$WASM_TOOLS_VERSION")
+        (cd / && RUSTC=/usr/bin/rustc /usr/bin/cargo install --locked -j "$JOBS" "$2@$3")
     fi
-fi
-for f in /usr/bin/rustc /usr/bin/cargo "$COMPONENT_LD" "$WASM_LD" "$WASI_LIB/crt1-command.o" /usr/bin/clang-14; do
+}
+cargo_install wasm-tools wasm-tools "$WASM_TOOLS_VERSION"
+cargo_install wit-bindgen wit-bindgen-cli "$WIT_BINDGEN_VERSION"
+for f in /usr/bin/rustc /usr/bin/cargo "$COMPONENT_LD" "$WASM_LD" "$WASI_LIB/crt1-command.o" /usr/bin/clang-14 /usr/bin/clang-22; do
     [ -e "$f" ] || { echo "missing $f (install: ${APT_PACKAGES[*]})" >&2; exit 1; }
 done
 
@@ -100,6 +104,17 @@ cc_p1() { clang-14 --target=wasm32-wasi -Os -Wall -Wextra -Werror -Wl,--strip-al
 cc_p1 -o hello-c/hello-c.wasm hello-c/hello.c
 cc_p1 -o testdata/exit3.wasm testdata/exit3.c
 
+# wasi:http/proxy component in C: bindings from `wit-bindgen c` for hello-c/wit (WASI 0.2.12),
+# clang-22 for wasm32-wasip2 (reactor) linked by wasm-component-ld with the proxy adapter.
+log "hello-c-http (wit-bindgen c + clang-22, wasi:http/proxy component)"
+C_GEN="$HERE/target/hello-c-http-bindings"
+rm -rf "$C_GEN"
+wit-bindgen c hello-c/wit --world hello-c-http --out-dir "$C_GEN" >/dev/null
+PATH="$(dirname "$COMPONENT_LD"):$PATH" clang-22 --target=wasm32-wasip2 -Os -Wall -Wextra -Werror \
+    -mexec-model=reactor -isystem /usr/include/wasm32-wasi -L"$WASI_LIB" -nostartfiles \
+    "$WASI_LIB/crt1-reactor.o" -I"$C_GEN" -Wl,--wasi-adapter=proxy -Wl,--strip-all \
+    -o hello-c/hello-c-http.wasm hello-c/http.c "$C_GEN/hello_c_http.c" "$C_GEN/hello_c_http_component_type.o"
+
 # --- data files -----------------------------------------------------------------------------------
 printf 'this is not wasm\n' > testdata/not-wasm.wasm
 
@@ -117,7 +132,7 @@ describe() { # describe FILE: imports/exports of a component (WIT) or a core mod
 }
 log "validating and writing WORLD.txt"
 ALL=(hello-http/hello-http.wasm hello-http/hello-http-v2.wasm env-reader/env-reader.wasm
-    fileserver/puller.wasm fileserver/server.wasm hello-c/hello-c.wasm
+    fileserver/puller.wasm fileserver/server.wasm hello-c/hello-c.wasm hello-c/hello-c-http.wasm
     testdata/spin.wasm testdata/spin-http.wasm testdata/oom.wasm testdata/trap.wasm
     testdata/exit3.wasm testdata/exit3-component.wasm testdata/escape.wasm testdata/sleep.wasm testdata/bad-import.wasm)
 for f in "${ALL[@]}"; do

@@ -62,6 +62,12 @@ P2=$(free_port)
 serve "$P2" hello-http/hello-http-v2.wasm
 check "hello-http-v2 GET /" test "$(curl -s "http://127.0.0.1:$P2/")" = "Hello from Skiff v2!"
 
+# hello-c-http
+P5=$(free_port)
+serve "$P5" hello-c/hello-c-http.wasm
+check "hello-c-http GET /" test "$(curl -s "http://127.0.0.1:$P5/")" = "Hello from C on Skiff!"
+check "hello-c-http /x is 404" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P5/x")" = 404
+
 # env-reader
 mkdir -p "$TMP/config/sub" "$TMP/secret"
 echo blue >"$TMP/config/color"

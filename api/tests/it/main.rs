@@ -1,0 +1,572 @@
+//! The HTTP API as a router, driven with `oneshot` over an in-memory store: verbs, lifecycle,
+//! watch, selectors and the `Status` errors, without sockets or TLS.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use skiff_api::{AppState, app};
+use skiff_store::{MemoryStore, Store};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token";
+
+struct Api {
+    router: axum::Router,
+    store: Arc<dyn Store>,
+    _shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            tokens: vec![(TOKEN.into(), "admin".into())],
+            started: Instant::now(),
+            shutdown: rx,
+        });
+        let api = Api {
+            router: app(state),
+            store,
+            _shutdown: tx,
+        };
+        for ns in ["default", "other"] {
+            let (code, body) = api
+                .call(
+                    Method::POST,
+                    "/api/v1/namespaces",
+                    Some(json!({"metadata": {"name": ns}})),
+                )
+                .await;
+            assert_eq!(code, 201, "{body}");
+        }
+        api
+    }
+
+    async fn request(&self, req: Request<Body>) -> axum::response::Response {
+        self.router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("the router answers")
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        ct: &str,
+        accept: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .header("Content-Type", ct)
+            .header("Accept", accept)
+            .body(
+                body.map(|b| Body::from(serde_json::to_vec(&b).unwrap()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        let resp = self.request(req).await;
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with(method, path, "application/json", "application/json", body)
+            .await
+    }
+
+    /// Opens a watch and returns its event stream, one JSON value per line.
+    async fn watch(&self, path: &str) -> impl futures::Stream<Item = Value> + use<> {
+        let req = Request::get(path)
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = self.request(req).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut buf = Vec::<u8>::new();
+        resp.into_body().into_data_stream().flat_map(move |chunk| {
+            buf.extend_from_slice(&chunk.unwrap_or_default());
+            let mut out = Vec::new();
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                out.push(serde_json::from_slice::<Value>(&line).expect("each line is JSON"));
+            }
+            futures::stream::iter(out)
+        })
+    }
+}
+
+fn cm(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"k": name}})
+}
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "example/app:1"}]}})
+}
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+
+#[tokio::test]
+async fn create_get_list_with_selectors_and_pages() {
+    let api = Api::new().await;
+    for (name, tier) in [("a", "front"), ("b", "back"), ("c", "front"), ("d", "db")] {
+        let (code, body) = api
+            .call(Method::POST, CMS, Some(cm(name, json!({"tier": tier}))))
+            .await;
+        assert_eq!(code, 201, "{body}");
+        assert_eq!(body["metadata"]["namespace"], "default");
+        assert!(body["metadata"]["uid"].as_str().is_some());
+    }
+    let (code, body) = api.call(Method::GET, &format!("{CMS}/b"), None).await;
+    assert_eq!((code, body["data"]["k"].as_str()), (200, Some("b")));
+
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, body) = api
+        .call(
+            Method::GET,
+            &format!("{CMS}?labelSelector=tier%3Dfront"),
+            None,
+        )
+        .await;
+    assert_eq!(names(&body), ["a", "c"]);
+    let (_, body) = api
+        .call(
+            Method::GET,
+            &format!("{CMS}?labelSelector=tier%20notin%20(front)"),
+            None,
+        )
+        .await;
+    assert_eq!(names(&body), ["b", "d"]);
+    let (_, body) = api
+        .call(
+            Method::GET,
+            &format!("{CMS}?fieldSelector=metadata.name%3Dd"),
+            None,
+        )
+        .await;
+    assert_eq!(names(&body), ["d"]);
+    let (_, body) = api
+        .call(
+            Method::GET,
+            &format!("{CMS}?fieldSelector=metadata.name!%3Dd"),
+            None,
+        )
+        .await;
+    assert_eq!(names(&body), ["a", "b", "c"]);
+
+    // Pages of two, continuing at the first page's revision.
+    let (_, first) = api.call(Method::GET, &format!("{CMS}?limit=2"), None).await;
+    assert_eq!(names(&first), ["a", "b"]);
+    let token = first["metadata"]["continue"]
+        .as_str()
+        .expect("a continue token")
+        .to_string();
+    api.call(Method::POST, CMS, Some(cm("bb", json!({})))).await;
+    let (_, second) = api
+        .call(
+            Method::GET,
+            &format!("{CMS}?limit=2&continue={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        names(&second),
+        ["c", "d"],
+        "the second page is read at the first page's revision"
+    );
+    assert!(second["metadata"].get("continue").is_none(), "{second}");
+    assert_eq!(
+        second["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
+
+    // All namespaces.
+    api.call(
+        Method::POST,
+        "/api/v1/namespaces/other/configmaps",
+        Some(cm("z", json!({}))),
+    )
+    .await;
+    let (_, all) = api.call(Method::GET, "/api/v1/configmaps", None).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 6);
+    let (code, bad) = api
+        .call(Method::GET, &format!("{CMS}?continue=garbage"), None)
+        .await;
+    assert_eq!((code, bad["reason"].as_str()), (400, Some("BadRequest")));
+}
+
+#[tokio::test]
+async fn tables_carry_rows_with_metadata() {
+    let api = Api::new().await;
+    api.call(
+        Method::POST,
+        "/api/v1/namespaces/default/pods",
+        Some(pod("p1")),
+    )
+    .await;
+    let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+    let (code, table) = api
+        .call_with(
+            Method::GET,
+            "/api/v1/pods",
+            "application/json",
+            accept,
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(table["kind"], "Table");
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &columns[..5],
+        ["Name", "Ready", "Status", "Restarts", "Age"]
+    );
+    let row = &table["rows"][0];
+    assert_eq!(row["cells"][0], "p1");
+    assert_eq!(row["cells"][2], "Pending");
+    assert_eq!(row["object"]["metadata"]["namespace"], "default");
+}
+
+#[tokio::test]
+async fn update_conflicts_and_generation() {
+    let api = Api::new().await;
+    let (_, created) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            Some(pod("p")),
+        )
+        .await;
+    assert_eq!(created["metadata"]["generation"], 1);
+    let mut changed = created.clone();
+    changed["spec"]["containers"][0]["image"] = json!("example/app:2");
+    let (code, updated) = api
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/default/pods/p",
+            Some(changed.clone()),
+        )
+        .await;
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(updated["metadata"]["generation"], 2);
+    assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+    // The same body again carries a stale resourceVersion.
+    let (code, err) = api
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/default/pods/p",
+            Some(changed),
+        )
+        .await;
+    assert_eq!(
+        (code, err["reason"].as_str()),
+        (409, Some("Conflict")),
+        "{err}"
+    );
+    // A label change does not bump generation; status writes to the main resource are ignored.
+    let (_, labelled) = api
+        .call_with(
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p",
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"metadata": {"labels": {"x": "y"}}, "status": {"phase": "Running"}})),
+        )
+        .await;
+    assert_eq!(labelled["metadata"]["generation"], 2);
+    assert_eq!(labelled["status"]["phase"], "Pending");
+    let (code, status) = api
+        .call_with(
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"status": {"phase": "Running"}})),
+        )
+        .await;
+    assert_eq!(
+        (code, status["status"]["phase"].as_str()),
+        (200, Some("Running")),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let api = Api::new().await;
+    let mut body = cm("held", json!({}));
+    body["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    api.call(Method::POST, CMS, Some(body)).await;
+    let (code, marked) = api.call(Method::DELETE, &format!("{CMS}/held"), None).await;
+    assert_eq!(code, 200);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    let (code, _) = api.call(Method::GET, &format!("{CMS}/held"), None).await;
+    assert_eq!(code, 200, "still there while the finalizer is");
+    let (code, _) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CMS}/held"),
+            "application/json-patch+json",
+            "application/json",
+            Some(json!([{"op": "remove", "path": "/metadata/finalizers"}])),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = api.call(Method::GET, &format!("{CMS}/held"), None).await;
+    assert_eq!(
+        code, 404,
+        "removing the last finalizer completes the delete"
+    );
+}
+
+#[tokio::test]
+async fn terminating_namespace_refuses_new_content() {
+    let api = Api::new().await;
+    let (code, ns) = api
+        .call(Method::DELETE, "/api/v1/namespaces/other", None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let (code, err) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/other/configmaps",
+            Some(cm("x", json!({}))),
+        )
+        .await;
+    assert_eq!(
+        (code, err["reason"].as_str()),
+        (403, Some("Forbidden")),
+        "{err}"
+    );
+    let (code, err) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/missing/configmaps",
+            Some(cm("x", json!({}))),
+        )
+        .await;
+    assert_eq!(
+        (code, err["reason"].as_str()),
+        (404, Some("NotFound")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn binding_assigns_once_and_eviction_honours_budgets() {
+    let api = Api::new().await;
+    api.call(
+        Method::POST,
+        "/api/v1/namespaces/default/pods",
+        Some(pod("p")),
+    )
+    .await;
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods/p/binding",
+            Some(binding.clone()),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let (_, bound) = api
+        .call(Method::GET, "/api/v1/namespaces/default/pods/p", None)
+        .await;
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    let (code, err) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods/p/binding",
+            Some(binding),
+        )
+        .await;
+    assert_eq!(
+        (code, err["reason"].as_str()),
+        (409, Some("Conflict")),
+        "{err}"
+    );
+
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "b"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}});
+    let (code, created) = api
+        .call(
+            Method::POST,
+            "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+            Some(pdb),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let eviction =
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}});
+    let (code, err) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods/p/eviction",
+            Some(eviction.clone()),
+        )
+        .await;
+    assert_eq!(
+        (code, err["reason"].as_str()),
+        (429, Some("TooManyRequests")),
+        "{err}"
+    );
+    // Once the budget's controller allows a disruption, the eviction goes through (gracefully:
+    // the pod is on a node).
+    api.call_with(Method::PATCH, "/apis/policy/v1/namespaces/default/poddisruptionbudgets/b/status", "application/merge-patch+json", "application/json",
+        Some(json!({"status": {"observedGeneration": 1, "disruptionsAllowed": 1, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}}))).await;
+    let (code, ok) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods/p/eviction",
+            Some(eviction),
+        )
+        .await;
+    assert_eq!(code, 201, "{ok}");
+    let (_, evicted) = api
+        .call(Method::GET, "/api/v1/namespaces/default/pods/p", None)
+        .await;
+    assert!(
+        evicted["metadata"]["deletionTimestamp"].is_string(),
+        "{evicted}"
+    );
+    let (_, budget) = api
+        .call(
+            Method::GET,
+            "/apis/policy/v1/namespaces/default/poddisruptionbudgets/b",
+            None,
+        )
+        .await;
+    assert_eq!(budget["status"]["disruptionsAllowed"], 0);
+}
+
+#[tokio::test]
+async fn watch_sends_initial_events_then_changes() {
+    let api = Api::new().await;
+    api.call(Method::POST, CMS, Some(cm("old", json!({"w": "1"}))))
+        .await;
+    let mut events = Box::pin(
+        api.watch(&format!("{CMS}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&labelSelector=w%3D1"))
+            .await,
+    );
+    let first = events.next().await.unwrap();
+    assert_eq!(
+        (
+            first["type"].as_str(),
+            first["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("old"))
+    );
+    let bookmark = events.next().await.unwrap();
+    assert_eq!(bookmark["type"], "BOOKMARK");
+    assert_eq!(
+        bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    api.call(Method::POST, CMS, Some(cm("new", json!({"w": "1"}))))
+        .await;
+    api.call(Method::POST, CMS, Some(cm("unwatched", json!({"w": "2"}))))
+        .await;
+    // Stops matching the selector: the watcher sees it leave.
+    api.call_with(
+        Method::PATCH,
+        &format!("{CMS}/old"),
+        "application/merge-patch+json",
+        "application/json",
+        Some(json!({"metadata": {"labels": {"w": "2"}}})),
+    )
+    .await;
+    api.call(Method::DELETE, &format!("{CMS}/new"), None).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let e = events.next().await.unwrap();
+        seen.push(format!(
+            "{} {}",
+            e["type"].as_str().unwrap(),
+            e["object"]["metadata"]["name"].as_str().unwrap()
+        ));
+    }
+    assert_eq!(seen, ["ADDED new", "DELETED old", "DELETED new"]);
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_gets_410() {
+    let api = Api::new().await;
+    for i in 0..5 {
+        api.call(Method::POST, CMS, Some(cm(&format!("c{i}"), json!({}))))
+            .await;
+    }
+    let current = api.store.current_revision().await.unwrap();
+    api.store.compact(current - 1).await.unwrap();
+    let mut events = Box::pin(
+        api.watch(&format!("{CMS}?watch=true&resourceVersion=2"))
+            .await,
+    );
+    let e = events.next().await.unwrap();
+    assert_eq!(e["type"], "ERROR");
+    assert_eq!(e["object"]["code"], 410);
+    assert_eq!(e["object"]["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn authentication_and_discovery() {
+    let api = Api::new().await;
+    let resp = api
+        .request(Request::get("/api/v1/pods").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = api
+        .request(Request::get("/version").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK, "version is public");
+
+    let (code, groups) = api.call(Method::GET, "/apis", None).await;
+    assert_eq!((code, groups["kind"].as_str()), (200, Some("APIGroupList")));
+    let v2 =
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let (_, agg) = api
+        .call_with(Method::GET, "/apis", "application/json", v2, None)
+        .await;
+    assert_eq!(agg["kind"], "APIGroupDiscoveryList");
+    let v3 =
+        "application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList,application/json";
+    let (_, plain) = api
+        .call_with(Method::GET, "/apis", "application/json", v3, None)
+        .await;
+    assert_eq!(
+        plain["kind"], "APIGroupList",
+        "unknown discovery versions get the per-group form"
+    );
+    let (code, err) = api.call(Method::GET, "/apis/apps/v1/widgets", None).await;
+    assert_eq!((code, err["reason"].as_str()), (404, Some("NotFound")));
+}

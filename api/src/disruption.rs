@@ -103,7 +103,7 @@ pub(crate) async fn check_eviction(
             d.insert(name.to_string(), json!(objects::now_rfc3339()));
         }
         meta_mut(&mut pdb).remove("resourceVersion");
-        let bytes = serde_json::to_vec(&pdb).map_err(|e| ApiError::internal(e.to_string()))?;
+        let bytes = objects::encode(pdb_kind, &pdb)?;
         let key = objects::key(pdb_kind, Some(ns), &pdb_name);
         match state.store.update(&key, bytes, Some(rev)).await {
             Ok(_) => return Ok(()),

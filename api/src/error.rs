@@ -198,6 +198,12 @@ impl ApiError {
         .with_causes(causes)
     }
 
+    /// Replaces the message (e.g. with the exact wording of the validation that failed).
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     fn with_kind(mut self, kind: &str) -> Self {
         self.kind = Some(kind.to_string());
         self

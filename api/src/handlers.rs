@@ -373,20 +373,19 @@ pub(crate) fn map_validation(
 ) -> ApiError {
     match err {
         skiff_kinds::validate::Error::BadRequest(msg) => ApiError::bad_request(msg),
-        skiff_kinds::validate::Error::Invalid(causes) => ApiError::invalid(
-            kind.group,
-            kind.kind,
-            kind.plural,
-            name,
-            causes
+        skiff_kinds::validate::Error::Invalid(causes) => {
+            let message = skiff_kinds::validate::invalid_message(kind, name, &causes);
+            let causes = causes
                 .into_iter()
                 .map(|c| Cause {
                     reason: c.reason,
                     message: c.message,
                     field: c.field,
                 })
-                .collect(),
-        ),
+                .collect();
+            ApiError::invalid(kind.group, kind.kind, kind.plural, name, causes)
+                .with_message(message)
+        }
     }
 }
 
@@ -488,7 +487,7 @@ async fn store_create(
     check_namespace_open(state, kind, req.namespace.as_deref()).await?;
     if !req.query.dry_run()? {
         let key = objects::key(kind, req.namespace.as_deref(), &name);
-        let bytes = serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
+        let bytes = objects::encode(kind, &obj)?;
         let kv = state.store.create(&key, bytes).await.map_err(|e| match e {
             skiff_store::Error::AlreadyExists(_) => {
                 ApiError::already_exists(kind.group, kind.plural, &name)
@@ -582,7 +581,7 @@ fn prepare_update(
         }
     };
     objects::carry_system_fields(old, &mut new);
-    skiff_kinds::defaults::apply(kind, &mut new);
+    skiff_kinds::defaults::apply_update(kind, &mut new, old);
     objects::bump_generation(kind, old, &mut new);
     skiff_kinds::validate::validate(kind, &new, Some(old))
         .map_err(|e| map_validation(kind, &name, e))?;
@@ -635,7 +634,7 @@ async fn store_update(
             .await
             .map_err(map_err)?
     } else {
-        let bytes = serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
+        let bytes = objects::encode(kind, &obj)?;
         state
             .store
             .update(&key, bytes, Some(expected))
@@ -1059,8 +1058,7 @@ pub(crate) async fn delete_object(
             if opts.dry_run {
                 return Ok(with_rv(marked, kv.mod_revision));
             }
-            let bytes =
-                serde_json::to_vec(&marked).map_err(|e| ApiError::internal(e.to_string()))?;
+            let bytes = objects::encode(kind, &marked)?;
             match state.store.update(&key, bytes, Some(kv.mod_revision)).await {
                 Ok(kv) => return objects::from_kv(kind, &kv),
                 Err(skiff_store::Error::Conflict { .. }) => continue,

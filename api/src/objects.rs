@@ -55,12 +55,30 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     meta(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
 }
 
+/// Whether `kind` is served in a version other than the one it is stored in.
+fn converts(kind: &Kind) -> bool {
+    !std::ptr::eq(kind.storage_kind(), kind)
+}
+
+/// The bytes stored for an object: JSON of its storage version.
+pub fn encode(kind: &Kind, obj: &Value) -> Result<Vec<u8>, ApiError> {
+    let result = if converts(kind) {
+        serde_json::to_vec(&skiff_kinds::convert::to_storage(kind, obj))
+    } else {
+        serde_json::to_vec(obj)
+    };
+    result.map_err(|e| ApiError::internal(format!("encoding an object: {e}")))
+}
+
 /// Parses a stored value and shows its revision as `metadata.resourceVersion`.
 pub fn from_kv(kind: &Kind, kv: &KeyValue) -> Result<Value, ApiError> {
     let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         tracing::error!(key = %kv.key, error = %e, "stored object is not valid JSON");
         ApiError::internal("a stored object could not be decoded")
     })?;
+    if converts(kind) {
+        obj = skiff_kinds::convert::from_storage(kind, &obj);
+    }
     if !obj.is_object() {
         return Err(ApiError::internal("a stored object could not be decoded"));
     }

@@ -129,7 +129,7 @@ async fn update_scale(state: &AppState, req: &ResourceRequest) -> Result<Respons
                 &scale_of(&obj_with_rv(new, kv.mod_revision))?,
             ));
         }
-        let bytes = serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?;
+        let bytes = objects::encode(req.kind, &new)?;
         let key = objects::key(req.kind, req.namespace.as_deref(), &name);
         match state.store.update(&key, bytes, Some(kv.mod_revision)).await {
             Ok(kv) => {
@@ -220,7 +220,7 @@ async fn bind(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiEr
                 &objects::status_success(201),
             ));
         }
-        let bytes = serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?;
+        let bytes = objects::encode(req.kind, &new)?;
         let key = objects::key(req.kind, req.namespace.as_deref(), &name);
         match state.store.update(&key, bytes, Some(kv.mod_revision)).await {
             Ok(_) => {

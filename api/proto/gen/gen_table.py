@@ -24,11 +24,15 @@ k8s.io/api policy/v1 and core/v1 (e.g. `optional string podIP = 6;`).
 Zero values. Go's protobuf marshaller writes every non-pointer field, even when it is zero,
 while Go's JSON encoder drops a zero value of an `omitempty` field. To make the decoded JSON the
 same as the JSON kubectl would have sent, the table marks fields whose zero value is dropped
-(flag OMIT_ZERO):
-* strings and bytes: every field that is not required (an optional pointer string that is
-  explicitly "" is the rare exception; KEEP_EMPTY lists the ones where "" means something);
-* integers and booleans: only the fields listed in OMIT_ZERO_NUMERIC (Go value fields with
-  `omitempty`); every other one may be a pointer, where an explicit 0/false is meaningful, so it
+(flag Z):
+* fields listed in gen/zero_values.json: as observed from Go itself (gen/probe_zero.py has
+  kubectl decode protobuf objects with every field zero and print their JSON). This covers every
+  field of the kinds kubectl creates (Deployment with its pod template, Pod, Job, CronJob,
+  Service, Ingress, ConfigMap, Secret, Namespace, RBAC, PDB, PriorityClass, ResourceQuota, ...);
+* other strings and bytes: every field that is not required (KEEP_EMPTY lists pointer strings
+  where an explicit "" means something);
+* other integers and booleans: only the fields listed in OMIT_ZERO_NUMERIC (Go value fields with
+  `omitempty`); any other one may be a pointer, where an explicit 0/false is meaningful, so it
   is kept.
 
 Usage: python3 api/proto/gen/gen_table.py [REGISTRY_SRC_DIR]  (writes api/proto/src/table.rs)
@@ -37,6 +41,7 @@ Usage: python3 api/proto/gen/gen_table.py [REGISTRY_SRC_DIR]  (writes api/proto/
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import sys
@@ -147,10 +152,7 @@ OMIT_ZERO_NUMERIC = {
     ("k8s.io.api.core.v1.ServicePort", "nodePort"),
     ("k8s.io.api.core.v1.ServiceSpec", "publishNotReadyAddresses"),
     ("k8s.io.api.core.v1.ServiceSpec", "healthCheckNodePort"),
-    ("k8s.io.api.core.v1.ContainerStatus", "restartCount"),
-    ("k8s.io.api.core.v1.ContainerStatus", "ready"),
     ("k8s.io.api.core.v1.PersistentVolumeClaimVolumeSource", "readOnly"),
-    ("k8s.io.api.core.v1.Toleration", "tolerationSeconds"),
     ("k8s.io.api.core.v1.EventSeries", "count"),
     ("k8s.io.api.core.v1.Event", "count"),
     ("k8s.io.api.apps.v1.DeploymentSpec", "minReadySeconds"),
@@ -188,6 +190,12 @@ OMIT_ZERO_NUMERIC = {
     ("k8s.io.api.scheduling.v1.PriorityClass", "globalDefault"),
 }
 
+# Fields of the v1.35 protos that later Kubernetes removed again: decoded as unknown fields
+# (skipped), as kubectl 1.37 does. (proto message, snake_case name)
+DROP_FIELDS = {
+    ("k8s.io.api.core.v1.PodSpec", "workload_ref"),  # alpha in 1.35, gone in 1.36
+}
+
 # Optional pointer strings where an explicit "" differs from absent. (message, json name)
 KEEP_EMPTY = {
     ("k8s.io.api.core.v1.PersistentVolumeClaimSpec", "storageClassName"),
@@ -222,9 +230,9 @@ def camel(snake: str) -> str:
     return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
 
 
-def registry_src() -> str:
-    if len(sys.argv) > 1:
-        return sys.argv[1]
+def registry_src(arg: str | None = None) -> str:
+    if arg:
+        return arg
     home = os.path.expanduser("~/.cargo/registry/src")
     for d in sorted(glob.glob(os.path.join(home, "*"))):
         if os.path.isdir(os.path.join(d, K8S_PB)):
@@ -358,8 +366,19 @@ def field_type(module: str, attr: str, rust_type: str):
     raise ValueError(f"type {attr} not supported")
 
 
-def main() -> None:
-    src = registry_src()
+def load_observed() -> dict:
+    """gen/zero_values.json (written by gen/probe_zero.py): for each probed scalar field
+    "package.Message.jsonName", whether Go's JSON keeps ("keep") or drops ("omit") its zero."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zero_values.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def build(src: str, observed: dict):
+    """-> (messages {full: (name, [(tag, json, type, repeated, omit, inline)])}, kinds,
+    problems, OpenAPI spellings of message names)"""
     raw = {}  # full name -> (prost name, [(tag, snake, type, repeated)])
     own_names = {}  # full name -> {normalized: (json, required)} from its OpenAPI definition
     openapi_names = {}  # full name -> struct name as spelled by OpenAPI
@@ -376,6 +395,8 @@ def main() -> None:
                 own_names[full] = oa_struct[1]
             typed = []
             for tag, snake, attr, rust_type in fields:
+                if (full, snake) in DROP_FIELDS:
+                    continue
                 try:
                     ty, repeated = field_type(module, attr, rust_type)
                 except ValueError as e:
@@ -432,7 +453,10 @@ def main() -> None:
                 problems.append(f"{full}.{snake}: no JSON name")
                 continue
             omit = False
-            if not repeated and isinstance(ty, str) and not ty.startswith("Map"):
+            seen = observed.get(f"{full}.{json_name}")
+            if seen and not repeated and isinstance(ty, str) and not ty.startswith("Map"):
+                omit = seen == "omit"
+            elif not repeated and isinstance(ty, str) and not ty.startswith("Map"):
                 if ty in ("Str", "Bytes"):
                     omit = not required and (full, json_name) not in KEEP_EMPTY
                 else:
@@ -447,6 +471,12 @@ def main() -> None:
     print(f"{len(fallback)} messages without an OpenAPI definition use camel-cased names:")
     for m in unexpected:
         print(f"  {m}")
+    return messages, kinds, problems, openapi_names
+
+
+def main() -> None:
+    src = registry_src(sys.argv[1] if len(sys.argv) > 1 else None)
+    messages, kinds, problems, openapi_names = build(src, load_observed())
 
     # Match OpenAPI struct spellings (AWSElasticBlockStore...) to prost ones (Aws...).
     by_lower = {full.lower(): full for full in messages}
@@ -512,7 +542,7 @@ def main() -> None:
         fh.write(
             "//! The protobuf schema of the Kubernetes v1.35 API kinds Skiff decodes; generated by\n"
             "//! `api/proto/gen/gen_table.py` (which names its sources). Do not edit by hand.\n\n"
-            "use crate::schema::{MapVal, Msg, R, Special, Ty::*, Z, I, f};\n\n"
+            "use crate::schema::{I, MapVal, Msg, R, Special, Ty::*, Z, f};\n\n"
             "/// Every message, indexed by the numbers in `Msg(..)`.\n"
             "#[rustfmt::skip]\n"
             "pub(crate) static MSGS: &[Msg] = &[\n"

@@ -215,7 +215,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 103
     Msg { name: "k8s.io.api.batch.v1.CronJobList", special: Special::None, fields: &[f(1, "metadata", Msg(480), 0), f(2, "items", Msg(102), R)] },
     // 104
-    Msg { name: "k8s.io.api.batch.v1.CronJobSpec", special: Special::None, fields: &[f(1, "schedule", Str, 0), f(2, "startingDeadlineSeconds", I64, 0), f(3, "concurrencyPolicy", Str, Z), f(4, "suspend", Bool, 0), f(5, "jobTemplate", Msg(111), 0), f(6, "successfulJobsHistoryLimit", I32, 0), f(7, "failedJobsHistoryLimit", I32, 0), f(8, "timeZone", Str, Z)] },
+    Msg { name: "k8s.io.api.batch.v1.CronJobSpec", special: Special::None, fields: &[f(1, "schedule", Str, 0), f(2, "startingDeadlineSeconds", I64, 0), f(3, "concurrencyPolicy", Str, Z), f(4, "suspend", Bool, 0), f(5, "jobTemplate", Msg(111), 0), f(6, "successfulJobsHistoryLimit", I32, 0), f(7, "failedJobsHistoryLimit", I32, 0), f(8, "timeZone", Str, 0)] },
     // 105
     Msg { name: "k8s.io.api.batch.v1.CronJobStatus", special: Special::None, fields: &[f(1, "active", Msg(248), R), f(4, "lastScheduleTime", Msg(496), 0), f(5, "lastSuccessfulTime", Msg(496), 0)] },
     // 106
@@ -225,23 +225,23 @@ pub(crate) static MSGS: &[Msg] = &[
     // 108
     Msg { name: "k8s.io.api.batch.v1.JobList", special: Special::None, fields: &[f(1, "metadata", Msg(480), 0), f(2, "items", Msg(106), R)] },
     // 109
-    Msg { name: "k8s.io.api.batch.v1.JobSpec", special: Special::None, fields: &[f(1, "parallelism", I32, 0), f(2, "completions", I32, 0), f(3, "activeDeadlineSeconds", I64, 0), f(4, "selector", Msg(477), 0), f(5, "manualSelector", Bool, 0), f(6, "template", Msg(290), 0), f(7, "backoffLimit", I32, 0), f(8, "ttlSecondsAfterFinished", I32, 0), f(9, "completionMode", Str, Z), f(10, "suspend", Bool, 0), f(11, "podFailurePolicy", Msg(112), 0), f(12, "backoffLimitPerIndex", I32, 0), f(13, "maxFailedIndexes", I32, 0), f(14, "podReplacementPolicy", Str, Z), f(15, "managedBy", Str, Z), f(16, "successPolicy", Msg(116), 0)] },
+    Msg { name: "k8s.io.api.batch.v1.JobSpec", special: Special::None, fields: &[f(1, "parallelism", I32, 0), f(2, "completions", I32, 0), f(3, "activeDeadlineSeconds", I64, 0), f(4, "selector", Msg(477), 0), f(5, "manualSelector", Bool, 0), f(6, "template", Msg(290), 0), f(7, "backoffLimit", I32, 0), f(8, "ttlSecondsAfterFinished", I32, 0), f(9, "completionMode", Str, 0), f(10, "suspend", Bool, 0), f(11, "podFailurePolicy", Msg(112), 0), f(12, "backoffLimitPerIndex", I32, 0), f(13, "maxFailedIndexes", I32, 0), f(14, "podReplacementPolicy", Str, 0), f(15, "managedBy", Str, 0), f(16, "successPolicy", Msg(116), 0)] },
     // 110
-    Msg { name: "k8s.io.api.batch.v1.JobStatus", special: Special::None, fields: &[f(1, "conditions", Msg(107), R), f(2, "startTime", Msg(496), 0), f(3, "completionTime", Msg(496), 0), f(4, "active", I32, Z), f(5, "succeeded", I32, Z), f(6, "failed", I32, Z), f(7, "completedIndexes", Str, Z), f(8, "uncountedTerminatedPods", Msg(118), 0), f(9, "ready", I32, 0), f(10, "failedIndexes", Str, Z), f(11, "terminating", I32, 0)] },
+    Msg { name: "k8s.io.api.batch.v1.JobStatus", special: Special::None, fields: &[f(1, "conditions", Msg(107), R), f(2, "startTime", Msg(496), 0), f(3, "completionTime", Msg(496), 0), f(4, "active", I32, Z), f(5, "succeeded", I32, Z), f(6, "failed", I32, Z), f(7, "completedIndexes", Str, Z), f(8, "uncountedTerminatedPods", Msg(118), 0), f(9, "ready", I32, 0), f(10, "failedIndexes", Str, 0), f(11, "terminating", I32, 0)] },
     // 111
     Msg { name: "k8s.io.api.batch.v1.JobTemplateSpec", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "spec", Msg(109), 0)] },
     // 112
     Msg { name: "k8s.io.api.batch.v1.PodFailurePolicy", special: Special::None, fields: &[f(1, "rules", Msg(115), R)] },
     // 113
-    Msg { name: "k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement", special: Special::None, fields: &[f(1, "containerName", Str, Z), f(2, "operator", Str, 0), f(3, "values", I32, R)] },
+    Msg { name: "k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement", special: Special::None, fields: &[f(1, "containerName", Str, 0), f(2, "operator", Str, 0), f(3, "values", I32, R)] },
     // 114
-    Msg { name: "k8s.io.api.batch.v1.PodFailurePolicyOnPodConditionsPattern", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "status", Str, Z)] },
+    Msg { name: "k8s.io.api.batch.v1.PodFailurePolicyOnPodConditionsPattern", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "status", Str, 0)] },
     // 115
     Msg { name: "k8s.io.api.batch.v1.PodFailurePolicyRule", special: Special::None, fields: &[f(1, "action", Str, 0), f(2, "onExitCodes", Msg(113), 0), f(3, "onPodConditions", Msg(114), R)] },
     // 116
     Msg { name: "k8s.io.api.batch.v1.SuccessPolicy", special: Special::None, fields: &[f(1, "rules", Msg(117), R)] },
     // 117
-    Msg { name: "k8s.io.api.batch.v1.SuccessPolicyRule", special: Special::None, fields: &[f(1, "succeededIndexes", Str, Z), f(2, "succeededCount", I32, 0)] },
+    Msg { name: "k8s.io.api.batch.v1.SuccessPolicyRule", special: Special::None, fields: &[f(1, "succeededIndexes", Str, 0), f(2, "succeededCount", I32, 0)] },
     // 118
     Msg { name: "k8s.io.api.batch.v1.UncountedTerminatedPods", special: Special::None, fields: &[f(1, "succeeded", Str, R), f(2, "failed", Str, R)] },
     // 119
@@ -265,39 +265,39 @@ pub(crate) static MSGS: &[Msg] = &[
     // 128
     Msg { name: "k8s.io.api.core.v1.Affinity", special: Special::None, fields: &[f(1, "nodeAffinity", Msg(230), 0), f(2, "podAffinity", Msg(263), 0), f(3, "podAntiAffinity", Msg(265), 0)] },
     // 129
-    Msg { name: "k8s.io.api.core.v1.AppArmorProfile", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "localhostProfile", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.AppArmorProfile", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "localhostProfile", Str, 0)] },
     // 130
     Msg { name: "k8s.io.api.core.v1.AttachedVolume", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "devicePath", Str, 0)] },
     // 131
     Msg { name: "k8s.io.api.core.v1.AvoidPods", special: Special::None, fields: &[f(1, "preferAvoidPods", Msg(294), R)] },
     // 132
-    Msg { name: "k8s.io.api.core.v1.AWSElasticBlockStoreVolumeSource", special: Special::None, fields: &[f(1, "volumeID", Str, 0), f(2, "fsType", Str, Z), f(3, "partition", I32, 0), f(4, "readOnly", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.AWSElasticBlockStoreVolumeSource", special: Special::None, fields: &[f(1, "volumeID", Str, 0), f(2, "fsType", Str, Z), f(3, "partition", I32, Z), f(4, "readOnly", Bool, Z)] },
     // 133
-    Msg { name: "k8s.io.api.core.v1.AzureDiskVolumeSource", special: Special::None, fields: &[f(1, "diskName", Str, 0), f(2, "diskURI", Str, 0), f(3, "cachingMode", Str, Z), f(4, "fsType", Str, Z), f(5, "readOnly", Bool, 0), f(6, "kind", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.AzureDiskVolumeSource", special: Special::None, fields: &[f(1, "diskName", Str, 0), f(2, "diskURI", Str, 0), f(3, "cachingMode", Str, 0), f(4, "fsType", Str, 0), f(5, "readOnly", Bool, 0), f(6, "kind", Str, 0)] },
     // 134
     Msg { name: "k8s.io.api.core.v1.AzureFilePersistentVolumeSource", special: Special::None, fields: &[f(1, "secretName", Str, 0), f(2, "shareName", Str, 0), f(3, "readOnly", Bool, 0), f(4, "secretNamespace", Str, Z)] },
     // 135
-    Msg { name: "k8s.io.api.core.v1.AzureFileVolumeSource", special: Special::None, fields: &[f(1, "secretName", Str, 0), f(2, "shareName", Str, 0), f(3, "readOnly", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.AzureFileVolumeSource", special: Special::None, fields: &[f(1, "secretName", Str, 0), f(2, "shareName", Str, 0), f(3, "readOnly", Bool, Z)] },
     // 136
     Msg { name: "k8s.io.api.core.v1.Binding", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "target", Msg(248), 0)] },
     // 137
     Msg { name: "k8s.io.api.core.v1.CSIPersistentVolumeSource", special: Special::None, fields: &[f(1, "driver", Str, 0), f(2, "volumeHandle", Str, 0), f(3, "readOnly", Bool, 0), f(4, "fsType", Str, Z), f(5, "volumeAttributes", Map(MapVal::Str), 0), f(6, "controllerPublishSecretRef", Msg(328), 0), f(7, "nodeStageSecretRef", Msg(328), 0), f(8, "nodePublishSecretRef", Msg(328), 0), f(9, "controllerExpandSecretRef", Msg(328), 0), f(10, "nodeExpandSecretRef", Msg(328), 0)] },
     // 138
-    Msg { name: "k8s.io.api.core.v1.CSIVolumeSource", special: Special::None, fields: &[f(1, "driver", Str, 0), f(2, "readOnly", Bool, 0), f(3, "fsType", Str, Z), f(4, "volumeAttributes", Map(MapVal::Str), 0), f(5, "nodePublishSecretRef", Msg(219), 0)] },
+    Msg { name: "k8s.io.api.core.v1.CSIVolumeSource", special: Special::None, fields: &[f(1, "driver", Str, 0), f(2, "readOnly", Bool, 0), f(3, "fsType", Str, 0), f(4, "volumeAttributes", Map(MapVal::Str), 0), f(5, "nodePublishSecretRef", Msg(219), 0)] },
     // 139
     Msg { name: "k8s.io.api.core.v1.Capabilities", special: Special::None, fields: &[f(1, "add", Str, R), f(2, "drop", Str, R)] },
     // 140
     Msg { name: "k8s.io.api.core.v1.CephFSPersistentVolumeSource", special: Special::None, fields: &[f(1, "monitors", Str, R), f(2, "path", Str, Z), f(3, "user", Str, Z), f(4, "secretFile", Str, Z), f(5, "secretRef", Msg(328), 0), f(6, "readOnly", Bool, 0)] },
     // 141
-    Msg { name: "k8s.io.api.core.v1.CephFSVolumeSource", special: Special::None, fields: &[f(1, "monitors", Str, R), f(2, "path", Str, Z), f(3, "user", Str, Z), f(4, "secretFile", Str, Z), f(5, "secretRef", Msg(219), 0), f(6, "readOnly", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.CephFSVolumeSource", special: Special::None, fields: &[f(1, "monitors", Str, R), f(2, "path", Str, Z), f(3, "user", Str, Z), f(4, "secretFile", Str, Z), f(5, "secretRef", Msg(219), 0), f(6, "readOnly", Bool, Z)] },
     // 142
     Msg { name: "k8s.io.api.core.v1.CinderPersistentVolumeSource", special: Special::None, fields: &[f(1, "volumeID", Str, 0), f(2, "fsType", Str, Z), f(3, "readOnly", Bool, 0), f(4, "secretRef", Msg(328), 0)] },
     // 143
-    Msg { name: "k8s.io.api.core.v1.CinderVolumeSource", special: Special::None, fields: &[f(1, "volumeID", Str, 0), f(2, "fsType", Str, Z), f(3, "readOnly", Bool, 0), f(4, "secretRef", Msg(219), 0)] },
+    Msg { name: "k8s.io.api.core.v1.CinderVolumeSource", special: Special::None, fields: &[f(1, "volumeID", Str, 0), f(2, "fsType", Str, Z), f(3, "readOnly", Bool, Z), f(4, "secretRef", Msg(219), 0)] },
     // 144
     Msg { name: "k8s.io.api.core.v1.ClientIPConfig", special: Special::None, fields: &[f(1, "timeoutSeconds", I32, 0)] },
     // 145
-    Msg { name: "k8s.io.api.core.v1.ClusterTrustBundleProjection", special: Special::None, fields: &[f(1, "name", Str, Z), f(2, "signerName", Str, Z), f(3, "labelSelector", Msg(477), 0), f(4, "path", Str, 0), f(5, "optional", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.ClusterTrustBundleProjection", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "signerName", Str, 0), f(3, "labelSelector", Msg(477), 0), f(4, "path", Str, 0), f(5, "optional", Bool, 0)] },
     // 146
     Msg { name: "k8s.io.api.core.v1.ComponentCondition", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "status", Str, 0), f(3, "message", Str, Z), f(4, "error", Str, Z)] },
     // 147
@@ -319,7 +319,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 155
     Msg { name: "k8s.io.api.core.v1.ConfigMapVolumeSource", special: Special::None, fields: &[f(1, "", Msg(219), I), f(2, "items", Msg(208), R), f(3, "defaultMode", I32, 0), f(4, "optional", Bool, 0)] },
     // 156
-    Msg { name: "k8s.io.api.core.v1.Container", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "image", Str, Z), f(3, "command", Str, R), f(4, "args", Str, R), f(5, "workingDir", Str, Z), f(6, "ports", Msg(159), R), f(7, "env", Msg(180), R), f(8, "resources", Msg(315), 0), f(9, "volumeMounts", Msg(356), R), f(10, "livenessProbe", Msg(296), 0), f(11, "readinessProbe", Msg(296), 0), f(12, "lifecycle", Msg(209), 0), f(13, "terminationMessagePath", Str, Z), f(14, "imagePullPolicy", Str, Z), f(15, "securityContext", Msg(330), 0), f(16, "stdin", Bool, Z), f(17, "stdinOnce", Bool, Z), f(18, "tty", Bool, Z), f(19, "envFrom", Msg(179), R), f(20, "terminationMessagePolicy", Str, Z), f(21, "volumeDevices", Msg(355), R), f(22, "startupProbe", Msg(296), 0), f(23, "resizePolicy", Msg(160), R), f(24, "restartPolicy", Str, Z), f(25, "restartPolicyRules", Msg(161), R)] },
+    Msg { name: "k8s.io.api.core.v1.Container", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "image", Str, Z), f(3, "command", Str, R), f(4, "args", Str, R), f(5, "workingDir", Str, Z), f(6, "ports", Msg(159), R), f(7, "env", Msg(180), R), f(8, "resources", Msg(315), 0), f(9, "volumeMounts", Msg(356), R), f(10, "livenessProbe", Msg(296), 0), f(11, "readinessProbe", Msg(296), 0), f(12, "lifecycle", Msg(209), 0), f(13, "terminationMessagePath", Str, Z), f(14, "imagePullPolicy", Str, Z), f(15, "securityContext", Msg(330), 0), f(16, "stdin", Bool, Z), f(17, "stdinOnce", Bool, Z), f(18, "tty", Bool, Z), f(19, "envFrom", Msg(179), R), f(20, "terminationMessagePolicy", Str, Z), f(21, "volumeDevices", Msg(355), R), f(22, "startupProbe", Msg(296), 0), f(23, "resizePolicy", Msg(160), R), f(24, "restartPolicy", Str, 0), f(25, "restartPolicyRules", Msg(161), R)] },
     // 157
     Msg { name: "k8s.io.api.core.v1.ContainerExtendedResourceRequest", special: Special::None, fields: &[f(1, "containerName", Str, 0), f(2, "resourceName", Str, 0), f(3, "requestName", Str, 0)] },
     // 158
@@ -329,19 +329,19 @@ pub(crate) static MSGS: &[Msg] = &[
     // 160
     Msg { name: "k8s.io.api.core.v1.ContainerResizePolicy", special: Special::None, fields: &[f(1, "resourceName", Str, 0), f(2, "restartPolicy", Str, 0)] },
     // 161
-    Msg { name: "k8s.io.api.core.v1.ContainerRestartRule", special: Special::None, fields: &[f(1, "action", Str, 0), f(2, "exitCodes", Msg(162), 0)] },
+    Msg { name: "k8s.io.api.core.v1.ContainerRestartRule", special: Special::None, fields: &[f(1, "action", Str, Z), f(2, "exitCodes", Msg(162), 0)] },
     // 162
-    Msg { name: "k8s.io.api.core.v1.ContainerRestartRuleOnExitCodes", special: Special::None, fields: &[f(1, "operator", Str, 0), f(2, "values", I32, R)] },
+    Msg { name: "k8s.io.api.core.v1.ContainerRestartRuleOnExitCodes", special: Special::None, fields: &[f(1, "operator", Str, Z), f(2, "values", I32, R)] },
     // 163
     Msg { name: "k8s.io.api.core.v1.ContainerState", special: Special::None, fields: &[f(1, "waiting", Msg(166), 0), f(2, "running", Msg(164), 0), f(3, "terminated", Msg(165), 0)] },
     // 164
     Msg { name: "k8s.io.api.core.v1.ContainerStateRunning", special: Special::None, fields: &[f(1, "startedAt", Msg(496), 0)] },
     // 165
-    Msg { name: "k8s.io.api.core.v1.ContainerStateTerminated", special: Special::None, fields: &[f(1, "exitCode", I32, 0), f(2, "signal", I32, 0), f(3, "reason", Str, Z), f(4, "message", Str, Z), f(5, "startedAt", Msg(496), 0), f(6, "finishedAt", Msg(496), 0), f(7, "containerID", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.ContainerStateTerminated", special: Special::None, fields: &[f(1, "exitCode", I32, 0), f(2, "signal", I32, Z), f(3, "reason", Str, Z), f(4, "message", Str, Z), f(5, "startedAt", Msg(496), 0), f(6, "finishedAt", Msg(496), 0), f(7, "containerID", Str, Z)] },
     // 166
     Msg { name: "k8s.io.api.core.v1.ContainerStateWaiting", special: Special::None, fields: &[f(1, "reason", Str, Z), f(2, "message", Str, Z)] },
     // 167
-    Msg { name: "k8s.io.api.core.v1.ContainerStatus", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "state", Msg(163), 0), f(3, "lastState", Msg(163), 0), f(4, "ready", Bool, Z), f(5, "restartCount", I32, Z), f(6, "image", Str, 0), f(7, "imageID", Str, 0), f(8, "containerID", Str, Z), f(9, "started", Bool, 0), f(10, "allocatedResources", Map(MapVal::Msg(456)), 0), f(11, "resources", Msg(315), 0), f(12, "volumeMounts", Msg(357), R), f(13, "user", Msg(168), 0), f(14, "allocatedResourcesStatus", Msg(316), R), f(15, "stopSignal", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.ContainerStatus", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "state", Msg(163), 0), f(3, "lastState", Msg(163), 0), f(4, "ready", Bool, 0), f(5, "restartCount", I32, 0), f(6, "image", Str, 0), f(7, "imageID", Str, 0), f(8, "containerID", Str, Z), f(9, "started", Bool, 0), f(10, "allocatedResources", Map(MapVal::Msg(456)), 0), f(11, "resources", Msg(315), 0), f(12, "volumeMounts", Msg(357), R), f(13, "user", Msg(168), 0), f(14, "allocatedResourcesStatus", Msg(316), R), f(15, "stopSignal", Str, 0)] },
     // 168
     Msg { name: "k8s.io.api.core.v1.ContainerUser", special: Special::None, fields: &[f(1, "linux", Msg(215), 0)] },
     // 169
@@ -373,7 +373,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 182
     Msg { name: "k8s.io.api.core.v1.EphemeralContainer", special: Special::None, fields: &[f(1, "", Msg(183), I), f(2, "targetContainerName", Str, Z)] },
     // 183
-    Msg { name: "k8s.io.api.core.v1.EphemeralContainerCommon", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "image", Str, Z), f(3, "command", Str, R), f(4, "args", Str, R), f(5, "workingDir", Str, Z), f(6, "ports", Msg(159), R), f(7, "env", Msg(180), R), f(8, "resources", Msg(315), 0), f(9, "volumeMounts", Msg(356), R), f(10, "livenessProbe", Msg(296), 0), f(11, "readinessProbe", Msg(296), 0), f(12, "lifecycle", Msg(209), 0), f(13, "terminationMessagePath", Str, Z), f(14, "imagePullPolicy", Str, Z), f(15, "securityContext", Msg(330), 0), f(16, "stdin", Bool, Z), f(17, "stdinOnce", Bool, Z), f(18, "tty", Bool, Z), f(19, "envFrom", Msg(179), R), f(20, "terminationMessagePolicy", Str, Z), f(21, "volumeDevices", Msg(355), R), f(22, "startupProbe", Msg(296), 0), f(23, "resizePolicy", Msg(160), R), f(24, "restartPolicy", Str, Z), f(25, "restartPolicyRules", Msg(161), R)] },
+    Msg { name: "k8s.io.api.core.v1.EphemeralContainerCommon", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "image", Str, Z), f(3, "command", Str, R), f(4, "args", Str, R), f(5, "workingDir", Str, Z), f(6, "ports", Msg(159), R), f(7, "env", Msg(180), R), f(8, "resources", Msg(315), 0), f(9, "volumeMounts", Msg(356), R), f(10, "livenessProbe", Msg(296), 0), f(11, "readinessProbe", Msg(296), 0), f(12, "lifecycle", Msg(209), 0), f(13, "terminationMessagePath", Str, Z), f(14, "imagePullPolicy", Str, Z), f(15, "securityContext", Msg(330), 0), f(16, "stdin", Bool, Z), f(17, "stdinOnce", Bool, Z), f(18, "tty", Bool, Z), f(19, "envFrom", Msg(179), R), f(20, "terminationMessagePolicy", Str, Z), f(21, "volumeDevices", Msg(355), R), f(22, "startupProbe", Msg(296), 0), f(23, "resizePolicy", Msg(160), R), f(24, "restartPolicy", Str, 0), f(25, "restartPolicyRules", Msg(161), R)] },
     // 184
     Msg { name: "k8s.io.api.core.v1.EphemeralVolumeSource", special: Special::None, fields: &[f(1, "volumeClaimTemplate", Msg(255), 0)] },
     // 185
@@ -387,31 +387,31 @@ pub(crate) static MSGS: &[Msg] = &[
     // 189
     Msg { name: "k8s.io.api.core.v1.ExecAction", special: Special::None, fields: &[f(1, "command", Str, R)] },
     // 190
-    Msg { name: "k8s.io.api.core.v1.FCVolumeSource", special: Special::None, fields: &[f(1, "targetWWNs", Str, R), f(2, "lun", I32, 0), f(3, "fsType", Str, Z), f(4, "readOnly", Bool, 0), f(5, "wwids", Str, R)] },
+    Msg { name: "k8s.io.api.core.v1.FCVolumeSource", special: Special::None, fields: &[f(1, "targetWWNs", Str, R), f(2, "lun", I32, 0), f(3, "fsType", Str, Z), f(4, "readOnly", Bool, Z), f(5, "wwids", Str, R)] },
     // 191
     Msg { name: "k8s.io.api.core.v1.FileKeySelector", special: Special::None, fields: &[f(1, "volumeName", Str, 0), f(2, "path", Str, 0), f(3, "key", Str, 0), f(4, "optional", Bool, 0)] },
     // 192
     Msg { name: "k8s.io.api.core.v1.FlexPersistentVolumeSource", special: Special::None, fields: &[f(1, "driver", Str, 0), f(2, "fsType", Str, Z), f(3, "secretRef", Msg(328), 0), f(4, "readOnly", Bool, 0), f(5, "options", Map(MapVal::Str), 0)] },
     // 193
-    Msg { name: "k8s.io.api.core.v1.FlexVolumeSource", special: Special::None, fields: &[f(1, "driver", Str, 0), f(2, "fsType", Str, Z), f(3, "secretRef", Msg(219), 0), f(4, "readOnly", Bool, 0), f(5, "options", Map(MapVal::Str), 0)] },
+    Msg { name: "k8s.io.api.core.v1.FlexVolumeSource", special: Special::None, fields: &[f(1, "driver", Str, 0), f(2, "fsType", Str, Z), f(3, "secretRef", Msg(219), 0), f(4, "readOnly", Bool, Z), f(5, "options", Map(MapVal::Str), 0)] },
     // 194
     Msg { name: "k8s.io.api.core.v1.FlockerVolumeSource", special: Special::None, fields: &[f(1, "datasetName", Str, Z), f(2, "datasetUUID", Str, Z)] },
     // 195
-    Msg { name: "k8s.io.api.core.v1.GCEPersistentDiskVolumeSource", special: Special::None, fields: &[f(1, "pdName", Str, 0), f(2, "fsType", Str, Z), f(3, "partition", I32, 0), f(4, "readOnly", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.GCEPersistentDiskVolumeSource", special: Special::None, fields: &[f(1, "pdName", Str, 0), f(2, "fsType", Str, Z), f(3, "partition", I32, Z), f(4, "readOnly", Bool, Z)] },
     // 196
     Msg { name: "k8s.io.api.core.v1.GitRepoVolumeSource", special: Special::None, fields: &[f(1, "repository", Str, 0), f(2, "revision", Str, Z), f(3, "directory", Str, Z)] },
     // 197
     Msg { name: "k8s.io.api.core.v1.GlusterfsPersistentVolumeSource", special: Special::None, fields: &[f(1, "endpoints", Str, 0), f(2, "path", Str, 0), f(3, "readOnly", Bool, 0), f(4, "endpointsNamespace", Str, Z)] },
     // 198
-    Msg { name: "k8s.io.api.core.v1.GlusterfsVolumeSource", special: Special::None, fields: &[f(1, "endpoints", Str, 0), f(2, "path", Str, 0), f(3, "readOnly", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.GlusterfsVolumeSource", special: Special::None, fields: &[f(1, "endpoints", Str, 0), f(2, "path", Str, 0), f(3, "readOnly", Bool, Z)] },
     // 199
-    Msg { name: "k8s.io.api.core.v1.GRPCAction", special: Special::None, fields: &[f(1, "port", I32, 0), f(2, "service", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.GRPCAction", special: Special::None, fields: &[f(1, "port", I32, 0), f(2, "service", Str, 0)] },
     // 200
     Msg { name: "k8s.io.api.core.v1.HostAlias", special: Special::None, fields: &[f(1, "ip", Str, 0), f(2, "hostnames", Str, R)] },
     // 201
     Msg { name: "k8s.io.api.core.v1.HostIP", special: Special::None, fields: &[f(1, "ip", Str, 0)] },
     // 202
-    Msg { name: "k8s.io.api.core.v1.HostPathVolumeSource", special: Special::None, fields: &[f(1, "path", Str, 0), f(2, "type", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.HostPathVolumeSource", special: Special::None, fields: &[f(1, "path", Str, 0), f(2, "type", Str, 0)] },
     // 203
     Msg { name: "k8s.io.api.core.v1.HTTPGetAction", special: Special::None, fields: &[f(1, "path", Str, Z), f(2, "port", Msg(505), 0), f(3, "host", Str, Z), f(4, "scheme", Str, Z), f(5, "httpHeaders", Msg(204), R)] },
     // 204
@@ -421,11 +421,11 @@ pub(crate) static MSGS: &[Msg] = &[
     // 206
     Msg { name: "k8s.io.api.core.v1.ISCSIPersistentVolumeSource", special: Special::None, fields: &[f(1, "targetPortal", Str, 0), f(2, "iqn", Str, 0), f(3, "lun", I32, 0), f(4, "iscsiInterface", Str, Z), f(5, "fsType", Str, Z), f(6, "readOnly", Bool, 0), f(7, "portals", Str, R), f(8, "chapAuthDiscovery", Bool, 0), f(10, "secretRef", Msg(328), 0), f(11, "chapAuthSession", Bool, 0), f(12, "initiatorName", Str, Z)] },
     // 207
-    Msg { name: "k8s.io.api.core.v1.ISCSIVolumeSource", special: Special::None, fields: &[f(1, "targetPortal", Str, 0), f(2, "iqn", Str, 0), f(3, "lun", I32, 0), f(4, "iscsiInterface", Str, Z), f(5, "fsType", Str, Z), f(6, "readOnly", Bool, 0), f(7, "portals", Str, R), f(8, "chapAuthDiscovery", Bool, 0), f(10, "secretRef", Msg(219), 0), f(11, "chapAuthSession", Bool, 0), f(12, "initiatorName", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.ISCSIVolumeSource", special: Special::None, fields: &[f(1, "targetPortal", Str, 0), f(2, "iqn", Str, 0), f(3, "lun", I32, 0), f(4, "iscsiInterface", Str, Z), f(5, "fsType", Str, Z), f(6, "readOnly", Bool, Z), f(7, "portals", Str, R), f(8, "chapAuthDiscovery", Bool, Z), f(10, "secretRef", Msg(219), 0), f(11, "chapAuthSession", Bool, Z), f(12, "initiatorName", Str, 0)] },
     // 208
     Msg { name: "k8s.io.api.core.v1.KeyToPath", special: Special::None, fields: &[f(1, "key", Str, 0), f(2, "path", Str, 0), f(3, "mode", I32, 0)] },
     // 209
-    Msg { name: "k8s.io.api.core.v1.Lifecycle", special: Special::None, fields: &[f(1, "postStart", Msg(210), 0), f(2, "preStop", Msg(210), 0), f(3, "stopSignal", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.Lifecycle", special: Special::None, fields: &[f(1, "postStart", Msg(210), 0), f(2, "preStop", Msg(210), 0), f(3, "stopSignal", Str, 0)] },
     // 210
     Msg { name: "k8s.io.api.core.v1.LifecycleHandler", special: Special::None, fields: &[f(1, "exec", Msg(189), 0), f(2, "httpGet", Msg(203), 0), f(3, "tcpSocket", Msg(347), 0), f(4, "sleep", Msg(342), 0)] },
     // 211
@@ -441,11 +441,11 @@ pub(crate) static MSGS: &[Msg] = &[
     // 216
     Msg { name: "k8s.io.api.core.v1.List", special: Special::None, fields: &[f(1, "metadata", Msg(480), 0), f(2, "items", Msg(502), R)] },
     // 217
-    Msg { name: "k8s.io.api.core.v1.LoadBalancerIngress", special: Special::None, fields: &[f(1, "ip", Str, Z), f(2, "hostname", Str, Z), f(3, "ipMode", Str, Z), f(4, "ports", Msg(291), R)] },
+    Msg { name: "k8s.io.api.core.v1.LoadBalancerIngress", special: Special::None, fields: &[f(1, "ip", Str, Z), f(2, "hostname", Str, Z), f(3, "ipMode", Str, 0), f(4, "ports", Msg(291), R)] },
     // 218
     Msg { name: "k8s.io.api.core.v1.LoadBalancerStatus", special: Special::None, fields: &[f(1, "ingress", Msg(217), R)] },
     // 219
-    Msg { name: "k8s.io.api.core.v1.LocalObjectReference", special: Special::None, fields: &[f(1, "name", Str, 0)] },
+    Msg { name: "k8s.io.api.core.v1.LocalObjectReference", special: Special::None, fields: &[f(1, "name", Str, Z)] },
     // 220
     Msg { name: "k8s.io.api.core.v1.LocalVolumeSource", special: Special::None, fields: &[f(1, "path", Str, 0), f(2, "fsType", Str, Z)] },
     // 221
@@ -461,7 +461,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 226
     Msg { name: "k8s.io.api.core.v1.NamespaceStatus", special: Special::None, fields: &[f(1, "phase", Str, Z), f(2, "conditions", Msg(223), R)] },
     // 227
-    Msg { name: "k8s.io.api.core.v1.NFSVolumeSource", special: Special::None, fields: &[f(1, "server", Str, 0), f(2, "path", Str, 0), f(3, "readOnly", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.NFSVolumeSource", special: Special::None, fields: &[f(1, "server", Str, 0), f(2, "path", Str, 0), f(3, "readOnly", Bool, Z)] },
     // 228
     Msg { name: "k8s.io.api.core.v1.Node", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "spec", Msg(243), 0), f(3, "status", Msg(244), 0)] },
     // 229
@@ -513,7 +513,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 252
     Msg { name: "k8s.io.api.core.v1.PersistentVolumeClaimList", special: Special::None, fields: &[f(1, "metadata", Msg(480), 0), f(2, "items", Msg(250), R)] },
     // 253
-    Msg { name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec", special: Special::None, fields: &[f(1, "accessModes", Str, R), f(2, "resources", Msg(360), 0), f(3, "volumeName", Str, Z), f(4, "selector", Msg(477), 0), f(5, "storageClassName", Str, 0), f(6, "volumeMode", Str, Z), f(7, "dataSource", Msg(352), 0), f(8, "dataSourceRef", Msg(353), 0), f(9, "volumeAttributesClassName", Str, 0)] },
+    Msg { name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec", special: Special::None, fields: &[f(1, "accessModes", Str, R), f(2, "resources", Msg(360), 0), f(3, "volumeName", Str, Z), f(4, "selector", Msg(477), 0), f(5, "storageClassName", Str, 0), f(6, "volumeMode", Str, 0), f(7, "dataSource", Msg(352), 0), f(8, "dataSourceRef", Msg(353), 0), f(9, "volumeAttributesClassName", Str, 0)] },
     // 254
     Msg { name: "k8s.io.api.core.v1.PersistentVolumeClaimStatus", special: Special::None, fields: &[f(1, "phase", Str, Z), f(2, "accessModes", Str, R), f(3, "capacity", Map(MapVal::Msg(456)), 0), f(4, "conditions", Msg(251), R), f(5, "allocatedResources", Map(MapVal::Msg(456)), 0), f(7, "allocatedResourceStatuses", Map(MapVal::Str), 0), f(8, "currentVolumeAttributesClassName", Str, Z), f(9, "modifyVolumeStatus", Msg(221), 0)] },
     // 255
@@ -541,13 +541,13 @@ pub(crate) static MSGS: &[Msg] = &[
     // 266
     Msg { name: "k8s.io.api.core.v1.PodAttachOptions", special: Special::None, fields: &[f(1, "stdin", Bool, 0), f(2, "stdout", Bool, 0), f(3, "stderr", Bool, 0), f(4, "tty", Bool, 0), f(5, "container", Str, Z)] },
     // 267
-    Msg { name: "k8s.io.api.core.v1.PodCertificateProjection", special: Special::None, fields: &[f(1, "signerName", Str, 0), f(2, "keyType", Str, 0), f(3, "maxExpirationSeconds", I32, 0), f(4, "credentialBundlePath", Str, Z), f(5, "keyPath", Str, Z), f(6, "certificateChainPath", Str, Z), f(7, "userAnnotations", Map(MapVal::Str), 0)] },
+    Msg { name: "k8s.io.api.core.v1.PodCertificateProjection", special: Special::None, fields: &[f(1, "signerName", Str, Z), f(2, "keyType", Str, Z), f(3, "maxExpirationSeconds", I32, 0), f(4, "credentialBundlePath", Str, Z), f(5, "keyPath", Str, Z), f(6, "certificateChainPath", Str, Z), f(7, "userAnnotations", Map(MapVal::Str), 0)] },
     // 268
-    Msg { name: "k8s.io.api.core.v1.PodCondition", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "status", Str, 0), f(3, "lastProbeTime", Msg(496), 0), f(4, "lastTransitionTime", Msg(496), 0), f(5, "reason", Str, Z), f(6, "message", Str, Z), f(7, "observedGeneration", I64, 0)] },
+    Msg { name: "k8s.io.api.core.v1.PodCondition", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "status", Str, 0), f(3, "lastProbeTime", Msg(496), 0), f(4, "lastTransitionTime", Msg(496), 0), f(5, "reason", Str, Z), f(6, "message", Str, Z), f(7, "observedGeneration", I64, Z)] },
     // 269
     Msg { name: "k8s.io.api.core.v1.PodDNSConfig", special: Special::None, fields: &[f(1, "nameservers", Str, R), f(2, "searches", Str, R), f(3, "options", Msg(270), R)] },
     // 270
-    Msg { name: "k8s.io.api.core.v1.PodDNSConfigOption", special: Special::None, fields: &[f(1, "name", Str, Z), f(2, "value", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.PodDNSConfigOption", special: Special::None, fields: &[f(1, "name", Str, Z), f(2, "value", Str, 0)] },
     // 271
     Msg { name: "k8s.io.api.core.v1.PodExecOptions", special: Special::None, fields: &[f(1, "stdin", Bool, 0), f(2, "stdout", Bool, 0), f(3, "stderr", Bool, 0), f(4, "tty", Bool, 0), f(5, "container", Str, Z), f(6, "command", Str, R)] },
     // 272
@@ -567,19 +567,19 @@ pub(crate) static MSGS: &[Msg] = &[
     // 279
     Msg { name: "k8s.io.api.core.v1.PodReadinessGate", special: Special::None, fields: &[f(1, "conditionType", Str, 0)] },
     // 280
-    Msg { name: "k8s.io.api.core.v1.PodResourceClaim", special: Special::None, fields: &[f(1, "name", Str, 0), f(3, "resourceClaimName", Str, Z), f(4, "resourceClaimTemplateName", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.PodResourceClaim", special: Special::None, fields: &[f(1, "name", Str, 0), f(3, "resourceClaimName", Str, 0), f(4, "resourceClaimTemplateName", Str, 0)] },
     // 281
-    Msg { name: "k8s.io.api.core.v1.PodResourceClaimStatus", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "resourceClaimName", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.PodResourceClaimStatus", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "resourceClaimName", Str, 0)] },
     // 282
     Msg { name: "k8s.io.api.core.v1.PodSchedulingGate", special: Special::None, fields: &[f(1, "name", Str, 0)] },
     // 283
-    Msg { name: "k8s.io.api.core.v1.PodSecurityContext", special: Special::None, fields: &[f(1, "seLinuxOptions", Msg(321), 0), f(2, "runAsUser", I64, 0), f(3, "runAsNonRoot", Bool, 0), f(4, "supplementalGroups", I64, R), f(5, "fsGroup", I64, 0), f(6, "runAsGroup", I64, 0), f(7, "sysctls", Msg(345), R), f(8, "windowsOptions", Msg(364), 0), f(9, "fsGroupChangePolicy", Str, Z), f(10, "seccompProfile", Msg(322), 0), f(11, "appArmorProfile", Msg(129), 0), f(12, "supplementalGroupsPolicy", Str, Z), f(13, "seLinuxChangePolicy", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.PodSecurityContext", special: Special::None, fields: &[f(1, "seLinuxOptions", Msg(321), 0), f(2, "runAsUser", I64, 0), f(3, "runAsNonRoot", Bool, 0), f(4, "supplementalGroups", I64, R), f(5, "fsGroup", I64, 0), f(6, "runAsGroup", I64, 0), f(7, "sysctls", Msg(345), R), f(8, "windowsOptions", Msg(364), 0), f(9, "fsGroupChangePolicy", Str, 0), f(10, "seccompProfile", Msg(322), 0), f(11, "appArmorProfile", Msg(129), 0), f(12, "supplementalGroupsPolicy", Str, 0), f(13, "seLinuxChangePolicy", Str, 0)] },
     // 284
     Msg { name: "k8s.io.api.core.v1.PodSignature", special: Special::None, fields: &[f(1, "podController", Msg(485), 0)] },
     // 285
-    Msg { name: "k8s.io.api.core.v1.PodSpec", special: Special::None, fields: &[f(1, "volumes", Msg(354), R), f(2, "containers", Msg(156), R), f(3, "restartPolicy", Str, Z), f(4, "terminationGracePeriodSeconds", I64, 0), f(5, "activeDeadlineSeconds", I64, 0), f(6, "dnsPolicy", Str, Z), f(7, "nodeSelector", Map(MapVal::Str), 0), f(8, "serviceAccountName", Str, Z), f(9, "serviceAccount", Str, Z), f(10, "nodeName", Str, Z), f(11, "hostNetwork", Bool, Z), f(12, "hostPID", Bool, Z), f(13, "hostIPC", Bool, Z), f(14, "securityContext", Msg(283), 0), f(15, "imagePullSecrets", Msg(219), R), f(16, "hostname", Str, Z), f(17, "subdomain", Str, Z), f(18, "affinity", Msg(128), 0), f(19, "schedulerName", Str, Z), f(20, "initContainers", Msg(156), R), f(21, "automountServiceAccountToken", Bool, 0), f(22, "tolerations", Msg(348), R), f(23, "hostAliases", Msg(200), R), f(24, "priorityClassName", Str, Z), f(25, "priority", I32, 0), f(26, "dnsConfig", Msg(269), 0), f(27, "shareProcessNamespace", Bool, 0), f(28, "readinessGates", Msg(279), R), f(29, "runtimeClassName", Str, Z), f(30, "enableServiceLinks", Bool, 0), f(31, "preemptionPolicy", Str, Z), f(32, "overhead", Map(MapVal::Msg(456)), 0), f(33, "topologySpreadConstraints", Msg(351), R), f(34, "ephemeralContainers", Msg(182), R), f(35, "setHostnameAsFQDN", Bool, 0), f(36, "os", Msg(276), 0), f(37, "hostUsers", Bool, 0), f(38, "schedulingGates", Msg(282), R), f(39, "resourceClaims", Msg(280), R), f(40, "resources", Msg(315), 0), f(41, "hostnameOverride", Str, Z), f(42, "workloadRef", Msg(365), 0)] },
+    Msg { name: "k8s.io.api.core.v1.PodSpec", special: Special::None, fields: &[f(1, "volumes", Msg(354), R), f(2, "containers", Msg(156), R), f(3, "restartPolicy", Str, Z), f(4, "terminationGracePeriodSeconds", I64, 0), f(5, "activeDeadlineSeconds", I64, 0), f(6, "dnsPolicy", Str, Z), f(7, "nodeSelector", Map(MapVal::Str), 0), f(8, "serviceAccountName", Str, Z), f(9, "serviceAccount", Str, Z), f(10, "nodeName", Str, Z), f(11, "hostNetwork", Bool, Z), f(12, "hostPID", Bool, Z), f(13, "hostIPC", Bool, Z), f(14, "securityContext", Msg(283), 0), f(15, "imagePullSecrets", Msg(219), R), f(16, "hostname", Str, Z), f(17, "subdomain", Str, Z), f(18, "affinity", Msg(128), 0), f(19, "schedulerName", Str, Z), f(20, "initContainers", Msg(156), R), f(21, "automountServiceAccountToken", Bool, 0), f(22, "tolerations", Msg(348), R), f(23, "hostAliases", Msg(200), R), f(24, "priorityClassName", Str, Z), f(25, "priority", I32, 0), f(26, "dnsConfig", Msg(269), 0), f(27, "shareProcessNamespace", Bool, 0), f(28, "readinessGates", Msg(279), R), f(29, "runtimeClassName", Str, 0), f(30, "enableServiceLinks", Bool, 0), f(31, "preemptionPolicy", Str, 0), f(32, "overhead", Map(MapVal::Msg(456)), 0), f(33, "topologySpreadConstraints", Msg(351), R), f(34, "ephemeralContainers", Msg(182), R), f(35, "setHostnameAsFQDN", Bool, 0), f(36, "os", Msg(276), 0), f(37, "hostUsers", Bool, 0), f(38, "schedulingGates", Msg(282), R), f(39, "resourceClaims", Msg(280), R), f(40, "resources", Msg(315), 0), f(41, "hostnameOverride", Str, 0)] },
     // 286
-    Msg { name: "k8s.io.api.core.v1.PodStatus", special: Special::None, fields: &[f(1, "phase", Str, Z), f(2, "conditions", Msg(268), R), f(3, "message", Str, Z), f(4, "reason", Str, Z), f(5, "hostIP", Str, Z), f(6, "podIP", Str, Z), f(7, "startTime", Msg(496), 0), f(8, "containerStatuses", Msg(167), R), f(9, "qosClass", Str, Z), f(10, "initContainerStatuses", Msg(167), R), f(11, "nominatedNodeName", Str, Z), f(12, "podIPs", Msg(273), R), f(13, "ephemeralContainerStatuses", Msg(167), R), f(14, "resize", Str, Z), f(15, "resourceClaimStatuses", Msg(281), R), f(16, "hostIPs", Msg(201), R), f(17, "observedGeneration", I64, 0), f(18, "extendedResourceClaimStatus", Msg(272), 0), f(19, "allocatedResources", Map(MapVal::Msg(456)), 0), f(20, "resources", Msg(315), 0)] },
+    Msg { name: "k8s.io.api.core.v1.PodStatus", special: Special::None, fields: &[f(1, "phase", Str, Z), f(2, "conditions", Msg(268), R), f(3, "message", Str, Z), f(4, "reason", Str, Z), f(5, "hostIP", Str, Z), f(6, "podIP", Str, Z), f(7, "startTime", Msg(496), 0), f(8, "containerStatuses", Msg(167), R), f(9, "qosClass", Str, Z), f(10, "initContainerStatuses", Msg(167), R), f(11, "nominatedNodeName", Str, Z), f(12, "podIPs", Msg(273), R), f(13, "ephemeralContainerStatuses", Msg(167), R), f(14, "resize", Str, Z), f(15, "resourceClaimStatuses", Msg(281), R), f(16, "hostIPs", Msg(201), R), f(17, "observedGeneration", I64, Z), f(18, "extendedResourceClaimStatus", Msg(272), 0), f(19, "allocatedResources", Map(MapVal::Msg(456)), 0), f(20, "resources", Msg(315), 0)] },
     // 287
     Msg { name: "k8s.io.api.core.v1.PodStatusResult", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "status", Msg(286), 0)] },
     // 288
@@ -589,9 +589,9 @@ pub(crate) static MSGS: &[Msg] = &[
     // 290
     Msg { name: "k8s.io.api.core.v1.PodTemplateSpec", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "spec", Msg(285), 0)] },
     // 291
-    Msg { name: "k8s.io.api.core.v1.PortStatus", special: Special::None, fields: &[f(1, "port", I32, 0), f(2, "protocol", Str, 0), f(3, "error", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.PortStatus", special: Special::None, fields: &[f(1, "port", I32, 0), f(2, "protocol", Str, 0), f(3, "error", Str, 0)] },
     // 292
-    Msg { name: "k8s.io.api.core.v1.PortworxVolumeSource", special: Special::None, fields: &[f(1, "volumeID", Str, 0), f(2, "fsType", Str, Z), f(3, "readOnly", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.PortworxVolumeSource", special: Special::None, fields: &[f(1, "volumeID", Str, 0), f(2, "fsType", Str, Z), f(3, "readOnly", Bool, Z)] },
     // 293
     Msg { name: "k8s.io.api.core.v1.Preconditions", special: Special::None, fields: &[f(1, "uid", Str, Z)] },
     // 294
@@ -605,13 +605,13 @@ pub(crate) static MSGS: &[Msg] = &[
     // 298
     Msg { name: "k8s.io.api.core.v1.ProjectedVolumeSource", special: Special::None, fields: &[f(1, "sources", Msg(359), R), f(2, "defaultMode", I32, 0)] },
     // 299
-    Msg { name: "k8s.io.api.core.v1.QuobyteVolumeSource", special: Special::None, fields: &[f(1, "registry", Str, 0), f(2, "volume", Str, 0), f(3, "readOnly", Bool, 0), f(4, "user", Str, Z), f(5, "group", Str, Z), f(6, "tenant", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.QuobyteVolumeSource", special: Special::None, fields: &[f(1, "registry", Str, 0), f(2, "volume", Str, 0), f(3, "readOnly", Bool, Z), f(4, "user", Str, Z), f(5, "group", Str, Z), f(6, "tenant", Str, Z)] },
     // 300
     Msg { name: "k8s.io.api.core.v1.RangeAllocation", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "range", Str, Z), f(3, "data", Bytes, Z)] },
     // 301
     Msg { name: "k8s.io.api.core.v1.RBDPersistentVolumeSource", special: Special::None, fields: &[f(1, "monitors", Str, R), f(2, "image", Str, 0), f(3, "fsType", Str, Z), f(4, "pool", Str, Z), f(5, "user", Str, Z), f(6, "keyring", Str, Z), f(7, "secretRef", Msg(328), 0), f(8, "readOnly", Bool, 0)] },
     // 302
-    Msg { name: "k8s.io.api.core.v1.RBDVolumeSource", special: Special::None, fields: &[f(1, "monitors", Str, R), f(2, "image", Str, 0), f(3, "fsType", Str, Z), f(4, "pool", Str, Z), f(5, "user", Str, Z), f(6, "keyring", Str, Z), f(7, "secretRef", Msg(219), 0), f(8, "readOnly", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.RBDVolumeSource", special: Special::None, fields: &[f(1, "monitors", Str, R), f(2, "image", Str, 0), f(3, "fsType", Str, Z), f(4, "pool", Str, Z), f(5, "user", Str, Z), f(6, "keyring", Str, Z), f(7, "secretRef", Msg(219), 0), f(8, "readOnly", Bool, Z)] },
     // 303
     Msg { name: "k8s.io.api.core.v1.ReplicationController", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "spec", Msg(306), 0), f(3, "status", Msg(307), 0)] },
     // 304
@@ -643,7 +643,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 317
     Msg { name: "k8s.io.api.core.v1.ScaleIOPersistentVolumeSource", special: Special::None, fields: &[f(1, "gateway", Str, 0), f(2, "system", Str, 0), f(3, "secretRef", Msg(328), 0), f(4, "sslEnabled", Bool, 0), f(5, "protectionDomain", Str, Z), f(6, "storagePool", Str, Z), f(7, "storageMode", Str, Z), f(8, "volumeName", Str, Z), f(9, "fsType", Str, Z), f(10, "readOnly", Bool, 0)] },
     // 318
-    Msg { name: "k8s.io.api.core.v1.ScaleIOVolumeSource", special: Special::None, fields: &[f(1, "gateway", Str, 0), f(2, "system", Str, 0), f(3, "secretRef", Msg(219), 0), f(4, "sslEnabled", Bool, 0), f(5, "protectionDomain", Str, Z), f(6, "storagePool", Str, Z), f(7, "storageMode", Str, Z), f(8, "volumeName", Str, Z), f(9, "fsType", Str, Z), f(10, "readOnly", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.ScaleIOVolumeSource", special: Special::None, fields: &[f(1, "gateway", Str, 0), f(2, "system", Str, 0), f(3, "secretRef", Msg(219), 0), f(4, "sslEnabled", Bool, Z), f(5, "protectionDomain", Str, Z), f(6, "storagePool", Str, Z), f(7, "storageMode", Str, Z), f(8, "volumeName", Str, Z), f(9, "fsType", Str, Z), f(10, "readOnly", Bool, Z)] },
     // 319
     Msg { name: "k8s.io.api.core.v1.ScopeSelector", special: Special::None, fields: &[f(1, "matchExpressions", Msg(320), R)] },
     // 320
@@ -651,7 +651,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 321
     Msg { name: "k8s.io.api.core.v1.SELinuxOptions", special: Special::None, fields: &[f(1, "user", Str, Z), f(2, "role", Str, Z), f(3, "type", Str, Z), f(4, "level", Str, Z)] },
     // 322
-    Msg { name: "k8s.io.api.core.v1.SeccompProfile", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "localhostProfile", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.SeccompProfile", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "localhostProfile", Str, 0)] },
     // 323
     Msg { name: "k8s.io.api.core.v1.Secret", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "data", Map(MapVal::Bytes), 0), f(3, "type", Str, Z), f(4, "stringData", Map(MapVal::Str), 0), f(5, "immutable", Bool, 0)] },
     // 324
@@ -667,7 +667,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 329
     Msg { name: "k8s.io.api.core.v1.SecretVolumeSource", special: Special::None, fields: &[f(1, "secretName", Str, Z), f(2, "items", Msg(208), R), f(3, "defaultMode", I32, 0), f(4, "optional", Bool, 0)] },
     // 330
-    Msg { name: "k8s.io.api.core.v1.SecurityContext", special: Special::None, fields: &[f(1, "capabilities", Msg(139), 0), f(2, "privileged", Bool, 0), f(3, "seLinuxOptions", Msg(321), 0), f(4, "runAsUser", I64, 0), f(5, "runAsNonRoot", Bool, 0), f(6, "readOnlyRootFilesystem", Bool, 0), f(7, "allowPrivilegeEscalation", Bool, 0), f(8, "runAsGroup", I64, 0), f(9, "procMount", Str, Z), f(10, "windowsOptions", Msg(364), 0), f(11, "seccompProfile", Msg(322), 0), f(12, "appArmorProfile", Msg(129), 0)] },
+    Msg { name: "k8s.io.api.core.v1.SecurityContext", special: Special::None, fields: &[f(1, "capabilities", Msg(139), 0), f(2, "privileged", Bool, 0), f(3, "seLinuxOptions", Msg(321), 0), f(4, "runAsUser", I64, 0), f(5, "runAsNonRoot", Bool, 0), f(6, "readOnlyRootFilesystem", Bool, 0), f(7, "allowPrivilegeEscalation", Bool, 0), f(8, "runAsGroup", I64, 0), f(9, "procMount", Str, 0), f(10, "windowsOptions", Msg(364), 0), f(11, "seccompProfile", Msg(322), 0), f(12, "appArmorProfile", Msg(129), 0)] },
     // 331
     Msg { name: "k8s.io.api.core.v1.SerializedReference", special: Special::None, fields: &[f(1, "reference", Msg(248), 0)] },
     // 332
@@ -681,11 +681,11 @@ pub(crate) static MSGS: &[Msg] = &[
     // 336
     Msg { name: "k8s.io.api.core.v1.ServiceList", special: Special::None, fields: &[f(1, "metadata", Msg(480), 0), f(2, "items", Msg(332), R)] },
     // 337
-    Msg { name: "k8s.io.api.core.v1.ServicePort", special: Special::None, fields: &[f(1, "name", Str, Z), f(2, "protocol", Str, Z), f(3, "port", I32, 0), f(4, "targetPort", Msg(505), 0), f(5, "nodePort", I32, Z), f(6, "appProtocol", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.ServicePort", special: Special::None, fields: &[f(1, "name", Str, Z), f(2, "protocol", Str, Z), f(3, "port", I32, 0), f(4, "targetPort", Msg(505), 0), f(5, "nodePort", I32, Z), f(6, "appProtocol", Str, 0)] },
     // 338
     Msg { name: "k8s.io.api.core.v1.ServiceProxyOptions", special: Special::None, fields: &[f(1, "path", Str, Z)] },
     // 339
-    Msg { name: "k8s.io.api.core.v1.ServiceSpec", special: Special::None, fields: &[f(1, "ports", Msg(337), R), f(2, "selector", Map(MapVal::Str), 0), f(3, "clusterIP", Str, Z), f(4, "type", Str, Z), f(5, "externalIPs", Str, R), f(7, "sessionAffinity", Str, Z), f(8, "loadBalancerIP", Str, Z), f(9, "loadBalancerSourceRanges", Str, R), f(10, "externalName", Str, Z), f(11, "externalTrafficPolicy", Str, Z), f(12, "healthCheckNodePort", I32, Z), f(13, "publishNotReadyAddresses", Bool, Z), f(14, "sessionAffinityConfig", Msg(341), 0), f(17, "ipFamilyPolicy", Str, Z), f(18, "clusterIPs", Str, R), f(19, "ipFamilies", Str, R), f(20, "allocateLoadBalancerNodePorts", Bool, 0), f(21, "loadBalancerClass", Str, Z), f(22, "internalTrafficPolicy", Str, Z), f(23, "trafficDistribution", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.ServiceSpec", special: Special::None, fields: &[f(1, "ports", Msg(337), R), f(2, "selector", Map(MapVal::Str), 0), f(3, "clusterIP", Str, Z), f(4, "type", Str, Z), f(5, "externalIPs", Str, R), f(7, "sessionAffinity", Str, Z), f(8, "loadBalancerIP", Str, Z), f(9, "loadBalancerSourceRanges", Str, R), f(10, "externalName", Str, Z), f(11, "externalTrafficPolicy", Str, Z), f(12, "healthCheckNodePort", I32, Z), f(13, "publishNotReadyAddresses", Bool, Z), f(14, "sessionAffinityConfig", Msg(341), 0), f(17, "ipFamilyPolicy", Str, 0), f(18, "clusterIPs", Str, R), f(19, "ipFamilies", Str, R), f(20, "allocateLoadBalancerNodePorts", Bool, 0), f(21, "loadBalancerClass", Str, 0), f(22, "internalTrafficPolicy", Str, 0), f(23, "trafficDistribution", Str, 0)] },
     // 340
     Msg { name: "k8s.io.api.core.v1.ServiceStatus", special: Special::None, fields: &[f(1, "loadBalancer", Msg(218), 0), f(2, "conditions", Msg(464), R)] },
     // 341
@@ -695,7 +695,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 343
     Msg { name: "k8s.io.api.core.v1.StorageOSPersistentVolumeSource", special: Special::None, fields: &[f(1, "volumeName", Str, Z), f(2, "volumeNamespace", Str, Z), f(3, "fsType", Str, Z), f(4, "readOnly", Bool, 0), f(5, "secretRef", Msg(248), 0)] },
     // 344
-    Msg { name: "k8s.io.api.core.v1.StorageOSVolumeSource", special: Special::None, fields: &[f(1, "volumeName", Str, Z), f(2, "volumeNamespace", Str, Z), f(3, "fsType", Str, Z), f(4, "readOnly", Bool, 0), f(5, "secretRef", Msg(219), 0)] },
+    Msg { name: "k8s.io.api.core.v1.StorageOSVolumeSource", special: Special::None, fields: &[f(1, "volumeName", Str, Z), f(2, "volumeNamespace", Str, Z), f(3, "fsType", Str, Z), f(4, "readOnly", Bool, Z), f(5, "secretRef", Msg(219), 0)] },
     // 345
     Msg { name: "k8s.io.api.core.v1.Sysctl", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "value", Str, 0)] },
     // 346
@@ -703,25 +703,25 @@ pub(crate) static MSGS: &[Msg] = &[
     // 347
     Msg { name: "k8s.io.api.core.v1.TCPSocketAction", special: Special::None, fields: &[f(1, "port", Msg(505), 0), f(2, "host", Str, Z)] },
     // 348
-    Msg { name: "k8s.io.api.core.v1.Toleration", special: Special::None, fields: &[f(1, "key", Str, Z), f(2, "operator", Str, Z), f(3, "value", Str, Z), f(4, "effect", Str, Z), f(5, "tolerationSeconds", I64, Z)] },
+    Msg { name: "k8s.io.api.core.v1.Toleration", special: Special::None, fields: &[f(1, "key", Str, Z), f(2, "operator", Str, Z), f(3, "value", Str, Z), f(4, "effect", Str, Z), f(5, "tolerationSeconds", I64, 0)] },
     // 349
     Msg { name: "k8s.io.api.core.v1.TopologySelectorLabelRequirement", special: Special::None, fields: &[f(1, "key", Str, 0), f(2, "values", Str, R)] },
     // 350
     Msg { name: "k8s.io.api.core.v1.TopologySelectorTerm", special: Special::None, fields: &[f(1, "matchLabelExpressions", Msg(349), R)] },
     // 351
-    Msg { name: "k8s.io.api.core.v1.TopologySpreadConstraint", special: Special::None, fields: &[f(1, "maxSkew", I32, 0), f(2, "topologyKey", Str, 0), f(3, "whenUnsatisfiable", Str, 0), f(4, "labelSelector", Msg(477), 0), f(5, "minDomains", I32, 0), f(6, "nodeAffinityPolicy", Str, Z), f(7, "nodeTaintsPolicy", Str, Z), f(8, "matchLabelKeys", Str, R)] },
+    Msg { name: "k8s.io.api.core.v1.TopologySpreadConstraint", special: Special::None, fields: &[f(1, "maxSkew", I32, 0), f(2, "topologyKey", Str, 0), f(3, "whenUnsatisfiable", Str, 0), f(4, "labelSelector", Msg(477), 0), f(5, "minDomains", I32, 0), f(6, "nodeAffinityPolicy", Str, 0), f(7, "nodeTaintsPolicy", Str, 0), f(8, "matchLabelKeys", Str, R)] },
     // 352
-    Msg { name: "k8s.io.api.core.v1.TypedLocalObjectReference", special: Special::None, fields: &[f(1, "apiGroup", Str, Z), f(2, "kind", Str, 0), f(3, "name", Str, 0)] },
+    Msg { name: "k8s.io.api.core.v1.TypedLocalObjectReference", special: Special::None, fields: &[f(1, "apiGroup", Str, 0), f(2, "kind", Str, 0), f(3, "name", Str, 0)] },
     // 353
-    Msg { name: "k8s.io.api.core.v1.TypedObjectReference", special: Special::None, fields: &[f(1, "apiGroup", Str, Z), f(2, "kind", Str, 0), f(3, "name", Str, 0), f(4, "namespace", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.TypedObjectReference", special: Special::None, fields: &[f(1, "apiGroup", Str, 0), f(2, "kind", Str, 0), f(3, "name", Str, 0), f(4, "namespace", Str, 0)] },
     // 354
     Msg { name: "k8s.io.api.core.v1.Volume", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "", Msg(361), I)] },
     // 355
     Msg { name: "k8s.io.api.core.v1.VolumeDevice", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "devicePath", Str, 0)] },
     // 356
-    Msg { name: "k8s.io.api.core.v1.VolumeMount", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "readOnly", Bool, Z), f(3, "mountPath", Str, 0), f(4, "subPath", Str, Z), f(5, "mountPropagation", Str, Z), f(6, "subPathExpr", Str, Z), f(7, "recursiveReadOnly", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.VolumeMount", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "readOnly", Bool, Z), f(3, "mountPath", Str, 0), f(4, "subPath", Str, Z), f(5, "mountPropagation", Str, 0), f(6, "subPathExpr", Str, Z), f(7, "recursiveReadOnly", Str, 0)] },
     // 357
-    Msg { name: "k8s.io.api.core.v1.VolumeMountStatus", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "mountPath", Str, 0), f(3, "readOnly", Bool, 0), f(4, "recursiveReadOnly", Str, Z)] },
+    Msg { name: "k8s.io.api.core.v1.VolumeMountStatus", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "mountPath", Str, 0), f(3, "readOnly", Bool, Z), f(4, "recursiveReadOnly", Str, 0)] },
     // 358
     Msg { name: "k8s.io.api.core.v1.VolumeNodeAffinity", special: Special::None, fields: &[f(1, "required", Msg(240), 0)] },
     // 359
@@ -735,7 +735,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 363
     Msg { name: "k8s.io.api.core.v1.WeightedPodAffinityTerm", special: Special::None, fields: &[f(1, "weight", I32, 0), f(2, "podAffinityTerm", Msg(264), 0)] },
     // 364
-    Msg { name: "k8s.io.api.core.v1.WindowsSecurityContextOptions", special: Special::None, fields: &[f(1, "gmsaCredentialSpecName", Str, Z), f(2, "gmsaCredentialSpec", Str, Z), f(3, "runAsUserName", Str, Z), f(4, "hostProcess", Bool, 0)] },
+    Msg { name: "k8s.io.api.core.v1.WindowsSecurityContextOptions", special: Special::None, fields: &[f(1, "gmsaCredentialSpecName", Str, 0), f(2, "gmsaCredentialSpec", Str, 0), f(3, "runAsUserName", Str, 0), f(4, "hostProcess", Bool, 0)] },
     // 365
     Msg { name: "k8s.io.api.core.v1.WorkloadReference", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "podGroup", Str, 0), f(3, "podGroupReplicaKey", Str, Z)] },
     // 366
@@ -789,7 +789,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 390
     Msg { name: "k8s.io.api.networking.v1.IngressLoadBalancerStatus", special: Special::None, fields: &[f(1, "ingress", Msg(389), R)] },
     // 391
-    Msg { name: "k8s.io.api.networking.v1.IngressPortStatus", special: Special::None, fields: &[f(1, "port", I32, 0), f(2, "protocol", Str, 0), f(3, "error", Str, Z)] },
+    Msg { name: "k8s.io.api.networking.v1.IngressPortStatus", special: Special::None, fields: &[f(1, "port", I32, 0), f(2, "protocol", Str, 0), f(3, "error", Str, 0)] },
     // 392
     Msg { name: "k8s.io.api.networking.v1.IngressRule", special: Special::None, fields: &[f(1, "host", Str, Z), f(2, "", Msg(393), I)] },
     // 393
@@ -797,7 +797,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 394
     Msg { name: "k8s.io.api.networking.v1.IngressServiceBackend", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "port", Msg(407), 0)] },
     // 395
-    Msg { name: "k8s.io.api.networking.v1.IngressSpec", special: Special::None, fields: &[f(1, "defaultBackend", Msg(383), 0), f(2, "tls", Msg(397), R), f(3, "rules", Msg(392), R), f(4, "ingressClassName", Str, Z)] },
+    Msg { name: "k8s.io.api.networking.v1.IngressSpec", special: Special::None, fields: &[f(1, "defaultBackend", Msg(383), 0), f(2, "tls", Msg(397), R), f(3, "rules", Msg(392), R), f(4, "ingressClassName", Str, 0)] },
     // 396
     Msg { name: "k8s.io.api.networking.v1.IngressStatus", special: Special::None, fields: &[f(1, "loadBalancer", Msg(390), 0)] },
     // 397
@@ -821,7 +821,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 406
     Msg { name: "k8s.io.api.networking.v1.ParentReference", special: Special::None, fields: &[f(1, "group", Str, Z), f(2, "resource", Str, 0), f(3, "namespace", Str, Z), f(4, "name", Str, 0)] },
     // 407
-    Msg { name: "k8s.io.api.networking.v1.ServiceBackendPort", special: Special::None, fields: &[f(1, "name", Str, Z), f(2, "number", I32, 0)] },
+    Msg { name: "k8s.io.api.networking.v1.ServiceBackendPort", special: Special::None, fields: &[f(1, "name", Str, Z), f(2, "number", I32, Z)] },
     // 408
     Msg { name: "k8s.io.api.networking.v1.ServiceCIDR", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "spec", Msg(410), 0), f(3, "status", Msg(411), 0)] },
     // 409
@@ -845,7 +845,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 418
     Msg { name: "k8s.io.api.policy.v1.PodDisruptionBudgetList", special: Special::None, fields: &[f(1, "metadata", Msg(480), 0), f(2, "items", Msg(417), R)] },
     // 419
-    Msg { name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec", special: Special::None, fields: &[f(1, "minAvailable", Msg(505), 0), f(2, "selector", Msg(477), 0), f(3, "maxUnavailable", Msg(505), 0), f(4, "unhealthyPodEvictionPolicy", Str, Z)] },
+    Msg { name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec", special: Special::None, fields: &[f(1, "minAvailable", Msg(505), 0), f(2, "selector", Msg(477), 0), f(3, "maxUnavailable", Msg(505), 0), f(4, "unhealthyPodEvictionPolicy", Str, 0)] },
     // 420
     Msg { name: "k8s.io.api.policy.v1.PodDisruptionBudgetStatus", special: Special::None, fields: &[f(1, "observedGeneration", I64, Z), f(2, "disruptedPods", Map(MapVal::Msg(496)), 0), f(3, "disruptionsAllowed", I32, 0), f(4, "currentHealthy", I32, 0), f(5, "desiredHealthy", I32, 0), f(6, "expectedPods", I32, 0), f(7, "conditions", Msg(464), R)] },
     // 421
@@ -873,7 +873,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 432
     Msg { name: "k8s.io.api.rbac.v1.Subject", special: Special::None, fields: &[f(1, "kind", Str, 0), f(2, "apiGroup", Str, Z), f(3, "name", Str, 0), f(4, "namespace", Str, Z)] },
     // 433
-    Msg { name: "k8s.io.api.scheduling.v1.PriorityClass", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "value", I32, 0), f(3, "globalDefault", Bool, Z), f(4, "description", Str, Z), f(5, "preemptionPolicy", Str, Z)] },
+    Msg { name: "k8s.io.api.scheduling.v1.PriorityClass", special: Special::None, fields: &[f(1, "metadata", Msg(484), 0), f(2, "value", I32, 0), f(3, "globalDefault", Bool, Z), f(4, "description", Str, Z), f(5, "preemptionPolicy", Str, 0)] },
     // 434
     Msg { name: "k8s.io.api.scheduling.v1.PriorityClassList", special: Special::None, fields: &[f(1, "metadata", Msg(480), 0), f(2, "items", Msg(433), R)] },
     // 435
@@ -935,7 +935,7 @@ pub(crate) static MSGS: &[Msg] = &[
     // 463
     Msg { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ApplyOptions", special: Special::None, fields: &[f(1, "dryRun", Str, R), f(2, "force", Bool, 0), f(3, "fieldManager", Str, Z)] },
     // 464
-    Msg { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Condition", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "status", Str, 0), f(3, "observedGeneration", I64, 0), f(4, "lastTransitionTime", Msg(496), 0), f(5, "reason", Str, 0), f(6, "message", Str, 0)] },
+    Msg { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Condition", special: Special::None, fields: &[f(1, "type", Str, 0), f(2, "status", Str, 0), f(3, "observedGeneration", I64, Z), f(4, "lastTransitionTime", Msg(496), 0), f(5, "reason", Str, 0), f(6, "message", Str, 0)] },
     // 465
     Msg { name: "k8s.io.apimachinery.pkg.apis.meta.v1.CreateOptions", special: Special::None, fields: &[f(1, "dryRun", Str, R), f(3, "fieldManager", Str, Z), f(4, "fieldValidation", Str, Z)] },
     // 466

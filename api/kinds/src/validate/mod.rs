@@ -245,6 +245,7 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
         ("", "PersistentVolumeClaim") => others::pvc(obj, old, &mut errs),
         ("", "PersistentVolume") => others::pv(obj, &mut errs),
         ("", "Event") => others::event(obj, &mut errs),
+        ("events.k8s.io", "Event") => others::event_v1(obj, &mut errs),
         ("networking.k8s.io", "Ingress") => others::ingress(obj, &mut errs),
         ("node.k8s.io", "RuntimeClass") => others::runtime_class(obj, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => others::endpoint_slice(obj, &mut errs),

@@ -409,3 +409,39 @@ pub(super) fn event(obj: &Value, errs: &mut Errs) {
         );
     }
 }
+
+/// events.k8s.io/v1 Events, which must carry the fields of the new API.
+pub(super) fn event_v1(obj: &Value, errs: &mut Errs) {
+    if obj.get("eventTime").is_none_or(Value::is_null) {
+        errs.required("eventTime", "");
+    }
+    let ty = s(obj, "/type");
+    if ty != "Normal" && ty != "Warning" {
+        errs.invalid("type", "\"\"", &format!("has invalid value: {ty}"));
+    }
+    let controller = s(obj, "/reportingController");
+    if controller.is_empty() {
+        errs.required("reportingController", "");
+    } else {
+        errs.each(
+            "reportingController",
+            controller,
+            names::qualified_name(controller),
+        );
+    }
+    for (field, limit) in [("reportingInstance", 128), ("action", 128), ("reason", 128)] {
+        let v = s(obj, &format!("/{field}"));
+        if v.is_empty() {
+            errs.required(field, "");
+        } else if v.len() > limit {
+            errs.invalid(
+                field,
+                "\"\"",
+                &format!("can have at most {limit} characters"),
+            );
+        }
+    }
+    if s(obj, "/note").len() > 1024 {
+        errs.invalid("note", "\"\"", "can have at most 1024 characters");
+    }
+}

@@ -739,3 +739,31 @@ fn objects_as_a_real_server_returns_them_decode_strictly() {
         Ok(vec![])
     );
 }
+
+#[test]
+fn events_v1_need_the_new_fields() {
+    let k = kind("events.k8s.io/v1", "Event");
+    let ok = json!({"metadata": {"name": "e.1", "namespace": "d"}, "eventTime": "2026-01-01T00:00:00.000000Z",
+                    "reportingController": "skiff.dev/scheduler", "reportingInstance": "s-1", "action": "Binding",
+                    "reason": "Scheduled", "type": "Normal", "regarding": {"kind": "Pod", "name": "p"}});
+    assert_eq!(validate(k, &ok, None), Ok(()));
+    let fields: Vec<String> = causes(validate(
+        k,
+        &json!({"metadata": {"name": "e.1", "namespace": "d"}, "type": "Bad"}),
+        None,
+    ))
+    .into_iter()
+    .map(|c| c.1)
+    .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "eventTime",
+            "type",
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason"
+        ]
+    );
+}

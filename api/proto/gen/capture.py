@@ -6,9 +6,13 @@ discovery, records every request body, and answers each create with a small JSON
 runs kubectl commands against it and writes, for each case NAME, under api/proto/tests/data/:
 
 * NAME.pb: the protobuf body kubectl sent (Content-Type application/vnd.kubernetes.protobuf);
-* NAME.json: the JSON of the same object, from `kubectl ... --dry-run=client -o json` (for the
-  Eviction of `kubectl drain`, which has no dry-run output, the JSON body kubectl sends when the
-  server refuses the protobuf one with 415, if it retries; else written by hand below).
+* NAME.json: the JSON of the same object, from `kubectl ... --dry-run=client -o json` (or the
+  JSON body kubectl sends when the server refuses the protobuf one with 415, if it retries; kubectl
+  1.32 and 1.37 do not).
+
+kubectl 1.32 and 1.37 send `kubectl run`'s Pod and `kubectl drain`'s Eviction as JSON, so those
+cases record nothing; the script says so. (tests/data/go-*-pod-1.37.pb, from probe_zero.py, cover
+the Pod; src/tests.rs the Eviction.)
 
 Usage: python3 api/proto/gen/capture.py [KUBECTL [SUFFIX]]   (default /usr/bin/kubectl, no suffix)
 With SUFFIX the files are NAME-SUFFIX.pb and NAME-SUFFIX.json (e.g. SUFFIX=1.37 for a second

@@ -134,6 +134,10 @@ fn supports_the_kinds_kubectl_sends() {
     ] {
         assert!(supports(v, k), "{v} {k}");
     }
+    for (v, k, _) in KINDS {
+        let got = decode(&body(v, k, &[])).unwrap_or_else(|e| panic!("{v} {k}: {e}"));
+        assert_eq!(got, json!({"kind": k, "apiVersion": v}));
+    }
     assert!(!supports("v1", "Nope"));
     assert!(!supports("apps/v1", "ConfigMap"));
     assert!(!supports(

@@ -177,6 +177,7 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
                 subresource: target.subresource,
                 rest: target.rest,
                 query: Query::parse(parts.uri.query()),
+                raw_query: parts.uri.query().map(str::to_string),
                 headers: parts.headers,
                 body,
                 legacy_watch: target.legacy_watch,

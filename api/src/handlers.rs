@@ -1127,6 +1127,7 @@ async fn delete_collection(state: &AppState, req: &ResourceRequest) -> Result<Re
             subresource: None,
             rest: None,
             query: req.query.clone(),
+            raw_query: None,
             headers: req.headers.clone(),
             body: bytes::Bytes::new(),
             legacy_watch: false,

@@ -8,6 +8,7 @@ pub mod body;
 mod disruption;
 pub mod error;
 mod handlers;
+mod node_proxy;
 pub mod objects;
 pub mod pki;
 pub mod request;

@@ -18,6 +18,8 @@ pub struct ResourceRequest {
     /// The path after the subresource, for proxy subresources.
     pub rest: Option<String>,
     pub query: Query,
+    /// The query string as sent, for proxying.
+    pub raw_query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// Reached through the legacy `/watch/` path prefix.

@@ -32,14 +32,13 @@ pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Res
         ("binding", Method::POST) => bind(state, &req).await,
         ("eviction", Method::POST) => evict(state, &req).await,
         ("finalize", Method::PUT) => handlers::update(state, &req, Target::Main).await,
-        ("log" | "proxy" | "exec" | "attach" | "portforward", _) => {
-            Err(ApiError::not_supported(format!(
-                "{}/{sub} is served by the pod's node, and no node serves {} \"{}\"",
-                kind.plural,
-                kind.plural,
-                name_of(&req)
-            )))
-        }
+        ("log", Method::GET) => crate::node_proxy::log(state, &req).await,
+        ("proxy", _) => crate::node_proxy::proxy(state, &req, req.raw_query.as_deref()).await,
+        ("exec" | "attach" | "portforward", _) => Err(ApiError::not_supported(format!(
+            "{}/{sub} is not supported by this server yet (pod {:?})",
+            kind.plural,
+            name_of(&req)
+        ))),
         (_, method) => Err(ApiError::method_not_allowed(format!(
             "{method} is not supported on {}/{sub}",
             kind.plural

@@ -570,3 +570,104 @@ async fn authentication_and_discovery() {
     let (code, err) = api.call(Method::GET, "/apis/apps/v1/widgets", None).await;
     assert_eq!((code, err["reason"].as_str()), (404, Some("NotFound")));
 }
+
+#[tokio::test]
+async fn log_and_proxy_are_forwarded_to_the_pods_node() {
+    use axum::routing::{any, get};
+    // A stand-in node endpoint that checks the token and echoes what it was asked.
+    let node = axum::Router::new()
+        .route(
+            "/containerLogs/{ns}/{pod}/{container}",
+            get(
+                |axum::extract::Path((ns, pod, c)): axum::extract::Path<(
+                    String,
+                    String,
+                    String,
+                )>,
+                 headers: axum::http::HeaderMap,
+                 q: axum::extract::RawQuery| async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    format!(
+                        "log {ns}/{pod}/{c} q={} auth={}\n",
+                        q.0.unwrap_or_default(),
+                        auth == format!("Bearer {TOKEN}")
+                    )
+                },
+            ),
+        )
+        .route(
+            "/proxy/{ns}/{pod}/{port}/{*rest}",
+            any(
+                |axum::extract::Path((ns, pod, port, rest)): axum::extract::Path<(
+                    String,
+                    String,
+                    String,
+                    String,
+                )>,
+                 method: Method| async move {
+                    format!("{method} {ns}/{pod}:{port}/{rest}")
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move { axum::serve(listener, node).await });
+
+    let api = Api::new().await;
+    let node_obj = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
+    let (code, body) = api
+        .call(Method::POST, "/api/v1/nodes", Some(node_obj))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    api.call_with(Method::PATCH, "/api/v1/nodes/n1/status", "application/merge-patch+json", "application/json",
+        Some(json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}], "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}}))).await;
+    let mut p = pod("p");
+    p["spec"]["nodeName"] = json!("n1");
+    api.call(Method::POST, "/api/v1/namespaces/default/pods", Some(p))
+        .await;
+
+    let text = |resp: axum::response::Response| async move {
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let req = |path: &str| {
+        Request::get(path)
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (code, body) = text(
+        api.request(req(
+            "/api/v1/namespaces/default/pods/p/log?tailLines=5&follow=true",
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "log default/p/c q=follow=true&tailLines=5 auth=true\n")
+    );
+    let (code, body) = text(
+        api.request(req(
+            "/api/v1/namespaces/default/pods/p:8080/proxy/hello/world",
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "GET default/p:8080/hello/world")
+    );
+    let (code, _) = text(
+        api.request(req("/api/v1/namespaces/default/pods/p/log?container=nope"))
+            .await,
+    )
+    .await;
+    assert_eq!(code, 400);
+    server.abort();
+}

@@ -229,7 +229,8 @@ impl RunLog {
     }
 }
 
-type ChangedFuture = Pin<Box<dyn std::future::Future<Output = Option<watch::Receiver<(u64, bool)>>> + Send>>;
+type ChangedFuture =
+    Pin<Box<dyn std::future::Future<Output = Option<watch::Receiver<(u64, bool)>>> + Send>>;
 
 struct LogReader {
     log: Arc<RunLog>,

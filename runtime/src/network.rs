@@ -147,13 +147,13 @@ impl Network {
     /// Decides where a request to `uri` from pod `from` (if any) goes.
     pub fn resolve(&self, from: Option<&Arc<dyn PodSandbox>>, uri: &Uri) -> Route {
         let port = port_of(uri);
-        if let Some(from) = from {
-            if is_localhost(uri) || (host_ip(uri).is_some() && host_ip(uri) == from.ip()) {
-                return Route::Local {
-                    pod: from.clone(),
-                    port,
-                };
-            }
+        if let Some(from) = from
+            && (is_localhost(uri) || (host_ip(uri).is_some() && host_ip(uri) == from.ip()))
+        {
+            return Route::Local {
+                pod: from.clone(),
+                port,
+            };
         }
         if let Some(ip) = host_ip(uri)
             && let Some(pod) = self.lookup(ip)

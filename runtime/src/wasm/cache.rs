@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
-use wasmtime::component::Component;
 use wasmtime::Module;
+use wasmtime::component::Component;
 
 use crate::error::{Error, Result, io_err};
 
@@ -192,7 +192,8 @@ impl Cache {
             BinaryKind::Component => "component",
             BinaryKind::Module => "module",
         };
-        self.dir.join(format!("{}.{ext}.cwasm", hex::encode(digest)))
+        self.dir
+            .join(format!("{}.{ext}.cwasm", hex::encode(digest)))
     }
 
     fn mac(&self, digest: &Digest32, kind: BinaryKind, artifact: &[u8]) -> [u8; 32] {
@@ -248,7 +249,9 @@ impl Cache {
             detail: format!("{e:#}"),
         };
         Ok(match kind {
-            BinaryKind::Component => Compiled::Component(Component::new(&self.engine, bytes).map_err(err)?),
+            BinaryKind::Component => {
+                Compiled::Component(Component::new(&self.engine, bytes).map_err(err)?)
+            }
             BinaryKind::Module => Compiled::Module(Module::new(&self.engine, bytes).map_err(err)?),
         })
     }
@@ -299,11 +302,13 @@ impl Cache {
             // engine of the same compatibility fingerprint (the directory is keyed by it) and
             // is authenticated by an HMAC whose key never leaves this node's private cache
             // directory, so it is a trusted wasmtime artifact as `deserialize` requires.
-            BinaryKind::Component => unsafe { Component::deserialize(&self.engine, artifact) }
-                .map(Compiled::Component),
+            BinaryKind::Component => {
+                unsafe { Component::deserialize(&self.engine, artifact) }.map(Compiled::Component)
+            }
             // SAFETY: as above, for `Module::serialize` output.
-            BinaryKind::Module => unsafe { Module::deserialize(&self.engine, artifact) }
-                .map(Compiled::Module),
+            BinaryKind::Module => {
+                unsafe { Module::deserialize(&self.engine, artifact) }.map(Compiled::Module)
+            }
         };
         match loaded {
             Ok(c) => Some(c),
@@ -325,7 +330,11 @@ mod tests {
         assert_eq!(detect(b"\0asm\x01\0\0\0"), Ok(BinaryKind::Module));
         assert_eq!(detect(b"\0asm\x0d\0\x01\0"), Ok(BinaryKind::Component));
         assert!(detect(b"").unwrap_err().contains("empty"));
-        assert!(detect(b"\x7fELF\x02\x01\x01\0").unwrap_err().contains("ELF"));
+        assert!(
+            detect(b"\x7fELF\x02\x01\x01\0")
+                .unwrap_err()
+                .contains("ELF")
+        );
         assert!(detect(b"hello world").unwrap_err().contains("magic"));
     }
 

@@ -20,7 +20,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use super::cache::Compiled;
-use super::limits::{MemLimiter, Metered, OutOfMemory, RunMeter};
+use super::limits::{Killed, MemLimiter, Metered, OutOfMemory, RunMeter};
 use super::pod::PodShared;
 use super::state::{Host, Limits, LogOutput, P1Host, PodHooks, configure_store};
 use crate::error::{Error, Result};
@@ -186,6 +186,11 @@ fn classify(result: wasmtime::Result<std::result::Result<(), ()>>, oom: bool) ->
                     reason: TerminationReason::Error,
                     message: format!("exited with code {}", exit.0),
                 };
+            }
+            if e.downcast_ref::<Killed>().is_some()
+                || e.chain().any(|c| c.downcast_ref::<Killed>().is_some())
+            {
+                return Outcome::killed("killed after its grace period");
             }
             let mut message = match e.downcast_ref::<wasmtime::Trap>() {
                 Some(trap) => format!("wasm trap: {trap}"),
@@ -376,12 +381,14 @@ impl Container {
         let started_at = Timestamp::now();
         if self.kind == ContainerKind::Http {
             self.http.accepting.store(true, Ordering::SeqCst);
-            self.state.send_replace(ContainerState::Running { started_at });
+            self.state
+                .send_replace(ContainerState::Running { started_at });
             return Ok(());
         }
         let meter = RunMeter::new(pod.meter.clone());
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
-        self.state.send_replace(ContainerState::Running { started_at });
+        self.state
+            .send_replace(ContainerState::Running { started_at });
         let this = self.clone();
         let pod2 = pod.clone();
         let meter2 = meter.clone();
@@ -391,7 +398,14 @@ impl Container {
                 outcome = run => outcome,
                 _ = kill_rx => Outcome::killed("killed after its grace period"),
             };
-            if outcome.reason != TerminationReason::Completed && !outcome.message.is_empty() {
+            // Like `wasmtime run`, a trap (or an OOM kill) is worth a line in the log; a plain
+            // exit code or a kill is not.
+            let noteworthy = outcome.exit_code == EXIT_TRAP
+                || matches!(
+                    outcome.reason,
+                    TerminationReason::OomKilled | TerminationReason::StartError
+                );
+            if noteworthy && !outcome.message.is_empty() {
                 log.write(
                     LogStreamKind::Stderr,
                     format!("[skiff] container exited: {}\n", outcome.message).as_bytes(),
@@ -414,7 +428,12 @@ impl Container {
         Ok(())
     }
 
-    async fn run_command(&self, pod: &PodShared, log: &Arc<RunLog>, meter: Arc<RunMeter>) -> Outcome {
+    async fn run_command(
+        &self,
+        pod: &PodShared,
+        log: &Arc<RunLog>,
+        meter: Arc<RunMeter>,
+    ) -> Outcome {
         let wasi = match self.wasi(log).await {
             Ok(w) => w,
             Err(e) => {
@@ -442,7 +461,10 @@ impl Container {
                 let host = P1Host {
                     wasi: wasi.build_p1(),
                     limits: Limits {
-                        limiter: MemLimiter::new(self.spec.resources.memory_limit, pod.meter.clone()),
+                        limiter: MemLimiter::new(
+                            self.spec.resources.memory_limit,
+                            pod.meter.clone(),
+                        ),
                         meter,
                     },
                 };
@@ -623,7 +645,9 @@ impl Container {
             tasks.spawn(task);
         }
         match rx.await {
-            Ok(Ok(resp)) => Ok(resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())),
+            Ok(Ok(resp)) => {
+                Ok(resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
+            }
             Ok(Err(code)) => Ok(error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("the guest failed the request: {code:?}\n"),

@@ -179,6 +179,11 @@ impl<F: Future> Future for Metered<F> {
     }
 }
 
+/// The trap raised in a guest that is killed while it runs.
+#[derive(Debug, thiserror::Error)]
+#[error("killed")]
+pub(crate) struct Killed;
+
 /// The error a limiter raises when an instance exceeds its memory limit.
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit of {limit} bytes exceeded (wanted {wanted} bytes)")]

@@ -15,12 +15,12 @@ use super::container::{Container, Preopen, prepare};
 use super::limits::PodMeter;
 use super::volumes::{PodVolumes, check_name, check_relative};
 use super::{Runtime, RuntimeInner};
+use crate::PodSandbox;
 use crate::error::{Error, Result};
 use crate::logs::{LogOptions, LogStream};
 use crate::network::HttpBody;
 use crate::spec::{ContainerSpec, FileContent, HttpOptions, Image, PodSpec};
 use crate::status::{ContainerKind, ContainerState, PodUsage};
-use crate::PodSandbox;
 
 /// What containers need from their pod.
 pub(crate) struct PodShared {
@@ -288,7 +288,11 @@ impl PodSandbox for WasmPod {
         Ok(log.reader(&opts))
     }
 
-    async fn handle_http(&self, port: u16, mut req: Request<HttpBody>) -> Result<Response<HttpBody>> {
+    async fn handle_http(
+        &self,
+        port: u16,
+        mut req: Request<HttpBody>,
+    ) -> Result<Response<HttpBody>> {
         self.check_live()?;
         let container = lock(&self.containers)
             .values()
@@ -328,7 +332,11 @@ impl PodSandbox for WasmPod {
         let containers: Vec<_> = lock(&self.containers).values().cloned().collect();
         futures::future::join_all(containers.iter().map(|c| c.stop(grace))).await;
         if let Some(ip) = self.ip {
-            self.shared.rt.config.network.unregister(ip, &self.shared.this);
+            self.shared
+                .rt
+                .config
+                .network
+                .unregister(ip, &self.shared.this);
         }
         Runtime::forget_pod(&self.shared.rt, &self.id);
         let volumes = self.volumes.clone();

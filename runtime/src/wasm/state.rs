@@ -17,7 +17,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::limits::{MemLimiter, RunMeter};
+use super::limits::{Killed, MemLimiter, RunMeter};
 use crate::PodSandbox;
 use crate::logs::{LogStreamKind, RunLog};
 use crate::network::{BoxError, Network, Route};
@@ -65,12 +65,14 @@ pub(crate) fn configure_store<T: HasLimits>(store: &mut Store<T>) {
     store.epoch_deadline_callback(|mut ctx| {
         let meter = ctx.data_mut().limits().meter.clone();
         if meter.is_killed() {
-            return Err(wasmtime::Error::msg("killed"));
+            return Err(wasmtime::Error::new(Killed));
         }
         match meter.checkpoint() {
             Some(until) => Ok(UpdateDeadline::YieldCustom(
                 1,
-                Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(until))),
+                Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                    until,
+                ))),
             )),
             None => Ok(UpdateDeadline::Yield(1)),
         }
@@ -131,7 +133,8 @@ impl WasiHttpHooks for PodHooks {
         let route = self.network.resolve(from.as_ref(), request.uri());
         match route {
             Route::Local { pod, port } => Box::new(async move {
-                let req = request.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+                let req =
+                    request.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
                 let resp = match pod.handle_http(port, req).await {
                     Ok(r) => r,
                     Err(crate::Error::UnknownPort { .. }) => {
@@ -144,18 +147,22 @@ impl WasiHttpHooks for PodHooks {
                         return Err(wasmtime_wasi_http::Error::ConnectionRefused);
                     }
                     Err(e) => {
-                        return Err(wasmtime_wasi_http::Error::InternalError(Some(e.to_string())));
+                        return Err(wasmtime_wasi_http::Error::InternalError(Some(
+                            e.to_string(),
+                        )));
                     }
                 };
                 let resp = resp.map(|b| b.map_err(to_wasi_error).boxed_unsync());
-                let done: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
-                    Box::new(async { Ok(()) });
+                let done: Box<
+                    dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send,
+                > = Box::new(async { Ok(()) });
                 Ok((resp, done))
             }),
             Route::External => Box::new(async move {
                 let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-                let io: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
-                    Box::new(io);
+                let io: Box<
+                    dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send,
+                > = Box::new(io);
                 Ok((res.map(BodyExt::boxed_unsync), io))
             }),
         }
@@ -206,7 +213,11 @@ impl OutputStream for LogOutput {
 }
 
 impl AsyncWrite for LogOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.log.write(self.stream, buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -39,8 +39,7 @@ pub(crate) fn check_name(what: &str, s: &str) -> Result<()> {
         && s.len() <= 253
         && s != "."
         && s != ".."
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
         Ok(())
@@ -198,7 +197,11 @@ impl PodVolumes {
     }
 
     /// Replaces the files of a file-set volume atomically.
-    pub(crate) fn update_files(&self, name: &str, files: &BTreeMap<String, FileContent>) -> Result<()> {
+    pub(crate) fn update_files(
+        &self,
+        name: &str,
+        files: &BTreeMap<String, FileContent>,
+    ) -> Result<()> {
         let vol = self.by_name.get(name).ok_or_else(|| Error::Volume {
             volume: name.to_string(),
             detail: "no such volume".into(),

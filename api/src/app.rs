@@ -112,8 +112,15 @@ async fn openapi_index() -> Response {
 }
 
 async fn openapi_document(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
-    match skiff_kinds::openapi::v3_document(path.trim_end_matches('/')) {
-        Some(doc) => json_response(StatusCode::OK, &doc),
+    match skiff_kinds::openapi::v3_document_json(path.trim_end_matches('/')) {
+        Some(doc) => {
+            let mut response = Response::new(Body::from(doc));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
         None => ApiError::no_route(&format!("/openapi/v3/{path}")).into_response(),
     }
 }

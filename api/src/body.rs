@@ -65,12 +65,15 @@ pub fn decode_object(bytes: &[u8], media_type: &str) -> Result<Value, ApiError> 
         serde_json::from_slice::<Value>(bytes).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?
+    } else if media_type == skiff_proto::MEDIA_TYPE {
+        skiff_proto::decode(bytes)
+            .map_err(|e| ApiError::bad_request(format!("couldn't decode the protobuf body: {e}")))?
     } else {
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {media_type:?}"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {media_type:?}"
             ),
         ));
     };

@@ -342,6 +342,33 @@ fn field_validation(req: &ResourceRequest) -> Result<FieldValidation, ApiError> 
     }
 }
 
+/// Keys that occur twice in one object of a JSON body: an error under Strict, warnings under Warn.
+fn duplicate_fields(req: &ResourceRequest) -> Result<Vec<String>, ApiError> {
+    let media = content_type(&req.headers);
+    let json = media.is_empty() || media == "application/json";
+    let mode = field_validation(req)?;
+    if !json || mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    // A body that does not parse is reported by the decoder with its own message.
+    let found: Vec<String> = skiff_kinds::validate::duplicate_fields(&req.body)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| format!("duplicate field {}", Value::String(p.clone())))
+        .collect();
+    if mode == FieldValidation::Strict && !found.is_empty() {
+        let kind = req.kind;
+        return Err(ApiError::bad_request(format!(
+            "{} in version {} cannot be handled as a {}: strict decoding error: {}",
+            kind.kind,
+            Value::String(kind.version.to_string()),
+            kind.kind,
+            found.join(", ")
+        )));
+    }
+    Ok(found)
+}
+
 /// The field manager of a write: the query parameter, else the user agent's program name.
 fn field_manager(req: &ResourceRequest) -> Result<String, ApiError> {
     if let Some(m) = req.query.get("fieldManager") {
@@ -510,8 +537,10 @@ async fn create(state: &AppState, req: &ResourceRequest) -> Result<Response, Api
         )));
     }
     let obj = decode_object(&req.body, &content_type(&req.headers))?;
+    let duplicates = duplicate_fields(req)?;
     let manager = field_manager(req)?;
-    let prepared = prepare_create(req, obj, &manager, false)?;
+    let mut prepared = prepare_create(req, obj, &manager, false)?;
+    prepared.warnings.splice(0..0, duplicates);
     store_create(state, req, prepared).await
 }
 
@@ -675,6 +704,7 @@ pub(crate) async fn update(
     target: Target,
 ) -> Result<Response, ApiError> {
     let body = decode_object(&req.body, &content_type(&req.headers))?;
+    let duplicates = duplicate_fields(req)?;
     let manager = field_manager(req)?;
     let wanted = precondition(&body)?;
     for _ in 0..MAX_RETRIES {
@@ -688,7 +718,8 @@ pub(crate) async fn update(
                 name_of(req),
             ));
         }
-        let prepared = prepare_update(req, &old, body.clone(), target, &manager, false)?;
+        let mut prepared = prepare_update(req, &old, body.clone(), target, &manager, false)?;
+        prepared.warnings.splice(0..0, duplicates.iter().cloned());
         match store_update(state, req, kv.mod_revision, prepared).await {
             Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
             other => return other,

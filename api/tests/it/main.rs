@@ -671,3 +671,58 @@ async fn log_and_proxy_are_forwarded_to_the_pods_node() {
     assert_eq!(code, 400);
     server.abort();
 }
+
+#[tokio::test]
+async fn strict_field_validation_reports_duplicate_and_unknown_fields() {
+    let api = Api::new().await;
+    let send = |query: &'static str, body: &'static str| {
+        let req = Request::post(format!("{CMS}{query}"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .header("Content-Type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let api = &api;
+        async move {
+            let resp = api.request(req).await;
+            let code = resp.status().as_u16();
+            let warnings: Vec<String> = resp
+                .headers()
+                .get_all("warning")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (
+                code,
+                serde_json::from_slice::<Value>(&bytes).unwrap(),
+                warnings,
+            )
+        }
+    };
+    let dup = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d"},"data":{"a":"1","a":"2"}}"#;
+    let (code, body, _) = send("?fieldValidation=Strict", dup).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field \"data.a\""),
+        "{body}"
+    );
+    let unknown = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"u"},"bogus":1}"#;
+    let (code, body, _) = send("?fieldValidation=Strict", unknown).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"bogus\""),
+        "{body}"
+    );
+    let (code, _, warnings) = send("?fieldValidation=Warn", unknown).await;
+    assert_eq!(code, 201);
+    assert!(
+        warnings.iter().any(|w| w.contains("unknown field")),
+        "{warnings:?}"
+    );
+}

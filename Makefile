@@ -7,8 +7,8 @@ export CARGO_TERM_COLOR ?= never
 .PHONY: up test deps build
 
 ## Build skiff and run API server, registry and node in one process on ./.skiff.
-up: build
-	./target/debug/skiff up --data-dir .skiff
+up:
+	$(CARGO) run -p skiff -- up --data-dir .skiff
 
 build:
 	$(CARGO) build -p skiff

@@ -726,3 +726,47 @@ async fn strict_field_validation_reports_duplicate_and_unknown_fields() {
         "{warnings:?}"
     );
 }
+
+#[tokio::test]
+async fn generate_name_dry_run_and_delete_collection() {
+    let api = Api::new().await;
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-", "labels": {"batch": "1"}}});
+    let (code, created) = api.call(Method::POST, CMS, Some(body.clone())).await;
+    assert_eq!(code, 201);
+    let name = created["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    let (code, dry) = api
+        .call(
+            Method::POST,
+            &format!("{CMS}?dryRun=All"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let dry_name = dry["metadata"]["name"].as_str().unwrap().to_string();
+    let (code, _) = api
+        .call(Method::GET, &format!("{CMS}/{dry_name}"), None)
+        .await;
+    assert_eq!(code, 404, "a dry run stores nothing");
+    api.call(Method::POST, CMS, Some(body)).await;
+    api.call(Method::POST, CMS, Some(cm("keep", json!({"batch": "2"}))))
+        .await;
+
+    let (code, deleted) = api
+        .call(
+            Method::DELETE,
+            &format!("{CMS}?labelSelector=batch%3D1"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(deleted["items"].as_array().unwrap().len(), 2, "{deleted}");
+    let (_, left) = api.call(Method::GET, CMS, None).await;
+    let names: Vec<&str> = left["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["keep"]);
+}

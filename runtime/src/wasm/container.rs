@@ -30,6 +30,7 @@ use crate::spec::ContainerSpec;
 use crate::status::{ContainerKind, ContainerState, EXIT_KILLED, EXIT_TRAP, TerminationReason};
 
 /// A compiled, link-checked container image.
+#[derive(Clone)]
 pub(crate) enum Prepared {
     Http(ProxyPre<Host>),
     Command(CommandPre<Host>),

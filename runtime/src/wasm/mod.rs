@@ -87,6 +87,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) linker: wasmtime::component::Linker<Host>,
     pub(crate) p1_linker: wasmtime::Linker<P1Host>,
     pub(crate) cache: cache::Cache,
+    /// Link-checked images by digest.
+    pub(crate) prepared: Mutex<HashMap<cache::Digest32, container::Prepared>>,
     pub(crate) capacity: Capacity,
     pub(crate) config: RuntimeConfig,
     pub(crate) roots: volumes::VolumeRoots,
@@ -154,6 +156,7 @@ impl Runtime {
                 linker,
                 p1_linker,
                 cache,
+                prepared: Mutex::new(HashMap::new()),
                 capacity,
                 config,
                 roots,

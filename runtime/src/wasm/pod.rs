@@ -209,8 +209,18 @@ impl PodSandbox for WasmPod {
         let rt = self.shared.rt.clone();
         let name = spec.name.clone();
         let prepared = blocking(move || {
-            let (compiled, _digest) = rt.cache.load(&name, &bytes)?;
-            prepare(&name, compiled, &rt.engine, &rt.linker, &rt.p1_linker)
+            let (compiled, digest) = rt.cache.load(&name, &bytes)?;
+            if let Some(p) = lock(&rt.prepared).get(&digest) {
+                return Ok(p.clone());
+            }
+            // Type-checking the imports against the linker is worth doing once per image.
+            let prepared = prepare(&name, compiled, &rt.engine, &rt.linker, &rt.p1_linker)?;
+            let mut cache = lock(&rt.prepared);
+            if cache.len() >= 1024 {
+                cache.clear();
+            }
+            cache.insert(digest, prepared.clone());
+            Ok(prepared)
         })
         .await?;
         let kind = prepared.kind();

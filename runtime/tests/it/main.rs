@@ -274,8 +274,11 @@ async fn preview1_module_runs_with_args() -> Result<()> {
     let Some(image) = sample("hello-c/hello-c.wasm") else {
         return Ok(());
     };
+    let dir = tempfile::tempdir()?;
+    let log_file = dir.path().join("hello-c/0.log");
     let (state, log) = run_to_end(
         ContainerSpec {
+            log_file: Some(log_file.clone()),
             args: vec!["from".into(), "a pod".into()],
             env: vec![("NAME".into(), "Skiff".into())],
             ..container("hello-c", image)
@@ -290,6 +293,84 @@ async fn preview1_module_runs_with_args() -> Result<()> {
         "{log}"
     );
     assert!(log.contains("NAME=Skiff"), "{log}");
+    // The same lines in CRI format in the log file (written by a background thread).
+    let mut file = String::new();
+    for _ in 0..500 {
+        file = std::fs::read_to_string(&log_file).unwrap_or_default();
+        if file.contains("NAME=Skiff") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first = file.lines().next().context("empty log file")?;
+    let fields: Vec<_> = first.splitn(4, ' ').collect();
+    assert_eq!(
+        fields[1..],
+        ["stdout", "F", "Hello from C on Skiff"],
+        "{file}"
+    );
+    assert!(fields[0].parse::<jiff::Timestamp>().is_ok(), "{file}");
+    Ok(())
+}
+
+/// Waits until `cond` holds (a hang guard of a few seconds, not a timing assertion).
+async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_instances_are_fresh_unless_reuse_is_configured() -> Result<()> {
+    let Some(image) = sample("hello-http/hello-http.wasm") else {
+        return Ok(());
+    };
+    for reuse in [false, true] {
+        let pod = rt()
+            .create_pod(PodSpec {
+                id: unique("reuse"),
+                http: skiff_runtime::HttpOptions {
+                    reuse_instances: reuse,
+                    max_idle_instances: 2,
+                },
+                ..Default::default()
+            })
+            .await?;
+        pod.create_container(ContainerSpec {
+            ports: vec![8080],
+            ..container("web", image.clone())
+        })
+        .await?;
+        pod.start_container("web").await?;
+        for _ in 0..3 {
+            assert_eq!(
+                get(&pod, 8080, "/").await?,
+                (200, "Hello from Skiff!\n".into())
+            );
+        }
+        if reuse {
+            // An idle instance keeps its memory for the next request.
+            assert!(eventually(|| pod.usage().memory_bytes > 0).await);
+        } else {
+            // Every request's instance is gone once it finished.
+            assert!(
+                eventually(|| pod.usage().memory_bytes == 0).await,
+                "{:?}",
+                pod.usage()
+            );
+        }
+        pod.stop_container("web", Duration::from_secs(5)).await?;
+        assert!(
+            eventually(|| pod.usage().memory_bytes == 0).await,
+            "{:?}",
+            pod.usage()
+        );
+        pod.remove(Duration::ZERO).await?;
+    }
     Ok(())
 }
 

@@ -92,6 +92,9 @@ pub trait PodSandbox: Send + Sync {
     /// Serves an HTTP request on a container port of this pod.
     async fn handle_http(&self, port: u16, req: Request<HttpBody>) -> Result<Response<HttpBody>>;
 
+    /// True when a running container of this pod serves `port` (a tcpSocket probe's answer).
+    fn serves_port(&self, port: u16) -> bool;
+
     /// Replaces the files of a file-set volume (configMap, secret) atomically.
     async fn update_files(&self, volume: &str, files: BTreeMap<String, FileContent>) -> Result<()>;
 

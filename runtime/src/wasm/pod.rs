@@ -324,6 +324,13 @@ impl PodSandbox for WasmPod {
         container.serve(&self.shared, req).await
     }
 
+    fn serves_port(&self, port: u16) -> bool {
+        !self.removed.load(Ordering::SeqCst)
+            && lock(&self.containers).values().any(|c| {
+                c.kind == ContainerKind::Http && c.spec.ports.contains(&port) && c.is_running()
+            })
+    }
+
     async fn update_files(&self, volume: &str, files: BTreeMap<String, FileContent>) -> Result<()> {
         self.check_live()?;
         let volumes = self.volumes.clone();

@@ -181,6 +181,7 @@ async fn hello_http_answers() -> Result<()> {
         (200, "Hello from Skiff!\n".into())
     );
     assert_eq!(get(&pod, 8080, "/status/418").await?.0, 418);
+    assert!(pod.serves_port(8080) && !pod.serves_port(8081));
     // A port nobody declared.
     let err = get(&pod, 9999, "/").await.unwrap_err();
     assert!(err.to_string().contains("port 9999"), "{err}");
@@ -191,6 +192,7 @@ async fn hello_http_answers() -> Result<()> {
         get(&pod, 8080, "/").await.is_err(),
         "stopped service refuses requests"
     );
+    assert!(!pod.serves_port(8080));
     pod.remove(Duration::ZERO).await?;
     Ok(())
 }
@@ -899,6 +901,62 @@ async fn capacity_and_spec_errors() -> Result<()> {
     pod.remove(Duration::ZERO).await?;
     if pod.create_container(container("d", wasm())).await.is_ok() {
         bail!("a removed pod accepted a container");
+    }
+    Ok(())
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_http_pods_all_answer() -> Result<()> {
+    let Some(image) = sample("hello-http/hello-http.wasm") else {
+        return Ok(());
+    };
+    const N: usize = 1000;
+    // Warm the caches so the measurement is about pods, not compilation.
+    let warm = new_pod(None, vec![]).await?;
+    warm.create_container(container("web", image.clone()))
+        .await?;
+    warm.remove(Duration::ZERO).await?;
+    let rss0 = rss_bytes();
+    let started = Instant::now();
+    let mut pods = Vec::with_capacity(N);
+    for i in 0..N {
+        let ip = format!("10.245.{}.{}", i / 250, i % 250 + 1);
+        let pod = new_pod(Some(&ip), vec![]).await?;
+        pod.create_container(ContainerSpec {
+            ports: vec![8080],
+            ..container("web", image.clone())
+        })
+        .await?;
+        pod.start_container("web").await?;
+        pods.push(pod);
+    }
+    let created = started.elapsed();
+    let rss1 = rss_bytes();
+    let mut ok = 0;
+    for pod in &pods {
+        if get(pod, 8080, "/").await? == (200, "Hello from Skiff!\n".into()) {
+            ok += 1;
+        }
+    }
+    println!(
+        "{N} idle hello pods: created and started in {created:?}; RSS grew {} KiB ({} bytes per pod, approximate: other tests may run at the same time); {ok} answered",
+        rss1.saturating_sub(rss0) / 1024,
+        rss1.saturating_sub(rss0) / N as u64
+    );
+    assert_eq!(ok, N);
+    for pod in pods {
+        pod.remove(Duration::ZERO).await?;
     }
     Ok(())
 }

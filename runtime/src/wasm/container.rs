@@ -640,12 +640,17 @@ impl Container {
                 }
             }
         };
-        {
+        let abort = {
             let mut tasks = lock(&self.http.tasks);
             while tasks.try_join_next().is_some() {}
-            tasks.spawn(task);
-        }
-        match rx.await {
+            tasks.spawn(task)
+        };
+        // A caller that goes away before the response (client disconnect, probe timeout)
+        // takes the guest with it, so a stuck handler cannot hold an instance forever.
+        let mut guard = AbortUnlessDisarmed(Some(abort));
+        let answer = rx.await;
+        guard.0 = None;
+        match answer {
             Ok(Ok(resp)) => {
                 Ok(resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
             }
@@ -663,6 +668,17 @@ impl Container {
                     "the guest failed before responding; see the container log\n".to_string(),
                 ))
             }
+        }
+    }
+}
+
+/// Aborts a request's guest task if dropped while armed.
+struct AbortUnlessDisarmed(Option<tokio::task::AbortHandle>);
+
+impl Drop for AbortUnlessDisarmed {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
         }
     }
 }

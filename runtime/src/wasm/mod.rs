@@ -140,6 +140,15 @@ impl Runtime {
                 base.join(format!("skiff-{}", &hex::encode(key)[..12]))
             }
         });
+        if let Some(dir) = &tmpfs {
+            // Secrets live here: only the node may look.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(crate::error::io_err("creating tmpfs directory", dir))?;
+        }
         if tmpfs.is_none() {
             tracing::warn!("no tmpfs found: secret volumes and memory emptyDirs will be refused");
         }

@@ -684,11 +684,22 @@ async fn stuck_request_is_killed_on_stop() -> Result<()> {
     .await?;
     pod.start_container("web").await?;
     assert_eq!(get(&pod, 80, "/").await?, (200, "ok\n".into()));
+
+    // A caller giving up (client gone, probe timeout) takes the spinning guest with it.
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), get(&pod, 80, "/spin")).await;
+    assert!(gave_up.is_err(), "/spin answered");
+    assert!(
+        eventually(|| pod.usage().memory_bytes == 0).await,
+        "abandoned request still holds an instance: {:?}",
+        pod.usage()
+    );
+
     let p = pod.clone();
     let stuck = tokio::spawn(async move { get(&p, 80, "/spin").await });
     // Let the request start spinning.
+    let cpu0 = pod.usage().cpu_nanos;
     let mut waited = 0;
-    while pod.usage().cpu_nanos < 50_000_000 && waited < 1000 {
+    while pod.usage().cpu_nanos < cpu0 + 50_000_000 && waited < 1000 {
         tokio::time::sleep(Duration::from_millis(10)).await;
         waited += 1;
     }

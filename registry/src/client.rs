@@ -180,8 +180,11 @@ pub struct ClientOptions {
     pub cache_dir: PathBuf,
     /// The registry token (sent as HTTP Basic password), if any.
     pub token: Option<String>,
-    /// Use plain HTTP for every registry. Loopback registries always get plain HTTP.
+    /// Use plain HTTP for every registry. Loopback registries get plain HTTP unless
+    /// `force_https` is set.
     pub plain_http: bool,
+    /// Use HTTPS even for loopback registries (e.g. a local registry started with TLS).
+    pub force_https: bool,
     /// Extra CA certificates (PEM) to trust for HTTPS registries.
     pub extra_root_certificates: Vec<Vec<u8>>,
 }
@@ -193,6 +196,7 @@ impl ClientOptions {
             cache_dir: cache_dir.into(),
             token: None,
             plain_http: false,
+            force_https: false,
             extra_root_certificates: Vec::new(),
         }
     }
@@ -291,6 +295,7 @@ pub struct RegistryClient {
     https: oci_client::Client,
     http: oci_client::Client,
     plain_http: bool,
+    force_https: bool,
     auth: RegistryAuth,
     cache: BlobCache,
 }
@@ -320,6 +325,7 @@ impl RegistryClient {
             https: oci_client::Client::new(config(ClientProtocol::Https)),
             http: oci_client::Client::new(config(ClientProtocol::Http)),
             plain_http: opts.plain_http,
+            force_https: opts.force_https,
             auth: match opts.token {
                 Some(t) => RegistryAuth::Basic("skiff".to_string(), t),
                 None => RegistryAuth::Anonymous,
@@ -334,7 +340,7 @@ impl RegistryClient {
     }
 
     fn oci(&self, r: &Reference) -> &oci_client::Client {
-        if self.plain_http || is_loopback_registry(r.resolve_registry()) {
+        if self.plain_http || (!self.force_https && is_loopback_registry(r.resolve_registry())) {
             &self.http
         } else {
             &self.https

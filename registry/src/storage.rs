@@ -96,7 +96,7 @@ type Result<T> = std::result::Result<T, StorageError>;
 struct Upload {
     repo: String,
     path: PathBuf,
-    file: Option<tokio::fs::File>,
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
     hasher: Digester,
     size: u64,
     touched: Instant,
@@ -230,7 +230,7 @@ impl Storage {
         let upload = Upload {
             repo: repo.to_string(),
             path,
-            file: Some(file),
+            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
             hasher: Digester::new(Algorithm::Sha256),
             size: 0,
             touched: Instant::now(),
@@ -332,7 +332,7 @@ impl Storage {
             .take()
             .ok_or_else(|| StorageError::UploadUnknown(String::new()))?;
         file.flush().await?;
-        file.sync_data().await?;
+        file.get_mut().sync_data().await?;
         drop(file);
         let actual = if digest.algorithm() == Algorithm::Sha256 {
             std::mem::replace(&mut u.hasher, Digester::new(Algorithm::Sha256)).finish()

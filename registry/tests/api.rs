@@ -728,3 +728,48 @@ async fn gc_keeps_referenced_blobs_and_uploads_in_flight() {
     let report = skiff_registry::gc_offline(dir.path(), Duration::ZERO).unwrap();
     assert_eq!(report.removed, 1, "the completed upload is unreferenced");
 }
+
+#[tokio::test]
+async fn serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let mut cfg = RegistryConfig::new(dir.path().join("data"));
+    cfg.tls = Some(skiff_registry::TlsFiles { cert, key });
+    let h = skiff_registry::start("127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .unwrap();
+    assert!(h.is_tls());
+    let reference = format!("{}/demo/tls:1", h.local_addr());
+
+    // Plain HTTP to a TLS port fails.
+    let cache = tempfile::tempdir().unwrap();
+    let mut plain = ClientOptions::new(cache.path());
+    plain.token = Some(h.token().to_string());
+    assert!(
+        RegistryClient::new(plain)
+            .unwrap()
+            .push_wasm(&reference, component().into())
+            .await
+            .is_err()
+    );
+
+    let mut opts = ClientOptions::new(cache.path());
+    opts.token = Some(h.token().to_string());
+    opts.force_https = true;
+    opts.extra_root_certificates = vec![ck.cert.pem().into_bytes()];
+    let client = RegistryClient::new(opts).unwrap();
+    let pushed = client
+        .push_wasm(&reference, component().into())
+        .await
+        .unwrap();
+    let pulled = client.pull_wasm(&reference).await.unwrap();
+    assert_eq!(pulled.manifest_digest, pushed.manifest_digest);
+    assert_eq!(std::fs::read(pulled.path).unwrap(), component());
+    h.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -971,3 +971,32 @@ async fn a_thousand_idle_http_pods_all_answer() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_config_reserves_a_pool_on_this_machine() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let rt = tokio::task::spawn_blocking({
+        let path = dir.path().to_path_buf();
+        move || Runtime::new(RuntimeConfig::new(path))
+    })
+    .await??;
+    let cap = rt.capacity();
+    println!("default engine: {cap:?}, built in {:?}", started.elapsed());
+    assert!(cap.instances >= 8);
+    assert!(cap.max_memory_per_instance >= 1 << 20);
+    drop(rt);
+
+    // Far more than the address space holds: the probe backs off to what fits.
+    let dir = tempfile::tempdir()?;
+    let rt = tokio::task::spawn_blocking({
+        let mut config = RuntimeConfig::new(dir.path());
+        config.max_instances = 1 << 22;
+        move || Runtime::new(config)
+    })
+    .await??;
+    let cap = rt.capacity();
+    println!("asked for {} instances, got {cap:?}", 1 << 22);
+    assert!(cap.instances < 1 << 22 && cap.instances >= 8);
+    Ok(())
+}

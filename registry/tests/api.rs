@@ -773,3 +773,83 @@ async fn serves_https_with_the_given_certificate() {
     assert_eq!(std::fs::read(pulled.path).unwrap(), component());
     h.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn client_picks_the_platform_from_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let api = Api::new(&h);
+    let host = skiff_registry::Platform::linux_host();
+    let mut children = Vec::new();
+    for arch in ["s390x", host.architecture.as_str()] {
+        let config = api
+            .push_blob("multi", format!("{{\"arch\":\"{arch}\"}}").as_bytes())
+            .await;
+        let config_len = format!("{{\"arch\":\"{arch}\"}}").len();
+        let layer_bytes = format!("layer for {arch}");
+        let layer = api.push_blob("multi", layer_bytes.as_bytes()).await;
+        let m = image_manifest(&config, config_len, &[(layer, layer_bytes.len())]);
+        let d = Digest::sha256_of(m.as_bytes());
+        let r = api.put_manifest("multi", &d.to_string(), &m).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        children.push(serde_json::json!({
+            "mediaType": manifest::OCI_MANIFEST, "digest": d.to_string(), "size": m.len(),
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": children})
+        .to_string();
+    // An index naming a manifest the repository lacks is refused.
+    let bad = serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": [
+        {"mediaType": manifest::OCI_MANIFEST, "digest": Digest::sha256_of(b"nope").to_string(), "size": 4}
+    ]})
+    .to_string();
+    let r = api
+        .http
+        .put(api.url("/v2/multi/manifests/bad"))
+        .header("Authorization", &api.auth)
+        .header("Content-Type", manifest::OCI_INDEX)
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(Api::error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
+    let r = api
+        .http
+        .put(api.url("/v2/multi/manifests/latest"))
+        .header("Authorization", &api.auth)
+        .header("Content-Type", manifest::OCI_INDEX)
+        .body(index.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let cache = tempfile::tempdir().unwrap();
+    let client = RegistryClient::new(ClientOptions::new(cache.path())).unwrap();
+    let image = client
+        .pull_image(&format!("{}/multi:latest", h.local_addr()), &host)
+        .await
+        .unwrap();
+    assert_eq!(
+        image.index_digest,
+        Some(Digest::sha256_of(index.as_bytes()))
+    );
+    assert_eq!(image.layers.len(), 1);
+    let layer = std::fs::read(&image.layers[0].path).unwrap();
+    assert_eq!(
+        layer,
+        format!("layer for {}", host.architecture).into_bytes()
+    );
+    let missing = skiff_registry::Platform {
+        os: "plan9".into(),
+        architecture: "mips".into(),
+    };
+    assert!(
+        client
+            .pull_image(&format!("{}/multi:latest", h.local_addr()), &missing)
+            .await
+            .is_err()
+    );
+    h.shutdown(Duration::from_secs(5)).await.unwrap();
+}

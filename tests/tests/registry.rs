@@ -251,6 +251,29 @@ fn skopeo_copies_an_image_in_and_out_with_the_same_digest() {
         .arg(format!("oci:{}:latest", back.display())));
     assert_eq!(layout_manifest_digest(&back), digest);
 
+    // A Docker schema 2 copy is stored and served with its own media type.
+    let docker_dest = format!("docker://{}/e2e/busybox:docker", reg.host());
+    run(Command::new(&skopeo)
+        .args([
+            "copy",
+            "--format",
+            "v2s2",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+        ])
+        .arg(format!("skiff:{}", reg.token))
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(&docker_dest));
+    let raw_docker = run(Command::new(&skopeo)
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(&docker_dest))
+    .stdout;
+    let docker: serde_json::Value = serde_json::from_slice(&raw_docker).unwrap();
+    assert_eq!(
+        docker["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+
     // The Skiff client pulls the image; layers stay as blobs for the container backend.
     let cache = work.path().join("cache");
     let rt = runtime();
@@ -272,6 +295,14 @@ fn skopeo_copies_an_image_in_and_out_with_the_same_digest() {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&image.config_path).unwrap()).unwrap();
     assert_eq!(config["config"]["Cmd"][0], "/bin/sh");
+    let docker_image = rt
+        .block_on(client.pull_image(
+            &format!("{}/e2e/busybox:docker", reg.host()),
+            &Platform::linux_host(),
+        ))
+        .expect("the skiff client pulls the docker schema 2 image");
+    assert_eq!(docker_image.manifest_digest, Digest::sha256_of(&raw_docker));
+    assert_eq!(docker_image.layers.len(), image.layers.len());
     // The cached image is found again without a registry.
     reg.stop();
     let again = rt

@@ -34,7 +34,16 @@ pub enum ClientError {
     },
     /// The registry answered with an error or could not be reached.
     #[error("registry request failed: {0}")]
-    Registry(#[from] oci_client::errors::OciDistributionError),
+    Registry(oci_client::errors::OciDistributionError),
+    /// The registry refused the request for lack of (valid) credentials.
+    #[error(
+        "the registry refused the request (401 unauthorized) at {url}: pushes need the registry \
+         token (--token or SKIFF_REGISTRY_TOKEN; `skiff registry` keeps it in DIR/registry.token)"
+    )]
+    Unauthorized {
+        /// The refused URL.
+        url: String,
+    },
     /// Content did not match its digest.
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -73,6 +82,26 @@ pub enum ClientError {
 }
 
 type Result<T> = std::result::Result<T, ClientError>;
+
+impl From<oci_client::errors::OciDistributionError> for ClientError {
+    fn from(e: oci_client::errors::OciDistributionError) -> ClientError {
+        use oci_client::errors::OciDistributionError as E;
+        match e {
+            E::ServerError { code: 401, url, .. } | E::UnauthorizedError { url } => {
+                ClientError::Unauthorized { url }
+            }
+            E::RegistryError { envelope, url }
+                if envelope
+                    .errors
+                    .iter()
+                    .any(|e| e.code == oci_client::errors::OciErrorCode::Unauthorized) =>
+            {
+                ClientError::Unauthorized { url }
+            }
+            other => ClientError::Registry(other),
+        }
+    }
+}
 
 /// A local content-addressed blob cache: `ROOT/blobs/<algo>/<hh>/<hex>`, written through
 /// `ROOT/tmp` and renamed into place after the digest is checked.

@@ -334,6 +334,11 @@ fn skiff_push_is_readable_by_skopeo_and_pull_round_trips() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "the refusal names the status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = run(Command::new(skiff_bin())
         .arg("push")

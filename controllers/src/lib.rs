@@ -1,1 +1,4 @@
-//! Skiff scheduler and workload controllers, clients of the public API (not yet built).
+//! Skiff scheduler and workload controllers, clients of the public Kubernetes API.
+
+pub mod scheduler;
+pub mod util;

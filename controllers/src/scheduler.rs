@@ -1,0 +1,1052 @@
+//! The scheduler: keeps nodes and pods in memory from watches, filters and scores nodes for each
+//! pending pod, binds through `pods/binding` concurrently, and reports `FailedScheduling` Events.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{
+    Binding, Event, EventSource, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
+    Pod, Taint, Toleration,
+};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher::{self, Event as WEvent};
+use kube::{Client, ResourceExt};
+use tokio::sync::Notify;
+
+use crate::util;
+
+/// The scheduler name pods ask for by default.
+pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
+/// Label a node uses to advertise the runtime handlers it supports (comma separated).
+pub const RUNTIME_LABEL: &str = "skiff.dev/runtime";
+/// The zone label used for spreading.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// Errors of the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the API server failed.
+    #[error("api request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// A watch failed.
+    #[error("watch failed: {0}")]
+    Watch(#[from] watcher::Error),
+}
+
+/// Tuning of the scheduler.
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// Bindings in flight at once.
+    pub bind_concurrency: usize,
+    /// Pods taken from the queue per scheduling round.
+    pub batch: usize,
+    /// Retry interval for unschedulable pods even without cluster changes.
+    pub retry_interval: Duration,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            bind_concurrency: 64,
+            batch: 512,
+            retry_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Request {
+    cpu: i64,
+    mem: i64,
+    ports: Vec<(String, i32)>,
+}
+
+fn pod_request(pod: &Pod) -> Request {
+    let mut r = Request::default();
+    let Some(spec) = &pod.spec else { return r };
+    for c in &spec.containers {
+        if let Some(req) = c.resources.as_ref().and_then(|x| x.requests.as_ref()) {
+            r.cpu += req.get("cpu").map(|q| util::cpu_millis(&q.0)).unwrap_or(0);
+            r.mem += req.get("memory").map(|q| util::mem_bytes(&q.0)).unwrap_or(0);
+        }
+        for p in c.ports.iter().flatten() {
+            if let Some(hp) = p.host_port.filter(|p| *p > 0) {
+                r.ports.push((p.protocol.clone().unwrap_or_else(|| "TCP".into()), hp));
+            }
+        }
+    }
+    for c in spec.init_containers.iter().flatten() {
+        if let Some(req) = c.resources.as_ref().and_then(|x| x.requests.as_ref()) {
+            r.cpu = r
+                .cpu
+                .max(req.get("cpu").map(|q| util::cpu_millis(&q.0)).unwrap_or(0));
+            r.mem = r
+                .mem
+                .max(req.get("memory").map(|q| util::mem_bytes(&q.0)).unwrap_or(0));
+        }
+    }
+    if let Some(o) = &spec.overhead {
+        r.cpu += o.get("cpu").map(|q| util::cpu_millis(&q.0)).unwrap_or(0);
+        r.mem += o.get("memory").map(|q| util::mem_bytes(&q.0)).unwrap_or(0);
+    }
+    r
+}
+
+#[derive(Debug)]
+struct NodeInfo {
+    node: Arc<Node>,
+    alloc_cpu: i64,
+    alloc_mem: i64,
+    alloc_pods: i64,
+    used_cpu: i64,
+    used_mem: i64,
+    used_pods: i64,
+    ports: HashSet<(String, i32)>,
+}
+
+impl NodeInfo {
+    fn new(node: Arc<Node>) -> NodeInfo {
+        let alloc = node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.clone().or_else(|| s.capacity.clone()))
+            .unwrap_or_default();
+        NodeInfo {
+            alloc_cpu: alloc
+                .get("cpu")
+                .map(|q| util::cpu_millis(&q.0))
+                .unwrap_or(i64::MAX / 4),
+            alloc_mem: alloc
+                .get("memory")
+                .map(|q| util::mem_bytes(&q.0))
+                .unwrap_or(i64::MAX / 4),
+            alloc_pods: alloc
+                .get("pods")
+                .map(|q| util::parse_quantity(&q.0) as i64)
+                .unwrap_or(110),
+            node,
+            used_cpu: 0,
+            used_mem: 0,
+            used_pods: 0,
+            ports: HashSet::new(),
+        }
+    }
+
+    fn zone(&self) -> Option<&str> {
+        self.node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ZONE_LABEL))
+            .map(String::as_str)
+    }
+}
+
+/// What a bound (or assumed) pod uses on its node.
+#[derive(Clone, Debug)]
+struct Placed {
+    node: String,
+    req: Request,
+    owner: Option<String>,
+    namespace: String,
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct State {
+    nodes: BTreeMap<String, NodeInfo>,
+    /// Bound or assumed pods by uid.
+    placed: HashMap<String, Placed>,
+    /// Owner uid -> node -> count.
+    owners: HashMap<String, HashMap<String, i64>>,
+    /// Pending pods by uid.
+    pending: HashMap<String, Arc<Pod>>,
+    /// Uids waiting in the active queue.
+    queue: VecDeque<String>,
+    queued: HashSet<String>,
+    /// Uids currently being bound.
+    in_flight: HashSet<String>,
+    /// Uids that did not fit; retried when the cluster changes.
+    unschedulable: HashMap<String, String>,
+    runtime_classes: HashMap<String, Arc<RuntimeClass>>,
+    rotate: usize,
+}
+
+impl State {
+    fn place(&mut self, uid: &str, p: Placed) {
+        self.unplace(uid);
+        if let Some(n) = self.nodes.get_mut(&p.node) {
+            n.used_cpu += p.req.cpu;
+            n.used_mem += p.req.mem;
+            n.used_pods += 1;
+            for port in &p.req.ports {
+                n.ports.insert(port.clone());
+            }
+        }
+        if let Some(o) = &p.owner {
+            *self
+                .owners
+                .entry(o.clone())
+                .or_default()
+                .entry(p.node.clone())
+                .or_default() += 1;
+        }
+        self.placed.insert(uid.to_string(), p);
+    }
+
+    fn unplace(&mut self, uid: &str) {
+        let Some(p) = self.placed.remove(uid) else {
+            return;
+        };
+        if let Some(n) = self.nodes.get_mut(&p.node) {
+            n.used_cpu -= p.req.cpu;
+            n.used_mem -= p.req.mem;
+            n.used_pods -= 1;
+            for port in &p.req.ports {
+                n.ports.remove(port);
+            }
+        }
+        if let Some(o) = &p.owner
+            && let Some(m) = self.owners.get_mut(o)
+        {
+            if let Some(c) = m.get_mut(&p.node) {
+                *c -= 1;
+                if *c <= 0 {
+                    m.remove(&p.node);
+                }
+            }
+            if m.is_empty() {
+                self.owners.remove(o);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, uid: &str) {
+        if !self.in_flight.contains(uid) && self.queued.insert(uid.to_string()) {
+            self.queue.push_back(uid.to_string());
+        }
+    }
+
+    /// Moves every unschedulable pod back to the active queue.
+    fn retry_unschedulable(&mut self) {
+        let uids: Vec<String> = self.unschedulable.keys().cloned().collect();
+        for uid in uids {
+            self.enqueue(&uid);
+        }
+    }
+
+    fn recompute_node(&mut self, name: &str) {
+        let uids: Vec<(String, Placed)> = self
+            .placed
+            .iter()
+            .filter(|(_, p)| p.node == name)
+            .map(|(u, p)| (u.clone(), p.clone()))
+            .collect();
+        if let Some(n) = self.nodes.get_mut(name) {
+            for (_, p) in uids {
+                n.used_cpu += p.req.cpu;
+                n.used_mem += p.req.mem;
+                n.used_pods += 1;
+                for port in &p.req.ports {
+                    n.ports.insert(port.clone());
+                }
+            }
+        }
+    }
+
+    fn apply_pod(&mut self, pod: Arc<Pod>) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        match node {
+            Some(node) if !node.is_empty() => {
+                self.pending.remove(&uid);
+                self.unschedulable.remove(&uid);
+                if util::pod_terminal(&pod) {
+                    self.forget(&uid);
+                } else {
+                    self.place(&uid, placed_of(&pod, node));
+                }
+            }
+            _ => {
+                if pod.metadata.deletion_timestamp.is_some() || util::pod_terminal(&pod) {
+                    self.forget(&uid);
+                    return;
+                }
+                let scheduler = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.scheduler_name.as_deref())
+                    .unwrap_or(DEFAULT_SCHEDULER);
+                if scheduler != DEFAULT_SCHEDULER {
+                    return;
+                }
+                if self.in_flight.contains(&uid) {
+                    self.pending.insert(uid, pod);
+                    return;
+                }
+                let changed = self
+                    .pending
+                    .get(&uid)
+                    .is_none_or(|old| old.spec != pod.spec);
+                self.pending.insert(uid.clone(), pod);
+                if changed || !self.unschedulable.contains_key(&uid) {
+                    self.enqueue(&uid);
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, uid: &str) {
+        let was_placed = self.placed.contains_key(uid);
+        self.unplace(uid);
+        self.pending.remove(uid);
+        self.unschedulable.remove(uid);
+        if was_placed {
+            self.retry_unschedulable();
+        }
+    }
+}
+
+fn placed_of(pod: &Pod, node: String) -> Placed {
+    Placed {
+        node,
+        req: pod_request(pod),
+        owner: util::controller_of(&pod.metadata).map(|o| o.uid.clone()),
+        namespace: pod.namespace().unwrap_or_default(),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+    }
+}
+
+/// Why one node was rejected, worded as kube-scheduler does.
+fn node_fit(
+    st: &State,
+    info: &NodeInfo,
+    pod: &Pod,
+    req: &Request,
+    rc: Option<&RuntimeClass>,
+) -> Result<(), String> {
+    let node = &info.node;
+    let spec = pod.spec.as_ref();
+    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+        let tolerates = spec
+            .and_then(|s| s.tolerations.as_ref())
+            .is_some_and(|ts| {
+                ts.iter().any(|t| {
+                    tolerates(
+                        t,
+                        &Taint {
+                            key: "node.kubernetes.io/unschedulable".into(),
+                            effect: "NoSchedule".into(),
+                            ..Default::default()
+                        },
+                    )
+                })
+            });
+        if !tolerates {
+            return Err("node(s) were unschedulable".into());
+        }
+    }
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    if !node_selector_matches(pod, &labels) {
+        return Err("node(s) didn't match Pod's node affinity/selector".into());
+    }
+    // Runtime class.
+    let handler = rc.map(|rc| rc.handler.as_str());
+    if let Some(handler) = handler {
+        let supported = labels
+            .get(RUNTIME_LABEL)
+            .map(|v| v.as_str())
+            .unwrap_or("wasm");
+        if !supported.split(',').any(|h| h.trim() == handler) {
+            return Err("node(s) didn't support the pod's runtime class".into());
+        }
+        if let Some(sel) = rc
+            .and_then(|rc| rc.scheduling.as_ref())
+            .and_then(|s| s.node_selector.as_ref())
+            && sel.iter().any(|(k, v)| labels.get(k) != Some(v))
+        {
+            return Err("node(s) didn't match Pod's node affinity/selector".into());
+        }
+    }
+    // Taints.
+    let mut tolerations: Vec<Toleration> = spec
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
+    if let Some(ts) = rc
+        .and_then(|rc| rc.scheduling.as_ref())
+        .and_then(|s| s.tolerations.clone())
+    {
+        tolerations.extend(ts);
+    }
+    for taint in node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten() {
+        if taint.effect == "PreferNoSchedule" {
+            continue;
+        }
+        if !tolerations.iter().any(|t| tolerates(t, taint)) {
+            return Err(format!(
+                "node(s) had untolerated taint {{{}: {}}}",
+                taint.key,
+                taint.value.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    // Ports.
+    if req.ports.iter().any(|p| info.ports.contains(p)) {
+        return Err("node(s) didn't have free ports for the requested pod ports".into());
+    }
+    // Resources (reported together like kube-scheduler: first failing one wins here).
+    if info.used_pods + 1 > info.alloc_pods {
+        return Err("Too many pods".into());
+    }
+    if req.cpu > 0 && info.used_cpu + req.cpu > info.alloc_cpu {
+        return Err("Insufficient cpu".into());
+    }
+    if req.mem > 0 && info.used_mem + req.mem > info.alloc_mem {
+        return Err("Insufficient memory".into());
+    }
+    // Hard topology spread.
+    if let Some(reason) = spread_violation(st, info, pod) {
+        return Err(reason);
+    }
+    Ok(())
+}
+
+fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+    if let Some(e) = t.effect.as_deref()
+        && !e.is_empty()
+        && e != taint.effect
+    {
+        return false;
+    }
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
+        _ => {
+            t.key.as_deref() == Some(taint.key.as_str())
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+    }
+}
+
+fn requirement_matches(r: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+    let values = r.values.clone().unwrap_or_default();
+    let have = labels.get(&r.key);
+    match r.operator.as_str() {
+        "In" => have.is_some_and(|v| values.contains(v)),
+        "NotIn" => !have.is_some_and(|v| values.contains(v)),
+        "Exists" => have.is_some(),
+        "DoesNotExist" => have.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(h), Some(v)) = (
+                have.and_then(|h| h.parse::<i64>().ok()),
+                values.first().and_then(|v| v.parse::<i64>().ok()),
+            ) else {
+                return false;
+            };
+            if r.operator == "Gt" { h > v } else { h < v }
+        }
+        _ => false,
+    }
+}
+
+fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
+    let exprs_ok = term
+        .match_expressions
+        .iter()
+        .flatten()
+        .all(|r| requirement_matches(r, labels));
+    let fields: BTreeMap<String, String> =
+        [("metadata.name".to_string(), name.to_string())].into();
+    let fields_ok = term
+        .match_fields
+        .iter()
+        .flatten()
+        .all(|r| requirement_matches(r, &fields));
+    let empty = term.match_expressions.as_ref().is_none_or(Vec::is_empty)
+        && term.match_fields.as_ref().is_none_or(Vec::is_empty);
+    !empty && exprs_ok && fields_ok
+}
+
+fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
+    let Some(spec) = &pod.spec else { return true };
+    if let Some(sel) = &spec.node_selector
+        && sel.iter().any(|(k, v)| labels.get(k) != Some(v))
+    {
+        return false;
+    }
+    let name = labels
+        .get("kubernetes.io/hostname")
+        .cloned()
+        .unwrap_or_default();
+    if let Some(req) = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref())
+        && !req
+            .node_selector_terms
+            .iter()
+            .any(|t| term_matches(t, labels, &name))
+    {
+        return false;
+    }
+    true
+}
+
+/// Counts pods matching a spread constraint's selector per topology value.
+fn spread_counts(
+    st: &State,
+    pod: &Pod,
+    key: &str,
+    sel: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> HashMap<String, i64> {
+    let ns = pod.namespace().unwrap_or_default();
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for info in st.nodes.values() {
+        if let Some(v) = info.node.metadata.labels.as_ref().and_then(|l| l.get(key)) {
+            counts.entry(v.clone()).or_default();
+        }
+    }
+    for p in st.placed.values() {
+        if p.namespace != ns || !util::selector_matches(sel, &p.labels) {
+            continue;
+        }
+        if let Some(v) = st
+            .nodes
+            .get(&p.node)
+            .and_then(|n| n.node.metadata.labels.as_ref())
+            .and_then(|l| l.get(key))
+        {
+            *counts.entry(v.clone()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn spread_violation(st: &State, info: &NodeInfo, pod: &Pod) -> Option<String> {
+    let constraints = pod.spec.as_ref()?.topology_spread_constraints.as_ref()?;
+    for c in constraints {
+        if c.when_unsatisfiable != "DoNotSchedule" {
+            continue;
+        }
+        let Some(value) = info
+            .node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(&c.topology_key))
+        else {
+            return Some("node(s) didn't match pod topology spread constraints (missing required label)".into());
+        };
+        let counts = spread_counts(st, pod, &c.topology_key, c.label_selector.as_ref());
+        let min = counts.values().copied().min().unwrap_or(0);
+        let here = counts.get(value).copied().unwrap_or(0);
+        if here + 1 - min > i64::from(c.max_skew) {
+            return Some("node(s) didn't match pod topology spread constraints".into());
+        }
+    }
+    None
+}
+
+fn score(st: &State, info: &NodeInfo, pod: &Pod, req: &Request, owner: Option<&str>) -> i64 {
+    // Balanced allocation and least allocated, each 0..100.
+    let frac = |used: i64, alloc: i64| {
+        if alloc <= 0 || alloc >= i64::MAX / 8 {
+            0.0
+        } else {
+            (used as f64 / alloc as f64).min(1.0)
+        }
+    };
+    let cpu = frac(info.used_cpu + req.cpu, info.alloc_cpu);
+    let mem = frac(info.used_mem + req.mem, info.alloc_mem);
+    let pods = frac(info.used_pods + 1, info.alloc_pods);
+    let balanced = (100.0 * (1.0 - (cpu - mem).abs())) as i64;
+    let least = (100.0 * (1.0 - (cpu + mem + pods) / 3.0)) as i64;
+    let mut total = balanced + least;
+    // Spread replicas of one owner across nodes and zones (weight 2 each, like SelectorSpread).
+    if let Some(owner) = owner
+        && let Some(counts) = st.owners.get(owner)
+    {
+        let name = info.node.metadata.name.as_deref().unwrap_or("");
+        let here = counts.get(name).copied().unwrap_or(0);
+        let max = counts.values().copied().max().unwrap_or(0).max(1);
+        total += 200 * (max - here) / max;
+        if let Some(zone) = info.zone() {
+            let mut zones: HashMap<&str, i64> = HashMap::new();
+            for (n, c) in counts {
+                if let Some(z) = st.nodes.get(n).and_then(|i| i.zone()) {
+                    *zones.entry(z).or_default() += c;
+                }
+            }
+            let zmax = zones.values().copied().max().unwrap_or(0).max(1);
+            let zhere = zones.get(zone).copied().unwrap_or(0);
+            total += 200 * (zmax - zhere) / zmax;
+        }
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return total;
+    };
+    // Preferred node affinity.
+    if let Some(prefs) = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref())
+    {
+        let labels = info.node.metadata.labels.clone().unwrap_or_default();
+        let name = info.node.metadata.name.clone().unwrap_or_default();
+        let max: i64 = prefs.iter().map(|p| i64::from(p.weight)).sum::<i64>().max(1);
+        let got: i64 = prefs
+            .iter()
+            .filter(|p| term_matches(&p.preference, &labels, &name))
+            .map(|p| i64::from(p.weight))
+            .sum();
+        total += 200 * got / max;
+    }
+    // Soft topology spread.
+    for c in spec.topology_spread_constraints.iter().flatten() {
+        if c.when_unsatisfiable != "ScheduleAnyway" {
+            continue;
+        }
+        let Some(value) = info
+            .node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(&c.topology_key))
+        else {
+            continue;
+        };
+        let counts = spread_counts(st, pod, &c.topology_key, c.label_selector.as_ref());
+        let max = counts.values().copied().max().unwrap_or(0).max(1);
+        let here = counts.get(value).copied().unwrap_or(0);
+        total += 200 * (max - here) / max;
+    }
+    // PreferNoSchedule taints cost a little.
+    let soft = info
+        .node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|t| t.effect == "PreferNoSchedule")
+        .filter(|t| !spec.tolerations.iter().flatten().any(|tol| tolerates(tol, t)))
+        .count() as i64;
+    total - 50 * soft
+}
+
+enum Decision {
+    Bind(String),
+    Unschedulable(String),
+}
+
+fn decide(st: &mut State, pod: &Pod) -> Decision {
+    let req = pod_request(pod);
+    let owner = util::controller_of(&pod.metadata).map(|o| o.uid.clone());
+    let rc = match pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_ref()) {
+        Some(name) => match st.runtime_classes.get(name) {
+            Some(rc) => Some(rc.clone()),
+            None => {
+                return Decision::Unschedulable(format!(
+                    "0/{} nodes are available: runtimeclass.node.k8s.io \"{name}\" not found. preemption: not supported.",
+                    st.nodes.len()
+                ));
+            }
+        },
+        None => None,
+    };
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut best: Option<(i64, &str)> = None;
+    let n = st.nodes.len();
+    let start = if n > 0 { st.rotate % n } else { 0 };
+    for (name, info) in st.nodes.iter().skip(start).chain(st.nodes.iter().take(start)) {
+        match node_fit(st, info, pod, &req, rc.as_deref()) {
+            Ok(()) => {
+                let s = score(st, info, pod, &req, owner.as_deref());
+                if best.is_none_or(|(b, _)| s > b) {
+                    best = Some((s, name.as_str()));
+                }
+            }
+            Err(reason) => *reasons.entry(reason).or_default() += 1,
+        }
+    }
+    st.rotate = st.rotate.wrapping_add(1);
+    match best {
+        Some((_, name)) => Decision::Bind(name.to_string()),
+        None => {
+            let mut parts: Vec<String> = reasons
+                .iter()
+                .map(|(r, c)| format!("{c} {r}"))
+                .collect();
+            parts.sort();
+            let detail = if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", parts.join(", "))
+            };
+            Decision::Unschedulable(format!(
+                "0/{n} nodes are available:{detail}. preemption: not supported."
+            ))
+        }
+    }
+}
+
+/// The scheduler, running until its task is dropped or aborted.
+pub struct Scheduler {
+    client: Client,
+    opts: SchedulerOptions,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    /// A scheduler over `client`.
+    pub fn new(client: Client, opts: SchedulerOptions) -> Scheduler {
+        Scheduler {
+            client,
+            opts,
+            state: Arc::new(Mutex::new(State::default())),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Runs the watches and the scheduling loop until an unrecoverable error.
+    pub async fn run(self) -> Result<(), Error> {
+        let nodes = tokio::spawn(watch_nodes(
+            self.client.clone(),
+            self.state.clone(),
+            self.wake.clone(),
+        ));
+        let pods = tokio::spawn(watch_pods(
+            self.client.clone(),
+            self.state.clone(),
+            self.wake.clone(),
+        ));
+        let rcs = tokio::spawn(watch_runtime_classes(
+            self.client.clone(),
+            self.state.clone(),
+            self.wake.clone(),
+        ));
+        let retry = {
+            let state = self.state.clone();
+            let wake = self.wake.clone();
+            let every = self.opts.retry_interval;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    lock(&state).retry_unschedulable();
+                    wake.notify_one();
+                }
+            })
+        };
+        let result = self.schedule_loop().await;
+        for h in [nodes, pods, rcs, retry] {
+            h.abort();
+        }
+        result
+    }
+
+    async fn schedule_loop(&self) -> Result<(), Error> {
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let sem = Arc::new(tokio::sync::Semaphore::new(self.opts.bind_concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            // Reap finished binds.
+            while tasks.try_join_next().is_some() {}
+            let work: Vec<(Arc<Pod>, Decision)> = {
+                let mut st = lock(&self.state);
+                let mut out = Vec::new();
+                while out.len() < self.opts.batch {
+                    let Some(uid) = st.queue.pop_front() else {
+                        break;
+                    };
+                    st.queued.remove(&uid);
+                    let Some(pod) = st.pending.get(&uid).cloned() else {
+                        continue;
+                    };
+                    let d = decide(&mut st, &pod);
+                    match &d {
+                        Decision::Bind(node) => {
+                            st.in_flight.insert(uid.clone());
+                            st.unschedulable.remove(&uid);
+                            st.place(&uid, placed_of(&pod, node.clone()));
+                        }
+                        Decision::Unschedulable(msg) => {
+                            let old = st.unschedulable.insert(uid.clone(), msg.clone());
+                            if old.as_deref() == Some(msg.as_str()) {
+                                continue;
+                            }
+                        }
+                    }
+                    out.push((pod, d));
+                }
+                out
+            };
+            if work.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = done_rx.recv() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            for (pod, d) in work {
+                let permit = sem.clone().acquire_owned().await;
+                let client = self.client.clone();
+                let state = self.state.clone();
+                let wake = self.wake.clone();
+                let done = done_tx.clone();
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    match d {
+                        Decision::Bind(node) => bind(client, state, wake, pod, node).await,
+                        Decision::Unschedulable(msg) => report_unschedulable(client, pod, msg).await,
+                    }
+                    let _ = done.send(());
+                });
+            }
+        }
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn bind(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>, pod: Arc<Pod>, node: String) {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client, &ns);
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            uid: pod.metadata.uid.clone(),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.clone()),
+            ..Default::default()
+        },
+    };
+    let res: Result<serde_json::Value, kube::Error> = api
+        .create_subresource("binding", &name, &PostParams::default(), &binding)
+        .await;
+    let mut st = lock(&state);
+    st.in_flight.remove(&uid);
+    match res {
+        Ok(_) => {
+            tracing::debug!(pod = %format!("{ns}/{name}"), node = %node, "bound");
+            st.pending.remove(&uid);
+        }
+        Err(e) => {
+            st.unplace(&uid);
+            match &e {
+                kube::Error::Api(s) if s.code == 404 => {
+                    st.pending.remove(&uid);
+                }
+                kube::Error::Api(s) if s.code == 409 => {
+                    // Already bound elsewhere (the watch will tell us) or changed; retry.
+                    st.enqueue(&uid);
+                }
+                _ => {
+                    tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "binding failed");
+                    st.enqueue(&uid);
+                }
+            }
+            drop(st);
+            wake.notify_one();
+        }
+    }
+}
+
+async fn report_unschedulable(client: Client, pod: Arc<Pod>, message: String) {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    tracing::info!(pod = %format!("{ns}/{name}"), %message, "unschedulable");
+    let now = util::now();
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(format!(
+                "{name}.{:x}",
+                jiff::Timestamp::now().as_nanosecond() as u64
+            )),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            uid: pod.metadata.uid.clone(),
+            resource_version: pod.metadata.resource_version.clone(),
+            ..Default::default()
+        },
+        reason: Some("FailedScheduling".into()),
+        message: Some(message.clone()),
+        type_: Some("Warning".into()),
+        source: Some(EventSource {
+            component: Some(DEFAULT_SCHEDULER.into()),
+            host: None,
+        }),
+        reporting_component: Some(DEFAULT_SCHEDULER.into()),
+        reporting_instance: Some(DEFAULT_SCHEDULER.into()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now.clone()),
+        count: Some(1),
+        ..Default::default()
+    };
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    if let Err(e) = events.create(&PostParams::default(), &event).await {
+        tracing::warn!(error = %e, "creating FailedScheduling event");
+    }
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let patch = serde_json::json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastTransitionTime": now,
+    }]}});
+    if let Err(e) = pods
+        .patch_status(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(patch),
+        )
+        .await
+    {
+        tracing::debug!(error = %e, "setting PodScheduled condition");
+    }
+}
+
+async fn watch_nodes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
+    let api: Api<Node> = Api::all(client);
+    let mut buffer: Vec<Node> = Vec::new();
+    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+    loop {
+        let ev = match stream.try_next().await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "node watch");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut st = lock(&state);
+        match ev {
+            WEvent::Init => buffer.clear(),
+            WEvent::InitApply(n) => buffer.push(n),
+            WEvent::InitDone => {
+                let names: HashSet<String> = buffer.iter().map(|n| n.name_any()).collect();
+                st.nodes.retain(|k, _| names.contains(k));
+                for n in buffer.drain(..) {
+                    let name = n.name_any();
+                    st.nodes.insert(name.clone(), NodeInfo::new(Arc::new(n)));
+                    st.recompute_node(&name);
+                }
+                st.retry_unschedulable();
+            }
+            WEvent::Apply(n) => {
+                let name = n.name_any();
+                st.nodes.insert(name.clone(), NodeInfo::new(Arc::new(n)));
+                st.recompute_node(&name);
+                st.retry_unschedulable();
+            }
+            WEvent::Delete(n) => {
+                st.nodes.remove(&n.name_any());
+            }
+        }
+        drop(st);
+        wake.notify_one();
+    }
+}
+
+async fn watch_pods(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
+    let api: Api<Pod> = Api::all(client);
+    let mut buffer: Vec<Pod> = Vec::new();
+    let mut stream = watcher::watcher(api, watcher::Config::default().page_size(5000)).boxed();
+    loop {
+        let ev = match stream.try_next().await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "pod watch");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut st = lock(&state);
+        match ev {
+            WEvent::Init => buffer.clear(),
+            WEvent::InitApply(p) => buffer.push(p),
+            WEvent::InitDone => {
+                let uids: HashSet<String> =
+                    buffer.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+                let stale: Vec<String> = st
+                    .placed
+                    .keys()
+                    .chain(st.pending.keys())
+                    .filter(|u| !uids.contains(*u) && !st.in_flight.contains(*u))
+                    .cloned()
+                    .collect();
+                for u in stale {
+                    st.forget(&u);
+                }
+                for p in buffer.drain(..) {
+                    st.apply_pod(Arc::new(p));
+                }
+            }
+            WEvent::Apply(p) => st.apply_pod(Arc::new(p)),
+            WEvent::Delete(p) => {
+                if let Some(uid) = p.metadata.uid.as_deref() {
+                    st.forget(uid);
+                }
+            }
+        }
+        drop(st);
+        wake.notify_one();
+    }
+}
+
+async fn watch_runtime_classes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
+    let api: Api<RuntimeClass> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+    loop {
+        let ev = match stream.try_next().await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "runtimeclass watch");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        let mut st = lock(&state);
+        match ev {
+            WEvent::Init => st.runtime_classes.clear(),
+            WEvent::InitApply(rc) | WEvent::Apply(rc) => {
+                st.runtime_classes.insert(rc.name_any(), Arc::new(rc));
+                st.retry_unschedulable();
+            }
+            WEvent::Delete(rc) => {
+                st.runtime_classes.remove(&rc.name_any());
+            }
+            WEvent::InitDone => st.retry_unschedulable(),
+        }
+        drop(st);
+        wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests;

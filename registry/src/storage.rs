@@ -887,6 +887,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn idle_sessions_expire_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let up = s.start_upload("a").await.unwrap();
+        s.append_upload("a", &up.id, None, body(&[b"partial"]))
+            .await
+            .unwrap();
+        assert_eq!(s.expire_uploads(Duration::from_secs(3600)).await, 0);
+        assert_eq!(s.uploads_in_progress(), 1);
+        assert_eq!(s.expire_uploads(Duration::ZERO).await, 1);
+        assert_eq!(s.uploads_in_progress(), 0);
+        assert!(matches!(
+            s.upload_status("a", &up.id).await,
+            Err(StorageError::UploadUnknown(_))
+        ));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("uploads"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[tokio::test]
     async fn second_process_cannot_open() {
         let dir = tempfile::tempdir().unwrap();
         let _s = Storage::open(dir.path()).unwrap();

@@ -165,7 +165,8 @@ fn decode_continue(token: &str, prefix: &str) -> Result<ContinueToken, ApiError>
 
 /// Objects of a collection that pass the selectors, read at one revision.
 pub(crate) struct Listed {
-    pub(crate) items: Vec<Value>,
+    /// The stored objects that matched, in key order.
+    pub(crate) items: Vec<KeyValue>,
     pub(crate) revision: u64,
     pub(crate) continue_token: Option<String>,
     pub(crate) remaining: Option<u64>,
@@ -186,6 +187,17 @@ impl Selectors {
 
     pub(crate) fn matches(&self, kind: &Kind, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(kind, obj)
+    }
+
+    /// Whether a stored object matches, decoding only what the selectors look at.
+    pub(crate) fn matches_stored(&self, kind: &Kind, kv: &KeyValue) -> Result<bool, ApiError> {
+        if self.fields.is_empty() && !objects::converts(kind) {
+            if self.labels.is_empty() {
+                return Ok(true);
+            }
+            return Ok(self.labels.matches(&objects::stored_labels(&kv.value)?));
+        }
+        Ok(self.matches(kind, &objects::from_kv(kind, kv)?))
     }
 }
 
@@ -221,13 +233,13 @@ pub(crate) async fn list_objects(
         if revision.is_none()
             && let Some(kv) = state.store.get(&key).await?
         {
-            let obj = objects::from_kv(req.kind, &kv)?;
-            if selectors.matches(req.kind, &obj) {
-                items.push(obj);
+            let revision = current.max(kv.mod_revision);
+            if selectors.matches_stored(req.kind, &kv)? {
+                items.push(kv);
             }
             return Ok(Listed {
                 items,
-                revision: current.max(kv.mod_revision),
+                revision,
                 continue_token: None,
                 remaining: None,
             });
@@ -259,18 +271,19 @@ pub(crate) async fn list_objects(
         revision = Some(result.revision);
         more = result.more;
         let mut cut = false;
-        for kv in &result.items {
+        let last_in_page = result.items.last().map(|k| k.key.clone());
+        for kv in result.items {
             start_after = Some(kv.key.clone());
-            let obj = objects::from_kv(req.kind, kv)?;
-            if !selectors.matches(req.kind, &obj) {
+            if !selectors.matches_stored(req.kind, &kv)? {
                 continue;
             }
-            items.push(obj);
             last_key = Some(kv.key.clone());
+            // More may follow this key in this page or later pages.
+            let not_last = last_in_page.as_ref() != Some(&kv.key);
+            items.push(kv);
             if limit.is_some_and(|l| items.len() >= l) {
                 cut = true;
-                // More may follow this key in this page or later pages.
-                more = more || result.items.last().map(|k| &k.key) != Some(&kv.key);
+                more = more || not_last;
                 break;
             }
         }
@@ -304,31 +317,53 @@ async fn list(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiEr
     if let Some(rem) = listed.remaining {
         metadata["remainingItemCount"] = json!(rem);
     }
-    match negotiate(&req.headers) {
-        Wanted::Table => {
-            let include = req.query.get("includeObject").unwrap_or("Metadata");
-            let mut table =
-                skiff_kinds::table::table(req.kind, &listed.items, include, jiff::Timestamp::now());
-            table["metadata"] = metadata;
-            Ok(table_response(StatusCode::OK, &table))
+    if negotiate(&req.headers) == Wanted::Table {
+        let items = listed
+            .items
+            .iter()
+            .map(|kv| objects::from_kv(req.kind, kv))
+            .collect::<Result<Vec<_>, _>>()?;
+        let include = req.query.get("includeObject").unwrap_or("Metadata");
+        let mut table =
+            skiff_kinds::table::table(req.kind, &items, include, jiff::Timestamp::now());
+        table["metadata"] = metadata;
+        return Ok(table_response(StatusCode::OK, &table));
+    }
+    // The list is written directly from the stored bytes: only each object's top level and
+    // metadata are decoded, to set its resourceVersion.
+    let total: usize = listed.items.iter().map(|kv| kv.value.len() + 32).sum();
+    let mut out = Vec::with_capacity(total + 256);
+    out.extend_from_slice(b"{\"kind\":");
+    serde_json::to_writer(&mut out, &req.kind.list_kind())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    out.extend_from_slice(b",\"apiVersion\":");
+    serde_json::to_writer(&mut out, &req.kind.api_version())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    out.extend_from_slice(b",\"metadata\":");
+    serde_json::to_writer(&mut out, &metadata).map_err(|e| ApiError::internal(e.to_string()))?;
+    out.extend_from_slice(b",\"items\":[");
+    for (i, kv) in listed.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        _ => {
-            let mut items = listed.items;
-            for item in &mut items {
-                if let Some(m) = item.as_object_mut() {
-                    m.remove("apiVersion");
-                    m.remove("kind");
-                }
+        if objects::converts(req.kind) {
+            let mut obj = objects::from_kv(req.kind, kv)?;
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("apiVersion");
+                m.remove("kind");
             }
-            let body = json!({
-                "kind": req.kind.list_kind(),
-                "apiVersion": req.kind.api_version(),
-                "metadata": metadata,
-                "items": items,
-            });
-            Ok(json_response(StatusCode::OK, &body))
+            serde_json::to_writer(&mut out, &obj).map_err(|e| ApiError::internal(e.to_string()))?;
+        } else {
+            objects::write_list_item(kv, &mut out)?;
         }
     }
+    out.extend_from_slice(b"]}");
+    let mut response = Response::new(axum::body::Body::from(out));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 fn field_validation(req: &ResourceRequest) -> Result<FieldValidation, ApiError> {
@@ -1147,9 +1182,10 @@ async fn delete_collection(state: &AppState, req: &ResourceRequest) -> Result<Re
     let opts = delete_options(req)?;
     let listed = list_objects(state, req).await?;
     let mut deleted = Vec::new();
-    for item in &listed.items {
-        let name = meta_str(item, "name").unwrap_or_default().to_string();
-        let ns = meta_str(item, "namespace").map(str::to_string);
+    for kv in &listed.items {
+        let item = objects::from_kv(req.kind, kv)?;
+        let name = meta_str(&item, "name").unwrap_or_default().to_string();
+        let ns = meta_str(&item, "namespace").map(str::to_string);
         let scoped = ResourceRequest {
             method: req.method.clone(),
             kind: req.kind,

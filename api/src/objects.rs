@@ -56,7 +56,7 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 }
 
 /// Whether `kind` is served in a version other than the one it is stored in.
-fn converts(kind: &Kind) -> bool {
+pub fn converts(kind: &Kind) -> bool {
     !std::ptr::eq(kind.storage_kind(), kind)
 }
 
@@ -85,6 +85,71 @@ pub fn from_kv(kind: &Kind, kv: &KeyValue) -> Result<Value, ApiError> {
     set_type_meta(kind, &mut obj);
     meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     Ok(obj)
+}
+
+/// The labels of a stored object, read without decoding the rest of it.
+pub fn stored_labels(value: &[u8]) -> Result<Value, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        labels: Option<Map<String, Value>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Obj {
+        metadata: Option<Meta>,
+    }
+    let obj: Obj = serde_json::from_slice(value)
+        .map_err(|_| ApiError::internal("a stored object could not be decoded"))?;
+    let labels = obj.metadata.and_then(|m| m.labels).unwrap_or_default();
+    Ok(json!({"metadata": {"labels": labels}}))
+}
+
+/// Writes a stored object as a list item — `resourceVersion` set, `apiVersion` and `kind` left
+/// out, as Kubernetes lists them — decoding only its top level and `metadata`. For kinds stored
+/// in their served version.
+pub fn write_list_item(kv: &KeyValue, out: &mut Vec<u8>) -> Result<(), ApiError> {
+    use serde_json::value::RawValue;
+    let bad = |_| ApiError::internal("a stored object could not be decoded");
+    let top: indexmap::IndexMap<String, &RawValue> =
+        serde_json::from_slice(&kv.value).map_err(bad)?;
+    out.push(b'{');
+    let mut first = true;
+    let mut comma = |out: &mut Vec<u8>| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+    };
+    let mut wrote_meta = false;
+    for (key, raw) in &top {
+        if key == "apiVersion" || key == "kind" {
+            continue;
+        }
+        comma(out);
+        serde_json::to_writer(&mut *out, key).map_err(bad)?;
+        out.push(b':');
+        if key == "metadata" {
+            let mut meta: indexmap::IndexMap<String, &RawValue> =
+                serde_json::from_str(raw.get()).map_err(bad)?;
+            let rv = RawValue::from_string(format!("\"{}\"", kv.mod_revision)).map_err(bad)?;
+            meta.insert("resourceVersion".into(), &rv);
+            serde_json::to_writer(&mut *out, &meta).map_err(bad)?;
+            wrote_meta = true;
+        } else {
+            out.extend_from_slice(raw.get().as_bytes());
+        }
+    }
+    if !wrote_meta {
+        comma(out);
+        out.extend_from_slice(
+            format!(
+                "\"metadata\":{{\"resourceVersion\":\"{}\"}}",
+                kv.mod_revision
+            )
+            .as_bytes(),
+        );
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// Sets `apiVersion` and `kind` to the served version of `kind`.

@@ -1,6 +1,7 @@
 //! The `skiff` binary: one command for the API server, the registry, nodes and client verbs.
 
 mod bench;
+mod node;
 mod registry;
 mod server;
 mod signals;
@@ -26,6 +27,10 @@ enum Command {
     ///
     /// Example: skiff server --data-dir /var/lib/skiff --listen 127.0.0.1:6443
     Server(server::ServerArgs),
+    /// Run a node: register it and run the wasm pods bound to it.
+    ///
+    /// Example: skiff node --kubeconfig DIR/admin.kubeconfig --name node-1 --data-dir /var/lib/skiff-node
+    Node(node::NodeArgs),
     /// Run the OCI registry.
     ///
     /// Example: skiff registry --data-dir /var/lib/skiff-registry --listen 127.0.0.1:5000
@@ -61,6 +66,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await,
             Command::Server(args) => server::run(args).await,
+            Command::Node(args) => node::run(args).await,
             Command::Registry(args) => registry::run_registry(args).await,
             Command::Push(args) => registry::run_push(args).await,
             Command::Pull(args) => registry::run_pull(args).await,

@@ -1,4 +1,4 @@
-//! `skiff up`: a one-process cluster — API server and registry (and, as it is built, a node) —
+//! `skiff up`: a one-process cluster — API server, registry and a node —
 //! on one data directory, seeded with the sample components so there is something to run.
 
 use std::net::SocketAddr;
@@ -25,6 +25,9 @@ pub(crate) struct UpArgs {
     /// Name of the node this process runs.
     #[arg(long, default_value = "local")]
     node_name: String,
+    /// Address of the node endpoint (logs, pod proxy, pod ports).
+    #[arg(long, default_value = skiff_host::DEFAULT_LISTEN)]
+    node_listen: SocketAddr,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -60,6 +63,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let registry_addr = registry.local_addr();
     seed_samples(&dir, registry_addr, registry.token()).await?;
 
+    let mut node_config =
+        skiff_host::NodeConfig::new(&server.kubeconfig_path, &args.node_name, dir.join("node"));
+    node_config.listen = args.node_listen;
+    node_config.registry = Some(registry_addr.to_string());
+    let node = skiff_host::start(node_config)
+        .await
+        .with_context(|| format!("starting node {}", args.node_name))?;
+
     println!("Skiff is up.");
     println!("  API server:  {}", server.url);
     println!("  kubeconfig:  {}", server.kubeconfig_path.display());
@@ -68,18 +79,21 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         token_path.display()
     );
     println!("  samples:     {registry_addr}/samples/hello-http:1.0 and :2.0");
+    println!(
+        "  node:        {} (endpoint http://{}, bearer token of the kubeconfig)",
+        args.node_name,
+        node.local_addr()
+    );
     println!();
     println!("Next:");
     println!("  export KUBECONFIG={}", server.kubeconfig_path.display());
     println!("  kubectl get namespaces");
     println!("  kubectl apply -f samples/hello-http/pod.yaml");
-    println!(
-        "  note: this build has no node agent yet, so pods (nodeName {:?}) stay Pending",
-        args.node_name
-    );
+    println!("  kubectl get pods -o wide");
     println!("Press Ctrl-C to stop; running `skiff up` again resumes where it left off.");
 
     crate::signals::wait_for_shutdown().await;
+    node.shutdown().await;
     server.shutdown().await;
     registry
         .shutdown(Duration::from_secs(10))

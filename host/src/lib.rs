@@ -1,1 +1,398 @@
-//! Skiff node agent: registers a Node, runs its pods through the runtime (not yet built).
+//! Skiff node agent: registers the Node and renews its Lease, watches the pods bound to it,
+//! pulls their images, runs them through the pod runtime and reports their status the way
+//! kubelet does, and serves the node endpoint (logs, pod proxy) on its own listener.
+//!
+//! Talks to the cluster only through the Kubernetes API (kube-rs) and to wasm only through
+//! [`skiff_runtime::PodRuntime`].
+
+mod convert;
+mod ctx;
+mod error;
+mod events;
+mod images;
+mod listener;
+mod node;
+mod probe;
+mod quantity;
+mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use skiff_runtime::{PodRuntime, Runtime, RuntimeConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use error::{Error, Result};
+
+use crate::ctx::{IpPool, NodeCtx};
+use crate::node::NodeFacts;
+
+/// The default node endpoint (kubelet's port).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10250";
+/// The default pod CIDR.
+pub const DEFAULT_POD_CIDR: &str = "10.88.0.0/24";
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Kubeconfig for the API server. Its bearer token is also what the node endpoint accepts.
+    pub kubeconfig: PathBuf,
+    /// The Node's name.
+    pub name: String,
+    /// Node-private state (compile cache, pod volumes, image cache). Created if missing.
+    pub data_dir: PathBuf,
+    /// `topology.kubernetes.io/zone` label.
+    pub zone: Option<String>,
+    /// The node endpoint's address (logs, proxy, pod ports).
+    pub listen: SocketAddr,
+    /// IPv4 range the pods' virtual IPs come from.
+    pub pod_cidr: String,
+    /// Registry for image names without a registry host (`HOST:PORT`).
+    pub registry: Option<String>,
+    /// Token for the registry (pulls are usually anonymous).
+    pub registry_token: Option<String>,
+    /// Accept `file:///abs/path.wasm` images.
+    pub allow_file_images: bool,
+    /// The most pods this node accepts (default: the runtime's default).
+    pub max_pods: Option<u32>,
+}
+
+impl NodeConfig {
+    /// Defaults for a node named `name` using `kubeconfig` and keeping state in `data_dir`.
+    pub fn new(
+        kubeconfig: impl Into<PathBuf>,
+        name: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        NodeConfig {
+            kubeconfig: kubeconfig.into(),
+            name: name.into(),
+            data_dir: data_dir.into(),
+            zone: None,
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10250)),
+            pod_cidr: DEFAULT_POD_CIDR.to_string(),
+            registry: None,
+            registry_token: None,
+            allow_file_images: false,
+            max_pods: None,
+        }
+    }
+}
+
+/// A running node. Dropping it aborts its tasks; [`NodeHandle::shutdown`] stops it cleanly.
+pub struct NodeHandle {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// The address the node endpoint listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops watching, stops every pod (a short grace) and the listener.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in std::mem::take(&mut self.tasks) {
+            match tokio::time::timeout(Duration::from_secs(15), t).await {
+                Ok(_) => {}
+                Err(_) => tracing::warn!("a node task did not stop within 15s"),
+            }
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Reads the bearer token of the kubeconfig's current user.
+fn kubeconfig_token(path: &Path) -> Result<Option<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Kubeconfig {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let doc: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| Error::Kubeconfig {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let current = doc.get("current-context").and_then(|v| v.as_str());
+    let user = doc
+        .get("contexts")
+        .and_then(|c| c.as_array())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("name").and_then(|n| n.as_str()) == current)
+                .or_else(|| cs.first())
+        })
+        .and_then(|c| c.pointer("/context/user"))
+        .and_then(|u| u.as_str());
+    let users = doc.get("users").and_then(|u| u.as_array());
+    let entry = users.and_then(|us| {
+        us.iter()
+            .find(|u| u.get("name").and_then(|n| n.as_str()) == user)
+            .or_else(|| us.first())
+    });
+    Ok(entry
+        .and_then(|u| u.pointer("/user/token"))
+        .and_then(|t| t.as_str())
+        .map(str::to_string))
+}
+
+async fn client(path: &Path) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| Error::Kubeconfig {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Starts a node: the runtime, the listener, registration, heartbeats and the pod watch.
+pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
+    let io = |what: String| move |source| Error::Io { what, source };
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .map_err(io(format!("creating {}", config.data_dir.display())))?;
+    let pool = IpPool::parse(&config.pod_cidr).map_err(Error::Config)?;
+    let kc_path = config.kubeconfig.clone();
+    let token = match tokio::task::spawn_blocking(move || kubeconfig_token(&kc_path))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??
+    {
+        Some(t) => t,
+        None => {
+            return Err(Error::Config(format!(
+                "kubeconfig {} has no bearer token; the node endpoint accepts the same token \
+                 the node uses for the API server",
+                config.kubeconfig.display()
+            )));
+        }
+    };
+    let client = client(&config.kubeconfig).await?;
+
+    let mut rt_config = RuntimeConfig::new(config.data_dir.join("runtime"));
+    if let Some(m) = config.max_pods {
+        rt_config.max_pods = m;
+    }
+    let runtime = tokio::task::spawn_blocking(move || Runtime::new(rt_config))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let runtime: Arc<dyn PodRuntime> = Arc::new(runtime);
+
+    let puller = images::Puller::new(
+        config.data_dir.join("images"),
+        config.registry.clone(),
+        config.registry_token.clone(),
+        config.allow_file_images,
+    )
+    .map_err(Error::Config)?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(io(format!("listening on {}", config.listen)))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(io("reading the listener address".into()))?;
+    let host_ip = match local_addr.ip() {
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
+
+    let facts = NodeFacts {
+        name: config.name.clone(),
+        zone: config.zone.clone(),
+        host_ip,
+        port: local_addr.port(),
+        pod_cidr: pool.cidr(),
+        pods: runtime.capacity().pods,
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+        memory_bytes: node::memory_bytes(),
+        started: jiff::Timestamp::now(),
+    };
+    let registered = node::register(&client, &facts).await?;
+    let node_uid = registered.metadata.uid.clone();
+    node::renew_lease(&client, &facts, node_uid.as_deref()).await?;
+
+    let ctx = Arc::new(NodeCtx::new(
+        client.clone(),
+        runtime,
+        puller,
+        config.name.clone(),
+        host_ip,
+        pool,
+    ));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let state = listener::ListenerState {
+        ctx: ctx.clone(),
+        token: Arc::from(token.as_str()),
+    };
+    let mut stop = shutdown_rx.clone();
+    let serve = tokio::spawn(async move {
+        let app = listener::router(state);
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "node listener failed");
+        }
+    });
+    let heartbeat = tokio::spawn(heartbeat(
+        client.clone(),
+        facts,
+        node_uid,
+        shutdown_rx.clone(),
+    ));
+    let pods = tokio::spawn(manage_pods(ctx, shutdown_rx));
+    tracing::info!(node = %config.name, endpoint = %local_addr, "node registered");
+    Ok(NodeHandle {
+        local_addr,
+        shutdown: shutdown_tx,
+        tasks: vec![pods, heartbeat, serve],
+    })
+}
+
+async fn heartbeat(
+    client: kube::Client,
+    facts: NodeFacts,
+    mut uid: Option<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut lease_tick = tokio::time::interval(node::LEASE_RENEW);
+    lease_tick.tick().await;
+    let mut last_status = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = lease_tick.tick() => {}
+        }
+        if let Err(e) = node::renew_lease(&client, &facts, uid.as_deref()).await {
+            tracing::warn!(error = %e, "renewing the node lease");
+        }
+        if last_status.elapsed() >= node::STATUS_REFRESH {
+            last_status = tokio::time::Instant::now();
+            match node::update_status(&client, &facts).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    tracing::warn!("the Node object is gone; registering again");
+                    match node::register(&client, &facts).await {
+                        Ok(n) => uid = n.metadata.uid,
+                        Err(e) => tracing::warn!(error = %e, "registering the node"),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "updating the node status"),
+            }
+        }
+    }
+}
+
+struct PodWorker {
+    tx: watch::Sender<Pod>,
+    task: JoinHandle<()>,
+}
+
+async fn manage_pods(ctx: Arc<NodeCtx>, mut stop: watch::Receiver<bool>) {
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    let mut workers: HashMap<String, PodWorker> = HashMap::new();
+    let mut listed: Option<HashSet<String>> = None;
+    // Workers of pods that went away, finishing their cleanup.
+    let mut stopping: Vec<JoinHandle<()>> = Vec::new();
+    loop {
+        let ev = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            ev = stream.next() => ev,
+        };
+        workers.retain(|_, w| !w.task.is_finished() || !w.tx.is_closed());
+        stopping.retain(|t| !t.is_finished());
+        match ev {
+            None => break,
+            Some(Err(e)) => tracing::warn!(error = %e, "watching pods"),
+            Some(Ok(Event::Init)) => listed = Some(HashSet::new()),
+            Some(Ok(Event::InitDone)) => {
+                if let Some(seen) = listed.take() {
+                    let gone: Vec<String> = workers
+                        .keys()
+                        .filter(|k| !seen.contains(*k))
+                        .cloned()
+                        .collect();
+                    for uid in gone {
+                        if let Some(w) = workers.remove(&uid) {
+                            drop(w.tx);
+                            stopping.push(w.task);
+                        }
+                    }
+                }
+            }
+            Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => {
+                let Some(uid) = pod.metadata.uid.clone() else {
+                    continue;
+                };
+                if pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                    != Some(ctx.node_name.as_str())
+                {
+                    continue;
+                }
+                if let Some(seen) = &mut listed {
+                    seen.insert(uid.clone());
+                }
+                match workers.get(&uid) {
+                    Some(w) if !w.task.is_finished() => {
+                        w.tx.send_replace(pod);
+                    }
+                    _ => {
+                        let (tx, rx) = watch::channel(pod.clone());
+                        let w = worker::Worker::new(ctx.clone(), pod);
+                        let task = tokio::spawn(w.run(rx));
+                        workers.insert(uid, PodWorker { tx, task });
+                    }
+                }
+            }
+            Some(Ok(Event::Delete(pod))) => {
+                if let Some(uid) = &pod.metadata.uid
+                    && let Some(w) = workers.remove(uid)
+                {
+                    drop(w.tx);
+                    stopping.push(w.task);
+                }
+            }
+        }
+    }
+    // The node stops: every pod's worker stops its sandbox.
+    let all: Vec<PodWorker> = workers.into_values().collect();
+    let mut tasks: Vec<JoinHandle<()>> = all
+        .into_iter()
+        .map(|w| {
+            drop(w.tx);
+            w.task
+        })
+        .collect();
+    tasks.extend(stopping);
+    futures::future::join_all(tasks).await;
+}

@@ -1,0 +1,64 @@
+//! `skiff node`: the node agent — registers a Node, runs the wasm pods bound to it and serves
+//! the node endpoint (logs, pod proxy).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+#[derive(clap::Args)]
+pub(crate) struct NodeArgs {
+    /// Kubeconfig for the API server (for example DIR/admin.kubeconfig of `skiff server`).
+    /// The node endpoint accepts the same bearer token.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// The Node's name.
+    #[arg(long)]
+    name: String,
+    /// Directory for the node's state: compile cache, pod volumes, pulled images.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Zone label (topology.kubernetes.io/zone).
+    #[arg(long)]
+    zone: Option<String>,
+    /// Address of the node endpoint: logs, pod proxy and pod ports (plain HTTP, bearer token).
+    #[arg(long, default_value = skiff_host::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// IPv4 range of the pods' virtual IPs.
+    #[arg(long, default_value = skiff_host::DEFAULT_POD_CIDR)]
+    pod_cidr: String,
+    /// Registry (HOST:PORT) for image names that do not name one.
+    #[arg(long)]
+    registry: Option<String>,
+    /// Registry token (pulls are anonymous unless the registry requires it).
+    #[arg(long, env = "SKIFF_REGISTRY_TOKEN", hide_env_values = true)]
+    registry_token: Option<String>,
+    /// Accept `file:///abs/path.wasm` images (for development and tests).
+    #[arg(long)]
+    allow_file_images: bool,
+    /// The most pods this node accepts.
+    #[arg(long)]
+    max_pods: Option<u32>,
+}
+
+pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let mut config = skiff_host::NodeConfig::new(&args.kubeconfig, &args.name, &args.data_dir);
+    config.zone = args.zone;
+    config.listen = args.listen;
+    config.pod_cidr = args.pod_cidr;
+    config.registry = args.registry;
+    config.registry_token = args.registry_token;
+    config.allow_file_images = args.allow_file_images;
+    config.max_pods = args.max_pods;
+    let node = skiff_host::start(config)
+        .await
+        .with_context(|| format!("starting node {}", args.name))?;
+    println!(
+        "node {} endpoint listening on http://{}",
+        args.name,
+        node.local_addr()
+    );
+    crate::signals::wait_for_shutdown().await;
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! What every pod worker and the node listener share: the API client, the runtime, the image
+//! puller, the pod IP pool and the table of live sandboxes.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use skiff_runtime::{PodRuntime, PodSandbox};
+
+use crate::images::Puller;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An IPv4 pod CIDR handing out addresses from `.2` on (`.1` is the gateway, as with a bridge).
+#[derive(Debug)]
+pub(crate) struct IpPool {
+    base: u32,
+    size: u32,
+    used: HashSet<u32>,
+}
+
+impl IpPool {
+    /// Parses `A.B.C.D/N` (IPv4, N between 8 and 30).
+    pub(crate) fn parse(cidr: &str) -> Result<IpPool, String> {
+        let (addr, len) = cidr
+            .split_once('/')
+            .ok_or_else(|| format!("pod CIDR {cidr:?} is not ADDRESS/PREFIX"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("pod CIDR {cidr:?}: only IPv4 is supported"))?;
+        let len: u32 = len
+            .parse()
+            .ok()
+            .filter(|l| (8..=30).contains(l))
+            .ok_or_else(|| format!("pod CIDR {cidr:?}: prefix length must be 8..=30"))?;
+        let mask = u32::MAX << (32 - len);
+        Ok(IpPool {
+            base: u32::from(addr) & mask,
+            size: 1 << (32 - len),
+            used: HashSet::new(),
+        })
+    }
+
+    /// The CIDR in canonical form.
+    pub(crate) fn cidr(&self) -> String {
+        format!(
+            "{}/{}",
+            Ipv4Addr::from(self.base),
+            32 - self.size.trailing_zeros()
+        )
+    }
+
+    /// Takes `wanted` if it is in the range and free, else the lowest free address.
+    pub(crate) fn allocate(&mut self, wanted: Option<IpAddr>) -> Option<IpAddr> {
+        if let Some(IpAddr::V4(w)) = wanted {
+            let off = u32::from(w).wrapping_sub(self.base);
+            if (2..self.size - 1).contains(&off) && self.used.insert(off) {
+                return Some(IpAddr::V4(w));
+            }
+        }
+        let off = (2..self.size - 1).find(|o| !self.used.contains(o))?;
+        self.used.insert(off);
+        Some(IpAddr::V4(Ipv4Addr::from(self.base + off)))
+    }
+
+    /// Gives an address back.
+    pub(crate) fn release(&mut self, ip: IpAddr) {
+        if let IpAddr::V4(v4) = ip {
+            self.used.remove(&u32::from(v4).wrapping_sub(self.base));
+        }
+    }
+}
+
+/// Shared by the pod workers and the listener.
+pub(crate) struct NodeCtx {
+    pub(crate) client: kube::Client,
+    pub(crate) runtime: Arc<dyn PodRuntime>,
+    pub(crate) puller: Puller,
+    pub(crate) node_name: String,
+    pub(crate) host_ip: IpAddr,
+    pub(crate) ips: Mutex<IpPool>,
+    sandboxes: Mutex<HashMap<(String, String), Arc<dyn PodSandbox>>>,
+}
+
+impl NodeCtx {
+    pub(crate) fn new(
+        client: kube::Client,
+        runtime: Arc<dyn PodRuntime>,
+        puller: Puller,
+        node_name: String,
+        host_ip: IpAddr,
+        ips: IpPool,
+    ) -> NodeCtx {
+        NodeCtx {
+            client,
+            runtime,
+            puller,
+            node_name,
+            host_ip,
+            ips: Mutex::new(ips),
+            sandboxes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn allocate_ip(&self, wanted: Option<IpAddr>) -> Option<IpAddr> {
+        lock(&self.ips).allocate(wanted)
+    }
+
+    pub(crate) fn release_ip(&self, ip: IpAddr) {
+        lock(&self.ips).release(ip)
+    }
+
+    /// Publishes a pod's sandbox for the listener.
+    pub(crate) fn publish(&self, ns: &str, name: &str, sandbox: Arc<dyn PodSandbox>) {
+        lock(&self.sandboxes).insert((ns.to_string(), name.to_string()), sandbox);
+    }
+
+    /// Withdraws a pod's sandbox if it is still this one.
+    pub(crate) fn withdraw(&self, ns: &str, name: &str, id: &str) {
+        let mut map = lock(&self.sandboxes);
+        let key = (ns.to_string(), name.to_string());
+        if map.get(&key).is_some_and(|s| s.id() == id) {
+            map.remove(&key);
+        }
+    }
+
+    /// The sandbox of a pod by namespace and name.
+    pub(crate) fn sandbox(&self, ns: &str, name: &str) -> Option<Arc<dyn PodSandbox>> {
+        lock(&self.sandboxes)
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_hands_out_and_reuses_addresses() {
+        let mut p = IpPool::parse("10.88.0.7/24").expect("cidr");
+        assert_eq!(p.cidr(), "10.88.0.0/24");
+        let a = p.allocate(None).expect("free");
+        assert_eq!(a.to_string(), "10.88.0.2");
+        let wanted: IpAddr = "10.88.0.50".parse().expect("ip");
+        assert_eq!(p.allocate(Some(wanted)), Some(wanted));
+        assert_eq!(
+            p.allocate(Some(wanted)).map(|i| i.to_string()),
+            Some("10.88.0.3".into())
+        );
+        p.release(a);
+        assert_eq!(p.allocate(None), Some(a));
+        let mut small = IpPool::parse("10.0.0.0/30").expect("cidr");
+        assert!(small.allocate(None).is_some());
+        assert!(small.allocate(None).is_none());
+        assert!(IpPool::parse("fd00::/64").is_err());
+    }
+}

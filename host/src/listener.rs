@@ -1,0 +1,263 @@
+//! The node endpoint (plain HTTP; every route but `/healthz` needs the bearer token):
+//! `GET /containerLogs/{ns}/{pod}/{container}` (kubelet's query: follow, tailLines, sinceSeconds,
+//! sinceTime, timestamps, previous, limitBytes), `ANY /proxy/{ns}/{pod}/{port}/{path...}` and
+//! its alias `/pods/{ns}/{pod}/{port}/{path...}` forwarding to the pod's port in-process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use bytes::Bytes;
+use futures::StreamExt;
+use skiff_runtime::{LogOptions, box_body};
+
+use crate::ctx::NodeCtx;
+
+/// What the handlers need.
+#[derive(Clone)]
+pub(crate) struct ListenerState {
+    pub(crate) ctx: Arc<NodeCtx>,
+    pub(crate) token: Arc<str>,
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+fn authorized(state: &ListenerState, req: &Request) -> bool {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let Some(token) = value.as_bytes().strip_prefix(b"Bearer ") else {
+        return false;
+    };
+    constant_time_eq(token.trim_ascii(), state.token.as_bytes())
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+    let mut msg = msg.into();
+    if !msg.ends_with('\n') {
+        msg.push('\n');
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg,
+    )
+        .into_response()
+}
+
+async fn auth(
+    State(state): State<ListenerState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.uri().path() == "/healthz" || authorized(&state, &req) {
+        next.run(req).await
+    } else {
+        text(StatusCode::UNAUTHORIZED, "Unauthorized")
+    }
+}
+
+/// The router of the node endpoint.
+pub(crate) fn router(state: ListenerState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
+        .route("/proxy/{ns}/{pod}/{port}", any(proxy_root))
+        .route("/proxy/{ns}/{pod}/{port}/", any(proxy_root))
+        .route("/proxy/{ns}/{pod}/{port}/{*path}", any(proxy))
+        .route("/pods/{ns}/{pod}/{port}", any(proxy_root))
+        .route("/pods/{ns}/{pod}/{port}/", any(proxy_root))
+        .route("/pods/{ns}/{pod}/{port}/{*path}", any(proxy))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+async fn logs(
+    State(state): State<ListenerState>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(sb) = state.ctx.sandbox(&ns, &pod) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {ns}/{pod} is not running on this node"),
+        );
+    };
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+    let since = if let Some(s) = q.get("sinceSeconds") {
+        match s.parse::<i64>() {
+            Ok(n) if n > 0 => jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(n))
+                .ok(),
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid sinceSeconds {s:?}"),
+                );
+            }
+        }
+    } else if let Some(s) = q.get("sinceTime") {
+        match s.parse::<jiff::Timestamp>() {
+            Ok(t) => Some(t),
+            Err(_) => return text(StatusCode::BAD_REQUEST, format!("invalid sinceTime {s:?}")),
+        }
+    } else {
+        None
+    };
+    let tail = match q.get("tailLines").map(|s| s.parse::<i64>()) {
+        None => None,
+        Some(Ok(n)) if n >= 0 => Some(n as usize),
+        Some(Ok(_)) => None,
+        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "invalid tailLines"),
+    };
+    let limit = match q.get("limitBytes").map(|s| s.parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) if n > 0 => Some(n),
+        Some(_) => return text(StatusCode::BAD_REQUEST, "invalid limitBytes"),
+    };
+    let opts = LogOptions {
+        follow: flag("follow"),
+        tail,
+        since,
+        previous: flag("previous"),
+    };
+    let timestamps = flag("timestamps");
+    let stream = match sb.logs(&container, opts) {
+        Ok(s) => s,
+        Err(e @ skiff_runtime::Error::UnknownContainer { .. }) => {
+            return text(StatusCode::NOT_FOUND, e.to_string());
+        }
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("container \"{container}\" in pod \"{pod}\": {e}"),
+            );
+        }
+    };
+    let body = stream
+        .map(move |line| {
+            let mut out = Vec::with_capacity(line.line.len() + 40);
+            if timestamps {
+                out.extend_from_slice(
+                    format!("{} ", line.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).as_bytes(),
+                );
+            }
+            out.extend_from_slice(&line.line);
+            if line.complete {
+                out.push(b'\n');
+            }
+            out
+        })
+        .scan(limit, |remaining, mut chunk| {
+            let out = match remaining {
+                Some(0) => None,
+                Some(r) => {
+                    if chunk.len() as u64 > *r {
+                        chunk.truncate(*r as usize);
+                    }
+                    *r -= chunk.len() as u64;
+                    Some(chunk)
+                }
+                None => Some(chunk),
+            };
+            std::future::ready(out)
+        });
+    let body = body.map(|v| Ok::<Bytes, std::convert::Infallible>(Bytes::from(v)));
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+async fn proxy_root(
+    State(state): State<ListenerState>,
+    Path((ns, pod, port)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    forward(state, ns, pod, port, String::new(), req).await
+}
+
+async fn proxy(
+    State(state): State<ListenerState>,
+    Path((ns, pod, port, path)): Path<(String, String, String, String)>,
+    req: Request,
+) -> Response {
+    forward(state, ns, pod, port, path, req).await
+}
+
+async fn forward(
+    state: ListenerState,
+    ns: String,
+    pod: String,
+    port: String,
+    path: String,
+    req: Request,
+) -> Response {
+    let Ok(port) = port.parse::<u16>() else {
+        return text(StatusCode::BAD_REQUEST, format!("invalid port {port:?}"));
+    };
+    let Some(sb) = state.ctx.sandbox(&ns, &pod) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {ns}/{pod} is not running on this node"),
+        );
+    };
+    let (mut parts, body) = req.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let uri = format!("/{path}{query}");
+    parts.uri = match uri.parse() {
+        Ok(u) => u,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "invalid path"),
+    };
+    parts.headers.remove(header::AUTHORIZATION);
+    let host = match sb.ip() {
+        Some(ip) => format!("{ip}:{port}"),
+        None => format!("localhost:{port}"),
+    };
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        parts.headers.insert(header::HOST, v);
+    }
+    let req = http::Request::from_parts(parts, box_body(body));
+    match sb.handle_http(port, req).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(e @ skiff_runtime::Error::UnknownPort { .. }) => {
+            text(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

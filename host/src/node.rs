@@ -1,0 +1,297 @@
+//! The Node object: registration (capacity, allocatable, nodeInfo, addresses, conditions,
+//! labels, daemon endpoint, podCIDR), status heartbeats, and the node Lease renewed every 10 s.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+
+/// The namespace of node leases.
+pub(crate) const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// How often the lease is renewed.
+pub(crate) const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// How long a lease is valid without renewal.
+const LEASE_DURATION_SECONDS: i32 = 40;
+/// How often the Node's status (conditions' heartbeat times) is refreshed.
+pub(crate) const STATUS_REFRESH: Duration = Duration::from_secs(60);
+/// The kubelet version the node reports (the Kubernetes API version it serves pods for).
+pub(crate) const KUBELET_VERSION: &str = "v1.34.0-skiff";
+
+/// What the Node object says about this node.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeFacts {
+    pub(crate) name: String,
+    pub(crate) zone: Option<String>,
+    pub(crate) host_ip: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) pod_cidr: String,
+    pub(crate) pods: u32,
+    pub(crate) cpus: u32,
+    pub(crate) memory_bytes: u64,
+    pub(crate) started: jiff::Timestamp,
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn os_image() -> String {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".to_string())
+}
+
+/// The Go name of this machine's architecture, as Kubernetes labels it.
+pub(crate) fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
+
+/// Total memory from `/proc/meminfo`.
+pub(crate) fn memory_bytes() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(4 << 30)
+}
+
+fn system_info() -> NodeSystemInfo {
+    let machine_id = read_trimmed("/etc/machine-id");
+    let product_uuid = read_trimmed("/sys/class/dmi/id/product_uuid");
+    NodeSystemInfo {
+        architecture: go_arch().to_string(),
+        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        container_runtime_version: format!(
+            "wasm://skiff-runtime {} (wasmtime 48)",
+            env!("CARGO_PKG_VERSION")
+        ),
+        kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
+        kube_proxy_version: KUBELET_VERSION.to_string(),
+        kubelet_version: KUBELET_VERSION.to_string(),
+        system_uuid: if product_uuid.is_empty() {
+            machine_id.clone()
+        } else {
+            product_uuid
+        },
+        machine_id,
+        operating_system: std::env::consts::OS.to_string(),
+        os_image: os_image(),
+        swap: None,
+    }
+}
+
+fn labels(f: &NodeFacts) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert("kubernetes.io/hostname".into(), f.name.clone());
+    l.insert("kubernetes.io/os".into(), std::env::consts::OS.into());
+    l.insert("kubernetes.io/arch".into(), go_arch().into());
+    l.insert("beta.kubernetes.io/os".into(), std::env::consts::OS.into());
+    l.insert("beta.kubernetes.io/arch".into(), go_arch().into());
+    l.insert("skiff.dev/runtime".into(), "wasm".into());
+    if let Some(z) = &f.zone {
+        l.insert("topology.kubernetes.io/zone".into(), z.clone());
+    }
+    l
+}
+
+fn condition(
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    f: &NodeFacts,
+) -> NodeCondition {
+    NodeCondition {
+        type_: kind.to_string(),
+        status: status.to_string(),
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+        last_heartbeat_time: Some(Time(jiff::Timestamp::now())),
+        last_transition_time: Some(Time(f.started)),
+    }
+}
+
+/// The Node's status.
+pub(crate) fn status(f: &NodeFacts) -> NodeStatus {
+    let mut capacity = BTreeMap::new();
+    capacity.insert("cpu".to_string(), Quantity(f.cpus.to_string()));
+    capacity.insert(
+        "memory".to_string(),
+        Quantity(format!("{}Ki", f.memory_bytes / 1024)),
+    );
+    capacity.insert("pods".to_string(), Quantity(f.pods.to_string()));
+    let allocatable = capacity.clone();
+    NodeStatus {
+        addresses: Some(vec![
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: f.host_ip.to_string(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: f.name.clone(),
+            },
+        ]),
+        allocatable: Some(allocatable),
+        capacity: Some(capacity),
+        conditions: Some(vec![
+            condition(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                f,
+            ),
+            condition(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                f,
+            ),
+            condition(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                f,
+            ),
+            condition(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+                f,
+            ),
+        ]),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(f.port),
+            }),
+        }),
+        node_info: Some(system_info()),
+        ..Default::default()
+    }
+}
+
+/// Creates the Node, or updates its labels, spec and status if it exists.
+pub(crate) async fn register(client: &kube::Client, f: &NodeFacts) -> Result<Node, kube::Error> {
+    let api: Api<Node> = Api::all(client.clone());
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some(f.name.clone()),
+            labels: Some(labels(f)),
+            annotations: Some(BTreeMap::from([(
+                "node.alpha.kubernetes.io/ttl".to_string(),
+                "0".to_string(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            pod_cidr: Some(f.pod_cidr.clone()),
+            pod_cidrs: Some(vec![f.pod_cidr.clone()]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    match api.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let patch = json!({
+                "metadata": {"labels": labels(f)},
+                "spec": {"podCIDR": f.pod_cidr, "podCIDRs": [f.pod_cidr]},
+            });
+            api.patch(&f.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        Err(e) => return Err(e),
+    }
+    update_status(client, f).await
+}
+
+/// Writes the Node's status (fresh heartbeat times).
+pub(crate) async fn update_status(
+    client: &kube::Client,
+    f: &NodeFacts,
+) -> Result<Node, kube::Error> {
+    let api: Api<Node> = Api::all(client.clone());
+    let patch = json!({ "status": status(f) });
+    api.patch_status(&f.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+}
+
+/// Creates or renews the node's Lease.
+pub(crate) async fn renew_lease(
+    client: &kube::Client,
+    f: &NodeFacts,
+    node_uid: Option<&str>,
+) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let now = MicroTime(jiff::Timestamp::now());
+    match api.get_opt(&f.name).await? {
+        Some(_) => {
+            let patch = json!({"spec": {
+                "holderIdentity": f.name,
+                "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                "renewTime": now,
+            }});
+            api.patch(&f.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(f.name.clone()),
+                    namespace: Some(LEASE_NAMESPACE.to_string()),
+                    owner_references: node_uid.map(|uid| {
+                        vec![OwnerReference {
+                            api_version: "v1".into(),
+                            kind: "Node".into(),
+                            name: f.name.clone(),
+                            uid: uid.to_string(),
+                            ..Default::default()
+                        }]
+                    }),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(f.name.clone()),
+                    lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+                    renew_time: Some(now),
+                    ..Default::default()
+                }),
+            };
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}

@@ -263,3 +263,222 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Polls `check` every 200 ms until it returns `Some`, failing after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A `skiff registry` process on a free loopback port with its own data directory.
+pub struct Registry {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    _tempdir: tempfile::TempDir,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    pub token: String,
+}
+
+impl Registry {
+    /// Starts a registry.
+    pub fn start() -> Result<Registry> {
+        let tempdir = tempfile::Builder::new()
+            .prefix("skiff-e2e-registry-")
+            .tempdir()?;
+        let dir = tempdir.path().to_path_buf();
+        let log = std::fs::File::create(dir.join("registry.log"))?;
+        let mut child = Command::new(skiff_bin())
+            .args(["registry", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting skiff registry")?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut registry = Registry {
+            child: Some(child),
+            dir: dir.clone(),
+            _tempdir: tempdir,
+            addr: String::new(),
+            token: String::new(),
+        };
+        let rest = wait_for_line(
+            stderr,
+            "registry listening on http://",
+            Duration::from_secs(60),
+        )
+        .context("skiff registry did not come up")?;
+        registry.addr = rest.split_whitespace().next().unwrap_or("").to_string();
+        registry.token = std::fs::read_to_string(dir.join("data/registry.token"))
+            .context("reading the registry token")?
+            .trim()
+            .to_string();
+        Ok(registry)
+    }
+
+    /// Pushes a wasm file with `skiff push` as `ADDR/NAME`; returns the full reference.
+    pub fn push(&self, file: &Path, name: &str) -> Result<String> {
+        let reference = format!("{}/{name}", self.addr);
+        let out = Command::new(skiff_bin())
+            .arg("push")
+            .arg(file)
+            .arg(&reference)
+            .arg("--cache-dir")
+            .arg(self.dir.join("push-cache"))
+            .env("SKIFF_REGISTRY_TOKEN", &self.token)
+            .output()
+            .context("running skiff push")?;
+        if !out.status.success() {
+            bail!(
+                "skiff push {} {reference} failed: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(reference)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A `skiff node` process registered with a [`Server`], with its own data directory.
+pub struct Node {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    _tempdir: tempfile::TempDir,
+    pub name: String,
+    /// The node endpoint, `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The bearer token the endpoint accepts (the server's admin token).
+    pub token: String,
+}
+
+impl Node {
+    /// Starts a node named `name` against `server`, with a free endpoint port.
+    pub fn start(server: &Server, name: &str) -> Result<Node> {
+        Self::start_with(server, name, &[])
+    }
+
+    /// As `start`, with extra `skiff node` flags.
+    pub fn start_with(server: &Server, name: &str, extra: &[&str]) -> Result<Node> {
+        let tempdir = tempfile::Builder::new()
+            .prefix("skiff-e2e-node-")
+            .tempdir()?;
+        let dir = tempdir.path().to_path_buf();
+        let log = std::fs::File::create(dir.join("node.log"))?;
+        let mut child = Command::new(skiff_bin())
+            .arg("node")
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(["--name", name, "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(extra)
+            .env(
+                "SKIFF_LOG",
+                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("starting skiff node")?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut node = Node {
+            child: Some(child),
+            dir: dir.clone(),
+            _tempdir: tempdir,
+            name: name.to_string(),
+            addr: String::new(),
+            token: String::new(),
+        };
+        let rest = wait_for_line(
+            stdout,
+            "endpoint listening on http://",
+            Duration::from_secs(120),
+        )
+        .with_context(|| format!("skiff node did not come up; log:\n{}", node.log()))?;
+        node.addr = rest.trim().to_string();
+        let kubeconfig = std::fs::read_to_string(&server.kubeconfig)?;
+        node.token = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("token:"))
+            .map(|t| t.trim().trim_matches('"').to_string())
+            .context("the kubeconfig has a token")?;
+        Ok(node)
+    }
+
+    /// Everything the node wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// `GET path` on the node endpoint with the bearer token (HTTP/1.0, so the body is
+    /// close-delimited); returns the status and the body.
+    pub fn get(&self, path: &str) -> Result<(u16, String)> {
+        self.request(path, Some(&self.token))
+    }
+
+    /// `GET path` on the node endpoint with the given token (or none).
+    pub fn request(&self, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: {}\r\n{auth}\r\n",
+            self.addr
+        )?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .context("an HTTP response with headers")?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("an HTTP status line")?;
+        Ok((status, body.to_string()))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- skiff node log ({}) ---\n{}",
+                self.dir.display(),
+                self.log()
+            );
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! End-to-end tests of the node agent: a real `skiff server`, `skiff registry` and `skiff node`
+//! process each; the samples and test guests are pushed with `skiff push` and run as pods bound
+//! by `spec.nodeName`; their answers and logs are read through the node endpoint.
+//!
+//! The `skiff` binary comes from `skiff_tests::skiff_bin()` (build it first:
+//! `cargo build -p skiff`).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Event, Node as KNode, Pod, Secret};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use skiff_tests::{Node, Registry, Server, repo_root};
+
+const NODE: &str = "node-1";
+
+struct Cluster {
+    server: Server,
+    registry: Registry,
+    node: Node,
+    client: kube::Client,
+}
+
+async fn cluster(extra: &[&str]) -> Cluster {
+    let server = Server::start().expect("skiff server starts");
+    let registry = Registry::start().expect("skiff registry starts");
+    let node = Node::start_with(&server, NODE, extra).expect("skiff node starts");
+    let client = server.client().await.expect("a kube client");
+    Cluster {
+        server,
+        registry,
+        node,
+        client,
+    }
+}
+
+impl Cluster {
+    fn push(&self, file: &str, name: &str) -> String {
+        self.registry
+            .push(&repo_root().join("samples").join(file), name)
+            .expect("skiff push")
+    }
+
+    /// Creates the objects of a sample manifest, with images in this cluster's registry and
+    /// pods bound to this cluster's node.
+    async fn apply(&self, manifest: &str) {
+        let text = std::fs::read_to_string(repo_root().join("samples").join(manifest))
+            .expect("the manifest exists")
+            .replace("127.0.0.1:5000", &self.registry.addr)
+            .replace("nodeName: local", &format!("nodeName: {NODE}"));
+        for doc in text.split("\n---\n") {
+            let value: serde_json::Value = serde_yaml::from_str(doc).expect("valid YAML");
+            if value.is_null() {
+                continue;
+            }
+            let pp = PostParams::default();
+            match value["kind"].as_str() {
+                Some("Pod") => {
+                    let pod: Pod = serde_json::from_value(value).expect("a pod");
+                    self.pods().create(&pp, &pod).await.expect("pod created");
+                }
+                Some("ConfigMap") => {
+                    let cm: ConfigMap = serde_json::from_value(value).expect("a configmap");
+                    Api::<ConfigMap>::default_namespaced(self.client.clone())
+                        .create(&pp, &cm)
+                        .await
+                        .expect("configmap created");
+                }
+                Some("Secret") => {
+                    let s: Secret = serde_json::from_value(value).expect("a secret");
+                    Api::<Secret>::default_namespaced(self.client.clone())
+                        .create(&pp, &s)
+                        .await
+                        .expect("secret created");
+                }
+                other => panic!("unexpected kind {other:?} in {manifest}"),
+            }
+        }
+    }
+
+    async fn create_pod(&self, yaml: &str) {
+        let text = yaml.replace("NODE", NODE);
+        let pod: Pod = serde_yaml::from_str(&text).expect("a pod");
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("pod created");
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::default_namespaced(self.client.clone())
+    }
+
+    /// Polls a pod until `check` returns `Some`.
+    async fn wait_pod<T>(&self, name: &str, what: &str, check: impl Fn(&Pod) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut last = None;
+        loop {
+            if let Ok(Some(pod)) = self.pods().get_opt(name).await {
+                if let Some(v) = check(&pod) {
+                    return v;
+                }
+                last = Some(pod);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "pod {name}: timed out waiting for {what}; last status: {}\nnode log:\n{}",
+                    serde_json::to_string_pretty(&last.and_then(|p| p.status)).unwrap_or_default(),
+                    self.node.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn events(&self, pod: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::default_namespaced(self.client.clone());
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .expect("events listed");
+        list.items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+            .collect()
+    }
+
+    /// The container log read through the node endpoint.
+    fn log(&self, pod: &str, container: &str, query: &str) -> String {
+        let (status, body) = self
+            .node
+            .get(&format!("/containerLogs/default/{pod}/{container}{query}"))
+            .expect("the node endpoint answers");
+        assert_eq!(status, 200, "log of {pod}/{container}: {body}");
+        body
+    }
+}
+
+fn phase(p: &Pod) -> Option<&str> {
+    p.status.as_ref()?.phase.as_deref()
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn container(p: &Pod, name: &str) -> Option<ContainerStatus> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+        .cloned()
+}
+
+fn waiting_reason(p: &Pod, name: &str) -> Option<String> {
+    container(p, name)?.state?.waiting?.reason
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hello_http_runs_and_answers_through_the_node_endpoint() {
+    let c = cluster(&[]).await;
+    c.push("hello-http/hello-http.wasm", "samples/hello-http:1.0");
+
+    // The Node is registered the way kubelet registers one, and its Lease is held.
+    let node = Api::<KNode>::all(c.client.clone())
+        .get(NODE)
+        .await
+        .expect("the node is registered");
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["kubernetes.io/hostname"], NODE);
+    assert_eq!(labels["skiff.dev/runtime"], "wasm");
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    let status = node.status.clone().expect("node status");
+    let info = status.node_info.expect("nodeInfo");
+    assert!(!info.kubelet_version.is_empty() && !info.container_runtime_version.is_empty());
+    assert_eq!(info.operating_system, "linux");
+    let pods: u64 = status.capacity.expect("capacity")["pods"]
+        .0
+        .parse()
+        .expect("a number of pods");
+    assert!(pods > 0);
+    let port = status
+        .daemon_endpoints
+        .and_then(|d| d.kubelet_endpoint)
+        .map(|e| e.port)
+        .expect("kubelet endpoint");
+    assert_eq!(c.node.addr, format!("127.0.0.1:{port}"));
+    assert!(
+        status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    let lease = Api::<Lease>::namespaced(c.client.clone(), "kube-node-lease")
+        .get(NODE)
+        .await
+        .expect("the node lease exists");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some(NODE)
+    );
+
+    c.apply("hello-http/pod.yaml").await;
+    let pod = c
+        .wait_pod("hello-http", "Running and Ready", |p| {
+            (phase(p) == Some("Running") && ready(p)).then(|| p.clone())
+        })
+        .await;
+    let st = pod.status.clone().expect("status");
+    assert!(
+        st.pod_ip
+            .as_deref()
+            .is_some_and(|ip| ip.starts_with("10.88.0."))
+    );
+    assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(st.qos_class.as_deref(), Some("Burstable"));
+    assert!(st.start_time.is_some());
+    let cs = container(&pod, "hello").expect("container status");
+    assert!(cs.ready && cs.started == Some(true));
+    assert!(cs.container_id.is_some_and(|id| id.starts_with("wasm://")));
+    assert!(cs.image_id.contains("@sha256:"), "{}", cs.image_id);
+
+    let (code, body) = c
+        .node
+        .get("/proxy/default/hello-http/8080/")
+        .expect("proxy answers");
+    assert_eq!((code, body.as_str()), (200, "Hello from Skiff!\n"));
+    let (code, body) = c
+        .node
+        .get("/pods/default/hello-http/8080/echo?x=1")
+        .expect("pod port answers");
+    assert_eq!(code, 200);
+    assert!(body.starts_with("GET /echo?x=1"), "{body}");
+    let (code, _) = c
+        .node
+        .request("/proxy/default/hello-http/8080/", None)
+        .expect("answers");
+    assert_eq!(code, 401, "no token, no access");
+    let (code, _) = c
+        .node
+        .request("/proxy/default/hello-http/8080/", Some("wrong"))
+        .expect("answers");
+    assert_eq!(code, 401, "a wrong token, no access");
+    let (code, _) = c.node.get("/proxy/default/nope/8080/").expect("answers");
+    assert_eq!(code, 404);
+
+    let reasons: Vec<String> = c
+        .events("hello-http")
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for r in ["Pulling", "Pulled", "Created", "Started"] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "no {r} event in {reasons:?}"
+        );
+    }
+
+    // Graceful deletion: the node stops the pod and removes the object.
+    c.pods()
+        .delete("hello-http", &DeleteParams::default())
+        .await
+        .expect("delete accepted");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.pods().get_opt("hello-http").await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "pod was not deleted by the node");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, _) = c
+        .node
+        .get("/proxy/default/hello-http/8080/")
+        .expect("answers");
+    assert_eq!(code, 404, "the deleted pod no longer serves");
+    drop(c.server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_reader_prints_env_config_map_and_secret() {
+    let c = cluster(&[]).await;
+    c.push("env-reader/env-reader.wasm", "samples/env-reader:1.0");
+    c.apply("env-reader/pod.yaml").await;
+    let pod = c
+        .wait_pod("env-reader", "Succeeded", |p| {
+            (phase(p) == Some("Succeeded")).then(|| p.clone())
+        })
+        .await;
+    let term = container(&pod, "reader")
+        .and_then(|s| s.state)
+        .and_then(|s| s.terminated)
+        .expect("terminated");
+    assert_eq!(term.exit_code, 0);
+    assert_eq!(term.reason.as_deref(), Some("Completed"));
+    let log = c.log("env-reader", "reader", "");
+    for line in [
+        "GREETING=hello",
+        "COLOR=blue",
+        "USERNAME=skiff",
+        "POD_NAME=env-reader",
+        "/config/color: blue",
+        "/config/app.properties: mode=demo\\nreplicas=1",
+        "/secret/password: s3cr3t",
+    ] {
+        assert!(log.lines().any(|l| l == line), "no {line:?} in log:\n{log}");
+    }
+    // tailLines and timestamps, as kubelet serves them.
+    let tail = c.log("env-reader", "reader", "?tailLines=1");
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    let stamped = c.log("env-reader", "reader", "?timestamps=true&tailLines=1");
+    let (stamp, rest) = stamped.split_once(' ').expect("a timestamp");
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "{stamped}");
+    assert_eq!(rest, tail);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fileserver_init_container_fills_the_volume_the_server_serves() {
+    let c = cluster(&[]).await;
+    c.push("fileserver/puller.wasm", "samples/fileserver-puller:1.0");
+    c.push("fileserver/server.wasm", "samples/fileserver-server:1.0");
+    c.apply("fileserver/pod.yaml").await;
+    let pod = c
+        .wait_pod("fileserver", "Running and Ready", |p| {
+            (phase(p) == Some("Running") && ready(p)).then(|| p.clone())
+        })
+        .await;
+    let init = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.clone())
+        .expect("init container statuses");
+    let term = init[0]
+        .state
+        .clone()
+        .and_then(|s| s.terminated)
+        .expect("init terminated");
+    assert_eq!(
+        (term.exit_code, term.reason.as_deref()),
+        (0, Some("Completed"))
+    );
+    let (code, body) = c
+        .node
+        .get("/proxy/default/fileserver/8080/")
+        .expect("proxy answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("Hello from the Skiff fileserver sample!"),
+        "{body}"
+    );
+    let log = c.log("fileserver", "puller", "");
+    assert!(log.contains("puller: wrote"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
+    let c = cluster(&["--allow-file-images"]).await;
+    let hello = c.push("hello-http/hello-http.wasm", "samples/hello-http:1.0");
+    let trap = c.push("testdata/trap.wasm", "testdata/trap:1.0");
+    let exit3 = c.push("testdata/exit3.wasm", "testdata/exit3:1.0");
+    let oom = c.push("testdata/oom.wasm", "testdata/oom:1.0");
+    let bad = c.push("testdata/bad-import.wasm", "testdata/bad-import:1.0");
+    let escape = c.push("testdata/escape.wasm", "testdata/escape:1.0");
+    let spin = c.push("testdata/spin.wasm", "testdata/spin:1.0");
+    // The registry refuses to store a file that is not wasm, so this one comes from a file.
+    let not_wasm = format!(
+        "file://{}",
+        repo_root().join("samples/testdata/not-wasm.wasm").display()
+    );
+    let pods = [
+        ("trap", format!("containers: [{{name: c, image: {trap}}}]")),
+        (
+            "exit3",
+            format!("restartPolicy: Never\n  containers: [{{name: c, image: {exit3}}}]"),
+        ),
+        (
+            "oom",
+            format!(
+                "restartPolicy: Never\n  containers: [{{name: c, image: {oom}, resources: {{limits: {{memory: 32Mi}}}}}}]"
+            ),
+        ),
+        (
+            "not-wasm",
+            format!("containers: [{{name: c, image: \"{not_wasm}\"}}]"),
+        ),
+        (
+            "bad-import",
+            format!("containers: [{{name: c, image: {bad}}}]"),
+        ),
+        (
+            "escape",
+            format!(
+                "restartPolicy: Never\n  containers: [{{name: c, image: {escape}, volumeMounts: [{{name: data, mountPath: /data}}]}}]\n  volumes: [{{name: data, emptyDir: {{}}}}]"
+            ),
+        ),
+        (
+            "spin",
+            format!(
+                "terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {spin}\n    ports: [{{containerPort: 8080}}]\n    resources: {{limits: {{cpu: 200m}}}}\n    livenessProbe: {{httpGet: {{port: 8080, path: /}}, periodSeconds: 1, failureThreshold: 2}}"
+            ),
+        ),
+        (
+            "hello",
+            format!("containers: [{{name: c, image: {hello}, ports: [{{containerPort: 8080}}]}}]"),
+        ),
+    ];
+    for (name, spec) in &pods {
+        c.create_pod(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: NODE\n  {spec}\n"
+        ))
+        .await;
+    }
+
+    // A trapping guest: terminated with its reason, then back-off.
+    let pod = c
+        .wait_pod("trap", "CrashLoopBackOff", |p| {
+            (waiting_reason(p, "c").as_deref() == Some("CrashLoopBackOff")).then(|| p.clone())
+        })
+        .await;
+    let cs = container(&pod, "c").expect("status");
+    assert!(cs.restart_count >= 1);
+    let last = cs
+        .last_state
+        .and_then(|s| s.terminated)
+        .expect("lastState.terminated");
+    assert_eq!(last.exit_code, 134);
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+    assert!(last.message.unwrap_or_default().contains("trap"));
+    let trap_log = c.log("trap", "c", "?previous=true");
+    assert!(trap_log.contains("trap: about to trap"), "{trap_log}");
+
+    // Exit code 3.
+    let term = c
+        .wait_pod("exit3", "Failed", |p| {
+            (phase(p) == Some("Failed")).then(|| container(p, "c")?.state?.terminated)?
+        })
+        .await;
+    assert_eq!((term.exit_code, term.reason.as_deref()), (3, Some("Error")));
+
+    // Allocating past the limit.
+    let term = c
+        .wait_pod("oom", "OOMKilled", |p| container(p, "c")?.state?.terminated)
+        .await;
+    assert_eq!(term.reason.as_deref(), Some("OOMKilled"));
+
+    // Not wasm, and an import nobody provides: waiting with a clear reason and an Event.
+    for (name, needle) in [
+        ("not-wasm", "not a wasm"),
+        ("bad-import", "acme:missing/thing"),
+    ] {
+        let w = c
+            .wait_pod(name, "CreateContainerError", |p| {
+                let w = container(p, "c")?.state?.waiting?;
+                (w.reason.as_deref() == Some("CreateContainerError")).then_some(w)
+            })
+            .await;
+        let msg = w.message.unwrap_or_default();
+        assert!(msg.contains(needle), "{name}: {msg}");
+        let events = c.events(name).await;
+        assert!(
+            events.iter().any(|e| e.reason.as_deref() == Some("Failed")
+                && e.type_.as_deref() == Some("Warning")
+                && e.message.as_deref().is_some_and(|m| m.contains(needle))),
+            "{name}: no Failed event in {events:?}"
+        );
+    }
+
+    // No way out of the preopens.
+    c.wait_pod("escape", "Succeeded", |p| {
+        (phase(p) == Some("Succeeded")).then_some(())
+    })
+    .await;
+    let log = c.log("escape", "c", "");
+    for path in [
+        "/etc/passwd",
+        "/data/../../etc/passwd",
+        "/proc/self/environ",
+    ] {
+        assert!(log.contains(&format!("DENIED {path}")), "{log}");
+    }
+    assert!(!log.contains("READ "), "{log}");
+
+    // A busy loop whose liveness probe fails is restarted.
+    let restarts = c
+        .wait_pod("spin", "a restart", |p| {
+            let n = container(p, "c")?.restart_count;
+            (n >= 1).then_some(n)
+        })
+        .await;
+    assert!(restarts >= 1);
+    let events = c.events("spin").await;
+    for reason in ["Unhealthy", "Killing"] {
+        assert!(
+            events.iter().any(|e| e.reason.as_deref() == Some(reason)),
+            "spin: no {reason} event"
+        );
+    }
+
+    // Through all of it, the node kept running the healthy pod.
+    c.wait_pod("hello", "Running", |p| {
+        (phase(p) == Some("Running")).then_some(())
+    })
+    .await;
+    let (code, body) = c.node.get("/proxy/default/hello/8080/").expect("answers");
+    assert_eq!((code, body.as_str()), (200, "Hello from Skiff!\n"));
+}

@@ -1,6 +1,7 @@
 //! The `skiff` binary: one command for the API server, the registry, nodes and client verbs.
 
 mod bench;
+mod controllers;
 mod node;
 mod registry;
 mod server;

@@ -19,6 +19,8 @@ pub(crate) struct ServerArgs {
     /// Seconds between compactions of old history.
     #[arg(long, default_value_t = 60)]
     compaction_interval_seconds: u64,
+    #[command(flatten)]
+    controllers: crate::controllers::ControllerArgs,
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -35,7 +37,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "Try: KUBECONFIG={} kubectl get namespaces",
         server.kubeconfig_path.display()
     );
+    let controllers = args.controllers.start(&server.kubeconfig_path).await?;
     crate::signals::wait_for_shutdown().await;
+    if let Some(c) = controllers {
+        c.shutdown().await;
+    }
     server.shutdown().await;
     Ok(())
 }

@@ -1,0 +1,49 @@
+//! Flags selecting and tuning the in-process scheduler and controllers of `skiff server`/`skiff up`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct ControllerArgs {
+    /// Do not run the workload controllers.
+    #[arg(long)]
+    no_controllers: bool,
+    /// Do not run the scheduler.
+    #[arg(long)]
+    no_scheduler: bool,
+    /// Controllers to run: `*` for all, names to pick, `-name` to drop (e.g. `*,-deployment`).
+    #[arg(long, default_value = "*")]
+    controllers: String,
+    /// Seconds a node may go without renewing its Lease before it is marked Unknown.
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
+    /// Seconds pods tolerate an unreachable or not-ready node before they are evicted.
+    #[arg(long, default_value_t = 300)]
+    pod_eviction_timeout: u64,
+}
+
+impl ControllerArgs {
+    /// Starts what the flags ask for as clients of the server behind `kubeconfig`.
+    pub(crate) async fn start(
+        &self,
+        kubeconfig: &Path,
+    ) -> anyhow::Result<Option<skiff_controllers::Running>> {
+        let mut opts = skiff_controllers::Options::default();
+        opts.select(&self.controllers)?;
+        if self.no_controllers {
+            opts.controllers.clear();
+        }
+        opts.scheduler = !self.no_scheduler;
+        opts.node_monitor_grace_period = Duration::from_secs(self.node_monitor_grace_period);
+        opts.pod_eviction_timeout = Duration::from_secs(self.pod_eviction_timeout);
+        if !opts.scheduler && opts.controllers.is_empty() {
+            return Ok(None);
+        }
+        let client = skiff_controllers::client_from_kubeconfig(kubeconfig)
+            .await
+            .context("connecting the controllers to the API server")?;
+        Ok(Some(skiff_controllers::start(client, opts)))
+    }
+}

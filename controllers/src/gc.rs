@@ -1,0 +1,205 @@
+//! Garbage collector: deletes objects whose owners are gone (background propagation), empties
+//! owners marked `foregroundDeletion` before releasing them, and strips ownerReferences for
+//! owners marked `orphan`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+
+/// One watched kind, seen by the collector as owner and dependent.
+pub struct Kind {
+    kind: String,
+    metas: Box<dyn Fn() -> Vec<ObjectMeta> + Send + Sync>,
+    api: Box<dyn Fn(&str) -> kube::api::Api<kube::api::DynamicObject> + Send + Sync>,
+    ready: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+}
+
+impl Kind {
+    /// A kind backed by an informer store.
+    pub fn new<K>(client: Client, store: Store<K>) -> Kind
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Send + Sync + 'static,
+    {
+        let s = store.clone();
+        let ar = kube::api::ApiResource::erase::<K>(&());
+        Kind {
+            kind: K::kind(&()).into_owned(),
+            metas: Box::new(move || s.state().iter().map(|o| o.meta().clone()).collect()),
+            api: Box::new(move |ns| {
+                if ns.is_empty() {
+                    Api::all_with(client.clone(), &ar)
+                } else {
+                    Api::namespaced_with(client.clone(), ns, &ar)
+                }
+            }),
+            ready: Box::new(move || {
+                let s = store.clone();
+                Box::pin(async move {
+                    let _ = s.wait_until_ready().await;
+                })
+            }),
+        }
+    }
+}
+
+fn has_finalizer(meta: &ObjectMeta, f: &str) -> bool {
+    meta.finalizers.iter().flatten().any(|x| x == f)
+}
+
+async fn remove_finalizer(api: &Api<kube::api::DynamicObject>, meta: &ObjectMeta, f: &str) -> Result<(), Error> {
+    let rest: Vec<String> = meta
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|x| *x != f)
+        .cloned()
+        .collect();
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": rest,
+        "resourceVersion": meta.resource_version,
+    }});
+    match api
+        .patch(meta.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One pass over every watched object.
+pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
+    let all: Vec<(usize, ObjectMeta)> = kinds
+        .iter()
+        .enumerate()
+        .flat_map(|(i, k)| (k.metas)().into_iter().map(move |m| (i, m)))
+        .collect();
+    let watched: HashSet<&str> = kinds.iter().map(|k| k.kind.as_str()).collect();
+    let live: HashMap<&str, &ObjectMeta> = all
+        .iter()
+        .filter_map(|(_, m)| m.uid.as_deref().map(|u| (u, m)))
+        .collect();
+    // Dependents by owner uid.
+    let mut deps: HashMap<&str, Vec<(usize, &ObjectMeta)>> = HashMap::new();
+    for (i, m) in &all {
+        for o in m.owner_references.iter().flatten() {
+            deps.entry(o.uid.as_str()).or_default().push((*i, m));
+        }
+    }
+    for (i, m) in &all {
+        let ns = m.namespace.clone().unwrap_or_default();
+        let api = (kinds[*i].api)(&ns);
+        let name = m.name.clone().unwrap_or_default();
+        let uid = m.uid.clone().unwrap_or_default();
+        // Owner side: foreground and orphan finalizers.
+        if m.deletion_timestamp.is_some() {
+            let children = deps.get(uid.as_str()).cloned().unwrap_or_default();
+            if has_finalizer(m, "orphan") {
+                for (ci, c) in &children {
+                    let refs: Vec<_> = c
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .filter(|o| o.uid != uid)
+                        .cloned()
+                        .collect();
+                    let capi = (kinds[*ci].api)(c.namespace.as_deref().unwrap_or_default());
+                    let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": c.uid}});
+                    let _ = capi
+                        .patch(c.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch))
+                        .await;
+                }
+                if children.is_empty() {
+                    remove_finalizer(&api, m, "orphan").await?;
+                }
+            } else if has_finalizer(m, "foregroundDeletion") {
+                let mut blocking = false;
+                for (ci, c) in &children {
+                    let capi = (kinds[*ci].api)(c.namespace.as_deref().unwrap_or_default());
+                    if c.owner_references.iter().flatten().any(|o| o.uid == uid && o.block_owner_deletion == Some(true)) {
+                        blocking = true;
+                    }
+                    if c.deletion_timestamp.is_none() {
+                        let _ = capi
+                            .delete(c.name.as_deref().unwrap_or_default(), &DeleteParams::foreground())
+                            .await;
+                    }
+                }
+                if !blocking {
+                    remove_finalizer(&api, m, "foregroundDeletion").await?;
+                }
+            }
+        }
+        // Dependent side: every owner gone -> delete (background).
+        let refs: Vec<_> = m.owner_references.iter().flatten().collect();
+        if refs.is_empty() || m.deletion_timestamp.is_some() {
+            continue;
+        }
+        let any_alive = refs.iter().any(|o| {
+            !watched.contains(o.kind.as_str()) || live.contains_key(o.uid.as_str())
+        });
+        let mut confirmed_gone = true;
+        for o in &refs {
+            if let Some(k) = kinds.iter().find(|k| k.kind == o.kind) {
+                let oapi = (k.api)(&ns);
+                match oapi.get_opt(&o.name).await {
+                    Ok(Some(obj)) if obj.metadata.uid.as_deref() == Some(o.uid.as_str()) => {
+                        confirmed_gone = false;
+                    }
+                    Ok(_) => {}
+                    Err(_) => confirmed_gone = false,
+                }
+            }
+        }
+        if !any_alive && confirmed_gone {
+            tracing::debug!(kind = %kinds[*i].kind, %ns, %name, "collecting orphaned dependent");
+            match api
+                .delete(&name, &DeleteParams::background().preconditions(kube::api::Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => tracing::debug!(error = %e, "garbage collecting"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the collector: a sweep every `interval` and on every change (coalesced).
+pub async fn run(kinds: Vec<Kind>, mut changes: tokio::sync::mpsc::UnboundedReceiver<()>, interval: Duration) {
+    for k in &kinds {
+        (k.ready)().await;
+    }
+    loop {
+        if let Err(e) = sweep(&kinds).await {
+            tracing::debug!(error = %e, "garbage collector sweep");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            got = changes.recv() => {
+                if got.is_none() {
+                    tokio::time::sleep(interval).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while changes.try_recv().is_ok() {}
+            }
+        }
+    }
+}
+
+/// Helper: a name for logs.
+pub fn describe<K: ResourceExt>(o: &K) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}

@@ -1,0 +1,74 @@
+//! One watch per kind shared by every controller: an in-memory store plus a fan-out of touched
+//! objects (applied and deleted) to each subscribing controller.
+
+use std::fmt::Debug;
+
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// A shared watch of one kind.
+pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
+    api: Api<K>,
+    store: Store<K>,
+    writer: reflector::store::Writer<K>,
+    senders: Vec<mpsc::UnboundedSender<Result<K, watcher::Error>>>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// An informer over every object of the kind.
+    pub fn new(api: Api<K>) -> Informer<K> {
+        let (store, writer) = reflector::store();
+        Informer {
+            api,
+            store,
+            writer,
+            senders: Vec::new(),
+        }
+    }
+
+    /// The store, filled once the informer runs.
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// A stream of every object touched from now on (for `owns_stream`/`watches_stream`).
+    pub fn subscribe(&mut self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.senders.push(tx);
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+    }
+
+    /// Runs the watch, filling the store and feeding subscribers.
+    pub fn start(self) -> JoinHandle<()> {
+        let Informer {
+            api,
+            writer,
+            mut senders,
+            ..
+        } = self;
+        tokio::spawn(async move {
+            let stream = reflector::reflector(
+                writer,
+                watcher::watcher(api, watcher::Config::default().page_size(5000)).default_backoff(),
+            )
+            .touched_objects();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(obj) => senders.retain(|s| s.send(Ok(obj.clone())).is_ok()),
+                    Err(e) => tracing::debug!(error = %e, kind = %K::kind(&()), "watch error"),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,307 @@
+//! Scheduler and Deployment controller end to end on simulated nodes: spreading over zones,
+//! rolling update, rollout history/undo/pause/resume/restart, scaling, FailedScheduling Events,
+//! and controllers re-listing after an API server restart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams};
+use skiff_controllers::fake::{FakeNodeSpec, FakeNodes};
+use skiff_tests::{Server, ok, tools, wait_for};
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 6
+  selector:
+    matchLabels: {app: web}
+  strategy:
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 1}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: app
+        image: example.com/hello:v1
+        resources:
+          requests: {cpu: 100m, memory: 64Mi}
+"#;
+
+async fn pods_by_node(client: &kube::Client, selector: &str) -> BTreeMap<String, Vec<Pod>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut m: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+    for p in api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .expect("list pods")
+        .items
+    {
+        if p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        m.entry(node).or_default().push(p);
+    }
+    m
+}
+
+fn images(pods: &BTreeMap<String, Vec<Pod>>) -> Vec<String> {
+    let mut v: Vec<String> = pods
+        .values()
+        .flatten()
+        .map(|p| {
+            p.spec.as_ref().unwrap().containers[0]
+                .image
+                .clone()
+                .unwrap_or_default()
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+async fn three_zones(client: &kube::Client) -> FakeNodes {
+    let fake = FakeNodes::start(client.clone()).await;
+    fake.add(&[
+        FakeNodeSpec::new("node-a", "zone-a"),
+        FakeNodeSpec::new("node-b", "zone-b"),
+        FakeNodeSpec::new("node-c", "zone-c"),
+    ])
+    .await
+    .expect("fake nodes register");
+    fake
+}
+
+async fn scenario(kubectl: &Path) {
+    let server = Server::start().expect("server starts");
+    let client = server.client().await.expect("client");
+    let fake = three_zones(&client).await;
+    let k = |args: &[&str]| ok(&server.kubectl(kubectl, args).expect("kubectl runs"));
+    ok(&server
+        .kubectl_stdin(kubectl, &["apply", "-f", "-"], Some(DEPLOYMENT))
+        .unwrap());
+    let out = k(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    // Six replicas over three nodes in three zones: two per node.
+    let by_node = pods_by_node(&client, "app=web").await;
+    let counts: Vec<usize> = by_node.values().map(Vec::len).collect();
+    assert_eq!(by_node.len(), 3, "{:?}", by_node.keys());
+    assert_eq!(counts, vec![2, 2, 2]);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d = deployments.get("web").await.unwrap();
+    let st = d.status.clone().unwrap();
+    assert_eq!(
+        (st.replicas, st.updated_replicas, st.available_replicas),
+        (Some(6), Some(6), Some(6))
+    );
+    let conds = st.conditions.unwrap();
+    let available = conds.iter().find(|c| c.type_ == "Available").unwrap();
+    assert_eq!(available.status, "True");
+    let progressing = conds.iter().find(|c| c.type_ == "Progressing").unwrap();
+    assert_eq!(
+        progressing.reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    assert_eq!(
+        d.metadata.annotations.unwrap()["deployment.kubernetes.io/revision"],
+        "1"
+    );
+
+    // Rolling update to v2.
+    k(&["set", "image", "deployment/web", "app=example.com/hello:v2"]);
+    let out = k(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let by_node = pods_by_node(&client, "app=web").await;
+    assert_eq!(images(&by_node), vec!["example.com/hello:v2"]);
+    assert_eq!(by_node.values().map(Vec::len).sum::<usize>(), 6);
+    let history = k(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+
+    // Undo returns to v1 as revision 3.
+    k(&["rollout", "undo", "deployment/web"]);
+    let out = k(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let by_node = pods_by_node(&client, "app=web").await;
+    assert_eq!(images(&by_node), vec!["example.com/hello:v1"]);
+    let rev = k(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+    ]);
+    assert_eq!(rev.trim(), "3");
+    let rs = k(&["get", "rs", "-l", "app=web", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 2, "one ReplicaSet per template:\n{rs}");
+
+    // Pause: a template change makes no new ReplicaSet until resume.
+    k(&["rollout", "pause", "deployment/web"]);
+    k(&["set", "image", "deployment/web", "app=example.com/hello:v3"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        images(&pods_by_node(&client, "app=web").await),
+        vec!["example.com/hello:v1"]
+    );
+    k(&["rollout", "resume", "deployment/web"]);
+    let out = k(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    assert_eq!(
+        images(&pods_by_node(&client, "app=web").await),
+        vec!["example.com/hello:v3"]
+    );
+
+    // Restart rolls every pod.
+    let before: Vec<String> = pods_by_node(&client, "app=web")
+        .await
+        .values()
+        .flatten()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    k(&["rollout", "restart", "deployment/web"]);
+    let out = k(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let after = pods_by_node(&client, "app=web").await;
+    assert!(
+        after
+            .values()
+            .flatten()
+            .all(|p| !before.contains(p.metadata.name.as_ref().unwrap())),
+        "restart replaced every pod"
+    );
+
+    // Scale down through the scale subresource.
+    k(&["scale", "deployment/web", "--replicas=2"]);
+    wait_for("two pods", Duration::from_secs(60), || async {
+        let n: usize = pods_by_node(&client, "app=web")
+            .await
+            .values()
+            .map(Vec::len)
+            .sum();
+        (n == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployment_spreads_rolls_and_undoes() {
+    let Some(kubectl) = tools::kubectl_132() else {
+        return;
+    };
+    scenario(&kubectl).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unschedulable_pod_gets_failed_scheduling_event() {
+    let Some(kubectl) = tools::kubectl_132() else {
+        return;
+    };
+    let server = Server::start().expect("server starts");
+    let client = server.client().await.expect("client");
+    let fake = three_zones(&client).await;
+    ok(&server.kubectl(&kubectl, &["cordon", "node-a"]).unwrap());
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: huge}
+spec:
+  containers:
+  - name: app
+    image: example.com/hello:v1
+    resources:
+      requests: {memory: 1000Gi}
+"#;
+    ok(&server
+        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(pod))
+        .unwrap());
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let message = wait_for("a FailedScheduling event", Duration::from_secs(30), || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("FailedScheduling")
+                    && e.involved_object.name.as_deref() == Some("huge")
+            })
+            .and_then(|e| e.message)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        message,
+        "0/3 nodes are available: 1 node(s) were unschedulable, 2 Insufficient memory. preemption: not supported."
+    );
+    let describe = ok(&server.kubectl(&kubectl, &["describe", "pod", "huge"]).unwrap());
+    assert!(describe.contains("FailedScheduling"), "{describe}");
+
+    // A pod that fits is bound once a node is uncordoned and room exists.
+    ok(&server.kubectl(&kubectl, &["uncordon", "node-a"]).unwrap());
+    ok(&server.kubectl(&kubectl, &["delete", "pod", "huge", "--wait=false"]).unwrap());
+    let small = pod.replace("huge", "small").replace("1000Gi", "1Gi");
+    ok(&server
+        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(&small))
+        .unwrap());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_for("small pod bound", Duration::from_secs(30), || async {
+        pods.get("small")
+            .await
+            .ok()?
+            .spec?
+            .node_name
+            .filter(|n| !n.is_empty())
+    })
+    .await
+    .unwrap();
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controllers_relist_after_api_server_restart() {
+    let Some(kubectl) = tools::kubectl_132() else {
+        return;
+    };
+    // Controllers run here as an outside client, so they live through the server's restart.
+    let mut server =
+        Server::start_with(&["--no-controllers", "--no-scheduler"]).expect("server starts");
+    let client = server.client().await.expect("client");
+    let controllers =
+        skiff_controllers::start(client.clone(), skiff_controllers::Options::default());
+    let fake = three_zones(&client).await;
+    ok(&server
+        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(DEPLOYMENT))
+        .unwrap());
+    let status = ["rollout", "status", "deployment/web", "--timeout=120s"];
+    let out = ok(&server.kubectl(&kubectl, &status).unwrap());
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    server.restart().expect("server restarts");
+    // After the restart the controllers' watches resume or re-list: a deleted pod is replaced
+    // and a scale-up is carried out.
+    let victim = pods_by_node(&client, "app=web").await.values().flatten().next().unwrap().metadata.name.clone().unwrap();
+    ok(&server.kubectl(&kubectl, &["delete", "pod", &victim, "--wait=false"]).unwrap());
+    ok(&server.kubectl(&kubectl, &["scale", "deployment/web", "--replicas=8"]).unwrap());
+    let out = ok(&server.kubectl(&kubectl, &status).unwrap());
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let pods = pods_by_node(&client, "app=web").await;
+    assert_eq!(pods.values().map(Vec::len).sum::<usize>(), 8);
+    assert!(!pods.values().flatten().any(|p| p.metadata.name.as_deref() == Some(&victim)));
+    fake.shutdown().await;
+    controllers.shutdown().await;
+}

@@ -236,6 +236,9 @@ fn downward_files(
     Ok(out)
 }
 
+/// Files of a volume and whether they are secret.
+pub(crate) type VolumeFiles = (BTreeMap<String, FileContent>, bool);
+
 /// The files of a file-set volume (configMap, secret, downwardAPI, projected); `None` for the
 /// other kinds.
 pub(crate) fn volume_files(
@@ -243,7 +246,7 @@ pub(crate) fn volume_files(
     v: &Volume,
     refs: &Refs,
     addrs: Addrs,
-) -> Option<Result<(BTreeMap<String, FileContent>, bool), String>> {
+) -> Option<Result<VolumeFiles, String>> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     if let Some(cm) = &v.config_map {
         let optional = cm.optional.unwrap_or(false);
@@ -478,10 +481,10 @@ pub(crate) fn env(
 ) -> Result<Vec<(String, String)>, String> {
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut map: HashMap<String, String> = HashMap::new();
-    let mut set = |vars: &mut Vec<(String, String)>,
-                   map: &mut HashMap<String, String>,
-                   k: String,
-                   v: String| {
+    let set = |vars: &mut Vec<(String, String)>,
+               map: &mut HashMap<String, String>,
+               k: String,
+               v: String| {
         if let Some(slot) = vars.iter_mut().find(|(n, _)| *n == k) {
             slot.1 = v.clone();
         } else {
@@ -769,7 +772,7 @@ spec:
   - {name: data, emptyDir: {}}
   - {name: mem, emptyDir: {medium: Memory}}
   - {name: cfg, configMap: {name: cm, items: [{key: color, path: c/color.txt}]}}
-  - {name: sec, secret: {secretName: s, defaultMode: 0400}}
+  - {name: sec, secret: {secretName: s, defaultMode: 256}}
   - {name: host, hostPath: {path: /tmp}}
   - {name: info, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}
 "#);

@@ -109,10 +109,6 @@ impl Ctr {
         }
     }
 
-    fn name(&self) -> &str {
-        &self.spec.name
-    }
-
     fn state(&mut self) -> Option<ContainerState> {
         self.rx.as_mut().map(|rx| rx.borrow_and_update().clone())
     }
@@ -768,7 +764,7 @@ impl Worker {
                 continue;
             }
             let Some(p) = st.probe.clone() else { continue };
-            if !st.next_due().is_some_and(|t| t <= now) {
+            if st.next_due().is_none_or(|t| t > now) {
                 continue;
             }
             let result = probe::run(&*sb, &c.spec, &pod_ports, &p, true).await;
@@ -1197,7 +1193,7 @@ impl Worker {
 
 fn humanize(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 60 && s % 60 == 0 {
+    if s >= 60 && s.is_multiple_of(60) {
         format!("{}m0s", s / 60)
     } else if s >= 60 {
         format!("{}m{}s", s / 60, s % 60)

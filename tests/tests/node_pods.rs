@@ -310,6 +310,19 @@ async fn env_reader_prints_env_config_map_and_secret() {
     ] {
         assert!(log.lines().any(|l| l == line), "no {line:?} in log:\n{log}");
     }
+    // The same log through the API server's pods/log, which forwards to the node.
+    let via_api = c
+        .pods()
+        .logs(
+            "env-reader",
+            &kube::api::LogParams {
+                container: Some("reader".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("pods/log answers");
+    assert_eq!(via_api, log);
     // tailLines and timestamps, as kubelet serves them.
     let tail = c.log("env-reader", "reader", "?tailLines=1");
     assert_eq!(tail.lines().count(), 1, "{tail}");
@@ -508,4 +521,84 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
     .await;
     let (code, body) = c.node.get("/proxy/default/hello/8080/").expect("answers");
     assert_eq!((code, body.as_str()), (200, "Hello from Skiff!\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_map_volume_files_follow_updates() {
+    let c = cluster(&[]).await;
+    let image = c.push("env-reader/env-reader.wasm", "samples/env-reader:1.0");
+    let cm: ConfigMap =
+        serde_yaml::from_str("metadata: {name: live}\ndata: {color: blue}").expect("configmap");
+    Api::<ConfigMap>::default_namespaced(c.client.clone())
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("configmap created");
+    c.create_pod(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: looper}}\nspec:\n  nodeName: NODE\n  \
+         containers:\n  - name: c\n    image: {image}\n    args: [\"--loop\", \"1\"]\n    \
+         volumeMounts: [{{name: config, mountPath: /config}}]\n  \
+         volumes: [{{name: config, configMap: {{name: live}}}}]\n"
+    ))
+    .await;
+    c.wait_pod("looper", "Running", |p| {
+        (phase(p) == Some("Running")).then_some(())
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !c.log("looper", "c", "").contains("/config/color: blue") {
+        assert!(Instant::now() < deadline, "the first report never came");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let patch = serde_json::json!({"data": {"color": "green"}});
+    Api::<ConfigMap>::default_namespaced(c.client.clone())
+        .patch(
+            "live",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("configmap updated");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !c.log("looper", "c", "").contains("/config/color: green") {
+        assert!(
+            Instant::now() < deadline,
+            "the mounted file never showed the update; node log:\n{}",
+            c.node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_waits_in_image_pull_back_off() {
+    let c = cluster(&[]).await;
+    c.create_pod(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: missing}}\nspec:\n  nodeName: NODE\n  \
+         containers: [{{name: c, image: {}/nothing/here:1.0}}]\n",
+        c.registry.addr
+    ))
+    .await;
+    let w = c
+        .wait_pod("missing", "ErrImagePull", |p| {
+            let w = container(p, "c")?.state?.waiting?;
+            matches!(
+                w.reason.as_deref(),
+                Some("ErrImagePull" | "ImagePullBackOff")
+            )
+            .then_some(w)
+        })
+        .await;
+    assert!(w.message.is_some_and(|m| m.contains("nothing/here")));
+    assert_eq!(
+        c.wait_pod("missing", "Pending", |p| phase(p).map(str::to_string))
+            .await,
+        "Pending"
+    );
+    let events = c.events("missing").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Failed") && e.type_.as_deref() == Some("Warning")),
+        "no Failed event in {events:?}"
+    );
 }

@@ -516,7 +516,9 @@ impl Worker {
                 c.waiting = waiting("CreateContainerConfigError", e);
                 c.retry_at = Some(now + Duration::from_secs(10));
                 // Re-read the references before the next attempt.
-                self.refs_at = Instant::now() - REFRESH_FILES;
+                self.refs_at = Instant::now()
+                    .checked_sub(REFRESH_FILES)
+                    .unwrap_or(self.refs_at);
                 return false;
             }
         };

@@ -396,3 +396,36 @@ async fn manage_pods(ctx: Arc<NodeCtx>, mut stop: watch::Receiver<bool>) {
     tasks.extend(stopping);
     futures::future::join_all(tasks).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comes_from_the_current_context_user() {
+        let dir = std::env::temp_dir().join(format!("skiff-host-kc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: b\n\
+             contexts:\n- name: a\n  context: {cluster: c, user: ua}\n\
+             - name: b\n  context: {cluster: c, user: ub}\n\
+             users:\n- name: ua\n  user: {token: first}\n- name: ub\n  user: {token: second}\n",
+        )
+        .expect("write");
+        assert_eq!(
+            kubeconfig_token(&path).expect("parsed").as_deref(),
+            Some("second")
+        );
+        std::fs::write(
+            &path,
+            "users:\n- name: x\n  user: {client-certificate: c}\n",
+        )
+        .expect("write");
+        assert_eq!(kubeconfig_token(&path).expect("parsed"), None);
+        std::fs::write(&path, ": not yaml: [").expect("write");
+        assert!(kubeconfig_token(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

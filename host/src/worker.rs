@@ -238,6 +238,7 @@ impl Worker {
     /// Runs the pod until it is deleted (or the node stops: the channel closes).
     pub(crate) async fn run(mut self, mut rx: watch::Receiver<Pod>) {
         let finished_before = self.terminal_phase();
+        tracing::info!(pod = %format!("{}/{}", self.ns, self.name), uid = %self.uid, "pod assigned");
         loop {
             if self.pod.metadata.deletion_timestamp.is_some() {
                 self.terminate_and_delete().await;
@@ -381,6 +382,7 @@ impl Worker {
         };
         match self.ctx.runtime.create_pod(spec).await {
             Ok(sb) => {
+                tracing::info!(pod = %format!("{}/{}", self.ns, self.name), ip = ?self.ip, "sandbox created");
                 self.ctx.publish(&self.ns, &self.name, sb.clone());
                 self.sandbox = Some(sb);
                 self.sandbox_error = None;
@@ -912,7 +914,9 @@ impl Worker {
             ..Default::default()
         };
         match api.delete(&self.name, &dp).await {
-            Ok(_) => {}
+            Ok(_) => {
+                tracing::info!(pod = %format!("{}/{}", self.ns, self.name), "pod stopped and deleted")
+            }
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => tracing::warn!(pod = %self.name, error = %e, "deleting the pod"),
         }

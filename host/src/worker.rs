@@ -268,6 +268,7 @@ impl Worker {
                     }
                     let pod = rx.borrow_and_update().clone();
                     self.pod = pod;
+                    self.on_spec_change().await;
                 }
                 _ = any_change => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -803,6 +804,68 @@ impl Worker {
                 }
                 return;
             }
+        }
+    }
+
+    /// A container's image changed (the only mutable part of a pod's containers): kubelet
+    /// kills it and starts it again from the new image.
+    async fn on_spec_change(&mut self) {
+        if self.pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let Some(spec) = self.pod.spec.clone() else {
+            return;
+        };
+        let all = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| (c, true))
+            .chain(spec.containers.iter().map(|c| (c, false)));
+        let mut changed = Vec::new();
+        for (new, init) in all {
+            let Some(i) = self
+                .ctrs
+                .iter()
+                .position(|c| c.init == init && c.spec.name == new.name)
+            else {
+                continue;
+            };
+            if self.ctrs[i].spec.image == new.image {
+                continue;
+            }
+            if !self.ctrs[i].created || init {
+                let c = &mut self.ctrs[i];
+                c.spec.image = new.image.clone();
+                c.retry_at = None;
+                c.backoff = Duration::ZERO;
+                continue;
+            }
+            changed.push((i, new.clone()));
+        }
+        let Some(sb) = self.sandbox.clone() else {
+            return;
+        };
+        for (i, new) in changed {
+            let name = new.name.clone();
+            self.event(
+                Some(i),
+                Kind::Normal,
+                "Killing",
+                &format!("Container {name} definition changed, will be restarted"),
+            )
+            .await;
+            if let Err(e) = sb.stop_container(&name, self.grace(None)).await {
+                tracing::warn!(pod = %self.name, container = %name, error = %e, "stopping a changed container");
+            }
+            let last = self.ctrs[i].state().filter(|s| s.is_terminated());
+            if let Err(e) = sb.remove_container(&name).await {
+                tracing::warn!(pod = %self.name, container = %name, error = %e, "removing a changed container");
+            }
+            let restarts = self.ctrs[i].restart_count + i32::from(last.is_some());
+            let mut fresh = Ctr::new(new, false, restarts);
+            fresh.last = last;
+            self.ctrs[i] = fresh;
         }
     }
 

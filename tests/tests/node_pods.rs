@@ -264,6 +264,28 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
         );
     }
 
+    // A new image in the pod spec: the container is restarted from it.
+    let v2 = c.push("hello-http/hello-http-v2.wasm", "samples/hello-http:2.0");
+    let patch = serde_json::json!({"spec": {"containers": [{"name": "hello", "image": v2}]}});
+    c.pods()
+        .patch(
+            "hello-http",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .expect("image updated");
+    c.wait_pod("hello-http", "the new image running", |p| {
+        let cs = container(p, "hello")?;
+        (cs.image == v2 && cs.state?.running.is_some() && cs.restart_count == 1).then_some(())
+    })
+    .await;
+    let (code, body) = c
+        .node
+        .get("/proxy/default/hello-http/8080/")
+        .expect("proxy answers");
+    assert_eq!((code, body.as_str()), (200, "Hello from Skiff v2!\n"));
+
     // Graceful deletion: the node stops the pod and removes the object.
     c.pods()
         .delete("hello-http", &DeleteParams::default())

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::watcher::{self, Event as WEvent};
-use kube::Client;
 
 use crate::fake::{FakeNodeSpec, FakeNodes};
 use crate::{Error, Options};
@@ -102,7 +102,8 @@ pub async fn scheduler_throughput(
         },
     );
     let mut bound = std::collections::HashSet::new();
-    let mut stream = watcher::watcher(api.clone(), watcher::Config::default().page_size(5000)).boxed();
+    let mut stream =
+        watcher::watcher(api.clone(), watcher::Config::default().page_size(5000)).boxed();
     while bound.len() < pods {
         match stream.try_next().await {
             Ok(Some(WEvent::Apply(p) | WEvent::InitApply(p))) => {

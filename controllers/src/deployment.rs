@@ -36,7 +36,10 @@ fn resolve(v: Option<&IntOrString>, total: i32, round_up: bool, default_pct: i32
     match v {
         Some(IntOrString::Int(i)) => *i,
         Some(IntOrString::String(s)) => {
-            let pct = s.trim_end_matches('%').parse::<i32>().unwrap_or(default_pct);
+            let pct = s
+                .trim_end_matches('%')
+                .parse::<i32>()
+                .unwrap_or(default_pct);
             pct_of(pct, total, round_up)
         }
         None => pct_of(default_pct, total, round_up),
@@ -104,13 +107,22 @@ fn set_condition(conds: &mut Vec<DeploymentCondition>, mut c: DeploymentConditio
     }
 }
 
-async fn scale_rs(api: &Api<ReplicaSet>, rs: &ReplicaSet, replicas: i32, annotations: serde_json::Value) -> Result<(), Error> {
+async fn scale_rs(
+    api: &Api<ReplicaSet>,
+    rs: &ReplicaSet,
+    replicas: i32,
+    annotations: serde_json::Value,
+) -> Result<(), Error> {
     let patch = serde_json::json!({
         "metadata": {"annotations": annotations},
         "spec": {"replicas": replicas},
     });
-    api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-        .await?;
+    api.patch(
+        &rs.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await?;
     Ok(())
 }
 
@@ -134,7 +146,12 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 && r.metadata.deletion_timestamp.is_none()
         })
         .collect();
-    rss.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), r.name_any()));
+    rss.sort_by_key(|r| {
+        (
+            r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            r.name_any(),
+        )
+    });
     let template = spec.template.clone();
     let hash = util::template_hash(&serde_json::to_value(&template).unwrap_or_default());
     let max_rev = rss.iter().map(|r| revision(r)).max().unwrap_or(0);
@@ -191,11 +208,8 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     .and_then(|m| m.labels.clone())
                     .unwrap_or_default();
                 labels.insert(HASH_LABEL.into(), hash.clone());
-                let initial = if rss.iter().all(|r| rs_replicas(r) == 0) && spec
-                    .strategy
-                    .as_ref()
-                    .and_then(|s| s.type_.as_deref())
-                    != Some("Recreate")
+                let initial = if rss.iter().all(|r| rs_replicas(r) == 0)
+                    && spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("Recreate")
                 {
                     desired
                 } else {
@@ -245,7 +259,11 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 ann.insert(REVISION.into(), (max_rev + 1).to_string().into());
                 let patch = serde_json::json!({"metadata": {"annotations": ann}});
                 let updated = rs_api
-                    .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                    .patch(
+                        &rs.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
                     .await?;
                 new_rs = Some(Arc::new(updated));
             }
@@ -350,28 +368,38 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         let mut empty: Vec<&Arc<ReplicaSet>> = old
             .iter()
             .filter(|r| {
-                rs_replicas(r) == 0
-                    && r.status.as_ref().map(|s| s.replicas).unwrap_or(0) == 0
+                rs_replicas(r) == 0 && r.status.as_ref().map(|s| s.replicas).unwrap_or(0) == 0
             })
             .collect();
         empty.sort_by_key(|r| revision(r));
         if empty.len() > limit {
             for r in &empty[..empty.len() - limit] {
-                let _ = rs_api.delete(&r.name_any(), &DeleteParams::background()).await;
+                let _ = rs_api
+                    .delete(&r.name_any(), &DeleteParams::background())
+                    .await;
             }
         }
     }
 
     // Status from the ReplicaSets' status.
-    let new_status = new_rs.as_ref().and_then(|r| r.status.clone()).unwrap_or_default();
-    let replicas: i32 = rss.iter().filter_map(|r| r.status.as_ref()).map(|s| s.replicas).sum();
+    let new_status = new_rs
+        .as_ref()
+        .and_then(|r| r.status.clone())
+        .unwrap_or_default();
+    let replicas: i32 = rss
+        .iter()
+        .filter_map(|r| r.status.as_ref())
+        .map(|s| s.replicas)
+        .sum();
     let ready: i32 = rss
         .iter()
         .filter_map(|r| r.status.as_ref())
         .map(|s| s.ready_replicas.unwrap_or(0))
         .sum();
     let available: i32 = rss.iter().map(|r| rs_available(r)).sum();
-    let updated = if new_rs.as_ref().is_some_and(|r| r.metadata.generation == r.status.as_ref().and_then(|s| s.observed_generation)) {
+    let updated = if new_rs.as_ref().is_some_and(|r| {
+        r.metadata.generation == r.status.as_ref().and_then(|s| s.observed_generation)
+    }) {
         new_status.replicas
     } else {
         0
@@ -381,7 +409,8 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .as_ref()
         .and_then(|s| s.rolling_update.clone())
         .unwrap_or_default();
-    let max_unavail = if spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate") {
+    let max_unavail = if spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate")
+    {
         0
     } else {
         resolve(ru.max_unavailable.as_ref(), desired, false, 25).min(desired)
@@ -389,17 +418,31 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if available >= desired - max_unavail {
         set_condition(
             &mut conditions,
-            cond("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into()),
+            cond(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.".into(),
+            ),
         );
     } else {
         set_condition(
             &mut conditions,
-            cond("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into()),
+            cond(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.".into(),
+            ),
         );
     }
     let old_status = d.status.clone().unwrap_or_default();
-    let complete = updated == desired && replicas == desired && available == desired
-        && old.iter().all(|r| r.status.as_ref().map(|s| s.replicas).unwrap_or(0) == 0);
+    let complete = updated == desired
+        && replicas == desired
+        && available == desired
+        && old
+            .iter()
+            .all(|r| r.status.as_ref().map(|s| s.replicas).unwrap_or(0) == 0);
     let progressed = updated != old_status.updated_replicas.unwrap_or(0)
         || available != old_status.available_replicas.unwrap_or(0)
         || ready != old_status.ready_replicas.unwrap_or(0)
@@ -409,19 +452,33 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if paused {
         set_condition(
             &mut conditions,
-            cond("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into()),
+            cond(
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused".into(),
+            ),
         );
     } else if complete {
         set_condition(
             &mut conditions,
-            cond("Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{new_name}\" has successfully progressed.")),
+            cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{new_name}\" has successfully progressed."),
+            ),
         );
     } else {
-        let current = conditions.iter().find(|c| c.type_ == "Progressing").cloned();
-        let was_paused = current.as_ref().and_then(|c| c.reason.as_deref()) == Some("DeploymentPaused");
-        let timed_out = current.as_ref().is_some_and(|c| {
-            c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-        });
+        let current = conditions
+            .iter()
+            .find(|c| c.type_ == "Progressing")
+            .cloned();
+        let was_paused =
+            current.as_ref().and_then(|c| c.reason.as_deref()) == Some("DeploymentPaused");
+        let timed_out = current
+            .as_ref()
+            .is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
         let last = current
             .as_ref()
             .and_then(|c| c.last_update_time.as_ref())
@@ -429,12 +486,32 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .unwrap_or(0);
         let now = jiff::Timestamp::now().as_second();
         if was_paused {
-            set_condition(&mut conditions, cond("Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed".into()));
-        } else if progressed || current.is_none() || current.as_ref().and_then(|c| c.reason.as_deref()) == Some("NewReplicaSetAvailable") {
-            let mut c = cond("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{new_name}\" is progressing."));
+            set_condition(
+                &mut conditions,
+                cond(
+                    "Progressing",
+                    "Unknown",
+                    "DeploymentResumed",
+                    "Deployment is resumed".into(),
+                ),
+            );
+        } else if progressed
+            || current.is_none()
+            || current.as_ref().and_then(|c| c.reason.as_deref()) == Some("NewReplicaSetAvailable")
+        {
+            let mut c = cond(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                format!("ReplicaSet \"{new_name}\" is progressing."),
+            );
             // Force an update time even when the message is unchanged.
             if let Some(old) = conditions.iter_mut().find(|x| x.type_ == "Progressing") {
-                c.last_transition_time = if old.status == "True" { old.last_transition_time.clone() } else { c.last_transition_time.clone() };
+                c.last_transition_time = if old.status == "True" {
+                    old.last_transition_time.clone()
+                } else {
+                    c.last_transition_time.clone()
+                };
                 *old = c;
             } else {
                 conditions.push(c);
@@ -443,16 +520,26 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         } else if !timed_out && now - last > i64::from(deadline) {
             set_condition(
                 &mut conditions,
-                cond("Progressing", "False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{new_name}\" has timed out progressing.")),
+                cond(
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    format!("ReplicaSet \"{new_name}\" has timed out progressing."),
+                ),
             );
         } else if !timed_out {
             requeue = Duration::from_secs((i64::from(deadline) - (now - last)).max(1) as u64);
         }
     }
-    if !dep_annotations.is_empty() && d.annotations().get(REVISION).map(String::as_str) != dep_annotations.get(REVISION).and_then(|v| v.as_str()) {
+    if !dep_annotations.is_empty()
+        && d.annotations().get(REVISION).map(String::as_str)
+            != dep_annotations.get(REVISION).and_then(|v| v.as_str())
+    {
         let dep_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = serde_json::json!({"metadata": {"annotations": dep_annotations}});
-        dep_api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        dep_api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
     }
     let status = serde_json::json!({
         "observedGeneration": d.metadata.generation.unwrap_or(0),
@@ -473,7 +560,11 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if merged != current {
         let dep_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
         match dep_api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": status})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": status})),
+            )
             .await
         {
             Ok(_) => {}
@@ -496,7 +587,9 @@ pub async fn run(
         impl futures::Stream<Item = Result<Deployment, kube::runtime::watcher::Error>> + Send + 'static,
         Store<Deployment>,
     ),
-    replicasets: impl futures::Stream<Item = Result<ReplicaSet, kube::runtime::watcher::Error>> + Send + 'static,
+    replicasets: impl futures::Stream<Item = Result<ReplicaSet, kube::runtime::watcher::Error>>
+    + Send
+    + 'static,
 ) {
     Controller::for_stream(deployments.0, deployments.1)
         .owns_stream(replicasets)
@@ -514,6 +607,9 @@ mod tests {
         assert_eq!(resolve(None, 6, true, 25), 2);
         assert_eq!(resolve(None, 6, false, 25), 1);
         assert_eq!(resolve(Some(&IntOrString::Int(3)), 6, true, 25), 3);
-        assert_eq!(resolve(Some(&IntOrString::String("50%".into())), 5, false, 25), 2);
+        assert_eq!(
+            resolve(Some(&IntOrString::String("50%".into())), 5, false, 25),
+            2
+        );
     }
 }

@@ -39,7 +39,11 @@ fn scaled(v: &IntOrString, total: i32) -> i32 {
 }
 
 /// The status a PDB should have: (expected, currentHealthy, desiredHealthy, allowed).
-pub fn compute(pdb: &PodDisruptionBudget, pods: &[Arc<Pod>], replicasets: &Store<ReplicaSet>) -> (i32, i32, i32, i32) {
+pub fn compute(
+    pdb: &PodDisruptionBudget,
+    pods: &[Arc<Pod>],
+    replicasets: &Store<ReplicaSet>,
+) -> (i32, i32, i32, i32) {
     let ns = pdb.namespace().unwrap_or_default();
     let spec = pdb.spec.clone().unwrap_or_default();
     let matching: Vec<&Arc<Pod>> = pods
@@ -54,7 +58,10 @@ pub fn compute(pdb: &PodDisruptionBudget, pods: &[Arc<Pod>], replicasets: &Store
                 )
         })
         .collect();
-    let healthy = matching.iter().filter(|p| util::pod_ready(p).is_some()).count() as i32;
+    let healthy = matching
+        .iter()
+        .filter(|p| util::pod_ready(p).is_some())
+        .count() as i32;
     // Expected: the replicas of the pods' controllers when known, else the pods themselves.
     let mut seen = HashSet::new();
     let mut expected = 0;
@@ -117,7 +124,11 @@ pub async fn sweep(ctx: &Ctx) -> Result<(), Error> {
         let api: Api<PodDisruptionBudget> =
             Api::namespaced(ctx.client.clone(), &pdb.namespace().unwrap_or_default());
         match api
-            .patch_status(&pdb.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            .patch_status(
+                &pdb.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
             .await
         {
             Ok(_) => {}
@@ -132,6 +143,7 @@ pub async fn sweep(ctx: &Ctx) -> Result<(), Error> {
 pub async fn run(ctx: Arc<Ctx>) {
     let _ = ctx.pdbs.wait_until_ready().await;
     let _ = ctx.pods.wait_until_ready().await;
+    tracing::info!("disruption controller synced");
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;

@@ -105,11 +105,22 @@ impl FakeNodes {
     /// Starts the pod task: every pod bound to a fake node is marked Running and Ready; pods
     /// being deleted on fake nodes are finished (deleted with grace period 0).
     pub async fn start(client: Client) -> FakeNodes {
+        Self::start_with_renewal(client, Duration::from_secs(10)).await
+    }
+
+    /// As `start`, renewing Leases every `renew` instead of every 10 s.
+    pub async fn start_with_renewal(client: Client, renew: Duration) -> FakeNodes {
         let names: Arc<Mutex<HashSet<String>>> = Default::default();
         let paused: Arc<Mutex<HashSet<String>>> = Default::default();
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(run_pods(client.clone(), names.clone(), paused.clone())));
-        tasks.push(tokio::spawn(renew_leases(client.clone(), names.clone(), paused.clone())));
+        let tasks = vec![
+            tokio::spawn(run_pods(client.clone(), names.clone(), paused.clone())),
+            tokio::spawn(renew_leases(
+                client.clone(),
+                names.clone(),
+                paused.clone(),
+                renew,
+            )),
+        ];
         FakeNodes {
             client,
             names,
@@ -126,7 +137,10 @@ impl FakeNodes {
                 let api = api.clone();
                 let client = self.client.clone();
                 async move {
-                    match api.create(&PostParams::default(), &node_object(&spec)).await {
+                    match api
+                        .create(&PostParams::default(), &node_object(&spec))
+                        .await
+                    {
                         Ok(_) => {}
                         Err(kube::Error::Api(s)) if s.code == 409 => {}
                         Err(e) => return Err(Error::from(e)),
@@ -189,8 +203,9 @@ async fn renew_leases(
     client: Client,
     names: Arc<Mutex<HashSet<String>>>,
     paused: Arc<Mutex<HashSet<String>>>,
+    every: Duration,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let live: Vec<String> = {
@@ -289,11 +304,18 @@ async fn run_pods(
         let containers: Vec<serde_json::Value> = pod
             .spec
             .as_ref()
-            .map(|s| s.containers.iter().map(|c| serde_json::json!({
-                "name": c.name, "image": c.image, "imageID": "", "ready": true,
-                "restartCount": 0, "started": true,
-                "state": {"running": {"startedAt": now}},
-            })).collect())
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "name": c.name, "image": c.image, "imageID": "", "ready": true,
+                            "restartCount": 0, "started": true,
+                            "state": {"running": {"startedAt": now}},
+                        })
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let status = serde_json::json!({"status": {
             "phase": "Running",

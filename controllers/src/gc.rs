@@ -13,11 +13,13 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 
+type ApiFor = Box<dyn Fn(&str) -> Api<kube::api::DynamicObject> + Send + Sync>;
+
 /// One watched kind, seen by the collector as owner and dependent.
 pub struct Kind {
     kind: String,
     metas: Box<dyn Fn() -> Vec<ObjectMeta> + Send + Sync>,
-    api: Box<dyn Fn(&str) -> kube::api::Api<kube::api::DynamicObject> + Send + Sync>,
+    api: ApiFor,
     ready: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
 }
 
@@ -53,7 +55,11 @@ fn has_finalizer(meta: &ObjectMeta, f: &str) -> bool {
     meta.finalizers.iter().flatten().any(|x| x == f)
 }
 
-async fn remove_finalizer(api: &Api<kube::api::DynamicObject>, meta: &ObjectMeta, f: &str) -> Result<(), Error> {
+async fn remove_finalizer(
+    api: &Api<kube::api::DynamicObject>,
+    meta: &ObjectMeta,
+    f: &str,
+) -> Result<(), Error> {
     let rest: Vec<String> = meta
         .finalizers
         .iter()
@@ -66,7 +72,11 @@ async fn remove_finalizer(api: &Api<kube::api::DynamicObject>, meta: &ObjectMeta
         "resourceVersion": meta.resource_version,
     }});
     match api
-        .patch(meta.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch(
+            meta.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -112,9 +122,14 @@ pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
                         .cloned()
                         .collect();
                     let capi = (kinds[*ci].api)(c.namespace.as_deref().unwrap_or_default());
-                    let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": c.uid}});
+                    let patch =
+                        serde_json::json!({"metadata": {"ownerReferences": refs, "uid": c.uid}});
                     let _ = capi
-                        .patch(c.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch))
+                        .patch(
+                            c.name.as_deref().unwrap_or_default(),
+                            &PatchParams::default(),
+                            &Patch::Merge(patch),
+                        )
                         .await;
                 }
                 if children.is_empty() {
@@ -124,12 +139,19 @@ pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
                 let mut blocking = false;
                 for (ci, c) in &children {
                     let capi = (kinds[*ci].api)(c.namespace.as_deref().unwrap_or_default());
-                    if c.owner_references.iter().flatten().any(|o| o.uid == uid && o.block_owner_deletion == Some(true)) {
+                    if c.owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.uid == uid && o.block_owner_deletion == Some(true))
+                    {
                         blocking = true;
                     }
                     if c.deletion_timestamp.is_none() {
                         let _ = capi
-                            .delete(c.name.as_deref().unwrap_or_default(), &DeleteParams::foreground())
+                            .delete(
+                                c.name.as_deref().unwrap_or_default(),
+                                &DeleteParams::foreground(),
+                            )
                             .await;
                     }
                 }
@@ -143,9 +165,9 @@ pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
         if refs.is_empty() || m.deletion_timestamp.is_some() {
             continue;
         }
-        let any_alive = refs.iter().any(|o| {
-            !watched.contains(o.kind.as_str()) || live.contains_key(o.uid.as_str())
-        });
+        let any_alive = refs
+            .iter()
+            .any(|o| !watched.contains(o.kind.as_str()) || live.contains_key(o.uid.as_str()));
         let mut confirmed_gone = true;
         for o in &refs {
             if let Some(k) = kinds.iter().find(|k| k.kind == o.kind) {
@@ -162,10 +184,13 @@ pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
         if !any_alive && confirmed_gone {
             tracing::debug!(kind = %kinds[*i].kind, %ns, %name, "collecting orphaned dependent");
             match api
-                .delete(&name, &DeleteParams::background().preconditions(kube::api::Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }))
+                .delete(
+                    &name,
+                    &DeleteParams::background().preconditions(kube::api::Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -178,10 +203,15 @@ pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
 }
 
 /// Runs the collector: a sweep every `interval` and on every change (coalesced).
-pub async fn run(kinds: Vec<Kind>, mut changes: tokio::sync::mpsc::UnboundedReceiver<()>, interval: Duration) {
+pub async fn run(
+    kinds: Vec<Kind>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<()>,
+    interval: Duration,
+) {
     for k in &kinds {
         (k.ready)().await;
     }
+    tracing::info!("garbage collector synced");
     loop {
         if let Err(e) = sweep(&kinds).await {
             tracing::debug!(error = %e, "garbage collector sweep");

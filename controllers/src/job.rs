@@ -98,7 +98,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 }
                 return Ok(Action::await_change());
             }
-            return Ok(Action::requeue(Duration::from_secs((at - now.as_second()).max(1) as u64)));
+            return Ok(Action::requeue(Duration::from_secs(
+                (at - now.as_second()).max(1) as u64,
+            )));
         }
         return Ok(Action::await_change());
     }
@@ -111,8 +113,14 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let parallelism = spec.parallelism.unwrap_or(1).max(0);
     let backoff_limit = spec.backoff_limit.unwrap_or(6);
     let active: Vec<&Arc<Pod>> = all.iter().filter(|p| util::pod_active(p)).collect();
-    let succeeded_pods: Vec<&Arc<Pod>> = all.iter().filter(|p| util::pod_phase(p) == "Succeeded").collect();
-    let failed_now = all.iter().filter(|p| util::pod_phase(p) == "Failed").count() as i32;
+    let succeeded_pods: Vec<&Arc<Pod>> = all
+        .iter()
+        .filter(|p| util::pod_phase(p) == "Succeeded")
+        .collect();
+    let failed_now = all
+        .iter()
+        .filter(|p| util::pod_phase(p) == "Failed")
+        .count() as i32;
     let status = job.status.clone().unwrap_or_default();
     let failed = failed_now.max(status.failed.unwrap_or(0));
     let mut done_indexes: BTreeSet<i32> = BTreeSet::new();
@@ -128,16 +136,25 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     } else {
         succeeded_pods.len() as i32
     };
-    let ready = active.iter().filter(|p| util::pod_ready(p).is_some()).count() as i32;
+    let ready = active
+        .iter()
+        .filter(|p| util::pod_ready(p).is_some())
+        .count() as i32;
     let start_time = status.start_time.clone().unwrap_or_else(util::now);
     let mut conditions = status.conditions.clone().unwrap_or_default();
     let mut fail: Option<(&str, &str)> = None;
     if failed > backoff_limit {
-        fail = Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit"));
+        fail = Some((
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ));
     } else if let Some(ads) = spec.active_deadline_seconds
         && now.as_second() - start_time.0.as_second() >= ads
     {
-        fail = Some(("DeadlineExceeded", "Job was active longer than specified deadline"));
+        fail = Some((
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        ));
     }
     let complete = fail.is_none()
         && match completions {
@@ -148,7 +165,9 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let mut requeue = Duration::from_secs(300);
     if let Some((reason, message)) = fail {
         for p in &active {
-            let _ = pods_api.delete(&p.name_any(), &DeleteParams::background()).await;
+            let _ = pods_api
+                .delete(&p.name_any(), &DeleteParams::background())
+                .await;
         }
         for t in ["FailureTarget", "Failed"] {
             conditions.push(k8s_openapi::api::batch::v1::JobCondition {
@@ -166,7 +185,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             conditions.push(k8s_openapi::api::batch::v1::JobCondition {
                 type_: t.into(),
                 status: "True".into(),
-                reason: Some(if t == "Complete" { "CompletionsReached" } else { "CompletionsReached" }.into()),
+                reason: Some("CompletionsReached".into()),
                 message: Some("Reached expected number of succeeded pods".into()),
                 last_probe_time: Some(util::now()),
                 last_transition_time: Some(util::now()),
@@ -258,7 +277,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     if merged != current {
         match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": st})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": st})),
+            )
             .await
         {
             Ok(_) => {}
@@ -266,10 +289,10 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             Err(e) => return Err(e.into()),
         }
     }
-    if fail.is_some() || complete {
-        if let Some(ttl) = spec.ttl_seconds_after_finished {
-            requeue = Duration::from_secs(u64::try_from(ttl).unwrap_or(0).max(1));
-        }
+    if (fail.is_some() || complete)
+        && let Some(ttl) = spec.ttl_seconds_after_finished
+    {
+        requeue = Duration::from_secs(u64::try_from(ttl).unwrap_or(0).max(1));
     }
     Ok(Action::requeue(requeue))
 }

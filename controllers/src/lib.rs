@@ -24,8 +24,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::Api;
 use kube::Client;
+use kube::api::Api;
 use tokio::task::JoinHandle;
 
 use crate::informer::Informer;

@@ -70,8 +70,12 @@ fn ready_status(node: &Node) -> &str {
 
 async fn set_taints(api: &Api<Node>, node: &Node, taints: Vec<Taint>) -> Result<(), Error> {
     let patch = serde_json::json!({"spec": {"taints": taints}});
-    api.patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-        .await?;
+    api.patch(
+        &node.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await?;
     Ok(())
 }
 
@@ -181,17 +185,28 @@ pub async fn sweep(ctx: &Ctx) -> Result<(), Error> {
                 .map(|t| t.0.as_second())
                 .unwrap_or(now.as_second());
             let tol = tolerations.iter().find(|t| {
-                t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "NoExecute")
+                t.effect
+                    .as_deref()
+                    .is_none_or(|e| e.is_empty() || e == "NoExecute")
                     && match t.operator.as_deref().unwrap_or("Equal") {
-                        "Exists" => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
+                        "Exists" => t
+                            .key
+                            .as_deref()
+                            .is_none_or(|k| k.is_empty() || k == taint.key),
                         _ => t.key.as_deref() == Some(taint.key.as_str()),
                     }
             });
+            let default = ctx.eviction_timeout.as_secs() as i64;
             let seconds = match tol {
-                Some(t) => t.toleration_seconds,
-                None if taint.key == UNREACHABLE || taint.key == NOT_READY => {
-                    Some(ctx.eviction_timeout.as_secs() as i64)
+                // The 300 s tolerations admission adds stand for the configured eviction timeout.
+                Some(t)
+                    if (taint.key == UNREACHABLE || taint.key == NOT_READY)
+                        && t.toleration_seconds == Some(300) =>
+                {
+                    Some(default)
                 }
+                Some(t) => t.toleration_seconds,
+                None if taint.key == UNREACHABLE || taint.key == NOT_READY => Some(default),
                 None => Some(0),
             };
             if let Some(s) = seconds {
@@ -218,6 +233,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let _ = ctx.nodes.wait_until_ready().await;
     let _ = ctx.leases.wait_until_ready().await;
     let _ = ctx.pods.wait_until_ready().await;
+    tracing::info!("nodelifecycle controller synced");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;

@@ -120,7 +120,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let spec = rs.spec.clone().unwrap_or_default();
     let all = owned_pods(&ctx.pods, &ns, &uid);
-    let active: Vec<Arc<Pod>> = all.iter().filter(|p| util::pod_active(p)).cloned().collect();
+    let active: Vec<Arc<Pod>> = all
+        .iter()
+        .filter(|p| util::pod_active(p))
+        .cloned()
+        .collect();
     let want = spec.replicas.unwrap_or(1).max(0) as usize;
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let mut requeue: Option<Duration> = None;
@@ -191,7 +195,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     };
     let replicas = active.len() as i32;
     let fully = active.iter().filter(|p| labels_ok(p)).count() as i32;
-    let ready = active.iter().filter(|p| util::pod_ready(p).is_some()).count() as i32;
+    let ready = active
+        .iter()
+        .filter(|p| util::pod_ready(p).is_some())
+        .count() as i32;
     let available = active
         .iter()
         .filter(|p| util::pod_available(p, min_ready, now))
@@ -201,7 +208,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     }
     let status = rs.status.clone().unwrap_or_default();
     let generation = rs.metadata.generation.unwrap_or(0);
-    let terminating = all.iter().filter(|p| p.metadata.deletion_timestamp.is_some()).count() as i32;
+    let terminating = all
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+        .count() as i32;
     if status.replicas != replicas
         || status.fully_labeled_replicas.unwrap_or(0) != fully
         || status.ready_replicas.unwrap_or(0) != ready

@@ -71,11 +71,15 @@ fn pod_request(pod: &Pod) -> Request {
     for c in &spec.containers {
         if let Some(req) = c.resources.as_ref().and_then(|x| x.requests.as_ref()) {
             r.cpu += req.get("cpu").map(|q| util::cpu_millis(&q.0)).unwrap_or(0);
-            r.mem += req.get("memory").map(|q| util::mem_bytes(&q.0)).unwrap_or(0);
+            r.mem += req
+                .get("memory")
+                .map(|q| util::mem_bytes(&q.0))
+                .unwrap_or(0);
         }
         for p in c.ports.iter().flatten() {
             if let Some(hp) = p.host_port.filter(|p| *p > 0) {
-                r.ports.push((p.protocol.clone().unwrap_or_else(|| "TCP".into()), hp));
+                r.ports
+                    .push((p.protocol.clone().unwrap_or_else(|| "TCP".into()), hp));
             }
         }
     }
@@ -84,9 +88,11 @@ fn pod_request(pod: &Pod) -> Request {
             r.cpu = r
                 .cpu
                 .max(req.get("cpu").map(|q| util::cpu_millis(&q.0)).unwrap_or(0));
-            r.mem = r
-                .mem
-                .max(req.get("memory").map(|q| util::mem_bytes(&q.0)).unwrap_or(0));
+            r.mem = r.mem.max(
+                req.get("memory")
+                    .map(|q| util::mem_bytes(&q.0))
+                    .unwrap_or(0),
+            );
         }
     }
     if let Some(o) = &spec.overhead {
@@ -334,20 +340,18 @@ fn node_fit(
     let node = &info.node;
     let spec = pod.spec.as_ref();
     if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-        let tolerates = spec
-            .and_then(|s| s.tolerations.as_ref())
-            .is_some_and(|ts| {
-                ts.iter().any(|t| {
-                    tolerates(
-                        t,
-                        &Taint {
-                            key: "node.kubernetes.io/unschedulable".into(),
-                            effect: "NoSchedule".into(),
-                            ..Default::default()
-                        },
-                    )
-                })
-            });
+        let tolerates = spec.and_then(|s| s.tolerations.as_ref()).is_some_and(|ts| {
+            ts.iter().any(|t| {
+                tolerates(
+                    t,
+                    &Taint {
+                        key: "node.kubernetes.io/unschedulable".into(),
+                        effect: "NoSchedule".into(),
+                        ..Default::default()
+                    },
+                )
+            })
+        });
         if !tolerates {
             return Err("node(s) were unschedulable".into());
         }
@@ -375,16 +379,21 @@ fn node_fit(
         }
     }
     // Taints.
-    let mut tolerations: Vec<Toleration> = spec
-        .and_then(|s| s.tolerations.clone())
-        .unwrap_or_default();
+    let mut tolerations: Vec<Toleration> =
+        spec.and_then(|s| s.tolerations.clone()).unwrap_or_default();
     if let Some(ts) = rc
         .and_then(|rc| rc.scheduling.as_ref())
         .and_then(|s| s.tolerations.clone())
     {
         tolerations.extend(ts);
     }
-    for taint in node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten() {
+    for taint in node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+    {
         if taint.effect == "PreferNoSchedule" {
             continue;
         }
@@ -425,7 +434,10 @@ fn tolerates(t: &Toleration, taint: &Taint) -> bool {
         return false;
     }
     match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
+        "Exists" => t
+            .key
+            .as_deref()
+            .is_none_or(|k| k.is_empty() || k == taint.key),
         _ => {
             t.key.as_deref() == Some(taint.key.as_str())
                 && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
@@ -460,8 +472,7 @@ fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name
         .iter()
         .flatten()
         .all(|r| requirement_matches(r, labels));
-    let fields: BTreeMap<String, String> =
-        [("metadata.name".to_string(), name.to_string())].into();
+    let fields: BTreeMap<String, String> = [("metadata.name".to_string(), name.to_string())].into();
     let fields_ok = term
         .match_fields
         .iter()
@@ -487,7 +498,10 @@ fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         && !req
             .node_selector_terms
             .iter()
@@ -541,7 +555,10 @@ fn spread_violation(st: &State, info: &NodeInfo, pod: &Pod) -> Option<String> {
             .as_ref()
             .and_then(|l| l.get(&c.topology_key))
         else {
-            return Some("node(s) didn't match pod topology spread constraints (missing required label)".into());
+            return Some(
+                "node(s) didn't match pod topology spread constraints (missing required label)"
+                    .into(),
+            );
         };
         let counts = spread_counts(st, pod, &c.topology_key, c.label_selector.as_ref());
         let min = counts.values().copied().min().unwrap_or(0);
@@ -596,11 +613,18 @@ fn score(st: &State, info: &NodeInfo, pod: &Pod, req: &Request, owner: Option<&s
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|na| {
+            na.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
     {
         let labels = info.node.metadata.labels.clone().unwrap_or_default();
         let name = info.node.metadata.name.clone().unwrap_or_default();
-        let max: i64 = prefs.iter().map(|p| i64::from(p.weight)).sum::<i64>().max(1);
+        let max: i64 = prefs
+            .iter()
+            .map(|p| i64::from(p.weight))
+            .sum::<i64>()
+            .max(1);
         let got: i64 = prefs
             .iter()
             .filter(|p| term_matches(&p.preference, &labels, &name))
@@ -636,7 +660,13 @@ fn score(st: &State, info: &NodeInfo, pod: &Pod, req: &Request, owner: Option<&s
         .into_iter()
         .flatten()
         .filter(|t| t.effect == "PreferNoSchedule")
-        .filter(|t| !spec.tolerations.iter().flatten().any(|tol| tolerates(tol, t)))
+        .filter(|t| {
+            !spec
+                .tolerations
+                .iter()
+                .flatten()
+                .any(|tol| tolerates(tol, t))
+        })
         .count() as i64;
     total - 50 * soft
 }
@@ -649,7 +679,11 @@ enum Decision {
 fn decide(st: &mut State, pod: &Pod) -> Decision {
     let req = pod_request(pod);
     let owner = util::controller_of(&pod.metadata).map(|o| o.uid.clone());
-    let rc = match pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_ref()) {
+    let rc = match pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.runtime_class_name.as_ref())
+    {
         Some(name) => match st.runtime_classes.get(name) {
             Some(rc) => Some(rc.clone()),
             None => {
@@ -665,7 +699,12 @@ fn decide(st: &mut State, pod: &Pod) -> Decision {
     let mut best: Option<(i64, &str)> = None;
     let n = st.nodes.len();
     let start = if n > 0 { st.rotate % n } else { 0 };
-    for (name, info) in st.nodes.iter().skip(start).chain(st.nodes.iter().take(start)) {
+    for (name, info) in st
+        .nodes
+        .iter()
+        .skip(start)
+        .chain(st.nodes.iter().take(start))
+    {
         match node_fit(st, info, pod, &req, rc.as_deref()) {
             Ok(()) => {
                 let s = score(st, info, pod, &req, owner.as_deref());
@@ -680,10 +719,7 @@ fn decide(st: &mut State, pod: &Pod) -> Decision {
     match best {
         Some((_, name)) => Decision::Bind(name.to_string()),
         None => {
-            let mut parts: Vec<String> = reasons
-                .iter()
-                .map(|(r, c)| format!("{c} {r}"))
-                .collect();
+            let mut parts: Vec<String> = reasons.iter().map(|(r, c)| format!("{c} {r}")).collect();
             parts.sort();
             let detail = if parts.is_empty() {
                 String::new()
@@ -807,7 +843,9 @@ impl Scheduler {
                     let _permit = permit;
                     match d {
                         Decision::Bind(node) => bind(client, state, wake, pod, node).await,
-                        Decision::Unschedulable(msg) => report_unschedulable(client, pod, msg).await,
+                        Decision::Unschedulable(msg) => {
+                            report_unschedulable(client, pod, msg).await
+                        }
                     }
                     let _ = done.send(());
                 });
@@ -820,7 +858,13 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn bind(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>, pod: Arc<Pod>, node: String) {
+async fn bind(
+    client: Client,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    pod: Arc<Pod>,
+    node: String,
+) {
     let ns = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -990,8 +1034,10 @@ async fn watch_pods(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>)
             WEvent::Init => buffer.clear(),
             WEvent::InitApply(p) => buffer.push(p),
             WEvent::InitDone => {
-                let uids: HashSet<String> =
-                    buffer.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+                let uids: HashSet<String> = buffer
+                    .iter()
+                    .filter_map(|p| p.metadata.uid.clone())
+                    .collect();
                 let stale: Vec<String> = st
                     .placed
                     .keys()

@@ -229,31 +229,39 @@ spec:
         .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(pod))
         .unwrap());
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let message = wait_for("a FailedScheduling event", Duration::from_secs(30), || async {
-        events
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("FailedScheduling")
-                    && e.involved_object.name.as_deref() == Some("huge")
-            })
-            .and_then(|e| e.message)
-    })
+    let message = wait_for(
+        "a FailedScheduling event",
+        Duration::from_secs(30),
+        || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("FailedScheduling")
+                        && e.involved_object.name.as_deref() == Some("huge")
+                })
+                .and_then(|e| e.message)
+        },
+    )
     .await
     .unwrap();
     assert_eq!(
         message,
         "0/3 nodes are available: 1 node(s) were unschedulable, 2 Insufficient memory. preemption: not supported."
     );
-    let describe = ok(&server.kubectl(&kubectl, &["describe", "pod", "huge"]).unwrap());
+    let describe = ok(&server
+        .kubectl(&kubectl, &["describe", "pod", "huge"])
+        .unwrap());
     assert!(describe.contains("FailedScheduling"), "{describe}");
 
     // A pod that fits is bound once a node is uncordoned and room exists.
     ok(&server.kubectl(&kubectl, &["uncordon", "node-a"]).unwrap());
-    ok(&server.kubectl(&kubectl, &["delete", "pod", "huge", "--wait=false"]).unwrap());
+    ok(&server
+        .kubectl(&kubectl, &["delete", "pod", "huge", "--wait=false"])
+        .unwrap());
     let small = pod.replace("huge", "small").replace("1000Gi", "1Gi");
     ok(&server
         .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(&small))
@@ -294,14 +302,32 @@ async fn controllers_relist_after_api_server_restart() {
     server.restart().expect("server restarts");
     // After the restart the controllers' watches resume or re-list: a deleted pod is replaced
     // and a scale-up is carried out.
-    let victim = pods_by_node(&client, "app=web").await.values().flatten().next().unwrap().metadata.name.clone().unwrap();
-    ok(&server.kubectl(&kubectl, &["delete", "pod", &victim, "--wait=false"]).unwrap());
-    ok(&server.kubectl(&kubectl, &["scale", "deployment/web", "--replicas=8"]).unwrap());
+    let victim = pods_by_node(&client, "app=web")
+        .await
+        .values()
+        .flatten()
+        .next()
+        .unwrap()
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    ok(&server
+        .kubectl(&kubectl, &["delete", "pod", &victim, "--wait=false"])
+        .unwrap());
+    ok(&server
+        .kubectl(&kubectl, &["scale", "deployment/web", "--replicas=8"])
+        .unwrap());
     let out = ok(&server.kubectl(&kubectl, &status).unwrap());
     assert!(out.contains("successfully rolled out"), "{out}");
     let pods = pods_by_node(&client, "app=web").await;
     assert_eq!(pods.values().map(Vec::len).sum::<usize>(), 8);
-    assert!(!pods.values().flatten().any(|p| p.metadata.name.as_deref() == Some(&victim)));
+    assert!(
+        !pods
+            .values()
+            .flatten()
+            .any(|p| p.metadata.name.as_deref() == Some(&victim))
+    );
     fake.shutdown().await;
     controllers.shutdown().await;
 }

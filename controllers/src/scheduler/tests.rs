@@ -69,8 +69,7 @@ fn pod(name: &str, mem: &str, owner: Option<&str>) -> Pod {
 fn state(nodes: Vec<Node>) -> State {
     let mut st = State::default();
     for n in nodes {
-        st.nodes
-            .insert(n.name_any(), NodeInfo::new(Arc::new(n)));
+        st.nodes.insert(n.name_any(), NodeInfo::new(Arc::new(n)));
     }
     st
 }

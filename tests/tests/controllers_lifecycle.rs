@@ -1,0 +1,443 @@
+//! Controllers end to end on simulated nodes: a dead node's pods move elsewhere, drain honours
+//! a PodDisruptionBudget, namespace deletion empties the namespace, cascading deletes
+//! (foreground and orphan), and Jobs (completions/parallelism, Indexed, backoffLimit).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use skiff_controllers::fake::{FakeNodeSpec, FakeNodes};
+use skiff_tests::{Server, ok, tools, wait_for};
+
+fn deployment(name: &str, replicas: i32) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+      - name: app
+        image: example.com/hello:v1
+"#
+    )
+}
+
+struct Cluster {
+    server: Server,
+    client: kube::Client,
+    fake: FakeNodes,
+    kubectl: PathBuf,
+}
+
+impl Cluster {
+    async fn start(flags: &[&str]) -> Option<Cluster> {
+        let kubectl = tools::kubectl_132()?;
+        let server = Server::start_with(flags).expect("server starts");
+        let client = server.client().await.expect("client");
+        let fake = FakeNodes::start_with_renewal(client.clone(), Duration::from_secs(1)).await;
+        fake.add(&[
+            FakeNodeSpec::new("node-a", "zone-a"),
+            FakeNodeSpec::new("node-b", "zone-b"),
+            FakeNodeSpec::new("node-c", "zone-c"),
+        ])
+        .await
+        .expect("fake nodes register");
+        Some(Cluster {
+            server,
+            client,
+            fake,
+            kubectl,
+        })
+    }
+
+    fn k(&self, args: &[&str]) -> String {
+        ok(&self
+            .server
+            .kubectl(&self.kubectl, args)
+            .expect("kubectl runs"))
+    }
+
+    fn try_k(&self, args: &[&str]) -> std::process::Output {
+        self.server
+            .kubectl(&self.kubectl, args)
+            .expect("kubectl runs")
+    }
+
+    fn apply(&self, yaml: &str) {
+        ok(&self
+            .server
+            .kubectl_stdin(&self.kubectl, &["apply", "-f", "-"], Some(yaml))
+            .expect("kubectl runs"));
+    }
+
+    fn kubectl(&self) -> &Path {
+        &self.kubectl
+    }
+
+    async fn live_pods(&self, ns: &str, selector: &str) -> Vec<Pod> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        api.list(&ListParams::default().labels(selector))
+            .await
+            .expect("list pods")
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect()
+    }
+}
+
+fn node_of(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pods_of_a_dead_node_come_back_elsewhere() {
+    let Some(c) =
+        Cluster::start(&["--node-monitor-grace-period=4", "--pod-eviction-timeout=2"]).await
+    else {
+        return;
+    };
+    c.apply(&deployment("web", 6));
+    c.k(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    let on_a = c
+        .live_pods("default", "app=web")
+        .await
+        .iter()
+        .filter(|p| node_of(p) == "node-a")
+        .count();
+    assert_eq!(on_a, 2);
+    let started = Instant::now();
+    c.fake.kill("node-a").await;
+    wait_for("pods to leave node-a", Duration::from_secs(90), || async {
+        let pods = c.live_pods("default", "app=web").await;
+        let ready_elsewhere = pods
+            .iter()
+            .filter(|p| node_of(p) != "node-a" && skiff_controllers::util::pod_ready(p).is_some())
+            .count();
+        (ready_elsewhere == 6 && pods.iter().all(|p| node_of(p) != "node-a")).then_some(())
+    })
+    .await
+    .unwrap();
+    println!(
+        "pods of the dead node were running elsewhere after {:.1}s (grace 4s, eviction 2s)",
+        started.elapsed().as_secs_f64()
+    );
+    let ready = c.k(&[
+        "get",
+        "node",
+        "node-a",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(ready.trim(), "Unknown");
+    let taints = c.k(&[
+        "get",
+        "node",
+        "node-a",
+        "-o",
+        "jsonpath={.spec.taints[*].key}",
+    ]);
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "{taints}"
+    );
+    c.fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_honours_the_disruption_budget() {
+    let Some(c) = Cluster::start(&[]).await else {
+        return;
+    };
+    c.apply(&deployment("web", 3));
+    c.k(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    c.apply(
+        r#"
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web}
+spec:
+  minAvailable: 3
+  selector:
+    matchLabels: {app: web}
+"#,
+    );
+    wait_for("PDB status", Duration::from_secs(30), || async {
+        let out = c.k(&["get", "pdb", "web", "-o", "jsonpath={.status.currentHealthy}/{.status.desiredHealthy}/{.status.disruptionsAllowed}/{.status.expectedPods}"]);
+        (out.trim() == "3/3/0/3").then_some(())
+    })
+    .await
+    .unwrap();
+    // No disruption allowed: drain cordons the node but cannot evict.
+    let out = c.try_k(&["drain", "node-a", "--ignore-daemonsets", "--timeout=5s"]);
+    assert!(!out.status.success(), "drain must not violate the budget");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("disruption budget"), "{stderr}");
+    assert_eq!(c.live_pods("default", "app=web").await.len(), 3);
+    let unsched = c.k(&[
+        "get",
+        "node",
+        "node-a",
+        "-o",
+        "jsonpath={.spec.unschedulable}",
+    ]);
+    assert_eq!(unsched.trim(), "true");
+    // One disruption allowed: drain evicts, and the replacement lands on another node.
+    c.k(&[
+        "patch",
+        "pdb",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":2}}"#,
+    ]);
+    wait_for("PDB allows one", Duration::from_secs(30), || async {
+        let out = c.k(&[
+            "get",
+            "pdb",
+            "web",
+            "-o",
+            "jsonpath={.status.disruptionsAllowed}",
+        ]);
+        (out.trim() == "1").then_some(())
+    })
+    .await
+    .unwrap();
+    let out = c.k(&["drain", "node-a", "--ignore-daemonsets", "--timeout=60s"]);
+    assert!(out.contains("evicted") || out.contains("drained"), "{out}");
+    c.k(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let pods = c.live_pods("default", "app=web").await;
+    assert_eq!(pods.len(), 3);
+    assert!(pods.iter().all(|p| node_of(p) != "node-a"));
+    c.k(&["uncordon", "node-a"]);
+    let unsched = c.k(&[
+        "get",
+        "node",
+        "node-a",
+        "-o",
+        "jsonpath={.spec.unschedulable}",
+    ]);
+    assert_ne!(unsched.trim(), "true");
+    c.fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_namespace_removes_everything_in_it() {
+    let Some(c) = Cluster::start(&[]).await else {
+        return;
+    };
+    c.k(&["create", "namespace", "team"]);
+    ok(&c
+        .server
+        .kubectl_stdin(
+            c.kubectl(),
+            &["apply", "-n", "team", "-f", "-"],
+            Some(&deployment("web", 3)),
+        )
+        .unwrap());
+    c.k(&[
+        "-n",
+        "team",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=a=b",
+    ]);
+    c.k(&[
+        "-n",
+        "team",
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=60s",
+    ]);
+    c.k(&["delete", "namespace", "team", "--timeout=60s"]);
+    let out = c.try_k(&["get", "namespace", "team"]);
+    assert!(!out.status.success(), "namespace is gone");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "team");
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    c.fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cascading_deletes_foreground_and_orphan() {
+    let Some(c) = Cluster::start(&[]).await else {
+        return;
+    };
+    c.apply(&deployment("fg", 2));
+    c.apply(&deployment("orph", 2));
+    c.k(&["rollout", "status", "deployment/fg", "--timeout=60s"]);
+    c.k(&["rollout", "status", "deployment/orph", "--timeout=60s"]);
+
+    c.k(&[
+        "delete",
+        "deployment",
+        "fg",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
+    wait_for(
+        "fg pods and ReplicaSets gone",
+        Duration::from_secs(60),
+        || async {
+            let rs: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+            let sets = rs
+                .list(&ListParams::default().labels("app=fg"))
+                .await
+                .ok()?;
+            let pods = c.live_pods("default", "app=fg").await;
+            (sets.items.is_empty() && pods.is_empty()).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    c.k(&[
+        "delete",
+        "deployment",
+        "orph",
+        "--cascade=orphan",
+        "--timeout=60s",
+    ]);
+    let rs: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let sets = wait_for(
+        "orphaned ReplicaSet released",
+        Duration::from_secs(30),
+        || async {
+            let sets = rs
+                .list(&ListParams::default().labels("app=orph"))
+                .await
+                .ok()?;
+            sets.items
+                .iter()
+                .all(|r| {
+                    r.metadata
+                        .owner_references
+                        .as_ref()
+                        .is_none_or(Vec::is_empty)
+                })
+                .then_some(sets.items)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sets.len(), 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        c.live_pods("default", "app=orph").await.len(),
+        2,
+        "orphans keep running"
+    );
+    c.fake.shutdown().await;
+}
+
+fn job(name: &str, extra_spec: &str, exit_code: i32) -> String {
+    format!(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+{extra_spec}
+  template:
+    metadata:
+      annotations: {{skiff.dev/fake-exit-code: "{exit_code}"}}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: example.com/work:v1
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_complete_and_fail_at_backoff_limit() {
+    let Some(c) = Cluster::start(&[]).await else {
+        return;
+    };
+    c.apply(&job("five", "  completions: 5\n  parallelism: 2", 0));
+    c.k(&[
+        "wait",
+        "--for=condition=complete",
+        "job/five",
+        "--timeout=60s",
+    ]);
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "default");
+    let st = jobs.get("five").await.unwrap().status.unwrap();
+    assert_eq!(st.succeeded, Some(5));
+    assert!(st.completion_time.is_some());
+
+    c.apply(&job(
+        "indexed",
+        "  completions: 3\n  parallelism: 3\n  completionMode: Indexed",
+        0,
+    ));
+    c.k(&[
+        "wait",
+        "--for=condition=complete",
+        "job/indexed",
+        "--timeout=60s",
+    ]);
+    let st = jobs.get("indexed").await.unwrap().status.unwrap();
+    assert_eq!(st.completed_indexes.as_deref(), Some("0-2"));
+
+    c.apply(&job("doomed", "  backoffLimit: 2", 1));
+    c.k(&[
+        "wait",
+        "--for=condition=failed",
+        "job/doomed",
+        "--timeout=60s",
+    ]);
+    let st = jobs.get("doomed").await.unwrap().status.unwrap();
+    let failed = st
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
+    assert_eq!(st.failed, Some(3), "backoffLimit 2 allows three attempts");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let n = pods
+        .list(&ListParams::default().labels("job-name=doomed"))
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(n, 3, "no pods after the limit");
+
+    // ttlSecondsAfterFinished removes the finished Job.
+    c.apply(&job("brief", "  ttlSecondsAfterFinished: 1", 0));
+    wait_for(
+        "finished job deleted by TTL",
+        Duration::from_secs(60),
+        || async { jobs.get_opt("brief").await.ok()?.is_none().then_some(()) },
+    )
+    .await
+    .unwrap();
+    c.fake.shutdown().await;
+}

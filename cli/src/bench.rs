@@ -25,6 +25,10 @@ enum BenchWhat {
     ///
     /// Example: skiff bench api --dir /var/tmp/skiff-bench --append BENCHMARKS.md
     Api(ApiBenchArgs),
+    /// Benchmark the scheduler and controllers on simulated nodes.
+    ///
+    /// Example: skiff bench scheduler --nodes 1000 --pods 10000 --append BENCHMARKS.md
+    Scheduler(crate::controllers::SchedulerBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -49,6 +53,7 @@ struct ApiBenchArgs {
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchWhat::Api(a) => api(a).await,
+        BenchWhat::Scheduler(a) => crate::controllers::bench(a).await,
     }
 }
 

@@ -62,6 +62,8 @@ pub async fn scheduler_throughput(
         .map(|i| FakeNodeSpec::new(&format!("bench-node-{i}"), &zones(i)))
         .collect();
     fake.add(&specs).await?;
+    // Only the scheduler writes during the measurement: no lease renewals, no pod status.
+    fake.shutdown().await;
     let ns = "bench-sched";
     ensure_namespace(&client, ns).await?;
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -118,7 +120,6 @@ pub async fn scheduler_throughput(
     }
     let schedule_time = sched_started.elapsed();
     running.shutdown().await;
-    fake.shutdown().await;
     Ok(SchedulerBenchResult {
         nodes,
         pods,

@@ -356,8 +356,9 @@ fn node_fit(
             return Err("node(s) were unschedulable".into());
         }
     }
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    if !node_selector_matches(pod, &labels) {
+    let empty = BTreeMap::new();
+    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
+    if !node_selector_matches(pod, labels) {
         return Err("node(s) didn't match Pod's node affinity/selector".into());
     }
     // Runtime class.
@@ -379,14 +380,10 @@ fn node_fit(
         }
     }
     // Taints.
-    let mut tolerations: Vec<Toleration> =
-        spec.and_then(|s| s.tolerations.clone()).unwrap_or_default();
-    if let Some(ts) = rc
+    let pod_tolerations = spec.and_then(|s| s.tolerations.as_ref());
+    let rc_tolerations = rc
         .and_then(|rc| rc.scheduling.as_ref())
-        .and_then(|s| s.tolerations.clone())
-    {
-        tolerations.extend(ts);
-    }
+        .and_then(|s| s.tolerations.as_ref());
     for taint in node
         .spec
         .as_ref()
@@ -397,7 +394,12 @@ fn node_fit(
         if taint.effect == "PreferNoSchedule" {
             continue;
         }
-        if !tolerations.iter().any(|t| tolerates(t, taint)) {
+        if !pod_tolerations
+            .into_iter()
+            .chain(rc_tolerations)
+            .flatten()
+            .any(|t| tolerates(t, taint))
+        {
             return Err(format!(
                 "node(s) had untolerated taint {{{}: {}}}",
                 taint.key,
@@ -490,10 +492,6 @@ fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
     {
         return false;
     }
-    let name = labels
-        .get("kubernetes.io/hostname")
-        .cloned()
-        .unwrap_or_default();
     if let Some(req) = spec
         .affinity
         .as_ref()
@@ -502,10 +500,13 @@ fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
             na.required_during_scheduling_ignored_during_execution
                 .as_ref()
         })
-        && !req
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, labels, &name))
+        && !req.node_selector_terms.iter().any(|t| {
+            let name = labels
+                .get("kubernetes.io/hostname")
+                .cloned()
+                .unwrap_or_default();
+            term_matches(t, labels, &name)
+        })
     {
         return false;
     }

@@ -28,6 +28,8 @@ pub(crate) struct UpArgs {
     /// Address of the node endpoint (logs, pod proxy, pod ports).
     #[arg(long, default_value = skiff_host::DEFAULT_LISTEN)]
     node_listen: SocketAddr,
+    #[command(flatten)]
+    controllers: crate::controllers::ControllerArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -92,7 +94,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  kubectl get pods -o wide");
     println!("Press Ctrl-C to stop; running `skiff up` again resumes where it left off.");
 
+    let controllers = args.controllers.start(&server.kubeconfig_path).await?;
     crate::signals::wait_for_shutdown().await;
+    if let Some(c) = controllers {
+        c.shutdown().await;
+    }
     node.shutdown().await;
     server.shutdown().await;
     registry

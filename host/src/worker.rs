@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerState as KState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -332,6 +333,15 @@ impl Worker {
         if self.start_time.is_none() {
             self.start_time = Some(jiff::Timestamp::now());
         }
+        if let Err(msg) = self.check_runtime_class().await {
+            if self.sandbox_error.as_ref().map(|w| &w.message) != Some(&msg) {
+                self.event(None, Kind::Warning, "FailedCreatePodSandBox", &msg)
+                    .await;
+            }
+            self.sandbox_error = waiting("ContainerCreating", msg);
+            self.sandbox_retry = Some(Instant::now() + Duration::from_secs(10));
+            return false;
+        }
         let refs = match convert::fetch(&self.ctx.client, &self.pod).await {
             Ok(r) => r,
             Err(e) => {
@@ -400,6 +410,34 @@ impl Worker {
                 self.sandbox_retry = Some(Instant::now() + Duration::from_secs(5));
                 false
             }
+        }
+    }
+
+    /// This node runs wasm pods: no `runtimeClassName`, or a RuntimeClass whose handler is
+    /// the runtime's.
+    async fn check_runtime_class(&self) -> Result<(), String> {
+        let Some(class) = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.clone())
+        else {
+            return Ok(());
+        };
+        let api: Api<RuntimeClass> = Api::all(self.ctx.client.clone());
+        let rc = api
+            .get_opt(&class)
+            .await
+            .map_err(|e| format!("reading RuntimeClass {class}: {e}"))?
+            .ok_or_else(|| format!("RuntimeClass \"{class}\" not found"))?;
+        let handler = self.ctx.runtime.handler();
+        if rc.handler == handler {
+            Ok(())
+        } else {
+            Err(format!(
+                "Failed to create pod sandbox: no runtime for \"{}\" is configured on this node (it runs {handler:?})",
+                rc.handler
+            ))
         }
     }
 
@@ -1048,7 +1086,8 @@ impl Worker {
                 },
             }
         };
-        let init_waiting_for_init = !c.init && !self.init_done && !self.failed;
+        let init_waiting_for_init =
+            !c.init && !self.init_done && !self.failed && self.ctrs.iter().any(|c| c.init);
         let current = match (&c.waiting, &state) {
             // Back-off after a terminated run: kubelet shows the waiting reason and keeps the
             // run as lastState.
@@ -1072,7 +1111,13 @@ impl Worker {
                         reason: "PodInitializing".into(),
                         message: String::new(),
                     }
-                } else if let Some(w) = c.waiting.clone().or_else(|| self.sandbox_error.clone()) {
+                } else if let Some(w) = self
+                    .sandbox
+                    .is_none()
+                    .then(|| self.sandbox_error.clone())
+                    .flatten()
+                    .or_else(|| c.waiting.clone())
+                {
                     w
                 } else {
                     Waiting {
@@ -1171,7 +1216,7 @@ impl Worker {
             ),
             self.condition(
                 "Initialized",
-                self.init_done,
+                self.init_done || incomplete.is_empty(),
                 Some("ContainersNotInitialized"),
                 Some(format!(
                     "containers with incomplete status: [{}]",

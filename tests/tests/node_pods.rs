@@ -624,3 +624,45 @@ async fn a_missing_image_waits_in_image_pull_back_off() {
         "no Failed event in {events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_class_this_node_does_not_run_is_refused_with_an_event() {
+    let c = cluster(&[]).await;
+    let hello = c.push("hello-http/hello-http.wasm", "samples/hello-http:1.0");
+    let api: Api<k8s_openapi::api::node::v1::RuntimeClass> = Api::all(c.client.clone());
+    for (name, handler) in [("linux", "oci"), ("wasm", "wasm")] {
+        let rc = serde_yaml::from_str(&format!("metadata: {{name: {name}}}\nhandler: {handler}"))
+            .expect("a runtime class");
+        api.create(&PostParams::default(), &rc)
+            .await
+            .expect("runtime class created");
+    }
+    for (pod, class) in [("on-oci", "linux"), ("on-wasm", "wasm")] {
+        c.create_pod(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}}}\nspec:\n  nodeName: NODE\n  \
+             runtimeClassName: {class}\n  containers: [{{name: c, image: {hello}, ports: [{{containerPort: 8080}}]}}]\n"
+        ))
+        .await;
+    }
+    c.wait_pod("on-wasm", "Running", |p| {
+        (phase(p) == Some("Running")).then_some(())
+    })
+    .await;
+    let w = c
+        .wait_pod("on-oci", "a waiting reason", |p| {
+            let w = container(p, "c")?.state?.waiting?;
+            w.message.is_some().then_some(w)
+        })
+        .await;
+    assert!(
+        w.message
+            .is_some_and(|m| m.contains("no runtime for \"oci\""))
+    );
+    let events = c.events("on-oci").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("FailedCreatePodSandBox")),
+        "no FailedCreatePodSandBox event in {events:?}"
+    );
+}

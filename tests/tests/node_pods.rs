@@ -164,7 +164,7 @@ fn waiting_reason(p: &Pod, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hello_http_runs_and_answers_through_the_node_endpoint() {
-    let c = cluster(&[]).await;
+    let c = cluster(&["--zone", "zone-a"]).await;
     c.push("hello-http/hello-http.wasm", "samples/hello-http:1.0");
 
     // The Node is registered the way kubelet registers one, and its Lease is held.
@@ -176,6 +176,7 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
     assert_eq!(labels["kubernetes.io/hostname"], NODE);
     assert_eq!(labels["skiff.dev/runtime"], "wasm");
     assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert_eq!(labels["topology.kubernetes.io/zone"], "zone-a");
     let status = node.status.clone().expect("node status");
     let info = status.node_info.expect("nodeInfo");
     assert!(!info.kubelet_version.is_empty() && !info.container_runtime_version.is_empty());

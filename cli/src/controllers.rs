@@ -22,6 +22,10 @@ pub(crate) struct ControllerArgs {
     /// Seconds pods tolerate an unreachable or not-ready node before they are evicted.
     #[arg(long, default_value_t = 300)]
     pod_eviction_timeout: u64,
+    /// Run the controllers without electing a leader through the
+    /// kube-system/skiff-controller-manager Lease.
+    #[arg(long)]
+    no_leader_elect: bool,
 }
 
 impl ControllerArgs {
@@ -29,6 +33,7 @@ impl ControllerArgs {
     pub(crate) async fn start(
         &self,
         kubeconfig: &Path,
+        url: &str,
     ) -> anyhow::Result<Option<skiff_controllers::Running>> {
         let mut opts = skiff_controllers::Options::default();
         opts.select(&self.controllers)?;
@@ -44,7 +49,17 @@ impl ControllerArgs {
         let client = skiff_controllers::client_from_kubeconfig(kubeconfig)
             .await
             .context("connecting the controllers to the API server")?;
-        Ok(Some(skiff_controllers::start(client, opts)))
+        if self.no_leader_elect {
+            return Ok(Some(skiff_controllers::start(client, opts)));
+        }
+        // The same server restarting keeps its identity and takes the lease back at once.
+        let election = skiff_controllers::leader::ElectionOptions {
+            identity: format!("skiff-server@{url}"),
+            ..Default::default()
+        };
+        Ok(Some(skiff_controllers::start_elected(
+            client, opts, election,
+        )))
     }
 }
 

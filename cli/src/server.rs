@@ -37,7 +37,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "Try: KUBECONFIG={} kubectl get namespaces",
         server.kubeconfig_path.display()
     );
-    let controllers = args.controllers.start(&server.kubeconfig_path).await?;
+    let controllers = args
+        .controllers
+        .start(&server.kubeconfig_path, &server.url)
+        .await?;
     crate::signals::wait_for_shutdown().await;
     if let Some(c) = controllers {
         c.shutdown().await;

@@ -94,7 +94,10 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  kubectl get pods -o wide");
     println!("Press Ctrl-C to stop; running `skiff up` again resumes where it left off.");
 
-    let controllers = args.controllers.start(&server.kubeconfig_path).await?;
+    let controllers = args
+        .controllers
+        .start(&server.kubeconfig_path, &server.url)
+        .await?;
     crate::signals::wait_for_shutdown().await;
     if let Some(c) = controllers {
         c.shutdown().await;

@@ -8,6 +8,7 @@ pub mod fake;
 pub mod gc;
 pub mod informer;
 pub mod job;
+pub mod leader;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
@@ -112,20 +113,36 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, Error> {
     Ok(Client::try_from(config)?)
 }
 
-/// Running controllers; dropping it does not stop them, `shutdown` does.
+/// Running controllers; `shutdown` stops them and waits, dropping aborts them.
 pub struct Running {
     handles: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops every controller task.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        let handles = std::mem::take(&mut self.handles);
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
         for h in &self.handles {
             h.abort();
         }
-        for h in self.handles {
-            let _ = h.await;
-        }
+    }
+}
+
+/// Runs the scheduler and controllers only while this process holds the election Lease.
+pub fn start_elected(client: Client, opts: Options, election: leader::ElectionOptions) -> Running {
+    Running {
+        handles: vec![tokio::spawn(leader::run_elected(client, opts, election))],
     }
 }
 

@@ -131,6 +131,11 @@ impl FakeNodes {
 
     /// Registers nodes (and their Leases); returns once they exist.
     pub async fn add(&self, nodes: &[FakeNodeSpec]) -> Result<(), Error> {
+        // Known before the Node exists, so pods placed on it at once are run.
+        self.names
+            .lock()
+            .await
+            .extend(nodes.iter().map(|n| n.name.clone()));
         let api: Api<Node> = Api::all(self.client.clone());
         let results = futures::stream::iter(nodes.iter().cloned())
             .map(|spec| {
@@ -156,9 +161,8 @@ impl FakeNodes {
             .buffer_unordered(32)
             .collect::<Vec<_>>()
             .await;
-        let mut names = self.names.lock().await;
         for r in results {
-            names.insert(r?);
+            r?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! the API server like any other client and act through ordinary requests.
 
 pub mod bench;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod fake;
@@ -20,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -54,6 +55,7 @@ pub const CONTROLLERS: &[&str] = &[
     "nodelifecycle",
     "disruption",
     "job",
+    "daemonset",
 ];
 
 /// What to run and with which timings.
@@ -197,12 +199,28 @@ pub fn start(client: Client, opts: Options) -> Running {
         let owned = pods.subscribe();
         handles.push(tokio::spawn(job::run(ctx, main, owned)));
     }
+    let mut daemonsets = Informer::<DaemonSet>::new(Api::all(client.clone()));
+    if on("daemonset") {
+        let mut nodes = Informer::<Node>::new(Api::all(client.clone()));
+        let ctx = Arc::new(daemonset::Ctx {
+            client: client.clone(),
+            pods: pods.store(),
+            nodes: nodes.store(),
+            expectations: Default::default(),
+        });
+        let main = (daemonsets.subscribe(), daemonsets.store());
+        let owned = pods.subscribe();
+        let node_events = nodes.subscribe();
+        handles.push(nodes.start());
+        handles.push(tokio::spawn(daemonset::run(ctx, main, owned, node_events)));
+    }
     if on("garbagecollector") {
         let kinds = vec![
             gc::Kind::new(client.clone(), pods.store()),
             gc::Kind::new(client.clone(), rss.store()),
             gc::Kind::new(client.clone(), deps.store()),
             gc::Kind::new(client.clone(), jobs.store()),
+            gc::Kind::new(client.clone(), daemonsets.store()),
         ];
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
         handles.push(tokio::spawn(async move {
@@ -247,6 +265,7 @@ pub fn start(client: Client, opts: Options) -> Running {
         handles.push(rss.start());
         handles.push(deps.start());
         handles.push(jobs.start());
+        handles.push(daemonsets.start());
     }
     Running { handles }
 }

@@ -428,7 +428,8 @@ fn node_fit(
     Ok(())
 }
 
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+/// Whether a toleration tolerates a taint.
+pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     if let Some(e) = t.effect.as_deref()
         && !e.is_empty()
         && e != taint.effect
@@ -511,6 +512,12 @@ fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
         return false;
     }
     true
+}
+
+/// Whether a node satisfies a pod's nodeSelector and required node affinity.
+pub fn node_matches_affinity(pod: &Pod, node: &Node) -> bool {
+    let empty = BTreeMap::new();
+    node_selector_matches(pod, node.metadata.labels.as_ref().unwrap_or(&empty))
 }
 
 /// Counts pods matching a spread constraint's selector per topology value.

@@ -14,6 +14,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod scheduler;
+pub mod statefulset;
 pub mod util;
 
 use std::collections::BTreeSet;
@@ -21,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -56,6 +57,7 @@ pub const CONTROLLERS: &[&str] = &[
     "disruption",
     "job",
     "daemonset",
+    "statefulset",
 ];
 
 /// What to run and with which timings.
@@ -214,6 +216,16 @@ pub fn start(client: Client, opts: Options) -> Running {
         handles.push(nodes.start());
         handles.push(tokio::spawn(daemonset::run(ctx, main, owned, node_events)));
     }
+    let mut statefulsets = Informer::<StatefulSet>::new(Api::all(client.clone()));
+    if on("statefulset") {
+        let ctx = Arc::new(statefulset::Ctx {
+            client: client.clone(),
+            pods: pods.store(),
+        });
+        let main = (statefulsets.subscribe(), statefulsets.store());
+        let owned = pods.subscribe();
+        handles.push(tokio::spawn(statefulset::run(ctx, main, owned)));
+    }
     if on("garbagecollector") {
         let kinds = vec![
             gc::Kind::new(client.clone(), pods.store()),
@@ -221,6 +233,7 @@ pub fn start(client: Client, opts: Options) -> Running {
             gc::Kind::new(client.clone(), deps.store()),
             gc::Kind::new(client.clone(), jobs.store()),
             gc::Kind::new(client.clone(), daemonsets.store()),
+            gc::Kind::new(client.clone(), statefulsets.store()),
         ];
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
         handles.push(tokio::spawn(async move {
@@ -266,6 +279,7 @@ pub fn start(client: Client, opts: Options) -> Running {
         handles.push(deps.start());
         handles.push(jobs.start());
         handles.push(daemonsets.start());
+        handles.push(statefulsets.start());
     }
     Running { handles }
 }

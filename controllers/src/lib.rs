@@ -2,6 +2,8 @@
 //! the API server like any other client and act through ordinary requests.
 
 pub mod bench;
+pub mod cron;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -58,6 +60,7 @@ pub const CONTROLLERS: &[&str] = &[
     "job",
     "daemonset",
     "statefulset",
+    "cronjob",
 ];
 
 /// What to run and with which timings.
@@ -226,6 +229,16 @@ pub fn start(client: Client, opts: Options) -> Running {
         let owned = pods.subscribe();
         handles.push(tokio::spawn(statefulset::run(ctx, main, owned)));
     }
+    let mut cronjobs = Informer::<CronJob>::new(Api::all(client.clone()));
+    if on("cronjob") {
+        let ctx = Arc::new(cronjob::Ctx {
+            client: client.clone(),
+            jobs: jobs.store(),
+        });
+        let main = (cronjobs.subscribe(), cronjobs.store());
+        let owned = jobs.subscribe();
+        handles.push(tokio::spawn(cronjob::run(ctx, main, owned)));
+    }
     if on("garbagecollector") {
         let kinds = vec![
             gc::Kind::new(client.clone(), pods.store()),
@@ -234,6 +247,7 @@ pub fn start(client: Client, opts: Options) -> Running {
             gc::Kind::new(client.clone(), jobs.store()),
             gc::Kind::new(client.clone(), daemonsets.store()),
             gc::Kind::new(client.clone(), statefulsets.store()),
+            gc::Kind::new(client.clone(), cronjobs.store()),
         ];
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
         handles.push(tokio::spawn(async move {
@@ -280,6 +294,7 @@ pub fn start(client: Client, opts: Options) -> Running {
         handles.push(jobs.start());
         handles.push(daemonsets.start());
         handles.push(statefulsets.start());
+        handles.push(cronjobs.start());
     }
     Running { handles }
 }

@@ -1,0 +1,199 @@
+//! Standard five-field cron schedules (minute hour day-of-month month day-of-week) with lists,
+//! ranges, steps, month/day names and the @hourly/@daily/… shorthands, evaluated in UTC.
+
+/// Errors of schedule parsing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The schedule is malformed.
+    #[error("invalid schedule {0:?}: {1}")]
+    Invalid(String, String),
+}
+
+/// A parsed schedule: the allowed values of each field.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    minutes: [bool; 60],
+    hours: [bool; 24],
+    days: [bool; 32],
+    months: [bool; 13],
+    weekdays: [bool; 7],
+    dom_star: bool,
+    dow_star: bool,
+}
+
+fn field(spec: &str, min: u32, max: u32, names: &[&str], out: &mut [bool]) -> Result<bool, String> {
+    let lookup = |s: &str| -> Result<u32, String> {
+        if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
+            return Ok(i as u32 + min);
+        }
+        s.parse::<u32>().map_err(|_| format!("bad value {s:?}"))
+    };
+    let mut star = false;
+    for part in spec.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, s.parse::<u32>().map_err(|_| format!("bad step {s:?}"))?),
+            None => (part, 1),
+        };
+        if step == 0 {
+            return Err("step must be positive".into());
+        }
+        let (lo, hi) = if range == "*" || range == "?" {
+            star = step == 1;
+            (min, max)
+        } else if let Some((a, b)) = range.split_once('-') {
+            (lookup(a)?, lookup(b)?)
+        } else {
+            let v = lookup(range)?;
+            (v, if part.contains('/') { max } else { v })
+        };
+        // Sunday may be written 7.
+        let (lo, hi) = if max == 6 { (lo, hi.min(7)) } else { (lo, hi) };
+        if lo < min || hi > max.max(if max == 6 { 7 } else { max }) || lo > hi {
+            return Err(format!("{part:?} is out of range {min}-{max}"));
+        }
+        let mut v = lo;
+        while v <= hi {
+            out[(if max == 6 { v % 7 } else { v }) as usize] = true;
+            v += step;
+        }
+    }
+    Ok(star)
+}
+
+impl Schedule {
+    /// Parses a schedule.
+    pub fn parse(s: &str) -> Result<Schedule, Error> {
+        let expanded = match s.trim() {
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            "@monthly" => "0 0 1 * *",
+            "@weekly" => "0 0 * * 0",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@hourly" => "0 * * * *",
+            other => other,
+        };
+        let parts: Vec<&str> = expanded.split_whitespace().collect();
+        let bad = |m: String| Error::Invalid(s.to_string(), m);
+        if parts.len() != 5 {
+            return Err(bad(format!("expected 5 fields, found {}", parts.len())));
+        }
+        let mut sch = Schedule {
+            minutes: [false; 60],
+            hours: [false; 24],
+            days: [false; 32],
+            months: [false; 13],
+            weekdays: [false; 7],
+            dom_star: false,
+            dow_star: false,
+        };
+        field(parts[0], 0, 59, &[], &mut sch.minutes).map_err(bad)?;
+        field(parts[1], 0, 23, &[], &mut sch.hours).map_err(bad)?;
+        sch.dom_star = field(parts[2], 1, 31, &[], &mut sch.days).map_err(bad)?;
+        const MONTHS: [&str; 12] = [
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ];
+        field(parts[3], 1, 12, &MONTHS, &mut sch.months).map_err(bad)?;
+        const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+        sch.dow_star = field(parts[4], 0, 6, &DAYS, &mut sch.weekdays).map_err(bad)?;
+        Ok(sch)
+    }
+
+    fn matches(&self, t: jiff::civil::DateTime) -> bool {
+        let dom = self.days[t.day() as usize];
+        let dow = self.weekdays[t.weekday().to_sunday_zero_offset() as usize];
+        // Like cron: when both day fields are restricted, either may match.
+        let day_ok = if self.dom_star || self.dow_star {
+            dom && dow
+        } else {
+            dom || dow
+        };
+        self.minutes[t.minute() as usize]
+            && self.hours[t.hour() as usize]
+            && self.months[t.month() as usize]
+            && day_ok
+    }
+
+    /// The first scheduled minute strictly after `after` (UTC), within about five years.
+    pub fn next_after(&self, after: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let start = after.as_second().div_euclid(60) * 60 + 60;
+        let mut t = jiff::Timestamp::from_second(start).ok()?;
+        for _ in 0..(5 * 366 * 24 * 60) {
+            let dt = t.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+            if self.matches(dt) {
+                return Some(t);
+            }
+            t = jiff::Timestamp::from_second(t.as_second() + 60).ok()?;
+        }
+        None
+    }
+
+    /// The latest scheduled minute in `(after, until]`, if any.
+    pub fn last_between(
+        &self,
+        after: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Option<jiff::Timestamp> {
+        let mut last = None;
+        let mut t = after;
+        // Walk forward; bounded by the caller's window.
+        while let Some(n) = self.next_after(t) {
+            if n > until {
+                break;
+            }
+            last = Some(n);
+            t = n;
+        }
+        last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn next_times() {
+        let every = Schedule::parse("* * * * *").unwrap();
+        assert_eq!(
+            every.next_after(ts("2026-01-01T00:00:30Z")),
+            Some(ts("2026-01-01T00:01:00Z"))
+        );
+        let quarter = Schedule::parse("*/15 9-17 * * mon-fri").unwrap();
+        // 2026-01-03 is a Saturday: next is Monday 09:00.
+        assert_eq!(
+            quarter.next_after(ts("2026-01-02T17:50:00Z")),
+            Some(ts("2026-01-05T09:00:00Z"))
+        );
+        let daily = Schedule::parse("@daily").unwrap();
+        assert_eq!(
+            daily.next_after(ts("2026-03-01T10:00:00Z")),
+            Some(ts("2026-03-02T00:00:00Z"))
+        );
+        let sunday7 = Schedule::parse("0 0 * * 7").unwrap();
+        assert_eq!(
+            sunday7.next_after(ts("2026-01-01T00:00:00Z")),
+            Some(ts("2026-01-04T00:00:00Z"))
+        );
+        assert_eq!(
+            every.last_between(ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:05:30Z")),
+            Some(ts("2026-01-01T00:05:00Z"))
+        );
+    }
+
+    #[test]
+    fn invalid_schedules() {
+        for bad in [
+            "",
+            "* * * *",
+            "61 * * * *",
+            "* * * * * *",
+            "*/0 * * * *",
+            "a b c d e",
+        ] {
+            assert!(Schedule::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -11,26 +11,37 @@ use crate::error::ApiError;
 /// Largest request body accepted, as in Kubernetes (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
+/// Past the limit the rest of a body is still read (and dropped) up to this much, so that the
+/// client finishes sending and reads the 413 instead of seeing its connection reset.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
 /// Reads the whole body, answering 413 past the limit.
 pub async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
-    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) => {
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(ApiError::too_large(format!(
-                    "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
-                )))
-            } else {
-                Err(ApiError::bad_request(format!(
-                    "could not read the request body: {err}"
-                )))
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&data);
+        } else {
+            buf.clear();
+            if total > DRAIN_BYTES {
+                break;
             }
         }
     }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(format!(
+            "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(buf.freeze())
 }
 
 /// The media type of the request body, without parameters, lower-cased.

@@ -112,7 +112,7 @@ async fn bad_input_gets_the_right_status() {
             "{what}: {}",
             a.body
         );
-        assert_eq!(a.body["kind"], "Status", "{what}");
+        assert_eq!(a.body["status"], "Failure", "{what}: a Status object");
         still_serving(&c).await;
     }
 

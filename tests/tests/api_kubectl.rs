@@ -223,7 +223,7 @@ fn scenario(kubectl: &Path) {
     );
     assert!(k(&["get", "pods", "-l", "tier=front", "-o", "name"]).contains("pod/hello"));
     assert_eq!(
-        k(&["get", "pods", "-l", "tier!=front", "-o", "name"]).trim(),
+        k(&["get", "pods", "-l", "app=hello,tier!=front", "-o", "name"]).trim(),
         ""
     );
     k(&["annotate", "pod", "hello", "note=checked"]);

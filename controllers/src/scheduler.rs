@@ -358,7 +358,7 @@ fn node_fit(
     }
     let empty = BTreeMap::new();
     let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    if !node_selector_matches(pod, labels) {
+    if !node_selector_matches(pod, labels, node.metadata.name.as_deref().unwrap_or("")) {
         return Err("node(s) didn't match Pod's node affinity/selector".into());
     }
     // Runtime class.
@@ -486,7 +486,7 @@ fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name
     !empty && exprs_ok && fields_ok
 }
 
-fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
+fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>, name: &str) -> bool {
     let Some(spec) = &pod.spec else { return true };
     if let Some(sel) = &spec.node_selector
         && sel.iter().any(|(k, v)| labels.get(k) != Some(v))
@@ -501,13 +501,10 @@ fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
             na.required_during_scheduling_ignored_during_execution
                 .as_ref()
         })
-        && !req.node_selector_terms.iter().any(|t| {
-            let name = labels
-                .get("kubernetes.io/hostname")
-                .cloned()
-                .unwrap_or_default();
-            term_matches(t, labels, &name)
-        })
+        && !req
+            .node_selector_terms
+            .iter()
+            .any(|t| term_matches(t, labels, name))
     {
         return false;
     }
@@ -517,7 +514,11 @@ fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>) -> bool {
 /// Whether a node satisfies a pod's nodeSelector and required node affinity.
 pub fn node_matches_affinity(pod: &Pod, node: &Node) -> bool {
     let empty = BTreeMap::new();
-    node_selector_matches(pod, node.metadata.labels.as_ref().unwrap_or(&empty))
+    node_selector_matches(
+        pod,
+        node.metadata.labels.as_ref().unwrap_or(&empty),
+        node.metadata.name.as_deref().unwrap_or(""),
+    )
 }
 
 /// Counts pods matching a spread constraint's selector per topology value.

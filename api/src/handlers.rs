@@ -677,7 +677,14 @@ async fn store_update(
         *m = Value::Null;
     }
     meta_mut(&mut obj).remove("resourceVersion");
-    let finished = objects::is_deleting(&obj) && objects::finalizers(&obj).is_empty();
+    // A Namespace also waits for its spec finalizers (the namespace controller empties it first).
+    let spec_finalizers_left = kind.kind == "Namespace"
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+    let finished =
+        objects::is_deleting(&obj) && objects::finalizers(&obj).is_empty() && !spec_finalizers_left;
     if req.query.dry_run()? {
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(expected.to_string()));
         return Ok(with_warnings(

@@ -770,3 +770,43 @@ async fn generate_name_dry_run_and_delete_collection() {
         .collect();
     assert_eq!(names, ["keep"]);
 }
+
+#[tokio::test]
+async fn terminating_namespace_waits_for_its_spec_finalizers() {
+    let api = Api::new().await;
+    api.call(Method::DELETE, "/api/v1/namespaces/other", None)
+        .await;
+    // A label change while terminating must not complete the delete.
+    let (code, _) = api
+        .call_with(
+            Method::PATCH,
+            "/api/v1/namespaces/other",
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, ns) = api
+        .call(Method::GET, "/api/v1/namespaces/other", None)
+        .await;
+    assert_eq!(
+        (code, ns["status"]["phase"].as_str()),
+        (200, Some("Terminating"))
+    );
+    // Finalizing (emptying spec.finalizers) removes it.
+    let mut finalized = ns.clone();
+    finalized["spec"]["finalizers"] = json!([]);
+    let (code, body) = api
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/other/finalize",
+            Some(finalized),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = api
+        .call(Method::GET, "/api/v1/namespaces/other", None)
+        .await;
+    assert_eq!(code, 404);
+}

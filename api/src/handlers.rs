@@ -907,7 +907,11 @@ pub(crate) async fn patch(
         let existing = state.store.get(&key_of(req)).await?;
         let Some(kv) = existing else {
             if ptype == PatchType::Apply && target == Target::Main {
-                return apply_create(state, req, &doc, &manager, force).await;
+                match apply_create(state, req, &doc, &manager, force).await {
+                    // Another writer created it first: apply to what is there now.
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    other => return other,
+                }
             }
             return Err(not_found(req));
         };

@@ -810,3 +810,23 @@ async fn terminating_namespace_waits_for_its_spec_finalizers() {
         .await;
     assert_eq!(code, 404);
 }
+
+#[tokio::test]
+async fn concurrent_server_side_applies_of_a_new_object_both_succeed() {
+    let api = Api::new().await;
+    let path = format!("{CMS}/raced?fieldManager=m&force=true");
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "raced"}, "data": {"k": "v"}});
+    let results = futures::future::join_all((0..8).map(|_| {
+        api.call_with(
+            Method::PATCH,
+            &path,
+            "application/apply-patch+yaml",
+            "application/json",
+            Some(body.clone()),
+        )
+    }))
+    .await;
+    for (code, body) in results {
+        assert!(code == 200 || code == 201, "{code}: {body}");
+    }
+}

@@ -767,3 +767,30 @@ fn events_v1_need_the_new_fields() {
         ]
     );
 }
+
+#[test]
+fn statefulset_containers_may_mount_their_claim_templates() {
+    let kind = crate::find("apps", "v1", "statefulsets").unwrap();
+    let sts = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 3, "serviceName": "web",
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
+                "name": "app", "image": "x", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}}}]
+        }
+    });
+    let mut obj = sts.clone();
+    crate::defaults::apply(kind, &mut obj);
+    crate::validate::validate(kind, &obj, None).expect("claim template volumes are mountable");
+    let mut missing = sts;
+    missing["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] =
+        serde_json::json!("nope");
+    crate::defaults::apply(kind, &mut missing);
+    assert!(
+        crate::validate::validate(kind, &missing, None).is_err(),
+        "an unknown volume is still refused"
+    );
+}

@@ -275,11 +275,36 @@ pub(super) fn daemon_set(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     selector_immutable(obj, old, errs);
 }
 
+/// The pod template with a volume for each of `volumeClaimTemplates`, as the StatefulSet
+/// controller adds them to its pods.
+fn with_claim_volumes(spec: &Value) -> Option<Value> {
+    let mut template = spec.get("template")?.clone();
+    let claims: Vec<Value> = arr(spec, "/volumeClaimTemplates")
+        .iter()
+        .map(|c| s(c, "/metadata/name"))
+        .filter(|n| !n.is_empty())
+        .map(|n| serde_json::json!({"name": n, "persistentVolumeClaim": {"claimName": n}}))
+        .collect();
+    if !claims.is_empty()
+        && let Some(pod_spec) = template.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        let volumes = pod_spec
+            .entry("volumes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = volumes.as_array_mut() {
+            list.extend(claims);
+        }
+    }
+    Some(template)
+}
+
 pub(super) fn stateful_set(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     errs.non_negative(obj, "/spec/replicas", "spec.replicas");
     selector_and_template(spec, "spec", "statefulset", errs);
-    pod::template(spec.get("template"), "spec.template", errs);
+    // Containers may mount the volumes the claim templates will provide.
+    let template = with_claim_volumes(spec);
+    pod::template(template.as_ref(), "spec.template", errs);
     template_restart_always(spec, "spec", errs);
     let pmp = s(spec, "/podManagementPolicy");
     if !pmp.is_empty() && pmp != "OrderedReady" && pmp != "Parallel" {

@@ -296,7 +296,7 @@ async fn cascading_deletes_foreground_and_orphan() {
         "deployment",
         "fg",
         "--cascade=foreground",
-        "--timeout=60s",
+        "--timeout=180s",
     ]);
     wait_for(
         "fg pods and ReplicaSets gone",

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState as KState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, HostIP, LifecycleHandler, Pod, PodCondition, PodIP,
+    PodStatus, Probe,
 };
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -35,6 +36,8 @@ const BACKOFF_RESET: Duration = Duration::from_secs(600);
 const REFRESH_FILES: Duration = Duration::from_secs(10);
 /// Retry interval for a failed sandbox creation or status write.
 const RETRY: Duration = Duration::from_secs(2);
+/// Kubelet's least grace period left for stopping containers after their preStop hooks.
+const MIN_GRACE_AFTER_HOOKS: Duration = Duration::from_secs(2);
 
 fn next_backoff(current: Duration) -> Duration {
     if current.is_zero() {
@@ -156,6 +159,8 @@ pub(crate) struct Worker {
     last_status: Option<serde_json::Value>,
     sandbox_retry: Option<Instant>,
     sandbox_error: Option<Waiting>,
+    /// The pod is being deleted: it reports Ready=False while it still serves.
+    terminating: bool,
 }
 
 fn restart_policy(pod: &Pod) -> &str {
@@ -224,6 +229,7 @@ impl Worker {
             last_status: None,
             sandbox_retry: None,
             sandbox_error: None,
+            terminating: false,
             ctrs,
             pod,
         }
@@ -242,7 +248,7 @@ impl Worker {
         tracing::info!(pod = %format!("{}/{}", self.ns, self.name), uid = %self.uid, "pod assigned");
         loop {
             if self.pod.metadata.deletion_timestamp.is_some() {
-                self.terminate_and_delete().await;
+                self.terminate_and_delete(&mut rx).await;
                 return;
             }
             if !finished_before {
@@ -973,9 +979,71 @@ impl Worker {
         }
     }
 
-    /// Graceful deletion: stop with the grace period, report, then delete the pod for good.
-    async fn terminate_and_delete(&mut self) {
+    /// Runs the `preStop` hooks of the running containers concurrently, for at most `grace`
+    /// or until the pod object is gone; the containers keep serving meanwhile. Failures are
+    /// `FailedPreStopHook` Events. True when any hook ran.
+    async fn run_pre_stop_hooks(
+        &mut self,
+        sb: &dyn PodSandbox,
+        grace: Duration,
+        rx: &mut watch::Receiver<Pod>,
+    ) -> bool {
+        let hooks: Vec<(usize, LifecycleHandler)> = self
+            .ctrs
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.init && c.running())
+            .filter_map(|(i, c)| Some((i, c.spec.lifecycle.as_ref()?.pre_stop.clone()?)))
+            .collect();
+        if hooks.is_empty() {
+            return false;
+        }
+        let named = probe::pod_ports(&self.pod);
+        let ctrs = &self.ctrs;
+        let all =
+            futures::future::join_all(hooks.iter().map(|(i, h)| async {
+                (*i, pre_stop(sb, &ctrs[*i].spec, &named, h, grace).await)
+            }));
+        let gone = async { while rx.changed().await.is_ok() {} };
+        let results = tokio::select! {
+            r = tokio::time::timeout(grace, all) => r.ok(),
+            _ = gone => Some(Vec::new()),
+        };
+        match results {
+            Some(results) => {
+                for (i, r) in results {
+                    if let Err(e) = r {
+                        let msg = format!("PreStopHook failed: {e}");
+                        self.event(Some(i), Kind::Warning, "FailedPreStopHook", &msg)
+                            .await;
+                    }
+                }
+            }
+            None => {
+                let msg = format!(
+                    "PreStopHook did not complete within the grace period of {}",
+                    humanize(grace)
+                );
+                for (i, _) in &hooks {
+                    self.event(Some(*i), Kind::Warning, "FailedPreStopHook", &msg)
+                        .await;
+                }
+            }
+        }
+        true
+    }
+
+    /// Graceful deletion, as kubelet does it: the pod reports Ready=False at once (clients
+    /// move away while it still serves), each running container's `preStop` hook runs
+    /// within the grace period, then the containers stop with what is left of it (at least
+    /// 2 s after hooks, like kubelet), the status is reported and the pod deleted for good.
+    async fn terminate_and_delete(&mut self, rx: &mut watch::Receiver<Pod>) {
+        let started = Instant::now();
         let grace = self.grace(None);
+        self.terminating = true;
+        if self.sandbox.is_some() && !self.terminal_phase() {
+            self.report().await;
+        }
         for i in 0..self.ctrs.len() {
             if self.ctrs[i].running() {
                 let name = self.ctrs[i].spec.name.clone();
@@ -988,6 +1056,14 @@ impl Worker {
                 .await;
             }
         }
+        let mut stop_grace = grace;
+        if let Some(sb) = self.sandbox.clone()
+            && self.run_pre_stop_hooks(&*sb, grace, rx).await
+        {
+            stop_grace = grace
+                .saturating_sub(started.elapsed())
+                .max(MIN_GRACE_AFTER_HOOKS);
+        }
         if let Some(sb) = self.sandbox.clone() {
             let names: Vec<String> = self
                 .ctrs
@@ -995,7 +1071,7 @@ impl Worker {
                 .filter(|c| c.created)
                 .map(|c| c.spec.name.clone())
                 .collect();
-            futures::future::join_all(names.iter().map(|n| sb.stop_container(n, grace))).await;
+            futures::future::join_all(names.iter().map(|n| sb.stop_container(n, stop_grace))).await;
             for c in &mut self.ctrs {
                 c.done = true;
                 let _ = c.state();
@@ -1144,7 +1220,7 @@ impl Worker {
             image: self.ctx.puller.reference(&image),
             image_id: c.image_id.clone(),
             container_id: c.created.then(|| self.container_id(c)),
-            ready: c.ready(),
+            ready: c.ready() && !self.terminating,
             started: Some(c.started()),
             restart_count: c.restart_count,
             state: Some(current.0),
@@ -1199,11 +1275,16 @@ impl Worker {
             .filter(|c| c.init && !c.done)
             .map(|c| c.spec.name.clone())
             .collect();
-        let ready = unready.is_empty() && self.init_done && !self.failed;
+        let ready = unready.is_empty() && self.init_done && !self.failed && !self.terminating;
         let completed = matches!(phase, "Succeeded" | "Failed");
         let unready_msg = format!("containers with unready status: [{}]", unready.join(" "));
         let (nr_reason, nr_msg) = if completed {
             ("PodCompleted", None)
+        } else if self.terminating {
+            (
+                "PodTerminating",
+                Some("the pod is being deleted".to_string()),
+            )
         } else {
             ("ContainersNotReady", Some(unready_msg))
         };
@@ -1303,6 +1384,34 @@ impl Worker {
             }
         }
     }
+}
+
+/// Runs one `preStop` handler: `sleep` waits (the container keeps serving), `httpGet` asks the
+/// container through the sandbox like a probe; `exec` is not supported by wasm containers and
+/// `tcpSocket` is ignored, as kubelet ignores it.
+async fn pre_stop(
+    sb: &dyn PodSandbox,
+    c: &Container,
+    named: &std::collections::HashMap<String, u16>,
+    h: &LifecycleHandler,
+    budget: Duration,
+) -> Result<(), String> {
+    if let Some(s) = &h.sleep {
+        tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64).min(budget)).await;
+        return Ok(());
+    }
+    if let Some(get) = &h.http_get {
+        let probe = Probe {
+            http_get: Some(get.clone()),
+            timeout_seconds: Some(i32::try_from(budget.as_secs().max(1)).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        return probe::run(sb, c, named, &probe, true).await;
+    }
+    if h.exec.is_some() {
+        return Err("exec hooks are not supported by the wasm runtime".into());
+    }
+    Ok(())
 }
 
 fn humanize(d: Duration) -> String {

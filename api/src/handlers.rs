@@ -683,8 +683,16 @@ async fn store_update(
             .pointer("/spec/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty());
-    let finished =
-        objects::is_deleting(&obj) && objects::finalizers(&obj).is_empty() && !spec_finalizers_left;
+    // As Kubernetes' ShouldDeleteDuringUpdate: only an object whose grace period is over (a pod
+    // still terminating on its node has one) goes away when its last finalizer does.
+    let grace_left = objects::meta(&obj)
+        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g > 0);
+    let finished = objects::is_deleting(&obj)
+        && objects::finalizers(&obj).is_empty()
+        && !spec_finalizers_left
+        && !grace_left;
     if req.query.dry_run()? {
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(expected.to_string()));
         return Ok(with_warnings(
@@ -1113,8 +1121,9 @@ pub(crate) async fn delete_object(
         needs_mark |= !objects::finalizers(&marked).is_empty();
         if needs_mark {
             if objects::is_deleting(&old) {
-                // Already terminating: a shorter grace period may still be requested.
-                if grace.is_none() || !shortens_grace(&old, grace.unwrap_or(0)) {
+                // Already terminating: a shorter grace period may still be requested (the
+                // node's final delete asks for 0).
+                if !shortens_grace(&old, grace.unwrap_or(0)) {
                     return Ok(old);
                 }
             }

@@ -14,6 +14,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
+use crate::informer::Synced;
 use crate::{Error, util};
 
 /// Shared state of the disruption controller.
@@ -140,9 +141,8 @@ pub async fn sweep(ctx: &Ctx) -> Result<(), Error> {
 }
 
 /// Runs the disruption controller: a sweep on every change, at least every second.
-pub async fn run(ctx: Arc<Ctx>) {
-    let _ = ctx.pdbs.wait_until_ready().await;
-    let _ = ctx.pods.wait_until_ready().await;
+pub async fn run(ctx: Arc<Ctx>, synced: Vec<Synced>) {
+    Synced::all(&synced).await;
     tracing::info!("disruption controller synced");
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {

@@ -12,6 +12,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::Error;
+use crate::informer::Synced;
 
 type ApiFor = Box<dyn Fn(&str) -> Api<kube::api::DynamicObject> + Send + Sync>;
 
@@ -24,12 +25,12 @@ pub struct Kind {
 }
 
 impl Kind {
-    /// A kind backed by an informer store.
-    pub fn new<K>(client: Client, store: Store<K>) -> Kind
+    /// A kind backed by an informer store, usable once `synced`.
+    pub fn new<K>(client: Client, store: Store<K>, synced: Synced) -> Kind
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Send + Sync + 'static,
     {
-        let s = store.clone();
+        let s = store;
         let ar = kube::api::ApiResource::erase::<K>(&());
         Kind {
             kind: K::kind(&()).into_owned(),
@@ -42,10 +43,8 @@ impl Kind {
                 }
             }),
             ready: Box::new(move || {
-                let s = store.clone();
-                Box::pin(async move {
-                    let _ = s.wait_until_ready().await;
-                })
+                let s = synced.clone();
+                Box::pin(async move { s.wait().await })
             }),
         }
     }
@@ -209,6 +208,7 @@ pub async fn run(
     interval: Duration,
 ) {
     for k in &kinds {
+        tracing::debug!(kind = %k.kind, "garbage collector waiting for its informer");
         (k.ready)().await;
     }
     tracing::info!("garbage collector synced");

@@ -10,8 +10,31 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+/// Becomes true once an informer has listed its kind for the first time.
+///
+/// Use this rather than `Store::wait_until_ready` when more than one task waits on a store:
+/// kube-runtime's store readiness is a oneshot receiver that keeps only the waker of the task
+/// that polled it last, so with several waiters all but one can sleep forever.
+#[derive(Clone, Debug)]
+pub struct Synced(watch::Receiver<bool>);
+
+impl Synced {
+    /// Waits until the first list has been applied to the store (or the informer stopped).
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|synced| *synced).await;
+    }
+
+    /// Waits for every one of `all`.
+    pub async fn all(all: &[Synced]) {
+        for s in all {
+            s.wait().await;
+        }
+    }
+}
 
 /// A shared watch of one kind.
 pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
@@ -19,6 +42,7 @@ pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     writer: reflector::store::Writer<K>,
     senders: Vec<mpsc::UnboundedSender<Result<K, watcher::Error>>>,
+    synced: watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -33,7 +57,13 @@ where
             store,
             writer,
             senders: Vec::new(),
+            synced: watch::Sender::new(false),
         }
+    }
+
+    /// Resolves once the store holds the first complete list.
+    pub fn synced(&self) -> Synced {
+        Synced(self.synced.subscribe())
     }
 
     /// The store, filled once the informer runs.
@@ -54,18 +84,26 @@ where
             api,
             writer,
             mut senders,
+            synced,
             ..
         } = self;
         tokio::spawn(async move {
             let stream = reflector::reflector(
                 writer,
                 watcher::watcher(api, watcher::Config::default().page_size(5000)).default_backoff(),
-            )
-            .touched_objects();
+            );
             let mut stream = std::pin::pin!(stream);
             while let Some(item) = stream.next().await {
                 match item {
-                    Ok(obj) => senders.retain(|s| s.send(Ok(obj.clone())).is_ok()),
+                    Ok(
+                        watcher::Event::Apply(obj)
+                        | watcher::Event::Delete(obj)
+                        | watcher::Event::InitApply(obj),
+                    ) => senders.retain(|s| s.send(Ok(obj.clone())).is_ok()),
+                    Ok(watcher::Event::InitDone) => {
+                        synced.send_replace(true);
+                    }
+                    Ok(watcher::Event::Init) => {}
                     Err(e) => tracing::debug!(error = %e, kind = %K::kind(&()), "watch error"),
                 }
             }

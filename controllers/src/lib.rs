@@ -241,13 +241,13 @@ pub fn start(client: Client, opts: Options) -> Running {
     }
     if on("garbagecollector") {
         let kinds = vec![
-            gc::Kind::new(client.clone(), pods.store()),
-            gc::Kind::new(client.clone(), rss.store()),
-            gc::Kind::new(client.clone(), deps.store()),
-            gc::Kind::new(client.clone(), jobs.store()),
-            gc::Kind::new(client.clone(), daemonsets.store()),
-            gc::Kind::new(client.clone(), statefulsets.store()),
-            gc::Kind::new(client.clone(), cronjobs.store()),
+            gc::Kind::new(client.clone(), pods.store(), pods.synced()),
+            gc::Kind::new(client.clone(), rss.store(), rss.synced()),
+            gc::Kind::new(client.clone(), deps.store(), deps.synced()),
+            gc::Kind::new(client.clone(), jobs.store(), jobs.synced()),
+            gc::Kind::new(client.clone(), daemonsets.store(), daemonsets.synced()),
+            gc::Kind::new(client.clone(), statefulsets.store(), statefulsets.synced()),
+            gc::Kind::new(client.clone(), cronjobs.store(), cronjobs.synced()),
         ];
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
         handles.push(tokio::spawn(async move {
@@ -272,9 +272,10 @@ pub fn start(client: Client, opts: Options) -> Running {
             grace: opts.node_monitor_grace_period,
             eviction_timeout: opts.pod_eviction_timeout,
         });
+        let synced = vec![nodes.synced(), leases.synced(), pods.synced()];
         handles.push(nodes.start());
         handles.push(leases.start());
-        handles.push(tokio::spawn(nodelifecycle::run(ctx)));
+        handles.push(tokio::spawn(nodelifecycle::run(ctx, synced)));
     }
     if on("disruption") {
         let pdbs = Informer::<PodDisruptionBudget>::new(Api::all(client.clone()));
@@ -284,8 +285,9 @@ pub fn start(client: Client, opts: Options) -> Running {
             pods: pods.store(),
             replicasets: rss.store(),
         });
+        let synced = vec![pdbs.synced(), pods.synced()];
         handles.push(pdbs.start());
-        handles.push(tokio::spawn(disruption::run(ctx)));
+        handles.push(tokio::spawn(disruption::run(ctx, synced)));
     }
     if !opts.controllers.is_empty() {
         handles.push(pods.start());

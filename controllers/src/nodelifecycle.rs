@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
+use crate::informer::Synced;
 use crate::{Error, util};
 
 /// Taint of a node that stopped heartbeating.
@@ -229,10 +230,8 @@ pub async fn sweep(ctx: &Ctx) -> Result<(), Error> {
 }
 
 /// Runs the node lifecycle controller: a sweep every second.
-pub async fn run(ctx: Arc<Ctx>) {
-    let _ = ctx.nodes.wait_until_ready().await;
-    let _ = ctx.leases.wait_until_ready().await;
-    let _ = ctx.pods.wait_until_ready().await;
+pub async fn run(ctx: Arc<Ctx>, synced: Vec<Synced>) {
+    Synced::all(&synced).await;
     tracing::info!("nodelifecycle controller synced");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -65,9 +65,9 @@ pub(crate) async fn check_eviction(
             .and_then(Value::as_i64)
             .unwrap_or(0);
         let too_many = |msg: String| {
-            let mut e = ApiError::new(429, "TooManyRequests", msg);
-            e.retry_after_seconds = Some(10);
-            e.with_details("policy", "poddisruptionbudgets", &pdb_name)
+            // As Kubernetes: no Retry-After, so clients (kubectl drain) retry on their own
+            // schedule rather than client-go silently re-sending for up to ten rounds.
+            ApiError::new(429, "TooManyRequests", msg).with_details("policy", "poddisruptionbudgets", &pdb_name)
         };
         if observed < generation {
             return Err(too_many(format!(

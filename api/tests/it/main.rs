@@ -830,3 +830,89 @@ async fn concurrent_server_side_applies_of_a_new_object_both_succeed() {
         assert!(code == 200 || code == 201, "{code}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_pod_in_its_grace_period_outlives_status_writes_and_finalizers() {
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+    let api = Api::new().await;
+    let mut body = pod("graceful");
+    body["spec"]["nodeName"] = json!("node-a");
+    body["spec"]["terminationGracePeriodSeconds"] = json!(15);
+    let (code, _) = api.call(Method::POST, PODS, Some(body)).await;
+    assert_eq!(code, 201);
+    let (code, marked) = api
+        .call(Method::DELETE, &format!("{PODS}/graceful"), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 15);
+    // The node reports the terminating pod's status: the pod stays until the node deletes it.
+    let (code, _) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{PODS}/graceful/status"),
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = api
+        .call(Method::GET, &format!("{PODS}/graceful"), None)
+        .await;
+    assert_eq!(
+        code, 200,
+        "a status write does not cut the grace period short"
+    );
+    let (code, _) = api
+        .call_with(
+            Method::DELETE,
+            &format!("{PODS}/graceful"),
+            "application/json",
+            "application/json",
+            Some(json!({"gracePeriodSeconds": 0})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = api
+        .call(Method::GET, &format!("{PODS}/graceful"), None)
+        .await;
+    assert_eq!(code, 404, "the node's grace-0 delete removes it");
+
+    // With a finalizer, the grace-0 delete ends the grace period and removing the finalizer
+    // completes the delete.
+    let mut body = pod("held");
+    body["spec"]["nodeName"] = json!("node-a");
+    body["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    api.call(Method::POST, PODS, Some(body)).await;
+    api.call(Method::DELETE, &format!("{PODS}/held"), None)
+        .await;
+    let (code, marked) = api
+        .call_with(
+            Method::DELETE,
+            &format!("{PODS}/held"),
+            "application/json",
+            "application/json",
+            Some(json!({"gracePeriodSeconds": 0})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        marked["metadata"]["deletionGracePeriodSeconds"], 0,
+        "{marked}"
+    );
+    let (code, _) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{PODS}/held"),
+            "application/json-patch+json",
+            "application/json",
+            Some(json!([{"op": "remove", "path": "/metadata/finalizers"}])),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = api.call(Method::GET, &format!("{PODS}/held"), None).await;
+    assert_eq!(
+        code, 404,
+        "removing the last finalizer completes the delete"
+    );
+}

@@ -67,7 +67,11 @@ pub(crate) async fn check_eviction(
         let too_many = |msg: String| {
             // As Kubernetes: no Retry-After, so clients (kubectl drain) retry on their own
             // schedule rather than client-go silently re-sending for up to ten rounds.
-            ApiError::new(429, "TooManyRequests", msg).with_details("policy", "poddisruptionbudgets", &pdb_name)
+            ApiError::new(429, "TooManyRequests", msg).with_details(
+                "policy",
+                "poddisruptionbudgets",
+                &pdb_name,
+            )
         };
         if observed < generation {
             return Err(too_many(format!(

@@ -1,5 +1,8 @@
 //! Standard five-field cron schedules (minute hour day-of-month month day-of-week) with lists,
-//! ranges, steps, month/day names and the @hourly/@daily/… shorthands, evaluated in UTC.
+//! ranges, steps, month/day names, the @hourly/@daily/… shorthands and `@every <duration>`,
+//! evaluated in a CronJob's `timeZone` (IANA name; UTC when unset).
+
+use jiff::tz::TimeZone;
 
 /// Errors of schedule parsing.
 #[derive(Debug, thiserror::Error)]
@@ -7,11 +10,28 @@ pub enum Error {
     /// The schedule is malformed.
     #[error("invalid schedule {0:?}: {1}")]
     Invalid(String, String),
+    /// The time zone is not in the time zone database.
+    #[error("unknown time zone {0}")]
+    UnknownTimeZone(String),
 }
 
-/// A parsed schedule: the allowed values of each field.
+/// A parsed schedule in its time zone.
 #[derive(Clone, Debug)]
 pub struct Schedule {
+    when: When,
+    tz: TimeZone,
+}
+
+#[derive(Clone, Debug)]
+enum When {
+    Fields(Box<Fields>),
+    /// `@every`: a constant delay, in whole seconds (at least one).
+    Every(i64),
+}
+
+/// The allowed values of each field.
+#[derive(Clone, Debug)]
+struct Fields {
     minutes: [bool; 60],
     hours: [bool; 24],
     days: [bool; 32],
@@ -61,8 +81,78 @@ fn field(spec: &str, min: u32, max: u32, names: &[&str], out: &mut [bool]) -> Re
 }
 
 impl Schedule {
-    /// Parses a schedule.
+    /// Parses a schedule evaluated in UTC.
     pub fn parse(s: &str) -> Result<Schedule, Error> {
+        Schedule::parse_in(s, None)
+    }
+
+    /// Parses a schedule evaluated in the IANA time zone `tz` (UTC when `None`).
+    pub fn parse_in(s: &str, tz: Option<&str>) -> Result<Schedule, Error> {
+        let tz = match tz {
+            None => TimeZone::UTC,
+            Some(name) => jiff::tz::db()
+                .get(name)
+                .map_err(|_| Error::UnknownTimeZone(name.to_string()))?,
+        };
+        let bad = |m: String| Error::Invalid(s.to_string(), m);
+        if let Some(d) = s.trim().strip_prefix("@every ") {
+            let d: jiff::SignedDuration = d
+                .trim()
+                .parse()
+                .map_err(|e| bad(format!("bad duration: {e}")))?;
+            if d.is_negative() || d.is_zero() {
+                return Err(bad("the delay must be positive".into()));
+            }
+            // As robfig/cron: sub-second delays round up to one second.
+            let secs = d.as_secs() + i64::from(d.subsec_nanos() > 0 && d.as_secs() == 0);
+            return Ok(Schedule {
+                when: When::Every(secs),
+                tz,
+            });
+        }
+        Ok(Schedule {
+            when: When::Fields(Box::new(Fields::parse(s)?)),
+            tz,
+        })
+    }
+
+    /// The first scheduled time strictly after `after`, within about five years.
+    pub fn next_after(&self, after: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        match &self.when {
+            When::Every(secs) => jiff::Timestamp::from_second(after.as_second() + secs).ok(),
+            When::Fields(f) => f.next_after(after, &self.tz),
+        }
+    }
+
+    /// The latest scheduled time in `(after, until]`, if any.
+    pub fn last_between(
+        &self,
+        after: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Option<jiff::Timestamp> {
+        if let When::Every(secs) = self.when {
+            // after + k*secs, the largest k with the time still <= until.
+            let k = (until.as_second() - after.as_second()).div_euclid(secs);
+            return (k >= 1)
+                .then(|| jiff::Timestamp::from_second(after.as_second() + k * secs).ok())
+                .flatten();
+        }
+        let mut last = None;
+        let mut t = after;
+        // Walk forward; bounded by the caller's window.
+        while let Some(n) = self.next_after(t) {
+            if n > until {
+                break;
+            }
+            last = Some(n);
+            t = n;
+        }
+        last
+    }
+}
+
+impl Fields {
+    fn parse(s: &str) -> Result<Fields, Error> {
         let expanded = match s.trim() {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
@@ -76,7 +166,7 @@ impl Schedule {
         if parts.len() != 5 {
             return Err(bad(format!("expected 5 fields, found {}", parts.len())));
         }
-        let mut sch = Schedule {
+        let mut sch = Fields {
             minutes: [false; 60],
             hours: [false; 24],
             days: [false; 32],
@@ -112,37 +202,18 @@ impl Schedule {
             && day_ok
     }
 
-    /// The first scheduled minute strictly after `after` (UTC), within about five years.
-    pub fn next_after(&self, after: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    /// The first scheduled minute strictly after `after` whose wall-clock time in `tz` matches.
+    /// A time skipped by a daylight-saving change never runs; a repeated one runs at each instant.
+    fn next_after(&self, after: jiff::Timestamp, tz: &TimeZone) -> Option<jiff::Timestamp> {
         let start = after.as_second().div_euclid(60) * 60 + 60;
         let mut t = jiff::Timestamp::from_second(start).ok()?;
         for _ in 0..(5 * 366 * 24 * 60) {
-            let dt = t.to_zoned(jiff::tz::TimeZone::UTC).datetime();
-            if self.matches(dt) {
+            if self.matches(tz.to_datetime(t)) {
                 return Some(t);
             }
             t = jiff::Timestamp::from_second(t.as_second() + 60).ok()?;
         }
         None
-    }
-
-    /// The latest scheduled minute in `(after, until]`, if any.
-    pub fn last_between(
-        &self,
-        after: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> Option<jiff::Timestamp> {
-        let mut last = None;
-        let mut t = after;
-        // Walk forward; bounded by the caller's window.
-        while let Some(n) = self.next_after(t) {
-            if n > until {
-                break;
-            }
-            last = Some(n);
-            t = n;
-        }
-        last
     }
 }
 
@@ -181,6 +252,44 @@ mod tests {
             every.last_between(ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:05:30Z")),
             Some(ts("2026-01-01T00:05:00Z"))
         );
+    }
+
+    #[test]
+    fn time_zones_and_every() {
+        // 09:00 in Berlin is 08:00 UTC in winter and 07:00 UTC in summer.
+        let berlin = Schedule::parse_in("0 9 * * *", Some("Europe/Berlin")).unwrap();
+        assert_eq!(
+            berlin.next_after(ts("2026-01-10T12:00:00Z")),
+            Some(ts("2026-01-11T08:00:00Z"))
+        );
+        assert_eq!(
+            berlin.next_after(ts("2026-07-10T12:00:00Z")),
+            Some(ts("2026-07-11T07:00:00Z"))
+        );
+        // 02:30 does not exist in Berlin on 2026-03-29 (clocks go 02:00 -> 03:00).
+        let skipped = Schedule::parse_in("30 2 * * *", Some("Europe/Berlin")).unwrap();
+        assert_eq!(
+            skipped.next_after(ts("2026-03-28T12:00:00Z")),
+            Some(ts("2026-03-30T00:30:00Z"))
+        );
+        assert!(matches!(
+            Schedule::parse_in("* * * * *", Some("Mars/Olympus")),
+            Err(Error::UnknownTimeZone(_))
+        ));
+        let every = Schedule::parse("@every 90s").unwrap();
+        assert_eq!(
+            every.next_after(ts("2026-01-01T00:00:00Z")),
+            Some(ts("2026-01-01T00:01:30Z"))
+        );
+        assert_eq!(
+            every.last_between(ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:05:00Z")),
+            Some(ts("2026-01-01T00:04:30Z"))
+        );
+        assert_eq!(
+            every.last_between(ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:01:00Z")),
+            None
+        );
+        assert!(Schedule::parse("@every 0s").is_err());
     }
 
     #[test]

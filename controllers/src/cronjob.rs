@@ -1,4 +1,5 @@
-//! CronJob controller: creates a Job for the latest missed scheduled time (UTC schedules),
+//! CronJob controller: creates a Job for the latest missed scheduled time (in the CronJob's
+//! `timeZone`, UTC by default),
 //! honouring startingDeadlineSeconds, concurrencyPolicy (Allow/Forbid/Replace), suspend and the
 //! successful/failed history limits; status carries `active` and `lastScheduleTime`.
 
@@ -42,15 +43,8 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = cj.name_any();
     let uid = cj.metadata.uid.clone().unwrap_or_default();
     let spec = cj.spec.clone().unwrap_or_default();
-    if let Some(tz) = spec.time_zone.as_deref()
-        && !matches!(tz, "UTC" | "Etc/UTC")
-    {
-        return Err(Error::NotSupported(format!(
-            "cronjob {ns}/{name}: time zone {tz:?} is not supported (only UTC)"
-        )));
-    }
-    let schedule =
-        Schedule::parse(&spec.schedule).map_err(|e| Error::NotSupported(e.to_string()))?;
+    let schedule = Schedule::parse_in(&spec.schedule, spec.time_zone.as_deref())
+        .map_err(|e| Error::NotSupported(format!("cronjob {ns}/{name}: {e}")))?;
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let mut jobs: Vec<Arc<Job>> = ctx
         .jobs

@@ -170,7 +170,8 @@ fn parse_go_duration(s: &str) -> Result<u128, String> {
     Ok(total as u128)
 }
 
-/// A time zone name shaped like an IANA name (`UTC`, `Europe/Berlin`, `America/Argentina/Salta`).
+/// A time zone the IANA database knows (`UTC`, `Europe/Berlin`, `America/Argentina/Salta`), as
+/// Go's `time.LoadLocation` accepts it for a CronJob (`Local` is refused).
 pub(crate) fn valid_time_zone_name(tz: &str) -> bool {
     !tz.is_empty()
         && tz != "Local"
@@ -181,4 +182,5 @@ pub(crate) fn valid_time_zone_name(tz: &str) -> bool {
         && tz
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/_-+".contains(&b))
+        && jiff::tz::db().get(tz).is_ok()
 }

@@ -424,6 +424,15 @@ fn cron_schedules_follow_the_standard_parser() {
     cj["spec"]["schedule"] = json!("0 * * * *");
     cj["spec"]["timeZone"] = json!("Europe/Berlin");
     assert_eq!(validate(k, &cj, None), Ok(()));
+    cj["spec"]["timeZone"] = json!("Europe/Berln");
+    assert_eq!(
+        causes(validate(k, &cj, None)),
+        vec![(
+            "FieldValueInvalid".into(),
+            "spec.timeZone".into(),
+            "Invalid value: \"Europe/Berln\": unknown time zone Europe/Berln".into()
+        )]
+    );
 }
 
 #[test]

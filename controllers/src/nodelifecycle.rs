@@ -1,6 +1,8 @@
 //! Node lifecycle: a node whose Lease (and status heartbeat) is older than the grace period is
 //! marked Ready=Unknown and tainted `node.kubernetes.io/unreachable`; pods on NoExecute-tainted
-//! nodes are evicted once their toleration runs out, so their owners recreate them elsewhere.
+//! nodes are evicted once their toleration runs out, so their owners recreate them elsewhere
+//! (they stay Terminating until their node comes back, as on Kubernetes); pods of deleted or
+//! out-of-service nodes are garbage collected.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -229,6 +231,75 @@ pub async fn sweep(ctx: &Ctx) -> Result<(), Error> {
     Ok(())
 }
 
+/// Taint an administrator puts on a node known to be shut down, so its pods are removed at once.
+pub const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
+
+/// Pod garbage collection, as kube-controller-manager's podgc does it: pods bound to a node that
+/// no longer exists (confirmed with a live read), terminating pods that were never scheduled, and
+/// terminating pods on a node tainted `node.kubernetes.io/out-of-service` that is not Ready are
+/// deleted at once (grace period 0): no kubelet is left to finish them.
+pub async fn collect_pods(ctx: &Ctx) -> Result<(), Error> {
+    let nodes: HashMap<String, Arc<Node>> = ctx
+        .nodes
+        .state()
+        .into_iter()
+        .map(|n| (n.name_any(), n))
+        .collect();
+    let node_api: Api<Node> = Api::all(ctx.client.clone());
+    let mut confirmed_gone: HashMap<String, bool> = HashMap::new();
+    for pod in ctx.pods.state() {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        let terminating = pod.metadata.deletion_timestamp.is_some();
+        let why = match node {
+            None if terminating => Some("terminating pod was never scheduled"),
+            None => None,
+            Some(n) => match nodes.get(&n) {
+                Some(node) => {
+                    let out_of_service = node
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.taints.as_ref())
+                        .is_some_and(|ts| {
+                            ts.iter()
+                                .any(|t| t.key == OUT_OF_SERVICE && t.effect == "NoExecute")
+                        });
+                    (terminating && out_of_service && ready_status(node) != "True")
+                        .then_some("node is out of service")
+                }
+                None => {
+                    let gone = match confirmed_gone.get(&n) {
+                        Some(g) => *g,
+                        None => {
+                            let g = matches!(node_api.get_opt(&n).await, Ok(None));
+                            confirmed_gone.insert(n.clone(), g);
+                            g
+                        }
+                    };
+                    gone.then_some("node no longer exists")
+                }
+            },
+        };
+        let Some(why) = why else { continue };
+        let ns = pod.namespace().unwrap_or_default();
+        tracing::info!(pod = %format!("{ns}/{}", pod.name_any()), reason = why, "force-deleting pod");
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(kube::api::Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match pods.delete(&pod.name_any(), &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Runs the node lifecycle controller: a sweep every second.
 pub async fn run(ctx: Arc<Ctx>, synced: Vec<Synced>) {
     Synced::all(&synced).await;
@@ -238,6 +309,9 @@ pub async fn run(ctx: Arc<Ctx>, synced: Vec<Synced>) {
         tick.tick().await;
         if let Err(e) = sweep(&ctx).await {
             tracing::debug!(error = %e, "node lifecycle sweep");
+        }
+        if let Err(e) = collect_pods(&ctx).await {
+            tracing::debug!(error = %e, "pod garbage collection");
         }
     }
 }

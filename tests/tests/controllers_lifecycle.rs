@@ -156,6 +156,42 @@ async fn pods_of_a_dead_node_come_back_elsewhere() {
         taints.contains("node.kubernetes.io/unreachable"),
         "{taints}"
     );
+    // As on Kubernetes, the evicted pods stay Terminating while no kubelet can confirm them
+    // stopped; deleting the Node lets pod garbage collection remove them.
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let stranded: Vec<Pod> = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .filter(|p| node_of(p) == "node-a")
+        .collect();
+    assert_eq!(stranded.len(), 2);
+    assert!(
+        stranded
+            .iter()
+            .all(|p| p.metadata.deletion_timestamp.is_some()),
+        "pods of the dead node are Terminating"
+    );
+    c.k(&["delete", "node", "node-a"]);
+    wait_for(
+        "pods of the deleted node collected",
+        Duration::from_secs(60),
+        || async {
+            let left = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|p| node_of(p) == "node-a")
+                .count();
+            (left == 0).then_some(())
+        },
+    )
+    .await
+    .unwrap();
     c.fake.shutdown().await;
 }
 

@@ -7,9 +7,37 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-/// The hello sample, built from `samples/hello-http` and pushed on first start.
-const HELLO_WASM: &[u8] = include_bytes!("../../samples/hello-http/hello-http.wasm");
-const HELLO_V2_WASM: &[u8] = include_bytes!("../../samples/hello-http/hello-http-v2.wasm");
+/// The samples of `samples/`, pushed on start under the names their manifests use.
+const SAMPLES: &[(&str, &[u8])] = &[
+    (
+        "samples/hello-http:1.0",
+        include_bytes!("../../samples/hello-http/hello-http.wasm"),
+    ),
+    (
+        "samples/hello-http:2.0",
+        include_bytes!("../../samples/hello-http/hello-http-v2.wasm"),
+    ),
+    (
+        "samples/env-reader:1.0",
+        include_bytes!("../../samples/env-reader/env-reader.wasm"),
+    ),
+    (
+        "samples/fileserver-puller:1.0",
+        include_bytes!("../../samples/fileserver/puller.wasm"),
+    ),
+    (
+        "samples/fileserver-server:1.0",
+        include_bytes!("../../samples/fileserver/server.wasm"),
+    ),
+    (
+        "samples/hello-c:1.0",
+        include_bytes!("../../samples/hello-c/hello-c.wasm"),
+    ),
+    (
+        "samples/hello-c-http:1.0",
+        include_bytes!("../../samples/hello-c/hello-c-http.wasm"),
+    ),
+];
 
 #[derive(clap::Args)]
 pub(crate) struct UpArgs {
@@ -80,7 +108,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  registry:    http://{registry_addr} (push token in {})",
         token_path.display()
     );
-    println!("  samples:     {registry_addr}/samples/hello-http:1.0 and :2.0");
+    println!(
+        "  samples:     {registry_addr}/samples/ (hello-http 1.0 and 2.0, env-reader, fileserver, hello-c; see samples/README.md)"
+    );
     println!(
         "  node:        {} (endpoint http://{}, bearer token of the kubeconfig)",
         args.node_name,
@@ -121,8 +151,8 @@ async fn seed_samples(
     opts.token = Some(token.to_string());
     let client =
         skiff_registry::RegistryClient::new(opts).context("creating the registry client")?;
-    for (tag, bytes) in [("1.0", HELLO_WASM), ("2.0", HELLO_V2_WASM)] {
-        let reference = format!("{registry}/samples/hello-http:{tag}");
+    for (name, bytes) in SAMPLES {
+        let reference = format!("{registry}/{name}");
         client
             .push_wasm(&reference, bytes::Bytes::from_static(bytes))
             .await

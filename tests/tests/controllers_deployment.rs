@@ -1,6 +1,6 @@
 //! Scheduler and Deployment controller end to end on simulated nodes: spreading over zones,
 //! rolling update, rollout history/undo/pause/resume/restart, scaling, FailedScheduling Events,
-//! and controllers re-listing after an API server restart.
+//! controllers re-listing after an API server restart, and malformed workloads refused with 422.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -330,4 +330,52 @@ async fn controllers_relist_after_api_server_restart() {
     );
     fake.shutdown().await;
     controllers.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_workloads_are_refused() {
+    let Some(kubectl) = tools::kubectl_132() else {
+        return;
+    };
+    let server =
+        Server::start_with(&["--no-controllers", "--no-scheduler"]).expect("server starts");
+    let refused = |manifest: &str, expect: &[&str]| {
+        let out = server
+            .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(manifest))
+            .expect("kubectl runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "refused: {manifest}");
+        for e in expect {
+            assert!(stderr.contains(e), "{e:?} not in {stderr}");
+        }
+    };
+    refused(
+        &DEPLOYMENT.replace("labels: {app: web}", "labels: {app: other}"),
+        &[
+            "is invalid",
+            "spec.template.metadata.labels",
+            "`selector` does not match template `labels`",
+        ],
+    );
+    let cronjob = |schedule: &str, tz: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: tick}}\nspec:\n  schedule: \"{schedule}\"\n{tz}  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{{name: c, image: example.com/tick:1}}]\n"
+        )
+    };
+    refused(
+        &cronjob("every minute please", ""),
+        &["is invalid", "spec.schedule"],
+    );
+    refused(&cronjob("61 * * * *", ""), &["is invalid", "spec.schedule"]);
+    refused(
+        &cronjob("0 9 * * *", "  timeZone: Mars/Olympus\n"),
+        &["spec.timeZone", "unknown time zone Mars/Olympus"],
+    );
+    ok(&server
+        .kubectl_stdin(
+            &kubectl,
+            &["apply", "-f", "-"],
+            Some(&cronjob("0 9 * * 1-5", "  timeZone: Europe/Berlin\n")),
+        )
+        .expect("kubectl runs"));
 }

@@ -1,11 +1,13 @@
 //! The scheduler: keeps nodes and pods in memory from watches, filters and scores nodes for each
 //! pending pod, binds through `pods/binding` concurrently, and reports `FailedScheduling` Events.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{
     Binding, Event, EventSource, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
     Pod, Taint, Toleration,
@@ -46,6 +48,10 @@ pub struct SchedulerOptions {
     pub batch: usize,
     /// Retry interval for unschedulable pods even without cluster changes.
     pub retry_interval: Duration,
+    /// Percentage of nodes to find feasible before scoring, as kube-scheduler's
+    /// `percentageOfNodesToScore`; 0 adapts to the cluster size (50% at 100 nodes down to 5%,
+    /// never fewer than 100 nodes), 100 tries every node.
+    pub percentage_of_nodes_to_score: u32,
 }
 
 impl Default for SchedulerOptions {
@@ -54,6 +60,7 @@ impl Default for SchedulerOptions {
             bind_concurrency: 64,
             batch: 512,
             retry_interval: Duration::from_secs(30),
+            percentage_of_nodes_to_score: 0,
         }
     }
 }
@@ -105,6 +112,7 @@ fn pod_request(pod: &Pod) -> Request {
 #[derive(Debug)]
 struct NodeInfo {
     node: Arc<Node>,
+    unschedulable: bool,
     alloc_cpu: i64,
     alloc_mem: i64,
     alloc_pods: i64,
@@ -134,6 +142,7 @@ impl NodeInfo {
                 .get("pods")
                 .map(|q| util::parse_quantity(&q.0) as i64)
                 .unwrap_or(110),
+            unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
             node,
             used_cpu: 0,
             used_mem: 0,
@@ -142,13 +151,41 @@ impl NodeInfo {
         }
     }
 
+    fn add(&mut self, req: &Request) {
+        self.used_cpu += req.cpu;
+        self.used_mem += req.mem;
+        self.used_pods += 1;
+        self.ports.extend(req.ports.iter().cloned());
+    }
+
+    fn remove(&mut self, req: &Request) {
+        self.used_cpu -= req.cpu;
+        self.used_mem -= req.mem;
+        self.used_pods -= 1;
+        for port in &req.ports {
+            self.ports.remove(port);
+        }
+    }
+
     fn zone(&self) -> Option<&str> {
+        self.labels().get(ZONE_LABEL).map(String::as_str)
+    }
+
+    fn name(&self) -> &str {
+        self.node.metadata.name.as_deref().unwrap_or("")
+    }
+
+    fn labels(&self) -> &BTreeMap<String, String> {
+        node_labels(&self.node)
+    }
+
+    fn taints(&self) -> impl Iterator<Item = &Taint> {
         self.node
-            .metadata
-            .labels
+            .spec
             .as_ref()
-            .and_then(|l| l.get(ZONE_LABEL))
-            .map(String::as_str)
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -179,19 +216,17 @@ struct State {
     /// Uids that did not fit; retried when the cluster changes.
     unschedulable: HashMap<String, String>,
     runtime_classes: HashMap<String, Arc<RuntimeClass>>,
-    rotate: usize,
+    /// Name of the node the next pod's search starts at (nodes are tried round the ring).
+    next_start: String,
+    /// `percentageOfNodesToScore`; 0 is adaptive.
+    percentage_of_nodes_to_score: u32,
 }
 
 impl State {
     fn place(&mut self, uid: &str, p: Placed) {
         self.unplace(uid);
         if let Some(n) = self.nodes.get_mut(&p.node) {
-            n.used_cpu += p.req.cpu;
-            n.used_mem += p.req.mem;
-            n.used_pods += 1;
-            for port in &p.req.ports {
-                n.ports.insert(port.clone());
-            }
+            n.add(&p.req);
         }
         if let Some(o) = &p.owner {
             *self
@@ -209,12 +244,7 @@ impl State {
             return;
         };
         if let Some(n) = self.nodes.get_mut(&p.node) {
-            n.used_cpu -= p.req.cpu;
-            n.used_mem -= p.req.mem;
-            n.used_pods -= 1;
-            for port in &p.req.ports {
-                n.ports.remove(port);
-            }
+            n.remove(&p.req);
         }
         if let Some(o) = &p.owner
             && let Some(m) = self.owners.get_mut(o)
@@ -245,21 +275,50 @@ impl State {
         }
     }
 
-    fn recompute_node(&mut self, name: &str) {
-        let uids: Vec<(String, Placed)> = self
-            .placed
-            .iter()
-            .filter(|(_, p)| p.node == name)
-            .map(|(u, p)| (u.clone(), p.clone()))
+    /// Adds or replaces a node. A node seen before keeps what is placed on it; a new one counts
+    /// the pods already placed on it.
+    /// Returns whether anything the filters look at changed (labels, spec, allocatable), as
+    /// kube-scheduler only retries unschedulable pods on such node updates.
+    fn apply_node(&mut self, node: Node) -> bool {
+        let name = node.name_any();
+        let mut info = NodeInfo::new(Arc::new(node));
+        match self.nodes.get_mut(&name) {
+            Some(old) => {
+                let changed = old.node.metadata.labels != info.node.metadata.labels
+                    || old.node.spec != info.node.spec
+                    || (old.alloc_cpu, old.alloc_mem, old.alloc_pods)
+                        != (info.alloc_cpu, info.alloc_mem, info.alloc_pods);
+                info.used_cpu = old.used_cpu;
+                info.used_mem = old.used_mem;
+                info.used_pods = old.used_pods;
+                info.ports = std::mem::take(&mut old.ports);
+                *old = info;
+                changed
+            }
+            None => {
+                self.nodes.insert(name.clone(), info);
+                self.count_placed(|n| n == name);
+                true
+            }
+        }
+    }
+
+    /// Replaces every node with `nodes` (a re-list), then counts the placed pods in one pass.
+    fn replace_nodes(&mut self, nodes: Vec<Node>) {
+        self.nodes = nodes
+            .into_iter()
+            .map(|n| (n.name_any(), NodeInfo::new(Arc::new(n))))
             .collect();
-        if let Some(n) = self.nodes.get_mut(name) {
-            for (_, p) in uids {
-                n.used_cpu += p.req.cpu;
-                n.used_mem += p.req.mem;
-                n.used_pods += 1;
-                for port in &p.req.ports {
-                    n.ports.insert(port.clone());
-                }
+        self.count_placed(|_| true);
+    }
+
+    /// Adds the placed pods to the nodes `which` selects (whose counts start from zero).
+    fn count_placed(&mut self, which: impl Fn(&str) -> bool) {
+        for p in self.placed.values() {
+            if which(&p.node)
+                && let Some(n) = self.nodes.get_mut(&p.node)
+            {
+                n.add(&p.req);
             }
         }
     }
@@ -329,104 +388,199 @@ fn placed_of(pod: &Pod, node: String) -> Placed {
     }
 }
 
-/// Why one node was rejected, worded as kube-scheduler does.
-fn node_fit(
-    st: &State,
-    info: &NodeInfo,
-    pod: &Pod,
-    req: &Request,
-    rc: Option<&RuntimeClass>,
-) -> Result<(), String> {
-    let node = &info.node;
-    let spec = pod.spec.as_ref();
-    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-        let tolerates = spec.and_then(|s| s.tolerations.as_ref()).is_some_and(|ts| {
-            ts.iter().any(|t| {
-                tolerates(
-                    t,
-                    &Taint {
-                        key: "node.kubernetes.io/unschedulable".into(),
-                        effect: "NoSchedule".into(),
-                        ..Default::default()
-                    },
+/// Why a node was rejected, worded as kube-scheduler does; mostly static text.
+type Reason = Cow<'static, str>;
+
+const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
+/// What a pod asks for, worked out once per scheduling attempt and shared by every node's
+/// filters and scores (kube-scheduler's PreFilter/PreScore state).
+struct PodCtx<'a> {
+    pod: &'a Pod,
+    req: Request,
+    rc: Option<&'a RuntimeClass>,
+    /// Tolerations of the pod and of its RuntimeClass.
+    tolerations: Vec<&'a Toleration>,
+    tolerates_unschedulable: bool,
+    /// Pods of the same controller per node and per zone, for spreading.
+    owner: Option<OwnerSpread<'a>>,
+    /// For each topology spread constraint, matching pods per topology value.
+    spread: Vec<SpreadCounts<'a>>,
+}
+
+struct OwnerSpread<'a> {
+    per_node: &'a HashMap<String, i64>,
+    node_max: i64,
+    per_zone: HashMap<&'a str, i64>,
+    zone_max: i64,
+}
+
+struct SpreadCounts<'a> {
+    key: &'a str,
+    hard: bool,
+    max_skew: i64,
+    counts: HashMap<&'a str, i64>,
+    min: i64,
+    max: i64,
+}
+
+impl<'a> PodCtx<'a> {
+    /// The context for `pod`, or the FailedScheduling message when it cannot be scheduled
+    /// anywhere (its RuntimeClass does not exist).
+    fn new(st: &'a State, pod: &'a Pod) -> Result<PodCtx<'a>, String> {
+        let spec = pod.spec.as_ref();
+        let rc = match spec.and_then(|s| s.runtime_class_name.as_ref()) {
+            Some(name) => match st.runtime_classes.get(name) {
+                Some(rc) => Some(rc.as_ref()),
+                None => {
+                    return Err(format!(
+                        "0/{} nodes are available: runtimeclass.node.k8s.io \"{name}\" not found. preemption: not supported.",
+                        st.nodes.len()
+                    ));
+                }
+            },
+            None => None,
+        };
+        let tolerations: Vec<&Toleration> = spec
+            .and_then(|s| s.tolerations.as_ref())
+            .into_iter()
+            .flatten()
+            .chain(
+                rc.and_then(|rc| rc.scheduling.as_ref())
+                    .and_then(|s| s.tolerations.as_ref())
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect();
+        let unschedulable_taint = Taint {
+            key: UNSCHEDULABLE_TAINT.into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        // Only the pod's own tolerations count for `spec.unschedulable`, as before.
+        let tolerates_unschedulable = spec
+            .and_then(|s| s.tolerations.as_ref())
+            .is_some_and(|ts| ts.iter().any(|t| tolerates(t, &unschedulable_taint)));
+        let namespace = pod.namespace().unwrap_or_default();
+        let owner = util::controller_of(&pod.metadata)
+            .and_then(|o| st.owners.get(&o.uid))
+            .map(|per_node| owner_spread(st, per_node));
+        let spread = spec
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                matches!(
+                    c.when_unsatisfiable.as_str(),
+                    "DoNotSchedule" | "ScheduleAnyway"
                 )
             })
-        });
-        if !tolerates {
-            return Err("node(s) were unschedulable".into());
+            .map(|c| {
+                let counts =
+                    spread_counts(st, &namespace, &c.topology_key, c.label_selector.as_ref());
+                SpreadCounts {
+                    key: &c.topology_key,
+                    hard: c.when_unsatisfiable == "DoNotSchedule",
+                    max_skew: i64::from(c.max_skew),
+                    min: counts.values().copied().min().unwrap_or(0),
+                    max: counts.values().copied().max().unwrap_or(0),
+                    counts,
+                }
+            })
+            .collect();
+        Ok(PodCtx {
+            pod,
+            req: pod_request(pod),
+            rc,
+            tolerations,
+            tolerates_unschedulable,
+            owner,
+            spread,
+        })
+    }
+}
+
+fn owner_spread<'a>(st: &'a State, per_node: &'a HashMap<String, i64>) -> OwnerSpread<'a> {
+    let mut per_zone: HashMap<&str, i64> = HashMap::new();
+    for (n, c) in per_node {
+        if let Some(z) = st.nodes.get(n).and_then(|i| i.zone()) {
+            *per_zone.entry(z).or_default() += c;
         }
     }
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    if !node_selector_matches(pod, labels, node.metadata.name.as_deref().unwrap_or("")) {
-        return Err("node(s) didn't match Pod's node affinity/selector".into());
+    OwnerSpread {
+        per_node,
+        node_max: per_node.values().copied().max().unwrap_or(0).max(1),
+        zone_max: per_zone.values().copied().max().unwrap_or(0).max(1),
+        per_zone,
     }
-    // Runtime class.
-    let handler = rc.map(|rc| rc.handler.as_str());
-    if let Some(handler) = handler {
+}
+
+/// Whether `node` passes every filter for the pod; the first failing filter gives the reason.
+/// Filters run cheapest first among those kube-scheduler runs in this order.
+fn node_fit(info: &NodeInfo, ctx: &PodCtx<'_>) -> Result<(), Reason> {
+    if info.unschedulable && !ctx.tolerates_unschedulable {
+        return Err("node(s) were unschedulable".into());
+    }
+    let labels = info.labels();
+    if !node_selector_matches(ctx.pod, labels, info.name()) {
+        return Err(AFFINITY_MISMATCH.into());
+    }
+    if let Some(rc) = ctx.rc {
         let supported = labels
             .get(RUNTIME_LABEL)
             .map(|v| v.as_str())
             .unwrap_or("wasm");
-        if !supported.split(',').any(|h| h.trim() == handler) {
+        if !supported.split(',').any(|h| h.trim() == rc.handler) {
             return Err("node(s) didn't support the pod's runtime class".into());
         }
         if let Some(sel) = rc
-            .and_then(|rc| rc.scheduling.as_ref())
+            .scheduling
+            .as_ref()
             .and_then(|s| s.node_selector.as_ref())
             && sel.iter().any(|(k, v)| labels.get(k) != Some(v))
         {
-            return Err("node(s) didn't match Pod's node affinity/selector".into());
+            return Err(AFFINITY_MISMATCH.into());
         }
     }
-    // Taints.
-    let pod_tolerations = spec.and_then(|s| s.tolerations.as_ref());
-    let rc_tolerations = rc
-        .and_then(|rc| rc.scheduling.as_ref())
-        .and_then(|s| s.tolerations.as_ref());
-    for taint in node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        if taint.effect == "PreferNoSchedule" {
-            continue;
-        }
-        if !pod_tolerations
-            .into_iter()
-            .chain(rc_tolerations)
-            .flatten()
-            .any(|t| tolerates(t, taint))
-        {
-            return Err(format!(
-                "node(s) had untolerated taint {{{}: {}}}",
-                taint.key,
-                taint.value.as_deref().unwrap_or("")
-            ));
-        }
+    if let Some(taint) = info.taints().find(|t| {
+        t.effect != "PreferNoSchedule" && !ctx.tolerations.iter().any(|tol| tolerates(tol, t))
+    }) {
+        return Err(format!(
+            "node(s) had untolerated taint {{{}: {}}}",
+            taint.key,
+            taint.value.as_deref().unwrap_or("")
+        )
+        .into());
     }
-    // Ports.
-    if req.ports.iter().any(|p| info.ports.contains(p)) {
+    if ctx.req.ports.iter().any(|p| info.ports.contains(p)) {
         return Err("node(s) didn't have free ports for the requested pod ports".into());
     }
-    // Resources (reported together like kube-scheduler: first failing one wins here).
+    // Resources (kube-scheduler reports them together; the first failing one wins here).
     if info.used_pods + 1 > info.alloc_pods {
         return Err("Too many pods".into());
     }
-    if req.cpu > 0 && info.used_cpu + req.cpu > info.alloc_cpu {
+    if ctx.req.cpu > 0 && info.used_cpu + ctx.req.cpu > info.alloc_cpu {
         return Err("Insufficient cpu".into());
     }
-    if req.mem > 0 && info.used_mem + req.mem > info.alloc_mem {
+    if ctx.req.mem > 0 && info.used_mem + ctx.req.mem > info.alloc_mem {
         return Err("Insufficient memory".into());
     }
-    // Hard topology spread.
-    if let Some(reason) = spread_violation(st, info, pod) {
-        return Err(reason);
+    for c in ctx.spread.iter().filter(|c| c.hard) {
+        let Some(value) = labels.get(c.key) else {
+            return Err(
+                "node(s) didn't match pod topology spread constraints (missing required label)"
+                    .into(),
+            );
+        };
+        let here = c.counts.get(value.as_str()).copied().unwrap_or(0);
+        if here + 1 - c.min > c.max_skew {
+            return Err("node(s) didn't match pod topology spread constraints".into());
+        }
     }
     Ok(())
 }
+
+const AFFINITY_MISMATCH: &str = "node(s) didn't match Pod's node affinity/selector";
 
 /// Whether a toleration tolerates a taint.
 pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
@@ -448,12 +602,13 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
-    let values = r.values.clone().unwrap_or_default();
-    let have = labels.get(&r.key);
+/// Whether one node selector requirement holds for the value `have` of its key.
+fn requirement_matches(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
+    let values = r.values.as_deref().unwrap_or(&[]);
+    let listed = || have.is_some_and(|v| values.iter().any(|x| x == v));
     match r.operator.as_str() {
-        "In" => have.is_some_and(|v| values.contains(v)),
-        "NotIn" => !have.is_some_and(|v| values.contains(v)),
+        "In" => listed(),
+        "NotIn" => !listed(),
         "Exists" => have.is_some(),
         "DoesNotExist" => have.is_none(),
         "Gt" | "Lt" => {
@@ -474,13 +629,13 @@ fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name
         .match_expressions
         .iter()
         .flatten()
-        .all(|r| requirement_matches(r, labels));
-    let fields: BTreeMap<String, String> = [("metadata.name".to_string(), name.to_string())].into();
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)));
+    // `metadata.name` is the only field a node selector term may match.
     let fields_ok = term
         .match_fields
         .iter()
         .flatten()
-        .all(|r| requirement_matches(r, &fields));
+        .all(|r| requirement_matches(r, (r.key == "metadata.name").then_some(name)));
     let empty = term.match_expressions.as_ref().is_none_or(Vec::is_empty)
         && term.match_fields.as_ref().is_none_or(Vec::is_empty);
     !empty && exprs_ok && fields_ok
@@ -513,73 +668,45 @@ fn node_selector_matches(pod: &Pod, labels: &BTreeMap<String, String>, name: &st
 
 /// Whether a node satisfies a pod's nodeSelector and required node affinity.
 pub fn node_matches_affinity(pod: &Pod, node: &Node) -> bool {
-    let empty = BTreeMap::new();
     node_selector_matches(
         pod,
-        node.metadata.labels.as_ref().unwrap_or(&empty),
+        node_labels(node),
         node.metadata.name.as_deref().unwrap_or(""),
     )
 }
 
-/// Counts pods matching a spread constraint's selector per topology value.
-fn spread_counts(
-    st: &State,
-    pod: &Pod,
+fn node_labels(node: &Node) -> &BTreeMap<String, String> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    node.metadata.labels.as_ref().unwrap_or(&EMPTY)
+}
+
+/// Counts the pods of `namespace` matching a spread constraint's selector per topology value;
+/// every value some node carries is present, with zero pods if none match there.
+fn spread_counts<'a>(
+    st: &'a State,
+    namespace: &str,
     key: &str,
     sel: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
-) -> HashMap<String, i64> {
-    let ns = pod.namespace().unwrap_or_default();
-    let mut counts: HashMap<String, i64> = HashMap::new();
+) -> HashMap<&'a str, i64> {
+    let mut counts: HashMap<&str, i64> = HashMap::new();
     for info in st.nodes.values() {
-        if let Some(v) = info.node.metadata.labels.as_ref().and_then(|l| l.get(key)) {
-            counts.entry(v.clone()).or_default();
+        if let Some(v) = info.labels().get(key) {
+            counts.entry(v.as_str()).or_default();
         }
     }
     for p in st.placed.values() {
-        if p.namespace != ns || !util::selector_matches(sel, &p.labels) {
+        if p.namespace != namespace || !util::selector_matches(sel, &p.labels) {
             continue;
         }
-        if let Some(v) = st
-            .nodes
-            .get(&p.node)
-            .and_then(|n| n.node.metadata.labels.as_ref())
-            .and_then(|l| l.get(key))
-        {
-            *counts.entry(v.clone()).or_default() += 1;
+        if let Some(v) = st.nodes.get(&p.node).and_then(|n| n.labels().get(key)) {
+            *counts.entry(v.as_str()).or_default() += 1;
         }
     }
     counts
 }
 
-fn spread_violation(st: &State, info: &NodeInfo, pod: &Pod) -> Option<String> {
-    let constraints = pod.spec.as_ref()?.topology_spread_constraints.as_ref()?;
-    for c in constraints {
-        if c.when_unsatisfiable != "DoNotSchedule" {
-            continue;
-        }
-        let Some(value) = info
-            .node
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(&c.topology_key))
-        else {
-            return Some(
-                "node(s) didn't match pod topology spread constraints (missing required label)"
-                    .into(),
-            );
-        };
-        let counts = spread_counts(st, pod, &c.topology_key, c.label_selector.as_ref());
-        let min = counts.values().copied().min().unwrap_or(0);
-        let here = counts.get(value).copied().unwrap_or(0);
-        if here + 1 - min > i64::from(c.max_skew) {
-            return Some("node(s) didn't match pod topology spread constraints".into());
-        }
-    }
-    None
-}
-
-fn score(st: &State, info: &NodeInfo, pod: &Pod, req: &Request, owner: Option<&str>) -> i64 {
+/// A node's score for the pod: higher is better.
+fn score(info: &NodeInfo, ctx: &PodCtx<'_>) -> i64 {
     // Balanced allocation and least allocated, each 0..100.
     let frac = |used: i64, alloc: i64| {
         if alloc <= 0 || alloc >= i64::MAX / 8 {
@@ -588,6 +715,7 @@ fn score(st: &State, info: &NodeInfo, pod: &Pod, req: &Request, owner: Option<&s
             (used as f64 / alloc as f64).min(1.0)
         }
     };
+    let req = &ctx.req;
     let cpu = frac(info.used_cpu + req.cpu, info.alloc_cpu);
     let mem = frac(info.used_mem + req.mem, info.alloc_mem);
     let pods = frac(info.used_pods + 1, info.alloc_pods);
@@ -595,40 +723,27 @@ fn score(st: &State, info: &NodeInfo, pod: &Pod, req: &Request, owner: Option<&s
     let least = (100.0 * (1.0 - (cpu + mem + pods) / 3.0)) as i64;
     let mut total = balanced + least;
     // Spread replicas of one owner across nodes and zones (weight 2 each, like SelectorSpread).
-    if let Some(owner) = owner
-        && let Some(counts) = st.owners.get(owner)
-    {
-        let name = info.node.metadata.name.as_deref().unwrap_or("");
-        let here = counts.get(name).copied().unwrap_or(0);
-        let max = counts.values().copied().max().unwrap_or(0).max(1);
-        total += 200 * (max - here) / max;
+    if let Some(o) = &ctx.owner {
+        let here = o.per_node.get(info.name()).copied().unwrap_or(0);
+        total += 200 * (o.node_max - here) / o.node_max;
         if let Some(zone) = info.zone() {
-            let mut zones: HashMap<&str, i64> = HashMap::new();
-            for (n, c) in counts {
-                if let Some(z) = st.nodes.get(n).and_then(|i| i.zone()) {
-                    *zones.entry(z).or_default() += c;
-                }
-            }
-            let zmax = zones.values().copied().max().unwrap_or(0).max(1);
-            let zhere = zones.get(zone).copied().unwrap_or(0);
-            total += 200 * (zmax - zhere) / zmax;
+            let here = o.per_zone.get(zone).copied().unwrap_or(0);
+            total += 200 * (o.zone_max - here) / o.zone_max;
         }
     }
-    let Some(spec) = pod.spec.as_ref() else {
-        return total;
-    };
+    let labels = info.labels();
     // Preferred node affinity.
-    if let Some(prefs) = spec
-        .affinity
+    if let Some(prefs) = ctx
+        .pod
+        .spec
         .as_ref()
+        .and_then(|s| s.affinity.as_ref())
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|na| {
             na.preferred_during_scheduling_ignored_during_execution
                 .as_ref()
         })
     {
-        let labels = info.node.metadata.labels.clone().unwrap_or_default();
-        let name = info.node.metadata.name.clone().unwrap_or_default();
         let max: i64 = prefs
             .iter()
             .map(|p| i64::from(p.weight))
@@ -636,48 +751,50 @@ fn score(st: &State, info: &NodeInfo, pod: &Pod, req: &Request, owner: Option<&s
             .max(1);
         let got: i64 = prefs
             .iter()
-            .filter(|p| term_matches(&p.preference, &labels, &name))
+            .filter(|p| term_matches(&p.preference, labels, info.name()))
             .map(|p| i64::from(p.weight))
             .sum();
         total += 200 * got / max;
     }
     // Soft topology spread.
-    for c in spec.topology_spread_constraints.iter().flatten() {
-        if c.when_unsatisfiable != "ScheduleAnyway" {
-            continue;
-        }
-        let Some(value) = info
-            .node
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(&c.topology_key))
-        else {
+    for c in ctx.spread.iter().filter(|c| !c.hard) {
+        let Some(value) = labels.get(c.key) else {
             continue;
         };
-        let counts = spread_counts(st, pod, &c.topology_key, c.label_selector.as_ref());
-        let max = counts.values().copied().max().unwrap_or(0).max(1);
-        let here = counts.get(value).copied().unwrap_or(0);
+        let max = c.max.max(1);
+        let here = c.counts.get(value.as_str()).copied().unwrap_or(0);
         total += 200 * (max - here) / max;
     }
     // PreferNoSchedule taints cost a little.
     let soft = info
-        .node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .into_iter()
-        .flatten()
+        .taints()
         .filter(|t| t.effect == "PreferNoSchedule")
         .filter(|t| {
-            !spec
-                .tolerations
+            !ctx.pod
+                .spec
                 .iter()
-                .flatten()
+                .flat_map(|s| s.tolerations.iter().flatten())
                 .any(|tol| tolerates(tol, t))
         })
         .count() as i64;
     total - 50 * soft
+}
+
+/// How many feasible nodes to find before scoring, as kube-scheduler's
+/// `percentageOfNodesToScore`: every node below 100 nodes; otherwise `percentage` of them
+/// (adaptive when 0: 50% less 1% per 125 nodes, at least 5%), and never fewer than 100.
+fn feasible_nodes_to_find(nodes: usize, percentage: u32) -> usize {
+    const MIN_NODES: usize = 100;
+    const MIN_PERCENTAGE: usize = 5;
+    if nodes < MIN_NODES || percentage >= 100 {
+        return nodes;
+    }
+    let percentage = if percentage == 0 {
+        50usize.saturating_sub(nodes / 125).max(MIN_PERCENTAGE)
+    } else {
+        percentage as usize
+    };
+    (nodes * percentage / 100).max(MIN_NODES)
 }
 
 enum Decision {
@@ -685,48 +802,51 @@ enum Decision {
     Unschedulable(String),
 }
 
+/// Filters nodes for the pod, starting where the previous pod stopped, until enough feasible
+/// ones are found (or every node was tried), and picks the best scored of those.
 fn decide(st: &mut State, pod: &Pod) -> Decision {
-    let req = pod_request(pod);
-    let owner = util::controller_of(&pod.metadata).map(|o| o.uid.clone());
-    let rc = match pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.runtime_class_name.as_ref())
-    {
-        Some(name) => match st.runtime_classes.get(name) {
-            Some(rc) => Some(rc.clone()),
-            None => {
-                return Decision::Unschedulable(format!(
-                    "0/{} nodes are available: runtimeclass.node.k8s.io \"{name}\" not found. preemption: not supported.",
-                    st.nodes.len()
-                ));
-            }
-        },
-        None => None,
-    };
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    let mut best: Option<(i64, &str)> = None;
     let n = st.nodes.len();
-    let start = if n > 0 { st.rotate % n } else { 0 };
-    for (name, info) in st
-        .nodes
-        .iter()
-        .skip(start)
-        .chain(st.nodes.iter().take(start))
-    {
-        match node_fit(st, info, pod, &req, rc.as_deref()) {
-            Ok(()) => {
-                let s = score(st, info, pod, &req, owner.as_deref());
-                if best.is_none_or(|(b, _)| s > b) {
-                    best = Some((s, name.as_str()));
-                }
+    let want = feasible_nodes_to_find(n, st.percentage_of_nodes_to_score);
+    let (chosen, next_start, reasons) = {
+        let ctx = match PodCtx::new(st, pod) {
+            Ok(ctx) => ctx,
+            Err(message) => return Decision::Unschedulable(message),
+        };
+        let start = st.next_start.as_str();
+        let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
+        let mut best: Option<(i64, &str)> = None;
+        let mut feasible = 0;
+        let mut next_start = None;
+        let order = st
+            .nodes
+            .range::<str, _>((Bound::Included(start), Bound::Unbounded))
+            .chain(
+                st.nodes
+                    .range::<str, _>((Bound::Unbounded, Bound::Excluded(start))),
+            );
+        for (name, info) in order {
+            if feasible >= want {
+                next_start = Some(name.clone());
+                break;
             }
-            Err(reason) => *reasons.entry(reason).or_default() += 1,
+            match node_fit(info, &ctx) {
+                Ok(()) => {
+                    feasible += 1;
+                    let s = score(info, &ctx);
+                    if best.is_none_or(|(b, _)| s > b) {
+                        best = Some((s, name.as_str()));
+                    }
+                }
+                Err(reason) => *reasons.entry(reason).or_default() += 1,
+            }
         }
+        (best.map(|(_, name)| name.to_string()), next_start, reasons)
+    };
+    if let Some(next) = next_start {
+        st.next_start = next;
     }
-    st.rotate = st.rotate.wrapping_add(1);
-    match best {
-        Some((_, name)) => Decision::Bind(name.to_string()),
+    match chosen {
+        Some(name) => Decision::Bind(name),
         None => {
             let mut parts: Vec<String> = reasons.iter().map(|(r, c)| format!("{c} {r}")).collect();
             parts.sort();
@@ -753,10 +873,14 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler over `client`.
     pub fn new(client: Client, opts: SchedulerOptions) -> Scheduler {
+        let state = State {
+            percentage_of_nodes_to_score: opts.percentage_of_nodes_to_score,
+            ..State::default()
+        };
         Scheduler {
             client,
             opts,
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(state)),
             wake: Arc::new(Notify::new()),
         }
     }
@@ -981,65 +1105,98 @@ async fn report_unschedulable(client: Client, pod: Arc<Pod>, message: String) {
     }
 }
 
-async fn watch_nodes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
-    let api: Api<Node> = Api::all(client);
-    let mut buffer: Vec<Node> = Vec::new();
-    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+/// Applies the events of a watch to the state, as many as are ready under one lock, and wakes the
+/// scheduling loop; after a watch error it waits `backoff` (the watcher then re-lists or resumes).
+async fn watch_into<K>(
+    what: &'static str,
+    api: Api<K>,
+    config: watcher::Config,
+    backoff: Duration,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    mut apply: impl FnMut(&mut State, WEvent<K>),
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    const MAX_EVENTS_PER_LOCK: usize = 256;
+    let mut stream = watcher::watcher(api, config).boxed();
+    let mut events = Vec::new();
     loop {
-        let ev = match stream.try_next().await {
-            Ok(Some(ev)) => ev,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "node watch");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+        let mut failed = match stream.try_next().await {
+            Ok(Some(ev)) => {
+                events.push(ev);
+                None
             }
+            Ok(None) => return,
+            Err(e) => Some(e),
         };
-        let mut st = lock(&state);
-        match ev {
+        while failed.is_none() && events.len() < MAX_EVENTS_PER_LOCK {
+            match stream.try_next().now_or_never() {
+                Some(Ok(Some(ev))) => events.push(ev),
+                Some(Ok(None)) | None => break,
+                Some(Err(e)) => failed = Some(e),
+            }
+        }
+        if !events.is_empty() {
+            let mut st = lock(&state);
+            for ev in events.drain(..) {
+                apply(&mut st, ev);
+            }
+            drop(st);
+            wake.notify_one();
+        }
+        if let Some(e) = failed {
+            tracing::debug!(error = %e, watch = what, "scheduler watch failed");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+async fn watch_nodes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
+    let mut buffer: Vec<Node> = Vec::new();
+    let config = watcher::Config::default();
+    let backoff = Duration::from_millis(500);
+    let api: Api<Node> = Api::all(client);
+    watch_into(
+        "nodes",
+        api,
+        config,
+        backoff,
+        state,
+        wake,
+        |st, ev| match ev {
             WEvent::Init => buffer.clear(),
             WEvent::InitApply(n) => buffer.push(n),
             WEvent::InitDone => {
-                let names: HashSet<String> = buffer.iter().map(|n| n.name_any()).collect();
-                st.nodes.retain(|k, _| names.contains(k));
-                for n in buffer.drain(..) {
-                    let name = n.name_any();
-                    st.nodes.insert(name.clone(), NodeInfo::new(Arc::new(n)));
-                    st.recompute_node(&name);
-                }
+                st.replace_nodes(std::mem::take(&mut buffer));
                 st.retry_unschedulable();
             }
             WEvent::Apply(n) => {
-                let name = n.name_any();
-                st.nodes.insert(name.clone(), NodeInfo::new(Arc::new(n)));
-                st.recompute_node(&name);
-                st.retry_unschedulable();
+                if st.apply_node(n) {
+                    st.retry_unschedulable();
+                }
             }
             WEvent::Delete(n) => {
                 st.nodes.remove(&n.name_any());
             }
-        }
-        drop(st);
-        wake.notify_one();
-    }
+        },
+    )
+    .await
 }
 
 async fn watch_pods(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
-    let api: Api<Pod> = Api::all(client);
     let mut buffer: Vec<Pod> = Vec::new();
-    let mut stream = watcher::watcher(api, watcher::Config::default().page_size(5000)).boxed();
-    loop {
-        let ev = match stream.try_next().await {
-            Ok(Some(ev)) => ev,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "pod watch");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let mut st = lock(&state);
-        match ev {
+    let config = watcher::Config::default().page_size(5000);
+    let backoff = Duration::from_millis(500);
+    let api: Api<Pod> = Api::all(client);
+    watch_into(
+        "pods",
+        api,
+        config,
+        backoff,
+        state,
+        wake,
+        |st, ev| match ev {
             WEvent::Init => buffer.clear(),
             WEvent::InitApply(p) => buffer.push(p),
             WEvent::InitDone => {
@@ -1067,27 +1224,23 @@ async fn watch_pods(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>)
                     st.forget(uid);
                 }
             }
-        }
-        drop(st);
-        wake.notify_one();
-    }
+        },
+    )
+    .await
 }
 
 async fn watch_runtime_classes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
+    let config = watcher::Config::default();
+    let backoff = Duration::from_secs(2);
     let api: Api<RuntimeClass> = Api::all(client);
-    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
-    loop {
-        let ev = match stream.try_next().await {
-            Ok(Some(ev)) => ev,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "runtimeclass watch");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                continue;
-            }
-        };
-        let mut st = lock(&state);
-        match ev {
+    watch_into(
+        "runtimeclasses",
+        api,
+        config,
+        backoff,
+        state,
+        wake,
+        |st, ev| match ev {
             WEvent::Init => st.runtime_classes.clear(),
             WEvent::InitApply(rc) | WEvent::Apply(rc) => {
                 st.runtime_classes.insert(rc.name_any(), Arc::new(rc));
@@ -1097,10 +1250,9 @@ async fn watch_runtime_classes(client: Client, state: Arc<Mutex<State>>, wake: A
                 st.runtime_classes.remove(&rc.name_any());
             }
             WEvent::InitDone => st.retry_unschedulable(),
-        }
-        drop(st);
-        wake.notify_one();
-    }
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -153,3 +153,131 @@ fn taints_need_tolerations() {
     }]);
     assert!(matches!(decide(&mut st, &p), Decision::Bind(_)));
 }
+
+#[test]
+fn nodes_to_find_follow_kube_scheduler_percentage() {
+    assert_eq!(feasible_nodes_to_find(50, 0), 50);
+    assert_eq!(feasible_nodes_to_find(100, 0), 100);
+    // 50% - 1000/125 = 42%.
+    assert_eq!(feasible_nodes_to_find(1_000, 0), 420);
+    // 50% - 40% = 10%.
+    assert_eq!(feasible_nodes_to_find(5_000, 0), 500);
+    // Never below 5%, never below 100 nodes.
+    assert_eq!(feasible_nodes_to_find(20_000, 0), 1_000);
+    assert_eq!(feasible_nodes_to_find(1_000, 1), 100);
+    assert_eq!(feasible_nodes_to_find(1_000, 100), 1_000);
+}
+
+fn many_nodes(n: usize, mem: &str) -> State {
+    state(
+        (0..n)
+            .map(|i| node(&format!("n{i:04}"), &format!("z{}", i % 3), mem, false))
+            .collect(),
+    )
+}
+
+#[test]
+fn successive_pods_search_from_where_the_last_search_stopped() {
+    // 1,000 nodes: each search stops after 420 feasible nodes, and the next starts after them.
+    let mut st = many_nodes(1_000, "8Gi");
+    assert_eq!(st.next_start, "");
+    let Decision::Bind(first) = decide(&mut st, &pod("p1", "1Mi", None)) else {
+        panic!("unschedulable")
+    };
+    assert!(first.as_str() < "n0420", "{first}");
+    assert_eq!(st.next_start, "n0420");
+    let Decision::Bind(second) = decide(&mut st, &pod("p2", "1Mi", None)) else {
+        panic!("unschedulable")
+    };
+    assert!(("n0420".."n0840").contains(&second.as_str()), "{second}");
+    assert_eq!(st.next_start, "n0840");
+    // The third search wraps round the end of the ring.
+    assert!(matches!(
+        decide(&mut st, &pod("p3", "1Mi", None)),
+        Decision::Bind(_)
+    ));
+    assert_eq!(st.next_start, "n0260");
+}
+
+#[test]
+fn failed_scheduling_counts_every_node_when_sampling() {
+    let mut st = many_nodes(300, "1Gi");
+    match decide(&mut st, &pod("p", "2Gi", None)) {
+        Decision::Unschedulable(msg) => assert_eq!(
+            msg,
+            "0/300 nodes are available: 300 Insufficient memory. preemption: not supported."
+        ),
+        Decision::Bind(n) => panic!("bound to {n}"),
+    }
+}
+
+#[test]
+fn node_updates_keep_what_is_placed_on_the_node() {
+    let mut st = state(vec![node("a", "z1", "1Gi", false)]);
+    let p1 = pod("p1", "800Mi", None);
+    st.place("uid-p1", placed_of(&p1, "a".into()));
+    // A status-only update (same labels, spec and allocatable) changes nothing that matters.
+    assert!(!st.apply_node(node("a", "z1", "1Gi", false)));
+    assert!(matches!(
+        decide(&mut st, &pod("p2", "800Mi", None)),
+        Decision::Unschedulable(_)
+    ));
+    // More memory: the placed pod is still counted and the second one now fits.
+    assert!(st.apply_node(node("a", "z1", "2Gi", false)));
+    assert_eq!(st.nodes["a"].used_pods, 1);
+    assert!(matches!(
+        decide(&mut st, &pod("p2", "800Mi", None)),
+        Decision::Bind(_)
+    ));
+    // A node that appears after pods were placed on it counts them.
+    let p3 = pod("p3", "100Mi", None);
+    st.place("uid-p3", placed_of(&p3, "b".into()));
+    assert!(st.apply_node(node("b", "z2", "1Gi", false)));
+    assert_eq!(st.nodes["b"].used_pods, 1);
+    // A re-list rebuilds every node from the placed pods.
+    st.replace_nodes(vec![
+        node("a", "z1", "2Gi", false),
+        node("b", "z2", "1Gi", false),
+    ]);
+    assert_eq!(st.nodes["a"].used_pods, 1);
+    assert_eq!(st.nodes["b"].used_pods, 1);
+    assert_eq!(st.nodes["a"].used_mem, 800 * 1024 * 1024);
+}
+
+#[test]
+fn hard_topology_spread_keeps_zones_within_max_skew() {
+    use k8s_openapi::api::core::v1::TopologySpreadConstraint;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    // Scores alone would put every pod on the roomier node `a`.
+    let mut st = state(vec![
+        node("a", "z1", "64Gi", false),
+        node("b", "z2", "1Gi", false),
+    ]);
+    let spread_pod = |name: &str| {
+        let mut p = pod(name, "100Mi", None);
+        p.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        p.spec.as_mut().unwrap().topology_spread_constraints =
+            Some(vec![TopologySpreadConstraint {
+                max_skew: 1,
+                topology_key: ZONE_LABEL.into(),
+                when_unsatisfiable: "DoNotSchedule".into(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]);
+        p
+    };
+    let mut zones: HashMap<String, usize> = HashMap::new();
+    for i in 0..4 {
+        let p = spread_pod(&format!("w{i}"));
+        let Decision::Bind(n) = decide(&mut st, &p) else {
+            panic!("unschedulable")
+        };
+        st.place(p.metadata.uid.as_deref().unwrap(), placed_of(&p, n.clone()));
+        *zones.entry(n).or_default() += 1;
+    }
+    assert_eq!(zones.get("a"), Some(&2), "{zones:?}");
+    assert_eq!(zones.get("b"), Some(&2), "{zones:?}");
+}

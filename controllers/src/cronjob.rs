@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
@@ -143,30 +143,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     });
     let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
     let old = serde_json::to_value(&status).unwrap_or_default();
-    let mut merged = old.clone();
-    if let (Some(m), Some(s)) = (merged.as_object_mut(), new_status.as_object()) {
-        for (k, v) in s {
-            if v.is_null() {
-                m.remove(k);
-            } else {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    if merged != old {
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": new_status})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    util::patch_status_if_changed(&api, &name, old, new_status).await?;
     let next = schedule
         .next_after(now)
         .map(|n| (n.as_second() - now.as_second()).max(1) as u64)

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -220,27 +220,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         "observedGeneration": ds.metadata.generation.unwrap_or(0),
     });
     let old = serde_json::to_value(ds.status.clone().unwrap_or_default()).unwrap_or_default();
-    let mut merged = old.clone();
-    if let (Some(m), Some(s)) = (merged.as_object_mut(), status.as_object()) {
-        for (k, v) in s {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    if merged != old {
-        let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": status})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
+    util::patch_status_if_changed(&api, &name, old, status).await?;
     Ok(Action::requeue(Duration::from_secs(if min_ready > 0 {
         1
     } else {

@@ -551,27 +551,8 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         "conditions": conditions,
     });
     let current = serde_json::to_value(d.status.clone().unwrap_or_default()).unwrap_or_default();
-    let mut merged = current.clone();
-    if let (Some(m), Some(s)) = (merged.as_object_mut(), status.as_object()) {
-        for (k, v) in s {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    if merged != current {
-        let dep_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-        match dep_api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": status})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let dep_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    util::patch_status_if_changed(&dep_api, &name, current, status).await?;
     Ok(Action::requeue(requeue))
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
@@ -269,26 +269,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         st["completedIndexes"] = render_indexes(&done_indexes).into();
     }
     let current = serde_json::to_value(&status).unwrap_or_default();
-    let mut merged = current.clone();
-    if let (Some(m), Some(s)) = (merged.as_object_mut(), st.as_object()) {
-        for (k, v) in s {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    if merged != current {
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": st})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    util::patch_status_if_changed(&api, &name, current, st).await?;
     if (fail.is_some() || complete)
         && let Some(ttl) = spec.ttl_seconds_after_finished
     {

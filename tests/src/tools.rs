@@ -24,12 +24,12 @@ pub fn require(name: &str, path: Option<PathBuf>, how: &str) -> Option<PathBuf> 
     }
 }
 
-/// kubectl 1.32 from the machine image.
+/// kubectl 1.32, installed into tests/.venv by scripts/install-test-deps.sh.
 pub fn kubectl_132() -> Option<PathBuf> {
     require(
         "kubectl 1.32",
-        Some(PathBuf::from("/usr/bin/kubectl")),
-        "the machine image ships /usr/bin/kubectl",
+        Some(crate::repo_root().join("tests/.venv/bin/kubectl-1.32")),
+        "run scripts/install-test-deps.sh",
     )
 }
 

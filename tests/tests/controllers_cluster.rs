@@ -4,8 +4,8 @@
 //! HTTP requests without a failed one, and comes back on the other nodes when a node process is
 //! killed; a DaemonSet covers a node added later and a Job runs a real command to completion.
 //!
-//! Needs the `skiff` binary (`cargo build -p skiff`) and kubectl 1.32 (`/usr/bin/kubectl`;
-//! the tests skip without it unless `SKIFF_REQUIRE_TOOLS` is set).
+//! Needs the `skiff` binary (`cargo build -p skiff`) and kubectl 1.32 (installed into tests/.venv
+//! by scripts/install-test-deps.sh; the tests skip without it unless `SKIFF_REQUIRE_TOOLS` is set).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -29,6 +29,11 @@ enum BenchWhat {
     ///
     /// Example: skiff bench scheduler --nodes 1000 --pods 10000 --append BENCHMARKS.md
     Scheduler(crate::controllers::SchedulerBenchArgs),
+    /// Benchmark wasm pods on a real node: start latency, throughput against `wasmtime serve`,
+    /// memory per idle pod.
+    ///
+    /// Example: skiff bench pods --pods 100 --idle 1000,10000
+    Pods(crate::bench_pods::PodsBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -54,10 +59,11 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchWhat::Api(a) => api(a).await,
         BenchWhat::Scheduler(a) => crate::controllers::bench(a).await,
+        BenchWhat::Pods(a) => crate::bench_pods::run(a).await,
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -65,7 +71,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
@@ -375,7 +381,7 @@ async fn api(args: ApiBenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn machine_description() -> String {
+pub(crate) fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

@@ -1,6 +1,7 @@
 //! The `skiff` binary: one command for the API server, the registry, nodes and client verbs.
 
 mod bench;
+mod bench_pods;
 mod controllers;
 mod node;
 mod registry;
@@ -44,7 +45,7 @@ enum Command {
     ///
     /// Example: skiff pull 127.0.0.1:5000/demo/hello:1.0 -o hello.wasm
     Pull(registry::PullArgs),
-    /// Measure this machine: API server throughput and latency.
+    /// Measure this machine: the API server, the scheduler, wasm pods.
     ///
     /// Example: skiff bench api --append BENCHMARKS.md
     Bench(bench::BenchArgs),

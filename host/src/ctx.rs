@@ -19,6 +19,8 @@ pub(crate) struct IpPool {
     base: u32,
     size: u32,
     used: HashSet<u32>,
+    /// No free offset is below this one (allocation scans from here).
+    low: u32,
 }
 
 impl IpPool {
@@ -40,6 +42,7 @@ impl IpPool {
             base: u32::from(addr) & mask,
             size: 1 << (32 - len),
             used: HashSet::new(),
+            low: 2,
         })
     }
 
@@ -52,6 +55,12 @@ impl IpPool {
         )
     }
 
+    /// How many pod addresses the range holds (all but the network, gateway and broadcast
+    /// addresses).
+    pub(crate) fn capacity(&self) -> u32 {
+        self.size.saturating_sub(3)
+    }
+
     /// Takes `wanted` if it is in the range and free, else the lowest free address.
     pub(crate) fn allocate(&mut self, wanted: Option<IpAddr>) -> Option<IpAddr> {
         if let Some(IpAddr::V4(w)) = wanted {
@@ -60,15 +69,19 @@ impl IpPool {
                 return Some(IpAddr::V4(w));
             }
         }
-        let off = (2..self.size - 1).find(|o| !self.used.contains(o))?;
+        let off = (self.low.max(2)..self.size - 1).find(|o| !self.used.contains(o))?;
         self.used.insert(off);
+        self.low = off + 1;
         Some(IpAddr::V4(Ipv4Addr::from(self.base + off)))
     }
 
     /// Gives an address back.
     pub(crate) fn release(&mut self, ip: IpAddr) {
         if let IpAddr::V4(v4) = ip {
-            self.used.remove(&u32::from(v4).wrapping_sub(self.base));
+            let off = u32::from(v4).wrapping_sub(self.base);
+            if self.used.remove(&off) {
+                self.low = self.low.min(off);
+            }
         }
     }
 }
@@ -106,6 +119,11 @@ impl NodeCtx {
 
     pub(crate) fn allocate_ip(&self, wanted: Option<IpAddr>) -> Option<IpAddr> {
         lock(&self.ips).allocate(wanted)
+    }
+
+    /// The node's pod CIDR.
+    pub(crate) fn pod_cidr(&self) -> String {
+        lock(&self.ips).cidr()
     }
 
     pub(crate) fn release_ip(&self, ip: IpAddr) {
@@ -152,7 +170,9 @@ mod tests {
         );
         p.release(a);
         assert_eq!(p.allocate(None), Some(a));
+        assert_eq!(p.capacity(), 253);
         let mut small = IpPool::parse("10.0.0.0/30").expect("cidr");
+        assert_eq!(small.capacity(), 1);
         assert!(small.allocate(None).is_some());
         assert!(small.allocate(None).is_none());
         assert!(IpPool::parse("fd00::/64").is_err());

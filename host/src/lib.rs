@@ -225,7 +225,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         host_ip,
         port: local_addr.port(),
         pod_cidr: pool.cidr(),
-        pods: runtime.capacity().pods,
+        // What the node can really hold: the runtime's limit, and one pod IP per pod.
+        pods: runtime.capacity().pods.min(pool.capacity()),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1),

@@ -369,6 +369,20 @@ impl Worker {
                 .and_then(|s| s.pod_ip.as_deref())
                 .and_then(|ip| ip.parse().ok());
             self.ip = self.ctx.allocate_ip(wanted);
+            if self.ip.is_none() {
+                // Kubelet's CNI fails the sandbox the same way when the range is used up.
+                let msg = format!(
+                    "Failed to create pod sandbox: no free IP in this node's pod CIDR {}",
+                    self.ctx.pod_cidr()
+                );
+                if self.sandbox_error.as_ref().map(|w| &w.message) != Some(&msg) {
+                    self.event(None, Kind::Warning, "FailedCreatePodSandBox", &msg)
+                        .await;
+                }
+                self.sandbox_error = waiting("ContainerCreating", msg);
+                self.sandbox_retry = Some(Instant::now() + Duration::from_secs(5));
+                return false;
+            }
         }
         let volumes = match convert::volumes(&self.pod, &self.refs, self.addrs()) {
             Ok(v) => v,

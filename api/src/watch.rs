@@ -34,19 +34,25 @@ fn event_line(
     event_type: &str,
     obj: &Value,
 ) -> bytes::Bytes {
+    let table;
     let object = if params.table && event_type != "BOOKMARK" && event_type != "ERROR" {
-        skiff_kinds::table::table(
+        table = skiff_kinds::table::table(
             kind,
             std::slice::from_ref(obj),
             &params.include_object,
             jiff::Timestamp::now(),
-        )
+        );
+        &table
     } else {
-        obj.clone()
+        obj
     };
-    let mut line =
-        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
-    line.push(b'\n');
+    // Written field by field so the object is serialized in place, not copied into a wrapper.
+    let mut line = Vec::with_capacity(1024);
+    line.extend_from_slice(b"{\"type\":");
+    let _ = serde_json::to_writer(&mut line, event_type);
+    line.extend_from_slice(b",\"object\":");
+    let _ = serde_json::to_writer(&mut line, object);
+    line.extend_from_slice(b"}\n");
     bytes::Bytes::from(line)
 }
 
@@ -259,8 +265,9 @@ fn translate(
     event: &Event,
 ) -> Result<Option<(&'static str, Value)>, ApiError> {
     let new = objects::from_kv(kind, &event.kv)?;
+    // Decodes the previous version only as far as the selectors look (not at all without any).
     let prev_matches = match &event.prev {
-        Some(prev) => selectors.matches(kind, &objects::from_kv(kind, prev)?),
+        Some(prev) => selectors.matches_stored(kind, prev)?,
         None => false,
     };
     Ok(match event.event_type {

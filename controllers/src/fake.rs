@@ -239,7 +239,9 @@ async fn run_pods(
 ) {
     let api: Api<Pod> = Api::all(client.clone());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pod>();
-    let watch = tokio::spawn(async move {
+    // In a set owned by this future, so the watch stops when the task running it is aborted.
+    let mut watch = tokio::task::JoinSet::new();
+    watch.spawn(async move {
         let mut stream = watcher::watcher(api, watcher::Config::default().page_size(5000)).boxed();
         loop {
             match stream.try_next().await {
@@ -345,5 +347,5 @@ async fn run_pods(
             }
         });
     }
-    watch.abort();
+    watch.shutdown().await;
 }

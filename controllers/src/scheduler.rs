@@ -887,38 +887,38 @@ impl Scheduler {
 
     /// Runs the watches and the scheduling loop until an unrecoverable error.
     pub async fn run(self) -> Result<(), Error> {
-        let nodes = tokio::spawn(watch_nodes(
+        // Owned by this future: dropping it (the task running it aborted) aborts them too.
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(watch_nodes(
             self.client.clone(),
             self.state.clone(),
             self.wake.clone(),
         ));
-        let pods = tokio::spawn(watch_pods(
+        background.spawn(watch_pods(
             self.client.clone(),
             self.state.clone(),
             self.wake.clone(),
         ));
-        let rcs = tokio::spawn(watch_runtime_classes(
+        background.spawn(watch_runtime_classes(
             self.client.clone(),
             self.state.clone(),
             self.wake.clone(),
         ));
-        let retry = {
+        {
             let state = self.state.clone();
             let wake = self.wake.clone();
             let every = self.opts.retry_interval;
-            tokio::spawn(async move {
+            background.spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 loop {
                     tick.tick().await;
                     lock(&state).retry_unschedulable();
                     wake.notify_one();
                 }
-            })
-        };
-        let result = self.schedule_loop().await;
-        for h in [nodes, pods, rcs, retry] {
-            h.abort();
+            });
         }
+        let result = self.schedule_loop().await;
+        background.shutdown().await;
         result
     }
 

@@ -39,6 +39,10 @@ pub(crate) struct NodeArgs {
     /// The most pods this node accepts.
     #[arg(long)]
     max_pods: Option<u32>,
+    /// Seconds the node's Lease stays valid; it is renewed every quarter of this (as kubelet's
+    /// flag of the same name).
+    #[arg(long, default_value_t = skiff_host::DEFAULT_LEASE_DURATION_SECONDS, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    node_lease_duration_seconds: u32,
 }
 
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
@@ -50,6 +54,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.registry_token = args.registry_token;
     config.allow_file_images = args.allow_file_images;
     config.max_pods = args.max_pods;
+    config.lease_duration_seconds = args.node_lease_duration_seconds;
     let node = skiff_host::start(config)
         .await
         .with_context(|| format!("starting node {}", args.name))?;

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use error::{Error, Result};
+pub use node::DEFAULT_LEASE_DURATION_SECONDS;
 
 use crate::ctx::{IpPool, NodeCtx};
 use crate::node::NodeFacts;
@@ -64,6 +65,8 @@ pub struct NodeConfig {
     pub allow_file_images: bool,
     /// The most pods this node accepts (default: the runtime's default).
     pub max_pods: Option<u32>,
+    /// Seconds the node's Lease is valid; renewed every quarter of it.
+    pub lease_duration_seconds: u32,
 }
 
 impl NodeConfig {
@@ -84,6 +87,7 @@ impl NodeConfig {
             registry_token: None,
             allow_file_images: false,
             max_pods: None,
+            lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
         }
     }
 }
@@ -232,6 +236,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             .unwrap_or(1),
         memory_bytes: node::memory_bytes(),
         started: jiff::Timestamp::now(),
+        lease_duration_seconds: config.lease_duration_seconds.max(1),
     };
     let registered = node::register(&client, &facts).await?;
     let node_uid = registered.metadata.uid.clone();
@@ -284,7 +289,7 @@ async fn heartbeat(
     mut uid: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut lease_tick = tokio::time::interval(node::LEASE_RENEW);
+    let mut lease_tick = tokio::time::interval(facts.lease_renew());
     lease_tick.tick().await;
     let mut last_status = tokio::time::Instant::now();
     loop {

@@ -1,5 +1,6 @@
 //! The Node object: registration (capacity, allocatable, nodeInfo, addresses, conditions,
-//! labels, daemon endpoint, podCIDR), status heartbeats, and the node Lease renewed every 10 s.
+//! labels, daemon endpoint, podCIDR), status heartbeats, and the node Lease renewed every quarter
+//! of its duration (10 s by default).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,10 +19,9 @@ use serde_json::json;
 
 /// The namespace of node leases.
 pub(crate) const LEASE_NAMESPACE: &str = "kube-node-lease";
-/// How often the lease is renewed.
-pub(crate) const LEASE_RENEW: Duration = Duration::from_secs(10);
-/// How long a lease is valid without renewal.
-const LEASE_DURATION_SECONDS: i32 = 40;
+/// How long a lease is valid without renewal, by default (kubelet's `--node-lease-duration-seconds`);
+/// the lease is renewed every quarter of it, as kubelet does.
+pub const DEFAULT_LEASE_DURATION_SECONDS: u32 = 40;
 /// How often the Node's status (conditions' heartbeat times) is refreshed.
 pub(crate) const STATUS_REFRESH: Duration = Duration::from_secs(60);
 /// The kubelet version the node reports (the Kubernetes API version it serves pods for).
@@ -39,6 +39,18 @@ pub(crate) struct NodeFacts {
     pub(crate) cpus: u32,
     pub(crate) memory_bytes: u64,
     pub(crate) started: jiff::Timestamp,
+    pub(crate) lease_duration_seconds: u32,
+}
+
+impl NodeFacts {
+    /// How often the lease is renewed: a quarter of its duration, at least every second.
+    pub(crate) fn lease_renew(&self) -> Duration {
+        Duration::from_millis((u64::from(self.lease_duration_seconds) * 250).max(1000))
+    }
+
+    fn lease_duration(&self) -> i32 {
+        i32::try_from(self.lease_duration_seconds).unwrap_or(i32::MAX)
+    }
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -257,7 +269,7 @@ pub(crate) async fn renew_lease(
         Some(_) => {
             let patch = json!({"spec": {
                 "holderIdentity": f.name,
-                "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                "leaseDurationSeconds": f.lease_duration(),
                 "renewTime": now,
             }});
             api.patch(&f.name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -281,7 +293,7 @@ pub(crate) async fn renew_lease(
                 },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(f.name.clone()),
-                    lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+                    lease_duration_seconds: Some(f.lease_duration()),
                     renew_time: Some(now),
                     ..Default::default()
                 }),

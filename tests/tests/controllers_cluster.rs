@@ -23,8 +23,10 @@ const V1: &str = "Hello from Skiff!\n";
 const V2: &str = "Hello from Skiff v2!\n";
 /// Seconds a deleted hello-http pod keeps serving (its preStop hook) before it stops.
 const PRE_STOP_SECONDS: u32 = 5;
-/// Node heartbeat age after which the node is Unknown (nodes renew their Lease every 10 s).
-const NODE_GRACE: &str = "--node-monitor-grace-period=20";
+/// Seconds a node's Lease is valid: nodes renew it every quarter of this (2 s).
+const LEASE: &str = "--node-lease-duration-seconds=8";
+/// Node heartbeat age after which the node is Unknown.
+const NODE_GRACE: &str = "--node-monitor-grace-period=8";
 /// How long pods tolerate an unreachable node.
 const EVICTION: &str = "--pod-eviction-timeout=2";
 
@@ -109,8 +111,12 @@ impl Cluster {
     /// Starts `node-X` in `zone-X` and waits until the API shows it Ready.
     async fn add_node(&mut self, zone: &str) {
         let name = format!("node-{zone}");
-        let node = Node::start_with(&self.server, &name, &["--zone", &format!("zone-{zone}")])
-            .expect("skiff node starts");
+        let node = Node::start_with(
+            &self.server,
+            &name,
+            &["--zone", &format!("zone-{zone}"), LEASE],
+        )
+        .expect("skiff node starts");
         self.nodes.push(node);
         let api: Api<KNode> = Api::all(self.client.clone());
         wait_for(
@@ -513,7 +519,7 @@ async fn deployment_spreads_rolls_without_failed_requests_and_survives_a_node_lo
     .unwrap_or_else(|e| panic!("{e}\n{}", c.node_logs()));
     println!(
         "the pods of the killed node were Ready on the other nodes after {:.1}s \
-         ({NODE_GRACE}, {EVICTION}; nodes renew their Lease every 10s)",
+         ({NODE_GRACE}, {EVICTION}, {LEASE})",
         started.elapsed().as_secs_f64()
     );
     for p in c.live_pods("app=hello").await {

@@ -220,6 +220,9 @@ struct State {
     next_start: String,
     /// `percentageOfNodesToScore`; 0 is adaptive.
     percentage_of_nodes_to_score: u32,
+    /// Objects of a node or pod re-list in progress.
+    node_relist: Vec<Node>,
+    pod_relist: Vec<Pod>,
 }
 
 impl State {
@@ -320,6 +323,76 @@ impl State {
             {
                 n.add(&p.req);
             }
+        }
+    }
+
+    /// A node watch event (a re-list is gathered in `node_relist`, then replaces the nodes).
+    fn node_event(&mut self, ev: WEvent<Node>) {
+        match ev {
+            WEvent::Init => self.node_relist.clear(),
+            WEvent::InitApply(n) => self.node_relist.push(n),
+            WEvent::InitDone => {
+                let nodes = std::mem::take(&mut self.node_relist);
+                self.replace_nodes(nodes);
+                self.retry_unschedulable();
+            }
+            WEvent::Apply(n) => {
+                if self.apply_node(n) {
+                    self.retry_unschedulable();
+                }
+            }
+            WEvent::Delete(n) => {
+                self.nodes.remove(&n.name_any());
+            }
+        }
+    }
+
+    /// A pod watch event (a re-list is gathered in `pod_relist`; pods missing from it are
+    /// forgotten unless a bind is in flight).
+    fn pod_event(&mut self, ev: WEvent<Pod>) {
+        match ev {
+            WEvent::Init => self.pod_relist.clear(),
+            WEvent::InitApply(p) => self.pod_relist.push(p),
+            WEvent::InitDone => {
+                let pods = std::mem::take(&mut self.pod_relist);
+                let uids: HashSet<&str> = pods
+                    .iter()
+                    .filter_map(|p| p.metadata.uid.as_deref())
+                    .collect();
+                let stale: Vec<String> = self
+                    .placed
+                    .keys()
+                    .chain(self.pending.keys())
+                    .filter(|u| !uids.contains(u.as_str()) && !self.in_flight.contains(*u))
+                    .cloned()
+                    .collect();
+                for u in stale {
+                    self.forget(&u);
+                }
+                for p in pods {
+                    self.apply_pod(Arc::new(p));
+                }
+            }
+            WEvent::Apply(p) => self.apply_pod(Arc::new(p)),
+            WEvent::Delete(p) => {
+                if let Some(uid) = p.metadata.uid.as_deref() {
+                    self.forget(uid);
+                }
+            }
+        }
+    }
+
+    fn runtime_class_event(&mut self, ev: WEvent<RuntimeClass>) {
+        match ev {
+            WEvent::Init => self.runtime_classes.clear(),
+            WEvent::InitApply(rc) | WEvent::Apply(rc) => {
+                self.runtime_classes.insert(rc.name_any(), Arc::new(rc));
+                self.retry_unschedulable();
+            }
+            WEvent::Delete(rc) => {
+                self.runtime_classes.remove(&rc.name_any());
+            }
+            WEvent::InitDone => self.retry_unschedulable(),
         }
     }
 
@@ -889,20 +962,30 @@ impl Scheduler {
     pub async fn run(self) -> Result<(), Error> {
         // Owned by this future: dropping it (the task running it aborted) aborts them too.
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(watch_nodes(
-            self.client.clone(),
-            self.state.clone(),
-            self.wake.clone(),
+        let (client, state, wake) = (&self.client, &self.state, &self.wake);
+        background.spawn(watch_into(
+            "nodes",
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            state.clone(),
+            wake.clone(),
+            State::node_event,
         ));
-        background.spawn(watch_pods(
-            self.client.clone(),
-            self.state.clone(),
-            self.wake.clone(),
+        background.spawn(watch_into(
+            "pods",
+            Api::all(client.clone()),
+            watcher::Config::default().page_size(5000),
+            state.clone(),
+            wake.clone(),
+            State::pod_event,
         ));
-        background.spawn(watch_runtime_classes(
-            self.client.clone(),
-            self.state.clone(),
-            self.wake.clone(),
+        background.spawn(watch_into(
+            "runtimeclasses",
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            state.clone(),
+            wake.clone(),
+            State::runtime_class_event,
         ));
         {
             let state = self.state.clone();
@@ -1106,19 +1189,19 @@ async fn report_unschedulable(client: Client, pod: Arc<Pod>, message: String) {
 }
 
 /// Applies the events of a watch to the state, as many as are ready under one lock, and wakes the
-/// scheduling loop; after a watch error it waits `backoff` (the watcher then re-lists or resumes).
+/// scheduling loop; after a watch error it waits a little (the watcher then re-lists or resumes).
 async fn watch_into<K>(
     what: &'static str,
     api: Api<K>,
     config: watcher::Config,
-    backoff: Duration,
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
-    mut apply: impl FnMut(&mut State, WEvent<K>),
+    apply: fn(&mut State, WEvent<K>),
 ) where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     const MAX_EVENTS_PER_LOCK: usize = 256;
+    let backoff = Duration::from_millis(500);
     let mut stream = watcher::watcher(api, config).boxed();
     let mut events = Vec::new();
     loop {
@@ -1150,109 +1233,6 @@ async fn watch_into<K>(
             tokio::time::sleep(backoff).await;
         }
     }
-}
-
-async fn watch_nodes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
-    let mut buffer: Vec<Node> = Vec::new();
-    let config = watcher::Config::default();
-    let backoff = Duration::from_millis(500);
-    let api: Api<Node> = Api::all(client);
-    watch_into(
-        "nodes",
-        api,
-        config,
-        backoff,
-        state,
-        wake,
-        |st, ev| match ev {
-            WEvent::Init => buffer.clear(),
-            WEvent::InitApply(n) => buffer.push(n),
-            WEvent::InitDone => {
-                st.replace_nodes(std::mem::take(&mut buffer));
-                st.retry_unschedulable();
-            }
-            WEvent::Apply(n) => {
-                if st.apply_node(n) {
-                    st.retry_unschedulable();
-                }
-            }
-            WEvent::Delete(n) => {
-                st.nodes.remove(&n.name_any());
-            }
-        },
-    )
-    .await
-}
-
-async fn watch_pods(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
-    let mut buffer: Vec<Pod> = Vec::new();
-    let config = watcher::Config::default().page_size(5000);
-    let backoff = Duration::from_millis(500);
-    let api: Api<Pod> = Api::all(client);
-    watch_into(
-        "pods",
-        api,
-        config,
-        backoff,
-        state,
-        wake,
-        |st, ev| match ev {
-            WEvent::Init => buffer.clear(),
-            WEvent::InitApply(p) => buffer.push(p),
-            WEvent::InitDone => {
-                let uids: HashSet<String> = buffer
-                    .iter()
-                    .filter_map(|p| p.metadata.uid.clone())
-                    .collect();
-                let stale: Vec<String> = st
-                    .placed
-                    .keys()
-                    .chain(st.pending.keys())
-                    .filter(|u| !uids.contains(*u) && !st.in_flight.contains(*u))
-                    .cloned()
-                    .collect();
-                for u in stale {
-                    st.forget(&u);
-                }
-                for p in buffer.drain(..) {
-                    st.apply_pod(Arc::new(p));
-                }
-            }
-            WEvent::Apply(p) => st.apply_pod(Arc::new(p)),
-            WEvent::Delete(p) => {
-                if let Some(uid) = p.metadata.uid.as_deref() {
-                    st.forget(uid);
-                }
-            }
-        },
-    )
-    .await
-}
-
-async fn watch_runtime_classes(client: Client, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
-    let config = watcher::Config::default();
-    let backoff = Duration::from_secs(2);
-    let api: Api<RuntimeClass> = Api::all(client);
-    watch_into(
-        "runtimeclasses",
-        api,
-        config,
-        backoff,
-        state,
-        wake,
-        |st, ev| match ev {
-            WEvent::Init => st.runtime_classes.clear(),
-            WEvent::InitApply(rc) | WEvent::Apply(rc) => {
-                st.runtime_classes.insert(rc.name_any(), Arc::new(rc));
-                st.retry_unschedulable();
-            }
-            WEvent::Delete(rc) => {
-                st.runtime_classes.remove(&rc.name_any());
-            }
-            WEvent::InitDone => st.retry_unschedulable(),
-        },
-    )
-    .await
 }
 
 #[cfg(test)]

@@ -258,7 +258,15 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     };
     let mut stop = shutdown_rx.clone();
     let serve = tokio::spawn(async move {
+        use axum::serve::ListenerExt;
         let app = listener::router(state);
+        // Responses streamed from a guest go out in several writes: without TCP_NODELAY,
+        // Nagle's algorithm holds the last one until the client's delayed ACK (~40 ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "setting TCP_NODELAY on a node endpoint connection");
+            }
+        });
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;

@@ -24,7 +24,7 @@ pub(crate) struct NodeArgs {
     /// Address of the node endpoint: logs, pod proxy and pod ports (plain HTTP, bearer token).
     #[arg(long, default_value = skiff_host::DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// IPv4 range of the pods' virtual IPs.
+    /// IPv4 range of the pods' virtual IPs; it bounds the node's `pods` capacity.
     #[arg(long, default_value = skiff_host::DEFAULT_POD_CIDR)]
     pod_cidr: String,
     /// Registry (HOST:PORT) for image names that do not name one.
@@ -36,7 +36,8 @@ pub(crate) struct NodeArgs {
     /// Accept `file:///abs/path.wasm` images (for development and tests).
     #[arg(long)]
     allow_file_images: bool,
-    /// The most pods this node accepts.
+    /// The most pods this node accepts (default 10,000); never more than the pod CIDR has
+    /// addresses (253 for the default /24).
     #[arg(long)]
     max_pods: Option<u32>,
     /// Seconds the node's Lease stays valid; it is renewed every quarter of this (as kubelet's

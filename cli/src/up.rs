@@ -56,6 +56,9 @@ pub(crate) struct UpArgs {
     /// Address of the node endpoint (logs, pod proxy, pod ports).
     #[arg(long, default_value = skiff_host::DEFAULT_LISTEN)]
     node_listen: SocketAddr,
+    /// IPv4 range of the node's pod IPs; it bounds how many pods the node holds (a /24: 253).
+    #[arg(long, default_value = skiff_host::DEFAULT_POD_CIDR)]
+    pod_cidr: String,
     #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
 }
@@ -96,6 +99,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut node_config =
         skiff_host::NodeConfig::new(&server.kubeconfig_path, &args.node_name, dir.join("node"));
     node_config.listen = args.node_listen;
+    node_config.pod_cidr = args.pod_cidr.clone();
     node_config.registry = Some(registry_addr.to_string());
     let node = skiff_host::start(node_config)
         .await

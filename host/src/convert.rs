@@ -166,28 +166,16 @@ fn project(
     Ok(out)
 }
 
-fn config_map_files(
-    ns: &str,
-    name: &str,
-    refs: &Refs,
-    items: Option<&Vec<KeyToPath>>,
-    default_mode: Option<i32>,
-    optional: bool,
-) -> Result<BTreeMap<String, FileContent>, String> {
-    match refs.config_maps.get(name).and_then(Option::as_ref) {
-        Some(cm) => project(
-            &format!("ConfigMap {ns}/{name}"),
-            config_map_data(cm),
-            items,
-            default_mode,
-            optional,
-        ),
-        None if optional => Ok(BTreeMap::new()),
-        None => Err(format!("configmap \"{name}\" not found")),
-    }
+/// Where a volume's files come from.
+#[derive(Clone, Copy)]
+enum Source {
+    ConfigMap,
+    Secret,
 }
 
-fn secret_files(
+/// The files of a ConfigMap or Secret volume (or projected source).
+fn source_files(
+    source: Source,
     ns: &str,
     name: &str,
     refs: &Refs,
@@ -195,16 +183,34 @@ fn secret_files(
     default_mode: Option<i32>,
     optional: bool,
 ) -> Result<BTreeMap<String, FileContent>, String> {
-    match refs.secrets.get(name).and_then(Option::as_ref) {
-        Some(s) => project(
-            &format!("Secret {ns}/{name}"),
-            secret_data(s),
+    let (data, kind, lower) = match source {
+        Source::ConfigMap => (
+            refs.config_maps
+                .get(name)
+                .and_then(Option::as_ref)
+                .map(config_map_data),
+            "ConfigMap",
+            "configmap",
+        ),
+        Source::Secret => (
+            refs.secrets
+                .get(name)
+                .and_then(Option::as_ref)
+                .map(secret_data),
+            "Secret",
+            "secret",
+        ),
+    };
+    match data {
+        Some(data) => project(
+            &format!("{kind} {ns}/{name}"),
+            data,
             items,
             default_mode,
             optional,
         ),
         None if optional => Ok(BTreeMap::new()),
-        None => Err(format!("secret \"{name}\" not found")),
+        None => Err(format!("{lower} \"{name}\" not found")),
     }
 }
 
@@ -251,7 +257,8 @@ pub(crate) fn volume_files(
     if let Some(cm) = &v.config_map {
         let optional = cm.optional.unwrap_or(false);
         return Some(
-            config_map_files(
+            source_files(
+                Source::ConfigMap,
                 ns,
                 &cm.name,
                 refs,
@@ -266,8 +273,16 @@ pub(crate) fn volume_files(
         let name = s.secret_name.clone().unwrap_or_default();
         let optional = s.optional.unwrap_or(false);
         return Some(
-            secret_files(ns, &name, refs, s.items.as_ref(), s.default_mode, optional)
-                .map(|f| (f, true)),
+            source_files(
+                Source::Secret,
+                ns,
+                &name,
+                refs,
+                s.items.as_ref(),
+                s.default_mode,
+                optional,
+            )
+            .map(|f| (f, true)),
         );
     }
     if let Some(d) = &v.downward_api {
@@ -280,7 +295,8 @@ pub(crate) fn volume_files(
         let mut sensitive = false;
         for src in p.sources.iter().flatten() {
             let part = if let Some(cm) = &src.config_map {
-                config_map_files(
+                source_files(
+                    Source::ConfigMap,
                     ns,
                     &cm.name,
                     refs,
@@ -290,7 +306,8 @@ pub(crate) fn volume_files(
                 )
             } else if let Some(s) = &src.secret {
                 sensitive = true;
-                secret_files(
+                source_files(
+                    Source::Secret,
                     ns,
                     &s.name,
                     refs,

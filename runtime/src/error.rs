@@ -104,6 +104,9 @@ pub enum Error {
     /// The pod was removed.
     #[error("pod {0} was removed")]
     PodRemoved(String),
+    /// Pulling an image failed; the message names the image and why.
+    #[error("{0}")]
+    ImagePull(String),
     /// No runtime for this handler name.
     #[error("no runtime handler named {0:?}")]
     UnknownHandler(String),

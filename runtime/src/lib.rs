@@ -1,18 +1,24 @@
-//! Skiff pod sandboxes: the [`PodRuntime`]/[`PodSandbox`] interface the node agent drives, and
-//! its wasm backend ([`Runtime`]) on wasmtime. Never sees a Kubernetes type.
+//! Skiff pod sandboxes: the [`PodRuntime`]/[`PodSandbox`] interface the node agent drives, the
+//! [`ImageService`] each backend pulls its images with, the node's pod [`Network`], and the
+//! wasm backend ([`Runtime`]) on wasmtime. Never sees a Kubernetes type.
 //!
 //! The model follows the CRI: create a pod sandbox (volumes, IP on the [`Network`]), create
 //! its containers (compile and link-check the images), start and stop them, watch their states,
-//! read their logs, and send HTTP requests to their ports.
+//! read their logs, and send HTTP requests to their ports. The node holds its backends in
+//! [`Runtimes`], keyed by RuntimeClass handler. With the `fake` feature, [`fake`] has a
+//! scriptable backend for testing the node in-process.
 
 mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+mod image;
 mod logs;
 mod network;
 mod spec;
 mod status;
 mod wasm;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +27,9 @@ use http::{Request, Response};
 use tokio::sync::watch;
 
 pub use error::{Error, Result};
+pub use image::{ImageService, PulledImage};
 pub use logs::{LogLine, LogOptions, LogStream, LogStreamKind};
-pub use network::{BoxError, HttpBody, Network, Route, box_body, empty_body, full_body};
+pub use network::{BoxError, HttpBody, Network, Resolver, Route, box_body, empty_body, full_body};
 pub use spec::{
     ContainerSpec, FileContent, HttpOptions, Image, Mount, PodSpec, Resources, VolumeSource,
     VolumeSpec,
@@ -106,10 +113,45 @@ pub trait PodSandbox: Send + Sync {
     async fn remove(&self, grace: Duration) -> Result<()>;
 }
 
-/// The backends of a node by handler name.
+/// One backend of a node: how it runs pods and how it gets their images.
+#[derive(Clone)]
+pub struct Backend {
+    /// Runs the pods.
+    pub runtime: Arc<dyn PodRuntime>,
+    /// Pulls the images its containers are created from.
+    pub images: Arc<dyn ImageService>,
+}
+
+impl Backend {
+    /// The RuntimeClass handler name the backend serves.
+    pub fn handler(&self) -> &str {
+        self.runtime.handler()
+    }
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("handler", &self.handler())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The backends of a node by RuntimeClass handler name. The first one added is the default:
+/// it runs pods without a `runtimeClassName`.
 #[derive(Clone, Default)]
 pub struct Runtimes {
-    by_handler: HashMap<String, Arc<dyn PodRuntime>>,
+    by_handler: BTreeMap<String, Backend>,
+    default: Option<String>,
+}
+
+impl std::fmt::Debug for Runtimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtimes")
+            .field("handlers", &self.handlers())
+            .field("default", &self.default)
+            .finish()
+    }
 }
 
 impl Runtimes {
@@ -118,26 +160,60 @@ impl Runtimes {
         Self::default()
     }
 
-    /// Adds a backend under its handler name.
-    pub fn add(&mut self, runtime: Arc<dyn PodRuntime>) -> &mut Self {
-        self.by_handler
-            .insert(runtime.handler().to_string(), runtime);
+    /// Adds a backend under its runtime's handler name (replacing one of the same name).
+    pub fn add(
+        &mut self,
+        runtime: Arc<dyn PodRuntime>,
+        images: Arc<dyn ImageService>,
+    ) -> &mut Self {
+        let handler = runtime.handler().to_string();
+        if self.default.is_none() {
+            self.default = Some(handler.clone());
+        }
+        self.by_handler.insert(handler, Backend { runtime, images });
         self
     }
 
-    /// The backend for a RuntimeClass handler; `None` selects the wasm backend.
-    pub fn get(&self, handler: Option<&str>) -> Result<Arc<dyn PodRuntime>> {
-        let name = handler.unwrap_or(WASM_HANDLER);
+    /// Makes `handler` the default backend.
+    pub fn set_default(&mut self, handler: &str) -> Result<&mut Self> {
+        if !self.by_handler.contains_key(handler) {
+            return Err(Error::UnknownHandler(handler.to_string()));
+        }
+        self.default = Some(handler.to_string());
+        Ok(self)
+    }
+
+    /// The handler of the default backend, if any backend was added.
+    pub fn default_handler(&self) -> Option<&str> {
+        self.default.as_deref()
+    }
+
+    /// The backend for a RuntimeClass handler; `None` selects the default backend.
+    pub fn get(&self, handler: Option<&str>) -> Result<Backend> {
+        let name = handler.or(self.default.as_deref()).unwrap_or(WASM_HANDLER);
         self.by_handler
             .get(name)
             .cloned()
             .ok_or_else(|| Error::UnknownHandler(name.to_string()))
     }
 
-    /// Handler names available.
+    /// Handler names available, sorted.
     pub fn handlers(&self) -> Vec<String> {
-        let mut v: Vec<_> = self.by_handler.keys().cloned().collect();
-        v.sort();
-        v
+        self.by_handler.keys().cloned().collect()
+    }
+
+    /// The backends, by handler name.
+    pub fn iter(&self) -> impl Iterator<Item = &Backend> {
+        self.by_handler.values()
+    }
+
+    /// True when no backend was added.
+    pub fn is_empty(&self) -> bool {
+        self.by_handler.is_empty()
+    }
+
+    /// The live sandbox with this pod id, in whichever backend holds it.
+    pub fn pod(&self, id: &str) -> Option<Arc<dyn PodSandbox>> {
+        self.iter().find_map(|b| b.runtime.pod(id))
     }
 }

@@ -1,9 +1,11 @@
 //! The virtual pod network of a node: a routing table from pod IPs to sandboxes, so that
 //! `localhost:PORT` reaches a sibling container and a pod IP on this node is served
-//! in-process; everything else goes out over the real network.
+//! in-process; a [`Resolver`] (the node's Service table) is consulted before the pod IPs;
+//! everything else goes out over the real network.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use bytes::Bytes;
@@ -50,7 +52,12 @@ pub enum Route {
         /// The container port.
         port: u16,
     },
-    /// Sent over the real network.
+    /// The [`Resolver`] chose this endpoint off the node: sent over the real network to it.
+    Remote(SocketAddr),
+    /// The [`Resolver`] knows the destination but it has no endpoint (a Service without ready
+    /// pods): the connection is refused.
+    Refused,
+    /// Sent over the real network to the destination as named.
     External,
 }
 
@@ -58,21 +65,41 @@ impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Route::Local { pod, port } => write!(f, "Local({}:{port})", pod.id()),
+            Route::Remote(addr) => write!(f, "Remote({addr})"),
+            Route::Refused => f.write_str("Refused"),
             Route::External => f.write_str("External"),
         }
     }
 }
 
-/// The node's pod routing table. Cheap to clone; the host owns it and gives it to the runtime.
+/// Name resolution the node plugs into its [`Network`] (for example a Service table mapping
+/// virtual IPs and DNS names to endpoints). Consulted before the pod IPs; knows nothing of
+/// Kubernetes as far as the runtime is concerned.
+pub trait Resolver: Send + Sync {
+    /// The endpoints `host:port` stands for: `None` when the resolver does not know it (the
+    /// network then looks at pod IPs and the real network), an empty list when it knows it
+    /// but nothing serves it (the connection is refused).
+    fn resolve(&self, host: &str, port: u16) -> Option<Vec<SocketAddr>>;
+}
+
+/// The node's pod routing table. Cheap to clone; the host creates it and gives the same one to
+/// every runtime backend.
 #[derive(Clone, Default)]
 pub struct Network {
     pods: Arc<RwLock<HashMap<IpAddr, Weak<dyn PodSandbox>>>>,
+    resolver: Arc<RwLock<Option<Arc<dyn Resolver>>>>,
+    /// Round-robin position over resolved endpoints.
+    next: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.pods.read().map(|p| p.len()).unwrap_or(0);
-        f.debug_struct("Network").field("pods", &n).finish()
+        let r = self.resolver.read().map(|r| r.is_some()).unwrap_or(false);
+        f.debug_struct("Network")
+            .field("pods", &n)
+            .field("resolver", &r)
+            .finish()
     }
 }
 
@@ -100,6 +127,19 @@ impl Network {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Plugs in (or, with `None`, removes) the resolver consulted before pod IPs. Every clone
+    /// of this network sees it.
+    pub fn set_resolver(&self, resolver: Option<Arc<dyn Resolver>>) {
+        *self.resolver.write().unwrap_or_else(|e| e.into_inner()) = resolver;
+    }
+
+    fn resolver(&self) -> Option<Arc<dyn Resolver>> {
+        self.resolver
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Registers a pod under its IP. Fails if another live pod holds the IP.
@@ -155,6 +195,25 @@ impl Network {
                 port,
             };
         }
+        if let Some(resolver) = self.resolver()
+            && let Some(host) = uri.host()
+        {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if let Some(endpoints) = resolver.resolve(host, port) {
+                if endpoints.is_empty() {
+                    return Route::Refused;
+                }
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % endpoints.len();
+                let ep = endpoints[i];
+                return match self.lookup(ep.ip()) {
+                    Some(pod) => Route::Local {
+                        pod,
+                        port: ep.port(),
+                    },
+                    None => Route::Remote(ep),
+                };
+            }
+        }
         if let Some(ip) = host_ip(uri)
             && let Some(pod) = self.lookup(ip)
         {
@@ -171,9 +230,17 @@ impl Network {
         from: Option<&Arc<dyn PodSandbox>>,
         req: Request<HttpBody>,
     ) -> Result<Response<HttpBody>> {
+        let mut req = req;
         match self.resolve(from, req.uri()) {
             Route::Local { pod, port } => pod.handle_http(port, req).await,
-            Route::External => {
+            Route::Refused => Err(Error::Http(format!(
+                "{}: connection refused (no endpoint)",
+                req.uri()
+            ))),
+            route @ (Route::Remote(_) | Route::External) => {
+                if let Route::Remote(addr) = route {
+                    redirect(&mut req, addr)?;
+                }
                 let req = req.map(|b| {
                     b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
                         .boxed_unsync()
@@ -197,6 +264,31 @@ impl Network {
             }
         }
     }
+}
+
+/// Points a request at `addr`, keeping the name it was sent to in its `Host` header.
+pub(crate) fn redirect<B>(req: &mut Request<B>, addr: SocketAddr) -> Result<()> {
+    if !req.headers().contains_key(http::header::HOST)
+        && let Some(authority) = req.uri().authority()
+        && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
+    let mut parts = req.uri().clone().into_parts();
+    parts.authority = Some(
+        addr.to_string()
+            .parse()
+            .map_err(|e| Error::Http(format!("endpoint {addr}: {e}")))?,
+    );
+    if parts.scheme.is_none() {
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+    }
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() =
+        Uri::from_parts(parts).map_err(|e| Error::Http(format!("endpoint {addr}: {e}")))?;
+    Ok(())
 }
 
 /// Aborts a task when dropped.
@@ -250,5 +342,56 @@ mod tests {
         assert!(!is_localhost(&u));
         assert_eq!(host_ip(&u), Some("10.0.0.7".parse().unwrap()));
         assert_eq!(port_of(&u), 443);
+    }
+
+    struct Table;
+
+    impl Resolver for Table {
+        fn resolve(&self, host: &str, port: u16) -> Option<Vec<SocketAddr>> {
+            match (host, port) {
+                ("10.96.0.10", 80) => Some(vec![
+                    "192.0.2.1:8080".parse().unwrap(),
+                    "192.0.2.2:8080".parse().unwrap(),
+                ]),
+                ("empty.default.svc", 80) => Some(Vec::new()),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn the_resolver_is_consulted_before_pod_ips_and_spreads_over_endpoints() {
+        let net = Network::new();
+        let svc: Uri = "http://10.96.0.10/".parse().unwrap();
+        assert!(matches!(net.resolve(None, &svc), Route::External));
+        net.set_resolver(Some(Arc::new(Table)));
+        let seen: Vec<String> = (0..4)
+            .map(|_| format!("{:?}", net.clone().resolve(None, &svc)))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                "Remote(192.0.2.1:8080)",
+                "Remote(192.0.2.2:8080)",
+                "Remote(192.0.2.1:8080)",
+                "Remote(192.0.2.2:8080)"
+            ]
+        );
+        let empty: Uri = "http://empty.default.svc/".parse().unwrap();
+        assert!(matches!(net.resolve(None, &empty), Route::Refused));
+        let other: Uri = "http://10.96.0.10:81/".parse().unwrap();
+        assert!(matches!(net.resolve(None, &other), Route::External));
+        net.set_resolver(None);
+        assert!(matches!(net.resolve(None, &svc), Route::External));
+    }
+
+    #[test]
+    fn redirect_keeps_the_host_header_and_the_path() {
+        let mut req = Request::get("http://my-svc.ns.svc:80/a?b=1")
+            .body(())
+            .unwrap();
+        redirect(&mut req, "192.0.2.9:8080".parse().unwrap()).unwrap();
+        assert_eq!(req.uri().to_string(), "http://192.0.2.9:8080/a?b=1");
+        assert_eq!(req.headers()[http::header::HOST], "my-svc.ns.svc:80");
     }
 }

@@ -354,7 +354,7 @@ impl Container {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             hooks: PodHooks {
-                network: pod.rt.config.network.clone(),
+                network: pod.rt.network.clone(),
                 pod: pod.this.clone(),
             },
             limits: Limits {

@@ -47,8 +47,6 @@ pub struct RuntimeConfig {
     pub log_buffer_bytes: usize,
     /// Interval of the epoch ticker (guest preemption and CPU accounting granularity).
     pub epoch_tick: Duration,
-    /// The node's pod network; pods with an IP register in it.
-    pub network: Network,
 }
 
 impl RuntimeConfig {
@@ -63,7 +61,6 @@ impl RuntimeConfig {
             tmpfs_dir: None,
             log_buffer_bytes: 1 << 20,
             epoch_tick: Duration::from_millis(5),
-            network: Network::new(),
         }
     }
 }
@@ -91,6 +88,9 @@ pub(crate) struct RuntimeInner {
     pub(crate) prepared: Mutex<HashMap<cache::Digest32, container::Prepared>>,
     pub(crate) capacity: Capacity,
     pub(crate) config: RuntimeConfig,
+    /// The node's pod network (shared with the node's other backends); pods with an IP
+    /// register in it.
+    pub(crate) network: Network,
     pub(crate) roots: volumes::VolumeRoots,
     pub(crate) log_files: LogFiles,
     pods: Mutex<HashMap<String, Arc<pod::WasmPod>>>,
@@ -110,9 +110,11 @@ impl Drop for LogThread {
 }
 
 impl Runtime {
-    /// Creates the engine (sizing the pool), the linkers, the cache and the epoch ticker.
-    /// Blocking (address-space probing, disk): call it from `spawn_blocking` in async code.
-    pub fn new(config: RuntimeConfig) -> Result<Runtime> {
+    /// Creates the engine (sizing the pool), the linkers, the cache and the epoch ticker. Pods
+    /// with an IP register in `network`, which the caller creates and shares with the node's
+    /// other backends. Blocking (address-space probing, disk): call it from `spawn_blocking`
+    /// in async code.
+    pub fn new(config: RuntimeConfig, network: Network) -> Result<Runtime> {
         let (engine, capacity) = engine::build(&engine::Sizing {
             node_memory_bytes: config.node_memory_bytes,
             max_pods: config.max_pods,
@@ -168,6 +170,7 @@ impl Runtime {
                 prepared: Mutex::new(HashMap::new()),
                 capacity,
                 config,
+                network,
                 roots,
                 log_files,
                 pods: Mutex::new(HashMap::new()),
@@ -194,7 +197,7 @@ impl Runtime {
 
     /// The node's pod network.
     pub fn network(&self) -> &Network {
-        &self.inner.config.network
+        &self.inner.network
     }
 
     /// The wasmtime engine (for tools that precompile for this node).

@@ -79,7 +79,7 @@ impl WasmPod {
             }
         });
         if let Some(ip) = spec.ip
-            && let Err(e) = rt.config.network.register(ip, pod.shared.this.clone())
+            && let Err(e) = rt.network.register(ip, pod.shared.this.clone())
         {
             let volumes = pod.volumes.clone();
             let _ = blocking(move || {
@@ -349,11 +349,7 @@ impl PodSandbox for WasmPod {
         let containers: Vec<_> = lock(&self.containers).values().cloned().collect();
         futures::future::join_all(containers.iter().map(|c| c.stop(grace))).await;
         if let Some(ip) = self.ip {
-            self.shared
-                .rt
-                .config
-                .network
-                .unregister(ip, &self.shared.this);
+            self.shared.rt.network.unregister(ip, &self.shared.this);
         }
         Runtime::forget_pod(&self.shared.rt, &self.id);
         let volumes = self.volumes.clone();

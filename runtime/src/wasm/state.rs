@@ -158,7 +158,14 @@ impl WasiHttpHooks for PodHooks {
                 > = Box::new(async { Ok(()) });
                 Ok((resp, done))
             }),
-            Route::External => Box::new(async move {
+            Route::Refused => Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionRefused) }),
+            route @ (Route::Remote(_) | Route::External) => Box::new(async move {
+                let mut request = request;
+                if let Route::Remote(addr) = route {
+                    crate::network::redirect(&mut request, addr).map_err(|e| {
+                        wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))
+                    })?;
+                }
                 let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
                 let io: Box<
                     dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use skiff_runtime::{
-    ContainerKind, ContainerSpec, ContainerState, FileContent, Image, LogOptions, Mount,
+    ContainerKind, ContainerSpec, ContainerState, FileContent, Image, LogOptions, Mount, Network,
     PodSandbox, PodSpec, Resources, Runtime, RuntimeConfig, TerminationReason, VolumeSource,
     VolumeSpec, empty_body,
 };
@@ -28,7 +28,7 @@ fn rt() -> &'static Runtime {
             .keep();
         let mut config = RuntimeConfig::new(dir);
         config.max_instances = 128;
-        Runtime::new(config).expect("runtime")
+        Runtime::new(config, Network::new()).expect("runtime")
     })
 }
 
@@ -810,7 +810,7 @@ async fn compile_cache_hits_memory_then_disk_and_refuses_foreign_artifacts() -> 
         c.max_instances = 16;
         c
     };
-    let rt1 = Runtime::new(config())?;
+    let rt1 = Runtime::new(config(), Network::new())?;
     let create = |rt: Runtime, wasm: Vec<u8>| async move {
         let pod = rt
             .create_pod(PodSpec {
@@ -831,7 +831,7 @@ async fn compile_cache_hits_memory_then_disk_and_refuses_foreign_artifacts() -> 
     drop(rt1);
 
     // A new runtime on the same data dir loads the verified artifact from disk.
-    let rt2 = Runtime::new(config())?;
+    let rt2 = Runtime::new(config(), Network::new())?;
     create(rt2.clone(), wasm.clone()).await?;
     let s = rt2.cache_stats();
     assert_eq!((s.disk_hits, s.compiled), (1, 0), "{s:?}");
@@ -847,7 +847,7 @@ async fn compile_cache_hits_memory_then_disk_and_refuses_foreign_artifacts() -> 
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&artifact, &bytes)?;
-    let rt3 = Runtime::new(config())?;
+    let rt3 = Runtime::new(config(), Network::new())?;
     create(rt3.clone(), wasm).await?;
     let s = rt3.cache_stats();
     assert_eq!((s.rejected, s.compiled, s.disk_hits), (1, 1, 0), "{s:?}");
@@ -978,7 +978,7 @@ async fn default_config_reserves_a_pool_on_this_machine() -> Result<()> {
     let started = Instant::now();
     let rt = tokio::task::spawn_blocking({
         let path = dir.path().to_path_buf();
-        move || Runtime::new(RuntimeConfig::new(path))
+        move || Runtime::new(RuntimeConfig::new(path), Network::new())
     })
     .await??;
     let cap = rt.capacity();
@@ -992,7 +992,7 @@ async fn default_config_reserves_a_pool_on_this_machine() -> Result<()> {
     let rt = tokio::task::spawn_blocking({
         let mut config = RuntimeConfig::new(dir.path());
         config.max_instances = 1 << 22;
-        move || Runtime::new(config)
+        move || Runtime::new(config, Network::new())
     })
     .await??;
     let cap = rt.capacity();

@@ -28,7 +28,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    BackendError, Database, ReadTransaction, ReadableDatabase, ReadableTable, StorageBackend,
+    TableDefinition,
+};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::history::{self, Overrides, Page};
@@ -50,6 +53,73 @@ fn backend(err: impl std::fmt::Display) -> Error {
     Error::Backend(err.to_string())
 }
 
+/// An `Arc`'d backend handed to redb, which wants to own its backend.
+#[derive(Debug)]
+struct SharedBackend(Arc<dyn StorageBackend>);
+
+impl StorageBackend for SharedBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.0.close()
+    }
+    fn try_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<bool, BackendError> {
+        self.0.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<bool, BackendError> {
+        self.0.try_lock_shared_range(start, end)
+    }
+    fn lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<(), BackendError> {
+        self.0.lock_range(start, end)
+    }
+    fn lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<(), BackendError> {
+        self.0.lock_shared_range(start, end)
+    }
+    fn unlock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<(), BackendError> {
+        self.0.unlock_range(start, end)
+    }
+    fn query_lock_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> std::result::Result<bool, BackendError> {
+        self.0.query_lock_range(start, end)
+    }
+}
+
 /// How to open a `RedbStore`.
 #[derive(Clone, Debug)]
 pub struct RedbStoreOptions {
@@ -67,6 +137,10 @@ pub struct RedbStoreOptions {
     pub cache_size: usize,
     /// Whether to shrink the file after compaction when it is mostly free space (default on).
     pub file_compaction: bool,
+    /// Storage to use instead of the file at `path` (which then only names the store in logs):
+    /// the seam for fault-injection tests, such as a backend that drops unsynced writes to
+    /// model a power loss. `None` (the default) opens the file.
+    pub backend: Option<Arc<dyn StorageBackend>>,
 }
 
 impl RedbStoreOptions {
@@ -79,6 +153,7 @@ impl RedbStoreOptions {
             watch_buffer: 1024,
             cache_size: 64 << 20,
             file_compaction: true,
+            backend: None,
         }
     }
 }
@@ -154,12 +229,24 @@ pub struct StorageStats {
     pub keys: u64,
 }
 
+impl Shared {
+    /// Bytes of the database file (or of the backend that stands for it).
+    fn file_len(&self) -> Result<u64> {
+        match &self.storage {
+            Some(storage) => storage.len().map_err(backend),
+            None => Ok(std::fs::metadata(&self.path).map_err(backend)?.len()),
+        }
+    }
+}
+
 /// What readers, watch streams and the writer share.
 struct Shared {
     /// `None` once the writer has shut down. Reads take the read lock for one short read
     /// transaction; the writer takes the write lock only for `Database::compact`.
     db: RwLock<Option<Database>>,
     path: PathBuf,
+    /// The backend given in the options instead of the file, if any.
+    storage: Option<Arc<dyn StorageBackend>>,
     current: AtomicU64,
     compacted: AtomicU64,
     counters: Counters,
@@ -345,10 +432,13 @@ impl RedbStore {
     /// Opens (or creates) the store. Blocks on file I/O, and on redb's repair after a crash:
     /// from async code use `open_async`.
     pub fn open(opts: RedbStoreOptions) -> Result<Self> {
-        let db = Database::builder()
-            .set_cache_size(opts.cache_size)
-            .create(&opts.path)
-            .map_err(|err| backend(format!("open {}: {err}", opts.path.display())))?;
+        let mut builder = Database::builder();
+        builder.set_cache_size(opts.cache_size);
+        let db = match &opts.backend {
+            Some(storage) => builder.create_with_backend(SharedBackend(storage.clone())),
+            None => builder.create(&opts.path),
+        }
+        .map_err(|err| backend(format!("open {}: {err}", opts.path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         let (revision, compacted) = {
             txn.open_table(KV).map_err(backend)?;
@@ -368,6 +458,7 @@ impl RedbStore {
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(db)),
             path: opts.path.clone(),
+            storage: opts.backend.clone(),
             current: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
             counters: Counters::default(),

@@ -7,8 +7,9 @@ use crate::Kind;
 
 mod pod;
 
+pub use pod::qos_class;
 use pod::{pod, pod_spec};
-pub use pod::{pull_policy, qos_class, quantity_value};
+pub use skiff_meta::pod::default_pull_policy as pull_policy;
 
 /// Fills in defaults for `obj` of `kind`. Run it after the request's status has been reset (pods
 /// get `status.phase: Pending`), after `metadata.name`/`uid` are set (Jobs derive their selector

@@ -1,7 +1,7 @@
 //! Pod and pod template defaults: restart and DNS policy, container pull policy and termination
 //! message, admission's service account and tolerations, and the QoS class.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{each_mut, set, str_at};
 
@@ -92,7 +92,11 @@ fn container(c: &mut Value) {
     );
     set(c, &["terminationMessagePolicy"], json!("File"));
     let image = str_at(c, "/image").unwrap_or_default().to_string();
-    set(c, &["imagePullPolicy"], json!(pull_policy(&image)));
+    set(
+        c,
+        &["imagePullPolicy"],
+        json!(skiff_meta::pod::default_pull_policy(&image)),
+    );
     set(c, &["resources"], json!({}));
     // Quantities written as YAML numbers are stored as strings, as the API server serializes them.
     for part in ["limits", "requests"] {
@@ -142,97 +146,7 @@ fn container(c: &mut Value) {
     }
 }
 
-/// `Always` for images tagged `:latest` or untagged (and not pinned by digest), else `IfNotPresent`.
-pub fn pull_policy(image: &str) -> &'static str {
-    if image.contains('@') {
-        return "IfNotPresent";
-    }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    match last.split_once(':') {
-        None => "Always",
-        Some((_, "latest")) => "Always",
-        Some(_) => "IfNotPresent",
-    }
-}
-
 /// The pod's quality-of-service class from its containers' requests and limits.
 pub fn qos_class(pod: &Value) -> &'static str {
-    let mut any = false;
-    let mut guaranteed = true;
-    let mut containers: Vec<&Value> = Vec::new();
-    for list in ["/spec/containers", "/spec/initContainers"] {
-        if let Some(cs) = pod.pointer(list).and_then(Value::as_array) {
-            containers.extend(cs);
-        }
-    }
-    for c in containers {
-        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
-        let get = |m: Option<&Map<String, Value>>, k: &str| {
-            m.and_then(|m| m.get(k)).map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-        };
-        for res in ["cpu", "memory"] {
-            let (r, l) = (get(requests, res), get(limits, res));
-            if r.as_deref().is_some_and(|q| !is_zero_quantity(q)) || l.is_some() {
-                any = true;
-            }
-            let differ = match (r.as_deref(), l.as_deref()) {
-                (Some(r), Some(l)) => {
-                    quantity_value(r) != quantity_value(l) || quantity_value(r).is_none()
-                }
-                _ => false,
-            };
-            if l.is_none() || differ {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
-/// The numeric value of a resource quantity (`500m`, `1Gi`, `1e3`), for comparisons.
-pub fn quantity_value(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0_f64.powi(2),
-        "Gi" => 1024.0_f64.powi(3),
-        "Ti" => 1024.0_f64.powi(4),
-        "Pi" => 1024.0_f64.powi(5),
-        "Ei" => 1024.0_f64.powi(6),
-        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse::<i32>().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
-}
-
-fn is_zero_quantity(q: &str) -> bool {
-    q.trim_start_matches(['+', '-'])
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .all(|c| c == '0' || c == '.')
+    skiff_meta::qos::qos_class_json(pod.get("spec").unwrap_or(&Value::Null)).as_str()
 }

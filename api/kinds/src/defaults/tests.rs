@@ -74,10 +74,6 @@ fn pull_policy_and_qos_follow_kubernetes() {
         equal["spec"]["containers"][0]["resources"]["limits"]["cpu"],
         "1"
     );
-    assert_eq!(quantity_value("500m"), Some(0.5));
-    assert_eq!(quantity_value("2Ki"), Some(2048.0));
-    assert_eq!(quantity_value("1e3"), Some(1000.0));
-    assert_eq!(quantity_value("lots"), None);
     let mut burstable = json!({"spec": {"containers": [{"name": "a", "image": "i", "resources": {"requests": {"cpu": "100m"}}}]}});
     apply(kind("v1", "Pod"), &mut burstable);
     assert_eq!(burstable["status"]["qosClass"], "Burstable");

@@ -445,36 +445,7 @@ fn template_cols(obj: &Value, spec_ptr: &str, with_selector: bool) -> Vec<Value>
 
 /// A label selector formatted like `metav1.FormatLabelSelector`.
 pub(crate) fn label_selector(sel: Option<&Value>) -> String {
-    let Some(sel) = sel.filter(|s| s.is_object()) else {
-        return NONE.into();
-    };
-    let mut reqs: Vec<(String, String)> = Vec::new();
-    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in ml {
-            reqs.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or_default())));
-        }
-    }
-    for e in arr(sel, "/matchExpressions") {
-        let key = s(e, "/key").to_string();
-        let mut vals: Vec<&str> = arr(e, "/values").iter().filter_map(Value::as_str).collect();
-        vals.sort();
-        vals.dedup();
-        let r = match s(e, "/operator") {
-            "In" => format!("{key} in ({})", vals.join(",")),
-            "NotIn" => format!("{key} notin ({})", vals.join(",")),
-            "Exists" => key.clone(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => return "<error>".into(),
-        };
-        reqs.push((key, r));
-    }
-    reqs.sort_by(|a, b| a.0.cmp(&b.0));
-    let out: Vec<String> = reqs.into_iter().map(|(_, r)| r).collect();
-    if out.is_empty() {
-        NONE.into()
-    } else {
-        out.join(",")
-    }
+    skiff_meta::selector::format_label_selector_json(sel)
 }
 
 /// A plain label map formatted like `labels.SelectorFromSet(...).String()`.

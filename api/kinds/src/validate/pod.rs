@@ -264,8 +264,8 @@ fn container(
 /// Container resource quantities: well-formed, non-negative, requests within limits.
 fn resources(c: &Value, path: &str, errs: &mut Errs) {
     let quantity = |v: &Value| match v {
-        Value::String(s) => (s.clone(), crate::defaults::quantity_value(s)),
-        Value::Number(n) => (n.to_string(), n.as_f64()),
+        Value::String(s) => (s.clone(), skiff_meta::quantity::Quantity::parse(s).ok()),
+        Value::Number(n) => (n.to_string(), n.to_string().parse().ok()),
         other => (other.to_string(), None),
     };
     for part in ["limits", "requests"] {
@@ -283,7 +283,7 @@ fn resources(c: &Value, path: &str, errs: &mut Errs) {
                     &go_str(&text),
                     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
                 ),
-                (text, Some(n)) if n < 0.0 => {
+                (text, Some(n)) if n.milli() < 0 => {
                     errs.invalid(&field, &go_str(&text), "must be greater than or equal to 0")
                 }
                 _ => {}

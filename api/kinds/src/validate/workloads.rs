@@ -5,33 +5,13 @@ use serde_json::Value;
 use super::pod;
 use super::{Errs, arr, go_str, go_string_map, go_value, s};
 
-/// Whether a label selector (`matchLabels`/`matchExpressions`) selects `labels`.
+/// Whether a label selector (`matchLabels`/`matchExpressions`) selects `labels`; an invalid
+/// selector selects nothing.
 pub fn selector_matches(selector: &Value, labels: Option<&Value>) -> bool {
-    let empty = serde_json::Map::new();
-    let labels = labels.and_then(Value::as_object).unwrap_or(&empty);
-    if let Some(ml) = selector.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in ml {
-            if labels.get(k) != Some(v) {
-                return false;
-            }
-        }
-    }
-    for e in arr(selector, "/matchExpressions") {
-        let key = s(e, "/key");
-        let values: Vec<&str> = arr(e, "/values").iter().filter_map(Value::as_str).collect();
-        let have = labels.get(key).and_then(Value::as_str);
-        let ok = match s(e, "/operator") {
-            "In" => have.is_some_and(|h| values.contains(&h)),
-            "NotIn" => have.is_none_or(|h| !values.contains(&h)),
-            "Exists" => have.is_some(),
-            "DoesNotExist" => have.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
+    let labels = labels.and_then(Value::as_object);
+    skiff_meta::selector::LabelSelector::from_json(selector).is_ok_and(|sel| {
+        sel.matches_with(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
+    })
 }
 
 /// A label selector rendered like Go's `%#v` of `v1.LabelSelector`.

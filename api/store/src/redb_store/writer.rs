@@ -339,7 +339,7 @@ impl Writer {
             .counters
             .file_compactions
             .fetch_add(1, Ordering::Relaxed);
-        let after = std::fs::metadata(&self.shared.path).map_err(backend)?.len();
+        let after = self.shared.file_len()?;
         tracing::debug!(
             before = file_bytes,
             after,
@@ -353,7 +353,7 @@ impl Writer {
 
 /// Space use of the file (blocking).
 pub(super) fn storage_stats(shared: &Shared) -> Result<StorageStats> {
-    let file_bytes = std::fs::metadata(&shared.path).map_err(backend)?.len();
+    let file_bytes = shared.file_len()?;
     let guard = shared
         .db
         .read()

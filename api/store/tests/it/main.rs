@@ -2,4 +2,5 @@
 //! own guarantees (group commit, restart, crash after acknowledgement, bounded file size).
 
 mod conformance;
+mod crash;
 mod redb;

@@ -641,13 +641,7 @@ fn kubectl_smp(doc: &Value, patch: &Value) -> Option<Result<Value, String>> {
 /// those verbatim, while this crate resolves them.
 #[test]
 fn strategic_merge_patch_matches_kubectl() {
-    if kubectl_smp(
-        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}}),
-        &json!({}),
-    )
-    .is_none()
-    {
-        eprintln!("SKIPPED strategic_merge_patch_matches_kubectl: kubectl is not installed");
+    if skiff_tools::kubectl().is_none() {
         return;
     }
     let mut live = deployment(json!([
@@ -825,7 +819,7 @@ fn json_patch_test_for_null_matches_an_absent_member() {
 fn kubectl_patch(kind: &str, doc: &Value, patch: &Value) -> Option<Result<Value, String>> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let mut child = Command::new("kubectl")
+    let mut child = Command::new(skiff_tools::kubectl()?)
         .args([
             "patch", "--local", "-f", "-", "--type", kind, "-o", "json", "-p",
         ])
@@ -848,8 +842,7 @@ fn kubectl_patch(kind: &str, doc: &Value, patch: &Value) -> Option<Result<Value,
 
 #[test]
 fn json_and_merge_patch_match_kubectl() {
-    if kubectl_patch("merge", &config_map(), &json!({})).is_none() {
-        eprintln!("SKIPPED json_and_merge_patch_match_kubectl: kubectl is not installed");
+    if skiff_tools::kubectl().is_none() {
         return;
     }
     let doc = config_map();

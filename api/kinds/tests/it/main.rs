@@ -1,6 +1,7 @@
 //! Real-client tests: `kubectl apply` against a small loopback server that serves this crate's
 //! discovery and OpenAPI documents and runs its decoding, defaulting and validation on writes.
-//! Skipped (with a message) when `kubectl` is not installed.
+//! Skipped (with a message) when `kubectl` is not installed, and failed instead under
+//! `SKIFF_REQUIRE_TOOLS` (see skiff-tools).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -303,16 +304,14 @@ fn serve() -> (String, Arc<Mutex<State>>) {
     (format!("http://{addr}"), state)
 }
 
-/// The kubectl to run: `$KUBECTL` if set (e.g. a 1.37 client), else `kubectl` on the PATH.
-fn kubectl_bin() -> String {
-    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
+/// The kubectl to run (tests/.venv's, or `$KUBECTL`), through the one tool policy.
+fn kubectl_bin() -> std::path::PathBuf {
+    skiff_tools::kubectl().expect("checked by kubectl_available")
 }
 
+/// Whether kubectl is there; prints SKIPPED, or fails under `SKIFF_REQUIRE_TOOLS`, if not.
 fn kubectl_available() -> bool {
-    Command::new(kubectl_bin())
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    skiff_tools::kubectl().is_some()
 }
 
 fn kubectl(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -339,7 +338,6 @@ fn client_dir(url: &str, name: &str) -> std::path::PathBuf {
 #[test]
 fn objects_kubectl_generates_pass_decoding_defaults_and_validation() {
     if !kubectl_available() {
-        println!("SKIPPED: kubectl is not installed");
         return;
     }
     let (url, state) = serve();
@@ -488,7 +486,6 @@ fn objects_kubectl_generates_pass_decoding_defaults_and_validation() {
 #[test]
 fn kubectl_apply_uses_openapi_for_strategic_merge_patches() {
     if !kubectl_available() {
-        println!("SKIPPED: kubectl is not installed");
         return;
     }
     let (url, state) = serve();

@@ -1,0 +1,104 @@
+//! The external tools tests drive, found in one place under one policy.
+//!
+//! A missing tool skips the test that needs it, with a printed reason — unless
+//! `SKIFF_REQUIRE_TOOLS` is set (as `.ci/run` does), where it fails the test. Tools come from
+//! where `scripts/install-test-deps.sh` puts them (`tests/.venv/bin`), never from whatever happens
+//! to be on the PATH, so a CI machine without the install step fails instead of passing quietly.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tools crate sits in the workspace root")
+        .to_path_buf()
+}
+
+/// Whether missing tools fail tests instead of skipping them.
+pub fn tools_required() -> bool {
+    std::env::var_os("SKIFF_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Returns the tool's path if it exists; else prints why the test is skipped and returns `None`,
+/// or panics when tools are required.
+pub fn require(name: &str, path: Option<PathBuf>, how: &str) -> Option<PathBuf> {
+    require_if(tools_required(), name, path, how)
+}
+
+fn require_if(required: bool, name: &str, path: Option<PathBuf>, how: &str) -> Option<PathBuf> {
+    match path.filter(|p| p.exists()) {
+        Some(p) => Some(p),
+        None => {
+            assert!(
+                !required,
+                "{name} is required (SKIFF_REQUIRE_TOOLS is set) but missing: {how}"
+            );
+            eprintln!("SKIPPED: {name} is not installed ({how})");
+            None
+        }
+    }
+}
+
+const INSTALL: &str = "run scripts/install-test-deps.sh";
+
+fn venv_bin(name: &str) -> PathBuf {
+    repo_root().join("tests/.venv/bin").join(name)
+}
+
+/// kubectl 1.37 (`$KUBECTL` overrides it), from tests/.venv.
+pub fn kubectl() -> Option<PathBuf> {
+    let path = std::env::var_os("KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| venv_bin("kubectl"));
+    require("kubectl 1.37", Some(path), INSTALL)
+}
+
+/// kubectl 1.32, from tests/.venv.
+pub fn kubectl_132() -> Option<PathBuf> {
+    require("kubectl 1.32", Some(venv_bin("kubectl-1.32")), INSTALL)
+}
+
+/// Python with the `kubernetes` client, from tests/.venv.
+pub fn python() -> Option<PathBuf> {
+    require(
+        "python kubernetes client",
+        Some(venv_bin("python")),
+        INSTALL,
+    )
+}
+
+/// A system tool (`skopeo`, `umoci`, `docker-registry`, `wrk`, ...) looked up on the PATH.
+pub fn system(name: &str, how: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    require(name, found, how)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_that_exists_is_found_and_a_missing_one_skips() {
+        let here = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        assert_eq!(require_if(true, "dir", here.clone(), "-"), here);
+        let missing = Some(PathBuf::from("/nonexistent/tool"));
+        assert_eq!(require_if(false, "nothing", missing, "-"), None);
+        assert_eq!(require_if(false, "nothing", None, "-"), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "SKIFF_REQUIRE_TOOLS is set")]
+    fn a_missing_tool_fails_when_tools_are_required() {
+        require_if(
+            true,
+            "nothing",
+            Some(PathBuf::from("/nonexistent/tool")),
+            "-",
+        );
+    }
+}

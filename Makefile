@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: up test deps build
+.PHONY: up test deps build lint
 
 ## Build skiff and run API server, registry and node in one process on ./.skiff.
 up:
@@ -13,9 +13,16 @@ up:
 build:
 	$(CARGO) build -p skiff
 
-## Install test tools (system packages, Python clients, kubectl 1.37), then run all tests.
-test: deps build
+## Install test tools (system packages, Python clients, kubectl 1.37), check formatting, lints and
+## docs, then run all tests (the tidy test checks every .rs opens with `//!`).
+test: deps lint build
 	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
 
 deps:
 	./scripts/install-test-deps.sh
+
+## Fail on an unformatted file, a clippy warning or a rustdoc warning.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet

@@ -24,7 +24,6 @@ use kube::api::{Api, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::bench::{machine_description, ms, percentile};
 
@@ -212,12 +211,14 @@ async fn spawn_node(
         .arg(max_pods.to_string())
         .arg("--registry")
         .arg(registry.to_string())
+        .arg("--ready-file")
+        .arg(dir.join("node.ready"))
         .env(
             "SKIFF_LOG",
             std::env::var("SKIFF_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
     let mut child = cmd
@@ -226,27 +227,20 @@ async fn spawn_node(
     let pid = child
         .id()
         .ok_or_else(|| anyhow!("the node exited at once"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("no stdout from the node"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(url) = line.split("http://").nth(1) {
-                return Ok::<_, anyhow::Error>(Some(url.trim().parse::<SocketAddr>()?));
-            }
-        }
-        Ok(None)
-    })
-    .await
-    .context("the node did not start within 60 s")??
-    .ok_or_else(|| {
-        anyhow!(
-            "the node exited before listening; see {}",
-            dir.join("node.log").display()
-        )
-    })?;
+    let ready =
+        crate::ready::wait_for_file(&dir.join("node.ready"), &mut child, Duration::from_secs(60))
+            .await
+            .with_context(|| {
+                format!(
+                    "the node did not start; see {}",
+                    dir.join("node.log").display()
+                )
+            })?;
+    let addr: SocketAddr = ready
+        .get("nodeEndpoint")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| anyhow!("the ready file names no nodeEndpoint"))?
+        .parse()?;
     Ok(NodeProcess { child, pid, addr })
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod bench_pods;
 mod controllers;
 mod node;
+mod ready;
 mod registry;
 mod server;
 mod signals;

@@ -44,10 +44,12 @@ pub(crate) struct NodeArgs {
     /// flag of the same name).
     #[arg(long, default_value_t = skiff_host::DEFAULT_LEASE_DURATION_SECONDS, value_parser = clap::value_parser!(u32).range(1..=3600))]
     node_lease_duration_seconds: u32,
+    #[command(flatten)]
+    ready: crate::ready::ReadyArgs,
 }
 
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let mut config = skiff_host::NodeConfig::new(&args.kubeconfig, &args.name, &args.data_dir);
+    let mut config = skiff_host::NodeOptions::new(&args.kubeconfig, &args.name, &args.data_dir);
     config.zone = args.zone;
     config.listen = args.listen;
     config.pod_cidr = args.pod_cidr;
@@ -56,7 +58,8 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.allow_file_images = args.allow_file_images;
     config.max_pods = args.max_pods;
     config.lease_duration_seconds = args.node_lease_duration_seconds;
-    let node = skiff_host::start(config)
+    let node = config
+        .start()
         .await
         .with_context(|| format!("starting node {}", args.name))?;
     println!(
@@ -64,7 +67,12 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
         args.name,
         node.local_addr()
     );
+    let mut ready = serde_json::Map::new();
+    ready.insert("node".into(), args.name.clone().into());
+    ready.insert("nodeEndpoint".into(), node.local_addr().to_string().into());
+    args.ready.write(ready)?;
     crate::signals::wait_for_shutdown().await;
+    args.ready.remove();
     node.shutdown().await;
     Ok(())
 }

@@ -26,6 +26,8 @@ pub(crate) struct RegistryArgs {
     /// Require the token for pulls too (pulls are anonymous by default).
     #[arg(long)]
     require_pull_auth: bool,
+    #[command(flatten)]
+    ready: crate::ready::ReadyArgs,
 }
 
 #[derive(clap::Subcommand)]
@@ -124,6 +126,21 @@ pub(crate) async fn run_registry(args: RegistryArgs) -> anyhow::Result<()> {
         handle.local_addr(),
         data_dir.join(skiff_registry::auth::TOKEN_FILE).display()
     );
+    let mut ready = serde_json::Map::new();
+    ready.insert("registry".into(), handle.local_addr().to_string().into());
+    ready.insert(
+        "registryUrl".into(),
+        format!("{scheme}://{}", handle.local_addr()).into(),
+    );
+    ready.insert(
+        "registryTokenFile".into(),
+        data_dir
+            .join(skiff_registry::auth::TOKEN_FILE)
+            .display()
+            .to_string()
+            .into(),
+    );
+    args.ready.write(ready)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     tokio::select! {
@@ -131,6 +148,7 @@ pub(crate) async fn run_registry(args: RegistryArgs) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     eprintln!("registry shutting down");
+    args.ready.remove();
     handle.shutdown(Duration::from_secs(10)).await?;
     Ok(())
 }

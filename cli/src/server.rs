@@ -21,6 +21,8 @@ pub(crate) struct ServerArgs {
     compaction_interval_seconds: u64,
     #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
+    #[command(flatten)]
+    ready: crate::ready::ReadyArgs,
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -41,7 +43,15 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .controllers
         .start(&server.kubeconfig_path, &server.url)
         .await?;
+    let mut ready = serde_json::Map::new();
+    ready.insert("apiServer".into(), server.url.clone().into());
+    ready.insert(
+        "kubeconfig".into(),
+        server.kubeconfig_path.display().to_string().into(),
+    );
+    args.ready.write(ready)?;
     crate::signals::wait_for_shutdown().await;
+    args.ready.remove();
     if let Some(c) = controllers {
         c.shutdown().await;
     }

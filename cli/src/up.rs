@@ -61,6 +61,8 @@ pub(crate) struct UpArgs {
     pod_cidr: String,
     #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
+    #[command(flatten)]
+    ready: crate::ready::ReadyArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -97,11 +99,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     seed_samples(&dir, registry_addr, registry.token()).await?;
 
     let mut node_config =
-        skiff_host::NodeConfig::new(&server.kubeconfig_path, &args.node_name, dir.join("node"));
+        skiff_host::NodeOptions::new(&server.kubeconfig_path, &args.node_name, dir.join("node"));
     node_config.listen = args.node_listen;
     node_config.pod_cidr = args.pod_cidr.clone();
     node_config.registry = Some(registry_addr.to_string());
-    let node = skiff_host::start(node_config)
+    let node = node_config
+        .start()
         .await
         .with_context(|| format!("starting node {}", args.node_name))?;
 
@@ -132,7 +135,26 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .controllers
         .start(&server.kubeconfig_path, &server.url)
         .await?;
+    let mut ready = serde_json::Map::new();
+    ready.insert("apiServer".into(), server.url.clone().into());
+    ready.insert(
+        "kubeconfig".into(),
+        server.kubeconfig_path.display().to_string().into(),
+    );
+    ready.insert("registry".into(), registry_addr.to_string().into());
+    ready.insert(
+        "registryUrl".into(),
+        format!("http://{registry_addr}").into(),
+    );
+    ready.insert(
+        "registryTokenFile".into(),
+        token_path.display().to_string().into(),
+    );
+    ready.insert("node".into(), args.node_name.clone().into());
+    ready.insert("nodeEndpoint".into(), node.local_addr().to_string().into());
+    args.ready.write(ready)?;
     crate::signals::wait_for_shutdown().await;
+    args.ready.remove();
     if let Some(c) = controllers {
         c.shutdown().await;
     }

@@ -1,16 +1,28 @@
 //! Harness for Skiff's end-to-end tests: starts real `skiff` processes on free ports with their
 //! own data directories, hands out clients for them (kubectl, kube-rs, Python), and tears them
-//! down. Every end-to-end test in `tests/tests/` builds on it.
+//! down. Every end-to-end test in `tests/tests/` builds on it; [`cluster`] assembles whole
+//! clusters from these processes.
+//!
+//! A process is ready when the file it was given with `--ready-file` exists: `skiff` writes it
+//! atomically once serving, with its listening addresses (see `cli/src/ready.rs`). Logs are
+//! for people; the harness never reads them to learn anything.
 
+pub mod client;
+pub mod cluster;
+pub mod fixtures;
 pub mod tools;
+pub mod wait;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value};
+
+pub use cluster::{Cluster, ClusterBuilder};
+pub use fixtures::{image_of, node_of};
+pub use wait::{wait_for, wait_object, wait_object_map};
 
 /// The `skiff` binary under test: `$SKIFF_BIN`, else the one cargo built beside this test.
 pub fn skiff_bin() -> PathBuf {
@@ -77,28 +89,32 @@ impl Server {
             .create(true)
             .append(true)
             .open(self.dir.join("server.log"))?;
-        let mut child = Command::new(skiff_bin())
+        // A file left by an earlier run of this data directory (killed) says nothing.
+        let ready_file = self.dir.join("server.ready");
+        let _ = std::fs::remove_file(&ready_file);
+        let child = Command::new(skiff_bin())
             .arg("server")
             .arg("--data-dir")
             .arg(&self.dir)
             .arg("--listen")
             .arg(listen)
+            .arg("--ready-file")
+            .arg(&ready_file)
             .args(&self.extra_args)
             .env(
                 "SKIFF_LOG",
                 std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
             )
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting skiff server")?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        self.child = Some(child);
-        let url = wait_for_line(stdout, "listening on ", Duration::from_secs(60))
+        let child = self.child.insert(child);
+        let ready = wait_ready_file(&ready_file, child, Duration::from_secs(60))
             .with_context(|| format!("skiff server did not come up; log:\n{}", self.log()))?;
-        self.url = url.trim().to_string();
-        self.kubeconfig = self.dir.join("admin.kubeconfig");
+        self.url = ready_field(&ready, "apiServer")?;
+        self.kubeconfig = PathBuf::from(ready_field(&ready, "kubeconfig")?);
         Ok(())
     }
 
@@ -111,7 +127,7 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// Everything the server wrote to stderr so far.
+    /// Everything the server wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
@@ -155,9 +171,12 @@ impl Server {
 
     /// A kube-rs client from the admin kubeconfig.
     pub async fn client(&self) -> Result<kube::Client> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        Ok(kube::Client::try_from(config)?)
+        client::client(&self.kubeconfig).await
+    }
+
+    /// The admin kubeconfig's bearer token.
+    pub fn token(&self) -> Result<String> {
+        client::bearer_token(&self.kubeconfig)
     }
 
     /// Runs a kubectl binary against this server with a fresh discovery cache.
@@ -214,27 +233,42 @@ impl Drop for Server {
     }
 }
 
-/// Reads lines from `stream` until one contains `marker`; returns what follows the marker.
-/// Later lines keep being read (and dropped) so the child never blocks on a full pipe.
-fn wait_for_line(
-    stream: impl std::io::Read + Send + 'static,
-    marker: &str,
+/// Waits until the ready file `path` exists (`skiff ... --ready-file`, written atomically once
+/// the process serves) and returns its object; fails as soon as `child` exits, or after
+/// `timeout`.
+pub fn wait_ready_file(
+    path: &Path,
+    child: &mut Child,
     timeout: Duration,
-) -> Result<String> {
-    let (tx, rx) = mpsc::channel();
-    let needle = marker.to_string();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if !sent && let Some(idx) = line.find(&needle) {
-                let _ = tx.send(line[idx + needle.len()..].to_string());
-                sent = true;
-            }
+) -> Result<Map<String, Value>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return match serde_json::from_str(&text)? {
+                Value::Object(object) => Ok(object),
+                other => bail!("{} holds {other}, not an object", path.display()),
+            };
         }
-    });
-    rx.recv_timeout(timeout)
-        .with_context(|| format!("no line containing {marker:?} within {timeout:?}"))
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the process exited ({status}) before writing {}",
+                path.display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("no ready file {} within {timeout:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The string `key` of a ready file's object.
+fn ready_field(ready: &Map<String, Value>, key: &str) -> Result<String> {
+    ready
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .with_context(|| format!("the ready file has no {key:?}: {ready:?}"))
 }
 
 /// Asserts a command succeeded, returning its stdout.
@@ -247,39 +281,6 @@ pub fn ok(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
-}
-
-/// Polls `check` until it returns `Some`, or fails after `timeout`.
-pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Polls `check` every 200 ms until it returns `Some`, failing after `timeout` with `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A `skiff registry` process on a free loopback port with its own data directory.
@@ -300,15 +301,17 @@ impl Registry {
             .tempdir()?;
         let dir = tempdir.path().to_path_buf();
         let log = std::fs::File::create(dir.join("registry.log"))?;
-        let mut child = Command::new(skiff_bin())
+        let ready_file = dir.join("registry.ready");
+        let child = Command::new(skiff_bin())
             .args(["registry", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.join("data"))
+            .arg("--ready-file")
+            .arg(&ready_file)
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(Stdio::piped())
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .spawn()
             .context("starting skiff registry")?;
-        let stderr = child.stderr.take().expect("stderr is piped");
         let mut registry = Registry {
             child: Some(child),
             dir: dir.clone(),
@@ -316,18 +319,21 @@ impl Registry {
             addr: String::new(),
             token: String::new(),
         };
-        let rest = wait_for_line(
-            stderr,
-            "registry listening on http://",
-            Duration::from_secs(60),
-        )
-        .context("skiff registry did not come up")?;
-        registry.addr = rest.split_whitespace().next().unwrap_or("").to_string();
-        registry.token = std::fs::read_to_string(dir.join("data/registry.token"))
-            .context("reading the registry token")?
+        let child = registry.child.as_mut().expect("just started");
+        let ready = wait_ready_file(&ready_file, child, Duration::from_secs(60))
+            .with_context(|| format!("skiff registry did not come up; log:\n{}", registry.log()))?;
+        registry.addr = ready_field(&ready, "registry")?;
+        let token_file = ready_field(&ready, "registryTokenFile")?;
+        registry.token = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("reading the registry token {token_file}"))?
             .trim()
             .to_string();
         Ok(registry)
+    }
+
+    /// Everything the registry wrote to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
     }
 
     /// Pushes a wasm file with `skiff push` as `ADDR/NAME`; returns the full reference.
@@ -387,23 +393,25 @@ impl Node {
             .tempdir()?;
         let dir = tempdir.path().to_path_buf();
         let log = std::fs::File::create(dir.join("node.log"))?;
-        let mut child = Command::new(skiff_bin())
+        let ready_file = dir.join("node.ready");
+        let child = Command::new(skiff_bin())
             .arg("node")
             .arg("--kubeconfig")
             .arg(&server.kubeconfig)
             .args(["--name", name, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.join("data"))
+            .arg("--ready-file")
+            .arg(&ready_file)
             .args(extra)
             .env(
                 "SKIFF_LOG",
                 std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
             )
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting skiff node")?;
-        let stdout = child.stdout.take().expect("stdout is piped");
         let mut node = Node {
             child: Some(child),
             dir: dir.clone(),
@@ -412,23 +420,15 @@ impl Node {
             addr: String::new(),
             token: String::new(),
         };
-        let rest = wait_for_line(
-            stdout,
-            "endpoint listening on http://",
-            Duration::from_secs(120),
-        )
-        .with_context(|| format!("skiff node did not come up; log:\n{}", node.log()))?;
-        node.addr = rest.trim().to_string();
-        let kubeconfig = std::fs::read_to_string(&server.kubeconfig)?;
-        node.token = kubeconfig
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("token:"))
-            .map(|t| t.trim().trim_matches('"').to_string())
-            .context("the kubeconfig has a token")?;
+        let child = node.child.as_mut().expect("just started");
+        let ready = wait_ready_file(&ready_file, child, Duration::from_secs(120))
+            .with_context(|| format!("skiff node did not come up; log:\n{}", node.log()))?;
+        node.addr = ready_field(&ready, "nodeEndpoint")?;
+        node.token = server.token()?;
         Ok(node)
     }
 
-    /// Everything the node wrote to stderr so far.
+    /// Everything the node wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
     }

@@ -204,17 +204,9 @@ async fn bad_input_gets_the_right_status() {
     still_serving(&c).await;
 
     // Without a token: 401.
-    let plain = kube::Client::try_from({
-        let mut cfg = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap(),
-            &Default::default(),
-        )
+    let plain = skiff_tests::client::anonymous_client(&server.kubeconfig)
         .await
         .unwrap();
-        cfg.auth_info.token = None;
-        cfg
-    })
-    .unwrap();
     let a = send(&plain, Method::GET, CMS, "application/json", Vec::new()).await;
     assert_eq!(
         (a.code, a.body["reason"].as_str().unwrap_or_default()),

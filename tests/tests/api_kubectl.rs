@@ -4,9 +4,10 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
-use skiff_tests::{Server, ok, tools, wait_until};
+use skiff_tests::{Server, ok, tools};
 
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
@@ -342,30 +343,14 @@ fn scenario(kubectl: &Path) {
             let _ = tx.send(seen.clone());
         }
     });
-    let mut seen = String::new();
-    wait_until(
-        Duration::from_secs(30),
-        "the watch to list settings",
-        || {
-            while let Ok(s) = rx.try_recv() {
-                seen = s;
-            }
-            seen.contains("settings").then_some(())
-        },
-    );
+    output_until(&rx, "the watch to list settings", |seen| {
+        seen.contains("settings")
+    });
     k(&["create", "configmap", "watched", "--from-literal=a=b"]);
     k(&["label", "cm", "settings", "seen=yes"]);
-    wait_until(
-        Duration::from_secs(30),
-        "the watch to show the changes",
-        || {
-            while let Ok(s) = rx.try_recv() {
-                seen = s;
-            }
-            (seen.contains("ADDED") && seen.contains("watched") && seen.contains("MODIFIED"))
-                .then_some(())
-        },
-    );
+    output_until(&rx, "the watch to show the changes", |seen| {
+        seen.contains("ADDED") && seen.contains("watched") && seen.contains("MODIFIED")
+    });
     let _ = watch.kill();
     let _ = watch.wait();
     let _ = reader.join();
@@ -409,6 +394,21 @@ fn scenario(kubectl: &Path) {
     );
     let out = server.kubectl(kubectl, &["get", "widgets"]).unwrap();
     assert!(!out.status.success(), "unknown resources fail");
+}
+
+/// Reads what a running command printed so far (each message on `rx` is the whole output)
+/// until `done` holds for it; fails after 30 s.
+fn output_until(rx: &Receiver<String>, what: &str, done: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(s) if done(&s) => return,
+            Ok(s) => seen = s,
+            Err(e) => panic!("{e}: no {what}; the output so far:\n{seen}"),
+        }
+    }
 }
 
 #[test]

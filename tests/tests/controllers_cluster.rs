@@ -8,16 +8,15 @@
 //! by scripts/install-test-deps.sh; the tests skip without it unless `SKIFF_REQUIRE_TOOLS` is set).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node as KNode, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use skiff_controllers::util::pod_ready;
-use skiff_tests::{Node, Registry, Server, http_get, ok, repo_root, tools, wait_for};
+use skiff_tests::fixtures::is_ready;
+use skiff_tests::{Cluster, http_get, image_of, node_of, wait_for, wait_object};
 
 const V1: &str = "Hello from Skiff!\n";
 const V2: &str = "Hello from Skiff v2!\n";
@@ -70,159 +69,47 @@ struct Endpoint {
     token: String,
 }
 
-struct Cluster {
-    server: Server,
-    registry: Registry,
-    nodes: Vec<Node>,
-    client: kube::Client,
-    kubectl: PathBuf,
-}
-
-impl Cluster {
-    /// A server (node lifecycle grace periods shortened), a registry with the samples, and a
-    /// node in each of `zones` (`node-a` in `zone-a`, ...).
-    async fn start(zones: &[&str]) -> Option<Cluster> {
-        let kubectl = tools::kubectl_132()?;
-        let server = Server::start_with(&[NODE_GRACE, EVICTION]).expect("server starts");
-        let registry = Registry::start().expect("registry starts");
-        for (file, name) in [
-            ("hello-http/hello-http.wasm", "samples/hello-http:1.0"),
-            ("hello-http/hello-http-v2.wasm", "samples/hello-http:2.0"),
-            ("testdata/sleep.wasm", "testdata/sleep:1.0"),
-        ] {
-            registry
-                .push(&repo_root().join("samples").join(file), name)
-                .expect("skiff push");
-        }
-        let client = server.client().await.expect("client");
-        let mut c = Cluster {
-            server,
-            registry,
-            nodes: Vec::new(),
-            client,
-            kubectl,
-        };
-        for z in zones {
-            c.add_node(z).await;
-        }
-        Some(c)
-    }
-
-    /// Starts `node-X` in `zone-X` and waits until the API shows it Ready.
-    async fn add_node(&mut self, zone: &str) {
-        let name = format!("node-{zone}");
-        let node = Node::start_with(
-            &self.server,
-            &name,
-            &["--zone", &format!("zone-{zone}"), LEASE],
-        )
-        .expect("skiff node starts");
-        self.nodes.push(node);
-        let api: Api<KNode> = Api::all(self.client.clone());
-        wait_for(
-            &format!("{name} to be Ready"),
-            Duration::from_secs(60),
-            || async {
-                let n = api.get_opt(&name).await.ok()??;
-                n.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-                    .then_some(())
-            },
-        )
+/// A server (node lifecycle grace periods shortened), a registry with the samples, and a
+/// real node in each of `zones` (`node-a` in `zone-a`, ...).
+async fn cluster(zones: &[&str]) -> Option<Cluster> {
+    Cluster::builder()
+        .kubectl()
+        .server_args(&[NODE_GRACE, EVICTION])
+        .push("hello-http/hello-http.wasm", "samples/hello-http:1.0")
+        .push("hello-http/hello-http-v2.wasm", "samples/hello-http:2.0")
+        .push("testdata/sleep.wasm", "testdata/sleep:1.0")
+        .node_args(&[LEASE])
+        .zones(zones)
+        .start()
         .await
-        .unwrap();
-    }
-
-    fn node(&self, name: &str) -> &Node {
-        self.nodes
-            .iter()
-            .find(|n| n.name == name)
-            .expect("a node of this cluster")
-    }
-
-    fn endpoints(&self) -> HashMap<String, Endpoint> {
-        self.nodes
-            .iter()
-            .map(|n| {
-                (
-                    n.name.clone(),
-                    Endpoint {
-                        addr: n.addr.clone(),
-                        token: n.token.clone(),
-                    },
-                )
-            })
-            .collect()
-    }
-
-    fn k(&self, args: &[&str]) -> String {
-        ok(&self
-            .server
-            .kubectl(&self.kubectl, args)
-            .expect("kubectl runs"))
-    }
-
-    fn apply(&self, yaml: &str) {
-        ok(&self
-            .server
-            .kubectl_stdin(&self.kubectl, &["apply", "-f", "-"], Some(yaml))
-            .expect("kubectl runs"));
-    }
-
-    fn rollout_status(&self, what: &str) {
-        let out = self.k(&["rollout", "status", what, "--timeout=240s"]);
-        assert!(out.contains("successfully rolled out"), "{out}");
-    }
-
-    /// Pods of `selector` that are not being deleted.
-    async fn live_pods(&self, selector: &str) -> Vec<Pod> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), "default");
-        api.list(&ListParams::default().labels(selector))
-            .await
-            .expect("list pods")
-            .items
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect()
-    }
-
-    /// What the pod answers on `GET /` through its node's pod-port listener.
-    fn answer(&self, pod: &Pod) -> String {
-        let node = self.node(&node_of(pod));
-        let (code, body) = node
-            .get(&format!(
-                "/pods/default/{}/8080/",
-                pod.metadata.name.as_deref().unwrap_or_default()
-            ))
-            .expect("the node endpoint answers");
-        assert_eq!(code, 200, "{body}");
-        body
-    }
-
-    /// Every node's log, for failure messages.
-    fn node_logs(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| format!("--- {} ---\n{}", n.name, n.log()))
-            .collect()
-    }
 }
 
-fn node_of(p: &Pod) -> String {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .unwrap_or_default()
+fn endpoints(c: &Cluster) -> HashMap<String, Endpoint> {
+    c.nodes
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                Endpoint {
+                    addr: n.addr.clone(),
+                    token: n.token.clone(),
+                },
+            )
+        })
+        .collect()
 }
 
-fn image_of(p: &Pod) -> String {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
+/// What the pod answers on `GET /` through its node's pod-port listener.
+fn answer(c: &Cluster, pod: &Pod) -> String {
+    let node = c.node(&node_of(pod));
+    let (code, body) = node
+        .get(&format!(
+            "/pods/default/{}/8080/",
+            pod.metadata.name.as_deref().unwrap_or_default()
+        ))
+        .expect("the node endpoint answers");
+    assert_eq!(code, 200, "{body}");
+    body
 }
 
 /// What the request loop counted.
@@ -274,7 +161,7 @@ impl Load {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Mutex::new(Counts::default()));
-        let endpoints = c.endpoints();
+        let endpoints = endpoints(c);
         let threads = (0..CLIENTS)
             .map(|i| {
                 let (pods, endpoints) = (pods.clone(), endpoints.clone());
@@ -341,7 +228,7 @@ fn request_loop(
             .iter()
             .filter(|p| {
                 p.metadata.deletion_timestamp.is_none()
-                    && pod_ready(p).is_some()
+                    && is_ready(p)
                     && endpoints.contains_key(&node_of(p))
             })
             .cloned()
@@ -387,20 +274,20 @@ fn request_loop(
 
 /// Every live pod of the Deployment runs `image` and answers `body`.
 async fn all_answer(c: &Cluster, image: &str, body: &str) {
-    let pods = c.live_pods("app=hello").await;
+    let pods = c.live_pods("default", "app=hello").await;
     assert_eq!(pods.len(), 6, "six live pods");
     for p in &pods {
         assert_eq!(image_of(p), image);
-        assert_eq!(c.answer(p), body, "{:?}", p.metadata.name);
+        assert_eq!(answer(c, p), body, "{:?}", p.metadata.name);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deployment_spreads_rolls_without_failed_requests_and_survives_a_node_loss() {
-    let Some(mut c) = Cluster::start(&["a", "b", "c"]).await else {
+    let Some(mut c) = cluster(&["a", "b", "c"]).await else {
         return;
     };
-    let reg = c.registry.addr.clone();
+    let reg = c.registry().addr.clone();
     let v1_image = format!("{reg}/samples/hello-http:1.0");
     let v2_image = format!("{reg}/samples/hello-http:2.0");
 
@@ -408,7 +295,7 @@ async fn deployment_spreads_rolls_without_failed_requests_and_survives_a_node_lo
     c.apply(&hello_deployment(&reg, 6));
     c.rollout_status("deployment/hello");
     let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
-    for p in c.live_pods("app=hello").await {
+    for p in c.live_pods("default", "app=hello").await {
         *by_node.entry(node_of(&p)).or_default() += 1;
     }
     assert_eq!(
@@ -424,30 +311,22 @@ async fn deployment_spreads_rolls_without_failed_requests_and_survives_a_node_lo
 
     // A deleted pod reports Ready=False while it still serves (its preStop hook), so that
     // clients move away before it stops; its replacement lands where it was.
-    let victim = c.live_pods("app=hello").await[0].clone();
+    let victim = c.live_pods("default", "app=hello").await[0].clone();
     let name = victim.metadata.name.clone().unwrap_or_default();
     c.k(&["delete", "pod", &name, "--wait=false"]);
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
-    let terminating = wait_for(
+    let terminating = wait_object(
+        &pods,
+        &name,
         "the deleted pod to report Ready=False, or to be gone",
         Duration::from_secs(60),
-        || async {
-            match pods.get_opt(&name).await {
-                Ok(None) => Some(None),
-                Ok(Some(p))
-                    if p.metadata.deletion_timestamp.is_some() && pod_ready(&p).is_none() =>
-                {
-                    Some(Some(p))
-                }
-                _ => None,
-            }
-        },
+        |p: Option<&Pod>| p.is_none_or(|p| p.metadata.deletion_timestamp.is_some() && !is_ready(p)),
     )
     .await
     .unwrap()
     .expect("the deleted pod reported Ready=False before it was gone");
     assert_eq!(
-        c.answer(&terminating),
+        answer(&c, &terminating),
         V1,
         "a NotReady terminating pod still serves"
     );
@@ -498,19 +377,15 @@ async fn deployment_spreads_rolls_without_failed_requests_and_survives_a_node_lo
 
     // d) Killing node-a: its pods come back on the other nodes.
     let started = Instant::now();
-    c.nodes
-        .iter_mut()
-        .find(|n| n.name == "node-a")
-        .expect("node-a")
-        .kill();
+    c.node_mut("node-a").kill();
     wait_for(
         "the pods of node-a to be Ready on the other nodes",
         Duration::from_secs(180),
         || async {
-            let pods = c.live_pods("app=hello").await;
+            let pods = c.live_pods("default", "app=hello").await;
             let ready_elsewhere = pods
                 .iter()
-                .filter(|p| node_of(p) != "node-a" && pod_ready(p).is_some())
+                .filter(|p| node_of(p) != "node-a" && is_ready(p))
                 .count();
             (ready_elsewhere == 6 && pods.iter().all(|p| node_of(p) != "node-a")).then_some(())
         },
@@ -522,8 +397,8 @@ async fn deployment_spreads_rolls_without_failed_requests_and_survives_a_node_lo
          ({NODE_GRACE}, {EVICTION}, {LEASE})",
         started.elapsed().as_secs_f64()
     );
-    for p in c.live_pods("app=hello").await {
-        assert_eq!(c.answer(&p), V1, "{:?}", p.metadata.name);
+    for p in c.live_pods("default", "app=hello").await {
+        assert_eq!(answer(&c, &p), V1, "{:?}", p.metadata.name);
     }
     let ready = c.k(&[
         "get",
@@ -537,10 +412,10 @@ async fn deployment_spreads_rolls_without_failed_requests_and_survives_a_node_lo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn daemonset_covers_a_later_node_and_a_job_runs_to_completion() {
-    let Some(mut c) = Cluster::start(&["a", "b"]).await else {
+    let Some(mut c) = cluster(&["a", "b"]).await else {
         return;
     };
-    let reg = c.registry.addr.clone();
+    let reg = c.registry().addr.clone();
 
     // A DaemonSet of hello-http: one pod per node, and one on a node added later.
     c.apply(&format!(
@@ -567,17 +442,13 @@ spec:
 "#
     ));
     c.rollout_status("daemonset/agent");
-    c.add_node("c").await;
+    c.add_zone_node("c").await;
     let pods = wait_for(
         "a Ready agent pod on each of the three nodes",
         Duration::from_secs(120),
         || async {
-            let pods = c.live_pods("app=agent").await;
-            let mut nodes: Vec<String> = pods
-                .iter()
-                .filter(|p| pod_ready(p).is_some())
-                .map(node_of)
-                .collect();
+            let pods = c.live_pods("default", "app=agent").await;
+            let mut nodes: Vec<String> = pods.iter().filter(|p| is_ready(p)).map(node_of).collect();
             nodes.sort();
             (pods.len() == 3 && nodes == ["node-a", "node-b", "node-c"]).then_some(pods)
         },
@@ -585,7 +456,7 @@ spec:
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", c.node_logs()));
     for p in &pods {
-        assert_eq!(c.answer(p), V1, "{:?}", p.metadata.name);
+        assert_eq!(answer(&c, p), V1, "{:?}", p.metadata.name);
     }
 
     // A Job of a real command (sleep 1 s, exit 0): completions 5, parallelism 2.

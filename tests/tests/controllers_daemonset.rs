@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use skiff_controllers::fake::{FakeNodeSpec, FakeNodes};
-use skiff_tests::{Server, ok, tools, wait_for};
+use skiff_controllers::fake::FakeNodeSpec;
+use skiff_tests::{Cluster, image_of, node_of, wait_for};
 
 const DAEMONSET: &str = r#"
 apiVersion: apps/v1
@@ -33,13 +33,7 @@ async fn placement(client: &kube::Client) -> Vec<(String, String)> {
         .items
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| {
-            let spec = p.spec.unwrap();
-            (
-                spec.node_name.unwrap_or_default(),
-                spec.containers[0].image.clone().unwrap_or_default(),
-            )
-        })
+        .map(|p| (node_of(&p), image_of(&p)))
         .collect();
     v.sort();
     v
@@ -47,31 +41,26 @@ async fn placement(client: &kube::Client) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn daemonset_covers_every_node_including_new_ones() {
-    let Some(kubectl) = tools::kubectl_132() else {
+    let Some(c) = Cluster::builder()
+        .kubectl()
+        .fake_zones(&["a", "b", "c"])
+        .start()
+        .await
+    else {
         return;
     };
-    let server = Server::start().expect("server starts");
-    let client = server.client().await.expect("client");
-    let fake = FakeNodes::start(client.clone()).await;
-    fake.add(&[
-        FakeNodeSpec::new("node-a", "zone-a"),
-        FakeNodeSpec::new("node-b", "zone-b"),
-        FakeNodeSpec::new("node-c", "zone-c"),
-    ])
-    .await
-    .unwrap();
-    ok(&server
-        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(DAEMONSET))
-        .unwrap());
+    let client = c.client.clone();
+    c.apply(DAEMONSET);
     let status = ["rollout", "status", "daemonset/agent", "--timeout=60s"];
-    ok(&server.kubectl(&kubectl, &status).unwrap());
+    c.k(&status);
     let nodes: BTreeSet<String> = placement(&client).await.into_iter().map(|p| p.0).collect();
     assert_eq!(
         nodes,
         ["node-a", "node-b", "node-c"].map(String::from).into()
     );
 
-    fake.add(&[FakeNodeSpec::new("node-d", "zone-a")])
+    c.fake()
+        .add(&[FakeNodeSpec::new("node-d", "zone-a")])
         .await
         .unwrap();
     wait_for("a pod on the new node", Duration::from_secs(30), || async {
@@ -80,27 +69,18 @@ async fn daemonset_covers_every_node_including_new_ones() {
     })
     .await
     .unwrap();
-    ok(&server.kubectl(&kubectl, &status).unwrap());
+    c.k(&status);
 
-    ok(&server
-        .kubectl(
-            &kubectl,
-            &[
-                "set",
-                "image",
-                "daemonset/agent",
-                "agent=example.com/agent:v2",
-            ],
-        )
-        .unwrap());
-    let out = server.kubectl(&kubectl, &status).unwrap();
+    c.k(&[
+        "set",
+        "image",
+        "daemonset/agent",
+        "agent=example.com/agent:v2",
+    ]);
+    let out = c.try_k(&status);
     if !out.status.success() {
-        let pods = server
-            .kubectl(&kubectl, &["get", "pods", "-o", "wide", "--show-labels"])
-            .unwrap();
-        let ds = server
-            .kubectl(&kubectl, &["get", "ds", "agent", "-o", "yaml"])
-            .unwrap();
+        let pods = c.try_k(&["get", "pods", "-o", "wide", "--show-labels"]);
+        let ds = c.try_k(&["get", "ds", "agent", "-o", "yaml"]);
         panic!(
             "{}\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
@@ -114,12 +94,7 @@ async fn daemonset_covers_every_node_including_new_ones() {
         p.iter().all(|(_, image)| image == "example.com/agent:v2"),
         "{p:?}"
     );
-    let desired = ok(&server
-        .kubectl(
-            &kubectl,
-            &["get", "ds", "agent", "-o", "jsonpath={.status.desiredNumberScheduled}/{.status.numberAvailable}/{.status.updatedNumberScheduled}"],
-        )
-        .unwrap());
+    let desired = c.k(&["get", "ds", "agent", "-o", "jsonpath={.status.desiredNumberScheduled}/{.status.numberAvailable}/{.status.updatedNumberScheduled}"]);
     assert_eq!(desired.trim(), "4/4/4");
-    fake.shutdown().await;
+    c.shutdown().await;
 }

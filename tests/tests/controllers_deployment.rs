@@ -3,14 +3,12 @@
 //! controllers re-listing after an API server restart, and malformed workloads refused with 422.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
-use skiff_controllers::fake::{FakeNodeSpec, FakeNodes};
-use skiff_tests::{Server, ok, tools, wait_for};
+use skiff_tests::{Cluster, ClusterBuilder, image_of, node_of, wait_for, wait_object};
 
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
@@ -46,52 +44,46 @@ async fn pods_by_node(client: &kube::Client, selector: &str) -> BTreeMap<String,
         if p.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let node = p
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        m.entry(node).or_default().push(p);
+        m.entry(node_of(&p)).or_default().push(p);
     }
     m
 }
 
 fn images(pods: &BTreeMap<String, Vec<Pod>>) -> Vec<String> {
-    let mut v: Vec<String> = pods
-        .values()
-        .flatten()
-        .map(|p| {
-            p.spec.as_ref().unwrap().containers[0]
-                .image
-                .clone()
-                .unwrap_or_default()
-        })
-        .collect();
+    let mut v: Vec<String> = pods.values().flatten().map(image_of).collect();
     v.sort();
     v.dedup();
     v
 }
 
-async fn three_zones(client: &kube::Client) -> FakeNodes {
-    let fake = FakeNodes::start(client.clone()).await;
-    fake.add(&[
-        FakeNodeSpec::new("node-a", "zone-a"),
-        FakeNodeSpec::new("node-b", "zone-b"),
-        FakeNodeSpec::new("node-c", "zone-c"),
-    ])
-    .await
-    .expect("fake nodes register");
-    fake
+/// kubectl and three simulated nodes, node-a..c in zone-a..c.
+fn three_zones() -> ClusterBuilder {
+    Cluster::builder().kubectl().fake_zones(&["a", "b", "c"])
 }
 
-async fn scenario(kubectl: &Path) {
-    let server = Server::start().expect("server starts");
-    let client = server.client().await.expect("client");
-    let fake = three_zones(&client).await;
-    let k = |args: &[&str]| ok(&server.kubectl(kubectl, args).expect("kubectl runs"));
-    ok(&server
-        .kubectl_stdin(kubectl, &["apply", "-f", "-"], Some(DEPLOYMENT))
-        .unwrap());
+/// The names of the ReplicaSets of the Deployment `web`.
+async fn replica_sets(c: &Cluster) -> Vec<String> {
+    let mut names: Vec<String> = c
+        .api::<ReplicaSet>("default")
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list ReplicaSets")
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployment_spreads_rolls_and_undoes() {
+    let Some(c) = three_zones().start().await else {
+        return;
+    };
+    let client = c.client.clone();
+    let k = |args: &[&str]| c.k(args);
+    c.apply(DEPLOYMENT);
     let out = k(&["rollout", "status", "deployment/web", "--timeout=120s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
 
@@ -147,10 +139,36 @@ async fn scenario(kubectl: &Path) {
     let rs = k(&["get", "rs", "-l", "app=web", "-o", "name"]);
     assert_eq!(rs.lines().count(), 2, "one ReplicaSet per template:\n{rs}");
 
-    // Pause: a template change makes no new ReplicaSet until resume.
+    // Pause: a template change makes no new ReplicaSet until resume. The controller has
+    // seen the change once status.observedGeneration reaches it; by then a new ReplicaSet
+    // would exist (it is created before the status is written).
+    let sets_before = replica_sets(&c).await;
     k(&["rollout", "pause", "deployment/web"]);
     k(&["set", "image", "deployment/web", "app=example.com/hello:v3"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let generation = deployments
+        .get("web")
+        .await
+        .unwrap()
+        .metadata
+        .generation
+        .expect("a generation");
+    wait_object(
+        &deployments,
+        "web",
+        "the controller to observe the paused template change",
+        Duration::from_secs(30),
+        |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref()?.observed_generation)
+                .is_some_and(|g| g >= generation)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        replica_sets(&c).await,
+        sets_before,
+        "no new ReplicaSet while paused"
+    );
     assert_eq!(
         images(&pods_by_node(&client, "app=web").await),
         vec!["example.com/hello:v1"]
@@ -194,26 +212,16 @@ async fn scenario(kubectl: &Path) {
     })
     .await
     .unwrap();
-    fake.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deployment_spreads_rolls_and_undoes() {
-    let Some(kubectl) = tools::kubectl_132() else {
-        return;
-    };
-    scenario(&kubectl).await;
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unschedulable_pod_gets_failed_scheduling_event() {
-    let Some(kubectl) = tools::kubectl_132() else {
+    let Some(c) = three_zones().start().await else {
         return;
     };
-    let server = Server::start().expect("server starts");
-    let client = server.client().await.expect("client");
-    let fake = three_zones(&client).await;
-    ok(&server.kubectl(&kubectl, &["cordon", "node-a"]).unwrap());
+    let client = c.client.clone();
+    c.k(&["cordon", "node-a"]);
     let pod = r#"
 apiVersion: v1
 kind: Pod
@@ -225,9 +233,7 @@ spec:
     resources:
       requests: {memory: 1000Gi}
 "#;
-    ok(&server
-        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(pod))
-        .unwrap());
+    c.apply(pod);
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let message = wait_for(
         "a FailedScheduling event",
@@ -252,20 +258,14 @@ spec:
         message,
         "0/3 nodes are available: 1 node(s) were unschedulable, 2 Insufficient memory. preemption: not supported."
     );
-    let describe = ok(&server
-        .kubectl(&kubectl, &["describe", "pod", "huge"])
-        .unwrap());
+    let describe = c.k(&["describe", "pod", "huge"]);
     assert!(describe.contains("FailedScheduling"), "{describe}");
 
     // A pod that fits is bound once a node is uncordoned and room exists.
-    ok(&server.kubectl(&kubectl, &["uncordon", "node-a"]).unwrap());
-    ok(&server
-        .kubectl(&kubectl, &["delete", "pod", "huge", "--wait=false"])
-        .unwrap());
+    c.k(&["uncordon", "node-a"]);
+    c.k(&["delete", "pod", "huge", "--wait=false"]);
     let small = pod.replace("huge", "small").replace("1000Gi", "1Gi");
-    ok(&server
-        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(&small))
-        .unwrap());
+    c.apply(&small);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     wait_for("small pod bound", Duration::from_secs(30), || async {
         pods.get("small")
@@ -277,29 +277,26 @@ spec:
     })
     .await
     .unwrap();
-    fake.shutdown().await;
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn controllers_relist_after_api_server_restart() {
-    let Some(kubectl) = tools::kubectl_132() else {
+    // Controllers run here as an outside client, so they live through the server's restart.
+    let Some(mut c) = three_zones()
+        .controllers_in_process(skiff_controllers::Options::default())
+        .start()
+        .await
+    else {
         return;
     };
-    // Controllers run here as an outside client, so they live through the server's restart.
-    let mut server =
-        Server::start_with(&["--no-controllers", "--no-scheduler"]).expect("server starts");
-    let client = server.client().await.expect("client");
-    let controllers =
-        skiff_controllers::start(client.clone(), skiff_controllers::Options::default());
-    let fake = three_zones(&client).await;
-    ok(&server
-        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(DEPLOYMENT))
-        .unwrap());
+    let client = c.client.clone();
+    c.apply(DEPLOYMENT);
     let status = ["rollout", "status", "deployment/web", "--timeout=120s"];
-    let out = ok(&server.kubectl(&kubectl, &status).unwrap());
+    let out = c.k(&status);
     assert!(out.contains("successfully rolled out"), "{out}");
 
-    server.restart().expect("server restarts");
+    c.server.restart().expect("server restarts");
     // After the restart the controllers' watches resume or re-list: a deleted pod is replaced
     // and a scale-up is carried out.
     let victim = pods_by_node(&client, "app=web")
@@ -312,13 +309,9 @@ async fn controllers_relist_after_api_server_restart() {
         .name
         .clone()
         .unwrap();
-    ok(&server
-        .kubectl(&kubectl, &["delete", "pod", &victim, "--wait=false"])
-        .unwrap());
-    ok(&server
-        .kubectl(&kubectl, &["scale", "deployment/web", "--replicas=8"])
-        .unwrap());
-    let out = ok(&server.kubectl(&kubectl, &status).unwrap());
+    c.k(&["delete", "pod", &victim, "--wait=false"]);
+    c.k(&["scale", "deployment/web", "--replicas=8"]);
+    let out = c.k(&status);
     assert!(out.contains("successfully rolled out"), "{out}");
     let pods = pods_by_node(&client, "app=web").await;
     assert_eq!(pods.values().map(Vec::len).sum::<usize>(), 8);
@@ -328,21 +321,21 @@ async fn controllers_relist_after_api_server_restart() {
             .flatten()
             .any(|p| p.metadata.name.as_deref() == Some(&victim))
     );
-    fake.shutdown().await;
-    controllers.shutdown().await;
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_workloads_are_refused() {
-    let Some(kubectl) = tools::kubectl_132() else {
+    let Some(c) = Cluster::builder()
+        .kubectl()
+        .server_args(&["--no-controllers", "--no-scheduler"])
+        .start()
+        .await
+    else {
         return;
     };
-    let server =
-        Server::start_with(&["--no-controllers", "--no-scheduler"]).expect("server starts");
     let refused = |manifest: &str, expect: &[&str]| {
-        let out = server
-            .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(manifest))
-            .expect("kubectl runs");
+        let out = c.try_k_stdin(&["apply", "-f", "-"], manifest);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "refused: {manifest}");
         for e in expect {
@@ -371,11 +364,5 @@ async fn malformed_workloads_are_refused() {
         &cronjob("0 9 * * *", "  timeZone: Mars/Olympus\n"),
         &["spec.timeZone", "unknown time zone Mars/Olympus"],
     );
-    ok(&server
-        .kubectl_stdin(
-            &kubectl,
-            &["apply", "-f", "-"],
-            Some(&cronjob("0 9 * * 1-5", "  timeZone: Europe/Berlin\n")),
-        )
-        .expect("kubectl runs"));
+    c.apply(&cronjob("0 9 * * 1-5", "  timeZone: Europe/Berlin\n"));
 }

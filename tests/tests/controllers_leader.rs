@@ -3,27 +3,12 @@
 
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use skiff_controllers::fake::{FakeNodeSpec, FakeNodes};
 use skiff_controllers::leader::ElectionOptions;
-use skiff_tests::{Server, ok, tools, wait_for};
-
-const DEPLOYMENT: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - {name: app, image: example.com/hello:v1}
-"#;
+use skiff_tests::fixtures::deployment;
+use skiff_tests::{Cluster, wait_for};
 
 fn election(identity: &str) -> ElectionOptions {
     ElectionOptions {
@@ -41,18 +26,26 @@ async fn holder(api: &Api<Lease>) -> Option<String> {
         .holder_identity
 }
 
+async fn lease_transitions(api: &Api<Lease>) -> Option<i32> {
+    api.get(skiff_controllers::leader::NAME)
+        .await
+        .ok()?
+        .spec?
+        .lease_transitions
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn standby_takes_over_when_the_leader_stops() {
-    let Some(kubectl) = tools::kubectl_132() else {
+    let Some(c) = Cluster::builder()
+        .kubectl()
+        .server_args(&["--no-controllers", "--no-scheduler"])
+        .fake_zones(&["a"])
+        .start()
+        .await
+    else {
         return;
     };
-    let server =
-        Server::start_with(&["--no-controllers", "--no-scheduler"]).expect("server starts");
-    let client = server.client().await.expect("client");
-    let fake = FakeNodes::start(client.clone()).await;
-    fake.add(&[FakeNodeSpec::new("node-a", "zone-a")])
-        .await
-        .unwrap();
+    let client = c.client.clone();
     let opts = skiff_controllers::Options::default;
     let first = skiff_controllers::start_elected(client.clone(), opts(), election("first"));
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
@@ -61,18 +54,52 @@ async fn standby_takes_over_when_the_leader_stops() {
     })
     .await
     .unwrap();
+    let transitions = lease_transitions(&leases).await;
+    // The standby campaigns every retry period (500 ms) from its start on. Watch the Lease
+    // while the leader renews it four times (two seconds of the standby's attempts): every
+    // version must still name the leader.
+    let mut versions = std::pin::pin!(kube::runtime::watcher::watch_object(
+        leases.clone(),
+        skiff_controllers::leader::NAME,
+    ));
+    let mut renewals = 0;
+    let mut last_renewal = leases
+        .get(skiff_controllers::leader::NAME)
+        .await
+        .expect("the Lease")
+        .spec
+        .and_then(|s| s.renew_time);
     let second = skiff_controllers::start_elected(client.clone(), opts(), election("second"));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while renewals < 4 {
+            let lease = versions
+                .try_next()
+                .await
+                .expect("the Lease watch")
+                .flatten()
+                .expect("the Lease exists");
+            let spec = lease.spec.expect("a Lease spec");
+            assert_eq!(
+                spec.holder_identity.as_deref(),
+                Some("first"),
+                "the leader keeps the lease while the standby campaigns"
+            );
+            if spec.renew_time != last_renewal {
+                renewals += 1;
+                last_renewal = spec.renew_time;
+            }
+        }
+    })
+    .await
+    .expect("the leader renews its lease");
     assert_eq!(
-        holder(&leases).await.as_deref(),
-        Some("first"),
-        "leader keeps the lease"
+        lease_transitions(&leases).await,
+        transitions,
+        "the standby never took the lease"
     );
-    ok(&server
-        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(DEPLOYMENT))
-        .unwrap());
+    c.apply(&deployment("web", 2));
     let status = ["rollout", "status", "deployment/web", "--timeout=60s"];
-    ok(&server.kubectl(&kubectl, &status).unwrap());
+    c.k(&status);
 
     first.shutdown().await;
     wait_for("second to take over", Duration::from_secs(30), || async {
@@ -80,10 +107,8 @@ async fn standby_takes_over_when_the_leader_stops() {
     })
     .await
     .unwrap();
-    ok(&server
-        .kubectl(&kubectl, &["scale", "deployment/web", "--replicas=3"])
-        .unwrap());
-    ok(&server.kubectl(&kubectl, &status).unwrap());
+    c.k(&["scale", "deployment/web", "--replicas=3"]);
+    c.k(&status);
     second.shutdown().await;
-    fake.shutdown().await;
+    c.shutdown().await;
 }

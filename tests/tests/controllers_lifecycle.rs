@@ -2,113 +2,31 @@
 //! a PodDisruptionBudget, namespace deletion empties the namespace, cascading deletes
 //! (foreground and orphan), and Jobs (completions/parallelism, Indexed, backoffLimit).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use skiff_controllers::fake::{FakeNodeSpec, FakeNodes};
-use skiff_tests::{Server, ok, tools, wait_for};
+use skiff_meta::names::FAKE_EXIT_CODE;
+use skiff_tests::fixtures::{deployment, is_ready};
+use skiff_tests::{Cluster, node_of, wait_for, wait_object};
 
-fn deployment(name: &str, replicas: i32) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-      - name: app
-        image: example.com/hello:v1
-"#
-    )
-}
-
-struct Cluster {
-    server: Server,
-    client: kube::Client,
-    fake: FakeNodes,
-    kubectl: PathBuf,
-}
-
-impl Cluster {
-    async fn start(flags: &[&str]) -> Option<Cluster> {
-        let kubectl = tools::kubectl_132()?;
-        let server = Server::start_with(flags).expect("server starts");
-        let client = server.client().await.expect("client");
-        let fake = FakeNodes::start_with_renewal(client.clone(), Duration::from_secs(1)).await;
-        fake.add(&[
-            FakeNodeSpec::new("node-a", "zone-a"),
-            FakeNodeSpec::new("node-b", "zone-b"),
-            FakeNodeSpec::new("node-c", "zone-c"),
-        ])
+/// A server with `flags`, kubectl, and three simulated nodes (node-a..c in zone-a..c) renewing
+/// their Leases every second.
+async fn cluster(flags: &[&str]) -> Option<Cluster> {
+    Cluster::builder()
+        .kubectl()
+        .server_args(flags)
+        .fake_zones(&["a", "b", "c"])
+        .fake_renewal(Duration::from_secs(1))
+        .start()
         .await
-        .expect("fake nodes register");
-        Some(Cluster {
-            server,
-            client,
-            fake,
-            kubectl,
-        })
-    }
-
-    fn k(&self, args: &[&str]) -> String {
-        ok(&self
-            .server
-            .kubectl(&self.kubectl, args)
-            .expect("kubectl runs"))
-    }
-
-    fn try_k(&self, args: &[&str]) -> std::process::Output {
-        self.server
-            .kubectl(&self.kubectl, args)
-            .expect("kubectl runs")
-    }
-
-    fn apply(&self, yaml: &str) {
-        ok(&self
-            .server
-            .kubectl_stdin(&self.kubectl, &["apply", "-f", "-"], Some(yaml))
-            .expect("kubectl runs"));
-    }
-
-    fn kubectl(&self) -> &Path {
-        &self.kubectl
-    }
-
-    async fn live_pods(&self, ns: &str, selector: &str) -> Vec<Pod> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        api.list(&ListParams::default().labels(selector))
-            .await
-            .expect("list pods")
-            .items
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect()
-    }
-}
-
-fn node_of(p: &Pod) -> String {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pods_of_a_dead_node_come_back_elsewhere() {
-    let Some(c) =
-        Cluster::start(&["--node-monitor-grace-period=4", "--pod-eviction-timeout=2"]).await
+    let Some(c) = cluster(&["--node-monitor-grace-period=4", "--pod-eviction-timeout=2"]).await
     else {
         return;
     };
@@ -122,12 +40,12 @@ async fn pods_of_a_dead_node_come_back_elsewhere() {
         .count();
     assert_eq!(on_a, 2);
     let started = Instant::now();
-    c.fake.kill("node-a").await;
+    c.fake().kill("node-a").await;
     wait_for("pods to leave node-a", Duration::from_secs(90), || async {
         let pods = c.live_pods("default", "app=web").await;
         let ready_elsewhere = pods
             .iter()
-            .filter(|p| node_of(p) != "node-a" && skiff_controllers::util::pod_ready(p).is_some())
+            .filter(|p| node_of(p) != "node-a" && is_ready(p))
             .count();
         (ready_elsewhere == 6 && pods.iter().all(|p| node_of(p) != "node-a")).then_some(())
     })
@@ -192,12 +110,12 @@ async fn pods_of_a_dead_node_come_back_elsewhere() {
     )
     .await
     .unwrap();
-    c.fake.shutdown().await;
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drain_honours_the_disruption_budget() {
-    let Some(c) = Cluster::start(&[]).await else {
+    let Some(c) = cluster(&[]).await else {
         return;
     };
     c.apply(&deployment("web", 3));
@@ -269,23 +187,16 @@ spec:
         "jsonpath={.spec.unschedulable}",
     ]);
     assert_ne!(unsched.trim(), "true");
-    c.fake.shutdown().await;
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_namespace_removes_everything_in_it() {
-    let Some(c) = Cluster::start(&[]).await else {
+    let Some(c) = cluster(&[]).await else {
         return;
     };
     c.k(&["create", "namespace", "team"]);
-    ok(&c
-        .server
-        .kubectl_stdin(
-            c.kubectl(),
-            &["apply", "-n", "team", "-f", "-"],
-            Some(&deployment("web", 3)),
-        )
-        .unwrap());
+    c.apply_in("team", &deployment("web", 3));
     c.k(&[
         "-n",
         "team",
@@ -314,12 +225,12 @@ async fn deleting_a_namespace_removes_everything_in_it() {
             .items
             .is_empty()
     );
-    c.fake.shutdown().await;
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cascading_deletes_foreground_and_orphan() {
-    let Some(c) = Cluster::start(&[]).await else {
+    let Some(c) = cluster(&[]).await else {
         return;
     };
     c.apply(&deployment("fg", 2));
@@ -380,13 +291,43 @@ async fn cascading_deletes_foreground_and_orphan() {
     .await
     .unwrap();
     assert_eq!(sets.len(), 1);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        c.live_pods("default", "app=orph").await.len(),
-        2,
-        "orphans keep running"
+    // The orphan finalizer has been processed: the owner is gone and its dependent released.
+    // Nothing may delete the dependents now: the ReplicaSet and its two pods stay, untouched.
+    let deployments: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    wait_object(
+        &deployments,
+        "orph",
+        "the orphaned Deployment to be gone",
+        Duration::from_secs(30),
+        |d: Option<&Deployment>| d.is_none(),
+    )
+    .await
+    .unwrap();
+    let set = rs
+        .get(sets[0].metadata.name.as_deref().unwrap())
+        .await
+        .expect("the orphaned ReplicaSet remains");
+    assert!(
+        set.metadata.deletion_timestamp.is_none(),
+        "the orphaned ReplicaSet is not being deleted"
     );
-    c.fake.shutdown().await;
+    let pods = c
+        .pods("default")
+        .list(&ListParams::default().labels("app=orph"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(pods.len(), 2, "orphans keep running");
+    for p in &pods {
+        assert!(p.metadata.deletion_timestamp.is_none(), "{p:?}");
+        let owners = p.metadata.owner_references.clone().unwrap_or_default();
+        assert_eq!(
+            owners.iter().map(|o| o.uid.as_str()).collect::<Vec<_>>(),
+            [set.metadata.uid.as_deref().unwrap()],
+            "the pods still belong to their ReplicaSet"
+        );
+    }
+    c.shutdown().await;
 }
 
 fn job(name: &str, extra_spec: &str, exit_code: i32) -> String {
@@ -400,7 +341,7 @@ spec:
 {extra_spec}
   template:
     metadata:
-      annotations: {{skiff.dev/fake-exit-code: "{exit_code}"}}
+      annotations: {{{FAKE_EXIT_CODE}: "{exit_code}"}}
     spec:
       restartPolicy: Never
       containers:
@@ -412,7 +353,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_complete_and_fail_at_backoff_limit() {
-    let Some(c) = Cluster::start(&[]).await else {
+    let Some(c) = cluster(&[]).await else {
         return;
     };
     c.apply(&job("five", "  completions: 5\n  parallelism: 2", 0));
@@ -475,5 +416,5 @@ async fn jobs_complete_and_fail_at_backoff_limit() {
     )
     .await
     .unwrap();
-    c.fake.shutdown().await;
+    c.shutdown().await;
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
-use skiff_controllers::fake::{FakeNodeSpec, FakeNodes};
-use skiff_tests::{Server, ok, tools, wait_for};
+use skiff_tests::{Cluster, wait_for};
 
 const STATEFULSET: &str = r#"
 apiVersion: apps/v1
@@ -34,23 +33,18 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn statefulset_creates_ordinals_in_order_with_claims() {
-    let Some(kubectl) = tools::kubectl_132() else {
+    let Some(c) = Cluster::builder()
+        .kubectl()
+        .fake_zones(&["a", "b"])
+        .start()
+        .await
+    else {
         return;
     };
-    let server = Server::start().expect("server starts");
-    let client = server.client().await.expect("client");
-    let fake = FakeNodes::start(client.clone()).await;
-    fake.add(&[
-        FakeNodeSpec::new("node-a", "zone-a"),
-        FakeNodeSpec::new("node-b", "zone-b"),
-    ])
-    .await
-    .unwrap();
-    ok(&server
-        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(STATEFULSET))
-        .unwrap());
+    let client = c.client.clone();
+    c.apply(STATEFULSET);
     let status = ["rollout", "status", "statefulset/web", "--timeout=60s"];
-    ok(&server.kubectl(&kubectl, &status).unwrap());
+    c.k(&status);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mut list = pods
         .list(&ListParams::default().labels("app=web"))
@@ -87,9 +81,7 @@ async fn statefulset_creates_ordinals_in_order_with_claims() {
         Some("web-1")
     );
 
-    ok(&server
-        .kubectl(&kubectl, &["scale", "statefulset/web", "--replicas=2"])
-        .unwrap());
+    c.k(&["scale", "statefulset/web", "--replicas=2"]);
     wait_for("web-2 removed", Duration::from_secs(30), || async {
         let live: Vec<String> = pods
             .list(&ListParams::default().labels("app=web"))
@@ -104,5 +96,5 @@ async fn statefulset_creates_ordinals_in_order_with_claims() {
     })
     .await
     .unwrap();
-    fake.shutdown().await;
+    c.shutdown().await;
 }

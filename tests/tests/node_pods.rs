@@ -5,147 +5,95 @@
 //! The `skiff` binary comes from `skiff_tests::skiff_bin()` (build it first:
 //! `cargo build -p skiff`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Event, Node as KNode, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Node as KNode, Pod, Secret};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
-use skiff_tests::{Node, Registry, Server, repo_root};
+use kube::api::{DeleteParams, PostParams};
+use skiff_tests::fixtures::{is_ready as ready, phase};
+use skiff_tests::{Cluster, repo_root, wait_for, wait_object, wait_object_map};
 
 const NODE: &str = "node-1";
 
-struct Cluster {
-    server: Server,
-    registry: Registry,
-    node: Node,
-    client: kube::Client,
-}
+/// How long a pod may take to reach what a test waits for.
+const POD_WAIT: Duration = Duration::from_secs(90);
 
+/// A server, a registry and one node `node-1` with `extra` flags.
 async fn cluster(extra: &[&str]) -> Cluster {
-    let server = Server::start().expect("skiff server starts");
-    let registry = Registry::start().expect("skiff registry starts");
-    let node = Node::start_with(&server, NODE, extra).expect("skiff node starts");
-    let client = server.client().await.expect("a kube client");
-    Cluster {
-        server,
-        registry,
-        node,
-        client,
-    }
+    Cluster::builder()
+        .registry()
+        .node(NODE, extra)
+        .start()
+        .await
+        .expect("no external tools are needed")
 }
 
-impl Cluster {
-    fn push(&self, file: &str, name: &str) -> String {
-        self.registry
-            .push(&repo_root().join("samples").join(file), name)
-            .expect("skiff push")
-    }
-
-    /// Creates the objects of a sample manifest, with images in this cluster's registry and
-    /// pods bound to this cluster's node.
-    async fn apply(&self, manifest: &str) {
-        let text = std::fs::read_to_string(repo_root().join("samples").join(manifest))
-            .expect("the manifest exists")
-            .replace("127.0.0.1:5000", &self.registry.addr)
-            .replace("nodeName: local", &format!("nodeName: {NODE}"));
-        for doc in text.split("\n---\n") {
-            let value: serde_json::Value = serde_yaml::from_str(doc).expect("valid YAML");
-            if value.is_null() {
-                continue;
+/// Creates the objects of a sample manifest, with images in this cluster's registry and pods
+/// bound to this cluster's node.
+async fn apply_sample(c: &Cluster, manifest: &str) {
+    let text = std::fs::read_to_string(repo_root().join("samples").join(manifest))
+        .expect("the manifest exists")
+        .replace("127.0.0.1:5000", &c.registry().addr)
+        .replace("nodeName: local", &format!("nodeName: {NODE}"));
+    for doc in text.split("\n---\n") {
+        let value: serde_json::Value = serde_yaml::from_str(doc).expect("valid YAML");
+        if value.is_null() {
+            continue;
+        }
+        let pp = PostParams::default();
+        match value["kind"].as_str() {
+            Some("Pod") => {
+                let pod: Pod = serde_json::from_value(value).expect("a pod");
+                c.pods("default")
+                    .create(&pp, &pod)
+                    .await
+                    .expect("pod created");
             }
-            let pp = PostParams::default();
-            match value["kind"].as_str() {
-                Some("Pod") => {
-                    let pod: Pod = serde_json::from_value(value).expect("a pod");
-                    self.pods().create(&pp, &pod).await.expect("pod created");
-                }
-                Some("ConfigMap") => {
-                    let cm: ConfigMap = serde_json::from_value(value).expect("a configmap");
-                    Api::<ConfigMap>::default_namespaced(self.client.clone())
-                        .create(&pp, &cm)
-                        .await
-                        .expect("configmap created");
-                }
-                Some("Secret") => {
-                    let s: Secret = serde_json::from_value(value).expect("a secret");
-                    Api::<Secret>::default_namespaced(self.client.clone())
-                        .create(&pp, &s)
-                        .await
-                        .expect("secret created");
-                }
-                other => panic!("unexpected kind {other:?} in {manifest}"),
+            Some("ConfigMap") => {
+                let cm: ConfigMap = serde_json::from_value(value).expect("a configmap");
+                c.api::<ConfigMap>("default")
+                    .create(&pp, &cm)
+                    .await
+                    .expect("configmap created");
             }
+            Some("Secret") => {
+                let s: Secret = serde_json::from_value(value).expect("a secret");
+                c.api::<Secret>("default")
+                    .create(&pp, &s)
+                    .await
+                    .expect("secret created");
+            }
+            other => panic!("unexpected kind {other:?} in {manifest}"),
         }
     }
-
-    async fn create_pod(&self, yaml: &str) {
-        let text = yaml.replace("NODE", NODE);
-        let pod: Pod = serde_yaml::from_str(&text).expect("a pod");
-        self.pods()
-            .create(&PostParams::default(), &pod)
-            .await
-            .expect("pod created");
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::default_namespaced(self.client.clone())
-    }
-
-    /// Polls a pod until `check` returns `Some`.
-    async fn wait_pod<T>(&self, name: &str, what: &str, check: impl Fn(&Pod) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut last = None;
-        loop {
-            if let Ok(Some(pod)) = self.pods().get_opt(name).await {
-                if let Some(v) = check(&pod) {
-                    return v;
-                }
-                last = Some(pod);
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "pod {name}: timed out waiting for {what}; last status: {}\nnode log:\n{}",
-                    serde_json::to_string_pretty(&last.and_then(|p| p.status)).unwrap_or_default(),
-                    self.node.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn events(&self, pod: &str) -> Vec<Event> {
-        let api: Api<Event> = Api::default_namespaced(self.client.clone());
-        let list = api
-            .list(&ListParams::default())
-            .await
-            .expect("events listed");
-        list.items
-            .into_iter()
-            .filter(|e| e.involved_object.name.as_deref() == Some(pod))
-            .collect()
-    }
-
-    /// The container log read through the node endpoint.
-    fn log(&self, pod: &str, container: &str, query: &str) -> String {
-        let (status, body) = self
-            .node
-            .get(&format!("/containerLogs/default/{pod}/{container}{query}"))
-            .expect("the node endpoint answers");
-        assert_eq!(status, 200, "log of {pod}/{container}: {body}");
-        body
-    }
 }
 
-fn phase(p: &Pod) -> Option<&str> {
-    p.status.as_ref()?.phase.as_deref()
+/// Creates a pod from YAML in which `NODE` stands for this cluster's node.
+async fn create_pod(c: &Cluster, yaml: &str) {
+    let text = yaml.replace("NODE", NODE);
+    let pod: Pod = serde_yaml::from_str(&text).expect("a pod");
+    c.pods("default")
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created");
 }
 
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+/// Watches pod `name` until `check` returns `Some`; fails with the node's log.
+async fn wait_pod<T>(c: &Cluster, name: &str, what: &str, check: impl Fn(&Pod) -> Option<T>) -> T {
+    wait_object_map(&c.pods("default"), name, what, POD_WAIT, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\nnode log:\n{}", c.node(NODE).log()))
+}
+
+/// The container log read through the node endpoint.
+fn container_log(c: &Cluster, pod: &str, container: &str, query: &str) -> String {
+    let (status, body) = c
+        .node(NODE)
+        .get(&format!("/containerLogs/default/{pod}/{container}{query}"))
+        .expect("the node endpoint answers");
+    assert_eq!(status, 200, "log of {pod}/{container}: {body}");
+    body
 }
 
 fn container(p: &Pod, name: &str) -> Option<ContainerStatus> {
@@ -174,7 +122,7 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
         .expect("the node is registered");
     let labels = node.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels["kubernetes.io/hostname"], NODE);
-    assert_eq!(labels["skiff.dev/runtime"], "wasm");
+    assert_eq!(labels[skiff_meta::names::RUNTIME_LABEL], "wasm");
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert_eq!(labels["topology.kubernetes.io/zone"], "zone-a");
     let status = node.status.clone().expect("node status");
@@ -191,7 +139,7 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
         .and_then(|d| d.kubelet_endpoint)
         .map(|e| e.port)
         .expect("kubelet endpoint");
-    assert_eq!(c.node.addr, format!("127.0.0.1:{port}"));
+    assert_eq!(c.node(NODE).addr, format!("127.0.0.1:{port}"));
     assert!(
         status
             .conditions
@@ -208,12 +156,11 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
         Some(NODE)
     );
 
-    c.apply("hello-http/pod.yaml").await;
-    let pod = c
-        .wait_pod("hello-http", "Running and Ready", |p| {
-            (phase(p) == Some("Running") && ready(p)).then(|| p.clone())
-        })
-        .await;
+    apply_sample(&c, "hello-http/pod.yaml").await;
+    let pod = wait_pod(&c, "hello-http", "Running and Ready", |p| {
+        (phase(p) == Some("Running") && ready(p)).then(|| p.clone())
+    })
+    .await;
     let st = pod.status.clone().expect("status");
     assert!(
         st.pod_ip
@@ -229,31 +176,34 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
     assert!(cs.image_id.contains("@sha256:"), "{}", cs.image_id);
 
     let (code, body) = c
-        .node
+        .node(NODE)
         .get("/proxy/default/hello-http/8080/")
         .expect("proxy answers");
     assert_eq!((code, body.as_str()), (200, "Hello from Skiff!\n"));
     let (code, body) = c
-        .node
+        .node(NODE)
         .get("/pods/default/hello-http/8080/echo?x=1")
         .expect("pod port answers");
     assert_eq!(code, 200);
     assert!(body.starts_with("GET /echo?x=1"), "{body}");
     let (code, _) = c
-        .node
+        .node(NODE)
         .request("/proxy/default/hello-http/8080/", None)
         .expect("answers");
     assert_eq!(code, 401, "no token, no access");
     let (code, _) = c
-        .node
+        .node(NODE)
         .request("/proxy/default/hello-http/8080/", Some("wrong"))
         .expect("answers");
     assert_eq!(code, 401, "a wrong token, no access");
-    let (code, _) = c.node.get("/proxy/default/nope/8080/").expect("answers");
+    let (code, _) = c
+        .node(NODE)
+        .get("/proxy/default/nope/8080/")
+        .expect("answers");
     assert_eq!(code, 404);
 
     let reasons: Vec<String> = c
-        .events("hello-http")
+        .events_about("default", "hello-http")
         .await
         .into_iter()
         .filter_map(|e| e.reason)
@@ -268,7 +218,7 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
     // A new image in the pod spec: the container is restarted from it.
     let v2 = c.push("hello-http/hello-http-v2.wasm", "samples/hello-http:2.0");
     let patch = serde_json::json!({"spec": {"containers": [{"name": "hello", "image": v2}]}});
-    c.pods()
+    c.pods("default")
         .patch(
             "hello-http",
             &kube::api::PatchParams::default(),
@@ -276,29 +226,33 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
         )
         .await
         .expect("image updated");
-    c.wait_pod("hello-http", "the new image running", |p| {
+    wait_pod(&c, "hello-http", "the new image running", |p| {
         let cs = container(p, "hello")?;
         (cs.image == v2 && cs.state?.running.is_some() && cs.restart_count == 1).then_some(())
     })
     .await;
     let (code, body) = c
-        .node
+        .node(NODE)
         .get("/proxy/default/hello-http/8080/")
         .expect("proxy answers");
     assert_eq!((code, body.as_str()), (200, "Hello from Skiff v2!\n"));
 
     // Graceful deletion: the node stops the pod and removes the object.
-    c.pods()
+    c.pods("default")
         .delete("hello-http", &DeleteParams::default())
         .await
         .expect("delete accepted");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.pods().get_opt("hello-http").await.expect("get").is_some() {
-        assert!(Instant::now() < deadline, "pod was not deleted by the node");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_object(
+        &c.pods("default"),
+        "hello-http",
+        "the node to stop the pod and remove the object",
+        Duration::from_secs(60),
+        |p: Option<&Pod>| p.is_none(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\nnode log:\n{}", c.node(NODE).log()));
     let (code, _) = c
-        .node
+        .node(NODE)
         .get("/proxy/default/hello-http/8080/")
         .expect("answers");
     assert_eq!(code, 404, "the deleted pod no longer serves");
@@ -309,19 +263,18 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
 async fn env_reader_prints_env_config_map_and_secret() {
     let c = cluster(&[]).await;
     c.push("env-reader/env-reader.wasm", "samples/env-reader:1.0");
-    c.apply("env-reader/pod.yaml").await;
-    let pod = c
-        .wait_pod("env-reader", "Succeeded", |p| {
-            (phase(p) == Some("Succeeded")).then(|| p.clone())
-        })
-        .await;
+    apply_sample(&c, "env-reader/pod.yaml").await;
+    let pod = wait_pod(&c, "env-reader", "Succeeded", |p| {
+        (phase(p) == Some("Succeeded")).then(|| p.clone())
+    })
+    .await;
     let term = container(&pod, "reader")
         .and_then(|s| s.state)
         .and_then(|s| s.terminated)
         .expect("terminated");
     assert_eq!(term.exit_code, 0);
     assert_eq!(term.reason.as_deref(), Some("Completed"));
-    let log = c.log("env-reader", "reader", "");
+    let log = container_log(&c, "env-reader", "reader", "");
     for line in [
         "GREETING=hello",
         "COLOR=blue",
@@ -335,7 +288,7 @@ async fn env_reader_prints_env_config_map_and_secret() {
     }
     // The same log through the API server's pods/log, which forwards to the node.
     let via_api = c
-        .pods()
+        .pods("default")
         .logs(
             "env-reader",
             &kube::api::LogParams {
@@ -347,9 +300,9 @@ async fn env_reader_prints_env_config_map_and_secret() {
         .expect("pods/log answers");
     assert_eq!(via_api, log);
     // tailLines and timestamps, as kubelet serves them.
-    let tail = c.log("env-reader", "reader", "?tailLines=1");
+    let tail = container_log(&c, "env-reader", "reader", "?tailLines=1");
     assert_eq!(tail.lines().count(), 1, "{tail}");
-    let stamped = c.log("env-reader", "reader", "?timestamps=true&tailLines=1");
+    let stamped = container_log(&c, "env-reader", "reader", "?timestamps=true&tailLines=1");
     let (stamp, rest) = stamped.split_once(' ').expect("a timestamp");
     assert!(stamp.ends_with('Z') && stamp.contains('T'), "{stamped}");
     assert_eq!(rest, tail);
@@ -360,12 +313,11 @@ async fn fileserver_init_container_fills_the_volume_the_server_serves() {
     let c = cluster(&[]).await;
     c.push("fileserver/puller.wasm", "samples/fileserver-puller:1.0");
     c.push("fileserver/server.wasm", "samples/fileserver-server:1.0");
-    c.apply("fileserver/pod.yaml").await;
-    let pod = c
-        .wait_pod("fileserver", "Running and Ready", |p| {
-            (phase(p) == Some("Running") && ready(p)).then(|| p.clone())
-        })
-        .await;
+    apply_sample(&c, "fileserver/pod.yaml").await;
+    let pod = wait_pod(&c, "fileserver", "Running and Ready", |p| {
+        (phase(p) == Some("Running") && ready(p)).then(|| p.clone())
+    })
+    .await;
     let init = pod
         .status
         .as_ref()
@@ -381,7 +333,7 @@ async fn fileserver_init_container_fills_the_volume_the_server_serves() {
         (0, Some("Completed"))
     );
     let (code, body) = c
-        .node
+        .node(NODE)
         .get("/proxy/default/fileserver/8080/")
         .expect("proxy answers");
     assert_eq!(code, 200, "{body}");
@@ -389,7 +341,7 @@ async fn fileserver_init_container_fills_the_volume_the_server_serves() {
         body.contains("Hello from the Skiff fileserver sample!"),
         "{body}"
     );
-    let log = c.log("fileserver", "puller", "");
+    let log = container_log(&c, "fileserver", "puller", "");
     assert!(log.contains("puller: wrote"), "{log}");
 }
 
@@ -446,18 +398,17 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
         ),
     ];
     for (name, spec) in &pods {
-        c.create_pod(&format!(
+        create_pod(&c, &format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: NODE\n  {spec}\n"
         ))
         .await;
     }
 
     // A trapping guest: terminated with its reason, then back-off.
-    let pod = c
-        .wait_pod("trap", "CrashLoopBackOff", |p| {
-            (waiting_reason(p, "c").as_deref() == Some("CrashLoopBackOff")).then(|| p.clone())
-        })
-        .await;
+    let pod = wait_pod(&c, "trap", "CrashLoopBackOff", |p| {
+        (waiting_reason(p, "c").as_deref() == Some("CrashLoopBackOff")).then(|| p.clone())
+    })
+    .await;
     let cs = container(&pod, "c").expect("status");
     assert!(cs.restart_count >= 1);
     let last = cs
@@ -467,21 +418,21 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
     assert_eq!(last.exit_code, 134);
     assert_eq!(last.reason.as_deref(), Some("Error"));
     assert!(last.message.unwrap_or_default().contains("trap"));
-    let trap_log = c.log("trap", "c", "?previous=true");
+    let trap_log = container_log(&c, "trap", "c", "?previous=true");
     assert!(trap_log.contains("trap: about to trap"), "{trap_log}");
 
     // Exit code 3.
-    let term = c
-        .wait_pod("exit3", "Failed", |p| {
-            (phase(p) == Some("Failed")).then(|| container(p, "c")?.state?.terminated)?
-        })
-        .await;
+    let term = wait_pod(&c, "exit3", "Failed", |p| {
+        (phase(p) == Some("Failed")).then(|| container(p, "c")?.state?.terminated)?
+    })
+    .await;
     assert_eq!((term.exit_code, term.reason.as_deref()), (3, Some("Error")));
 
     // Allocating past the limit.
-    let term = c
-        .wait_pod("oom", "OOMKilled", |p| container(p, "c")?.state?.terminated)
-        .await;
+    let term = wait_pod(&c, "oom", "OOMKilled", |p| {
+        container(p, "c")?.state?.terminated
+    })
+    .await;
     assert_eq!(term.reason.as_deref(), Some("OOMKilled"));
 
     // Not wasm, and an import nobody provides: waiting with a clear reason and an Event.
@@ -489,15 +440,14 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
         ("not-wasm", "not a wasm"),
         ("bad-import", "acme:missing/thing"),
     ] {
-        let w = c
-            .wait_pod(name, "CreateContainerError", |p| {
-                let w = container(p, "c")?.state?.waiting?;
-                (w.reason.as_deref() == Some("CreateContainerError")).then_some(w)
-            })
-            .await;
+        let w = wait_pod(&c, name, "CreateContainerError", |p| {
+            let w = container(p, "c")?.state?.waiting?;
+            (w.reason.as_deref() == Some("CreateContainerError")).then_some(w)
+        })
+        .await;
         let msg = w.message.unwrap_or_default();
         assert!(msg.contains(needle), "{name}: {msg}");
-        let events = c.events(name).await;
+        let events = c.events_about("default", name).await;
         assert!(
             events.iter().any(|e| e.reason.as_deref() == Some("Failed")
                 && e.type_.as_deref() == Some("Warning")
@@ -507,11 +457,11 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
     }
 
     // No way out of the preopens.
-    c.wait_pod("escape", "Succeeded", |p| {
+    wait_pod(&c, "escape", "Succeeded", |p| {
         (phase(p) == Some("Succeeded")).then_some(())
     })
     .await;
-    let log = c.log("escape", "c", "");
+    let log = container_log(&c, "escape", "c", "");
     for path in [
         "/etc/passwd",
         "/data/../../etc/passwd",
@@ -522,14 +472,13 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
     assert!(!log.contains("READ "), "{log}");
 
     // A busy loop whose liveness probe fails is restarted.
-    let restarts = c
-        .wait_pod("spin", "a restart", |p| {
-            let n = container(p, "c")?.restart_count;
-            (n >= 1).then_some(n)
-        })
-        .await;
+    let restarts = wait_pod(&c, "spin", "a restart", |p| {
+        let n = container(p, "c")?.restart_count;
+        (n >= 1).then_some(n)
+    })
+    .await;
     assert!(restarts >= 1);
-    let events = c.events("spin").await;
+    let events = c.events_about("default", "spin").await;
     for reason in ["Unhealthy", "Killing"] {
         assert!(
             events.iter().any(|e| e.reason.as_deref() == Some(reason)),
@@ -538,11 +487,14 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
     }
 
     // Through all of it, the node kept running the healthy pod.
-    c.wait_pod("hello", "Running", |p| {
+    wait_pod(&c, "hello", "Running", |p| {
         (phase(p) == Some("Running")).then_some(())
     })
     .await;
-    let (code, body) = c.node.get("/proxy/default/hello/8080/").expect("answers");
+    let (code, body) = c
+        .node(NODE)
+        .get("/proxy/default/hello/8080/")
+        .expect("answers");
     assert_eq!((code, body.as_str()), (200, "Hello from Skiff!\n"));
 }
 
@@ -552,28 +504,33 @@ async fn config_map_volume_files_follow_updates() {
     let image = c.push("env-reader/env-reader.wasm", "samples/env-reader:1.0");
     let cm: ConfigMap =
         serde_yaml::from_str("metadata: {name: live}\ndata: {color: blue}").expect("configmap");
-    Api::<ConfigMap>::default_namespaced(c.client.clone())
+    c.api::<ConfigMap>("default")
         .create(&PostParams::default(), &cm)
         .await
         .expect("configmap created");
-    c.create_pod(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: looper}}\nspec:\n  nodeName: NODE\n  \
+    create_pod(
+        &c,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: looper}}\nspec:\n  nodeName: NODE\n  \
          containers:\n  - name: c\n    image: {image}\n    args: [\"--loop\", \"1\"]\n    \
          volumeMounts: [{{name: config, mountPath: /config}}]\n  \
          volumes: [{{name: config, configMap: {{name: live}}}}]\n"
-    ))
+        ),
+    )
     .await;
-    c.wait_pod("looper", "Running", |p| {
+    wait_pod(&c, "looper", "Running", |p| {
         (phase(p) == Some("Running")).then_some(())
     })
     .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !c.log("looper", "c", "").contains("/config/color: blue") {
-        assert!(Instant::now() < deadline, "the first report never came");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for("the first report", Duration::from_secs(60), || async {
+        container_log(&c, "looper", "c", "")
+            .contains("/config/color: blue")
+            .then_some(())
+    })
+    .await
+    .unwrap();
     let patch = serde_json::json!({"data": {"color": "green"}});
-    Api::<ConfigMap>::default_namespaced(c.client.clone())
+    c.api::<ConfigMap>("default")
         .patch(
             "live",
             &kube::api::PatchParams::default(),
@@ -581,43 +538,46 @@ async fn config_map_volume_files_follow_updates() {
         )
         .await
         .expect("configmap updated");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !c.log("looper", "c", "").contains("/config/color: green") {
-        assert!(
-            Instant::now() < deadline,
-            "the mounted file never showed the update; node log:\n{}",
-            c.node.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_for(
+        "the mounted file to show the update",
+        Duration::from_secs(90),
+        || async {
+            container_log(&c, "looper", "c", "")
+                .contains("/config/color: green")
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\nnode log:\n{}", c.node(NODE).log()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_image_waits_in_image_pull_back_off() {
     let c = cluster(&[]).await;
-    c.create_pod(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: missing}}\nspec:\n  nodeName: NODE\n  \
+    create_pod(
+        &c,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: missing}}\nspec:\n  nodeName: NODE\n  \
          containers: [{{name: c, image: {}/nothing/here:1.0}}]\n",
-        c.registry.addr
-    ))
+            c.registry().addr
+        ),
+    )
     .await;
-    let w = c
-        .wait_pod("missing", "ErrImagePull", |p| {
-            let w = container(p, "c")?.state?.waiting?;
-            matches!(
-                w.reason.as_deref(),
-                Some("ErrImagePull" | "ImagePullBackOff")
-            )
-            .then_some(w)
-        })
-        .await;
+    let w = wait_pod(&c, "missing", "ErrImagePull", |p| {
+        let w = container(p, "c")?.state?.waiting?;
+        matches!(
+            w.reason.as_deref(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+        .then_some(w)
+    })
+    .await;
     assert!(w.message.is_some_and(|m| m.contains("nothing/here")));
     assert_eq!(
-        c.wait_pod("missing", "Pending", |p| phase(p).map(str::to_string))
-            .await,
+        wait_pod(&c, "missing", "Pending", |p| phase(p).map(str::to_string)).await,
         "Pending"
     );
-    let events = c.events("missing").await;
+    let events = c.events_about("default", "missing").await;
     assert!(
         events
             .iter()
@@ -639,27 +599,26 @@ async fn a_runtime_class_this_node_does_not_run_is_refused_with_an_event() {
             .expect("runtime class created");
     }
     for (pod, class) in [("on-oci", "linux"), ("on-wasm", "wasm")] {
-        c.create_pod(&format!(
+        create_pod(&c, &format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}}}\nspec:\n  nodeName: NODE\n  \
              runtimeClassName: {class}\n  containers: [{{name: c, image: {hello}, ports: [{{containerPort: 8080}}]}}]\n"
         ))
         .await;
     }
-    c.wait_pod("on-wasm", "Running", |p| {
+    wait_pod(&c, "on-wasm", "Running", |p| {
         (phase(p) == Some("Running")).then_some(())
     })
     .await;
-    let w = c
-        .wait_pod("on-oci", "a waiting reason", |p| {
-            let w = container(p, "c")?.state?.waiting?;
-            w.message.is_some().then_some(w)
-        })
-        .await;
+    let w = wait_pod(&c, "on-oci", "a waiting reason", |p| {
+        let w = container(p, "c")?.state?.waiting?;
+        w.message.is_some().then_some(w)
+    })
+    .await;
     assert!(
         w.message
             .is_some_and(|m| m.contains("no runtime for \"oci\""))
     );
-    let events = c.events("on-oci").await;
+    let events = c.events_about("default", "on-oci").await;
     assert!(
         events
             .iter()

@@ -7,14 +7,14 @@
 //! built beside this test: run `cargo build -p skiff` first). Tools (skopeo, umoci, busybox,
 //! docker-registry) are skipped with a printed reason unless `SKIFF_REQUIRE_TOOLS` is set.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use skiff_registry::{ClientOptions, Digest, Platform, RegistryClient};
-use skiff_tests::{skiff_bin, tools};
+use skiff_tests::{skiff_bin, tools, wait_ready_file};
 
 /// A `skiff registry` process on a free loopback port.
 struct RegistryProcess {
@@ -26,27 +26,23 @@ struct RegistryProcess {
 
 impl RegistryProcess {
     fn start(dir: &Path) -> RegistryProcess {
+        // Beside the data directory, whose files some tests count.
+        let ready_file = dir.with_extension("ready");
         let mut child = Command::new(skiff_bin())
             .args(["registry", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .arg("--ready-file")
+            .arg(&ready_file)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("skiff registry starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("skiff registry printed its address before exiting")
-                .expect("stderr is readable");
-            if let Some(rest) = line.split("registry listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or("");
-                break addr.parse().expect("a socket address");
-            }
-        };
-        // Keep draining stderr so the process never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let ready = wait_ready_file(&ready_file, &mut child, Duration::from_secs(60))
+            .expect("skiff registry comes up");
+        let addr = ready["registry"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("the ready file names the registry's address");
         let token = std::fs::read_to_string(dir.join("registry.token"))
             .expect("the token file exists after start")
             .trim()
@@ -136,14 +132,6 @@ fn wait_for_port(addr: SocketAddr) {
     }
 }
 
-fn tool(name: &str, path: &str, package: &str) -> Option<PathBuf> {
-    tools::require(
-        name,
-        Some(PathBuf::from(path)),
-        &format!("apt-get install {package}"),
-    )
-}
-
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("command runs");
     assert!(
@@ -212,11 +200,9 @@ fn layout_manifest_digest(layout: &Path) -> String {
 
 #[test]
 fn skopeo_copies_an_image_in_and_out_with_the_same_digest() {
-    let (Some(skopeo), Some(umoci), Some(busybox)) = (
-        tool("skopeo", "/usr/bin/skopeo", "skopeo"),
-        tool("umoci", "/usr/bin/umoci", "umoci"),
-        tool("busybox", "/bin/busybox", "busybox-static"),
-    ) else {
+    let (Some(skopeo), Some(umoci), Some(busybox)) =
+        (tools::skopeo(), tools::umoci(), tools::busybox())
+    else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -313,7 +299,7 @@ fn skopeo_copies_an_image_in_and_out_with_the_same_digest() {
 
 #[test]
 fn skiff_push_is_readable_by_skopeo_and_pull_round_trips() {
-    let Some(skopeo) = tool("skopeo", "/usr/bin/skopeo", "skopeo") else {
+    let Some(skopeo) = tools::skopeo() else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -404,11 +390,7 @@ fn skiff_push_is_readable_by_skopeo_and_pull_round_trips() {
 
 #[test]
 fn skiff_client_speaks_to_the_reference_registry() {
-    let Some(bin) = tool(
-        "docker-registry",
-        "/usr/bin/docker-registry",
-        "docker-registry",
-    ) else {
+    let Some(bin) = tools::docker_registry() else {
         return;
     };
     let reference_registry = DockerRegistry::start(&bin);

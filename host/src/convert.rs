@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use kube::Api;
 use skiff_runtime::{ContainerSpec, FileContent, Mount, Resources, VolumeSource, VolumeSpec};
 
-use crate::quantity;
+use skiff_meta::quantity::Quantity;
 
 /// The ConfigMaps and Secrets a pod refers to, as read from the API (`None`: not found).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -450,12 +450,36 @@ fn resource_value(c: &Container, resource: &str, divisor: Option<&str>) -> Resul
             .then(|| quantity_of(c.resources.as_ref(), "limits", res))
             .flatten()
     });
-    let value = q.as_deref().and_then(quantity::parse).unwrap_or(0.0);
+    let value = q
+        .as_deref()
+        .and_then(parse_quantity)
+        .unwrap_or(Quantity::ZERO);
     let div = divisor
-        .and_then(quantity::parse)
-        .filter(|d| *d > 0.0)
-        .unwrap_or(1.0);
-    Ok(format!("{}", (value / div).ceil() as i64))
+        .and_then(parse_quantity)
+        .filter(|d| d.milli() > 0)
+        .unwrap_or(Quantity::from_value(1));
+    // Rounded up, as kubelet's ExtractContainerResourceValue.
+    let ratio = value.milli().div_euclid(div.milli())
+        + i128::from(value.milli().rem_euclid(div.milli()) != 0);
+    Ok(ratio.to_string())
+}
+
+fn parse_quantity(q: &str) -> Option<Quantity> {
+    Quantity::parse(q.trim()).ok()
+}
+
+/// Whole units (bytes) of a non-negative quantity, rounded up.
+fn bytes(q: &str) -> Option<u64> {
+    parse_quantity(q)
+        .filter(|q| q.milli() >= 0)
+        .map(|q| u64::try_from(q.value()).unwrap_or(u64::MAX))
+}
+
+/// Millicores of a non-negative quantity, rounded up.
+fn millis(q: &str) -> Option<u64> {
+    parse_quantity(q)
+        .filter(|q| q.milli() >= 0)
+        .map(|q| u64::try_from(q.milli()).unwrap_or(u64::MAX))
 }
 
 /// Expands `$(NAME)` from the variables defined so far; `$$(NAME)` stays literal.
@@ -610,16 +634,16 @@ pub(crate) fn env(
 pub(crate) fn resources(c: &Container) -> Resources {
     let r = c.resources.as_ref();
     let get = |which: &str, res: &str| quantity_of(r, which, res);
-    let memory_limit = get("limits", "memory").and_then(|q| quantity::bytes(&q));
-    let cpu_limit_millis = get("limits", "cpu").and_then(|q| quantity::millis(&q));
+    let memory_limit = get("limits", "memory").and_then(|q| bytes(&q));
+    let cpu_limit_millis = get("limits", "cpu").and_then(|q| millis(&q));
     Resources {
         memory_limit,
         memory_request: get("requests", "memory")
-            .and_then(|q| quantity::bytes(&q))
+            .and_then(|q| bytes(&q))
             .or(memory_limit),
         cpu_limit_millis,
         cpu_request_millis: get("requests", "cpu")
-            .and_then(|q| quantity::millis(&q))
+            .and_then(|q| millis(&q))
             .or(cpu_limit_millis),
     }
 }
@@ -667,47 +691,6 @@ pub(crate) fn container_spec(
         resources: resources(c),
         ..Default::default()
     })
-}
-
-/// kubelet's QoS class of a pod.
-pub(crate) fn qos_class(pod: &Pod) -> &'static str {
-    let Some(spec) = &pod.spec else {
-        return "BestEffort";
-    };
-    let all: Vec<&Container> = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &all {
-        let r = c.resources.as_ref();
-        let limits = r.and_then(|r| r.limits.as_ref());
-        let requests = r.and_then(|r| r.requests.as_ref());
-        if limits.is_some_and(|l| !l.is_empty()) || requests.is_some_and(|l| !l.is_empty()) {
-            any = true;
-        }
-        for res in ["cpu", "memory"] {
-            let limit = limits
-                .and_then(|l| l.get(res))
-                .and_then(|q| quantity::parse(&q.0));
-            let request = requests
-                .and_then(|l| l.get(res))
-                .and_then(|q| quantity::parse(&q.0))
-                .or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
 }
 
 #[cfg(test)]
@@ -834,15 +817,30 @@ spec:
     }
 
     #[test]
-    fn qos_classes() {
-        let be = pod("spec: {containers: [{name: c, image: x}]}");
-        assert_eq!(qos_class(&be), "BestEffort");
-        let g = pod(
-            "spec: {containers: [{name: c, image: x, resources: {limits: {cpu: 200m, memory: 32Mi}}}]}",
+    fn resources_and_resource_field_refs_are_exact() {
+        let c: Container = serde_yaml::from_str(
+            "{name: c, resources: {limits: {cpu: 1500m, memory: 1Gi}, requests: {cpu: '0.1'}}}",
+        )
+        .expect("a container");
+        let r = resources(&c);
+        assert_eq!(r.memory_limit, Some(1 << 30));
+        assert_eq!(r.memory_request, Some(1 << 30));
+        assert_eq!(r.cpu_limit_millis, Some(1500));
+        assert_eq!(r.cpu_request_millis, Some(100));
+        assert_eq!(resource_value(&c, "limits.cpu", None).as_deref(), Ok("2"));
+        assert_eq!(
+            resource_value(&c, "limits.cpu", Some("1m")).as_deref(),
+            Ok("1500")
         );
-        assert_eq!(qos_class(&g), "Guaranteed");
-        let b =
-            pod("spec: {containers: [{name: c, image: x, resources: {limits: {memory: 32Mi}}}]}");
-        assert_eq!(qos_class(&b), "Burstable");
+        assert_eq!(
+            resource_value(&c, "limits.memory", Some("1Mi")).as_deref(),
+            Ok("1024")
+        );
+        assert_eq!(
+            resource_value(&c, "requests.memory", Some("1Gi")).as_deref(),
+            Ok("1")
+        );
+        assert_eq!(bytes("junk"), None);
+        assert_eq!(millis("-1"), None);
     }
 }

@@ -1,13 +1,11 @@
-//! What every pod worker and the node listener share: the API client, the runtime, the image
-//! puller, the pod IP pool and the table of live sandboxes.
+//! What every pod worker and the node listener share: the API client, the backends (runtime
+//! and image service by handler), the pod IP pool and the table of live sandboxes.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use skiff_runtime::{PodRuntime, PodSandbox};
-
-use crate::images::Puller;
+use skiff_runtime::{PodSandbox, Runtimes};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -89,8 +87,7 @@ impl IpPool {
 /// Shared by the pod workers and the listener.
 pub(crate) struct NodeCtx {
     pub(crate) client: kube::Client,
-    pub(crate) runtime: Arc<dyn PodRuntime>,
-    pub(crate) puller: Puller,
+    pub(crate) runtimes: Runtimes,
     pub(crate) node_name: String,
     pub(crate) host_ip: IpAddr,
     pub(crate) ips: Mutex<IpPool>,
@@ -100,16 +97,14 @@ pub(crate) struct NodeCtx {
 impl NodeCtx {
     pub(crate) fn new(
         client: kube::Client,
-        runtime: Arc<dyn PodRuntime>,
-        puller: Puller,
+        runtimes: Runtimes,
         node_name: String,
         host_ip: IpAddr,
         ips: IpPool,
     ) -> NodeCtx {
         NodeCtx {
             client,
-            runtime,
-            puller,
+            runtimes,
             node_name,
             host_ip,
             ips: Mutex::new(ips),

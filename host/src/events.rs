@@ -9,11 +9,20 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
-/// `Normal` or `Warning`.
+/// An Event's `type`: `Normal` or `Warning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum EventType {
     Normal,
     Warning,
+}
+
+impl EventType {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
 }
 
 /// Writes the events of one pod, folding repeats.
@@ -39,7 +48,7 @@ impl Recorder {
         pod: &Pod,
         container: Option<&str>,
         init: bool,
-        kind: Kind,
+        type_: EventType,
         reason: &str,
         message: &str,
     ) {
@@ -95,13 +104,7 @@ impl Recorder {
             },
             reason: Some(reason.to_string()),
             message: Some(message.to_string()),
-            type_: Some(
-                match kind {
-                    Kind::Normal => "Normal",
-                    Kind::Warning => "Warning",
-                }
-                .to_string(),
-            ),
+            type_: Some(type_.as_str().to_string()),
             source: Some(EventSource {
                 component: Some("kubelet".into()),
                 host: Some(self.node.clone()),

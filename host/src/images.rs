@@ -1,38 +1,44 @@
-//! Image pulls: wasm OCI artifacts through the registry client (plain HTTP for loopback
-//! registries), or local files (`file:///abs/path.wasm`) when the node allows them.
+//! The wasm backend's image service: wasm OCI artifacts pulled through the registry client
+//! (plain HTTP for loopback registries), or local files (`file:///abs/path.wasm`) when the node
+//! allows them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use skiff_registry::{ClientOptions, RegistryClient};
+use skiff_runtime::{Image, ImageService, PulledImage};
 
-/// A pulled image: where its wasm bytes are and its digest (`imageID`).
-#[derive(Debug, Clone)]
-pub(crate) struct Pulled {
-    pub(crate) path: PathBuf,
-    pub(crate) image_id: String,
-}
-
-/// Pulls images for the node's pods and remembers what it pulled.
-pub(crate) struct Puller {
+/// Pulls wasm images for the node's pods and remembers what it pulled.
+pub struct WasmImages {
     client: RegistryClient,
     default_registry: Option<String>,
     allow_files: bool,
-    pulled: Mutex<HashMap<String, Pulled>>,
+    pulled: Mutex<HashMap<String, PulledImage>>,
 }
 
-impl Puller {
-    pub(crate) fn new(
+impl std::fmt::Debug for WasmImages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmImages")
+            .field("default_registry", &self.default_registry)
+            .field("allow_files", &self.allow_files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmImages {
+    /// Pulls into `cache_dir`; names without a registry host get `default_registry`; `token`
+    /// authenticates to registries that want one; `allow_files` accepts `file://` images.
+    pub fn new(
         cache_dir: PathBuf,
         default_registry: Option<String>,
         token: Option<String>,
         allow_files: bool,
-    ) -> Result<Puller, String> {
+    ) -> crate::Result<WasmImages> {
         let mut opts = ClientOptions::new(cache_dir);
         opts.token = token;
-        let client = RegistryClient::new(opts).map_err(|e| e.to_string())?;
-        Ok(Puller {
+        let client = RegistryClient::new(opts).map_err(|e| crate::Error::Config(e.to_string()))?;
+        Ok(WasmImages {
             client,
             default_registry,
             allow_files,
@@ -42,7 +48,7 @@ impl Puller {
 
     /// The full reference for an image name: names without a registry host get the node's
     /// default registry.
-    pub(crate) fn reference(&self, image: &str) -> String {
+    fn full_reference(&self, image: &str) -> String {
         if image.starts_with("file://") {
             return image.to_string();
         }
@@ -55,19 +61,9 @@ impl Puller {
         }
     }
 
-    /// An image pulled before, if any (for `imagePullPolicy: IfNotPresent`).
-    pub(crate) fn present(&self, image: &str) -> Option<Pulled> {
-        let reference = self.reference(image);
-        self.pulled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&reference)
-            .cloned()
-    }
-
     /// Pulls an image. Errors are messages for the `ErrImagePull` reason.
-    pub(crate) async fn pull(&self, image: &str) -> Result<Pulled, String> {
-        let reference = self.reference(image);
+    async fn fetch(&self, image: &str) -> Result<PulledImage, String> {
+        let reference = self.full_reference(image);
         let pulled = if let Some(path) = reference.strip_prefix("file://") {
             if !self.allow_files {
                 return Err(format!(
@@ -87,9 +83,10 @@ impl Puller {
             if !meta.is_file() {
                 return Err(format!("failed to pull image {image:?}: not a file"));
             }
-            Pulled {
+            PulledImage {
                 image_id: reference.clone(),
-                path,
+                size: meta.len(),
+                image: Image::Path(path),
             }
         } else {
             let w = self
@@ -105,9 +102,14 @@ impl Puller {
                 .filter(|(_, tag)| !tag.contains('/'))
                 .map(|(r, _)| r.to_string())
                 .unwrap_or_else(|| reference.clone());
-            Pulled {
+            let size = tokio::fs::metadata(&w.path)
+                .await
+                .map(|m| m.len())
+                .unwrap_or(0);
+            PulledImage {
                 image_id: format!("{repo}@{}", w.manifest_digest),
-                path: w.path,
+                image: Image::Path(w.path),
+                size,
             }
         };
         self.pulled
@@ -115,5 +117,27 @@ impl Puller {
             .unwrap_or_else(|e| e.into_inner())
             .insert(reference, pulled.clone());
         Ok(pulled)
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageService for WasmImages {
+    fn reference(&self, image: &str) -> String {
+        self.full_reference(image)
+    }
+
+    fn present(&self, image: &str) -> Option<PulledImage> {
+        let reference = self.full_reference(image);
+        self.pulled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&reference)
+            .cloned()
+    }
+
+    async fn pull(&self, image: &str) -> skiff_runtime::Result<PulledImage> {
+        self.fetch(image)
+            .await
+            .map_err(skiff_runtime::Error::ImagePull)
     }
 }

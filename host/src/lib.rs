@@ -2,8 +2,13 @@
 //! pulls their images, runs them through the pod runtime and reports their status the way
 //! kubelet does, and serves the node endpoint (logs, pod proxy) on its own listener.
 //!
-//! Talks to the cluster only through the Kubernetes API (kube-rs) and to wasm only through
-//! [`skiff_runtime::PodRuntime`].
+//! Talks to the cluster only through the Kubernetes API (kube-rs) and to its backends only
+//! through [`skiff_runtime::PodRuntime`] and [`skiff_runtime::ImageService`].
+//!
+//! A node is built from parts ([`NodeConfig`]): a `kube::Client`, the backends
+//! ([`Runtimes`], chosen per pod by RuntimeClass handler) and the pod [`Network`] they share.
+//! [`NodeOptions`] builds those parts the way `skiff node` does: a kubeconfig, a data directory
+//! and the wasm backend.
 
 mod convert;
 mod ctx;
@@ -13,7 +18,6 @@ mod images;
 mod listener;
 mod node;
 mod probe;
-mod quantity;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -27,11 +31,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use skiff_runtime::{PodRuntime, Runtime, RuntimeConfig};
+use skiff_runtime::{Network, Runtime, RuntimeConfig, Runtimes};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use error::{Error, Result};
+pub use images::WasmImages;
 pub use node::DEFAULT_LEASE_DURATION_SECONDS;
 
 use crate::ctx::{IpPool, NodeCtx};
@@ -42,9 +47,73 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:10250";
 /// The default pod CIDR.
 pub const DEFAULT_POD_CIDR: &str = "10.88.0.0/24";
 
-/// How to run a node.
-#[derive(Debug, Clone)]
+/// A node built from parts: the client it talks to the API server with, its backends and the
+/// pod network they share.
+#[derive(Clone)]
 pub struct NodeConfig {
+    /// The Node's name.
+    pub name: String,
+    /// The API server's client.
+    pub client: kube::Client,
+    /// The backends, by RuntimeClass handler; the Node advertises their handlers.
+    pub runtimes: Runtimes,
+    /// The pod network every backend registers its pods in.
+    pub network: Network,
+    /// The bearer token the node endpoint accepts.
+    pub endpoint_token: String,
+    /// `topology.kubernetes.io/zone` label.
+    pub zone: Option<String>,
+    /// The node endpoint's address (logs, proxy, pod ports).
+    pub listen: SocketAddr,
+    /// IPv4 range the pods' virtual IPs come from.
+    pub pod_cidr: String,
+    /// Seconds the node's Lease is valid; renewed every quarter of it.
+    pub lease_duration_seconds: u32,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("NodeConfig")
+            .field("name", &self.name)
+            .field("runtimes", &self.runtimes)
+            .field("network", &self.network)
+            .field("zone", &self.zone)
+            .field("listen", &self.listen)
+            .field("pod_cidr", &self.pod_cidr)
+            .field("lease_duration_seconds", &self.lease_duration_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeConfig {
+    /// Defaults for a node named `name` with these parts.
+    pub fn new(
+        name: impl Into<String>,
+        client: kube::Client,
+        runtimes: Runtimes,
+        network: Network,
+        endpoint_token: impl Into<String>,
+    ) -> Self {
+        NodeConfig {
+            name: name.into(),
+            client,
+            runtimes,
+            network,
+            endpoint_token: endpoint_token.into(),
+            zone: None,
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10250)),
+            pod_cidr: DEFAULT_POD_CIDR.to_string(),
+            lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
+        }
+    }
+}
+
+/// How `skiff node` describes a node: a kubeconfig (whose bearer token the node endpoint also
+/// accepts), a data directory and the wasm backend's settings. [`NodeOptions::build`] turns it
+/// into a [`NodeConfig`].
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
     /// Kubeconfig for the API server. Its bearer token is also what the node endpoint accepts.
     pub kubeconfig: PathBuf,
     /// The Node's name.
@@ -69,14 +138,14 @@ pub struct NodeConfig {
     pub lease_duration_seconds: u32,
 }
 
-impl NodeConfig {
+impl NodeOptions {
     /// Defaults for a node named `name` using `kubeconfig` and keeping state in `data_dir`.
     pub fn new(
         kubeconfig: impl Into<PathBuf>,
         name: impl Into<String>,
         data_dir: impl Into<PathBuf>,
     ) -> Self {
-        NodeConfig {
+        NodeOptions {
             kubeconfig: kubeconfig.into(),
             name: name.into(),
             data_dir: data_dir.into(),
@@ -89,6 +158,60 @@ impl NodeConfig {
             max_pods: None,
             lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
         }
+    }
+
+    /// Reads the kubeconfig (client and token), creates the data directory, the pod network
+    /// and the wasm backend (its runtime and its image service).
+    pub async fn build(self) -> Result<NodeConfig> {
+        let io = |what: String| move |source| Error::Io { what, source };
+        tokio::fs::create_dir_all(&self.data_dir)
+            .await
+            .map_err(io(format!("creating {}", self.data_dir.display())))?;
+        let kc_path = self.kubeconfig.clone();
+        let token = match tokio::task::spawn_blocking(move || kubeconfig_token(&kc_path))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??
+        {
+            Some(t) => t,
+            None => {
+                return Err(Error::Config(format!(
+                    "kubeconfig {} has no bearer token; the node endpoint accepts the same \
+                     token the node uses for the API server",
+                    self.kubeconfig.display()
+                )));
+            }
+        };
+        let client = client(&self.kubeconfig).await?;
+
+        let network = Network::new();
+        let mut rt_config = RuntimeConfig::new(self.data_dir.join("runtime"));
+        if let Some(m) = self.max_pods {
+            rt_config.max_pods = m;
+        }
+        let wasm_network = network.clone();
+        let runtime = tokio::task::spawn_blocking(move || Runtime::new(rt_config, wasm_network))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let images = WasmImages::new(
+            self.data_dir.join("images"),
+            self.registry.clone(),
+            self.registry_token.clone(),
+            self.allow_file_images,
+        )?;
+        let mut runtimes = Runtimes::new();
+        runtimes.add(Arc::new(runtime), Arc::new(images));
+
+        let mut config = NodeConfig::new(self.name, client, runtimes, network, token);
+        config.zone = self.zone;
+        config.listen = self.listen;
+        config.pod_cidr = self.pod_cidr;
+        config.lease_duration_seconds = self.lease_duration_seconds;
+        Ok(config)
+    }
+
+    /// [`build`](Self::build), then [`start`].
+    pub async fn start(self) -> Result<NodeHandle> {
+        start(self.build().await?).await
     }
 }
 
@@ -172,45 +295,17 @@ async fn client(path: &Path) -> Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Starts a node: the runtime, the listener, registration, heartbeats and the pod watch.
+/// Starts a node: the listener, registration, heartbeats and the pod watch.
 pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     let io = |what: String| move |source| Error::Io { what, source };
-    tokio::fs::create_dir_all(&config.data_dir)
-        .await
-        .map_err(io(format!("creating {}", config.data_dir.display())))?;
-    let pool = IpPool::parse(&config.pod_cidr).map_err(Error::Config)?;
-    let kc_path = config.kubeconfig.clone();
-    let token = match tokio::task::spawn_blocking(move || kubeconfig_token(&kc_path))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??
-    {
-        Some(t) => t,
-        None => {
-            return Err(Error::Config(format!(
-                "kubeconfig {} has no bearer token; the node endpoint accepts the same token \
-                 the node uses for the API server",
-                config.kubeconfig.display()
-            )));
-        }
-    };
-    let client = client(&config.kubeconfig).await?;
-
-    let mut rt_config = RuntimeConfig::new(config.data_dir.join("runtime"));
-    if let Some(m) = config.max_pods {
-        rt_config.max_pods = m;
+    if config.runtimes.is_empty() {
+        return Err(Error::Config(
+            "a node needs at least one runtime backend".into(),
+        ));
     }
-    let runtime = tokio::task::spawn_blocking(move || Runtime::new(rt_config))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
-    let runtime: Arc<dyn PodRuntime> = Arc::new(runtime);
-
-    let puller = images::Puller::new(
-        config.data_dir.join("images"),
-        config.registry.clone(),
-        config.registry_token.clone(),
-        config.allow_file_images,
-    )
-    .map_err(Error::Config)?;
+    let pool = IpPool::parse(&config.pod_cidr).map_err(Error::Config)?;
+    let client = config.client.clone();
+    let token = config.endpoint_token.clone();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -229,8 +324,14 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         host_ip,
         port: local_addr.port(),
         pod_cidr: pool.cidr(),
-        // What the node can really hold: the runtime's limit, and one pod IP per pod.
-        pods: runtime.capacity().pods.min(pool.capacity()),
+        // What the node can really hold: its backends' limits, and one pod IP per pod.
+        pods: config
+            .runtimes
+            .iter()
+            .map(|b| b.runtime.capacity().pods)
+            .fold(0u32, u32::saturating_add)
+            .min(pool.capacity()),
+        runtimes: config.runtimes.handlers(),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1),
@@ -244,8 +345,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
 
     let ctx = Arc::new(NodeCtx::new(
         client.clone(),
-        runtime,
-        puller,
+        config.runtimes.clone(),
         config.name.clone(),
         host_ip,
         pool,

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Owne
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
+use skiff_meta::names::RUNTIME_LABEL;
 
 /// The namespace of node leases.
 pub(crate) const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -40,6 +41,8 @@ pub(crate) struct NodeFacts {
     pub(crate) memory_bytes: u64,
     pub(crate) started: jiff::Timestamp,
     pub(crate) lease_duration_seconds: u32,
+    /// The handlers of the node's backends, sorted.
+    pub(crate) runtimes: Vec<String>,
 }
 
 impl NodeFacts {
@@ -124,7 +127,8 @@ fn labels(f: &NodeFacts) -> BTreeMap<String, String> {
     l.insert("kubernetes.io/arch".into(), go_arch().into());
     l.insert("beta.kubernetes.io/os".into(), std::env::consts::OS.into());
     l.insert("beta.kubernetes.io/arch".into(), go_arch().into());
-    l.insert("skiff.dev/runtime".into(), "wasm".into());
+    // Handlers are DNS labels, so joined by `.` they still make one valid label value.
+    l.insert(RUNTIME_LABEL.into(), f.runtimes.join("."));
     if let Some(z) = &f.zone {
         l.insert("topology.kubernetes.io/zone".into(), z.clone());
     }

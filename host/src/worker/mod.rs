@@ -1,0 +1,480 @@
+//! One pod on this node: its state machine ([`Phase`]), the containers it tracks, and the loop
+//! that drives them. Each operation lives in its own file, one `impl Worker` block each:
+//! `sandbox.rs` (backend choice, sandbox, file refresh), `containers.rs` (pull, create, start,
+//! image changes), `restart.rs` (init ordering, restarts with kubelet's back-off), `probes.rs`,
+//! `terminate.rs` (graceful deletion, preStop hooks) and `status.rs` (the pure kubelet status
+//! function and the status write).
+
+mod containers;
+mod probes;
+mod restart;
+mod sandbox;
+mod status;
+mod terminate;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use skiff_runtime::{Backend, ContainerState, ImageService, PodSandbox};
+use tokio::sync::watch;
+
+use crate::convert::{Addrs, Refs};
+use crate::ctx::NodeCtx;
+use crate::events::{EventType, Recorder};
+use crate::probe::ProbeState;
+
+/// Kubelet's back-off: 10 s doubling to 5 min, reset after 10 min of running.
+const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+/// How often referenced ConfigMaps and Secrets are re-read for file volumes.
+const REFRESH_FILES: Duration = Duration::from_secs(10);
+/// Retry interval for a failed sandbox creation or status write.
+const RETRY: Duration = Duration::from_secs(2);
+/// Kubelet's least grace period left for stopping containers after their preStop hooks.
+const MIN_GRACE_AFTER_HOOKS: Duration = Duration::from_secs(2);
+
+fn next_backoff(current: Duration) -> Duration {
+    if current.is_zero() {
+        BACKOFF_INITIAL
+    } else {
+        (current * 2).min(BACKOFF_MAX)
+    }
+}
+
+/// Why a container (or the whole pod) cannot go on yet, with kubelet's waiting reason. Shown
+/// as the container's `state.waiting`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WorkerError {
+    /// The sandbox cannot be set up yet: RuntimeClass, referenced objects, pod IP, backend.
+    #[error("{0}")]
+    ContainerCreating(String),
+    /// The pod's volumes or the container's environment cannot be built.
+    #[error("{0}")]
+    CreateContainerConfigError(String),
+    /// The last pull failed.
+    #[error("{0}")]
+    ErrImagePull(String),
+    /// Pulls failed more than once: waiting for the next attempt.
+    #[error("{0}")]
+    ImagePullBackOff(String),
+    /// The image is absent and `imagePullPolicy` is `Never`.
+    #[error("{0}")]
+    ErrImageNeverPull(String),
+    /// The backend refused to create the container.
+    #[error("{0}")]
+    CreateContainerError(String),
+    /// The backend refused to start the container.
+    #[error("{0}")]
+    RunContainerError(String),
+    /// The container keeps ending: waiting out the back-off before the next restart.
+    #[error("{0}")]
+    CrashLoopBackOff(String),
+}
+
+impl WorkerError {
+    /// The kubelet waiting reason.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            WorkerError::ContainerCreating(_) => "ContainerCreating",
+            WorkerError::CreateContainerConfigError(_) => "CreateContainerConfigError",
+            WorkerError::ErrImagePull(_) => "ErrImagePull",
+            WorkerError::ImagePullBackOff(_) => "ImagePullBackOff",
+            WorkerError::ErrImageNeverPull(_) => "ErrImageNeverPull",
+            WorkerError::CreateContainerError(_) => "CreateContainerError",
+            WorkerError::RunContainerError(_) => "RunContainerError",
+            WorkerError::CrashLoopBackOff(_) => "CrashLoopBackOff",
+        }
+    }
+
+    /// The human-readable message.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            WorkerError::ContainerCreating(m)
+            | WorkerError::CreateContainerConfigError(m)
+            | WorkerError::ErrImagePull(m)
+            | WorkerError::ImagePullBackOff(m)
+            | WorkerError::ErrImageNeverPull(m)
+            | WorkerError::CreateContainerError(m)
+            | WorkerError::RunContainerError(m)
+            | WorkerError::CrashLoopBackOff(m) => m,
+        }
+    }
+}
+
+/// Where the pod is in its life on this node. Moves forward only:
+/// `Sandbox` -> `Initializing` -> `Running`, or `Initializing` -> `InitFailed`; any of them ->
+/// `Terminating` once the pod is being deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// No sandbox yet: being created, or waiting until `retry_at` after `error`.
+    Sandbox {
+        retry_at: Option<Instant>,
+        error: Option<WorkerError>,
+    },
+    /// The sandbox is up; init containers run one at a time, in order.
+    Initializing,
+    /// Init containers are done; the containers run and restart by policy.
+    Running,
+    /// An init container failed and will not be retried (restartPolicy `Never`).
+    InitFailed,
+    /// Being deleted: preStop hooks, stop, last status, then the Pod object is deleted.
+    /// Remembers how far the pod had come, for its status.
+    Terminating {
+        initialized: bool,
+        init_failed: bool,
+    },
+}
+
+impl Phase {
+    /// Init containers are all done.
+    pub(crate) fn initialized(&self) -> bool {
+        matches!(
+            self,
+            Phase::Running
+                | Phase::Terminating {
+                    initialized: true,
+                    ..
+                }
+        )
+    }
+
+    /// An init container failed for good.
+    pub(crate) fn init_failed(&self) -> bool {
+        matches!(
+            self,
+            Phase::InitFailed
+                | Phase::Terminating {
+                    init_failed: true,
+                    ..
+                }
+        )
+    }
+
+    pub(crate) fn terminating(&self) -> bool {
+        matches!(self, Phase::Terminating { .. })
+    }
+}
+
+/// One container of the pod as the worker tracks it.
+struct Ctr {
+    spec: Container,
+    init: bool,
+    image_id: String,
+    created: bool,
+    rx: Option<watch::Receiver<ContainerState>>,
+    /// Why it is not created or started, or the back-off it waits out.
+    error: Option<WorkerError>,
+    /// Earliest next attempt (pull, create, or restart).
+    retry_at: Option<Instant>,
+    /// Current back-off delay of the retried step.
+    backoff: Duration,
+    restart_count: i32,
+    /// The previous terminated run.
+    last: Option<ContainerState>,
+    /// `finishedAt` of the last termination already handled.
+    handled_finish: Option<jiff::Timestamp>,
+    /// When the current run started (for the back-off reset).
+    run_started: Option<Instant>,
+    /// Set when the liveness probe killed the run: restart even on exit code 0.
+    killed_by_probe: bool,
+    /// Init container finished successfully, or container will not run again.
+    done: bool,
+    liveness: ProbeState,
+    readiness: ProbeState,
+    startup: ProbeState,
+}
+
+impl Ctr {
+    fn new(spec: Container, init: bool, restart_count: i32) -> Ctr {
+        Ctr {
+            liveness: ProbeState::new(spec.liveness_probe.clone()),
+            readiness: ProbeState::new(spec.readiness_probe.clone()),
+            startup: ProbeState::new(spec.startup_probe.clone()),
+            spec,
+            init,
+            image_id: String::new(),
+            created: false,
+            rx: None,
+            error: None,
+            retry_at: None,
+            backoff: Duration::ZERO,
+            restart_count,
+            last: None,
+            handled_finish: None,
+            run_started: None,
+            killed_by_probe: false,
+            done: false,
+        }
+    }
+
+    fn state(&mut self) -> Option<ContainerState> {
+        self.rx.as_mut().map(|rx| rx.borrow_and_update().clone())
+    }
+
+    fn peek(&self) -> Option<ContainerState> {
+        self.rx.as_ref().map(|rx| rx.borrow().clone())
+    }
+
+    fn running(&self) -> bool {
+        self.peek().is_some_and(|s| s.is_running())
+    }
+
+    fn started(&self) -> bool {
+        self.running() && (self.spec.startup_probe.is_none() || self.startup.passed)
+    }
+
+    fn ready(&self) -> bool {
+        self.started() && (self.spec.readiness_probe.is_none() || self.readiness.passed)
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.retry_at.is_none_or(|t| t <= now)
+    }
+}
+
+/// The pod's worker.
+pub(crate) struct Worker {
+    ctx: Arc<NodeCtx>,
+    pod: Pod,
+    ns: String,
+    name: String,
+    uid: String,
+    events: Recorder,
+    phase: Phase,
+    /// The backend chosen by the pod's RuntimeClass, once its sandbox exists.
+    backend: Option<Backend>,
+    sandbox: Option<Arc<dyn PodSandbox>>,
+    ip: Option<IpAddr>,
+    refs: Refs,
+    refs_at: Instant,
+    ctrs: Vec<Ctr>,
+    start_time: Option<jiff::Timestamp>,
+    /// Condition type -> (status, lastTransitionTime).
+    transitions: BTreeMap<String, (String, jiff::Timestamp)>,
+    last_status: Option<serde_json::Value>,
+}
+
+fn restart_policy(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
+}
+
+impl Worker {
+    pub(crate) fn new(ctx: Arc<NodeCtx>, pod: Pod) -> Worker {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod
+            .metadata
+            .uid
+            .clone()
+            .unwrap_or_else(|| format!("{ns}-{name}"));
+        let status = pod.status.clone().unwrap_or_default();
+        let previous = |list: &Option<Vec<ContainerStatus>>, n: &str| {
+            list.iter()
+                .flatten()
+                .find(|s| s.name == n)
+                .map(|s| s.restart_count)
+                .unwrap_or(0)
+        };
+        let mut ctrs = Vec::new();
+        if let Some(spec) = &pod.spec {
+            for c in spec.init_containers.iter().flatten() {
+                let rc = previous(&status.init_container_statuses, &c.name);
+                ctrs.push(Ctr::new(c.clone(), true, rc));
+            }
+            for c in &spec.containers {
+                let rc = previous(&status.container_statuses, &c.name);
+                ctrs.push(Ctr::new(c.clone(), false, rc));
+            }
+        }
+        let mut transitions = BTreeMap::new();
+        for c in status.conditions.iter().flatten() {
+            if let Some(t) = &c.last_transition_time {
+                transitions.insert(c.type_.clone(), (c.status.clone(), t.0));
+            }
+        }
+        Worker {
+            events: Recorder::new(ctx.client.clone(), ctx.node_name.clone()),
+            start_time: status.start_time.map(|t| t.0),
+            ctx,
+            ns,
+            name,
+            uid,
+            phase: Phase::Sandbox {
+                retry_at: None,
+                error: None,
+            },
+            backend: None,
+            sandbox: None,
+            ip: None,
+            refs: Refs::default(),
+            refs_at: Instant::now(),
+            transitions,
+            last_status: None,
+            ctrs,
+            pod,
+        }
+    }
+
+    fn terminal_phase(&self) -> bool {
+        matches!(
+            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded") | Some("Failed")
+        )
+    }
+
+    /// Runs the pod until it is deleted (or the node stops: the channel closes).
+    pub(crate) async fn run(mut self, mut rx: watch::Receiver<Pod>) {
+        let finished_before = self.terminal_phase();
+        tracing::info!(pod = %format!("{}/{}", self.ns, self.name), uid = %self.uid, "pod assigned");
+        loop {
+            if self.pod.metadata.deletion_timestamp.is_some() {
+                self.terminate_and_delete(&mut rx).await;
+                return;
+            }
+            if !finished_before {
+                self.step().await;
+                self.report().await;
+            }
+            let deadline = self.next_deadline();
+            let mut rxs: Vec<watch::Receiver<ContainerState>> =
+                self.ctrs.iter().filter_map(|c| c.rx.clone()).collect();
+            let any_change = async {
+                if rxs.is_empty() {
+                    futures::future::pending::<()>().await;
+                }
+                let mut fu: FuturesUnordered<_> = rxs.iter_mut().map(|r| r.changed()).collect();
+                if let Some(Err(_)) = fu.next().await {
+                    tokio::time::sleep(RETRY).await;
+                }
+            };
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        self.stop(Duration::from_secs(2)).await;
+                        return;
+                    }
+                    let pod = rx.borrow_and_update().clone();
+                    self.pod = pod;
+                    self.on_spec_change().await;
+                }
+                _ = any_change => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let now = Instant::now();
+        let mut d = now + Duration::from_secs(30);
+        if self.sandbox.is_some() && self.has_file_refs() {
+            d = d.min(self.refs_at + REFRESH_FILES);
+        }
+        if let Phase::Sandbox {
+            retry_at: Some(t), ..
+        } = self.phase
+        {
+            d = d.min(t);
+        }
+        for c in &self.ctrs {
+            if let Some(t) = c.retry_at {
+                d = d.min(t);
+            }
+            if c.running() {
+                for p in [&c.liveness, &c.readiness, &c.startup] {
+                    if let Some(t) = p.next_due() {
+                        d = d.min(t);
+                    }
+                }
+            }
+        }
+        d.max(now + Duration::from_millis(10))
+    }
+
+    fn has_file_refs(&self) -> bool {
+        !self.refs.config_maps.is_empty() || !self.refs.secrets.is_empty()
+    }
+
+    fn addrs(&self) -> Addrs {
+        Addrs {
+            pod_ip: self.ip,
+            host_ip: self.ctx.host_ip,
+        }
+    }
+
+    /// The image service of the pod's backend (the default backend's until one is chosen).
+    fn images(&self) -> Option<Arc<dyn ImageService>> {
+        match &self.backend {
+            Some(b) => Some(b.images.clone()),
+            None => self.ctx.runtimes.get(None).ok().map(|b| b.images),
+        }
+    }
+
+    /// The handler of the pod's backend (the default backend's until one is chosen).
+    fn handler(&self) -> String {
+        match &self.backend {
+            Some(b) => b.handler().to_string(),
+            None => self
+                .ctx
+                .runtimes
+                .default_handler()
+                .unwrap_or(skiff_runtime::WASM_HANDLER)
+                .to_string(),
+        }
+    }
+
+    async fn event(&mut self, idx: Option<usize>, type_: EventType, reason: &str, message: &str) {
+        let (container, init) = match idx {
+            Some(i) => (Some(self.ctrs[i].spec.name.clone()), self.ctrs[i].init),
+            None => (None, false),
+        };
+        self.events
+            .record(
+                &self.pod,
+                container.as_deref(),
+                init,
+                type_,
+                reason,
+                message,
+            )
+            .await;
+    }
+
+    fn grace(&self, requested: Option<i64>) -> Duration {
+        let secs = requested
+            .or(self.pod.metadata.deletion_grace_period_seconds)
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30);
+        Duration::from_secs(secs.max(0) as u64)
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 && s.is_multiple_of(60) {
+        format!("{}m0s", s / 60)
+    } else if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}

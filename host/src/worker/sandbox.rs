@@ -1,0 +1,240 @@
+//! The pod's sandbox: choosing the backend by RuntimeClass handler, reading referenced objects,
+//! taking a pod IP, building volumes and creating the sandbox; keeping configMap and secret
+//! files current; and removing the sandbox.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::Api;
+use skiff_meta::names::REUSE_INSTANCES;
+use skiff_runtime::{Backend, PodSpec};
+
+use super::{Phase, REFRESH_FILES, RETRY, Worker, WorkerError};
+use crate::convert;
+use crate::events::EventType;
+
+impl Worker {
+    /// Records a failed sandbox attempt: an Event (with `event_reason`) unless the message is
+    /// the one already shown, and the next attempt after `retry`.
+    async fn sandbox_failed(
+        &mut self,
+        error: WorkerError,
+        retry: Duration,
+        event_reason: Option<&str>,
+    ) {
+        let previous = match &self.phase {
+            Phase::Sandbox { error: Some(e), .. } => Some(e.message().to_string()),
+            _ => None,
+        };
+        if let Some(reason) = event_reason
+            && previous.as_deref() != Some(error.message())
+        {
+            let msg = error.message().to_string();
+            self.event(None, EventType::Warning, reason, &msg).await;
+        }
+        self.phase = Phase::Sandbox {
+            retry_at: Some(Instant::now() + retry),
+            error: Some(error),
+        };
+    }
+
+    /// Creates the sandbox: picks the backend, reads referenced objects, builds volumes, takes
+    /// an IP. True once the sandbox exists.
+    pub(super) async fn ensure_sandbox(&mut self) -> bool {
+        if self.sandbox.is_some() {
+            return true;
+        }
+        let Phase::Sandbox { retry_at, .. } = &self.phase else {
+            return false;
+        };
+        if retry_at.is_some_and(|t| t > Instant::now()) {
+            return false;
+        }
+        if self.start_time.is_none() {
+            self.start_time = Some(jiff::Timestamp::now());
+        }
+        let backend = match self.select_backend().await {
+            Ok(b) => b,
+            Err(msg) => {
+                self.sandbox_failed(
+                    WorkerError::ContainerCreating(msg),
+                    Duration::from_secs(10),
+                    Some("FailedCreatePodSandBox"),
+                )
+                .await;
+                return false;
+            }
+        };
+        let refs = match convert::fetch(&self.ctx.client, &self.pod).await {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("reading referenced objects: {e}");
+                self.sandbox_failed(WorkerError::ContainerCreating(msg), RETRY, None)
+                    .await;
+                return false;
+            }
+        };
+        self.refs = refs;
+        self.refs_at = Instant::now();
+        if self.ip.is_none() {
+            let wanted = self
+                .pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| ip.parse().ok());
+            self.ip = self.ctx.allocate_ip(wanted);
+            if self.ip.is_none() {
+                // Kubelet's CNI fails the sandbox the same way when the range is used up.
+                let msg = format!(
+                    "Failed to create pod sandbox: no free IP in this node's pod CIDR {}",
+                    self.ctx.pod_cidr()
+                );
+                self.sandbox_failed(
+                    WorkerError::ContainerCreating(msg),
+                    Duration::from_secs(5),
+                    Some("FailedCreatePodSandBox"),
+                )
+                .await;
+                return false;
+            }
+        }
+        let volumes = match convert::volumes(&self.pod, &self.refs, self.addrs()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.sandbox_failed(
+                    WorkerError::CreateContainerConfigError(e),
+                    Duration::from_secs(10),
+                    Some("FailedMount"),
+                )
+                .await;
+                return false;
+            }
+        };
+        let spec = PodSpec {
+            id: self.uid.clone(),
+            name: format!("{}/{}", self.ns, self.name),
+            ip: self.ip,
+            volumes,
+            http: skiff_runtime::HttpOptions {
+                reuse_instances: self
+                    .pod
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(REUSE_INSTANCES))
+                    .is_some_and(|v| v == "true"),
+                max_idle_instances: 0,
+            },
+        };
+        match backend.runtime.create_pod(spec).await {
+            Ok(sb) => {
+                tracing::info!(pod = %format!("{}/{}", self.ns, self.name), ip = ?self.ip, handler = %backend.handler(), "sandbox created");
+                self.ctx.publish(&self.ns, &self.name, sb.clone());
+                self.sandbox = Some(sb);
+                self.backend = Some(backend);
+                self.phase = Phase::Initializing;
+                true
+            }
+            Err(e) => {
+                let msg = format!("Failed to create pod sandbox: {e}");
+                self.sandbox_failed(
+                    WorkerError::ContainerCreating(msg),
+                    Duration::from_secs(5),
+                    Some("FailedCreatePodSandBox"),
+                )
+                .await;
+                false
+            }
+        }
+    }
+
+    /// The backend for the pod: the default one without `runtimeClassName`, else the one
+    /// serving its RuntimeClass's handler. `Err` is the message shown while waiting.
+    async fn select_backend(&self) -> Result<Backend, String> {
+        let class = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.clone());
+        let handler = match class {
+            None => None,
+            Some(class) => {
+                let api: Api<RuntimeClass> = Api::all(self.ctx.client.clone());
+                let rc = api
+                    .get_opt(&class)
+                    .await
+                    .map_err(|e| format!("reading RuntimeClass {class}: {e}"))?
+                    .ok_or_else(|| format!("RuntimeClass \"{class}\" not found"))?;
+                Some(rc.handler)
+            }
+        };
+        self.ctx.runtimes.get(handler.as_deref()).map_err(|_| {
+            let runs: Vec<String> = self
+                .ctx
+                .runtimes
+                .handlers()
+                .iter()
+                .map(|h| format!("{h:?}"))
+                .collect();
+            format!(
+                "Failed to create pod sandbox: no runtime for \"{}\" is configured on this node (it runs {})",
+                handler.as_deref().unwrap_or_default(),
+                runs.join(", ")
+            )
+        })
+    }
+
+    /// Re-reads referenced ConfigMaps and Secrets and rewrites changed file volumes.
+    pub(super) async fn refresh_files(&mut self) {
+        if !self.has_file_refs() || self.refs_at.elapsed() < REFRESH_FILES {
+            return;
+        }
+        self.refs_at = Instant::now();
+        let Ok(refs) = convert::fetch(&self.ctx.client, &self.pod).await else {
+            return;
+        };
+        if refs == self.refs {
+            return;
+        }
+        let old = std::mem::replace(&mut self.refs, refs);
+        let Some(sb) = self.sandbox.clone() else {
+            return;
+        };
+        let volumes = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
+        for v in &volumes {
+            let Some(Ok((new_files, _))) =
+                convert::volume_files(&self.pod, v, &self.refs, self.addrs())
+            else {
+                continue;
+            };
+            let old_files = convert::volume_files(&self.pod, v, &old, self.addrs())
+                .and_then(Result::ok)
+                .map(|(f, _)| f);
+            if old_files.as_ref() == Some(&new_files) {
+                continue;
+            }
+            if let Err(e) = sb.update_files(&v.name, new_files).await {
+                tracing::warn!(pod = %self.name, volume = %v.name, error = %e, "updating volume files");
+            }
+        }
+    }
+
+    /// Stops every container and removes the sandbox.
+    pub(super) async fn stop(&mut self, grace: Duration) {
+        if let Some(sb) = self.sandbox.take() {
+            if let Err(e) = sb.remove(grace).await {
+                tracing::warn!(pod = %self.name, error = %e, "removing the sandbox");
+            }
+            self.ctx.withdraw(&self.ns, &self.name, sb.id());
+        }
+        if let Some(ip) = self.ip.take() {
+            self.ctx.release_ip(ip);
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! The worker in-process: pods on the fake backend, a scripted API server behind the client,
+//! and a table of status cases checked through the pure status function.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::{ContainerState as KState, ContainerStatus, Pod, PodStatus};
+use serde_json::{Value, json};
+use skiff_runtime::fake::{FakeImages, FakeRuntime, Outcome};
+use skiff_runtime::{Network, Runtimes};
+
+use super::status::pod_status;
+use super::*;
+use crate::ctx::{IpPool, NodeCtx};
+
+/// What the scripted API server saw: method, path and body.
+type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+/// A client whose API server records every request; it echoes creates and patches, answers
+/// RuntimeClass reads from `classes` (name -> handler) and 404 for everything else.
+fn scripted_client(classes: HashMap<String, String>) -> (kube::Client, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let log = log.clone();
+        let classes = classes.clone();
+        async move {
+            let method = req.method().to_string();
+            let path = req.uri().path().to_string();
+            let bytes = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            log.lock()
+                .unwrap()
+                .push((method.clone(), path.clone(), body.clone()));
+            let class = path
+                .strip_prefix("/apis/node.k8s.io/v1/runtimeclasses/")
+                .and_then(|n| classes.get(n).map(|h| (n, h)));
+            let (code, reply) = match (method.as_str(), class) {
+                ("GET", Some((name, handler))) => (
+                    200,
+                    json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                           "metadata": {"name": name}, "handler": handler}),
+                ),
+                ("POST", _) => (201, body),
+                ("PATCH", _) => (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+                ),
+                _ => (
+                    404,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "NotFound", "code": 404, "message": "not found"}),
+                ),
+            };
+            let resp = http::Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(reply.to_string().into_bytes()))
+                .expect("a response");
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    (kube::Client::new(svc, "default"), seen)
+}
+
+struct Harness {
+    rt: FakeRuntime,
+    images: FakeImages,
+    worker: Worker,
+    seen: Seen,
+}
+
+fn pod(yaml: &str) -> Pod {
+    let mut pod: Pod = serde_yaml::from_str(yaml).expect("a pod");
+    pod.metadata.name.get_or_insert_with(|| "p".into());
+    pod.metadata
+        .namespace
+        .get_or_insert_with(|| "default".into());
+    pod.metadata.uid.get_or_insert_with(|| "uid-1".into());
+    pod
+}
+
+fn harness_with(yaml: &str, classes: &[(&str, &str)], extra: Option<FakeRuntime>) -> Harness {
+    let (client, seen) = scripted_client(
+        classes
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect(),
+    );
+    let network = Network::new();
+    let rt = FakeRuntime::new(network.clone());
+    let images = FakeImages::new();
+    let mut runtimes = Runtimes::new();
+    runtimes.add(Arc::new(rt.clone()), Arc::new(images.clone()));
+    if let Some(other) = extra {
+        runtimes.add(Arc::new(other), Arc::new(FakeImages::new()));
+    }
+    let ctx = NodeCtx::new(
+        client,
+        runtimes,
+        "node-a".into(),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpPool::parse("10.88.0.0/24").expect("cidr"),
+    );
+    Harness {
+        rt,
+        images,
+        worker: Worker::new(Arc::new(ctx), pod(yaml)),
+        seen,
+    }
+}
+
+fn harness(yaml: &str) -> Harness {
+    harness_with(yaml, &[], None)
+}
+
+impl Harness {
+    async fn steps(&mut self, n: usize) {
+        for _ in 0..n {
+            self.worker.step().await;
+        }
+    }
+
+    /// Makes every scheduled retry due now (the back-off has elapsed).
+    fn elapse_backoff(&mut self) {
+        for c in &mut self.worker.ctrs {
+            if c.retry_at.is_some() {
+                c.retry_at = Some(std::time::Instant::now());
+            }
+        }
+    }
+
+    fn status(&mut self) -> PodStatus {
+        self.worker.status()
+    }
+
+    fn event_reasons(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, p, _)| m == "POST" && p.ends_with("/events"))
+            .filter_map(|(_, _, b)| b["reason"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+fn state_str(s: &KState) -> String {
+    if let Some(w) = &s.waiting {
+        format!("waiting({})", w.reason.as_deref().unwrap_or(""))
+    } else if s.running.is_some() {
+        "running".into()
+    } else if let Some(t) = &s.terminated {
+        format!(
+            "terminated({},{})",
+            t.exit_code,
+            t.reason.as_deref().unwrap_or("")
+        )
+    } else {
+        "none".into()
+    }
+}
+
+fn container_str(c: &ContainerStatus) -> String {
+    let mut s = format!(
+        "{}:{}",
+        c.name,
+        state_str(c.state.as_ref().expect("a state"))
+    );
+    if let Some(last) = c.last_state.as_ref().filter(|l| l.terminated.is_some()) {
+        s += &format!(" last={}", state_str(last));
+    }
+    if c.ready {
+        s += " ready";
+    }
+    if c.restart_count > 0 {
+        s += &format!(" restarts={}", c.restart_count);
+    }
+    s
+}
+
+/// A one-line summary: phase, Ready (with its reason when False), QoS, then the init
+/// containers and the containers.
+fn summary(st: &PodStatus) -> String {
+    let cond = |t: &str| {
+        let c = st
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == t)
+            .expect("a condition");
+        match &c.reason {
+            Some(r) => format!("{}={}({r})", t, c.status),
+            None => format!("{}={}", t, c.status),
+        }
+    };
+    let mut parts = vec![
+        st.phase.clone().unwrap_or_default(),
+        cond("Ready"),
+        cond("Initialized"),
+        format!("qos={}", st.qos_class.as_deref().unwrap_or("")),
+    ];
+    for c in st.init_container_statuses.iter().flatten() {
+        parts.push(format!("init {}", container_str(c)));
+    }
+    for c in st.container_statuses.iter().flatten() {
+        parts.push(container_str(c));
+    }
+    parts.join(" | ")
+}
+
+const ONE: &str = "spec: {restartPolicy: Always, containers: [{name: c, image: app:1.0}]}";
+const NEVER: &str = "spec: {restartPolicy: Never, containers: [{name: c, image: app:1.0}]}";
+const ON_FAILURE: &str =
+    "spec: {restartPolicy: OnFailure, containers: [{name: c, image: app:1.0}]}";
+const WITH_INIT: &str = "spec: {restartPolicy: Never, initContainers: [{name: i, image: init:1.0}], containers: [{name: c, image: app:1.0}]}";
+const WITH_INIT_ALWAYS: &str =
+    "spec: {initContainers: [{name: i, image: init:1.0}], containers: [{name: c, image: app:1.0}]}";
+const READINESS: &str = "spec: {containers: [{name: c, image: app:1.0, ports: [{containerPort: 8080}], readinessProbe: {httpGet: {port: 8080}, failureThreshold: 1}}]}";
+
+/// What to do to the harness before (and between) the steps of a case.
+#[derive(Clone, Copy)]
+enum Setup {
+    Nothing,
+    Script(&'static str, &'static [Outcome]),
+    FailPull,
+    FailPullTwice,
+    Unhealthy,
+    HealthyProbe,
+    FailSandbox,
+    Terminating,
+}
+
+struct Case {
+    name: &'static str,
+    pod: &'static str,
+    setup: Setup,
+    steps: usize,
+    want: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "waiting for its image",
+        pod: ONE,
+        setup: Setup::FailPull,
+        steps: 1,
+        want: "Pending | Ready=False(ContainersNotReady) | Initialized=True | qos=BestEffort | c:waiting(ErrImagePull)",
+    },
+    Case {
+        name: "image pull failing again backs off",
+        pod: ONE,
+        setup: Setup::FailPullTwice,
+        steps: 1,
+        want: "Pending | Ready=False(ContainersNotReady) | Initialized=True | qos=BestEffort | c:waiting(ImagePullBackOff)",
+    },
+    Case {
+        name: "sandbox cannot be created",
+        pod: ONE,
+        setup: Setup::FailSandbox,
+        steps: 1,
+        want: "Pending | Ready=False(ContainersNotReady) | Initialized=True | qos=BestEffort | c:waiting(ContainerCreating)",
+    },
+    Case {
+        name: "running and ready",
+        pod: ONE,
+        setup: Setup::Nothing,
+        steps: 1,
+        want: "Running | Ready=True | Initialized=True | qos=BestEffort | c:running ready",
+    },
+    Case {
+        name: "readiness probe failing",
+        pod: READINESS,
+        setup: Setup::Unhealthy,
+        steps: 1,
+        want: "Running | Ready=False(ContainersNotReady) | Initialized=True | qos=BestEffort | c:running",
+    },
+    Case {
+        name: "readiness probe passing",
+        pod: READINESS,
+        setup: Setup::HealthyProbe,
+        steps: 1,
+        want: "Running | Ready=True | Initialized=True | qos=BestEffort | c:running ready",
+    },
+    Case {
+        name: "exit 0 under restartPolicy Never succeeds",
+        pod: NEVER,
+        setup: Setup::Script("c", &[Outcome::Exit(0)]),
+        steps: 2,
+        want: "Succeeded | Ready=False(PodCompleted) | Initialized=True | qos=BestEffort | c:terminated(0,Completed)",
+    },
+    Case {
+        name: "exit 3 under restartPolicy Never fails",
+        pod: NEVER,
+        setup: Setup::Script("c", &[Outcome::Exit(3)]),
+        steps: 2,
+        want: "Failed | Ready=False(PodCompleted) | Initialized=True | qos=BestEffort | c:terminated(3,Error)",
+    },
+    Case {
+        name: "exit 3 under restartPolicy Always crash-loops",
+        pod: ONE,
+        setup: Setup::Script("c", &[Outcome::Exit(3)]),
+        steps: 3,
+        want: "Running | Ready=False(ContainersNotReady) | Initialized=True | qos=BestEffort | c:waiting(CrashLoopBackOff) last=terminated(3,Error) restarts=1",
+    },
+    Case {
+        name: "exit 3 under restartPolicy OnFailure crash-loops",
+        pod: ON_FAILURE,
+        setup: Setup::Script("c", &[Outcome::Exit(3)]),
+        steps: 3,
+        want: "Running | Ready=False(ContainersNotReady) | Initialized=True | qos=BestEffort | c:waiting(CrashLoopBackOff) last=terminated(3,Error) restarts=1",
+    },
+    Case {
+        name: "exit 0 under restartPolicy OnFailure succeeds",
+        pod: ON_FAILURE,
+        setup: Setup::Script("c", &[Outcome::Exit(0)]),
+        steps: 2,
+        want: "Succeeded | Ready=False(PodCompleted) | Initialized=True | qos=BestEffort | c:terminated(0,Completed)",
+    },
+    Case {
+        name: "OOM-killed under restartPolicy Never",
+        pod: NEVER,
+        setup: Setup::Script("c", &[Outcome::OomKilled]),
+        steps: 2,
+        want: "Failed | Ready=False(PodCompleted) | Initialized=True | qos=BestEffort | c:terminated(137,OOMKilled)",
+    },
+    Case {
+        name: "start failure waits in RunContainerError",
+        pod: ONE,
+        setup: Setup::Script("c", &[Outcome::FailStart(String::new())]),
+        steps: 1,
+        want: "Pending | Ready=False(ContainersNotReady) | Initialized=True | qos=BestEffort | c:waiting(RunContainerError)",
+    },
+    Case {
+        name: "init container running",
+        pod: WITH_INIT,
+        setup: Setup::Script("i", &[Outcome::Run]),
+        steps: 2,
+        // Kubelet reports a running init container as not ready; this node says ready.
+        want: "Pending | Ready=False(ContainersNotReady) | Initialized=False(ContainersNotInitialized) | qos=BestEffort | init i:running ready | c:waiting(PodInitializing)",
+    },
+    Case {
+        name: "init container failed under restartPolicy Never",
+        pod: WITH_INIT,
+        setup: Setup::Script("i", &[Outcome::Exit(1)]),
+        steps: 2,
+        // Kubelet reports Initialized=False and the container waiting in PodInitializing.
+        want: "Failed | Ready=False(PodCompleted) | Initialized=True | qos=BestEffort | init i:terminated(1,Error) | c:waiting(ContainerCreating)",
+    },
+    Case {
+        name: "init container failing under restartPolicy Always crash-loops",
+        pod: WITH_INIT_ALWAYS,
+        setup: Setup::Script("i", &[Outcome::Exit(1)]),
+        steps: 3,
+        want: "Pending | Ready=False(ContainersNotReady) | Initialized=False(ContainersNotInitialized) | qos=BestEffort | init i:waiting(CrashLoopBackOff) last=terminated(1,Error) restarts=1 | c:waiting(PodInitializing)",
+    },
+    Case {
+        name: "init container done, container running",
+        pod: WITH_INIT,
+        setup: Setup::Script("i", &[Outcome::Exit(0)]),
+        steps: 3,
+        want: "Running | Ready=True | Initialized=True | qos=BestEffort | init i:terminated(0,Completed) | c:running ready",
+    },
+    Case {
+        name: "terminating",
+        pod: ONE,
+        setup: Setup::Terminating,
+        steps: 1,
+        want: "Running | Ready=False(PodTerminating) | Initialized=True | qos=BestEffort | c:running",
+    },
+    Case {
+        name: "guaranteed pod keeps the class the API server gave it",
+        pod: "spec: {containers: [{name: c, image: app:1.0, resources: {limits: {cpu: 100m, memory: 32Mi}}}]}\nstatus: {qosClass: Guaranteed}",
+        setup: Setup::Nothing,
+        steps: 1,
+        want: "Running | Ready=True | Initialized=True | qos=Guaranteed | c:running ready",
+    },
+];
+
+#[tokio::test]
+async fn status_table() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        let mut h = harness(case.pod);
+        match case.setup {
+            Setup::Nothing | Setup::Terminating => {}
+            Setup::Script(name, outcomes) => h.rt.script(name, outcomes.iter().cloned()),
+            Setup::FailPull | Setup::FailPullTwice => {
+                h.images.fail_pull("app:1.0", Some("nothing here"))
+            }
+            Setup::Unhealthy | Setup::HealthyProbe => {}
+            Setup::FailSandbox => h.rt.fail_sandbox(Some("no room")),
+        }
+        h.steps(case.steps).await;
+        match case.setup {
+            Setup::FailPullTwice => {
+                h.elapse_backoff();
+                h.steps(1).await;
+            }
+            Setup::Unhealthy | Setup::HealthyProbe => {
+                // Created and started by now: flip its health, then the probe runs.
+                let healthy = matches!(case.setup, Setup::HealthyProbe);
+                h.rt.fake_pod("uid-1")
+                    .expect("the pod")
+                    .set_healthy("c", healthy)
+                    .expect("the container");
+                h.steps(1).await;
+            }
+            Setup::Terminating => h.worker.begin_terminating(),
+            _ => {}
+        }
+        let got = summary(&h.status());
+        if got != case.want {
+            failures.push(format!(
+                "{}:\n   got: {got}\n  want: {}",
+                case.name, case.want
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The API server owns `status.qosClass` (it counts a zero request as unset: BestEffort); the
+/// node once recomputed it with other rules and flipped this pod to Burstable.
+#[tokio::test]
+async fn qos_class_of_zero_request_pod_does_not_flip() {
+    let zero = "spec: {containers: [{name: c, image: app:1.0, resources: {requests: {cpu: '0'}}}]}";
+    let mut h = harness(&format!("{zero}\nstatus: {{qosClass: BestEffort}}"));
+    h.steps(1).await;
+    assert_eq!(h.status().qos_class.as_deref(), Some("BestEffort"));
+    // Without a class from the API server, the node computes the same one.
+    let mut h = harness(zero);
+    h.steps(1).await;
+    assert_eq!(h.status().qos_class.as_deref(), Some("BestEffort"));
+}
+
+#[tokio::test]
+async fn status_is_a_pure_function_of_the_snapshot() {
+    let mut h = harness(ONE);
+    h.steps(1).await;
+    let now = jiff::Timestamp::now();
+    let a = pod_status(&h.worker.snapshot("wasm", now));
+    let b = pod_status(&h.worker.snapshot("wasm", now));
+    assert_eq!(a, b);
+    let id = a.container_statuses.as_ref().expect("statuses")[0]
+        .container_id
+        .clone();
+    assert_eq!(id.as_deref(), Some("wasm://uid-1/c"));
+    // Conditions keep their transition time while their status holds.
+    let first = h.status();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = h.status();
+    assert_eq!(first.conditions, second.conditions);
+}
+
+#[tokio::test]
+async fn crash_loop_records_back_off_events_and_restarts_after_it() {
+    let mut h = harness(ONE);
+    h.rt.script("c", [Outcome::Exit(3), Outcome::Exit(3), Outcome::Run]);
+    h.steps(3).await;
+    assert!(h.event_reasons().iter().any(|r| r == "BackOff"));
+    h.elapse_backoff();
+    h.steps(1).await;
+    assert_eq!(
+        summary(&h.status()),
+        "Running | Ready=True | Initialized=True | qos=BestEffort | c:running last=terminated(3,Error) ready restarts=2"
+    );
+    let pod = h.rt.fake_pod("uid-1").expect("the pod");
+    assert_eq!(pod.runs("c"), 3);
+}
+
+#[tokio::test]
+async fn the_runtime_class_handler_picks_the_backend() {
+    let oci = FakeRuntime::with_handler("oci", Network::new());
+    let pod = "spec: {runtimeClassName: linux, containers: [{name: c, image: app:1.0}]}";
+    let mut h = harness_with(pod, &[("linux", "oci")], Some(oci.clone()));
+    h.steps(1).await;
+    assert!(h.rt.calls().is_empty(), "{:?}", h.rt.calls());
+    assert!(oci.calls().contains(&"start_container uid-1/c".to_string()));
+    let st = h.status();
+    let c = &st.container_statuses.as_ref().expect("statuses")[0];
+    assert_eq!(c.container_id.as_deref(), Some("oci://uid-1/c"));
+}
+
+#[tokio::test]
+async fn a_handler_this_node_does_not_run_waits_with_an_event() {
+    let pod = "spec: {runtimeClassName: linux, containers: [{name: c, image: app:1.0}]}";
+    let mut h = harness_with(pod, &[("linux", "oci")], None);
+    h.steps(1).await;
+    let st = h.status();
+    let w = st.container_statuses.as_ref().expect("statuses")[0]
+        .state
+        .clone()
+        .and_then(|s| s.waiting)
+        .expect("waiting");
+    assert_eq!(w.reason.as_deref(), Some("ContainerCreating"));
+    assert!(
+        w.message
+            .as_deref()
+            .is_some_and(|m| m.contains("no runtime for \"oci\"") && m.contains("\"wasm\"")),
+        "{w:?}"
+    );
+    assert_eq!(h.event_reasons(), ["FailedCreatePodSandBox"]);
+    assert!(h.rt.calls().is_empty());
+}
+
+#[test]
+fn backoff_doubles_to_five_minutes() {
+    let mut d = Duration::ZERO;
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        d = next_backoff(d);
+        seen.push(d.as_secs());
+    }
+    assert_eq!(seen, [10, 20, 40, 80, 160, 300, 300, 300]);
+    assert_eq!(humanize(Duration::from_secs(300)), "5m0s");
+    assert_eq!(humanize(Duration::from_secs(80)), "1m20s");
+    assert_eq!(humanize(Duration::from_secs(20)), "20s");
+}

@@ -81,3 +81,37 @@ pub(crate) async fn wait_for_file(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_file_appears_whole_with_the_pid_and_goes_on_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.ready");
+        let args = ReadyArgs {
+            ready_file: Some(path.clone()),
+        };
+        let mut fields = Map::new();
+        fields.insert("registry".into(), "127.0.0.1:5000".into());
+        args.write(fields).unwrap();
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(written["registry"], "127.0.0.1:5000");
+        assert_eq!(written["pid"], Value::from(std::process::id()));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x.ready"], "no temporary file is left beside it");
+        args.remove();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn without_a_path_nothing_is_written() {
+        ReadyArgs::default().write(Map::new()).unwrap();
+        ReadyArgs::default().remove();
+    }
+}

@@ -1,0 +1,118 @@
+//! `skiff up` end to end: the one-process cluster names its API server, registry and node in its
+//! ready file (the `--ready-file` contract every serving command keeps), each of them serves, and
+//! SIGTERM stops it cleanly and removes the file.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node as KNode;
+use kube::api::Api;
+use serde_json::Value;
+use skiff_tests::{client, http_get, skiff_bin, wait_object, wait_ready_file};
+
+/// The `skiff up` process, killed if the test ends early.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_names_what_it_serves_in_its_ready_file() {
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-e2e-up-")
+        .tempdir()
+        .unwrap();
+    let ready_file = dir.path().join("up.ready");
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let mut up = Up(Command::new(skiff_bin())
+        .arg("up")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--registry-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--node-listen", "127.0.0.1:0", "--node-name", "solo"])
+        .arg("--ready-file")
+        .arg(&ready_file)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("skiff up starts"));
+    let child = &mut up.0;
+    let show_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+    let ready = wait_ready_file(&ready_file, child, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
+    let field = |key: &str| {
+        ready
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no {key:?} in the ready file {ready:?}"))
+            .to_string()
+    };
+    assert_eq!(ready["pid"], Value::from(child.id()));
+    assert!(field("apiServer").starts_with("https://127.0.0.1:"));
+    assert_eq!(field("node"), "solo");
+    assert_eq!(
+        field("registryUrl"),
+        format!("http://{}", field("registry"))
+    );
+
+    // The API server, with the kubeconfig named there; the node registered with it.
+    let kubeconfig = std::path::PathBuf::from(field("kubeconfig"));
+    let kube = client::client(&kubeconfig).await.expect("a kube client");
+    wait_object(
+        &Api::<KNode>::all(kube),
+        "solo",
+        "the node to register",
+        Duration::from_secs(60),
+        |n: Option<&KNode>| n.is_some(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
+
+    // The registry, seeded with the samples.
+    let (code, body) = http_get(
+        &field("registry"),
+        "/v2/samples/hello-http/tags/list",
+        None,
+        Duration::from_secs(30),
+    )
+    .expect("the registry answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("1.0") && body.contains("2.0"), "{body}");
+    let token = std::fs::read_to_string(field("registryTokenFile")).expect("the token file");
+    assert!(!token.trim().is_empty());
+
+    // The node endpoint, which wants the kubeconfig's token.
+    let endpoint = field("nodeEndpoint");
+    let path = "/proxy/default/nope/8080/";
+    let (code, _) = http_get(&endpoint, path, None, Duration::from_secs(30))
+        .expect("the node endpoint answers");
+    assert_eq!(code, 401, "no token, no access");
+    let admin = client::bearer_token(&kubeconfig).expect("the kubeconfig's token");
+    let (code, _) = http_get(&endpoint, path, Some(&admin), Duration::from_secs(30))
+        .expect("the node endpoint answers");
+    assert_eq!(
+        code, 404,
+        "the kubeconfig's token is accepted; there is no such pod"
+    );
+
+    // SIGTERM: a clean exit, and the ready file is gone.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("skiff up exits");
+    assert!(status.success(), "{status}\n{}", show_log());
+    assert!(
+        !ready_file.exists(),
+        "a clean shutdown removes the ready file"
+    );
+}

@@ -26,7 +26,9 @@ pub const DEFAULT_LEASE_DURATION_SECONDS: u32 = 40;
 /// How often the Node's status (conditions' heartbeat times) is refreshed.
 pub(crate) const STATUS_REFRESH: Duration = Duration::from_secs(60);
 /// The kubelet version the node reports (the Kubernetes API version it serves pods for).
-pub(crate) const KUBELET_VERSION: &str = "v1.34.0-skiff";
+pub(crate) fn kubelet_version() -> String {
+    format!("v1.{}.0-skiff", skiff_meta::KUBERNETES_MINOR)
+}
 
 /// What the Node object says about this node.
 #[derive(Debug, Clone)]
@@ -106,8 +108,8 @@ fn system_info() -> NodeSystemInfo {
             env!("CARGO_PKG_VERSION")
         ),
         kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
-        kube_proxy_version: KUBELET_VERSION.to_string(),
-        kubelet_version: KUBELET_VERSION.to_string(),
+        kube_proxy_version: kubelet_version(),
+        kubelet_version: kubelet_version(),
         system_uuid: if product_uuid.is_empty() {
             machine_id.clone()
         } else {

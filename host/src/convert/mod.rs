@@ -1,0 +1,77 @@
+//! Pod -> runtime spec: volumes (emptyDir, configMap, secret, hostPath, downwardAPI, projected),
+//! env (`value` with `$(VAR)` expansion, `valueFrom`, `envFrom`, the downward API), mounts,
+//! ports and resources. Failures are messages for the `CreateContainerConfigError` reason.
+//!
+//! `refs.rs` reads the referenced ConfigMaps and Secrets, `volumes.rs` projects volumes,
+//! `env.rs` builds the environment and the downward API, `resources.rs` turns quantities into
+//! the runtime's resources; this file assembles a container's spec.
+
+mod env;
+mod refs;
+mod resources;
+#[cfg(test)]
+mod tests;
+mod volumes;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use skiff_runtime::{ContainerSpec, Mount};
+
+pub(crate) use env::{env, expand};
+pub(crate) use refs::{Refs, fetch};
+pub(crate) use resources::resources;
+pub(crate) use volumes::{volume_files, volumes};
+
+/// The pod's addresses, for the downward API.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Addrs {
+    pub(crate) pod_ip: Option<IpAddr>,
+    pub(crate) host_ip: IpAddr,
+}
+
+/// A container's runtime spec (without its image).
+pub(crate) fn container_spec(
+    pod: &Pod,
+    c: &Container,
+    refs: &Refs,
+    addrs: Addrs,
+) -> Result<ContainerSpec, String> {
+    let env = env(pod, c, refs, addrs)?;
+    let vars: HashMap<String, String> = env.iter().cloned().collect();
+    let mut args: Vec<String> = Vec::new();
+    // A wasm container has no separate entrypoint: `command` beyond argv[0] and `args` both
+    // become arguments.
+    if let Some(cmd) = &c.command {
+        args.extend(cmd.iter().skip(1).map(|a| expand(a, &vars)));
+    }
+    args.extend(c.args.iter().flatten().map(|a| expand(a, &vars)));
+    let mounts = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| Mount {
+            volume: m.name.clone(),
+            mount_path: m.mount_path.clone(),
+            read_only: m.read_only.unwrap_or(false),
+            sub_path: m.sub_path.clone().filter(|s| !s.is_empty()),
+        })
+        .collect();
+    let ports = c
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .collect();
+    Ok(ContainerSpec {
+        name: c.name.clone(),
+        args,
+        env,
+        working_dir: c.working_dir.clone(),
+        mounts,
+        ports,
+        resources: resources(c),
+        ..Default::default()
+    })
+}

@@ -1,0 +1,156 @@
+//! Pod -> runtime spec conversion: env, volumes, resources.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use skiff_runtime::VolumeSource;
+
+use super::resources::{bytes, millis, resource_value};
+use super::*;
+
+fn pod(yaml: &str) -> Pod {
+    serde_yaml::from_str(yaml).expect("valid pod yaml")
+}
+
+const ADDRS: Addrs = Addrs {
+    pod_ip: Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 88, 0, 2))),
+    host_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+};
+
+#[test]
+fn env_resolves_refs_downward_api_and_expansion() {
+    let p = pod(r#"
+metadata: {name: p, namespace: ns, uid: u1, labels: {app: web}}
+spec:
+  nodeName: n1
+  containers:
+  - name: c
+    image: x
+    envFrom: [{configMapRef: {name: cm}, prefix: CM_}]
+    env:
+    - {name: A, value: one}
+    - {name: B, value: "$(A)-two $$(A) $(MISSING)"}
+    - {name: COLOR, valueFrom: {configMapKeyRef: {name: cm, key: color}}}
+    - {name: USER, valueFrom: {secretKeyRef: {name: s, key: user}}}
+    - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: APP, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
+    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    resources: {limits: {memory: 32Mi}}
+"#);
+    let mut refs = Refs::default();
+    let cm: ConfigMap =
+        serde_yaml::from_str("metadata: {name: cm}\ndata: {color: blue}").expect("cm");
+    let s: Secret =
+        serde_yaml::from_str("metadata: {name: s}\ndata: {user: c2tpZmY=}").expect("secret");
+    refs.config_maps.insert("cm".into(), Some(cm));
+    refs.secrets.insert("s".into(), Some(s));
+    let c = &p.spec.as_ref().expect("spec").containers[0];
+    let env: BTreeMap<_, _> = env(&p, c, &refs, ADDRS).expect("env").into_iter().collect();
+    assert_eq!(env["CM_color"], "blue");
+    assert_eq!(env["B"], "one-two $(A) $(MISSING)");
+    assert_eq!(env["COLOR"], "blue");
+    assert_eq!(env["USER"], "skiff");
+    assert_eq!(env["POD"], "p");
+    assert_eq!(env["IP"], "10.88.0.2");
+    assert_eq!(env["APP"], "web");
+    assert_eq!(env["MEM"], "32");
+}
+
+#[test]
+fn missing_config_map_is_an_error_unless_optional() {
+    let p = pod(r#"
+metadata: {name: p, namespace: ns}
+spec:
+  containers:
+  - name: c
+    image: x
+    env:
+    - {name: COLOR, valueFrom: {configMapKeyRef: {name: gone, key: color}}}
+"#);
+    let c = &p.spec.as_ref().expect("spec").containers[0];
+    let err = env(&p, c, &Refs::default(), ADDRS).expect_err("missing configmap");
+    assert!(err.contains("configmap \"gone\" not found"), "{err}");
+}
+
+#[test]
+fn volumes_map_to_runtime_sources() {
+    let p = pod(r#"
+metadata: {name: p, namespace: ns}
+spec:
+  containers: [{name: c, image: x}]
+  volumes:
+  - {name: data, emptyDir: {}}
+  - {name: mem, emptyDir: {medium: Memory}}
+  - {name: cfg, configMap: {name: cm, items: [{key: color, path: c/color.txt}]}}
+  - {name: sec, secret: {secretName: s, defaultMode: 256}}
+  - {name: host, hostPath: {path: /tmp}}
+  - {name: info, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}
+"#);
+    let mut refs = Refs::default();
+    let cm: ConfigMap =
+        serde_yaml::from_str("metadata: {name: cm}\ndata: {color: blue, other: x}").expect("cm");
+    let s: Secret =
+        serde_yaml::from_str("metadata: {name: s}\ndata: {pw: czNjcjN0}").expect("secret");
+    refs.config_maps.insert("cm".into(), Some(cm));
+    refs.secrets.insert("s".into(), Some(s));
+    let vols = volumes(&p, &refs, ADDRS).expect("volumes");
+    assert_eq!(vols.len(), 6);
+    assert!(matches!(
+        vols[0].source,
+        VolumeSource::EmptyDir { memory: false }
+    ));
+    assert!(matches!(
+        vols[1].source,
+        VolumeSource::EmptyDir { memory: true }
+    ));
+    match &vols[2].source {
+        VolumeSource::Files { files, sensitive } => {
+            assert!(!sensitive);
+            assert_eq!(files.keys().collect::<Vec<_>>(), ["c/color.txt"]);
+            assert_eq!(&*files["c/color.txt"].data, b"blue");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match &vols[3].source {
+        VolumeSource::Files { files, sensitive } => {
+            assert!(sensitive);
+            assert_eq!(&*files["pw"].data, b"s3cr3t");
+            assert_eq!(files["pw"].mode, Some(0o400));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match &vols[5].source {
+        VolumeSource::Files { files, .. } => assert_eq!(&*files["name"].data, b"p"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn resources_and_resource_field_refs_are_exact() {
+    let c: Container = serde_yaml::from_str(
+        "{name: c, resources: {limits: {cpu: 1500m, memory: 1Gi}, requests: {cpu: '0.1'}}}",
+    )
+    .expect("a container");
+    let r = resources(&c);
+    assert_eq!(r.memory_limit, Some(1 << 30));
+    assert_eq!(r.memory_request, Some(1 << 30));
+    assert_eq!(r.cpu_limit_millis, Some(1500));
+    assert_eq!(r.cpu_request_millis, Some(100));
+    assert_eq!(resource_value(&c, "limits.cpu", None).as_deref(), Ok("2"));
+    assert_eq!(
+        resource_value(&c, "limits.cpu", Some("1m")).as_deref(),
+        Ok("1500")
+    );
+    assert_eq!(
+        resource_value(&c, "limits.memory", Some("1Mi")).as_deref(),
+        Ok("1024")
+    );
+    assert_eq!(
+        resource_value(&c, "requests.memory", Some("1Gi")).as_deref(),
+        Ok("1")
+    );
+    assert_eq!(bytes("junk"), None);
+    assert_eq!(millis("-1"), None);
+}

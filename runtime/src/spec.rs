@@ -99,7 +99,8 @@ impl FileContent {
 pub struct ContainerSpec {
     /// Container name, unique in the pod.
     pub name: String,
-    /// The wasm binary: a component or a preview-1 command module.
+    /// The image as the backend's [`ImageService`](crate::ImageService) pulled it; for the wasm
+    /// backend, a component or a preview-1 command module.
     pub image: Image,
     /// Arguments after argv\[0\] (argv\[0\] is the container name).
     pub args: Vec<String>,
@@ -117,7 +118,7 @@ pub struct ContainerSpec {
     pub log_file: Option<PathBuf>,
 }
 
-/// Where the wasm bytes of a container come from.
+/// Where a container's image is on the node (for the wasm backend: its wasm bytes).
 #[derive(Clone, Default)]
 pub enum Image {
     /// Bytes in memory (for example a pulled layer).

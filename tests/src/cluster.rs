@@ -21,7 +21,7 @@ use crate::{Node, Registry, Server, ok, repo_root, tools, wait};
 /// How long a real node may take to report Ready.
 const NODE_READY: Duration = Duration::from_secs(60);
 
-/// What [`Cluster::start`] starts; see the methods.
+/// What [`ClusterBuilder::start`] starts; see the methods.
 #[derive(Default)]
 pub struct ClusterBuilder {
     server_args: Vec<String>,

@@ -152,7 +152,7 @@ async fn deployment_spreads_rolls_and_undoes() {
         .metadata
         .generation
         .expect("a generation");
-    wait_object(
+    let observed = wait_object(
         &deployments,
         "web",
         "the controller to observe the paused template change",
@@ -163,7 +163,19 @@ async fn deployment_spreads_rolls_and_undoes() {
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("the Deployment exists");
+    let progressing = observed
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Progressing")
+        .expect("a Progressing condition");
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_deref()),
+        ("Unknown", Some("DeploymentPaused"))
+    );
     assert_eq!(
         replica_sets(&c).await,
         sets_before,

@@ -1,9 +1,9 @@
 //! Skiff's OCI registry: the distribution API server, its content-addressed storage and push
 //! authentication, the wasm OCI artifact format, and the client nodes and the CLI pull with.
 //!
-//! Start a server with [`start`] (or [`start_on`] with a bound listener); it returns a
-//! [`RegistryHandle`] with the bound address, the push token and a graceful shutdown. Pull and
-//! push with [`RegistryClient`].
+//! Start a server with `start` (or `start_on` with a bound listener); it returns a
+//! `RegistryHandle` with the bound address, the push token and a graceful shutdown. Pull and
+//! push with `RegistryClient`. (Plain names, not links: each exists only with its feature.)
 //!
 //! Cargo features: `server` (the server, its storage, push tokens and garbage collection) and
 //! `client` (the client, its blob cache and the wasm format); a node needs only `client`.

@@ -5,7 +5,7 @@
 //! The model follows the CRI: create a pod sandbox (volumes, IP on the [`Network`]), create
 //! its containers (compile and link-check the images), start and stop them, watch their states,
 //! read their logs, and send HTTP requests to their ports. The node holds its backends in
-//! [`Runtimes`], keyed by RuntimeClass handler. With the `fake` feature, [`fake`] has a
+//! [`Runtimes`], keyed by RuntimeClass handler. With the `fake` feature, `fake` has a
 //! scriptable backend for testing the node in-process.
 
 mod error;

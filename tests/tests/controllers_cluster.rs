@@ -481,17 +481,26 @@ spec:
     ));
     let jobs: Api<Job> = Api::namespaced(c.client.clone(), "default");
     let most_active = std::cell::Cell::new(0);
-    let job = wait_for("the Job to complete", Duration::from_secs(180), || async {
-        let j = jobs.get("sleeper").await.ok()?;
-        let st = j.status.clone()?;
-        most_active.set(most_active.get().max(st.active.unwrap_or(0)));
-        st.conditions?
-            .iter()
-            .any(|c| c.type_ == "Complete" && c.status == "True")
-            .then_some(j)
-    })
+    // Watched, so every version of the status counts towards the most pods active at once.
+    let job = wait_object(
+        &jobs,
+        "sleeper",
+        "the Job to complete",
+        Duration::from_secs(180),
+        |j: Option<&Job>| {
+            let Some(st) = j.and_then(|j| j.status.as_ref()) else {
+                return false;
+            };
+            most_active.set(most_active.get().max(st.active.unwrap_or(0)));
+            st.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Complete" && c.status == "True")
+        },
+    )
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.node_logs()));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", c.node_logs()))
+    .expect("the Job exists");
     let st = job.status.expect("job status");
     assert_eq!(st.succeeded, Some(5));
     assert_eq!(st.failed.unwrap_or(0), 0);

@@ -8,7 +8,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
-use skiff_tests::{Cluster, ClusterBuilder, image_of, node_of, wait_for, wait_object};
+use skiff_tests::{
+    Cluster, ClusterBuilder, image_of, node_of, wait_for, wait_object, wait_object_map,
+};
 
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
@@ -278,15 +280,13 @@ spec:
     c.k(&["delete", "pod", "huge", "--wait=false"]);
     let small = pod.replace("huge", "small").replace("1000Gi", "1Gi");
     c.apply(&small);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    wait_for("small pod bound", Duration::from_secs(30), || async {
-        pods.get("small")
-            .await
-            .ok()?
-            .spec?
-            .node_name
-            .filter(|n| !n.is_empty())
-    })
+    wait_object_map(
+        &c.pods("default"),
+        "small",
+        "the small pod to be bound",
+        Duration::from_secs(30),
+        |p| Some(node_of(p)).filter(|n| !n.is_empty()),
+    )
     .await
     .unwrap();
     c.shutdown().await;

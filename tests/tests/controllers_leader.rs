@@ -8,7 +8,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use skiff_controllers::leader::ElectionOptions;
 use skiff_tests::fixtures::deployment;
-use skiff_tests::{Cluster, wait_for};
+use skiff_tests::{Cluster, wait_object};
 
 fn election(identity: &str) -> ElectionOptions {
     ElectionOptions {
@@ -18,12 +18,9 @@ fn election(identity: &str) -> ElectionOptions {
     }
 }
 
-async fn holder(api: &Api<Lease>) -> Option<String> {
-    api.get_opt(skiff_controllers::leader::NAME)
-        .await
-        .ok()??
-        .spec?
-        .holder_identity
+/// The condition "the Lease names `identity` as its holder".
+fn held_by(identity: &str) -> impl Fn(Option<&Lease>) -> bool + '_ {
+    move |l| l.and_then(|l| l.spec.as_ref()?.holder_identity.as_deref()) == Some(identity)
 }
 
 async fn lease_transitions(api: &Api<Lease>) -> Option<i32> {
@@ -49,9 +46,13 @@ async fn standby_takes_over_when_the_leader_stops() {
     let opts = skiff_controllers::Options::default;
     let first = skiff_controllers::start_elected(client.clone(), opts(), election("first"));
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
-    wait_for("first to lead", Duration::from_secs(20), || async {
-        (holder(&leases).await.as_deref() == Some("first")).then_some(())
-    })
+    wait_object(
+        &leases,
+        skiff_controllers::leader::NAME,
+        "first to lead",
+        Duration::from_secs(20),
+        held_by("first"),
+    )
     .await
     .unwrap();
     let transitions = lease_transitions(&leases).await;
@@ -102,9 +103,13 @@ async fn standby_takes_over_when_the_leader_stops() {
     c.k(&status);
 
     first.shutdown().await;
-    wait_for("second to take over", Duration::from_secs(30), || async {
-        (holder(&leases).await.as_deref() == Some("second")).then_some(())
-    })
+    wait_object(
+        &leases,
+        skiff_controllers::leader::NAME,
+        "second to take over",
+        Duration::from_secs(30),
+        held_by("second"),
+    )
     .await
     .unwrap();
     c.k(&["scale", "deployment/web", "--replicas=3"]);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
 use skiff_meta::names::FAKE_EXIT_CODE;
 use skiff_tests::fixtures::{deployment, is_ready};
@@ -131,10 +132,26 @@ spec:
     matchLabels: {app: web}
 "#,
     );
-    wait_for("PDB status", Duration::from_secs(30), || async {
-        let out = c.k(&["get", "pdb", "web", "-o", "jsonpath={.status.currentHealthy}/{.status.desiredHealthy}/{.status.disruptionsAllowed}/{.status.expectedPods}"]);
-        (out.trim() == "3/3/0/3").then_some(())
-    })
+    let budgets: Api<PodDisruptionBudget> = c.api("default");
+    let counts = |healthy, desired, allowed, expected| {
+        move |b: Option<&PodDisruptionBudget>| {
+            b.and_then(|b| b.status.as_ref()).is_some_and(|s| {
+                (
+                    s.current_healthy,
+                    s.desired_healthy,
+                    s.disruptions_allowed,
+                    s.expected_pods,
+                ) == (healthy, desired, allowed, expected)
+            })
+        }
+    };
+    wait_object(
+        &budgets,
+        "web",
+        "3 healthy of 3 desired, no disruption allowed",
+        Duration::from_secs(30),
+        counts(3, 3, 0, 3),
+    )
     .await
     .unwrap();
     // No disruption allowed: drain cordons the node but cannot evict.
@@ -160,16 +177,13 @@ spec:
         "-p",
         r#"{"spec":{"minAvailable":2}}"#,
     ]);
-    wait_for("PDB allows one", Duration::from_secs(30), || async {
-        let out = c.k(&[
-            "get",
-            "pdb",
-            "web",
-            "-o",
-            "jsonpath={.status.disruptionsAllowed}",
-        ]);
-        (out.trim() == "1").then_some(())
-    })
+    wait_object(
+        &budgets,
+        "web",
+        "3 healthy of 2 desired, one disruption allowed",
+        Duration::from_secs(30),
+        counts(3, 2, 1, 3),
+    )
     .await
     .unwrap();
     let out = c.k(&["drain", "node-a", "--ignore-daemonsets", "--timeout=60s"]);
@@ -409,10 +423,12 @@ async fn jobs_complete_and_fail_at_backoff_limit() {
 
     // ttlSecondsAfterFinished removes the finished Job.
     c.apply(&job("brief", "  ttlSecondsAfterFinished: 1", 0));
-    wait_for(
-        "finished job deleted by TTL",
+    wait_object(
+        &jobs,
+        "brief",
+        "the finished Job deleted by its TTL",
         Duration::from_secs(60),
-        || async { jobs.get_opt("brief").await.ok()?.is_none().then_some(()) },
+        |j: Option<&Job>| j.is_none(),
     )
     .await
     .unwrap();

@@ -313,3 +313,31 @@ pub(crate) async fn renew_lease(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(runtimes: &[&str]) -> NodeFacts {
+        NodeFacts {
+            name: "n1".into(),
+            zone: None,
+            host_ip: IpAddr::from([127, 0, 0, 1]),
+            port: 10250,
+            pod_cidr: "10.88.0.0/24".into(),
+            pods: 110,
+            cpus: 2,
+            memory_bytes: 1 << 30,
+            started: jiff::Timestamp::UNIX_EPOCH,
+            lease_duration_seconds: 40,
+            runtimes: runtimes.iter().map(|h| h.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_runtime_label_lists_the_backends_handlers() {
+        assert_eq!(labels(&facts(&["wasm"]))[RUNTIME_LABEL], "wasm");
+        // A label value cannot hold a comma; handlers are DNS labels, so `.` separates them.
+        assert_eq!(labels(&facts(&["oci", "wasm"]))[RUNTIME_LABEL], "oci.wasm");
+    }
+}

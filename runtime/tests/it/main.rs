@@ -481,6 +481,69 @@ async fn localhost_port_reaches_sibling() -> Result<()> {
     Ok(())
 }
 
+/// A Service table as the node's router would plug it in: names and virtual IPs to endpoints.
+struct ServiceTable;
+
+impl skiff_runtime::Resolver for ServiceTable {
+    fn resolve(&self, host: &str, port: u16) -> Option<Vec<std::net::SocketAddr>> {
+        match (host, port) {
+            ("hello.resolver-test.svc", 80) => Some(vec!["10.244.0.41:8080".parse().ok()?]),
+            ("empty.resolver-test.svc", 80) => Some(Vec::new()),
+            _ => None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_name_reaches_a_pod_of_this_node() -> Result<()> {
+    let (Some(puller), Some(hello)) = (
+        sample("fileserver/puller.wasm"),
+        sample("hello-http/hello-http.wasm"),
+    ) else {
+        return Ok(());
+    };
+    rt().network()
+        .set_resolver(Some(std::sync::Arc::new(ServiceTable)));
+    let server = new_pod(Some("10.244.0.41"), vec![]).await?;
+    server
+        .create_container(ContainerSpec {
+            ports: vec![8080],
+            ..container("hello", hello)
+        })
+        .await?;
+    server.start_container("hello").await?;
+
+    let req = http::Request::get("http://hello.resolver-test.svc/").body(empty_body())?;
+    let resp = rt().network().send(None, req).await?;
+    assert_eq!(resp.status(), 200);
+    let req = http::Request::get("http://empty.resolver-test.svc/").body(empty_body())?;
+    assert!(rt().network().send(None, req).await.is_err());
+
+    let client = new_pod(Some("10.244.0.42"), vec![empty_dir("data")]).await?;
+    client
+        .create_container(ContainerSpec {
+            env: vec![(
+                "SOURCE_URL".into(),
+                "http://hello.resolver-test.svc/".into(),
+            )],
+            mounts: vec![mount("data", "/data")],
+            ..container("puller", puller)
+        })
+        .await?;
+    client.start_container("puller").await?;
+    let state = terminated(&client, "puller").await?;
+    let log = logs(&client, "puller", false).await?;
+    println!("{log}");
+    assert_eq!(exit_of(&state).0, 0, "{log}");
+    assert!(
+        log.contains("wrote 18 bytes from http://hello.resolver-test.svc/"),
+        "{log}"
+    );
+    server.remove(Duration::ZERO).await?;
+    client.remove(Duration::ZERO).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_to_pod_by_ip_in_process() -> Result<()> {
     let (Some(puller), Some(hello)) = (

@@ -526,3 +526,65 @@ fn backoff_doubles_to_five_minutes() {
     assert_eq!(humanize(Duration::from_secs(80)), "1m20s");
     assert_eq!(humanize(Duration::from_secs(20)), "20s");
 }
+
+#[tokio::test]
+async fn a_deleted_pod_reports_terminating_stops_and_is_deleted() {
+    let h = harness(
+        "spec: {terminationGracePeriodSeconds: 1, containers: [{name: c, image: app:1.0}]}",
+    );
+    let Harness {
+        rt, worker, seen, ..
+    } = h;
+    let pod = worker.pod.clone();
+    let (tx, rx) = watch::channel(pod.clone());
+    let task = tokio::spawn(worker.run(rx));
+    // The worker starts the pod first (its own copy is not deleted), then sees the deletion.
+    let mut deleted = pod;
+    deleted.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+    );
+    tx.send_replace(deleted);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the worker finishes")
+        .expect("the worker task");
+    let calls = rt.calls();
+    for want in [
+        "start_container uid-1/c",
+        "stop_container uid-1/c",
+        "remove uid-1",
+    ] {
+        assert!(calls.iter().any(|c| c == want), "no {want} in {calls:?}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    let statuses: Vec<&Value> = seen
+        .iter()
+        .filter(|(m, p, _)| m == "PATCH" && p.ends_with("/pods/p/status"))
+        .map(|(_, _, b)| &b["status"])
+        .collect();
+    let ready_reasons: Vec<&str> = statuses
+        .iter()
+        .filter_map(|s| {
+            s["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?["reason"]
+                .as_str()
+        })
+        .collect();
+    assert!(
+        ready_reasons.contains(&"PodTerminating"),
+        "Ready reasons written: {ready_reasons:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(m, p, _)| m == "DELETE" && p == "/api/v1/namespaces/default/pods/p"),
+        "no DELETE in {seen:?}"
+    );
+    let reasons: Vec<String> = seen
+        .iter()
+        .filter(|(m, p, _)| m == "POST" && p.ends_with("/events"))
+        .filter_map(|(_, _, b)| b["reason"].as_str().map(str::to_string))
+        .collect();
+    assert!(reasons.iter().any(|r| r == "Killing"), "{reasons:?}");
+}

@@ -226,7 +226,12 @@ impl FakePod {
     /// Ends the running container `name` now with `exit_code`.
     pub fn exit(&self, name: &str, exit_code: i32) -> Result<()> {
         self.with(name, |c| {
-            if let ContainerState::Running { started_at } = *c.state.borrow() {
+            // Read the state before writing it: a read guard held across the write deadlocks.
+            let running = match *c.state.borrow() {
+                ContainerState::Running { started_at } => Some(started_at),
+                _ => None,
+            };
+            if let Some(started_at) = running {
                 let reason = if exit_code == 0 {
                     TerminationReason::Completed
                 } else {
@@ -628,6 +633,17 @@ mod tests {
         pod.start_container("web").await.unwrap();
         assert!(pod.serves_port(8080));
         let fake = rt.fake_pod("p1").unwrap();
+        pod.create_container(spec("svc", vec![])).await.unwrap();
+        pod.start_container("svc").await.unwrap();
+        fake.exit("svc", 2).unwrap();
+        assert!(matches!(
+            pod.container_states()["svc"],
+            ContainerState::Terminated {
+                exit_code: 2,
+                reason: TerminationReason::Error,
+                ..
+            }
+        ));
         fake.set_healthy("web", false).unwrap();
         let resp = pod
             .handle_http(8080, Request::new(crate::empty_body()))

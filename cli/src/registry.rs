@@ -52,7 +52,7 @@ struct GcArgs {
 pub(crate) struct PushArgs {
     /// The component to push.
     file: PathBuf,
-    /// Where to push it: HOST[:PORT]/NAME[:TAG].
+    /// Where to push it: `HOST[:PORT]/NAME[:TAG]`.
     reference: String,
     /// Use plain HTTP (loopback registries always use it).
     #[arg(long)]
@@ -70,7 +70,7 @@ pub(crate) struct PushArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct PullArgs {
-    /// What to pull: HOST[:PORT]/NAME[:TAG|@DIGEST].
+    /// What to pull: `HOST[:PORT]/NAME[:TAG|@DIGEST]`.
     reference: String,
     /// Where to write the component.
     #[arg(short = 'o', long)]

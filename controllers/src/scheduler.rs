@@ -603,7 +603,7 @@ fn node_fit(info: &NodeInfo, ctx: &PodCtx<'_>) -> Result<(), Reason> {
             .get(RUNTIME_LABEL)
             .map(|v| v.as_str())
             .unwrap_or("wasm");
-        if !supported.split(',').any(|h| h.trim() == rc.handler) {
+        if !supported.split(['.', ',']).any(|h| h.trim() == rc.handler) {
             return Err("node(s) didn't support the pod's runtime class".into());
         }
         if let Some(sel) = rc

@@ -1,6 +1,7 @@
 //! The `skiff.dev/*` labels, annotations and field managers, named once.
 
-/// Node label listing the runtime handlers the node runs (`wasm`, `oci`), comma-separated.
+/// Node label listing the runtime handlers the node runs, dot-separated (`wasm`, `wasm.oci`):
+/// a label value cannot hold a comma, and handlers are DNS labels without dots.
 pub const RUNTIME_LABEL: &str = "skiff.dev/runtime";
 /// Field manager and event source of the controllers.
 pub const CONTROLLER_FIELD_MANAGER: &str = "skiff.dev/controller";

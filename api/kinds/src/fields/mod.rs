@@ -92,12 +92,24 @@ pub fn value(kind: &Kind, obj: &Value, path: &str) -> Option<String> {
             let rest = &p["involvedObject.".len()..];
             render(obj.get("regarding").and_then(|r| r.get(rest)))
         }
-        "source" if events_v1 => render(obj.get("reportingController")),
+        // As Kubernetes' ToSelectableFields: `source` is the source component, or the reporting
+        // controller when the event has none (events written through events.k8s.io/v1).
+        "source" if events_v1 => first_non_empty(
+            render(obj.pointer("/deprecatedSource/component")),
+            render(obj.get("reportingController")),
+        ),
         "reportingComponent" if events_v1 => render(obj.get("reportingController")),
-        "source" => render(obj.pointer("/source/component")),
+        "source" => first_non_empty(
+            render(obj.pointer("/source/component")),
+            render(obj.get("reportingComponent")),
+        ),
         "reportingComponent" => render(obj.get("reportingComponent")),
         p => render(get(p)),
     })
+}
+
+fn first_non_empty(a: String, b: String) -> String {
+    if a.is_empty() { b } else { a }
 }
 
 #[cfg(test)]

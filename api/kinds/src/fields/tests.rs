@@ -63,3 +63,41 @@ fn event_node_and_secret_fields() {
     let cm = find_by_kind("v1", "ConfigMap").expect("cm");
     assert_eq!(value(cm, &json!({"type": "x"}), "type"), None);
 }
+
+/// Regression: `kubectl get events --field-selector source=test-controller` found nothing for an
+/// event whose reporting controller was test-controller and which had no source component.
+#[test]
+fn event_source_field_falls_back_to_the_reporting_controller() {
+    let ev = find_by_kind("v1", "Event").expect("event");
+    let reported = json!({"metadata": {"name": "e"}, "reportingComponent": "test-controller", "reason": "Tested",
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default", "apiVersion": "v1", "fieldPath": "spec.containers{a}", "resourceVersion": "7"}});
+    assert_eq!(
+        value(ev, &reported, "source").as_deref(),
+        Some("test-controller")
+    );
+    assert_eq!(
+        value(ev, &reported, "reportingComponent").as_deref(),
+        Some("test-controller")
+    );
+    assert_eq!(value(ev, &reported, "reason").as_deref(), Some("Tested"));
+    for (path, want) in [
+        ("involvedObject.kind", "Pod"),
+        ("involvedObject.name", "p"),
+        ("involvedObject.namespace", "default"),
+        ("involvedObject.apiVersion", "v1"),
+        ("involvedObject.fieldPath", "spec.containers{a}"),
+        ("involvedObject.resourceVersion", "7"),
+    ] {
+        assert_eq!(value(ev, &reported, path).as_deref(), Some(want), "{path}");
+    }
+    let both = json!({"source": {"component": "kubelet"}, "reportingComponent": "other"});
+    assert_eq!(value(ev, &both, "source").as_deref(), Some("kubelet"));
+    let ev1 = find_by_kind("events.k8s.io/v1", "Event").expect("event v1");
+    let e1 = json!({"reportingController": "test-controller"});
+    assert_eq!(
+        value(ev1, &e1, "source").as_deref(),
+        Some("test-controller")
+    );
+    let e1 = json!({"reportingController": "ctl", "deprecatedSource": {"component": "kubelet"}});
+    assert_eq!(value(ev1, &e1, "source").as_deref(), Some("kubelet"));
+}

@@ -598,10 +598,11 @@ fn node(obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
     let ready = arr(obj, "/status/conditions")
         .iter()
         .find(|c| s(c, "/type") == "Ready");
+    // As Kubernetes' printer: `Not<Type>` for any status but True; `Unknown` only without one.
     match ready.map(|c| s(c, "/status")) {
         Some("True") => status.push("Ready"),
-        Some("False") => status.push("NotReady"),
-        _ => status.push("Unknown"),
+        Some(_) => status.push("NotReady"),
+        None => status.push("Unknown"),
     }
     if obj.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
         status.push("SchedulingDisabled");

@@ -191,6 +191,35 @@ fn deployment_table_snapshot() {
     assert_eq!(t["columnDefinitions"][2]["type"], "integer");
 }
 
+/// Regression: a node whose Ready condition is `Unknown` printed `Unknown`; Kubernetes prints
+/// `NotReady` for any status but True, and `Unknown` only when there is no Ready condition.
+#[test]
+fn node_with_unknown_ready_condition_prints_not_ready() {
+    let k = find_by_kind("v1", "Node").expect("node");
+    let status = |conditions: Value| {
+        let n = json!({"metadata": {"name": "n", "creationTimestamp": "2025-12-01T12:00:00Z"},
+                       "status": {"conditions": conditions}});
+        table(k, &[n], "None", now())["rows"][0]["cells"][1].clone()
+    };
+    assert_eq!(
+        status(json!([{"type": "Ready", "status": "True"}])),
+        "Ready"
+    );
+    assert_eq!(
+        status(json!([{"type": "Ready", "status": "False"}])),
+        "NotReady"
+    );
+    assert_eq!(
+        status(json!([{"type": "Ready", "status": "Unknown"}])),
+        "NotReady"
+    );
+    assert_eq!(
+        status(json!([{"type": "MemoryPressure", "status": "False"}])),
+        "Unknown"
+    );
+    assert_eq!(status(json!([])), "Unknown");
+}
+
 #[test]
 fn node_table_snapshot() {
     let k = find_by_kind("v1", "Node").expect("node");

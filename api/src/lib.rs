@@ -22,7 +22,7 @@ pub use error::ApiError;
 pub use server::{ServerHandle, ServerOptions, start, start_with_store};
 
 /// The Kubernetes version whose API this server speaks.
-pub const KUBERNETES_MINOR: &str = "34";
+pub const KUBERNETES_MINOR: &str = skiff_meta::KUBERNETES_MINOR;
 
 /// The `/version` document.
 pub fn version_info() -> serde_json::Value {
@@ -32,9 +32,9 @@ pub fn version_info() -> serde_json::Value {
         "emulationMajor": "1",
         "emulationMinor": KUBERNETES_MINOR,
         "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-skiff.{}", env!("CARGO_PKG_VERSION")),
-        "gitCommit": option_env!("SKIFF_GIT_COMMIT").unwrap_or("unknown"),
-        "gitTreeState": "clean",
-        "buildDate": "1970-01-01T00:00:00Z",
+        "gitCommit": env!("SKIFF_GIT_COMMIT"),
+        "gitTreeState": env!("SKIFF_GIT_TREE_STATE"),
+        "buildDate": env!("SKIFF_BUILD_DATE"),
         "goVersion": "n/a (rust)",
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),

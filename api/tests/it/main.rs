@@ -916,3 +916,31 @@ async fn a_pod_in_its_grace_period_outlives_status_writes_and_finalizers() {
         "removing the last finalizer completes the delete"
     );
 }
+
+/// Regression: `/version` said `gitCommit: "unknown"` and a 1970 build date; clients check the
+/// commit against `[0-9a-f]+`.
+#[tokio::test]
+async fn version_reports_the_commit_and_build_date() {
+    let api = Api::new().await;
+    let (code, v) = api.call(Method::GET, "/version", None).await;
+    assert_eq!(code, 200);
+    let commit = v["gitCommit"].as_str().unwrap_or_default();
+    assert!(
+        !commit.is_empty() && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "gitCommit {commit:?}"
+    );
+    let built: jiff::Timestamp = v["buildDate"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .expect("buildDate is RFC 3339");
+    assert!(
+        built > "2024-01-01T00:00:00Z".parse().unwrap(),
+        "buildDate {built}"
+    );
+    assert!(
+        ["clean", "dirty", ""].contains(&v["gitTreeState"].as_str().unwrap_or("?")),
+        "{v}"
+    );
+    assert_eq!(v["minor"], skiff_api::KUBERNETES_MINOR);
+}

@@ -84,6 +84,37 @@ async fn remove_finalizer(
     }
 }
 
+/// Sets `blockOwnerDeletion: false` on every ownerReference of `meta` (with a uid precondition).
+async fn unblock_owner_references(
+    api: &Api<kube::api::DynamicObject>,
+    meta: &ObjectMeta,
+) -> Result<(), Error> {
+    let refs: Vec<_> = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .cloned()
+        .map(|mut o| {
+            o.block_owner_deletion = Some(false);
+            o
+        })
+        .collect();
+    tracing::debug!(name = ?meta.name, "unblocking the owner references of a possible cycle");
+    let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": meta.uid}});
+    match api
+        .patch(
+            meta.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// One pass over every watched object.
 pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
     let all: Vec<(usize, ObjectMeta)> = kinds
@@ -138,7 +169,23 @@ pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
                 let mut blocking = false;
                 for (ci, c) in &children {
                     let capi = (kinds[*ci].api)(c.namespace.as_deref().unwrap_or_default());
-                    if c.owner_references
+                    // As Kubernetes' collector: a dependent about to be deleted in the foreground
+                    // whose own dependents are already deleting theirs in the foreground may be
+                    // in an ownerReference cycle (a owns b owns c owns a). Its references stop
+                    // blocking their owners, so that no owner of the cycle waits for itself.
+                    let in_cycle = c.deletion_timestamp.is_none()
+                        && deps
+                            .get(c.uid.as_deref().unwrap_or_default())
+                            .is_some_and(|gs| {
+                                gs.iter().any(|(_, g)| {
+                                    g.deletion_timestamp.is_some()
+                                        && has_finalizer(g, "foregroundDeletion")
+                                })
+                            });
+                    if in_cycle {
+                        unblock_owner_references(&capi, c).await?;
+                    } else if c
+                        .owner_references
                         .iter()
                         .flatten()
                         .any(|o| o.uid == uid && o.block_owner_deletion == Some(true))

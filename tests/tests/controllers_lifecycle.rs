@@ -434,3 +434,60 @@ async fn jobs_complete_and_fail_at_backoff_limit() {
     .unwrap();
     c.shutdown().await;
 }
+
+/// Regression: three pods each owned by the next (`blockOwnerDeletion: true`) deadlocked a
+/// foreground delete, each owner waiting for a dependent that waited for it. Kubernetes' collector
+/// unblocks the references of such a cycle; deleting one pod deletes all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_deletes_an_owner_reference_cycle() {
+    let Some(c) = cluster(&[]).await else {
+        return;
+    };
+    let pods = c.pods("default");
+    let mut uids = Vec::new();
+    for name in ["ring-a", "ring-b", "ring-c"] {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": "ring"}},
+            "spec": {"containers": [{"name": "c", "image": "example.com/ring:1"}]}
+        }))
+        .unwrap();
+        let pod = pods.create(&Default::default(), &pod).await.unwrap();
+        uids.push(pod.metadata.uid.unwrap());
+    }
+    // ring-a is owned by ring-b, ring-b by ring-c, ring-c by ring-a.
+    for (i, name) in ["ring-a", "ring-b", "ring-c"].iter().enumerate() {
+        let owner = ["ring-b", "ring-c", "ring-a"][i];
+        let patch = serde_json::json!({"metadata": {"ownerReferences": [{
+            "apiVersion": "v1", "kind": "Pod", "name": owner, "uid": uids[(i + 1) % 3],
+            "blockOwnerDeletion": true
+        }]}});
+        pods.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+    }
+    c.k(&[
+        "delete",
+        "pod",
+        "ring-a",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    wait_for(
+        "every pod of the ownership cycle deleted",
+        Duration::from_secs(90),
+        || async {
+            let left = pods
+                .list(&ListParams::default().labels("app=ring"))
+                .await
+                .ok()?;
+            left.items.is_empty().then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    c.shutdown().await;
+}

@@ -609,25 +609,7 @@ fn prepare_update(
     let warnings = skiff_kinds::validate::decode(kind, &new, field_validation(req)?)
         .map_err(|e| map_validation(kind, &name, e))?;
     let mut new = match target {
-        Target::Status => {
-            // Only status changes through the status subresource.
-            let mut merged = old.clone();
-            let status = new.get("status").cloned().unwrap_or(Value::Null);
-            if let Some(m) = merged.as_object_mut() {
-                if status.is_null() {
-                    m.remove("status");
-                } else {
-                    m.insert("status".into(), status);
-                }
-            }
-            if let Some(mf) = objects::meta(&new)
-                .and_then(|m| m.get("managedFields"))
-                .cloned()
-            {
-                meta_mut(&mut merged).insert("managedFields".into(), mf);
-            }
-            merged
-        }
+        Target::Status => status_update(kind, old, new),
         Target::Main => {
             if kind.has_status()
                 && let Some(m) = new.as_object_mut()
@@ -1233,4 +1215,41 @@ async fn delete_collection(state: &AppState, req: &ResourceRequest) -> Result<Re
         "items": deleted,
     });
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// What a write to the `status` subresource keeps, as Kubernetes' status strategies: the spec
+/// (every top-level field but `metadata` and `status`) stays as stored; `status` and the metadata
+/// (labels, annotations, finalizers, managedFields) come from the request — except the owner
+/// references of a Pod, and the labels of a Deployment or StatefulSet, which stay as stored.
+fn status_update(kind: &skiff_kinds::Kind, old: &Value, new: Value) -> Value {
+    let mut merged = new;
+    let Some(m) = merged.as_object_mut() else {
+        return old.clone();
+    };
+    m.retain(|k, v| {
+        matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind") && !v.is_null()
+    });
+    if let Some(o) = old.as_object() {
+        for (k, v) in o {
+            if !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind") {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let keep_from_old: &[&str] = match (kind.group, kind.kind) {
+        ("", "Pod") => &["ownerReferences"],
+        ("apps", "Deployment" | "StatefulSet") => &["labels"],
+        _ => &[],
+    };
+    for field in keep_from_old {
+        match objects::meta(old).and_then(|m| m.get(*field)).cloned() {
+            Some(v) => {
+                meta_mut(&mut merged).insert((*field).into(), v);
+            }
+            None => {
+                meta_mut(&mut merged).remove(*field);
+            }
+        }
+    }
+    merged
 }

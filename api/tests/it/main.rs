@@ -944,3 +944,68 @@ async fn version_reports_the_commit_and_build_date() {
     );
     assert_eq!(v["minor"], skiff_api::KUBERNETES_MINOR);
 }
+
+/// Regression: a write to a `status` subresource dropped the labels and annotations it carried;
+/// Kubernetes' status strategies reset only the spec (and, per kind, a few metadata fields).
+#[tokio::test]
+async fn status_write_keeps_the_metadata_it_carries() {
+    let api = Api::new().await;
+    let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web"},
+        "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}});
+    let path = "/apis/networking.k8s.io/v1/namespaces/default/ingresses";
+    let (code, _) = api.call(Method::POST, path, Some(ing)).await;
+    assert_eq!(code, 201);
+    let patch = json!({
+        "metadata": {"annotations": {"x": "y"}, "labels": {"l": "v"}},
+        "spec": {"defaultBackend": {"service": {"name": "other", "port": {"number": 81}}}},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}
+    });
+    let (code, out) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{path}/web/status"),
+            "application/merge-patch+json",
+            "application/json",
+            Some(patch),
+        )
+        .await;
+    assert_eq!(code, 200, "{out}");
+    let (_, got) = api.call(Method::GET, &format!("{path}/web"), None).await;
+    assert_eq!(got["metadata"]["annotations"]["x"], "y", "{got}");
+    assert_eq!(got["metadata"]["labels"]["l"], "v", "{got}");
+    assert_eq!(
+        got["status"]["loadBalancer"]["ingress"][0]["ip"],
+        "192.0.2.1"
+    );
+    assert_eq!(
+        got["spec"]["defaultBackend"]["service"]["name"], "web",
+        "the spec does not change through status"
+    );
+
+    // A Pod's status write keeps its owner references as stored (as Kubernetes does).
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            Some(pod("p")),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let patch = json!({"metadata": {"annotations": {"a": "b"}, "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "u"}]},
+        "status": {"phase": "Running"}});
+    let (code, out) = api
+        .call_with(
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/merge-patch+json",
+            "application/json",
+            Some(patch),
+        )
+        .await;
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["metadata"]["annotations"]["a"], "b");
+    assert!(out["metadata"]["ownerReferences"].is_null(), "{out}");
+    assert_eq!(out["status"]["phase"], "Running");
+}

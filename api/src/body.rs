@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, StatusReason};
 
 /// Largest request body accepted, as in Kubernetes (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -82,7 +82,7 @@ pub fn decode_object(bytes: &[u8], media_type: &str) -> Result<Value, ApiError> 
     } else {
         return Err(ApiError::new(
             415,
-            "UnsupportedMediaType",
+            StatusReason::UnsupportedMediaType,
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {media_type:?}"
             ),

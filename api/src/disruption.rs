@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, StatusReason};
 use crate::handlers::load;
 use crate::objects::{self, meta_mut, meta_str};
 use crate::request::ResourceRequest;
@@ -67,7 +67,7 @@ pub(crate) async fn check_eviction(
         let too_many = |msg: String| {
             // As Kubernetes: no Retry-After, so clients (kubectl drain) retry on their own
             // schedule rather than client-go silently re-sending for up to ten rounds.
-            ApiError::new(429, "TooManyRequests", msg).with_details(
+            ApiError::new(429, StatusReason::TooManyRequests, msg).with_details(
                 "policy",
                 "poddisruptionbudgets",
                 &pdb_name,

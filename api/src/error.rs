@@ -12,6 +12,65 @@ pub struct Cause {
     pub field: String,
 }
 
+/// Why a request failed: Kubernetes' `metav1.StatusReason` values this server sends, rendered as
+/// the `reason` of a `Status`. Clients (client-go's `apierrors.IsConflict`, kubectl) switch on these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusReason {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    NotAcceptable,
+    AlreadyExists,
+    Conflict,
+    /// 410: a resource version or continue token older than the compacted history.
+    Expired,
+    Gone,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+    Invalid,
+    TooManyRequests,
+    InternalError,
+    /// 501, for subresources this server does not serve (not a `metav1` constant).
+    NotImplemented,
+    ServiceUnavailable,
+    /// 504: a resource version newer than the store has reached.
+    Timeout,
+}
+
+impl StatusReason {
+    /// The wire form, as in a `Status` object's `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusReason::BadRequest => "BadRequest",
+            StatusReason::Unauthorized => "Unauthorized",
+            StatusReason::Forbidden => "Forbidden",
+            StatusReason::NotFound => "NotFound",
+            StatusReason::MethodNotAllowed => "MethodNotAllowed",
+            StatusReason::NotAcceptable => "NotAcceptable",
+            StatusReason::AlreadyExists => "AlreadyExists",
+            StatusReason::Conflict => "Conflict",
+            StatusReason::Expired => "Expired",
+            StatusReason::Gone => "Gone",
+            StatusReason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            StatusReason::UnsupportedMediaType => "UnsupportedMediaType",
+            StatusReason::Invalid => "Invalid",
+            StatusReason::TooManyRequests => "TooManyRequests",
+            StatusReason::InternalError => "InternalError",
+            StatusReason::NotImplemented => "NotImplemented",
+            StatusReason::ServiceUnavailable => "ServiceUnavailable",
+            StatusReason::Timeout => "Timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for StatusReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failed API request. `Display` is the message the client sees. Boxed, so results stay small.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{}", .0.message)]
@@ -21,7 +80,7 @@ pub struct ApiError(Box<ErrorDetails>);
 #[derive(Clone, Debug)]
 pub struct ErrorDetails {
     pub code: u16,
-    pub reason: &'static str,
+    pub reason: StatusReason,
     pub message: String,
     pub name: Option<String>,
     pub group: Option<String>,
@@ -46,7 +105,7 @@ impl std::ops::DerefMut for ApiError {
 }
 
 impl ApiError {
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: u16, reason: StatusReason, message: impl Into<String>) -> Self {
         ApiError(Box::new(ErrorDetails {
             code,
             reason,
@@ -73,22 +132,22 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
+        Self::new(400, StatusReason::BadRequest, message)
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(401, "Unauthorized", "Unauthorized")
+        Self::new(401, StatusReason::Unauthorized, "Unauthorized")
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(403, "Forbidden", message)
+        Self::new(403, StatusReason::Forbidden, message)
     }
 
     /// `pods "x" not found`
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
         Self::new(
             404,
-            "NotFound",
+            StatusReason::NotFound,
             format!("{} \"{name}\" not found", qualified(group, resource)),
         )
         .with_details(group, resource, name)
@@ -98,23 +157,23 @@ impl ApiError {
     pub fn no_route(path: &str) -> Self {
         Self::new(
             404,
-            "NotFound",
+            StatusReason::NotFound,
             format!("the server could not find the requested resource ({path})"),
         )
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, "MethodNotAllowed", message)
+        Self::new(405, StatusReason::MethodNotAllowed, message)
     }
 
     pub fn not_acceptable(message: impl Into<String>) -> Self {
-        Self::new(406, "NotAcceptable", message)
+        Self::new(406, StatusReason::NotAcceptable, message)
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         Self::new(
             409,
-            "AlreadyExists",
+            StatusReason::AlreadyExists,
             format!("{} \"{name}\" already exists", qualified(group, resource)),
         )
         .with_details(group, resource, name)
@@ -124,7 +183,7 @@ impl ApiError {
     pub fn conflict(group: &str, resource: &str, name: &str) -> Self {
         Self::new(
             409,
-            "Conflict",
+            StatusReason::Conflict,
             format!(
                 "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
                 qualified(group, resource)
@@ -139,21 +198,21 @@ impl ApiError {
         name: &str,
         message: impl Into<String>,
     ) -> Self {
-        Self::new(409, "Conflict", message).with_details(group, resource, name)
+        Self::new(409, StatusReason::Conflict, message).with_details(group, resource, name)
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
+        Self::new(410, StatusReason::Expired, message)
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(413, "RequestEntityTooLarge", message)
+        Self::new(413, StatusReason::RequestEntityTooLarge, message)
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(
             415,
-            "UnsupportedMediaType",
+            StatusReason::UnsupportedMediaType,
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {content_type:?}"
             ),
@@ -190,7 +249,7 @@ impl ApiError {
         };
         Self::new(
             422,
-            "Invalid",
+            StatusReason::Invalid,
             format!("{what} \"{name}\" is invalid: {summary}"),
         )
         .with_details(group, resource, name)
@@ -210,15 +269,15 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", message)
+        Self::new(500, StatusReason::InternalError, message)
     }
 
     pub fn not_supported(message: impl Into<String>) -> Self {
-        Self::new(501, "NotImplemented", message)
+        Self::new(501, StatusReason::NotImplemented, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(503, "ServiceUnavailable", message)
+        Self::new(503, StatusReason::ServiceUnavailable, message)
     }
 
     /// The `Status` object for this error.
@@ -250,7 +309,7 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
+            "reason": self.reason.as_str(),
             "code": self.code,
         });
         if !details.is_empty() {
@@ -280,7 +339,7 @@ impl From<skiff_store::Error> for ApiError {
             skiff_store::Error::FutureRevision { requested, current } => {
                 let mut e = ApiError::new(
                     504,
-                    "Timeout",
+                    StatusReason::Timeout,
                     format!("Too large resource version: {requested}, current: {current}"),
                 );
                 e.retry_after_seconds = Some(1);
@@ -311,5 +370,24 @@ impl IntoResponse for ApiError {
         }
         response.extensions_mut().insert(self);
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_render_as_kubernetes_status_reasons() {
+        let conflict = ApiError::conflict("apps", "deployments", "web");
+        assert_eq!(conflict.reason, StatusReason::Conflict);
+        assert_eq!(conflict.status()["reason"], "Conflict");
+        assert_eq!(conflict.status()["code"], 409);
+        assert_eq!(ApiError::gone("old").status()["reason"], "Expired");
+        assert_eq!(
+            ApiError::not_supported("x").status()["reason"],
+            "NotImplemented"
+        );
+        assert_eq!(StatusReason::TooManyRequests.to_string(), "TooManyRequests");
     }
 }

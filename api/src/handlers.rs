@@ -10,7 +10,7 @@ use skiff_store::{KeyValue, ListOptions};
 
 use crate::app::{AppState, json_response, table_response};
 use crate::body::{Wanted, content_type, decode_object, decode_yaml, negotiate};
-use crate::error::{ApiError, Cause};
+use crate::error::{ApiError, Cause, StatusReason};
 use crate::objects::{self, meta_mut, meta_str};
 use crate::request::ResourceRequest;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -753,7 +753,7 @@ pub(crate) async fn update(
         let mut prepared = prepare_update(req, &old, body.clone(), target, &manager, false)?;
         prepared.warnings.splice(0..0, duplicates.iter().cloned());
         match store_update(state, req, kv.mod_revision, prepared).await {
-            Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
+            Err(e) if e.reason == StatusReason::Conflict && wanted.is_none() => continue,
             other => return other,
         }
     }
@@ -798,9 +798,8 @@ pub(crate) fn map_patch_error(kind: &Kind, name: &str, err: skiff_patch::Error) 
             ApiError::conflict_message(kind.group, kind.plural, name, err.to_string())
                 .with_causes(causes)
         }
-        skiff_patch::Error::Invalid(msg) => {
-            ApiError::new(422, "Invalid", msg).with_details(kind.group, kind.plural, name)
-        }
+        skiff_patch::Error::Invalid(msg) => ApiError::new(422, StatusReason::Invalid, msg)
+            .with_details(kind.group, kind.plural, name),
         other => ApiError::bad_request(other.to_string()),
     }
 }
@@ -899,7 +898,7 @@ pub(crate) async fn patch(
             if ptype == PatchType::Apply && target == Target::Main {
                 match apply_create(state, req, &doc, &manager, force).await {
                     // Another writer created it first: apply to what is there now.
-                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) if e.reason == StatusReason::AlreadyExists => continue,
                     other => return other,
                 }
             }
@@ -930,7 +929,13 @@ pub(crate) async fn patch(
             ptype == PatchType::Apply,
         )?;
         match store_update(state, req, kv.mod_revision, prepared).await {
-            Err(e) if e.reason == "Conflict" && wanted.is_none() && e.causes.is_empty() => continue,
+            Err(e)
+                if e.reason == StatusReason::Conflict
+                    && wanted.is_none()
+                    && e.causes.is_empty() =>
+            {
+                continue;
+            }
             other => return other,
         }
     }
@@ -1018,7 +1023,7 @@ pub(crate) fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions, Api
     {
         return Err(ApiError::new(
             422,
-            "Invalid",
+            StatusReason::Invalid,
             format!(
                 "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
             ),

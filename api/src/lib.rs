@@ -18,7 +18,7 @@ mod subresources;
 mod watch;
 
 pub use app::{AppState, app};
-pub use error::ApiError;
+pub use error::{ApiError, StatusReason};
 pub use server::{ServerHandle, ServerOptions, start, start_with_store};
 
 /// The Kubernetes version whose API this server speaks.

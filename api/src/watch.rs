@@ -11,7 +11,7 @@ use skiff_store::{Event, EventType, ListOptions};
 
 use crate::app::AppState;
 use crate::body::{Wanted, negotiate};
-use crate::error::ApiError;
+use crate::error::{ApiError, StatusReason};
 use crate::handlers::{Selectors, parse_rv};
 use crate::objects::{self, meta_mut};
 use crate::request::ResourceRequest;
@@ -97,14 +97,14 @@ pub(crate) async fn watch(state: &AppState, req: ResourceRequest) -> Result<Resp
     if send_initial && !params.bookmarks {
         return Err(ApiError::new(
             422,
-            "Invalid",
+            StatusReason::Invalid,
             "sendInitialEvents: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
         ));
     }
     if send_initial && req.query.get("resourceVersionMatch") != Some("NotOlderThan") {
         return Err(ApiError::new(
             422,
-            "Invalid",
+            StatusReason::Invalid,
             "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
         ));
     }

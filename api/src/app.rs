@@ -7,12 +7,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 use skiff_store::Store;
 
+use crate::auth::UserInfo;
 use crate::body::{Wanted, negotiate, read_limited};
 use crate::error::ApiError;
 use crate::request::{Query, ResourceRequest, Route, route};
@@ -21,10 +22,34 @@ use crate::request::{Query, ResourceRequest, Route, route};
 pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Bearer tokens accepted, with the user each one authenticates.
-    pub tokens: Vec<(String, String)>,
+    pub tokens: Vec<(String, UserInfo)>,
     pub started: Instant,
     /// Tells long-running requests (watches) that the server is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// State over a store, accepting the given bearer tokens; it never shuts down (tests and
+    /// in-process clients). `start` uses `with_shutdown` to end watches when it stops.
+    pub fn new(store: Arc<dyn Store>, tokens: Vec<(String, UserInfo)>) -> Self {
+        static NEVER: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
+            std::sync::OnceLock::new();
+        let shutdown = NEVER
+            .get_or_init(|| tokio::sync::watch::channel(false).0)
+            .subscribe();
+        AppState {
+            store,
+            tokens,
+            started: Instant::now(),
+            shutdown,
+        }
+    }
+
+    /// The same state, with watches ending when `shutdown` turns true.
+    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
 }
 
 /// The Kubernetes API as an axum router.
@@ -41,55 +66,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .fallback(dispatch)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
         .with_state(state)
-}
-
-/// Requires a valid bearer token everywhere but the public health and version endpoints.
-async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path();
-    let public = path == "/version"
-        || path == "/version/"
-        || path.starts_with("/healthz")
-        || path.starts_with("/livez")
-        || path.starts_with("/readyz");
-    if public {
-        return next.run(request).await;
-    }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let known = token.is_some_and(|t| {
-        state
-            .tokens
-            .iter()
-            .any(|(known, _)| constant_time_eq(known, t))
-    });
-    if known {
-        next.run(request).await
-    } else {
-        let mut response = ApiError::unauthorized().into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"skiff\""),
-        );
-        response
-    }
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn version() -> Response {
@@ -176,8 +157,14 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
         }
         Route::Resource(target) => {
             let body = read_limited(body).await?;
+            let user = parts
+                .extensions
+                .get::<UserInfo>()
+                .cloned()
+                .ok_or_else(ApiError::unauthorized)?;
             let req = ResourceRequest {
                 method: parts.method,
+                user,
                 kind: target.kind,
                 namespace: target.namespace,
                 name: target.name,

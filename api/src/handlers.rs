@@ -1195,6 +1195,7 @@ async fn delete_collection(state: &AppState, req: &ResourceRequest) -> Result<Re
         let ns = meta_str(&item, "namespace").map(str::to_string);
         let scoped = ResourceRequest {
             method: req.method.clone(),
+            user: req.user.clone(),
             kind: req.kind,
             namespace: ns.or_else(|| req.namespace.clone()),
             name: Some(name.clone()),

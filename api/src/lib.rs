@@ -4,6 +4,7 @@
 //! come from `skiff-kinds`, patch semantics from `skiff-patch`, storage from `skiff-store`.
 
 pub mod app;
+pub mod auth;
 pub mod body;
 mod disruption;
 pub mod error;
@@ -18,6 +19,7 @@ mod subresources;
 mod watch;
 
 pub use app::{AppState, app};
+pub use auth::UserInfo;
 pub use error::{ApiError, StatusReason};
 pub use server::{ServerHandle, ServerOptions, start, start_with_store};
 

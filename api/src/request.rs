@@ -6,11 +6,14 @@ use axum::http::{HeaderMap, Method};
 use bytes::Bytes;
 use skiff_kinds::Kind;
 
+use crate::auth::UserInfo;
 use crate::error::ApiError;
 
 /// One request against a resource path, after routing.
 pub struct ResourceRequest {
     pub method: Method,
+    /// Who sent it, as authentication found.
+    pub user: UserInfo,
     pub kind: &'static Kind,
     pub namespace: Option<String>,
     pub name: Option<String>,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::app::{AppState, app};
+use crate::auth::UserInfo;
 use crate::objects;
 use crate::pki;
 
@@ -132,12 +133,13 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
 
     let tls = tls_config(&pki)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let state = Arc::new(AppState {
-        store: store.clone(),
-        tokens: vec![(pki.admin_token.clone(), "admin".to_string())],
-        started: Instant::now(),
-        shutdown: shutdown_rx.clone(),
-    });
+    let state = Arc::new(
+        AppState::new(
+            store.clone(),
+            vec![(pki.admin_token.clone(), UserInfo::admin("admin"))],
+        )
+        .with_shutdown(shutdown_rx.clone()),
+    );
     let router = app(state);
     let task = tokio::spawn(serve(listener, tls, router, shutdown_rx));
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "API server listening");

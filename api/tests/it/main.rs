@@ -2,7 +2,6 @@
 //! watch, selectors and the `Status` errors, without sockets or TLS.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -25,12 +24,13 @@ impl Api {
     async fn new() -> Api {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let state = Arc::new(AppState {
-            store: store.clone(),
-            tokens: vec![(TOKEN.into(), "admin".into())],
-            started: Instant::now(),
-            shutdown: rx,
-        });
+        let state = Arc::new(
+            AppState::new(
+                store.clone(),
+                vec![(TOKEN.into(), skiff_api::UserInfo::admin("admin"))],
+            )
+            .with_shutdown(rx),
+        );
         let api = Api {
             router: app(state),
             store,

@@ -1009,3 +1009,28 @@ async fn status_write_keeps_the_metadata_it_carries() {
     assert!(out["metadata"]["ownerReferences"].is_null(), "{out}");
     assert_eq!(out["status"]["phase"], "Running");
 }
+
+/// Regression: a pod with `requests: {cpu: "0"}` is BestEffort (a zero request is no request),
+/// and a status write that does not mention the class keeps it.
+#[tokio::test]
+async fn qos_class_of_a_zero_request_pod_is_best_effort() {
+    let api = Api::new().await;
+    let mut p = pod("zero");
+    p["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "0"}});
+    let (code, created) = api
+        .call(Method::POST, "/api/v1/namespaces/default/pods", Some(p))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["status"]["qosClass"], "BestEffort");
+    let (code, out) = api
+        .call_with(
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/zero/status",
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"status": {"phase": "Running"}})),
+        )
+        .await;
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["status"]["qosClass"], "BestEffort");
+}

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::error::{ApiError, StatusReason};
 use crate::handlers::load;
-use crate::objects::{self, meta_mut, meta_str};
+use crate::objects::{self, meta_str};
+use crate::registry::{self, Change, Write};
 use crate::request::ResourceRequest;
 use crate::selectors::LabelSelector;
 
@@ -31,32 +32,43 @@ pub(crate) async fn check_eviction(
     let Some(ns) = req.namespace.as_deref() else {
         return Ok(());
     };
-    for _ in 0..8 {
-        let listed = state
-            .store
-            .list(skiff_store::ListOptions {
-                prefix: objects::collection_prefix(pdb_kind, Some(ns)),
-                ..Default::default()
-            })
-            .await?;
-        let mut matching = Vec::new();
-        for kv in &listed.items {
-            let pdb = objects::from_kv(pdb_kind, kv)?;
-            if selects(&pdb, &pod) {
-                matching.push((pdb, kv.mod_revision));
-            }
+    let listed = state
+        .store
+        .list(skiff_store::ListOptions {
+            prefix: objects::collection_prefix(pdb_kind, Some(ns)),
+            ..Default::default()
+        })
+        .await?;
+    let mut matching = Vec::new();
+    for kv in &listed.items {
+        let pdb = objects::from_kv(pdb_kind, kv)?;
+        if selects(&pdb, &pod) {
+            matching.push(meta_str(&pdb, "name").unwrap_or_default().to_string());
         }
-        let (mut pdb, rev) = match matching.len() {
-            0 => return Ok(()),
-            1 => matching.remove(0),
-            _ => {
-                return Err(ApiError::internal(
-                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
-                ));
-            }
+    }
+    let pdb_name = match matching.len() {
+        0 => return Ok(()),
+        1 => matching.remove(0),
+        _ => {
+            return Err(ApiError::internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
+        }
+    };
+    let write = Write {
+        kind: pdb_kind,
+        namespace: Some(ns),
+        name: &pdb_name,
+        user: &req.user,
+        dry_run: req.query.dry_run()?,
+    };
+    // Take one disruption from the budget, re-checked against it as it is at each attempt.
+    registry::guaranteed_update(state, &write, |current| {
+        let Some((pdb, _)) = current.filter(|(pdb, _)| selects(pdb, &pod)) else {
+            // The budget went away or no longer selects the pod.
+            return Ok(Change::Keep(Value::Null));
         };
-        let pdb_name = meta_str(&pdb, "name").unwrap_or_default().to_string();
-        let generation = objects::meta(&pdb)
+        let generation = objects::meta(pdb)
             .and_then(|m| m.get("generation"))
             .and_then(Value::as_i64)
             .unwrap_or(1);
@@ -95,9 +107,7 @@ pub(crate) async fn check_eviction(
                 "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} needs {desired} healthy pods and has {healthy} currently"
             )));
         }
-        if req.query.dry_run()? {
-            return Ok(());
-        }
+        let mut pdb = pdb.clone();
         pdb["status"]["disruptionsAllowed"] = json!(allowed - 1);
         let disrupted = pdb["status"]
             .as_object_mut()
@@ -106,16 +116,10 @@ pub(crate) async fn check_eviction(
         if let Some(d) = disrupted {
             d.insert(name.to_string(), json!(objects::now_rfc3339()));
         }
-        meta_mut(&mut pdb).remove("resourceVersion");
-        let bytes = objects::encode(pdb_kind, &pdb)?;
-        let key = objects::key(pdb_kind, Some(ns), &pdb_name);
-        match state.store.update(&key, bytes, Some(rev)).await {
-            Ok(_) => return Ok(()),
-            Err(skiff_store::Error::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::conflict("policy", "poddisruptionbudgets", ""))
+        Ok(Change::Store(pdb))
+    })
+    .await?;
+    Ok(())
 }
 
 /// Whether a budget's selector selects the pod (in policy/v1 an empty selector selects every pod).

@@ -12,11 +12,10 @@ use crate::app::{AppState, json_response, table_response};
 use crate::body::{Wanted, content_type, decode_object, decode_yaml, negotiate};
 use crate::error::{ApiError, Cause, StatusReason};
 use crate::objects::{self, meta_mut, meta_str};
+use crate::registry::{self, Change, Prepared, Write, map_validation};
 use crate::request::ResourceRequest;
 use crate::selectors::{FieldSelector, LabelSelector};
-
-/// How many times a read-modify-write retries after losing a race to another writer.
-const MAX_RETRIES: usize = 8;
+use crate::strategy;
 
 pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Response, ApiError> {
     let sub = req.subresource.clone();
@@ -428,140 +427,31 @@ fn field_manager(req: &ResourceRequest) -> Result<String, ApiError> {
         .collect())
 }
 
-pub(crate) fn map_validation(
-    kind: &Kind,
-    name: &str,
-    err: skiff_kinds::validate::Error,
-) -> ApiError {
-    match err {
-        skiff_kinds::validate::Error::BadRequest(msg) => ApiError::bad_request(msg),
-        skiff_kinds::validate::Error::Invalid(causes) => {
-            let message = skiff_kinds::validate::invalid_message(kind, name, &causes);
-            let causes = causes
-                .into_iter()
-                .map(|c| Cause {
-                    reason: c.reason,
-                    message: c.message,
-                    field: c.field,
-                })
-                .collect();
-            ApiError::invalid(kind.group, kind.kind, kind.plural, name, causes)
-                .with_message(message)
-        }
-    }
-}
-
-/// Checks that the namespace exists and is not being deleted.
-async fn check_namespace_open(
-    state: &AppState,
-    kind: &Kind,
-    namespace: Option<&str>,
-) -> Result<(), ApiError> {
-    let (true, Some(ns)) = (kind.namespaced, namespace) else {
-        return Ok(());
-    };
-    let ns_kind = skiff_kinds::find("", "v1", "namespaces").expect("namespaces are a known kind");
-    let kv = state
-        .store
-        .get(&objects::key(ns_kind, None, ns))
-        .await?
-        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
-    let obj = objects::from_kv(ns_kind, &kv)?;
-    if objects::is_deleting(&obj) {
-        return Err(ApiError::forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-            kind.plural,
-            meta_str(&obj, "name").unwrap_or(ns)
-        )));
-    }
-    Ok(())
-}
-
-/// Everything between a decoded body and a storable new object.
-pub(crate) struct Prepared {
-    pub(crate) obj: Value,
-    pub(crate) warnings: Vec<String>,
+/// The write of one request's object.
+fn write_of<'a>(req: &'a ResourceRequest, name: &'a str) -> Result<Write<'a>, ApiError> {
+    Ok(Write {
+        kind: req.kind,
+        namespace: req.namespace.as_deref(),
+        name,
+        user: &req.user,
+        dry_run: req.query.dry_run()?,
+    })
 }
 
 fn prepare_create(
     req: &ResourceRequest,
-    mut obj: Value,
+    obj: Value,
     manager: &str,
     applied: bool,
 ) -> Result<Prepared, ApiError> {
-    let kind = req.kind;
-    objects::check_type_meta(kind, &mut obj)?;
-    objects::check_namespace(kind, &mut obj, req.namespace.as_deref())?;
-    objects::generate_name(&mut obj);
-    let name = objects::require_name(kind, &obj)?;
-    let warnings = skiff_kinds::validate::decode(kind, &obj, field_validation(req)?)
-        .map_err(|e| map_validation(kind, &name, e))?;
-    {
-        let meta = meta_mut(&mut obj);
-        for field in [
-            "resourceVersion",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "selfLink",
-        ] {
-            meta.remove(field);
-        }
-        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        meta.insert("creationTimestamp".into(), json!(objects::now_rfc3339()));
-        if objects::tracks_generation(kind) {
-            meta.insert("generation".into(), json!(1));
-        } else {
-            meta.remove("generation");
-        }
-        if !applied {
-            meta.remove("managedFields");
-        }
-    }
-    if kind.has_status()
-        && let Some(map) = obj.as_object_mut()
-    {
-        map.remove("status");
-    }
-    skiff_kinds::defaults::apply(kind, &mut obj);
-    skiff_kinds::validate::validate(kind, &obj, None)
-        .map_err(|e| map_validation(kind, &name, e))?;
-    if !applied {
-        skiff_patch::apply::record_update(
-            None,
-            &mut obj,
-            manager,
-            kind.openapi_type,
-            &objects::now_rfc3339(),
-        );
-    }
-    Ok(Prepared { obj, warnings })
-}
-
-/// Stores a new object (unless dry-run) and answers 201.
-async fn store_create(
-    state: &AppState,
-    req: &ResourceRequest,
-    prepared: Prepared,
-) -> Result<Response, ApiError> {
-    let kind = req.kind;
-    let mut obj = prepared.obj;
-    let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-    check_namespace_open(state, kind, req.namespace.as_deref()).await?;
-    if !req.query.dry_run()? {
-        let key = objects::key(kind, req.namespace.as_deref(), &name);
-        let bytes = objects::encode(kind, &obj)?;
-        let kv = state.store.create(&key, bytes).await.map_err(|e| match e {
-            skiff_store::Error::AlreadyExists(_) => {
-                ApiError::already_exists(kind.group, kind.plural, &name)
-            }
-            other => other.into(),
-        })?;
-        obj = objects::from_kv(kind, &kv)?;
-    }
-    Ok(with_warnings(
-        respond_object(req, StatusCode::CREATED, &obj),
-        &prepared.warnings,
-    ))
+    registry::prepare_create(
+        req.kind,
+        req.namespace.as_deref(),
+        obj,
+        field_validation(req)?,
+        manager,
+        applied,
+    )
 }
 
 async fn create(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
@@ -576,7 +466,14 @@ async fn create(state: &AppState, req: &ResourceRequest) -> Result<Response, Api
     let manager = field_manager(req)?;
     let mut prepared = prepare_create(req, obj, &manager, false)?;
     prepared.warnings.splice(0..0, duplicates);
-    store_create(state, req, prepared).await
+    let name = meta_str(&prepared.obj, "name")
+        .unwrap_or_default()
+        .to_string();
+    let obj = registry::create(state, &write_of(req, &name)?, prepared.obj).await?;
+    Ok(with_warnings(
+        respond_object(req, StatusCode::CREATED, &obj),
+        &prepared.warnings,
+    ))
 }
 
 /// Builds the object an update stores from the stored one and the client's version.
@@ -609,7 +506,7 @@ fn prepare_update(
     let warnings = skiff_kinds::validate::decode(kind, &new, field_validation(req)?)
         .map_err(|e| map_validation(kind, &name, e))?;
     let mut new = match target {
-        Target::Status => status_update(kind, old, new),
+        Target::Status => strategy::for_kind(kind).prepare_for_status_update(old, new),
         Target::Main => {
             if kind.has_status()
                 && let Some(m) = new.as_object_mut()
@@ -644,80 +541,6 @@ fn prepare_update(
     Ok(Prepared { obj: new, warnings })
 }
 
-/// Writes an updated object (unless dry-run). An object being deleted whose last finalizer is
-/// gone is deleted instead.
-async fn store_update(
-    state: &AppState,
-    req: &ResourceRequest,
-    expected: u64,
-    prepared: Prepared,
-) -> Result<Response, ApiError> {
-    let kind = req.kind;
-    let name = name_of(req);
-    let mut obj = prepared.obj;
-    if let Some(m) = meta_mut(&mut obj).get_mut("resourceVersion") {
-        *m = Value::Null;
-    }
-    meta_mut(&mut obj).remove("resourceVersion");
-    // A Namespace also waits for its spec finalizers (the namespace controller empties it first).
-    let spec_finalizers_left = kind.kind == "Namespace"
-        && obj
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
-    // As Kubernetes' ShouldDeleteDuringUpdate: only an object whose grace period is over (a pod
-    // still terminating on its node has one) goes away when its last finalizer does.
-    let grace_left = objects::meta(&obj)
-        .and_then(|m| m.get("deletionGracePeriodSeconds"))
-        .and_then(Value::as_i64)
-        .is_some_and(|g| g > 0);
-    let finished = objects::is_deleting(&obj)
-        && objects::finalizers(&obj).is_empty()
-        && !spec_finalizers_left
-        && !grace_left;
-    if req.query.dry_run()? {
-        meta_mut(&mut obj).insert("resourceVersion".into(), json!(expected.to_string()));
-        return Ok(with_warnings(
-            respond_object(req, StatusCode::OK, &obj),
-            &prepared.warnings,
-        ));
-    }
-    let key = key_of(req);
-    let map_err = |e: skiff_store::Error| match e {
-        skiff_store::Error::Conflict { .. } => ApiError::conflict(kind.group, kind.plural, name),
-        skiff_store::Error::NotFound(_) => ApiError::not_found(kind.group, kind.plural, name),
-        other => other.into(),
-    };
-    let kv = if finished {
-        state
-            .store
-            .delete(&key, Some(expected))
-            .await
-            .map_err(map_err)?
-    } else {
-        let bytes = objects::encode(kind, &obj)?;
-        state
-            .store
-            .update(&key, bytes, Some(expected))
-            .await
-            .map_err(map_err)?
-    };
-    let obj = if finished {
-        with_rv(obj, kv.mod_revision)
-    } else {
-        objects::from_kv(kind, &kv)?
-    };
-    Ok(with_warnings(
-        respond_object(req, StatusCode::OK, &obj),
-        &prepared.warnings,
-    ))
-}
-
-fn with_rv(mut obj: Value, rev: u64) -> Value {
-    meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
-    obj
-}
-
 /// The `metadata.resourceVersion` a client sent as a precondition, if any.
 fn precondition(obj: &Value) -> Result<Option<u64>, ApiError> {
     match meta_str(obj, "resourceVersion").filter(|rv| !rv.is_empty()) {
@@ -739,8 +562,13 @@ pub(crate) async fn update(
     let duplicates = duplicate_fields(req)?;
     let manager = field_manager(req)?;
     let wanted = precondition(&body)?;
-    for _ in 0..MAX_RETRIES {
-        let (old, kv) = load(state, req).await?;
+    check_namespace_param(req)?;
+    let write = write_of(req, name_of(req))?;
+    let mut warnings = Vec::new();
+    let obj = registry::guaranteed_update(state, &write, |current| {
+        let Some((old, kv)) = current else {
+            return Err(not_found(req));
+        };
         if let Some(w) = wanted
             && w != kv.mod_revision
         {
@@ -750,17 +578,15 @@ pub(crate) async fn update(
                 name_of(req),
             ));
         }
-        let mut prepared = prepare_update(req, &old, body.clone(), target, &manager, false)?;
-        prepared.warnings.splice(0..0, duplicates.iter().cloned());
-        match store_update(state, req, kv.mod_revision, prepared).await {
-            Err(e) if e.reason == StatusReason::Conflict && wanted.is_none() => continue,
-            other => return other,
-        }
-    }
-    Err(ApiError::conflict(
-        req.kind.group,
-        req.kind.plural,
-        name_of(req),
+        let prepared = prepare_update(req, old, body.clone(), target, &manager, false)?;
+        warnings = prepared.warnings;
+        Ok(Change::Update(prepared.obj))
+    })
+    .await?;
+    warnings.splice(0..0, duplicates);
+    Ok(with_warnings(
+        respond_object(req, StatusCode::OK, &obj),
+        &warnings,
     ))
 }
 
@@ -891,20 +717,21 @@ pub(crate) async fn patch(
         ));
     }
     let name = name_of(req).to_string();
-    for _ in 0..MAX_RETRIES {
-        check_namespace_param(req)?;
-        let existing = state.store.get(&key_of(req)).await?;
-        let Some(kv) = existing else {
+    check_namespace_param(req)?;
+    let write = write_of(req, &name)?;
+    let mut warnings = Vec::new();
+    let mut created = false;
+    let obj = registry::guaranteed_update(state, &write, |current| {
+        let Some((old, kv)) = current else {
             if ptype == PatchType::Apply && target == Target::Main {
-                match apply_create(state, req, &doc, &manager, force).await {
-                    // Another writer created it first: apply to what is there now.
-                    Err(e) if e.reason == StatusReason::AlreadyExists => continue,
-                    other => return other,
-                }
+                let prepared = apply_create(req, &doc, &manager, force)?;
+                warnings = prepared.warnings;
+                created = true;
+                return Ok(Change::Create(prepared.obj));
             }
             return Err(not_found(req));
         };
-        let old = objects::from_kv(req.kind, &kv)?;
+        created = false;
         let input = PatchInput {
             ptype,
             doc: &doc,
@@ -912,9 +739,9 @@ pub(crate) async fn patch(
             force,
             subresource: target.subresource(),
         };
-        let patched = apply_patch(req.kind, &name, &old, &input)?;
+        let patched = apply_patch(req.kind, &name, old, &input)?;
         let wanted =
-            precondition(&patched)?.filter(|rv| Some(*rv) != precondition(&old).ok().flatten());
+            precondition(&patched)?.filter(|rv| Some(*rv) != precondition(old).ok().flatten());
         if let Some(w) = wanted
             && w != kv.mod_revision
         {
@@ -922,34 +749,31 @@ pub(crate) async fn patch(
         }
         let prepared = prepare_update(
             req,
-            &old,
+            old,
             patched,
             target,
             &manager,
             ptype == PatchType::Apply,
         )?;
-        match store_update(state, req, kv.mod_revision, prepared).await {
-            Err(e)
-                if e.reason == StatusReason::Conflict
-                    && wanted.is_none()
-                    && e.causes.is_empty() =>
-            {
-                continue;
-            }
-            other => return other,
-        }
-    }
-    Err(ApiError::conflict(req.kind.group, req.kind.plural, &name))
+        warnings = prepared.warnings;
+        Ok(Change::Update(prepared.obj))
+    })
+    .await?;
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(with_warnings(respond_object(req, code, &obj), &warnings))
 }
 
 /// Server-side apply of an object that does not exist yet creates it.
-async fn apply_create(
-    state: &AppState,
+fn apply_create(
     req: &ResourceRequest,
     doc: &Value,
     manager: &str,
     force: bool,
-) -> Result<Response, ApiError> {
+) -> Result<Prepared, ApiError> {
     let mut obj = doc.clone();
     objects::check_type_meta(req.kind, &mut obj)?;
     if let Some(body_name) = meta_str(&obj, "name")
@@ -970,8 +794,7 @@ async fn apply_create(
         &objects::now_rfc3339(),
     )
     .map_err(|e| map_patch_error(req.kind, name_of(req), e))?;
-    let prepared = prepare_create(req, applied, manager, true)?;
-    store_create(state, req, prepared).await
+    prepare_create(req, applied, manager, true)
 }
 
 /// `DeleteOptions` from the body and the query.
@@ -1050,13 +873,21 @@ pub(crate) async fn delete_object(
     opts: &DeleteOptions,
 ) -> Result<Value, ApiError> {
     let kind = req.kind;
-    let key = objects::key(kind, req.namespace.as_deref(), name);
     let nf = || ApiError::not_found(kind.group, kind.plural, name);
-    for _ in 0..MAX_RETRIES {
-        let kv = state.store.get(&key).await?.ok_or_else(nf)?;
-        let old = objects::from_kv(kind, &kv)?;
+    let write = Write {
+        kind,
+        namespace: req.namespace.as_deref(),
+        name,
+        user: &req.user,
+        dry_run: opts.dry_run,
+    };
+    let strategy = strategy::for_kind(kind);
+    registry::guaranteed_update(state, &write, |current| {
+        let Some((old, kv)) = current else {
+            return Err(nf());
+        };
         if let Some(uid) = &opts.precondition_uid
-            && meta_str(&old, "uid") != Some(uid.as_str())
+            && meta_str(old, "uid") != Some(uid.as_str())
         {
             return Err(ApiError::conflict_message(
                 kind.group,
@@ -1064,7 +895,7 @@ pub(crate) async fn delete_object(
                 name,
                 format!(
                     "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&old, "uid").unwrap_or_default()
+                    meta_str(old, "uid").unwrap_or_default()
                 ),
             ));
         }
@@ -1094,88 +925,38 @@ pub(crate) async fn delete_object(
             }
             _ => {}
         }
-        if kind.kind == "Namespace" {
+        // The kind's rules: a namespace is always marked; a pod on a node waits for it.
+        let rule = strategy.before_delete(old, opts.grace_period_seconds);
+        if rule.mark {
             needs_mark = true;
-            if let Some(m) = marked.as_object_mut() {
-                m.insert("status".into(), json!({"phase": "Terminating"}));
-            }
+            strategy.mark_for_delete(&mut marked);
         }
-        // A pod on a node terminates gracefully: the node finishes the delete.
-        let grace = graceful_pod_period(kind, &old, opts);
-        if grace.is_some() {
-            needs_mark = true;
-        }
+        let grace = rule.grace_seconds;
         needs_mark |= !objects::finalizers(&marked).is_empty();
-        if needs_mark {
-            if objects::is_deleting(&old) {
-                // Already terminating: a shorter grace period may still be requested (the
-                // node's final delete asks for 0).
-                if !shortens_grace(&old, grace.unwrap_or(0)) {
-                    return Ok(old);
-                }
-            }
-            {
-                let meta = meta_mut(&mut marked);
-                let now = jiff::Timestamp::now();
-                let grace_secs = grace.unwrap_or(0);
-                let at = now
-                    .checked_add(jiff::SignedDuration::from_secs(grace_secs))
-                    .unwrap_or(now);
-                meta.insert(
-                    "deletionTimestamp".into(),
-                    json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                );
-                meta.insert("deletionGracePeriodSeconds".into(), json!(grace_secs));
-                meta.remove("resourceVersion");
-            }
-            if opts.dry_run {
-                return Ok(with_rv(marked, kv.mod_revision));
-            }
-            let bytes = objects::encode(kind, &marked)?;
-            match state.store.update(&key, bytes, Some(kv.mod_revision)).await {
-                Ok(kv) => return objects::from_kv(kind, &kv),
-                Err(skiff_store::Error::Conflict { .. }) => continue,
-                Err(skiff_store::Error::NotFound(_)) => return Err(nf()),
-                Err(e) => return Err(e.into()),
+        if !needs_mark {
+            return Ok(Change::Delete);
+        }
+        if objects::is_deleting(old) {
+            // Already terminating: a shorter grace period may still be requested (the
+            // node's final delete asks for 0).
+            if !shortens_grace(old, grace.unwrap_or(0)) {
+                return Ok(Change::Keep(old.clone()));
             }
         }
-        if opts.dry_run {
-            return Ok(old);
-        }
-        match state.store.delete(&key, Some(kv.mod_revision)).await {
-            Ok(kv) => return Ok(with_rv(old, kv.mod_revision)),
-            Err(skiff_store::Error::Conflict { .. }) => continue,
-            Err(skiff_store::Error::NotFound(_)) => return Err(nf()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::conflict(kind.group, kind.plural, name))
-}
-
-/// The grace period of a pod delete that must wait for its node, if it must.
-fn graceful_pod_period(kind: &Kind, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
-    if kind.kind != "Pod" || !kind.group.is_empty() {
-        return None;
-    }
-    let on_node = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    let finished = matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed")
-    );
-    if !on_node || finished {
-        return None;
-    }
-    let grace = opts
-        .grace_period_seconds
-        .or_else(|| {
-            pod.pointer("/spec/terminationGracePeriodSeconds")
-                .and_then(Value::as_i64)
-        })
-        .unwrap_or(30);
-    (grace > 0).then_some(grace)
+        let meta = meta_mut(&mut marked);
+        let now = jiff::Timestamp::now();
+        let grace_secs = grace.unwrap_or(0);
+        let at = now
+            .checked_add(jiff::SignedDuration::from_secs(grace_secs))
+            .unwrap_or(now);
+        meta.insert(
+            "deletionTimestamp".into(),
+            json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        );
+        meta.insert("deletionGracePeriodSeconds".into(), json!(grace_secs));
+        Ok(Change::Store(marked))
+    })
+    .await
 }
 
 fn shortens_grace(old: &Value, grace: i64) -> bool {
@@ -1221,41 +1002,4 @@ async fn delete_collection(state: &AppState, req: &ResourceRequest) -> Result<Re
         "items": deleted,
     });
     Ok(json_response(StatusCode::OK, &body))
-}
-
-/// What a write to the `status` subresource keeps, as Kubernetes' status strategies: the spec
-/// (every top-level field but `metadata` and `status`) stays as stored; `status` and the metadata
-/// (labels, annotations, finalizers, managedFields) come from the request — except the owner
-/// references of a Pod, and the labels of a Deployment or StatefulSet, which stay as stored.
-fn status_update(kind: &skiff_kinds::Kind, old: &Value, new: Value) -> Value {
-    let mut merged = new;
-    let Some(m) = merged.as_object_mut() else {
-        return old.clone();
-    };
-    m.retain(|k, v| {
-        matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind") && !v.is_null()
-    });
-    if let Some(o) = old.as_object() {
-        for (k, v) in o {
-            if !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind") {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    let keep_from_old: &[&str] = match (kind.group, kind.kind) {
-        ("", "Pod") => &["ownerReferences"],
-        ("apps", "Deployment" | "StatefulSet") => &["labels"],
-        _ => &[],
-    };
-    for field in keep_from_old {
-        match objects::meta(old).and_then(|m| m.get(*field)).cloned() {
-            Some(v) => {
-                meta_mut(&mut merged).insert((*field).into(), v);
-            }
-            None => {
-                meta_mut(&mut merged).remove(*field);
-            }
-        }
-    }
-    merged
 }

@@ -12,9 +12,11 @@ mod handlers;
 mod node_proxy;
 pub mod objects;
 pub mod pki;
+mod registry;
 pub mod request;
 pub mod selectors;
 pub mod server;
+mod strategy;
 mod subresources;
 mod watch;
 

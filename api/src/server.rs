@@ -10,15 +10,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::json;
 use skiff_store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::app::{AppState, app};
 use crate::auth::UserInfo;
-use crate::objects;
 use crate::pki;
+use crate::registry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,6 +39,8 @@ pub enum Error {
     Tls(String),
     #[error("store: {0}")]
     Store(#[from] skiff_store::Error),
+    #[error("cannot create the system namespaces: {0}")]
+    Bootstrap(#[source] crate::error::ApiError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -110,7 +111,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         path: dir.clone(),
         source,
     })?;
-    ensure_system_namespaces(store.as_ref()).await?;
+    ensure_system_namespaces(store.clone()).await?;
 
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -232,30 +233,14 @@ async fn serve(
     connections.abort_all();
 }
 
-async fn ensure_system_namespaces(store: &dyn Store) -> Result<()> {
-    let kind = skiff_kinds::find("", "v1", "namespaces").expect("namespaces are a known kind");
+/// Creates the namespaces every cluster has, through the write path, as the server's own user.
+async fn ensure_system_namespaces(store: Arc<dyn Store>) -> Result<()> {
+    let state = AppState::new(store, Vec::new());
+    let server = UserInfo::new("system:apiserver", &[crate::auth::MASTERS]);
     for name in SYSTEM_NAMESPACES {
-        let key = objects::key(kind, None, name);
-        if store.get(&key).await?.is_some() {
-            continue;
-        }
-        let ns = json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "uid": uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp": objects::now_rfc3339(),
-                "labels": {"kubernetes.io/metadata.name": name},
-            },
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Active"},
-        });
-        let bytes = serde_json::to_vec(&ns).unwrap_or_default();
-        match store.create(&key, bytes).await {
-            Ok(_) | Err(skiff_store::Error::AlreadyExists(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        registry::ensure_namespace(&state, &server, name)
+            .await
+            .map_err(Error::Bootstrap)?;
     }
     Ok(())
 }

@@ -8,7 +8,8 @@ use crate::app::{AppState, json_response};
 use crate::body::{content_type, decode_object};
 use crate::error::ApiError;
 use crate::handlers::{self, PatchType, Target, load, name_of, respond_object};
-use crate::objects::{self, meta_mut, meta_str};
+use crate::objects::{self, meta_str};
+use crate::registry::{self, Change, Write};
 use crate::request::ResourceRequest;
 
 pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Response, ApiError> {
@@ -73,9 +74,18 @@ fn scale_of(obj: &Value) -> Result<Value, ApiError> {
 
 async fn update_scale(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
     let name = name_of(req).to_string();
-    for _ in 0..8 {
-        let (obj, kv) = load(state, req).await?;
-        let current = scale_of(&obj)?;
+    let write = Write {
+        kind: req.kind,
+        namespace: req.namespace.as_deref(),
+        name: &name,
+        user: &req.user,
+        dry_run: req.query.dry_run()?,
+    };
+    let stored = registry::guaranteed_update(state, &write, |current| {
+        let Some((obj, kv)) = current else {
+            return Err(ApiError::not_found(req.kind.group, req.kind.plural, &name));
+        };
+        let current = scale_of(obj)?;
         let wanted = if req.method == Method::PUT {
             decode_object(&req.body, &content_type(&req.headers))?
         } else {
@@ -120,31 +130,11 @@ async fn update_scale(state: &AppState, req: &ResourceRequest) -> Result<Respons
         if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
             spec.insert("replicas".into(), json!(replicas));
         }
-        objects::bump_generation(req.kind, &obj, &mut new);
-        meta_mut(&mut new).remove("resourceVersion");
-        if req.query.dry_run()? {
-            return Ok(json_response(
-                StatusCode::OK,
-                &scale_of(&obj_with_rv(new, kv.mod_revision))?,
-            ));
-        }
-        let bytes = objects::encode(req.kind, &new)?;
-        let key = objects::key(req.kind, req.namespace.as_deref(), &name);
-        match state.store.update(&key, bytes, Some(kv.mod_revision)).await {
-            Ok(kv) => {
-                let stored = objects::from_kv(req.kind, &kv)?;
-                return Ok(json_response(StatusCode::OK, &scale_of(&stored)?));
-            }
-            Err(skiff_store::Error::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::conflict(req.kind.group, req.kind.plural, &name))
-}
-
-fn obj_with_rv(mut obj: Value, rev: u64) -> Value {
-    meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
-    obj
+        objects::bump_generation(req.kind, obj, &mut new);
+        Ok(Change::Store(new))
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &scale_of(&stored)?))
 }
 
 /// `pods/binding`: assigns a pod to a node, once.
@@ -169,10 +159,19 @@ async fn bind(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiEr
             )
         })?
         .to_string();
-    for _ in 0..8 {
-        let (pod, kv) = load(state, req).await?;
+    let write = Write {
+        kind: req.kind,
+        namespace: req.namespace.as_deref(),
+        name: &name,
+        user: &req.user,
+        dry_run: req.query.dry_run()?,
+    };
+    registry::guaranteed_update(state, &write, |current| {
+        let Some((pod, _)) = current else {
+            return Err(ApiError::not_found("", "pods", &name));
+        };
         if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str)
-            && meta_str(&pod, "uid") != Some(uid)
+            && meta_str(pod, "uid") != Some(uid)
         {
             return Err(ApiError::conflict_message(
                 "",
@@ -197,7 +196,7 @@ async fn bind(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiEr
                 ),
             ));
         }
-        if objects::is_deleting(&pod) {
+        if objects::is_deleting(pod) {
             return Err(ApiError::conflict_message(
                 "",
                 "pods",
@@ -212,27 +211,13 @@ async fn bind(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiEr
             spec.insert("nodeName".into(), json!(node));
         }
         set_condition(&mut new, "PodScheduled", "True", None);
-        meta_mut(&mut new).remove("resourceVersion");
-        if req.query.dry_run()? {
-            return Ok(json_response(
-                StatusCode::CREATED,
-                &objects::status_success(201),
-            ));
-        }
-        let bytes = objects::encode(req.kind, &new)?;
-        let key = objects::key(req.kind, req.namespace.as_deref(), &name);
-        match state.store.update(&key, bytes, Some(kv.mod_revision)).await {
-            Ok(_) => {
-                return Ok(json_response(
-                    StatusCode::CREATED,
-                    &objects::status_success(201),
-                ));
-            }
-            Err(skiff_store::Error::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::conflict("", "pods", &name))
+        Ok(Change::Store(new))
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &objects::status_success(201),
+    ))
 }
 
 /// Sets a pod condition, keeping the transition time when the status does not change.

@@ -1,0 +1,375 @@
+//! The write path, in the role of Kubernetes' generic registry `Store`: every write to the store
+//! goes through this module. It owns creation (defaults, managedFields, the namespace check),
+//! encoding, dry-run, retry on conflict (`guaranteed_update`, the one read-modify-write loop),
+//! the delete-during-update rule, and the admission seam. Kind rules come from `strategy`.
+
+use serde_json::{Value, json};
+use skiff_kinds::Kind;
+use skiff_kinds::validate::FieldValidation;
+use skiff_store::KeyValue;
+
+use crate::app::AppState;
+use crate::auth::UserInfo;
+use crate::error::{ApiError, Cause, StatusReason};
+use crate::objects::{self, meta_mut, meta_str};
+use crate::strategy;
+
+/// How many times a read-modify-write retries after losing a race to another writer.
+const MAX_RETRIES: usize = 8;
+
+/// The field manager of what the server writes itself (the namespaces it bootstraps).
+const SERVER_FIELD_MANAGER: &str = "kube-apiserver";
+
+/// The object one write is about, and on whose behalf it is made.
+pub(crate) struct Write<'a> {
+    pub(crate) kind: &'static Kind,
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) name: &'a str,
+    pub(crate) user: &'a UserInfo,
+    /// `dryRun=All`: everything but the store write happens.
+    pub(crate) dry_run: bool,
+}
+
+impl Write<'_> {
+    fn key(&self) -> String {
+        objects::key(self.kind, self.namespace, self.name)
+    }
+
+    fn not_found(&self) -> ApiError {
+        ApiError::not_found(self.kind.group, self.kind.plural, self.name)
+    }
+
+    fn conflict(&self) -> ApiError {
+        ApiError::conflict(self.kind.group, self.kind.plural, self.name)
+    }
+}
+
+/// What a write does to the store, as admission sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+/// Admission, as Kubernetes' admission chain: a plugin may refuse a write after the strategy
+/// prepared it and before it is stored. This is where admission plugins, the authorization
+/// result of the write's user and write metrics hook in.
+pub(crate) trait Admission: Sync {
+    fn admit(
+        &self,
+        op: Operation,
+        write: &Write<'_>,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError>;
+}
+
+/// The admission chain, in order. Empty: no plugin exists yet.
+const ADMISSION: &[&dyn Admission] = &[];
+
+fn admit(
+    op: Operation,
+    write: &Write<'_>,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    tracing::trace!(?op, user = %write.user.name, kind = write.kind.kind, name = write.name, "write");
+    ADMISSION
+        .iter()
+        .try_for_each(|plugin| plugin.admit(op, write, obj, old))
+}
+
+/// What a `guaranteed_update` step decides from the object as it is now.
+pub(crate) enum Change {
+    /// Store this object in place of the current one; removed instead when the strategy says
+    /// the update completes its deletion (Kubernetes' `ShouldDeleteDuringUpdate`).
+    Update(Value),
+    /// Store this object as it is: a deletion mark (grace period or finalizers pending), a new
+    /// scale or a binding.
+    Store(Value),
+    /// Remove the object; the answer is the object as it was.
+    Delete,
+    /// Nothing to write; the answer is this object.
+    Keep(Value),
+    /// There is no object: create this one (server-side apply). Loses to a concurrent create by
+    /// retrying against the object that won.
+    Create(Value),
+}
+
+/// One attempt's outcome: written, or lost a race and worth another read.
+enum Attempt {
+    Done(Value),
+    Raced,
+}
+
+/// Reads the object, lets `step` decide the change, and writes it against the revision read,
+/// retrying from a fresh read when another writer got there first. `step` gets `None` when the
+/// object does not exist. Returns the object as stored (with its new resourceVersion), as it
+/// was when deleted, or as `Keep` gave it.
+pub(crate) async fn guaranteed_update(
+    state: &AppState,
+    write: &Write<'_>,
+    mut step: impl FnMut(Option<(&Value, &KeyValue)>) -> Result<Change, ApiError>,
+) -> Result<Value, ApiError> {
+    let key = write.key();
+    for _ in 0..MAX_RETRIES {
+        let kv = state.store.get(&key).await?;
+        let current = match &kv {
+            Some(kv) => Some((objects::from_kv(write.kind, kv)?, kv)),
+            None => None,
+        };
+        let change = step(current.as_ref().map(|(obj, kv)| (obj, *kv)))?;
+        let attempt = match (change, current) {
+            (Change::Keep(obj), _) => return Ok(obj),
+            (Change::Create(obj), None) => match create(state, write, obj).await {
+                Err(e) if e.reason == StatusReason::AlreadyExists => Attempt::Raced,
+                other => Attempt::Done(other?),
+            },
+            (Change::Create(_), Some(_)) => Attempt::Raced,
+            (_, None) => return Err(write.not_found()),
+            (Change::Update(obj), Some((old, kv))) => {
+                let finished = strategy::for_kind(write.kind).should_delete_during_update(&obj);
+                if finished {
+                    remove(state, write, &key, kv.mod_revision, obj, &old).await?
+                } else {
+                    store(state, write, &key, kv.mod_revision, obj, &old).await?
+                }
+            }
+            (Change::Store(obj), Some((old, kv))) => {
+                store(state, write, &key, kv.mod_revision, obj, &old).await?
+            }
+            (Change::Delete, Some((old, kv))) => {
+                remove(state, write, &key, kv.mod_revision, old.clone(), &old).await?
+            }
+        };
+        match attempt {
+            Attempt::Done(obj) => return Ok(obj),
+            Attempt::Raced => continue,
+        }
+    }
+    Err(write.conflict())
+}
+
+/// Stores a new object (unless dry-run) and returns it as stored. The namespace must exist and
+/// not be terminating.
+pub(crate) async fn create(
+    state: &AppState,
+    write: &Write<'_>,
+    obj: Value,
+) -> Result<Value, ApiError> {
+    let kind = write.kind;
+    check_namespace_open(state, kind, write.namespace).await?;
+    admit(Operation::Create, write, &obj, None)?;
+    if write.dry_run {
+        return Ok(obj);
+    }
+    let bytes = objects::encode(kind, &obj)?;
+    let kv = state
+        .store
+        .create(&write.key(), bytes)
+        .await
+        .map_err(|e| match e {
+            skiff_store::Error::AlreadyExists(_) => {
+                ApiError::already_exists(kind.group, kind.plural, write.name)
+            }
+            other => other.into(),
+        })?;
+    objects::from_kv(kind, &kv)
+}
+
+/// Writes `obj` over revision `expected`.
+async fn store(
+    state: &AppState,
+    write: &Write<'_>,
+    key: &str,
+    expected: u64,
+    mut obj: Value,
+    old: &Value,
+) -> Result<Attempt, ApiError> {
+    meta_mut(&mut obj).remove("resourceVersion");
+    admit(Operation::Update, write, &obj, Some(old))?;
+    if write.dry_run {
+        return Ok(Attempt::Done(with_rv(obj, expected)));
+    }
+    let bytes = objects::encode(write.kind, &obj)?;
+    match state.store.update(key, bytes, Some(expected)).await {
+        Ok(kv) => Ok(Attempt::Done(objects::from_kv(write.kind, &kv)?)),
+        Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::Raced),
+        Err(skiff_store::Error::NotFound(_)) => Err(write.not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes the object at revision `expected`; answers with `answer` at the deletion's revision.
+async fn remove(
+    state: &AppState,
+    write: &Write<'_>,
+    key: &str,
+    expected: u64,
+    answer: Value,
+    old: &Value,
+) -> Result<Attempt, ApiError> {
+    admit(Operation::Delete, write, &answer, Some(old))?;
+    if write.dry_run {
+        return Ok(Attempt::Done(with_rv(answer, expected)));
+    }
+    match state.store.delete(key, Some(expected)).await {
+        Ok(kv) => Ok(Attempt::Done(with_rv(answer, kv.mod_revision))),
+        Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::Raced),
+        Err(skiff_store::Error::NotFound(_)) => Err(write.not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn with_rv(mut obj: Value, rev: u64) -> Value {
+    meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+    obj
+}
+
+/// Checks that the namespace exists and is not being deleted.
+async fn check_namespace_open(
+    state: &AppState,
+    kind: &Kind,
+    namespace: Option<&str>,
+) -> Result<(), ApiError> {
+    let (true, Some(ns)) = (kind.namespaced, namespace) else {
+        return Ok(());
+    };
+    let ns_kind = skiff_kinds::find("", "v1", "namespaces").expect("namespaces are a known kind");
+    let kv = state
+        .store
+        .get(&objects::key(ns_kind, None, ns))
+        .await?
+        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+    let obj = objects::from_kv(ns_kind, &kv)?;
+    if objects::is_deleting(&obj) {
+        return Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            kind.plural,
+            meta_str(&obj, "name").unwrap_or(ns)
+        )));
+    }
+    Ok(())
+}
+
+/// Everything between a decoded body and a storable new object.
+pub(crate) struct Prepared {
+    pub(crate) obj: Value,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Kubernetes' `BeforeCreate`: type and namespace checks, generated name, system fields,
+/// defaults, validation and the field manager's managedFields entry.
+pub(crate) fn prepare_create(
+    kind: &'static Kind,
+    namespace: Option<&str>,
+    mut obj: Value,
+    validation: FieldValidation,
+    manager: &str,
+    applied: bool,
+) -> Result<Prepared, ApiError> {
+    objects::check_type_meta(kind, &mut obj)?;
+    objects::check_namespace(kind, &mut obj, namespace)?;
+    objects::generate_name(&mut obj);
+    let name = objects::require_name(kind, &obj)?;
+    let warnings = skiff_kinds::validate::decode(kind, &obj, validation)
+        .map_err(|e| map_validation(kind, &name, e))?;
+    {
+        let meta = meta_mut(&mut obj);
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(field);
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(objects::now_rfc3339()));
+        if objects::tracks_generation(kind) {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+        if !applied {
+            meta.remove("managedFields");
+        }
+    }
+    if kind.has_status()
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.remove("status");
+    }
+    skiff_kinds::defaults::apply(kind, &mut obj);
+    skiff_kinds::validate::validate(kind, &obj, None)
+        .map_err(|e| map_validation(kind, &name, e))?;
+    if !applied {
+        skiff_patch::apply::record_update(
+            None,
+            &mut obj,
+            manager,
+            kind.openapi_type,
+            &objects::now_rfc3339(),
+        );
+    }
+    Ok(Prepared { obj, warnings })
+}
+
+/// A validation failure as the API reports it.
+pub(crate) fn map_validation(
+    kind: &Kind,
+    name: &str,
+    err: skiff_kinds::validate::Error,
+) -> ApiError {
+    match err {
+        skiff_kinds::validate::Error::BadRequest(msg) => ApiError::bad_request(msg),
+        skiff_kinds::validate::Error::Invalid(causes) => {
+            let message = skiff_kinds::validate::invalid_message(kind, name, &causes);
+            let causes = causes
+                .into_iter()
+                .map(|c| Cause {
+                    reason: c.reason,
+                    message: c.message,
+                    field: c.field,
+                })
+                .collect();
+            ApiError::invalid(kind.group, kind.kind, kind.plural, name, causes)
+                .with_message(message)
+        }
+    }
+}
+
+/// Creates a namespace the server needs (`default`, `kube-system`, ...) unless it exists, through
+/// the same preparation as a client's create.
+pub(crate) async fn ensure_namespace(
+    state: &AppState,
+    user: &UserInfo,
+    name: &str,
+) -> Result<(), ApiError> {
+    let kind = skiff_kinds::find("", "v1", "namespaces").expect("namespaces are a known kind");
+    let write = Write {
+        kind,
+        namespace: None,
+        name,
+        user,
+        dry_run: false,
+    };
+    let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    let prepared = prepare_create(
+        kind,
+        None,
+        obj,
+        FieldValidation::Strict,
+        SERVER_FIELD_MANAGER,
+        false,
+    )?;
+    guaranteed_update(state, &write, |current| {
+        Ok(match current {
+            Some((obj, _)) => Change::Keep(obj.clone()),
+            None => Change::Create(prepared.obj.clone()),
+        })
+    })
+    .await
+    .map(drop)
+}

@@ -1,0 +1,99 @@
+//! Per-kind rules of the write path, as Kubernetes' registry strategies: what a status write
+//! keeps, when an update completes a deletion, and what a delete does before it removes the object.
+//! The generic verbs and `registry` ask `for_kind(kind)` and never compare kind names themselves.
+
+mod namespace;
+mod pod;
+mod workloads;
+
+use serde_json::Value;
+use skiff_kinds::Kind;
+
+use crate::objects::{self, meta_mut};
+
+/// How a delete proceeds, as decided by `Strategy::before_delete`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct DeleteRule {
+    /// The object must be marked for deletion even without finalizers (a namespace, a pod on a
+    /// node): it is stored with a deletion timestamp instead of being removed.
+    pub(crate) mark: bool,
+    /// The grace period to record, if the deletion waits for one (a pod on its node).
+    pub(crate) grace_seconds: Option<i64>,
+}
+
+/// The rules of one kind. Defaults are Kubernetes' generic behaviour.
+pub(crate) trait Strategy: Sync {
+    /// Kubernetes' status strategy `PrepareForUpdate`: the object a write to the `status`
+    /// subresource stores, from the stored object and the request's. By default the spec (every
+    /// top-level field but `metadata` and `status`) stays as stored; `status` and the metadata
+    /// come from the request.
+    fn prepare_for_status_update(&self, old: &Value, new: Value) -> Value {
+        reset_spec(old, new)
+    }
+
+    /// Kubernetes' `ShouldDeleteDuringUpdate`: whether an update that leaves the object being
+    /// deleted, with no finalizers and no grace period left, removes it.
+    fn should_delete_during_update(&self, obj: &Value) -> bool {
+        let grace_left = objects::meta(obj)
+            .and_then(|m| m.get("deletionGracePeriodSeconds"))
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0);
+        objects::is_deleting(obj) && objects::finalizers(obj).is_empty() && !grace_left
+    }
+
+    /// Kubernetes' `BeforeDelete`: whether the object is marked rather than removed, and with
+    /// what grace period. `grace_seconds` is the one the client asked for.
+    fn before_delete(&self, _obj: &Value, _grace_seconds: Option<i64>) -> DeleteRule {
+        DeleteRule::default()
+    }
+
+    /// Changes an object gets when it is marked for deletion, beyond its deletion timestamp.
+    fn mark_for_delete(&self, _obj: &mut Value) {}
+}
+
+/// Kinds without rules of their own.
+struct Generic;
+
+impl Strategy for Generic {}
+
+/// The strategy of a kind.
+pub(crate) fn for_kind(kind: &Kind) -> &'static dyn Strategy {
+    match (kind.group, kind.kind) {
+        ("", "Pod") => &pod::PodStrategy,
+        ("", "Namespace") => &namespace::NamespaceStrategy,
+        ("apps", "Deployment" | "StatefulSet") => &workloads::KeepLabelsOnStatus,
+        _ => &Generic,
+    }
+}
+
+/// The stored spec with the request's `status` and metadata: what every status strategy starts from.
+pub(crate) fn reset_spec(old: &Value, new: Value) -> Value {
+    let mut merged = new;
+    let Some(m) = merged.as_object_mut() else {
+        return old.clone();
+    };
+    let kept = |k: &str| matches!(k, "metadata" | "status" | "apiVersion" | "kind");
+    m.retain(|k, v| kept(k) && !v.is_null());
+    if let Some(o) = old.as_object() {
+        for (k, v) in o {
+            if !kept(k) {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    merged
+}
+
+/// Keeps metadata fields as stored, whatever the request sent (absent if absent there).
+pub(crate) fn keep_stored_meta(old: &Value, new: &mut Value, fields: &[&str]) {
+    for field in fields {
+        match objects::meta(old).and_then(|m| m.get(*field)).cloned() {
+            Some(v) => {
+                meta_mut(new).insert((*field).into(), v);
+            }
+            None => {
+                meta_mut(new).remove(*field);
+            }
+        }
+    }
+}

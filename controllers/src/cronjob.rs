@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -23,6 +22,8 @@ pub struct Ctx {
     pub client: Client,
     /// Every Job.
     pub jobs: Store<Job>,
+    /// The time schedules are evaluated at.
+    pub clock: crate::Clock,
 }
 
 fn finished(job: &Job) -> Option<&str> {
@@ -58,7 +59,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .collect();
     jobs.sort_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0));
     let active: Vec<&Arc<Job>> = jobs.iter().filter(|j| finished(j).is_none()).collect();
-    let now = jiff::Timestamp::now();
+    let now = ctx.clock.now();
     let status = cj.status.clone().unwrap_or_default();
     let since = status
         .last_schedule_time
@@ -151,11 +152,6 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     Ok(Action::requeue(Duration::from_secs(next.min(300))))
 }
 
-fn error_policy(_cj: Arc<CronJob>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(error = %err, "cronjob reconcile failed");
-    Action::requeue(Duration::from_secs(10))
-}
-
 /// Runs the CronJob controller until the streams end.
 pub async fn run(
     ctx: Arc<Ctx>,
@@ -165,9 +161,6 @@ pub async fn run(
     ),
     jobs: impl futures::Stream<Item = Result<Job, kube::runtime::watcher::Error>> + Send + 'static,
 ) {
-    Controller::for_stream(cronjobs.0, cronjobs.1)
-        .owns_stream(jobs)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    let controller = Controller::for_stream(cronjobs.0, cronjobs.1).owns_stream(jobs);
+    crate::runner::run("cronjob", controller, reconcile, ctx).await;
 }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -229,11 +228,6 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     })))
 }
 
-fn error_policy(_ds: Arc<DaemonSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(error = %err, "daemonset reconcile failed");
-    Action::requeue(Duration::from_secs(1))
-}
-
 /// Runs the DaemonSet controller; node changes requeue every DaemonSet.
 pub async fn run(
     ctx: Arc<Ctx>,
@@ -245,7 +239,7 @@ pub async fn run(
     nodes: impl futures::Stream<Item = Result<Node, kube::runtime::watcher::Error>> + Send + 'static,
 ) {
     let store = daemonsets.1.clone();
-    Controller::for_stream(daemonsets.0, daemonsets.1)
+    let controller = Controller::for_stream(daemonsets.0, daemonsets.1)
         .owns_stream(pods)
         .watches_stream(nodes, move |_node| {
             store
@@ -253,8 +247,6 @@ pub async fn run(
                 .iter()
                 .map(|d| ObjectRef::from_obj(d.as_ref()))
                 .collect::<Vec<_>>()
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        });
+    crate::runner::run("daemonset", controller, reconcile, ctx).await;
 }

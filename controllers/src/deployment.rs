@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -556,11 +555,6 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     Ok(Action::requeue(requeue))
 }
 
-fn error_policy(_d: Arc<Deployment>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(error = %err, "deployment reconcile failed");
-    Action::requeue(Duration::from_secs(1))
-}
-
 /// Runs the Deployment controller until the streams end.
 pub async fn run(
     ctx: Arc<Ctx>,
@@ -572,11 +566,8 @@ pub async fn run(
     + Send
     + 'static,
 ) {
-    Controller::for_stream(deployments.0, deployments.1)
-        .owns_stream(replicasets)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    let controller = Controller::for_stream(deployments.0, deployments.1).owns_stream(replicasets);
+    crate::runner::run("deployment", controller, reconcile, ctx).await;
 }
 
 #[cfg(test)]

@@ -17,22 +17,22 @@ use crate::informer::Synced;
 type ApiFor = Box<dyn Fn(&str) -> Api<kube::api::DynamicObject> + Send + Sync>;
 
 /// One watched kind, seen by the collector as owner and dependent.
-pub struct Kind {
+pub struct OwnedKind {
     kind: String,
     metas: Box<dyn Fn() -> Vec<ObjectMeta> + Send + Sync>,
     api: ApiFor,
     ready: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
 }
 
-impl Kind {
+impl OwnedKind {
     /// A kind backed by an informer store, usable once `synced`.
-    pub fn new<K>(client: Client, store: Store<K>, synced: Synced) -> Kind
+    pub fn new<K>(client: Client, store: Store<K>, synced: Synced) -> OwnedKind
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Send + Sync + 'static,
     {
         let s = store;
         let ar = kube::api::ApiResource::erase::<K>(&());
-        Kind {
+        OwnedKind {
             kind: K::kind(&()).into_owned(),
             metas: Box::new(move || s.state().iter().map(|o| o.meta().clone()).collect()),
             api: Box::new(move |ns| {
@@ -116,7 +116,7 @@ async fn unblock_owner_references(
 }
 
 /// One pass over every watched object.
-pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
+pub async fn sweep(kinds: &[OwnedKind]) -> Result<(), Error> {
     let all: Vec<(usize, ObjectMeta)> = kinds
         .iter()
         .enumerate()
@@ -250,7 +250,7 @@ pub async fn sweep(kinds: &[Kind]) -> Result<(), Error> {
 
 /// Runs the collector: a sweep every `interval` and on every change (coalesced).
 pub async fn run(
-    kinds: Vec<Kind>,
+    kinds: Vec<OwnedKind>,
     mut changes: tokio::sync::mpsc::UnboundedReceiver<()>,
     interval: Duration,
 ) {

@@ -1,14 +1,16 @@
 //! One watch per kind shared by every controller: an in-memory store plus a fan-out of touched
 //! objects (applied and deleted) to each subscribing controller.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::fmt::Debug;
 
 use futures::{Stream, StreamExt};
-use kube::Resource;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
+use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -42,6 +44,7 @@ pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     writer: reflector::store::Writer<K>,
     senders: Vec<mpsc::UnboundedSender<Result<K, watcher::Error>>>,
+    event_senders: Vec<mpsc::UnboundedSender<watcher::Event<K>>>,
     synced: watch::Sender<bool>,
 }
 
@@ -57,6 +60,7 @@ where
             store,
             writer,
             senders: Vec::new(),
+            event_senders: Vec::new(),
             synced: watch::Sender::new(false),
         }
     }
@@ -78,12 +82,21 @@ where
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
     }
 
+    /// A stream of the watch's own events (list start, listed objects, list end, applies and
+    /// deletes), for a consumer that keeps its own state (the scheduler).
+    pub fn events(&mut self) -> impl Stream<Item = watcher::Event<K>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.event_senders.push(tx);
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+    }
+
     /// Runs the watch, filling the store and feeding subscribers.
     pub fn start(self) -> JoinHandle<()> {
         let Informer {
             api,
             writer,
             mut senders,
+            mut event_senders,
             synced,
             ..
         } = self;
@@ -94,6 +107,11 @@ where
             );
             let mut stream = std::pin::pin!(stream);
             while let Some(item) = stream.next().await {
+                if let Ok(ev) = &item
+                    && !event_senders.is_empty()
+                {
+                    event_senders.retain(|s| s.send(ev.clone()).is_ok());
+                }
                 match item {
                     Ok(
                         watcher::Event::Apply(obj)
@@ -108,5 +126,101 @@ where
                 }
             }
         })
+    }
+}
+
+trait AnyInformer: Send {
+    fn start(self: Box<Self>) -> JoinHandle<()>;
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<K> AnyInformer for Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    fn start(self: Box<Self>) -> JoinHandle<()> {
+        Informer::start(*self)
+    }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The informers of one controller manager: at most one per kind (and namespace), created the
+/// first time a controller asks for it, and started together once every controller has
+/// subscribed. A kind no running controller needs is never watched.
+pub struct Informers {
+    client: Client,
+    kinds: HashMap<(TypeId, Option<String>), Box<dyn AnyInformer>>,
+}
+
+impl Informers {
+    /// No informers yet, over `client`.
+    pub fn new(client: Client) -> Informers {
+        Informers {
+            client,
+            kinds: HashMap::new(),
+        }
+    }
+
+    /// The client the informers watch with.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The informer of every object of kind `K` (in all namespaces), created on first use.
+    pub fn all<K>(&mut self) -> &mut Informer<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        self.get_or_insert(None, |client| Api::all(client.clone()))
+    }
+
+    /// The informer of kind `K` in one namespace, created on first use.
+    pub fn namespaced<K>(&mut self, namespace: &str) -> &mut Informer<K>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.get_or_insert(Some(namespace.to_string()), |client| {
+            Api::namespaced(client.clone(), namespace)
+        })
+    }
+
+    fn get_or_insert<K>(
+        &mut self,
+        namespace: Option<String>,
+        api: impl FnOnce(&Client) -> Api<K>,
+    ) -> &mut Informer<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let client = &self.client;
+        self.kinds
+            .entry((TypeId::of::<K>(), namespace))
+            .or_insert_with(|| Box::new(Informer::<K>::new(api(client))))
+            .as_any()
+            .downcast_mut::<Informer<K>>()
+            .expect("an informer is keyed by its kind's TypeId")
+    }
+
+    /// How many informers have been created.
+    pub fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// Whether no informer has been created.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    /// Starts every informer created so far.
+    pub fn start(self) -> Vec<JoinHandle<()>> {
+        self.kinds.into_values().map(|i| i.start()).collect()
     }
 }

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -278,11 +277,6 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     Ok(Action::requeue(requeue))
 }
 
-fn error_policy(_job: Arc<Job>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(error = %err, "job reconcile failed");
-    Action::requeue(Duration::from_secs(1))
-}
-
 /// Runs the Job controller until the streams end.
 pub async fn run(
     ctx: Arc<Ctx>,
@@ -292,11 +286,8 @@ pub async fn run(
     ),
     pods: impl futures::Stream<Item = Result<Pod, kube::runtime::watcher::Error>> + Send + 'static,
 ) {
-    Controller::for_stream(jobs.0, jobs.1)
-        .owns_stream(pods)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    let controller = Controller::for_stream(jobs.0, jobs.1).owns_stream(pods);
+    crate::runner::run("job", controller, reconcile, ctx).await;
 }
 
 #[cfg(test)]

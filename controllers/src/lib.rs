@@ -15,6 +15,7 @@ pub mod leader;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod runner;
 pub mod scheduler;
 pub mod statefulset;
 pub mod util;
@@ -28,12 +29,13 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
-use kube::api::Api;
 use tokio::task::JoinHandle;
 
-use crate::informer::Informer;
+pub use crate::informer::Informers;
+pub use crate::runner::Clock;
 
 /// Errors of the controllers.
 #[derive(Debug, thiserror::Error)]
@@ -49,19 +51,72 @@ pub enum Error {
     NotSupported(String),
 }
 
-/// Every controller `start` can run, by name.
-pub const CONTROLLERS: &[&str] = &[
-    "replicaset",
-    "deployment",
-    "garbagecollector",
-    "namespace",
-    "nodelifecycle",
-    "disruption",
-    "job",
-    "daemonset",
-    "statefulset",
-    "cronjob",
+/// One controller `start` can run: its `--controllers` name and how it starts, given the shared
+/// informers (it subscribes to the kinds it needs; they start once every controller has) and
+/// the manager's settings.
+pub struct ControllerEntry {
+    /// The name `--controllers` selects it by.
+    pub name: &'static str,
+    /// Builds its context from the informers and spawns it.
+    pub start: fn(&mut Informers, &Manager) -> JoinHandle<()>,
+}
+
+/// What every controller gets besides the informers.
+pub struct Manager {
+    /// API client.
+    pub client: Client,
+    /// Timings and the clock.
+    pub opts: Options,
+}
+
+/// Every controller `start` can run, in start order.
+pub static CONTROLLERS: &[ControllerEntry] = &[
+    ControllerEntry {
+        name: "replicaset",
+        start: start_replicaset,
+    },
+    ControllerEntry {
+        name: "deployment",
+        start: start_deployment,
+    },
+    ControllerEntry {
+        name: "garbagecollector",
+        start: start_garbagecollector,
+    },
+    ControllerEntry {
+        name: "namespace",
+        start: start_namespace,
+    },
+    ControllerEntry {
+        name: "nodelifecycle",
+        start: start_nodelifecycle,
+    },
+    ControllerEntry {
+        name: "disruption",
+        start: start_disruption,
+    },
+    ControllerEntry {
+        name: "job",
+        start: start_job,
+    },
+    ControllerEntry {
+        name: "daemonset",
+        start: start_daemonset,
+    },
+    ControllerEntry {
+        name: "statefulset",
+        start: start_statefulset,
+    },
+    ControllerEntry {
+        name: "cronjob",
+        start: start_cronjob,
+    },
 ];
+
+/// The names of every controller, in start order.
+pub fn controller_names() -> impl Iterator<Item = &'static str> {
+    CONTROLLERS.iter().map(|c| c.name)
+}
 
 /// What to run and with which timings.
 #[derive(Clone, Debug)]
@@ -76,16 +131,19 @@ pub struct Options {
     pub pod_eviction_timeout: Duration,
     /// Scheduler tuning.
     pub scheduler_options: scheduler::SchedulerOptions,
+    /// The time controllers read (real unless a test sets a fake one).
+    pub clock: Clock,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             scheduler: true,
-            controllers: CONTROLLERS.iter().map(|s| s.to_string()).collect(),
+            controllers: controller_names().map(str::to_string).collect(),
             node_monitor_grace_period: Duration::from_secs(40),
             pod_eviction_timeout: Duration::from_secs(300),
             scheduler_options: scheduler::SchedulerOptions::default(),
+            clock: Clock::real(),
         }
     }
 }
@@ -96,15 +154,15 @@ impl Options {
         let mut set = BTreeSet::new();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if item == "*" {
-                set.extend(CONTROLLERS.iter().map(|s| s.to_string()));
+                set.extend(controller_names().map(str::to_string));
             } else if let Some(name) = item.strip_prefix('-') {
                 set.remove(name);
-            } else if CONTROLLERS.contains(&item) {
+            } else if controller_names().any(|n| n == item) {
                 set.insert(item.to_string());
             } else {
                 return Err(Error::NotSupported(format!(
                     "unknown controller {item:?} (known: {})",
-                    CONTROLLERS.join(", ")
+                    controller_names().collect::<Vec<_>>().join(", ")
                 )));
             }
         }
@@ -153,150 +211,181 @@ pub fn start_elected(client: Client, opts: Options, election: leader::ElectionOp
     }
 }
 
-/// Starts the scheduler and the selected controllers against `client`.
+/// Aborts its tasks when dropped.
+pub(crate) struct AbortOnDrop(pub(crate) Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// Starts the scheduler and the selected controllers against `client`: each subscribes to the
+/// informers it needs, then every informer created starts (one watch per kind).
 pub fn start(client: Client, opts: Options) -> Running {
+    let mut informers = Informers::new(client.clone());
     let mut handles = Vec::new();
     if opts.scheduler {
-        let client = client.clone();
-        let sopts = opts.scheduler_options.clone();
+        let nodes = informers.all::<Node>().events();
+        let pods = informers.all::<Pod>().events();
+        let classes = informers.all::<RuntimeClass>().events();
+        let s = scheduler::Scheduler::new(client.clone(), opts.scheduler_options.clone());
         handles.push(tokio::spawn(async move {
-            loop {
-                let s = scheduler::Scheduler::new(client.clone(), sopts.clone());
-                if let Err(e) = s.run().await {
-                    tracing::warn!(error = %e, "scheduler stopped; restarting");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(e) = s.run_with(nodes, pods, classes).await {
+                tracing::error!(error = %e, "scheduler stopped");
             }
         }));
     }
-    let on = |n: &str| opts.controllers.contains(n);
-    let mut pods = Informer::<Pod>::new(Api::all(client.clone()));
-    let mut rss = Informer::<ReplicaSet>::new(Api::all(client.clone()));
-    let mut deps = Informer::<Deployment>::new(Api::all(client.clone()));
-    if on("replicaset") {
-        let ctx = Arc::new(replicaset::Ctx {
-            client: client.clone(),
-            pods: pods.store(),
-            expectations: Default::default(),
-        });
-        let main = (rss.subscribe(), rss.store());
-        let owned = pods.subscribe();
-        handles.push(tokio::spawn(replicaset::run(ctx, main, owned)));
+    let manager = Manager { client, opts };
+    for c in CONTROLLERS {
+        if manager.opts.controllers.contains(c.name) {
+            handles.push((c.start)(&mut informers, &manager));
+        }
     }
-    if on("deployment") {
-        let ctx = Arc::new(deployment::Ctx {
-            client: client.clone(),
-            replicasets: rss.store(),
-            pods: pods.store(),
-        });
-        let main = (deps.subscribe(), deps.store());
-        let owned = rss.subscribe();
-        handles.push(tokio::spawn(deployment::run(ctx, main, owned)));
-    }
-    let mut jobs = Informer::<Job>::new(Api::all(client.clone()));
-    if on("job") {
-        let ctx = Arc::new(job::Ctx {
-            client: client.clone(),
-            pods: pods.store(),
-            expectations: Default::default(),
-        });
-        let main = (jobs.subscribe(), jobs.store());
-        let owned = pods.subscribe();
-        handles.push(tokio::spawn(job::run(ctx, main, owned)));
-    }
-    let mut daemonsets = Informer::<DaemonSet>::new(Api::all(client.clone()));
-    if on("daemonset") {
-        let mut nodes = Informer::<Node>::new(Api::all(client.clone()));
-        let ctx = Arc::new(daemonset::Ctx {
-            client: client.clone(),
-            pods: pods.store(),
-            nodes: nodes.store(),
-            expectations: Default::default(),
-        });
-        let main = (daemonsets.subscribe(), daemonsets.store());
-        let owned = pods.subscribe();
-        let node_events = nodes.subscribe();
-        handles.push(nodes.start());
-        handles.push(tokio::spawn(daemonset::run(ctx, main, owned, node_events)));
-    }
-    let mut statefulsets = Informer::<StatefulSet>::new(Api::all(client.clone()));
-    if on("statefulset") {
-        let ctx = Arc::new(statefulset::Ctx {
-            client: client.clone(),
-            pods: pods.store(),
-        });
-        let main = (statefulsets.subscribe(), statefulsets.store());
-        let owned = pods.subscribe();
-        handles.push(tokio::spawn(statefulset::run(ctx, main, owned)));
-    }
-    let mut cronjobs = Informer::<CronJob>::new(Api::all(client.clone()));
-    if on("cronjob") {
-        let ctx = Arc::new(cronjob::Ctx {
-            client: client.clone(),
-            jobs: jobs.store(),
-        });
-        let main = (cronjobs.subscribe(), cronjobs.store());
-        let owned = jobs.subscribe();
-        handles.push(tokio::spawn(cronjob::run(ctx, main, owned)));
-    }
-    if on("garbagecollector") {
-        let kinds = vec![
-            gc::Kind::new(client.clone(), pods.store(), pods.synced()),
-            gc::Kind::new(client.clone(), rss.store(), rss.synced()),
-            gc::Kind::new(client.clone(), deps.store(), deps.synced()),
-            gc::Kind::new(client.clone(), jobs.store(), jobs.synced()),
-            gc::Kind::new(client.clone(), daemonsets.store(), daemonsets.synced()),
-            gc::Kind::new(client.clone(), statefulsets.store(), statefulsets.synced()),
-            gc::Kind::new(client.clone(), cronjobs.store(), cronjobs.synced()),
-        ];
-        let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        handles.push(tokio::spawn(async move {
-            let _keep = _tx;
-            gc::run(kinds, rx, Duration::from_secs(1)).await
-        }));
-    }
-    if on("namespace") {
-        let ctx = Arc::new(namespace::Ctx {
-            client: client.clone(),
-        });
-        handles.push(tokio::spawn(namespace::run(ctx)));
-    }
-    if on("nodelifecycle") {
-        let nodes = Informer::<Node>::new(Api::all(client.clone()));
-        let leases = Informer::<Lease>::new(Api::namespaced(client.clone(), "kube-node-lease"));
-        let ctx = Arc::new(nodelifecycle::Ctx {
-            client: client.clone(),
-            nodes: nodes.store(),
-            leases: leases.store(),
-            pods: pods.store(),
-            grace: opts.node_monitor_grace_period,
-            eviction_timeout: opts.pod_eviction_timeout,
-        });
-        let synced = vec![nodes.synced(), leases.synced(), pods.synced()];
-        handles.push(nodes.start());
-        handles.push(leases.start());
-        handles.push(tokio::spawn(nodelifecycle::run(ctx, synced)));
-    }
-    if on("disruption") {
-        let pdbs = Informer::<PodDisruptionBudget>::new(Api::all(client.clone()));
-        let ctx = Arc::new(disruption::Ctx {
-            client: client.clone(),
-            pdbs: pdbs.store(),
-            pods: pods.store(),
-            replicasets: rss.store(),
-        });
-        let synced = vec![pdbs.synced(), pods.synced()];
-        handles.push(pdbs.start());
-        handles.push(tokio::spawn(disruption::run(ctx, synced)));
-    }
-    if !opts.controllers.is_empty() {
-        handles.push(pods.start());
-        handles.push(rss.start());
-        handles.push(deps.start());
-        handles.push(jobs.start());
-        handles.push(daemonsets.start());
-        handles.push(statefulsets.start());
-        handles.push(cronjobs.start());
-    }
+    handles.extend(informers.start());
     Running { handles }
+}
+
+fn start_replicaset(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(replicaset::Ctx {
+        client: m.client.clone(),
+        pods: inf.all::<Pod>().store(),
+        expectations: Default::default(),
+    });
+    let rss = inf.all::<ReplicaSet>();
+    let main = (rss.subscribe(), rss.store());
+    let owned = inf.all::<Pod>().subscribe();
+    tokio::spawn(replicaset::run(ctx, main, owned))
+}
+
+fn start_deployment(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(deployment::Ctx {
+        client: m.client.clone(),
+        replicasets: inf.all::<ReplicaSet>().store(),
+        pods: inf.all::<Pod>().store(),
+    });
+    let deps = inf.all::<Deployment>();
+    let main = (deps.subscribe(), deps.store());
+    let owned = inf.all::<ReplicaSet>().subscribe();
+    tokio::spawn(deployment::run(ctx, main, owned))
+}
+
+fn start_job(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(job::Ctx {
+        client: m.client.clone(),
+        pods: inf.all::<Pod>().store(),
+        expectations: Default::default(),
+    });
+    let jobs = inf.all::<Job>();
+    let main = (jobs.subscribe(), jobs.store());
+    let owned = inf.all::<Pod>().subscribe();
+    tokio::spawn(job::run(ctx, main, owned))
+}
+
+fn start_daemonset(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(daemonset::Ctx {
+        client: m.client.clone(),
+        pods: inf.all::<Pod>().store(),
+        nodes: inf.all::<Node>().store(),
+        expectations: Default::default(),
+    });
+    let dss = inf.all::<DaemonSet>();
+    let main = (dss.subscribe(), dss.store());
+    let owned = inf.all::<Pod>().subscribe();
+    let node_events = inf.all::<Node>().subscribe();
+    tokio::spawn(daemonset::run(ctx, main, owned, node_events))
+}
+
+fn start_statefulset(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(statefulset::Ctx {
+        client: m.client.clone(),
+        pods: inf.all::<Pod>().store(),
+    });
+    let sts = inf.all::<StatefulSet>();
+    let main = (sts.subscribe(), sts.store());
+    let owned = inf.all::<Pod>().subscribe();
+    tokio::spawn(statefulset::run(ctx, main, owned))
+}
+
+fn start_cronjob(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(cronjob::Ctx {
+        client: m.client.clone(),
+        jobs: inf.all::<Job>().store(),
+        clock: m.opts.clock.clone(),
+    });
+    let cjs = inf.all::<CronJob>();
+    let main = (cjs.subscribe(), cjs.store());
+    let owned = inf.all::<Job>().subscribe();
+    tokio::spawn(cronjob::run(ctx, main, owned))
+}
+
+fn start_garbagecollector(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    fn owned<K>(inf: &mut Informers, client: &Client) -> gc::OwnedKind
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let i = inf.all::<K>();
+        gc::OwnedKind::new(client.clone(), i.store(), i.synced())
+    }
+    let c = &m.client;
+    let kinds = vec![
+        owned::<Pod>(inf, c),
+        owned::<ReplicaSet>(inf, c),
+        owned::<Deployment>(inf, c),
+        owned::<Job>(inf, c),
+        owned::<DaemonSet>(inf, c),
+        owned::<StatefulSet>(inf, c),
+        owned::<CronJob>(inf, c),
+    ];
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _keep = tx;
+        gc::run(kinds, rx, Duration::from_secs(1)).await
+    })
+}
+
+fn start_namespace(_inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(namespace::Ctx {
+        client: m.client.clone(),
+    });
+    tokio::spawn(namespace::run(ctx))
+}
+
+fn start_nodelifecycle(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(nodelifecycle::Ctx {
+        client: m.client.clone(),
+        nodes: inf.all::<Node>().store(),
+        leases: inf.namespaced::<Lease>("kube-node-lease").store(),
+        pods: inf.all::<Pod>().store(),
+        grace: m.opts.node_monitor_grace_period,
+        eviction_timeout: m.opts.pod_eviction_timeout,
+    });
+    let synced = vec![
+        inf.all::<Node>().synced(),
+        inf.namespaced::<Lease>("kube-node-lease").synced(),
+        inf.all::<Pod>().synced(),
+    ];
+    tokio::spawn(nodelifecycle::run(ctx, synced))
+}
+
+fn start_disruption(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(disruption::Ctx {
+        client: m.client.clone(),
+        pdbs: inf.all::<PodDisruptionBudget>().store(),
+        pods: inf.all::<Pod>().store(),
+        replicasets: inf.all::<ReplicaSet>().store(),
+    });
+    let synced = vec![
+        inf.all::<PodDisruptionBudget>().synced(),
+        inf.all::<Pod>().synced(),
+    ];
+    tokio::spawn(disruption::run(ctx, synced))
 }

@@ -243,11 +243,6 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     })
 }
 
-fn error_policy(_rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(error = %err, "replicaset reconcile failed");
-    Action::requeue(Duration::from_secs(1))
-}
-
 /// Runs the ReplicaSet controller until the streams end.
 pub async fn run(
     ctx: Arc<Ctx>,
@@ -257,9 +252,6 @@ pub async fn run(
     ),
     pods: impl futures::Stream<Item = Result<Pod, kube::runtime::watcher::Error>> + Send + 'static,
 ) {
-    Controller::for_stream(replicasets.0, replicasets.1)
-        .owns_stream(pods)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    let controller = Controller::for_stream(replicasets.0, replicasets.1).owns_stream(pods);
+    crate::runner::run("replicaset", controller, reconcile, ctx).await;
 }

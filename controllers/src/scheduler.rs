@@ -7,7 +7,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{
     Binding, Event, EventSource, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
     Pod, Taint, Toleration,
@@ -958,31 +958,41 @@ impl Scheduler {
         }
     }
 
-    /// Runs the watches and the scheduling loop until an unrecoverable error.
+    /// Runs its own watches and the scheduling loop until an unrecoverable error.
     pub async fn run(self) -> Result<(), Error> {
+        let mut informers = crate::informer::Informers::new(self.client.clone());
+        let nodes = informers.all::<Node>().events();
+        let pods = informers.all::<Pod>().events();
+        let classes = informers.all::<RuntimeClass>().events();
+        let _watches = crate::AbortOnDrop(informers.start());
+        self.run_with(nodes, pods, classes).await
+    }
+
+    /// Runs the scheduling loop over the events of shared Node, Pod and RuntimeClass informers
+    /// until an unrecoverable error.
+    pub async fn run_with(
+        self,
+        nodes: impl Stream<Item = WEvent<Node>> + Send + 'static,
+        pods: impl Stream<Item = WEvent<Pod>> + Send + 'static,
+        runtime_classes: impl Stream<Item = WEvent<RuntimeClass>> + Send + 'static,
+    ) -> Result<(), Error> {
         // Owned by this future: dropping it (the task running it aborted) aborts them too.
         let mut background = tokio::task::JoinSet::new();
-        let (client, state, wake) = (&self.client, &self.state, &self.wake);
-        background.spawn(watch_into(
-            "nodes",
-            Api::all(client.clone()),
-            watcher::Config::default(),
+        let (state, wake) = (&self.state, &self.wake);
+        background.spawn(apply_events(
+            nodes,
             state.clone(),
             wake.clone(),
             State::node_event,
         ));
-        background.spawn(watch_into(
-            "pods",
-            Api::all(client.clone()),
-            watcher::Config::default().page_size(5000),
+        background.spawn(apply_events(
+            pods,
             state.clone(),
             wake.clone(),
             State::pod_event,
         ));
-        background.spawn(watch_into(
-            "runtimeclasses",
-            Api::all(client.clone()),
-            watcher::Config::default(),
+        background.spawn(apply_events(
+            runtime_classes,
             state.clone(),
             wake.clone(),
             State::runtime_class_event,
@@ -1189,49 +1199,32 @@ async fn report_unschedulable(client: Client, pod: Arc<Pod>, message: String) {
 }
 
 /// Applies the events of a watch to the state, as many as are ready under one lock, and wakes the
-/// scheduling loop; after a watch error it waits a little (the watcher then re-lists or resumes).
-async fn watch_into<K>(
-    what: &'static str,
-    api: Api<K>,
-    config: watcher::Config,
+/// scheduling loop (the informer behind the stream re-lists or resumes after a watch error).
+async fn apply_events<K>(
+    stream: impl Stream<Item = WEvent<K>> + Send + 'static,
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
     apply: fn(&mut State, WEvent<K>),
 ) where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Send + 'static,
 {
     const MAX_EVENTS_PER_LOCK: usize = 256;
-    let backoff = Duration::from_millis(500);
-    let mut stream = watcher::watcher(api, config).boxed();
+    let mut stream = std::pin::pin!(stream);
     let mut events = Vec::new();
-    loop {
-        let mut failed = match stream.try_next().await {
-            Ok(Some(ev)) => {
-                events.push(ev);
-                None
-            }
-            Ok(None) => return,
-            Err(e) => Some(e),
-        };
-        while failed.is_none() && events.len() < MAX_EVENTS_PER_LOCK {
-            match stream.try_next().now_or_never() {
-                Some(Ok(Some(ev))) => events.push(ev),
-                Some(Ok(None)) | None => break,
-                Some(Err(e)) => failed = Some(e),
+    while let Some(ev) = stream.next().await {
+        events.push(ev);
+        while events.len() < MAX_EVENTS_PER_LOCK {
+            match stream.next().now_or_never() {
+                Some(Some(ev)) => events.push(ev),
+                Some(None) | None => break,
             }
         }
-        if !events.is_empty() {
-            let mut st = lock(&state);
-            for ev in events.drain(..) {
-                apply(&mut st, ev);
-            }
-            drop(st);
-            wake.notify_one();
+        let mut st = lock(&state);
+        for ev in events.drain(..) {
+            apply(&mut st, ev);
         }
-        if let Some(e) = failed {
-            tracing::debug!(error = %e, watch = what, "scheduler watch failed");
-            tokio::time::sleep(backoff).await;
-        }
+        drop(st);
+        wake.notify_one();
     }
 }
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,
@@ -192,11 +191,6 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     })))
 }
 
-fn error_policy(_s: Arc<StatefulSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(error = %err, "statefulset reconcile failed");
-    Action::requeue(Duration::from_secs(1))
-}
-
 /// Runs the StatefulSet controller until the streams end.
 pub async fn run(
     ctx: Arc<Ctx>,
@@ -206,9 +200,6 @@ pub async fn run(
     ),
     pods: impl futures::Stream<Item = Result<Pod, kube::runtime::watcher::Error>> + Send + 'static,
 ) {
-    Controller::for_stream(sets.0, sets.1)
-        .owns_stream(pods)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    let controller = Controller::for_stream(sets.0, sets.1).owns_stream(pods);
+    crate::runner::run("statefulset", controller, reconcile, ctx).await;
 }

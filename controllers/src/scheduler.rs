@@ -23,8 +23,8 @@ use crate::util;
 
 /// The scheduler name pods ask for by default.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
-/// Label a node uses to advertise the runtime handlers it supports (comma separated).
-pub const RUNTIME_LABEL: &str = "skiff.dev/runtime";
+/// Label a node uses to advertise the runtime handlers it supports (dot separated).
+pub use skiff_meta::names::RUNTIME_LABEL;
 /// The zone label used for spreading.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
@@ -72,15 +72,29 @@ struct Request {
     ports: Vec<(String, i32)>,
 }
 
+/// A quantity in the unit `parse` gives; a malformed one (the API server refuses them on write)
+/// is logged and counts as absent.
+fn quantity(
+    q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+    parse: fn(&str) -> Result<i64, skiff_meta::quantity::QuantityError>,
+) -> Option<i64> {
+    parse(&q.0)
+        .inspect_err(|e| tracing::warn!(quantity = %q.0, error = %e, "malformed quantity"))
+        .ok()
+}
+
 fn pod_request(pod: &Pod) -> Request {
     let mut r = Request::default();
     let Some(spec) = &pod.spec else { return r };
     for c in &spec.containers {
         if let Some(req) = c.resources.as_ref().and_then(|x| x.requests.as_ref()) {
-            r.cpu += req.get("cpu").map(|q| util::cpu_millis(&q.0)).unwrap_or(0);
+            r.cpu += req
+                .get("cpu")
+                .and_then(|q| quantity(q, util::cpu_millis))
+                .unwrap_or(0);
             r.mem += req
                 .get("memory")
-                .map(|q| util::mem_bytes(&q.0))
+                .and_then(|q| quantity(q, util::whole_units))
                 .unwrap_or(0);
         }
         for p in c.ports.iter().flatten() {
@@ -92,19 +106,27 @@ fn pod_request(pod: &Pod) -> Request {
     }
     for c in spec.init_containers.iter().flatten() {
         if let Some(req) = c.resources.as_ref().and_then(|x| x.requests.as_ref()) {
-            r.cpu = r
-                .cpu
-                .max(req.get("cpu").map(|q| util::cpu_millis(&q.0)).unwrap_or(0));
+            r.cpu = r.cpu.max(
+                req.get("cpu")
+                    .and_then(|q| quantity(q, util::cpu_millis))
+                    .unwrap_or(0),
+            );
             r.mem = r.mem.max(
                 req.get("memory")
-                    .map(|q| util::mem_bytes(&q.0))
+                    .and_then(|q| quantity(q, util::whole_units))
                     .unwrap_or(0),
             );
         }
     }
     if let Some(o) = &spec.overhead {
-        r.cpu += o.get("cpu").map(|q| util::cpu_millis(&q.0)).unwrap_or(0);
-        r.mem += o.get("memory").map(|q| util::mem_bytes(&q.0)).unwrap_or(0);
+        r.cpu += o
+            .get("cpu")
+            .and_then(|q| quantity(q, util::cpu_millis))
+            .unwrap_or(0);
+        r.mem += o
+            .get("memory")
+            .and_then(|q| quantity(q, util::whole_units))
+            .unwrap_or(0);
     }
     r
 }
@@ -132,15 +154,15 @@ impl NodeInfo {
         NodeInfo {
             alloc_cpu: alloc
                 .get("cpu")
-                .map(|q| util::cpu_millis(&q.0))
+                .and_then(|q| quantity(q, util::cpu_millis))
                 .unwrap_or(i64::MAX / 4),
             alloc_mem: alloc
                 .get("memory")
-                .map(|q| util::mem_bytes(&q.0))
+                .and_then(|q| quantity(q, util::whole_units))
                 .unwrap_or(i64::MAX / 4),
             alloc_pods: alloc
                 .get("pods")
-                .map(|q| util::parse_quantity(&q.0) as i64)
+                .and_then(|q| quantity(q, util::whole_units))
                 .unwrap_or(110),
             unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
             node,
@@ -767,8 +789,9 @@ fn spread_counts<'a>(
             counts.entry(v.as_str()).or_default();
         }
     }
+    let sel = sel.and_then(|s| skiff_meta::selector::LabelSelector::from_k8s(s).ok());
     for p in st.placed.values() {
-        if p.namespace != namespace || !util::selector_matches(sel, &p.labels) {
+        if p.namespace != namespace || !sel.as_ref().is_some_and(|s| s.matches(&p.labels)) {
             continue;
         }
         if let Some(v) = st.nodes.get(&p.node).and_then(|n| n.labels().get(key)) {

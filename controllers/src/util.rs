@@ -1,4 +1,4 @@
-//! Shared helpers for the controllers: quantities, label selectors, pod state and owner references.
+//! Shared helpers for the controllers: quantities and label selectors (through skiff-meta), pod state and owner references.
 
 use std::collections::BTreeMap;
 
@@ -6,92 +6,23 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::Resource;
 use kube::ResourceExt;
+use skiff_meta::quantity::{Quantity, QuantityError};
 
-/// Parses a CPU quantity ("100m", "1", "0.5", "2k") into millicores.
-pub fn cpu_millis(q: &str) -> i64 {
-    (parse_quantity(q) * 1000.0).ceil() as i64
+/// Millicores of a CPU quantity ("100m", "1", "0.5", "2k"), rounded up.
+pub fn cpu_millis(q: &str) -> Result<i64, QuantityError> {
+    Ok(Quantity::parse(q)?.milli_i64())
 }
 
-/// Parses a memory quantity ("128Mi", "1G", "1e3", "100") into bytes.
-pub fn mem_bytes(q: &str) -> i64 {
-    parse_quantity(q).ceil() as i64
-}
-
-/// Parses a Kubernetes quantity into a plain number; malformed input counts as zero.
-pub fn parse_quantity(q: &str) -> f64 {
-    let q = q.trim();
-    let suffixes: [(&str, f64); 14] = [
-        ("Ki", 1024.0),
-        ("Mi", 1024f64.powi(2)),
-        ("Gi", 1024f64.powi(3)),
-        ("Ti", 1024f64.powi(4)),
-        ("Pi", 1024f64.powi(5)),
-        ("Ei", 1024f64.powi(6)),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-    ];
-    for (s, mult) in suffixes {
-        if let Some(num) = q.strip_suffix(s) {
-            return num.parse::<f64>().map(|n| n * mult).unwrap_or(0.0);
-        }
-    }
-    if let Some(num) = q.strip_suffix('E') {
-        return num.parse::<f64>().map(|n| n * 1e18).unwrap_or(0.0);
-    }
-    q.parse::<f64>().unwrap_or(0.0)
+/// Whole units of a quantity (bytes of memory, a pod count), rounded up.
+pub fn whole_units(q: &str) -> Result<i64, QuantityError> {
+    Ok(Quantity::parse(q)?.value_i64())
 }
 
 /// Whether `labels` satisfy a LabelSelector (matchLabels and matchExpressions).
-/// A missing selector matches nothing; an empty one matches everything.
+/// A missing or invalid selector matches nothing; an empty one matches everything.
 pub fn selector_matches(sel: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
-    let Some(sel) = sel else { return false };
-    if let Some(ml) = &sel.match_labels {
-        for (k, v) in ml {
-            if labels.get(k) != Some(v) {
-                return false;
-            }
-        }
-    }
-    for e in sel.match_expressions.iter().flatten() {
-        let values = e.values.clone().unwrap_or_default();
-        let have = labels.get(&e.key);
-        let ok = match e.operator.as_str() {
-            "In" => have.is_some_and(|v| values.contains(v)),
-            "NotIn" => !have.is_some_and(|v| values.contains(v)),
-            "Exists" => have.is_some(),
-            "DoesNotExist" => have.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
-/// Renders a LabelSelector as a label-selector query string.
-pub fn selector_string(sel: &LabelSelector) -> String {
-    let mut parts = Vec::new();
-    for (k, v) in sel.match_labels.iter().flatten() {
-        parts.push(format!("{k}={v}"));
-    }
-    for e in sel.match_expressions.iter().flatten() {
-        let vals = e.values.clone().unwrap_or_default().join(",");
-        match e.operator.as_str() {
-            "In" => parts.push(format!("{} in ({vals})", e.key)),
-            "NotIn" => parts.push(format!("{} notin ({vals})", e.key)),
-            "Exists" => parts.push(e.key.clone()),
-            "DoesNotExist" => parts.push(format!("!{}", e.key)),
-            _ => {}
-        }
-    }
-    parts.join(",")
+    sel.and_then(|s| skiff_meta::selector::LabelSelector::from_k8s(s).ok())
+        .is_some_and(|s| s.matches(labels))
 }
 
 /// The controller owner reference of an object, if any.
@@ -264,13 +195,16 @@ mod tests {
 
     #[test]
     fn quantities() {
-        assert_eq!(cpu_millis("100m"), 100);
-        assert_eq!(cpu_millis("2"), 2000);
-        assert_eq!(cpu_millis("0.5"), 500);
-        assert_eq!(mem_bytes("128Mi"), 128 * 1024 * 1024);
-        assert_eq!(mem_bytes("1G"), 1_000_000_000);
-        assert_eq!(mem_bytes("1e3"), 1000);
-        assert_eq!(mem_bytes("junk"), 0);
+        assert_eq!(cpu_millis("100m"), Ok(100));
+        assert_eq!(cpu_millis("2"), Ok(2000));
+        assert_eq!(cpu_millis("0.5"), Ok(500));
+        assert_eq!(cpu_millis("1n"), Ok(1));
+        assert_eq!(whole_units("128Mi"), Ok(128 * 1024 * 1024));
+        assert_eq!(whole_units("1G"), Ok(1_000_000_000));
+        assert_eq!(whole_units("1e3"), Ok(1000));
+        assert_eq!(whole_units("110"), Ok(110));
+        assert!(whole_units("junk").is_err());
+        assert!(cpu_millis("").is_err());
     }
 
     #[test]
@@ -283,6 +217,16 @@ mod tests {
         assert!(selector_matches(Some(&sel), &labels));
         assert!(!selector_matches(None, &labels));
         assert!(selector_matches(Some(&LabelSelector::default()), &labels));
-        assert_eq!(selector_string(&sel), "app=web");
+        let bad = LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                    key: "app".into(),
+                    operator: "Bogus".into(),
+                    values: None,
+                },
+            ]),
+        };
+        assert!(!selector_matches(Some(&bad), &labels));
     }
 }

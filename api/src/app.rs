@@ -1,7 +1,6 @@
 //! The axum application: shared state, routing, authentication and the non-resource endpoints.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -10,47 +9,13 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::Value;
-use skiff_store::Store;
 
 use crate::auth::UserInfo;
 use crate::body::{Wanted, negotiate, read_limited};
 use crate::error::ApiError;
 use crate::request::{Query, ResourceRequest, Route, route};
-
-/// What every handler shares.
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    /// Bearer tokens accepted, with the user each one authenticates.
-    pub tokens: Vec<(String, UserInfo)>,
-    pub started: Instant,
-    /// Tells long-running requests (watches) that the server is shutting down.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
-}
-
-impl AppState {
-    /// State over a store, accepting the given bearer tokens; it never shuts down (tests and
-    /// in-process clients). `start` uses `with_shutdown` to end watches when it stops.
-    pub fn new(store: Arc<dyn Store>, tokens: Vec<(String, UserInfo)>) -> Self {
-        static NEVER: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
-            std::sync::OnceLock::new();
-        let shutdown = NEVER
-            .get_or_init(|| tokio::sync::watch::channel(false).0)
-            .subscribe();
-        AppState {
-            store,
-            tokens,
-            started: Instant::now(),
-            shutdown,
-        }
-    }
-
-    /// The same state, with watches ending when `shutdown` turns true.
-    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
-        self.shutdown = shutdown;
-        self
-    }
-}
+pub use crate::respond::{json_response, table_response};
+pub use crate::state::AppState;
 
 /// The Kubernetes API as an axum router.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -177,7 +142,7 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
                 legacy_watch: target.legacy_watch,
                 http2: parts.version == axum::http::Version::HTTP_2,
             };
-            crate::handlers::handle(&state, req).await
+            crate::dispatch::handle(&state, req).await
         }
     }
 }
@@ -192,27 +157,5 @@ fn aggregated(core: bool, version: &'static str) -> Response {
     response
         .headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
-    response
-}
-
-/// A JSON body with the given status.
-pub fn json_response(code: StatusCode, value: &Value) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = code;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// A Table body (`kubectl get`), marked with its media type parameters.
-pub fn table_response(code: StatusCode, value: &Value) -> Response {
-    let mut response = json_response(code, value);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json;as=Table;v=v1;g=meta.k8s.io"),
-    );
     response
 }

@@ -8,57 +8,10 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
-/// The group of every authenticated user.
-pub const AUTHENTICATED: &str = "system:authenticated";
-/// The group Kubernetes' authorizers let do anything.
-pub const MASTERS: &str = "system:masters";
-
-/// An authenticated caller, as Kubernetes' `user.Info`: a name and the groups it belongs to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserInfo {
-    pub name: String,
-    pub groups: Vec<String>,
-}
-
-impl UserInfo {
-    /// A user in the given groups (and `system:authenticated`).
-    pub fn new(name: impl Into<String>, groups: &[&str]) -> Self {
-        let mut groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        if !groups.iter().any(|g| g == AUTHENTICATED) {
-            groups.push(AUTHENTICATED.to_string());
-        }
-        UserInfo {
-            name: name.into(),
-            groups,
-        }
-    }
-
-    /// The cluster administrator (`system:masters`), whom the server's admin token authenticates.
-    pub fn admin(name: impl Into<String>) -> Self {
-        UserInfo::new(name, &[MASTERS, AUTHENTICATED])
-    }
-
-    /// Whether the user is in a group.
-    pub fn in_group(&self, group: &str) -> bool {
-        self.groups.iter().any(|g| g == group)
-    }
-}
-
-/// A user known by name only is in `system:authenticated` and no other group.
-impl From<&str> for UserInfo {
-    fn from(name: &str) -> Self {
-        UserInfo::new(name, &[])
-    }
-}
-
-impl From<String> for UserInfo {
-    fn from(name: String) -> Self {
-        UserInfo::new(name, &[])
-    }
-}
+pub use crate::state::{AUTHENTICATED, MASTERS, UserInfo};
 
 /// Whether a path is served without a token (health and version).
 fn is_public(path: &str) -> bool {

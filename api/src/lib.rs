@@ -6,18 +6,21 @@
 pub mod app;
 pub mod auth;
 pub mod body;
-mod disruption;
+mod dispatch;
 pub mod error;
-mod handlers;
-mod node_proxy;
+
 pub mod objects;
 pub mod pki;
 mod registry;
 pub mod request;
+mod resource;
+mod respond;
 pub mod selectors;
 pub mod server;
+mod state;
 mod strategy;
 mod subresources;
+mod verbs;
 mod watch;
 
 pub use app::{AppState, app};

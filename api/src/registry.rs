@@ -8,10 +8,10 @@ use skiff_kinds::Kind;
 use skiff_kinds::validate::FieldValidation;
 use skiff_store::KeyValue;
 
-use crate::app::AppState;
-use crate::auth::UserInfo;
+use crate::state::UserInfo;
 use crate::error::{ApiError, Cause, StatusReason};
 use crate::objects::{self, meta_mut, meta_str};
+use crate::state::AppState;
 use crate::strategy;
 
 /// How many times a read-modify-write retries after losing a race to another writer.

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, Method};
 use bytes::Bytes;
 use skiff_kinds::Kind;
 
-use crate::auth::UserInfo;
+use crate::state::UserInfo;
 use crate::error::ApiError;
 
 /// One request against a resource path, after routing.

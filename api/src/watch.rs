@@ -9,12 +9,12 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use skiff_store::{Event, EventType, ListOptions};
 
-use crate::app::AppState;
 use crate::body::{Wanted, negotiate};
 use crate::error::{ApiError, StatusReason};
-use crate::handlers::{Selectors, parse_rv};
 use crate::objects::{self, meta_mut};
 use crate::request::ResourceRequest;
+use crate::resource::{Selectors, parse_rv};
+use crate::state::AppState;
 
 /// How often a watch that allows bookmarks gets one when nothing else happens.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);

@@ -1,14 +1,61 @@
-//! Eviction admission: PodDisruptionBudgets decide whether a pod may be evicted now.
+//! `pods/eviction`: a delete that PodDisruptionBudgets may refuse; an allowed eviction takes one
+//! disruption from the budget that selects the pod.
 
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
+use crate::body::{content_type, decode_object};
 use crate::error::{ApiError, StatusReason};
-use crate::handlers::load;
 use crate::objects::{self, meta_str};
 use crate::registry::{self, Change, Write};
 use crate::request::ResourceRequest;
+use crate::resource::{load, name_of};
+use crate::respond::json_response;
 use crate::selectors::LabelSelector;
+use crate::state::AppState;
+use crate::verbs;
+
+/// `pods/eviction`: deletes the pod with the eviction's options. Disruption budgets are checked
+/// by the disruption controller's data once it exists; until then every eviction is allowed.
+pub(crate) async fn evict(state: &AppState, req: &ResourceRequest) -> Result<Response, ApiError> {
+    let eviction = decode_object(&req.body, &content_type(&req.headers))?;
+    let name = name_of(req).to_string();
+    if let Some(n) = meta_str(&eviction, "name")
+        && n != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object: {n} != {name}"
+        )));
+    }
+    let mut opts = verbs::delete::DeleteOptions {
+        dry_run: req.query.dry_run()?,
+        ..Default::default()
+    };
+    if let Some(d) = eviction.get("deleteOptions") {
+        opts.grace_period_seconds = d.get("gracePeriodSeconds").and_then(Value::as_i64);
+        opts.precondition_uid = d
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        opts.precondition_rv = d
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if d.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"))
+        {
+            opts.dry_run = true;
+        }
+    }
+    check_eviction(state, req, &name).await?;
+    verbs::delete::delete_object(state, req, &name, &opts).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &objects::status_success(201),
+    ))
+}
 
 /// Checks the budgets that select the pod and takes one disruption from the matching one, as the
 /// Kubernetes eviction subresource does. A budget its controller has not processed yet refuses.

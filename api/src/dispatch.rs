@@ -1,0 +1,81 @@
+//! Dispatch: the one module that knows every verb and subresource, and routes a resource request to them.
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+
+use crate::error::ApiError;
+use crate::request::ResourceRequest;
+use crate::resource::{load, name_of};
+use crate::respond::{json_response, respond_object};
+use crate::state::AppState;
+use crate::subresources::{binding, eviction, node_proxy, scale};
+use crate::verbs;
+use crate::verbs::Target;
+
+pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Response, ApiError> {
+    let sub = req.subresource.clone();
+    match (req.method.clone(), req.name.is_some(), sub.as_deref()) {
+        (Method::GET, false, None) => {
+            if req.legacy_watch || req.query.flag("watch") {
+                crate::watch::watch(state, req).await
+            } else {
+                verbs::list::list(state, &req).await
+            }
+        }
+        (Method::GET, true, None) if req.legacy_watch || req.query.flag("watch") => {
+            crate::watch::watch(state, req).await
+        }
+        (Method::GET, true, None) => verbs::get::get(state, &req).await,
+        (Method::POST, false, None) => verbs::create::create(state, &req).await,
+        (Method::PUT, true, None) => verbs::update::update(state, &req, Target::Main).await,
+        (Method::PATCH, true, None) => verbs::patch::patch(state, &req, Target::Main).await,
+        (Method::DELETE, true, None) => verbs::delete::delete(state, &req).await,
+        (Method::DELETE, false, None) => verbs::delete::delete_collection(state, &req).await,
+        (_, true, Some(_)) => subresource(state, req).await,
+        (method, _, _) => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on {} {}",
+            req.kind.plural,
+            if req.name.is_some() {
+                "objects"
+            } else {
+                "collections"
+            }
+        ))),
+    }
+}
+
+/// A request to a subresource of one object.
+async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response, ApiError> {
+    let sub = req.subresource.clone().unwrap_or_default();
+    let kind = req.kind;
+    if !kind.subresources.contains(&sub.as_str()) {
+        return Err(ApiError::no_route(&format!("{}/{sub}", kind.plural)));
+    }
+    match (sub.as_str(), req.method.clone()) {
+        ("status", Method::GET) => {
+            let (obj, _) = load(state, &req).await?;
+            Ok(respond_object(&req, StatusCode::OK, &obj))
+        }
+        ("status", Method::PUT) => verbs::update::update(state, &req, Target::Status).await,
+        ("status", Method::PATCH) => verbs::patch::patch(state, &req, Target::Status).await,
+        ("scale", Method::GET) => {
+            let (obj, _) = load(state, &req).await?;
+            Ok(json_response(StatusCode::OK, &scale::scale_of(&obj)?))
+        }
+        ("scale", Method::PUT | Method::PATCH) => scale::update_scale(state, &req).await,
+        ("binding", Method::POST) => binding::bind(state, &req).await,
+        ("eviction", Method::POST) => eviction::evict(state, &req).await,
+        ("finalize", Method::PUT) => verbs::update::update(state, &req, Target::Main).await,
+        ("log", Method::GET) => node_proxy::log(state, &req).await,
+        ("proxy", _) => node_proxy::proxy(state, &req, req.raw_query.as_deref()).await,
+        ("exec" | "attach" | "portforward", _) => Err(ApiError::not_supported(format!(
+            "{}/{sub} is not supported by this server yet (pod {:?})",
+            kind.plural,
+            name_of(&req)
+        ))),
+        (_, method) => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on {}/{sub}",
+            kind.plural
+        ))),
+    }
+}

@@ -1,0 +1,109 @@
+//! `scale`: the autoscaling/v1 Scale of a workload, read and written through its `spec.replicas`.
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::body::{content_type, decode_object};
+use crate::error::ApiError;
+use crate::objects::{self, meta_str};
+use crate::registry::{self, Change, Write};
+use crate::request::ResourceRequest;
+use crate::resource::name_of;
+use crate::respond::json_response;
+use crate::state::AppState;
+use crate::verbs;
+use crate::verbs::patch::PatchType;
+
+/// The autoscaling/v1 Scale of a workload.
+pub(crate) fn scale_of(obj: &Value) -> Result<Value, ApiError> {
+    let meta = objects::meta(obj).cloned().unwrap_or_default();
+    let selector = obj
+        .pointer("/spec/selector")
+        .and_then(crate::selectors::selector_query)
+        .unwrap_or_default();
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    }))
+}
+
+pub(crate) async fn update_scale(
+    state: &AppState,
+    req: &ResourceRequest,
+) -> Result<Response, ApiError> {
+    let name = name_of(req).to_string();
+    let write = Write {
+        kind: req.kind,
+        namespace: req.namespace.as_deref(),
+        name: &name,
+        user: &req.user,
+        dry_run: req.query.dry_run()?,
+    };
+    let stored = registry::guaranteed_update(state, &write, |current| {
+        let Some((obj, kv)) = current else {
+            return Err(ApiError::not_found(req.kind.group, req.kind.plural, &name));
+        };
+        let current = scale_of(obj)?;
+        let wanted = if req.method == Method::PUT {
+            decode_object(&req.body, &content_type(&req.headers))?
+        } else {
+            let ptype = verbs::patch::patch_type(req)?;
+            let doc = verbs::patch::decode_patch(req, ptype)?;
+            match ptype {
+                PatchType::Json => skiff_patch::json_patch(&current, &doc),
+                PatchType::Merge | PatchType::Strategic => skiff_patch::merge_patch(&current, &doc),
+                PatchType::Apply => {
+                    return Err(ApiError::not_supported(
+                        "server-side apply on the scale subresource is not supported",
+                    ));
+                }
+            }
+            .map_err(|e| verbs::patch::map_patch_error(req.kind, &name, e))?
+        };
+        let replicas = wanted
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                req.kind.plural,
+                &name,
+                vec![crate::error::Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!(
+                        "Invalid value: {replicas}: must be greater than or equal to 0"
+                    ),
+                    field: "spec.replicas".into(),
+                }],
+            ));
+        }
+        if let Some(rv) = meta_str(&wanted, "resourceVersion").filter(|r| !r.is_empty())
+            && rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(req.kind.group, req.kind.plural, &name));
+        }
+        let mut new = obj.clone();
+        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("replicas".into(), json!(replicas));
+        }
+        objects::bump_generation(req.kind, obj, &mut new);
+        Ok(Change::Store(new))
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &scale_of(&stored)?))
+}

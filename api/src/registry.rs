@@ -8,10 +8,10 @@ use skiff_kinds::Kind;
 use skiff_kinds::validate::FieldValidation;
 use skiff_store::KeyValue;
 
-use crate::state::UserInfo;
 use crate::error::{ApiError, Cause, StatusReason};
 use crate::objects::{self, meta_mut, meta_str};
 use crate::state::AppState;
+use crate::state::UserInfo;
 use crate::strategy;
 
 /// How many times a read-modify-write retries after losing a race to another writer.
@@ -372,4 +372,52 @@ pub(crate) async fn ensure_namespace(
     })
     .await
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Regression: the server's own namespaces skipped defaults and managedFields, because they
+    /// were written to the store directly.
+    #[tokio::test]
+    async fn system_namespaces_go_through_the_write_path() {
+        let state = AppState::new(Arc::new(skiff_store::MemoryStore::new()), Vec::new());
+        let user = UserInfo::new("system:apiserver", &[crate::state::MASTERS]);
+        ensure_namespace(&state, &user, "kube-system")
+            .await
+            .unwrap();
+        let kind = skiff_kinds::find("", "v1", "namespaces").unwrap();
+        let kv = state
+            .store
+            .get(&objects::key(kind, None, "kube-system"))
+            .await
+            .unwrap()
+            .expect("created");
+        let ns = objects::from_kv(kind, &kv).unwrap();
+        assert_eq!(
+            ns["metadata"]["managedFields"][0]["manager"],
+            "kube-apiserver"
+        );
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "kube-system"
+        );
+        assert_eq!(ns["spec"]["finalizers"][0], "kubernetes");
+        assert_eq!(ns["status"]["phase"], "Active");
+        assert!(ns["metadata"]["uid"].is_string());
+        // A second start keeps what is there.
+        ensure_namespace(&state, &user, "kube-system")
+            .await
+            .unwrap();
+        let again = state
+            .store
+            .get(&objects::key(kind, None, "kube-system"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.mod_revision, kv.mod_revision);
+    }
 }

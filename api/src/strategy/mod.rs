@@ -97,3 +97,70 @@ pub(crate) fn keep_stored_meta(old: &Value, new: &mut Value, fields: &[&str]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn kind(group: &str, version: &str, plural: &str) -> &'static Kind {
+        skiff_kinds::find(group, version, plural).unwrap()
+    }
+
+    #[test]
+    fn a_pod_on_a_node_is_deleted_gracefully() {
+        let pods = for_kind(kind("", "v1", "pods"));
+        let bound = json!({"spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 5}});
+        let rule = |pod: &Value, grace| pods.before_delete(pod, grace);
+        assert_eq!(rule(&bound, None).grace_seconds, Some(5));
+        assert_eq!(rule(&bound, Some(2)).grace_seconds, Some(2));
+        assert_eq!(rule(&bound, Some(0)), DeleteRule::default());
+        assert_eq!(rule(&json!({"spec": {}}), None), DeleteRule::default());
+        let done = json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}});
+        assert_eq!(rule(&done, None), DeleteRule::default());
+        assert_eq!(
+            rule(&json!({"spec": {"nodeName": "n1"}}), None).grace_seconds,
+            Some(30)
+        );
+    }
+
+    #[test]
+    fn a_namespace_is_marked_terminating_and_waits_for_its_spec_finalizers() {
+        let namespaces = for_kind(kind("", "v1", "namespaces"));
+        assert!(namespaces.before_delete(&json!({}), None).mark);
+        let mut ns = json!({"status": {"phase": "Active"}});
+        namespaces.mark_for_delete(&mut ns);
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        let deleting = |spec_finalizers: Value| {
+            json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"finalizers": spec_finalizers}})
+        };
+        assert!(!namespaces.should_delete_during_update(&deleting(json!(["kubernetes"]))));
+        assert!(namespaces.should_delete_during_update(&deleting(json!([]))));
+        // Other kinds have no spec finalizers to wait for.
+        let maps = for_kind(kind("", "v1", "configmaps"));
+        assert!(maps.should_delete_during_update(&deleting(json!(["kubernetes"]))));
+    }
+
+    #[test]
+    fn status_writes_keep_the_stored_spec_and_per_kind_metadata() {
+        let old = json!({"metadata": {"labels": {"a": "1"}, "ownerReferences": [{"uid": "u"}]},
+            "spec": {"replicas": 1}, "status": {}});
+        let new = json!({"metadata": {"labels": {"a": "2"}, "annotations": {"x": "y"}},
+            "spec": {"replicas": 5}, "status": {"ready": 1}});
+        let generic = for_kind(kind("networking.k8s.io", "v1", "ingresses"))
+            .prepare_for_status_update(&old, new.clone());
+        assert_eq!(generic["spec"]["replicas"], 1);
+        assert_eq!(generic["metadata"]["labels"]["a"], "2");
+        assert_eq!(generic["metadata"]["annotations"]["x"], "y");
+        assert_eq!(generic["status"]["ready"], 1);
+        let deployment = for_kind(kind("apps", "v1", "deployments"))
+            .prepare_for_status_update(&old, new.clone());
+        assert_eq!(deployment["metadata"]["labels"]["a"], "1");
+        assert_eq!(deployment["metadata"]["annotations"]["x"], "y");
+        let pod = for_kind(kind("", "v1", "pods")).prepare_for_status_update(&old, new);
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "u");
+        assert_eq!(pod["metadata"]["labels"]["a"], "2");
+    }
+}

@@ -96,7 +96,7 @@ pub(crate) async fn bench(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         .await
         .context("starting the server")?;
     let client = skiff_controllers::client_from_kubeconfig(&server.kubeconfig_path).await?;
-    let s = skiff_controllers::bench::scheduler_throughput(client.clone(), args.nodes, args.pods)
+    let s = skiff_testkit::bench::scheduler_throughput(client.clone(), args.nodes, args.pods)
         .await?;
     let mut table = String::from("| measurement | result |\n|---|---|\n");
     table.push_str(&format!(
@@ -119,7 +119,7 @@ pub(crate) async fn bench(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         let client = skiff_controllers::client_from_kubeconfig(&server.kubeconfig_path).await?;
         let nodes = (args.replicas as usize / 50).max(3);
         let took =
-            skiff_controllers::bench::deployment_available(client, nodes, args.replicas).await?;
+            skiff_testkit::bench::deployment_available(client, nodes, args.replicas).await?;
         server.shutdown().await;
         let row = format!(
             "| {}-replica Deployment fully Available ({} simulated nodes) | {:.1} s |\n",

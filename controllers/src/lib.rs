@@ -1,13 +1,11 @@
 //! Skiff scheduler and workload controllers, clients of the public Kubernetes API: they watch
 //! the API server like any other client and act through ordinary requests.
 
-pub mod bench;
 pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
-pub mod fake;
 pub mod gc;
 pub mod informer;
 pub mod job;

@@ -11,7 +11,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher::{self, Event as WEvent};
 
 use crate::fake::{FakeNodeSpec, FakeNodes};
-use crate::{Error, Options};
+use skiff_controllers::{Error, Options};
 
 /// Result of a scheduling run.
 #[derive(Clone, Debug)]
@@ -94,7 +94,7 @@ pub async fn scheduler_throughput(
     let create_time = started.elapsed();
     // Start the scheduler, and count bound pods from a watch.
     let sched_started = Instant::now();
-    let running = crate::start(
+    let running = skiff_controllers::start(
         client.clone(),
         Options {
             scheduler: true,
@@ -135,7 +135,7 @@ pub async fn deployment_available(
     replicas: i32,
 ) -> Result<Duration, Error> {
     let fake = start_nodes(&client, "bench-dnode-", nodes).await?;
-    let running = crate::start(client.clone(), Options::default());
+    let running = skiff_controllers::start(client.clone(), Options::default());
     let ns = "bench-deploy";
     ensure_namespace(&client, ns).await?;
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);

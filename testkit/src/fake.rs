@@ -16,10 +16,11 @@ use kube::{Client, ResourceExt};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::{Error, util};
+use skiff_controllers::{Error, util};
+use skiff_meta::names::{FAKE_EXIT_CODE, FAKE_NODE_LABEL};
 
 /// Annotation making a pod on a simulated node finish with this exit code (0 = Succeeded).
-pub const FAKE_EXIT: &str = "skiff.dev/fake-exit-code";
+pub const FAKE_EXIT: &str = FAKE_EXIT_CODE;
 
 /// One simulated node's shape.
 #[derive(Clone, Debug)]
@@ -65,7 +66,7 @@ fn node_object(spec: &FakeNodeSpec) -> Node {
                 [
                     ("kubernetes.io/hostname".to_string(), spec.name.clone()),
                     (scheduler_zone(), spec.zone.clone()),
-                    ("skiff.dev/fake".to_string(), "true".to_string()),
+                    (FAKE_NODE_LABEL.to_string(), "true".to_string()),
                 ]
                 .into(),
             ),
@@ -89,7 +90,7 @@ fn node_object(spec: &FakeNodeSpec) -> Node {
 }
 
 fn scheduler_zone() -> String {
-    crate::scheduler::ZONE_LABEL.to_string()
+    skiff_controllers::scheduler::ZONE_LABEL.to_string()
 }
 
 fn resources(spec: &FakeNodeSpec) -> std::collections::BTreeMap<String, Quantity> {

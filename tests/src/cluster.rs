@@ -1,5 +1,5 @@
 //! One builder for every end-to-end cluster: a `skiff server`, optionally a `skiff registry`
-//! with images pushed, real `skiff node` processes, simulated nodes (`skiff_controllers::fake`)
+//! with images pushed, real `skiff node` processes, simulated nodes (`skiff_testkit::fake`)
 //! and controllers run in this process; plus the verbs tests use on it (kubectl, apply, pods).
 //!
 //! ```ignore
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node as KNode, Pod};
 use kube::api::{Api, ListParams};
-use skiff_controllers::fake::{FakeNodeSpec, FakeNodes};
+use skiff_testkit::fake::{FakeNodeSpec, FakeNodes};
 
 use crate::{Node, Registry, Server, ok, repo_root, tools, wait};
 

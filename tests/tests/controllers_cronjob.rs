@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, ListParams};
-use skiff_controllers::fake::{FakeNodeSpec, FakeNodes};
+use skiff_testkit::fake::{FakeNodeSpec, FakeNodes};
 use skiff_tests::{Server, ok, tools, wait_for};
 
 const CRONJOB: &str = r#"

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use skiff_controllers::fake::FakeNodeSpec;
+use skiff_testkit::fake::FakeNodeSpec;
 use skiff_tests::{Cluster, image_of, node_of, wait_for};
 
 const DAEMONSET: &str = r#"

@@ -1,14 +1,16 @@
-//! CronJob end to end: an every-minute CronJob creates a Job at the next minute boundary (one
-//! real tick, so this test takes up to a minute), the Job completes on a simulated node, and an
-//! invalid schedule is rejected. The schedule arithmetic itself is unit-tested in
-//! `controllers/src/cron.rs`.
+//! CronJob end to end: with the controllers on a fake clock (running in this process as a client
+//! of a real `skiff server`), an every-minute CronJob applied with kubectl gets the Job of the
+//! latest minute on that clock at once — no wait for a wall-clock minute — the Job completes on
+//! a simulated node, and an invalid schedule is rejected. The schedule arithmetic itself is
+//! unit-tested in `controllers/src/cron.rs`, the reconciler on the in-process tier in
+//! `testkit/tests/it`.
 
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use kube::api::{Api, ListParams};
-use skiff_testkit::fake::{FakeNodeSpec, FakeNodes};
-use skiff_tests::{Server, ok, tools, wait_for};
+use skiff_controllers::{Clock, Options};
+use skiff_tests::cluster::Cluster;
+use skiff_tests::wait::wait_object;
 
 const CRONJOB: &str = r#"
 apiVersion: batch/v1
@@ -29,58 +31,50 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_minute_cronjob_creates_jobs() {
-    let Some(kubectl) = tools::kubectl_132() else {
+    // Ten minutes and a half ahead of the wall clock, so the Job's time can only come from it.
+    let fake_now = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(10 * 60 + 30))
+        .unwrap();
+    let opts = Options {
+        clock: Clock::fake(fake_now),
+        ..Options::default()
+    };
+    let Some(c) = Cluster::builder()
+        .kubectl()
+        .fake_zones(&["a"])
+        .controllers_in_process(opts)
+        .start()
+        .await
+    else {
         return;
     };
-    let server = Server::start().expect("server starts");
-    let client = server.client().await.expect("client");
-    let fake = FakeNodes::start(client.clone()).await;
-    fake.add(&[FakeNodeSpec::new("node-a", "zone-a")])
-        .await
-        .unwrap();
     let bad = CRONJOB.replace("* * * * *", "every minute please");
-    let out = server
-        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(&bad))
-        .unwrap();
+    let out = c.try_k_stdin(&["apply", "-f", "-"], &bad);
     assert!(!out.status.success(), "an invalid schedule is rejected");
 
-    ok(&server
-        .kubectl_stdin(&kubectl, &["apply", "-f", "-"], Some(CRONJOB))
-        .unwrap());
-    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
-    let job = wait_for(
-        "a Job from the CronJob",
-        Duration::from_secs(90),
-        || async {
-            jobs.list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find(|j| {
-                    j.metadata
-                        .name
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with("tick-"))
-                })
-        },
+    c.apply(CRONJOB);
+    let minute = fake_now.as_second() / 60;
+    let name = format!("tick-{minute}");
+    let jobs = c.api::<Job>("default");
+    wait_object(
+        &jobs,
+        &name,
+        "the Job of the fake clock's minute",
+        Duration::from_secs(60),
+        |j| j.is_some(),
     )
     .await
     .unwrap();
-    let name = job.metadata.name.unwrap();
-    ok(&server
-        .kubectl(
-            &kubectl,
-            &[
-                "wait",
-                "--for=condition=complete",
-                &format!("job/{name}"),
-                "--timeout=60s",
-            ],
-        )
-        .unwrap());
-    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), "default");
+    c.k(&[
+        "wait",
+        "--for=condition=complete",
+        &format!("job/{name}"),
+        "--timeout=60s",
+    ]);
+    let cronjobs = c.api::<CronJob>("default");
     let st = cronjobs.get("tick").await.unwrap().status.unwrap();
-    assert!(st.last_schedule_time.is_some());
-    fake.shutdown().await;
+    assert_eq!(
+        st.last_schedule_time.map(|t| t.0.as_second()),
+        Some(minute * 60)
+    );
 }

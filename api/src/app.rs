@@ -1,4 +1,5 @@
-//! The axum application: shared state, routing, authentication and the non-resource endpoints.
+//! The axum application: routing, the authentication layer, discovery and the non-resource
+//! endpoints; resource requests go to `dispatch`.
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@ use crate::subresources::{binding, eviction, node_proxy, scale};
 use crate::verbs;
 use crate::verbs::Target;
 
+/// Routes one resource request to its verb, the watch, or a subresource.
 pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Response, ApiError> {
     let sub = req.subresource.clone();
     match (req.method.clone(), req.name.is_some(), sub.as_deref()) {

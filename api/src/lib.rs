@@ -2,6 +2,10 @@
 //!
 //! `app()` is the axum router; `server::start` serves it over HTTPS from a data directory. Kinds
 //! come from `skiff-kinds`, patch semantics from `skiff-patch`, storage from `skiff-store`.
+//!
+//! Inside, dependencies point one way: `state` and `respond` at the bottom; `resource` (reads);
+//! `registry` (the one write path) with the per-kind `strategy`; `verbs` and `subresources`;
+//! `watch`; `dispatch`, the only module that knows them all; `app` (router and `auth`) on top.
 
 pub mod app;
 pub mod auth;

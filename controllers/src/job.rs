@@ -27,6 +27,8 @@ pub struct Ctx {
     pub pods: Store<Pod>,
     /// Creates and deletes not yet observed.
     pub expectations: Expectations,
+    /// The time deadlines and TTLs are measured against.
+    pub clock: crate::Clock,
 }
 
 fn condition(job: &Job, type_: &str) -> bool {
@@ -70,7 +72,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let spec = job.spec.clone().unwrap_or_default();
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let now = jiff::Timestamp::now();
+    let now = ctx.clock.now();
     let finished = condition(&job, "Complete") || condition(&job, "Failed");
     if finished {
         if let Some(ttl) = spec.ttl_seconds_after_finished {

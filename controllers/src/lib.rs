@@ -275,6 +275,7 @@ fn start_job(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
         client: m.client.clone(),
         pods: inf.all::<Pod>().store(),
         expectations: Default::default(),
+        clock: m.opts.clock.clone(),
     });
     let jobs = inf.all::<Job>();
     let main = (jobs.subscribe(), jobs.store());

@@ -130,6 +130,7 @@ where
 }
 
 trait AnyInformer: Send {
+    fn kind(&self) -> String;
     fn start(self: Box<Self>) -> JoinHandle<()>;
     fn as_any(&mut self) -> &mut dyn Any;
 }
@@ -138,6 +139,9 @@ impl<K> AnyInformer for Informer<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    fn kind(&self) -> String {
+        K::kind(&()).into_owned()
+    }
     fn start(self: Box<Self>) -> JoinHandle<()> {
         Informer::start(*self)
     }
@@ -207,6 +211,20 @@ impl Informers {
             .as_any()
             .downcast_mut::<Informer<K>>()
             .expect("an informer is keyed by its kind's TypeId")
+    }
+
+    /// The kinds watched (a namespaced informer as `Kind/namespace`), sorted.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .kinds
+            .iter()
+            .map(|((_, ns), i)| match ns {
+                Some(ns) => format!("{}/{ns}", i.kind()),
+                None => i.kind(),
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// How many informers have been created.

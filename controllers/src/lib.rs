@@ -224,6 +224,18 @@ impl Drop for AbortOnDrop {
 /// informers it needs, then every informer created starts (one watch per kind).
 pub fn start(client: Client, opts: Options) -> Running {
     let mut informers = Informers::new(client.clone());
+    let mut handles = spawn_controllers(&mut informers, client, opts);
+    handles.extend(informers.start());
+    Running { handles }
+}
+
+/// Spawns the scheduler and the selected controllers, each subscribing to the informers it
+/// needs; they wait for events until the caller starts `informers`.
+pub fn spawn_controllers(
+    informers: &mut Informers,
+    client: Client,
+    opts: Options,
+) -> Vec<JoinHandle<()>> {
     let mut handles = Vec::new();
     if opts.scheduler {
         let nodes = informers.all::<Node>().events();
@@ -239,11 +251,10 @@ pub fn start(client: Client, opts: Options) -> Running {
     let manager = Manager { client, opts };
     for c in CONTROLLERS {
         if manager.opts.controllers.contains(c.name) {
-            handles.push((c.start)(&mut informers, &manager));
+            handles.push((c.start)(informers, &manager));
         }
     }
-    handles.extend(informers.start());
-    Running { handles }
+    handles
 }
 
 fn start_replicaset(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

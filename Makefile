@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: up test deps build lint
+.PHONY: up test deps build lint bench
 
 ## Build skiff and run API server, registry and node in one process on ./.skiff.
 up:
@@ -25,4 +25,10 @@ deps:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p skiff -p skiff-runtime --all-targets --all-features -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+
+## Build skiff with its benchmarks (`skiff bench api|scheduler|pods`), release profile.
+bench:
+	$(CARGO) build --release -p skiff --features bench
+	@echo "run: target/release/skiff bench --help (BENCHMARKS.md has the commands behind its figures)"

@@ -4,6 +4,7 @@
 # appends every table each one prints to OUT.md under a heading naming the build.
 #
 # Usage: scripts/bench-compare.sh BEFORE_SKIFF AFTER_SKIFF OUT.md [ROUNDS]
+# Both builds need the benchmarks (`make bench`, i.e. `cargo build --release -p skiff --features bench`).
 # Example: scripts/bench-compare.sh /tmp/before/skiff target/release/skiff /tmp/compare.md 2
 set -euo pipefail
 before=$1 after=$2 out=$3 rounds=${4:-2}

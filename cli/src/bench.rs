@@ -28,7 +28,7 @@ enum BenchWhat {
     /// Benchmark the scheduler and controllers on simulated nodes.
     ///
     /// Example: skiff bench scheduler --nodes 1000 --pods 10000 --append BENCHMARKS.md
-    Scheduler(crate::controllers::SchedulerBenchArgs),
+    Scheduler(crate::bench_scheduler::SchedulerBenchArgs),
     /// Benchmark wasm pods on a real node: start latency, throughput against `wasmtime serve`,
     /// memory per idle pod.
     ///
@@ -58,7 +58,7 @@ struct ApiBenchArgs {
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchWhat::Api(a) => api(a).await,
-        BenchWhat::Scheduler(a) => crate::controllers::bench(a).await,
+        BenchWhat::Scheduler(a) => crate::bench_scheduler::run(a).await,
         BenchWhat::Pods(a) => crate::bench_pods::run(a).await,
     }
 }

@@ -1,7 +1,11 @@
 //! The `skiff` binary: one command for the API server, the registry, nodes and client verbs.
 
+#[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "bench")]
 mod bench_pods;
+#[cfg(feature = "bench")]
+mod bench_scheduler;
 mod controllers;
 mod node;
 mod ready;
@@ -49,7 +53,19 @@ enum Command {
     /// Measure this machine: the API server, the scheduler, wasm pods.
     ///
     /// Example: skiff bench api --append BENCHMARKS.md
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
+    /// Measure this machine (not in this build: build skiff with `--features bench`).
+    #[cfg(not(feature = "bench"))]
+    Bench(NoBench),
+}
+
+/// The arguments of `skiff bench` in a build without benchmarks: taken and refused.
+#[cfg(not(feature = "bench"))]
+#[derive(clap::Args)]
+struct NoBench {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,7 +89,13 @@ fn main() -> std::process::ExitCode {
             Command::Registry(args) => registry::run_registry(args).await,
             Command::Push(args) => registry::run_push(args).await,
             Command::Pull(args) => registry::run_pull(args).await,
+            #[cfg(feature = "bench")]
             Command::Bench(args) => bench::run(args).await,
+            #[cfg(not(feature = "bench"))]
+            Command::Bench(_) => Err(anyhow::anyhow!(
+                "this skiff was built without its benchmarks; build it with \
+                 `cargo build --release -p skiff --features bench` (or run `make bench`)"
+            )),
         }
     });
     match result {

@@ -9,9 +9,8 @@
 //! (`HOST:PORT`, plain HTTP).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Map, Value};
 
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -56,12 +55,14 @@ impl ReadyArgs {
 }
 
 /// Waits until `path` holds a ready file and returns its object; fails when `child` exits first
-/// or after `timeout`.
+/// or after `timeout`. (Used by `skiff bench pods` to wait for the node it starts.)
+#[cfg(feature = "bench")]
 pub(crate) async fn wait_for_file(
     path: &Path,
     child: &mut tokio::process::Child,
-    timeout: Duration,
+    timeout: std::time::Duration,
 ) -> anyhow::Result<Map<String, Value>> {
+    use anyhow::bail;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Ok(text) = std::fs::read_to_string(path)
@@ -78,7 +79,7 @@ pub(crate) async fn wait_for_file(
         if tokio::time::Instant::now() > deadline {
             bail!("no ready file {} within {timeout:?}", path.display());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, Method};
 use bytes::Bytes;
 use skiff_kinds::Kind;
 
-use crate::state::UserInfo;
 use crate::error::ApiError;
+use crate::state::UserInfo;
 
 /// One request against a resource path, after routing.
 pub struct ResourceRequest {

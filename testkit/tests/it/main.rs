@@ -1,5 +1,7 @@
-//! In-process tests of the controllers: each test runs the API router on a memory store, a kube
-//! client over it, and only the controllers it is about; it waits on watches with a deadline.
+//! In-process tests of the controllers and the node agent: each test runs the API router on a
+//! memory store, a kube client over it, and only the controllers (or the node, on the fake
+//! runtime backend) it is about; it waits on watches with a deadline.
 
 mod informers;
+mod node;
 mod reconcilers;

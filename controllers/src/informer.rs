@@ -46,6 +46,8 @@ pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
     senders: Vec<mpsc::UnboundedSender<Result<K, watcher::Error>>>,
     event_senders: Vec<mpsc::UnboundedSender<watcher::Event<K>>>,
     synced: watch::Sender<bool>,
+    /// Whether anyone asked for the store: without a reader, no reflector copies every object.
+    store_used: std::sync::atomic::AtomicBool,
 }
 
 impl<K> Informer<K>
@@ -62,6 +64,7 @@ where
             senders: Vec::new(),
             event_senders: Vec::new(),
             synced: watch::Sender::new(false),
+            store_used: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -70,8 +73,11 @@ where
         Synced(self.synced.subscribe())
     }
 
-    /// The store, filled once the informer runs.
+    /// The store, filled once the informer runs. Ask for it before `start`: an informer whose
+    /// store nobody asked for keeps none.
     pub fn store(&self) -> Store<K> {
+        self.store_used
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.store.clone()
     }
 
@@ -98,31 +104,46 @@ where
             mut senders,
             mut event_senders,
             synced,
+            store_used,
             ..
         } = self;
         tokio::spawn(async move {
-            let stream = reflector::reflector(
-                writer,
-                watcher::watcher(api, watcher::Config::default().page_size(5000)).default_backoff(),
-            );
+            let watch =
+                watcher::watcher(api, watcher::Config::default().page_size(5000)).default_backoff();
+            // Each consumer costs a copy of every object: the store only when someone reads it,
+            // and the last event subscriber takes the event itself.
+            let stream = if store_used.into_inner() {
+                reflector::reflector(writer, watch).boxed()
+            } else {
+                watch.boxed()
+            };
             let mut stream = std::pin::pin!(stream);
             while let Some(item) = stream.next().await {
-                if let Ok(ev) = &item
-                    && !event_senders.is_empty()
-                {
-                    event_senders.retain(|s| s.send(ev.clone()).is_ok());
-                }
-                match item {
-                    Ok(
-                        watcher::Event::Apply(obj)
-                        | watcher::Event::Delete(obj)
-                        | watcher::Event::InitApply(obj),
-                    ) => senders.retain(|s| s.send(Ok(obj.clone())).is_ok()),
-                    Ok(watcher::Event::InitDone) => {
-                        synced.send_replace(true);
+                let ev = match item {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        tracing::debug!(error = %e, kind = %K::kind(&()), "watch error");
+                        continue;
                     }
-                    Ok(watcher::Event::Init) => {}
-                    Err(e) => tracing::debug!(error = %e, kind = %K::kind(&()), "watch error"),
+                };
+                if let watcher::Event::Apply(obj)
+                | watcher::Event::Delete(obj)
+                | watcher::Event::InitApply(obj) = &ev
+                {
+                    senders.retain(|s| s.send(Ok(obj.clone())).is_ok());
+                }
+                let init_done = matches!(ev, watcher::Event::InitDone);
+                if let Some(last) = event_senders.len().checked_sub(1) {
+                    let mut open = Vec::with_capacity(event_senders.len());
+                    for s in &event_senders[..last] {
+                        open.push(s.send(ev.clone()).is_ok());
+                    }
+                    open.push(event_senders[last].send(ev).is_ok());
+                    let mut open = open.into_iter();
+                    event_senders.retain(|_| open.next().unwrap_or(false));
+                }
+                if init_done {
+                    synced.send_replace(true);
                 }
             }
         })

@@ -175,7 +175,17 @@ pub(crate) async fn create(
             }
             other => other.into(),
         })?;
-    objects::from_kv(kind, &kv)
+    as_stored(kind, obj, &kv)
+}
+
+/// The object just written, as a read would give it: the written value with its revision,
+/// without decoding the bytes again — unless the kind is stored in another version.
+fn as_stored(kind: &Kind, mut obj: Value, kv: &KeyValue) -> Result<Value, ApiError> {
+    if objects::converts(kind) {
+        return objects::from_kv(kind, kv);
+    }
+    objects::set_type_meta(kind, &mut obj);
+    Ok(with_rv(obj, kv.mod_revision))
 }
 
 /// Writes `obj` over revision `expected`.
@@ -194,7 +204,7 @@ async fn store(
     }
     let bytes = objects::encode(write.kind, &obj)?;
     match state.store.update(key, bytes, Some(expected)).await {
-        Ok(kv) => Ok(Attempt::Done(objects::from_kv(write.kind, &kv)?)),
+        Ok(kv) => Ok(Attempt::Done(as_stored(write.kind, obj, &kv)?)),
         Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::Raced),
         Err(skiff_store::Error::NotFound(_)) => Err(write.not_found()),
         Err(e) => Err(e.into()),

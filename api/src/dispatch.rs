@@ -14,6 +14,7 @@ use crate::verbs::Target;
 
 /// Routes one resource request to its verb, the watch, or a subresource.
 pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Response, ApiError> {
+    crate::authz::check(state.authorizer.as_ref(), &req)?;
     let sub = req.subresource.clone();
     match (req.method.clone(), req.name.is_some(), sub.as_deref()) {
         (Method::GET, false, None) => {

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod auth;
+mod authz;
 pub mod body;
 mod dispatch;
 pub mod error;
@@ -31,6 +32,7 @@ pub use app::{AppState, app};
 pub use auth::UserInfo;
 pub use error::{ApiError, StatusReason};
 pub use server::{ServerHandle, ServerOptions, start, start_with_store};
+pub use state::{AllowAuthenticated, Attributes, Authorizer, Decision};
 
 /// The Kubernetes version whose API this server speaks.
 pub const KUBERNETES_MINOR: &str = skiff_meta::KUBERNETES_MINOR;

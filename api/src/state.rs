@@ -14,6 +14,8 @@ pub struct AppState {
     pub started: Instant,
     /// Tells long-running requests (watches) that the server is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Decides what each authenticated user may do; asked once per resource request.
+    pub authorizer: Arc<dyn Authorizer>,
 }
 
 impl AppState {
@@ -30,7 +32,14 @@ impl AppState {
             tokens,
             started: Instant::now(),
             shutdown,
+            authorizer: Arc::new(AllowAuthenticated),
         }
+    }
+
+    /// The same state with another authorizer (RBAC, or a test's).
+    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = authorizer;
+        self
     }
 
     /// The same state, with watches ending when `shutdown` turns true.
@@ -86,5 +95,51 @@ impl From<&str> for UserInfo {
 impl From<String> for UserInfo {
     fn from(name: String) -> Self {
         UserInfo::new(name, &[])
+    }
+}
+
+/// The attributes of one request, as Kubernetes' `authorizer.Attributes`.
+#[derive(Debug)]
+pub struct Attributes<'a> {
+    pub user: &'a UserInfo,
+    /// Kubernetes' verb: get, list, watch, create, update, patch, delete, deletecollection.
+    pub verb: &'static str,
+    pub group: &'a str,
+    /// The resource's plural name.
+    pub resource: &'a str,
+    pub subresource: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+/// An authorizer's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Refused, with the reason the client sees after Kubernetes' message.
+    Deny(String),
+}
+
+/// Decides whether a request may proceed.
+pub trait Authorizer: Send + Sync {
+    fn authorize(&self, attributes: &Attributes<'_>) -> Decision;
+}
+
+/// Every authenticated user may do everything (the server's policy until RBAC).
+#[derive(Debug, Default)]
+pub struct AllowAuthenticated;
+
+impl Authorizer for AllowAuthenticated {
+    fn authorize(&self, attributes: &Attributes<'_>) -> Decision {
+        if attributes
+            .user
+            .groups
+            .iter()
+            .any(|g| g == "system:authenticated")
+        {
+            Decision::Allow
+        } else {
+            Decision::Deny("the user is not authenticated".into())
+        }
     }
 }

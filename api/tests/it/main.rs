@@ -22,6 +22,10 @@ struct Api {
 
 impl Api {
     async fn new() -> Api {
+        Api::with_authorizer(Arc::new(skiff_api::AllowAuthenticated)).await
+    }
+
+    async fn with_authorizer(authorizer: Arc<dyn skiff_api::Authorizer>) -> Api {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(
@@ -29,7 +33,8 @@ impl Api {
                 store.clone(),
                 vec![(TOKEN.into(), skiff_api::UserInfo::admin("admin"))],
             )
-            .with_shutdown(rx),
+            .with_shutdown(rx)
+            .with_authorizer(authorizer),
         );
         let api = Api {
             router: app(state),
@@ -1033,4 +1038,53 @@ async fn qos_class_of_a_zero_request_pod_is_best_effort() {
         .await;
     assert_eq!(code, 200, "{out}");
     assert_eq!(out["status"]["qosClass"], "BestEffort");
+}
+
+/// Refuses to delete ConfigMaps, and records what it was asked.
+struct NoConfigMapDeletes(std::sync::Mutex<Vec<String>>);
+
+impl skiff_api::Authorizer for NoConfigMapDeletes {
+    fn authorize(&self, a: &skiff_api::Attributes<'_>) -> skiff_api::Decision {
+        self.0.lock().unwrap().push(format!(
+            "{} {} {}/{} {:?} {:?}",
+            a.user.name, a.verb, a.group, a.resource, a.namespace, a.name
+        ));
+        if a.resource == "configmaps" && a.verb.starts_with("delete") {
+            skiff_api::Decision::Deny("deletes are off".into())
+        } else {
+            skiff_api::Decision::Allow
+        }
+    }
+}
+
+/// The authorizer is asked once per resource request, with Kubernetes' attributes, and its
+/// denial is Kubernetes' 403 Forbidden Status; nothing is written.
+#[tokio::test]
+async fn the_authorizer_decides_every_resource_request() {
+    let seen = Arc::new(NoConfigMapDeletes(Default::default()));
+    let api = Api::with_authorizer(seen.clone()).await;
+    let (code, _) = api.call(Method::POST, CMS, Some(cm("a", json!({})))).await;
+    assert_eq!(code, 201);
+    let (code, status) = api.call(Method::DELETE, &format!("{CMS}/a"), None).await;
+    assert_eq!(code, 403, "{status}");
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(
+        status["message"],
+        "configmaps \"a\" is forbidden: User \"admin\" cannot delete resource \"configmaps\" in API group \"\" in the namespace \"default\": deletes are off"
+    );
+    let (code, _) = api.call(Method::GET, &format!("{CMS}/a"), None).await;
+    assert_eq!(code, 200, "the denied delete wrote nothing");
+    let asked = seen.0.lock().unwrap().clone();
+    assert!(
+        asked.contains(&"admin create /configmaps Some(\"default\") None".to_string()),
+        "{asked:?}"
+    );
+    assert!(
+        asked.contains(&"admin delete /configmaps Some(\"default\") Some(\"a\")".to_string()),
+        "{asked:?}"
+    );
+    assert!(
+        asked.contains(&"admin get /configmaps Some(\"default\") Some(\"a\")".to_string()),
+        "{asked:?}"
+    );
 }

@@ -179,7 +179,10 @@ pub(crate) async fn run(
                 http::header::HOST,
                 h.host.clone().unwrap_or_else(|| format!("{ip}:{port}")),
             )
-            .header(http::header::USER_AGENT, "kube-probe/1.34");
+            .header(
+                http::header::USER_AGENT,
+                format!("kube-probe/1.{}", skiff_meta::KUBERNETES_MINOR),
+            );
         for hd in h.http_headers.iter().flatten() {
             req = req.header(hd.name.as_str(), hd.value.as_str());
         }

@@ -14,8 +14,10 @@ use crate::discovery;
 use crate::typed::with_type;
 use crate::{Kind, kinds};
 
-/// The Kubernetes version the documents describe.
-pub const KUBERNETES_VERSION: &str = "v1.34.0";
+/// The Kubernetes version the OpenAPI documents name (`v1.MINOR.0`, from `skiff_meta::KUBERNETES_MINOR`).
+pub fn kubernetes_version() -> String {
+    format!("v1.{}.0", skiff_meta::KUBERNETES_MINOR)
+}
 
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 
@@ -138,7 +140,7 @@ fn build_document(path: &str) -> Value {
     }
     json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION},
+        "info": {"title": "Kubernetes", "version": kubernetes_version()},
         "paths": paths,
         "components": {"schemas": schemas},
     })

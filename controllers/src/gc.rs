@@ -54,6 +54,27 @@ fn has_finalizer(meta: &ObjectMeta, f: &str) -> bool {
     meta.finalizers.iter().flatten().any(|x| x == f)
 }
 
+/// Merge-patches the object of `meta`; a gone or changed object (404, 409) is left to the next
+/// sweep.
+async fn merge_patch(
+    api: &Api<kube::api::DynamicObject>,
+    meta: &ObjectMeta,
+    patch: serde_json::Value,
+) -> Result<(), Error> {
+    match api
+        .patch(
+            meta.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn remove_finalizer(
     api: &Api<kube::api::DynamicObject>,
     meta: &ObjectMeta,
@@ -70,18 +91,7 @@ async fn remove_finalizer(
         "finalizers": rest,
         "resourceVersion": meta.resource_version,
     }});
-    match api
-        .patch(
-            meta.name.as_deref().unwrap_or_default(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    merge_patch(api, meta, patch).await
 }
 
 /// Sets `blockOwnerDeletion: false` on every ownerReference of `meta` (with a uid precondition).
@@ -101,18 +111,7 @@ async fn unblock_owner_references(
         .collect();
     tracing::debug!(name = ?meta.name, "unblocking the owner references of a possible cycle");
     let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": meta.uid}});
-    match api
-        .patch(
-            meta.name.as_deref().unwrap_or_default(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    merge_patch(api, meta, patch).await
 }
 
 /// One pass over every watched object.

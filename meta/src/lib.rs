@@ -13,4 +13,4 @@ pub mod selector;
 /// The minor version of the Kubernetes API this project speaks (`/version`, discovery); the one
 /// place it is written. The generated patch and protobuf tables name the release they came from
 /// and a test checks that it is this one.
-pub const KUBERNETES_MINOR: &str = "34";
+pub const KUBERNETES_MINOR: &str = "35";

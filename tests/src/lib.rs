@@ -46,10 +46,7 @@ pub fn skiff_bin() -> PathBuf {
 
 /// The repository root, for samples and scripts.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the repo")
-        .to_path_buf()
+    skiff_tools::repo_root()
 }
 
 /// A `skiff server` process with its own data directory.

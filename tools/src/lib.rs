@@ -8,11 +8,27 @@
 use std::path::{Path, PathBuf};
 
 /// The workspace root.
+///
+/// Found at run time, walking up from the package under test (`CARGO_MANIFEST_DIR`, which cargo
+/// sets when it runs a test) to the `Cargo.toml` with a `[workspace]` table: a test binary built
+/// in a target directory shared by several checkouts must look at the checkout it runs in, not
+/// the one it was first compiled from.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tools crate sits in the workspace root")
-        .to_path_buf()
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let found = start.ancestors().find(|dir| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
+    });
+    match found {
+        Some(dir) => dir.to_path_buf(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the tools crate sits in the workspace root")
+            .to_path_buf(),
+    }
 }
 
 /// Whether missing tools fail tests instead of skipping them.

@@ -1,5 +1,6 @@
 //! Tidy checks over the whole tree: every Rust file opens with a `//!` line saying what it is for,
-//! no `dbg!` is left behind, and generated files say so and name their generator.
+//! no `dbg!` is left behind, generated files say so and name their generator, and everything
+//! generated from Kubernetes comes from the one release `skiff_meta::KUBERNETES_MINOR` names.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,5 +106,30 @@ fn generated_files_are_marked_and_name_their_generator() {
     assert!(
         generated >= 2,
         "expected the patch and proto tables among generated files"
+    );
+}
+
+/// The patch table, the protobuf table and the k8s-openapi feature all come from the Kubernetes
+/// release `skiff_meta::KUBERNETES_MINOR` names (what `/version` and discovery report).
+#[test]
+fn generated_tables_and_types_are_of_the_kubernetes_version_served() {
+    let minor = skiff_meta::KUBERNETES_MINOR;
+    let root = skiff_tools::repo_root();
+    for table in ["api/patch/src/schema/table.rs", "api/proto/src/table.rs"] {
+        let text = read(&root.join(table));
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(&format!("Kubernetes v1.{minor} ")),
+            "{table} says {first:?}; regenerate it from Kubernetes v1.{minor} (its gen/ script says how)"
+        );
+    }
+    let cargo = read(&root.join("Cargo.toml"));
+    let line = cargo
+        .lines()
+        .find(|l| l.starts_with("k8s-openapi"))
+        .expect("the workspace depends on k8s-openapi");
+    assert!(
+        line.contains(&format!("\"v1_{minor}\"")),
+        "Cargo.toml's k8s-openapi feature must be v1_{minor}: {line}"
     );
 }

@@ -1,4 +1,4 @@
-//! The registry of resource kinds the API server serves, with the metadata Kubernetes 1.34 reports.
+//! The registry of resource kinds the API server serves, with the metadata Kubernetes reports (the version in skiff_meta::KUBERNETES_MINOR).
 
 /// One resource kind in one group-version.
 #[derive(Debug, Clone, PartialEq, Eq)]

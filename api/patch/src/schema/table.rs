@@ -1,4 +1,4 @@
-//! Generated patch metadata and type graph of the built-in kinds (see gen/gen_schema.py); do not edit.
+//! Generated patch metadata and type graph of the Kubernetes v1.35 built-in kinds (see gen/gen_schema.py); do not edit.
 
 use super::FieldKind::{List, Map, Object};
 use super::ListStrategy::{Atomic, Merge, Set};
@@ -425,7 +425,7 @@ pub(super) static TYPES: &[TypeDef] = &[
         ("values", fi(List, None, Some(Atomic), false, false, &[], Some("set"), None, true)),
     ] },
     TypeDef { name: "io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern", atomic: false, fields: &[
-        ("status", REQUIRED_SCALAR),
+        ("status", SCALAR),
         ("type", REQUIRED_SCALAR),
     ] },
     TypeDef { name: "io.k8s.api.batch.v1.PodFailurePolicyRule", atomic: false, fields: &[
@@ -1077,6 +1077,7 @@ pub(super) static TYPES: &[TypeDef] = &[
         ("conditions", fi(List, Some("io.k8s.api.core.v1.NodeCondition"), Some(Merge { key: "type" }), false, false, &["type"], Some("map"), None, false)),
         ("config", fi(Object, Some("io.k8s.api.core.v1.NodeConfigStatus"), None, false, false, &[], None, None, false)),
         ("daemonEndpoints", fi(Object, Some("io.k8s.api.core.v1.NodeDaemonEndpoints"), None, false, false, &[], None, None, false)),
+        ("declaredFeatures", fi(List, None, Some(Atomic), false, false, &[], Some("atomic"), None, false)),
         ("features", fi(Object, Some("io.k8s.api.core.v1.NodeFeatures"), None, false, false, &[], None, None, false)),
         ("images", fi(List, Some("io.k8s.api.core.v1.ContainerImage"), Some(Atomic), false, false, &[], Some("atomic"), None, false)),
         ("nodeInfo", fi(Object, Some("io.k8s.api.core.v1.NodeSystemInfo"), None, false, false, &[], None, None, false)),
@@ -1238,6 +1239,7 @@ pub(super) static TYPES: &[TypeDef] = &[
         ("keyType", REQUIRED_SCALAR),
         ("maxExpirationSeconds", SCALAR),
         ("signerName", REQUIRED_SCALAR),
+        ("userAnnotations", fi(Map, None, None, false, false, &[], None, None, false)),
     ] },
     TypeDef { name: "io.k8s.api.core.v1.PodCondition", atomic: false, fields: &[
         ("lastProbeTime", SCALAR),
@@ -1339,8 +1341,10 @@ pub(super) static TYPES: &[TypeDef] = &[
         ("tolerations", fi(List, Some("io.k8s.api.core.v1.Toleration"), Some(Atomic), false, false, &[], Some("atomic"), None, false)),
         ("topologySpreadConstraints", fi(List, Some("io.k8s.api.core.v1.TopologySpreadConstraint"), Some(Merge { key: "topologyKey" }), false, false, &["topologyKey", "whenUnsatisfiable"], Some("map"), None, false)),
         ("volumes", fi(List, Some("io.k8s.api.core.v1.Volume"), Some(Merge { key: "name" }), true, false, &["name"], Some("map"), None, false)),
+        ("workloadRef", fi(Object, Some("io.k8s.api.core.v1.WorkloadReference"), None, false, false, &[], None, None, false)),
     ] },
     TypeDef { name: "io.k8s.api.core.v1.PodStatus", atomic: false, fields: &[
+        ("allocatedResources", fi(Map, None, None, false, false, &[], None, None, false)),
         ("conditions", fi(List, Some("io.k8s.api.core.v1.PodCondition"), Some(Merge { key: "type" }), false, false, &["type"], Some("map"), None, false)),
         ("containerStatuses", fi(List, Some("io.k8s.api.core.v1.ContainerStatus"), Some(Atomic), false, false, &[], Some("atomic"), None, false)),
         ("ephemeralContainerStatuses", fi(List, Some("io.k8s.api.core.v1.ContainerStatus"), Some(Atomic), false, false, &[], Some("atomic"), None, false)),
@@ -1358,6 +1362,7 @@ pub(super) static TYPES: &[TypeDef] = &[
         ("reason", SCALAR),
         ("resize", SCALAR),
         ("resourceClaimStatuses", fi(List, Some("io.k8s.api.core.v1.PodResourceClaimStatus"), Some(Merge { key: "name" }), true, false, &["name"], Some("map"), None, false)),
+        ("resources", fi(Object, Some("io.k8s.api.core.v1.ResourceRequirements"), None, false, false, &[], None, None, false)),
         ("startTime", SCALAR),
     ] },
     TypeDef { name: "io.k8s.api.core.v1.PodTemplate", atomic: false, fields: &[
@@ -1753,6 +1758,11 @@ pub(super) static TYPES: &[TypeDef] = &[
         ("gmsaCredentialSpecName", SCALAR),
         ("hostProcess", SCALAR),
         ("runAsUserName", SCALAR),
+    ] },
+    TypeDef { name: "io.k8s.api.core.v1.WorkloadReference", atomic: false, fields: &[
+        ("name", REQUIRED_SCALAR),
+        ("podGroup", REQUIRED_SCALAR),
+        ("podGroupReplicaKey", SCALAR),
     ] },
     TypeDef { name: "io.k8s.api.discovery.v1.Endpoint", atomic: false, fields: &[
         ("addresses", fi(List, None, Some(Atomic), false, false, &[], Some("set"), None, true)),

@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod images;
 mod listener;
+pub mod net;
 mod node;
 mod probe;
 mod worker;

@@ -13,3 +13,37 @@ pub const REUSE_INSTANCES: &str = "skiff.dev/reuse-instances";
 pub const FAKE_NODE_LABEL: &str = "skiff.dev/fake";
 /// Pod annotation a simulated node reads: the exit code its containers end with.
 pub const FAKE_EXIT_CODE: &str = "skiff.dev/fake-exit-code";
+/// Deployment annotation: `"true"` lets the Deployment sit at zero replicas behind its Services;
+/// the first request scales it to one and is held until a pod is ready.
+pub const SCALE_TO_ZERO: &str = "skiff.dev/scale-to-zero";
+/// Deployment annotation: how long (a Go duration such as `60s`, `5m`) without a request before a
+/// scale-to-zero Deployment returns to zero replicas. Default [`SCALE_TO_ZERO_IDLE_DEFAULT`].
+pub const SCALE_TO_ZERO_IDLE: &str = "skiff.dev/scale-to-zero-idle";
+/// The idle period when [`SCALE_TO_ZERO_IDLE`] is absent.
+pub const SCALE_TO_ZERO_IDLE_DEFAULT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Deployment annotation: how long a request held for a scale from zero waits (Go duration)
+/// before it is answered 504. Default [`HOLD_DEADLINE_DEFAULT`].
+pub const HOLD_DEADLINE: &str = "skiff.dev/scale-from-zero-deadline";
+/// The hold deadline when [`HOLD_DEADLINE`] is absent.
+pub const HOLD_DEADLINE_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Deployment annotation: how many requests one node holds at once for a scale from zero of
+/// this Deployment; beyond it, 503 at once. Default [`MAX_HELD_DEFAULT`].
+pub const MAX_HELD: &str = "skiff.dev/scale-from-zero-max-held";
+/// The cap on held requests when [`MAX_HELD`] is absent.
+pub const MAX_HELD_DEFAULT: usize = 1000;
+/// Deployment annotation written by the nodes' routers (RFC 3339, at most every quarter of the
+/// idle period): when a request for the Deployment was last served on any node. The
+/// scale-to-zero controller returns the Deployment to zero once it is older than the idle period.
+pub const LAST_REQUEST: &str = "skiff.dev/last-request-time";
+/// The request header the service router owns: how many Service hops the request has taken;
+/// beyond the limit the router answers 508 Loop Detected.
+pub const HOP_HEADER: &str = "skiff-service-hops";
+/// The default hop limit of the service router.
+pub const HOP_LIMIT_DEFAULT: u32 = 16;
+/// The IngressClass the nodes serve (created at start, marked default).
+pub const INGRESS_CLASS: &str = "skiff";
+/// The IngressClass `spec.controller` of [`INGRESS_CLASS`].
+pub const INGRESS_CONTROLLER: &str = "skiff.dev/ingress";
+/// EndpointSlice `endpointslice.kubernetes.io/managed-by` value of Skiff's controller (as
+/// Kubernetes' `endpointslice-controller.k8s.io`).
+pub const ENDPOINTSLICE_MANAGED_BY: &str = "endpointslice-controller.k8s.io";

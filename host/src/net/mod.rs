@@ -1,0 +1,31 @@
+//! The node's Kubernetes-aware networking: the Service router (Services and EndpointSlices to
+//! endpoints, fed to the runtime's Kubernetes-free network hook) and the ingress (Ingress rules
+//! and NodePorts to Services). The two meet at [`ServiceBackend`].
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use skiff_runtime::HttpBody;
+
+/// A Service port as a backend names it: by number (`port.number`, a NodePort's target) or by
+/// name (`port.name`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ServicePortRef {
+    /// The Service's `spec.ports[].port`.
+    Number(u16),
+    /// The Service's `spec.ports[].name`.
+    Name(String),
+}
+
+/// Serves a request addressed to a Service port, the way the Service router does for a pod's
+/// outgoing call. Never fails: a request that reaches no endpoint is answered by the router
+/// itself (503 no endpoint, 504 held past its deadline, 508 loop), with a short plain-text reason.
+pub trait ServiceBackend: Send + Sync {
+    /// Sends `req` to a ready endpoint of Service `namespace/name` on `port`.
+    fn serve(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: &ServicePortRef,
+        req: Request<HttpBody>,
+    ) -> BoxFuture<'static, Response<HttpBody>>;
+}

@@ -62,6 +62,13 @@ P2=$(free_port)
 serve "$P2" hello-http/hello-http-v2.wasm
 check "hello-http-v2 GET /" test "$(curl -s "http://127.0.0.1:$P2/")" = "Hello from Skiff v2!"
 
+# frontend (env from -S cli; outgoing calls with -S http)
+P6=$(free_port)
+serve "$P6" -S cli -S http --env POD_NAME=fe-1 frontend/frontend.wasm
+check "frontend GET /x" test "$(curl -s "http://127.0.0.1:$P6/x")" = "fe-1 /x"
+check "frontend /call" test "$(curl -s "http://127.0.0.1:$P6/call?url=http%3A%2F%2F127.0.0.1%3A$P1%2F")" = "$(printf 'upstream: 200\nHello from Skiff!')"
+check "frontend /call refused is 502" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P6/call?url=http%3A%2F%2F127.0.0.1%3A1%2F")" = 502
+
 # hello-c-http
 P5=$(free_port)
 serve "$P5" hello-c/hello-c-http.wasm

@@ -37,6 +37,10 @@ const SAMPLES: &[(&str, &[u8])] = &[
         "samples/hello-c-http:1.0",
         include_bytes!("../../samples/hello-c/hello-c-http.wasm"),
     ),
+    (
+        "samples/frontend:1.0",
+        include_bytes!("../../samples/frontend/frontend.wasm"),
+    ),
 ];
 
 #[derive(clap::Args)]
@@ -116,7 +120,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         token_path.display()
     );
     println!(
-        "  samples:     {registry_addr}/samples/ (hello-http 1.0 and 2.0, env-reader, fileserver, hello-c; see samples/README.md)"
+        "  samples:     {registry_addr}/samples/ (hello-http 1.0 and 2.0, frontend, env-reader, fileserver, hello-c; see samples/README.md)"
     );
     println!(
         "  node:        {} (endpoint http://{}, bearer token of the kubeconfig)",

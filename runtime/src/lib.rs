@@ -29,7 +29,10 @@ use tokio::sync::watch;
 pub use error::{Error, Result};
 pub use image::{ImageService, PulledImage};
 pub use logs::{LogLine, LogOptions, LogStream, LogStreamKind};
-pub use network::{BoxError, HttpBody, Network, Resolver, Route, box_body, empty_body, full_body};
+pub use network::{
+    BoxError, HttpBody, Network, Route, Routed, ServiceRouter, box_body, empty_body, full_body,
+    port_of, send_external,
+};
 pub use spec::{
     ContainerSpec, FileContent, HttpOptions, Image, Mount, PodSpec, Resources, VolumeSource,
     VolumeSpec,

@@ -1,14 +1,14 @@
 //! The virtual pod network of a node: a routing table from pod IPs to sandboxes, so that
 //! `localhost:PORT` reaches a sibling container and a pod IP on this node is served
-//! in-process; a [`Resolver`] (the node's Service table) is consulted before the pod IPs;
-//! everything else goes out over the real network.
+//! in-process; a [`ServiceRouter`] (the node's Service router) is offered every other request
+//! before the pod IPs; everything else goes out over the real network.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock, Weak};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -44,6 +44,8 @@ where
 }
 
 /// Where a request goes.
+// Moved, never stored: boxing the request would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
 pub enum Route {
     /// Served in-process by a pod of this node.
     Local {
@@ -51,35 +53,44 @@ pub enum Route {
         pod: Arc<dyn PodSandbox>,
         /// The container port.
         port: u16,
+        /// The request.
+        req: Request<HttpBody>,
     },
-    /// The [`Resolver`] chose this endpoint off the node: sent over the real network to it.
-    Remote(SocketAddr),
-    /// The [`Resolver`] knows the destination but it has no endpoint (a Service without ready
-    /// pods): the connection is refused.
-    Refused,
+    /// Taken over by the [`ServiceRouter`]: the response it produces (its own errors included).
+    Routed(BoxFuture<'static, Response<HttpBody>>),
     /// Sent over the real network to the destination as named.
-    External,
+    External(Request<HttpBody>),
 }
 
 impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Route::Local { pod, port } => write!(f, "Local({}:{port})", pod.id()),
-            Route::Remote(addr) => write!(f, "Remote({addr})"),
-            Route::Refused => f.write_str("Refused"),
-            Route::External => f.write_str("External"),
+            Route::Local { pod, port, .. } => write!(f, "Local({}:{port})", pod.id()),
+            Route::Routed(_) => f.write_str("Routed"),
+            Route::External(req) => write!(f, "External({})", req.uri()),
         }
     }
 }
 
-/// Name resolution the node plugs into its [`Network`] (for example a Service table mapping
-/// virtual IPs and DNS names to endpoints). Consulted before the pod IPs; knows nothing of
-/// Kubernetes as far as the runtime is concerned.
-pub trait Resolver: Send + Sync {
-    /// The endpoints `host:port` stands for: `None` when the resolver does not know it (the
-    /// network then looks at pod IPs and the real network), an empty list when it knows it
-    /// but nothing serves it (the connection is refused).
-    fn resolve(&self, host: &str, port: u16) -> Option<Vec<SocketAddr>>;
+/// What a [`ServiceRouter`] did with a request offered to it.
+// Moved, never stored: boxing the request would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
+pub enum Routed {
+    /// Not a destination it knows: the request goes on (pod IPs, then the real network).
+    Declined(Request<HttpBody>),
+    /// Taken over: the response, always produced (a router answers its own failures, such as
+    /// "no endpoint", with an HTTP status).
+    Taken(BoxFuture<'static, Response<HttpBody>>),
+}
+
+/// The node's request router (for example its Service table: names and virtual IPs to
+/// endpoints), offered every outgoing request before the pod IPs; knows nothing of Kubernetes
+/// as far as the runtime is concerned. Not offered requests to `localhost` or to the calling
+/// pod's own IP (those reach its sibling containers).
+pub trait ServiceRouter: Send + Sync {
+    /// Takes over `req` sent by the pod with IP `from` (`None`: an in-process caller of the
+    /// node, such as a probe), or gives it back.
+    fn route(&self, from: Option<IpAddr>, req: Request<HttpBody>) -> Routed;
 }
 
 /// The node's pod routing table. Cheap to clone; the host creates it and gives the same one to
@@ -87,18 +98,16 @@ pub trait Resolver: Send + Sync {
 #[derive(Clone, Default)]
 pub struct Network {
     pods: Arc<RwLock<HashMap<IpAddr, Weak<dyn PodSandbox>>>>,
-    resolver: Arc<RwLock<Option<Arc<dyn Resolver>>>>,
-    /// Round-robin position over resolved endpoints.
-    next: Arc<AtomicUsize>,
+    router: Arc<RwLock<Option<Arc<dyn ServiceRouter>>>>,
 }
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.pods.read().map(|p| p.len()).unwrap_or(0);
-        let r = self.resolver.read().map(|r| r.is_some()).unwrap_or(false);
+        let r = self.router.read().map(|r| r.is_some()).unwrap_or(false);
         f.debug_struct("Network")
             .field("pods", &n)
-            .field("resolver", &r)
+            .field("router", &r)
             .finish()
     }
 }
@@ -116,7 +125,8 @@ fn is_localhost(uri: &Uri) -> bool {
     }
 }
 
-fn port_of(uri: &Uri) -> u16 {
+/// The port a request URI names (80 or 443 by scheme when absent).
+pub fn port_of(uri: &Uri) -> u16 {
     uri.port_u16().unwrap_or(match uri.scheme_str() {
         Some("https") => 443,
         _ => 80,
@@ -129,14 +139,14 @@ impl Network {
         Self::default()
     }
 
-    /// Plugs in (or, with `None`, removes) the resolver consulted before pod IPs. Every clone
-    /// of this network sees it.
-    pub fn set_resolver(&self, resolver: Option<Arc<dyn Resolver>>) {
-        *self.resolver.write().unwrap_or_else(|e| e.into_inner()) = resolver;
+    /// Plugs in (or, with `None`, removes) the router offered requests before pod IPs. Every
+    /// clone of this network sees it.
+    pub fn set_router(&self, router: Option<Arc<dyn ServiceRouter>>) {
+        *self.router.write().unwrap_or_else(|e| e.into_inner()) = router;
     }
 
-    fn resolver(&self) -> Option<Arc<dyn Resolver>> {
-        self.resolver
+    fn router(&self) -> Option<Arc<dyn ServiceRouter>> {
+        self.router
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -184,111 +194,75 @@ impl Network {
         self.len() == 0
     }
 
-    /// Decides where a request to `uri` from pod `from` (if any) goes.
-    pub fn resolve(&self, from: Option<&Arc<dyn PodSandbox>>, uri: &Uri) -> Route {
+    /// Decides where a request from pod `from` (if any) goes: `localhost` and the pod's own IP
+    /// reach its siblings; then the [`ServiceRouter`] may take it over; then a pod IP of this
+    /// node is served in-process; anything else goes out as named.
+    pub fn resolve(&self, from: Option<&Arc<dyn PodSandbox>>, req: Request<HttpBody>) -> Route {
+        let uri = req.uri();
         let port = port_of(uri);
+        let ip = host_ip(uri);
         if let Some(from) = from
-            && (is_localhost(uri) || (host_ip(uri).is_some() && host_ip(uri) == from.ip()))
+            && (is_localhost(uri) || (ip.is_some() && ip == from.ip()))
         {
             return Route::Local {
                 pod: from.clone(),
                 port,
+                req,
             };
         }
-        if let Some(resolver) = self.resolver()
-            && let Some(host) = uri.host()
-        {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            if let Some(endpoints) = resolver.resolve(host, port) {
-                if endpoints.is_empty() {
-                    return Route::Refused;
-                }
-                let i = self.next.fetch_add(1, Ordering::Relaxed) % endpoints.len();
-                let ep = endpoints[i];
-                return match self.lookup(ep.ip()) {
-                    Some(pod) => Route::Local {
-                        pod,
-                        port: ep.port(),
-                    },
-                    None => Route::Remote(ep),
-                };
-            }
-        }
-        if let Some(ip) = host_ip(uri)
+        let req = match self.router() {
+            Some(router) => match router.route(from.and_then(|p| p.ip()), req) {
+                Routed::Taken(fut) => return Route::Routed(fut),
+                Routed::Declined(req) => req,
+            },
+            None => req,
+        };
+        if let Some(ip) = ip
             && let Some(pod) = self.lookup(ip)
         {
-            return Route::Local { pod, port };
+            return Route::Local { pod, port, req };
         }
-        Route::External
+        Route::External(req)
     }
 
     /// Sends a request the way a pod's outgoing `wasi:http` call is sent: in-process when the
-    /// destination is a pod of this node, else over the network. For in-process callers such
-    /// as probes (`from = None`).
+    /// destination is a pod of this node, through the router when it takes it, else over the
+    /// network. For in-process callers such as probes (`from = None`).
     pub async fn send(
         &self,
         from: Option<&Arc<dyn PodSandbox>>,
         req: Request<HttpBody>,
     ) -> Result<Response<HttpBody>> {
-        let mut req = req;
-        match self.resolve(from, req.uri()) {
-            Route::Local { pod, port } => pod.handle_http(port, req).await,
-            Route::Refused => Err(Error::Http(format!(
-                "{}: connection refused (no endpoint)",
-                req.uri()
-            ))),
-            route @ (Route::Remote(_) | Route::External) => {
-                if let Route::Remote(addr) = route {
-                    redirect(&mut req, addr)?;
-                }
-                let req = req.map(|b| {
-                    b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
-                        .boxed_unsync()
-                });
-                let (resp, io) = wasmtime_wasi_http::default_send_request(req, None)
-                    .await
-                    .map_err(|e| Error::Http(e.to_string()))?;
-                // The connection task must run while the body is read: hold it in the body.
-                let conn = tokio::spawn(async move {
-                    if let Err(e) = io.await {
-                        tracing::debug!(error = %e, "outgoing connection ended with an error");
-                    }
-                });
-                Ok(resp.map(|b| {
-                    WithTask {
-                        body: b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
-                        _task: AbortOnDrop(conn),
-                    }
-                    .boxed_unsync()
-                }))
-            }
+        match self.resolve(from, req) {
+            Route::Local { pod, port, req } => pod.handle_http(port, req).await,
+            Route::Routed(fut) => Ok(fut.await),
+            Route::External(req) => send_external(req).await,
         }
     }
 }
 
-/// Points a request at `addr`, keeping the name it was sent to in its `Host` header.
-pub(crate) fn redirect<B>(req: &mut Request<B>, addr: SocketAddr) -> Result<()> {
-    if !req.headers().contains_key(http::header::HOST)
-        && let Some(authority) = req.uri().authority()
-        && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
-    {
-        req.headers_mut().insert(http::header::HOST, v);
-    }
-    let mut parts = req.uri().clone().into_parts();
-    parts.authority = Some(
-        addr.to_string()
-            .parse()
-            .map_err(|e| Error::Http(format!("endpoint {addr}: {e}")))?,
-    );
-    if parts.scheme.is_none() {
-        parts.scheme = Some(http::uri::Scheme::HTTP);
-    }
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    *req.uri_mut() =
-        Uri::from_parts(parts).map_err(|e| Error::Http(format!("endpoint {addr}: {e}")))?;
-    Ok(())
+/// Sends a request over the real network (HTTP/1.1, a new connection).
+pub async fn send_external(req: Request<HttpBody>) -> Result<Response<HttpBody>> {
+    let req = req.map(|b| {
+        b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+            .boxed_unsync()
+    });
+    let (resp, io) = wasmtime_wasi_http::default_send_request(req, None)
+        .await
+        .map_err(|e| Error::Http(e.to_string()))?;
+    // The connection task must run while the body is read: hold it in the body.
+    let conn = tokio::spawn(async move {
+        if let Err(e) = io.await {
+            tracing::debug!(error = %e, "outgoing connection ended with an error");
+        }
+    });
+    Ok(resp.map(|b| {
+        WithTask {
+            body: b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+            _task: AbortOnDrop(conn),
+        }
+        .boxed_unsync()
+    }))
 }
 
 /// Aborts a task when dropped.
@@ -344,54 +318,52 @@ mod tests {
         assert_eq!(port_of(&u), 443);
     }
 
+    /// Takes requests for one virtual IP and answers them itself, with who sent them.
     struct Table;
 
-    impl Resolver for Table {
-        fn resolve(&self, host: &str, port: u16) -> Option<Vec<SocketAddr>> {
-            match (host, port) {
-                ("10.96.0.10", 80) => Some(vec![
-                    "192.0.2.1:8080".parse().unwrap(),
-                    "192.0.2.2:8080".parse().unwrap(),
-                ]),
-                ("empty.default.svc", 80) => Some(Vec::new()),
-                _ => None,
+    impl ServiceRouter for Table {
+        fn route(&self, from: Option<IpAddr>, req: Request<HttpBody>) -> Routed {
+            if req.uri().host() != Some("10.96.0.10") {
+                return Routed::Declined(req);
             }
+            let who = format!("{from:?} {}", req.uri().path());
+            Routed::Taken(Box::pin(async move {
+                Response::builder()
+                    .status(299)
+                    .body(full_body(who))
+                    .expect("a response")
+            }))
         }
     }
 
-    #[test]
-    fn the_resolver_is_consulted_before_pod_ips_and_spreads_over_endpoints() {
-        let net = Network::new();
-        let svc: Uri = "http://10.96.0.10/".parse().unwrap();
-        assert!(matches!(net.resolve(None, &svc), Route::External));
-        net.set_resolver(Some(Arc::new(Table)));
-        let seen: Vec<String> = (0..4)
-            .map(|_| format!("{:?}", net.clone().resolve(None, &svc)))
-            .collect();
-        assert_eq!(
-            seen,
-            [
-                "Remote(192.0.2.1:8080)",
-                "Remote(192.0.2.2:8080)",
-                "Remote(192.0.2.1:8080)",
-                "Remote(192.0.2.2:8080)"
-            ]
-        );
-        let empty: Uri = "http://empty.default.svc/".parse().unwrap();
-        assert!(matches!(net.resolve(None, &empty), Route::Refused));
-        let other: Uri = "http://10.96.0.10:81/".parse().unwrap();
-        assert!(matches!(net.resolve(None, &other), Route::External));
-        net.set_resolver(None);
-        assert!(matches!(net.resolve(None, &svc), Route::External));
+    fn get(uri: &str) -> Request<HttpBody> {
+        Request::get(uri).body(empty_body()).unwrap()
     }
 
-    #[test]
-    fn redirect_keeps_the_host_header_and_the_path() {
-        let mut req = Request::get("http://my-svc.ns.svc:80/a?b=1")
-            .body(())
+    #[tokio::test]
+    async fn the_router_is_offered_requests_before_pod_ips_and_may_decline() {
+        let net = Network::new();
+        assert!(matches!(
+            net.resolve(None, get("http://10.96.0.10/")),
+            Route::External(_)
+        ));
+        net.set_router(Some(Arc::new(Table)));
+        let resp = net
+            .clone()
+            .send(None, get("http://10.96.0.10/a"))
+            .await
             .unwrap();
-        redirect(&mut req, "192.0.2.9:8080".parse().unwrap()).unwrap();
-        assert_eq!(req.uri().to_string(), "http://192.0.2.9:8080/a?b=1");
-        assert_eq!(req.headers()[http::header::HOST], "my-svc.ns.svc:80");
+        assert_eq!(resp.status(), 299);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"None /a");
+        match net.resolve(None, get("http://192.0.2.1:8080/b")) {
+            Route::External(req) => assert_eq!(req.uri().path(), "/b"),
+            other => panic!("declined requests go out as named, got {other:?}"),
+        }
+        net.set_router(None);
+        assert!(matches!(
+            net.resolve(None, get("http://10.96.0.10/")),
+            Route::External(_)
+        ));
     }
 }

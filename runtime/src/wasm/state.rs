@@ -99,8 +99,8 @@ impl WasiHttpView for Host {
     }
 }
 
-/// Routes a guest's outgoing HTTP requests: siblings and pods of this node in-process, the
-/// rest over the network.
+/// Routes a guest's outgoing HTTP requests through the pod network: siblings and pods of this
+/// node in-process, Services through the node's router, the rest over the network.
 pub(crate) struct PodHooks {
     pub(crate) network: Network,
     pub(crate) pod: Weak<dyn PodSandbox>,
@@ -122,6 +122,23 @@ fn to_wasi_error(e: BoxError) -> wasmtime_wasi_http::Error {
     }
 }
 
+/// Maps a runtime error of an in-process call to the error a guest's outgoing call sees.
+fn local_error(e: crate::Error) -> wasmtime_wasi_http::Error {
+    match e {
+        crate::Error::UnknownPort { .. } | crate::Error::ContainerState { .. } => {
+            wasmtime_wasi_http::Error::ConnectionRefused
+        }
+        crate::Error::PodRemoved(_) => wasmtime_wasi_http::Error::DestinationUnavailable,
+        e => wasmtime_wasi_http::Error::InternalError(Some(e.to_string())),
+    }
+}
+
+type DoneFuture = Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
+
+fn done() -> DoneFuture {
+    Box::new(async { Ok(()) })
+}
+
 impl WasiHttpHooks for PodHooks {
     fn send_request(
         &mut self,
@@ -130,46 +147,24 @@ impl WasiHttpHooks for PodHooks {
         _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         let from = self.pod.upgrade();
-        let route = self.network.resolve(from.as_ref(), request.uri());
-        match route {
-            Route::Local { pod, port } => Box::new(async move {
-                let req =
-                    request.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
-                let resp = match pod.handle_http(port, req).await {
-                    Ok(r) => r,
-                    Err(crate::Error::UnknownPort { .. }) => {
-                        return Err(wasmtime_wasi_http::Error::ConnectionRefused);
-                    }
-                    Err(crate::Error::PodRemoved(_)) => {
-                        return Err(wasmtime_wasi_http::Error::DestinationUnavailable);
-                    }
-                    Err(crate::Error::ContainerState { .. }) => {
-                        return Err(wasmtime_wasi_http::Error::ConnectionRefused);
-                    }
-                    Err(e) => {
-                        return Err(wasmtime_wasi_http::Error::InternalError(Some(
-                            e.to_string(),
-                        )));
-                    }
-                };
+        let request = request.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+        match self.network.resolve(from.as_ref(), request) {
+            Route::Local { pod, port, req } => Box::new(async move {
+                let resp = pod.handle_http(port, req).await.map_err(local_error)?;
                 let resp = resp.map(|b| b.map_err(to_wasi_error).boxed_unsync());
-                let done: Box<
-                    dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send,
-                > = Box::new(async { Ok(()) });
-                Ok((resp, done))
+                Ok((resp, done()))
             }),
-            Route::Refused => Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionRefused) }),
-            route @ (Route::Remote(_) | Route::External) => Box::new(async move {
-                let mut request = request;
-                if let Route::Remote(addr) = route {
-                    crate::network::redirect(&mut request, addr).map_err(|e| {
-                        wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))
-                    })?;
-                }
+            Route::Routed(fut) => Box::new(async move {
+                let resp = fut.await;
+                Ok((
+                    resp.map(|b| b.map_err(to_wasi_error).boxed_unsync()),
+                    done(),
+                ))
+            }),
+            Route::External(req) => Box::new(async move {
+                let request = req.map(|b| b.map_err(to_wasi_error).boxed_unsync());
                 let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-                let io: Box<
-                    dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send,
-                > = Box::new(io);
+                let io: DoneFuture = Box::new(io);
                 Ok((res.map(BodyExt::boxed_unsync), io))
             }),
         }

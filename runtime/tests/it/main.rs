@@ -484,21 +484,47 @@ async fn localhost_port_reaches_sibling() -> Result<()> {
     Ok(())
 }
 
-/// A Service table as the node's router would plug it in: names and virtual IPs to endpoints.
-struct ServiceTable;
+/// A Service router as the node plugs it in: a name taken over and sent in-process to the pod
+/// behind it, a name without endpoints answered 503 by the router itself.
+struct ServiceTable(skiff_runtime::Network);
 
-impl skiff_runtime::Resolver for ServiceTable {
-    fn resolve(&self, host: &str, port: u16) -> Option<Vec<std::net::SocketAddr>> {
-        match (host, port) {
-            ("hello.resolver-test.svc", 80) => Some(vec!["10.244.0.41:8080".parse().ok()?]),
-            ("empty.resolver-test.svc", 80) => Some(Vec::new()),
-            _ => None,
+impl skiff_runtime::ServiceRouter for ServiceTable {
+    fn route(
+        &self,
+        _from: Option<std::net::IpAddr>,
+        req: http::Request<skiff_runtime::HttpBody>,
+    ) -> skiff_runtime::Routed {
+        match req.uri().host() {
+            Some("hello.resolver-test.svc") => {
+                let pod = self.0.lookup([10, 244, 0, 41].into());
+                skiff_runtime::Routed::Taken(Box::pin(async move {
+                    match pod {
+                        Some(pod) => pod.handle_http(8080, req).await.unwrap_or_else(|e| {
+                            http::Response::builder()
+                                .status(502)
+                                .body(skiff_runtime::full_body(e.to_string()))
+                                .expect("a response")
+                        }),
+                        None => http::Response::builder()
+                            .status(503)
+                            .body(skiff_runtime::full_body("gone"))
+                            .expect("a response"),
+                    }
+                }))
+            }
+            Some("empty.resolver-test.svc") => skiff_runtime::Routed::Taken(Box::pin(async {
+                http::Response::builder()
+                    .status(503)
+                    .body(skiff_runtime::full_body("no endpoints"))
+                    .expect("a response")
+            })),
+            _ => skiff_runtime::Routed::Declined(req),
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resolved_name_reaches_a_pod_of_this_node() -> Result<()> {
+async fn a_routed_name_reaches_a_pod_of_this_node() -> Result<()> {
     let (Some(puller), Some(hello)) = (
         sample("fileserver/puller.wasm"),
         sample("hello-http/hello-http.wasm"),
@@ -506,7 +532,9 @@ async fn a_resolved_name_reaches_a_pod_of_this_node() -> Result<()> {
         return Ok(());
     };
     rt().network()
-        .set_resolver(Some(std::sync::Arc::new(ServiceTable)));
+        .set_router(Some(std::sync::Arc::new(ServiceTable(
+            rt().network().clone(),
+        ))));
     let server = new_pod(Some("10.244.0.41"), vec![]).await?;
     server
         .create_container(ContainerSpec {
@@ -520,7 +548,7 @@ async fn a_resolved_name_reaches_a_pod_of_this_node() -> Result<()> {
     let resp = rt().network().send(None, req).await?;
     assert_eq!(resp.status(), 200);
     let req = http::Request::get("http://empty.resolver-test.svc/").body(empty_body())?;
-    assert!(rt().network().send(None, req).await.is_err());
+    assert_eq!(rt().network().send(None, req).await?.status(), 503);
 
     let client = new_pod(Some("10.244.0.42"), vec![empty_dir("data")]).await?;
     client

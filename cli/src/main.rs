@@ -7,6 +7,7 @@ mod bench_pods;
 #[cfg(feature = "bench")]
 mod bench_scheduler;
 mod controllers;
+mod deploy;
 mod node;
 mod ready;
 mod registry;
@@ -42,6 +43,10 @@ enum Command {
     ///
     /// Example: skiff registry --data-dir /var/lib/skiff-registry --listen 127.0.0.1:5000
     Registry(registry::RegistryArgs),
+    /// Deploy an HTTP component: push it, roll it out behind a Service and an Ingress, print its URL.
+    ///
+    /// Example: skiff deploy hello.wasm --name hello
+    Deploy(deploy::DeployArgs),
     /// Push a wasm component to a registry as an OCI artifact.
     ///
     /// Example: skiff push hello.wasm 127.0.0.1:5000/demo/hello:1.0
@@ -87,6 +92,7 @@ fn main() -> std::process::ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::Node(args) => node::run(args).await,
             Command::Registry(args) => registry::run_registry(args).await,
+            Command::Deploy(args) => deploy::run(args).await,
             Command::Push(args) => registry::run_push(args).await,
             Command::Pull(args) => registry::run_pull(args).await,
             #[cfg(feature = "bench")]

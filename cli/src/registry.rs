@@ -198,7 +198,7 @@ async fn client(
     Ok(RegistryClient::new(opts)?)
 }
 
-fn default_cache_dir() -> PathBuf {
+pub(crate) fn default_cache_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("skiff/registry");
     }

@@ -60,6 +60,10 @@ pub(crate) struct UpArgs {
     /// Address of the node endpoint (logs, pod proxy, pod ports).
     #[arg(long, default_value = skiff_host::DEFAULT_LISTEN)]
     node_listen: SocketAddr,
+    /// Address of the ingress: Ingress rules and NodePort Services (plain HTTP). Apps deployed
+    /// with `skiff deploy` answer on http://NAME.localhost:PORT/.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    ingress_listen: SocketAddr,
     /// IPv4 range of the node's pod IPs; it bounds how many pods the node holds (a /24: 253).
     #[arg(long, default_value = skiff_host::DEFAULT_POD_CIDR)]
     pod_cidr: String,
@@ -69,7 +73,7 @@ pub(crate) struct UpArgs {
     ready: crate::ready::ReadyArgs,
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
@@ -112,6 +116,18 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting node {}", args.node_name))?;
 
+    let ingress_addr = args.ingress_listen;
+    let info = crate::deploy::ClusterInfo {
+        registry: Some(registry_addr.to_string()),
+        ingress: Some(ingress_addr.to_string()),
+    };
+    let client =
+        kube::Client::try_from(crate::deploy::kube_config(Some(&server.kubeconfig_path)).await?)
+            .context("creating the API client")?;
+    crate::deploy::publish_cluster_info(client, &info, registry.token())
+        .await
+        .context("publishing the registry and ingress addresses")?;
+
     println!("Skiff is up.");
     println!("  API server:  {}", server.url);
     println!("  kubeconfig:  {}", server.kubeconfig_path.display());
@@ -127,12 +143,17 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.node_name,
         node.local_addr()
     );
+    println!(
+        "  ingress:     http://{ingress_addr} (an app deployed as NAME answers on http://NAME.localhost:{}/)",
+        ingress_addr.port()
+    );
     println!();
     println!("Next:");
     println!("  export KUBECONFIG={}", server.kubeconfig_path.display());
     println!("  kubectl get namespaces");
     println!("  kubectl apply -f samples/hello-http/pod.yaml");
     println!("  kubectl get pods -o wide");
+    println!("  skiff deploy samples/hello-http/hello-http.wasm --name hello");
     println!("Press Ctrl-C to stop; running `skiff up` again resumes where it left off.");
 
     let controllers = args
@@ -156,6 +177,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     ready.insert("node".into(), args.node_name.clone().into());
     ready.insert("nodeEndpoint".into(), node.local_addr().to_string().into());
+    ready.insert("ingress".into(), ingress_addr.to_string().into());
     args.ready.write(ready)?;
     crate::signals::wait_for_shutdown().await;
     args.ready.remove();

@@ -1,11 +1,14 @@
 //! What every pod worker and the node listener share: the API client, the backends (runtime
-//! and image service by handler), the pod IP pool and the table of live sandboxes.
+//! and image service by handler), the pod IP pool, the table of live sandboxes and the Service
+//! routing table their readiness feeds.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use skiff_runtime::{PodSandbox, Runtimes};
+
+use crate::net::table::Table;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -92,6 +95,8 @@ pub(crate) struct NodeCtx {
     pub(crate) host_ip: IpAddr,
     pub(crate) ips: Mutex<IpPool>,
     sandboxes: Mutex<HashMap<(String, String), Arc<dyn PodSandbox>>>,
+    /// The Service routing table; the workers report their pods' readiness to it.
+    pub(crate) services: Arc<Table>,
 }
 
 impl NodeCtx {
@@ -105,11 +110,18 @@ impl NodeCtx {
         NodeCtx {
             client,
             runtimes,
+            services: Arc::new(Table::new(node_name.clone())),
             node_name,
             host_ip,
             ips: Mutex::new(ips),
             sandboxes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context reporting to the routing table `services`.
+    pub(crate) fn with_services(mut self, services: Arc<Table>) -> NodeCtx {
+        self.services = services;
+        self
     }
 
     pub(crate) fn allocate_ip(&self, wanted: Option<IpAddr>) -> Option<IpAddr> {

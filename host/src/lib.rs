@@ -70,6 +70,8 @@ pub struct NodeConfig {
     pub pod_cidr: String,
     /// Seconds the node's Lease is valid; renewed every quarter of it.
     pub lease_duration_seconds: u32,
+    /// Service hops a request may take before the router answers 508 Loop Detected.
+    pub hop_limit: u32,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -106,6 +108,7 @@ impl NodeConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10250)),
             pod_cidr: DEFAULT_POD_CIDR.to_string(),
             lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
+            hop_limit: skiff_meta::names::HOP_LIMIT_DEFAULT,
         }
     }
 }
@@ -137,6 +140,8 @@ pub struct NodeOptions {
     pub max_pods: Option<u32>,
     /// Seconds the node's Lease is valid; renewed every quarter of it.
     pub lease_duration_seconds: u32,
+    /// Service hops a request may take before the router answers 508 Loop Detected.
+    pub hop_limit: u32,
 }
 
 impl NodeOptions {
@@ -158,6 +163,7 @@ impl NodeOptions {
             allow_file_images: false,
             max_pods: None,
             lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
+            hop_limit: skiff_meta::names::HOP_LIMIT_DEFAULT,
         }
     }
 
@@ -207,6 +213,7 @@ impl NodeOptions {
         config.listen = self.listen;
         config.pod_cidr = self.pod_cidr;
         config.lease_duration_seconds = self.lease_duration_seconds;
+        config.hop_limit = self.hop_limit;
         Ok(config)
     }
 
@@ -344,18 +351,31 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     let node_uid = registered.metadata.uid.clone();
     node::renew_lease(&client, &facts, node_uid.as_deref()).await?;
 
-    let ctx = Arc::new(NodeCtx::new(
+    // The Service router: its table is fed by watches and by the pod workers' readiness.
+    let services = Arc::new(net::table::Table::new(config.name.clone()));
+    let router = net::Router::new(
+        services.clone(),
+        config.network.clone(),
         client.clone(),
-        config.runtimes.clone(),
-        config.name.clone(),
-        host_ip,
-        pool,
-    ));
+        Arc::from(token.as_str()),
+        config.hop_limit,
+    );
+    let ctx = Arc::new(
+        NodeCtx::new(
+            client.clone(),
+            config.runtimes.clone(),
+            config.name.clone(),
+            host_ip,
+            pool,
+        )
+        .with_services(services.clone()),
+    );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let state = listener::ListenerState {
         ctx: ctx.clone(),
         token: Arc::from(token.as_str()),
+        network: config.network.clone(),
     };
     let mut stop = shutdown_rx.clone();
     let serve = tokio::spawn(async move {
@@ -383,12 +403,15 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         node_uid,
         shutdown_rx.clone(),
     ));
+    let mut tasks = net::spawn_watches(&client, &services, &shutdown_rx);
+    config.network.set_router(Some(Arc::new(router)));
     let pods = tokio::spawn(manage_pods(ctx, shutdown_rx));
     tracing::info!(node = %config.name, endpoint = %local_addr, "node registered");
+    tasks.extend([pods, heartbeat, serve]);
     Ok(NodeHandle {
         local_addr,
         shutdown: shutdown_tx,
-        tasks: vec![pods, heartbeat, serve],
+        tasks,
     })
 }
 

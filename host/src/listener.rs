@@ -1,7 +1,10 @@
 //! The node endpoint (plain HTTP; every route but `/healthz` needs the bearer token):
 //! `GET /containerLogs/{ns}/{pod}/{container}` (kubelet's query: follow, tailLines, sinceSeconds,
 //! sinceTime, timestamps, previous, limitBytes), `ANY /proxy/{ns}/{pod}/{port}/{path...}` and
-//! its alias `/pods/{ns}/{pod}/{port}/{path...}` forwarding to the pod's port in-process.
+//! its alias `/pods/{ns}/{pod}/{port}/{path...}` forwarding to the pod's port in-process, and
+//! `ANY /endpoints/{podIP}/{port}/{path...}`, where another node's Service router sends a
+//! request for a pod of this node (its token in `skiff-node-authorization`, so the request's own
+//! `Authorization` reaches the pod; an absent pod is answered with `skiff-endpoint-gone`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,15 +17,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use bytes::Bytes;
 use futures::StreamExt;
-use skiff_runtime::{LogOptions, box_body};
+use skiff_runtime::{LogOptions, Network, box_body};
 
 use crate::ctx::NodeCtx;
+use crate::net::{ENDPOINT_GONE_HEADER, NODE_AUTH_HEADER};
 
 /// What the handlers need.
 #[derive(Clone)]
 pub(crate) struct ListenerState {
     pub(crate) ctx: Arc<NodeCtx>,
     pub(crate) token: Arc<str>,
+    /// The pod network, for the Service router's requests by pod IP.
+    pub(crate) network: Network,
 }
 
 /// Compares two byte strings in time independent of where they differ.
@@ -37,7 +43,12 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn authorized(state: &ListenerState, req: &Request) -> bool {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+    let name = if req.uri().path().starts_with("/endpoints/") {
+        NODE_AUTH_HEADER
+    } else {
+        header::AUTHORIZATION.as_str()
+    };
+    let Some(value) = req.headers().get(name) else {
         return false;
     };
     let Some(token) = value.as_bytes().strip_prefix(b"Bearer ") else {
@@ -82,6 +93,9 @@ pub(crate) fn router(state: ListenerState) -> Router {
         .route("/pods/{ns}/{pod}/{port}", any(proxy_root))
         .route("/pods/{ns}/{pod}/{port}/", any(proxy_root))
         .route("/pods/{ns}/{pod}/{port}/{*path}", any(proxy))
+        .route("/endpoints/{ip}/{port}", any(endpoint_root))
+        .route("/endpoints/{ip}/{port}/", any(endpoint_root))
+        .route("/endpoints/{ip}/{port}/{*path}", any(endpoint))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
@@ -245,6 +259,71 @@ async fn forward(
             text(StatusCode::NOT_FOUND, e.to_string())
         }
         Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+fn gone(msg: String) -> Response {
+    let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, msg);
+    resp.headers_mut()
+        .insert(ENDPOINT_GONE_HEADER, HeaderValue::from_static("1"));
+    resp
+}
+
+async fn endpoint_root(
+    State(state): State<ListenerState>,
+    Path((ip, port)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    to_endpoint(state, ip, port, req).await
+}
+
+async fn endpoint(
+    State(state): State<ListenerState>,
+    Path((ip, port, _path)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    to_endpoint(state, ip, port, req).await
+}
+
+/// Serves a request another node's Service router sent for pod `ip` of this node, in-process.
+/// The path after the port, the query, and every header but the node's token reach the pod.
+async fn to_endpoint(state: ListenerState, ip_s: String, port_s: String, req: Request) -> Response {
+    let (Ok(ip), Ok(port)) = (ip_s.parse::<std::net::IpAddr>(), port_s.parse::<u16>()) else {
+        return text(StatusCode::BAD_REQUEST, "invalid endpoint address");
+    };
+    let Some(sb) = state.network.lookup(ip) else {
+        return gone(format!("no pod with IP {ip} on this node"));
+    };
+    let (mut parts, body) = req.into_parts();
+    let prefix_len = "/endpoints/".len() + ip_s.len() + 1 + port_s.len();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let rest = pq.get(prefix_len..).unwrap_or("");
+    let uri = if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    };
+    parts.uri = match uri.parse() {
+        Ok(u) => u,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "invalid path"),
+    };
+    parts.headers.remove(NODE_AUTH_HEADER);
+    let req = http::Request::from_parts(parts, box_body(body));
+    match sb.handle_http(port, req).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(
+            e @ (skiff_runtime::Error::UnknownPort { .. }
+            | skiff_runtime::Error::PodRemoved(_)
+            | skiff_runtime::Error::ContainerState { .. }),
+        ) => gone(e.to_string()),
+        Err(e) => text(StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }
 

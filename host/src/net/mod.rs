@@ -2,6 +2,15 @@
 //! endpoints, fed to the runtime's Kubernetes-free network hook) and the ingress (Ingress rules
 //! and NodePorts to Services). The two meet at [`ServiceBackend`].
 
+mod hold;
+mod router;
+pub(crate) mod table;
+mod watch;
+
+pub use router::Router;
+pub(crate) use router::{ENDPOINT_GONE_HEADER, NODE_AUTH_HEADER};
+pub(crate) use watch::spawn_watches;
+
 use futures::future::BoxFuture;
 use http::{Request, Response};
 use skiff_runtime::HttpBody;

@@ -12,6 +12,7 @@ use skiff_runtime::{Backend, PodSpec};
 use super::{Phase, REFRESH_FILES, RETRY, Worker, WorkerError};
 use crate::convert;
 use crate::events::EventType;
+use crate::net::table::LocalPod;
 
 impl Worker {
     /// Records a failed sandbox attempt: an Event (with `event_reason`) unless the message is
@@ -132,6 +133,7 @@ impl Worker {
                 tracing::info!(pod = %format!("{}/{}", self.ns, self.name), ip = ?self.ip, handler = %backend.handler(), "sandbox created");
                 self.ctx.publish(&self.ns, &self.name, sb.clone());
                 self.sandbox = Some(sb);
+                self.report_local(false);
                 self.backend = Some(backend);
                 self.phase = Phase::Initializing;
                 true
@@ -227,6 +229,9 @@ impl Worker {
 
     /// Stops every container and removes the sandbox.
     pub(super) async fn stop(&mut self, grace: Duration) {
+        if let Some(ip) = self.ip {
+            self.ctx.services.remove_local(ip);
+        }
         if let Some(sb) = self.sandbox.take() {
             if let Err(e) = sb.remove(grace).await {
                 tracing::warn!(pod = %self.name, error = %e, "removing the sandbox");
@@ -236,5 +241,31 @@ impl Worker {
         if let Some(ip) = self.ip.take() {
             self.ctx.release_ip(ip);
         }
+    }
+
+    /// Tells the Service routing table about this pod (its IP, namespace, labels, named ports)
+    /// and whether it is Ready now.
+    pub(super) fn report_local(&self, ready: bool) {
+        let (Some(ip), Some(_)) = (self.ip, &self.sandbox) else {
+            return;
+        };
+        let ports = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| Some((p.name.clone()?, u16::try_from(p.container_port).ok()?)))
+            .collect();
+        self.ctx.services.set_local(
+            ip,
+            LocalPod {
+                namespace: self.ns.clone(),
+                name: self.name.clone(),
+                labels: self.pod.metadata.labels.clone().unwrap_or_default(),
+                ports,
+                ready,
+            },
+        );
     }
 }

@@ -376,6 +376,14 @@ impl Worker {
     /// Writes the status if it changed since the last write.
     pub(super) async fn report(&mut self) {
         let status = self.status();
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        // The router learns it before the API server does: a held request is handed to the
+        // pod the moment it is Ready here.
+        self.report_local(ready);
         let value = match serde_json::to_value(&status) {
             Ok(v) => v,
             Err(e) => {

@@ -1,0 +1,138 @@
+//! The node half of scale from zero: per scale-to-zero Deployment, how many requests this node
+//! holds (capped), one scale-up in flight at a time (single flight: a read of the scale and a
+//! write conditional on its resourceVersion, only from zero, so a Deployment a user scaled up is
+//! never lowered), and the `skiff.dev/last-request-time` annotation written at most every
+//! quarter of the idle period while requests are served.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use skiff_meta::names;
+
+use super::table::ScaleTarget;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One Deployment's state on this node.
+#[derive(Default)]
+struct State {
+    held: AtomicUsize,
+    scaling: AtomicBool,
+    last_write: Mutex<Option<Instant>>,
+}
+
+/// Every scale-to-zero Deployment's state on this node.
+#[derive(Default)]
+pub(crate) struct Holds {
+    map: Mutex<HashMap<(String, String), Arc<State>>>,
+}
+
+/// A held request; leaving gives its place back.
+pub(crate) struct Held(Arc<State>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Holds {
+    fn state(&self, t: &ScaleTarget) -> Arc<State> {
+        lock(&self.map)
+            .entry((t.namespace.clone(), t.name.clone()))
+            .or_default()
+            .clone()
+    }
+
+    /// Takes a place among the held requests of `t`, or `None` when all are taken.
+    pub(crate) fn enter(&self, t: &ScaleTarget) -> Option<Held> {
+        let s = self.state(t);
+        if s.held.fetch_add(1, Ordering::SeqCst) >= t.max_held {
+            s.held.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Held(s))
+    }
+
+    /// Scales `t` from zero to one, unless a scale-up of this node is already in flight.
+    pub(crate) fn scale_up(&self, client: &kube::Client, t: &ScaleTarget) {
+        let s = self.state(t);
+        if s.scaling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let client = client.clone();
+        let t = t.clone();
+        tokio::spawn(async move {
+            match scale_from_zero(&client, &t).await {
+                Ok(true) => {
+                    tracing::info!(deployment = %format!("{}/{}", t.namespace, t.name), "scaled from zero for a held request");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(deployment = %format!("{}/{}", t.namespace, t.name), error = %e, "scaling from zero");
+                }
+            }
+            s.scaling.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// A request for `t` is served: writes `skiff.dev/last-request-time` unless written less
+    /// than a quarter of the idle period ago.
+    pub(crate) fn touch(&self, client: &kube::Client, t: &ScaleTarget) {
+        let s = self.state(t);
+        {
+            let mut last = lock(&s.last_write);
+            if last.is_some_and(|l| l.elapsed() < t.idle / 4) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let client = client.clone();
+        let t = t.clone();
+        tokio::spawn(async move {
+            let api: Api<Deployment> = Api::namespaced(client, &t.namespace);
+            let now = jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
+            let patch = serde_json::json!({
+                "metadata": {"annotations": {names::LAST_REQUEST: now}}
+            });
+            if let Err(e) = api
+                .patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::debug!(deployment = %t.name, error = %e, "writing the last request time");
+                *lock(&s.last_write) = None;
+            }
+        });
+    }
+}
+
+/// Sets `spec.replicas` to 1 through the scale subresource if it is 0, conditional on the
+/// resourceVersion read (a conflict means someone else changed it: nothing to do). True when
+/// this call scaled it.
+async fn scale_from_zero(client: &kube::Client, t: &ScaleTarget) -> kube::Result<bool> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &t.namespace);
+    let mut scale = api.get_scale(&t.name).await?;
+    let replicas = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    if replicas != 0 {
+        return Ok(false);
+    }
+    scale.spec.get_or_insert_with(Default::default).replicas = Some(1);
+    scale.status = None;
+    match api
+        .replace_scale(&t.name, &PostParams::default(), &scale)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}

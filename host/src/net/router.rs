@@ -1,0 +1,662 @@
+//! The Service router: takes over a pod's outgoing request to a Service name or ClusterIP (the
+//! runtime's [`skiff_runtime::ServiceRouter`] hook) and the ingress's requests
+//! ([`ServiceBackend`]), balances them over the ready endpoints of every node (least outstanding
+//! requests, power of two choices; `sessionAffinity: ClientIP`), calls an endpoint of this node
+//! in-process and one elsewhere through its node's endpoint, retries once elsewhere a request
+//! that could not be delivered, holds requests during a scale from zero, and answers its own
+//! failures (503 no endpoint, 504 held too long, 508 loop) in plain text.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Body as _;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+use skiff_meta::names;
+use skiff_runtime::{HttpBody, Network, Routed, box_body, full_body, port_of};
+
+use super::hold::Holds;
+use super::table::{Compiled, Kind, ServiceName, Table, Target, parse_host};
+use super::{ServiceBackend, ServicePortRef};
+
+/// The header a forwarding node sends its bearer token in (the request's own `Authorization`
+/// stays the caller's).
+pub(crate) const NODE_AUTH_HEADER: &str = "skiff-node-authorization";
+/// Response header of a node endpoint whose pod is not there (gone, or not serving the port):
+/// the request was not delivered and may be retried elsewhere.
+pub(crate) const ENDPOINT_GONE_HEADER: &str = "skiff-endpoint-gone";
+/// How many ExternalName aliases a request may follow.
+const MAX_ALIASES: usize = 4;
+/// Request bodies up to this size (with a known length) are kept so that an undelivered request
+/// can be retried on another endpoint.
+const REPLAY_LIMIT: u64 = 64 * 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A plain-text answer of the router itself.
+pub(crate) fn reply(status: StatusCode, msg: impl Into<String>) -> Response<HttpBody> {
+    let mut msg = msg.into();
+    if !msg.ends_with('\n') {
+        msg.push('\n');
+    }
+    let mut resp = Response::new(full_body(msg));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Which Service port a request is for.
+#[derive(Clone, Debug)]
+enum PortSel {
+    Number(u16),
+    Name(String),
+}
+
+/// Why a request to an endpoint failed.
+enum Failure {
+    /// It never reached the endpoint (pod gone, port not served, node unreachable): safe to
+    /// send elsewhere.
+    Undelivered(String),
+    /// It may have reached it.
+    Failed(String),
+}
+
+/// `sessionAffinity: ClientIP` pins: (namespace, Service, client IP) -> (endpoint IP, expiry).
+type Affinity = HashMap<(String, String, IpAddr), (IpAddr, Instant)>;
+
+/// The router. Cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    table: Arc<Table>,
+    network: Network,
+    client: kube::Client,
+    token: Arc<str>,
+    hop_limit: u32,
+    http: HttpClient<HttpConnector, HttpBody>,
+    affinity: Mutex<Affinity>,
+    holds: Holds,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("node", &self.inner.table.node())
+            .field("hop_limit", &self.inner.hop_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// A router over `table`, calling local endpoints through `network` and other nodes'
+    /// endpoints with `token`; scales Deployments from zero through `client`.
+    pub(crate) fn new(
+        table: Arc<Table>,
+        network: Network,
+        client: kube::Client,
+        token: Arc<str>,
+        hop_limit: u32,
+    ) -> Router {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Router {
+            inner: Arc::new(Inner {
+                table,
+                network,
+                client,
+                token,
+                hop_limit,
+                http,
+                affinity: Mutex::new(HashMap::new()),
+                holds: Holds::default(),
+            }),
+        }
+    }
+
+    /// The Service a pod (IP `from`) means by `host`.
+    fn lookup(&self, from: Option<IpAddr>, host: &str) -> Option<Arc<Compiled>> {
+        let t = &self.inner.table;
+        match parse_host(host)? {
+            ServiceName::Ip(ip) => t.by_ip(ip),
+            ServiceName::Qualified(name, ns) => t.get(ns, name),
+            ServiceName::Bare(name) => t.get_in_namespace_of(from?, name),
+        }
+    }
+
+    /// Routes `req` to Service `svc` on `port`.
+    fn dispatch(
+        self,
+        svc: Arc<Compiled>,
+        port: PortSel,
+        client: Option<IpAddr>,
+        req: Request<HttpBody>,
+        aliases: usize,
+    ) -> BoxFuture<'static, Response<HttpBody>> {
+        Box::pin(async move {
+            let mut req = req;
+            let hops = req
+                .headers()
+                .get(names::HOP_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .unwrap_or(0)
+                .saturating_add(1);
+            if hops > self.inner.hop_limit {
+                return reply(
+                    StatusCode::LOOP_DETECTED,
+                    format!(
+                        "Loop Detected: the request to service \"{}/{}\" took more than {} \
+                         service hops (a service calling itself?)",
+                        svc.namespace, svc.name, self.inner.hop_limit
+                    ),
+                );
+            }
+            req.headers_mut()
+                .insert(names::HOP_HEADER, HeaderValue::from(hops));
+            if let Kind::ExternalName(ext) = &svc.kind {
+                return self
+                    .alias(&svc, ext.clone(), port, client, req, aliases)
+                    .await;
+            }
+            let (targets, target_port_direct) = match &port {
+                PortSel::Number(n) => match svc.port(*n) {
+                    Some(p) => (Some(p), None),
+                    None if svc.headless() => (None, Some(*n)),
+                    None => {
+                        return reply(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("service \"{}/{}\" has no port {n}", svc.namespace, svc.name),
+                        );
+                    }
+                },
+                PortSel::Name(name) => match svc.port_named(name) {
+                    Some(p) => (Some(p), None),
+                    None => {
+                        return reply(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!(
+                                "service \"{}/{}\" has no port named \"{name}\"",
+                                svc.namespace, svc.name
+                            ),
+                        );
+                    }
+                },
+            };
+            let chosen: Vec<Target> = match (targets, target_port_direct) {
+                (Some(p), _) if !p.ready.is_empty() => p.ready.clone(),
+                (Some(p), _) if svc.scale.is_none() && !p.fallback.is_empty() => p.fallback.clone(),
+                (None, Some(n)) => svc.direct_targets(n),
+                _ => Vec::new(),
+            };
+            if let Some(scale) = &svc.scale {
+                self.inner.holds.touch(&self.inner.client, scale);
+            }
+            if chosen.is_empty() {
+                if let Some(scale) = svc.scale.clone() {
+                    return self.hold(svc, port, client, req, scale).await;
+                }
+                return no_endpoints(&svc);
+            }
+            self.deliver(&svc, &chosen, client, req).await
+        })
+    }
+
+    /// Follows an ExternalName alias: to a Service in the table, else out as named.
+    async fn alias(
+        self,
+        svc: &Compiled,
+        ext: String,
+        port: PortSel,
+        client: Option<IpAddr>,
+        mut req: Request<HttpBody>,
+        aliases: usize,
+    ) -> Response<HttpBody> {
+        let number = match &port {
+            PortSel::Number(n) => *n,
+            PortSel::Name(_) => port_of(req.uri()),
+        };
+        if !req.headers().contains_key(header::HOST)
+            && let Some(a) = req.uri().authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        let mut parts = req.uri().clone().into_parts();
+        let authority = if number == 80 {
+            ext.clone()
+        } else {
+            format!("{ext}:{number}")
+        };
+        parts.authority = match authority.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                return reply(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "service \"{}/{}\": invalid externalName {ext:?}",
+                        svc.namespace, svc.name
+                    ),
+                );
+            }
+        };
+        if parts.scheme.is_none() {
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+        }
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        match http::Uri::from_parts(parts) {
+            Ok(u) => *req.uri_mut() = u,
+            Err(e) => {
+                return reply(
+                    StatusCode::BAD_GATEWAY,
+                    format!("externalName {ext:?}: {e}"),
+                );
+            }
+        }
+        let target = match parse_host(&ext) {
+            Some(ServiceName::Bare(name)) => self.inner.table.get(&svc.namespace, name),
+            Some(ServiceName::Qualified(name, ns)) => self.inner.table.get(ns, name),
+            Some(ServiceName::Ip(ip)) => self.inner.table.by_ip(ip),
+            None => None,
+        };
+        match target {
+            Some(_) if aliases >= MAX_ALIASES => reply(
+                StatusCode::LOOP_DETECTED,
+                format!(
+                    "Loop Detected: service \"{}/{}\" is an alias of an alias more than \
+                     {MAX_ALIASES} times",
+                    svc.namespace, svc.name
+                ),
+            ),
+            Some(t) => self.dispatch(t, port, client, req, aliases + 1).await,
+            None => match skiff_runtime::send_external(req).await {
+                Ok(r) => r,
+                Err(e) => reply(
+                    StatusCode::BAD_GATEWAY,
+                    format!("service \"{}/{}\" ({ext}): {e}", svc.namespace, svc.name),
+                ),
+            },
+        }
+    }
+
+    /// Holds a request for a Service of a scale-to-zero Deployment with no ready endpoint.
+    async fn hold(
+        self,
+        svc: Arc<Compiled>,
+        port: PortSel,
+        client: Option<IpAddr>,
+        req: Request<HttpBody>,
+        scale: super::table::ScaleTarget,
+    ) -> Response<HttpBody> {
+        let Some(_held) = self.inner.holds.enter(&scale) else {
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "service \"{}/{}\": {} requests are already held while deployment \"{}/{}\" \
+                     scales from zero",
+                    svc.namespace, svc.name, scale.max_held, scale.namespace, scale.name
+                ),
+            );
+        };
+        let mut changes = self.inner.table.changes();
+        self.inner.holds.scale_up(&self.inner.client, &scale);
+        let deadline = tokio::time::Instant::now() + scale.deadline;
+        loop {
+            if let Some(now) = self.inner.table.get(&svc.namespace, &svc.name) {
+                let ready = match &port {
+                    PortSel::Number(n) => now.port(*n).map(|p| p.ready.clone()),
+                    PortSel::Name(n) => now.port_named(n).map(|p| p.ready.clone()),
+                };
+                if let Some(targets) = ready
+                    && !targets.is_empty()
+                {
+                    return self.deliver(&now, &targets, client, req).await;
+                }
+                if now.scale.is_none() {
+                    return no_endpoints(&now);
+                }
+            } else {
+                return reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("service \"{}/{}\" was deleted", svc.namespace, svc.name),
+                );
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return reply(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+                }
+                Err(_) => {
+                    return reply(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "service \"{}/{}\": no endpoint became ready within {}s while \
+                             deployment \"{}/{}\" scaled from zero",
+                            svc.namespace,
+                            svc.name,
+                            scale.deadline.as_secs_f64(),
+                            scale.namespace,
+                            scale.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Picks a target: the client's pinned endpoint under `sessionAffinity: ClientIP`, else the
+    /// less loaded of two (round robin and a random other one), skipping `avoid`.
+    fn pick(
+        &self,
+        svc: &Compiled,
+        targets: &[Target],
+        client: Option<IpAddr>,
+        avoid: Option<IpAddr>,
+    ) -> Option<Target> {
+        let ok = |t: &Target| Some(svc.endpoints[t.ep].ip) != avoid;
+        let n = targets.len();
+        if let (Some(timeout), Some(client)) = (svc.affinity, client) {
+            let key = (svc.namespace.clone(), svc.name.clone(), client);
+            let now = Instant::now();
+            let mut map = lock(&self.inner.affinity);
+            if let Some((ip, until)) = map.get(&key)
+                && *until > now
+                && let Some(t) = targets
+                    .iter()
+                    .find(|t| svc.endpoints[t.ep].ip == *ip && ok(t))
+            {
+                let t = *t;
+                map.insert(key, (svc.endpoints[t.ep].ip, now + timeout));
+                return Some(t);
+            }
+            let t = self.balance(svc, targets, avoid)?;
+            if map.len() > 100_000 {
+                map.retain(|_, (_, until)| *until > now);
+            }
+            map.insert(key, (svc.endpoints[t.ep].ip, now + timeout));
+            return Some(t);
+        }
+        if n == 0 {
+            return None;
+        }
+        self.balance(svc, targets, avoid)
+    }
+
+    fn balance(&self, svc: &Compiled, targets: &[Target], avoid: Option<IpAddr>) -> Option<Target> {
+        let candidates: Vec<&Target> = targets
+            .iter()
+            .filter(|t| Some(svc.endpoints[t.ep].ip) != avoid)
+            .collect();
+        let n = candidates.len();
+        match n {
+            0 => None,
+            1 => Some(*candidates[0]),
+            _ => {
+                let i = svc.next.fetch_add(1, Ordering::Relaxed) % n;
+                let j = (i + 1 + rand::rng().random_range(0..n - 1)) % n;
+                let load = |k: usize| svc.endpoints[candidates[k].ep].load.load(Ordering::Relaxed);
+                Some(if load(j) < load(i) {
+                    *candidates[j]
+                } else {
+                    *candidates[i]
+                })
+            }
+        }
+    }
+
+    /// Sends to a chosen endpoint; a request that was not delivered is retried once on another.
+    async fn deliver(
+        &self,
+        svc: &Compiled,
+        targets: &[Target],
+        client: Option<IpAddr>,
+        req: Request<HttpBody>,
+    ) -> Response<HttpBody> {
+        let Some(first) = self.pick(svc, targets, client, None) else {
+            return no_endpoints(svc);
+        };
+        let (parts, body) = req.into_parts();
+        // Keep a small body so that the request can be sent again.
+        let replay: Option<Bytes> = if body.is_end_stream() {
+            Some(Bytes::new())
+        } else if body.size_hint().exact().is_some_and(|n| n <= REPLAY_LIMIT) {
+            match body.collect().await {
+                Ok(c) => Some(c.to_bytes()),
+                Err(e) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        format!("reading the request body: {e}"),
+                    );
+                }
+            }
+        } else {
+            let req = Request::from_parts(parts, body);
+            return match self.send_to(svc, first, req).await {
+                Ok(r) => r,
+                Err(Failure::Undelivered(m) | Failure::Failed(m)) => {
+                    reply(StatusCode::BAD_GATEWAY, m)
+                }
+            };
+        };
+        let bytes = replay.unwrap_or_default();
+        let req = Request::from_parts(parts.clone(), full_body(bytes.clone()));
+        match self.send_to(svc, first, req).await {
+            Ok(r) => r,
+            Err(Failure::Failed(m)) => reply(StatusCode::BAD_GATEWAY, m),
+            Err(Failure::Undelivered(m)) => {
+                let avoid = Some(svc.endpoints[first.ep].ip);
+                let Some(second) = self.pick(svc, targets, client, avoid) else {
+                    return reply(StatusCode::SERVICE_UNAVAILABLE, m);
+                };
+                tracing::debug!(service = %format!("{}/{}", svc.namespace, svc.name), reason = %m, "retrying on another endpoint");
+                let req = Request::from_parts(parts, full_body(bytes));
+                match self.send_to(svc, second, req).await {
+                    Ok(r) => r,
+                    Err(Failure::Undelivered(m)) => reply(StatusCode::SERVICE_UNAVAILABLE, m),
+                    Err(Failure::Failed(m)) => reply(StatusCode::BAD_GATEWAY, m),
+                }
+            }
+        }
+    }
+
+    /// Sends to one endpoint: in-process when its pod is on this node, else through its node.
+    async fn send_to(
+        &self,
+        svc: &Compiled,
+        t: Target,
+        req: Request<HttpBody>,
+    ) -> Result<Response<HttpBody>, Failure> {
+        let ep = &svc.endpoints[t.ep];
+        ep.load.fetch_add(1, Ordering::Relaxed);
+        let _done = Decrement(&ep.load);
+        let local = match ep.node.as_deref() {
+            None => true,
+            Some(n) => n == self.inner.table.node(),
+        };
+        if local {
+            let Some(pod) = self.inner.network.lookup(ep.ip) else {
+                return Err(Failure::Undelivered(format!(
+                    "endpoint {} of service \"{}/{}\" is gone",
+                    ep.ip, svc.namespace, svc.name
+                )));
+            };
+            let mut req = req;
+            set_host(&mut req);
+            return match pod.handle_http(t.port, req).await {
+                Ok(r) => Ok(r),
+                Err(
+                    e @ (skiff_runtime::Error::PodRemoved(_)
+                    | skiff_runtime::Error::UnknownPort { .. }
+                    | skiff_runtime::Error::ContainerState { .. }),
+                ) => Err(Failure::Undelivered(format!(
+                    "endpoint {}:{} of service \"{}/{}\": {e}",
+                    ep.ip, t.port, svc.namespace, svc.name
+                ))),
+                Err(e) => Err(Failure::Failed(format!(
+                    "endpoint {}:{} of service \"{}/{}\": {e}",
+                    ep.ip, t.port, svc.namespace, svc.name
+                ))),
+            };
+        }
+        let node = ep.node.as_deref().unwrap_or_default();
+        let Some(addr) = self.inner.table.node_endpoint(node) else {
+            return Err(Failure::Undelivered(format!(
+                "endpoint {} of service \"{}/{}\": node \"{node}\" has no known address",
+                ep.ip, svc.namespace, svc.name
+            )));
+        };
+        self.forward(addr, ep.ip, t.port, req).await
+    }
+
+    /// Sends a request to pod `ip`'s `port` through its node's endpoint.
+    async fn forward(
+        &self,
+        node: SocketAddr,
+        ip: IpAddr,
+        port: u16,
+        req: Request<HttpBody>,
+    ) -> Result<Response<HttpBody>, Failure> {
+        let (mut parts, body) = req.into_parts();
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = parts.uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let uri = format!("http://{node}/endpoints/{ip}/{port}{pq}");
+        parts.uri = uri
+            .parse()
+            .map_err(|e| Failure::Failed(format!("forwarding to {node}: {e}")))?;
+        parts.version = http::Version::HTTP_11;
+        let bearer = format!("Bearer {}", self.inner.token);
+        parts.headers.insert(
+            NODE_AUTH_HEADER,
+            HeaderValue::from_str(&bearer)
+                .map_err(|_| Failure::Failed("the node token is not a header value".into()))?,
+        );
+        let req = Request::from_parts(parts, body);
+        match self.inner.http.request(req).await {
+            Ok(resp) => {
+                if resp.headers().contains_key(ENDPOINT_GONE_HEADER) {
+                    return Err(Failure::Undelivered(format!(
+                        "endpoint {ip}:{port} is not served on node {node}"
+                    )));
+                }
+                Ok(resp.map(box_body))
+            }
+            Err(e) if e.is_connect() => Err(Failure::Undelivered(format!(
+                "connecting to node {node} for endpoint {ip}:{port}: {e}"
+            ))),
+            Err(e) => Err(Failure::Failed(format!(
+                "endpoint {ip}:{port} through node {node}: {e}"
+            ))),
+        }
+    }
+}
+
+/// Gives a request without a `Host` header its authority as one (the Service name it was
+/// sent to).
+fn set_host(req: &mut Request<HttpBody>) {
+    if !req.headers().contains_key(header::HOST)
+        && let Some(a) = req.uri().authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+}
+
+fn no_endpoints(svc: &Compiled) -> Response<HttpBody> {
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "no endpoints available for service \"{}/{}\"",
+            svc.namespace, svc.name
+        ),
+    )
+}
+
+struct Decrement<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The client address the ingress reports (`X-Forwarded-For`'s first entry), for affinity.
+fn forwarded_for(req: &Request<HttpBody>) -> Option<IpAddr> {
+    req.headers()
+        .get("x-forwarded-for")?
+        .to_str()
+        .ok()?
+        .split(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl skiff_runtime::ServiceRouter for Router {
+    fn route(&self, from: Option<IpAddr>, req: Request<HttpBody>) -> Routed {
+        let svc = match req.uri().host() {
+            Some(host) => self.lookup(from, host),
+            None => None,
+        };
+        let Some(svc) = svc else {
+            return Routed::Declined(req);
+        };
+        let port = port_of(req.uri());
+        Routed::Taken(
+            self.clone()
+                .dispatch(svc, PortSel::Number(port), from, req, 0),
+        )
+    }
+}
+
+impl ServiceBackend for Router {
+    fn serve(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: &ServicePortRef,
+        req: Request<HttpBody>,
+    ) -> BoxFuture<'static, Response<HttpBody>> {
+        let Some(svc) = self.inner.table.get(namespace, name) else {
+            let msg = format!("service \"{namespace}/{name}\" not found");
+            return Box::pin(async move { reply(StatusCode::SERVICE_UNAVAILABLE, msg) });
+        };
+        let client = forwarded_for(&req);
+        let port = match port {
+            ServicePortRef::Number(n) => PortSel::Number(*n),
+            ServicePortRef::Name(n) => PortSel::Name(n.clone()),
+        };
+        self.clone().dispatch(svc, port, client, req, 0)
+    }
+}

@@ -1,0 +1,2 @@
+//! Unit tests of the routing table: name forms, compilation of Services and EndpointSlices,
+//! local readiness, scale-to-zero Deployments.

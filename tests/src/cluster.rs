@@ -28,7 +28,7 @@ pub struct ClusterBuilder {
     kubectl: bool,
     registry: bool,
     pushes: Vec<(String, String)>,
-    nodes: Vec<(String, Vec<String>)>,
+    nodes: Vec<NodeSpec>,
     node_args: Vec<String>,
     fake_nodes: Vec<FakeNodeSpec>,
     fake_renewal: Option<Duration>,
@@ -64,8 +64,11 @@ impl ClusterBuilder {
 
     /// A real `skiff node` called `name`, with extra flags (after [`node_args`](Self::node_args)).
     pub fn node(mut self, name: &str, args: &[&str]) -> Self {
-        self.nodes
-            .push((name.into(), args.iter().map(|a| a.to_string()).collect()));
+        self.nodes.push(NodeSpec {
+            name: name.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ip: None,
+        });
         self
     }
 
@@ -73,6 +76,18 @@ impl ClusterBuilder {
     pub fn zones(mut self, zones: &[&str]) -> Self {
         for z in zones {
             self.nodes.push(zone_node(z));
+        }
+        self
+    }
+
+    /// A real node `node-X` in zone `zone-X` for each `X` of `zones`, the i-th (from 0) on
+    /// its own loopback address `127.0.0.(i+2)` for its endpoint, its ingress (HTTP and HTTPS)
+    /// and so its NodePorts, so each node's listeners can be told apart.
+    pub fn loopback_zones(mut self, zones: &[&str]) -> Self {
+        for z in zones {
+            let mut spec = zone_node(z);
+            spec.ip = Some(format!("127.0.0.{}", self.nodes.len() + 2));
+            self.nodes.push(spec);
         }
         self
     }
@@ -161,19 +176,31 @@ impl ClusterBuilder {
             controllers,
             node_args: self.node_args,
         };
-        for (name, args) in self.nodes {
-            c.add_node(&name, &args.iter().map(String::as_str).collect::<Vec<_>>())
-                .await;
+        for spec in self.nodes {
+            let args: Vec<&str> = spec.args.iter().map(String::as_str).collect();
+            match &spec.ip {
+                Some(ip) => c.add_node_at(&spec.name, ip, &args).await,
+                None => c.add_node(&spec.name, &args).await,
+            }
         }
         Some(c)
     }
 }
 
-fn zone_node(zone: &str) -> (String, Vec<String>) {
-    (
-        format!("node-{zone}"),
-        vec!["--zone".into(), format!("zone-{zone}")],
-    )
+/// A real node the builder starts.
+struct NodeSpec {
+    name: String,
+    args: Vec<String>,
+    /// Its loopback address, with an ingress there; `None`: 127.0.0.1 without an ingress.
+    ip: Option<String>,
+}
+
+fn zone_node(zone: &str) -> NodeSpec {
+    NodeSpec {
+        name: format!("node-{zone}"),
+        args: vec!["--zone".into(), format!("zone-{zone}")],
+        ip: None,
+    }
 }
 
 /// A running cluster; see [`ClusterBuilder`]. Dropping it kills every process.
@@ -205,6 +232,21 @@ impl Cluster {
         let mut all: Vec<&str> = self.node_args.iter().map(String::as_str).collect();
         all.extend(args);
         let node = Node::start_with(&self.server, name, &all).expect("skiff node starts");
+        self.push_ready_node(node).await;
+    }
+
+    /// As [`add_node`](Self::add_node), on the loopback address `ip` with an ingress there
+    /// (see [`Node::start_at`]).
+    pub async fn add_node_at(&mut self, name: &str, ip: &str, args: &[&str]) {
+        let mut all: Vec<&str> = self.node_args.iter().map(String::as_str).collect();
+        all.extend(args);
+        let node = Node::start_at(&self.server, name, ip, true, &all).expect("skiff node starts");
+        self.push_ready_node(node).await;
+    }
+
+    async fn push_ready_node(&mut self, node: Node) {
+        let name = node.name.clone();
+        let name = name.as_str();
         self.nodes.push(node);
         let nodes: Api<KNode> = Api::all(self.client.clone());
         wait::wait_object(
@@ -223,9 +265,12 @@ impl Cluster {
 
     /// Starts a real node `node-X` in zone `zone-X` and waits until it is Ready.
     pub async fn add_zone_node(&mut self, zone: &str) {
-        let (name, args) = zone_node(zone);
-        self.add_node(&name, &args.iter().map(String::as_str).collect::<Vec<_>>())
-            .await;
+        let spec = zone_node(zone);
+        self.add_node(
+            &spec.name,
+            &spec.args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
     }
 
     /// The real node `name`.

@@ -371,8 +371,15 @@ pub struct Node {
     pub dir: PathBuf,
     _tempdir: tempfile::TempDir,
     pub name: String,
-    /// The node endpoint, `127.0.0.1:PORT`.
+    /// The loopback address the node listens on (`127.0.0.1` unless started with
+    /// [`Node::start_at`]).
+    pub ip: String,
+    /// The node endpoint, `IP:PORT`.
     pub addr: String,
+    /// The ingress (plain HTTP), `IP:PORT`, when started with one.
+    pub ingress: Option<String>,
+    /// The ingress's HTTPS address, `IP:PORT`, when started with one.
+    pub ingress_tls: Option<String>,
     /// The bearer token the endpoint accepts (the server's admin token).
     pub token: String,
 }
@@ -385,6 +392,29 @@ impl Node {
 
     /// As `start`, with extra `skiff node` flags.
     pub fn start_with(server: &Server, name: &str, extra: &[&str]) -> Result<Node> {
+        Self::start_at(server, name, "127.0.0.1", false, extra)
+    }
+
+    /// As `start_with`, listening on the loopback address `ip` (e.g. `127.0.0.3`; Linux
+    /// answers on all of 127.0.0.0/8 without setup); with `ingress`, the node also serves its
+    /// ingress on `ip` (`--ingress-listen IP:0 --ingress-tls-listen IP:0`), and so its NodePorts.
+    pub fn start_at(
+        server: &Server,
+        name: &str,
+        ip: &str,
+        ingress: bool,
+        extra: &[&str],
+    ) -> Result<Node> {
+        let any_port = format!("{ip}:0");
+        let mut listen = vec!["--listen", any_port.as_str()];
+        if ingress {
+            listen.extend([
+                "--ingress-listen",
+                any_port.as_str(),
+                "--ingress-tls-listen",
+                any_port.as_str(),
+            ]);
+        }
         let tempdir = tempfile::Builder::new()
             .prefix("skiff-e2e-node-")
             .tempdir()?;
@@ -395,7 +425,9 @@ impl Node {
             .arg("node")
             .arg("--kubeconfig")
             .arg(&server.kubeconfig)
-            .args(["--name", name, "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--name", name])
+            .args(&listen)
+            .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--ready-file")
             .arg(&ready_file)
@@ -414,13 +446,20 @@ impl Node {
             dir: dir.clone(),
             _tempdir: tempdir,
             name: name.to_string(),
+            ip: ip.to_string(),
             addr: String::new(),
+            ingress: None,
+            ingress_tls: None,
             token: String::new(),
         };
         let child = node.child.as_mut().expect("just started");
         let ready = wait_ready_file(&ready_file, child, Duration::from_secs(120))
             .with_context(|| format!("skiff node did not come up; log:\n{}", node.log()))?;
         node.addr = ready_field(&ready, "nodeEndpoint")?;
+        if ingress {
+            node.ingress = Some(ready_field(&ready, "ingress")?);
+            node.ingress_tls = Some(ready_field(&ready, "ingressTls")?);
+        }
         node.token = server.token()?;
         Ok(node)
     }
@@ -454,6 +493,60 @@ impl Node {
             let _ = child.wait();
         }
     }
+}
+
+/// An HTTP answer read by [`http_request`].
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// Header names lowercased, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET path` on `addr` (`IP:PORT`) with the `Host` header `host` (an ingress's virtual host),
+/// over a fresh connection with HTTP/1.0 so the body is close-delimited; `timeout` bounds
+/// connecting and each read.
+pub fn http_request(addr: &str, host: &str, path: &str, timeout: Duration) -> Result<HttpAnswer> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("{addr:?} is not IP:PORT"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sock, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("an HTTP response with headers, not {text:?}"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("an HTTP status line in {head:?}"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(HttpAnswer {
+        status,
+        headers,
+        body: body.to_string(),
+    })
 }
 
 /// `GET path` on `addr` (`HOST:PORT`) over a fresh connection, with a bearer token (or none)

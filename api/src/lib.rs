@@ -7,10 +7,12 @@
 //! `registry` (the one write path) with the per-kind `strategy`; `verbs` and `subresources`;
 //! `watch`; `dispatch`, the only module that knows them all; `app` (router and `auth`) on top.
 
+mod alloc;
 pub mod app;
 pub mod auth;
 mod authz;
 pub mod body;
+mod bootstrap;
 mod dispatch;
 pub mod error;
 
@@ -28,6 +30,7 @@ mod subresources;
 mod verbs;
 mod watch;
 
+pub use alloc::{Ipv4Cidr, NetworkConfig, PortRange, RangeError};
 pub use app::{AppState, app};
 pub use auth::UserInfo;
 pub use error::{ApiError, StatusReason};

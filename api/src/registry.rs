@@ -1,13 +1,16 @@
 //! The write path, in the role of Kubernetes' generic registry `Store`: every write to the store
 //! goes through this module. It owns creation (defaults, managedFields, the namespace check),
 //! encoding, dry-run, retry on conflict (`guaranteed_update`, the one read-modify-write loop),
-//! the delete-during-update rule, and the admission seam. Kind rules come from `strategy`.
+//! the delete-during-update rule, and the admission seam. Kind rules come from `strategy`; values
+//! the server hands out (ClusterIPs, NodePorts, pod CIDRs) from `alloc`, whose records are written
+//! here too (`create_record`, `delete_record`).
 
 use serde_json::{Value, json};
 use skiff_kinds::Kind;
 use skiff_kinds::validate::FieldValidation;
 use skiff_store::KeyValue;
 
+use crate::alloc;
 use crate::error::{ApiError, Cause, StatusReason};
 use crate::objects::{self, meta_mut, meta_str};
 use crate::state::AppState;
@@ -160,22 +163,65 @@ pub(crate) async fn create(
 ) -> Result<Value, ApiError> {
     let kind = write.kind;
     check_namespace_open(state, kind, write.namespace).await?;
-    admit(Operation::Create, write, &obj, None)?;
-    if write.dry_run {
-        return Ok(obj);
+    let mut obj = obj;
+    let taken = alloc::before_create(state, write, &mut obj).await?;
+    let written = async {
+        admit(Operation::Create, write, &obj, None)?;
+        if write.dry_run {
+            return Ok(None);
+        }
+        let bytes = objects::encode(kind, &obj)?;
+        let kv = state
+            .store
+            .create(&write.key(), bytes)
+            .await
+            .map_err(|e| match e {
+                skiff_store::Error::AlreadyExists(_) => {
+                    ApiError::already_exists(kind.group, kind.plural, write.name)
+                }
+                other => other.into(),
+            })?;
+        Ok(Some(kv))
     }
-    let bytes = objects::encode(kind, &obj)?;
-    let kv = state
-        .store
-        .create(&write.key(), bytes)
-        .await
-        .map_err(|e| match e {
-            skiff_store::Error::AlreadyExists(_) => {
-                ApiError::already_exists(kind.group, kind.plural, write.name)
-            }
-            other => other.into(),
-        })?;
-    as_stored(kind, obj, &kv)
+    .await;
+    match written {
+        Ok(Some(kv)) => as_stored(kind, obj, &kv),
+        Ok(None) => {
+            alloc::release_taken(state, taken).await;
+            Ok(obj)
+        }
+        Err(e) => {
+            alloc::release_taken(state, taken).await;
+            Err(e)
+        }
+    }
+}
+
+/// Creates an allocation record (`alloc`) unless the key exists: `Ok(false)` when it does.
+pub(crate) async fn create_record(
+    state: &AppState,
+    key: &str,
+    value: Vec<u8>,
+) -> Result<bool, ApiError> {
+    match state.store.create(key, value).await {
+        Ok(_) => Ok(true),
+        Err(skiff_store::Error::AlreadyExists(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes an allocation record at revision `expected`; gone or changed meanwhile is no error.
+pub(crate) async fn delete_record(
+    state: &AppState,
+    key: &str,
+    expected: u64,
+) -> Result<(), ApiError> {
+    match state.store.delete(key, Some(expected)).await {
+        Ok(_) | Err(skiff_store::Error::NotFound(_)) | Err(skiff_store::Error::Conflict { .. }) => {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The object just written, as a read would give it: the written value with its revision,
@@ -198,16 +244,38 @@ async fn store(
     old: &Value,
 ) -> Result<Attempt, ApiError> {
     meta_mut(&mut obj).remove("resourceVersion");
-    admit(Operation::Update, write, &obj, Some(old))?;
-    if write.dry_run {
-        return Ok(Attempt::Done(with_rv(obj, expected)));
+    let taken = alloc::before_update(state, write, &mut obj, old).await?;
+    let written = async {
+        admit(Operation::Update, write, &obj, Some(old))?;
+        if write.dry_run {
+            return Ok(None);
+        }
+        let bytes = objects::encode(write.kind, &obj)?;
+        match state.store.update(key, bytes, Some(expected)).await {
+            Ok(kv) => Ok(Some(Some(kv))),
+            Err(skiff_store::Error::Conflict { .. }) => Ok(Some(None)),
+            Err(skiff_store::Error::NotFound(_)) => Err(write.not_found()),
+            Err(e) => Err(e.into()),
+        }
     }
-    let bytes = objects::encode(write.kind, &obj)?;
-    match state.store.update(key, bytes, Some(expected)).await {
-        Ok(kv) => Ok(Attempt::Done(as_stored(write.kind, obj, &kv)?)),
-        Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::Raced),
-        Err(skiff_store::Error::NotFound(_)) => Err(write.not_found()),
-        Err(e) => Err(e.into()),
+    .await;
+    match written {
+        Ok(Some(Some(kv))) => {
+            alloc::after_update(state, write, &obj, old).await;
+            Ok(Attempt::Done(as_stored(write.kind, obj, &kv)?))
+        }
+        Ok(Some(None)) => {
+            alloc::release_taken(state, taken).await;
+            Ok(Attempt::Raced)
+        }
+        Ok(None) => {
+            alloc::release_taken(state, taken).await;
+            Ok(Attempt::Done(with_rv(obj, expected)))
+        }
+        Err(e) => {
+            alloc::release_taken(state, taken).await;
+            Err(e)
+        }
     }
 }
 
@@ -225,7 +293,10 @@ async fn remove(
         return Ok(Attempt::Done(with_rv(answer, expected)));
     }
     match state.store.delete(key, Some(expected)).await {
-        Ok(kv) => Ok(Attempt::Done(with_rv(answer, kv.mod_revision))),
+        Ok(kv) => {
+            alloc::after_delete(state, write, old).await;
+            Ok(Attempt::Done(with_rv(answer, kv.mod_revision)))
+        }
         Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::Raced),
         Err(skiff_store::Error::NotFound(_)) => Err(write.not_found()),
         Err(e) => Err(e.into()),

@@ -17,7 +17,6 @@ use tokio::task::JoinSet;
 use crate::app::{AppState, app};
 use crate::auth::UserInfo;
 use crate::pki;
-use crate::registry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -39,8 +38,12 @@ pub enum Error {
     Tls(String),
     #[error("store: {0}")]
     Store(#[from] skiff_store::Error),
-    #[error("cannot create the system namespaces: {0}")]
+    #[error(
+        "cannot write the server's own objects (system namespaces, the kubernetes Service, the IngressClass): {0}"
+    )]
     Bootstrap(#[source] crate::error::ApiError),
+    #[error("network ranges: {0}")]
+    Network(#[from] crate::alloc::RangeError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -54,6 +57,8 @@ pub struct ServerOptions {
     pub history_revisions: u64,
     /// How often old history is compacted away.
     pub compaction_interval: Duration,
+    /// Where ClusterIPs, NodePorts and Node pod CIDRs come from.
+    pub network: crate::alloc::NetworkConfig,
 }
 
 impl ServerOptions {
@@ -63,6 +68,7 @@ impl ServerOptions {
             listen,
             history_revisions: 10_000,
             compaction_interval: Duration::from_secs(60),
+            network: crate::alloc::NetworkConfig::default(),
         }
     }
 }
@@ -87,9 +93,6 @@ impl ServerHandle {
     }
 }
 
-/// Namespaces every cluster has.
-const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
-
 /// Opens the store in the data directory, prepares PKI and kubeconfig, and starts serving.
 pub async fn start(opts: ServerOptions) -> Result<ServerHandle> {
     let dir = opts.data_dir.clone();
@@ -111,8 +114,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         path: dir.clone(),
         source,
     })?;
-    ensure_system_namespaces(store.clone()).await?;
-
+    opts.network.check()?;
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -123,6 +125,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         addr: opts.listen,
         source,
     })?;
+    bootstrap(store.clone(), &opts.network, addr).await?;
     let pki_dir = dir.clone();
     let pki = tokio::task::spawn_blocking(move || pki::load_or_create(&pki_dir, addr))
         .await
@@ -139,7 +142,8 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
             store.clone(),
             vec![(pki.admin_token.clone(), UserInfo::admin("admin"))],
         )
-        .with_shutdown(shutdown_rx.clone()),
+        .with_shutdown(shutdown_rx.clone())
+        .with_network(opts.network.clone()),
     );
     let router = app(state);
     let task = tokio::spawn(serve(listener, tls, router, shutdown_rx));
@@ -233,14 +237,14 @@ async fn serve(
     connections.abort_all();
 }
 
-/// Creates the namespaces every cluster has, through the write path, as the server's own user.
-async fn ensure_system_namespaces(store: Arc<dyn Store>) -> Result<()> {
-    let state = AppState::new(store, Vec::new());
-    let server = UserInfo::new("system:apiserver", &[crate::auth::MASTERS]);
-    for name in SYSTEM_NAMESPACES {
-        registry::ensure_namespace(&state, &server, name)
-            .await
-            .map_err(Error::Bootstrap)?;
-    }
-    Ok(())
+/// Writes the server's own objects through the write path, as the server's user, before it serves.
+async fn bootstrap(
+    store: Arc<dyn Store>,
+    network: &crate::alloc::NetworkConfig,
+    addr: SocketAddr,
+) -> Result<()> {
+    let state = AppState::new(store, Vec::new()).with_network(network.clone());
+    crate::bootstrap::run(&state, addr)
+        .await
+        .map_err(Error::Bootstrap)
 }

@@ -16,6 +16,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Decides what each authenticated user may do; asked once per resource request.
     pub authorizer: Arc<dyn Authorizer>,
+    /// The ranges ClusterIPs, NodePorts and Node pod CIDRs come from.
+    pub network: crate::alloc::NetworkConfig,
 }
 
 impl AppState {
@@ -33,7 +35,14 @@ impl AppState {
             started: Instant::now(),
             shutdown,
             authorizer: Arc::new(AllowAuthenticated),
+            network: crate::alloc::NetworkConfig::default(),
         }
+    }
+
+    /// The same state with other Service and pod address ranges.
+    pub fn with_network(mut self, network: crate::alloc::NetworkConfig) -> Self {
+        self.network = network;
+        self
     }
 
     /// The same state with another authorizer (RBAC, or a test's).

@@ -12,6 +12,8 @@ use skiff_api::{AppState, app};
 use skiff_store::{MemoryStore, Store};
 use tower::ServiceExt;
 
+mod services;
+
 const TOKEN: &str = "test-token";
 
 struct Api {
@@ -26,6 +28,13 @@ impl Api {
     }
 
     async fn with_authorizer(authorizer: Arc<dyn skiff_api::Authorizer>) -> Api {
+        Api::with(authorizer, skiff_api::NetworkConfig::default()).await
+    }
+
+    async fn with(
+        authorizer: Arc<dyn skiff_api::Authorizer>,
+        network: skiff_api::NetworkConfig,
+    ) -> Api {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(
@@ -34,7 +43,8 @@ impl Api {
                 vec![(TOKEN.into(), skiff_api::UserInfo::admin("admin"))],
             )
             .with_shutdown(rx)
-            .with_authorizer(authorizer),
+            .with_authorizer(authorizer)
+            .with_network(network),
         );
         let api = Api {
             router: app(state),

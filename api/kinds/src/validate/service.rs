@@ -134,7 +134,7 @@ pub(super) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         {
             errs.invalid(
                 "spec.clusterIPs[0]",
-                &go_str(cluster_ip),
+                &format!("[]string{{{}}}", go_str(cluster_ip)),
                 "may not change once set",
             );
         }

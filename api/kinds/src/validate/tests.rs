@@ -461,7 +461,7 @@ fn services_are_validated_and_cluster_ip_is_immutable() {
         vec![(
             "FieldValueInvalid".into(),
             "spec.clusterIPs[0]".into(),
-            "Invalid value: \"10.96.0.11\": may not change once set".into()
+            "Invalid value: []string{\"10.96.0.11\"}: may not change once set".into()
         )]
     );
 }

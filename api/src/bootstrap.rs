@@ -1,0 +1,188 @@
+//! What the server writes itself at every start, through the write path as its own user: the
+//! system namespaces, the `default/kubernetes` Service with its Endpoints and EndpointSlice
+//! (pointing at this server), and the default IngressClass `skiff`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde_json::{Value, json};
+use skiff_kinds::validate::FieldValidation;
+
+use crate::error::ApiError;
+use crate::registry::{self, Change, Write};
+use crate::state::{AppState, UserInfo};
+
+/// Namespaces every cluster has.
+pub(crate) const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The field manager of what the server writes itself.
+const MANAGER: &str = "kube-apiserver";
+
+/// The EndpointSlice `managed-by` value of the server's own slice, so that the EndpointSlice
+/// controller (`skiff_meta::names::ENDPOINTSLICE_MANAGED_BY`) leaves it alone.
+pub(crate) const APISERVER_MANAGED_BY: &str = "kube-apiserver";
+
+/// The server's own user.
+pub(crate) fn server_user() -> UserInfo {
+    UserInfo::new("system:apiserver", &[crate::state::MASTERS])
+}
+
+/// Creates `desired` unless it exists; if it exists, `refresh` may return what to store instead
+/// (`None` keeps it). Both go through the write path.
+async fn ensure(
+    state: &AppState,
+    user: &UserInfo,
+    group: &str,
+    plural: &str,
+    desired: Value,
+    refresh: impl Fn(&Value) -> Option<Value>,
+) -> Result<(), ApiError> {
+    let kind = skiff_kinds::find(group, "v1", plural).expect("bootstrap kinds are known");
+    let namespace = desired
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let name = desired
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let prepared = registry::prepare_create(
+        kind,
+        namespace.as_deref(),
+        desired,
+        FieldValidation::Strict,
+        MANAGER,
+        false,
+    )?;
+    let write = Write {
+        kind,
+        namespace: namespace.as_deref(),
+        name: &name,
+        user,
+        dry_run: false,
+    };
+    registry::guaranteed_update(state, &write, |current| {
+        Ok(match current {
+            None => Change::Create(prepared.obj.clone()),
+            Some((obj, _)) => match refresh(obj) {
+                Some(new) if new != *obj => Change::Update(new),
+                _ => Change::Keep(obj.clone()),
+            },
+        })
+    })
+    .await
+    .map(drop)
+}
+
+/// The address the `kubernetes` Service's endpoint names: the listen address, or loopback when
+/// the server listens on every address.
+fn advertised(addr: SocketAddr) -> IpAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    }
+}
+
+/// Everything the server writes at start, in order.
+pub(crate) async fn run(state: &AppState, listen: SocketAddr) -> Result<(), ApiError> {
+    let user = server_user();
+    for name in SYSTEM_NAMESPACES {
+        registry::ensure_namespace(state, &user, name).await?;
+    }
+    crate::alloc::repair(state).await?;
+    kubernetes_service(state, &user, listen).await?;
+    ingress_class(state, &user).await
+}
+
+/// `default/kubernetes`: ClusterIP the first address of the range, port `https` 443 to this
+/// server's port; its Endpoints and EndpointSlice name this server, refreshed on every start.
+async fn kubernetes_service(
+    state: &AppState,
+    user: &UserInfo,
+    listen: SocketAddr,
+) -> Result<(), ApiError> {
+    let ip = state.network.kubernetes_service_ip().to_string();
+    let port = listen.port();
+    let ports = json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]);
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": ports, "sessionAffinity": "None"},
+    });
+    ensure(state, user, "", "services", service, |old| {
+        let mut new = old.clone();
+        let spec = new.get_mut("spec")?.as_object_mut()?;
+        spec.insert("ports".into(), ports.clone());
+        Some(new)
+    })
+    .await?;
+    let address = advertised(listen).to_string();
+    let subsets = json!([{"addresses": [{"ip": address}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": subsets,
+    });
+    ensure(state, user, "", "endpoints", endpoints, |old| {
+        let mut new = old.clone();
+        new.as_object_mut()?
+            .insert("subsets".into(), subsets.clone());
+        Some(new)
+    })
+    .await?;
+    let labels = json!({
+        "kubernetes.io/service-name": "kubernetes",
+        "endpointslice.kubernetes.io/managed-by": APISERVER_MANAGED_BY,
+    });
+    let endpoints = json!([{"addresses": [address], "conditions": {"ready": true}}]);
+    let slice_ports = json!([{"name": "https", "port": port, "protocol": "TCP"}]);
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": slice_ports,
+    });
+    ensure(
+        state,
+        user,
+        "discovery.k8s.io",
+        "endpointslices",
+        slice,
+        |old| {
+            let mut new = old.clone();
+            let m = new.as_object_mut()?;
+            m.insert("endpoints".into(), endpoints.clone());
+            m.insert("ports".into(), slice_ports.clone());
+            m.insert("addressType".into(), json!("IPv4"));
+            let meta = m.get_mut("metadata")?.as_object_mut()?;
+            meta.insert("labels".into(), labels.clone());
+            Some(new)
+        },
+    )
+    .await
+}
+
+/// The IngressClass every node's ingress serves, marked default; created once (an operator may
+/// change it afterwards).
+async fn ingress_class(state: &AppState, user: &UserInfo) -> Result<(), ApiError> {
+    let class = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": skiff_meta::names::INGRESS_CLASS,
+            "annotations": {crate::alloc::DEFAULT_CLASS_ANNOTATION: "true"}},
+        "spec": {"controller": skiff_meta::names::INGRESS_CONTROLLER},
+    });
+    ensure(
+        state,
+        user,
+        "networking.k8s.io",
+        "ingressclasses",
+        class,
+        |_| None,
+    )
+    .await
+}

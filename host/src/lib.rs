@@ -72,6 +72,13 @@ pub struct NodeConfig {
     pub lease_duration_seconds: u32,
     /// Service hops a request may take before the router answers 508 Loop Detected.
     pub hop_limit: u32,
+    /// The ingress's HTTP address (off when `None`); NodePorts listen on its host.
+    pub ingress_listen: Option<SocketAddr>,
+    /// The ingress's HTTPS address (off when `None`).
+    pub ingress_tls_listen: Option<SocketAddr>,
+    /// Where the ingress and NodePorts send requests for Services (default: the node's
+    /// service router).
+    pub service_backend: Option<Arc<dyn net::ServiceBackend>>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -85,6 +92,8 @@ impl std::fmt::Debug for NodeConfig {
             .field("listen", &self.listen)
             .field("pod_cidr", &self.pod_cidr)
             .field("lease_duration_seconds", &self.lease_duration_seconds)
+            .field("ingress_listen", &self.ingress_listen)
+            .field("ingress_tls_listen", &self.ingress_tls_listen)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +118,9 @@ impl NodeConfig {
             pod_cidr: DEFAULT_POD_CIDR.to_string(),
             lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
             hop_limit: skiff_meta::names::HOP_LIMIT_DEFAULT,
+            ingress_listen: None,
+            ingress_tls_listen: None,
+            service_backend: None,
         }
     }
 }
@@ -142,6 +154,11 @@ pub struct NodeOptions {
     pub lease_duration_seconds: u32,
     /// Service hops a request may take before the router answers 508 Loop Detected.
     pub hop_limit: u32,
+    /// The ingress's HTTP address (`skiff node --ingress-listen`; off when `None`); NodePorts
+    /// listen on its host.
+    pub ingress_listen: Option<SocketAddr>,
+    /// The ingress's HTTPS address (`--ingress-tls-listen`; off when `None`).
+    pub ingress_tls_listen: Option<SocketAddr>,
 }
 
 impl NodeOptions {
@@ -164,6 +181,8 @@ impl NodeOptions {
             max_pods: None,
             lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
             hop_limit: skiff_meta::names::HOP_LIMIT_DEFAULT,
+            ingress_listen: None,
+            ingress_tls_listen: None,
         }
     }
 
@@ -214,6 +233,8 @@ impl NodeOptions {
         config.pod_cidr = self.pod_cidr;
         config.lease_duration_seconds = self.lease_duration_seconds;
         config.hop_limit = self.hop_limit;
+        config.ingress_listen = self.ingress_listen;
+        config.ingress_tls_listen = self.ingress_tls_listen;
         Ok(config)
     }
 
@@ -226,6 +247,8 @@ impl NodeOptions {
 /// A running node. Dropping it aborts its tasks; [`NodeHandle::shutdown`] stops it cleanly.
 pub struct NodeHandle {
     local_addr: SocketAddr,
+    ingress_addr: Option<SocketAddr>,
+    ingress_tls_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -234,6 +257,16 @@ impl NodeHandle {
     /// The address the node endpoint listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound address of the ingress's HTTP listener, if it runs.
+    pub fn ingress_addr(&self) -> Option<SocketAddr> {
+        self.ingress_addr
+    }
+
+    /// The bound address of the ingress's HTTPS listener, if it runs.
+    pub fn ingress_tls_addr(&self) -> Option<SocketAddr> {
+        self.ingress_tls_addr
     }
 
     /// Stops watching, stops every pod (a short grace) and the listener.
@@ -326,6 +359,39 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         ip => ip,
     };
 
+    // The ingress binds its listeners before the Node registers: a port in use stops the
+    // node here. Dropped on a later error, it stops again.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The Service router: its table is fed by watches and by the pod workers' readiness.
+    let services = Arc::new(net::table::Table::new(config.name.clone()));
+    let router = net::Router::new(
+        services.clone(),
+        config.network.clone(),
+        client.clone(),
+        Arc::from(token.as_str()),
+        config.hop_limit,
+    );
+    let ingress = if config.ingress_listen.is_some() || config.ingress_tls_listen.is_some() {
+        let backend = config
+            .service_backend
+            .clone()
+            .unwrap_or_else(|| Arc::new(router.clone()));
+        let opts = net::ingress::IngressOptions {
+            node: config.name.clone(),
+            listen: config.ingress_listen,
+            tls_listen: config.ingress_tls_listen,
+            fallback_address: host_ip,
+        };
+        let ingress = net::ingress::start(client.clone(), backend, opts, shutdown_rx.clone())
+            .await
+            .map_err(|e| Error::Config(format!("starting the ingress: {e}")))?;
+        Some(ingress)
+    } else {
+        None
+    };
+    let ingress_addr = ingress.as_ref().and_then(|i| i.http_addr());
+    let ingress_tls_addr = ingress.as_ref().and_then(|i| i.https_addr());
+
     let facts = NodeFacts {
         name: config.name.clone(),
         zone: config.zone.clone(),
@@ -351,15 +417,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     let node_uid = registered.metadata.uid.clone();
     node::renew_lease(&client, &facts, node_uid.as_deref()).await?;
 
-    // The Service router: its table is fed by watches and by the pod workers' readiness.
-    let services = Arc::new(net::table::Table::new(config.name.clone()));
-    let router = net::Router::new(
-        services.clone(),
-        config.network.clone(),
-        client.clone(),
-        Arc::from(token.as_str()),
-        config.hop_limit,
-    );
     let ctx = Arc::new(
         NodeCtx::new(
             client.clone(),
@@ -370,7 +427,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         )
         .with_services(services.clone()),
     );
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let state = listener::ListenerState {
         ctx: ctx.clone(),
@@ -403,13 +459,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         node_uid,
         shutdown_rx.clone(),
     ));
-    let mut tasks = net::spawn_watches(&client, &services, &shutdown_rx);
+    let mut tasks = ingress.map(|i| i.into_tasks()).unwrap_or_default();
+    tasks.extend(net::spawn_watches(&client, &services, &shutdown_rx));
     config.network.set_router(Some(Arc::new(router)));
     let pods = tokio::spawn(manage_pods(ctx, shutdown_rx));
     tracing::info!(node = %config.name, endpoint = %local_addr, "node registered");
     tasks.extend([pods, heartbeat, serve]);
     Ok(NodeHandle {
         local_addr,
+        ingress_addr,
+        ingress_tls_addr,
         shutdown: shutdown_tx,
         tasks,
     })

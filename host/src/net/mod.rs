@@ -3,6 +3,8 @@
 //! and NodePorts to Services). The two meet at [`ServiceBackend`].
 
 mod hold;
+pub mod ingress;
+mod nodeport;
 mod router;
 pub(crate) mod table;
 mod watch;

@@ -1,0 +1,272 @@
+//! The ingress's HTTP/1.1 servers (plain and TLS, keep-alive, graceful shutdown) and the two
+//! request handlers behind them: the Ingress proxy (route table → Service) and a NodePort (one
+//! Service port). Both hand the request to [`ServiceBackend::serve`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use skiff_runtime::{HttpBody, box_body, full_body};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::rules::{RouteTable, Target};
+use crate::net::ServiceBackend;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections get to finish their requests at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// What one connection knows about its client, computed once per connection.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    /// The client's IP, as a header value.
+    ip: HeaderValue,
+}
+
+/// Answers the requests of a listener.
+pub(crate) trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: Request<Incoming>, peer: &Peer)
+    -> BoxFuture<'static, Response<HttpBody>>;
+}
+
+/// Serves HTTP/1.1 (over TLS when `tls` is given) on `listener` until `stop` turns true, then
+/// lets open connections finish their requests.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<dyn Handler>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accepting an ingress connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY on an ingress connection");
+        }
+        let peer = Peer {
+            ip: HeaderValue::from_str(&addr.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        };
+        let handler = handler.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let resp = handler.handle(req, &peer);
+                async move { Ok::<_, Infallible>(resp.await) }
+            });
+            let builder = hyper::server::conn::http1::Builder::new();
+            let result =
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                    Some(acceptor) => {
+                        let stream =
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(client = %addr, error = %e, "TLS handshake");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(client = %addr, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                };
+            if let Err(e) = result {
+                tracing::debug!(client = %addr, error = %e, "ingress connection");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("ingress connections still open after {DRAIN_TIMEOUT:?}");
+    }
+}
+
+/// A plain-text answer of the ingress itself.
+pub(crate) fn text(status: StatusCode, msg: &str) -> Response<HttpBody> {
+    let mut body = String::with_capacity(msg.len() + 1);
+    body.push_str(msg);
+    body.push('\n');
+    let mut resp = Response::new(full_body(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Removes the hop-by-hop headers a proxy must not forward (RFC 9110 §7.6.1), and those the
+/// `Connection` header names.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION).cloned()
+        && let Ok(conn) = conn.to_str()
+    {
+        for name in conn.split(',') {
+            let name = name.trim();
+            if !name.is_empty() {
+                headers.remove(name);
+            }
+        }
+    }
+    for name in [
+        &header::CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// The Ingress proxy: the request's host and path pick a Service port in the current table.
+pub(crate) struct IngressProxy {
+    pub(crate) table: Arc<ArcSwap<RouteTable>>,
+    pub(crate) backend: Arc<dyn ServiceBackend>,
+    /// `X-Forwarded-Proto`: `http` or `https`.
+    pub(crate) proto: HeaderValue,
+    /// `X-Forwarded-Port`: the listener's port.
+    pub(crate) port: HeaderValue,
+}
+
+impl IngressProxy {
+    pub(crate) fn new(
+        table: Arc<ArcSwap<RouteTable>>,
+        backend: Arc<dyn ServiceBackend>,
+        https: bool,
+        local: SocketAddr,
+    ) -> IngressProxy {
+        IngressProxy {
+            table,
+            backend,
+            proto: HeaderValue::from_static(if https { "https" } else { "http" }),
+            port: HeaderValue::from(local.port()),
+        }
+    }
+}
+
+impl Handler for IngressProxy {
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: &Peer,
+    ) -> BoxFuture<'static, Response<HttpBody>> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host())
+            .unwrap_or("");
+        let target = self.table.load().route(host, req.uri().path()).cloned();
+        let (namespace, name, port) = match target.as_deref() {
+            Some(Target::Service {
+                namespace,
+                name,
+                port,
+            }) => (namespace, name, port),
+            Some(Target::Unavailable(reason)) => {
+                let resp = text(StatusCode::SERVICE_UNAVAILABLE, reason);
+                return Box::pin(async move { resp });
+            }
+            None => {
+                let msg = format!(
+                    "no ingress rule matches host {:?} and path {:?}",
+                    super::rules::normalize_host(host),
+                    req.uri().path()
+                );
+                let resp = text(StatusCode::NOT_FOUND, &msg);
+                return Box::pin(async move { resp });
+            }
+        };
+        let (mut parts, body) = req.into_parts();
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        if let Some(h) = headers.get(header::HOST).cloned() {
+            headers.insert(X_FORWARDED_HOST.clone(), h);
+        }
+        headers.insert(X_FORWARDED_FOR.clone(), peer.ip.clone());
+        headers.insert(X_REAL_IP.clone(), peer.ip.clone());
+        headers.insert(X_FORWARDED_PROTO.clone(), self.proto.clone());
+        headers.insert(X_FORWARDED_PORT.clone(), self.port.clone());
+        let req = Request::from_parts(parts, box_body(body));
+        self.backend.serve(namespace, name, port, req)
+    }
+}
+
+/// A NodePort: every request goes to one Service port (swapped in place when the Service
+/// changes).
+pub(crate) struct NodePortProxy {
+    pub(crate) target: Arc<ArcSwap<Target>>,
+    pub(crate) backend: Arc<dyn ServiceBackend>,
+}
+
+impl Handler for NodePortProxy {
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        _peer: &Peer,
+    ) -> BoxFuture<'static, Response<HttpBody>> {
+        let target = self.target.load();
+        match &**target {
+            Target::Service {
+                namespace,
+                name,
+                port,
+            } => {
+                let (mut parts, body) = req.into_parts();
+                remove_hop_by_hop(&mut parts.headers);
+                let req = Request::from_parts(parts, box_body(body));
+                self.backend.serve(namespace, name, port, req)
+            }
+            Target::Unavailable(reason) => {
+                let resp = text(StatusCode::SERVICE_UNAVAILABLE, reason);
+                Box::pin(async move { resp })
+            }
+        }
+    }
+}

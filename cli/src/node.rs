@@ -44,6 +44,14 @@ pub(crate) struct NodeArgs {
     /// flag of the same name).
     #[arg(long, default_value_t = skiff_host::DEFAULT_LEASE_DURATION_SECONDS, value_parser = clap::value_parser!(u32).range(1..=3600))]
     node_lease_duration_seconds: u32,
+    /// Serve Ingresses of class `skiff` (and NodePorts, on this address's host) over HTTP
+    /// here, e.g. 127.0.0.1:8080. Off unless given.
+    #[arg(long)]
+    ingress_listen: Option<SocketAddr>,
+    /// Serve Ingresses over HTTPS here, with certificates from their TLS Secrets chosen by SNI.
+    /// Off unless given.
+    #[arg(long)]
+    ingress_tls_listen: Option<SocketAddr>,
     #[command(flatten)]
     ready: crate::ready::ReadyArgs,
 }
@@ -58,6 +66,8 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.allow_file_images = args.allow_file_images;
     config.max_pods = args.max_pods;
     config.lease_duration_seconds = args.node_lease_duration_seconds;
+    config.ingress_listen = args.ingress_listen;
+    config.ingress_tls_listen = args.ingress_tls_listen;
     let node = config
         .start()
         .await
@@ -70,6 +80,14 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut ready = serde_json::Map::new();
     ready.insert("node".into(), args.name.clone().into());
     ready.insert("nodeEndpoint".into(), node.local_addr().to_string().into());
+    if let Some(addr) = node.ingress_addr() {
+        println!("node {} ingress listening on http://{addr}", args.name);
+        ready.insert("ingress".into(), addr.to_string().into());
+    }
+    if let Some(addr) = node.ingress_tls_addr() {
+        println!("node {} ingress listening on https://{addr}", args.name);
+        ready.insert("ingressTls".into(), addr.to_string().into());
+    }
     args.ready.write(ready)?;
     crate::signals::wait_for_shutdown().await;
     args.ready.remove();

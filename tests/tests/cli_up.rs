@@ -39,6 +39,7 @@ async fn up_names_what_it_serves_in_its_ready_file() {
             "127.0.0.1:0",
         ])
         .args(["--node-listen", "127.0.0.1:0", "--node-name", "solo"])
+        .args(["--ingress-listen", "127.0.0.1:0"])
         .arg("--ready-file")
         .arg(&ready_file)
         .stdin(Stdio::null())
@@ -60,6 +61,11 @@ async fn up_names_what_it_serves_in_its_ready_file() {
     assert_eq!(ready["pid"], Value::from(child.id()));
     assert!(field("apiServer").starts_with("https://127.0.0.1:"));
     assert_eq!(field("node"), "solo");
+    let ingress = field("ingress");
+    assert!(
+        ingress.starts_with("127.0.0.1:") && !ingress.ends_with(":0"),
+        "the bound ingress address: {ingress}"
+    );
     assert_eq!(
         field("registryUrl"),
         format!("http://{}", field("registry"))

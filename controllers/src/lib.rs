@@ -6,6 +6,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpointslice;
 pub mod gc;
 pub mod informer;
 pub mod job;
@@ -15,8 +16,10 @@ pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runner;
 pub mod scheduler;
+pub mod servicepods;
 pub mod statefulset;
 pub mod util;
+pub mod written;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,7 +29,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
@@ -108,6 +112,10 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
     ControllerEntry {
         name: "cronjob",
         start: start_cronjob,
+    },
+    ControllerEntry {
+        name: "endpointslice",
+        start: start_endpointslice,
     },
 ];
 
@@ -329,6 +337,36 @@ fn start_cronjob(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
     let main = (cjs.subscribe(), cjs.store());
     let owned = inf.all::<Job>().subscribe();
     tokio::spawn(cronjob::run(ctx, main, owned))
+}
+
+fn start_endpointslice(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(endpointslice::Ctx {
+        client: m.client.clone(),
+        pods: inf.all::<Pod>().store(),
+        nodes: inf.all::<Node>().store(),
+        slices: inf.all::<EndpointSlice>().store(),
+        synced: vec![
+            inf.all::<Pod>().synced(),
+            inf.all::<Node>().synced(),
+            inf.all::<EndpointSlice>().synced(),
+        ],
+        written: Default::default(),
+        members: Default::default(),
+    });
+    let svcs = inf.all::<Service>();
+    let main = (svcs.subscribe(), svcs.store());
+    let service_events = svcs.events();
+    let pods = inf.all::<Pod>().subscribe();
+    let slices = inf.all::<EndpointSlice>().subscribe();
+    let nodes = inf.all::<Node>().subscribe();
+    tokio::spawn(endpointslice::run(
+        ctx,
+        main,
+        service_events,
+        pods,
+        slices,
+        nodes,
+    ))
 }
 
 fn start_garbagecollector(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

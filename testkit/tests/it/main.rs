@@ -3,5 +3,7 @@
 //! runtime backend) it is about; it waits on watches with a deadline.
 
 mod informers;
+mod ingress;
 mod node;
 mod reconcilers;
+mod services;

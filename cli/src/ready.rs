@@ -6,7 +6,8 @@
 //! Keys (camelCase, only those of the components the command runs): `pid`; `apiServer`
 //! (`https://HOST:PORT`) and `kubeconfig` (path); `registry` (`HOST:PORT`), `registryUrl`
 //! (`http[s]://HOST:PORT`) and `registryTokenFile` (path); `node` (name) and `nodeEndpoint`
-//! (`HOST:PORT`, plain HTTP); `ingress` (`HOST:PORT`, plain HTTP).
+//! (`HOST:PORT`, plain HTTP); `ingress` (`HOST:PORT`, plain HTTP) and `ingressTls`
+//! (`HOST:PORT`, HTTPS).
 
 use std::path::{Path, PathBuf};
 

@@ -64,6 +64,10 @@ pub(crate) struct UpArgs {
     /// with `skiff deploy` answer on http://NAME.localhost:PORT/.
     #[arg(long, default_value = "127.0.0.1:8080")]
     ingress_listen: SocketAddr,
+    /// Address of the ingress's HTTPS listener (certificates from `kubernetes.io/tls` Secrets
+    /// chosen by SNI); off unless given.
+    #[arg(long)]
+    ingress_tls_listen: Option<SocketAddr>,
     /// IPv4 range of the node's pod IPs; it bounds how many pods the node holds (a /24: 253).
     #[arg(long, default_value = skiff_host::DEFAULT_POD_CIDR)]
     pod_cidr: String,
@@ -111,12 +115,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     node_config.listen = args.node_listen;
     node_config.pod_cidr = args.pod_cidr.clone();
     node_config.registry = Some(registry_addr.to_string());
+    node_config.ingress_listen = Some(args.ingress_listen);
+    node_config.ingress_tls_listen = args.ingress_tls_listen;
     let node = node_config
         .start()
         .await
         .with_context(|| format!("starting node {}", args.node_name))?;
 
-    let ingress_addr = args.ingress_listen;
+    let ingress_addr = node.ingress_addr().unwrap_or(args.ingress_listen);
     let info = crate::deploy::ClusterInfo {
         registry: Some(registry_addr.to_string()),
         ingress: Some(ingress_addr.to_string()),
@@ -178,6 +184,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     ready.insert("node".into(), args.node_name.clone().into());
     ready.insert("nodeEndpoint".into(), node.local_addr().to_string().into());
     ready.insert("ingress".into(), ingress_addr.to_string().into());
+    if let Some(tls) = node.ingress_tls_addr() {
+        ready.insert("ingressTls".into(), tls.to_string().into());
+    }
     args.ready.write(ready)?;
     crate::signals::wait_for_shutdown().await;
     args.ready.remove();

@@ -345,8 +345,9 @@ async fn watch_loop(client: kube::Client, mut state: State, mut stop: watch::Rec
     ]);
     let mut relists = Relists::default();
     let mut classes: BTreeMap<ObjKey, IngressClass> = BTreeMap::new();
-    // Nothing is published until every kind has been listed once: an Ingress seen before its
-    // Service would answer 503 for a moment.
+    // Nothing is published until Ingresses, IngressClasses and Services have been listed once:
+    // an Ingress seen before its Service would answer 503 for a moment. Secrets only add
+    // certificates (a node not allowed to read them still serves HTTP).
     let mut synced = [false; 4];
     loop {
         let ev = tokio::select! {
@@ -395,7 +396,7 @@ async fn watch_loop(client: kube::Client, mut state: State, mut stop: watch::Rec
             continue;
         }
         synced[i] = true;
-        if synced.iter().all(|s| *s) {
+        if synced[..3].iter().all(|s| *s) {
             state.rebuild().await;
         }
     }

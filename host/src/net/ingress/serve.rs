@@ -23,6 +23,8 @@ use crate::net::ServiceBackend;
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -83,7 +85,11 @@ pub(crate) async fn serve(
                 let resp = handler.handle(req, &peer);
                 async move { Ok::<_, Infallible>(resp.await) }
             });
-            let builder = hyper::server::conn::http1::Builder::new();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // A client gets HEADER_READ_TIMEOUT to send a request's headers (slowloris).
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
             let result =
                 match tls {
                     None => {

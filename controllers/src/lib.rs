@@ -6,6 +6,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
 pub mod informer;
@@ -29,7 +30,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -116,6 +117,10 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
     ControllerEntry {
         name: "endpointslice",
         start: start_endpointslice,
+    },
+    ControllerEntry {
+        name: "endpoint",
+        start: start_endpoints,
     },
 ];
 
@@ -367,6 +372,23 @@ fn start_endpointslice(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
         slices,
         nodes,
     ))
+}
+
+fn start_endpoints(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(endpoints::Ctx {
+        client: m.client.clone(),
+        pods: inf.all::<Pod>().store(),
+        endpoints: inf.all::<Endpoints>().store(),
+        synced: vec![inf.all::<Pod>().synced(), inf.all::<Endpoints>().synced()],
+        written: Default::default(),
+        members: Default::default(),
+    });
+    let svcs = inf.all::<Service>();
+    let main = (svcs.subscribe(), svcs.store());
+    let service_events = svcs.events();
+    let pods = inf.all::<Pod>().subscribe();
+    let endpoints = inf.all::<Endpoints>().subscribe();
+    tokio::spawn(endpoints::run(ctx, main, service_events, pods, endpoints))
 }
 
 fn start_garbagecollector(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

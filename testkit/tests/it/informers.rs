@@ -22,6 +22,8 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
             "CronJob",
             "DaemonSet",
             "Deployment",
+            "EndpointSlice",
+            "Endpoints",
             "Job",
             "Lease/kube-node-lease",
             "Node",
@@ -29,6 +31,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
             "PodDisruptionBudget",
             "ReplicaSet",
             "RuntimeClass",
+            "Service",
             "StatefulSet",
         ]
     );
@@ -44,7 +47,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
         scheduler: false,
         ..Options::default()
     };
-    none.select("*,-replicaset,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob")
+    none.select("*,-replicaset,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint")
         .unwrap();
     assert_eq!(none.controllers.iter().collect::<Vec<_>>(), ["namespace"]);
     assert!(

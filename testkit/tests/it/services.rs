@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_controllers::{Clock, Options, Running};
-use skiff_testkit::inproc::{InProcess, wait_list};
+use skiff_testkit::inproc::{InProcess, wait_list, wait_object};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const MANAGED: &str = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io";
@@ -217,7 +217,7 @@ async fn endpointslices_follow_readiness_and_termination_in_place() {
     .unwrap();
     assert_eq!(
         got.iter().map(|s| s.name_any()).collect::<Vec<_>>(),
-        [first_name.clone()]
+        std::slice::from_ref(&first_name)
     );
 
     // p1 is being deleted (a finalizer holds it): terminating, not ready, still serving.
@@ -459,4 +459,98 @@ async fn a_service_without_endpoints_has_one_empty_slice() {
     .unwrap();
     assert_eq!(got.len(), 1);
     assert!(got[0].endpoints.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_mirror_services_for_older_clients() {
+    let api = InProcess::start().await.unwrap();
+    let c = &api.client;
+    let _c = controllers(c, &["endpoint"], Clock::real());
+    for (name, i, ready) in [("e1", 1u8, true), ("e2", 2, false)] {
+        let spec = PodSpec {
+            name,
+            app: "old",
+            node: "node-a",
+            ip: format!("10.244.4.{i}"),
+            ready,
+            http: 8080,
+        };
+        pod(c, spec).await;
+    }
+    service(
+        c,
+        json!({"metadata": {"name": "old", "labels": {"tier": "back"}},
+               "spec": {"selector": {"app": "old"},
+                        "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
+    )
+    .await;
+    // A Service without a selector and its hand-made Endpoints: left alone.
+    service(
+        c,
+        json!({"metadata": {"name": "manual"}, "spec": {"ports": [{"port": 80}]}}),
+    )
+    .await;
+    let eps: Api<Endpoints> = Api::namespaced(c.clone(), "default");
+    let manual: Endpoints = from_json(json!({
+        "metadata": {"name": "manual"},
+        "subsets": [{"addresses": [{"ip": "192.0.2.7"}], "ports": [{"port": 80}]}],
+    }));
+    eps.create(&PostParams::default(), &manual).await.unwrap();
+
+    let ips = |v: &Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>| -> Vec<String> {
+        v.iter().flatten().map(|a| a.ip.clone()).collect()
+    };
+    let got = wait_object(&eps, "old", DEADLINE, |e| {
+        e.subsets.as_ref().is_some_and(|s| {
+            s.len() == 1
+                && ips(&s[0].addresses) == ["10.244.4.1"]
+                && ips(&s[0].not_ready_addresses) == ["10.244.4.2"]
+        })
+    })
+    .await
+    .unwrap();
+    let subset = &got.subsets.as_ref().unwrap()[0];
+    let port = &subset.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.port, port.protocol.as_deref()),
+        (Some("http"), 8080, Some("TCP"))
+    );
+    let a = &subset.addresses.as_ref().unwrap()[0];
+    assert_eq!(a.node_name.as_deref(), Some("node-a"));
+    assert_eq!(
+        a.target_ref.as_ref().and_then(|r| r.name.as_deref()),
+        Some("e1")
+    );
+    assert_eq!(
+        got.labels()
+            .get("endpoints.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("endpoint-controller")
+    );
+    assert_eq!(got.labels().get("tier").map(String::as_str), Some("back"));
+    assert!(
+        got.annotations()
+            .contains_key("endpoints.kubernetes.io/last-change-trigger-time")
+    );
+
+    // e2 becomes Ready; then the Service goes and its Endpoints with it.
+    set_ready(c, "e2", None, true).await;
+    wait_object(&eps, "old", DEADLINE, |e| {
+        e.subsets
+            .as_ref()
+            .is_some_and(|s| s.len() == 1 && ips(&s[0].addresses).len() == 2)
+    })
+    .await
+    .unwrap();
+    let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
+    svcs.delete("old", &DeleteParams::default()).await.unwrap();
+    skiff_testkit::inproc::wait_deleted(&eps, "old", DEADLINE)
+        .await
+        .unwrap();
+    let kept = eps.get("manual").await.unwrap();
+    assert_eq!(
+        ips(&kept.subsets.unwrap()[0].addresses),
+        ["192.0.2.7"],
+        "a selectorless Service's Endpoints are the user's"
+    );
 }

@@ -249,11 +249,18 @@ pub struct NodeHandle {
     local_addr: SocketAddr,
     ingress_addr: Option<SocketAddr>,
     ingress_tls_addr: Option<SocketAddr>,
+    router: net::Router,
+    network: Network,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl NodeHandle {
+    /// The node's Service router, as the ingress reaches Services.
+    pub fn service_backend(&self) -> Arc<dyn net::ServiceBackend> {
+        Arc::new(self.router.clone())
+    }
+
     /// The address the node endpoint listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -283,6 +290,8 @@ impl NodeHandle {
 
 impl Drop for NodeHandle {
     fn drop(&mut self) {
+        // The network holds the router, which holds the network: break the cycle.
+        self.network.set_router(None);
         for t in &self.tasks {
             t.abort();
         }
@@ -461,7 +470,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     ));
     let mut tasks = ingress.map(|i| i.into_tasks()).unwrap_or_default();
     tasks.extend(net::spawn_watches(&client, &services, &shutdown_rx));
-    config.network.set_router(Some(Arc::new(router)));
+    config.network.set_router(Some(Arc::new(router.clone())));
     let pods = tokio::spawn(manage_pods(ctx, shutdown_rx));
     tracing::info!(node = %config.name, endpoint = %local_addr, "node registered");
     tasks.extend([pods, heartbeat, serve]);
@@ -469,6 +478,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         local_addr,
         ingress_addr,
         ingress_tls_addr,
+        router,
+        network: config.network.clone(),
         shutdown: shutdown_tx,
         tasks,
     })

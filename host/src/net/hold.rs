@@ -115,24 +115,33 @@ impl Holds {
     }
 }
 
+/// How many times a scale-up is tried again after a conflicting write (the Deployment
+/// controller writes the status at the same moment).
+const SCALE_ATTEMPTS: usize = 10;
+
 /// Sets `spec.replicas` to 1 through the scale subresource if it is 0, conditional on the
-/// resourceVersion read (a conflict means someone else changed it: nothing to do). True when
-/// this call scaled it.
+/// resourceVersion read: a conflict reads again, and a Deployment found above zero is left
+/// alone (someone else scaled it). True when this call scaled it.
 async fn scale_from_zero(client: &kube::Client, t: &ScaleTarget) -> kube::Result<bool> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), &t.namespace);
-    let mut scale = api.get_scale(&t.name).await?;
-    let replicas = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-    if replicas != 0 {
-        return Ok(false);
-    }
-    scale.spec.get_or_insert_with(Default::default).replicas = Some(1);
-    scale.status = None;
-    match api
-        .replace_scale(&t.name, &PostParams::default(), &scale)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-        Err(e) => Err(e),
+    let mut attempt = 0;
+    loop {
+        let mut scale = api.get_scale(&t.name).await?;
+        let replicas = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        if replicas != 0 {
+            return Ok(false);
+        }
+        scale.spec.get_or_insert_with(Default::default).replicas = Some(1);
+        scale.status = None;
+        match api
+            .replace_scale(&t.name, &PostParams::default(), &scale)
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt + 1 < SCALE_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

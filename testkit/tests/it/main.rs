@@ -6,4 +6,5 @@ mod informers;
 mod ingress;
 mod node;
 mod reconcilers;
+mod router;
 mod services;

@@ -395,12 +395,14 @@ pub(crate) async fn run(args: PodsBenchArgs) -> Result<()> {
         println!("note: a debug build; use a release build for figures");
     }
 
-    let server = skiff_api::start(skiff_api::ServerOptions::new(
-        dir.join("api"),
-        "127.0.0.1:0".parse()?,
-    ))
-    .await
-    .context("starting the API server")?;
+    // The node's explicit pod CIDR is the whole cluster CIDR, so the API server accepts it.
+    let mut server_opts = skiff_api::ServerOptions::new(dir.join("api"), "127.0.0.1:0".parse()?);
+    let cluster: skiff_api::Ipv4Cidr = args.pod_cidr.parse()?;
+    server_opts.network.cluster_cidr = cluster;
+    server_opts.network.node_cidr_mask = cluster.prefix_len();
+    let server = skiff_api::start(server_opts)
+        .await
+        .context("starting the API server")?;
     let registry = skiff_registry::start(
         "127.0.0.1:0".parse()?,
         skiff_registry::RegistryConfig::new(dir.join("registry")),

@@ -24,9 +24,12 @@ pub(crate) struct NodeArgs {
     /// Address of the node endpoint: logs, pod proxy and pod ports (plain HTTP, bearer token).
     #[arg(long, default_value = skiff_host::DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// IPv4 range of the pods' virtual IPs; it bounds the node's `pods` capacity.
-    #[arg(long, default_value = skiff_host::DEFAULT_POD_CIDR)]
-    pod_cidr: String,
+    /// IPv4 range of the pods' virtual IPs; it bounds the node's `pods` capacity. Default: the
+    /// range the API server gives the Node from its `--cluster-cidr`. An explicit one must lie
+    /// inside the cluster CIDR and overlap no other node's; if the API server refuses it, the
+    /// node logs why and runs no pods.
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// Registry (HOST:PORT) for image names that do not name one.
     #[arg(long)]
     registry: Option<String>,

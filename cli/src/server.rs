@@ -20,6 +20,8 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value_t = 60)]
     compaction_interval_seconds: u64,
     #[command(flatten)]
+    network: NetworkArgs,
+    #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
     #[command(flatten)]
     ready: crate::ready::ReadyArgs,
@@ -30,6 +32,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     opts.history_revisions = args.history_revisions;
     opts.compaction_interval =
         std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
+    opts.network = args.network.config()?;
     let server = skiff_api::start(opts)
         .await
         .with_context(|| format!("starting the API server on {}", args.listen))?;
@@ -57,4 +60,35 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// Where Service ClusterIPs, NodePorts and the nodes' pod CIDRs come from (`skiff server` and
+/// `skiff up`), as kube-apiserver's and kube-controller-manager's flags of the same names.
+#[derive(clap::Args)]
+pub(crate) struct NetworkArgs {
+    /// IPv4 range of Service ClusterIPs; its first address is the `kubernetes` Service's.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: skiff_api::Ipv4Cidr,
+    /// Ports NodePort and LoadBalancer Services get their node ports from.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: skiff_api::PortRange,
+    /// IPv4 range of every pod IP in the cluster; each Node gets a slice of it as its podCIDR.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: skiff_api::Ipv4Cidr,
+    /// Prefix length of each Node's podCIDR (24: 256 addresses, 253 pods).
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+}
+
+impl NetworkArgs {
+    pub(crate) fn config(&self) -> anyhow::Result<skiff_api::NetworkConfig> {
+        let config = skiff_api::NetworkConfig {
+            service_cidr: self.service_cluster_ip_range,
+            node_ports: self.service_node_port_range,
+            cluster_cidr: self.cluster_cidr,
+            node_cidr_mask: self.node_cidr_mask_size,
+        };
+        config.check()?;
+        Ok(config)
+    }
 }

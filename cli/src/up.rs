@@ -69,8 +69,11 @@ pub(crate) struct UpArgs {
     #[arg(long)]
     ingress_tls_listen: Option<SocketAddr>,
     /// IPv4 range of the node's pod IPs; it bounds how many pods the node holds (a /24: 253).
-    #[arg(long, default_value = skiff_host::DEFAULT_POD_CIDR)]
-    pod_cidr: String,
+    /// Default: the first range of `--cluster-cidr` the API server gives the Node.
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    #[command(flatten)]
+    network: crate::server::NetworkArgs,
     #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
     #[command(flatten)]
@@ -89,7 +92,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
-    let server = skiff_api::start(skiff_api::ServerOptions::new(&dir, args.listen))
+    let mut server_opts = skiff_api::ServerOptions::new(&dir, args.listen);
+    server_opts.network = args.network.config()?;
+    let server = skiff_api::start(server_opts)
         .await
         .with_context(|| format!("starting the API server on {}", args.listen))?;
 

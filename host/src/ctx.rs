@@ -47,8 +47,25 @@ impl IpPool {
         })
     }
 
+    /// No range yet (the API server has not accepted the Node's pod CIDR): no address to give.
+    pub(crate) fn unassigned() -> IpPool {
+        IpPool {
+            base: 0,
+            size: 0,
+            used: HashSet::new(),
+            low: 2,
+        }
+    }
+
+    pub(crate) fn is_assigned(&self) -> bool {
+        self.size > 0
+    }
+
     /// The CIDR in canonical form.
     pub(crate) fn cidr(&self) -> String {
+        if !self.is_assigned() {
+            return "<none: not assigned by the API server>".into();
+        }
         format!(
             "{}/{}",
             Ipv4Addr::from(self.base),
@@ -64,6 +81,9 @@ impl IpPool {
 
     /// Takes `wanted` if it is in the range and free, else the lowest free address.
     pub(crate) fn allocate(&mut self, wanted: Option<IpAddr>) -> Option<IpAddr> {
+        if self.size < 4 {
+            return None;
+        }
         if let Some(IpAddr::V4(w)) = wanted {
             let off = u32::from(w).wrapping_sub(self.base);
             if (2..self.size - 1).contains(&off) && self.used.insert(off) {
@@ -126,6 +146,14 @@ impl NodeCtx {
 
     pub(crate) fn allocate_ip(&self, wanted: Option<IpAddr>) -> Option<IpAddr> {
         lock(&self.ips).allocate(wanted)
+    }
+
+    /// Gives the node its pod range once the API server accepted it, unless it has one.
+    pub(crate) fn assign_pool(&self, pool: IpPool) {
+        let mut ips = lock(&self.ips);
+        if !ips.is_assigned() {
+            *ips = pool;
+        }
     }
 
     /// The node's pod CIDR.

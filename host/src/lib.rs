@@ -45,8 +45,6 @@ use crate::node::NodeFacts;
 
 /// The default node endpoint (kubelet's port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:10250";
-/// The default pod CIDR.
-pub const DEFAULT_POD_CIDR: &str = "10.88.0.0/24";
 
 /// A node built from parts: the client it talks to the API server with, its backends and the
 /// pod network they share.
@@ -66,8 +64,10 @@ pub struct NodeConfig {
     pub zone: Option<String>,
     /// The node endpoint's address (logs, proxy, pod ports).
     pub listen: SocketAddr,
-    /// IPv4 range the pods' virtual IPs come from.
-    pub pod_cidr: String,
+    /// IPv4 range the pods' virtual IPs come from; `None` takes the one the API server gives
+    /// the Node (from its cluster CIDR). An explicit one must lie in the cluster CIDR and
+    /// overlap no other Node's, or the API server refuses it and the node starts no pods.
+    pub pod_cidr: Option<String>,
     /// Seconds the node's Lease is valid; renewed every quarter of it.
     pub lease_duration_seconds: u32,
     /// Service hops a request may take before the router answers 508 Loop Detected.
@@ -115,7 +115,7 @@ impl NodeConfig {
             endpoint_token: endpoint_token.into(),
             zone: None,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10250)),
-            pod_cidr: DEFAULT_POD_CIDR.to_string(),
+            pod_cidr: None,
             lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
             hop_limit: skiff_meta::names::HOP_LIMIT_DEFAULT,
             ingress_listen: None,
@@ -140,8 +140,10 @@ pub struct NodeOptions {
     pub zone: Option<String>,
     /// The node endpoint's address (logs, proxy, pod ports).
     pub listen: SocketAddr,
-    /// IPv4 range the pods' virtual IPs come from.
-    pub pod_cidr: String,
+    /// IPv4 range the pods' virtual IPs come from; `None` takes the one the API server gives
+    /// the Node (from its cluster CIDR). An explicit one must lie in the cluster CIDR and
+    /// overlap no other Node's, or the API server refuses it and the node starts no pods.
+    pub pod_cidr: Option<String>,
     /// Registry for image names without a registry host (`HOST:PORT`).
     pub registry: Option<String>,
     /// Token for the registry (pulls are usually anonymous).
@@ -174,7 +176,7 @@ impl NodeOptions {
             data_dir: data_dir.into(),
             zone: None,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10250)),
-            pod_cidr: DEFAULT_POD_CIDR.to_string(),
+            pod_cidr: None,
             registry: None,
             registry_token: None,
             allow_file_images: false,
@@ -353,7 +355,13 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             "a node needs at least one runtime backend".into(),
         ));
     }
-    let pool = IpPool::parse(&config.pod_cidr).map_err(Error::Config)?;
+    // An explicit range must at least parse before the API server is asked for it.
+    let asked = config
+        .pod_cidr
+        .as_deref()
+        .map(IpPool::parse)
+        .transpose()
+        .map_err(Error::Config)?;
     let client = config.client.clone();
     let token = config.endpoint_token.clone();
 
@@ -406,14 +414,12 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         zone: config.zone.clone(),
         host_ip,
         port: local_addr.port(),
-        pod_cidr: pool.cidr(),
-        // What the node can really hold: its backends' limits, and one pod IP per pod.
-        pods: config
+        pod_cidr: asked.as_ref().map(IpPool::cidr),
+        backend_pods: config
             .runtimes
             .iter()
             .map(|b| b.runtime.capacity().pods)
-            .fold(0u32, u32::saturating_add)
-            .min(pool.capacity()),
+            .fold(0u32, u32::saturating_add),
         runtimes: config.runtimes.handlers(),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
@@ -422,9 +428,25 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         started: jiff::Timestamp::now(),
         lease_duration_seconds: config.lease_duration_seconds.max(1),
     };
-    let registered = node::register(&client, &facts).await?;
-    let node_uid = registered.metadata.uid.clone();
-    node::renew_lease(&client, &facts, node_uid.as_deref()).await?;
+    let mut facts = facts;
+    let (node_uid, pool) = match node::register(&client, &mut facts).await {
+        Ok(registered) => {
+            let uid = registered.metadata.uid.clone();
+            node::renew_lease(&client, &facts, uid.as_deref()).await?;
+            (uid, node_pool(&facts)?)
+        }
+        Err(kube::Error::Api(e)) if e.code == 422 => {
+            // Kept running, so that it says why; it starts no pods until it is accepted.
+            tracing::error!(
+                node = %config.name,
+                reason = %e.message,
+                "the API server refused this node's registration; it runs no pods until the \
+                 Node is accepted (retried every lease renewal)"
+            );
+            (None, IpPool::unassigned())
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     let ctx = Arc::new(
         NodeCtx::new(
@@ -462,12 +484,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             tracing::error!(error = %e, "node listener failed");
         }
     });
-    let heartbeat = tokio::spawn(heartbeat(
-        client.clone(),
-        facts,
-        node_uid,
-        shutdown_rx.clone(),
-    ));
+    let heartbeat = tokio::spawn(heartbeat(ctx.clone(), facts, node_uid, shutdown_rx.clone()));
     let mut tasks = ingress.map(|i| i.into_tasks()).unwrap_or_default();
     tasks.extend(net::spawn_watches(&client, &services, &shutdown_rx));
     config.network.set_router(Some(Arc::new(router.clone())));
@@ -485,12 +502,49 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     })
 }
 
+/// The pod range of a registered Node: the CIDR the API server accepted or gave it.
+fn node_pool(facts: &NodeFacts) -> Result<IpPool> {
+    let cidr = facts.pod_cidr.as_deref().ok_or_else(|| {
+        Error::Config(format!(
+            "the API server gave Node {} no podCIDR (is its cluster CIDR full?)",
+            facts.name
+        ))
+    })?;
+    IpPool::parse(cidr).map_err(Error::Config)
+}
+
+/// Registers a Node the API server refused before (or that is gone): on success the node
+/// takes the pod range it was given.
+async fn register_again(ctx: &NodeCtx, facts: &mut NodeFacts) -> Option<String> {
+    match node::register(&ctx.client, facts).await {
+        Ok(n) => {
+            match node_pool(facts) {
+                Ok(pool) => ctx.assign_pool(pool),
+                Err(e) => {
+                    tracing::error!(error = %e, "the registered Node has no usable pod range")
+                }
+            }
+            tracing::info!(node = %facts.name, pod_cidr = ?facts.pod_cidr, "node registered");
+            n.metadata.uid
+        }
+        Err(kube::Error::Api(e)) if e.code == 422 => {
+            tracing::error!(node = %facts.name, reason = %e.message, "the API server still refuses this node's registration");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "registering the node");
+            None
+        }
+    }
+}
+
 async fn heartbeat(
-    client: kube::Client,
-    facts: NodeFacts,
+    ctx: Arc<NodeCtx>,
+    mut facts: NodeFacts,
     mut uid: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let client = ctx.client.clone();
     let mut lease_tick = tokio::time::interval(facts.lease_renew());
     lease_tick.tick().await;
     let mut last_status = tokio::time::Instant::now();
@@ -498,6 +552,14 @@ async fn heartbeat(
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = lease_tick.tick() => {}
+        }
+        if uid.is_none() {
+            // Refused at start (or gone): no Node, so no lease or status to write.
+            uid = register_again(&ctx, &mut facts).await;
+            if uid.is_none() {
+                continue;
+            }
+            last_status = tokio::time::Instant::now();
         }
         if let Err(e) = node::renew_lease(&client, &facts, uid.as_deref()).await {
             tracing::warn!(error = %e, "renewing the node lease");
@@ -508,10 +570,7 @@ async fn heartbeat(
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     tracing::warn!("the Node object is gone; registering again");
-                    match node::register(&client, &facts).await {
-                        Ok(n) => uid = n.metadata.uid,
-                        Err(e) => tracing::warn!(error = %e, "registering the node"),
-                    }
+                    uid = register_again(&ctx, &mut facts).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "updating the node status"),
             }

@@ -1,5 +1,5 @@
 //! The Node object: registration (capacity, allocatable, nodeInfo, addresses, conditions,
-//! labels, daemon endpoint, podCIDR), status heartbeats, and the node Lease renewed every quarter
+//! labels, daemon endpoint, the podCIDR asked for or given by the API server), status heartbeats, and the node Lease renewed every quarter
 //! of its duration (10 s by default).
 
 use std::collections::BTreeMap;
@@ -37,8 +37,11 @@ pub(crate) struct NodeFacts {
     pub(crate) zone: Option<String>,
     pub(crate) host_ip: IpAddr,
     pub(crate) port: u16,
-    pub(crate) pod_cidr: String,
-    pub(crate) pods: u32,
+    /// The Node's pod CIDR: the one asked for (`--pod-cidr`), then the one the API server's
+    /// Node carries once registered.
+    pub(crate) pod_cidr: Option<String>,
+    /// The pods the backends hold; the Node's `pods` capacity is also bounded by the pod CIDR.
+    pub(crate) backend_pods: u32,
     pub(crate) cpus: u32,
     pub(crate) memory_bytes: u64,
     pub(crate) started: jiff::Timestamp,
@@ -55,6 +58,17 @@ impl NodeFacts {
 
     fn lease_duration(&self) -> i32 {
         i32::try_from(self.lease_duration_seconds).unwrap_or(i32::MAX)
+    }
+
+    /// What the node can really hold: its backends' limits, and one pod IP per pod (none
+    /// without a pod CIDR).
+    pub(crate) fn pods(&self) -> u32 {
+        let addresses = self
+            .pod_cidr
+            .as_deref()
+            .and_then(|c| crate::ctx::IpPool::parse(c).ok())
+            .map_or(0, |p| p.capacity());
+        self.backend_pods.min(addresses)
     }
 }
 
@@ -162,7 +176,7 @@ pub(crate) fn status(f: &NodeFacts) -> NodeStatus {
         "memory".to_string(),
         Quantity(format!("{}Ki", f.memory_bytes / 1024)),
     );
-    capacity.insert("pods".to_string(), Quantity(f.pods.to_string()));
+    capacity.insert("pods".to_string(), Quantity(f.pods().to_string()));
     let allocatable = capacity.clone();
     NodeStatus {
         addresses: Some(vec![
@@ -217,8 +231,14 @@ pub(crate) fn status(f: &NodeFacts) -> NodeStatus {
     }
 }
 
-/// Creates the Node, or updates its labels, spec and status if it exists.
-pub(crate) async fn register(client: &kube::Client, f: &NodeFacts) -> Result<Node, kube::Error> {
+/// Creates the Node, or updates its labels (and its pod CIDR, if one was asked for) if it exists;
+/// then its status. Without a pod CIDR of its own the node takes the one the API server gave
+/// its Node (a re-registering node keeps its CIDR). A refused pod CIDR is a 422 whose message
+/// says why.
+pub(crate) async fn register(
+    client: &kube::Client,
+    f: &mut NodeFacts,
+) -> Result<Node, kube::Error> {
     let api: Api<Node> = Api::all(client.clone());
     let node = Node {
         metadata: ObjectMeta {
@@ -231,24 +251,30 @@ pub(crate) async fn register(client: &kube::Client, f: &NodeFacts) -> Result<Nod
             ..Default::default()
         },
         spec: Some(NodeSpec {
-            pod_cidr: Some(f.pod_cidr.clone()),
-            pod_cidrs: Some(vec![f.pod_cidr.clone()]),
+            pod_cidr: f.pod_cidr.clone(),
+            pod_cidrs: f.pod_cidr.clone().map(|c| vec![c]),
             ..Default::default()
         }),
         status: None,
     };
-    match api.create(&PostParams::default(), &node).await {
-        Ok(_) => {}
+    let stored = match api.create(&PostParams::default(), &node).await {
+        Ok(n) => n,
         Err(kube::Error::Api(e)) if e.code == 409 => {
-            let patch = json!({
-                "metadata": {"labels": labels(f)},
-                "spec": {"podCIDR": f.pod_cidr, "podCIDRs": [f.pod_cidr]},
-            });
+            let mut patch = json!({"metadata": {"labels": labels(f)}});
+            if let Some(cidr) = &f.pod_cidr {
+                patch["spec"] = json!({"podCIDR": cidr, "podCIDRs": [cidr]});
+            }
             api.patch(&f.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+                .await?
         }
         Err(e) => return Err(e),
-    }
+    };
+    f.pod_cidr = stored
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .filter(|c| !c.is_empty())
+        .or_else(|| f.pod_cidr.clone());
     update_status(client, f).await
 }
 
@@ -324,14 +350,25 @@ mod tests {
             zone: None,
             host_ip: IpAddr::from([127, 0, 0, 1]),
             port: 10250,
-            pod_cidr: "10.88.0.0/24".into(),
-            pods: 110,
+            pod_cidr: Some("10.244.0.0/24".into()),
+            backend_pods: 110,
             cpus: 2,
             memory_bytes: 1 << 30,
             started: jiff::Timestamp::UNIX_EPOCH,
             lease_duration_seconds: 40,
             runtimes: runtimes.iter().map(|h| h.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn the_pods_capacity_is_bounded_by_the_pod_cidr() {
+        let mut f = facts(&["wasm"]);
+        assert_eq!(f.pods(), 110);
+        f.pod_cidr = Some("10.244.0.0/28".into());
+        assert_eq!(f.pods(), 13);
+        // Not registered yet, or refused: no address, so no pod.
+        f.pod_cidr = None;
+        assert_eq!(f.pods(), 0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The node's ingress on the in-process tier: two real `skiff_host` nodes (fake runtime backend,
 //! ingress on 127.0.0.1 and 127.0.0.2, a fake Service backend) against the API router on the
 //! memory store — Ingresses served from their watches, `status.loadBalancer` merged by both
-//! nodes, NodePorts opened and closed with Services, another class ignored.
+//! nodes (and withdrawn by a node that stops), NodePorts opened and closed with Services, another
+//! class ignored.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -232,6 +233,21 @@ async fn two_nodes_serve_an_ingress_merge_its_status_and_open_node_ports() {
             .await
             .expect("not served any more");
     }
+
+    // Back to Skiff's class; then a node that stops takes its address off.
+    ingresses
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"ingressClassName": "skiff"}})),
+        )
+        .await
+        .expect("patch the Ingress");
+    wait_object(&ingresses, "web", DEADLINE, |i| lb_ips(i) == both)
+        .await
+        .expect("both nodes' addresses again");
     a.shutdown().await;
+    let after = ingresses.get("web").await.expect("the Ingress");
+    assert_eq!(lb_ips(&after), ["127.0.0.2".to_string()].into());
     b.shutdown().await;
 }

@@ -17,6 +17,8 @@ use super::rules::ObjKey;
 
 /// How often one status write is tried again after a conflict.
 const CONFLICT_RETRIES: usize = 5;
+/// How long a stopping node spends taking its address off the Ingresses.
+const SHUTDOWN_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Which Ingresses need this node's entry added (`true`) or removed (`false`).
 pub(crate) type Pending = Arc<BTreeMap<ObjKey, bool>>;
@@ -80,7 +82,8 @@ pub(crate) fn merged(
 }
 
 /// Writes this node's entry on the Ingresses `pending` names, each time it changes, until
-/// `stop`.
+/// `stop`; then takes the entry off every Ingress (as ingress-nginx does on shutdown), within
+/// a short budget.
 pub(crate) async fn run(
     client: kube::Client,
     ours: IngressLoadBalancerIngress,
@@ -91,7 +94,7 @@ pub(crate) async fn run(
         let work = pending.borrow_and_update().clone();
         for ((ns, name), present) in work.iter() {
             if *stop.borrow() {
-                return;
+                break;
             }
             if let Err(e) = write(&client, ns, name, &ours, *present).await {
                 tracing::warn!(ingress = %format!("{ns}/{name}"), error = %e,
@@ -99,8 +102,36 @@ pub(crate) async fn run(
             }
         }
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            changed = pending.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => break,
+            // The watch task is gone: the node stops.
+            changed = pending.changed() => if changed.is_err() { break },
+        }
+    }
+    if tokio::time::timeout(SHUTDOWN_BUDGET, withdraw(&client, &ours))
+        .await
+        .is_err()
+    {
+        tracing::warn!("the node's address is still on some Ingresses' status");
+    }
+}
+
+/// Takes this node's entry off every Ingress that lists it.
+async fn withdraw(client: &kube::Client, ours: &IngressLoadBalancerIngress) {
+    let api: Api<Ingress> = Api::all(client.clone());
+    let list = match api.list(&Default::default()).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(error = %e, "listing Ingresses to withdraw the node's address");
+            return;
+        }
+    };
+    for ing in list.items.iter().filter(|i| has_entry(i, ours)) {
+        let (Some(ns), Some(name)) = (&ing.metadata.namespace, &ing.metadata.name) else {
+            continue;
+        };
+        if let Err(e) = write(client, ns, name, ours, false).await {
+            tracing::debug!(ingress = %format!("{ns}/{name}"), error = %e,
+                "withdrawing the node's address");
         }
     }
 }

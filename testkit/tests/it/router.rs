@@ -236,6 +236,18 @@ async fn a_pod_calls_a_service_by_every_name_form_and_by_cluster_ip() {
         assert_eq!(status, 200, "{url}: {body}");
         assert!(body.starts_with("web-1 /"), "{url}: {body}");
     }
+    // An ExternalName Service naming the Service is an alias of it.
+    let svcs: Api<Service> = Api::namespaced(api.client.clone(), "shop");
+    let alias: Service = serde_json::from_value(json!({
+        "metadata": {"name": "alias"},
+        "spec": {"type": "ExternalName", "externalName": "web.shop.svc.cluster.local"}
+    }))
+    .unwrap();
+    svcs.create(&PostParams::default(), &alias).await.unwrap();
+    wait_known(&a, "shop", "alias").await;
+    let (status, body) = call_from(&a.network, client, "http://alias/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("web-1 /"), "{body}");
     // From another namespace, NAME.NAMESPACE (a bare name would mean its own namespace).
     let (status, body) = call_from(&a.network, stranger, "http://web.shop/").await;
     assert_eq!(status, 200, "{body}");
@@ -256,7 +268,7 @@ async fn requests_spread_over_the_endpoints_of_every_node() {
     let ip2 = run_pod(&api, "shop", "web-2", "node-a", "web").await;
     let ip3 = run_pod(&api, "shop", "web-3", "node-b", "web").await;
     service(&api, "shop", "web", "10.96.7.8", "web").await;
-    // The EndpointSlice controller's part, written here: node-b's pod is known only from it.
+    // The EndpointSlice controller's part, written here: node-b's pods are known only from it.
     let slices: Api<EndpointSlice> = Api::namespaced(api.client.clone(), "shop");
     let slice: EndpointSlice = serde_json::from_value(json!({
         "metadata": {"name": "web-x1", "labels": {"kubernetes.io/service-name": "web"}},
@@ -265,7 +277,9 @@ async fn requests_spread_over_the_endpoints_of_every_node() {
         "endpoints": [
             {"addresses": [ip1.to_string()], "nodeName": "node-a", "conditions": {"ready": true}},
             {"addresses": [ip2.to_string()], "nodeName": "node-a", "conditions": {"ready": true}},
-            {"addresses": [ip3.to_string()], "nodeName": "node-b", "conditions": {"ready": true}}
+            {"addresses": [ip3.to_string()], "nodeName": "node-b", "conditions": {"ready": true}},
+            // Listed but gone from node-b: node-b says so and the request goes elsewhere.
+            {"addresses": ["10.255.255.1"], "nodeName": "node-b", "conditions": {"ready": true}}
         ]
     }))
     .unwrap();
@@ -301,6 +315,42 @@ async fn requests_spread_over_the_endpoints_of_every_node() {
         remote += usize::from(body.starts_with("web-3 "));
     }
     assert!(remote > 0, "the endpoint on node-b is reached by ClusterIP");
+
+    // sessionAffinity: ClientIP pins each client (the ingress's X-Forwarded-For) to one pod.
+    let svcs: Api<Service> = Api::namespaced(api.client.clone(), "shop");
+    let sticky: Service = serde_json::from_value(json!({
+        "metadata": {"name": "sticky"},
+        "spec": {"clusterIP": "10.96.7.14", "selector": {"app": "web"},
+                 "sessionAffinity": "ClientIP",
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    }))
+    .unwrap();
+    svcs.create(&PostParams::default(), &sticky).await.unwrap();
+    wait_known(&a, "shop", "sticky").await;
+    let mut pinned =
+        std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for i in 0..40 {
+        let client = format!("192.0.2.{}", i % 4);
+        let req = http::Request::get("/")
+            .header("x-forwarded-for", &client)
+            .body(empty_body())
+            .unwrap();
+        let resp = a
+            .services
+            .serve("shop", "sticky", &ServicePortRef::Name("http".into()), req)
+            .await;
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let pod = String::from_utf8_lossy(&body)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        pinned.entry(client).or_default().insert(pod);
+    }
+    for (client, pods) in &pinned {
+        assert_eq!(pods.len(), 1, "{client} reached {pods:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

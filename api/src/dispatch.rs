@@ -8,7 +8,7 @@ use crate::request::ResourceRequest;
 use crate::resource::{load, name_of};
 use crate::respond::{json_response, respond_object};
 use crate::state::AppState;
-use crate::subresources::{binding, eviction, node_proxy, scale};
+use crate::subresources::{binding, eviction, node_proxy, scale, service_proxy};
 use crate::verbs;
 use crate::verbs::Target;
 
@@ -69,6 +69,9 @@ async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response,
         ("eviction", Method::POST) => eviction::evict(state, &req).await,
         ("finalize", Method::PUT) => verbs::update::update(state, &req, Target::Main).await,
         ("log", Method::GET) => node_proxy::log(state, &req).await,
+        ("proxy", _) if kind.group.is_empty() && kind.kind == "Service" => {
+            service_proxy::proxy(state, &req, req.raw_query.as_deref()).await
+        }
         ("proxy", _) => node_proxy::proxy(state, &req, req.raw_query.as_deref()).await,
         ("exec" | "attach" | "portforward", _) => Err(ApiError::not_supported(format!(
             "{}/{sub} is not supported by this server yet (pod {:?})",

@@ -1,8 +1,10 @@
 //! Subresources served by the API server itself: scale, binding, eviction, and the node-served
-//! log and proxy, forwarded to the pod's node. `status` and `finalize` are the update and patch
+//! log and proxy, forwarded to the pod's node, and a Service's proxy, forwarded to a ready
+//! endpoint's node. `status` and `finalize` are the update and patch
 //! verbs with their own target; `dispatch` routes them all.
 
 pub(crate) mod binding;
 pub(crate) mod eviction;
 pub(crate) mod node_proxy;
 pub(crate) mod scale;
+pub(crate) mod service_proxy;

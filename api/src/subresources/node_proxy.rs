@@ -29,7 +29,7 @@ fn client() -> &'static Client<HttpConnector, Body> {
 }
 
 /// Percent-encodes one path segment.
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -41,7 +41,7 @@ fn segment(s: &str) -> String {
     out
 }
 
-async fn get_object(
+pub(crate) async fn get_object(
     state: &AppState,
     plural: &str,
     ns: Option<&str>,
@@ -65,6 +65,11 @@ async fn node_base(state: &AppState, pod: &Value, pod_name: &str) -> Result<Stri
         .ok_or_else(|| {
             ApiError::bad_request(format!("pod {pod_name} does not have a host assigned"))
         })?;
+    node_endpoint(state, node_name).await
+}
+
+/// The `http://host:port` of a node's endpoint.
+pub(crate) async fn node_endpoint(state: &AppState, node_name: &str) -> Result<String, ApiError> {
     let node = get_object(state, "nodes", None, node_name).await?;
     let port = node
         .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
@@ -96,7 +101,7 @@ async fn node_base(state: &AppState, pod: &Value, pod_name: &str) -> Result<Stri
 }
 
 /// Sends a request to the node and streams its answer back.
-async fn forward(
+pub(crate) async fn forward(
     state: &AppState,
     method: Method,
     url: String,

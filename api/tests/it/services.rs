@@ -469,3 +469,126 @@ async fn an_ingress_without_a_class_gets_the_default_one() {
     let (_, body) = api.call(Method::POST, ingresses, Some(other)).await;
     assert_eq!(body["spec"]["ingressClassName"], "nginx");
 }
+
+/// A stand-in node endpoint that echoes the pod proxy request it got; its port.
+async fn echo_node() -> (u16, tokio::task::JoinHandle<()>) {
+    use axum::routing::any;
+    let node = axum::Router::new().route(
+        "/proxy/{ns}/{pod}/{port}/{*rest}",
+        any(
+            |axum::extract::Path((ns, pod, port, rest)): axum::extract::Path<(
+                String,
+                String,
+                String,
+                String,
+            )>,
+             q: axum::extract::RawQuery| async move {
+                format!("{ns}/{pod}:{port}/{rest}?{}", q.0.unwrap_or_default())
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, node).await;
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn service_proxy_reaches_a_ready_endpoint_through_its_node() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+
+    let (node_port, server) = echo_node().await;
+    let api = Api::new().await;
+    let (code, body) = api.call(Method::POST, NODES, Some(node("n1", None))).await;
+    assert_eq!(code, 201, "{body}");
+    api.call_with(
+        Method::PATCH,
+        &format!("{NODES}/n1/status"),
+        "application/merge-patch+json",
+        "application/json",
+        Some(
+            json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": node_port}}}}),
+        ),
+    )
+    .await;
+    let spec = json!({"selector": {"app": "web"}, "ports": [
+        {"name": "http", "port": 80, "targetPort": "web"},
+        {"name": "admin", "port": 9000, "targetPort": 9090}]});
+    let (code, body) = api.call(Method::POST, SVCS, Some(svc("web", spec))).await;
+    assert_eq!(code, 201, "{body}");
+
+    let get = |path: String| {
+        let req = Request::get(path)
+            .header("Authorization", format!("Bearer {}", super::TOKEN))
+            .body(Body::empty())
+            .unwrap();
+        let api = &api;
+        async move {
+            let resp = api.request(req).await;
+            let code = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (code, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    // No endpoints yet: 503 as Kubernetes says it.
+    let (code, body) = get(format!("{SVCS}/web:80/proxy/hello")).await;
+    assert_eq!(code, 503, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["reason"], "ServiceUnavailable");
+    assert_eq!(
+        status["message"],
+        "no endpoints available for service \"web\""
+    );
+
+    // A slice with one ready and one unready endpoint (as the EndpointSlice controller writes).
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-abc", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
+                  {"name": "admin", "port": 9090, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["10.244.0.5"], "conditions": {"ready": true}, "nodeName": "n1",
+             "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "default"}},
+            {"addresses": ["10.244.0.6"], "conditions": {"ready": false}, "nodeName": "n1",
+             "targetRef": {"kind": "Pod", "name": "web-2", "namespace": "default"}}]});
+    let (code, body) = api
+        .call(
+            Method::POST,
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+            Some(slice),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+
+    // By port number, by port name, with a scheme: always the ready pod, on the target port.
+    for (id, port) in [
+        ("web:80", 8080),
+        ("web:http", 8080),
+        ("https:web:9000", 9090),
+        ("web:admin", 9090),
+    ] {
+        let (code, body) = get(format!("{SVCS}/{id}/proxy/a/b?x=1")).await;
+        assert_eq!(
+            (code, body.as_str()),
+            (200, format!("default/web-1:{port}/a/b?x=1").as_str()),
+            "{id}"
+        );
+    }
+    // A Service with several ports needs one named; an unknown one is 503 too.
+    let (code, body) = get(format!("{SVCS}/web/proxy/")).await;
+    assert_eq!(code, 503, "{body}");
+    let (code, body) = get(format!("{SVCS}/web:7/proxy/")).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("no service port \\\"7\\\" found for service \\\"web\\\""),
+        "{body}"
+    );
+    let (code, _) = get(format!("{SVCS}/nope:80/proxy/")).await;
+    assert_eq!(code, 404);
+    server.abort();
+}

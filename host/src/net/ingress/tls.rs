@@ -17,6 +17,9 @@ use super::rules::{self, ObjKey, Objects};
 
 /// The DNS name of the fallback certificate.
 pub(crate) const FALLBACK_NAME: &str = "ingress.skiff.local";
+/// The common name of the fallback certificate (ingress-nginx's says "Kubernetes Ingress
+/// Controller Fake Certificate").
+pub(crate) const FALLBACK_COMMON_NAME: &str = "Skiff Ingress Fake Certificate";
 
 /// Errors of the TLS setup.
 #[derive(Debug, thiserror::Error)]
@@ -212,11 +215,16 @@ pub(crate) fn certified_key(name: &str, secret: &Secret) -> Result<CertifiedKey,
 
 /// A self-signed certificate for handshakes no Secret answers.
 pub(crate) fn fallback_certificate() -> Result<Arc<CertifiedKey>, TlsError> {
-    let generated = rcgen::generate_simple_self_signed(vec![FALLBACK_NAME.to_string()])
-        .map_err(|e| TlsError::Fallback(e.to_string()))?;
-    let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der())
-        .map_err(|e| TlsError::Fallback(e.to_string()))?;
-    CertifiedKey::from_der(vec![generated.cert.der().clone()], key, &provider())
+    let fail = |e: &dyn std::fmt::Display| TlsError::Fallback(e.to_string());
+    let mut params =
+        rcgen::CertificateParams::new(vec![FALLBACK_NAME.to_string()]).map_err(|e| fail(&e))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, FALLBACK_COMMON_NAME);
+    let signing_key = rcgen::KeyPair::generate().map_err(|e| fail(&e))?;
+    let cert = params.self_signed(&signing_key).map_err(|e| fail(&e))?;
+    let key = PrivateKeyDer::try_from(signing_key.serialize_der()).map_err(|e| fail(&e))?;
+    CertifiedKey::from_der(vec![cert.der().clone()], key, &provider())
         .map(Arc::new)
-        .map_err(|e| TlsError::Fallback(e.to_string()))
+        .map_err(|e| fail(&e))
 }

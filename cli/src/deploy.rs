@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -700,6 +700,25 @@ fn pod_pending_reason(p: &Pod) -> String {
     )
 }
 
+/// The message of the latest Warning Event about pod `p` (a failing probe, a pull error).
+fn last_warning(events: &[Event], p: &Pod) -> Option<String> {
+    let name = p.metadata.name.as_deref()?;
+    events
+        .iter()
+        .filter(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.involved_object.kind.as_deref() == Some("Pod")
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .max_by_key(|e| {
+            e.last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or(e.event_time.as_ref().map(|t| t.0))
+        })
+        .and_then(|e| e.message.clone())
+}
+
 /// Watches the Deployment until its rollout is done, and its new pods for a failure that will
 /// not heal (a crash loop, an image that cannot be pulled); fails at `deadline` saying why.
 async fn wait_rollout(
@@ -766,10 +785,21 @@ async fn wait_rollout(
                 .await
                 .map(|l| l.items)
                 .unwrap_or_default();
+            let events = Api::<Event>::namespaced(client.clone(), namespace)
+                .list(&kube::api::ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
             let reasons: Vec<String> = list
                 .iter()
                 .filter(|p| new_version(p) && !skiff_meta::pod::is_pod_ready(p))
-                .map(pod_pending_reason)
+                .map(|p| {
+                    let mut why = pod_pending_reason(p);
+                    if let Some(warning) = last_warning(&events, p) {
+                        why.push_str(&format!(" (last warning: {warning})"));
+                    }
+                    why
+                })
                 .collect();
             bail!(
                 "the rollout did not finish in time{}",

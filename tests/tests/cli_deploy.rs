@@ -272,6 +272,27 @@ async fn skiff_deploy_prints_a_url_that_answers_and_redeploys_without_a_failed_r
         "{}",
         text(&out)
     );
+    // A component that never becomes ready: the rollout fails with the pod's reason.
+    let server_wasm = samples.join("fileserver/server.wasm");
+    let out = deploy(
+        &home,
+        &[
+            server_wasm.to_str().unwrap(),
+            "--name",
+            "files",
+            "--timeout",
+            "10s",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+    );
+    assert!(
+        !out.status.success()
+            && text(&out).contains("the rollout did not finish in time: pod files-")
+            && text(&out).contains("Readiness probe failed"),
+        "{}",
+        text(&out)
+    );
     // A kubeconfig whose server is gone.
     let gone = dir.path().join("gone.kubeconfig");
     let cfg = std::fs::read_to_string(&kubeconfig).unwrap();

@@ -203,22 +203,25 @@ impl Router {
                     }
                 },
             };
-            let chosen: Vec<Target> = match (targets, target_port_direct) {
-                (Some(p), _) if !p.ready.is_empty() => p.ready.clone(),
-                (Some(p), _) if svc.scale.is_none() && !p.fallback.is_empty() => p.fallback.clone(),
-                (None, Some(n)) => svc.direct_targets(n),
-                _ => Vec::new(),
-            };
             if let Some(scale) = &svc.scale {
                 self.inner.holds.touch(&self.inner.client, scale);
             }
-            if chosen.is_empty() {
-                if let Some(scale) = svc.scale.clone() {
-                    return self.hold(svc, port, client, req, scale).await;
+            // Borrowed from the Service (no copy on the common path).
+            let chosen: std::borrow::Cow<'_, [Target]> = match (targets, target_port_direct) {
+                (Some(p), _) if !p.ready.is_empty() => (&p.ready[..]).into(),
+                (Some(p), _) if svc.scale.is_none() && !p.fallback.is_empty() => {
+                    (&p.fallback[..]).into()
                 }
-                return no_endpoints(&svc);
+                (None, Some(n)) => svc.direct_targets(n).into(),
+                _ => (&[][..]).into(),
+            };
+            if !chosen.is_empty() {
+                return self.deliver(&svc, &chosen, client, req).await;
             }
-            self.deliver(&svc, &chosen, client, req).await
+            match svc.scale.clone() {
+                Some(scale) => self.hold(svc, port, client, req, scale).await,
+                None => no_endpoints(&svc),
+            }
         })
     }
 
@@ -426,7 +429,17 @@ impl Router {
         }
     }
 
+    /// True when endpoint `t` runs on this node.
+    fn is_local(&self, svc: &Compiled, t: Target) -> bool {
+        match svc.endpoints[t.ep].node.as_deref() {
+            None => true,
+            Some(n) => n == self.inner.table.node(),
+        }
+    }
+
     /// Sends to a chosen endpoint; a request that was not delivered is retried once on another.
+    /// An endpoint of this node is checked before the request is handed to it (no copy
+    /// needed); a request to another node keeps a small body so that it can be sent again.
     async fn deliver(
         &self,
         svc: &Compiled,
@@ -437,13 +450,33 @@ impl Router {
         let Some(first) = self.pick(svc, targets, client, None) else {
             return no_endpoints(svc);
         };
+        if self.is_local(svc, first) {
+            let ep = &svc.endpoints[first.ep];
+            let serving = self
+                .inner
+                .network
+                .lookup(ep.ip)
+                .is_some_and(|p| p.serves_port(first.port));
+            if serving {
+                return answer(self.send_to(svc, first, req).await);
+            }
+            let Some(second) = self.pick(svc, targets, client, Some(ep.ip)) else {
+                return reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "endpoint {}:{} of service \"{}/{}\" is not serving",
+                        ep.ip, first.port, svc.namespace, svc.name
+                    ),
+                );
+            };
+            return answer(self.send_to(svc, second, req).await);
+        }
         let (parts, body) = req.into_parts();
-        // Keep a small body so that the request can be sent again.
-        let replay: Option<Bytes> = if body.is_end_stream() {
-            Some(Bytes::new())
+        let bytes: Bytes = if body.is_end_stream() {
+            Bytes::new()
         } else if body.size_hint().exact().is_some_and(|n| n <= REPLAY_LIMIT) {
             match body.collect().await {
-                Ok(c) => Some(c.to_bytes()),
+                Ok(c) => c.to_bytes(),
                 Err(e) => {
                     return reply(
                         StatusCode::BAD_REQUEST,
@@ -452,19 +485,12 @@ impl Router {
                 }
             }
         } else {
+            // A streamed body goes once.
             let req = Request::from_parts(parts, body);
-            return match self.send_to(svc, first, req).await {
-                Ok(r) => r,
-                Err(Failure::Undelivered(m) | Failure::Failed(m)) => {
-                    reply(StatusCode::BAD_GATEWAY, m)
-                }
-            };
+            return answer(self.send_to(svc, first, req).await);
         };
-        let bytes = replay.unwrap_or_default();
         let req = Request::from_parts(parts.clone(), full_body(bytes.clone()));
         match self.send_to(svc, first, req).await {
-            Ok(r) => r,
-            Err(Failure::Failed(m)) => reply(StatusCode::BAD_GATEWAY, m),
             Err(Failure::Undelivered(m)) => {
                 let avoid = Some(svc.endpoints[first.ep].ip);
                 let Some(second) = self.pick(svc, targets, client, avoid) else {
@@ -472,12 +498,9 @@ impl Router {
                 };
                 tracing::debug!(service = %format!("{}/{}", svc.namespace, svc.name), reason = %m, "retrying on another endpoint");
                 let req = Request::from_parts(parts, full_body(bytes));
-                match self.send_to(svc, second, req).await {
-                    Ok(r) => r,
-                    Err(Failure::Undelivered(m)) => reply(StatusCode::SERVICE_UNAVAILABLE, m),
-                    Err(Failure::Failed(m)) => reply(StatusCode::BAD_GATEWAY, m),
-                }
+                answer(self.send_to(svc, second, req).await)
             }
+            other => answer(other),
         }
     }
 
@@ -491,11 +514,7 @@ impl Router {
         let ep = &svc.endpoints[t.ep];
         ep.load.fetch_add(1, Ordering::Relaxed);
         let _done = Decrement(&ep.load);
-        let local = match ep.node.as_deref() {
-            None => true,
-            Some(n) => n == self.inner.table.node(),
-        };
-        if local {
+        if self.is_local(svc, t) {
             let Some(pod) = self.inner.network.lookup(ep.ip) else {
                 return Err(Failure::Undelivered(format!(
                     "endpoint {} of service \"{}/{}\" is gone",
@@ -589,6 +608,16 @@ fn set_host(req: &mut Request<HttpBody>) {
         && let Ok(v) = HeaderValue::from_str(a.as_str())
     {
         req.headers_mut().insert(header::HOST, v);
+    }
+}
+
+/// The response, or the router's own answer to a failure: 503 when the request reached no
+/// endpoint, 502 when it may have.
+fn answer(r: Result<Response<HttpBody>, Failure>) -> Response<HttpBody> {
+    match r {
+        Ok(r) => r,
+        Err(Failure::Undelivered(m)) => reply(StatusCode::SERVICE_UNAVAILABLE, m),
+        Err(Failure::Failed(m)) => reply(StatusCode::BAD_GATEWAY, m),
     }
 }
 

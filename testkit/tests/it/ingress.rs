@@ -1,8 +1,8 @@
 //! The node's ingress on the in-process tier: two real `skiff_host` nodes (fake runtime backend,
 //! ingress on 127.0.0.1 and 127.0.0.2, a fake Service backend) against the API router on the
 //! memory store — Ingresses served from their watches, `status.loadBalancer` merged by both
-//! nodes (and withdrawn by a node that stops), NodePorts opened and closed with Services, another
-//! class ignored.
+//! nodes (and withdrawn by a node that stops), NodePorts opened and closed with Services (one a
+//! node cannot bind reported in an Event), another class ignored.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Event, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -20,7 +20,7 @@ use skiff_host::NodeConfig;
 use skiff_host::net::{ServiceBackend, ServicePortRef};
 use skiff_runtime::fake::{FakeImages, FakeRuntime};
 use skiff_runtime::{HttpBody, Network, Runtimes, full_body};
-use skiff_testkit::inproc::{InProcess, wait_object};
+use skiff_testkit::inproc::{InProcess, wait_list, wait_object};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -118,12 +118,20 @@ fn lb_ips(ing: &Ingress) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// A port in the NodePort range free on 127.0.0.1 now.
+/// A port in the NodePort range free on 127.0.0.1 and 127.0.0.2 now.
 fn node_port() -> u16 {
+    node_port_except(0)
+}
+
+fn node_port_except(taken: u16) -> u16 {
     let offset = std::process::id() as u16 % 2000;
     (30000 + offset..=32767)
         .chain(30000..30000 + offset)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .filter(|p| *p != taken)
+        .find(|p| {
+            std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.2", *p)).is_ok()
+        })
         .expect("a free port in the NodePort range")
 }
 
@@ -204,6 +212,45 @@ async fn two_nodes_serve_an_ingress_merge_its_status_and_open_node_ports() {
         let (_, body) = until(np_addr, "x", "/np", ok).await.expect("an answer");
         assert_eq!(body, format!("{node} default/np 8080 /np"));
     }
+
+    // A NodePort another process holds on node a's host: node a says so in an Event on the
+    // Service (node b, on another host, listens).
+    let busy_port = node_port_except(np);
+    let holder = std::net::TcpListener::bind(("127.0.0.1", busy_port)).expect("hold the port");
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "busy"},
+        "spec": {"type": "NodePort", "selector": {"app": "busy"},
+                 "ports": [{"port": 80, "nodePort": busy_port}]}}))
+    .expect("a Service");
+    services
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create the Service");
+    let events: Api<Event> = Api::namespaced(api.client.clone(), "default");
+    let found = wait_list(&events, "", DEADLINE, |evs| {
+        evs.iter().any(|e| {
+            e.reason.as_deref() == Some("FailedToListenNodePort")
+                && e.involved_object.name.as_deref() == Some("busy")
+        })
+    })
+    .await
+    .expect("an Event about the NodePort");
+    let event = found
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("FailedToListenNodePort"))
+        .expect("the Event");
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(
+        event
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(&format!("127.0.0.1:{busy_port}"))),
+        "{event:?}"
+    );
+    let ok = |r: &std::io::Result<(u16, String)>| matches!(r, Ok((200, _)));
+    until(SocketAddr::new(b_addr.ip(), busy_port), "x", "/", ok)
+        .await
+        .expect("node b listens");
+    drop(holder);
 
     // The Service goes: so does its NodePort.
     services

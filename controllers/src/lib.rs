@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runner;
+pub mod scaletozero;
 pub mod scheduler;
 pub mod servicepods;
 pub mod statefulset;
@@ -121,6 +122,10 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
     ControllerEntry {
         name: "endpoint",
         start: start_endpoints,
+    },
+    ControllerEntry {
+        name: "scaletozero",
+        start: start_scaletozero,
     },
 ];
 
@@ -389,6 +394,18 @@ fn start_endpoints(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
     let pods = inf.all::<Pod>().subscribe();
     let endpoints = inf.all::<Endpoints>().subscribe();
     tokio::spawn(endpoints::run(ctx, main, service_events, pods, endpoints))
+}
+
+fn start_scaletozero(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(scaletozero::Ctx {
+        client: m.client.clone(),
+        clock: m.opts.clock.clone(),
+        seen: Default::default(),
+        reported: Default::default(),
+    });
+    let deps = inf.all::<Deployment>();
+    let main = (deps.subscribe(), deps.store());
+    tokio::spawn(scaletozero::run(ctx, main))
 }
 
 fn start_garbagecollector(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

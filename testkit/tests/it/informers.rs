@@ -47,7 +47,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
         scheduler: false,
         ..Options::default()
     };
-    none.select("*,-replicaset,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint")
+    none.select("*,-replicaset,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint,-scaletozero")
         .unwrap();
     assert_eq!(none.controllers.iter().collect::<Vec<_>>(), ["namespace"]);
     assert!(

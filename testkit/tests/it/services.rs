@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Event, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -553,4 +554,185 @@ async fn endpoints_mirror_services_for_older_clients() {
         ["192.0.2.7"],
         "a selectorless Service's Endpoints are the user's"
     );
+}
+
+fn scale_to_zero_deployment(name: &str) -> Deployment {
+    from_json(json!({
+        "metadata": {"name": name, "annotations": {
+            "skiff.dev/scale-to-zero": "true", "skiff.dev/scale-to-zero-idle": "1h"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": "example.com/a:v1"}]}}},
+    }))
+}
+
+fn last_request(d: &Deployment) -> Option<&str> {
+    d.annotations()
+        .get("skiff.dev/last-request-time")
+        .map(String::as_str)
+}
+
+fn replicas(d: &Deployment) -> Option<i32> {
+    d.spec.as_ref().and_then(|s| s.replicas)
+}
+
+/// Creates a witness Deployment and waits until the controller stamped it at `at`: the
+/// controller has handled every earlier event by then (it handles them in order).
+async fn witness(deps: &Api<Deployment>, name: &str, at: jiff::Timestamp) {
+    deps.create(&PostParams::default(), &scale_to_zero_deployment(name))
+        .await
+        .unwrap();
+    let at = at.to_string();
+    wait_object(deps, name, DEADLINE, |d| {
+        last_request(d) == Some(at.as_str())
+    })
+    .await
+    .unwrap();
+}
+
+async fn poke(deps: &Api<Deployment>, name: &str, value: &str) {
+    deps.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"poke": value}}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits until the ScaledToZero Events of Deployment `name` are `n`; returns their times.
+async fn scaled_events(client: &Client, name: &str, n: usize) -> Vec<jiff::Timestamp> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let times = |l: &[Event]| -> Vec<jiff::Timestamp> {
+        let mut t: Vec<jiff::Timestamp> = l
+            .iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("ScaledToZero")
+                    && e.involved_object.name.as_deref() == Some(name)
+            })
+            .filter_map(|e| e.first_timestamp.as_ref().map(|t| t.0))
+            .collect();
+        t.sort();
+        t
+    };
+    let got = wait_list(&events, "", DEADLINE, |l| times(l).len() >= n)
+        .await
+        .unwrap();
+    times(&got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_to_zero_after_the_idle_period_on_a_fake_clock() {
+    let api = InProcess::start().await.unwrap();
+    let c = &api.client;
+    let t0 = jiff::Timestamp::from_second(2_000_000_000).unwrap();
+    let after = |secs: i64| {
+        t0.checked_add(jiff::SignedDuration::from_secs(secs))
+            .unwrap()
+    };
+    let clock = Clock::fake(t0);
+    let _c = controllers(c, &["scaletozero"], clock.clone());
+    let deps: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    deps.create(&PostParams::default(), &scale_to_zero_deployment("idle"))
+        .await
+        .unwrap();
+    // First seen running: the idle period starts now (t0), stamped on the Deployment.
+    let t0s = t0.to_string();
+    wait_object(&deps, "idle", DEADLINE, |d| {
+        last_request(d) == Some(t0s.as_str())
+    })
+    .await
+    .unwrap();
+
+    // A second before the period ends, a change is looked at and nothing is scaled.
+    clock.set(after(3599));
+    poke(&deps, "idle", "1").await;
+    witness(&deps, "w1", after(3599)).await;
+    assert_eq!(replicas(&deps.get("idle").await.unwrap()), Some(1));
+    // At the end of the period it goes to zero, with an Event.
+    clock.set(after(3600));
+    poke(&deps, "idle", "2").await;
+    wait_object(&deps, "idle", DEADLINE, |d| replicas(d) == Some(0))
+        .await
+        .unwrap();
+    assert_eq!(scaled_events(c, "idle", 1).await, [after(3600)]);
+
+    // A router scales it up at t0+2h: the controller stamps the scale-up.
+    clock.set(after(7200));
+    deps.patch_scale(
+        "idle",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    let up = after(7200).to_string();
+    wait_object(&deps, "idle", DEADLINE, |d| {
+        last_request(d) == Some(up.as_str())
+    })
+    .await
+    .unwrap();
+    // A request at t0+2h30m postpones the scale-down to t0+3h30m.
+    let served = after(9000).to_string();
+    deps.patch(
+        "idle",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {
+            "skiff.dev/last-request-time": served}}})),
+    )
+    .await
+    .unwrap();
+    clock.set(after(10800));
+    poke(&deps, "idle", "3").await;
+    witness(&deps, "w2", after(10800)).await;
+    assert_eq!(replicas(&deps.get("idle").await.unwrap()), Some(1));
+    clock.set(after(12600));
+    poke(&deps, "idle", "4").await;
+    wait_object(&deps, "idle", DEADLINE, |d| replicas(d) == Some(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        scaled_events(c, "idle", 2).await,
+        [after(3600), after(12600)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_to_zero_leaves_deployments_that_did_not_opt_in_or_have_a_bad_idle_period() {
+    let api = InProcess::start().await.unwrap();
+    let c = &api.client;
+    let t0 = jiff::Timestamp::from_second(2_000_000_000).unwrap();
+    let clock = Clock::fake(t0);
+    let _c = controllers(c, &["scaletozero"], clock.clone());
+    let deps: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    let mut plain = scale_to_zero_deployment("plain");
+    plain.metadata.annotations = None;
+    deps.create(&PostParams::default(), &plain).await.unwrap();
+    let mut bad = scale_to_zero_deployment("bad");
+    bad.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("skiff.dev/scale-to-zero-idle".into(), "soon".into());
+    deps.create(&PostParams::default(), &bad).await.unwrap();
+    let events: Api<Event> = Api::namespaced(c.clone(), "default");
+    wait_list(&events, "", DEADLINE, |l| {
+        l.iter().any(|e| {
+            e.reason.as_deref() == Some("InvalidScaleToZeroIdle")
+                && e.involved_object.name.as_deref() == Some("bad")
+        })
+    })
+    .await
+    .unwrap();
+    clock.set(
+        t0.checked_add(jiff::SignedDuration::from_hours(48))
+            .unwrap(),
+    );
+    poke(&deps, "plain", "1").await;
+    poke(&deps, "bad", "1").await;
+    witness(&deps, "w", clock.now()).await;
+    for name in ["plain", "bad"] {
+        let d = deps.get(name).await.unwrap();
+        assert_eq!(replicas(&d), Some(1), "{name}");
+        assert_eq!(last_request(&d), None, "{name}");
+    }
 }

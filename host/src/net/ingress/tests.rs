@@ -140,12 +140,23 @@ async fn get(
     host: &str,
     path: &str,
 ) -> (StatusCode, String) {
+    get_with(send, host, path, &[]).await
+}
+
+async fn get_with(
+    send: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
     send.ready().await.expect("the connection is ready");
-    let req = Request::get(path)
+    let mut req = Request::get(path)
         .header(http::header::HOST, host)
-        .header("x-forwarded-for", "6.6.6.6")
-        .body(Empty::new())
-        .expect("a request");
+        .header("x-forwarded-for", "6.6.6.6");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Empty::new()).expect("a request");
     let resp = send.send_request(req).await.expect("a response");
     let status = resp.status();
     let body = resp.into_body().collect().await.expect("a body").to_bytes();
@@ -182,6 +193,28 @@ async fn proxy_routes_by_host_and_path_on_one_keep_alive_connection() {
     assert_eq!(header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
     assert_eq!(header("x-forwarded-port"), Some(addr.port().to_string()));
 
+    // Hop-by-hop headers stay at the ingress; end-to-end ones go through.
+    get_with(
+        &mut conn,
+        "app.test",
+        "/api",
+        &[
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("x-end", "2"),
+        ],
+    )
+    .await;
+    let seen = fake.last();
+    for gone in ["connection", "x-hop", "keep-alive"] {
+        assert!(!seen.headers.contains_key(gone), "{gone} was forwarded");
+    }
+    assert_eq!(
+        seen.headers.get("x-end").map(|v| v.as_bytes()),
+        Some(&b"2"[..])
+    );
+
     assert_eq!(
         get(&mut conn, "APP.test:8080", "/apix").await,
         (StatusCode::OK, "default/front /apix".into())
@@ -208,7 +241,7 @@ async fn proxy_routes_by_host_and_path_on_one_keep_alive_connection() {
         get(&mut conn, "app.test", "/gone/x").await,
         (StatusCode::OK, "default/missing /gone/x".into())
     );
-    assert_eq!(fake.seen.lock().expect("lock").len(), 3);
+    assert_eq!(fake.seen.lock().expect("lock").len(), 4);
 
     stop_tx.send(true).expect("the server listens");
     drop(conn);

@@ -370,6 +370,18 @@ fn service(obj: &mut Value) {
     let ty = str_at(obj, "/spec/type").unwrap_or("ClusterIP").to_string();
     set(obj, &["spec", "type"], json!(ty));
     set(obj, &["spec", "sessionAffinity"], json!("None"));
+    if str_at(obj, "/spec/sessionAffinity") == Some("ClientIP") {
+        set(
+            obj,
+            &[
+                "spec",
+                "sessionAffinityConfig",
+                "clientIP",
+                "timeoutSeconds",
+            ],
+            json!(10800),
+        );
+    }
     if ty != "ExternalName" {
         set(obj, &["spec", "internalTrafficPolicy"], json!("Cluster"));
         set(obj, &["spec", "ipFamilyPolicy"], json!("SingleStack"));

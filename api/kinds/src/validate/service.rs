@@ -73,11 +73,11 @@ pub(super) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             errs.not_supported(&format!("{f}.protocol"), proto, PROTOCOLS);
         }
         if !seen_ports.insert((port, proto)) {
+            // Kubernetes keys ports by (protocol, port) and prints the key with Go's `%#v`.
             errs.duplicate(
                 &format!("spec.ports[{i}]"),
                 &format!(
-                    "core.ServicePort{{Name:{}, Protocol:{}, Port:{port}}}",
-                    go_str(name),
+                    "core.ServicePort{{Name:\"\", Protocol:{}, AppProtocol:(*string)(nil), Port:{port}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}",
                     go_str(proto)
                 ),
             );
@@ -114,6 +114,46 @@ pub(super) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let sa = s(spec, "/sessionAffinity");
     if !sa.is_empty() && sa != "ClientIP" && sa != "None" {
         errs.not_supported("spec.sessionAffinity", sa, &["ClientIP", "None"]);
+    }
+    let affinity_config = spec
+        .get("sessionAffinityConfig")
+        .is_some_and(|c| !c.is_null());
+    if sa == "ClientIP" {
+        let timeout = spec.pointer("/sessionAffinityConfig/clientIP/timeoutSeconds");
+        match timeout.and_then(Value::as_i64) {
+            Some(t) if (1..=86400).contains(&t) => {}
+            Some(t) => errs.invalid(
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                &t.to_string(),
+                "must be greater than 0 and less than 86400",
+            ),
+            None => errs.required("spec.sessionAffinityConfig.clientIP.timeoutSeconds", ""),
+        }
+    } else if sa == "None" && affinity_config {
+        errs.forbidden(
+            "spec.sessionAffinityConfig",
+            "must not be set when session affinity is None",
+        );
+    }
+    // The cluster serves IPv4 only.
+    for (i, family) in arr(spec, "/ipFamilies").iter().enumerate() {
+        let family = family.as_str().unwrap_or_default();
+        match family {
+            "IPv4" => {}
+            "IPv6" => errs.invalid(
+                &format!("spec.ipFamilies[{i}]"),
+                &go_str(family),
+                "not configured on this cluster",
+            ),
+            other => errs.not_supported(&format!("spec.ipFamilies[{i}]"), other, &["IPv4", "IPv6"]),
+        }
+    }
+    if s(spec, "/ipFamilyPolicy") == "RequireDualStack" {
+        errs.invalid(
+            "spec.ipFamilyPolicy",
+            &go_str("RequireDualStack"),
+            "this cluster is not configured for dual-stack services",
+        );
     }
     if let Some(sel) = spec.get("selector") {
         super::meta::labels(Some(sel), "spec.selector", errs);

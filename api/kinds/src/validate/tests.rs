@@ -803,3 +803,120 @@ fn statefulset_containers_may_mount_their_claim_templates() {
         "an unknown volume is still refused"
     );
 }
+
+/// Service rules as Kubernetes words them: one row per spec, the causes it gets.
+#[test]
+fn services_are_validated_as_kubernetes_does() {
+    let k = find("", "v1", "services").expect("services");
+    type Expected = Vec<(&'static str, &'static str, &'static str)>;
+    let rows: Vec<(Value, Expected)> = vec![
+        (
+            json!({"ports": [{"port": 80}, {"port": 81}]}),
+            vec![
+                ("FieldValueRequired", "spec.ports[0].name", "Required value"),
+                ("FieldValueRequired", "spec.ports[1].name", "Required value"),
+            ],
+        ),
+        (
+            json!({"ports": [{"name": "Web_1", "port": 80}]}),
+            vec![(
+                "FieldValueInvalid",
+                "spec.ports[0].name",
+                "Invalid value: \"Web_1\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+            )],
+        ),
+        (
+            json!({"ports": [{"name": "a", "port": 80}, {"name": "a", "port": 81}]}),
+            vec![(
+                "FieldValueDuplicate",
+                "spec.ports[1].name",
+                "Duplicate value: \"a\"",
+            )],
+        ),
+        (
+            json!({"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]}),
+            vec![(
+                "FieldValueDuplicate",
+                "spec.ports[1]",
+                "Duplicate value: core.ServicePort{Name:\"\", Protocol:\"TCP\", AppProtocol:(*string)(nil), Port:80, TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}, NodePort:0}",
+            )],
+        ),
+        (
+            json!({"ports": [{"port": 80, "protocol": "HTTP"}]}),
+            vec![(
+                "FieldValueNotSupported",
+                "spec.ports[0].protocol",
+                "Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+            )],
+        ),
+        (
+            json!({"ports": [{"port": 80, "targetPort": 70000}]}),
+            vec![(
+                "FieldValueInvalid",
+                "spec.ports[0].targetPort",
+                "Invalid value: 70000: must be between 1 and 65535, inclusive",
+            )],
+        ),
+        (
+            json!({"ports": [{"port": 80}], "selector": {"app": "no spaces"}}),
+            vec![(
+                "FieldValueInvalid",
+                "spec.selector",
+                "Invalid value: \"no spaces\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+            )],
+        ),
+        (
+            json!({"ports": [{"port": 80}], "sessionAffinity": "Sticky"}),
+            vec![(
+                "FieldValueNotSupported",
+                "spec.sessionAffinity",
+                "Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
+            )],
+        ),
+        (
+            json!({"ports": [{"port": 80}], "sessionAffinity": "ClientIP",
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}}),
+            vec![(
+                "FieldValueInvalid",
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                "Invalid value: 0: must be greater than 0 and less than 86400",
+            )],
+        ),
+        (
+            json!({"ports": [{"port": 80}], "ipFamilies": ["IPv6"]}),
+            vec![(
+                "FieldValueInvalid",
+                "spec.ipFamilies[0]",
+                "Invalid value: \"IPv6\": not configured on this cluster",
+            )],
+        ),
+        (
+            json!({"ports": [{"port": 80}], "sessionAffinity": "ClientIP"}),
+            vec![],
+        ),
+        (
+            json!({"ports": [{"port": 80, "targetPort": "http-alt"}]}),
+            vec![],
+        ),
+    ];
+    for (spec, want) in rows {
+        let mut svc = json!({"metadata": {"name": "web", "namespace": "d"}, "spec": spec.clone()});
+        crate::defaults::apply(k, &mut svc);
+        let got = match validate(k, &svc, None) {
+            Ok(()) => Vec::new(),
+            err => causes(err),
+        };
+        let want: Vec<(String, String, String)> = want
+            .into_iter()
+            .map(|(r, f, m)| (r.into(), f.into(), m.into()))
+            .collect();
+        assert_eq!(got, want, "{spec}");
+    }
+    // ClientIP affinity gets Kubernetes' default timeout.
+    let mut svc = json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}], "sessionAffinity": "ClientIP"}});
+    crate::defaults::apply(k, &mut svc);
+    assert_eq!(
+        svc["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+        10800
+    );
+}

@@ -182,7 +182,9 @@ pub async fn start(
         ours,
         pending: pending_tx,
     };
-    tasks.push(tokio::spawn(watch_loop(client, state, stop)));
+    // Secrets are read only by a node that serves HTTPS.
+    let watch_secrets = https.is_some();
+    tasks.push(tokio::spawn(watch_loop(client, state, watch_secrets, stop)));
     Ok(IngressHandle { http, https, tasks })
 }
 
@@ -323,9 +325,13 @@ impl<K: Resource> Cache<'_, K> {
     }
 }
 
-async fn watch_loop(client: kube::Client, mut state: State, mut stop: watch::Receiver<bool>) {
-    let secrets_cfg = watcher::Config::default().fields("type=kubernetes.io/tls");
-    let mut events = futures::stream::select_all([
+async fn watch_loop(
+    client: kube::Client,
+    mut state: State,
+    watch_secrets: bool,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut streams = vec![
         stream(
             Api::<Ingress>::all(client.clone()),
             Default::default(),
@@ -341,8 +347,12 @@ async fn watch_loop(client: kube::Client, mut state: State, mut stop: watch::Rec
             Default::default(),
             Ev::Service,
         ),
-        stream(Api::<Secret>::all(client.clone()), secrets_cfg, Ev::Secret),
-    ]);
+    ];
+    if watch_secrets {
+        let cfg = watcher::Config::default().fields("type=kubernetes.io/tls");
+        streams.push(stream(Api::<Secret>::all(client.clone()), cfg, Ev::Secret));
+    }
+    let mut events = futures::stream::select_all(streams);
     let mut relists = Relists::default();
     let mut classes: BTreeMap<ObjKey, IngressClass> = BTreeMap::new();
     // Nothing is published until Ingresses, IngressClasses and Services have been listed once:

@@ -370,7 +370,8 @@ impl Router {
     }
 
     /// Picks a target: the client's pinned endpoint under `sessionAffinity: ClientIP`, else the
-    /// less loaded of two (round robin and a random other one), skipping `avoid`.
+    /// less loaded of two (round robin and a random other one); never `avoid`, nor an endpoint
+    /// of this node that is not serving the port (gone, or stopping).
     fn pick(
         &self,
         svc: &Compiled,
@@ -378,55 +379,68 @@ impl Router {
         client: Option<IpAddr>,
         avoid: Option<IpAddr>,
     ) -> Option<Target> {
-        let ok = |t: &Target| Some(svc.endpoints[t.ep].ip) != avoid;
-        let n = targets.len();
-        if let (Some(timeout), Some(client)) = (svc.affinity, client) {
-            let key = (svc.namespace.clone(), svc.name.clone(), client);
-            let now = Instant::now();
-            let mut map = lock(&self.inner.affinity);
-            if let Some((ip, until)) = map.get(&key)
-                && *until > now
-                && let Some(t) = targets
+        let (Some(timeout), Some(client)) = (svc.affinity, client) else {
+            return self.balance(svc, targets, avoid);
+        };
+        let key = (svc.namespace.clone(), svc.name.clone(), client);
+        let now = Instant::now();
+        let pinned = lock(&self.inner.affinity)
+            .get(&key)
+            .filter(|(_, until)| *until > now)
+            .map(|(ip, _)| *ip);
+        let t = pinned
+            .and_then(|ip| {
+                targets
                     .iter()
-                    .find(|t| svc.endpoints[t.ep].ip == *ip && ok(t))
-            {
-                let t = *t;
-                map.insert(key, (svc.endpoints[t.ep].ip, now + timeout));
-                return Some(t);
-            }
-            let t = self.balance(svc, targets, avoid)?;
-            if map.len() > 100_000 {
-                map.retain(|_, (_, until)| *until > now);
-            }
-            map.insert(key, (svc.endpoints[t.ep].ip, now + timeout));
-            return Some(t);
+                    .find(|t| svc.endpoints[t.ep].ip == ip && self.usable(svc, t, avoid))
+                    .copied()
+            })
+            .or_else(|| self.balance(svc, targets, avoid))?;
+        let mut map = lock(&self.inner.affinity);
+        if map.len() > 100_000 {
+            map.retain(|_, (_, until)| *until > now);
         }
+        map.insert(key, (svc.endpoints[t.ep].ip, now + timeout));
+        Some(t)
+    }
+
+    /// Whether `t` may be sent to now.
+    fn usable(&self, svc: &Compiled, t: &Target, avoid: Option<IpAddr>) -> bool {
+        let ip = svc.endpoints[t.ep].ip;
+        if Some(ip) == avoid {
+            return false;
+        }
+        !self.is_local(svc, *t)
+            || self
+                .inner
+                .network
+                .lookup(ip)
+                .is_some_and(|p| p.serves_port(t.port))
+    }
+
+    /// Power of two choices: the next target in round-robin order and a random other one, the
+    /// one with fewer outstanding requests wins (the first on a tie).
+    fn balance(&self, svc: &Compiled, targets: &[Target], avoid: Option<IpAddr>) -> Option<Target> {
+        let n = targets.len();
         if n == 0 {
             return None;
         }
-        self.balance(svc, targets, avoid)
-    }
-
-    fn balance(&self, svc: &Compiled, targets: &[Target], avoid: Option<IpAddr>) -> Option<Target> {
-        let candidates: Vec<&Target> = targets
-            .iter()
-            .filter(|t| Some(svc.endpoints[t.ep].ip) != avoid)
-            .collect();
-        let n = candidates.len();
-        match n {
-            0 => None,
-            1 => Some(*candidates[0]),
-            _ => {
-                let i = svc.next.fetch_add(1, Ordering::Relaxed) % n;
-                let j = (i + 1 + rand::rng().random_range(0..n - 1)) % n;
-                let load = |k: usize| svc.endpoints[candidates[k].ep].load.load(Ordering::Relaxed);
-                Some(if load(j) < load(i) {
-                    *candidates[j]
-                } else {
-                    *candidates[i]
-                })
-            }
+        let start = svc.next.fetch_add(1, Ordering::Relaxed) % n;
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.usable(svc, &targets[i], avoid))?;
+        if n == 1 {
+            return Some(targets[i]);
         }
+        let r = rand::rng().random_range(0..n);
+        let j = (0..n)
+            .map(|k| (r + k) % n)
+            .find(|&j| j != i && self.usable(svc, &targets[j], avoid));
+        let load = |k: usize| svc.endpoints[targets[k].ep].load.load(Ordering::Relaxed);
+        Some(match j {
+            Some(j) if load(j) < load(i) => targets[j],
+            _ => targets[i],
+        })
     }
 
     /// True when endpoint `t` runs on this node.
@@ -438,7 +452,7 @@ impl Router {
     }
 
     /// Sends to a chosen endpoint; a request that was not delivered is retried once on another.
-    /// An endpoint of this node is checked before the request is handed to it (no copy
+    /// An endpoint of this node was checked by [`Router::pick`] (no copy of the request
     /// needed); a request to another node keeps a small body so that it can be sent again.
     async fn deliver(
         &self,
@@ -451,25 +465,7 @@ impl Router {
             return no_endpoints(svc);
         };
         if self.is_local(svc, first) {
-            let ep = &svc.endpoints[first.ep];
-            let serving = self
-                .inner
-                .network
-                .lookup(ep.ip)
-                .is_some_and(|p| p.serves_port(first.port));
-            if serving {
-                return answer(self.send_to(svc, first, req).await);
-            }
-            let Some(second) = self.pick(svc, targets, client, Some(ep.ip)) else {
-                return reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "endpoint {}:{} of service \"{}/{}\" is not serving",
-                        ep.ip, first.port, svc.namespace, svc.name
-                    ),
-                );
-            };
-            return answer(self.send_to(svc, second, req).await);
+            return answer(self.send_to(svc, first, req).await);
         }
         let (parts, body) = req.into_parts();
         let bytes: Bytes = if body.is_end_stream() {

@@ -13,13 +13,13 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use skiff_controllers::{Clock, Options};
 use skiff_host::net::{ServiceBackend, ServicePortRef};
 use skiff_host::{NodeConfig, NodeHandle, WasmImages};
 use skiff_runtime::{Network, Runtime, RuntimeConfig, Runtimes, empty_body};
-use skiff_testkit::inproc::{InProcess, wait_object};
+use skiff_testkit::inproc::{InProcess, wait_deleted, wait_object};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -351,6 +351,92 @@ async fn requests_spread_over_the_endpoints_of_every_node() {
     for (client, pods) in &pinned {
         assert_eq!(pods.len(), 1, "{client} reached {pods:?}");
     }
+}
+
+/// Deleting endpoints under continuous load loses no request: this node stops sending to its
+/// own pod the moment it is terminating (which still finishes what it has), and a request for
+/// the other node's deleted pod, still listed by a stale EndpointSlice, is sent elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_endpoints_under_load_loses_no_request() {
+    let api = InProcess::start().await.unwrap();
+    let a = node(&api, "node-a").await;
+    let _b = node(&api, "node-b").await;
+    namespace(&api, "shop").await;
+    let ip1 = run_pod(&api, "shop", "web-1", "node-a", "web").await;
+    let ip2 = run_pod(&api, "shop", "web-2", "node-a", "web").await;
+    let ip3 = run_pod(&api, "shop", "web-3", "node-b", "web").await;
+    service(&api, "shop", "web", "10.96.7.15", "web").await;
+    let slices: Api<EndpointSlice> = Api::namespaced(api.client.clone(), "shop");
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-x1", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": [ip1.to_string()], "nodeName": "node-a", "conditions": {"ready": true}},
+            {"addresses": [ip2.to_string()], "nodeName": "node-a", "conditions": {"ready": true}},
+            {"addresses": [ip3.to_string()], "nodeName": "node-b", "conditions": {"ready": true}}
+        ]
+    }))
+    .unwrap();
+    slices.create(&PostParams::default(), &slice).await.unwrap();
+    wait_known(&a, "shop", "web").await;
+    // Until node-b's pod answers, the router has the slice.
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !serve(&a.services, "shop", "web", "/")
+        .await
+        .1
+        .starts_with("web-3 ")
+    {
+        assert!(tokio::time::Instant::now() < until, "web-3 never answers");
+    }
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let services = a.services.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0usize, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, body) = serve(&services, "shop", "web", "/").await;
+                    if status == 200 {
+                        ok += 1;
+                    } else {
+                        failed.push(format!("{status} {body}"));
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let pods: Api<Pod> = Api::namespaced(api.client.clone(), "shop");
+    for name in ["web-1", "web-3"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    for name in ["web-1", "web-3"] {
+        wait_deleted(&pods, name, DEADLINE).await.unwrap();
+    }
+    // Still under load after both are gone.
+    for _ in 0..20 {
+        let (status, body) = serve(&a.services, "shop", "web", "/").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("web-2 "), "{body}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for l in load {
+        let (o, f) = l.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(ok > 0);
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

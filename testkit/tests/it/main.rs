@@ -3,6 +3,7 @@
 //! runtime backend) it is about; it waits on watches with a deadline.
 
 mod informers;
+mod kubectl;
 mod ingress;
 mod node;
 mod reconcilers;

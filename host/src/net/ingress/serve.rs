@@ -58,7 +58,10 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection's task: aborted with the server if it is dropped or aborted.
+    let mut conns = tokio::task::JoinSet::new();
     loop {
+        while conns.try_join_next().is_some() {}
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             accepted = listener.accept() => accepted,
@@ -82,7 +85,7 @@ pub(crate) async fn serve(
         let handler = handler.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let resp = handler.handle(req, &peer);
                 async move { Ok::<_, Infallible>(resp.await) }
@@ -127,8 +130,9 @@ pub(crate) async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("ingress connections still open after {DRAIN_TIMEOUT:?}");
+        tracing::warn!("ingress connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
+    conns.shutdown().await;
 }
 
 /// A plain-text answer of the ingress itself.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -359,7 +359,19 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     if args.delete {
         return delete(&client, &namespace, &args.name).await;
     }
-    let wasm = wasm.expect("a file unless --delete");
+    let Some(wasm) = wasm else {
+        bail!("a FILE.wasm to deploy is needed unless --delete is given");
+    };
+    if Api::<Namespace>::all(client.clone())
+        .get_opt(&namespace)
+        .await
+        .with_context(|| format!("reading namespace {namespace}"))?
+        .is_none()
+    {
+        bail!(
+            "namespace {namespace} does not exist (create it with `kubectl create namespace {namespace}`)"
+        );
+    }
     let (info, published_token) = read_cluster_info(&client).await?;
     let registry = args.registry.clone().or(info.registry).ok_or_else(|| {
         anyhow!(
@@ -426,6 +438,14 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     }
     progress.done("every pod runs the new version and is ready");
 
+    if args.replicas == Some(0) {
+        eprintln!("--replicas 0: no pod to answer, so the URL is not asked");
+        println!(
+            "{}",
+            app_url(&host, ingress.as_deref().unwrap_or(":80"), &args.path)
+        );
+        return Ok(());
+    }
     let Some(ingress) = ingress else {
         eprintln!(
             "the cluster publishes no ingress address (ConfigMap {}/{}); pass --ingress HOST:PORT \

@@ -484,12 +484,17 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             tracing::error!(error = %e, "node listener failed");
         }
     });
+    let accepted = node_uid.is_some();
     let heartbeat = tokio::spawn(heartbeat(ctx.clone(), facts, node_uid, shutdown_rx.clone()));
     let mut tasks = ingress.map(|i| i.into_tasks()).unwrap_or_default();
     tasks.extend(net::spawn_watches(&client, &services, &shutdown_rx));
     config.network.set_router(Some(Arc::new(router.clone())));
     let pods = tokio::spawn(manage_pods(ctx, shutdown_rx));
-    tracing::info!(node = %config.name, endpoint = %local_addr, "node registered");
+    if accepted {
+        tracing::info!(node = %config.name, endpoint = %local_addr, "node registered");
+    } else {
+        tracing::warn!(node = %config.name, endpoint = %local_addr, "node started unregistered");
+    }
     tasks.extend([pods, heartbeat, serve]);
     Ok(NodeHandle {
         local_addr,

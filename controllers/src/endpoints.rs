@@ -377,6 +377,7 @@ async fn sweep_deleted(
                 if services.get(&ObjectRef::new(&name).within(&ns)).is_some() {
                     continue;
                 }
+                ctx.members.set(&ns, &name, BTreeSet::new());
                 current(&ctx, &ns, &name)
                     .filter(|e| is_managed(e))
                     .into_iter()

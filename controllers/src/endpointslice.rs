@@ -520,6 +520,7 @@ async fn sweep_deleted(ctx: Arc<Ctx>, events: impl Stream<Item = watcher::Event<
                 if servicepods::is_apiserver_service(&ns, &svc.name_any()) {
                     continue;
                 }
+                ctx.members.set(&ns, &svc.name_any(), BTreeSet::new());
                 managed_slices(&ctx, &ns, &svc.name_any())
                     .into_iter()
                     .filter(|s| util::controller_of(&s.metadata).is_none_or(|o| o.uid == uid))

@@ -402,6 +402,7 @@ fn start_scaletozero(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
         clock: m.opts.clock.clone(),
         seen: Default::default(),
         reported: Default::default(),
+        deployments: inf.all::<Deployment>().store(),
     });
     let deps = inf.all::<Deployment>();
     let main = (deps.subscribe(), deps.store());

@@ -70,6 +70,26 @@ pub struct Ctx {
     pub seen: Mutex<HashMap<String, Seen>>,
     /// Invalid idle values already reported, by uid.
     pub reported: Mutex<HashMap<String, String>>,
+    /// Every Deployment (to forget the deleted ones).
+    pub deployments: Store<Deployment>,
+}
+
+/// Forgets Deployments no longer in the store once the records outgrow it (a deleted object is
+/// never reconciled again).
+fn prune(ctx: &Ctx) {
+    let live = ctx.deployments.state().len();
+    let big = |n: usize| n > 2 * live + 64;
+    if !big(lock(&ctx.seen).len()) && !big(lock(&ctx.reported).len()) {
+        return;
+    }
+    let uids: std::collections::HashSet<String> = ctx
+        .deployments
+        .state()
+        .iter()
+        .filter_map(|d| d.metadata.uid.clone())
+        .collect();
+    lock(&ctx.seen).retain(|uid, _| uids.contains(uid));
+    lock(&ctx.reported).retain(|uid, _| uids.contains(uid));
 }
 
 /// Whether the Deployment opted in.
@@ -166,6 +186,7 @@ async fn record(ctx: &Ctx, d: &Deployment, type_: &str, reason: &str, message: S
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    prune(&ctx);
     let uid = d.metadata.uid.clone().unwrap_or_default();
     if d.metadata.deletion_timestamp.is_some() || !enabled(&d) {
         lock(&ctx.seen).remove(&uid);

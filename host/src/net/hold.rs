@@ -39,7 +39,10 @@ pub(crate) struct Held(Arc<State>);
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.held.fetch_sub(1, Ordering::SeqCst);
+        // The last held request leaving ends the scale-up episode: the next one may scale again.
+        if self.0.held.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.scaling.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -61,7 +64,8 @@ impl Holds {
         Some(Held(s))
     }
 
-    /// Scales `t` from zero to one, unless a scale-up of this node is already in flight.
+    /// Scales `t` from zero to one, unless this node already did while requests are held (the
+    /// requests held meanwhile wait for the same pod) or a scale-up is in flight.
     pub(crate) fn scale_up(&self, client: &kube::Client, t: &ScaleTarget) {
         let s = self.state(t);
         if s.scaling.swap(true, Ordering::SeqCst) {
@@ -77,9 +81,10 @@ impl Holds {
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(deployment = %format!("{}/{}", t.namespace, t.name), error = %e, "scaling from zero");
+                    // The next held request tries again.
+                    s.scaling.store(false, Ordering::SeqCst);
                 }
             }
-            s.scaling.store(false, Ordering::SeqCst);
         });
     }
 

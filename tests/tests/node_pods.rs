@@ -96,6 +96,21 @@ fn container_log(c: &Cluster, pod: &str, container: &str, query: &str) -> String
     body
 }
 
+/// Whether IPv4 address `ip` lies in `cidr` (`a.b.c.d/n`).
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let parse = |s: &str| s.parse::<std::net::Ipv4Addr>().map(u32::from).ok();
+    let Some((net, len)) = cidr.split_once('/') else {
+        return false;
+    };
+    match (parse(ip), parse(net), len.parse::<u32>()) {
+        (Some(ip), Some(net), Ok(len)) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            ip & mask == net & mask
+        }
+        _ => false,
+    }
+}
+
 fn container(p: &Pod, name: &str) -> Option<ContainerStatus> {
     p.status
         .as_ref()?
@@ -162,11 +177,16 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
     })
     .await;
     let st = pod.status.clone().expect("status");
-    assert!(
-        st.pod_ip
-            .as_deref()
-            .is_some_and(|ip| ip.starts_with("10.88.0."))
-    );
+    // The pod's IP comes from the podCIDR the cluster gave the node.
+    let pod_cidr = Api::<KNode>::all(c.client.clone())
+        .get(NODE)
+        .await
+        .expect("the node")
+        .spec
+        .and_then(|s| s.pod_cidr)
+        .expect("the node has a podCIDR");
+    let ip = st.pod_ip.as_deref().expect("a pod IP");
+    assert!(in_cidr(ip, &pod_cidr), "{ip} in {pod_cidr}");
     assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(st.qos_class.as_deref(), Some("Burstable"));
     assert!(st.start_time.is_some());

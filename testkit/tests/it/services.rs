@@ -460,6 +460,20 @@ async fn a_service_without_endpoints_has_one_empty_slice() {
     .unwrap();
     assert_eq!(got.len(), 1);
     assert!(got[0].endpoints.is_empty());
+    // On the wire `endpoints` is an empty list, not absent: the Python client refuses a slice
+    // without it.
+    let raw: serde_json::Value = c
+        .request(
+            http::Request::get(format!(
+                "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/{}",
+                got[0].name_any()
+            ))
+            .body(Vec::new())
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw["endpoints"], json!([]), "{raw}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,9 +55,10 @@ pub(crate) struct DeployArgs {
     /// The HTTP component to deploy (exports wasi:http/incoming-handler).
     #[arg(required_unless_present = "delete", conflicts_with = "delete")]
     file: Option<PathBuf>,
-    /// Name of the app: its Deployment, Service and Ingress, and label `app: NAME`.
+    /// Name of the app: its Deployment, Service and Ingress, and label `app: NAME` (default:
+    /// the file's name without `.wasm`).
     #[arg(long)]
-    name: String,
+    name: Option<String>,
     /// Namespace (default: the kubeconfig context's, else `default`).
     #[arg(short = 'n', long)]
     namespace: Option<String>,
@@ -70,11 +71,12 @@ pub(crate) struct DeployArgs {
     /// Environment variable of the component (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
-    /// Host the Ingress routes (default NAME.localhost; `*.localhost` resolves to loopback).
+    /// Host the Ingress routes (default NAME.localhost; `*.localhost` resolves to loopback);
+    /// `--host ''` routes every host.
     #[arg(long)]
     host: Option<String>,
     /// Path prefix the Ingress routes.
-    #[arg(long, default_value = "/")]
+    #[arg(long, visible_alias = "route", default_value = "/")]
     path: String,
     /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, then the one `skiff up` writes).
     #[arg(long)]
@@ -117,6 +119,28 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(format!("{s:?} is not a duration like 90s or 5m")),
     }
+}
+
+/// The app name a file suggests: its stem, lowercased, other characters as `-`.
+fn name_from_file(file: &Path) -> anyhow::Result<String> {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_start_matches(|c: char| !c.is_ascii_lowercase());
+    let name: String = name.chars().take(63).collect();
+    let name = name.trim_end_matches('-').to_string();
+    if name.is_empty() {
+        bail!(
+            "cannot name the app after {}: pass --name NAME",
+            file.display()
+        );
+    }
+    Ok(name)
 }
 
 /// Checks `name` is a DNS-1035 label, as a Service name must be.
@@ -330,7 +354,12 @@ impl Progress {
 }
 
 pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
-    check_name(&args.name)?;
+    let name = match (&args.name, &args.file) {
+        (Some(name), _) => name.clone(),
+        (None, Some(file)) => name_from_file(file)?,
+        (None, None) => bail!("--delete needs --name NAME"),
+    };
+    check_name(&name)?;
     if !args.path.starts_with('/') {
         bail!("--path {:?} must start with '/'", args.path);
     }
@@ -357,7 +386,7 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         )
     })?;
     if args.delete {
-        return delete(&client, &namespace, &args.name).await;
+        return delete(&client, &namespace, &name).await;
     }
     let Some(wasm) = wasm else {
         bail!("a FILE.wasm to deploy is needed unless --delete is given");
@@ -395,7 +424,7 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     progress.start("push");
     let layer = skiff_registry::Digest::sha256_of(&wasm);
     let tag = format!("sha256-{}", &layer.hex()[..16]);
-    let reference = format!("{registry}/{namespace}/{}:{tag}", args.name);
+    let reference = format!("{registry}/{namespace}/{name}:{tag}");
     progress.update(&reference);
     let image = match push(&reference, wasm, token, args.cache_dir.clone()).await {
         Ok(pinned) => pinned,
@@ -410,9 +439,9 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let host = args
         .host
         .clone()
-        .unwrap_or_else(|| format!("{}.localhost", args.name));
+        .unwrap_or_else(|| format!("{name}.localhost"));
     let spec = AppSpec {
-        name: &args.name,
+        name: &name,
         namespace: &namespace,
         image: &image,
         replicas: args.replicas,
@@ -426,13 +455,11 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     progress.done(&format!(
-        "deployment.apps/{0}, service/{0}, ingress.networking.k8s.io/{0} in namespace {namespace}",
-        args.name
+        "deployment.apps/{name}, service/{name}, ingress.networking.k8s.io/{name} in namespace {namespace}"
     ));
 
     progress.start("rollout");
-    if let Err(e) = wait_rollout(&client, &namespace, &args.name, &image, deadline, &progress).await
-    {
+    if let Err(e) = wait_rollout(&client, &namespace, &name, &image, deadline, &progress).await {
         progress.fail();
         return Err(e);
     }
@@ -452,13 +479,18 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
              to have the answer checked",
             INFO_CONFIGMAP.0, INFO_CONFIGMAP.1
         );
-        println!("http://{host}{}", args.path);
+        if host.is_empty() {
+            println!("{}", args.path);
+        } else {
+            println!("http://{host}{}", args.path);
+        }
         return Ok(());
     };
     let url = app_url(&host, &ingress, &args.path);
     progress.start("first answer");
     progress.update(&url);
-    match first_answer(&ingress, &host, &args.path, deadline).await {
+    let host_header = if host.is_empty() { &ingress } else { &host };
+    match first_answer(&ingress, host_header, &args.path, deadline).await {
         Ok(()) => progress.done(&format!(
             "200 from {url} ({:.1}s after the push began)",
             started.elapsed().as_secs_f64()
@@ -472,8 +504,12 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The URL an app answers on: `http://HOST:PORT/PATH`, the port that of the ingress.
+/// The URL an app answers on: `http://HOST:PORT/PATH`, the port that of the ingress (for an
+/// Ingress rule of every host, the ingress's own address).
 fn app_url(host: &str, ingress: &str, path: &str) -> String {
+    if host.is_empty() {
+        return format!("http://{ingress}{path}");
+    }
     let port = ingress.rsplit_once(':').map(|(_, p)| p).unwrap_or("80");
     if port == "80" {
         format!("http://{host}{path}")
@@ -576,6 +612,16 @@ impl AppSpec<'_> {
     }
 
     fn ingress(&self) -> serde_json::Value {
+        let mut rule = json!({
+            "http": {"paths": [{
+                "path": self.path,
+                "pathType": "Prefix",
+                "backend": {"service": {"name": self.name, "port": {"number": 80}}},
+            }]},
+        });
+        if !self.host.is_empty() {
+            rule["host"] = self.host.into();
+        }
         json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": {
@@ -584,14 +630,7 @@ impl AppSpec<'_> {
             },
             "spec": {
                 "ingressClassName": skiff_meta::names::INGRESS_CLASS,
-                "rules": [{
-                    "host": self.host,
-                    "http": {"paths": [{
-                        "path": self.path,
-                        "pathType": "Prefix",
-                        "backend": {"service": {"name": self.name, "port": {"number": 80}}},
-                    }]},
-                }],
+                "rules": [rule],
             },
         })
     }
@@ -934,6 +973,29 @@ mod tests {
             host: "hello.localhost",
             path: "/",
         }
+    }
+
+    #[test]
+    fn the_name_defaults_to_the_file_stem() {
+        assert_eq!(name_from_file(Path::new("/x/hello.wasm")).unwrap(), "hello");
+        assert_eq!(
+            name_from_file(Path::new("My_App.v2.wasm")).unwrap(),
+            "my-app-v2"
+        );
+        assert_eq!(name_from_file(Path::new("2fast.wasm")).unwrap(), "fast");
+        assert!(name_from_file(Path::new("123.wasm")).is_err());
+    }
+
+    #[test]
+    fn an_empty_host_routes_every_host() {
+        let mut s = spec(&[], false);
+        s.host = "";
+        let i: Ingress = serde_json::from_value(s.ingress()).unwrap();
+        assert_eq!(i.spec.unwrap().rules.unwrap()[0].host, None);
+        assert_eq!(
+            app_url("", "127.0.0.1:8080", "/hello"),
+            "http://127.0.0.1:8080/hello"
+        );
     }
 
     #[test]

@@ -750,3 +750,63 @@ async fn scale_to_zero_leaves_deployments_that_did_not_opt_in_or_have_a_bad_idle
         assert_eq!(last_request(&d), None, "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_on_a_node_not_yet_known_is_listed_once_the_node_appears_with_its_zone() {
+    let api = InProcess::start().await.unwrap();
+    let c = &api.client;
+    let _c = controllers(c, &["endpointslice"], Clock::real());
+    service(
+        c,
+        json!({"metadata": {"name": "late"},
+               "spec": {"selector": {"app": "late"}, "ports": [{"port": 80}]}}),
+    )
+    .await;
+    let spec = |name, node, i: u8| PodSpec {
+        name,
+        app: "late",
+        node,
+        ip: format!("10.244.5.{i}"),
+        ready: true,
+        http: 8080,
+    };
+    node(c, "node-a", "zone-a").await;
+    // `there` first: the reconcile that lists `here` has seen `there` with its IP.
+    pod(c, spec("there", "node-b", 2)).await;
+    pod(c, spec("here", "node-a", 1)).await;
+    let slices = slice_api(c);
+    // The pod on a node no one has seen is left out, as Kubernetes does...
+    let got = wait_list(&slices, &of_service("late"), DEADLINE, |l| {
+        cond_of(l, "here").is_some()
+    })
+    .await
+    .unwrap();
+    assert_eq!(cond_of(&got, "there"), None);
+    // ...until the node registers: then it is listed in its zone.
+    node(c, "node-b", "zone-b").await;
+    let got = wait_list(&slices, &of_service("late"), DEADLINE, |l| {
+        cond_of(l, "there").is_some()
+    })
+    .await
+    .unwrap();
+    assert_eq!(endpoints(&got)["there"].zone.as_deref(), Some("zone-b"));
+    // A node's zone label changes: its endpoints follow.
+    let nodes: Api<Node> = Api::all(c.clone());
+    nodes
+        .patch(
+            "node-b",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "zone-c"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_list(&slices, &of_service("late"), DEADLINE, |l| {
+        endpoints(l)
+            .get("there")
+            .is_some_and(|e| e.zone.as_deref() == Some("zone-c"))
+    })
+    .await
+    .unwrap();
+}

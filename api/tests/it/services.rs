@@ -592,3 +592,79 @@ async fn service_proxy_reaches_a_ready_endpoint_through_its_node() {
     assert_eq!(code, 404);
     server.abort();
 }
+
+#[tokio::test]
+async fn type_changes_and_dry_runs_take_and_free_what_they_should() {
+    let api = Api::new().await;
+    // A dry run shows an address but takes none: the same explicit address is free afterwards.
+    let fixed = json!({"clusterIP": "10.96.0.60"});
+    let (code, body) = api
+        .call(
+            Method::POST,
+            &format!("{SVCS}?dryRun=All"),
+            Some(svc("dry", fixed.clone())),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["spec"]["clusterIP"], "10.96.0.60");
+    let (code, body) = api
+        .call(
+            Method::POST,
+            &format!("{SVCS}?dryRun=All"),
+            Some(svc("dry2", json!({}))),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body["spec"]["clusterIP"].is_string(), "{body}");
+    let (code, body) = api
+        .call(Method::POST, SVCS, Some(svc("real", fixed.clone())))
+        .await;
+    assert_eq!(code, 201, "{body}");
+
+    // ClusterIP -> ExternalName frees the address; ExternalName -> ClusterIP takes one again.
+    let merge = |path: String, patch: Value| {
+        let api = &api;
+        async move {
+            api.call_with(
+                Method::PATCH,
+                &path,
+                "application/merge-patch+json",
+                "application/json",
+                Some(patch),
+            )
+            .await
+        }
+    };
+    let (code, body) = merge(
+        format!("{SVCS}/real"),
+        json!({"spec": {"type": "ExternalName", "externalName": "db.example.com",
+            "clusterIP": null, "clusterIPs": null}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body["spec"].get("clusterIP").is_none(), "{body}");
+    let (code, body) = api
+        .call(Method::POST, SVCS, Some(svc("other", fixed)))
+        .await;
+    assert_eq!(code, 201, "the address was freed: {body}");
+    let (code, body) = merge(
+        format!("{SVCS}/real"),
+        json!({"spec": {"type": "ClusterIP", "externalName": null}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let ip = ip_of(&body);
+    assert_ne!(ip.to_string(), "10.96.0.60");
+    // ClusterIP -> NodePort takes a node port.
+    let (code, body) = merge(
+        format!("{SVCS}/real"),
+        json!({"spec": {"type": "NodePort"}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body["spec"]["ports"][0]["nodePort"].as_i64().is_some(),
+        "{body}"
+    );
+    assert_eq!(ip_of(&body), ip, "the address stays");
+}

@@ -150,3 +150,52 @@ async fn scale_from_zero(client: &kube::Client, t: &ScaleTarget) -> kube::Result
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(max_held: usize) -> ScaleTarget {
+        ScaleTarget {
+            namespace: "shop".into(),
+            name: "lazy".into(),
+            deadline: names::HOLD_DEADLINE_DEFAULT,
+            max_held,
+            idle: names::SCALE_TO_ZERO_IDLE_DEFAULT,
+        }
+    }
+
+    #[test]
+    fn held_requests_are_capped_per_deployment_and_leaving_frees_a_place() {
+        let holds = Holds::default();
+        let t = target(2);
+        let a = holds.enter(&t).expect("first place");
+        let b = holds.enter(&t).expect("second place");
+        assert!(holds.enter(&t).is_none(), "beyond the cap");
+        // Another Deployment has its own places.
+        let other = ScaleTarget {
+            name: "other".into(),
+            ..target(1)
+        };
+        let c = holds.enter(&other).expect("its own place");
+        drop(a);
+        let d = holds.enter(&t).expect("a place was given back");
+        assert!(holds.enter(&t).is_none());
+        drop((b, c, d));
+        assert!(holds.enter(&t).is_some());
+    }
+
+    #[test]
+    fn the_last_held_request_leaving_ends_the_scale_up_episode() {
+        let holds = Holds::default();
+        let t = target(10);
+        let a = holds.enter(&t).expect("a place");
+        let b = holds.enter(&t).expect("a place");
+        let s = holds.state(&t);
+        s.scaling.store(true, Ordering::SeqCst);
+        drop(a);
+        assert!(s.scaling.load(Ordering::SeqCst), "a request is still held");
+        drop(b);
+        assert!(!s.scaling.load(Ordering::SeqCst));
+    }
+}

@@ -339,16 +339,19 @@ impl Progress {
 
     /// Ends the step with what it did.
     fn done(&mut self, msg: &str) {
-        match self.bar.take() {
-            Some(bar) => bar.finish_with_message(format!("done: {msg}")),
-            None => eprintln!("{}: {msg}", self.step),
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+            eprintln!("\u{2713} {}: {msg}", self.step);
+        } else {
+            eprintln!("{}: {msg}", self.step);
         }
     }
 
     /// Ends the step without a result (an error follows).
     fn fail(&mut self) {
         if let Some(bar) = self.bar.take() {
-            bar.abandon();
+            bar.finish_and_clear();
+            eprintln!("\u{2717} {}", self.step);
         }
     }
 }

@@ -675,8 +675,10 @@ async fn a_scale_to_zero_deployment_answers_its_first_requests_from_one_new_pod_
     let pods: BTreeSet<&str> = answers.iter().map(|a| answering_pod(&a.body)).collect();
     assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
     assert_eq!(pods.len(), 1, "one new pod answers them all: {pods:?}");
+    // (Zero again if the idle period has already run out.)
     let d = deployments.get("sleepy").await.unwrap();
-    assert_eq!(d.spec.unwrap().replicas, Some(1), "scaled to one, not more");
+    let replicas = d.spec.unwrap().replicas.unwrap_or(0);
+    assert!(replicas <= 1, "scaled to one, not more: {replicas}");
     at_zero().await;
 }
 

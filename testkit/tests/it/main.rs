@@ -3,8 +3,8 @@
 //! runtime backend) it is about; it waits on watches with a deadline.
 
 mod informers;
-mod kubectl;
 mod ingress;
+mod kubectl;
 mod node;
 mod reconcilers;
 mod router;

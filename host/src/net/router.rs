@@ -172,8 +172,7 @@ impl Router {
                     ),
                 );
             }
-            req.headers_mut()
-                .insert(names::HOP_HEADER, HeaderValue::from(hops));
+            req.headers_mut().insert(names::HOP_HEADER, hop_value(hops));
             if let Kind::ExternalName(ext) = &svc.kind {
                 return self
                     .alias(&svc, ext.clone(), port, client, req, aliases)
@@ -596,6 +595,19 @@ impl Router {
     }
 }
 
+/// The hop header's value: a static string for the usual counts (no allocation per hop).
+fn hop_value(hops: u32) -> HeaderValue {
+    const SMALL: [&str; 33] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
+        "32",
+    ];
+    match SMALL.get(hops as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(hops),
+    }
+}
+
 /// Gives a request without a `Host` header its authority as one (the Service name it was
 /// sent to).
 fn set_host(req: &mut Request<HttpBody>) {
@@ -683,5 +695,34 @@ impl ServiceBackend for Router {
             ServicePortRef::Name(n) => PortSel::Name(n.clone()),
         };
         self.clone().dispatch(svc, port, client, req, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_values_and_plain_text_answers() {
+        for n in [0u32, 1, 16, 32, 33, 1000] {
+            assert_eq!(hop_value(n).to_str().unwrap(), n.to_string());
+        }
+        let r = reply(StatusCode::LOOP_DETECTED, "Loop Detected: x");
+        assert_eq!(r.status(), 508);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn the_ingress_client_address_comes_from_x_forwarded_for() {
+        let req = Request::get("/")
+            .header("x-forwarded-for", "192.0.2.7, 10.0.0.1")
+            .body(skiff_runtime::empty_body())
+            .unwrap();
+        assert_eq!(forwarded_for(&req), Some("192.0.2.7".parse().unwrap()));
+        let req = Request::get("/").body(skiff_runtime::empty_body()).unwrap();
+        assert_eq!(forwarded_for(&req), None);
     }
 }

@@ -216,19 +216,33 @@ async fn take(
     dry_run: bool,
     taken: &mut Taken,
 ) -> Result<bool, ApiError> {
+    if take_free(state, pool, value, owner, dry_run, taken).await? {
+        return Ok(true);
+    }
+    Ok(holder(state, &pool.key(value))
+        .await?
+        .is_some_and(|h| h.uid == owner.uid))
+}
+
+/// Takes one value only if nobody holds it, the owner included (a dynamic pick must not hand
+/// one Service the same NodePort twice).
+async fn take_free(
+    state: &AppState,
+    pool: Pool,
+    value: &str,
+    owner: &Owner,
+    dry_run: bool,
+    taken: &mut Taken,
+) -> Result<bool, ApiError> {
     let key = pool.key(value);
     if dry_run {
-        return Ok(holder(state, &key)
-            .await?
-            .is_none_or(|h| h.uid == owner.uid));
+        return Ok(holder(state, &key).await?.is_none());
     }
     if registry::create_record(state, &key, owner.bytes()).await? {
         taken.push(key);
         return Ok(true);
     }
-    Ok(holder(state, &key)
-        .await?
-        .is_some_and(|h| h.uid == owner.uid))
+    Ok(false)
 }
 
 /// A range of values indexed from 0, with a low band kept for explicit picks.
@@ -257,7 +271,7 @@ async fn take_dynamic(
         for _ in 0..4 {
             let index = rand::rng().random_range(band..len);
             let value = space.value(index);
-            if take(state, space.pool(), &value, owner, dry_run, taken).await? {
+            if take_free(state, space.pool(), &value, owner, dry_run, taken).await? {
                 return Ok(Some(value));
             }
         }
@@ -286,7 +300,7 @@ async fn take_dynamic(
             continue;
         }
         let value = space.value(index);
-        if take(state, space.pool(), &value, owner, dry_run, taken).await? {
+        if take_free(state, space.pool(), &value, owner, dry_run, taken).await? {
             return Ok(Some(value));
         }
     }

@@ -47,6 +47,7 @@ pub(super) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
     let mut seen_names = HashSet::new();
     let mut seen_ports = HashSet::new();
+    let mut seen_node_ports = HashSet::new();
     for (i, p) in ports.iter().enumerate() {
         let f = format!("spec.ports[{i}]");
         let name = s(p, "/name");
@@ -95,6 +96,12 @@ pub(super) fn service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
             }
             Some(Value::String(t)) => errs.each(&format!("{f}.targetPort"), t, names::port_name(t)),
             _ => {}
+        }
+        if let Some(np) = p.get("nodePort").and_then(Value::as_i64)
+            && np != 0
+            && !seen_node_ports.insert((np, proto))
+        {
+            errs.duplicate(&format!("{f}.nodePort"), &np.to_string());
         }
         if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
             if ty != "NodePort" && ty != "LoadBalancer" && np != 0 {

@@ -891,6 +891,20 @@ fn services_are_validated_as_kubernetes_does() {
             )],
         ),
         (
+            json!({"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30080},
+                {"name": "b", "port": 81, "nodePort": 30080}]}),
+            vec![(
+                "FieldValueDuplicate",
+                "spec.ports[1].nodePort",
+                "Duplicate value: 30080",
+            )],
+        ),
+        (
+            json!({"type": "NodePort", "ports": [{"name": "a", "port": 53, "nodePort": 30053},
+                {"name": "b", "port": 53, "protocol": "UDP", "nodePort": 30053}]}),
+            vec![],
+        ),
+        (
             json!({"ports": [{"port": 80}], "sessionAffinity": "ClientIP"}),
             vec![],
         ),

@@ -2,9 +2,10 @@
 //! runtime's [`skiff_runtime::ServiceRouter`] hook) and the ingress's requests
 //! ([`ServiceBackend`]), balances them over the ready endpoints of every node (least outstanding
 //! requests, power of two choices; `sessionAffinity: ClientIP`), calls an endpoint of this node
-//! in-process and one elsewhere through its node's endpoint, retries once elsewhere a request
-//! that could not be delivered, holds requests during a scale from zero, and answers its own
-//! failures (503 no endpoint, 504 held too long, 508 loop) in plain text.
+//! in-process and one elsewhere through its node's endpoint, offers a request that could not be
+//! delivered (pod gone, port not served) to other endpoints, holds requests during a scale from
+//! zero, and answers its own failures (503 no endpoint, 504 held too long, 508 loop) in plain
+//! text.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +35,9 @@ pub(crate) const NODE_AUTH_HEADER: &str = "skiff-node-authorization";
 /// Response header of a node endpoint whose pod is not there (gone, or not serving the port):
 /// the request was not delivered and may be retried elsewhere.
 pub(crate) const ENDPOINT_GONE_HEADER: &str = "skiff-endpoint-gone";
+/// How many endpoints a request that was not delivered is offered to in all (an EndpointSlice
+/// can lag behind pods that are gone, several at once during a scale-down).
+const MAX_ATTEMPTS: usize = 3;
 /// How many ExternalName aliases a request may follow.
 const MAX_ALIASES: usize = 4;
 /// Request bodies up to this size (with a known length) are kept so that an undelivered request
@@ -376,7 +380,7 @@ impl Router {
         svc: &Compiled,
         targets: &[Target],
         client: Option<IpAddr>,
-        avoid: Option<IpAddr>,
+        avoid: &[IpAddr],
     ) -> Option<Target> {
         let (Some(timeout), Some(client)) = (svc.affinity, client) else {
             return self.balance(svc, targets, avoid);
@@ -404,9 +408,9 @@ impl Router {
     }
 
     /// Whether `t` may be sent to now.
-    fn usable(&self, svc: &Compiled, t: &Target, avoid: Option<IpAddr>) -> bool {
+    fn usable(&self, svc: &Compiled, t: &Target, avoid: &[IpAddr]) -> bool {
         let ip = svc.endpoints[t.ep].ip;
-        if Some(ip) == avoid {
+        if avoid.contains(&ip) {
             return false;
         }
         !self.is_local(svc, *t)
@@ -419,7 +423,7 @@ impl Router {
 
     /// Power of two choices: the next target in round-robin order and a random other one, the
     /// one with fewer outstanding requests wins (the first on a tie).
-    fn balance(&self, svc: &Compiled, targets: &[Target], avoid: Option<IpAddr>) -> Option<Target> {
+    fn balance(&self, svc: &Compiled, targets: &[Target], avoid: &[IpAddr]) -> Option<Target> {
         let n = targets.len();
         if n == 0 {
             return None;
@@ -450,7 +454,8 @@ impl Router {
         }
     }
 
-    /// Sends to a chosen endpoint; a request that was not delivered is retried once on another.
+    /// Sends to a chosen endpoint; a request that was not delivered is offered to another (up to
+    /// [`MAX_ATTEMPTS`] endpoints in all).
     /// An endpoint of this node was checked by [`Router::pick`] (no copy of the request
     /// needed); a request to another node keeps a small body so that it can be sent again.
     async fn deliver(
@@ -460,7 +465,7 @@ impl Router {
         client: Option<IpAddr>,
         req: Request<HttpBody>,
     ) -> Response<HttpBody> {
-        let Some(first) = self.pick(svc, targets, client, None) else {
+        let Some(first) = self.pick(svc, targets, client, &[]) else {
             return no_endpoints(svc);
         };
         if self.is_local(svc, first) {
@@ -484,18 +489,26 @@ impl Router {
             let req = Request::from_parts(parts, body);
             return answer(self.send_to(svc, first, req).await);
         };
-        let req = Request::from_parts(parts.clone(), full_body(bytes.clone()));
-        match self.send_to(svc, first, req).await {
-            Err(Failure::Undelivered(m)) => {
-                let avoid = Some(svc.endpoints[first.ep].ip);
-                let Some(second) = self.pick(svc, targets, client, avoid) else {
-                    return reply(StatusCode::SERVICE_UNAVAILABLE, m);
-                };
-                tracing::debug!(service = %format!("{}/{}", svc.namespace, svc.name), reason = %m, "retrying on another endpoint");
-                let req = Request::from_parts(parts, full_body(bytes));
-                answer(self.send_to(svc, second, req).await)
+        let mut target = first;
+        let mut failed: Vec<IpAddr> = Vec::new();
+        loop {
+            let req = Request::from_parts(parts.clone(), full_body(bytes.clone()));
+            match self.send_to(svc, target, req).await {
+                Err(Failure::Undelivered(m)) => {
+                    failed.push(svc.endpoints[target.ep].ip);
+                    let next = if failed.len() < MAX_ATTEMPTS {
+                        self.pick(svc, targets, client, &failed)
+                    } else {
+                        None
+                    };
+                    let Some(next) = next else {
+                        return reply(StatusCode::SERVICE_UNAVAILABLE, m);
+                    };
+                    tracing::debug!(service = %format!("{}/{}", svc.namespace, svc.name), reason = %m, "retrying on another endpoint");
+                    target = next;
+                }
+                other => return answer(other),
             }
-            other => answer(other),
         }
     }
 

@@ -519,6 +519,10 @@ impl Table {
     /// readiness recompiles the Services of its namespace at once: a held request is handed to
     /// it before the EndpointSlice round trip.
     pub(crate) fn set_local(&self, ip: IpAddr, pod: LocalPod) {
+        // Workers report after every step: most reports change nothing, and routing goes on.
+        if self.read().local.get(&ip) == Some(&pod) {
+            return;
+        }
         let mut inner = self.write();
         if inner.local.get(&ip) == Some(&pod) {
             return;

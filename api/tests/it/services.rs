@@ -668,3 +668,84 @@ async fn type_changes_and_dry_runs_take_and_free_what_they_should() {
     );
     assert_eq!(ip_of(&body), ip, "the address stays");
 }
+
+/// Allocations live in the store: after a restart on the same store a taken address is still
+/// taken, and the `kubernetes` Service points at the new port. (That the store keeps what it
+/// acknowledged across a process restart is the store's own tests' business.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocations_survive_a_restart() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let call = |store: Arc<dyn skiff_store::Store>,
+                method: Method,
+                path: String,
+                body: Option<Value>| async move {
+        let state = Arc::new(skiff_api::AppState::new(
+            store,
+            vec![(super::TOKEN.into(), skiff_api::UserInfo::admin("admin"))],
+        ));
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Authorization", format!("Bearer {}", super::TOKEN))
+            .header("Content-Type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let resp = skiff_api::app(state).oneshot(req).await.unwrap();
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            code,
+            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+        )
+    };
+    let fixed = json!({"clusterIP": "10.96.0.70"});
+    let store: Arc<dyn skiff_store::Store> = Arc::new(skiff_store::MemoryStore::new());
+    let first = skiff_api::start_with_store(
+        skiff_api::ServerOptions::new(dir.path(), "127.0.0.1:0".parse().unwrap()),
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    let (code, body) = call(
+        first.store.clone(),
+        Method::POST,
+        SVCS.into(),
+        Some(svc("a", fixed.clone())),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    first.shutdown().await;
+
+    let second = skiff_api::start_with_store(
+        skiff_api::ServerOptions::new(dir.path(), "127.0.0.1:0".parse().unwrap()),
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    let (code, body) = call(
+        second.store.clone(),
+        Method::POST,
+        SVCS.into(),
+        Some(svc("b", fixed)),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let (_, kubernetes) = call(
+        second.store.clone(),
+        Method::GET,
+        format!("{SVCS}/kubernetes"),
+        None,
+    )
+    .await;
+    assert_eq!(kubernetes["spec"]["clusterIP"], "10.96.0.1");
+    assert_eq!(
+        kubernetes["spec"]["ports"][0]["targetPort"],
+        second.addr.port()
+    );
+    second.shutdown().await;
+}

@@ -515,9 +515,9 @@ impl Table {
         self.write().nodes.retain(|n, _| keep.contains(n));
     }
 
-    /// A pod of this node as its worker sees it now (`ip` is its pod IP). A change of
-    /// readiness recompiles the Services of its namespace at once: a held request is handed to
-    /// it before the EndpointSlice round trip.
+    /// A pod of this node as its worker sees it now (`ip` is its pod IP). A change (readiness,
+    /// labels) recompiles the Services of its namespace at once: a held request is handed to it
+    /// before the EndpointSlice round trip.
     pub(crate) fn set_local(&self, ip: IpAddr, pod: LocalPod) {
         // Workers report after every step: most reports change nothing, and routing goes on.
         if self.read().local.get(&ip) == Some(&pod) {
@@ -528,14 +528,14 @@ impl Table {
             return;
         }
         let ns = pod.namespace.clone();
-        let was_ready = inner.local.get(&ip).is_some_and(|p| p.ready);
-        let ready = pod.ready;
-        inner.local.insert(ip, pod);
-        if was_ready != ready {
-            inner.rebuild_namespace(&self.node, &ns);
-            drop(inner);
-            self.bump();
+        if let Some(old) = inner.local.insert(ip, pod)
+            && old.namespace != ns
+        {
+            inner.rebuild_namespace(&self.node, &old.namespace);
         }
+        inner.rebuild_namespace(&self.node, &ns);
+        drop(inner);
+        self.bump();
     }
 
     /// A pod of this node is gone.

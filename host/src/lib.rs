@@ -443,6 +443,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
                 "the API server refused this node's registration; it runs no pods until the \
                  Node is accepted (retried every lease renewal)"
             );
+            node::refused_event(&client, &facts, &e.message).await;
             (None, IpPool::unassigned())
         }
         Err(e) => return Err(e.into()),

@@ -278,6 +278,44 @@ pub(crate) async fn register(
     update_status(client, f).await
 }
 
+/// Says on an Event (in `default`, where node events live) why the API server refused the
+/// Node, since there is no Node to put a condition on. The reason is the one Kubernetes' node
+/// IPAM reports when a node gets no pod CIDR.
+pub(crate) async fn refused_event(client: &kube::Client, f: &NodeFacts, message: &str) {
+    use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+    let api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let now = Time(jiff::Timestamp::now());
+    let event = Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}.", f.name)),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(f.name.clone()),
+            api_version: Some("v1".into()),
+            ..Default::default()
+        },
+        reason: Some("CIDRNotAvailable".into()),
+        message: Some(format!(
+            "the node runs no pods: the API server refused it: {message}"
+        )),
+        type_: Some("Warning".into()),
+        source: Some(EventSource {
+            component: Some("kubelet".into()),
+            host: Some(f.name.clone()),
+        }),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Default::default()
+    };
+    if let Err(e) = api.create(&PostParams::default(), &event).await {
+        tracing::warn!(error = %e, "recording why the node was refused");
+    }
+}
+
 /// Writes the Node's status (fresh heartbeat times).
 pub(crate) async fn update_status(
     client: &kube::Client,

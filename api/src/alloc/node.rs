@@ -140,23 +140,12 @@ pub(super) async fn allocate(
             cluster: net.cluster_cidr,
             mask: net.node_cidr_mask,
         };
-        let found = take_dynamic(state, &space, owner, write.dry_run, taken).await?;
-        if found.is_none() && old.is_some() {
-            // Kubernetes' node IPAM never blocks a Node's writes: it stays without a range.
+        let Some(cidr) = take_dynamic(state, &space, owner, write.dry_run, taken).await? else {
+            // As Kubernetes' node IPAM, a full cluster CIDR never blocks a Node's writes: it
+            // stays without a range (its node says so).
             tracing::warn!(node = write.name, cluster_cidr = %net.cluster_cidr, "no pod CIDR left for the node");
             return Ok(());
-        }
-        let cidr = found.ok_or_else(|| {
-            refuse(
-                write,
-                "spec.podCIDR",
-                "FieldValueInvalid",
-                format!(
-                    "Invalid value: \"\": no /{} is left in the cluster CIDR {}",
-                    net.node_cidr_mask, net.cluster_cidr
-                ),
-            )
-        })?;
+        };
         set_cidr(obj, &cidr);
         return Ok(());
     }

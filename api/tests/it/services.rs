@@ -749,3 +749,32 @@ async fn allocations_survive_a_restart() {
     );
     second.shutdown().await;
 }
+
+/// As Kubernetes' node IPAM: a full cluster CIDR leaves a new Node without a range instead of
+/// refusing it, and a range freed later goes to the next Node.
+#[tokio::test]
+async fn a_full_cluster_cidr_leaves_a_node_without_a_range() {
+    let network = skiff_api::NetworkConfig {
+        cluster_cidr: "10.244.0.0/23".parse().unwrap(),
+        ..Default::default()
+    };
+    let api = Api::with(Arc::new(skiff_api::AllowAuthenticated), network).await;
+    for (name, cidr) in [("n1", "10.244.0.0/24"), ("n2", "10.244.1.0/24")] {
+        let (code, body) = api.call(Method::POST, NODES, Some(node(name, None))).await;
+        assert_eq!(
+            (code, body["spec"]["podCIDR"].as_str()),
+            (201, Some(cidr)),
+            "{body}"
+        );
+    }
+    let (code, body) = api.call(Method::POST, NODES, Some(node("n3", None))).await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body["spec"].get("podCIDR").is_none(), "{body}");
+    api.call(Method::DELETE, &format!("{NODES}/n1"), None).await;
+    let (code, body) = api.call(Method::POST, NODES, Some(node("n4", None))).await;
+    assert_eq!(
+        (code, body["spec"]["podCIDR"].as_str()),
+        (201, Some("10.244.0.0/24")),
+        "{body}"
+    );
+}

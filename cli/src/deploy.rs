@@ -68,6 +68,10 @@ pub(crate) struct DeployArgs {
     /// Let the app sit at zero pods when idle; the first request starts one.
     #[arg(long)]
     scale_to_zero: bool,
+    /// With --scale-to-zero: how long without a request before it goes to zero (a Go duration
+    /// such as 90s or 5m; the cluster's default is 60s).
+    #[arg(long, requires = "scale_to_zero", value_name = "DURATION", value_parser = parse_idle)]
+    scale_to_zero_idle: Option<String>,
     /// Environment variable of the component (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -106,6 +110,12 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?} is not K=V")),
     }
+}
+
+fn parse_idle(s: &str) -> Result<String, String> {
+    skiff_meta::duration::parse_go_duration(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{s:?} is not a duration like 90s or 5m: {e}"))
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -449,6 +459,7 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
         image: &image,
         replicas: args.replicas,
         scale_to_zero: args.scale_to_zero,
+        scale_to_zero_idle: args.scale_to_zero_idle.as_deref(),
         env: &args.env,
         host: &host,
         path: &args.path,
@@ -547,6 +558,7 @@ struct AppSpec<'a> {
     image: &'a str,
     replicas: Option<i32>,
     scale_to_zero: bool,
+    scale_to_zero_idle: Option<&'a str>,
     env: &'a [(String, String)],
     host: &'a str,
     path: &'a str,
@@ -565,6 +577,9 @@ impl AppSpec<'_> {
         let mut annotations = serde_json::Map::new();
         if self.scale_to_zero {
             annotations.insert(skiff_meta::names::SCALE_TO_ZERO.into(), "true".into());
+            if let Some(idle) = self.scale_to_zero_idle {
+                annotations.insert(skiff_meta::names::SCALE_TO_ZERO_IDLE.into(), idle.into());
+            }
         }
         let mut spec = json!({
             "selector": {"matchLabels": {"app": self.name}},
@@ -972,6 +987,7 @@ mod tests {
             image: "127.0.0.1:5000/apps/hello@sha256:00",
             replicas: None,
             scale_to_zero,
+            scale_to_zero_idle: Some("90s"),
             env,
             host: "hello.localhost",
             path: "/",
@@ -1050,10 +1066,10 @@ mod tests {
     #[test]
     fn scale_to_zero_is_an_annotation_and_leaves_replicas_alone() {
         let d: Deployment = serde_json::from_value(spec(&[], true).deployment()).unwrap();
-        assert_eq!(
-            d.metadata.annotations.unwrap()[skiff_meta::names::SCALE_TO_ZERO],
-            "true"
-        );
+        let annotations = d.metadata.annotations.unwrap();
+        assert_eq!(annotations[skiff_meta::names::SCALE_TO_ZERO], "true");
+        assert_eq!(annotations[skiff_meta::names::SCALE_TO_ZERO_IDLE], "90s");
+        assert!(parse_idle("5m").is_ok() && parse_idle("5 minutes").is_err());
         assert_eq!(d.spec.unwrap().replicas, None);
     }
 

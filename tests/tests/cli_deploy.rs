@@ -239,6 +239,47 @@ async fn skiff_deploy_prints_a_url_that_answers_and_redeploys_without_a_failed_r
             .is_none()
     );
 
+    // --scale-to-zero: the app goes to zero pods when idle and the next request still gets 200.
+    let frontend = samples.join("frontend/frontend.wasm");
+    let out = deploy(
+        &home,
+        &[
+            frontend.to_str().unwrap(),
+            "--name",
+            "lazy",
+            "--scale-to-zero",
+            "--scale-to-zero-idle",
+            "2s",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), show_log());
+    let lazy_url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(lazy_url, format!("http://lazy.localhost:{port}/"));
+    skiff_tests::wait_object(
+        &Api::<Deployment>::namespaced(kube.clone(), "default"),
+        "lazy",
+        "to go to zero replicas when idle",
+        Duration::from_secs(120),
+        |d: Option<&Deployment>| {
+            d.and_then(|d| d.spec.as_ref()?.replicas) == Some(0)
+                && d.and_then(|d| d.status.as_ref()?.replicas).unwrap_or(0) == 0
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
+    let curl = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", &lazy_url])
+        .output()
+        .expect("curl runs");
+    let answer = String::from_utf8_lossy(&curl.stdout);
+    assert!(
+        answer.starts_with("lazy-") && answer.ends_with("\n200"),
+        "{}",
+        text(&curl)
+    );
+
     // Bad input: clear errors, non-zero exit.
     let not_wasm = samples.join("testdata/not-wasm.wasm");
     let out = deploy(

@@ -4,8 +4,10 @@
 //! come from `skiff-kinds`, patch semantics from `skiff-patch`, storage from `skiff-store`.
 //!
 //! Inside, dependencies point one way: `state` and `respond` at the bottom; `resource` (reads);
-//! `registry` (the one write path) with the per-kind `strategy`; `verbs` and `subresources`;
-//! `watch`; `dispatch`, the only module that knows them all; `app` (router and `auth`) on top.
+//! `registry` (the one write path) with the per-kind `strategy` and `alloc` (ClusterIPs,
+//! NodePorts, pod CIDRs, the default IngressClass); `verbs` and `subresources`; `watch`;
+//! `dispatch`, the only module that knows them all; `app` (router and `auth`) on top. `bootstrap`
+//! writes the server's own objects at start, through `registry`.
 
 mod alloc;
 pub mod app;

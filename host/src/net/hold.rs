@@ -66,14 +66,19 @@ impl Holds {
 
     /// Scales `t` from zero to one, unless this node already did while requests are held (the
     /// requests held meanwhile wait for the same pod) or a scale-up is in flight.
-    pub(crate) fn scale_up(&self, client: &kube::Client, t: &ScaleTarget) {
+    /// The scale-up task when this call started one.
+    pub(crate) fn scale_up(
+        &self,
+        client: &kube::Client,
+        t: &ScaleTarget,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let s = self.state(t);
         if s.scaling.swap(true, Ordering::SeqCst) {
-            return;
+            return None;
         }
         let client = client.clone();
         let t = t.clone();
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             match scale_from_zero(&client, &t).await {
                 Ok(true) => {
                     tracing::info!(deployment = %format!("{}/{}", t.namespace, t.name), "scaled from zero for a held request");
@@ -85,7 +90,7 @@ impl Holds {
                     s.scaling.store(false, Ordering::SeqCst);
                 }
             }
-        });
+        }))
     }
 
     /// A request for `t` is served: writes `skiff.dev/last-request-time` unless written less
@@ -153,7 +158,84 @@ async fn scale_from_zero(client: &kube::Client, t: &ScaleTarget) -> kube::Result
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+
     use super::*;
+
+    type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+    /// A client whose API server has one Deployment's scale at `replicas` and records every
+    /// request (method, body); a PUT of the scale sets it.
+    fn scale_server(replicas: i32) -> (kube::Client, Seen) {
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let current = Arc::new(Mutex::new(replicas));
+        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let log = log.clone();
+            let current = current.clone();
+            async move {
+                let method = req.method().to_string();
+                assert_eq!(
+                    req.uri().path(),
+                    "/apis/apps/v1/namespaces/shop/deployments/lazy/scale"
+                );
+                let bytes = req.into_body().collect().await.unwrap().to_bytes();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                lock(&log).push((method.clone(), body.clone()));
+                if method == "PUT" {
+                    *lock(&current) = body["spec"]["replicas"].as_i64().unwrap_or(0) as i32;
+                }
+                let reply = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": {"name": "lazy", "namespace": "shop", "resourceVersion": "7"},
+                    "spec": {"replicas": *lock(&current)}});
+                let resp = http::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(reply.to_string().into_bytes()))
+                    .unwrap();
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        (kube::Client::new(svc, "default"), seen)
+    }
+
+    fn methods(seen: &Seen) -> Vec<String> {
+        lock(seen).iter().map(|(m, _)| m.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn one_scale_up_per_episode_and_never_below_what_a_user_set() {
+        let (client, seen) = scale_server(0);
+        let holds = Holds::default();
+        let t = target(100);
+        let held: Vec<Held> = (0..10).map(|_| holds.enter(&t).unwrap()).collect();
+        let started: Vec<_> = (0..10)
+            .filter_map(|_| holds.scale_up(&client, &t))
+            .collect();
+        assert_eq!(started.len(), 1, "ten held requests, one scale-up");
+        for task in started {
+            task.await.unwrap();
+        }
+        assert_eq!(methods(&seen), ["GET", "PUT"]);
+        assert_eq!(lock(&seen)[1].1["spec"]["replicas"], 1);
+        // Later requests of the same episode wait for the same pod.
+        assert!(holds.scale_up(&client, &t).is_none());
+        drop(held);
+        // A new episode asks again, and finds it scaled: nothing to write.
+        let _h = holds.enter(&t).unwrap();
+        holds.scale_up(&client, &t).unwrap().await.unwrap();
+        assert_eq!(methods(&seen), ["GET", "PUT", "GET"]);
+
+        // A Deployment a user scaled up is never lowered, nor written.
+        let (client, seen) = scale_server(3);
+        let holds = Holds::default();
+        let _h = holds.enter(&t).unwrap();
+        holds.scale_up(&client, &t).unwrap().await.unwrap();
+        assert_eq!(methods(&seen), ["GET"]);
+    }
 
     fn target(max_held: usize) -> ScaleTarget {
         ScaleTarget {

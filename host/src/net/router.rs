@@ -327,7 +327,8 @@ impl Router {
             );
         };
         let mut changes = self.inner.table.changes();
-        self.inner.holds.scale_up(&self.inner.client, &scale);
+        // Detached: the held requests wait on the table, not on the scale-up.
+        drop(self.inner.holds.scale_up(&self.inner.client, &scale));
         let deadline = tokio::time::Instant::now() + scale.deadline;
         loop {
             if let Some(now) = self.inner.table.get(&svc.namespace, &svc.name) {

@@ -110,13 +110,15 @@ async fn repair_frees_orphan_records_and_records_unrecorded_values() {
         name: "ghost".into(),
         uid: "gone".into(),
     };
-    state.store.create(&orphan, ghost.bytes()).await.unwrap();
+    assert!(
+        crate::registry::create_record(&state, &orphan, ghost.bytes())
+            .await
+            .unwrap()
+    );
     // A Service whose record is missing (written before allocation records existed).
     let kubernetes = Pool::ServiceIp.key("10.96.0.1");
     let kv = state.store.get(&kubernetes).await.unwrap().unwrap();
-    state
-        .store
-        .delete(&kubernetes, Some(kv.mod_revision))
+    crate::registry::delete_record(&state, &kubernetes, kv.mod_revision)
         .await
         .unwrap();
 

@@ -34,6 +34,12 @@ enum BenchWhat {
     ///
     /// Example: skiff bench pods --pods 100 --idle 1000,10000
     Pods(crate::bench_pods::PodsBenchArgs),
+    /// Benchmark Services, ingress and scale from zero on two real nodes: hello through the
+    /// ingress against `wasmtime serve`, the latency of one Service hop in-process and across
+    /// nodes, first requests from zero replicas, routing-table updates.
+    ///
+    /// Example: skiff bench services --rounds 3 --cold-starts 50 --updates 50
+    Services(crate::bench_services::ServicesBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +66,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Api(a) => api(a).await,
         BenchWhat::Scheduler(a) => crate::bench_scheduler::run(a).await,
         BenchWhat::Pods(a) => crate::bench_pods::run(a).await,
+        BenchWhat::Services(a) => crate::bench_services::run(a).await,
     }
 }
 

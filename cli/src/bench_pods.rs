@@ -74,16 +74,16 @@ pub(crate) struct PodsBenchArgs {
 }
 
 /// A plain HTTP/1.1 client with keep-alive (for the node endpoint on loopback).
-type Http = HyperClient<HttpConnector, Empty<Bytes>>;
+pub(crate) type Http = HyperClient<HttpConnector, Empty<Bytes>>;
 
-fn http_client() -> Http {
+pub(crate) fn http_client() -> Http {
     HyperClient::builder(TokioExecutor::new())
         .pool_max_idle_per_host(256)
         .build_http()
 }
 
 /// GETs `url`; returns the status code (0 when the connection failed) and the body.
-async fn get(http: &Http, url: &str, token: Option<&str>) -> (u16, Bytes) {
+pub(crate) async fn get(http: &Http, url: &str, token: Option<&str>) -> (u16, Bytes) {
     let mut req = http::Request::get(url);
     if let Some(t) = token {
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
@@ -245,7 +245,7 @@ async fn spawn_node(
 }
 
 /// Finds a program on PATH (or takes a path as given).
-fn find_program(p: &Path) -> Option<PathBuf> {
+pub(crate) fn find_program(p: &Path) -> Option<PathBuf> {
     if p.components().count() > 1 {
         return p.is_file().then(|| p.to_path_buf());
     }
@@ -347,7 +347,7 @@ async fn run_wrk(
     parse_wrk(&text).ok_or_else(|| anyhow!("cannot read wrk's output:\n{text}"))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -355,7 +355,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }

@@ -6,6 +6,8 @@ mod bench;
 mod bench_pods;
 #[cfg(feature = "bench")]
 mod bench_scheduler;
+#[cfg(feature = "bench")]
+mod bench_services;
 mod controllers;
 mod deploy;
 mod node;

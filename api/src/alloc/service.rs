@@ -144,8 +144,17 @@ async fn allocate_ip(
     old: Option<&Value>,
     taken: &mut Taken,
 ) -> Result<(), ApiError> {
-    let ip = spec_str(obj, "clusterIP").to_string();
+    // As Kubernetes' `normalizeClusterIPs`: `clusterIPs` alone names the address too.
+    let ip = match spec_str(obj, "clusterIP") {
+        "" => obj
+            .pointer("/spec/clusterIPs/0")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        ip => ip.to_string(),
+    };
     if ip == "None" {
+        set_spec(obj, "clusterIP", json!("None"));
         set_spec(obj, "clusterIPs", json!(["None"]));
         return Ok(());
     }

@@ -105,6 +105,16 @@ async fn explicit_cluster_ips_are_honoured_once_and_only_inside_the_range() {
         body["message"],
         "Service \"c\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.200.0.1\"}: failed to allocate IP 10.200.0.1: the provided IP (10.200.0.1) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
     );
+    // `clusterIPs` alone names the address too.
+    let (code, body) = api
+        .call(
+            Method::POST,
+            SVCS,
+            Some(svc("d", json!({"clusterIPs": ["10.96.0.51"]}))),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["spec"]["clusterIP"], "10.96.0.51");
     // A failed create takes nothing: "b" fits once "a" lets go of the address.
     let (code, _) = api.call(Method::DELETE, &format!("{SVCS}/a"), None).await;
     assert_eq!(code, 200);

@@ -119,6 +119,16 @@ pub(crate) fn env(
         }
         map.insert(k, v);
     };
+    // The container runtime sets HOSTNAME to the pod's hostname (spec.hostname, else the pod
+    // name), as it does under kubelet; envFrom and env may override it.
+    let hostname = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default();
+    set(&mut vars, &mut map, "HOSTNAME".to_string(), hostname);
     for ef in c.env_from.iter().flatten() {
         let prefix = ef.prefix.clone().unwrap_or_default();
         if let Some(r) = &ef.config_map_ref {

@@ -56,6 +56,33 @@ spec:
     assert_eq!(env["IP"], "10.88.0.2");
     assert_eq!(env["APP"], "web");
     assert_eq!(env["MEM"], "32");
+    assert_eq!(
+        env["HOSTNAME"], "p",
+        "HOSTNAME is the pod name, as under kubelet"
+    );
+}
+
+#[test]
+fn hostname_is_spec_hostname_when_set_and_env_overrides_it() {
+    let p = pod(r#"
+metadata: {name: p, namespace: ns}
+spec:
+  hostname: web-0
+  containers:
+  - {name: a, image: x}
+  - name: b
+    image: x
+    env: [{name: HOSTNAME, value: mine}]
+"#);
+    let spec = p.spec.as_ref().expect("spec");
+    let a: BTreeMap<_, _> = env(&p, &spec.containers[0], &Refs::default(), ADDRS)
+        .expect("env")
+        .into_iter()
+        .collect();
+    assert_eq!(a["HOSTNAME"], "web-0");
+    let b = env(&p, &spec.containers[1], &Refs::default(), ADDRS).expect("env");
+    let hostnames: Vec<_> = b.iter().filter(|(k, _)| k == "HOSTNAME").collect();
+    assert_eq!(hostnames, [&("HOSTNAME".to_string(), "mine".to_string())]);
 }
 
 #[test]

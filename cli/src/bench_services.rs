@@ -776,9 +776,27 @@ async fn hops(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
     let host = "front.localhost";
     let local = format!("/call?url={}", encode("http://back-a/"));
     let remote = format!("/call?url={}", encode("http://back-b/"));
+    // The backend pod on the same node called by its IP: the same wasm call without the
+    // Service router, to tell the router's share of the hop from the guests'.
+    let back_a: Api<Pod> = Api::namespaced(c.client.clone(), NAMESPACE);
+    let back_a_ip = back_a
+        .list(&kube::api::ListParams::default().labels("app=back-a"))
+        .await?
+        .items
+        .into_iter()
+        .find_map(|p| p.status?.pod_ip)
+        .ok_or_else(|| anyhow!("the back-a pod has no IP"))?;
+    let direct = format!(
+        "/call?url={}",
+        encode(&format!("http://{back_a_ip}:{PORT}/"))
+    );
     let paths = [
         ("frontend alone", "/".to_string()),
         ("frontend -> Service on the same node", local),
+        (
+            "frontend -> the same backend pod by IP (no Service)",
+            direct,
+        ),
         ("frontend -> Service on another node", remote),
     ];
     for (_, path) in &paths {

@@ -1,5 +1,5 @@
-//! kubectl 1.37 reading what the Service controllers write: `get endpointslices,endpoints` and
-//! `describe service`, against the API router served on a loopback port.
+//! kubectl 1.37 reading what the Service controllers write: `get endpointslices`, `get endpoints`
+//! and `describe service`, against the API router served on a loopback port.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use serde_json::json;
 use skiff_api::{AppState, UserInfo};
 use skiff_controllers::{Clock, Options};
 use skiff_store::{MemoryStore, Store};
-use skiff_testkit::inproc::{TOKEN, client_over, wait_list};
+use skiff_testkit::inproc::{TOKEN, client_over, wait_list, wait_object};
 
 fn from_json<K: serde::de::DeserializeOwned>(v: serde_json::Value) -> K {
     serde_json::from_value(v).expect("a valid object literal")
@@ -168,6 +168,28 @@ async fn kubectl_lists_endpointslices_and_describes_a_service() {
         ],
         "{get}"
     );
+
+    // The Endpoints mirror, for older clients: ready addresses only.
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> =
+        Api::namespaced(c.clone(), "default");
+    wait_object(&endpoints, "web", Duration::from_secs(30), |e| {
+        e.subsets.as_ref().is_some_and(|s| !s.is_empty())
+    })
+    .await
+    .unwrap();
+    let get = tokio::task::spawn_blocking({
+        let (bin, dir) = (bin.clone(), dir.path().to_path_buf());
+        move || kubectl(&bin, &dir, &["get", "endpoints", "web"])
+    })
+    .await
+    .unwrap();
+    let row: Vec<&str> = get
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..2], ["web", "10.244.0.10:8080"], "{get}");
 
     let describe = tokio::task::spawn_blocking({
         let (bin, dir) = (bin.clone(), dir.path().to_path_buf());

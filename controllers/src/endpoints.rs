@@ -6,7 +6,7 @@
 //! `endpoints.kubernetes.io/managed-by: endpoint-controller`; the API server's own
 //! `default/kubernetes` Endpoints and those of Services without a selector are left alone.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
@@ -340,25 +340,19 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 }
 
 /// Deletes this controller's Endpoints of Services that are gone: on each delete event, and
-/// after each (re)list for those whose Service was not listed.
+/// after each (re)list for those whose Service is not there.
 async fn sweep_deleted(
     ctx: Arc<Ctx>,
     services: Store<Service>,
     events: impl Stream<Item = watcher::Event<Service>>,
 ) {
     let mut events = std::pin::pin!(events);
-    let mut listed: HashSet<(String, String)> = HashSet::new();
     while let Some(ev) = events.next().await {
         let orphans: Vec<Arc<Endpoints>> = match ev {
-            watcher::Event::Init => {
-                listed.clear();
+            watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Apply(_) => {
                 continue;
             }
-            watcher::Event::InitApply(s) => {
-                listed.insert((s.namespace().unwrap_or_default(), s.name_any()));
-                continue;
-            }
-            watcher::Event::Apply(_) => continue,
+            // The store holds the new list (and any Service created since).
             watcher::Event::InitDone => {
                 Synced::all(&ctx.synced).await;
                 ctx.endpoints
@@ -366,7 +360,12 @@ async fn sweep_deleted(
                     .into_iter()
                     .filter(|e| {
                         is_managed(e)
-                            && !listed.contains(&(e.namespace().unwrap_or_default(), e.name_any()))
+                            && services
+                                .get(
+                                    &ObjectRef::new(&e.name_any())
+                                        .within(&e.namespace().unwrap_or_default()),
+                                )
+                                .is_none()
                     })
                     .collect()
             }

@@ -7,7 +7,7 @@
 //! slices not labelled `endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io`,
 //! are never touched; those of a deleted Service, or one that lost its selector, are deleted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
@@ -483,21 +483,20 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 }
 
 /// Deletes the slices of Services that are gone: on each delete event, and after each (re)list
-/// for slices whose Service was not listed (a delete missed while not watching).
-async fn sweep_deleted(ctx: Arc<Ctx>, events: impl Stream<Item = watcher::Event<Service>>) {
+/// for slices whose Service is not there (a delete missed while not watching).
+async fn sweep_deleted(
+    ctx: Arc<Ctx>,
+    services: Store<Service>,
+    events: impl Stream<Item = watcher::Event<Service>>,
+) {
     let mut events = std::pin::pin!(events);
-    let mut listed: HashSet<(String, String)> = HashSet::new();
     while let Some(ev) = events.next().await {
         let orphans: Vec<Arc<EndpointSlice>> = match ev {
-            watcher::Event::Init => {
-                listed.clear();
+            watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Apply(_) => {
                 continue;
             }
-            watcher::Event::InitApply(s) => {
-                listed.insert((s.namespace().unwrap_or_default(), s.name_any()));
-                continue;
-            }
-            watcher::Event::Apply(_) => continue,
+            // The store holds the new list (and any Service created since, whose slices the
+            // reconciler may already have made).
             watcher::Event::InitDone => {
                 Synced::all(&ctx.synced).await;
                 ctx.slices
@@ -509,7 +508,7 @@ async fn sweep_deleted(ctx: Arc<Ctx>, events: impl Stream<Item = watcher::Event<
                             && s.labels().get(SERVICE_NAME_LABEL).is_some_and(|svc| {
                                 let ns = s.namespace().unwrap_or_default();
                                 !servicepods::is_apiserver_service(&ns, svc)
-                                    && !listed.contains(&(ns, svc.clone()))
+                                    && services.get(&ObjectRef::new(svc).within(&ns)).is_none()
                             })
                     })
                     .collect()
@@ -585,13 +584,13 @@ pub async fn run(
     let store = services.1.clone();
     let members = ctx.members.clone();
     let node_map = node_mapper(services.1.clone(), ctx.nodes.clone());
+    let sweeper = sweep_deleted(ctx.clone(), services.1.clone(), service_events);
     let controller = Controller::for_stream(services.0, services.1)
         .owns_stream(slices)
         .watches_stream(pods, move |pod| {
             servicepods::services_for_pod(&pod, &store, &[&members])
         })
         .watches_stream(nodes, node_map);
-    let sweeper = sweep_deleted(ctx.clone(), service_events);
     tokio::join!(
         crate::runner::run("endpointslice", controller, reconcile, ctx),
         sweeper

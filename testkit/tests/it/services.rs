@@ -810,3 +810,43 @@ async fn a_pod_on_a_node_not_yet_known_is_listed_once_the_node_appears_with_its_
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_of_a_service_deleted_while_the_controllers_were_down_are_removed_at_start() {
+    let api = InProcess::start().await.unwrap();
+    let c = &api.client;
+    let slices = slice_api(c);
+    let stale: EndpointSlice = from_json(json!({
+        "metadata": {"name": "gone-abcde", "labels": {
+            "kubernetes.io/service-name": "gone",
+            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+        "addressType": "IPv4", "endpoints": [], "ports": [],
+    }));
+    slices.create(&PostParams::default(), &stale).await.unwrap();
+    let users: EndpointSlice = from_json(json!({
+        "metadata": {"name": "gone-by-hand", "labels": {"kubernetes.io/service-name": "gone"}},
+        "addressType": "IPv4", "endpoints": [], "ports": [],
+    }));
+    slices.create(&PostParams::default(), &users).await.unwrap();
+    let eps: Api<Endpoints> = Api::namespaced(c.clone(), "default");
+    for (name, labels) in [
+        (
+            "gone",
+            json!({"endpoints.kubernetes.io/managed-by": "endpoint-controller"}),
+        ),
+        ("mine", json!({})),
+    ] {
+        let e: Endpoints = from_json(json!({"metadata": {"name": name, "labels": labels}}));
+        eps.create(&PostParams::default(), &e).await.unwrap();
+    }
+    let _c = controllers(c, &["endpointslice", "endpoint"], Clock::real());
+    skiff_testkit::inproc::wait_deleted(&slices, "gone-abcde", DEADLINE)
+        .await
+        .unwrap();
+    skiff_testkit::inproc::wait_deleted(&eps, "gone", DEADLINE)
+        .await
+        .unwrap();
+    // What the controllers do not manage stays.
+    slices.get("gone-by-hand").await.unwrap();
+    eps.get("mine").await.unwrap();
+}

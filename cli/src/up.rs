@@ -61,7 +61,7 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value = skiff_host::DEFAULT_LISTEN)]
     node_listen: SocketAddr,
     /// Address of the ingress: Ingress rules and NodePort Services (plain HTTP). Apps deployed
-    /// with `skiff deploy` answer on http://NAME.localhost:PORT/.
+    /// with `skiff deploy` answer on `http://NAME.localhost:PORT/`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     ingress_listen: SocketAddr,
     /// Address of the ingress's HTTPS listener (certificates from `kubernetes.io/tls` Secrets

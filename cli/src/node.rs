@@ -55,6 +55,10 @@ pub(crate) struct NodeArgs {
     /// Off unless given.
     #[arg(long)]
     ingress_tls_listen: Option<SocketAddr>,
+    /// How many Service hops a request may take (counted in the `skiff-service-hops` header the
+    /// router owns) before it is answered 508 Loop Detected.
+    #[arg(long, default_value_t = skiff_meta::names::HOP_LIMIT_DEFAULT, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    service_hop_limit: u32,
     #[command(flatten)]
     ready: crate::ready::ReadyArgs,
 }
@@ -71,6 +75,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.lease_duration_seconds = args.node_lease_duration_seconds;
     config.ingress_listen = args.ingress_listen;
     config.ingress_tls_listen = args.ingress_tls_listen;
+    config.hop_limit = args.service_hop_limit;
     let node = config
         .start()
         .await

@@ -1104,3 +1104,52 @@ async fn updates(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
         ),
     )])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_travels_percent_encoded_in_the_query() {
+        assert_eq!(encode("http://back-a/"), "http%3A%2F%2Fback-a%2F");
+        assert_eq!(
+            encode("http://10.244.0.5:8080/x?y=1"),
+            "http%3A%2F%2F10.244.0.5%3A8080%2Fx%3Fy%3D1"
+        );
+    }
+
+    #[test]
+    fn the_objects_pin_the_app_to_its_node_and_route_its_host() {
+        let d = deployment(
+            "cold",
+            "file:///x.wasm",
+            NODE_B,
+            0,
+            json!({SCALE_TO_ZERO: "true"}),
+        )
+        .expect("a deployment");
+        let spec = d.spec.expect("a spec");
+        assert_eq!(spec.replicas, Some(0));
+        let pod = spec.template.spec.expect("a pod spec");
+        assert_eq!(
+            pod.node_selector.expect("a node selector")["kubernetes.io/hostname"],
+            NODE_B
+        );
+        assert_eq!(
+            d.metadata.annotations.expect("annotations")[SCALE_TO_ZERO],
+            "true"
+        );
+        let i = ingress("cold").expect("an ingress");
+        let rule = &i.spec.expect("a spec").rules.expect("rules")[0];
+        assert_eq!(rule.host.as_deref(), Some("cold.localhost"));
+        let path = &rule.http.as_ref().expect("http").paths[0];
+        let backend = path.backend.service.as_ref().expect("a service backend");
+        assert_eq!(backend.name, "cold");
+        assert_eq!(backend.port.as_ref().and_then(|p| p.number), Some(80));
+        let s = service("cold").expect("a service");
+        assert_eq!(
+            s.spec.expect("a spec").selector.expect("a selector")["app"],
+            "cold"
+        );
+    }
+}

@@ -28,7 +28,7 @@ lint:
 	$(CARGO) clippy -p skiff -p skiff-runtime --all-targets --all-features -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
-## Build skiff with its benchmarks (`skiff bench api|scheduler|pods`), release profile.
+## Build skiff with its benchmarks (`skiff bench api|scheduler|pods|services`), release profile.
 bench:
 	$(CARGO) build --release -p skiff --features bench
 	@echo "run: target/release/skiff bench --help (BENCHMARKS.md has the commands behind its figures)"

@@ -712,6 +712,53 @@ async fn throughput(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// `perf record` of a node for `seconds`, into `out/NAME.perf.data`.
+fn perf_record(pid: u32, seconds: u64, out: &Path, name: &str) -> Result<tokio::process::Child> {
+    tokio::process::Command::new("perf")
+        .args(["record", "-F", "999", "-g", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(out.join(format!("{name}.perf.data")))
+        .args(["--", "sleep"])
+        .arg(seconds.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting perf record")
+}
+
+/// Sequential cross-node hops for `--seconds` while `perf record` samples both nodes.
+async fn profile_hop(
+    args: &ServicesBenchArgs,
+    c: &Cluster,
+    host: &str,
+    path: &str,
+    out: &Path,
+) -> Result<()> {
+    if find_program(Path::new("perf")).is_none() {
+        println!("SKIP hop profile: perf not found");
+        return Ok(());
+    }
+    std::fs::create_dir_all(out)?;
+    let mut a = perf_record(c.a.pid, args.seconds, out, "hop-node-a")?;
+    let mut b = perf_record(c.b.pid, args.seconds, out, "hop-node-b")?;
+    let until = Instant::now() + Duration::from_secs(args.seconds);
+    let mut n = 0u64;
+    while Instant::now() < until {
+        timed_get(&c.http, c.a.ingress, host, path).await?;
+        n += 1;
+    }
+    let _ = a.wait().await;
+    let _ = b.wait().await;
+    println!(
+        "profiled {n} cross-node hops; profiles of both nodes in {}",
+        out.display()
+    );
+    Ok(())
+}
+
 /// One more load run through the ingress while `perf record` samples the ingress node.
 async fn profile(
     args: &ServicesBenchArgs,
@@ -840,6 +887,9 @@ async fn hops(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
             );
             samples[i].extend(s);
         }
+    }
+    if let Some(out) = &args.perf {
+        profile_hop(args, c, host, &paths[3].1, out).await?;
     }
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let mut rows = Vec::new();

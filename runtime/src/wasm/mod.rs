@@ -96,6 +96,22 @@ pub(crate) struct RuntimeInner {
     pods: Mutex<HashMap<String, Arc<pod::WasmPod>>>,
     _ticker: engine::Ticker,
     _log_thread: LogThread,
+    _tmpfs: OwnedTmpfs,
+}
+
+/// The node's own directory on a tmpfs (secrets, memory emptyDirs), removed with the runtime:
+/// secrets never outlive the node that wrote them. `None` for a directory the node was given.
+struct OwnedTmpfs(Option<PathBuf>);
+
+impl Drop for OwnedTmpfs {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0
+            && let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot remove the node's tmpfs directory");
+        }
+    }
 }
 
 /// Joins the log-file thread when the runtime goes away.
@@ -142,6 +158,19 @@ impl Runtime {
                 base.join(format!("skiff-{}", &hex::encode(key)[..12]))
             }
         });
+        let owned = tmpfs.clone().filter(|_| config.tmpfs_dir.is_none());
+        if let Some(dir) = &owned {
+            // Left by a node on this data directory that did not stop cleanly: no pod of this
+            // runtime exists yet, so nothing in it is in use (kubelet removes orphaned pod
+            // directories the same way).
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {
+                    tracing::info!(path = %dir.display(), "removed an earlier run's tmpfs directory")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::error::io_err("clearing tmpfs directory", dir)(e)),
+            }
+        }
         if let Some(dir) = &tmpfs {
             // Secrets live here: only the node may look.
             use std::os::unix::fs::PermissionsExt;
@@ -176,6 +205,7 @@ impl Runtime {
                 pods: Mutex::new(HashMap::new()),
                 _ticker: ticker,
                 _log_thread: LogThread(Some(log_thread)),
+                _tmpfs: OwnedTmpfs(owned),
             }),
         })
     }
@@ -205,7 +235,9 @@ impl Runtime {
         &self.inner.engine
     }
 
-    /// Where secret volumes and memory-backed emptyDirs live, if a tmpfs was found.
+    /// Where secret volumes and memory-backed emptyDirs live, if a tmpfs was found. Unless it
+    /// was given in the config, the runtime owns it: cleared when the runtime starts, removed
+    /// when the runtime goes away.
     pub fn tmpfs_dir(&self) -> Option<PathBuf> {
         self.inner.roots.memory.clone()
     }

@@ -1094,3 +1094,48 @@ async fn default_config_reserves_a_pool_on_this_machine() -> Result<()> {
     assert!(cap.instances < 1 << 22 && cap.instances >= 8);
     Ok(())
 }
+
+/// A node's tmpfs directory (secrets) does not outlive it: what a node that did not stop cleanly
+/// left is cleared when a runtime starts on the same data directory, and the directory goes
+/// away with the runtime.
+#[test]
+fn the_tmpfs_directory_is_cleared_at_start_and_removed_with_the_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let new_runtime = || {
+        let mut config = RuntimeConfig::new(dir.path());
+        config.max_instances = 4;
+        Runtime::new(config, Network::new()).expect("runtime")
+    };
+    let first = new_runtime();
+    let Some(shm) = first.tmpfs_dir() else {
+        println!("SKIPPED: no tmpfs on this machine");
+        return;
+    };
+    assert!(
+        shm.is_dir(),
+        "{} exists while the runtime runs",
+        shm.display()
+    );
+    // A crash leaves a pod's secret behind: forget the runtime without dropping it.
+    std::fs::create_dir_all(shm.join("pod-uid/files/secret")).expect("stale pod dir");
+    std::fs::write(shm.join("pod-uid/files/secret/password"), b"hunter2").expect("stale secret");
+    std::mem::forget(first);
+
+    let second = new_runtime();
+    assert_eq!(
+        second.tmpfs_dir(),
+        Some(shm.clone()),
+        "same data directory, same tmpfs dir"
+    );
+    assert!(shm.is_dir());
+    assert!(
+        !shm.join("pod-uid").exists(),
+        "the earlier run's pod directory is cleared at start"
+    );
+    drop(second);
+    assert!(
+        !shm.exists(),
+        "{} is removed with the runtime",
+        shm.display()
+    );
+}

@@ -99,6 +99,34 @@ pub(crate) struct RuntimeInner {
     _tmpfs: OwnedTmpfs,
 }
 
+/// The file in a node's tmpfs directory naming the data directory it belongs to.
+const DATA_DIR_FILE: &str = "..data-dir";
+
+/// Removes the tmpfs directories of other nodes (siblings of `own`, named `skiff-*`) whose data
+/// directory no longer exists: their node is gone for good (killed, its data deleted), and
+/// nothing else would ever remove the secrets they hold.
+fn remove_orphaned_tmpfs(own: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(base) = own.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_node_dir = entry.file_name().to_string_lossy().starts_with("skiff-");
+        if !is_node_dir || path == own {
+            continue;
+        }
+        let Ok(owner) = std::fs::read(path.join(DATA_DIR_FILE)) else {
+            continue; // not ours to judge
+        };
+        let owner = PathBuf::from(std::ffi::OsStr::from_bytes(&owner));
+        if !owner.exists() && std::fs::remove_dir_all(&path).is_ok() {
+            tracing::info!(path = %path.display(), data_dir = %owner.display(), "removed an orphaned node's tmpfs directory");
+        }
+    }
+}
+
 /// The node's own directory on a tmpfs (secrets, memory emptyDirs), removed with the runtime:
 /// secrets never outlive the node that wrote them. `None` for a directory the node was given.
 struct OwnedTmpfs(Option<PathBuf>);
@@ -179,6 +207,16 @@ impl Runtime {
                     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 })
                 .map_err(crate::error::io_err("creating tmpfs directory", dir))?;
+        }
+        if let Some(dir) = &owned {
+            // Name the data directory, so that a later node can tell this directory is orphaned
+            // once the data directory is gone (see `remove_orphaned_tmpfs`).
+            let data_dir =
+                std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+            use std::os::unix::ffi::OsStrExt;
+            std::fs::write(dir.join(DATA_DIR_FILE), data_dir.as_os_str().as_bytes())
+                .map_err(crate::error::io_err("writing tmpfs owner", dir))?;
+            remove_orphaned_tmpfs(dir);
         }
         if tmpfs.is_none() {
             tracing::warn!("no tmpfs found: secret volumes and memory emptyDirs will be refused");

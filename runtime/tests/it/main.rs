@@ -1138,4 +1138,23 @@ fn the_tmpfs_directory_is_cleared_at_start_and_removed_with_the_runtime() {
         "{} is removed with the runtime",
         shm.display()
     );
+
+    // A node killed for good (its data directory deleted) leaves its directory; the next node
+    // to start on the machine removes it.
+    let gone = tempfile::tempdir().expect("tempdir");
+    let mut config = RuntimeConfig::new(gone.path());
+    config.max_instances = 4;
+    let killed = Runtime::new(config, Network::new()).expect("runtime");
+    let orphan = killed.tmpfs_dir().expect("tmpfs");
+    std::fs::create_dir_all(orphan.join("pod-uid")).expect("pod dir");
+    std::mem::forget(killed);
+    drop(gone);
+    let third = new_runtime();
+    assert!(
+        !orphan.exists(),
+        "{} of a node whose data directory is gone is removed",
+        orphan.display()
+    );
+    assert!(shm.is_dir(), "the starting node's own directory is kept");
+    drop(third);
 }

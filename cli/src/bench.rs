@@ -375,13 +375,18 @@ async fn api(args: ApiBenchArgs) -> Result<()> {
     for (k, v) in &rows {
         md.push_str(&format!("| {k} | {v} |\n"));
     }
+    publish(&md, args.append.as_deref())
+}
+
+/// Prints a benchmark's markdown and, with `--append FILE`, appends it there.
+pub(crate) fn publish(md: &str, append: Option<&Path>) -> Result<()> {
     println!("{md}");
-    if let Some(path) = args.append {
+    if let Some(path) = append {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&path)?;
+            .open(path)?;
         f.write_all(md.as_bytes())?;
         println!("appended to {}", path.display());
     }

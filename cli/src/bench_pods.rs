@@ -503,17 +503,7 @@ pub(crate) async fn run(args: PodsBenchArgs) -> Result<()> {
     for Row(k, v) in &rows {
         md.push_str(&format!("| {k} | {v} |\n"));
     }
-    println!("{md}");
-    if let Some(path) = &args.append {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        f.write_all(md.as_bytes())?;
-        println!("appended to {}", path.display());
-    }
-    Ok(())
+    crate::bench::publish(&md, args.append.as_deref())
 }
 
 #[allow(clippy::too_many_arguments)]

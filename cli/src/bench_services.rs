@@ -243,34 +243,49 @@ impl PodWatch {
 
 /// GETs `path` on `addr` with `Host: host`; answers the status (0 when the connection failed).
 async fn get_host(http: &Http, addr: SocketAddr, host: &str, path: &str) -> u16 {
+    // The body is read whole (in `get_answer`) so the connection goes back to the pool.
+    get_answer(http, addr, host, path)
+        .await
+        .map_or(0, |(status, _)| status)
+}
+
+/// Asks `probe` again, 1 ms apart, until it answers `None` (done); fails after [`STEP`] with the
+/// last `Some(what it saw)`. For router state, which has no API to watch.
+async fn poll<F, Fut>(mut probe: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>>>,
+{
+    let deadline = Instant::now() + STEP;
+    loop {
+        let Some(seen) = probe().await? else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            bail!("{seen}, for {STEP:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// One GET through `addr` for `host`: its status and body.
+async fn get_answer(http: &Http, addr: SocketAddr, host: &str, path: &str) -> Result<(u16, Bytes)> {
     let req = http::Request::get(format!("http://{addr}{path}"))
         .header(http::header::HOST, host)
-        .body(Empty::<Bytes>::new());
-    let Ok(req) = req else { return 0 };
-    match http.request(req).await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            // The body is read whole so the connection goes back to the pool.
-            let _ = resp.into_body().collect().await;
-            status
-        }
-        Err(_) => 0,
-    }
+        .body(Empty::<Bytes>::new())?;
+    let resp = http.request(req).await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.into_body().collect().await?.to_bytes()))
 }
 
 /// Sends GETs until one answers 200; fails after [`STEP`].
 async fn until_200(http: &Http, addr: SocketAddr, host: &str, path: &str) -> Result<()> {
-    let deadline = Instant::now() + STEP;
-    loop {
+    poll(|| async move {
         let status = get_host(http, addr, host, path).await;
-        if status == 200 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("http://{host}{path} through {addr} answered {status}, not 200, for {STEP:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+        Ok((status != 200)
+            .then(|| format!("http://{host}{path} through {addr} answered {status}, not 200")))
+    })
+    .await
 }
 
 fn file_image(path: &Path) -> String {
@@ -495,17 +510,7 @@ pub(crate) async fn run(args: ServicesBenchArgs) -> Result<()> {
     for Row(k, v) in &rows {
         md.push_str(&format!("| {k} | {v} |\n"));
     }
-    println!("{md}");
-    if let Some(path) = &args.append {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        f.write_all(md.as_bytes())?;
-        println!("appended to {}", path.display());
-    }
-    Ok(())
+    crate::bench::publish(&md, args.append.as_deref())
 }
 
 async fn measure(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
@@ -849,21 +854,12 @@ async fn hops(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
     for (_, path) in &paths {
         until_200(&c.http, c.a.ingress, host, path).await?;
         // A `/call` answers 200 with the upstream's status on its first line.
-        let deadline = Instant::now() + STEP;
-        loop {
-            let req = http::Request::get(format!("http://{}{path}", c.a.ingress))
-                .header(http::header::HOST, host)
-                .body(Empty::<Bytes>::new())?;
-            let body = c.http.request(req).await?.into_body().collect().await?;
-            let body = body.to_bytes();
-            if !body.starts_with(b"upstream: ") || body.starts_with(b"upstream: 200") {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("{path} never reached its backend: {body:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        poll(|| async {
+            let (_, body) = get_answer(&c.http, c.a.ingress, host, path).await?;
+            let reached = !body.starts_with(b"upstream: ") || body.starts_with(b"upstream: 200");
+            Ok((!reached).then(|| format!("{path} never reached its backend: {body:?}")))
+        })
+        .await?;
     }
     // Sequential requests over one keep-alive connection, the three paths interleaved so that
     // the machine's noise falls on all of them alike.
@@ -1057,22 +1053,14 @@ async fn cold_starts(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> 
 async fn updates(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
     let host = "late.localhost";
     // The router on node A knows the Service (503 "no endpoints" rather than "not found").
-    let deadline = Instant::now() + STEP;
-    loop {
-        let req = http::Request::get(format!("http://{}/", c.a.ingress))
-            .header(http::header::HOST, host)
-            .body(Empty::<Bytes>::new())?;
-        let resp = c.http.request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        if status == 503 && !String::from_utf8_lossy(&body).contains("not found") {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("node {NODE_A}'s router never learned Service late: {status} {body:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    poll(|| async {
+        let (status, body) = get_answer(&c.http, c.a.ingress, host, "/").await?;
+        let learned = status == 503 && !String::from_utf8_lossy(&body).contains("not found");
+        Ok((!learned).then(|| {
+            format!("node {NODE_A}'s router never learned Service late: {status} {body:?}")
+        }))
+    })
+    .await?;
 
     let mut lags = Vec::new();
     let mut misses = 0usize;
@@ -1115,13 +1103,11 @@ async fn updates(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
         c.scale("late", 0).await?;
         c.pods.until_none("late").await?;
         // Back to no endpoint on node A's router.
-        let deadline = Instant::now() + STEP;
-        while get_host(&c.http, c.a.ingress, host, "/").await == 200 {
-            if Instant::now() > deadline {
-                bail!("node {NODE_A} still routes to a deleted pod of late");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        poll(|| async {
+            let routed = get_host(&c.http, c.a.ingress, host, "/").await == 200;
+            Ok(routed.then(|| format!("node {NODE_A} still routes to a deleted pod of late")))
+        })
+        .await?;
     }
     lags.sort_by(f64::total_cmp);
     let pick = |p: f64| {

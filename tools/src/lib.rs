@@ -75,6 +75,17 @@ pub fn kubectl_132() -> Option<PathBuf> {
     require("kubectl 1.32", Some(venv_bin("kubectl-1.32")), INSTALL)
 }
 
+/// Helm 3, from tests/.venv (the release binary the kubectl 1.32 package also carries).
+pub fn helm() -> Option<PathBuf> {
+    require("helm 3", Some(venv_bin("helm")), INSTALL)
+}
+
+/// kubectl 1.27 (reads `/openapi/v2` for `explain --output plaintext-openapiv2` and apply's
+/// client-side validation), from tests/.venv.
+pub fn kubectl_127() -> Option<PathBuf> {
+    require("kubectl 1.27", Some(venv_bin("kubectl-1.27")), INSTALL)
+}
+
 /// Python with the `kubernetes` client, from tests/.venv.
 pub fn python() -> Option<PathBuf> {
     require(

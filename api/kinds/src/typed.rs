@@ -43,6 +43,10 @@ macro_rules! with_type {
                 type $t = a::core::v1::Pod;
                 Some($body)
             }
+            "io.k8s.api.core.v1.ReplicationController" => {
+                type $t = a::core::v1::ReplicationController;
+                Some($body)
+            }
             "io.k8s.api.core.v1.ResourceQuota" => {
                 type $t = a::core::v1::ResourceQuota;
                 Some($body)

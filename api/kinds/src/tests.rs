@@ -45,6 +45,7 @@ fn every_requested_kind_is_served_with_its_short_names() {
         ("", "persistentvolumes", &["pv"]),
         ("", "persistentvolumeclaims", &["pvc"]),
         ("", "resourcequotas", &["quota"]),
+        ("", "replicationcontrollers", &["rc"]),
         ("", "limitranges", &["limits"]),
         ("", "endpoints", &["ep"]),
         ("", "secrets", &[]),
@@ -73,7 +74,7 @@ fn every_requested_kind_is_served_with_its_short_names() {
         let k = find_by_plural(group, plural).unwrap_or_else(|| panic!("{group}/{plural}"));
         assert_eq!(k.short_names, *short, "{group}/{plural}");
     }
-    assert_eq!(kinds().len(), 34);
+    assert_eq!(kinds().len(), 35);
     assert_eq!(
         find_by_plural("apps", "deploy").map(|k| k.kind),
         Some("Deployment")

@@ -74,6 +74,7 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
             set(obj, &["spec", "replicas"], json!(1));
             template(obj, &["spec", "template"]);
         }
+        ("", "ReplicationController") => replication_controller(obj),
         ("apps", "DaemonSet") => {
             let t = str_at(obj, "/spec/updateStrategy/type")
                 .unwrap_or("RollingUpdate")
@@ -364,6 +365,30 @@ fn template(obj: &mut Value, path: &[&str]) {
     if let Some(spec) = cur.and_then(|t| t.get_mut("spec")) {
         pod_spec(spec);
     }
+}
+
+/// Kubernetes' `SetDefaults_ReplicationController`: the selector and the object's labels default
+/// to the template's labels (when the template has any), replicas to 1.
+fn replication_controller(obj: &mut Value) {
+    let labels = obj
+        .pointer("/spec/template/metadata/labels")
+        .filter(|l| l.is_object())
+        .cloned();
+    if let Some(labels) = labels {
+        let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(Map::is_empty);
+        if empty(obj.pointer("/spec/selector")) {
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("selector".into(), labels.clone());
+            }
+        }
+        if empty(obj.pointer("/metadata/labels")) {
+            if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("labels".into(), labels);
+            }
+        }
+    }
+    set(obj, &["spec", "replicas"], json!(1));
+    template(obj, &["spec", "template"]);
 }
 
 fn service(obj: &mut Value) {

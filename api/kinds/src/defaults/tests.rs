@@ -257,3 +257,28 @@ fn rbac_and_limit_range_defaults() {
         json!({"memory": "1Gi", "cpu": "2"})
     );
 }
+
+#[test]
+fn a_replication_controller_defaults_selector_and_labels_from_its_template() {
+    let mut rc = json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}
+    });
+    apply(kind("v1", "ReplicationController"), &mut rc);
+    assert_eq!(rc["spec"]["selector"], json!({"app": "web"}));
+    assert_eq!(rc["metadata"]["labels"], json!({"app": "web"}));
+    assert_eq!(rc["spec"]["replicas"], 1);
+    assert_eq!(rc["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    // Given selector and labels are kept.
+    let mut rc = json!({
+        "metadata": {"name": "web", "labels": {"tier": "x"}},
+        "spec": {"replicas": 0, "selector": {"app": "web"},
+            "template": {"metadata": {"labels": {"app": "web", "v": "2"}}}}
+    });
+    apply(kind("v1", "ReplicationController"), &mut rc);
+    assert_eq!(rc["spec"]["selector"], json!({"app": "web"}));
+    assert_eq!(rc["metadata"]["labels"], json!({"tier": "x"}));
+    assert_eq!(rc["spec"]["replicas"], 0);
+}

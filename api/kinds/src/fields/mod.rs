@@ -37,7 +37,7 @@ pub fn selectable(kind: &Kind) -> &'static [&'static str] {
         ("", "Namespace") => &["status.phase"],
         ("", "Secret") => &["type"],
         ("", "Service") => &["spec.clusterIP", "spec.type"],
-        ("apps", "ReplicaSet") => &["status.replicas"],
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => &["status.replicas"],
         ("batch", "Job") => &["status.successful"],
         ("certificates.k8s.io", _) => &["spec.signerName"],
         _ => &[],

@@ -95,6 +95,28 @@ pub(super) fn columns(kind: &Kind) -> Vec<Col> {
             IMAGES,
             SELECTOR,
         ],
+        ("", "ReplicationController") => vec![
+            name_col(),
+            ci(
+                "Desired",
+                "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller",
+            ),
+            ci(
+                "Current",
+                "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller",
+            ),
+            ci(
+                "Ready",
+                "The number of ready replicas for this replication controller.",
+            ),
+            age_col(),
+            CONTAINERS,
+            IMAGES,
+            wide(
+                "Selector",
+                "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template. Label keys and values that must match in order to be controlled by this replication controller, if empty defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+            ),
+        ],
         ("apps", "DaemonSet") => vec![
             name_col(),
             ci(

@@ -76,6 +76,18 @@ pub(super) fn cells(kind: &Kind, obj: &Value, now: jiff::Timestamp) -> Vec<Value
             v.extend(template_cols(obj, "/spec/template/spec", true));
             v
         }
+        ("", "ReplicationController") => {
+            let mut v = vec![
+                name(obj),
+                json!(i(obj, "/spec/replicas")),
+                json!(i(obj, "/status/replicas")),
+                json!(i(obj, "/status/readyReplicas")),
+                age(obj, now),
+            ];
+            v.extend(template_cols(obj, "/spec/template/spec", false));
+            v.push(json!(set_selector(obj.pointer("/spec/selector"))));
+            v
+        }
         ("apps", "DaemonSet") => {
             let mut v = vec![
                 name(obj),

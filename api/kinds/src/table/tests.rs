@@ -365,6 +365,13 @@ fn other_kinds_have_kubectl_columns() {
             json!(["web-1", 2, 2, 1, "<unknown>", "c", "i", "app=web"]),
         ),
         (
+            "v1",
+            "ReplicationController",
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 3, "selector": {"tier": "fe", "app": "web"}, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
+                "status": {"replicas": 2, "readyReplicas": 1}}),
+            json!(["web", 3, 2, 1, "<unknown>", "c", "i", "app=web,tier=fe"]),
+        ),
+        (
             "apps/v1",
             "DaemonSet",
             json!({"metadata": {"name": "agent"}, "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": {"spec": {"nodeSelector": {"kubernetes.io/os": "linux"}, "containers": [{"name": "c", "image": "i"}]}}},

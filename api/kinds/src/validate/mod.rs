@@ -232,6 +232,7 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
         ("", "ConfigMap") | ("", "Secret") => meta::config_data(kind, obj, old, &mut errs),
         ("apps", "Deployment") => workloads::deployment(obj, old, &mut errs),
         ("apps", "ReplicaSet") => workloads::replica_set(obj, old, &mut errs),
+        ("", "ReplicationController") => workloads::replication_controller(obj, &mut errs),
         ("apps", "DaemonSet") => workloads::daemon_set(obj, old, &mut errs),
         ("apps", "StatefulSet") => workloads::stateful_set(obj, old, &mut errs),
         ("batch", "Job") => workloads::job(obj, old, &mut errs),

@@ -934,3 +934,57 @@ fn services_are_validated_as_kubernetes_does() {
         10800
     );
 }
+
+#[test]
+fn a_replication_controller_needs_an_equality_selector_matching_its_template() {
+    let k = kind("v1", "ReplicationController");
+    let rc = |selector: Value, labels: Value| {
+        let mut rc = json!({
+            "apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 2, "selector": selector, "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}
+        });
+        crate::defaults::apply(k, &mut rc);
+        rc
+    };
+    let good = rc(json!({"app": "web"}), json!({"app": "web", "v": "1"}));
+    assert_eq!(validate(k, &good, None), Ok(()));
+    // The selector may change on update, unlike a ReplicaSet's.
+    let changed = rc(json!({"v": "1"}), json!({"app": "web", "v": "1"}));
+    assert_eq!(validate(k, &changed, Some(&good)), Ok(()));
+    assert_eq!(
+        causes(validate(k, &rc(json!({"app": "api"}), json!({"app": "web"})), None)),
+        vec![(
+            "FieldValueInvalid".to_string(),
+            "spec.template.metadata.labels".to_string(),
+            "Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`".to_string()
+        )]
+    );
+    let mut neg = good.clone();
+    neg["spec"]["replicas"] = json!(-1);
+    neg["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+    let got = causes(validate(k, &neg, None));
+    let fields: Vec<&str> = got.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["spec.replicas", "spec.template.spec.restartPolicy"],
+        "{got:?}"
+    );
+    // No labels anywhere: no selector can be defaulted.
+    let bare = json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}
+    });
+    let got = causes(validate(k, &bare, None));
+    assert_eq!(
+        got[0],
+        (
+            "FieldValueRequired".to_string(),
+            "spec.selector".to_string(),
+            "Required value".to_string()
+        )
+    );
+}

@@ -233,6 +233,53 @@ pub(super) fn replica_set(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     selector_immutable(obj, old, errs);
 }
 
+/// Kubernetes' `ValidateReplicationControllerSpec`: an equality selector (a plain map) that is
+/// not empty and matches the template's labels; the selector may change on update.
+pub(super) fn replication_controller(obj: &Value, errs: &mut Errs) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    errs.non_negative(obj, "/spec/minReadySeconds", "spec.minReadySeconds");
+    let selector = spec.get("selector").and_then(Value::as_object);
+    match selector.filter(|m| !m.is_empty()) {
+        None => errs.required("spec.selector", ""),
+        Some(_) => super::meta::labels(spec.get("selector"), "spec.selector", errs),
+    }
+    errs.non_negative(obj, "/spec/replicas", "spec.replicas");
+    match spec.get("template").filter(|t| !t.is_null()) {
+        None => errs.required("spec.template", ""),
+        Some(template) => {
+            let labels = template.pointer("/metadata/labels");
+            if let Some(sel) = selector.filter(|m| !m.is_empty()) {
+                let matches = sel.iter().all(|(k, v)| {
+                    labels
+                        .and_then(|l| l.get(k))
+                        .is_some_and(|l| Some(l) == Some(v))
+                });
+                if !matches {
+                    errs.invalid(
+                        "spec.template.metadata.labels",
+                        &go_string_map(labels),
+                        "`selector` does not match template `labels`",
+                    );
+                }
+            }
+            pod::template(Some(template), "spec.template", errs);
+            let rp = s(template, "/spec/restartPolicy");
+            if rp != "Always" {
+                errs.not_supported("spec.template.spec.restartPolicy", rp, &["Always"]);
+            }
+            if template
+                .pointer("/spec/activeDeadlineSeconds")
+                .is_some_and(|v| !v.is_null())
+            {
+                errs.forbidden(
+                    "spec.template.spec.activeDeadlineSeconds",
+                    "activeDeadlineSeconds in ReplicationController is not Supported",
+                );
+            }
+        }
+    }
+}
+
 pub(super) fn daemon_set(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     selector_and_template(spec, "spec", "daemonset", errs);

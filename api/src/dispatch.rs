@@ -62,7 +62,7 @@ async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response,
         ("status", Method::PATCH) => verbs::patch::patch(state, &req, Target::Status).await,
         ("scale", Method::GET) => {
             let (obj, _) = load(state, &req).await?;
-            Ok(json_response(StatusCode::OK, &scale::scale_of(&obj)?))
+            Ok(json_response(StatusCode::OK, &scale::scale_of(kind, &obj)?))
         }
         ("scale", Method::PUT | Method::PATCH) => scale::update_scale(state, &req).await,
         ("binding", Method::POST) => binding::bind(state, &req).await,

@@ -49,6 +49,15 @@ pub(crate) trait Strategy: Sync {
 
     /// Changes an object gets when it is marked for deletion, beyond its deletion timestamp.
     fn mark_for_delete(&self, _obj: &mut Value) {}
+
+    /// The `status.selector` of the object's `scale` subresource: its `spec.selector` (a
+    /// `metav1.LabelSelector`) in the query syntax, `""` if it has none.
+    fn scale_selector(&self, obj: &Value) -> String {
+        obj.pointer("/spec/selector")
+            .and_then(|s| skiff_meta::selector::LabelSelector::from_json(s).ok())
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// Kinds without rules of their own.
@@ -62,6 +71,7 @@ pub(crate) fn for_kind(kind: &Kind) -> &'static dyn Strategy {
         ("", "Pod") => &pod::PodStrategy,
         ("", "Namespace") => &namespace::NamespaceStrategy,
         ("apps", "Deployment" | "StatefulSet") => &workloads::KeepLabelsOnStatus,
+        ("", "ReplicationController") => &workloads::ReplicationController,
         _ => &Generic,
     }
 }
@@ -162,5 +172,23 @@ mod tests {
         let pod = for_kind(kind("", "v1", "pods")).prepare_for_status_update(&old, new);
         assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "u");
         assert_eq!(pod["metadata"]["labels"]["a"], "2");
+    }
+
+    #[test]
+    fn scale_selectors_follow_the_kinds_selector_type() {
+        let rs = json!({"spec": {"selector": {"matchLabels": {"app": "web", "a": "b"}}}});
+        assert_eq!(
+            for_kind(kind("apps", "v1", "replicasets")).scale_selector(&rs),
+            "a=b,app=web"
+        );
+        let rc = json!({"spec": {"selector": {"tier": "fe", "app": "web"}}});
+        assert_eq!(
+            for_kind(kind("", "v1", "replicationcontrollers")).scale_selector(&rc),
+            "app=web,tier=fe"
+        );
+        assert_eq!(
+            for_kind(kind("", "v1", "replicationcontrollers")).scale_selector(&json!({})),
+            ""
+        );
     }
 }

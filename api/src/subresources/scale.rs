@@ -12,16 +12,15 @@ use crate::request::ResourceRequest;
 use crate::resource::name_of;
 use crate::respond::json_response;
 use crate::state::AppState;
+use crate::strategy;
 use crate::verbs;
 use crate::verbs::patch::PatchType;
+use skiff_kinds::Kind;
 
 /// The autoscaling/v1 Scale of a workload.
-pub(crate) fn scale_of(obj: &Value) -> Result<Value, ApiError> {
+pub(crate) fn scale_of(kind: &Kind, obj: &Value) -> Result<Value, ApiError> {
     let meta = objects::meta(obj).cloned().unwrap_or_default();
-    let selector = obj
-        .pointer("/spec/selector")
-        .and_then(crate::selectors::selector_query)
-        .unwrap_or_default();
+    let selector = strategy::for_kind(kind).scale_selector(obj);
     Ok(json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -56,7 +55,7 @@ pub(crate) async fn update_scale(
         let Some((obj, kv)) = current else {
             return Err(ApiError::not_found(req.kind.group, req.kind.plural, &name));
         };
-        let current = scale_of(obj)?;
+        let current = scale_of(req.kind, obj)?;
         let wanted = if req.method == Method::PUT {
             decode_object(&req.body, &content_type(&req.headers))?
         } else {
@@ -105,5 +104,5 @@ pub(crate) async fn update_scale(
         Ok(Change::Store(new))
     })
     .await?;
-    Ok(json_response(StatusCode::OK, &scale_of(&stored)?))
+    Ok(json_response(StatusCode::OK, &scale_of(req.kind, &stored)?))
 }

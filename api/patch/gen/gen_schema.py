@@ -31,6 +31,7 @@ ROOTS = [
     "io.k8s.api.core.v1.PersistentVolumeClaim",
     "io.k8s.api.core.v1.ResourceQuota",
     "io.k8s.api.core.v1.LimitRange",
+    "io.k8s.api.core.v1.ReplicationController",
     "io.k8s.api.apps.v1.Deployment",
     "io.k8s.api.apps.v1.ReplicaSet",
     "io.k8s.api.apps.v1.DaemonSet",

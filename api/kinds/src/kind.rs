@@ -25,6 +25,9 @@ pub struct Kind {
     pub openapi_type: &'static str,
     /// Verbs on the main resource.
     pub verbs: &'static [&'static str],
+    /// For a kind served from a CustomResourceDefinition: what the CRD says of this version
+    /// (`None` for every built-in kind).
+    pub custom: Option<&'static crate::crd::CustomKind>,
 }
 
 /// What discovery reports for one subresource of a kind.
@@ -79,7 +82,9 @@ impl Kind {
         format!("/{group}/{}/", self.plural)
     }
 
-    /// The kind objects are stored as (the same for kinds with a single version).
+    /// The kind objects are stored as (the same for kinds with a single version). For a custom
+    /// kind this is not a served kind (custom kinds are not in the built-in table): use
+    /// [`Kind::storage_version`] instead.
     pub fn storage_kind(&self) -> &'static Kind {
         match (self.group, self.kind) {
             ("autoscaling", _) => {
@@ -88,6 +93,19 @@ impl Kind {
             ("events.k8s.io", _) => find("", "v1", "events").unwrap_or(&KINDS[0]),
             _ => find(self.group, self.version, self.plural).unwrap_or(&KINDS[0]),
         }
+    }
+
+    /// The version objects are stored in: the CRD's storage version for a custom kind.
+    pub fn storage_version(&self) -> &str {
+        match self.custom {
+            Some(c) => &c.storage_version,
+            None => self.storage_kind().version,
+        }
+    }
+
+    /// Whether the kind is served from a CustomResourceDefinition.
+    pub fn is_custom(&self) -> bool {
+        self.custom.is_some()
     }
 
     /// The qualified kind used in error messages: `"Pod"`, `"Deployment.apps"`.
@@ -265,6 +283,7 @@ const fn k(
         subresources,
         openapi_type,
         verbs,
+        custom: None,
     }
 }
 

@@ -19,6 +19,7 @@ mod kind;
 mod typed;
 
 pub mod convert;
+pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod fields;

@@ -4,7 +4,7 @@
 mod cron;
 mod duplicates;
 mod meta;
-mod names;
+pub(crate) mod names;
 mod others;
 mod pod;
 mod service;

@@ -316,6 +316,8 @@ static KINDS: &[Kind] = &[
     // batch/v1
     k("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], CAT_ALL, STATUS, "io.k8s.api.batch.v1.CronJob", ALL),
     k("batch", "v1", "Job", "jobs", "job", true, NONE, CAT_ALL, STATUS, "io.k8s.api.batch.v1.Job", ALL),
+    // scheduling.k8s.io/v1
+    k("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"], NONE, NONE, "io.k8s.api.scheduling.v1.PriorityClass", ALL),
     // coordination.k8s.io/v1
     k("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, NONE, NONE, NONE, "io.k8s.api.coordination.v1.Lease", ALL),
     // discovery.k8s.io/v1

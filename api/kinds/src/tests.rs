@@ -62,6 +62,7 @@ fn every_requested_kind_is_served_with_its_short_names() {
         ("networking.k8s.io", "ingressclasses", &[]),
         ("policy", "poddisruptionbudgets", &["pdb"]),
         ("node.k8s.io", "runtimeclasses", &[]),
+        ("scheduling.k8s.io", "priorityclasses", &["pc"]),
         ("coordination.k8s.io", "leases", &[]),
         ("discovery.k8s.io", "endpointslices", &[]),
         ("rbac.authorization.k8s.io", "roles", &[]),
@@ -74,7 +75,7 @@ fn every_requested_kind_is_served_with_its_short_names() {
         let k = find_by_plural(group, plural).unwrap_or_else(|| panic!("{group}/{plural}"));
         assert_eq!(k.short_names, *short, "{group}/{plural}");
     }
-    assert_eq!(kinds().len(), 35);
+    assert_eq!(kinds().len(), 36);
     assert_eq!(
         find_by_plural("apps", "deploy").map(|k| k.kind),
         Some("Deployment")

@@ -127,6 +127,10 @@ macro_rules! with_type {
                 type $t = a::node::v1::RuntimeClass;
                 Some($body)
             }
+            "io.k8s.api.scheduling.v1.PriorityClass" => {
+                type $t = a::scheduling::v1::PriorityClass;
+                Some($body)
+            }
             "io.k8s.api.policy.v1.PodDisruptionBudget" => {
                 type $t = a::policy::v1::PodDisruptionBudget;
                 Some($body)

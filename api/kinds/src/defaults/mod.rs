@@ -43,6 +43,9 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
                 }
             }
         }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            set(obj, &["preemptionPolicy"], json!("PreemptLowerPriority"));
+        }
         ("discovery.k8s.io", "EndpointSlice") => {
             for port in each_mut(obj, &["ports"]) {
                 set(port, &["protocol"], json!("TCP"));

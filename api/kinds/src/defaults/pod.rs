@@ -1,5 +1,6 @@
 //! Pod and pod template defaults: restart and DNS policy, container pull policy and termination
-//! message, admission's service account and tolerations, and the QoS class.
+//! message, admission's service account and tolerations, and the QoS class (priority comes from
+//! the API server's priority admission).
 
 use serde_json::{Value, json};
 
@@ -13,8 +14,6 @@ pub(super) fn pod(obj: &mut Value) {
             .unwrap_or("default")
             .to_string();
         set(spec, &["serviceAccount"], json!(sa));
-        set(spec, &["priority"], json!(0));
-        set(spec, &["preemptionPolicy"], json!("PreemptLowerPriority"));
         default_tolerations(spec);
     }
     set(obj, &["status", "phase"], json!("Pending"));

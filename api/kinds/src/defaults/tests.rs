@@ -39,8 +39,6 @@ fn pod_defaults_match_the_api_server() {
                 "enableServiceLinks": true,
                 "serviceAccountName": "default",
                 "serviceAccount": "default",
-                "priority": 0,
-                "preemptionPolicy": "PreemptLowerPriority",
                 "tolerations": [
                     {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
                     {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}

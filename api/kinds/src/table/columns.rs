@@ -469,6 +469,25 @@ pub(super) fn columns(kind: &Kind) -> Vec<Col> {
             ),
             age_col(),
         ],
+        ("scheduling.k8s.io", "PriorityClass") => vec![
+            name_col(),
+            ci(
+                "Value",
+                "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec.",
+            ),
+            Col(
+                "Global-Default",
+                "boolean",
+                "",
+                "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority.",
+                0,
+            ),
+            age_col(),
+            c(
+                "PreemptionPolicy",
+                "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset.",
+            ),
+        ],
         ("node.k8s.io", "RuntimeClass") => vec![
             name_col(),
             c(

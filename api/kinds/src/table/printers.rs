@@ -319,6 +319,17 @@ pub(super) fn cells(kind: &Kind, obj: &Value, now: jiff::Timestamp) -> Vec<Value
                 age(obj, now),
             ]
         }
+        ("scheduling.k8s.io", "PriorityClass") => vec![
+            name(obj),
+            obj.get("value").cloned().unwrap_or(json!(0)),
+            json!(
+                obj.get("globalDefault")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            ),
+            age(obj, now),
+            json!(s(obj, "/preemptionPolicy")),
+        ],
         ("node.k8s.io", "RuntimeClass") => {
             vec![name(obj), json!(s(obj, "/handler")), age(obj, now)]
         }

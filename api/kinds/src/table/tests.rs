@@ -449,6 +449,12 @@ fn other_kinds_have_kubectl_columns() {
             json!({"metadata": {"name": "oci"}, "handler": "oci"}),
             json!(["oci", "oci", "<unknown>"]),
         ),
+        (
+            "scheduling.k8s.io/v1",
+            "PriorityClass",
+            json!({"metadata": {"name": "high"}, "value": 1000, "globalDefault": true, "preemptionPolicy": "Never"}),
+            json!(["high", 1000, true, "<unknown>", "Never"]),
+        ),
     ];
     for (api_version, kind, obj, cells) in cases {
         let k = find_by_kind(api_version, kind).expect("kind");

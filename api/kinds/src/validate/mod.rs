@@ -16,6 +16,7 @@ use crate::Kind;
 
 pub use cron::validate_schedule;
 pub use duplicates::duplicate_fields;
+pub use others::{HIGHEST_USER_DEFINABLE_PRIORITY, SYSTEM_PRIORITY_CLASSES};
 pub use workloads::selector_matches;
 
 /// How unknown fields in a request body are treated (the `fieldValidation` query parameter).
@@ -249,6 +250,7 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
         ("events.k8s.io", "Event") => others::event_v1(obj, &mut errs),
         ("networking.k8s.io", "Ingress") => others::ingress(obj, &mut errs),
         ("node.k8s.io", "RuntimeClass") => others::runtime_class(obj, &mut errs),
+        ("scheduling.k8s.io", "PriorityClass") => others::priority_class(obj, old, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => others::endpoint_slice(obj, &mut errs),
         ("coordination.k8s.io", "Lease") => others::lease(obj, &mut errs),
         _ => {}

@@ -445,3 +445,84 @@ pub(super) fn event_v1(obj: &Value, errs: &mut Errs) {
         errs.invalid("note", "\"\"", "can have at most 1024 characters");
     }
 }
+
+/// The highest `value` a PriorityClass not made by the system may have.
+pub const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
+
+/// The PriorityClasses the system owns: name, value and description, as Kubernetes makes them.
+pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
+    (
+        "system-node-critical",
+        2 * HIGHEST_USER_DEFINABLE_PRIORITY + 1000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2 * HIGHEST_USER_DEFINABLE_PRIORITY,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+];
+
+/// Kubernetes' `ValidatePriorityClass` and `ValidatePriorityClassUpdate`; the system classes'
+/// rules are checked on updates too, so they keep their value and stay non-default.
+pub(super) fn priority_class(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    let name = s(obj, "/metadata/name");
+    let value = obj.get("value").and_then(Value::as_i64).unwrap_or(0);
+    let global_default = obj
+        .get("globalDefault")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if name.starts_with("system-") {
+        let known = match SYSTEM_PRIORITY_CLASSES.iter().find(|(n, ..)| *n == name) {
+            None => Err(format!("{name} is not a known system priority class")),
+            Some((n, v, _)) if *v != value => {
+                Err(format!("value of {n} PriorityClass must be {v}"))
+            }
+            Some((n, ..)) if global_default => {
+                Err(format!("globalDefault of {n} PriorityClass must be false"))
+            }
+            Some(_) => Ok(()),
+        };
+        if let Err(e) = known {
+            errs.forbidden(
+                "metadata.name",
+                &format!(
+                    "priority class names with 'system-' prefix are reserved for system use only. error: {e}"
+                ),
+            );
+        }
+    } else if value > HIGHEST_USER_DEFINABLE_PRIORITY {
+        errs.forbidden(
+            "value",
+            &format!(
+                "maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE_PRIORITY}"
+            ),
+        );
+    }
+    match obj.get("preemptionPolicy") {
+        None | Some(Value::Null) => {}
+        Some(p) => match p.as_str().unwrap_or_default() {
+            "PreemptLowerPriority" | "Never" => {}
+            "" => errs.required("preemptionPolicy", ""),
+            other => errs.not_supported(
+                "preemptionPolicy",
+                other,
+                &["PreemptLowerPriority", "Never"],
+            ),
+        },
+    }
+    let Some(old) = old else {
+        return;
+    };
+    if obj.get("value") != old.get("value") {
+        errs.forbidden("value", "may not be changed in an update.");
+    }
+    let policy = |o: &Value| o.get("preemptionPolicy").cloned().unwrap_or(Value::Null);
+    if policy(obj) != policy(old) {
+        errs.invalid(
+            "preemptionPolicy",
+            &super::go_value(&policy(obj)),
+            "field is immutable",
+        );
+    }
+}

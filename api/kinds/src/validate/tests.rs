@@ -988,3 +988,51 @@ fn a_replication_controller_needs_an_equality_selector_matching_its_template() {
         )
     );
 }
+
+#[test]
+fn priority_classes_follow_kubernetes() {
+    let pc = kind("scheduling.k8s.io/v1", "PriorityClass");
+    let class = |name: &str, value: i64| json!({"metadata": {"name": name}, "value": value, "preemptionPolicy": "PreemptLowerPriority"});
+    assert_eq!(validate(pc, &class("high", 1_000_000_000), None), Ok(()));
+    assert_eq!(
+        causes(validate(pc, &class("higher", 1_000_000_001), None)),
+        vec![(
+            "FieldValueForbidden".to_string(),
+            "value".to_string(),
+            "Forbidden: maximum allowed value of a user defined priority is 1000000000".to_string()
+        )]
+    );
+    assert_eq!(
+        validate(pc, &class("system-node-critical", 2_000_001_000), None),
+        Ok(())
+    );
+    assert_eq!(
+        causes(validate(pc, &class("system-node-critical", 5), None))[0].2,
+        "Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: value of system-node-critical PriorityClass must be 2000001000"
+    );
+    assert_eq!(
+        causes(validate(pc, &class("system-mine", 5), None))[0].2,
+        "Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"
+    );
+    let mut never = class("high", 10);
+    never["preemptionPolicy"] = json!("Sometimes");
+    assert_eq!(causes(validate(pc, &never, None))[0].1, "preemptionPolicy");
+    // value and preemptionPolicy are immutable
+    let old = class("high", 10);
+    let mut new = class("high", 11);
+    new["preemptionPolicy"] = json!("Never");
+    let got: Vec<String> = causes(validate(pc, &new, Some(&old)))
+        .into_iter()
+        .map(|c| c.2)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "Forbidden: may not be changed in an update.".to_string(),
+            "Invalid value: \"Never\": field is immutable".to_string()
+        ]
+    );
+    let mut described = class("high", 10);
+    described["description"] = json!("changed");
+    assert_eq!(validate(pc, &described, Some(&old)), Ok(()));
+}

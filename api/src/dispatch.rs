@@ -16,6 +16,18 @@ use crate::verbs::Target;
 pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Response, ApiError> {
     crate::authz::check(state.authorizer.as_ref(), &req)?;
     let sub = req.subresource.clone();
+    if sub.is_none() {
+        let verb = crate::authz::verb(&req);
+        if !req.kind.verbs.contains(&verb) {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({verb} {})",
+                req.kind.qualified_resource()
+            )));
+        }
+    }
+    if req.kind.is_review() {
+        return crate::reviews::create(state, &req).await;
+    }
     match (req.method.clone(), req.name.is_some(), sub.as_deref()) {
         (Method::GET, false, None) => {
             if req.legacy_watch || req.query.flag("watch") {
@@ -60,6 +72,12 @@ async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response,
         }
         ("status", Method::PUT) => verbs::update::update(state, &req, Target::Status).await,
         ("status", Method::PATCH) => verbs::patch::patch(state, &req, Target::Status).await,
+        ("approval", Method::GET) => {
+            let (obj, _) = load(state, &req).await?;
+            Ok(respond_object(&req, StatusCode::OK, &obj))
+        }
+        ("approval", Method::PUT) => verbs::update::update(state, &req, Target::Approval).await,
+        ("approval", Method::PATCH) => verbs::patch::patch(state, &req, Target::Approval).await,
         ("scale", Method::GET) => {
             let (obj, _) = load(state, &req).await?;
             Ok(json_response(StatusCode::OK, &scale::scale_of(kind, &obj)?))

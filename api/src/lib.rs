@@ -24,6 +24,7 @@ mod registry;
 pub mod request;
 mod resource;
 mod respond;
+mod reviews;
 pub mod selectors;
 pub mod server;
 mod state;
@@ -37,7 +38,9 @@ pub use app::{AppState, app};
 pub use auth::UserInfo;
 pub use error::{ApiError, StatusReason};
 pub use server::{ServerHandle, ServerOptions, start, start_with_store};
-pub use state::{AllowAuthenticated, Attributes, Authorizer, Decision};
+pub use state::{
+    AllowAuthenticated, Attributes, Authorizer, Decision, NonResourceRule, ResourceRule, Rules,
+};
 
 /// The Kubernetes version whose API this server speaks.
 pub const KUBERNETES_MINOR: &str = skiff_meta::KUBERNETES_MINOR;

@@ -164,6 +164,7 @@ pub(crate) async fn create(
     let kind = write.kind;
     check_namespace_open(state, kind, write.namespace).await?;
     let mut obj = obj;
+    strategy::for_kind(kind).prepare_for_create(&mut obj, write.user);
     let taken = alloc::before_create(state, write, &mut obj).await?;
     let written = async {
         admit(Operation::Create, write, &obj, None)?;

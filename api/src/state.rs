@@ -111,8 +111,9 @@ impl From<String> for UserInfo {
 #[derive(Debug)]
 pub struct Attributes<'a> {
     pub user: &'a UserInfo,
-    /// Kubernetes' verb: get, list, watch, create, update, patch, delete, deletecollection.
-    pub verb: &'static str,
+    /// Kubernetes' verb: get, list, watch, create, update, patch, delete, deletecollection (or
+    /// any verb an access review asks about).
+    pub verb: &'a str,
     pub group: &'a str,
     /// The resource's plural name.
     pub resource: &'a str,
@@ -135,6 +136,36 @@ pub trait Authorizer: Send + Sync {
 }
 
 /// Every authenticated user may do everything (the server's policy until RBAC).
+
+    /// What `user` may do in `namespace`, as Kubernetes' `RuleResolver` lists it for a
+    /// SelfSubjectRulesReview; `None` when the policy cannot enumerate its rules (the review
+    /// then answers `incomplete`).
+    fn rules(&self, _user: &UserInfo, _namespace: &str) -> Option<Rules> {
+        None
+    }
+}
+
+/// The rules of one user, as a SelfSubjectRulesReview reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub resource: Vec<ResourceRule>,
+    pub non_resource: Vec<NonResourceRule>,
+}
+
+/// Verbs allowed on resources (`*` for any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRule {
+    pub verbs: Vec<String>,
+    pub api_groups: Vec<String>,
+    pub resources: Vec<String>,
+    pub resource_names: Vec<String>,
+}
+
+/// Verbs allowed on non-resource URLs (`*` for any; a trailing `*` is a prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonResourceRule {
+    pub verbs: Vec<String>,
+    pub non_resource_urls: Vec<String>,
 #[derive(Debug, Default)]
 pub struct AllowAuthenticated;
 
@@ -152,3 +183,23 @@ impl Authorizer for AllowAuthenticated {
         }
     }
 }
+
+    /// Everything for an authenticated user, nothing otherwise.
+    fn rules(&self, user: &UserInfo, _namespace: &str) -> Option<Rules> {
+        if !user.in_group(AUTHENTICATED) {
+            return Some(Rules::default());
+        }
+        let all = || vec!["*".to_string()];
+        Some(Rules {
+            resource: vec![ResourceRule {
+                verbs: all(),
+                api_groups: all(),
+                resources: all(),
+                resource_names: Vec::new(),
+            }],
+            non_resource: vec![NonResourceRule {
+                verbs: all(),
+                non_resource_urls: all(),
+            }],
+        })
+    }

@@ -65,6 +65,12 @@ impl Kind {
         self.subresources.contains(&"status")
     }
 
+    /// Whether objects of the kind are never stored: the review kinds, whose create answers the
+    /// request (`create` is their only verb).
+    pub fn is_review(&self) -> bool {
+        self.verbs == CREATE
+    }
+
     /// Whether the kind has a scale subresource.
     pub fn has_scale(&self) -> bool {
         self.subresources.contains(&"scale")
@@ -159,6 +165,7 @@ impl Kind {
         };
         Some(match name {
             "status" => own("status", GPU),
+            "approval" => own("approval", GPU),
             "ephemeralcontainers" => own("ephemeralcontainers", GPU),
             "resize" => own("resize", GPU),
             "log" => own("log", &["get"]),
@@ -251,6 +258,8 @@ const NO_COLLECTION: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 const GPU: &[&str] = &["get", "patch", "update"];
+/// Review kinds: created and answered, never stored.
+const CREATE: &[&str] = &["create"];
 const PROXY: &[&str] = &["create", "delete", "get", "patch", "update"];
 const CAT_ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -298,6 +307,7 @@ static KINDS: &[Kind] = &[
     k("", "v1", "Node", "nodes", "node", false, &["no"], NONE, &["proxy", "status"], "io.k8s.api.core.v1.Node", ALL),
     k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, &["pvc"], NONE, STATUS, "io.k8s.api.core.v1.PersistentVolumeClaim", ALL),
     k("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], NONE, STATUS, "io.k8s.api.core.v1.PersistentVolume", ALL),
+    k("", "v1", "PodTemplate", "podtemplates", "podtemplate", true, NONE, NONE, NONE, "io.k8s.api.core.v1.PodTemplate", ALL),
     k("", "v1", "Pod", "pods", "pod", true, &["po"], CAT_ALL, &["attach", "binding", "ephemeralcontainers", "eviction", "exec", "log", "portforward", "proxy", "resize", "status"], "io.k8s.api.core.v1.Pod", ALL),
     k("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, &["rc"], CAT_ALL, SCALE_STATUS, "io.k8s.api.core.v1.ReplicationController", ALL),
     k("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, &["quota"], NONE, STATUS, "io.k8s.api.core.v1.ResourceQuota", ALL),
@@ -310,12 +320,21 @@ static KINDS: &[Kind] = &[
     k("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], CAT_ALL, SCALE_STATUS, "io.k8s.api.apps.v1.Deployment", ALL),
     k("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], CAT_ALL, SCALE_STATUS, "io.k8s.api.apps.v1.ReplicaSet", ALL),
     k("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, &["sts"], CAT_ALL, SCALE_STATUS, "io.k8s.api.apps.v1.StatefulSet", ALL),
+    // authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews, created and answered, never stored
+    k("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NONE, NONE, NONE, "io.k8s.api.authentication.v1.SelfSubjectReview", CREATE),
+    k("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", false, NONE, NONE, NONE, "io.k8s.api.authentication.v1.TokenReview", CREATE),
+    k("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", "localsubjectaccessreview", true, NONE, NONE, NONE, "io.k8s.api.authorization.v1.LocalSubjectAccessReview", CREATE),
+    k("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, NONE, NONE, NONE, "io.k8s.api.authorization.v1.SelfSubjectAccessReview", CREATE),
+    k("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false, NONE, NONE, NONE, "io.k8s.api.authorization.v1.SelfSubjectRulesReview", CREATE),
+    k("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", false, NONE, NONE, NONE, "io.k8s.api.authorization.v1.SubjectAccessReview", CREATE),
     // autoscaling v2 (preferred) and v1
     k("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &["hpa"], CAT_ALL, STATUS, "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler", ALL),
     k("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &["hpa"], CAT_ALL, STATUS, "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler", ALL),
     // batch/v1
     k("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], CAT_ALL, STATUS, "io.k8s.api.batch.v1.CronJob", ALL),
     k("batch", "v1", "Job", "jobs", "job", true, NONE, CAT_ALL, STATUS, "io.k8s.api.batch.v1.Job", ALL),
+    // certificates.k8s.io/v1
+    k("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", false, &["csr"], NONE, &["approval", "status"], "io.k8s.api.certificates.v1.CertificateSigningRequest", ALL),
     // scheduling.k8s.io/v1
     k("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"], NONE, NONE, "io.k8s.api.scheduling.v1.PriorityClass", ALL),
     // coordination.k8s.io/v1

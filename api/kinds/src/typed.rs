@@ -147,6 +147,38 @@ macro_rules! with_type {
                 type $t = a::rbac::v1::RoleBinding;
                 Some($body)
             }
+            "io.k8s.api.core.v1.PodTemplate" => {
+                type $t = a::core::v1::PodTemplate;
+                Some($body)
+            }
+            "io.k8s.api.authentication.v1.SelfSubjectReview" => {
+                type $t = a::authentication::v1::SelfSubjectReview;
+                Some($body)
+            }
+            "io.k8s.api.authentication.v1.TokenReview" => {
+                type $t = a::authentication::v1::TokenReview;
+                Some($body)
+            }
+            "io.k8s.api.authorization.v1.LocalSubjectAccessReview" => {
+                type $t = a::authorization::v1::LocalSubjectAccessReview;
+                Some($body)
+            }
+            "io.k8s.api.authorization.v1.SelfSubjectAccessReview" => {
+                type $t = a::authorization::v1::SelfSubjectAccessReview;
+                Some($body)
+            }
+            "io.k8s.api.authorization.v1.SelfSubjectRulesReview" => {
+                type $t = a::authorization::v1::SelfSubjectRulesReview;
+                Some($body)
+            }
+            "io.k8s.api.authorization.v1.SubjectAccessReview" => {
+                type $t = a::authorization::v1::SubjectAccessReview;
+                Some($body)
+            }
+            "io.k8s.api.certificates.v1.CertificateSigningRequest" => {
+                type $t = a::certificates::v1::CertificateSigningRequest;
+                Some($body)
+            }
             "io.k8s.api.rbac.v1.Role" => {
                 type $t = a::rbac::v1::Role;
                 Some($body)

@@ -2,6 +2,7 @@
 //! keeps, when an update completes a deletion, and what a delete does before it removes the object.
 //! The generic verbs and `registry` ask `for_kind(kind)` and never compare kind names themselves.
 
+mod csr;
 mod namespace;
 mod pod;
 mod workloads;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use skiff_kinds::Kind;
 
 use crate::objects::{self, meta_mut};
+use crate::state::UserInfo;
 
 /// How a delete proceeds, as decided by `Strategy::before_delete`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -23,6 +25,21 @@ pub(crate) struct DeleteRule {
 
 /// The rules of one kind. Defaults are Kubernetes' generic behaviour.
 pub(crate) trait Strategy: Sync {
+    /// Kubernetes' `PrepareForCreate` beyond the generic rules: fields the server sets from the
+    /// requesting user (a CertificateSigningRequest's requestor).
+    fn prepare_for_create(&self, _obj: &mut Value, _user: &UserInfo) {}
+
+    /// Kubernetes' `PrepareForUpdate` of the object itself, after the status was kept as stored:
+    /// fields an update may not change are put back (a CertificateSigningRequest's spec).
+    fn prepare_for_update(&self, _old: &Value, new: Value) -> Value {
+        new
+    }
+
+    /// The object a write to the `approval` subresource stores (CertificateSigningRequests).
+    fn prepare_for_approval_update(&self, old: &Value, new: Value) -> Value {
+        reset_spec(old, new)
+    }
+
     /// Kubernetes' status strategy `PrepareForUpdate`: the object a write to the `status`
     /// subresource stores, from the stored object and the request's. By default the spec (every
     /// top-level field but `metadata` and `status`) stays as stored; `status` and the metadata
@@ -72,6 +89,7 @@ pub(crate) fn for_kind(kind: &Kind) -> &'static dyn Strategy {
         ("", "Namespace") => &namespace::NamespaceStrategy,
         ("apps", "Deployment" | "StatefulSet") => &workloads::KeepLabelsOnStatus,
         ("", "ReplicationController") => &workloads::ReplicationController,
+        ("certificates.k8s.io", "CertificateSigningRequest") => &csr::CsrStrategy,
         _ => &Generic,
     }
 }

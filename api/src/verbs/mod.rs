@@ -26,6 +26,8 @@ pub(crate) enum Target {
     Main,
     /// Only `status` (the status subresource).
     Status,
+    /// Only the approval conditions (a CertificateSigningRequest's `approval` subresource).
+    Approval,
 }
 
 impl Target {
@@ -33,6 +35,7 @@ impl Target {
         match self {
             Target::Main => None,
             Target::Status => Some("status"),
+            Target::Approval => Some("approval"),
         }
     }
 }
@@ -157,6 +160,7 @@ pub(crate) fn prepare_update(
         .map_err(|e| map_validation(kind, &name, e))?;
     let mut new = match target {
         Target::Status => strategy::for_kind(kind).prepare_for_status_update(old, new),
+        Target::Approval => strategy::for_kind(kind).prepare_for_approval_update(old, new),
         Target::Main => {
             if kind.has_status()
                 && let Some(m) = new.as_object_mut()
@@ -170,7 +174,7 @@ pub(crate) fn prepare_update(
                     }
                 }
             }
-            new
+            strategy::for_kind(kind).prepare_for_update(old, new)
         }
     };
     objects::carry_system_fields(old, &mut new);

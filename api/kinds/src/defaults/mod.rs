@@ -73,6 +73,7 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
             set(obj, &["spec", "progressDeadlineSeconds"], json!(600));
             template(obj, &["spec", "template"]);
         }
+        ("", "PodTemplate") => template(obj, &["template"]),
         ("apps", "ReplicaSet") => {
             set(obj, &["spec", "replicas"], json!(1));
             template(obj, &["spec", "template"]);

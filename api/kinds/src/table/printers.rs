@@ -393,6 +393,32 @@ pub(super) fn cells(kind: &Kind, obj: &Value, now: jiff::Timestamp) -> Vec<Value
         ("rbac.authorization.k8s.io", _) => {
             vec![name(obj), json!(s(obj, "/metadata/creationTimestamp"))]
         }
+        ("", "PodTemplate") => {
+            let mut v = vec![name(obj)];
+            v.extend(template_cols(obj, "/template/spec", false));
+            let labels = obj
+                .pointer("/template/metadata/labels")
+                .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()));
+            v.push(json!(set_selector(labels)));
+            v
+        }
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            let duration = match obj
+                .pointer("/spec/expirationSeconds")
+                .and_then(Value::as_i64)
+            {
+                Some(secs) => super::short_human_duration(secs),
+                None => NONE.into(),
+            };
+            vec![
+                name(obj),
+                age(obj, now),
+                json!(or_none(s(obj, "/spec/signerName"))),
+                json!(s(obj, "/spec/username")),
+                json!(duration),
+                json!(csr_condition(obj)),
+            ]
+        }
         _ => vec![name(obj), age(obj, now)],
     }
 }
@@ -452,6 +478,30 @@ fn truncate_list(items: &[String], max: usize, empty: &str) -> String {
         out.push_str(&format!(" + {} more...", items.len() - max));
     }
     out
+}
+
+/// kubectl's CertificateSigningRequest condition: `Denied`, else `Approved`, else `Pending`;
+/// then `,Failed` and `,Issued`.
+fn csr_condition(obj: &Value) -> String {
+    let has = |t: &str| {
+        arr(obj, "/status/conditions")
+            .iter()
+            .any(|c| s(c, "/type") == t)
+    };
+    let mut status = if has("Denied") {
+        "Denied".to_string()
+    } else if has("Approved") {
+        "Approved".to_string()
+    } else {
+        "Pending".to_string()
+    };
+    if has("Failed") {
+        status.push_str(",Failed");
+    }
+    if !s(obj, "/status/certificate").is_empty() {
+        status.push_str(",Issued");
+    }
+    status
 }
 
 /// Containers, Images (and Selector) cells from a pod template.

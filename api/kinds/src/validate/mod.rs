@@ -1,6 +1,7 @@
 //! Decoding (with unknown-field detection) and semantic validation of objects, reporting errors
 //! with the field paths, reasons and messages the Kubernetes API server uses.
 
+mod certificates;
 mod cron;
 mod duplicates;
 mod meta;
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 use crate::Kind;
 
+pub use certificates::{KNOWN_USAGES, MIN_EXPIRATION_SECONDS, parse_request};
 pub use cron::validate_schedule;
 pub use duplicates::duplicate_fields;
 pub use others::{HIGHEST_USER_DEFINABLE_PRIORITY, SYSTEM_PRIORITY_CLASSES};
@@ -253,6 +255,10 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
         ("scheduling.k8s.io", "PriorityClass") => others::priority_class(obj, old, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => others::endpoint_slice(obj, &mut errs),
         ("coordination.k8s.io", "Lease") => others::lease(obj, &mut errs),
+        ("", "PodTemplate") => pod::template(obj.get("template"), "template", &mut errs),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            certificates::csr(obj, old, &mut errs)
+        }
         _ => {}
     }
     if errs.0.is_empty() {

@@ -83,7 +83,8 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
 async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
-    let route = route(&path)?;
+    crate::crd::start(&state).await?;
+    let route = route(&path, &state.crds)?;
     let wanted = negotiate(&parts.headers);
     let discovery_only = |method: &Method| -> Result<(), ApiError> {
         if method == Method::GET || method == Method::HEAD {
@@ -98,27 +99,34 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
         Route::CoreVersions => {
             discovery_only(&parts.method)?;
             Ok(match wanted {
-                Wanted::AggregatedDiscovery(v) => aggregated(true, v),
+                Wanted::AggregatedDiscovery(v) => aggregated(&state, true, v),
                 _ => json_response(StatusCode::OK, &skiff_kinds::discovery::api_versions()),
             })
         }
         Route::Groups => {
             discovery_only(&parts.method)?;
             Ok(match wanted {
-                Wanted::AggregatedDiscovery(v) => aggregated(false, v),
-                _ => json_response(StatusCode::OK, &skiff_kinds::discovery::api_group_list()),
+                Wanted::AggregatedDiscovery(v) => aggregated(&state, false, v),
+                _ => json_response(
+                    StatusCode::OK,
+                    &skiff_kinds::discovery::api_group_list_with(&state.crds.kinds()),
+                ),
             })
         }
         Route::Group(group) => {
             discovery_only(&parts.method)?;
-            let doc = skiff_kinds::discovery::api_group(&group)
+            let doc = skiff_kinds::discovery::api_group_with(&group, &state.crds.kinds())
                 .ok_or_else(|| ApiError::no_route(&path))?;
             Ok(json_response(StatusCode::OK, &doc))
         }
         Route::ResourceList { group, version } => {
             discovery_only(&parts.method)?;
-            let doc = skiff_kinds::discovery::api_resource_list(&group, &version)
-                .ok_or_else(|| ApiError::no_route(&path))?;
+            let doc = skiff_kinds::discovery::api_resource_list_with(
+                &group,
+                &version,
+                &state.crds.kinds(),
+            )
+            .ok_or_else(|| ApiError::no_route(&path))?;
             Ok(json_response(StatusCode::OK, &doc))
         }
         Route::Resource(target) => {
@@ -148,8 +156,8 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
     }
 }
 
-fn aggregated(core: bool, version: &'static str) -> Response {
-    let doc = skiff_kinds::discovery::aggregated(core, version);
+fn aggregated(state: &AppState, core: bool, version: &'static str) -> Response {
+    let doc = skiff_kinds::discovery::aggregated_with(core, version, &state.crds.kinds());
     let mut response = json_response(StatusCode::OK, &doc);
     let ct = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
     if let Ok(v) = HeaderValue::from_str(&ct) {

@@ -25,6 +25,20 @@ pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Res
             )));
         }
     }
+    if req.kind.is_custom()
+        && crate::body::content_type(&req.headers) == skiff_proto::MEDIA_TYPE
+        && !req.body.is_empty()
+    {
+        // Custom resources have no protobuf encoding.
+        return Err(ApiError::new(
+            415,
+            crate::error::StatusReason::UnsupportedMediaType,
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {:?}",
+                skiff_proto::MEDIA_TYPE
+            ),
+        ));
+    }
     if req.kind.is_review() {
         return crate::reviews::create(state, &req).await;
     }
@@ -78,6 +92,16 @@ async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response,
         }
         ("approval", Method::PUT) => verbs::update::update(state, &req, Target::Approval).await,
         ("approval", Method::PATCH) => verbs::patch::patch(state, &req, Target::Approval).await,
+        ("scale", Method::GET) if kind.is_custom() => {
+            let (obj, _) = load(state, &req).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &crate::crd::scale::scale_of(kind, &obj)?,
+            ))
+        }
+        ("scale", Method::PUT | Method::PATCH) if kind.is_custom() => {
+            crate::crd::scale::update_scale(state, &req).await
+        }
         ("scale", Method::GET) => {
             let (obj, _) = load(state, &req).await?;
             Ok(json_response(StatusCode::OK, &scale::scale_of(kind, &obj)?))

@@ -15,6 +15,7 @@ pub mod auth;
 mod authz;
 pub mod body;
 mod bootstrap;
+pub mod crd;
 mod dispatch;
 pub mod error;
 
@@ -23,8 +24,8 @@ pub mod pki;
 mod registry;
 pub mod request;
 mod resource;
-mod respond;
 mod reviews;
+mod respond;
 pub mod selectors;
 pub mod server;
 mod state;

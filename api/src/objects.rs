@@ -57,7 +57,8 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 
 /// Whether `kind` is served in a version other than the one it is stored in.
 pub fn converts(kind: &Kind) -> bool {
-    !std::ptr::eq(kind.storage_kind(), kind)
+    // Custom kinds convert with `None` conversion: only `apiVersion` differs (set on read).
+    !kind.is_custom() && !std::ptr::eq(kind.storage_kind(), kind)
 }
 
 /// The bytes stored for an object: JSON of its storage version.
@@ -284,7 +285,11 @@ pub fn spec_changed(old: &Value, new: &Value) -> bool {
 
 /// Whether objects of this kind carry `metadata.generation`: those with a spec, as in Kubernetes.
 pub fn tracks_generation(kind: &Kind) -> bool {
-    kind.kind != "Namespace" && skiff_patch::schema::field(kind.openapi_type, "spec").is_some()
+    // Custom resources and CRDs always do, as in Kubernetes (their types have no patch schema).
+    kind.is_custom()
+        || (kind.group == "apiextensions.k8s.io" && kind.kind == "CustomResourceDefinition")
+        || (kind.kind != "Namespace"
+            && skiff_patch::schema::field(kind.openapi_type, "spec").is_some())
 }
 
 /// Bumps `generation` when the spec changed (anything outside metadata and status).

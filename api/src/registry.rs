@@ -164,6 +164,7 @@ pub(crate) async fn create(
     let kind = write.kind;
     check_namespace_open(state, kind, write.namespace).await?;
     let mut obj = obj;
+    crate::crd::before_write(state, kind, &mut obj, None)?;
     strategy::for_kind(kind).prepare_for_create(&mut obj, write.user);
     let taken = alloc::before_create(state, write, &mut obj).await?;
     let written = async {
@@ -186,7 +187,11 @@ pub(crate) async fn create(
     }
     .await;
     match written {
-        Ok(Some(kv)) => as_stored(kind, obj, &kv),
+        Ok(Some(kv)) => {
+            let stored = as_stored(kind, obj, &kv)?;
+            crate::crd::after_write(state, kind, &stored);
+            Ok(stored)
+        }
         Ok(None) => {
             alloc::release_taken(state, taken).await;
             Ok(obj)
@@ -245,6 +250,7 @@ async fn store(
     old: &Value,
 ) -> Result<Attempt, ApiError> {
     meta_mut(&mut obj).remove("resourceVersion");
+    crate::crd::before_write(state, write.kind, &mut obj, Some(old))?;
     let taken = alloc::before_update(state, write, &mut obj, old).await?;
     let written = async {
         admit(Operation::Update, write, &obj, Some(old))?;
@@ -263,7 +269,9 @@ async fn store(
     match written {
         Ok(Some(Some(kv))) => {
             alloc::after_update(state, write, &obj, old).await;
-            Ok(Attempt::Done(as_stored(write.kind, obj, &kv)?))
+            let stored = as_stored(write.kind, obj, &kv)?;
+            crate::crd::after_write(state, write.kind, &stored);
+            Ok(Attempt::Done(stored))
         }
         Ok(Some(None)) => {
             alloc::release_taken(state, taken).await;
@@ -296,6 +304,7 @@ async fn remove(
     match state.store.delete(key, Some(expected)).await {
         Ok(kv) => {
             alloc::after_delete(state, write, old).await;
+            crate::crd::after_remove(state, write.kind, old, kv.mod_revision);
             Ok(Attempt::Done(with_rv(answer, kv.mod_revision)))
         }
         Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::Raced),

@@ -149,8 +149,9 @@ pub struct ResourceTarget {
     pub legacy_watch: bool,
 }
 
-/// Resolves a request path to a route, or a 404 naming the path.
-pub fn route(path: &str) -> Result<Route, ApiError> {
+/// Resolves a request path to a route, or a 404 naming the path. Resources not built in are
+/// looked up among the custom kinds of `crds` (served only once their CRD is established).
+pub fn route(path: &str, crds: &crate::crd::CrdRegistry) -> Result<Route, ApiError> {
     let trimmed = path.trim_end_matches('/');
     let segments: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
     let not_found = || ApiError::no_route(path);
@@ -172,7 +173,9 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
         ["watch", more @ ..] if !more.is_empty() => (true, more),
         _ => (false, rest),
     };
-    let find = |plural: &str| skiff_kinds::find(group, version, plural);
+    let find = |plural: &str| {
+        skiff_kinds::find(group, version, plural).or_else(|| crds.find(group, version, plural))
+    };
     let decode = |s: &str| percent_decode(s);
     // namespaces/{ns}/{resource}/... is a namespaced resource; namespaces/{name}[/status|finalize]
     // is the Namespace itself.

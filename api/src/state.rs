@@ -18,6 +18,8 @@ pub struct AppState {
     pub authorizer: Arc<dyn Authorizer>,
     /// The ranges ClusterIPs, NodePorts and Node pod CIDRs come from.
     pub network: crate::alloc::NetworkConfig,
+    /// The custom kinds served, from the CustomResourceDefinitions in `store`.
+    pub crds: Arc<crate::crd::CrdRegistry>,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
             shutdown,
             authorizer: Arc::new(AllowAuthenticated),
             network: crate::alloc::NetworkConfig::default(),
+            crds: Arc::new(crate::crd::CrdRegistry::new()),
         }
     }
 
@@ -133,9 +136,6 @@ pub enum Decision {
 /// Decides whether a request may proceed.
 pub trait Authorizer: Send + Sync {
     fn authorize(&self, attributes: &Attributes<'_>) -> Decision;
-}
-
-/// Every authenticated user may do everything (the server's policy until RBAC).
 
     /// What `user` may do in `namespace`, as Kubernetes' `RuleResolver` lists it for a
     /// SelfSubjectRulesReview; `None` when the policy cannot enumerate its rules (the review
@@ -166,6 +166,9 @@ pub struct ResourceRule {
 pub struct NonResourceRule {
     pub verbs: Vec<String>,
     pub non_resource_urls: Vec<String>,
+}
+
+/// Every authenticated user may do everything (the server's policy until RBAC).
 #[derive(Debug, Default)]
 pub struct AllowAuthenticated;
 
@@ -182,7 +185,6 @@ impl Authorizer for AllowAuthenticated {
             Decision::Deny("the user is not authenticated".into())
         }
     }
-}
 
     /// Everything for an authenticated user, nothing otherwise.
     fn rules(&self, user: &UserInfo, _namespace: &str) -> Option<Rules> {
@@ -203,3 +205,4 @@ impl Authorizer for AllowAuthenticated {
             }],
         })
     }
+}

@@ -183,6 +183,10 @@ macro_rules! with_type {
                 type $t = a::rbac::v1::Role;
                 Some($body)
             }
+            "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition" => {
+                type $t = k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+                Some($body)
+            }
             _ => None,
         }
     }};

@@ -29,6 +29,15 @@ pub(crate) fn patch_type(req: &ResourceRequest) -> Result<PatchType, ApiError> {
     match ct.as_str() {
         "application/json-patch+json" => Ok(PatchType::Json),
         "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" if req.kind.is_custom() => {
+            // Custom resources have no patch strategies: Kubernetes refuses the format.
+            Err(ApiError::new(
+                415,
+                StatusReason::UnsupportedMediaType,
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ))
+        }
         "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
         "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchType::Apply),
         other => Err(ApiError::unsupported_media_type(other)),

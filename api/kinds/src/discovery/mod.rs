@@ -19,6 +19,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("networking.k8s.io", &["v1"]),
     ("policy", &["v1"]),
     ("rbac.authorization.k8s.io", &["v1"]),
+    ("apiextensions.k8s.io", &["v1"]),
     ("scheduling.k8s.io", &["v1"]),
     ("coordination.k8s.io", &["v1"]),
     ("node.k8s.io", &["v1"]),
@@ -82,16 +83,95 @@ fn group_entry(group: &str, versions: &[&str]) -> Value {
 
 /// `/apis`: every named group with its versions and preferred version.
 pub fn api_group_list() -> Value {
+    api_group_list_with(&[])
+}
+
+/// Kubernetes' ordering of version names by priority, highest first: GA before beta before
+/// alpha (higher major, then higher minor first), then versions that are not of that form,
+/// alphabetically (`v1 > v1beta2 > v1beta1 > v1alpha1 > foo`).
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    /// (stage rank: 0 GA, 1 beta, 2 alpha, 3 other; major; minor)
+    fn parse(v: &str) -> Option<(u8, u64, u64)> {
+        let rest = v.strip_prefix('v')?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let major: u64 = rest[..digits].parse().ok()?;
+        let tail = &rest[digits..];
+        if tail.is_empty() {
+            return Some((0, major, 0));
+        }
+        let (rank, minor) = if let Some(m) = tail.strip_prefix("beta") {
+            (1, m)
+        } else if let Some(m) = tail.strip_prefix("alpha") {
+            (2, m)
+        } else {
+            return None;
+        };
+        if minor.is_empty() || !minor.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        Some((rank, major, minor.parse().ok()?))
+    }
+    match (parse(a), parse(b)) {
+        (Some((ra, ma, na)), Some((rb, mb, nb))) => ra.cmp(&rb).then(mb.cmp(&ma)).then(nb.cmp(&na)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// The groups of custom kinds that no built-in group serves, sorted by name, each with its
+/// versions in priority order (preferred first).
+fn custom_groups(custom: &[&'static Kind]) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for k in custom {
+        if GROUPS.iter().any(|(g, _)| *g == k.group) || k.group.is_empty() {
+            continue;
+        }
+        match out.iter_mut().find(|(g, _)| *g == k.group) {
+            Some((_, vs)) if !vs.contains(&k.version) => vs.push(k.version),
+            Some(_) => {}
+            None => out.push((k.group, vec![k.version])),
+        }
+    }
+    for (_, vs) in &mut out {
+        vs.sort_by(|a, b| compare_versions(a, b));
+    }
+    out.sort_by_key(|(g, _)| *g);
+    out
+}
+
+/// Every named group, built-in first, then those of `custom` kinds.
+fn all_groups(custom: &[&'static Kind]) -> Vec<(&'static str, Vec<&'static str>)> {
+    GROUPS
+        .iter()
+        .map(|(g, v)| (*g, v.to_vec()))
+        .chain(custom_groups(custom))
+        .collect()
+}
+
+/// `/apis` with the groups of the given custom kinds after the built-in ones.
+pub fn api_group_list_with(custom: &[&'static Kind]) -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": GROUPS.iter().map(|(g, v)| group_entry(g, v)).collect::<Vec<_>>(),
+        "groups": all_groups(custom).iter().map(|(g, v)| group_entry(g, v)).collect::<Vec<_>>(),
     })
 }
 
 /// `/apis/{group}`.
 pub fn api_group(group: &str) -> Option<Value> {
-    let (g, v) = GROUPS.iter().find(|(g, _)| *g == group)?;
+    api_group_with(group, &[])
+}
+
+/// `/apis/{group}`, for a built-in group or one of the given custom kinds'.
+pub fn api_group_with(group: &str, custom: &[&'static Kind]) -> Option<Value> {
+    let groups = all_groups(custom);
+    let (g, v) = groups.iter().find(|(g, _)| *g == group)?;
     let mut entry = group_entry(g, v);
     let obj = entry.as_object_mut()?;
     let mut out = Map::new();
@@ -103,8 +183,14 @@ pub fn api_group(group: &str) -> Option<Value> {
 
 /// The kinds of one group-version, sorted by resource name as the server lists them.
 pub fn kinds_in(group: &str, version: &str) -> Vec<&'static Kind> {
-    let mut ks: Vec<&Kind> = kinds()
+    kinds_in_with(group, version, &[])
+}
+
+/// The built-in and the given custom kinds of one group-version, sorted by resource name.
+pub fn kinds_in_with(group: &str, version: &str, custom: &[&'static Kind]) -> Vec<&'static Kind> {
+    let mut ks: Vec<&'static Kind> = kinds()
         .iter()
+        .chain(custom.iter().copied())
         .filter(|k| k.group == group && k.version == version)
         .collect();
     ks.sort_by_key(|k| k.plural);
@@ -114,19 +200,37 @@ pub fn kinds_in(group: &str, version: &str) -> Vec<&'static Kind> {
 /// The `storageVersionHash` of a kind: base64 of the first 8 bytes of sha256("group/version/Kind")
 /// of the version it is stored as.
 pub fn storage_version_hash(kind: &Kind) -> String {
-    let storage = kind.storage_kind();
-    let gvk = format!("{}/{}/{}", storage.group, storage.version, storage.kind);
+    let gvk = if kind.is_custom() {
+        format!("{}/{}/{}", kind.group, kind.storage_version(), kind.kind)
+    } else {
+        let storage = kind.storage_kind();
+        format!("{}/{}/{}", storage.group, storage.version, storage.kind)
+    };
     let digest = Sha256::digest(gvk.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(&digest[..8])
 }
 
 /// `/api/v1` or `/apis/{group}/{version}`: an APIResourceList.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    if !versions(group)?.contains(&version) {
+    api_resource_list_with(group, version, &[])
+}
+
+/// `/api/v1` or `/apis/{group}/{version}`, for a built-in group-version or one of the given
+/// custom kinds'.
+pub fn api_resource_list_with(
+    group: &str,
+    version: &str,
+    custom: &[&'static Kind],
+) -> Option<Value> {
+    let served = versions(group).is_some_and(|vs| vs.contains(&version))
+        || custom
+            .iter()
+            .any(|k| k.group == group && k.version == version);
+    if !served {
         return None;
     }
     let mut resources = Vec::new();
-    for k in kinds_in(group, version) {
+    for k in kinds_in_with(group, version, custom) {
         let mut r = Map::new();
         r.insert("name".into(), json!(k.plural));
         r.insert("singularName".into(), json!(k.singular));
@@ -209,7 +313,7 @@ fn discovery_resource(k: &Kind) -> Value {
     Value::Object(r)
 }
 
-fn discovery_group(group: &str, versions: &[&str]) -> Value {
+fn discovery_group(group: &str, versions: &[&str], custom: &[&'static Kind]) -> Value {
     let mut metadata = Map::new();
     if !group.is_empty() {
         metadata.insert("name".into(), json!(group));
@@ -219,7 +323,7 @@ fn discovery_group(group: &str, versions: &[&str]) -> Value {
         "metadata": metadata,
         "versions": versions.iter().map(|v| json!({
             "version": v,
-            "resources": kinds_in(group, v).into_iter().map(discovery_resource).collect::<Vec<_>>(),
+            "resources": kinds_in_with(group, v, custom).into_iter().map(discovery_resource).collect::<Vec<_>>(),
             "freshness": "Current",
         })).collect::<Vec<_>>(),
     })
@@ -228,10 +332,18 @@ fn discovery_group(group: &str, versions: &[&str]) -> Value {
 /// Aggregated discovery for `/api` (`core`) or `/apis`, as an `APIGroupDiscoveryList` of
 /// `apidiscovery.k8s.io/{version}` (`"v2"` or `"v2beta1"`).
 pub fn aggregated(core: bool, version: &str) -> Value {
+    aggregated_with(core, version, &[])
+}
+
+/// Aggregated discovery with the given custom kinds (their groups after the built-in ones).
+pub fn aggregated_with(core: bool, version: &str, custom: &[&'static Kind]) -> Value {
     let items: Vec<Value> = if core {
-        vec![discovery_group("", &["v1"])]
+        vec![discovery_group("", &["v1"], custom)]
     } else {
-        GROUPS.iter().map(|(g, v)| discovery_group(g, v)).collect()
+        all_groups(custom)
+            .iter()
+            .map(|(g, v)| discovery_group(g, v, custom))
+            .collect()
     };
     json!({
         "kind": "APIGroupDiscoveryList",

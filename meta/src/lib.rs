@@ -9,6 +9,7 @@ pub mod names;
 pub mod pod;
 pub mod qos;
 pub mod quantity;
+pub mod quota;
 pub mod selector;
 
 /// The minor version of the Kubernetes API this project speaks (`/version`, discovery); the one

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod runner;
 pub mod scaletozero;
 pub mod scheduler;
@@ -31,7 +32,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -78,6 +79,10 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
     ControllerEntry {
         name: "replicaset",
         start: start_replicaset,
+    },
+    ControllerEntry {
+        name: "replicationcontroller",
+        start: start_replicationcontroller,
     },
     ControllerEntry {
         name: "deployment",
@@ -275,16 +280,24 @@ pub fn spawn_controllers(
     handles
 }
 
+fn start_replicas<K: replicaset::ReplicaKind>(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(replicaset::Ctx::new(
+        m.client.clone(),
+        inf.all::<Pod>().store(),
+        K::COMPONENT,
+    ));
+    let main = inf.all::<K>();
+    let main = (main.subscribe(), main.store());
+    let pods = inf.all::<Pod>().subscribe();
+    tokio::spawn(replicaset::run::<K>(ctx, main, pods))
+}
+
 fn start_replicaset(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
-    let ctx = Arc::new(replicaset::Ctx {
-        client: m.client.clone(),
-        pods: inf.all::<Pod>().store(),
-        expectations: Default::default(),
-    });
-    let rss = inf.all::<ReplicaSet>();
-    let main = (rss.subscribe(), rss.store());
-    let owned = inf.all::<Pod>().subscribe();
-    tokio::spawn(replicaset::run(ctx, main, owned))
+    start_replicas::<ReplicaSet>(inf, m)
+}
+
+fn start_replicationcontroller(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    start_replicas::<ReplicationController>(inf, m)
 }
 
 fn start_deployment(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
@@ -427,6 +440,7 @@ fn start_garbagecollector(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
     let kinds = vec![
         owned::<Pod>(inf, c),
         owned::<ReplicaSet>(inf, c),
+        owned::<ReplicationController>(inf, c),
         owned::<Deployment>(inf, c),
         owned::<Job>(inf, c),
         owned::<DaemonSet>(inf, c),

@@ -51,6 +51,17 @@ pub(crate) fn before_write(
         ));
     }
     if is_crd(kind) {
+        let causes = skiff_kinds::crd::validate_crd(obj, old);
+        if !causes.is_empty() {
+            let name = objects::meta_str(obj, "name")
+                .unwrap_or_default()
+                .to_string();
+            return Err(crate::registry::map_validation(
+                kind,
+                &name,
+                skiff_kinds::validate::Error::Invalid(causes),
+            ));
+        }
         names::prepare(state, obj, old.is_none());
     }
     Ok(())

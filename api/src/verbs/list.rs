@@ -50,7 +50,8 @@ pub(crate) async fn list(state: &AppState, req: &ResourceRequest) -> Result<Resp
         if i > 0 {
             out.push(b',');
         }
-        if objects::converts(req.kind) {
+        // Custom resources are decoded for the defaults their schema applies on read.
+        if objects::converts(req.kind) || req.kind.is_custom() {
             let mut obj = objects::from_kv(req.kind, kv)?;
             if let Some(m) = obj.as_object_mut() {
                 m.remove("apiVersion");

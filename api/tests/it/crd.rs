@@ -3,6 +3,7 @@
 //! conflicts, and the removal of a deleted CRD's objects.
 
 use axum::http::Method;
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::Api;
@@ -152,4 +153,532 @@ async fn a_created_crd_is_established_and_serves_its_kind() {
         )
         .await;
     assert_eq!(code, 404);
+}
+
+fn names_of(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn custom_resources_take_every_verb() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    for (name, tier) in [("a", "front"), ("b", "back"), ("c", "front")] {
+        let (code, body) = api
+            .call(
+                Method::POST,
+                CRONTABS,
+                Some(crontab(name, json!({"tier": tier}))),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    // Label and field selectors.
+    let (_, list) = api
+        .call(
+            Method::GET,
+            &format!("{CRONTABS}?labelSelector=tier%3Dfront"),
+            None,
+        )
+        .await;
+    assert_eq!(names_of(&list), ["a", "c"]);
+    let (_, list) = api
+        .call(
+            Method::GET,
+            &format!("{CRONTABS}?fieldSelector=metadata.name%3Db"),
+            None,
+        )
+        .await;
+    assert_eq!(names_of(&list), ["b"]);
+    let (code, _) = api
+        .call(
+            Method::GET,
+            &format!("{CRONTABS}?fieldSelector=spec.image%3Dx"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 400, "only metadata fields select custom resources");
+
+    // Update, JSON patch, merge patch; strategic merge patch is refused.
+    let (_, mut a) = api.call(Method::GET, &format!("{CRONTABS}/a"), None).await;
+    a["spec"]["image"] = json!("v2");
+    let (code, body) = api
+        .call(Method::PUT, &format!("{CRONTABS}/a"), Some(a))
+        .await;
+    assert_eq!(
+        (code, &body["spec"]["image"]),
+        (200, &json!("v2")),
+        "{body}"
+    );
+    assert_eq!(body["metadata"]["generation"], 2);
+    let (code, body) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CRONTABS}/a"),
+            "application/json-patch+json",
+            "application/json",
+            Some(json!([{"op": "replace", "path": "/spec/image", "value": "v3"}])),
+        )
+        .await;
+    assert_eq!(
+        (code, &body["spec"]["image"]),
+        (200, &json!("v3")),
+        "{body}"
+    );
+    let (code, body) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CRONTABS}/a"),
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"metadata": {"labels": {"patched": "yes"}}})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["metadata"]["labels"]["patched"], "yes");
+    assert_eq!(
+        body["metadata"]["generation"], 3,
+        "metadata changes keep the generation"
+    );
+    let (code, body) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CRONTABS}/a"),
+            "application/strategic-merge-patch+json",
+            "application/json",
+            Some(json!({"spec": {"image": "v4"}})),
+        )
+        .await;
+    assert_eq!(code, 415, "{body}");
+    assert_eq!(body["reason"], "UnsupportedMediaType");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+        "{body}"
+    );
+    // Server-side apply creates and then updates, with its managed fields.
+    let applied = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+        "metadata": {"name": "d"}, "spec": {"image": "applied", "replicas": 2}});
+    let (code, body) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CRONTABS}/d?fieldManager=test"),
+            "application/apply-patch+yaml",
+            "application/json",
+            Some(applied),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["metadata"]["managedFields"][0]["manager"], "test");
+    let (code, body) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CRONTABS}/d?fieldManager=test"),
+            "application/apply-patch+yaml",
+            "application/json",
+            Some(
+                json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+                "metadata": {"name": "d"}, "spec": {"image": "applied2"}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["image"], "applied2");
+    assert!(
+        body["spec"].get("replicas").is_none(),
+        "a field the manager dropped goes: {body}"
+    );
+
+    // Protobuf bodies are refused.
+    let (code, _) = api
+        .call_with(
+            Method::POST,
+            CRONTABS,
+            "application/vnd.kubernetes.protobuf",
+            "application/json",
+            Some(crontab("e", json!({}))),
+        )
+        .await;
+    assert_eq!(code, 415);
+
+    // Delete one, then the collection by label.
+    let (code, _) = api
+        .call(Method::DELETE, &format!("{CRONTABS}/d"), None)
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = api.call(Method::GET, &format!("{CRONTABS}/d"), None).await;
+    assert_eq!(code, 404);
+    let (code, body) = api
+        .call(
+            Method::DELETE,
+            &format!("{CRONTABS}?labelSelector=tier%3Dfront"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (_, list) = api.call(Method::GET, CRONTABS, None).await;
+    assert_eq!(names_of(&list), ["b"]);
+}
+
+#[tokio::test]
+async fn status_and_scale_subresources() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    let (code, _) = api
+        .call(Method::POST, CRONTABS, Some(crontab("a", json!({}))))
+        .await;
+    assert_eq!(code, 201);
+    // A main-resource write ignores status; a status write ignores the spec.
+    let (_, mut a) = api.call(Method::GET, &format!("{CRONTABS}/a"), None).await;
+    a["status"] = json!({"replicas": 7});
+    let (code, body) = api
+        .call(Method::PUT, &format!("{CRONTABS}/a"), Some(a.clone()))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.get("status")
+            .is_none_or(|s| s.get("replicas").is_none()),
+        "{body}"
+    );
+    assert_eq!(body["metadata"]["generation"], 1);
+    let mut a = body;
+    a["status"] = json!({"replicas": 1, "labelSelector": "app=cron"});
+    a["spec"]["image"] = json!("ignored");
+    let (code, body) = api
+        .call(Method::PUT, &format!("{CRONTABS}/a/status"), Some(a))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"]["replicas"], 1);
+    assert_eq!(body["spec"]["image"], "my-cron-image");
+    assert_eq!(
+        body["metadata"]["generation"], 1,
+        "status writes keep the generation"
+    );
+
+    let (code, scale) = api
+        .call(Method::GET, &format!("{CRONTABS}/a/scale"), None)
+        .await;
+    assert_eq!(code, 200, "{scale}");
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 1);
+    assert_eq!(scale["status"]["replicas"], 1);
+    assert_eq!(scale["status"]["selector"], "app=cron");
+    let (code, scale) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CRONTABS}/a/scale"),
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"spec": {"replicas": 3}})),
+        )
+        .await;
+    assert_eq!(
+        (code, &scale["spec"]["replicas"]),
+        (200, &json!(3)),
+        "{scale}"
+    );
+    let (_, a) = api.call(Method::GET, &format!("{CRONTABS}/a"), None).await;
+    assert_eq!(a["spec"]["replicas"], 3);
+    assert_eq!(a["metadata"]["generation"], 2);
+    let mut scale = scale;
+    scale["spec"]["replicas"] = json!(5);
+    let (code, scale) = api
+        .call(Method::PUT, &format!("{CRONTABS}/a/scale"), Some(scale))
+        .await;
+    assert_eq!(
+        (code, &scale["spec"]["replicas"]),
+        (200, &json!(5)),
+        "{scale}"
+    );
+}
+
+#[tokio::test]
+async fn a_watch_with_selectors_sees_add_update_delete() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    let mut events = Box::pin(
+        api.watch(&format!(
+            "{CRONTABS}?watch=1&labelSelector=app%3Dx&fieldSelector=metadata.namespace%3Ddefault"
+        ))
+        .await,
+    );
+    api.call(
+        Method::POST,
+        CRONTABS,
+        Some(crontab("other", json!({"app": "y"}))),
+    )
+    .await;
+    api.call(
+        Method::POST,
+        CRONTABS,
+        Some(crontab("a", json!({"app": "x"}))),
+    )
+    .await;
+    api.call_with(
+        Method::PATCH,
+        &format!("{CRONTABS}/a"),
+        "application/merge-patch+json",
+        "application/json",
+        Some(json!({"spec": {"image": "v2"}})),
+    )
+    .await;
+    api.call(Method::DELETE, &format!("{CRONTABS}/a"), None)
+        .await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = events.next().await.expect("the watch goes on");
+        assert_eq!(event["object"]["metadata"]["name"], "a", "{event}");
+        assert_eq!(event["object"]["kind"], "CronTab");
+        seen.push(event["type"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(seen, ["ADDED", "MODIFIED", "DELETED"]);
+}
+
+#[tokio::test]
+async fn discovery_lists_custom_groups_and_resources() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    let (_, groups) = api.call(Method::GET, "/apis", None).await;
+    let group = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "stable.example.com")
+        .cloned()
+        .expect("the CRD's group is listed");
+    assert_eq!(group["preferredVersion"]["version"], "v1");
+    assert_eq!(
+        group["versions"],
+        json!([{"groupVersion": "stable.example.com/v1", "version": "v1"},
+            {"groupVersion": "stable.example.com/v1beta1", "version": "v1beta1"}])
+    );
+    assert_eq!(
+        groups["groups"].as_array().unwrap().last().unwrap()["name"],
+        "stable.example.com"
+    );
+    let (code, _) = api
+        .call(Method::GET, "/apis/stable.example.com", None)
+        .await;
+    assert_eq!(code, 200);
+    let (code, list) = api
+        .call(Method::GET, "/apis/stable.example.com/v1", None)
+        .await;
+    assert_eq!(code, 200);
+    let resources = list["resources"].as_array().unwrap();
+    let names: Vec<&str> = resources
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["crontabs", "crontabs/scale", "crontabs/status"]);
+    assert_eq!(resources[0]["shortNames"], json!(["ct"]));
+    assert_eq!(resources[0]["categories"], json!(["all"]));
+    assert_eq!(resources[0]["kind"], "CronTab");
+    assert!(resources[0]["storageVersionHash"].is_string());
+    let (code, crd_list) = api
+        .call(Method::GET, "/apis/apiextensions.k8s.io/v1", None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        crd_list["resources"][0]["shortNames"],
+        json!(["crd", "crds"])
+    );
+    let (code, agg) = api
+        .call_with(
+            Method::GET,
+            "/apis",
+            "application/json",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let item = agg["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == "stable.example.com")
+        .cloned()
+        .expect("aggregated discovery lists the CRD's group");
+    assert_eq!(item["versions"][0]["version"], "v1");
+    assert_eq!(item["versions"][0]["resources"][0]["resource"], "crontabs");
+}
+
+#[tokio::test]
+async fn a_name_another_crd_accepted_is_refused_by_the_naming_rules() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    let mut other = crontab_crd();
+    other["metadata"]["name"] = json!("crontabs2.stable.example.com");
+    other["spec"]["names"] =
+        json!({"plural": "crontabs2", "kind": "CronTab2", "shortNames": ["ct"]});
+    let crd = create_crd(&api, other).await;
+    let accepted = condition(&crd, "NamesAccepted").unwrap();
+    assert_eq!(accepted["status"], "False");
+    assert_eq!(accepted["reason"], "NameConflict");
+    assert_eq!(accepted["message"], "\"ct\" is already in use");
+    assert_eq!(condition(&crd, "Established").unwrap()["status"], "False");
+    let (code, _) = api
+        .call(
+            Method::GET,
+            "/apis/stable.example.com/v1/namespaces/default/crontabs2",
+            None,
+        )
+        .await;
+    assert_eq!(code, 404, "a CRD that is not established serves nothing");
+}
+
+/// Waits until the CRD is gone from the store.
+async fn wait_crd_gone(api: &Api, name: &str) {
+    let (_, list) = api.call(Method::GET, CRDS, None).await;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    if !names_of(&list).iter().any(|n| n == name) {
+        return;
+    }
+    let mut events = Box::pin(
+        api.watch(&format!("{CRDS}?watch=1&resourceVersion={rv}"))
+            .await,
+    );
+    let wait = async {
+        while let Some(event) = events.next().await {
+            if event["type"] == "DELETED" && event["object"]["metadata"]["name"] == name {
+                return;
+            }
+        }
+        panic!("the watch ended before {name} was deleted");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .expect("the CRD is removed");
+}
+
+#[tokio::test]
+async fn deleting_a_crd_removes_its_objects_then_itself() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    for ns in ["default", "other"] {
+        let path = format!("/apis/stable.example.com/v1/namespaces/{ns}/crontabs");
+        let (code, body) = api
+            .call(Method::POST, &path, Some(crontab("a", json!({}))))
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    // An object with a finalizer holds the CRD until the finalizer goes.
+    let mut held = crontab("held", json!({}));
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let (code, _) = api.call(Method::POST, CRONTABS, Some(held)).await;
+    assert_eq!(code, 201);
+
+    let mut objects = Box::pin(
+        api.watch("/apis/stable.example.com/v1/crontabs?watch=1")
+            .await,
+    );
+    let (code, crd) = api
+        .call(
+            Method::DELETE,
+            &format!("{CRDS}/crontabs.stable.example.com"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{crd}");
+    assert!(crd["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(condition(&crd, "Terminating").unwrap()["status"], "True");
+    // Creates are refused while the CRD terminates.
+    let (code, body) = api
+        .call(Method::POST, CRONTABS, Some(crontab("late", json!({}))))
+        .await;
+    assert_eq!(code, 405, "{body}");
+    assert_eq!(
+        body["message"],
+        "create not allowed while custom resource definition is terminating"
+    );
+    // The two plain objects are deleted; the held one is marked.
+    let mut deleted = 0;
+    let mut marked = false;
+    while deleted < 2 || !marked {
+        let event = objects.next().await.expect("the watch goes on");
+        match event["type"].as_str() {
+            Some("DELETED") => deleted += 1,
+            Some("MODIFIED") if event["object"]["metadata"]["name"] == "held" => {
+                marked = event["object"]["metadata"]["deletionTimestamp"].is_string();
+            }
+            _ => {}
+        }
+    }
+    let (code, _) = api
+        .call(
+            Method::GET,
+            &format!("{CRDS}/crontabs.stable.example.com"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "the CRD waits for the held object");
+    let (code, body) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CRONTABS}/held"),
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    wait_crd_gone(&api, "crontabs.stable.example.com").await;
+    let (code, _) = api.call(Method::GET, CRONTABS, None).await;
+    assert_eq!(code, 404, "the kind is no longer served");
+
+    // Created again, it starts empty.
+    create_crd(&api, crontab_crd()).await;
+    let (code, list) = api
+        .call(Method::GET, "/apis/stable.example.com/v1/crontabs", None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(names_of(&list), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_second_server_over_the_store_serves_the_crd() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    let (code, _) = api
+        .call(Method::POST, CRONTABS, Some(crontab("a", json!({}))))
+        .await;
+    assert_eq!(code, 201);
+    // A server started afterwards over the same store loads the CRD before its first answer.
+    let second = api.second_server();
+    let (code, body) = second
+        .call(Method::GET, &format!("{CRONTABS}/a"), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+}
+
+impl Api {
+    /// Another API server over the same store.
+    fn second_server(&self) -> Api {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let state = std::sync::Arc::new(
+            skiff_api::AppState::new(
+                self.store.clone(),
+                vec![(super::TOKEN.into(), skiff_api::UserInfo::admin("admin"))],
+            )
+            .with_shutdown(rx),
+        );
+        Api {
+            router: skiff_api::app(state),
+            store: self.store.clone(),
+            _shutdown: tx,
+        }
+    }
 }

@@ -7,5 +7,6 @@ mod ingress;
 mod kubectl;
 mod node;
 mod reconcilers;
+mod replication;
 mod router;
 mod services;

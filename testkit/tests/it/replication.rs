@@ -1,6 +1,7 @@
 //! ReplicationController on the in-process tier: the shared replica controller keeps, scales and
 //! heals its pods, adopts orphans and releases pods that stop matching, reports `ReplicaFailure`
-//! (and a `FailedCreate` Event) when the API refuses its creates, cleared once they succeed; the collector deletes or orphans its pods with it.
+//! (and a `FailedCreate` Event) when the API refuses its creates, cleared once they succeed; the
+//! collector deletes or orphans its pods with it.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Flags selecting and tuning the in-process scheduler and controllers of `skiff server`/`skiff up`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,9 +26,58 @@ pub(crate) struct ControllerArgs {
     /// kube-system/skiff-controller-manager Lease.
     #[arg(long)]
     no_leader_elect: bool,
+    /// PEM CA certificate the csrsigning controller issues `kubernetes.io/kube-apiserver-client`
+    /// certificates from (default: the server data directory's `pki/ca.crt`).
+    #[arg(long)]
+    cluster_signing_cert_file: Option<PathBuf>,
+    /// PEM private key of that CA (default: the server data directory's `pki/ca.key`).
+    #[arg(long)]
+    cluster_signing_key_file: Option<PathBuf>,
+    /// Lifetime of issued certificates, and the most a request's expirationSeconds gets.
+    #[arg(long, default_value = "8760h0m0s")]
+    cluster_signing_duration: String,
 }
 
 impl ControllerArgs {
+    /// The CA the csrsigning controller signs with: the flags' files, else the CA of the data
+    /// directory holding the server's admin kubeconfig (`skiff server`/`skiff up`), else none.
+    fn signing_ca(
+        &self,
+        kubeconfig: &Path,
+    ) -> anyhow::Result<Option<skiff_controllers::csrsigning::SigningCa>> {
+        let duration = skiff_meta::duration::parse_go_duration(&self.cluster_signing_duration)
+            .with_context(|| {
+                format!(
+                    "--cluster-signing-duration {:?}",
+                    self.cluster_signing_duration
+                )
+            })?;
+        let pki = kubeconfig.parent().map(|dir| dir.join("pki"));
+        let (cert, key) = match (
+            &self.cluster_signing_cert_file,
+            &self.cluster_signing_key_file,
+        ) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            (None, None) => match pki {
+                Some(pki) if pki.join("ca.crt").exists() && pki.join("ca.key").exists() => {
+                    (pki.join("ca.crt"), pki.join("ca.key"))
+                }
+                _ => return Ok(None),
+            },
+            _ => anyhow::bail!(
+                "--cluster-signing-cert-file and --cluster-signing-key-file go together"
+            ),
+        };
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        Ok(Some(skiff_controllers::csrsigning::SigningCa {
+            cert_pem: read(&cert)?,
+            key_pem: read(&key)?,
+            duration,
+        }))
+    }
+
     /// Starts what the flags ask for as clients of the server behind `kubeconfig`.
     pub(crate) async fn start(
         &self,
@@ -43,6 +92,7 @@ impl ControllerArgs {
         opts.scheduler = !self.no_scheduler;
         opts.node_monitor_grace_period = Duration::from_secs(self.node_monitor_grace_period);
         opts.pod_eviction_timeout = Duration::from_secs(self.pod_eviction_timeout);
+        opts.cluster_signing = self.signing_ca(kubeconfig)?;
         if !opts.scheduler && opts.controllers.is_empty() {
             return Ok(None);
         }

@@ -3,6 +3,7 @@
 
 pub mod cron;
 pub mod cronjob;
+pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -132,6 +134,10 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
         name: "scaletozero",
         start: start_scaletozero,
     },
+    ControllerEntry {
+        name: "csrsigning",
+        start: start_csrsigning,
+    },
 ];
 
 /// The names of every controller, in start order.
@@ -154,6 +160,8 @@ pub struct Options {
     pub scheduler_options: scheduler::SchedulerOptions,
     /// The time controllers read (real unless a test sets a fake one).
     pub clock: Clock,
+    /// The CA `csrsigning` issues certificates from; without one it signs nothing.
+    pub cluster_signing: Option<csrsigning::SigningCa>,
 }
 
 impl Default for Options {
@@ -165,6 +173,7 @@ impl Default for Options {
             pod_eviction_timeout: Duration::from_secs(300),
             scheduler_options: scheduler::SchedulerOptions::default(),
             clock: Clock::real(),
+            cluster_signing: None,
         }
     }
 }
@@ -420,6 +429,24 @@ fn start_scaletozero(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
     let deps = inf.all::<Deployment>();
     let main = (deps.subscribe(), deps.store());
     tokio::spawn(scaletozero::run(ctx, main))
+}
+
+fn start_csrsigning(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let Some(ca) = m.opts.cluster_signing.clone() else {
+        return tokio::spawn(async {
+            tracing::info!(
+                "csrsigning: no cluster signing CA (--cluster-signing-cert-file, --cluster-signing-key-file): certificate requests stay unsigned"
+            );
+        });
+    };
+    let ctx = Arc::new(csrsigning::Ctx {
+        client: m.client.clone(),
+        clock: m.opts.clock.clone(),
+        ca,
+    });
+    let csrs = inf.all::<CertificateSigningRequest>();
+    let main = (csrs.subscribe(), csrs.store());
+    tokio::spawn(csrsigning::run(ctx, main))
 }
 
 fn start_garbagecollector(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

@@ -167,7 +167,7 @@ impl CrdRegistry {
                         || k.kind.to_ascii_lowercase() == name)
             })
             .collect();
-        let preferred = matches.first()?.custom.and_then(|c| preferred_version(c));
+        let preferred = matches.first()?.custom.and_then(preferred_version);
         matches
             .iter()
             .find(|k| Some(k.version) == preferred.as_deref())

@@ -1,6 +1,16 @@
-//! OpenAPI v3: the `/openapi/v3` index and one document per group-version, with component schemas
+//! OpenAPI: the `/openapi/v3` index and one document per group-version, with component schemas
 //! generated from the k8s-openapi types (through their `schemars` implementations) and annotated with
-//! `x-kubernetes-group-version-kind` and the strategic-merge-patch metadata from `skiff-patch`.
+//! `x-kubernetes-group-version-kind` and the strategic-merge-patch metadata from `skiff-patch`;
+//! the custom kinds' documents ([`custom`]); the Swagger 2.0 `/openapi/v2` converted from them
+//! ([`v2`]) and its protobuf form ([`proto`]); and [`published`], which builds and caches all of
+//! them for a server's current set of custom kinds.
+
+mod custom;
+pub mod proto;
+mod published;
+mod v2;
+
+pub use published::{Published, Served, published};
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -8,7 +18,6 @@ use std::sync::OnceLock;
 use schemars::SchemaGenerator;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha512};
 
 use crate::discovery;
 use crate::typed::with_type;
@@ -23,8 +32,7 @@ const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 
 struct Doc {
     value: Value,
-    json: Vec<u8>,
-    hash: String,
+    served: Served,
 }
 
 fn docs() -> &'static BTreeMap<String, Doc> {
@@ -34,9 +42,8 @@ fn docs() -> &'static BTreeMap<String, Doc> {
             .into_iter()
             .map(|path| {
                 let value = build_document(&path);
-                let json = serde_json::to_vec(&value).unwrap_or_default();
-                let hash = hex::encode_upper(Sha512::digest(&json));
-                (path, Doc { value, json, hash })
+                let served = Served::new(serde_json::to_vec(&value).unwrap_or_default());
+                (path, Doc { value, served })
             })
             .collect()
     })
@@ -48,7 +55,7 @@ pub fn v3_index() -> Value {
     for (path, doc) in docs() {
         paths.insert(
             path.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", doc.hash)}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", doc.served.etag)}),
         );
     }
     json!({ "paths": paths })
@@ -72,14 +79,14 @@ pub fn v3_document_ref(group_version_path: &str) -> Option<&'static Value> {
 pub fn v3_document_json(group_version_path: &str) -> Option<&'static [u8]> {
     docs()
         .get(group_version_path.trim_matches('/'))
-        .map(|d| d.json.as_slice())
+        .map(|d| d.served.body.as_slice())
 }
 
 /// The content hash of a document, as used in the index's `?hash=`.
 pub fn v3_hash(group_version_path: &str) -> Option<String> {
     docs()
         .get(group_version_path.trim_matches('/'))
-        .map(|d| d.hash.clone())
+        .map(|d| d.served.etag.clone())
 }
 
 fn split_path(path: &str) -> Option<(&str, &str)> {
@@ -116,6 +123,7 @@ fn build_document(path: &str) -> Value {
         let _ = with_type!(k.openapi_type, T => generator.subschema_for::<T>());
     }
     let mut schemas = generator.take_definitions(true);
+    finish_schemas(&mut schemas);
     for k in &kinds_here {
         if let Some(s) = schemas
             .get_mut(k.openapi_type)
@@ -126,13 +134,6 @@ fn build_document(path: &str) -> Value {
         let list_name = format!("{}List", k.openapi_type);
         schemas.insert(list_name, list_schema(k));
     }
-    if let Some(s) = schemas
-        .get_mut(&format!("{META}.Patch"))
-        .and_then(Value::as_object_mut)
-    {
-        s.insert("type".into(), json!("object"));
-    }
-    annotate_patch_metadata(&mut schemas);
     let schemas: BTreeMap<String, Value> = schemas.into_iter().collect();
     let mut paths = BTreeMap::new();
     for k in &kinds_here {
@@ -144,6 +145,18 @@ fn build_document(path: &str) -> Value {
         "paths": paths,
         "components": {"schemas": schemas},
     })
+}
+
+/// What every generated set of schemas gets: `Patch` typed as an object, and the
+/// strategic-merge metadata.
+fn finish_schemas(schemas: &mut Map<String, Value>) {
+    if let Some(s) = schemas
+        .get_mut(&format!("{META}.Patch"))
+        .and_then(Value::as_object_mut)
+    {
+        s.insert("type".into(), json!("object"));
+    }
+    annotate_patch_metadata(schemas);
 }
 
 fn reference(name: &str) -> Value {

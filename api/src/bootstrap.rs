@@ -1,6 +1,6 @@
 //! What the server writes itself at every start, through the write path as its own user: the
 //! system namespaces, the `default/kubernetes` Service with its Endpoints and EndpointSlice
-//! (pointing at this server), and the default IngressClass `skiff`.
+//! (pointing at this server), the system PriorityClasses, and the default IngressClass `skiff`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -92,7 +92,32 @@ pub(crate) async fn run(state: &AppState, listen: SocketAddr) -> Result<(), ApiE
     }
     crate::alloc::repair(state).await?;
     kubernetes_service(state, &user, listen).await?;
+    priority_classes(state, &user).await?;
     ingress_class(state, &user).await
+}
+
+/// The system PriorityClasses `system-node-critical` and `system-cluster-critical`, created
+/// when missing; priority admission keeps them from being deleted and validation from being
+/// changed.
+async fn priority_classes(state: &AppState, user: &UserInfo) -> Result<(), ApiError> {
+    for (name, value, description) in skiff_kinds::validate::SYSTEM_PRIORITY_CLASSES {
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "description": description,
+        });
+        ensure(
+            state,
+            user,
+            "scheduling.k8s.io",
+            "priorityclasses",
+            class,
+            |_| None,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `default/kubernetes`: ClusterIP the first address of the range, port `https` 443 to this

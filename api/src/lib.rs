@@ -10,6 +10,7 @@
 //! writes the server's own objects at start, through `registry`.
 
 mod alloc;
+mod admission;
 pub mod app;
 pub mod auth;
 mod authz;

@@ -55,32 +55,43 @@ pub(crate) enum Operation {
     Delete,
 }
 
-/// Admission, as Kubernetes' admission chain: a plugin may refuse a write after the strategy
-/// prepared it and before it is stored. This is where admission plugins, the authorization
-/// result of the write's user and write metrics hook in.
+/// What an admission plugin's check returns.
+pub(crate) type Admitted<'a> = futures::future::BoxFuture<'a, Result<(), ApiError>>;
+
+/// Admission, as Kubernetes' admission chain: after the strategy prepared a write and before it
+/// is stored, each plugin may change the object (mutating: a pod's priority) and refuse the write
+/// (validating: quota); a plugin may read the store and write through this module (quota charges
+/// `status.used` with `guaranteed_update`). This is also where the authorization result of the
+/// write's user and write metrics hook in. On delete, `obj` is the object as stored.
 pub(crate) trait Admission: Sync {
-    fn admit(
-        &self,
+    fn admit<'a>(
+        &'a self,
+        state: &'a AppState,
         op: Operation,
-        write: &Write<'_>,
-        obj: &Value,
-        old: Option<&Value>,
-    ) -> Result<(), ApiError>;
+        write: &'a Write<'a>,
+        obj: &'a mut Value,
+        old: Option<&'a Value>,
+    ) -> Admitted<'a>;
 }
 
-/// The admission chain, in order. Empty: no plugin exists yet.
-const ADMISSION: &[&dyn Admission] = &[];
+/// The admission chain, in order: priority before quota, so quota scopes see the pod's class.
+const ADMISSION: &[&dyn Admission] = &[
+    &crate::admission::priority::Priority,
+    &crate::admission::quota::Quota,
+];
 
-fn admit(
+async fn admit(
+    state: &AppState,
     op: Operation,
     write: &Write<'_>,
-    obj: &Value,
+    obj: &mut Value,
     old: Option<&Value>,
 ) -> Result<(), ApiError> {
     tracing::trace!(?op, user = %write.user.name, kind = write.kind.kind, name = write.name, "write");
-    ADMISSION
-        .iter()
-        .try_for_each(|plugin| plugin.admit(op, write, obj, old))
+    for plugin in ADMISSION {
+        plugin.admit(state, op, write, obj, old).await?;
+    }
+    Ok(())
 }
 
 /// What a `guaranteed_update` step decides from the object as it is now.
@@ -168,7 +179,7 @@ pub(crate) async fn create(
     strategy::for_kind(kind).prepare_for_create(&mut obj, write.user);
     let taken = alloc::before_create(state, write, &mut obj).await?;
     let written = async {
-        admit(Operation::Create, write, &obj, None)?;
+        admit(state, Operation::Create, write, &mut obj, None).await?;
         if write.dry_run {
             return Ok(None);
         }
@@ -253,7 +264,7 @@ async fn store(
     crate::crd::before_write(state, write.kind, &mut obj, Some(old))?;
     let taken = alloc::before_update(state, write, &mut obj, old).await?;
     let written = async {
-        admit(Operation::Update, write, &obj, Some(old))?;
+        admit(state, Operation::Update, write, &mut obj, Some(old)).await?;
         if write.dry_run {
             return Ok(None);
         }
@@ -297,7 +308,8 @@ async fn remove(
     answer: Value,
     old: &Value,
 ) -> Result<Attempt, ApiError> {
-    admit(Operation::Delete, write, &answer, Some(old))?;
+    let mut answer = answer;
+    admit(state, Operation::Delete, write, &mut answer, Some(old)).await?;
     if write.dry_run {
         return Ok(Attempt::Done(with_rv(answer, expected)));
     }

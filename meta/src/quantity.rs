@@ -245,12 +245,18 @@ impl Ord for Quantity {
     }
 }
 
+/// The sum keeps the left side's format, or takes the right side's when the left is zero (as Go's
+/// `Quantity.Add`: `0 + 512Mi` prints `512Mi`).
 impl Add for Quantity {
     type Output = Quantity;
     fn add(self, rhs: Quantity) -> Quantity {
         Quantity {
             milli: self.milli.saturating_add(rhs.milli),
-            format: self.format,
+            format: if self.milli == 0 {
+                rhs.format
+            } else {
+                self.format
+            },
         }
     }
 }

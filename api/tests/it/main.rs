@@ -13,6 +13,8 @@ use skiff_store::{MemoryStore, Store};
 use tower::ServiceExt;
 
 mod crd;
+mod priority;
+mod quota;
 mod services;
 
 const TOKEN: &str = "test-token";

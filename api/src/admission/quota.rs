@@ -1,0 +1,211 @@
+//! Kubernetes' `ResourceQuota` admission plugin: a create (or an update that raises usage) in a
+//! namespace is checked against each of its ResourceQuotas that covers the object, and the usage
+//! is charged to the quota's `status.used` with a resourceVersion precondition
+//! (`registry::guaranteed_update`) before the object is stored, so two concurrent writes can never
+//! both take the last unit. The quota controller recomputes `status.used` from the objects, which
+//! releases what deleted objects and failed writes held.
+//!
+//! As Kubernetes, a quota is enforced from `status.hard` (the controller copies `spec.hard` there):
+//! a quota the controller has not seen yet limits nothing, and one whose `status.used` lacks a
+//! limited resource refuses writes ("status unknown").
+
+use serde_json::Value;
+use skiff_meta::quantity::Quantity;
+use skiff_meta::quota::{self, ResourceList};
+
+use super::{forbidden, list};
+use crate::error::ApiError;
+use crate::objects::meta_str;
+use crate::registry::{self, Admission, Admitted, Change, Operation, Write};
+use crate::state::AppState;
+
+/// The plugin.
+pub(crate) struct Quota;
+
+impl Admission for Quota {
+    fn admit<'a>(
+        &'a self,
+        state: &'a AppState,
+        op: Operation,
+        write: &'a Write<'a>,
+        obj: &'a mut Value,
+        old: Option<&'a Value>,
+    ) -> Admitted<'a> {
+        Box::pin(async move {
+            let (Some(namespace), false) = (write.namespace, op == Operation::Delete) else {
+                return Ok(());
+            };
+            if !write.kind.namespaced {
+                return Ok(());
+            }
+            admit(state, op, write, namespace, obj, old).await
+        })
+    }
+}
+
+fn quotas_kind() -> &'static skiff_kinds::Kind {
+    skiff_kinds::find("", "v1", "resourcequotas").expect("resourcequotas are a known kind")
+}
+
+/// What the write adds: the new object's usage, less the old one's (never below zero).
+fn delta(group: &str, plural: &str, obj: &Value, old: Option<&Value>) -> ResourceList {
+    let mut usage = quota::usage(group, plural, obj);
+    if let Some(old) = old {
+        let before = quota::usage(group, plural, old);
+        for (name, q) in usage.iter_mut() {
+            let prev = before.get(name).copied().unwrap_or(Quantity::ZERO);
+            *q = if *q > prev { *q - prev } else { Quantity::ZERO };
+        }
+    }
+    usage
+}
+
+/// The resources of `quota`'s `status.hard` the object's kind is charged for, if the quota's
+/// scopes select the object.
+fn covered(quota: &Value, group: &str, plural: &str, obj: &Value) -> Vec<String> {
+    if !quota::scopes_match(quota, group, plural, obj) {
+        return Vec::new();
+    }
+    quota::parse_list(quota.pointer("/status/hard"))
+        .into_keys()
+        .filter(|name| quota::tracks(group, plural, name))
+        .collect()
+}
+
+/// Kubernetes' `checkRequest` for one quota: `Ok(Some(new used))` to charge, `Ok(None)` when
+/// the quota does not cover the write, or the refusal.
+fn check(
+    write: &Write<'_>,
+    quota_obj: &Value,
+    obj: &Value,
+    op: Operation,
+    delta: &ResourceList,
+) -> Result<Option<ResourceList>, ApiError> {
+    let (group, plural) = (write.kind.group, write.kind.plural);
+    let name = meta_str(quota_obj, "name").unwrap_or_default();
+    let restricted = covered(quota_obj, group, plural, obj);
+    if restricted.is_empty() {
+        return Ok(None);
+    }
+    if op == Operation::Create
+        && group.is_empty()
+        && plural == "pods"
+        && let Err(e) = quota::pod_constraints(restricted.iter().map(String::as_str), obj)
+    {
+        return Err(forbidden(write, format_args!("failed quota: {name}: {e}")));
+    }
+    let used = quota::parse_list(quota_obj.pointer("/status/used"));
+    let unknown: Vec<&str> = restricted
+        .iter()
+        .filter(|r| !used.contains_key(*r))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(forbidden(
+            write,
+            format_args!(
+                "status unknown for quota: {name}, resources: {}",
+                unknown.join(",")
+            ),
+        ));
+    }
+    if delta.values().all(|q| q.is_zero()) {
+        return Ok(None);
+    }
+    let hard = quota::parse_list(quota_obj.pointer("/status/hard"));
+    let requested: ResourceList = delta
+        .iter()
+        .filter(|(k, _)| hard.contains_key(*k))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    if requested.is_empty() {
+        return Ok(None);
+    }
+    let mut new_used = used.clone();
+    for (k, v) in &requested {
+        let e = new_used.entry(k.clone()).or_insert(Quantity::ZERO);
+        *e = *e + *v;
+    }
+    let exceeded: Vec<&String> = requested
+        .keys()
+        .filter(|k| new_used[*k] > hard[*k])
+        .collect();
+    if !exceeded.is_empty() {
+        let mask = |list: &ResourceList| -> ResourceList {
+            exceeded
+                .iter()
+                .map(|k| {
+                    (
+                        (*k).clone(),
+                        list.get(*k).copied().unwrap_or(Quantity::ZERO),
+                    )
+                })
+                .collect()
+        };
+        return Err(forbidden(
+            write,
+            format_args!(
+                "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
+                quota::pretty(&mask(&requested)),
+                quota::pretty(&mask(&used)),
+                quota::pretty(&mask(&hard)),
+            ),
+        ));
+    }
+    Ok(Some(new_used))
+}
+
+async fn admit(
+    state: &AppState,
+    op: Operation,
+    write: &Write<'_>,
+    namespace: &str,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let (group, plural) = (write.kind.group, write.kind.plural);
+    let delta = delta(group, plural, obj, old);
+    // An update that adds nothing (most updates) needs no quota at all.
+    if op == Operation::Update && delta.values().all(|q| q.is_zero()) {
+        return Ok(());
+    }
+    let quotas = list(state, quotas_kind(), Some(namespace)).await?;
+    // Refuse before charging anything, so a refusal by one quota leaves the others as they are.
+    let mut charged = Vec::new();
+    for q in &quotas {
+        if check(write, q, obj, op, &delta)?.is_some() {
+            charged.push(meta_str(q, "name").unwrap_or_default().to_string());
+        }
+    }
+    if write.dry_run {
+        return Ok(());
+    }
+    let user = crate::bootstrap::server_user();
+    for name in &charged {
+        let quota_write = Write {
+            kind: quotas_kind(),
+            namespace: Some(namespace),
+            name,
+            user: &user,
+            dry_run: false,
+        };
+        registry::guaranteed_update(state, &quota_write, |current| {
+            let Some((current, _)) = current else {
+                // Deleted meanwhile: it limits nothing any more.
+                return Ok(Change::Keep(Value::Null));
+            };
+            match check(write, current, obj, op, &delta)? {
+                None => Ok(Change::Keep(current.clone())),
+                Some(used) => {
+                    let mut next = current.clone();
+                    if let Some(status) = next.get_mut("status").and_then(Value::as_object_mut) {
+                        status.insert("used".into(), quota::to_json(&used));
+                    }
+                    Ok(Change::Store(next))
+                }
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}

@@ -86,7 +86,7 @@ pub fn from_kv(kind: &Kind, kv: &KeyValue) -> Result<Value, ApiError> {
     set_type_meta(kind, &mut obj);
     if kind.is_custom() {
         // Defaults of the CRD's schema also apply to objects stored before they existed.
-        skiff_kinds::defaults::apply(kind, &mut obj);
+        skiff_kinds::crd::default_on_read(kind, &mut obj);
     }
     meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     Ok(obj)

@@ -682,3 +682,149 @@ impl Api {
         }
     }
 }
+
+#[tokio::test]
+async fn the_schema_validates_prunes_and_defaults() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    // Invalid: 422 naming the schema path.
+    let mut bad = crontab("bad", json!({}));
+    bad["spec"]["replicas"] = json!(20);
+    let (code, body) = api.call(Method::POST, CRONTABS, Some(bad)).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["reason"], "Invalid");
+    assert_eq!(
+        body["details"]["causes"][0]["field"], "spec.replicas",
+        "{body}"
+    );
+    let mut bad = crontab("bad", json!({}));
+    bad["spec"]["cronSpec"] = json!("not a schedule");
+    let (code, body) = api.call(Method::POST, CRONTABS, Some(bad)).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["details"]["causes"][0]["field"], "spec.cronSpec",
+        "{body}"
+    );
+    // Unknown fields are pruned.
+    let mut extra = crontab("extra", json!({}));
+    extra["spec"]["unknown"] = json!("dropped");
+    extra["other"] = json!(1);
+    let (code, body) = api.call(Method::POST, CRONTABS, Some(extra)).await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body["spec"].get("unknown").is_none(), "{body}");
+    assert!(body.get("other").is_none(), "{body}");
+    let (_, body) = api
+        .call(Method::GET, &format!("{CRONTABS}/extra"), None)
+        .await;
+    assert!(body["spec"].get("unknown").is_none(), "{body}");
+
+    // A default added later: applied on create, and when reading objects stored before it.
+    let (_, mut crd) = api
+        .call(
+            Method::GET,
+            &format!("{CRDS}/crontabs.stable.example.com"),
+            None,
+        )
+        .await;
+    for v in crd["spec"]["versions"].as_array_mut().unwrap() {
+        v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["image"]["default"] =
+            json!("default-image");
+    }
+    let mut old = crontab("old", json!({}));
+    old["spec"].as_object_mut().unwrap().remove("image");
+    let (code, body) = api.call(Method::POST, CRONTABS, Some(old)).await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body["spec"].get("image").is_none(), "{body}");
+    let (code, body) = api
+        .call(
+            Method::PUT,
+            &format!("{CRDS}/crontabs.stable.example.com"),
+            Some(crd),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["metadata"]["generation"], 2);
+    let (_, body) = api
+        .call(Method::GET, &format!("{CRONTABS}/old"), None)
+        .await;
+    assert_eq!(
+        body["spec"]["image"], "default-image",
+        "default on read: {body}"
+    );
+    let (_, list) = api.call(Method::GET, CRONTABS, None).await;
+    let listed = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == "old")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        listed["spec"]["image"], "default-image",
+        "default on list: {listed}"
+    );
+    let mut new = crontab("new", json!({}));
+    new["spec"].as_object_mut().unwrap().remove("image");
+    let (code, body) = api.call(Method::POST, CRONTABS, Some(new)).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        body["spec"]["image"], "default-image",
+        "default on create: {body}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_crds_are_refused() {
+    let api = Api::new().await;
+    // CEL validation rules are not supported.
+    let mut cel = crontab_crd();
+    for v in cel["spec"]["versions"].as_array_mut().unwrap() {
+        v["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"] =
+            json!([{"rule": "self.replicas <= 5"}]);
+    }
+    let (code, body) = api.call(Method::POST, CRDS, Some(cel)).await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("x-kubernetes-validations"),
+        "{body}"
+    );
+    // The name must be plural.group.
+    let mut misnamed = crontab_crd();
+    misnamed["metadata"]["name"] = json!("other.stable.example.com");
+    let (code, body) = api.call(Method::POST, CRDS, Some(misnamed)).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["details"]["causes"][0]["field"], "metadata.name");
+    let (_, list) = api.call(Method::GET, CRDS, None).await;
+    assert_eq!(names_of(&list), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn tables_of_custom_resources_show_the_printer_columns() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    api.call(Method::POST, CRONTABS, Some(crontab("a", json!({}))))
+        .await;
+    let (code, table) = api
+        .call_with(
+            Method::GET,
+            CRONTABS,
+            "application/json",
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{table}");
+    let headers: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    // Columns of their own replace the default Age column, as in Kubernetes.
+    assert_eq!(headers, ["Name", "Spec", "Replicas"]);
+    assert_eq!(table["rows"][0]["cells"][1], "* * * * */5");
+    assert_eq!(table["rows"][0]["cells"][2], 1);
+}

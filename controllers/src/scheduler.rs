@@ -2,7 +2,8 @@
 //! pending pod, binds through `pods/binding` concurrently, and reports `FailedScheduling` Events.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -230,9 +231,13 @@ struct State {
     owners: HashMap<String, HashMap<String, i64>>,
     /// Pending pods by uid.
     pending: HashMap<String, Arc<Pod>>,
-    /// Uids waiting in the active queue.
-    queue: VecDeque<String>,
+    /// The active queue, in kube-scheduler's PrioritySort order: higher `spec.priority` first,
+    /// then the order pods entered the queue. Lower-priority pods are never preempted (no
+    /// preemption is built): a high-priority pod only goes first when capacity frees.
+    queue: BTreeSet<(Reverse<i32>, u64, String)>,
     queued: HashSet<String>,
+    /// Entries ever queued: each entry's place among pods of equal priority.
+    queue_seq: u64,
     /// Uids currently being bound.
     in_flight: HashSet<String>,
     /// Uids that did not fit; retried when the cluster changes.
@@ -288,7 +293,14 @@ impl State {
 
     fn enqueue(&mut self, uid: &str) {
         if !self.in_flight.contains(uid) && self.queued.insert(uid.to_string()) {
-            self.queue.push_back(uid.to_string());
+            let priority = self
+                .pending
+                .get(uid)
+                .and_then(|p| p.spec.as_ref()?.priority)
+                .unwrap_or(0);
+            self.queue_seq += 1;
+            self.queue
+                .insert((Reverse(priority), self.queue_seq, uid.to_string()));
         }
     }
 
@@ -1049,7 +1061,7 @@ impl Scheduler {
                 let mut st = lock(&self.state);
                 let mut out = Vec::new();
                 while out.len() < self.opts.batch {
-                    let Some(uid) = st.queue.pop_front() else {
+                    let Some((_, _, uid)) = st.queue.pop_first() else {
                         break;
                     };
                     st.queued.remove(&uid);

@@ -281,3 +281,27 @@ fn hard_topology_spread_keeps_zones_within_max_skew() {
     assert_eq!(zones.get("a"), Some(&2), "{zones:?}");
     assert_eq!(zones.get("b"), Some(&2), "{zones:?}");
 }
+
+#[test]
+fn the_active_queue_takes_higher_priority_first_then_arrival_order() {
+    let mut st = state(vec![node("n1", "a", "1Gi", false)]);
+    let with_priority = |name: &str, priority: Option<i32>| {
+        let mut p = pod(name, "1Mi", None);
+        if let Some(spec) = p.spec.as_mut() {
+            spec.priority = priority;
+        }
+        Arc::new(p)
+    };
+    st.apply_pod(with_priority("low1", Some(0)));
+    st.apply_pod(with_priority("none", None));
+    st.apply_pod(with_priority("high", Some(1000)));
+    st.apply_pod(with_priority("low2", Some(0)));
+    st.apply_pod(with_priority("neg", Some(-5)));
+    st.apply_pod(with_priority("higher", Some(2000)));
+    let order: Vec<String> =
+        std::iter::from_fn(|| st.queue.pop_first().map(|(_, _, uid)| uid)).collect();
+    assert_eq!(
+        order,
+        ["higher", "high", "low1", "none", "low2", "neg"].map(|n| format!("uid-{n}"))
+    );
+}

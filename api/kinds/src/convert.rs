@@ -1,6 +1,7 @@
 //! Conversion between a kind's served version and its storage version, for resources served in
 //! two versions over one storage: autoscaling v1/v2 HorizontalPodAutoscaler (stored as v2) and
-//! core/v1 / events.k8s.io/v1 Event (stored as core/v1).
+//! core/v1 / events.k8s.io/v1 Event (stored as core/v1); custom resources change `apiVersion`
+//! only (the CRD's `None` conversion) and get their schema applied on read.
 
 use serde_json::{Map, Value, json};
 
@@ -9,6 +10,9 @@ use crate::Kind;
 /// Converts an object of `kind` (as a client sent it) to the storage version. Objects of kinds
 /// stored in their own version are returned unchanged.
 pub fn to_storage(kind: &Kind, obj: &Value) -> Value {
+    if let Some(c) = kind.custom {
+        return with_api_version(obj, &format!("{}/{}", c.group, c.storage_version));
+    }
     match (kind.group, kind.version, kind.kind) {
         ("autoscaling", "v1", _) => hpa_v1_to_v2(obj),
         ("events.k8s.io", _, "Event") => event_v1_to_core(obj),
@@ -18,11 +22,26 @@ pub fn to_storage(kind: &Kind, obj: &Value) -> Value {
 
 /// Converts a stored object to the version `kind` serves.
 pub fn from_storage(kind: &Kind, stored: &Value) -> Value {
+    if kind.is_custom() {
+        let mut obj = with_api_version(stored, &kind.api_version());
+        crate::crd::default_on_read(kind, &mut obj);
+        return obj;
+    }
     match (kind.group, kind.version, kind.kind) {
         ("autoscaling", "v1", _) => hpa_v2_to_v1(stored),
         ("events.k8s.io", _, "Event") => event_core_to_v1(stored),
         _ => stored.clone(),
     }
+}
+
+/// A custom resource in another version of its CRD: only `apiVersion` changes (the `None`
+/// conversion strategy).
+fn with_api_version(obj: &Value, api_version: &str) -> Value {
+    let mut out = obj.clone();
+    if let Some(m) = out.as_object_mut() {
+        m.insert("apiVersion".into(), Value::String(api_version.to_string()));
+    }
+    out
 }
 
 fn obj_map(v: &Value) -> Map<String, Value> {

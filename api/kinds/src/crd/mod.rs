@@ -3,15 +3,65 @@
 //! custom resources — validation against the structural schema, pruning, defaulting, printer
 //! columns. Pure functions over JSON; the API server keeps the CRDs and builds the kinds.
 
+mod columns;
+mod formats;
+mod object;
+mod prune;
 mod schema;
 mod validation;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::Kind;
+use crate::validate::Cause;
 
+pub use columns::{cells, column_definitions, json_path_value, valid_json_path};
+pub use object::validate_object;
+pub use prune::{apply_defaults, prune_nulls, prune_object};
 pub use schema::Schema;
 pub use validation::validate_crd;
+
+/// Removes the fields of `obj` (a custom resource of `kind`) its schema does not specify and
+/// returns their paths (`spec.foo`); nothing for built-in kinds or versions without a schema.
+pub fn prune(kind: &Kind, obj: &mut Value) -> Vec<String> {
+    match kind.custom.and_then(|c| c.schema.as_ref()) {
+        Some(s) => prune_object(s, obj),
+        None => Vec::new(),
+    }
+}
+
+/// The paths [`prune`] would remove, leaving `obj` as it is.
+pub fn unknown_fields(kind: &Kind, obj: &Value) -> Vec<String> {
+    let mut copy = obj.clone();
+    prune(kind, &mut copy)
+}
+
+/// What kube-apiserver does to a custom resource it decodes, in its order: prunes unknown
+/// fields, drops non-nullable nulls that have no default, applies the schema's defaults. Used on
+/// writes (through [`crate::defaults::apply`]) and on reads ([`default_on_read`]).
+pub fn apply_schema(kind: &Kind, obj: &mut Value) {
+    if let Some(s) = kind.custom.and_then(|c| c.schema.as_ref()) {
+        prune_object(s, obj);
+        prune_nulls(s, obj);
+        apply_defaults(s, obj);
+    }
+}
+
+/// Applies the schema to an object read from storage, so that objects stored before a default
+/// (or before a field was removed from the schema) are served as Kubernetes serves them.
+/// [`crate::convert::from_storage`] calls it for custom kinds.
+pub fn default_on_read(kind: &Kind, obj: &mut Value) {
+    apply_schema(kind, obj);
+}
+
+/// The schema's causes against `obj` (a custom resource of `kind`, already pruned and defaulted);
+/// empty for built-in kinds.
+pub fn validate(kind: &Kind, obj: &Value) -> Vec<Cause> {
+    match kind.custom.and_then(|c| c.schema.as_ref()) {
+        Some(s) => validate_object(s, obj),
+        None => Vec::new(),
+    }
+}
 
 /// The names of a custom resource (`spec.names` of its CRD).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -166,11 +216,16 @@ impl CustomKind {
                         .and_then(Value::as_str)
                         .map(str::to_string),
                 });
-                let printer_columns = v
-                    .get("additionalPrinterColumns")
-                    .and_then(Value::as_array)
-                    .map(|cols| cols.iter().map(printer_column).collect())
-                    .unwrap_or_default();
+                // Kubernetes serves an Age column for versions that declare no columns
+                let printer_columns =
+                    match v.get("additionalPrinterColumns").and_then(Value::as_array) {
+                        Some(cols) if !cols.is_empty() => cols.iter().map(printer_column).collect(),
+                        _ => vec![printer_column(&json!({
+                            "name": "Age",
+                            "type": "date",
+                            "jsonPath": ".metadata.creationTimestamp",
+                        }))],
+                    };
                 CustomKind {
                     crd_name: str_at(crd, "/metadata/name").to_string(),
                     group: group.clone(),

@@ -62,6 +62,14 @@ pub struct Schema {
     pub list_map_keys: Vec<String>,
     /// `x-kubernetes-map-type`: `atomic` or `granular`.
     pub map_type: Option<String>,
+    /// `allOf` (value validations only in a structural schema).
+    pub all_of: Vec<Schema>,
+    /// `anyOf`.
+    pub any_of: Vec<Schema>,
+    /// `oneOf`.
+    pub one_of: Vec<Schema>,
+    /// `not`.
+    pub not: Option<Box<Schema>>,
 }
 
 fn u64_at(v: &Value, key: &str) -> Option<u64> {
@@ -73,6 +81,13 @@ fn num_at(v: &Value, key: &str) -> Option<Number> {
         Some(Value::Number(n)) => Some(n.clone()),
         _ => None,
     }
+}
+
+fn schemas_at(v: &Value, key: &str) -> Vec<Schema> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(Schema::parse).collect())
+        .unwrap_or_default()
 }
 
 fn bool_at(v: &Value, key: &str) -> bool {
@@ -87,6 +102,14 @@ fn str_at(v: &Value, key: &str) -> String {
 }
 
 impl Schema {
+    /// The schema of property `name` of an object node: from `properties`, else from
+    /// `additionalProperties`.
+    pub fn property(&self, name: &str) -> Option<&Schema> {
+        self.properties
+            .get(name)
+            .or(self.additional_properties.as_deref())
+    }
+
     /// Parses a JSON-Schema node; keys outside the structural subset are ignored (CRD
     /// validation rejects them).
     pub fn parse(v: &Value) -> Schema {
@@ -168,6 +191,13 @@ impl Schema {
                 .get("x-kubernetes-map-type")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            all_of: schemas_at(v, "allOf"),
+            any_of: schemas_at(v, "anyOf"),
+            one_of: schemas_at(v, "oneOf"),
+            not: match v.get("not") {
+                Some(n @ Value::Object(_)) => Some(Box::new(Schema::parse(n))),
+                _ => None,
+            },
         }
     }
 }

@@ -18,6 +18,10 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
     if !obj.is_object() {
         return;
     }
+    if kind.is_custom() {
+        crate::crd::apply_schema(kind, obj);
+        return;
+    }
     match (kind.group, kind.kind) {
         ("", "Pod") => pod(obj),
         ("", "Service") => service(obj),

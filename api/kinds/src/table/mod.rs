@@ -27,17 +27,22 @@ pub(crate) const AGE_DESC: &str = "CreationTimestamp is a timestamp representing
 /// A meta.k8s.io/v1 Table for `objects` of one kind. `include_object`: `"None"`, `"Metadata"`
 /// (the default: rows carry a PartialObjectMetadata) or `"Object"`. `now` is used for ages.
 pub fn table(kind: &Kind, objects: &[Value], include_object: &str, now: jiff::Timestamp) -> Value {
-    let cols = columns::columns(kind);
-    let column_definitions: Vec<Value> = cols
-        .iter()
-        .map(|c| {
-            json!({"name": c.0, "type": c.1, "format": c.2, "description": c.3, "priority": c.4})
-        })
-        .collect();
+    let column_definitions: Vec<Value> = match kind.custom {
+        Some(custom) => crate::crd::column_definitions(custom),
+        None => columns::columns(kind)
+            .iter()
+            .map(|c| {
+                json!({"name": c.0, "type": c.1, "format": c.2, "description": c.3, "priority": c.4})
+            })
+            .collect(),
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
-            let cells = printers::cells(kind, obj, now);
+            let cells = match kind.custom {
+                Some(custom) => crate::crd::cells(custom, obj, now),
+                None => printers::cells(kind, obj, now),
+            };
             let mut row = Map::new();
             row.insert("cells".into(), Value::Array(cells));
             if let Some(conds) = printers::row_conditions(kind, obj) {

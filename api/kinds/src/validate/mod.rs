@@ -135,6 +135,22 @@ pub fn decode(kind: &Kind, obj: &Value, mode: FieldValidation) -> Result<Vec<Str
             "json: cannot unmarshal non-object into Go value".to_string(),
         ));
     }
+    if kind.is_custom() {
+        if mode == FieldValidation::Ignore {
+            return Ok(Vec::new());
+        }
+        let msgs: Vec<String> = crate::crd::unknown_fields(kind, obj)
+            .iter()
+            .map(|p| format!("unknown field {}", go_str(p)))
+            .collect();
+        return match mode {
+            FieldValidation::Strict if !msgs.is_empty() => Err(cannot(format!(
+                "strict decoding error: {}",
+                msgs.join(", ")
+            ))),
+            _ => Ok(msgs),
+        };
+    }
     let Some(round) = crate::typed::round_trip(kind.openapi_type, obj) else {
         return Ok(Vec::new());
     };
@@ -227,6 +243,9 @@ pub(crate) fn unknown_fields(input: &Value, round: &Value, path: &str, out: &mut
 pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Error> {
     let mut errs = Errs::default();
     meta::object_meta(kind, obj, &mut errs);
+    if kind.is_custom() {
+        errs.0.extend(crate::crd::validate(kind, obj));
+    }
     match (kind.group, kind.kind) {
         ("", "Pod") => pod::pod(obj, old, &mut errs),
         ("", "Service") => service::service(obj, old, &mut errs),

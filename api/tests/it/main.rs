@@ -12,10 +12,12 @@ use skiff_api::{AppState, app};
 use skiff_store::{MemoryStore, Store};
 use tower::ServiceExt;
 
+mod certificates;
 mod crd;
 mod priority;
 mod quota;
 mod services;
+mod reviews;
 
 const TOKEN: &str = "test-token";
 

@@ -407,7 +407,7 @@ pub(super) fn cells(kind: &Kind, obj: &Value, now: jiff::Timestamp) -> Vec<Value
                 .pointer("/spec/expirationSeconds")
                 .and_then(Value::as_i64)
             {
-                Some(secs) => super::short_human_duration(secs),
+                Some(secs) => human_duration(secs),
                 None => NONE.into(),
             };
             vec![

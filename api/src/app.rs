@@ -29,6 +29,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz/{*check}", get(health))
         .route("/livez/{*check}", get(health))
         .route("/readyz/{*check}", get(ready))
+        .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .fallback(dispatch)
@@ -54,22 +55,178 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn openapi_index() -> Response {
-    json_response(StatusCode::OK, &skiff_kinds::openapi::v3_index())
+/// The OpenAPI documents for the server's current custom kinds (built once per set of CRDs).
+async fn openapi_documents(
+    state: &Arc<AppState>,
+) -> Result<Arc<skiff_kinds::openapi::Published>, ApiError> {
+    crate::crd::start(state).await?;
+    let custom = state.crds.kinds();
+    tokio::task::spawn_blocking(move || skiff_kinds::openapi::published(&custom))
+        .await
+        .map_err(|e| ApiError::internal(format!("building the OpenAPI documents: {e}")))
 }
 
-async fn openapi_document(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
-    match skiff_kinds::openapi::v3_document_json(path.trim_end_matches('/')) {
-        Some(doc) => {
-            let mut response = Response::new(Body::from(doc));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-        None => ApiError::no_route(&format!("/openapi/v3/{path}")).into_response(),
+async fn openapi_index(State(state): State<Arc<AppState>>) -> Response {
+    match openapi_documents(&state).await {
+        Ok(docs) => json_response(StatusCode::OK, &docs.v3_index()),
+        Err(err) => err.into_response(),
     }
+}
+
+/// `/openapi/v3/GROUP-VERSION-PATH[?hash=…]`, as kube-openapi serves it: a request naming the
+/// current hash may be cached for good, one naming an old hash is redirected to the current one.
+async fn openapi_document(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let docs = match openapi_documents(&state).await {
+        Ok(docs) => docs,
+        Err(err) => return err.into_response(),
+    };
+    let path = path.trim_end_matches('/');
+    let Some(served) = docs.v3_document(path) else {
+        return ApiError::no_route(&format!("/openapi/v3/{path}")).into_response();
+    };
+    let hash = Query::parse(request.uri().query())
+        .get("hash")
+        .map(str::to_string);
+    if let Some(hash) = hash.filter(|h| !h.is_empty()) {
+        if hash != served.etag {
+            let location = format!("/openapi/v3/{path}?hash={}", served.etag);
+            let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, v);
+            }
+            return response;
+        }
+        let mut response =
+            served_response(request.headers(), served, &served.etag, "application/json");
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, immutable"),
+        );
+        return response;
+    }
+    served_response(request.headers(), served, &served.etag, "application/json")
+}
+
+/// The media types `/openapi/v2` serves, in kube-openapi's order: JSON, then gnostic protobuf
+/// under its two names.
+const OPENAPI_V2_TYPES: &[(&str, &str)] = &[
+    ("application/json", "application/json"),
+    (
+        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+    ),
+    (
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+    ),
+];
+
+/// The index in [`OPENAPI_V2_TYPES`] of the type `Accept` prefers: its clauses by decreasing
+/// `q` (clauses with `q=0` refuse a type), wildcards matching; none when nothing is acceptable.
+fn openapi_v2_type(accept: Option<&str>) -> Option<usize> {
+    let accept = accept
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("*/*");
+    let mut clauses: Vec<(f32, usize, String)> = accept
+        .split(',')
+        .enumerate()
+        .filter_map(|(i, clause)| {
+            let mut parts = clause.split(';').map(str::trim);
+            let media = parts.next()?.to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok())?;
+            (q > 0.0 && !media.is_empty()).then_some((q, i, media))
+        })
+        .collect();
+    clauses.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    clauses.iter().find_map(|(_, _, media)| {
+        let (ty, sub) = media.split_once('/')?;
+        OPENAPI_V2_TYPES.iter().position(|(name, _)| {
+            let (t, s) = name.split_once('/').unwrap_or((name, ""));
+            (ty == "*" || ty == t) && (sub == "*" || sub == s)
+        })
+    })
+}
+
+/// `/openapi/v2` in JSON or gnostic protobuf, as `Accept` asks (406 when neither is acceptable);
+/// both carry the JSON document's ETag, as kube-apiserver sends.
+async fn openapi_v2(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let Some(index) = openapi_v2_type(accept) else {
+        let mut response = ApiError::not_acceptable(
+            "only application/json and application/com.github.proto-openapi.spec.v2@v1.0+protobuf are served",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        return response;
+    };
+    let docs = match openapi_documents(&state).await {
+        Ok(docs) => docs,
+        Err(err) => return err.into_response(),
+    };
+    let built = tokio::task::spawn_blocking(move || {
+        let json_etag = docs.v2_json().etag.clone();
+        if index > 0 {
+            docs.v2_protobuf();
+        }
+        (docs, json_etag)
+    })
+    .await;
+    let (docs, etag) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            return ApiError::internal(format!("building the OpenAPI v2 document: {e}"))
+                .into_response();
+        }
+    };
+    let served = if index == 0 {
+        docs.v2_json()
+    } else {
+        docs.v2_protobuf()
+    };
+    served_response(request.headers(), served, &etag, OPENAPI_V2_TYPES[index].1)
+}
+
+/// A document with its quoted ETag and `Vary: Accept`, or `304 Not Modified` when
+/// `If-None-Match` names the ETag (or is `*`).
+fn served_response(
+    headers: &axum::http::HeaderMap,
+    served: &skiff_kinds::openapi::Served,
+    etag: &str,
+    content_type: &'static str,
+) -> Response {
+    let quoted = format!("\"{etag}\"");
+    let not_modified = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == quoted);
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Response::new(Body::from(served.body.clone()))
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    if let Ok(v) = HeaderValue::from_str(&quoted) {
+        h.insert(header::ETAG, v);
+    }
+    response
 }
 
 /// Everything under `/api` and `/apis`, and the 404 for anything else.

@@ -1,27 +1,46 @@
 //! Garbage collector: deletes objects whose owners are gone (background propagation), empties
 //! owners marked `foregroundDeletion` before releasing them, and strips ownerReferences for
-//! owners marked `orphan`.
+//! owners marked `orphan`. Besides a fixed set of built-in kinds it follows every custom kind:
+//! as CustomResourceDefinitions become Established (or go) it starts (or stops) a watch of
+//! their objects, which then take part as owners and dependents.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::Store;
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::informer::Synced;
 
-type ApiFor = Box<dyn Fn(&str) -> Api<kube::api::DynamicObject> + Send + Sync>;
+type ApiFor = Box<dyn Fn(&str) -> Api<DynamicObject> + Send + Sync>;
 
 /// One watched kind, seen by the collector as owner and dependent.
 pub struct OwnedKind {
+    group: String,
     kind: String,
+    namespaced: bool,
     metas: Box<dyn Fn() -> Vec<ObjectMeta> + Send + Sync>,
     api: ApiFor,
     ready: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+}
+
+fn api_for(client: Client, ar: ApiResource) -> ApiFor {
+    Box::new(move |ns| {
+        if ns.is_empty() {
+            Api::all_with(client.clone(), &ar)
+        } else {
+            Api::namespaced_with(client.clone(), ns, &ar)
+        }
+    })
 }
 
 impl OwnedKind {
@@ -29,24 +48,155 @@ impl OwnedKind {
     pub fn new<K>(client: Client, store: Store<K>, synced: Synced) -> OwnedKind
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Send + Sync + 'static,
+        K::Scope: 'static,
     {
         let s = store;
-        let ar = kube::api::ApiResource::erase::<K>(&());
+        let ar = ApiResource::erase::<K>(&());
         OwnedKind {
-            kind: K::kind(&()).into_owned(),
+            group: ar.group.clone(),
+            kind: ar.kind.clone(),
+            namespaced: std::any::TypeId::of::<K::Scope>()
+                == std::any::TypeId::of::<kube::core::NamespaceResourceScope>(),
             metas: Box::new(move || s.state().iter().map(|o| o.meta().clone()).collect()),
-            api: Box::new(move |ns| {
-                if ns.is_empty() {
-                    Api::all_with(client.clone(), &ar)
-                } else {
-                    Api::namespaced_with(client.clone(), ns, &ar)
-                }
-            }),
+            api: api_for(client, ar),
             ready: Box::new(move || {
                 let s = synced.clone();
                 Box::pin(async move { s.wait().await })
             }),
         }
+    }
+
+    /// Whether an ownerReference points at an object of this kind (any version of its group).
+    fn owns(&self, o: &OwnerReference) -> bool {
+        let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        o.kind == self.kind && group == self.group
+    }
+}
+
+/// A custom kind the collector watches, with the watch that fills its store.
+struct CustomWatch {
+    kind: OwnedKind,
+    synced: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CustomWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the collector watches of a CRD: its storage version (else the first served one), once
+/// the CRD is Established.
+fn custom_resource(crd: &CustomResourceDefinition) -> Option<(ApiResource, bool)> {
+    let established = crd
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+    if !established {
+        return None;
+    }
+    let spec = &crd.spec;
+    let version = spec
+        .versions
+        .iter()
+        .find(|v| v.storage && v.served)
+        .or_else(|| spec.versions.iter().find(|v| v.served))?;
+    let ar = ApiResource {
+        group: spec.group.clone(),
+        version: version.name.clone(),
+        api_version: format!("{}/{}", spec.group, version.name),
+        kind: spec.names.kind.clone(),
+        plural: spec.names.plural.clone(),
+    };
+    Some((ar, spec.scope == "Namespaced"))
+}
+
+/// Starts the watch of one custom kind.
+fn watch_custom(client: &Client, ar: ApiResource, namespaced: bool) -> CustomWatch {
+    let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+    let store = writer.as_reader();
+    let synced = Arc::new(AtomicBool::new(false));
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let flag = synced.clone();
+    let what = format!("{}.{}", ar.plural, ar.group);
+    let task = tokio::spawn(async move {
+        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        let mut stream = std::pin::pin!(reflector::reflector(writer, stream));
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitDone) => flag.store(true, Ordering::Release),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, resource = %what, "watch error"),
+            }
+        }
+    });
+    let kind = OwnedKind {
+        group: ar.group.clone(),
+        kind: ar.kind.clone(),
+        namespaced,
+        metas: Box::new(move || store.state().iter().map(|o| o.metadata.clone()).collect()),
+        api: api_for(client.clone(), ar),
+        // Sweeps take a custom kind only once its first list is in (`synced`).
+        ready: Box::new(|| Box::pin(async {})),
+    };
+    CustomWatch { kind, synced, task }
+}
+
+/// The custom kinds followed from the CRDs in `crds`: one watch per served custom kind.
+pub struct CustomKinds {
+    client: Client,
+    crds: Store<CustomResourceDefinition>,
+    synced: Synced,
+    watches: HashMap<(String, String, String), CustomWatch>,
+}
+
+impl CustomKinds {
+    /// Custom kinds from the CRDs of an informer store, followed once it is `synced`.
+    pub fn new(client: Client, crds: Store<CustomResourceDefinition>, synced: Synced) -> Self {
+        CustomKinds {
+            client,
+            crds,
+            synced,
+            watches: HashMap::new(),
+        }
+    }
+
+    /// Starts watches of newly Established kinds and stops those of CRDs that are gone.
+    fn refresh(&mut self) {
+        let mut wanted = HashMap::new();
+        for crd in self.crds.state() {
+            if let Some((ar, namespaced)) = custom_resource(&crd) {
+                let key = (ar.group.clone(), ar.version.clone(), ar.plural.clone());
+                wanted.insert(key, (ar, namespaced));
+            }
+        }
+        self.watches.retain(|k, _| {
+            let keep = wanted.contains_key(k);
+            if !keep {
+                tracing::debug!(resource = ?k, "garbage collector stops watching a custom kind");
+            }
+            keep
+        });
+        for (key, (ar, namespaced)) in wanted {
+            if !self.watches.contains_key(&key) {
+                tracing::debug!(resource = ?key, "garbage collector watches a custom kind");
+                let w = watch_custom(&self.client, ar, namespaced);
+                self.watches.insert(key, w);
+            }
+        }
+    }
+
+    /// The custom kinds whose first list is in.
+    fn synced_kinds(&self) -> impl Iterator<Item = &OwnedKind> {
+        self.watches
+            .values()
+            .filter(|w| w.synced.load(Ordering::Acquire))
+            .map(|w| &w.kind)
     }
 }
 
@@ -115,13 +265,12 @@ async fn unblock_owner_references(
 }
 
 /// One pass over every watched object.
-pub async fn sweep(kinds: &[OwnedKind]) -> Result<(), Error> {
+pub async fn sweep(kinds: &[&OwnedKind]) -> Result<(), Error> {
     let all: Vec<(usize, ObjectMeta)> = kinds
         .iter()
         .enumerate()
         .flat_map(|(i, k)| (k.metas)().into_iter().map(move |m| (i, m)))
         .collect();
-    let watched: HashSet<&str> = kinds.iter().map(|k| k.kind.as_str()).collect();
     let live: HashMap<&str, &ObjectMeta> = all
         .iter()
         .filter_map(|(_, m)| m.uid.as_deref().map(|u| (u, m)))
@@ -210,13 +359,17 @@ pub async fn sweep(kinds: &[OwnedKind]) -> Result<(), Error> {
         if refs.is_empty() || m.deletion_timestamp.is_some() {
             continue;
         }
+        // An owner of a kind not watched (yet) counts as alive.
         let any_alive = refs
             .iter()
-            .any(|o| !watched.contains(o.kind.as_str()) || live.contains_key(o.uid.as_str()));
+            .any(|o| !kinds.iter().any(|k| k.owns(o)) || live.contains_key(o.uid.as_str()));
+        if any_alive {
+            continue;
+        }
         let mut confirmed_gone = true;
         for o in &refs {
-            if let Some(k) = kinds.iter().find(|k| k.kind == o.kind) {
-                let oapi = (k.api)(&ns);
+            if let Some(k) = kinds.iter().find(|k| k.owns(o)) {
+                let oapi = (k.api)(if k.namespaced { &ns } else { "" });
                 match oapi.get_opt(&o.name).await {
                     Ok(Some(obj)) if obj.metadata.uid.as_deref() == Some(o.uid.as_str()) => {
                         confirmed_gone = false;
@@ -226,7 +379,7 @@ pub async fn sweep(kinds: &[OwnedKind]) -> Result<(), Error> {
                 }
             }
         }
-        if !any_alive && confirmed_gone {
+        if confirmed_gone {
             tracing::debug!(kind = %kinds[*i].kind, %ns, %name, "collecting orphaned dependent");
             match api
                 .delete(
@@ -247,9 +400,11 @@ pub async fn sweep(kinds: &[OwnedKind]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs the collector: a sweep every `interval` and on every change (coalesced).
+/// Runs the collector: a sweep every `interval` and on every change (coalesced), over `kinds`
+/// and the custom kinds of `custom`'s CRDs.
 pub async fn run(
     kinds: Vec<OwnedKind>,
+    mut custom: Option<CustomKinds>,
     mut changes: tokio::sync::mpsc::UnboundedReceiver<()>,
     interval: Duration,
 ) {
@@ -257,9 +412,19 @@ pub async fn run(
         tracing::debug!(kind = %k.kind, "garbage collector waiting for its informer");
         (k.ready)().await;
     }
+    if let Some(c) = &custom {
+        c.synced.wait().await;
+    }
     tracing::info!("garbage collector synced");
     loop {
-        if let Err(e) = sweep(&kinds).await {
+        let mut all: Vec<&OwnedKind> = kinds.iter().collect();
+        if let Some(c) = custom.as_mut() {
+            c.refresh();
+        }
+        if let Some(c) = &custom {
+            all.extend(c.synced_kinds());
+        }
+        if let Err(e) = sweep(&all).await {
             tracing::debug!(error = %e, "garbage collector sweep");
         }
         tokio::select! {

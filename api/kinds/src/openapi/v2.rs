@@ -252,12 +252,37 @@ pub(crate) fn add_document(
         for (name, s) in schemas {
             let mut def = schema(s);
             fix_definition(name, &mut def);
-            definitions.insert(name.clone(), def);
+            match definitions.get_mut(name) {
+                Some(existing) => merge_group_version_kinds(existing, &def),
+                None => {
+                    definitions.insert(name.clone(), def);
+                }
+            }
         }
     }
     if let Some(ps) = v3.get("paths").and_then(Value::as_object) {
         for (path, item) in ps {
             paths.insert(path.clone(), path_item(item));
+        }
+    }
+}
+
+/// A definition published by several group-versions (the one holding the kind, and those only
+/// referring to it) keeps every `x-kubernetes-group-version-kind` any of them gives it.
+fn merge_group_version_kinds(existing: &mut Value, other: &Value) {
+    const GVK: &str = "x-kubernetes-group-version-kind";
+    let Some(more) = other.get(GVK).and_then(Value::as_array) else {
+        return;
+    };
+    let Some(o) = existing.as_object_mut() else {
+        return;
+    };
+    let list = o.entry(GVK).or_insert_with(|| json!([]));
+    if let Some(list) = list.as_array_mut() {
+        for gvk in more {
+            if !list.contains(gvk) {
+                list.push(gvk.clone());
+            }
         }
     }
 }

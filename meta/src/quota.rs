@@ -40,6 +40,24 @@ pub fn count_name(group: &str, plural: &str) -> String {
     }
 }
 
+/// The kind (`(group, plural)`) whose objects a quota resource counts: `pods` for `limits.cpu`,
+/// `("apps", "deployments")` for `count/deployments.apps`; `None` for a name no evaluator knows.
+pub fn kind_of(name: &str) -> Option<(String, String)> {
+    let core = |plural: &str| Some((String::new(), plural.to_string()));
+    if let Some(rest) = name.strip_prefix("count/") {
+        return match rest.split_once('.') {
+            Some((plural, group)) => Some((group.to_string(), plural.to_string())),
+            None => core(rest),
+        };
+    }
+    let tracked_by = |plural: &str| tracks("", plural, name);
+    ["pods", "services", "persistentvolumeclaims"]
+        .into_iter()
+        .chain(LEGACY_COUNTS)
+        .find(|p| tracked_by(p))
+        .and_then(core)
+}
+
 /// Parses a JSON `ResourceList`; entries that are not quantities are left out.
 pub fn parse_list(list: Option<&Value>) -> ResourceList {
     list.and_then(Value::as_object)
@@ -76,10 +94,22 @@ pub fn tracks(group: &str, plural: &str, name: &str) -> bool {
     }
     match plural {
         "pods" => {
-            matches!(name, "pods" | "cpu" | "memory" | "ephemeral-storage")
-                || name.starts_with("requests.")
-                || name.starts_with("limits.")
-                || name.starts_with("hugepages-")
+            matches!(
+                name,
+                "pods"
+                    | "cpu"
+                    | "memory"
+                    | "ephemeral-storage"
+                    | "requests.cpu"
+                    | "requests.memory"
+                    | "requests.ephemeral-storage"
+                    | "limits.cpu"
+                    | "limits.memory"
+                    | "limits.ephemeral-storage"
+            ) || name.starts_with("hugepages-")
+                || name.starts_with("requests.hugepages-")
+                // Extended resources: `requests.example.com/gpu`.
+                || name.strip_prefix("requests.").is_some_and(|r| r.contains('/'))
         }
         "services" => matches!(
             name,

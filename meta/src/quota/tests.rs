@@ -129,3 +129,26 @@ fn pods_must_state_what_a_quota_limits() {
     );
     assert_eq!(pod_constraints(["pods", "count/pods"], &pod), Ok(()));
 }
+
+#[test]
+fn quota_resources_name_the_kind_they_count() {
+    let k = |n: &str| kind_of(n).map(|(g, p)| format!("{g}/{p}"));
+    assert_eq!(k("limits.cpu").as_deref(), Some("/pods"));
+    assert_eq!(k("pods").as_deref(), Some("/pods"));
+    assert_eq!(k("services.nodeports").as_deref(), Some("/services"));
+    assert_eq!(
+        k("requests.storage").as_deref(),
+        Some("/persistentvolumeclaims")
+    );
+    assert_eq!(k("secrets").as_deref(), Some("/secrets"));
+    assert_eq!(
+        k("count/deployments.apps").as_deref(),
+        Some("apps/deployments")
+    );
+    assert_eq!(
+        k("count/widgets.example.com").as_deref(),
+        Some("example.com/widgets")
+    );
+    assert_eq!(k("count/pods").as_deref(), Some("/pods"));
+    assert_eq!(k("bananas"), None);
+}

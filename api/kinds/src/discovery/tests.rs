@@ -14,7 +14,7 @@ fn api_versions_and_group_list_shapes() {
     assert_eq!(list["kind"], "APIGroupList");
     assert_eq!(list["apiVersion"], "v1");
     let groups = list["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), 10);
+    assert_eq!(groups.len(), GROUPS.len());
     let autoscaling = groups
         .iter()
         .find(|g| g["name"] == "autoscaling")
@@ -131,7 +131,7 @@ fn aggregated_discovery_shapes() {
     }
     let apis = aggregated(false, "v2");
     let items = apis["items"].as_array().expect("items");
-    assert_eq!(items.len(), 10);
+    assert_eq!(items.len(), GROUPS.len());
     assert_eq!(items[0]["metadata"]["name"], "apps");
     let deploy = &items[0]["versions"][0]["resources"]
         .as_array()
@@ -147,5 +147,91 @@ fn aggregated_discovery_shapes() {
             {"subresource": "status", "responseKind": {"group": "", "kind": "Deployment", "version": ""}, "verbs": ["get", "patch", "update"]}
         ])
     );
-    assert_eq!(items[2]["versions"].as_array().map(Vec::len), Some(2));
+    let autoscaling = items
+        .iter()
+        .find(|i| i["metadata"]["name"] == "autoscaling")
+        .expect("autoscaling");
+    assert_eq!(autoscaling["versions"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn versions_sort_by_kubernetes_priority() {
+    let mut vs = vec![
+        "foo",
+        "v1alpha1",
+        "v2",
+        "v1beta1",
+        "v1",
+        "v10",
+        "v1beta2",
+        "abc",
+        "v12alpha1",
+    ];
+    vs.sort_by(|a, b| compare_versions(a, b));
+    assert_eq!(
+        vs,
+        [
+            "v10",
+            "v2",
+            "v1",
+            "v1beta2",
+            "v1beta1",
+            "v12alpha1",
+            "v1alpha1",
+            "abc",
+            "foo"
+        ]
+    );
+}
+
+#[test]
+fn custom_kinds_join_discovery_after_the_built_in_groups() {
+    let crd = json!({
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"], "categories": ["all"]},
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": false},
+                {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}},
+            ]},
+    });
+    let custom: Vec<&'static Kind> = crate::crd::CustomKind::from_crd(&crd)
+        .into_iter()
+        .map(crate::crd::CustomKind::leak)
+        .collect();
+    let list = api_group_list_with(&custom);
+    let groups = list["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), GROUPS.len() + 1);
+    let last = groups.last().expect("a group");
+    assert_eq!(last["name"], "example.com");
+    assert_eq!(last["preferredVersion"]["version"], "v1");
+    assert_eq!(last["versions"][1]["version"], "v1beta1");
+    assert!(api_group_with("example.com", &custom).is_some());
+    assert!(api_group("example.com").is_none());
+    let resources = api_resource_list_with("example.com", "v1", &custom).expect("served");
+    let names: Vec<&str> = resources["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["widgets", "widgets/status"]);
+    assert_eq!(resources["resources"][0]["shortNames"], json!(["wd"]));
+    // Both versions hash the storage version.
+    let v1beta1 = api_resource_list_with("example.com", "v1beta1", &custom).expect("served");
+    assert_eq!(
+        v1beta1["resources"][0]["storageVersionHash"],
+        resources["resources"][0]["storageVersionHash"]
+    );
+    assert!(api_resource_list_with("example.com", "v2", &custom).is_none());
+    let agg = aggregated_with(false, "v2", &custom);
+    let item = agg["items"]
+        .as_array()
+        .and_then(|i| i.last())
+        .expect("item");
+    assert_eq!(item["metadata"]["name"], "example.com");
+    assert_eq!(
+        item["versions"][0]["resources"][0]["categories"],
+        json!(["all"])
+    );
 }

@@ -531,3 +531,53 @@ pub async fn run<K: ReplicaKind>(
         .watches_stream(pods, move |pod: Pod| pod_owners(&store, &pod));
     crate::runner::run(K::CONTROLLER, controller, reconcile::<K>, ctx).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_failure_is_added_once_and_removed_when_pods_can_be_managed() {
+        let none = json!({});
+        let added = conditions(&none, Some(("FailedCreate", "pods \"x\" is forbidden")));
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0]["type"], "ReplicaFailure");
+        assert_eq!(added[0]["status"], "True");
+        assert_eq!(added[0]["reason"], "FailedCreate");
+        assert_eq!(added[0]["message"], "pods \"x\" is forbidden");
+        // As Kubernetes: an existing failure is kept as it was (no new transition time).
+        let current = json!({"conditions": added.clone()});
+        assert_eq!(conditions(&current, Some(("FailedCreate", "other"))), added);
+        // Other conditions stay when the failure clears.
+        let other = json!({"type": "Other", "status": "True"});
+        let current = json!({"conditions": [added[0].clone(), other.clone()]});
+        assert_eq!(conditions(&current, None), vec![other]);
+        assert!(conditions(&none, None).is_empty());
+    }
+
+    #[test]
+    fn pods_to_delete_first_are_unscheduled_pending_unready_and_newest() {
+        let pod = |node: Option<&str>, phase: &str, ready: bool, created: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "creationTimestamp": created},
+                "spec": {"containers": [], "nodeName": node},
+                "status": {"phase": phase, "conditions": [
+                    {"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+            }))
+            .expect("a pod")
+        };
+        let old = "2026-01-01T00:00:00Z";
+        let new = "2026-01-02T00:00:00Z";
+        let unscheduled = deletion_rank(&pod(None, "Pending", false, old));
+        let pending = deletion_rank(&pod(Some("n"), "Pending", false, old));
+        let unready = deletion_rank(&pod(Some("n"), "Running", false, old));
+        let ready_new = deletion_rank(&pod(Some("n"), "Running", true, new));
+        let ready_old = deletion_rank(&pod(Some("n"), "Running", true, old));
+        let mut ranks = vec![ready_old, unready, ready_new, unscheduled, pending];
+        ranks.sort();
+        assert_eq!(
+            ranks,
+            vec![unscheduled, pending, unready, ready_new, ready_old]
+        );
+    }
+}

@@ -17,6 +17,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod replicationcontroller;
+pub mod resourcequota;
 pub mod runner;
 pub mod scaletozero;
 pub mod scheduler;
@@ -108,6 +109,10 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
     ControllerEntry {
         name: "disruption",
         start: start_disruption,
+    },
+    ControllerEntry {
+        name: "resourcequota",
+        start: start_resourcequota,
     },
     ControllerEntry {
         name: "job",
@@ -512,6 +517,24 @@ fn start_nodelifecycle(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
         inf.all::<Pod>().synced(),
     ];
     tokio::spawn(nodelifecycle::run(ctx, synced))
+}
+
+fn start_resourcequota(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceQuota};
+    let ctx = Arc::new(resourcequota::Ctx {
+        client: m.client.clone(),
+    });
+    let quotas = inf.all::<ResourceQuota>();
+    let main = (quotas.subscribe(), quotas.store());
+    let watched = resourcequota::Watched {
+        pods: inf.all::<Pod>().subscribe(),
+        services: inf.all::<Service>().subscribe(),
+        configmaps: inf.all::<ConfigMap>().subscribe(),
+        secrets: inf.all::<Secret>().subscribe(),
+        claims: inf.all::<PersistentVolumeClaim>().subscribe(),
+        rcs: inf.all::<ReplicationController>().subscribe(),
+    };
+    tokio::spawn(resourcequota::run(ctx, main, watched))
 }
 
 fn start_disruption(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

@@ -8,6 +8,7 @@ mod informers;
 mod ingress;
 mod kubectl;
 mod node;
+mod priority_quota;
 mod reconcilers;
 mod replication;
 mod router;

@@ -26,9 +26,11 @@ struct Served {
 }
 
 /// The custom kinds one API server serves, from the CRDs in its store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CrdRegistry {
     crds: RwLock<BTreeMap<String, Served>>,
+    /// The highest store revision of CRDs the registry has taken in.
+    seen: tokio::sync::watch::Sender<u64>,
     /// Set once the stored CRDs were loaded and the watch started (`crd::start`).
     pub(crate) started: tokio::sync::OnceCell<()>,
     /// The server this registry belongs to, for the tasks it starts (set by `crd::start`).
@@ -73,7 +75,32 @@ fn name_of(crd: &Value) -> Option<&str> {
 impl CrdRegistry {
     /// An empty registry.
     pub fn new() -> Self {
-        Self::default()
+        CrdRegistry {
+            crds: RwLock::default(),
+            seen: tokio::sync::watch::Sender::new(0),
+            started: tokio::sync::OnceCell::new(),
+            state: std::sync::OnceLock::new(),
+            cleaning: Mutex::default(),
+        }
+    }
+
+    /// Records that everything up to `revision` was taken in.
+    pub(crate) fn seen(&self, revision: u64) {
+        self.seen.send_if_modified(|r| {
+            let newer = revision > *r;
+            if newer {
+                *r = revision;
+            }
+            newer
+        });
+    }
+
+    /// Waits until the registry has taken in the CRD changes up to store revision `revision`
+    /// (a CRD write's `resourceVersion`), from this server's writes or the store's watch.
+    pub async fn synced(&self, revision: u64) {
+        let mut rx = self.seen.subscribe();
+        // The sender lives as long as `self`, so the wait ends only when the revision is reached.
+        let _ = rx.wait_for(|r| *r >= revision).await;
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Served>> {
@@ -105,6 +132,8 @@ impl CrdRegistry {
             return;
         }
         crds.insert(name.to_string(), served);
+        drop(crds);
+        self.seen(revision);
     }
 
     /// Forgets a CRD removed at `revision`.
@@ -113,6 +142,8 @@ impl CrdRegistry {
         if crds.get(name).is_some_and(|s| s.revision <= revision) {
             crds.remove(name);
         }
+        drop(crds);
+        self.seen(revision);
     }
 
     /// Replaces everything known with the CRDs of one list at `revision`.
@@ -126,6 +157,7 @@ impl CrdRegistry {
         }
         self.write()
             .retain(|name, s| names.contains(name) || s.revision > revision);
+        self.seen(revision);
     }
 
     /// Every served custom kind version of an established CRD, by CRD name then version order.
@@ -224,4 +256,10 @@ fn preferred_version(custom: &CustomKind) -> Option<String> {
     let mut versions = custom.served_versions.clone();
     versions.sort_by(|a, b| skiff_kinds::discovery::compare_versions(a, b));
     versions.into_iter().next()
+}
+
+impl Default for CrdRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -667,6 +667,11 @@ async fn a_second_server_over_the_store_serves_the_crd() {
 impl Api {
     /// Another API server over the same store.
     fn second_server(&self) -> Api {
+        self.second_server_with_state().0
+    }
+
+    /// Another API server over the same store, and its state.
+    fn second_server_with_state(&self) -> (Api, std::sync::Arc<skiff_api::AppState>) {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let state = std::sync::Arc::new(
             skiff_api::AppState::new(
@@ -675,12 +680,47 @@ impl Api {
             )
             .with_shutdown(rx),
         );
-        Api {
-            router: skiff_api::app(state),
+        let api = Api {
+            router: skiff_api::app(state.clone()),
             store: self.store.clone(),
             _shutdown: tx,
-        }
+        };
+        (api, state)
     }
+}
+
+#[tokio::test]
+async fn a_running_server_follows_crds_written_by_another() {
+    let api = Api::new().await;
+    let (second, state) = api.second_server_with_state();
+    let (code, _) = second.call(Method::GET, CRONTABS, None).await;
+    assert_eq!(code, 404, "no CRD yet");
+    let crd = create_crd(&api, crontab_crd()).await;
+    let rv: u64 = crd["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .expect("a resourceVersion");
+    tokio::time::timeout(std::time::Duration::from_secs(60), state.crds.synced(rv))
+        .await
+        .expect("the second server sees the CRD");
+    let (code, body) = second
+        .call(Method::POST, CRONTABS, Some(crontab("a", json!({}))))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(state.crds.kinds().len(), 2, "both served versions");
+    assert!(
+        state
+            .crds
+            .find("stable.example.com", "v1beta1", "crontabs")
+            .is_some()
+    );
+    assert_eq!(
+        state
+            .crds
+            .find_by_plural("stable.example.com", "ct")
+            .map(|k| k.version),
+        Some("v1")
+    );
 }
 
 #[tokio::test]

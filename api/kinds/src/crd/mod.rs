@@ -223,6 +223,7 @@ impl CustomKind {
                         _ => vec![printer_column(&json!({
                             "name": "Age",
                             "type": "date",
+                            "description": crate::table::AGE_DESC,
                             "jsonPath": ".metadata.creationTimestamp",
                         }))],
                     };

@@ -46,7 +46,10 @@ impl Found {
         self.push(
             "FieldValueTooMany",
             field,
-            format!("Too many: {actual}: must have at most {max} items"),
+            format!(
+                "Too many: {actual}: must have at most {max} {}",
+                if max == 1 { "item" } else { "items" }
+            ),
         );
     }
 }

@@ -194,7 +194,7 @@ fn values_are_checked_with_kubernetes_messages() {
         (
             json!({"image": "ab", "ports": [1, "x"]}),
             vec![
-                "spec.ports: Too many: 2: must have at most 1 items",
+                "spec.ports: Too many: 2: must have at most 1 item",
                 "spec.ports[1]: Invalid value: \"string\": spec.ports[1] in body must be of type integer: \"string\"",
             ],
         ),
@@ -205,7 +205,7 @@ fn values_are_checked_with_kubernetes_messages() {
         (
             json!({"image": "ab", "labels": {"a": "x", "b": 2}}),
             vec![
-                "spec.labels: Too many: 2: must have at most 1 items",
+                "spec.labels: Too many: 2: must have at most 1 item",
                 "spec.labels.b: Invalid value: \"integer\": spec.labels.b in body must be of type string: \"integer\"",
             ],
         ),

@@ -193,7 +193,7 @@ fn spec(crd: &Value, errs: &mut Errs) {
         errs.invalid(
             "spec.preserveUnknownFields",
             "true",
-            "must be false in order to use defaults in the schema",
+            "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
         );
     }
     let vs = versions(crd);

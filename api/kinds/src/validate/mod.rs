@@ -244,7 +244,13 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
     let mut errs = Errs::default();
     meta::object_meta(kind, obj, &mut errs);
     if kind.is_custom() {
+        // a custom resource's rules are its schema's, whatever its group and kind are called
         errs.0.extend(crate::crd::validate(kind, obj));
+        return if errs.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(errs.0))
+        };
     }
     match (kind.group, kind.kind) {
         ("", "Pod") => pod::pod(obj, old, &mut errs),

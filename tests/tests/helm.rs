@@ -242,7 +242,12 @@ async fn helm_install_upgrade_rollback_uninstall() {
 
     // helm test: a pod of the chart reaches the Service from inside the cluster.
     let out = helm.ok(&["test", RELEASE, &timeout]);
-    assert!(out.contains("Phase:         Succeeded"), "{out}");
+    let phase = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Phase:"))
+        .map(str::trim);
+    assert_eq!(phase, Some("Succeeded"), "{out}");
+    assert!(out.contains("TEST SUITE:     demo-hello-test"), "{out}");
 
     // upgrade with a changed value: the ConfigMap changes, the Deployment rolls.
     let out = helm.chart_verb(

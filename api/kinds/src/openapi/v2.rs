@@ -70,10 +70,8 @@ pub(crate) fn schema(v: &Value) -> Value {
                 }
                 None => {}
             },
-            "type" => {
-                if x.is_string() {
-                    out.insert(key.clone(), x.clone());
-                }
+            "type" if x.is_string() => {
+                out.insert(key.clone(), x.clone());
             }
             "properties" => {
                 if let Some(props) = x.as_object() {
@@ -88,10 +86,8 @@ pub(crate) fn schema(v: &Value) -> Value {
                 let converted = if x.is_boolean() { x.clone() } else { schema(x) };
                 out.insert(key.clone(), converted);
             }
-            "items" => {
-                if x.is_object() {
-                    out.insert(key.clone(), schema(x));
-                }
+            "items" if x.is_object() => {
+                out.insert(key.clone(), schema(x));
             }
             k if k.starts_with("x-") || KEPT.contains(&k) => {
                 out.insert(key.clone(), x.clone());

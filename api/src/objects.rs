@@ -65,6 +65,16 @@ pub fn converts(kind: &Kind) -> bool {
 pub fn encode(kind: &Kind, obj: &Value) -> Result<Vec<u8>, ApiError> {
     let result = if converts(kind) {
         serde_json::to_vec(&skiff_kinds::convert::to_storage(kind, obj))
+    } else if kind.is_custom() && kind.version != kind.storage_version() {
+        // `None` conversion: a custom resource is stored under its CRD's storage version.
+        let mut stored = obj.clone();
+        if let Some(m) = stored.as_object_mut() {
+            m.insert(
+                "apiVersion".into(),
+                json!(format!("{}/{}", kind.group, kind.storage_version())),
+            );
+        }
+        serde_json::to_vec(&stored)
     } else {
         serde_json::to_vec(obj)
     };

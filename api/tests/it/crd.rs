@@ -144,6 +144,26 @@ async fn a_created_crd_is_established_and_serves_its_kind() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["apiVersion"], "stable.example.com/v1beta1");
     assert_eq!(body["spec"]["cronSpec"], "* * * * */5");
+    // Written through v1beta1, stored as v1 (the storage version).
+    let mut b = crontab("b", json!({}));
+    b["apiVersion"] = json!("stable.example.com/v1beta1");
+    let (code, body) = api
+        .call(
+            Method::POST,
+            "/apis/stable.example.com/v1beta1/namespaces/default/crontabs",
+            Some(b),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["apiVersion"], "stable.example.com/v1beta1");
+    let stored = api
+        .store
+        .get("/stable.example.com/crontabs/default/b")
+        .await
+        .unwrap()
+        .expect("stored");
+    let stored: Value = serde_json::from_slice(&stored.value).unwrap();
+    assert_eq!(stored["apiVersion"], "stable.example.com/v1");
     // An unknown resource in the group is still a 404.
     let (code, _) = api
         .call(

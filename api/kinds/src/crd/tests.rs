@@ -622,6 +622,10 @@ fn crd_schemas_must_be_structural() {
             "spec.versions[0].schema.openAPIV3Schema.properties[spec].pattern: Invalid value: \"(\"",
         ),
         (
+            json!({"type": "object", "properties": {"spec": {"type": "object"}}, "anyOf": [{"properties": {"spec": {"properties": {"x": {"minLength": 1}}}}}]}),
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[x]: Required value: because it is defined in spec.versions[0].schema.openAPIV3Schema.anyOf[0].properties[spec].properties[x]",
+        ),
+        (
             json!({"type": "string"}),
             "spec.versions[0].schema.openAPIV3Schema.type: Invalid value: \"string\": must be object at the root",
         ),

@@ -496,8 +496,71 @@ fn schema_root(raw: &Value, status: bool, path: &str, errs: &mut Errs) {
         },
         errs,
     );
+    completeness_value(map, map, path, path, errs);
     if errs.0.len() == before {
         defaults(&Schema::parse(raw), path, errs);
+    }
+}
+
+/// Every field or array a value validation (`allOf`, `anyOf`, `oneOf`, `not`) at the root
+/// mentions must be specified outside of it too (Kubernetes' structural completeness).
+fn completeness_value(
+    v: &Map<String, Value>,
+    s: &Map<String, Value>,
+    spath: &str,
+    vpath: &str,
+    errs: &mut Errs,
+) {
+    if let Some(not) = v.get("not") {
+        completeness_nested(not, Some(s), spath, &format!("{vpath}.not"), errs);
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        let list = v.get(key).and_then(Value::as_array);
+        for (i, sub) in list
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            completeness_nested(sub, Some(s), spath, &format!("{vpath}.{key}[{i}]"), errs);
+        }
+    }
+}
+
+fn completeness_nested(
+    v: &Value,
+    s: Option<&Map<String, Value>>,
+    spath: &str,
+    vpath: &str,
+    errs: &mut Errs,
+) {
+    let Some(vm) = v.as_object() else {
+        return;
+    };
+    let Some(s) = s else {
+        errs.required(spath, &format!("because it is defined in {vpath}"));
+        return;
+    };
+    completeness_value(vm, s, spath, vpath, errs);
+    if let Some(items) = vm.get("items") {
+        completeness_nested(
+            items,
+            s.get("items").and_then(Value::as_object),
+            &format!("{spath}.items"),
+            &format!("{vpath}.items"),
+            errs,
+        );
+    }
+    if let Some(props) = vm.get("properties").and_then(Value::as_object) {
+        let sprops = s.get("properties").and_then(Value::as_object);
+        for (k, vf) in props {
+            let sp = format!("{spath}.properties[{k}]");
+            let vp = format!("{vpath}.properties[{k}]");
+            match sprops.and_then(|p| p.get(k)).and_then(Value::as_object) {
+                None => errs.required(&sp, &format!("because it is defined in {vp}")),
+                Some(sf) => completeness_nested(vf, Some(sf), &sp, &vp, errs),
+            }
+        }
     }
 }
 

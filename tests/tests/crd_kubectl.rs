@@ -307,11 +307,16 @@ async fn scenario(kubectl: &Path) {
         r#"{"spec":{"size":"medium"}}"#,
     ]);
     assert!(!out.status.success(), "{}", text(&out));
+    // kubectl words it so when the Status's reason is UnsupportedMediaType.
     assert!(
-        text(&out).contains("UnsupportedMediaType"),
+        text(&out).contains(
+            "application/strategic-merge-patch+json is not supported by example.com/v1, \
+             Kind=Widget: the body of the request was in an unknown format"
+        ),
         "{}",
         text(&out)
     );
+    assert_eq!(get("w1", ".spec.size"), "large");
     let out = k(&[
         "patch",
         "widget",

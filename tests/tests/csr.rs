@@ -1,8 +1,9 @@
 //! A client certificate through the Kubernetes CSR flow against a real `skiff server`: openssl
 //! makes a key and a request for `/CN=jane/O=dev`, kubectl applies the CertificateSigningRequest
 //! and approves it (`kubectl certificate approve`), the in-process signer issues it from the
-//! cluster CA, and `openssl verify` accepts it with the requested subject; `kubectl auth can-i`
-//! and `kubectl auth whoami` answer from the access and self-subject reviews.
+//! cluster CA, and `openssl verify` accepts it with the requested subject; PodTemplates print
+//! kubectl's columns and go with label and field selectors; `kubectl auth can-i` and
+//! `kubectl auth whoami` answer from the access and self-subject reviews.
 
 use std::path::Path;
 use std::process::Command;
@@ -126,6 +127,44 @@ spec:
     assert_eq!(subject.trim(), "subject=O=dev,CN=jane");
     let out = k(&["get", "csr", "jane"]);
     assert!(out.contains("Approved,Issued"), "{out}");
+
+    // PodTemplates: kubectl's columns, and deletes by label and by field selector.
+    for (name, app) in [("a", "drop"), ("b", "keep"), ("c", "drop")] {
+        let template = format!(
+            "apiVersion: v1
+kind: PodTemplate
+metadata:
+  name: {name}
+  labels: {{app: {app}}}
+template:
+  metadata:
+    labels: {{role: {name}}}
+  spec:
+    containers:
+    - name: main
+      image: example.com/{name}:1
+"
+        );
+        k_in(&["apply", "-f", "-"], &template);
+    }
+    let out = k(&["get", "podtemplates"]);
+    let header = out.lines().next().unwrap_or_default();
+    for column in ["NAME", "CONTAINERS", "IMAGES", "POD LABELS"] {
+        assert!(header.contains(column), "{out}");
+    }
+    assert!(
+        out.contains("example.com/a:1") && out.contains("role=a"),
+        "{out}"
+    );
+    k(&["delete", "podtemplates", "-l", "app=drop"]);
+    k(&[
+        "delete",
+        "podtemplates",
+        "--field-selector",
+        "metadata.name=b",
+    ]);
+    let out = k(&["get", "podtemplates", "-o", "name"]);
+    assert!(out.trim().is_empty(), "{out}");
 
     // The reviews: can-i asks a SelfSubjectAccessReview, --list a rules review, whoami a
     // SelfSubjectReview.

@@ -888,3 +888,48 @@ async fn tables_of_custom_resources_show_the_printer_columns() {
     assert_eq!(table["rows"][0]["cells"][1], "* * * * */5");
     assert_eq!(table["rows"][0]["cells"][2], 1);
 }
+
+#[tokio::test]
+async fn cluster_scoped_custom_resources() {
+    let api = Api::new().await;
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "clusterthings.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Cluster",
+            "names": {"plural": "clusterthings", "kind": "ClusterThing"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    });
+    let crd = create_crd(&api, crd).await;
+    assert_eq!(crd["status"]["acceptedNames"]["singular"], "clusterthing");
+    let path = "/apis/example.com/v1alpha1/clusterthings";
+    let thing = json!({"apiVersion": "example.com/v1alpha1", "kind": "ClusterThing",
+        "metadata": {"name": "one"}, "anything": {"goes": [1, 2]}});
+    let (code, body) = api.call(Method::POST, path, Some(thing)).await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body["metadata"].get("namespace").is_none(), "{body}");
+    assert_eq!(
+        body["anything"]["goes"],
+        json!([1, 2]),
+        "kept by preserve-unknown-fields"
+    );
+    let (code, body) = api.call(Method::GET, &format!("{path}/one"), None).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = api
+        .call(
+            Method::GET,
+            "/apis/example.com/v1alpha1/namespaces/default/clusterthings/one",
+            None,
+        )
+        .await;
+    assert_eq!(code, 404, "a cluster-scoped kind has no namespaced path");
+    let (_, list) = api
+        .call(Method::GET, "/apis/example.com/v1alpha1", None)
+        .await;
+    assert_eq!(list["resources"][0]["namespaced"], false);
+}

@@ -75,7 +75,8 @@ async fn get(api: &Api, path: &str, headers: &[(header::HeaderName, &str)]) -> G
 #[derive(Debug, Clone)]
 enum Field {
     Varint(u64),
-    Fixed64(u64),
+    /// A 64-bit value (a double in these documents), not read by the tests.
+    Fixed64,
     Bytes(Vec<u8>),
 }
 
@@ -100,9 +101,8 @@ fn read_message(mut b: &[u8]) -> Option<BTreeMap<u32, Vec<Field>>> {
         let field = match key & 7 {
             0 => Field::Varint(varint(&mut b)?),
             1 => {
-                let (bytes, rest) = b.split_at_checked(8)?;
-                b = rest;
-                Field::Fixed64(u64::from_le_bytes(bytes.try_into().ok()?))
+                b = b.get(8..)?;
+                Field::Fixed64
             }
             2 => {
                 let len = usize::try_from(varint(&mut b)?).ok()?;
@@ -137,6 +137,14 @@ impl Msg {
             Some(Field::Bytes(b)) => String::from_utf8(b.clone()).expect("UTF-8"),
             None => String::new(),
             other => panic!("field {n} is not a string: {other:?}"),
+        }
+    }
+
+    fn varint(&self, n: u32) -> u64 {
+        match self.all(n).last() {
+            Some(Field::Varint(v)) => *v,
+            None => 0,
+            other => panic!("field {n} is not a varint: {other:?}"),
         }
     }
 
@@ -354,6 +362,16 @@ async fn v2_protobuf_reads_back_as_the_json_document() {
         query.contains(&("fieldValidation".to_string(), "string".to_string())),
         "{query:?}"
     );
+    // The path item's parameters = 9; PathParameterSubSchema = 4 (required = 1, name = 4).
+    let item_params = paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"].messages(9);
+    let name = item_params
+        .iter()
+        .filter_map(|item| item.messages(1).pop())
+        .filter_map(|p| p.messages(2).pop())
+        .filter_map(|nb| nb.messages(4).pop())
+        .find(|p| p.string(4) == "name")
+        .expect("the name path parameter");
+    assert_eq!(name.varint(1), 1, "a path parameter is required");
     // The body parameter: Parameter.body_parameter = 1 (name = 2, schema = 5).
     let body = patch
         .messages(8)

@@ -500,6 +500,89 @@ async fn scenario(kubectl: &Path) {
     let _ = watch.wait();
     let _ = reader.join();
 
+    // Server-side apply: created, merged per field manager, a conflict refused unless forced.
+    let out = k_in(
+        &["apply", "--server-side", "-f", "-"],
+        &widget("v1", "ssa", "size: small, code: ssa-1"),
+    );
+    assert!(
+        out.contains("widget.example.com/ssa serverside-applied"),
+        "{out}"
+    );
+    let out = try_k_in(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        &widget("v1", "ssa", "size: large"),
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#"conflict with "kubectl": .spec.size"#),
+        "{}",
+        text(&out)
+    );
+    k_in(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &widget("v1", "ssa", "size: large"),
+    );
+    assert_eq!(
+        get("ssa", ".spec.size")
+            + " "
+            + &get("ssa", ".spec.code")
+            + " "
+            + &get("ssa", ".spec.color"),
+        "large ssa-1 blue"
+    );
+
+    // Label and field selectors; delete by label.
+    let out = k(&["get", "widgets", "-l", "app=ssa", "-o", "name"]);
+    assert_eq!(out.trim(), "widget.example.com/ssa");
+    let out = k(&[
+        "get",
+        "widgets",
+        "--field-selector",
+        "metadata.name=w1",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(out.trim(), "widget.example.com/w1");
+    let out = k(&["delete", "widgets", "-l", "app=ssa"]);
+    assert!(out.contains(r#"widget.example.com "ssa" deleted"#), "{out}");
+
+    // What this server does not do is refused clearly: conversion webhooks, CEL rules.
+    let webhook = crd(true)
+        .replace("widgets", "gizmos")
+        .replace("\"widget\"", "\"gizmo\"")
+        .replace("\"Widget", "\"Gizmo")
+        .replace("\"wd\"", "\"gz\"")
+        .replace(
+            "\"scope\":",
+            r#""conversion":{"strategy":"Webhook","webhook":{"conversionReviewVersions":["v1"],"clientConfig":{"url":"https://127.0.0.1:1/convert"}}},"scope":"#,
+        );
+    let out = try_k_in(&["apply", "-f", "-"], &webhook);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("spec.conversion.strategy: Forbidden"),
+        "{}",
+        text(&out)
+    );
+    let cel = crd(true).replace("widgets", "gizmos").replace(
+        "\"required\":[\"size\"]",
+        r#""required":["size"],"x-kubernetes-validations":[{"rule":"self.replicas >= 0"}]"#,
+    );
+    let out = try_k_in(&["apply", "-f", "-"], &cel);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("x-kubernetes-validations: Forbidden"),
+        "{}",
+        text(&out)
+    );
+
     // delete.
     let out = k(&["delete", "widget", "beta"]);
     assert!(

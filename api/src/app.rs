@@ -84,6 +84,13 @@ async fn openapi_document(
         Ok(docs) => docs,
         Err(err) => return err.into_response(),
     };
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    if preferred_type(accept, &[("application/json", "application/json")]).is_none() {
+        return ApiError::not_acceptable("only application/json is served").into_response();
+    }
     let path = path.trim_end_matches('/');
     let Some(served) = docs.v3_document(path) else {
         return ApiError::no_route(&format!("/openapi/v3/{path}")).into_response();
@@ -125,9 +132,10 @@ const OPENAPI_V2_TYPES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The index in [`OPENAPI_V2_TYPES`] of the type `Accept` prefers: its clauses by decreasing
-/// `q` (clauses with `q=0` refuse a type), wildcards matching; none when nothing is acceptable.
-fn openapi_v2_type(accept: Option<&str>) -> Option<usize> {
+/// The index in `types` (media type, returned type) of the type `Accept` prefers: its clauses by
+/// decreasing `q` (clauses with `q=0` refuse a type), wildcards matching; none when nothing is
+/// acceptable.
+fn preferred_type(accept: Option<&str>, types: &[(&str, &str)]) -> Option<usize> {
     let accept = accept
         .map(str::trim)
         .filter(|a| !a.is_empty())
@@ -148,7 +156,7 @@ fn openapi_v2_type(accept: Option<&str>) -> Option<usize> {
     clauses.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     clauses.iter().find_map(|(_, _, media)| {
         let (ty, sub) = media.split_once('/')?;
-        OPENAPI_V2_TYPES.iter().position(|(name, _)| {
+        types.iter().position(|(name, _)| {
             let (t, s) = name.split_once('/').unwrap_or((name, ""));
             (ty == "*" || ty == t) && (sub == "*" || sub == s)
         })
@@ -162,7 +170,7 @@ async fn openapi_v2(State(state): State<Arc<AppState>>, request: Request) -> Res
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let Some(index) = openapi_v2_type(accept) else {
+    let Some(index) = preferred_type(accept, OPENAPI_V2_TYPES) else {
         let mut response = ApiError::not_acceptable(
             "only application/json and application/com.github.proto-openapi.spec.v2@v1.0+protobuf are served",
         )

@@ -1,4 +1,5 @@
-//! Writes every discovery and OpenAPI v3 document to a directory, laid out by URL path, so the
+//! Writes every discovery document, OpenAPI v3 document and the Swagger 2.0 `/openapi/v2` to a
+//! directory, laid out by URL path, so the
 //! documents can be inspected or served by a static test server: `cargo run -p skiff-kinds
 //! --example dump_docs -- DIR`.
 
@@ -40,6 +41,7 @@ fn main() -> std::io::Result<()> {
         }
     }
     write(dir, "/openapi/v3", &openapi::v3_index())?;
+    write(dir, "/openapi/v2", &openapi::published(&[]).v2_value())?;
     write(dir, "/aggregated/api", &discovery::aggregated(true, "v2"))?;
     write(dir, "/aggregated/apis", &discovery::aggregated(false, "v2"))?;
     Ok(())

@@ -476,6 +476,16 @@ async fn v2_honours_accept_and_etags() {
     assert_eq!(String::from_utf8(got.body).unwrap(), url);
     let got = get(&api, "/openapi/v3/apis/nothing/v1", &[]).await;
     assert_eq!(got.status, 404);
+    let got = get(
+        &api,
+        &url,
+        &[(
+            header::ACCEPT,
+            "application/com.github.proto-openapi.spec.v3@v1.0+protobuf",
+        )],
+    )
+    .await;
+    assert_eq!(got.status, 406, "v3 is served as JSON only");
 }
 
 fn gadget_crd(versions: &[(&str, bool)], extra_field: bool) -> Value {

@@ -46,6 +46,7 @@ ROOTS = [
     "io.k8s.api.networking.v1.IngressClass",
     "io.k8s.api.networking.v1.NetworkPolicy",
     "io.k8s.api.node.v1.RuntimeClass",
+    "io.k8s.api.scheduling.v1.PriorityClass",
     "io.k8s.api.coordination.v1.Lease",
     "io.k8s.api.discovery.v1.EndpointSlice",
     "io.k8s.api.policy.v1.PodDisruptionBudget",

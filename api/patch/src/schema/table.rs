@@ -2047,6 +2047,15 @@ pub(super) static TYPES: &[TypeDef] = &[
         ("name", REQUIRED_SCALAR),
         ("namespace", SCALAR),
     ] },
+    TypeDef { name: "io.k8s.api.scheduling.v1.PriorityClass", atomic: false, fields: &[
+        ("apiVersion", SCALAR),
+        ("description", SCALAR),
+        ("globalDefault", SCALAR),
+        ("kind", SCALAR),
+        ("metadata", fi(Object, Some("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), None, false, false, &[], None, None, false)),
+        ("preemptionPolicy", SCALAR),
+        ("value", REQUIRED_SCALAR),
+    ] },
     TypeDef { name: "io.k8s.apimachinery.pkg.apis.meta.v1.Condition", atomic: false, fields: &[
         ("lastTransitionTime", REQUIRED_SCALAR),
         ("message", REQUIRED_SCALAR),
@@ -2124,6 +2133,7 @@ pub(super) static KINDS: &[KindDef] = &[
     KindDef { api_version: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", type_name: "io.k8s.api.rbac.v1.ClusterRoleBinding" },
     KindDef { api_version: "rbac.authorization.k8s.io/v1", kind: "Role", type_name: "io.k8s.api.rbac.v1.Role" },
     KindDef { api_version: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", type_name: "io.k8s.api.rbac.v1.RoleBinding" },
+    KindDef { api_version: "scheduling.k8s.io/v1", kind: "PriorityClass", type_name: "io.k8s.api.scheduling.v1.PriorityClass" },
     KindDef { api_version: "v1", kind: "ConfigMap", type_name: "io.k8s.api.core.v1.ConfigMap" },
     KindDef { api_version: "v1", kind: "Endpoints", type_name: "io.k8s.api.core.v1.Endpoints" },
     KindDef { api_version: "v1", kind: "Event", type_name: "io.k8s.api.core.v1.Event" },

@@ -26,6 +26,11 @@ pub(crate) fn valid(format: &str, s: &str) -> bool {
         "date" => s.len() == 10 && s.parse::<jiff::civil::Date>().is_ok(),
         "date-time" | "datetime" => date_time(s),
         "duration" => duration(s),
+        "isbn" => isbn10(s) || isbn13(s),
+        "isbn10" => isbn10(s),
+        "isbn13" => isbn13(s),
+        "creditcard" => creditcard(s),
+        "ssn" => ssn(s),
         _ => true,
     }
 }
@@ -118,6 +123,52 @@ fn uuid(s: &str, version: Option<u8>) -> bool {
     shape && version.is_none_or(|v| b[14] == v) && variant_ok
 }
 
+/// Digits of an ISBN without the separators it may carry.
+fn isbn_chars(s: &str) -> Vec<char> {
+    s.chars().filter(|c| *c != '-' && *c != ' ').collect()
+}
+
+fn isbn10(s: &str) -> bool {
+    let c = isbn_chars(s);
+    if c.len() != 10
+        || !c[..9].iter().all(char::is_ascii_digit)
+        || !(c[9].is_ascii_digit() || c[9] == 'X')
+    {
+        return false;
+    }
+    let sum: u32 = c
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i as u32 + 1) * d.to_digit(10).unwrap_or(10))
+        .sum();
+    sum % 11 == 0
+}
+
+fn isbn13(s: &str) -> bool {
+    let c = isbn_chars(s);
+    if c.len() != 13 || !c.iter().all(char::is_ascii_digit) {
+        return false;
+    }
+    let sum: u32 = c
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d.to_digit(10).unwrap_or(0) * if i % 2 == 0 { 1 } else { 3 })
+        .sum();
+    sum % 10 == 0
+}
+
+fn creditcard(s: &str) -> bool {
+    let digits: String = s.chars().filter(|c| *c != '-' && *c != ' ').collect();
+    regex::Regex::new(
+        "^(?:4[0-9]{12}(?:[0-9]{3})?|5[1-5][0-9]{14}|(222[1-9]|22[3-9][0-9]|2[3-6][0-9]{2}|27[01][0-9]|2720)[0-9]{12}|6(?:011|5[0-9][0-9])[0-9]{12}|3[47][0-9]{13}|3(?:0[0-5]|[68][0-9])[0-9]{11}|(?:2131|1800|35\\d{3})\\d{11}|6[27][0-9]{14})$",
+    )
+    .is_ok_and(|re| re.is_match(&digits))
+}
+
+fn ssn(s: &str) -> bool {
+    regex::Regex::new("^\\d{3}[- ]?\\d{2}[- ]?\\d{4}$").is_ok_and(|re| re.is_match(s))
+}
+
 fn hexcolor(s: &str) -> bool {
     let h = s.strip_prefix('#').unwrap_or(s);
     matches!(h.len(), 3 | 6) && h.bytes().all(|b| b.is_ascii_hexdigit())
@@ -132,7 +183,9 @@ fn rgbcolor(s: &str) -> bool {
 }
 
 fn date_time(s: &str) -> bool {
-    s.parse::<jiff::Timestamp>().is_ok() || s.parse::<jiff::civil::DateTime>().is_ok()
+    // a date and a time, with or without an offset
+    s.contains(['T', 't'])
+        && (s.parse::<jiff::Timestamp>().is_ok() || s.parse::<jiff::civil::DateTime>().is_ok())
 }
 
 /// Go-style and long-form durations: `1h30m`, `300ms`, `3 days`, `1w`.
@@ -186,4 +239,56 @@ fn duration(s: &str) -> bool {
         rest = rest[unit.len()..].trim_start();
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid;
+
+    #[test]
+    fn formats_accept_and_refuse_like_kubernetes() {
+        let table = [
+            ("date-time", "2024-02-03T04:05:06.789Z", true),
+            ("date-time", "2024-02-03T04:05:06+02:00", true),
+            ("date-time", "2024-02-03", false),
+            ("date", "2024-02-29", true),
+            ("date", "2023-02-29", false),
+            ("byte", "aGVsbG8=", true),
+            ("byte", "not base64!", false),
+            ("uuid", "123e4567-e89b-12d3-a456-426614174000", true),
+            ("uuid4", "123e4567-e89b-12d3-a456-426614174000", false),
+            ("uuid4", "123e4567-e89b-42d3-a456-426614174000", true),
+            ("email", "a@example.com", true),
+            ("email", "example.com", false),
+            ("hostname", "web-1.example.com", true),
+            ("hostname", "-web", false),
+            ("ipv4", "10.0.0.1", true),
+            ("ipv6", "fd00::1", true),
+            ("ipv6", "10.0.0.1", false),
+            ("cidr", "10.0.0.0/8", true),
+            ("cidr", "10.0.0.0/33", false),
+            ("mac", "01:23:45:67:89:ab", true),
+            ("mac", "01:23:45", false),
+            ("uri", "https://example.com/x", true),
+            ("uri", "no scheme", false),
+            ("duration", "1h30m", true),
+            ("duration", "3 days", true),
+            ("duration", "soon", false),
+            ("bsonobjectid", "507f1f77bcf86cd799439011", true),
+            ("hexcolor", "#ff0000", true),
+            ("rgbcolor", "rgb(255, 0, 0)", true),
+            ("rgbcolor", "rgb(256, 0, 0)", false),
+            ("isbn10", "0-306-40615-2", true),
+            ("isbn13", "978-0-306-40615-7", true),
+            ("isbn", "978-0-306-40615-8", false),
+            ("creditcard", "4111 1111 1111 1111", true),
+            ("ssn", "123-45-6789", true),
+            ("ssn", "12-345-6789", false),
+            ("int32", "anything", true),
+            ("unknown-format", "anything", true),
+        ];
+        for (format, value, want) in table {
+            assert_eq!(valid(format, value), want, "{format} {value:?}");
+        }
+    }
 }

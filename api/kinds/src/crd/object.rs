@@ -67,6 +67,11 @@ pub(crate) fn json_type(v: &Value) -> &'static str {
     }
 }
 
+/// Whether a float is a whole number within the integers JSON represents exactly.
+fn json_integer(f: f64) -> bool {
+    f.is_finite() && f == f.trunc() && f.abs() < 9_007_199_254_740_992.0
+}
+
 /// A number the way Go's `%v` prints it (`1`, `0.5`, `1e+21`).
 pub(crate) fn go_number(n: &Number) -> String {
     if n.is_i64() || n.is_u64() {
@@ -179,6 +184,8 @@ pub(crate) fn value(s: &Schema, v: &Value, path: &str, out: &mut Found) {
         match s.type_.as_str() {
             "" => true,
             "number" => matches!(actual, "number" | "integer"),
+            // as kube-openapi: a float with an integral value (`1.0`) is an integer
+            "integer" => actual == "integer" || v.as_f64().is_some_and(json_integer),
             t => t == actual,
         }
     };

@@ -135,6 +135,7 @@ fn values_are_checked_with_kubernetes_messages() {
                 "spec.replicas: Invalid value: \"number\": spec.replicas in body must be of type integer: \"number\"",
             ],
         ),
+        (json!({"image": "ab", "replicas": 2.0}), vec![]),
         (
             json!({"image": "ab", "replicas": 0}),
             vec![

@@ -87,6 +87,7 @@ pub(crate) fn after_remove(state: &AppState, kind: &Kind, old: &Value, rev: u64)
         && let Some(name) = objects::meta_str(old, "name")
     {
         state.crds.forget(name, rev);
+        names::recheck_group(state, old);
     }
 }
 
@@ -179,6 +180,7 @@ async fn follow(state: Weak<AppState>, mut rev: u64) {
                                 && let Some(name) = objects::meta_str(&crd, "name")
                             {
                                 state.crds.forget(name, event.kv.mod_revision);
+                                names::recheck_group(&state, &crd);
                             }
                         }
                     }

@@ -102,6 +102,77 @@ fn condition(old: &[Value], type_: &str, status: bool, reason: &str, message: &s
     })
 }
 
+/// After a CRD of a group is removed, the group's CRDs whose names were refused are written
+/// again (as Kubernetes' naming controller requeues them), so names it freed are accepted and
+/// the CRD becomes established.
+pub(super) fn recheck_group(state: &AppState, removed: &Value) {
+    let group = removed
+        .pointer("/spec/group")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let waiting: Vec<String> = state
+        .crds
+        .others("")
+        .iter()
+        .filter(|c| c.pointer("/spec/group").and_then(Value::as_str) == Some(group))
+        .filter(|c| !super::registry::condition_true(c, "NamesAccepted"))
+        .filter_map(|c| objects::meta_str(c, "name").map(str::to_string))
+        .collect();
+    let Some(weak) = state.crds.state.get().cloned() else {
+        return;
+    };
+    if waiting.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for name in waiting {
+            let Some(state) = weak.upgrade() else {
+                return;
+            };
+            if let Err(e) = rewrite(&state, &name).await {
+                tracing::warn!(crd = %name, error = %e.message, "accepting a CustomResourceDefinition's names");
+            }
+        }
+    });
+}
+
+/// Stores a CRD again if the names it would get now differ from its status.
+async fn rewrite(state: &AppState, name: &str) -> Result<(), crate::error::ApiError> {
+    let user = crate::state::UserInfo::admin("system:apiserver");
+    let write = crate::registry::Write {
+        kind: super::crd_kind(),
+        namespace: None,
+        name,
+        user: &user,
+        dry_run: false,
+    };
+    crate::registry::guaranteed_update(state, &write, |current| {
+        let Some((obj, _)) = current else {
+            return Ok(crate::registry::Change::Keep(Value::Null));
+        };
+        let mut new = obj.clone();
+        prepare(state, &mut new, false);
+        let same = |v: &Value| {
+            let mut s = v.get("status").cloned().unwrap_or(Value::Null);
+            if let Some(cs) = s.get_mut("conditions").and_then(Value::as_array_mut) {
+                for c in cs {
+                    if let Some(c) = c.as_object_mut() {
+                        c.remove("lastTransitionTime");
+                    }
+                }
+            }
+            s
+        };
+        Ok(if same(&new) == same(obj) {
+            crate::registry::Change::Keep(new)
+        } else {
+            crate::registry::Change::Store(new)
+        })
+    })
+    .await
+    .map(|_| ())
+}
+
 /// Sets the server-owned parts of a CRD about to be stored.
 pub(super) fn prepare(state: &AppState, crd: &mut Value, creating: bool) {
     let deleting = objects::is_deleting(crd);

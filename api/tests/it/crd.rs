@@ -933,3 +933,54 @@ async fn cluster_scoped_custom_resources() {
         .await;
     assert_eq!(list["resources"][0]["namespaced"], false);
 }
+
+#[tokio::test]
+async fn names_freed_by_a_deleted_crd_are_accepted() {
+    let api = Api::new().await;
+    create_crd(&api, crontab_crd()).await;
+    let mut other = crontab_crd();
+    other["metadata"]["name"] = json!("crontabs2.stable.example.com");
+    other["spec"]["names"] =
+        json!({"plural": "crontabs2", "kind": "CronTab2", "shortNames": ["ct"]});
+    let crd = create_crd(&api, other).await;
+    assert_eq!(condition(&crd, "NamesAccepted").unwrap()["status"], "False");
+    let rv = crd["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut events = Box::pin(
+        api.watch(&format!("{CRDS}?watch=1&resourceVersion={rv}"))
+            .await,
+    );
+    let (code, _) = api
+        .call(
+            Method::DELETE,
+            &format!("{CRDS}/crontabs.stable.example.com"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let wait = async {
+        while let Some(event) = events.next().await {
+            let obj = &event["object"];
+            if obj["metadata"]["name"] == "crontabs2.stable.example.com"
+                && condition(obj, "Established").is_some_and(|c| c["status"] == "True")
+            {
+                return obj.clone();
+            }
+        }
+        panic!("the watch ended");
+    };
+    let crd = tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .expect("the names are accepted");
+    assert_eq!(condition(&crd, "NamesAccepted").unwrap()["status"], "True");
+    let (code, _) = api
+        .call(
+            Method::GET,
+            "/apis/stable.example.com/v1/namespaces/default/crontabs2",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+}

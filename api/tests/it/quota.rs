@@ -190,3 +190,82 @@ async fn concurrent_creates_never_exceed_the_quota() {
     let (_, list) = api.call(Method::GET, PODS, None).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(5));
 }
+
+#[tokio::test]
+async fn an_update_that_adds_node_ports_is_charged() {
+    let api = Api::new().await;
+    quota(
+        &api,
+        "q",
+        json!({"services.nodeports": "1", "services": "5"}),
+    )
+    .await;
+    const SVCS: &str = "/api/v1/namespaces/default/services";
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81}]}});
+    let (code, body) = api.call(Method::POST, SVCS, Some(svc)).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        used(&api, "q").await,
+        json!({"services": "1", "services.nodeports": "0"})
+    );
+    let (code, body) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{SVCS}/web"),
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"spec": {"type": "NodePort"}})),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "services \"web\" is forbidden: exceeded quota: q, requested: services.nodeports=2, used: services.nodeports=0, limited: services.nodeports=1"
+    );
+}
+
+#[tokio::test]
+async fn a_priority_class_scope_limits_only_the_pods_of_that_class() {
+    let api = Api::new().await;
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": "high"}, "value": 100});
+    let (code, body) = api
+        .call(
+            Method::POST,
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            Some(pc),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let q = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "high-pods"},
+        "spec": {"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": [
+            {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}});
+    let (code, mut body) = api.call(Method::POST, QUOTAS, Some(q)).await;
+    assert_eq!(code, 201, "{body}");
+    body["status"] = json!({"hard": {"pods": "1"}, "used": {"pods": "0"}});
+    let (code, body) = api
+        .call(
+            Method::PUT,
+            &format!("{QUOTAS}/high-pods/status"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let high = |name: &str| {
+        let mut p = pod(name, json!({}));
+        p["spec"]["priorityClassName"] = json!("high");
+        p
+    };
+    let (code, body) = api.call(Method::POST, PODS, Some(high("h1"))).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = api.call(Method::POST, PODS, Some(high("h2"))).await;
+    assert_eq!(code, 403, "{body}");
+    for name in ["plain1", "plain2"] {
+        let (code, body) = api
+            .call(Method::POST, PODS, Some(pod(name, json!({}))))
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    assert_eq!(used(&api, "high-pods").await, json!({"pods": "1"}));
+}

@@ -141,7 +141,7 @@ fn isbn10(s: &str) -> bool {
         .enumerate()
         .map(|(i, d)| (i as u32 + 1) * d.to_digit(10).unwrap_or(10))
         .sum();
-    sum % 11 == 0
+    sum.is_multiple_of(11)
 }
 
 fn isbn13(s: &str) -> bool {
@@ -154,7 +154,7 @@ fn isbn13(s: &str) -> bool {
         .enumerate()
         .map(|(i, d)| d.to_digit(10).unwrap_or(0) * if i % 2 == 0 { 1 } else { 3 })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn creditcard(s: &str) -> bool {

@@ -76,6 +76,7 @@ impl OwnedKind {
 /// A custom kind the collector watches, with the watch that fills its store.
 struct CustomWatch {
     kind: OwnedKind,
+    resource: ApiResource,
     synced: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -122,6 +123,7 @@ fn watch_custom(client: &Client, ar: ApiResource, namespaced: bool) -> CustomWat
     let store = writer.as_reader();
     let synced = Arc::new(AtomicBool::new(false));
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let resource = ar.clone();
     let flag = synced.clone();
     let what = format!("{}.{}", ar.plural, ar.group);
     let task = tokio::spawn(async move {
@@ -144,7 +146,25 @@ fn watch_custom(client: &Client, ar: ApiResource, namespaced: bool) -> CustomWat
         // Sweeps take a custom kind only once its first list is in (`synced`).
         ready: Box::new(|| Box::pin(async {})),
     };
-    CustomWatch { kind, synced, task }
+    CustomWatch {
+        kind,
+        resource,
+        synced,
+        task,
+    }
+}
+
+/// A custom kind whose CRD is gone: none of its objects exist any more (the CRD's deletion
+/// removed them), so references to it are dangling; asked through the API they are 404.
+fn retired(client: &Client, ar: ApiResource, namespaced: bool) -> OwnedKind {
+    OwnedKind {
+        group: ar.group.clone(),
+        kind: ar.kind.clone(),
+        namespaced,
+        metas: Box::new(Vec::new),
+        api: api_for(client.clone(), ar),
+        ready: Box::new(|| Box::pin(async {})),
+    }
 }
 
 /// The custom kinds followed from the CRDs in `crds`: one watch per served custom kind.
@@ -153,6 +173,8 @@ pub struct CustomKinds {
     crds: Store<CustomResourceDefinition>,
     synced: Synced,
     watches: HashMap<(String, String, String), CustomWatch>,
+    /// Kinds whose CRD went, so that what their objects owned is still collected.
+    retired: HashMap<(String, String, String), OwnedKind>,
 }
 
 impl CustomKinds {
@@ -163,6 +185,7 @@ impl CustomKinds {
             crds,
             synced,
             watches: HashMap::new(),
+            retired: HashMap::new(),
         }
     }
 
@@ -175,28 +198,36 @@ impl CustomKinds {
                 wanted.insert(key, (ar, namespaced));
             }
         }
-        self.watches.retain(|k, _| {
-            let keep = wanted.contains_key(k);
-            if !keep {
-                tracing::debug!(resource = ?k, "garbage collector stops watching a custom kind");
+        let gone: Vec<_> = self
+            .watches
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(w) = self.watches.remove(&key) {
+                tracing::debug!(resource = ?key, "garbage collector stops watching a custom kind");
+                let kind = retired(&self.client, w.resource.clone(), w.kind.namespaced);
+                self.retired.insert(key, kind);
             }
-            keep
-        });
+        }
         for (key, (ar, namespaced)) in wanted {
             if !self.watches.contains_key(&key) {
                 tracing::debug!(resource = ?key, "garbage collector watches a custom kind");
+                self.retired.remove(&key);
                 let w = watch_custom(&self.client, ar, namespaced);
                 self.watches.insert(key, w);
             }
         }
     }
 
-    /// The custom kinds whose first list is in.
+    /// The custom kinds whose first list is in, and the retired ones.
     fn synced_kinds(&self) -> impl Iterator<Item = &OwnedKind> {
         self.watches
             .values()
             .filter(|w| w.synced.load(Ordering::Acquire))
             .map(|w| &w.kind)
+            .chain(self.retired.values())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The garbage collector through custom resources on the in-process tier: a custom resource
 //! owning built-in objects (the operator pattern) takes them along when deleted in the
 //! background or the foreground and leaves them with `orphan`; a custom resource owned by a
-//! built-in object goes with it.
+//! built-in object goes with it; the objects a deleted CRD's resources owned are collected.
 
 use std::time::Duration;
 
@@ -177,4 +177,25 @@ async fn a_custom_resource_goes_with_its_owner() {
         .await
         .unwrap();
     wait_gone(&ws, "child").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_crd_collects_what_its_objects_owned() {
+    let api = InProcess::start().await.unwrap();
+    let _c = collector(&api.client);
+    widget_crd(&api.client).await;
+    let ws: Api<DynamicObject> = Api::namespaced_with(api.client.clone(), "default", &widgets());
+    let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), "default");
+    let w = widget(&ws, "w").await;
+    let owner = owner_ref("example.com/v1", "Widget", "w", w.metadata.uid.clone());
+    config_map(&cms, "w-config", owner).await;
+    // The CRD's cleanup finalizer removes its objects; their dependents follow.
+    let crds: Api<CustomResourceDefinition> = Api::all(api.client.clone());
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_deleted(&crds, "widgets.example.com", DEADLINE)
+        .await
+        .unwrap();
+    wait_deleted(&cms, "w-config", DEADLINE).await.unwrap();
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use skiff_tests::{Cluster, ok, repo_root, tools, wait_object};
+use skiff_tests::{Cluster, ok, repo_root, tools, wait_object, wait_object_map};
 
 const RELEASE: &str = "demo";
 /// The name of every object of the release (the chart's `hello.fullname`).
@@ -129,21 +129,21 @@ async fn greeting(c: &Cluster) -> String {
     cm.data.unwrap_or_default()["greeting"].clone()
 }
 
-/// The Deployment, asserting it is rolled out: every replica updated and available.
+/// The Deployment once rolled out as `kubectl rollout status` sees it: its generation
+/// observed, its one replica updated and available, no old pod left. `helm --wait` returns
+/// once the new ReplicaSet is ready, which the Deployment's status may show a moment later.
 async fn rolled_out(c: &Cluster) -> Deployment {
-    let d = c
-        .api::<Deployment>("default")
-        .get(NAME)
-        .await
-        .expect("the Deployment");
-    let status = d.status.clone().unwrap_or_default();
-    assert_eq!(
-        status.observed_generation, d.metadata.generation,
-        "{status:?}"
-    );
-    assert_eq!(status.updated_replicas, Some(1), "{status:?}");
-    assert_eq!(status.available_replicas, Some(1), "{status:?}");
-    d
+    let api = c.api::<Deployment>("default");
+    wait_object_map(&api, NAME, "rolled out", WAIT, |d: &Deployment| {
+        let s = d.status.as_ref()?;
+        let done = s.observed_generation >= d.metadata.generation
+            && s.replicas == Some(1)
+            && s.updated_replicas == Some(1)
+            && s.available_replicas == Some(1);
+        done.then(|| d.clone())
+    })
+    .await
+    .expect("the Deployment rolls out")
 }
 
 fn config_checksum(d: &Deployment) -> String {

@@ -8,7 +8,7 @@ use crate::request::ResourceRequest;
 use crate::resource::{load, name_of};
 use crate::respond::{json_response, respond_object};
 use crate::state::AppState;
-use crate::subresources::{binding, eviction, node_proxy, scale, service_proxy};
+use crate::subresources::{approval, binding, eviction, node_proxy, scale, service_proxy};
 use crate::verbs;
 use crate::verbs::Target;
 
@@ -90,8 +90,7 @@ async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response,
             let (obj, _) = load(state, &req).await?;
             Ok(respond_object(&req, StatusCode::OK, &obj))
         }
-        ("approval", Method::PUT) => verbs::update::update(state, &req, Target::Approval).await,
-        ("approval", Method::PATCH) => verbs::patch::patch(state, &req, Target::Approval).await,
+        ("approval", Method::PUT | Method::PATCH) => approval::update(state, &req).await,
         ("scale", Method::GET) if kind.is_custom() => {
             let (obj, _) = load(state, &req).await?;
             Ok(json_response(

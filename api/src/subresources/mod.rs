@@ -3,6 +3,7 @@
 //! endpoint's node. `status` and `finalize` are the update and patch
 //! verbs with their own target; `dispatch` routes them all.
 
+pub(crate) mod approval;
 pub(crate) mod binding;
 pub(crate) mod eviction;
 pub(crate) mod node_proxy;

@@ -457,3 +457,50 @@ async fn discovery_lists_the_verbs_kubernetes_lists() {
         assert_eq!(resource(&authn, name)["verbs"], json!(["create"]), "{name}");
     }
 }
+
+/// Lets everything but approving for signers other than `example.com/*`.
+struct ApproveOnlyExampleSigners;
+
+impl skiff_api::Authorizer for ApproveOnlyExampleSigners {
+    fn authorize(&self, a: &skiff_api::Attributes<'_>) -> skiff_api::Decision {
+        if a.verb == "approve" && a.name != Some("example.com/*") {
+            skiff_api::Decision::Deny("not an approver".into())
+        } else {
+            skiff_api::Decision::Allow
+        }
+    }
+}
+
+#[tokio::test]
+async fn approving_needs_the_approve_verb_on_the_signer() {
+    let api = Api::with_authorizer(std::sync::Arc::new(ApproveOnlyExampleSigners)).await;
+    let approve = |mut obj: Value| {
+        obj["status"] = json!({"conditions": [{"type": "Approved", "status": "True"}]});
+        obj
+    };
+    let (_, client) = api.call(Method::POST, CSRS, Some(csr("client"))).await;
+    let (code, body) = api
+        .call(
+            Method::PUT,
+            &format!("{CSRS}/client/approval"),
+            Some(approve(client)),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "certificatesigningrequests.certificates.k8s.io \"client\" is forbidden: user not permitted to approve requests with signerName \"kubernetes.io/kube-apiserver-client\""
+    );
+    let mut example = csr("example");
+    example["spec"]["signerName"] = json!("example.com/issuer");
+    let (_, example) = api.call(Method::POST, CSRS, Some(example)).await;
+    let (code, body) = api
+        .call(
+            Method::PUT,
+            &format!("{CSRS}/example/approval"),
+            Some(approve(example)),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"]["conditions"][0]["type"], "Approved");
+}

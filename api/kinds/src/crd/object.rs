@@ -251,20 +251,14 @@ fn string(s: &Schema, text: &str, path: &str, out: &mut Found) {
             &format!("{path} in body should be at least {min} chars long"),
         );
     }
-    if let Some(p) = &s.pattern {
-        match regex::Regex::new(p) {
-            Ok(re) if !re.is_match(text) => out.invalid(
-                path,
-                &go_str(text),
-                &format!("{path} in body should match '{p}'"),
-            ),
-            Ok(_) => {}
-            Err(_) => out.invalid(
-                path,
-                &go_str(text),
-                &format!("{path} in body should match '{p}'"),
-            ),
-        }
+    if let Some(p) = &s.pattern
+        && !pattern_matches(p, text)
+    {
+        out.invalid(
+            path,
+            &go_str(text),
+            &format!("{path} in body should match '{p}'"),
+        );
     }
     if !s.format.is_empty() && !formats::valid(&s.format, text) {
         out.type_invalid(
@@ -277,6 +271,33 @@ fn string(s: &Schema, text: &str, path: &str, out: &mut Found) {
             ),
         );
     }
+}
+
+thread_local! {
+    /// Compiled schema patterns (a pattern that does not compile matches nothing); cleared when
+    /// it grows past [`PATTERN_CACHE_SIZE`] entries.
+    static PATTERNS: std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>> =
+        std::cell::RefCell::default();
+}
+
+const PATTERN_CACHE_SIZE: usize = 512;
+
+/// Whether `text` contains a match of the schema pattern `p` (unanchored, as Go's
+/// `regexp.MatchString`).
+fn pattern_matches(p: &str, text: &str) -> bool {
+    PATTERNS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(p) {
+            if cache.len() >= PATTERN_CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(p.to_string(), regex::Regex::new(p).ok());
+        }
+        cache
+            .get(p)
+            .and_then(Option::as_ref)
+            .is_some_and(|re| re.is_match(text))
+    })
 }
 
 fn number(s: &Schema, n: &Number, path: &str, out: &mut Found) {

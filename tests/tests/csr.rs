@@ -128,6 +128,14 @@ spec:
     let out = k(&["get", "csr", "jane"]);
     assert!(out.contains("Approved,Issued"), "{out}");
 
+    // A denied request stays denied and unsigned.
+    let denied = manifest.replace("name: jane", "name: denied");
+    k_in(&["apply", "-f", "-"], &denied);
+    let out = k(&["certificate", "deny", "denied"]);
+    assert!(out.contains("denied"), "{out}");
+    let out = k(&["get", "csr", "denied"]);
+    assert!(out.contains("Denied") && !out.contains("Issued"), "{out}");
+
     // PodTemplates: kubectl's columns, and deletes by label and by field selector.
     for (name, app) in [("a", "drop"), ("b", "keep"), ("c", "drop")] {
         let template = format!(

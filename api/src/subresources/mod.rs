@@ -1,4 +1,5 @@
-//! Subresources served by the API server itself: scale, binding, eviction, and the node-served
+//! Subresources served by the API server itself: scale, binding, eviction, a
+//! CertificateSigningRequest's approval (after the signer check), and the node-served
 //! log and proxy, forwarded to the pod's node, and a Service's proxy, forwarded to a ready
 //! endpoint's node. `status` and `finalize` are the update and patch
 //! verbs with their own target; `dispatch` routes them all.

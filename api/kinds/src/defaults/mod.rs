@@ -384,15 +384,15 @@ fn replication_controller(obj: &mut Value) {
         .cloned();
     if let Some(labels) = labels {
         let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(Map::is_empty);
-        if empty(obj.pointer("/spec/selector")) {
-            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.insert("selector".into(), labels.clone());
-            }
+        if empty(obj.pointer("/spec/selector"))
+            && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.insert("selector".into(), labels.clone());
         }
-        if empty(obj.pointer("/metadata/labels")) {
-            if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert("labels".into(), labels);
-            }
+        if empty(obj.pointer("/metadata/labels"))
+            && let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.insert("labels".into(), labels);
         }
     }
     set(obj, &["spec", "replicas"], json!(1));

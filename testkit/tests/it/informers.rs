@@ -29,10 +29,12 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
             "Job",
             "Lease/kube-node-lease",
             "Node",
+            "PersistentVolumeClaim",
             "Pod",
             "PodDisruptionBudget",
             "ReplicaSet",
             "ReplicationController",
+            "ResourceQuota",
             "RuntimeClass",
             "Secret",
             "Service",
@@ -51,7 +53,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
         scheduler: false,
         ..Options::default()
     };
-    none.select("*,-replicaset,-replicationcontroller,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint,-scaletozero")
+    none.select("*,-replicaset,-replicationcontroller,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint,-scaletozero,-resourcequota,-csrsigning")
         .unwrap();
     assert_eq!(none.controllers.iter().collect::<Vec<_>>(), ["namespace"]);
     assert!(

@@ -84,6 +84,9 @@ async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response,
             let (obj, _) = load(state, &req).await?;
             Ok(respond_object(&req, StatusCode::OK, &obj))
         }
+        ("status", Method::PUT | Method::PATCH) if kind.group == "certificates.k8s.io" => {
+            approval::update_status(state, &req).await
+        }
         ("status", Method::PUT) => verbs::update::update(state, &req, Target::Status).await,
         ("status", Method::PATCH) => verbs::patch::patch(state, &req, Target::Status).await,
         ("approval", Method::GET) => {

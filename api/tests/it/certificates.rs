@@ -504,3 +504,61 @@ async fn approving_needs_the_approve_verb_on_the_signer() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["status"]["conditions"][0]["type"], "Approved");
 }
+
+/// Lets everything but signing.
+struct NoSigning;
+
+impl skiff_api::Authorizer for NoSigning {
+    fn authorize(&self, a: &skiff_api::Attributes<'_>) -> skiff_api::Decision {
+        if a.verb == "sign" {
+            skiff_api::Decision::Deny("not a signer".into())
+        } else {
+            skiff_api::Decision::Allow
+        }
+    }
+}
+
+#[tokio::test]
+async fn issuing_a_certificate_needs_the_sign_verb_on_the_signer() {
+    let api = Api::with_authorizer(std::sync::Arc::new(NoSigning)).await;
+    let (_, created) = api.call(Method::POST, CSRS, Some(csr("jane"))).await;
+    let mut approve = created;
+    approve["status"] = json!({"conditions": [{"type": "Approved", "status": "True"}]});
+    let (code, approved) = api
+        .call(Method::PUT, &format!("{CSRS}/jane/approval"), Some(approve))
+        .await;
+    assert_eq!(code, 200, "{approved}");
+    let mut issue = approved.clone();
+    issue["status"]["certificate"] = json!(b64(&certificate_pem()));
+    let (code, body) = api
+        .call(Method::PUT, &format!("{CSRS}/jane/status"), Some(issue))
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("user not permitted to sign requests with signerName \"kubernetes.io/kube-apiserver-client\""),
+        "{body}"
+    );
+    let (code, body) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CSRS}/jane/status"),
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"status": {"certificate": b64(&certificate_pem())}})),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    // A status write that leaves the certificate alone needs no signer rights.
+    let mut failed = approved;
+    failed["status"]["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "Failed", "status": "True", "reason": "Test"}));
+    let (code, body) = api
+        .call(Method::PUT, &format!("{CSRS}/jane/status"), Some(failed))
+        .await;
+    assert_eq!(code, 200, "{body}");
+}

@@ -252,7 +252,9 @@ fn user_info(user: &UserInfo) -> Value {
 fn token_review(state: &AppState, spec: &Value) -> Result<Value, ApiError> {
     let token = str_at(spec, "/token");
     if token.is_empty() {
-        return Err(ApiError::bad_request("token is required for TokenReview in authentication"));
+        return Err(ApiError::bad_request(
+            "token is required for TokenReview in authentication",
+        ));
     }
     let audiences = strings(spec, "/audiences");
     let Some(user) = crate::auth::user_of_token(state, token) else {

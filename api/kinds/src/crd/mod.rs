@@ -16,7 +16,7 @@ use crate::Kind;
 use crate::validate::Cause;
 
 pub use columns::{cells, column_definitions, json_path_value, valid_json_path};
-pub use object::validate_object;
+pub use object::{validate_object, validate_object_update};
 pub use prune::{apply_defaults, prune_nulls, prune_object};
 pub use schema::Schema;
 pub use validation::validate_crd;
@@ -55,11 +55,13 @@ pub fn default_on_read(kind: &Kind, obj: &mut Value) {
 }
 
 /// The schema's causes against `obj` (a custom resource of `kind`, already pruned and defaulted);
-/// empty for built-in kinds.
-pub fn validate(kind: &Kind, obj: &Value) -> Vec<Cause> {
-    match kind.custom.and_then(|c| c.schema.as_ref()) {
-        Some(s) => validate_object(s, obj),
-        None => Vec::new(),
+/// on update (`old` given) values unchanged from the old object are not checked again (see
+/// [`validate_object_update`]). Empty for built-in kinds.
+pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    match (kind.custom.and_then(|c| c.schema.as_ref()), old) {
+        (Some(s), Some(old)) => validate_object_update(s, obj, old),
+        (Some(s), None) => validate_object(s, obj),
+        (None, _) => Vec::new(),
     }
 }
 

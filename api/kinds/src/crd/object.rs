@@ -157,8 +157,26 @@ pub fn validate_object(schema: &Schema, obj: &Value) -> Vec<Cause> {
     found.0
 }
 
+/// Validates `obj` on update: like [`validate_object`], but a value equal to the old object's
+/// value at the same place (object fields by key, `map` list items by their keys, `set` items by
+/// value) is not validated again — Kubernetes' validation ratcheting, so an object stored before
+/// a schema tightened can still be changed elsewhere.
+pub fn validate_object_update(schema: &Schema, obj: &Value, old: &Value) -> Vec<Cause> {
+    let mut found = Found::default();
+    ratcheted(schema, obj, Some(old), "", &mut found);
+    found.0
+}
+
 /// Validates `v` at `path` (`""` for the root) against `s`.
 pub(crate) fn value(s: &Schema, v: &Value, path: &str, out: &mut Found) {
+    ratcheted(s, v, None, path, out);
+}
+
+/// Validates `v` against `s` unless it equals `old`, its correlated old value.
+fn ratcheted(s: &Schema, v: &Value, old: Option<&Value>, path: &str, out: &mut Found) {
+    if old.is_some_and(|o| json_equal(o, v)) {
+        return;
+    }
     // the `name in body` of the validator's messages; the root is unnamed
     let name = path;
     if v.is_null() {
@@ -224,11 +242,11 @@ pub(crate) fn value(s: &Schema, v: &Value, path: &str, out: &mut Found) {
     match v {
         Value::String(text) => string(s, text, path, out),
         Value::Number(n) => number(s, n, path, out),
-        Value::Array(items) => array(s, items, path, out),
-        Value::Object(map) => object(s, map, path, out),
+        Value::Array(items) => array(s, items, old, path, out),
+        Value::Object(map) => object(s, map, old, path, out),
         _ => {}
     }
-    junctors(s, v, path, out);
+    junctors(s, v, old, path, out);
 }
 
 fn string(s: &Schema, text: &str, path: &str, out: &mut Found) {
@@ -356,7 +374,25 @@ fn number(s: &Schema, n: &Number, path: &str, out: &mut Found) {
     }
 }
 
-fn array(s: &Schema, items: &[Value], path: &str, out: &mut Found) {
+/// The old item a new list item correlates with: by key in a `map` list, by value in a `set`.
+fn correlated<'a>(s: &Schema, item: &Value, old: Option<&'a Value>) -> Option<&'a Value> {
+    let olds = old?.as_array()?;
+    match s.list_type.as_deref() {
+        Some("map") => olds.iter().find(|o| {
+            s.list_map_keys
+                .iter()
+                .all(|k| match (o.get(k), item.get(k)) {
+                    (Some(a), Some(b)) => json_equal(a, b),
+                    (None, None) => true,
+                    _ => false,
+                })
+        }),
+        Some("set") => olds.iter().find(|o| json_equal(o, item)),
+        _ => None,
+    }
+}
+
+fn array(s: &Schema, items: &[Value], old: Option<&Value>, path: &str, out: &mut Found) {
     if let Some(max) = s.max_items
         && items.len() as u64 > max
     {
@@ -373,7 +409,7 @@ fn array(s: &Schema, items: &[Value], path: &str, out: &mut Found) {
     }
     if let Some(item) = &s.items {
         for (i, v) in items.iter().enumerate() {
-            value(item, v, &format!("{path}[{i}]"), out);
+            ratcheted(item, v, correlated(s, v, old), &format!("{path}[{i}]"), out);
         }
     }
     match s.list_type.as_deref() {
@@ -413,7 +449,7 @@ fn array(s: &Schema, items: &[Value], path: &str, out: &mut Found) {
     }
 }
 
-fn object(s: &Schema, map: &Map<String, Value>, path: &str, out: &mut Found) {
+fn object(s: &Schema, map: &Map<String, Value>, old: Option<&Value>, path: &str, out: &mut Found) {
     if let Some(max) = s.max_properties
         && map.len() as u64 > max
     {
@@ -435,7 +471,7 @@ fn object(s: &Schema, map: &Map<String, Value>, path: &str, out: &mut Found) {
     }
     for (k, v) in map {
         if let Some(p) = s.property(k) {
-            value(p, v, &child(path, k), out);
+            ratcheted(p, v, old.and_then(|o| o.get(k)), &child(path, k), out);
         }
     }
     if s.embedded_resource {
@@ -463,10 +499,10 @@ fn embedded(map: &Map<String, Value>, path: &str, out: &mut Found) {
     }
 }
 
-fn junctors(s: &Schema, v: &Value, path: &str, out: &mut Found) {
+fn junctors(s: &Schema, v: &Value, old: Option<&Value>, path: &str, out: &mut Found) {
     let run = |sub: &Schema| {
         let mut f = Found::default();
-        value(sub, v, path, &mut f);
+        ratcheted(sub, v, old, path, &mut f);
         f.0
     };
     let quoted = go_str(path);

@@ -682,3 +682,37 @@ fn crd_updates_keep_group_plural_and_stored_versions() {
         ]
     );
 }
+
+#[test]
+fn updates_ratchet_unchanged_invalid_values() {
+    let s = schema(
+        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "a": {"type": "integer", "minimum": 5},
+        "b": {"type": "string", "maxLength": 2},
+        "list": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+            "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "v": {"type": "integer", "maximum": 1}}}}}}}}),
+    );
+    let old = json!({"spec": {"a": 1, "b": "ok", "list": [{"name": "x", "v": 9}]}});
+    // the stored invalid values stay acceptable while unchanged
+    let new = json!({"spec": {"a": 1, "b": "no", "list": [{"name": "y", "v": 0}, {"name": "x", "v": 9}]}});
+    assert_eq!(validate_object_update(&s, &new, &old), vec![]);
+    // a changed value is checked
+    let new = json!({"spec": {"a": 2, "b": "long", "list": [{"name": "x", "v": 8}]}});
+    let got: Vec<String> = validate_object_update(&s, &new, &old)
+        .iter()
+        .map(|c| c.full())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "spec.a: Invalid value: 2: spec.a in body should be greater than or equal to 5",
+            "spec.b: Too long: must have at most 2 bytes",
+            "spec.list[0].v: Invalid value: 8: spec.list[0].v in body should be less than or equal to 1",
+        ]
+    );
+    assert_eq!(
+        validate_object(&s, &old).len(),
+        2,
+        "a create checks everything"
+    );
+}

@@ -245,7 +245,7 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
     meta::object_meta(kind, obj, &mut errs);
     if kind.is_custom() {
         // a custom resource's rules are its schema's, whatever its group and kind are called
-        errs.0.extend(crate::crd::validate(kind, obj));
+        errs.0.extend(crate::crd::validate(kind, obj, old));
         return if errs.0.is_empty() {
             Ok(())
         } else {

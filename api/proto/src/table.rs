@@ -619,9 +619,9 @@ pub(crate) static MSGS: &[Msg] = &[
     // 305
     Msg { name: "k8s.io.api.core.v1.ReplicationControllerList", special: Special::None, fields: &[f(1, "metadata", Msg(480), 0), f(2, "items", Msg(303), R)] },
     // 306
-    Msg { name: "k8s.io.api.core.v1.ReplicationControllerSpec", special: Special::None, fields: &[f(1, "replicas", I32, 0), f(2, "selector", Map(MapVal::Str), 0), f(3, "template", Msg(290), 0), f(4, "minReadySeconds", I32, 0)] },
+    Msg { name: "k8s.io.api.core.v1.ReplicationControllerSpec", special: Special::None, fields: &[f(1, "replicas", I32, 0), f(2, "selector", Map(MapVal::Str), 0), f(3, "template", Msg(290), 0), f(4, "minReadySeconds", I32, Z)] },
     // 307
-    Msg { name: "k8s.io.api.core.v1.ReplicationControllerStatus", special: Special::None, fields: &[f(1, "replicas", I32, 0), f(2, "fullyLabeledReplicas", I32, 0), f(3, "observedGeneration", I64, 0), f(4, "readyReplicas", I32, 0), f(5, "availableReplicas", I32, 0), f(6, "conditions", Msg(304), R)] },
+    Msg { name: "k8s.io.api.core.v1.ReplicationControllerStatus", special: Special::None, fields: &[f(1, "replicas", I32, 0), f(2, "fullyLabeledReplicas", I32, Z), f(3, "observedGeneration", I64, Z), f(4, "readyReplicas", I32, Z), f(5, "availableReplicas", I32, Z), f(6, "conditions", Msg(304), R)] },
     // 308
     Msg { name: "k8s.io.api.core.v1.ResourceClaim", special: Special::None, fields: &[f(1, "name", Str, 0), f(2, "request", Str, Z)] },
     // 309

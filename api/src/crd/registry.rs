@@ -263,3 +263,74 @@ impl Default for CrdRegistry {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn crd(plural: &str, established: bool, versions: &[&str]) -> Value {
+        json!({
+            "metadata": {"name": format!("{plural}.registry.test")},
+            "spec": {"group": "registry.test", "scope": "Namespaced",
+                "names": {"plural": plural, "kind": "Thing", "shortNames": ["th"]},
+                "versions": versions.iter().enumerate().map(|(i, v)| json!({
+                    "name": v, "served": true, "storage": i == 0})).collect::<Vec<_>>()},
+            "status": {"conditions": [{"type": "Established",
+                "status": if established { "True" } else { "False" }}]},
+        })
+    }
+
+    #[test]
+    fn unchanged_versions_are_interned_once() {
+        let registry = CrdRegistry::new();
+        registry.observe(&crd("things", true, &["v1"]), 5);
+        let first = registry
+            .find("registry.test", "v1", "things")
+            .expect("served");
+        registry.observe(&crd("things", true, &["v1"]), 6);
+        let again = registry
+            .find("registry.test", "v1", "things")
+            .expect("served");
+        assert!(std::ptr::eq(first, again), "the same content leaks once");
+        // Older news is ignored; removal at a later revision forgets.
+        registry.observe(&crd("things", false, &["v1"]), 4);
+        assert!(registry.find("registry.test", "v1", "things").is_some());
+        registry.forget("things.registry.test", 7);
+        assert!(registry.kinds().is_empty());
+    }
+
+    #[test]
+    fn only_established_crds_are_served_and_names_resolve_to_the_preferred_version() {
+        let registry = CrdRegistry::new();
+        registry.observe(&crd("pending", false, &["v1"]), 1);
+        assert!(registry.kinds().is_empty());
+        registry.observe(&crd("things", true, &["v1beta1", "v1", "v1alpha1"]), 2);
+        assert_eq!(registry.kinds().len(), 3);
+        let by_short = registry
+            .find_by_plural("registry.test", "TH")
+            .expect("short name");
+        assert_eq!(by_short.version, "v1");
+        assert_eq!(
+            registry
+                .find_by_kind("registry.test/v1alpha1", "Thing")
+                .map(|k| k.version),
+            Some("v1alpha1")
+        );
+        assert_eq!(
+            registry.groups(),
+            [(
+                "registry.test".to_string(),
+                vec![
+                    "v1".to_string(),
+                    "v1beta1".to_string(),
+                    "v1alpha1".to_string()
+                ]
+            )]
+        );
+        registry.reset(vec![crd("pending", true, &["v1"])], 3);
+        assert!(registry.find("registry.test", "v1", "things").is_none());
+        assert!(registry.find("registry.test", "v1", "pending").is_some());
+    }
+}

@@ -984,3 +984,37 @@ async fn names_freed_by_a_deleted_crd_are_accepted() {
         .await;
     assert_eq!(code, 200);
 }
+
+#[tokio::test]
+async fn a_crd_update_changes_what_is_served() {
+    let api = Api::new().await;
+    let crd = create_crd(&api, crontab_crd()).await;
+    // Stop serving v1beta1.
+    let mut crd = crd;
+    crd["spec"]["versions"][1]["served"] = json!(false);
+    let (code, body) = api
+        .call(
+            Method::PUT,
+            &format!("{CRDS}/crontabs.stable.example.com"),
+            Some(crd),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = api
+        .call(
+            Method::GET,
+            "/apis/stable.example.com/v1beta1/namespaces/default/crontabs",
+            None,
+        )
+        .await;
+    assert_eq!(code, 404, "a version no longer served");
+    let (code, _) = api.call(Method::GET, CRONTABS, None).await;
+    assert_eq!(code, 200);
+    let (_, group) = api
+        .call(Method::GET, "/apis/stable.example.com", None)
+        .await;
+    assert_eq!(
+        group["versions"],
+        json!([{"groupVersion": "stable.example.com/v1", "version": "v1"}])
+    );
+}

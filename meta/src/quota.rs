@@ -22,15 +22,6 @@ const LEGACY_COUNTS: [&str; 4] = [
     "resourcequotas",
 ];
 
-/// The scopes this evaluator knows; a quota with another scope matches nothing.
-pub const SCOPES: [&str; 5] = [
-    "Terminating",
-    "NotTerminating",
-    "BestEffort",
-    "NotBestEffort",
-    "PriorityClass",
-];
-
 /// The object-count resource of a kind: `count/pods`, `count/deployments.apps`.
 pub fn count_name(group: &str, plural: &str) -> String {
     if group.is_empty() {
@@ -387,7 +378,38 @@ pub fn scopes_match(quota: &Value, group: &str, plural: &str, obj: &Value) -> bo
             "NotIn" => !s.values.contains(&class),
             _ => false,
         },
+        "CrossNamespacePodAffinity" => cross_namespace_affinity(spec),
         _ => false,
+    })
+}
+
+/// Kubernetes' `usesCrossNamespacePodAffinity`: a pod (anti-)affinity term, required or
+/// preferred, that names namespaces or has a namespace selector.
+fn cross_namespace_affinity(spec: &Value) -> bool {
+    let crosses = |term: &Value| {
+        term.get("namespaces")
+            .and_then(Value::as_array)
+            .is_some_and(|n| !n.is_empty())
+            || term.get("namespaceSelector").is_some_and(|s| !s.is_null())
+    };
+    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
+        let Some(affinity) = spec.pointer(&format!("/affinity/{kind}")) else {
+            return false;
+        };
+        let terms = |field: &str| {
+            affinity
+                .get(field)
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
+        terms("requiredDuringSchedulingIgnoredDuringExecution")
+            .iter()
+            .any(crosses)
+            || terms("preferredDuringSchedulingIgnoredDuringExecution")
+                .iter()
+                .filter_map(|w| w.get("podAffinityTerm"))
+                .any(crosses)
     })
 }
 

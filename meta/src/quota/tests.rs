@@ -152,3 +152,26 @@ fn quota_resources_name_the_kind_they_count() {
     assert_eq!(k("count/pods").as_deref(), Some("/pods"));
     assert_eq!(k("bananas"), None);
 }
+
+#[test]
+fn the_cross_namespace_affinity_scope_selects_pods_with_such_terms() {
+    let quota = json!({"spec": {"scopes": ["CrossNamespacePodAffinity"]}});
+    let term = |extra: serde_json::Value| {
+        let mut t = json!({"topologyKey": "zone", "labelSelector": {}});
+        t.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        t
+    };
+    let required = json!({"spec": {"affinity": {"podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [term(json!({"namespaces": ["other"]}))]}}}});
+    let preferred = json!({"spec": {"affinity": {"podAntiAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "podAffinityTerm": term(json!({"namespaceSelector": {}}))}]}}}});
+    let local = json!({"spec": {"affinity": {"podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [term(json!({}))]}}}});
+    assert!(scopes_match(&quota, "", "pods", &required));
+    assert!(scopes_match(&quota, "", "pods", &preferred));
+    assert!(!scopes_match(&quota, "", "pods", &local));
+    assert!(!scopes_match(&quota, "", "pods", &json!({"spec": {}})));
+}

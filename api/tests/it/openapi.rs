@@ -537,11 +537,9 @@ async fn v2_definitions(api: &Api) -> Value {
 async fn custom_resources_appear_follow_and_leave_the_documents() {
     let api = Api::new().await;
     let before = get(&api, "/openapi/v2", &[(header::ACCEPT, "application/json")]).await;
-    assert!(
-        v3_index(&api).await["paths"]
-            .get("apis/example.com/v1")
-            .is_none()
-    );
+    let index = v3_index(&api).await;
+    assert!(index["paths"].get("apis/example.com/v1").is_none());
+    assert!(index["paths"].get("apis/example.com/v2beta1").is_none());
 
     let (code, body) = api
         .call(
@@ -680,6 +678,32 @@ async fn custom_resources_appear_follow_and_leave_the_documents() {
         "string"
     );
 
+    // A version under a new name: published at once, beside the storage version.
+    let (_, current) = api
+        .call(Method::GET, &format!("{CRDS}/gadgets.example.com"), None)
+        .await;
+    let mut renamed = gadget_crd(&[("v1", true), ("v2beta1", false)], true);
+    renamed["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    let (code, body) = api
+        .call(
+            Method::PUT,
+            &format!("{CRDS}/gadgets.example.com"),
+            Some(renamed),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let defs = v2_definitions(&api).await;
+    assert_eq!(
+        defs["com.example.v2beta1.Gadget"]["x-kubernetes-group-version-kind"],
+        json!([{"group": "example.com", "kind": "Gadget", "version": "v2beta1"}])
+    );
+    let index = v3_index(&api).await;
+    assert!(
+        index["paths"]["apis/example.com/v2beta1"].is_object(),
+        "{index}"
+    );
+    assert!(index["paths"].get("apis/example.com/v1beta1").is_none());
+
     // Deleted: gone from both.
     let (_, list) = api.call(Method::GET, CRDS, None).await;
     let rv = list["metadata"]["resourceVersion"]
@@ -705,11 +729,9 @@ async fn custom_resources_appear_follow_and_leave_the_documents() {
     tokio::time::timeout(std::time::Duration::from_secs(60), gone)
         .await
         .expect("the CRD is removed");
-    assert!(
-        v3_index(&api).await["paths"]
-            .get("apis/example.com/v1")
-            .is_none()
-    );
+    let index = v3_index(&api).await;
+    assert!(index["paths"].get("apis/example.com/v1").is_none());
+    assert!(index["paths"].get("apis/example.com/v2beta1").is_none());
     assert!(
         v2_definitions(&api)
             .await

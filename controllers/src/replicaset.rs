@@ -212,7 +212,13 @@ fn labels_match(sel: Option<&LabelSelector>, pod: &Pod) -> bool {
 /// Merge-patches a pod's ownerReferences, with its uid as precondition; a pod gone or changed
 /// meanwhile is left alone (the next reconcile sees it again).
 async fn patch_owner_refs(api: &Api<Pod>, pod: &Pod, refs: Vec<Value>) -> Result<bool, Error> {
-    let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
+    // The resourceVersion as precondition too: two owners adopting one orphan at once cannot
+    // both succeed.
+    let patch = json!({"metadata": {
+        "ownerReferences": refs,
+        "uid": pod.metadata.uid,
+        "resourceVersion": pod.metadata.resource_version,
+    }});
     match api
         .patch(
             &pod.name_any(),

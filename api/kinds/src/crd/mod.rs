@@ -21,6 +21,32 @@ pub use prune::{apply_defaults, prune_nulls, prune_object};
 pub use schema::Schema;
 pub use validation::validate_crd;
 
+/// Kubernetes' defaults for an apiextensions.k8s.io/v1 CustomResourceDefinition:
+/// `spec.names.singular` (the lowercased kind), `spec.names.listKind` (kind + `List`) and
+/// `spec.conversion.strategy: None`. [`crate::defaults::apply`] calls it.
+pub fn default_crd(crd: &mut Value) {
+    let Some(spec) = crd.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
+        let kind = names
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let empty = |v: Option<&Value>| v.and_then(Value::as_str).is_none_or(str::is_empty);
+        if !kind.is_empty() && empty(names.get("singular")) {
+            names.insert("singular".into(), json!(kind.to_ascii_lowercase()));
+        }
+        if !kind.is_empty() && empty(names.get("listKind")) {
+            names.insert("listKind".into(), json!(format!("{kind}List")));
+        }
+    }
+    if spec.get("conversion").is_none_or(Value::is_null) {
+        spec.insert("conversion".into(), json!({"strategy": "None"}));
+    }
+}
+
 /// Removes the fields of `obj` (a custom resource of `kind`) its schema does not specify and
 /// returns their paths (`spec.foo`); nothing for built-in kinds or versions without a schema.
 pub fn prune(kind: &Kind, obj: &mut Value) -> Vec<String> {

@@ -716,3 +716,18 @@ fn updates_ratchet_unchanged_invalid_values() {
         "a create checks everything"
     );
 }
+
+#[test]
+fn crds_get_kubernetes_defaults() {
+    let mut crd = crontab_crd();
+    crd["spec"]["names"] = json!({"plural": "crontabs", "kind": "CronTab"});
+    let kind = crate::find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("the CRD kind");
+    crate::defaults::apply(kind, &mut crd);
+    assert_eq!(
+        crd["spec"]["names"],
+        json!({"plural": "crontabs", "kind": "CronTab", "singular": "crontab", "listKind": "CronTabList"})
+    );
+    assert_eq!(crd["spec"]["conversion"], json!({"strategy": "None"}));
+    assert_eq!(validate_crd(&crd, None), vec![]);
+}

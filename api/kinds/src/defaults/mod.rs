@@ -22,6 +22,9 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
         crate::crd::apply_schema(kind, obj);
         return;
     }
+    if kind.group == "apiextensions.k8s.io" && kind.kind == "CustomResourceDefinition" {
+        crate::crd::default_crd(obj);
+    }
     match (kind.group, kind.kind) {
         ("", "Pod") => pod(obj),
         ("", "Service") => service(obj),

@@ -1,8 +1,9 @@
-//! Custom resources through kubectl 1.37 and 1.32 against a real `skiff server`: a
-//! CustomResourceDefinition with two served versions, a structural schema (defaults, enum,
-//! minimum, pattern, required), status and scale subresources, printer columns, a short name
-//! and the `all` category; the everyday verbs on its objects, defaults on create and on read,
-//! pruning, 422s naming the schema path, a watch, and the CRD's deletion removing its objects.
+//! Custom resources through kubectl 1.37, 1.32 and 1.27 (which reads `/openapi/v2`) against a
+//! real `skiff server`: a CustomResourceDefinition with two served versions, a structural
+//! schema (defaults, enum, minimum, pattern, required), status and scale subresources, printer
+//! columns, a short name and the `all` category; the everyday verbs on its objects, defaults on
+//! create and on read, pruning, 422s naming the schema path, server-side apply, selectors, a
+//! watch, clear refusals of what is not supported, and the CRD's deletion removing its objects.
 
 use std::io::Read;
 use std::path::Path;
@@ -665,6 +666,14 @@ async fn crd_widgets_kubectl_1_37() {
 #[tokio::test(flavor = "multi_thread")]
 async fn crd_widgets_kubectl_1_32() {
     let Some(kubectl) = tools::kubectl_132() else {
+        return;
+    };
+    scenario(&kubectl).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crd_widgets_kubectl_1_27() {
+    let Some(kubectl) = tools::kubectl_127() else {
         return;
     };
     scenario(&kubectl).await;

@@ -366,3 +366,51 @@ async fn a_failed_create_is_an_event_and_a_condition_cleared_once_pods_can_be_cr
     .await
     .unwrap();
 }
+
+/// The ReplicaSet controller is the same one: its refused creates are reported the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicaset_reports_replica_failure_too() {
+    let api = InProcess::start().await.unwrap();
+    let _c = controllers(&api.client, &["replicaset"]);
+    let rss: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(api.client.clone(), "default");
+    let rs = from_json(json!({
+        "metadata": {"name": "rs-late"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "rs-late"}}, "template": {
+            "metadata": {"labels": {"app": "rs-late"}},
+            "spec": {"priorityClassName": "missing",
+                "containers": [{"name": "c", "image": "example.com/app:v1"}]},
+        }},
+    }));
+    rss.create(&PostParams::default(), &rs).await.unwrap();
+    let failed = wait_object(&rss, "rs-late", DEADLINE, |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "ReplicaFailure"))
+    })
+    .await
+    .unwrap();
+    let cond = failed
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "ReplicaFailure")
+        .unwrap();
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_deref()),
+        ("True", Some("FailedCreate"))
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(api.client.clone(), "default");
+    wait_list(&events, "", DEADLINE, |evs| {
+        evs.iter().any(|e| {
+            e.reason.as_deref() == Some("FailedCreate")
+                && e.involved_object.kind.as_deref() == Some("ReplicaSet")
+                && e.involved_object.name.as_deref() == Some("rs-late")
+        })
+    })
+    .await
+    .unwrap();
+}

@@ -731,3 +731,59 @@ fn crds_get_kubernetes_defaults() {
     assert_eq!(crd["spec"]["conversion"], json!({"strategy": "None"}));
     assert_eq!(validate_crd(&crd, None), vec![]);
 }
+
+/// A CRD the way kube's `#[derive(CustomResource)]` (with schemars) writes it.
+fn derived_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "greetings.samples.skiff.dev"},
+        "spec": {
+            "group": "samples.skiff.dev",
+            "names": {"categories": [], "kind": "Greeting", "plural": "greetings", "shortNames": ["gr"], "singular": "greeting"},
+            "scope": "Namespaced",
+            "versions": [{
+                "additionalPrinterColumns": [{"jsonPath": ".spec.message", "name": "Message", "type": "string"}],
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {
+                    "description": "Auto-generated derived type for GreetingSpec via `CustomResource`",
+                    "properties": {
+                        "spec": {"description": "What a Greeting asks for", "properties": {
+                            "message": {"type": "string"},
+                            "replicas": {"format": "int32", "type": "integer"}},
+                            "required": ["message", "replicas"], "type": "object"},
+                        "status": {"nullable": true, "properties": {
+                            "configMap": {"nullable": true, "type": "string"},
+                            "observedGeneration": {"format": "int64", "nullable": true, "type": "integer"}},
+                            "type": "object"}},
+                    "required": ["spec"], "title": "Greeting", "type": "object"}},
+                "subresources": {"status": {}}
+            }]
+        }
+    })
+}
+
+#[test]
+fn derived_crds_are_accepted_and_enforced() {
+    let crd = derived_crd();
+    assert_eq!(crd_causes(&crd), Vec::<String>::new());
+    let kind = kind_of(&crd);
+    let mut obj = json!({"apiVersion": "samples.skiff.dev/v1", "kind": "Greeting",
+        "metadata": {"name": "hi", "namespace": "default"},
+        "spec": {"message": "hello", "replicas": "3"},
+        "status": {"configMap": null, "observedGeneration": 1}});
+    crate::defaults::apply(kind, &mut obj);
+    assert_eq!(
+        obj["status"]["configMap"],
+        Value::Null,
+        "nullable nulls stay"
+    );
+    let Err(crate::validate::Error::Invalid(causes)) = crate::validate::validate(kind, &obj, None)
+    else {
+        panic!("expected invalid");
+    };
+    assert_eq!(
+        crate::validate::invalid_message(kind, "hi", &causes),
+        "Greeting.samples.skiff.dev \"hi\" is invalid: spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\""
+    );
+}

@@ -308,7 +308,11 @@ pub fn tracks_generation(kind: &Kind) -> bool {
 
 /// Bumps `generation` when the spec changed (anything outside metadata and status).
 pub fn bump_generation(kind: &Kind, old: &Value, new: &mut Value) {
-    if !tracks_generation(kind) || !spec_changed(old, new) {
+    // A custom resource without a status subresource counts its status as content too.
+    let status_counts = kind.is_custom() && !kind.has_status();
+    let changed =
+        spec_changed(old, new) || (status_counts && old.get("status") != new.get("status"));
+    if !tracks_generation(kind) || !changed {
         return;
     }
     let generation = meta(old)

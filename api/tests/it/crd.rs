@@ -1018,3 +1018,37 @@ async fn a_crd_update_changes_what_is_served() {
         json!([{"groupVersion": "stable.example.com/v1", "version": "v1"}])
     );
 }
+
+#[tokio::test]
+async fn without_a_status_subresource_status_is_content() {
+    let api = Api::new().await;
+    let mut crd = crontab_crd();
+    for v in crd["spec"]["versions"].as_array_mut().unwrap() {
+        v.as_object_mut().unwrap().remove("subresources");
+    }
+    create_crd(&api, crd).await;
+    let mut a = crontab("a", json!({}));
+    a["status"] = json!({"replicas": 2});
+    let (code, body) = api.call(Method::POST, CRONTABS, Some(a)).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["status"]["replicas"], 2, "kept on create");
+    let (code, body) = api
+        .call_with(
+            Method::PATCH,
+            &format!("{CRONTABS}/a"),
+            "application/merge-patch+json",
+            "application/json",
+            Some(json!({"status": {"replicas": 3}})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"]["replicas"], 3);
+    assert_eq!(
+        body["metadata"]["generation"], 2,
+        "a status change bumps the generation"
+    );
+    let (code, _) = api
+        .call(Method::GET, &format!("{CRONTABS}/a/status"), None)
+        .await;
+    assert_eq!(code, 404, "no status subresource");
+}

@@ -154,13 +154,8 @@ pub struct Ctx {
 impl Ctx {
     /// A context whose Events are reported as `component`.
     pub fn new(client: Client, pods: Store<Pod>, component: &str) -> Ctx {
-        let recorder = Recorder::new(
-            client.clone(),
-            kube::runtime::events::Reporter {
-                controller: component.to_string(),
-                instance: None,
-            },
-        );
+        // The reporting instance is this host's name, as kube-runtime's `Reporter` gives it.
+        let recorder = Recorder::new(client.clone(), component.into());
         Ctx {
             client,
             pods,

@@ -1,6 +1,7 @@
 //! ReplicationController end to end with kubectl on a simulated node: create, `get rc` columns,
 //! `scale rc`, a deleted pod healed, `describe rc`, pods collected with the RC or kept with
-//! `--cascade=orphan`, and `ReplicaFailure` (with its FailedCreate Event) over a quota.
+//! `--cascade=orphan`, `apply` and a re-apply, and `ReplicaFailure` (with its FailedCreate Event)
+//! over a quota.
 
 use std::time::Duration;
 
@@ -182,6 +183,23 @@ async fn replication_controller_with_kubectl() {
     })
     .await
     .unwrap();
+
+    // `kubectl apply` creates, then patches (strategic merge) an RC.
+    c.apply(&rc_yaml("applied", 1));
+    wait_ready(&c, "default", "applied", 1).await;
+    c.apply(
+        &rc_yaml("applied", 2)
+            .replace("image: example.com/hello:v1", "image: example.com/hello:v2"),
+    );
+    wait_ready(&c, "default", "applied", 2).await;
+    let image = c.k(&[
+        "get",
+        "rc",
+        "applied",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image.trim(), "example.com/hello:v2");
 
     // Over a quota of two pods, the third replica is refused: ReplicaFailure and an Event.
     c.k(&["create", "namespace", "limited"]);

@@ -1052,3 +1052,27 @@ async fn without_a_status_subresource_status_is_content() {
         .await;
     assert_eq!(code, 404, "no status subresource");
 }
+
+#[tokio::test]
+async fn crds_print_their_creation_time() {
+    let api = Api::new().await;
+    let crd = create_crd(&api, crontab_crd()).await;
+    let (code, table) = api
+        .call_with(
+            Method::GET,
+            CRDS,
+            "application/json",
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{table}");
+    assert_eq!(table["columnDefinitions"][1]["name"], "Created At");
+    assert_eq!(
+        table["rows"][0]["cells"],
+        json!([
+            "crontabs.stable.example.com",
+            crd["metadata"]["creationTimestamp"]
+        ])
+    );
+}

@@ -546,6 +546,17 @@ pub(super) fn columns(kind: &Kind) -> Vec<Col> {
                 "Condition indicates the current condition of the certificate signing request",
             ),
         ],
+        // Kubernetes' default table convertor, which CustomResourceDefinitions use.
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => vec![
+            name_col(),
+            Col(
+                "Created At",
+                "date",
+                "",
+                "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+                0,
+            ),
+        ],
         _ => vec![name_col(), age_col()],
     }
 }

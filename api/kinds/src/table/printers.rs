@@ -419,6 +419,9 @@ pub(super) fn cells(kind: &Kind, obj: &Value, now: jiff::Timestamp) -> Vec<Value
                 json!(csr_condition(obj)),
             ]
         }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            vec![name(obj), json!(s(obj, "/metadata/creationTimestamp"))]
+        }
         _ => vec![name(obj), age(obj, now)],
     }
 }

@@ -278,6 +278,7 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
         ("networking.k8s.io", "Ingress") => others::ingress(obj, &mut errs),
         ("node.k8s.io", "RuntimeClass") => others::runtime_class(obj, &mut errs),
         ("scheduling.k8s.io", "PriorityClass") => others::priority_class(obj, old, &mut errs),
+        ("", "ResourceQuota") => others::resource_quota(obj, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => others::endpoint_slice(obj, &mut errs),
         ("coordination.k8s.io", "Lease") => others::lease(obj, &mut errs),
         ("", "PodTemplate") => pod::template(obj.get("template"), "template", &mut errs),

@@ -526,3 +526,208 @@ pub(super) fn priority_class(obj: &Value, old: Option<&Value>, errs: &mut Errs) 
         );
     }
 }
+
+/// Resource names a quota may limit without a `/` (Kubernetes' `standardQuotaResources`), besides
+/// `hugepages-*` and `requests.hugepages-*`.
+const STANDARD_QUOTA_RESOURCES: [&str; 19] = [
+    "cpu",
+    "memory",
+    "ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.storage",
+    "requests.ephemeral-storage",
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "pods",
+    "resourcequotas",
+    "services",
+    "replicationcontrollers",
+    "secrets",
+    "persistentvolumeclaims",
+    "configmaps",
+    "services.nodeports",
+    "services.loadbalancers",
+];
+
+/// Quota resources counted as whole objects, which take integer quantities only.
+fn is_integer_quota_resource(name: &str) -> bool {
+    name.starts_with("count/")
+        || matches!(
+            name,
+            "pods"
+                | "resourcequotas"
+                | "services"
+                | "replicationcontrollers"
+                | "secrets"
+                | "persistentvolumeclaims"
+                | "configmaps"
+                | "services.nodeports"
+                | "services.loadbalancers"
+        )
+}
+
+fn is_standard_quota_resource(name: &str) -> bool {
+    STANDARD_QUOTA_RESOURCES.contains(&name)
+        || name.starts_with("hugepages-")
+        || name.starts_with("requests.hugepages-")
+}
+
+const QUOTA_SCOPES: [&str; 6] = [
+    "Terminating",
+    "NotTerminating",
+    "BestEffort",
+    "NotBestEffort",
+    "PriorityClass",
+    "CrossNamespacePodAffinity",
+];
+
+/// Kubernetes' `IsResourceQuotaScopeValidForResource`.
+fn scope_valid_for(scope: &str, resource: &str) -> bool {
+    let pod_compute = [
+        "cpu",
+        "memory",
+        "limits.cpu",
+        "limits.memory",
+        "requests.cpu",
+        "requests.memory",
+    ];
+    match scope {
+        "BestEffort" => resource == "pods",
+        "Terminating"
+        | "NotTerminating"
+        | "NotBestEffort"
+        | "PriorityClass"
+        | "CrossNamespacePodAffinity" => resource == "pods" || pod_compute.contains(&resource),
+        _ => true,
+    }
+}
+
+/// Kubernetes' `ValidateResourceQuotaSpec`: limited resource names and amounts, and scopes
+/// (`spec.scopes` and `spec.scopeSelector`) that exist, fit the limited resources and do not
+/// contradict each other.
+pub(super) fn resource_quota(obj: &Value, errs: &mut Errs) {
+    let hard: Vec<(&String, &Value)> = obj
+        .pointer("/spec/hard")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().collect())
+        .unwrap_or_default();
+    for (name, v) in &hard {
+        let field = format!("spec.hard[{name}]");
+        if !name.contains('/') && !is_standard_quota_resource(name) {
+            errs.invalid(
+                &field,
+                &go_str(name),
+                "must be a standard resource for quota",
+            );
+        }
+        let Some(q) = v
+            .as_str()
+            .and_then(|s| skiff_meta::quantity::Quantity::parse(s).ok())
+        else {
+            continue;
+        };
+        let shown = v.as_str().unwrap_or_default();
+        if q < skiff_meta::quantity::Quantity::ZERO {
+            errs.invalid(&field, &go_str(shown), "must be greater than or equal to 0");
+        }
+        if is_integer_quota_resource(name) && q.milli() % 1000 != 0 {
+            errs.invalid(&field, &go_str(shown), "must be an integer");
+        }
+    }
+    let standard_hard: Vec<&str> = hard
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| is_standard_quota_resource(k))
+        .collect();
+    let conflicting = |set: &[&str]| {
+        [
+            ("BestEffort", "NotBestEffort"),
+            ("Terminating", "NotTerminating"),
+        ]
+        .iter()
+        .any(|(a, b)| set.contains(a) && set.contains(b))
+    };
+    let scopes: Vec<&str> = arr(obj, "/spec/scopes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let shown_scopes = || {
+        let quoted: Vec<String> = scopes.iter().map(|s| go_str(s)).collect();
+        format!("[]core.ResourceQuotaScope{{{}}}", quoted.join(", "))
+    };
+    for scope in &scopes {
+        if !QUOTA_SCOPES.contains(scope) {
+            errs.invalid("spec.scopes", &shown_scopes(), "unsupported scope");
+        }
+        for resource in &standard_hard {
+            if !scope_valid_for(scope, resource) {
+                errs.invalid(
+                    "spec.scopes",
+                    &shown_scopes(),
+                    "unsupported scope applied to resource",
+                );
+            }
+        }
+    }
+    if conflicting(&scopes) {
+        errs.invalid("spec.scopes", &shown_scopes(), "conflicting scopes");
+    }
+    let exprs = arr(obj, "/spec/scopeSelector/matchExpressions");
+    let path = "spec.scopeSelector.matchExpressions";
+    let mut selected = Vec::new();
+    for e in exprs {
+        let scope = s(e, "/scopeName");
+        let op = s(e, "/operator");
+        let values = arr(e, "/values");
+        if !QUOTA_SCOPES.contains(&scope) {
+            errs.invalid(
+                &format!("{path}.scopeName"),
+                &go_str(scope),
+                "unsupported scope",
+            );
+        }
+        for resource in &standard_hard {
+            if !scope_valid_for(scope, resource) {
+                errs.invalid(
+                    path,
+                    &super::go_value(obj.pointer("/spec/scopeSelector").unwrap_or(&Value::Null)),
+                    "unsupported scope applied to resource",
+                );
+            }
+        }
+        if scope != "PriorityClass" && QUOTA_SCOPES.contains(&scope) && op != "Exists" {
+            errs.invalid(
+                &format!("{path}.operator"),
+                &go_str(op),
+                "must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity",
+            );
+        }
+        match op {
+            "In" | "NotIn" if values.is_empty() => errs.required(
+                &format!("{path}.values"),
+                "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
+            ),
+            "Exists" | "DoesNotExist" if !values.is_empty() => errs.invalid(
+                &format!("{path}.values"),
+                &super::go_value(&Value::Array(values.to_vec())),
+                "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector",
+            ),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => errs.invalid(
+                &format!("{path}.operator"),
+                &go_str(other),
+                "not a valid selector operator",
+            ),
+        }
+        selected.push(scope);
+    }
+    if conflicting(&selected) {
+        errs.invalid(
+            path,
+            &super::go_value(obj.pointer("/spec/scopeSelector").unwrap_or(&Value::Null)),
+            "conflicting scopes",
+        );
+    }
+}

@@ -1036,3 +1036,73 @@ fn priority_classes_follow_kubernetes() {
     described["description"] = json!("changed");
     assert_eq!(validate(pc, &described, Some(&old)), Ok(()));
 }
+
+#[test]
+fn resource_quotas_are_validated_as_kubernetes_does() {
+    let rq = kind("v1", "ResourceQuota");
+    let quota = |spec: Value| json!({"metadata": {"name": "q", "namespace": "d"}, "spec": spec});
+    let ok = quota(
+        json!({"hard": {"pods": "10", "limits.cpu": "2", "count/deployments.apps": "3",
+        "requests.example.com/gpu": "1"}, "scopes": ["NotTerminating"]}),
+    );
+    assert_eq!(validate(rq, &ok, None), Ok(()));
+    let got = |spec: Value| -> Vec<(String, String)> {
+        causes(validate(rq, &quota(spec), None))
+            .into_iter()
+            .map(|c| (c.1, c.2))
+            .collect()
+    };
+    assert_eq!(
+        got(json!({"hard": {"bananas": "1", "pods": "1500m", "secrets": "-1"}})),
+        vec![
+            (
+                "spec.hard[bananas]".to_string(),
+                "Invalid value: \"bananas\": must be a standard resource for quota".to_string()
+            ),
+            (
+                "spec.hard[pods]".to_string(),
+                "Invalid value: \"1500m\": must be an integer".to_string()
+            ),
+            (
+                "spec.hard[secrets]".to_string(),
+                "Invalid value: \"-1\": must be greater than or equal to 0".to_string()
+            ),
+        ]
+    );
+    assert_eq!(
+        got(json!({"hard": {"pods": "1"}, "scopes": ["Sometimes"]})),
+        vec![(
+            "spec.scopes".to_string(),
+            "Invalid value: []core.ResourceQuotaScope{\"Sometimes\"}: unsupported scope"
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        got(json!({"hard": {"configmaps": "1"}, "scopes": ["BestEffort", "NotBestEffort"]}))
+            .into_iter()
+            .map(|(_, m)| m.rsplit(": ").next().unwrap().to_string())
+            .collect::<Vec<_>>(),
+        vec![
+            "unsupported scope applied to resource",
+            "unsupported scope applied to resource",
+            "conflicting scopes"
+        ]
+    );
+    let fields: Vec<String> = got(
+        json!({"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": [
+            {"scopeName": "Terminating", "operator": "In", "values": []},
+            {"scopeName": "PriorityClass", "operator": "Exists", "values": ["x"]}
+        ]}}),
+    )
+    .into_iter()
+    .map(|(f, _)| f)
+    .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "spec.scopeSelector.matchExpressions.operator",
+            "spec.scopeSelector.matchExpressions.values",
+            "spec.scopeSelector.matchExpressions.values"
+        ]
+    );
+}

@@ -479,21 +479,43 @@ fn object(s: &Schema, map: &Map<String, Value>, old: Option<&Value>, path: &str,
     }
 }
 
-/// The checks Kubernetes makes of an embedded object (`x-kubernetes-embedded-resource`).
+/// The checks Kubernetes makes of an embedded object (`x-kubernetes-embedded-resource`):
+/// `apiVersion` and `kind` present and well-formed, `metadata.name` a path segment name.
 fn embedded(map: &Map<String, Value>, path: &str, out: &mut Found) {
     for field in ["apiVersion", "kind"] {
+        let p = child(path, field);
         match map.get(field) {
-            None | Some(Value::Null) => out.required(&child(path, field), "must not be empty"),
-            Some(Value::String(s)) if s.is_empty() => {
-                out.required(&child(path, field), "must not be empty")
+            None => out.required(&p, "must not be empty"),
+            Some(Value::String(s)) if s.is_empty() => out.invalid(&p, "\"\"", "must not be empty"),
+            Some(Value::String(s)) if field == "kind" => {
+                let msgs = names::dns1035_label(&s.to_ascii_lowercase());
+                if !msgs.is_empty() {
+                    out.invalid(
+                        &p,
+                        &go_str(s),
+                        &format!(
+                            "may have mixed case, but should otherwise match: {}",
+                            msgs.join(",")
+                        ),
+                    );
+                }
             }
-            _ => {}
+            Some(Value::String(s)) => {
+                if s.split('/').count() > 2 || s.starts_with('/') || s.ends_with('/') {
+                    out.invalid(
+                        &p,
+                        &go_str(s),
+                        &format!("unexpected GroupVersion string: {s}"),
+                    );
+                }
+            }
+            Some(other) => out.invalid(&p, &go_value(other), "must be a string"),
         }
     }
     if let Some(Value::String(name)) = map.get("metadata").and_then(|m| m.get("name"))
         && !name.is_empty()
     {
-        for m in names::dns1123_subdomain(name) {
+        for m in names::path_segment(name) {
             out.invalid(&child(path, "metadata.name"), &go_str(name), &m);
         }
     }

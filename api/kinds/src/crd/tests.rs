@@ -263,12 +263,22 @@ fn list_types_and_embedded_resources_are_checked() {
     assert_eq!(
         causes(
             &s,
-            json!({"spec": {"template": {"metadata": {"name": "Bad_Name"}}}})
+            json!({"spec": {"template": {"metadata": {"name": "a/b"}}}})
         ),
         [
             "spec.template.apiVersion: Required value: must not be empty",
             "spec.template.kind: Required value: must not be empty",
-            "spec.template.metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            "spec.template.metadata.name: Invalid value: \"a/b\": may not contain '/'",
+        ]
+    );
+    assert_eq!(
+        causes(
+            &s,
+            json!({"spec": {"template": {"apiVersion": "", "kind": "My_Kind"}}})
+        ),
+        [
+            "spec.template.apiVersion: Invalid value: \"\": must not be empty",
+            "spec.template.kind: Invalid value: \"My_Kind\": may have mixed case, but should otherwise match: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
         ]
     );
     assert_eq!(

@@ -35,7 +35,11 @@ impl Admission for Quota {
             let (Some(namespace), false) = (write.namespace, op == Operation::Delete) else {
                 return Ok(());
             };
-            if !write.kind.namespaced {
+            // Events are never quota'd (Kubernetes' `DefaultIgnoredResources`; events.k8s.io
+            // Events are the same objects).
+            let event =
+                write.kind.plural == "events" && matches!(write.kind.group, "" | "events.k8s.io");
+            if !write.kind.namespaced || event {
                 return Ok(());
             }
             admit(state, op, write, namespace, obj, old).await

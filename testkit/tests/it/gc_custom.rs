@@ -199,3 +199,50 @@ async fn deleting_a_crd_collects_what_its_objects_owned() {
         .unwrap();
     wait_deleted(&cms, "w-config", DEADLINE).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_scoped_custom_owner_takes_its_namespaced_dependents() {
+    let api = InProcess::start().await.unwrap();
+    let _c = collector(&api.client);
+    let crds: Api<CustomResourceDefinition> = Api::all(api.client.clone());
+    let crd: CustomResourceDefinition = from_json(json!({
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Cluster",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {
+                "openAPIV3Schema": {"type": "object"},
+            }}],
+        },
+    }));
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    wait_object(&crds, "gadgets.example.com", DEADLINE, |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            })
+    })
+    .await
+    .unwrap();
+    let gadgets = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let gs: Api<DynamicObject> = Api::all_with(api.client.clone(), &gadgets);
+    let g = gs
+        .create(&PostParams::default(), &DynamicObject::new("g", &gadgets))
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(api.client.clone(), "default");
+    let owner = owner_ref("example.com/v1", "Gadget", "g", g.metadata.uid.clone());
+    config_map(&cms, "g-config", owner).await;
+    gs.delete("g", &DeleteParams::background()).await.unwrap();
+    wait_deleted(&cms, "g-config", DEADLINE).await.unwrap();
+}

@@ -170,22 +170,37 @@ async fn a_quota_the_controller_has_not_counted_refuses_nothing_yet_and_unknown_
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_never_exceed_the_quota() {
     let api = Api::new().await;
     quota(&api, "q", json!({"pods": "5"})).await;
-    let creates = (0..24).map(|i| {
-        let api = &api;
-        async move {
-            api.call(Method::POST, PODS, Some(pod(&format!("p{i}"), json!({}))))
-                .await
-                .0
-        }
-    });
-    let codes = futures::future::join_all(creates).await;
+    // Creates on several threads at once, so that admissions interleave.
+    let creates: Vec<_> = (0..64)
+        .map(|i| {
+            let router = api.router.clone();
+            tokio::spawn(async move {
+                let req = axum::http::Request::post(PODS)
+                    .header("Authorization", format!("Bearer {}", super::TOKEN))
+                    .header("Content-Type", "application/json")
+                    .body(axum::body::Body::from(
+                        pod(&format!("p{i}"), json!({})).to_string(),
+                    ))
+                    .unwrap();
+                tower::ServiceExt::oneshot(router, req)
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for c in creates {
+        codes.push(c.await.unwrap());
+    }
     let created = codes.iter().filter(|c| **c == 201).count();
     let refused = codes.iter().filter(|c| **c == 403).count();
-    assert_eq!((created, refused), (5, 19), "{codes:?}");
+    assert_eq!((created, refused), (5, 59), "{codes:?}");
     assert_eq!(used(&api, "q").await["pods"], "5");
     let (_, list) = api.call(Method::GET, PODS, None).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(5));

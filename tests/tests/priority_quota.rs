@@ -101,6 +101,34 @@ async fn priority_classes_and_a_quota_over_a_deployment_with_kubectl() {
     c.apply(CLASS_AND_POD);
     let pod = c.api::<Pod>("other").get("important").await.unwrap();
     assert_eq!(pod.spec.unwrap().priority, Some(1000));
+    // A second apply patches the class (strategic merge); its value may not change.
+    c.apply(&CLASS_AND_POD.replace("description: for the test", "description: changed"));
+    let described = c.k(&["get", "pc", "high", "-o", "jsonpath={.description}"]);
+    assert_eq!(described.trim(), "changed");
+    let out = c.try_k_stdin(
+        &["apply", "-f", "-"],
+        &CLASS_AND_POD.replace("value: 1000", "value: 2000"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("value: Forbidden: may not be changed in an update."),
+        "{stderr}"
+    );
+    c.k(&[
+        "create",
+        "priorityclass",
+        "calm",
+        "--value=10",
+        "--preemption-policy=Never",
+    ]);
+    let calm = c.k(&[
+        "get",
+        "pc",
+        "calm",
+        "-o",
+        "jsonpath={.value} {.preemptionPolicy}",
+    ]);
+    assert_eq!(calm.trim(), "10 Never");
 
     c.apply(QUOTA);
     let quotas = c.api::<ResourceQuota>("default");

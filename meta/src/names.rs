@@ -47,3 +47,20 @@ pub const INGRESS_CONTROLLER: &str = "skiff.dev/ingress";
 /// EndpointSlice `endpointslice.kubernetes.io/managed-by` value of Skiff's controller (as
 /// Kubernetes' `endpointslice-controller.k8s.io`).
 pub const ENDPOINTSLICE_MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// Claim annotation written by the scheduler for a `WaitForFirstConsumer` claim: the node the
+/// first pod using it was placed on, where the volume must be provisioned or found.
+pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+/// Claim annotation written by the PV controller: the provisioner expected to create its volume.
+pub const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+/// The beta spelling of [`STORAGE_PROVISIONER`], still written beside it as Kubernetes does.
+pub const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
+/// Claim annotation (`"yes"`): the PV controller finished binding the claim to its volume.
+pub const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
+/// PV and claim annotation (`"yes"`): the PV controller, not the user, made the binding.
+pub const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
+/// PV annotation: the provisioner that created the volume (and deletes it under `Delete`).
+pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+/// Finalizer on every claim: kept while a non-terminal pod uses the claim.
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+/// Finalizer on every PV: kept while the volume is bound to a claim.
+pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";

@@ -64,3 +64,11 @@ pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 /// Finalizer on every PV: kept while the volume is bound to a claim.
 pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+/// The StorageClass every cluster starts with (created at start, marked default): volumes on the
+/// node's own disk, provisioned where the claim's first pod is scheduled.
+pub const LOCAL_PATH_CLASS: &str = "local-path";
+/// The `provisioner` of [`LOCAL_PATH_CLASS`]: Skiff's local-path provisioner.
+pub const LOCAL_PATH_PROVISIONER: &str = "skiff.dev/local-path";
+/// StorageClass annotation (`"true"`) marking the default class, which claims created without
+/// `storageClassName` get.
+pub const DEFAULT_STORAGE_CLASS: &str = "storageclass.kubernetes.io/is-default-class";

@@ -172,25 +172,51 @@ pub struct CustomKinds {
     client: Client,
     crds: Store<CustomResourceDefinition>,
     synced: Synced,
-    watches: HashMap<(String, String, String), CustomWatch>,
+    /// The CRD watch's events: every kind seen there is remembered, even one whose CRD came
+    /// and went between two refreshes.
+    events: futures::stream::BoxStream<'static, watcher::Event<CustomResourceDefinition>>,
+    seen: HashMap<ResourceKey, (ApiResource, bool)>,
+    watches: HashMap<ResourceKey, CustomWatch>,
     /// Kinds whose CRD went, so that what their objects owned is still collected.
-    retired: HashMap<(String, String, String), OwnedKind>,
+    retired: HashMap<ResourceKey, OwnedKind>,
 }
 
+/// A custom kind's group, version and plural.
+type ResourceKey = (String, String, String);
+
 impl CustomKinds {
-    /// Custom kinds from the CRDs of an informer store, followed once it is `synced`.
-    pub fn new(client: Client, crds: Store<CustomResourceDefinition>, synced: Synced) -> Self {
+    /// Custom kinds from the CRDs of an informer (its store, its first list, its events).
+    pub fn new(
+        client: Client,
+        crds: Store<CustomResourceDefinition>,
+        synced: Synced,
+        events: impl futures::Stream<Item = watcher::Event<CustomResourceDefinition>> + Send + 'static,
+    ) -> Self {
         CustomKinds {
             client,
             crds,
             synced,
+            events: events.boxed(),
+            seen: HashMap::new(),
             watches: HashMap::new(),
             retired: HashMap::new(),
         }
     }
 
-    /// Starts watches of newly Established kinds and stops those of CRDs that are gone.
+    /// Starts watches of newly Established kinds, stops those of CRDs that are gone and
+    /// retires every kind seen whose CRD is gone.
     fn refresh(&mut self) {
+        use futures::FutureExt;
+        while let Some(Some(ev)) = self.events.next().now_or_never() {
+            if let watcher::Event::Apply(crd)
+            | watcher::Event::InitApply(crd)
+            | watcher::Event::Delete(crd) = ev
+                && let Some((ar, namespaced)) = custom_resource(&crd)
+            {
+                let key = (ar.group.clone(), ar.version.clone(), ar.plural.clone());
+                self.seen.insert(key, (ar, namespaced));
+            }
+        }
         let mut wanted = HashMap::new();
         for crd in self.crds.state() {
             if let Some((ar, namespaced)) = custom_resource(&crd) {
@@ -209,6 +235,12 @@ impl CustomKinds {
                 tracing::debug!(resource = ?key, "garbage collector stops watching a custom kind");
                 let kind = retired(&self.client, w.resource.clone(), w.kind.namespaced);
                 self.retired.insert(key, kind);
+            }
+        }
+        for (key, (ar, namespaced)) in &self.seen {
+            if !wanted.contains_key(key) && !self.retired.contains_key(key) {
+                let kind = retired(&self.client, ar.clone(), *namespaced);
+                self.retired.insert(key.clone(), kind);
             }
         }
         for (key, (ar, namespaced)) in wanted {

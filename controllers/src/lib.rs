@@ -487,7 +487,7 @@ fn start_garbagecollector(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
         owned::<Service>(inf, c),
     ];
     let crds = inf.all::<CustomResourceDefinition>();
-    let custom = gc::CustomKinds::new(c.clone(), crds.store(), crds.synced());
+    let custom = gc::CustomKinds::new(c.clone(), crds.store(), crds.synced(), crds.events());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let _keep = tx;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_controllers::{Clock, Options, Running};
@@ -143,6 +143,19 @@ async fn the_quota_controller_counts_usage_and_releases_it_on_delete() {
     .unwrap();
     let third = pods.create(&pp, &pod("third", None)).await.unwrap();
     assert_eq!(third.name_any(), "third");
+    // A pod that finished no longer counts against `pods`.
+    pods.patch_status(
+        "third",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+    )
+    .await
+    .unwrap();
+    wait_object(&quotas, "q", DEADLINE, |q| {
+        used(q, "pods").as_deref() == Some("1")
+    })
+    .await
+    .unwrap();
 }
 
 fn used_of(

@@ -15,6 +15,7 @@ pub mod job;
 pub mod leader;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod resourcequota;
@@ -145,6 +146,18 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
     ControllerEntry {
         name: "csrsigning",
         start: start_csrsigning,
+    },
+    ControllerEntry {
+        name: "persistentvolume-binder",
+        start: start_persistentvolume_binder,
+    },
+    ControllerEntry {
+        name: "pvc-protection",
+        start: start_pvc_protection,
+    },
+    ControllerEntry {
+        name: "pv-protection",
+        start: start_pv_protection,
     },
 ];
 
@@ -549,4 +562,50 @@ fn start_disruption(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
         inf.all::<Pod>().synced(),
     ];
     tokio::spawn(disruption::run(ctx, synced))
+}
+
+fn start_persistentvolume_binder(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let ctx = Arc::new(persistentvolume::Ctx::new(
+        m.client.clone(),
+        inf.all::<PersistentVolumeClaim>().store(),
+        inf.all::<PersistentVolume>().store(),
+        inf.all::<StorageClass>().store(),
+        inf.all::<Node>().store(),
+    ));
+    let claims = inf.all::<PersistentVolumeClaim>();
+    let streams = persistentvolume::Streams {
+        claims: (Box::pin(claims.subscribe()), claims.store()),
+        claims_for_volumes: Box::pin(claims.subscribe()),
+        volumes: (
+            Box::pin(inf.all::<PersistentVolume>().subscribe()),
+            inf.all::<PersistentVolume>().store(),
+        ),
+        volumes_for_claims: Box::pin(inf.all::<PersistentVolume>().subscribe()),
+    };
+    tokio::spawn(persistentvolume::run(ctx, streams))
+}
+
+fn start_pvc_protection(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let ctx = Arc::new(persistentvolume::ProtectionCtx {
+        client: m.client.clone(),
+        pods: inf.all::<Pod>().store(),
+    });
+    let claims = inf.all::<PersistentVolumeClaim>();
+    let main = (Box::pin(claims.subscribe()) as _, claims.store());
+    let pods = Box::pin(inf.all::<Pod>().subscribe());
+    tokio::spawn(persistentvolume::run_claim_protection(ctx, main, pods))
+}
+
+fn start_pv_protection(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    use k8s_openapi::api::core::v1::PersistentVolume;
+    let ctx = Arc::new(persistentvolume::ProtectionCtx {
+        client: m.client.clone(),
+        pods: inf.all::<Pod>().store(),
+    });
+    let volumes = inf.all::<PersistentVolume>();
+    let main = (Box::pin(volumes.subscribe()) as _, volumes.store());
+    tokio::spawn(persistentvolume::run_volume_protection(ctx, main))
 }

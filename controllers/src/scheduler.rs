@@ -731,7 +731,7 @@ fn requirement_matches(r: &NodeSelectorRequirement, have: Option<&str>) -> bool 
     }
 }
 
-fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
+pub(crate) fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
     let exprs_ok = term
         .match_expressions
         .iter()

@@ -19,6 +19,7 @@ mod listener;
 pub mod net;
 mod node;
 mod probe;
+mod storage;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -39,6 +40,7 @@ use tokio::task::JoinHandle;
 pub use error::{Error, Result};
 pub use images::WasmImages;
 pub use node::DEFAULT_LEASE_DURATION_SECONDS;
+pub use storage::StorageOptions;
 
 use crate::ctx::{IpPool, NodeCtx};
 use crate::node::NodeFacts;
@@ -79,6 +81,9 @@ pub struct NodeConfig {
     /// Where the ingress and NodePorts send requests for Services (default: the node's
     /// service router).
     pub service_backend: Option<Arc<dyn net::ServiceBackend>>,
+    /// The local-path provisioner's directory and limit (off when `None`: claims of the
+    /// `skiff.dev/local-path` class placed on this node stay Pending).
+    pub storage: Option<StorageOptions>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -94,6 +99,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("lease_duration_seconds", &self.lease_duration_seconds)
             .field("ingress_listen", &self.ingress_listen)
             .field("ingress_tls_listen", &self.ingress_tls_listen)
+            .field("storage", &self.storage)
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +127,7 @@ impl NodeConfig {
             ingress_listen: None,
             ingress_tls_listen: None,
             service_backend: None,
+            storage: None,
         }
     }
 }
@@ -161,6 +168,9 @@ pub struct NodeOptions {
     pub ingress_listen: Option<SocketAddr>,
     /// The ingress's HTTPS address (`--ingress-tls-listen`; off when `None`).
     pub ingress_tls_listen: Option<SocketAddr>,
+    /// The most bytes the local-path provisioner hands out on this node, all volumes together
+    /// (`--max-local-storage`; `None`: the free space of the data directory's filesystem).
+    pub max_local_storage: Option<u64>,
 }
 
 impl NodeOptions {
@@ -185,6 +195,7 @@ impl NodeOptions {
             hop_limit: skiff_meta::names::HOP_LIMIT_DEFAULT,
             ingress_listen: None,
             ingress_tls_listen: None,
+            max_local_storage: None,
         }
     }
 
@@ -237,6 +248,10 @@ impl NodeOptions {
         config.hop_limit = self.hop_limit;
         config.ingress_listen = self.ingress_listen;
         config.ingress_tls_listen = self.ingress_tls_listen;
+        config.storage = Some(StorageOptions {
+            dir: self.data_dir.join("volumes"),
+            max_bytes: self.max_local_storage,
+        });
         Ok(config)
     }
 
@@ -490,6 +505,14 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     let mut tasks = ingress.map(|i| i.into_tasks()).unwrap_or_default();
     tasks.extend(net::spawn_watches(&client, &services, &shutdown_rx));
     config.network.set_router(Some(Arc::new(router.clone())));
+    if let Some(storage) = config.storage.clone() {
+        tasks.push(tokio::spawn(storage::run(
+            client.clone(),
+            config.name.clone(),
+            storage,
+            shutdown_rx.clone(),
+        )));
+    }
     let pods = tokio::spawn(manage_pods(ctx, shutdown_rx));
     if accepted {
         tracing::info!(node = %config.name, endpoint = %local_addr, "node registered");

@@ -1,4 +1,5 @@
-//! Pod -> runtime spec: volumes (emptyDir, configMap, secret, hostPath, downwardAPI, projected),
+//! Pod -> runtime spec: volumes (emptyDir, configMap, secret, hostPath, downwardAPI, projected,
+//! persistentVolumeClaim),
 //! env (`value` with `$(VAR)` expansion, `valueFrom`, `envFrom`, the downward API), mounts,
 //! ports and resources. Failures are messages for the `CreateContainerConfigError` reason.
 //!
@@ -31,6 +32,33 @@ pub(crate) struct Addrs {
     pub(crate) host_ip: IpAddr,
 }
 
+/// Kubelet's checks of a `subPath`, with its messages: relative, and no `..` step.
+fn check_sub_path(sub: &str) -> Result<(), String> {
+    if sub.starts_with('/') {
+        return Err(format!(
+            "error SubPath `{sub}` must not be an absolute path"
+        ));
+    }
+    if sub.split('/').any(|part| part == "..") {
+        return Err(format!(
+            "unable to provision SubPath `{sub}`: must not contain '..'"
+        ));
+    }
+    Ok(())
+}
+
+/// True if the pod's volume `name` is a claim mounted `readOnly`.
+fn claim_read_only(pod: &Pod, name: &str) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .and_then(|v| v.persistent_volume_claim.as_ref())
+        .is_some_and(|c| c.read_only == Some(true))
+}
+
 /// A container's runtime spec (without its image).
 pub(crate) fn container_spec(
     pod: &Pod,
@@ -47,17 +75,19 @@ pub(crate) fn container_spec(
         args.extend(cmd.iter().skip(1).map(|a| expand(a, &vars)));
     }
     args.extend(c.args.iter().flatten().map(|a| expand(a, &vars)));
-    let mounts = c
-        .volume_mounts
-        .iter()
-        .flatten()
-        .map(|m| Mount {
+    let mut mounts = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let sub_path = m.sub_path.clone().filter(|s| !s.is_empty());
+        if let Some(sub) = &sub_path {
+            check_sub_path(sub)?;
+        }
+        mounts.push(Mount {
             volume: m.name.clone(),
             mount_path: m.mount_path.clone(),
-            read_only: m.read_only.unwrap_or(false),
-            sub_path: m.sub_path.clone().filter(|s| !s.is_empty()),
-        })
-        .collect();
+            read_only: m.read_only.unwrap_or(false) || claim_read_only(pod, &m.name),
+            sub_path,
+        });
+    }
     let ports = c
         .ports
         .iter()

@@ -122,7 +122,7 @@ spec:
         serde_yaml::from_str("metadata: {name: s}\ndata: {pw: czNjcjN0}").expect("secret");
     refs.config_maps.insert("cm".into(), Some(cm));
     refs.secrets.insert("s".into(), Some(s));
-    let vols = volumes(&p, &refs, ADDRS).expect("volumes");
+    let vols = volumes(&p, &refs, &Default::default(), ADDRS).expect("volumes");
     assert_eq!(vols.len(), 6);
     assert!(matches!(
         vols[0].source,
@@ -180,4 +180,55 @@ fn resources_and_resource_field_refs_are_exact() {
     );
     assert_eq!(bytes("junk"), None);
     assert_eq!(millis("-1"), None);
+}
+
+#[test]
+fn a_claim_volume_is_its_resolved_directory_and_read_only_and_subpath_are_honoured() {
+    let p = pod(r#"
+metadata: {name: p, namespace: ns}
+spec:
+  containers:
+  - name: c
+    image: x
+    volumeMounts:
+    - {name: data, mountPath: /data, subPath: app}
+    - {name: ro, mountPath: /ro}
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: data-0}}
+  - {name: ro, persistentVolumeClaim: {claimName: shared, readOnly: true}}
+"#);
+    let claims: crate::storage::ClaimPaths = [
+        ("data-0".to_string(), std::path::PathBuf::from("/v/pvc-1")),
+        ("shared".to_string(), std::path::PathBuf::from("/v/pvc-2")),
+    ]
+    .into();
+    let vols = volumes(&p, &Refs::default(), &claims, ADDRS).expect("volumes");
+    match &vols[0].source {
+        VolumeSource::HostPath { path } => assert_eq!(path, std::path::Path::new("/v/pvc-1")),
+        other => panic!("unexpected {other:?}"),
+    }
+    let err = volumes(&p, &Refs::default(), &Default::default(), ADDRS).expect_err("unresolved");
+    assert!(err.contains("data-0"), "{err}");
+
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    let spec = super::container_spec(&p, c, &Refs::default(), ADDRS).expect("spec");
+    assert_eq!(spec.mounts[0].sub_path.as_deref(), Some("app"));
+    assert!(!spec.mounts[0].read_only);
+    assert!(
+        spec.mounts[1].read_only,
+        "a readOnly claim mounts read-only"
+    );
+
+    for (sub, want) in [
+        ("/etc", "error SubPath `/etc` must not be an absolute path"),
+        (
+            "a/../..",
+            "unable to provision SubPath `a/../..`: must not contain '..'",
+        ),
+    ] {
+        let mut bad = c.clone();
+        bad.volume_mounts.as_mut().unwrap()[0].sub_path = Some(sub.into());
+        let err = super::container_spec(&p, &bad, &Refs::default(), ADDRS).expect_err(sub);
+        assert_eq!(err, want);
+    }
 }

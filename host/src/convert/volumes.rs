@@ -1,4 +1,5 @@
-//! Pod volumes as runtime volume specs: emptyDir, hostPath, and the file sets of configMap,
+//! Pod volumes as runtime volume specs: emptyDir, hostPath, persistentVolumeClaim (the
+//! directory its bound volume resolved to on this node), and the file sets of configMap,
 //! secret, downwardAPI and projected volumes.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use super::Addrs;
 use super::env::{field_value, find_container};
 use super::refs::{Refs, config_map_data, secret_data};
 use super::resources::resource_value;
+use crate::storage::ClaimPaths;
 
 /// Applies `items` (key -> path) to a data map, as kubelet does for configMap/secret volumes.
 fn project(
@@ -220,8 +222,14 @@ pub(crate) fn volume_files(
     None
 }
 
-/// The runtime volumes of a pod.
-pub(crate) fn volumes(pod: &Pod, refs: &Refs, addrs: Addrs) -> Result<Vec<VolumeSpec>, String> {
+/// The runtime volumes of a pod; `claims` are its claims resolved to directories
+/// ([`crate::storage::resolve_claims`]).
+pub(crate) fn volumes(
+    pod: &Pod,
+    refs: &Refs,
+    claims: &ClaimPaths,
+    addrs: Addrs,
+) -> Result<Vec<VolumeSpec>, String> {
     let mut out = Vec::new();
     for v in pod
         .spec
@@ -238,6 +246,14 @@ pub(crate) fn volumes(pod: &Pod, refs: &Refs, addrs: Addrs) -> Result<Vec<Volume
             VolumeSource::HostPath {
                 path: PathBuf::from(&h.path),
             }
+        } else if let Some(c) = &v.persistent_volume_claim {
+            let path = claims.get(&c.claim_name).ok_or_else(|| {
+                format!(
+                    "volume {}: persistentvolumeclaim \"{}\" is not resolved on this node",
+                    v.name, c.claim_name
+                )
+            })?;
+            VolumeSource::HostPath { path: path.clone() }
         } else if let Some(files) = volume_files(pod, v, refs, addrs) {
             let (files, sensitive) = files.map_err(|e| format!("volume {}: {e}", v.name))?;
             VolumeSource::Files { files, sensitive }

@@ -13,6 +13,7 @@ use super::{Phase, REFRESH_FILES, RETRY, Worker, WorkerError};
 use crate::convert;
 use crate::events::EventType;
 use crate::net::table::LocalPod;
+use crate::storage;
 
 impl Worker {
     /// Records a failed sandbox attempt: an Event (with `event_reason`) unless the message is
@@ -100,7 +101,21 @@ impl Worker {
                 return false;
             }
         }
-        let volumes = match convert::volumes(&self.pod, &self.refs, self.addrs()) {
+        // Claims resolve to their volumes' directories; until a claim is bound the pod waits.
+        let claims =
+            match storage::resolve_claims(&self.ctx.client, &self.pod, &self.ctx.node_name).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.sandbox_failed(
+                        WorkerError::ContainerCreating(e),
+                        Duration::from_secs(5),
+                        Some("FailedMount"),
+                    )
+                    .await;
+                    return false;
+                }
+            };
+        let volumes = match convert::volumes(&self.pod, &self.refs, &claims, self.addrs()) {
             Ok(v) => v,
             Err(e) => {
                 self.sandbox_failed(

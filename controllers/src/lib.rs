@@ -294,9 +294,10 @@ pub fn spawn_controllers(
         let nodes = informers.all::<Node>().events();
         let pods = informers.all::<Pod>().events();
         let classes = informers.all::<RuntimeClass>().events();
+        let volumes = scheduler::VolumeEvents::from_informers(informers);
         let s = scheduler::Scheduler::new(client.clone(), opts.scheduler_options.clone());
         handles.push(tokio::spawn(async move {
-            if let Err(e) = s.run_with(nodes, pods, classes).await {
+            if let Err(e) = s.run_with(nodes, pods, classes, volumes).await {
                 tracing::error!(error = %e, "scheduler stopped");
             }
         }));

@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::{
     Binding, Event, EventSource, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
     Pod, Taint, Toleration,
 };
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher::{self, Event as WEvent};
@@ -21,6 +23,8 @@ use kube::{Client, ResourceExt};
 use tokio::sync::Notify;
 
 use crate::util;
+
+mod volumes;
 
 /// The scheduler name pods ask for by default.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
@@ -243,6 +247,8 @@ struct State {
     /// Uids that did not fit; retried when the cluster changes.
     unschedulable: HashMap<String, String>,
     runtime_classes: HashMap<String, Arc<RuntimeClass>>,
+    /// Claims, volumes and StorageClasses, for the volume rules.
+    volumes: volumes::Volumes,
     /// Name of the node the next pod's search starts at (nodes are tried round the ring).
     next_start: String,
     /// `percentageOfNodesToScore`; 0 is adaptive.
@@ -430,6 +436,24 @@ impl State {
         }
     }
 
+    fn claim_event(&mut self, ev: WEvent<PersistentVolumeClaim>) {
+        if self.volumes.claims.apply(ev) {
+            self.retry_unschedulable();
+        }
+    }
+
+    fn volume_event(&mut self, ev: WEvent<PersistentVolume>) {
+        if self.volumes.volumes.apply(ev) {
+            self.retry_unschedulable();
+        }
+    }
+
+    fn storage_class_event(&mut self, ev: WEvent<StorageClass>) {
+        if self.volumes.classes.apply(ev) {
+            self.retry_unschedulable();
+        }
+    }
+
     fn apply_pod(&mut self, pod: Arc<Pod>) {
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
@@ -513,6 +537,8 @@ struct PodCtx<'a> {
     owner: Option<OwnerSpread<'a>>,
     /// For each topology spread constraint, matching pods per topology value.
     spread: Vec<SpreadCounts<'a>>,
+    /// What the pod's claims ask of a node.
+    volumes: volumes::PodVolumes<'a>,
 }
 
 struct OwnerSpread<'a> {
@@ -548,6 +574,12 @@ impl<'a> PodCtx<'a> {
             },
             None => None,
         };
+        let volumes = st.volumes.for_pod(pod).map_err(|reason| {
+            format!(
+                "0/{} nodes are available: {reason}. preemption: not supported.",
+                st.nodes.len()
+            )
+        })?;
         let tolerations: Vec<&Toleration> = spec
             .and_then(|s| s.tolerations.as_ref())
             .into_iter()
@@ -603,6 +635,7 @@ impl<'a> PodCtx<'a> {
             tolerates_unschedulable,
             owner,
             spread,
+            volumes,
         })
     }
 }
@@ -672,6 +705,7 @@ fn node_fit(info: &NodeInfo, ctx: &PodCtx<'_>) -> Result<(), Reason> {
     if ctx.req.mem > 0 && info.used_mem + ctx.req.mem > info.alloc_mem {
         return Err("Insufficient memory".into());
     }
+    ctx.volumes.fit(&info.node)?;
     for c in ctx.spread.iter().filter(|c| c.hard) {
         let Some(value) = labels.get(c.key) else {
             return Err(
@@ -731,7 +765,11 @@ fn requirement_matches(r: &NodeSelectorRequirement, have: Option<&str>) -> bool 
     }
 }
 
-pub(crate) fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
+pub(crate) fn term_matches(
+    term: &NodeSelectorTerm,
+    labels: &BTreeMap<String, String>,
+    name: &str,
+) -> bool {
     let exprs_ok = term
         .match_expressions
         .iter()
@@ -907,6 +945,9 @@ fn feasible_nodes_to_find(nodes: usize, percentage: u32) -> usize {
 
 enum Decision {
     Bind(String),
+    /// The pod goes to this node once its `WaitForFirstConsumer` claims are bound there: these
+    /// claims (namespace, name) are to be annotated with it first.
+    SelectNode(String, Vec<(String, String)>),
     Unschedulable(String),
 }
 
@@ -948,13 +989,25 @@ fn decide(st: &mut State, pod: &Pod) -> Decision {
                 Err(reason) => *reasons.entry(reason).or_default() += 1,
             }
         }
-        (best.map(|(_, name)| name.to_string()), next_start, reasons)
+        let chosen = best.map(|(_, name)| {
+            let select = ctx.volumes.to_select(name);
+            (name.to_string(), select)
+        });
+        (chosen, next_start, reasons)
     };
     if let Some(next) = next_start {
         st.next_start = next;
     }
     match chosen {
-        Some(name) => Decision::Bind(name),
+        Some((name, select)) if select.is_empty() => Decision::Bind(name),
+        Some((name, select)) => Decision::SelectNode(
+            name,
+            select
+                .into_iter()
+                .filter(|(_, _, done)| !done)
+                .map(|(ns, claim, _)| (ns, claim))
+                .collect(),
+        ),
         None => {
             let mut parts: Vec<String> = reasons.iter().map(|(r, c)| format!("{c} {r}")).collect();
             parts.sort();
@@ -999,8 +1052,9 @@ impl Scheduler {
         let nodes = informers.all::<Node>().events();
         let pods = informers.all::<Pod>().events();
         let classes = informers.all::<RuntimeClass>().events();
+        let volumes = VolumeEvents::from_informers(&mut informers);
         let _watches = crate::AbortOnDrop(informers.start());
-        self.run_with(nodes, pods, classes).await
+        self.run_with(nodes, pods, classes, volumes).await
     }
 
     /// Runs the scheduling loop over the events of shared Node, Pod and RuntimeClass informers
@@ -1010,6 +1064,7 @@ impl Scheduler {
         nodes: impl Stream<Item = WEvent<Node>> + Send + 'static,
         pods: impl Stream<Item = WEvent<Pod>> + Send + 'static,
         runtime_classes: impl Stream<Item = WEvent<RuntimeClass>> + Send + 'static,
+        volumes: VolumeEvents,
     ) -> Result<(), Error> {
         // Owned by this future: dropping it (the task running it aborted) aborts them too.
         let mut background = tokio::task::JoinSet::new();
@@ -1031,6 +1086,24 @@ impl Scheduler {
             state.clone(),
             wake.clone(),
             State::runtime_class_event,
+        ));
+        background.spawn(apply_events(
+            volumes.claims,
+            state.clone(),
+            wake.clone(),
+            State::claim_event,
+        ));
+        background.spawn(apply_events(
+            volumes.volumes,
+            state.clone(),
+            wake.clone(),
+            State::volume_event,
+        ));
+        background.spawn(apply_events(
+            volumes.classes,
+            state.clone(),
+            wake.clone(),
+            State::storage_class_event,
         ));
         {
             let state = self.state.clone();
@@ -1081,6 +1154,14 @@ impl Scheduler {
                                 continue;
                             }
                         }
+                        Decision::SelectNode(node, claims) => {
+                            // Retried when a claim or volume changes, like an unschedulable pod.
+                            let msg = format!("waiting for the volumes of node {node} to be bound");
+                            let old = st.unschedulable.insert(uid.clone(), msg.clone());
+                            if old.as_deref() == Some(msg.as_str()) && claims.is_empty() {
+                                continue;
+                            }
+                        }
                     }
                     out.push((pod, d));
                 }
@@ -1104,6 +1185,9 @@ impl Scheduler {
                     let _permit = permit;
                     match d {
                         Decision::Bind(node) => bind(client, state, wake, pod, node).await,
+                        Decision::SelectNode(node, claims) => {
+                            select_node(client, state, wake, pod, node, claims).await
+                        }
                         Decision::Unschedulable(msg) => {
                             report_unschedulable(client, pod, msg).await
                         }
@@ -1111,6 +1195,62 @@ impl Scheduler {
                     let _ = done.send(());
                 });
             }
+        }
+    }
+}
+
+/// The claim, volume and StorageClass events the scheduler's volume rules need.
+pub struct VolumeEvents {
+    /// PersistentVolumeClaim events.
+    pub claims: std::pin::Pin<Box<dyn Stream<Item = WEvent<PersistentVolumeClaim>> + Send>>,
+    /// PersistentVolume events.
+    pub volumes: std::pin::Pin<Box<dyn Stream<Item = WEvent<PersistentVolume>> + Send>>,
+    /// StorageClass events.
+    pub classes: std::pin::Pin<Box<dyn Stream<Item = WEvent<StorageClass>> + Send>>,
+}
+
+impl VolumeEvents {
+    /// Subscribes to the shared informers of the three kinds.
+    pub fn from_informers(informers: &mut crate::informer::Informers) -> VolumeEvents {
+        VolumeEvents {
+            claims: Box::pin(informers.all::<PersistentVolumeClaim>().events()),
+            volumes: Box::pin(informers.all::<PersistentVolume>().events()),
+            classes: Box::pin(informers.all::<StorageClass>().events()),
+        }
+    }
+}
+
+/// Annotates the pod's unbound `WaitForFirstConsumer` claims with the chosen node; the pod stays
+/// pending and is tried again when the claims change (bound by then, or not yet).
+async fn select_node(
+    client: Client,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    pod: Arc<Pod>,
+    node: String,
+    claims: Vec<(String, String)>,
+) {
+    for (ns, name) in claims {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            skiff_meta::names::SELECTED_NODE: node,
+        }}});
+        if let Err(e) = api
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+        {
+            tracing::warn!(claim = %format!("{ns}/{name}"), error = %e, "selecting a node for a claim");
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let mut st = lock(&state);
+            st.unschedulable.remove(&uid);
+            st.enqueue(&uid);
+            drop(st);
+            wake.notify_one();
+            return;
         }
     }
 }

@@ -86,7 +86,7 @@ fn failed_scheduling_message_counts_reasons_like_kube_scheduler() {
             msg,
             "0/3 nodes are available: 1 node(s) were unschedulable, 2 Insufficient memory. preemption: not supported."
         ),
-        Decision::Bind(n) => panic!("bound to {n}"),
+        Decision::Bind(n) | Decision::SelectNode(n, _) => panic!("bound to {n}"),
     }
 }
 
@@ -143,7 +143,7 @@ fn taints_need_tolerations() {
             msg.contains("1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }"),
             "{msg}"
         ),
-        Decision::Bind(_) => panic!("tainted node accepted"),
+        Decision::Bind(_) | Decision::SelectNode(..) => panic!("tainted node accepted"),
     }
     let mut p = pod("q", "1Mi", None);
     p.spec.as_mut().unwrap().tolerations = Some(vec![Toleration {
@@ -207,7 +207,7 @@ fn failed_scheduling_counts_every_node_when_sampling() {
             msg,
             "0/300 nodes are available: 300 Insufficient memory. preemption: not supported."
         ),
-        Decision::Bind(n) => panic!("bound to {n}"),
+        Decision::Bind(n) | Decision::SelectNode(n, _) => panic!("bound to {n}"),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::image::{ImageService, PulledImage};
 use crate::logs::{LogOptions, LogStream};
 use crate::network::{HttpBody, Network, full_body};
-use crate::spec::{ContainerSpec, FileContent, Image, PodSpec};
+use crate::spec::{ContainerSpec, FileContent, Image, PodSpec, VolumeSpec};
 use crate::status::{ContainerKind, ContainerState, EXIT_KILLED, PodUsage, TerminationReason};
 use crate::wasm::Capacity;
 use crate::{PodRuntime, PodSandbox, WASM_HANDLER};
@@ -163,6 +163,7 @@ impl PodRuntime for FakeRuntime {
             containers: Mutex::new(BTreeMap::new()),
             files: Mutex::new(BTreeMap::new()),
             removed: Mutex::new(false),
+            volumes: spec.volumes.clone(),
         });
         if let Some(ip) = spec.ip {
             let weak: Weak<dyn PodSandbox> = pod.this.clone();
@@ -198,6 +199,8 @@ pub struct FakePod {
     containers: Mutex<BTreeMap<String, FakeContainer>>,
     files: Mutex<BTreeMap<String, BTreeMap<String, FileContent>>>,
     removed: Mutex<bool>,
+    /// The volumes the pod was created with.
+    volumes: Vec<VolumeSpec>,
 }
 
 impl FakePod {
@@ -253,6 +256,11 @@ impl FakePod {
     /// Makes HTTP requests to the container's ports answer 200 (`true`) or 500 (`false`).
     pub fn set_healthy(&self, name: &str, healthy: bool) -> Result<()> {
         self.with(name, |c| c.healthy = healthy)
+    }
+
+    /// The volumes the pod was created with.
+    pub fn volumes(&self) -> &[VolumeSpec] {
+        &self.volumes
     }
 
     /// The files last written to a file-set volume.

@@ -7,6 +7,7 @@ mod gc_custom;
 mod informers;
 mod ingress;
 mod kubectl;
+mod local_storage;
 mod node;
 mod priority_quota;
 mod reconcilers;

@@ -356,6 +356,8 @@ static KINDS: &[Kind] = &[
     k("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, NONE, NONE, NONE, "io.k8s.api.rbac.v1.ClusterRole", ALL),
     k("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, NONE, NONE, NONE, "io.k8s.api.rbac.v1.RoleBinding", ALL),
     k("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, NONE, NONE, NONE, "io.k8s.api.rbac.v1.Role", ALL),
+    // storage.k8s.io/v1
+    k("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], NONE, NONE, "io.k8s.api.storage.v1.StorageClass", ALL),
     // apiextensions.k8s.io/v1
     k("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false, &["crd", "crds"], &["api-extensions"], STATUS, "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition", ALL),
 ];

@@ -70,13 +70,18 @@ fn every_requested_kind_is_served_with_its_short_names() {
         ("rbac.authorization.k8s.io", "rolebindings", &[]),
         ("rbac.authorization.k8s.io", "clusterrolebindings", &[]),
         ("events.k8s.io", "events", &["ev"]),
-        ("apiextensions.k8s.io", "customresourcedefinitions", &["crd", "crds"]),
+        ("storage.k8s.io", "storageclasses", &["sc"]),
+        (
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            &["crd", "crds"],
+        ),
     ];
     for (group, plural, short) in expect {
         let k = find_by_plural(group, plural).unwrap_or_else(|| panic!("{group}/{plural}"));
         assert_eq!(k.short_names, *short, "{group}/{plural}");
     }
-    assert_eq!(kinds().len(), 45);
+    assert_eq!(kinds().len(), 46);
     assert_eq!(
         find_by_plural("apps", "deploy").map(|k| k.kind),
         Some("Deployment")

@@ -119,6 +119,10 @@ macro_rules! with_type {
                 type $t = a::networking::v1::Ingress;
                 Some($body)
             }
+            "io.k8s.api.storage.v1.StorageClass" => {
+                type $t = a::storage::v1::StorageClass;
+                Some($body)
+            }
             "io.k8s.api.networking.v1.NetworkPolicy" => {
                 type $t = a::networking::v1::NetworkPolicy;
                 Some($body)

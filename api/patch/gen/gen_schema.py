@@ -45,6 +45,7 @@ ROOTS = [
     "io.k8s.api.networking.v1.Ingress",
     "io.k8s.api.networking.v1.IngressClass",
     "io.k8s.api.networking.v1.NetworkPolicy",
+    "io.k8s.api.storage.v1.StorageClass",
     "io.k8s.api.node.v1.RuntimeClass",
     "io.k8s.api.scheduling.v1.PriorityClass",
     "io.k8s.api.coordination.v1.Lease",

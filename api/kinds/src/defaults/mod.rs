@@ -50,6 +50,10 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
                 }
             }
         }
+        ("storage.k8s.io", "StorageClass") => {
+            set(obj, &["reclaimPolicy"], json!("Delete"));
+            set(obj, &["volumeBindingMode"], json!("Immediate"));
+        }
         ("scheduling.k8s.io", "PriorityClass") => {
             set(obj, &["preemptionPolicy"], json!("PreemptLowerPriority"));
         }

@@ -19,6 +19,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("networking.k8s.io", &["v1"]),
     ("policy", &["v1"]),
     ("rbac.authorization.k8s.io", &["v1"]),
+    ("storage.k8s.io", &["v1"]),
     ("apiextensions.k8s.io", &["v1"]),
     ("scheduling.k8s.io", &["v1"]),
     ("coordination.k8s.io", &["v1"]),

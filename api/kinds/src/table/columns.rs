@@ -427,6 +427,26 @@ pub(super) fn columns(kind: &Kind) -> Vec<Col> {
             ),
             age_col(),
         ],
+        ("storage.k8s.io", "StorageClass") => vec![
+            name_col(),
+            c(
+                "Provisioner",
+                "provisioner indicates the type of the provisioner.",
+            ),
+            c(
+                "ReclaimPolicy",
+                "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class. Defaults to Delete.",
+            ),
+            c(
+                "VolumeBindingMode",
+                "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.  When unset, VolumeBindingImmediate is used. This field is only honored by servers that enable the VolumeScheduling feature.",
+            ),
+            c(
+                "AllowVolumeExpansion",
+                "allowVolumeExpansion shows whether the storage class allow volume expand.",
+            ),
+            age_col(),
+        ],
         ("networking.k8s.io", "NetworkPolicy") => vec![
             name_col(),
             c(

@@ -299,6 +299,36 @@ pub(super) fn cells(kind: &Kind, obj: &Value, now: jiff::Timestamp) -> Vec<Value
                 age(obj, now),
             ]
         }
+        ("storage.k8s.io", "StorageClass") => {
+            let default = |key: &str| {
+                obj.pointer("/metadata/annotations")
+                    .and_then(|a| a.get(key))
+                    .and_then(Value::as_str)
+                    == Some("true")
+            };
+            let mut shown = s(obj, "/metadata/name").to_string();
+            if default(skiff_meta::names::DEFAULT_STORAGE_CLASS)
+                || default("storageclass.beta.kubernetes.io/is-default-class")
+            {
+                shown.push_str(" (default)");
+            }
+            let or = |ptr: &str, dflt: &'static str| match s(obj, ptr) {
+                "" => dflt.to_string(),
+                v => v.to_string(),
+            };
+            vec![
+                json!(shown),
+                json!(s(obj, "/provisioner")),
+                json!(or("/reclaimPolicy", "Delete")),
+                json!(or("/volumeBindingMode", "Immediate")),
+                json!(
+                    obj.get("allowVolumeExpansion")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                ),
+                age(obj, now),
+            ]
+        }
         ("networking.k8s.io", "NetworkPolicy") => vec![
             name(obj),
             json!(label_selector(obj.pointer("/spec/podSelector"))),

@@ -9,6 +9,7 @@ pub(crate) mod names;
 mod others;
 mod pod;
 mod service;
+mod storage;
 mod workloads;
 
 use serde_json::Value;
@@ -271,8 +272,9 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => others::role(obj, &mut errs),
         ("policy", "PodDisruptionBudget") => others::pdb(obj, &mut errs),
         ("autoscaling", "HorizontalPodAutoscaler") => others::hpa(obj, &mut errs),
-        ("", "PersistentVolumeClaim") => others::pvc(obj, old, &mut errs),
-        ("", "PersistentVolume") => others::pv(obj, &mut errs),
+        ("", "PersistentVolumeClaim") => storage::pvc(obj, old, &mut errs),
+        ("", "PersistentVolume") => storage::pv(obj, old, &mut errs),
+        ("storage.k8s.io", "StorageClass") => storage::storage_class(obj, old, &mut errs),
         ("", "Event") => others::event(obj, &mut errs),
         ("events.k8s.io", "Event") => others::event_v1(obj, &mut errs),
         ("networking.k8s.io", "Ingress") => others::ingress(obj, &mut errs),

@@ -1,5 +1,5 @@
 //! Validation of the smaller kinds: RBAC bindings, PodDisruptionBudgets, HorizontalPodAutoscalers,
-//! volumes and claims, Ingresses, RuntimeClasses, EndpointSlices, Leases and Events.
+//! Ingresses, RuntimeClasses, EndpointSlices, Leases and Events.
 
 use serde_json::Value;
 
@@ -157,108 +157,6 @@ pub(super) fn hpa(obj: &Value, errs: &mut Errs) {
             "spec.targetCPUUtilizationPercentage",
             &t.to_string(),
             "must be greater than or equal to 1",
-        );
-    }
-}
-
-const ACCESS_MODES: &[&str] = &[
-    "ReadOnlyMany",
-    "ReadWriteMany",
-    "ReadWriteOnce",
-    "ReadWriteOncePod",
-];
-
-fn access_modes(obj: &Value, ptr: &str, field: &str, errs: &mut Errs) {
-    let modes = arr(obj, ptr);
-    if modes.is_empty() {
-        errs.required(field, "at least 1 access mode is required");
-    }
-    for m in modes {
-        let m = m.as_str().unwrap_or_default();
-        if !ACCESS_MODES.contains(&m) {
-            errs.not_supported(field, m, ACCESS_MODES);
-        }
-    }
-}
-
-pub(super) fn pvc(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    access_modes(obj, "/spec/accessModes", "spec.accessModes", errs);
-    if obj
-        .pointer("/spec/resources/requests/storage")
-        .is_none_or(Value::is_null)
-    {
-        errs.required("spec.resources[storage]", "");
-    }
-    if let Some(old) = old
-        && s(old, "/status/phase") == "Bound"
-    {
-        let strip = |v: &Value| {
-            let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
-            if let Some(m) = spec.as_object_mut() {
-                m.remove("resources");
-                m.remove("volumeAttributesClassName");
-                if s(v, "/spec/volumeName").is_empty() {
-                    m.remove("volumeName");
-                }
-            }
-            spec
-        };
-        if strip(obj) != strip(old) {
-            errs.forbidden("spec", "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims");
-        }
-    }
-}
-
-pub(super) fn pv(obj: &Value, errs: &mut Errs) {
-    access_modes(obj, "/spec/accessModes", "spec.accessModes", errs);
-    if obj
-        .pointer("/spec/capacity/storage")
-        .is_none_or(Value::is_null)
-    {
-        errs.required("spec.capacity", "");
-    }
-    let sources = [
-        "hostPath",
-        "local",
-        "nfs",
-        "csi",
-        "iscsi",
-        "fc",
-        "cephfs",
-        "rbd",
-        "glusterfs",
-        "azureDisk",
-        "azureFile",
-        "awsElasticBlockStore",
-        "gcePersistentDisk",
-        "cinder",
-        "flexVolume",
-        "flocker",
-        "photonPersistentDisk",
-        "portworxVolume",
-        "quobyte",
-        "scaleIO",
-        "storageos",
-        "vsphereVolume",
-    ];
-    let count = sources
-        .iter()
-        .filter(|k| {
-            obj.pointer(&format!("/spec/{k}"))
-                .is_some_and(|v| !v.is_null())
-        })
-        .count();
-    if count == 0 {
-        errs.required("spec", "must specify a volume type");
-    } else if count > 1 {
-        errs.forbidden("spec", "may not specify more than 1 volume type");
-    }
-    let policy = s(obj, "/spec/persistentVolumeReclaimPolicy");
-    if !policy.is_empty() && !["Delete", "Recycle", "Retain"].contains(&policy) {
-        errs.not_supported(
-            "spec.persistentVolumeReclaimPolicy",
-            policy,
-            &["Delete", "Recycle", "Retain"],
         );
     }
 }

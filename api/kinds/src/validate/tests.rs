@@ -1106,3 +1106,277 @@ fn resource_quotas_are_validated_as_kubernetes_does() {
         ]
     );
 }
+
+/// The fields named by the errors of validating `obj` (after defaulting) against `old`.
+fn storage_fields(api_version: &str, k: &str, mut obj: Value, old: Option<&Value>) -> Vec<String> {
+    let kind = kind(api_version, k);
+    crate::defaults::apply(kind, &mut obj);
+    match validate(kind, &obj, old) {
+        Ok(()) => Vec::new(),
+        other => causes(other).into_iter().map(|c| c.1).collect(),
+    }
+}
+
+#[test]
+fn storage_classes_are_validated_as_kubernetes_does() {
+    let sc = |extra: Value| {
+        let mut o = json!({"metadata": {"name": "fast"}, "provisioner": "skiff.dev/local-path"});
+        for (k, v) in extra.as_object().expect("object") {
+            o[k] = v.clone();
+        }
+        o
+    };
+    let cases: Vec<(Value, Vec<&str>)> = vec![
+        (sc(json!({})), vec![]),
+        (sc(json!({"provisioner": ""})), vec!["provisioner"]),
+        (
+            sc(json!({"provisioner": "not a name/x/y"})),
+            vec!["provisioner"],
+        ),
+        (
+            sc(json!({"reclaimPolicy": "Recycle"})),
+            vec!["reclaimPolicy"],
+        ),
+        (
+            sc(json!({"volumeBindingMode": "Later"})),
+            vec!["volumeBindingMode"],
+        ),
+        (
+            sc(json!({"allowedTopologies": [{"matchLabelExpressions": [
+                {"key": "kubernetes.io/hostname", "values": ["a", "a"]},
+                {"key": "bad key", "values": []}
+            ]}]})),
+            vec![
+                "allowedTopologies[0].matchLabelExpressions[0].values[1]",
+                "allowedTopologies[0].matchLabelExpressions[1].key",
+                "allowedTopologies[0].matchLabelExpressions[1].values",
+            ],
+        ),
+        (
+            sc(json!({"allowedTopologies": [{"matchLabelExpressions": []}]})),
+            vec!["allowedTopologies[0].matchLabelExpressions"],
+        ),
+    ];
+    for (obj, want) in cases {
+        assert_eq!(
+            storage_fields("storage.k8s.io/v1", "StorageClass", obj.clone(), None),
+            want,
+            "{obj}"
+        );
+    }
+    // defaults: Delete and Immediate
+    let mut d = sc(json!({}));
+    crate::defaults::apply(kind("storage.k8s.io/v1", "StorageClass"), &mut d);
+    assert_eq!(d["reclaimPolicy"], "Delete");
+    assert_eq!(d["volumeBindingMode"], "Immediate");
+    // updates: parameters, provisioner, reclaimPolicy and volumeBindingMode are fixed
+    let old = d.clone();
+    let changed = sc(json!({
+        "parameters": {"a": "b"}, "provisioner": "example.com/other",
+        "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer"
+    }));
+    assert_eq!(
+        storage_fields("storage.k8s.io/v1", "StorageClass", changed, Some(&old)),
+        vec![
+            "parameters",
+            "provisioner",
+            "reclaimPolicy",
+            "volumeBindingMode"
+        ]
+    );
+    let mut labelled = old.clone();
+    labelled["metadata"]["labels"] = json!({"tier": "fast"});
+    labelled["allowVolumeExpansion"] = json!(true);
+    assert_eq!(
+        storage_fields("storage.k8s.io/v1", "StorageClass", labelled, Some(&old)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn persistent_volumes_are_validated_as_kubernetes_does() {
+    let pv = |spec: Value| {
+        let mut o = json!({"metadata": {"name": "pv1"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/data/pv1"}
+        }});
+        for (k, v) in spec.as_object().expect("object") {
+            if v.is_null() {
+                o["spec"].as_object_mut().expect("spec").remove(k);
+            } else {
+                o["spec"][k] = v.clone();
+            }
+        }
+        o
+    };
+    let affinity = json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}]}});
+    let cases: Vec<(Value, Vec<&str>)> = vec![
+        (pv(json!({})), vec![]),
+        (pv(json!({"capacity": null})), vec!["spec.capacity"]),
+        (
+            pv(json!({"capacity": {"storage": "0"}})),
+            vec!["spec.capacity[storage]"],
+        ),
+        (
+            pv(json!({"capacity": {"storage": "1Gi", "cpu": "1"}})),
+            vec!["spec.capacity"],
+        ),
+        (pv(json!({"accessModes": []})), vec!["spec.accessModes"]),
+        (
+            pv(json!({"accessModes": ["ReadWriteSometimes"]})),
+            vec!["spec.accessModes"],
+        ),
+        (
+            pv(json!({"accessModes": ["ReadWriteOncePod", "ReadOnlyMany"]})),
+            vec!["spec.accessModes"],
+        ),
+        (pv(json!({"hostPath": null})), vec!["spec"]),
+        (
+            pv(json!({"nfs": {"server": "s", "path": "/"}})),
+            vec!["spec"],
+        ),
+        (
+            pv(json!({"hostPath": {"path": "/data/../etc"}})),
+            vec!["spec.hostPath.path"],
+        ),
+        (
+            pv(json!({"hostPath": {"path": "/d", "type": "Pipe"}})),
+            vec!["spec.hostPath.type"],
+        ),
+        (
+            pv(json!({"hostPath": null, "local": {"path": "/mnt/disk"}})),
+            vec!["spec.nodeAffinity"],
+        ),
+        (
+            pv(json!({"hostPath": null, "local": {"path": "/mnt/disk"}, "nodeAffinity": affinity})),
+            vec![],
+        ),
+        (
+            pv(json!({"persistentVolumeReclaimPolicy": "Keep"})),
+            vec!["spec.persistentVolumeReclaimPolicy"],
+        ),
+        (
+            pv(json!({"storageClassName": "Not_A_Name"})),
+            vec!["spec.storageClassName"],
+        ),
+        (pv(json!({"volumeMode": "Raw"})), vec!["spec.volumeMode"]),
+    ];
+    for (obj, want) in cases {
+        assert_eq!(
+            storage_fields("v1", "PersistentVolume", obj.clone(), None),
+            want,
+            "{obj}"
+        );
+    }
+    let mut d = pv(json!({}));
+    crate::defaults::apply(kind("v1", "PersistentVolume"), &mut d);
+    assert_eq!(d["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert_eq!(d["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(d["status"]["phase"], "Pending");
+    let moved = pv(json!({"hostPath": {"path": "/data/other"}}));
+    assert_eq!(
+        storage_fields("v1", "PersistentVolume", moved, Some(&d)),
+        vec!["spec.persistentvolumesource"]
+    );
+    let mut claimed = d.clone();
+    claimed["spec"]["claimRef"] = json!({"namespace": "d", "name": "c"});
+    assert_eq!(
+        storage_fields("v1", "PersistentVolume", claimed, Some(&d)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn claims_are_validated_and_fixed_once_created() {
+    let pvc = |spec: Value| {
+        let mut o = json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}
+        }});
+        for (k, v) in spec.as_object().expect("object") {
+            o["spec"][k] = v.clone();
+        }
+        o
+    };
+    let cases: Vec<(Value, Vec<&str>)> = vec![
+        (pvc(json!({})), vec![]),
+        (
+            pvc(json!({"resources": {"requests": {"storage": "0"}}})),
+            vec!["spec.resources[storage]"],
+        ),
+        (
+            pvc(json!({"resources": {"requests": {"storage": "lots"}}})),
+            vec!["spec.resources[storage]"],
+        ),
+        (
+            pvc(json!({"accessModes": ["Everything"]})),
+            vec!["spec.accessModes"],
+        ),
+        (
+            pvc(json!({"storageClassName": "UPPER"})),
+            vec!["spec.storageClassName"],
+        ),
+        (pvc(json!({"volumeMode": "Raw"})), vec!["spec.volumeMode"]),
+        (
+            pvc(json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}})),
+            vec!["spec.selector"],
+        ),
+    ];
+    for (obj, want) in cases {
+        assert_eq!(
+            storage_fields("v1", "PersistentVolumeClaim", obj.clone(), None),
+            want,
+            "{obj}"
+        );
+    }
+    let mut old = pvc(json!({}));
+    crate::defaults::apply(kind("v1", "PersistentVolumeClaim"), &mut old);
+    assert_eq!(old["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(old["status"]["phase"], "Pending");
+    let update = |change: Value, old: &Value| {
+        let mut new = old.clone();
+        for (k, v) in change.as_object().expect("object") {
+            new["spec"][k] = v.clone();
+        }
+        storage_fields("v1", "PersistentVolumeClaim", new, Some(old))
+    };
+    let none = Vec::<String>::new();
+    // a pending claim: the binding and a first class may be set, nothing else changes
+    assert_eq!(update(json!({"volumeName": "pv1"}), &old), none);
+    assert_eq!(
+        update(json!({"storageClassName": "local-path"}), &old),
+        none
+    );
+    assert_eq!(
+        update(json!({"accessModes": ["ReadOnlyMany"]}), &old),
+        vec!["spec"]
+    );
+    assert_eq!(
+        update(json!({"resources": {"requests": {"storage": "2Gi"}}}), &old),
+        vec!["spec"]
+    );
+    // a bound claim may grow, not shrink below its capacity, and keeps its volume
+    let mut bound = old.clone();
+    bound["spec"]["volumeName"] = json!("pv1");
+    bound["spec"]["storageClassName"] = json!("local-path");
+    bound["status"] = json!({"phase": "Bound", "capacity": {"storage": "1Gi"}});
+    assert_eq!(
+        update(
+            json!({"resources": {"requests": {"storage": "2Gi"}}}),
+            &bound
+        ),
+        none
+    );
+    assert_eq!(
+        update(
+            json!({"resources": {"requests": {"storage": "512Mi"}}}),
+            &bound
+        ),
+        vec!["spec.resources.requests.storage"]
+    );
+    assert_eq!(update(json!({"volumeName": "pv2"}), &bound), vec!["spec"]);
+    assert_eq!(
+        update(json!({"storageClassName": "other"}), &bound),
+        vec!["spec"]
+    );
+}

@@ -1683,6 +1683,13 @@ pub(super) static TYPES: &[TypeDef] = &[
         ("tolerationSeconds", SCALAR),
         ("value", SCALAR),
     ] },
+    TypeDef { name: "io.k8s.api.core.v1.TopologySelectorLabelRequirement", atomic: false, fields: &[
+        ("key", REQUIRED_SCALAR),
+        ("values", fi(List, None, Some(Atomic), false, false, &[], Some("atomic"), None, true)),
+    ] },
+    TypeDef { name: "io.k8s.api.core.v1.TopologySelectorTerm", atomic: true, fields: &[
+        ("matchLabelExpressions", fi(List, Some("io.k8s.api.core.v1.TopologySelectorLabelRequirement"), Some(Atomic), false, false, &[], Some("atomic"), None, false)),
+    ] },
     TypeDef { name: "io.k8s.api.core.v1.TopologySpreadConstraint", atomic: false, fields: &[
         ("labelSelector", fi(Object, Some("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"), None, false, false, &[], None, Some("atomic"), false)),
         ("matchLabelKeys", fi(List, None, Some(Atomic), false, false, &[], Some("atomic"), None, false)),
@@ -2056,6 +2063,18 @@ pub(super) static TYPES: &[TypeDef] = &[
         ("preemptionPolicy", SCALAR),
         ("value", REQUIRED_SCALAR),
     ] },
+    TypeDef { name: "io.k8s.api.storage.v1.StorageClass", atomic: false, fields: &[
+        ("allowVolumeExpansion", SCALAR),
+        ("allowedTopologies", fi(List, Some("io.k8s.api.core.v1.TopologySelectorTerm"), Some(Atomic), false, false, &[], Some("atomic"), None, false)),
+        ("apiVersion", SCALAR),
+        ("kind", SCALAR),
+        ("metadata", fi(Object, Some("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), None, false, false, &[], None, None, false)),
+        ("mountOptions", fi(List, None, Some(Atomic), false, false, &[], Some("atomic"), None, false)),
+        ("parameters", fi(Map, None, None, false, false, &[], None, None, false)),
+        ("provisioner", REQUIRED_SCALAR),
+        ("reclaimPolicy", SCALAR),
+        ("volumeBindingMode", SCALAR),
+    ] },
     TypeDef { name: "io.k8s.apimachinery.pkg.apis.meta.v1.Condition", atomic: false, fields: &[
         ("lastTransitionTime", REQUIRED_SCALAR),
         ("message", REQUIRED_SCALAR),
@@ -2134,6 +2153,7 @@ pub(super) static KINDS: &[KindDef] = &[
     KindDef { api_version: "rbac.authorization.k8s.io/v1", kind: "Role", type_name: "io.k8s.api.rbac.v1.Role" },
     KindDef { api_version: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", type_name: "io.k8s.api.rbac.v1.RoleBinding" },
     KindDef { api_version: "scheduling.k8s.io/v1", kind: "PriorityClass", type_name: "io.k8s.api.scheduling.v1.PriorityClass" },
+    KindDef { api_version: "storage.k8s.io/v1", kind: "StorageClass", type_name: "io.k8s.api.storage.v1.StorageClass" },
     KindDef { api_version: "v1", kind: "ConfigMap", type_name: "io.k8s.api.core.v1.ConfigMap" },
     KindDef { api_version: "v1", kind: "Endpoints", type_name: "io.k8s.api.core.v1.Endpoints" },
     KindDef { api_version: "v1", kind: "Event", type_name: "io.k8s.api.core.v1.Event" },

@@ -191,6 +191,7 @@ fn every_requested_kind_is_known() {
         ("networking.k8s.io/v1", "Ingress"),
         ("networking.k8s.io/v1", "IngressClass"),
         ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("storage.k8s.io/v1", "StorageClass"),
         ("node.k8s.io/v1", "RuntimeClass"),
         ("coordination.k8s.io/v1", "Lease"),
         ("discovery.k8s.io/v1", "EndpointSlice"),

@@ -59,6 +59,11 @@ pub(crate) struct NodeArgs {
     /// router owns) before it is answered 508 Loop Detected.
     #[arg(long, default_value_t = skiff_meta::names::HOP_LIMIT_DEFAULT, value_parser = clap::value_parser!(u32).range(1..=1000))]
     service_hop_limit: u32,
+    /// The most storage the local-path provisioner hands out on this node, all volumes
+    /// together, as a quantity (for example 10Gi). Default: only the free space of the data
+    /// directory's filesystem limits it.
+    #[arg(long, value_parser = parse_storage)]
+    max_local_storage: Option<u64>,
     #[command(flatten)]
     ready: crate::ready::ReadyArgs,
 }
@@ -76,6 +81,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.ingress_listen = args.ingress_listen;
     config.ingress_tls_listen = args.ingress_tls_listen;
     config.hop_limit = args.service_hop_limit;
+    config.max_local_storage = args.max_local_storage;
     let node = config
         .start()
         .await
@@ -101,4 +107,10 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     args.ready.remove();
     node.shutdown().await;
     Ok(())
+}
+
+/// `--max-local-storage`: a Kubernetes quantity of bytes.
+pub(crate) fn parse_storage(s: &str) -> Result<u64, String> {
+    let q = skiff_meta::quantity::Quantity::parse(s).map_err(|e| format!("{s:?}: {e}"))?;
+    u64::try_from(q.value_i64()).map_err(|_| format!("{s:?} must not be negative"))
 }

@@ -72,6 +72,11 @@ pub(crate) struct UpArgs {
     /// Default: the first range of `--cluster-cidr` the API server gives the Node.
     #[arg(long)]
     pod_cidr: Option<String>,
+    /// The most storage the local-path provisioner hands out on this node, all volumes
+    /// together, as a quantity (for example 10Gi). Default: only the free space of the data
+    /// directory's filesystem limits it.
+    #[arg(long, value_parser = crate::node::parse_storage)]
+    max_local_storage: Option<u64>,
     #[command(flatten)]
     network: crate::server::NetworkArgs,
     #[command(flatten)]
@@ -122,6 +127,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     node_config.registry = Some(registry_addr.to_string());
     node_config.ingress_listen = Some(args.ingress_listen);
     node_config.ingress_tls_listen = args.ingress_tls_listen;
+    node_config.max_local_storage = args.max_local_storage;
     let node = node_config
         .start()
         .await

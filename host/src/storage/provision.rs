@@ -87,8 +87,8 @@ pub(crate) async fn run(
         failed: HashMap::new(),
     };
     enum Next {
-        Claim(PersistentVolumeClaim),
-        Volume(PersistentVolume),
+        Claim(Box<PersistentVolumeClaim>),
+        Volume(Box<PersistentVolume>),
         Nothing,
         Stop,
     }
@@ -97,7 +97,7 @@ pub(crate) async fn run(
             _ = stop.wait_for(|s| *s) => Next::Stop,
             ev = claim_events.next() => match ev {
                 None => Next::Stop,
-                Some(Ok(claim)) => Next::Claim(claim),
+                Some(Ok(claim)) => Next::Claim(Box::new(claim)),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "watching claims");
                     Next::Nothing
@@ -105,7 +105,7 @@ pub(crate) async fn run(
             },
             ev = volume_events.next() => match ev {
                 None => Next::Stop,
-                Some(Ok(WatchEvent::Apply(pv) | WatchEvent::InitApply(pv))) => Next::Volume(pv),
+                Some(Ok(WatchEvent::Apply(pv) | WatchEvent::InitApply(pv))) => Next::Volume(Box::new(pv)),
                 Some(Ok(_)) => Next::Nothing,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "watching persistent volumes");

@@ -13,7 +13,7 @@ use wasmtime_wasi::FsPerms;
 
 use super::container::{Container, Preopen, prepare};
 use super::limits::PodMeter;
-use super::volumes::{PodVolumes, check_name, check_relative};
+use super::volumes::{PodVolumes, check_name, sub_path_dir};
 use super::{Runtime, RuntimeInner};
 use crate::PodSandbox;
 use crate::error::{Error, Result};
@@ -138,7 +138,7 @@ impl WasmPod {
             }
             let mut host = vol.host_path.clone();
             if let Some(sub) = &m.sub_path {
-                host = host.join(check_relative("subPath", sub)?);
+                host = sub_path_dir(&m.volume, &host, sub)?;
             }
             let perms = if m.read_only || vol.read_only {
                 FsPerms::ReadOnly

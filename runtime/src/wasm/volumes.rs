@@ -67,6 +67,41 @@ pub(crate) fn check_relative(what: &str, p: &str) -> Result<PathBuf> {
     }
 }
 
+/// The directory of a mount's `subPath` inside a volume, created if missing as kubelet does.
+/// Refused if it is not a relative path without `..`, or if a symlink inside the volume leads
+/// it outside the volume.
+pub(crate) fn sub_path_dir(volume: &str, root: &Path, sub: &str) -> Result<PathBuf> {
+    let rel = check_relative("subPath", sub)?;
+    let outside = || Error::Volume {
+        volume: volume.to_string(),
+        detail: format!("subPath {sub:?} leads outside the volume"),
+    };
+    let root = root
+        .canonicalize()
+        .map_err(io_err("resolving volume", root))?;
+    let mut dir = root.clone();
+    for part in rel.components() {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = dir.canonicalize().map_err(|_| outside())?;
+                if !target.starts_with(&root) {
+                    return Err(outside());
+                }
+                dir = target;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&dir).map_err(io_err("creating subPath", &dir))?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                    .map_err(io_err("setting permissions of", &dir))?;
+            }
+            Err(e) => return Err(io_err("reading subPath", &dir)(e)),
+        }
+    }
+    Ok(dir)
+}
+
 /// Finds a tmpfs mount to keep secrets on: `preferred` if it is on a tmpfs, else `/dev/shm`
 /// or `/run` if they are.
 pub(crate) fn find_tmpfs(preferred: Option<&Path>) -> Option<PathBuf> {
@@ -311,6 +346,26 @@ fn write_files(volume: &str, root: &Path, files: &BTreeMap<String, FileContent>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sub_path_is_created_inside_its_volume_and_cannot_leave_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let vol = tmp.path().join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        let root = vol.canonicalize().unwrap();
+        let dir = sub_path_dir("data", &vol, "app/db").expect("created");
+        assert_eq!(dir, root.join("app/db"));
+        assert!(dir.is_dir());
+        assert_eq!(sub_path_dir("data", &vol, "app/db").unwrap(), dir);
+        std::os::unix::fs::symlink(tmp.path(), vol.join("up")).unwrap();
+        let e = sub_path_dir("data", &vol, "up/x").expect_err("a symlink out");
+        assert!(e.to_string().contains("outside the volume"), "{e}");
+        assert!(!tmp.path().join("x").exists());
+        std::os::unix::fs::symlink(root.join("app"), vol.join("inner")).unwrap();
+        assert_eq!(sub_path_dir("data", &vol, "inner/db").unwrap(), dir);
+        assert!(sub_path_dir("data", &vol, "../x").is_err());
+        assert!(sub_path_dir("data", &vol, "/etc").is_err());
+    }
 
     #[test]
     fn files_are_swapped_atomically() {

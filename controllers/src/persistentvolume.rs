@@ -745,6 +745,15 @@ async fn reconcile_claim_protection(
             && !util::pod_terminal(p)
             && pod_claims(p).any(|c| c == name)
     });
+    // The store may not show a pod created a moment ago: ask the API before letting go, as
+    // Kubernetes' controller does.
+    let in_use = in_use || {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        let live = pods.list(&kube::api::ListParams::default()).await?;
+        live.items
+            .iter()
+            .any(|p| !util::pod_terminal(p) && pod_claims(p).any(|c| c == name))
+    };
     if !in_use {
         set_finalizer(&api, claim.as_ref(), names::PVC_PROTECTION, false).await?;
     }

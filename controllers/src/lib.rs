@@ -315,6 +315,7 @@ fn start_replicas<K: replicaset::ReplicaKind>(inf: &mut Informers, m: &Manager) 
     let ctx = Arc::new(replicaset::Ctx::new(
         m.client.clone(),
         inf.all::<Pod>().store(),
+        inf.all::<Pod>().synced(),
         K::COMPONENT,
     ));
     let main = inf.all::<K>();

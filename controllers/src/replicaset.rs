@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use skiff_meta::selector::LabelSelector;
 
+use crate::informer::Synced;
 use crate::{Error, util};
 
 /// Kubernetes' `burstReplicas`: at most this many creates or deletes per reconcile.
@@ -145,6 +146,9 @@ pub struct Ctx {
     pub client: Client,
     /// Every pod.
     pub pods: Store<Pod>,
+    /// Whether `pods` holds its first list: until then no reconcile acts, as Kubernetes'
+    /// controllers wait for their caches to sync.
+    pub pods_synced: Synced,
     /// Creates and deletes not yet observed.
     pub expectations: Expectations,
     /// Publishes the controller's Events.
@@ -153,12 +157,13 @@ pub struct Ctx {
 
 impl Ctx {
     /// A context whose Events are reported as `component`.
-    pub fn new(client: Client, pods: Store<Pod>, component: &str) -> Ctx {
+    pub fn new(client: Client, pods: Store<Pod>, pods_synced: Synced, component: &str) -> Ctx {
         // The reporting instance is this host's name, as kube-runtime's `Reporter` gives it.
         let recorder = Recorder::new(client.clone(), component.into());
         Ctx {
             client,
             pods,
+            pods_synced,
             expectations: Expectations::default(),
             recorder,
         }
@@ -370,6 +375,7 @@ async fn reconcile<K: ReplicaKind>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action,
     if obj.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    ctx.pods_synced.wait().await;
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let uid = obj.meta().uid.clone().unwrap_or_default();

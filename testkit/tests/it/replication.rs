@@ -127,7 +127,6 @@ async fn a_replication_controller_keeps_scales_and_heals_its_pods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replication_controller_adopts_orphans_and_releases_pods_that_stop_matching() {
     let api = InProcess::start().await.unwrap();
-    let _c = controllers(&api.client, &["replicationcontroller"]);
     let rcs: Api<ReplicationController> = Api::namespaced(api.client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(api.client.clone(), "default");
     let mut orphans = Vec::new();
@@ -138,6 +137,9 @@ async fn a_replication_controller_adopts_orphans_and_releases_pods_that_stop_mat
         }));
         orphans.push(pods.create(&PostParams::default(), &p).await.unwrap());
     }
+    // Started after the orphans exist, the controller's first list of pods has them (pods
+    // created later could reach its cache after the RC does, and be replaced before adopted).
+    let _c = controllers(&api.client, &["replicationcontroller"]);
     let created = rcs
         .create(&PostParams::default(), &rc("adopter", "adopt", 2))
         .await

@@ -1,6 +1,7 @@
 //! What the server writes itself at every start, through the write path as its own user: the
 //! system namespaces, the `default/kubernetes` Service with its Endpoints and EndpointSlice
-//! (pointing at this server), the system PriorityClasses, and the default IngressClass `skiff`.
+//! (pointing at this server), the system PriorityClasses, the default IngressClass `skiff` and
+//! the default StorageClass `local-path`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -93,7 +94,8 @@ pub(crate) async fn run(state: &AppState, listen: SocketAddr) -> Result<(), ApiE
     crate::alloc::repair(state).await?;
     kubernetes_service(state, &user, listen).await?;
     priority_classes(state, &user).await?;
-    ingress_class(state, &user).await
+    ingress_class(state, &user).await?;
+    storage_class(state, &user).await
 }
 
 /// The system PriorityClasses `system-node-critical` and `system-cluster-critical`, created
@@ -206,6 +208,29 @@ async fn ingress_class(state: &AppState, user: &UserInfo) -> Result<(), ApiError
         user,
         "networking.k8s.io",
         "ingressclasses",
+        class,
+        |_| None,
+    )
+    .await
+}
+
+/// The StorageClass of the local-path provisioner, marked default: volumes are made on the node
+/// the claim's first pod is scheduled to, and removed with their claim. Created when absent,
+/// never overwritten (an operator may change or unmark it).
+async fn storage_class(state: &AppState, user: &UserInfo) -> Result<(), ApiError> {
+    let class = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": skiff_meta::names::LOCAL_PATH_CLASS,
+            "annotations": {skiff_meta::names::DEFAULT_STORAGE_CLASS: "true"}},
+        "provisioner": skiff_meta::names::LOCAL_PATH_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    });
+    ensure(
+        state,
+        user,
+        "storage.k8s.io",
+        "storageclasses",
         class,
         |_| None,
     )

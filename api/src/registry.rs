@@ -77,6 +77,7 @@ pub(crate) trait Admission: Sync {
 /// The admission chain, in order: priority before quota, so quota scopes see the pod's class.
 const ADMISSION: &[&dyn Admission] = &[
     &crate::admission::priority::Priority,
+    &crate::admission::defaultstorageclass::DefaultStorageClass,
     &crate::admission::quota::Quota,
 ];
 

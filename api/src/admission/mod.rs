@@ -2,6 +2,7 @@
 //! `ResourceQuota` plugins: `priority` resolves a pod's PriorityClass and guards the classes,
 //! `quota` refuses writes over a namespace's ResourceQuotas and charges their `status.used`.
 
+pub(crate) mod defaultstorageclass;
 pub(crate) mod priority;
 pub(crate) mod quota;
 

@@ -19,6 +19,7 @@ mod priority;
 mod quota;
 mod reviews;
 mod services;
+mod storage;
 
 const TOKEN: &str = "test-token";
 

@@ -9,6 +9,36 @@ use std::sync::Mutex;
 use skiff_registry::{ClientOptions, RegistryClient};
 use skiff_runtime::{Image, ImageService, PulledImage};
 
+mod oci;
+
+pub use oci::OciImages;
+
+/// The full reference for an image name: names without a registry host get `default_registry`.
+fn full_reference(default_registry: Option<&str>, image: &str) -> String {
+    if image.starts_with("file://") {
+        return image.to_string();
+    }
+    let first = image.split('/').next().unwrap_or("");
+    let has_host =
+        image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    match (default_registry, has_host) {
+        (Some(reg), false) => format!("{}/{image}", reg.trim_end_matches('/')),
+        _ => image.to_string(),
+    }
+}
+
+/// The repository of a reference (tag and digest dropped), for `imageID`s `REPO@DIGEST`.
+fn repository_of(reference: &str) -> String {
+    reference
+        .split('@')
+        .next()
+        .unwrap_or(reference)
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map(|(r, _)| r.to_string())
+        .unwrap_or_else(|| reference.split('@').next().unwrap_or(reference).to_string())
+}
+
 /// Pulls wasm images for the node's pods and remembers what it pulled.
 pub struct WasmImages {
     client: RegistryClient,
@@ -49,16 +79,7 @@ impl WasmImages {
     /// The full reference for an image name: names without a registry host get the node's
     /// default registry.
     fn full_reference(&self, image: &str) -> String {
-        if image.starts_with("file://") {
-            return image.to_string();
-        }
-        let first = image.split('/').next().unwrap_or("");
-        let has_host = image.contains('/')
-            && (first.contains('.') || first.contains(':') || first == "localhost");
-        match (&self.default_registry, has_host) {
-            (Some(reg), false) => format!("{}/{image}", reg.trim_end_matches('/')),
-            _ => image.to_string(),
-        }
+        full_reference(self.default_registry.as_deref(), image)
     }
 
     /// Pulls an image. Errors are messages for the `ErrImagePull` reason.
@@ -94,14 +115,7 @@ impl WasmImages {
                 .pull_wasm(&reference)
                 .await
                 .map_err(|e| format!("failed to pull and unpack image {reference:?}: {e}"))?;
-            let repo = reference
-                .split('@')
-                .next()
-                .unwrap_or(&reference)
-                .rsplit_once(':')
-                .filter(|(_, tag)| !tag.contains('/'))
-                .map(|(r, _)| r.to_string())
-                .unwrap_or_else(|| reference.clone());
+            let repo = repository_of(&reference);
             let size = tokio::fs::metadata(&w.path)
                 .await
                 .map(|m| m.len())

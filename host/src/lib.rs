@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use error::{Error, Result};
-pub use images::WasmImages;
+pub use images::{OciImages, WasmImages};
 pub use node::DEFAULT_LEASE_DURATION_SECONDS;
 pub use storage::StorageOptions;
 

@@ -180,8 +180,16 @@ fn links_modes_and_devices() {
         .symlink("bin/abs", "/bin/busybox")
         .hardlink("bin/ls", "bin/busybox")
         .device("dev-null")
+        .dir("usr/lib/")
+        .symlink("lib", "usr/lib")
+        .file("lib/through", "inside")
         .gzip();
     unpack(&root, vec![layer]).unwrap();
+    // A relative symlink that stays inside the root is followed.
+    assert_eq!(
+        std::fs::read_to_string(root.join("usr/lib/through")).unwrap(),
+        "inside"
+    );
     let bb = std::fs::metadata(root.join("bin/busybox")).unwrap();
     assert_eq!(bb.permissions().mode() & 0o777, 0o755);
     assert_eq!(
@@ -299,4 +307,41 @@ fn image_config_and_store_and_copied_rootfs() {
     );
     release_container_rootfs(&r, &cdir).unwrap();
     assert!(!cdir.exists());
+}
+
+#[test]
+fn a_container_root_is_private_and_released() {
+    let store = tempfile::tempdir().unwrap();
+    let blob = store.path().join("blob");
+    std::fs::write(
+        &blob,
+        Layer::new().dir("etc/").file("etc/f", "image").gzip(),
+    )
+    .unwrap();
+    let layers = [LayerFile {
+        digest: "sha256:l".to_string(),
+        media_type: LAYER_TAR_GZIP.to_string(),
+        path: blob,
+    }];
+    let img = unpack_image(store.path(), "sha256:def", b"{}", &layers).unwrap();
+    let cdir = store.path().join("containers/c2");
+    // Overlay when root and the kernel allow it, else a copy: both must behave the same.
+    let r = prepare_container_rootfs(&img, &cdir, RootfsMode::Auto).unwrap();
+    let kind = match &r {
+        ContainerRootfs::Overlay { .. } => "overlay",
+        ContainerRootfs::Copy { .. } => "copy",
+    };
+    eprintln!("container root prepared as: {kind}");
+    assert_eq!(
+        std::fs::read_to_string(r.path().join("etc/f")).unwrap(),
+        "image"
+    );
+    std::fs::write(r.path().join("etc/f"), "container").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(img.rootfs.join("etc/f")).unwrap(),
+        "image"
+    );
+    release_container_rootfs(&r, &cdir).unwrap();
+    assert!(!cdir.exists());
+    assert!(img.rootfs.join("etc/f").is_file());
 }

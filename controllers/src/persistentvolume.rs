@@ -635,12 +635,26 @@ pub struct Streams {
 
 /// Runs the binder (claims and volumes) until the streams end.
 pub async fn run(ctx: Arc<Ctx>, s: Streams) {
+    // A volume's claim, or, for a volume free to bind, every claim still waiting for one.
+    let waiting = s.claims.1.clone();
     let claims = Controller::for_stream(s.claims.0, s.claims.1).watches_stream(
         s.volumes_for_claims,
-        |pv: PersistentVolume| {
-            pv.spec
-                .and_then(|s| s.claim_ref)
-                .and_then(|r| Some(ObjectRef::new(&r.name?).within(&r.namespace?)))
+        move |pv: PersistentVolume| match pv.spec.and_then(|s| s.claim_ref) {
+            Some(r) => match (r.name, r.namespace) {
+                (Some(name), Some(ns)) => vec![ObjectRef::new(&name).within(&ns)],
+                _ => Vec::new(),
+            },
+            None => waiting
+                .state()
+                .iter()
+                .filter(|c| {
+                    c.spec
+                        .as_ref()
+                        .and_then(|s| s.volume_name.as_deref())
+                        .is_none_or(str::is_empty)
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect(),
         },
     );
     let volumes = Controller::for_stream(s.volumes.0, s.volumes.1).watches_stream(

@@ -14,3 +14,4 @@ mod reconcilers;
 mod replication;
 mod router;
 mod services;
+mod volumes;

@@ -155,6 +155,28 @@ async fn pulls_and_unpacks_a_busybox_image_and_refuses_a_corrupted_layer() {
     );
     // Exactly one image directory in the store: no leftover temporary unpack.
     assert_eq!(std::fs::read_dir(images.store()).unwrap().count(), 1);
+    assert!(dir.starts_with(images.store()));
+
+    // A Docker schema 2 copy (Docker manifest and layer media types) unpacks the same root.
+    let docker_ref = format!("{}/test/busybox-v2s2:latest", reg.addr);
+    run(Command::new(&skopeo)
+        .args(["copy", "--format", "v2s2", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{docker_ref}")));
+    let raw = run(Command::new(&skopeo)
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{docker_ref}")))
+    .stdout;
+    assert!(
+        String::from_utf8_lossy(&raw).contains("application/vnd.docker.image.rootfs.diff.tar.gzip")
+    );
+    let d = images.pull(&docker_ref).await.unwrap();
+    let Image::Path(ddir) = &d.image else {
+        panic!("an unpacked image is a directory, got {:?}", d.image);
+    };
+    let docker = UnpackedImage::open(ddir).unwrap();
+    assert!(docker.rootfs.join("bin/busybox").is_file());
+    assert_eq!(docker.config.cmd, vec!["/bin/sh"]);
 
     // Corrupt the layer blob in the registry's storage (same size), then pull afresh.
     let blobs = reg_dir.join("data/docker/registry/v2/blobs/sha256");

@@ -400,6 +400,8 @@ impl Unpacker {
                         continue;
                     }
                     remove_entry(&pdir, Path::new(&child.file_name())).map_err(entry_io)?;
+                    let gone = parent.join(child.file_name());
+                    self.dir_modes.retain(|p, _| !p.starts_with(&gone));
                 }
                 continue;
             }
@@ -439,6 +441,7 @@ impl Unpacker {
                 && !(m.is_dir() && kind.is_dir())
             {
                 remove_entry(&pdir, name).map_err(entry_io)?;
+                self.dir_modes.retain(|p, _| !p.starts_with(&path));
             }
             match kind {
                 tar::EntryType::Directory => {

@@ -153,17 +153,23 @@ fn whiteouts_and_opaque_directories_apply_across_layers() {
         .dir("var/sub/")
         .file("var/sub/old2", "2")
         .file("keep", "k")
+        .dir("was-dir/")
         .gzip();
     let upper = Layer::new()
         .file("etc/.wh.a", "")
         .file("var/new", "n")
         .file("var/.wh..wh..opq", "")
         .file("/abs", "normalised")
+        .file("was-dir", "now a file")
         .tar();
     unpack(&root, vec![lower, upper]).unwrap();
     assert_eq!(listing(&root.join("etc")), vec!["b"]);
     assert_eq!(listing(&root.join("var")), vec!["new"]);
-    assert_eq!(listing(&root), vec!["abs", "etc", "keep", "var"]);
+    assert_eq!(listing(&root), vec!["abs", "etc", "keep", "var", "was-dir"]);
+    // The directory's mode from the lower layer does not land on the file that replaced it.
+    let replaced = std::fs::metadata(root.join("was-dir")).unwrap();
+    assert!(replaced.is_file());
+    assert_eq!(replaced.permissions().mode() & 0o777, 0o644);
     assert_eq!(
         std::fs::read_to_string(root.join("abs")).unwrap(),
         "normalised"

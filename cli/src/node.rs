@@ -114,3 +114,14 @@ pub(crate) fn parse_storage(s: &str) -> Result<u64, String> {
     let q = skiff_meta::quantity::Quantity::parse(s).map_err(|e| format!("{s:?}: {e}"))?;
     u64::try_from(q.value_i64()).map_err(|_| format!("{s:?} must not be negative"))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn max_local_storage_is_a_quantity_of_bytes() {
+        assert_eq!(super::parse_storage("10Gi"), Ok(10 << 30));
+        assert_eq!(super::parse_storage("1M"), Ok(1_000_000));
+        assert!(super::parse_storage("-1Gi").is_err());
+        assert!(super::parse_storage("lots").is_err());
+    }
+}

@@ -635,7 +635,8 @@ pub struct Streams {
 
 /// Runs the binder (claims and volumes) until the streams end.
 pub async fn run(ctx: Arc<Ctx>, s: Streams) {
-    // A volume's claim, or, for a volume free to bind, every claim still waiting for one.
+    // A volume's claim, or, for a volume free to bind, every claim still waiting for one (or
+    // naming it).
     let waiting = s.claims.1.clone();
     let claims = Controller::for_stream(s.claims.0, s.claims.1).watches_stream(
         s.volumes_for_claims,
@@ -648,10 +649,8 @@ pub async fn run(ctx: Arc<Ctx>, s: Streams) {
                 .state()
                 .iter()
                 .filter(|c| {
-                    c.spec
-                        .as_ref()
-                        .and_then(|s| s.volume_name.as_deref())
-                        .is_none_or(str::is_empty)
+                    let wanted = c.spec.as_ref().and_then(|s| s.volume_name.as_deref());
+                    wanted.is_none_or(|v| v.is_empty() || Some(v) == pv.metadata.name.as_deref())
                 })
                 .map(|c| ObjectRef::from_obj(c.as_ref()))
                 .collect(),

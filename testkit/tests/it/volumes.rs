@@ -652,3 +652,63 @@ async fn a_wait_for_first_consumer_claim_is_bound_on_the_node_its_pod_is_given()
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_first_consumer_claim_without_a_provisioner_takes_the_node_of_a_free_local_volume()
+ {
+    let api = InProcess::start().await.unwrap();
+    let _c = controllers(&api.client, &["persistentvolume-binder"], true);
+    let _nodes = fake_nodes(&api.client, &[("node-a", "zone-a"), ("node-b", "zone-b")]).await;
+    let classes: Api<StorageClass> = Api::all(api.client.clone());
+    let pvs: Api<PersistentVolume> = Api::all(api.client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(api.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(api.client.clone(), "default");
+    let pp = PostParams::default();
+    let class: StorageClass = from_json(json!({
+        "metadata": {"name": "local"},
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }));
+    classes.create(&pp, &class).await.unwrap();
+    let local = in_zone(
+        pv("local-a", "1Gi", &["ReadWriteOnce"], "local", "Retain"),
+        "zone-a",
+    );
+    pvs.create(&pp, &local).await.unwrap();
+    claims
+        .create(&pp, &claim("data", "1Gi", "local"))
+        .await
+        .unwrap();
+    claims
+        .create(&pp, &claim("other", "1Gi", "local"))
+        .await
+        .unwrap();
+    wait_event(&api.client, "data", "WaitForFirstConsumer").await;
+    pods.create(&pp, &pod_with_claim("user", "data"))
+        .await
+        .unwrap();
+    let c = wait_object(&claims, "data", DEADLINE, bound_to("local-a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.annotations()
+            .get("volume.kubernetes.io/selected-node")
+            .map(String::as_str),
+        Some("node-a")
+    );
+    wait_object(&pods, "user", DEADLINE, |p| node_of(p) == "node-a")
+        .await
+        .unwrap();
+    // No free volume is left for a second claim: its pod fits no node.
+    pods.create(&pp, &pod_with_claim("second", "other"))
+        .await
+        .unwrap();
+    wait_object(
+        &pods,
+        "second",
+        DEADLINE,
+        unschedulable_with("2 node(s) didn't find available persistent volumes to bind"),
+    )
+    .await
+    .unwrap();
+}

@@ -1,6 +1,7 @@
 //! kubectl against a real `skiff server` for the storage kinds: the default `local-path` class
-//! in `kubectl get sc`, the PersistentVolume and claim columns of `kubectl get pv,pvc`,
-//! `kubectl describe pvc`, `kubectl apply` of a StorageClass and Kubernetes' refusals.
+//! in `kubectl get sc` and `describe sc`, the PersistentVolume and claim columns of
+//! `kubectl get pv,pvc`, `kubectl describe pvc`, `kubectl apply` of a StorageClass and
+//! Kubernetes' refusals.
 
 use std::path::Path;
 
@@ -111,6 +112,19 @@ fn scenario(kubectl: &Path) {
         ],
         "{out}"
     );
+    let out = k(&["describe", "sc", "local-path"]);
+    for (field, value) in [
+        ("IsDefaultClass:", "Yes"),
+        ("Provisioner:", "skiff.dev/local-path"),
+        ("ReclaimPolicy:", "Delete"),
+        ("VolumeBindingMode:", "WaitForFirstConsumer"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(field) && l.split_whitespace().nth(1) == Some(value)),
+            "{field} {value}: {out}"
+        );
+    }
     let out = k(&["get", "storageclass", "local-path", "-o", "name"]);
     assert_eq!(out.trim(), "storageclass.storage.k8s.io/local-path");
 

@@ -27,6 +27,9 @@ use tokio::sync::watch;
 
 use super::StorageOptions;
 
+/// How often refused claims and released volumes left behind are tried again.
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The node label a local volume's node affinity names.
 const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
@@ -56,8 +59,9 @@ struct Provisioner {
     client: kube::Client,
     node: String,
     opts: StorageOptions,
-    /// Claim uid -> the last refusal, so that an unchanged refusal is not reported again.
-    failed: HashMap<String, String>,
+    /// Claim uid -> (namespace, name, the last refusal): retried at each resync; an unchanged
+    /// refusal is not reported again.
+    failed: HashMap<String, (String, String, String)>,
 }
 
 /// Runs the provisioner until `stop`.
@@ -90,11 +94,16 @@ pub(crate) async fn run(
         Claim(Box<PersistentVolumeClaim>),
         Volume(Box<PersistentVolume>),
         Nothing,
+        Resync,
         Stop,
     }
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.tick().await;
     loop {
         let next = tokio::select! {
             _ = stop.wait_for(|s| *s) => Next::Stop,
+            _ = resync.tick() => Next::Resync,
             ev = claim_events.next() => match ev {
                 None => Next::Stop,
                 Some(Ok(claim)) => Next::Claim(Box::new(claim)),
@@ -117,6 +126,7 @@ pub(crate) async fn run(
             Next::Claim(claim) => p.claim_changed(&claim).await,
             Next::Volume(pv) => p.volume_changed(&pv).await,
             Next::Nothing => {}
+            Next::Resync => p.resync().await,
             Next::Stop => return,
         }
     }
@@ -195,11 +205,43 @@ pub(crate) fn affinity_node(pv: &PersistentVolume) -> Option<String> {
 }
 
 impl Provisioner {
+    /// Tries the refused claims again (space may have been freed) and released volumes whose
+    /// directory could not be removed.
+    async fn resync(&mut self) {
+        let failed: Vec<(String, String, String)> = self
+            .failed
+            .iter()
+            .map(|(uid, (ns, name, _))| (uid.clone(), ns.clone(), name.clone()))
+            .collect();
+        for (uid, ns, name) in failed {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
+            match api.get_opt(&name).await {
+                Ok(Some(claim)) if claim.metadata.uid.as_deref() == Some(uid.as_str()) => {
+                    self.claim_changed(&claim).await
+                }
+                Ok(_) => {
+                    self.failed.remove(&uid);
+                }
+                Err(e) => tracing::debug!(error = %e, "re-reading a refused claim"),
+            }
+        }
+        let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
+        match pvs.list(&ListParams::default()).await {
+            Ok(list) => {
+                for pv in list.items {
+                    self.volume_changed(&pv).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "listing volumes for a resync"),
+        }
+    }
+
     async fn claim_changed(&mut self, claim: &PersistentVolumeClaim) {
         let Some(uid) = claim.metadata.uid.clone() else {
             return;
         };
         if !self.wants(claim) {
+            self.failed.remove(&uid);
             return;
         }
         match self.provision(claim).await {
@@ -220,11 +262,13 @@ impl Provisioner {
                     class_of(claim)
                 );
                 tracing::warn!(claim = %claim_key(claim), error = %msg, "provisioning");
-                if self.failed.get(&uid) != Some(&msg) {
+                if self.failed.get(&uid).map(|f| &f.2) != Some(&msg) {
                     self.event(claim, "Warning", "ProvisioningFailed", &msg)
                         .await;
-                    self.failed.insert(uid, msg);
                 }
+                let ns = claim.metadata.namespace.clone().unwrap_or_default();
+                let name = claim.metadata.name.clone().unwrap_or_default();
+                self.failed.insert(uid, (ns, name, msg));
             }
         }
     }
@@ -422,7 +466,11 @@ impl Provisioner {
             tracing::warn!(volume = %name, "a released local-path volume outside this node's volume directory is left alone");
             return;
         };
-        remove_dir(&dir).await;
+        if !remove_dir(&dir).await {
+            // The PV stays, so that the directory is not forgotten; tried again on its next
+            // change and at each resync.
+            return;
+        }
         let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
         match pvs.delete(&name, &DeleteParams::default()).await {
             Ok(_) => tracing::info!(volume = %name, "deleted a released local volume"),
@@ -517,11 +565,15 @@ async fn create_dir(dir: &Path) -> Result<(), ProvisionError> {
         .map_err(io)
 }
 
-async fn remove_dir(dir: &Path) {
-    if let Err(e) = tokio::fs::remove_dir_all(dir).await
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %dir.display(), error = %e, "removing a local volume directory");
+/// Removes a volume directory; false (logged) if it could not be removed.
+async fn remove_dir(dir: &Path) -> bool {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            tracing::warn!(path = %dir.display(), error = %e, "removing a local volume directory");
+            false
+        }
     }
 }
 

@@ -408,6 +408,33 @@ fn other_kinds_have_kubectl_columns() {
             ]),
         ),
         (
+            "storage.k8s.io/v1",
+            "StorageClass",
+            json!({"metadata": {"name": "fast"}, "provisioner": "example.com/disk", "allowVolumeExpansion": true}),
+            json!([
+                "fast",
+                "example.com/disk",
+                "Delete",
+                "Immediate",
+                true,
+                "<unknown>"
+            ]),
+        ),
+        (
+            "storage.k8s.io/v1",
+            "StorageClass",
+            json!({"metadata": {"name": "old", "annotations": {"storageclass.beta.kubernetes.io/is-default-class": "true"}},
+                "provisioner": "example.com/disk", "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer"}),
+            json!([
+                "old (default)",
+                "example.com/disk",
+                "Retain",
+                "WaitForFirstConsumer",
+                false,
+                "<unknown>"
+            ]),
+        ),
+        (
             "autoscaling/v2",
             "HorizontalPodAutoscaler",
             json!({"metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 5,

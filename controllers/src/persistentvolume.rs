@@ -340,6 +340,12 @@ async fn bind(
             .replace(&c.name_any(), &PostParams::default(), &c)
             .await?;
     }
+    // A bound claim is told nothing more: forget what it was told while waiting.
+    let uid = c.metadata.uid.clone().unwrap_or_default();
+    ctx.told
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(u, _)| *u != uid);
     claim_status(
         ctx,
         &c,
@@ -825,4 +831,118 @@ pub async fn run_volume_protection(
         ctx,
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pv(name: &str, size: &str, modes: &[&str], labels: serde_json::Value) -> PersistentVolume {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"capacity": {"storage": size}, "accessModes": modes,
+                     "storageClassName": "c", "hostPath": {"path": "/x"}},
+        }))
+        .unwrap()
+    }
+
+    fn claim(
+        size: &str,
+        modes: &[&str],
+        selector: Option<serde_json::Value>,
+    ) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": "data", "namespace": "ns", "uid": "u1"},
+            "spec": {"accessModes": modes, "storageClassName": "c", "selector": selector,
+                     "resources": {"requests": {"storage": size}}},
+        }))
+        .unwrap()
+    }
+
+    fn names(found: Option<&PersistentVolume>) -> Option<String> {
+        found.map(|v| v.name_any())
+    }
+
+    #[test]
+    fn the_smallest_volume_that_satisfies_the_claim_wins() {
+        let vols = [
+            pv("big", "10Gi", &["ReadWriteOnce"], json!({})),
+            pv("tiny", "500Mi", &["ReadWriteOnce"], json!({})),
+            pv("mid", "2Gi", &["ReadWriteOnce", "ReadOnlyMany"], json!({})),
+            pv("rox", "1Gi", &["ReadOnlyMany"], json!({})),
+        ];
+        let c = claim("1Gi", &["ReadWriteOnce"], None);
+        assert_eq!(names(best_match(&vols, &c, None)).as_deref(), Some("mid"));
+        // Access modes must be a superset.
+        let c = claim("1Gi", &["ReadWriteOnce", "ReadOnlyMany"], None);
+        assert_eq!(names(best_match(&vols, &c, None)).as_deref(), Some("mid"));
+        let c = claim("1Gi", &["ReadWriteMany"], None);
+        assert_eq!(names(best_match(&vols, &c, None)), None);
+        // Too big for all.
+        let c = claim("20Gi", &["ReadWriteOnce"], None);
+        assert_eq!(names(best_match(&vols, &c, None)), None);
+    }
+
+    #[test]
+    fn selector_class_and_pre_binding_limit_the_choice() {
+        let mut reserved = pv("reserved", "5Gi", &["ReadWriteOnce"], json!({}));
+        reserved.spec.as_mut().unwrap().claim_ref = Some(ObjectReference {
+            name: Some("data".into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        });
+        let mut other = pv("other", "1Gi", &["ReadWriteOnce"], json!({"tier": "gold"}));
+        other.spec.as_mut().unwrap().claim_ref = Some(ObjectReference {
+            name: Some("someone".into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        });
+        let mut classless = pv(
+            "classless",
+            "1Gi",
+            &["ReadWriteOnce"],
+            json!({"tier": "gold"}),
+        );
+        classless.spec.as_mut().unwrap().storage_class_name = None;
+        let gold = pv("gold", "3Gi", &["ReadWriteOnce"], json!({"tier": "gold"}));
+        let vols = [reserved, other, classless, gold];
+        let c = claim("1Gi", &["ReadWriteOnce"], None);
+        assert_eq!(
+            names(best_match(&vols, &c, None)).as_deref(),
+            Some("reserved")
+        );
+        let c = claim(
+            "1Gi",
+            &["ReadWriteOnce"],
+            Some(json!({"matchLabels": {"tier": "gold"}})),
+        );
+        assert_eq!(
+            names(best_match(&vols[1..], &c, None)).as_deref(),
+            Some("gold")
+        );
+    }
+
+    #[test]
+    fn node_affinity_is_checked_against_the_selected_node() {
+        let mut local = pv("local", "1Gi", &["ReadWriteOnce"], json!({}));
+        local.spec.as_mut().unwrap().node_affinity = Some(
+            serde_json::from_value(json!({"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
+                                       "values": ["node-a"]}]},
+            ]}}))
+            .unwrap(),
+        );
+        let node = |n: &str| -> Node {
+            serde_json::from_value(
+                json!({"metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}}}),
+            )
+            .unwrap()
+        };
+        let c = claim("1Gi", &["ReadWriteOnce"], None);
+        let vols = [local];
+        assert!(best_match(&vols, &c, Some(&node("node-a"))).is_some());
+        assert!(best_match(&vols, &c, Some(&node("node-b"))).is_none());
+        assert!(node_affinity_admits(&vols[0], &node("node-a")));
+        assert!(!node_affinity_admits(&vols[0], &node("node-b")));
+    }
 }

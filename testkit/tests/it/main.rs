@@ -15,3 +15,4 @@ mod replication;
 mod router;
 mod services;
 mod volumes;
+mod volumes_local_path;

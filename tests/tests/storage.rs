@@ -1,6 +1,7 @@
 //! Persistent storage end to end on a real node: a claim of the `local-path` class is
-//! provisioned on the node its first pod is scheduled to, a pod writes a file into it, and a
-//! StatefulSet pod on the same claim serves that file — also after it is deleted and recreated.
+//! provisioned on the node its first pod is scheduled to, a pod writes a file into it (under a
+//! `subPath` the node creates), and a StatefulSet pod on the same claim and subPath serves that
+//! file — also after it is deleted and recreated.
 //!
 //! The `skiff` binary comes from `skiff_tests::skiff_bin()` (build it first:
 //! `cargo build -p skiff`).
@@ -8,7 +9,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, PostParams};
@@ -58,7 +59,7 @@ async fn a_statefulset_pod_reads_what_was_written_to_its_claim_after_it_is_recre
         "metadata: {{name: writer}}\n\
          spec:\n  restartPolicy: Never\n  containers:\n  - name: puller\n    image: {puller}\n\
          \x20   env: [{{name: OUTPUT_DIR, value: /data}}]\n\
-         \x20   volumeMounts: [{{name: data, mountPath: /data}}]\n\
+         \x20   volumeMounts: [{{name: data, mountPath: /data, subPath: site}}]\n\
          \x20 volumes: [{{name: data, persistentVolumeClaim: {{claimName: data-web-0}}}}]\n"
     ));
     let pods = c.pods("default");
@@ -78,6 +79,20 @@ async fn a_statefulset_pod_reads_what_was_written_to_its_claim_after_it_is_recre
         pv,
         format!("pvc-{}", claim_uid(&claims, "data-web-0").await)
     );
+    let volume = kube::Api::<PersistentVolume>::all(c.client.clone())
+        .get(&pv)
+        .await
+        .unwrap();
+    let dir = volume
+        .spec
+        .and_then(|s| s.host_path)
+        .expect("a hostPath")
+        .path;
+    let page = std::path::Path::new(&dir).join("site/index.html");
+    assert!(
+        page.is_file(),
+        "the writer's file is in the subPath of the volume: {page:?}"
+    );
 
     let sts: StatefulSet = yaml(&format!(
         r#"
@@ -96,7 +111,7 @@ spec:
         env: [{{name: ROOT, value: /data}}]
         ports: [{{containerPort: 8080}}]
         readinessProbe: {{httpGet: {{path: /index.html, port: 8080}}, periodSeconds: 1}}
-        volumeMounts: [{{name: data, mountPath: /data, readOnly: true}}]
+        volumeMounts: [{{name: data, mountPath: /data, readOnly: true, subPath: site}}]
   volumeClaimTemplates:
   - metadata: {{name: data}}
     spec:

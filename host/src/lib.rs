@@ -1,6 +1,7 @@
 //! Skiff node agent: registers the Node and renews its Lease, watches the pods bound to it,
 //! pulls their images, runs them through the pod runtime and reports their status the way
-//! kubelet does, and serves the node endpoint (logs, pod proxy) on its own listener.
+//! kubelet does, and serves the node endpoint (logs, pod proxy) on its own listener. Its
+//! local-path provisioner (`storage/`) makes the directories and PVs of claims placed on it.
 //!
 //! Talks to the cluster only through the Kubernetes API (kube-rs) and to its backends only
 //! through [`skiff_runtime::PodRuntime`] and [`skiff_runtime::ImageService`].

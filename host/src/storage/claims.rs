@@ -10,7 +10,7 @@ use kube::Api;
 
 use super::provision::affinity_node;
 
-/// Claim name -> the directory of its volume on this node and whether the volume is read-only.
+/// Claim name -> the directory of its bound volume on this node.
 pub(crate) type ClaimPaths = HashMap<String, PathBuf>;
 
 /// Resolves every claim the pod's volumes name. `Err` is the `FailedMount` message; the pod

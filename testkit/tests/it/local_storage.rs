@@ -286,3 +286,52 @@ async fn claims_local_volumes_cannot_serve_are_refused() {
     assert!(messages(&all, "elsewhere", "ProvisioningFailed").is_empty());
     node.shutdown().await;
 }
+
+/// A hand-made hostPath PV pinned to another node: a pod on this node using its claim waits
+/// with a FailedMount naming the conflict, and gets no sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_bound_to_another_nodes_volume_fails_to_mount() {
+    let api = InProcess::start().await.unwrap();
+    let client = api.client.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, fake) = node(&client, "node-a", &tmp.path().join("volumes"), None).await;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pv: PersistentVolume = from_json(json!({
+        "metadata": {"name": "elsewhere"},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "manual",
+            "hostPath": {"path": tmp.path().display().to_string()},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-z"]}]}]}}
+        }
+    }));
+    pvs.create(&PostParams::default(), &pv).await.unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let c: PersistentVolumeClaim = from_json(json!({
+        "metadata": {"name": "far"},
+        "spec": {"storageClassName": "manual", "accessModes": ["ReadWriteOnce"],
+                 "volumeName": "elsewhere", "resources": {"requests": {"storage": "1Gi"}}}
+    }));
+    let mut c = claims.create(&PostParams::default(), &c).await.unwrap();
+    c.status = Some(from_json(json!({"phase": "Bound"})));
+    claims
+        .replace_status("far", &PostParams::default(), &c)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = from_json(json!({
+        "metadata": {"name": "reader"},
+        "spec": {
+            "nodeName": "node-a",
+            "containers": [{"name": "app", "image": "example.com/app:1",
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "far"}}]
+        }
+    }));
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let msg = wait_event(&client, "reader", "FailedMount").await;
+    assert!(msg.contains("volume node affinity conflict"), "{msg}");
+    assert!(fake.fake_pod(&pod.uid().unwrap()).is_none());
+    node.shutdown().await;
+}

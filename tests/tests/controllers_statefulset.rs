@@ -26,9 +26,21 @@ spec:
   volumeClaimTemplates:
   - metadata: {name: data}
     spec:
+      storageClassName: manual
       accessModes: [ReadWriteOnce]
       resources:
         requests: {storage: 1Gi}
+"#;
+
+/// Simulated nodes provision nothing: hand-made volumes of the claims' class, bound at once (no
+/// StorageClass `manual` exists), so the pods can be scheduled.
+const VOLUMES: &str = r#"
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: PersistentVolume, metadata: {name: manual-0}, spec: {storageClassName: manual, accessModes: [ReadWriteOnce], capacity: {storage: 1Gi}, hostPath: {path: /tmp/manual-0}}}
+- {apiVersion: v1, kind: PersistentVolume, metadata: {name: manual-1}, spec: {storageClassName: manual, accessModes: [ReadWriteOnce], capacity: {storage: 1Gi}, hostPath: {path: /tmp/manual-1}}}
+- {apiVersion: v1, kind: PersistentVolume, metadata: {name: manual-2}, spec: {storageClassName: manual, accessModes: [ReadWriteOnce], capacity: {storage: 1Gi}, hostPath: {path: /tmp/manual-2}}}
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -42,6 +54,7 @@ async fn statefulset_creates_ordinals_in_order_with_claims() {
         return;
     };
     let client = c.client.clone();
+    c.apply(VOLUMES);
     c.apply(STATEFULSET);
     let status = ["rollout", "status", "statefulset/web", "--timeout=60s"];
     c.k(&status);

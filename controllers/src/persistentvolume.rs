@@ -394,12 +394,12 @@ async fn reconcile_claim(
                 if claim_ref.is_none() || bound_to(&pv, &claim) {
                     if claim_ref.is_none() && !satisfies(&pv, &claim, None) {
                         claim_status(&ctx, &claim, json!({"phase": "Pending"})).await?;
-                        publish(
+                        tell_once(
                             &ctx,
                             claim.as_ref(),
                             EventType::Warning,
                             "VolumeMismatch",
-                            "Cannot bind to requested volume: it does not satisfy the claim".into(),
+                            format!("Cannot bind to requested volume \"{name}\": it does not satisfy the claim"),
                         )
                         .await;
                         return Ok(Action::await_change());

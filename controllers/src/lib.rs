@@ -585,6 +585,7 @@ fn start_persistentvolume_binder(inf: &mut Informers, m: &Manager) -> JoinHandle
             inf.all::<PersistentVolume>().store(),
         ),
         volumes_for_claims: Box::pin(inf.all::<PersistentVolume>().subscribe()),
+        nodes_for_claims: Box::pin(inf.all::<Node>().subscribe()),
     };
     tokio::spawn(persistentvolume::run(ctx, streams))
 }

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::Stream;
 use k8s_openapi::api::core::v1::{
@@ -388,7 +387,8 @@ async fn reconcile_claim(
                 }
                 Ok(Action::await_change())
             }
-            None => Ok(Action::requeue(Duration::from_secs(1))),
+            // The store has not seen it yet: its arrival reconciles this claim.
+            None => Ok(Action::await_change()),
             Some(pv) => {
                 let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
                 if claim_ref.is_none() || bound_to(&pv, &claim) {
@@ -443,8 +443,9 @@ async fn reconcile_claim(
     };
     if delayed && node.is_none() {
         // The selected node is not (yet) known: its volume's affinity cannot be checked.
+        // (The node's arrival reconciles the claims naming it.)
         claim_status(&ctx, &claim, json!({"phase": "Pending"})).await?;
-        return Ok(Action::requeue(Duration::from_secs(5)));
+        return Ok(Action::await_change());
     }
     let volumes = ctx.volumes.state();
     if let Some(pv) = best_match(volumes.iter().map(|v| v.as_ref()), &claim, node.as_deref()) {
@@ -637,6 +638,8 @@ pub struct Streams {
     pub volumes: (WatchStream<PersistentVolume>, Store<PersistentVolume>),
     /// Volumes again, to reconcile the claims they name.
     pub volumes_for_claims: WatchStream<PersistentVolume>,
+    /// Nodes, to reconcile the claims that selected them.
+    pub nodes_for_claims: WatchStream<Node>,
 }
 
 /// Runs the binder (claims and volumes) until the streams end.
@@ -644,6 +647,7 @@ pub async fn run(ctx: Arc<Ctx>, s: Streams) {
     // A volume's claim, or, for a volume free to bind, every claim still waiting for one (or
     // naming it).
     let waiting = s.claims.1.clone();
+    let selecting = waiting.clone();
     let claims = Controller::for_stream(s.claims.0, s.claims.1).watches_stream(
         s.volumes_for_claims,
         move |pv: PersistentVolume| match pv.spec.and_then(|s| s.claim_ref) {
@@ -662,6 +666,15 @@ pub async fn run(ctx: Arc<Ctx>, s: Streams) {
                 .collect(),
         },
     );
+    let claims = claims.watches_stream(s.nodes_for_claims, move |n: Node| {
+        let name = n.name_any();
+        selecting
+            .state()
+            .iter()
+            .filter(|c| annotation(c.as_ref(), names::SELECTED_NODE) == Some(name.as_str()))
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect::<Vec<_>>()
+    });
     let volumes = Controller::for_stream(s.volumes.0, s.volumes.1).watches_stream(
         s.claims_for_volumes,
         |c: PersistentVolumeClaim| {

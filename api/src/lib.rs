@@ -9,8 +9,8 @@
 //! `dispatch`, the only module that knows them all; `app` (router and `auth`) on top. `bootstrap`
 //! writes the server's own objects at start, through `registry`.
 
-mod alloc;
 mod admission;
+mod alloc;
 pub mod app;
 pub mod auth;
 mod authz;
@@ -25,8 +25,8 @@ pub mod pki;
 mod registry;
 pub mod request;
 mod resource;
-mod reviews;
 mod respond;
+mod reviews;
 pub mod selectors;
 pub mod server;
 mod state;

@@ -39,12 +39,35 @@ fn repository_of(reference: &str) -> String {
         .unwrap_or_else(|| reference.split('@').next().unwrap_or(reference).to_string())
 }
 
+/// The images an image service has pulled, by full reference.
+#[derive(Default)]
+pub(crate) struct Pulled(Mutex<HashMap<String, PulledImage>>);
+
+impl Pulled {
+    /// The image pulled for `reference`, if any.
+    pub(crate) fn get(&self, reference: &str) -> Option<PulledImage> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(reference)
+            .cloned()
+    }
+
+    /// Remembers the image pulled for `reference`.
+    pub(crate) fn insert(&self, reference: String, image: PulledImage) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(reference, image);
+    }
+}
+
 /// Pulls wasm images for the node's pods and remembers what it pulled.
 pub struct WasmImages {
     client: RegistryClient,
     default_registry: Option<String>,
     allow_files: bool,
-    pulled: Mutex<HashMap<String, PulledImage>>,
+    pulled: Pulled,
 }
 
 impl std::fmt::Debug for WasmImages {
@@ -72,7 +95,7 @@ impl WasmImages {
             client,
             default_registry,
             allow_files,
-            pulled: Mutex::new(HashMap::new()),
+            pulled: Pulled::default(),
         })
     }
 
@@ -126,10 +149,7 @@ impl WasmImages {
                 size,
             }
         };
-        self.pulled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(reference, pulled.clone());
+        self.pulled.insert(reference, pulled.clone());
         Ok(pulled)
     }
 }
@@ -141,12 +161,7 @@ impl ImageService for WasmImages {
     }
 
     fn present(&self, image: &str) -> Option<PulledImage> {
-        let reference = self.full_reference(image);
-        self.pulled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&reference)
-            .cloned()
+        self.pulled.get(&self.full_reference(image))
     }
 
     async fn pull(&self, image: &str) -> skiff_runtime::Result<PulledImage> {

@@ -1,22 +1,16 @@
 //! The `scale` subresource of a custom resource: an autoscaling/v1 Scale read from and written to
 //! the paths its CRD names (`specReplicasPath`, `statusReplicasPath`, `labelSelectorPath`).
 
-use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 use skiff_kinds::Kind;
 use skiff_kinds::crd::ScalePaths;
 
-use crate::body::{content_type, decode_object};
-use crate::error::{ApiError, Cause};
-use crate::objects::{self, meta_str};
-use crate::registry::{self, Change, Write};
+use crate::error::ApiError;
+use crate::objects;
 use crate::request::ResourceRequest;
-use crate::resource::name_of;
-use crate::respond::json_response;
 use crate::state::AppState;
-use crate::verbs;
-use crate::verbs::patch::PatchType;
+use crate::subresources::scale::{ScaleAccess, update_scale_with};
 
 /// `.spec.replicas` as the JSON pointer `/spec/replicas`.
 fn pointer(path: &str) -> String {
@@ -85,73 +79,24 @@ fn set_at(obj: &mut Value, pointer: &str, value: Value) {
     }
 }
 
+/// Custom resources: replicas at the CRD's `specReplicasPath`; strategic merge patch is 415.
+const CUSTOM: ScaleAccess = ScaleAccess {
+    read: scale_of,
+    write: |kind, obj, replicas| {
+        let spec_path = pointer(&paths(kind)?.spec_replicas_path);
+        set_at(obj, &spec_path, json!(replicas));
+        Ok(())
+    },
+    strategic_merge: false,
+};
+
 /// `PUT` or `PATCH` of a custom resource's scale.
 pub(crate) async fn update_scale(
     state: &AppState,
     req: &ResourceRequest,
 ) -> Result<Response, ApiError> {
-    let kind = req.kind;
-    let spec_path = pointer(&paths(kind)?.spec_replicas_path);
-    let name = name_of(req).to_string();
-    let write = Write {
-        kind,
-        namespace: req.namespace.as_deref(),
-        name: &name,
-        user: &req.user,
-        dry_run: req.query.dry_run()?,
-    };
-    let stored = registry::guaranteed_update(state, &write, |current| {
-        let Some((obj, kv)) = current else {
-            return Err(ApiError::not_found(kind.group, kind.plural, &name));
-        };
-        let current = scale_of(kind, obj)?;
-        let wanted = if req.method == Method::PUT {
-            decode_object(&req.body, &content_type(&req.headers))?
-        } else {
-            let ptype = verbs::patch::patch_type(req)?;
-            let doc = verbs::patch::decode_patch(req, ptype)?;
-            match ptype {
-                PatchType::Json => skiff_patch::json_patch(&current, &doc),
-                PatchType::Merge => skiff_patch::merge_patch(&current, &doc),
-                PatchType::Strategic | PatchType::Apply => {
-                    return Err(ApiError::unsupported_media_type(&content_type(
-                        &req.headers,
-                    )));
-                }
-            }
-            .map_err(|e| verbs::patch::map_patch_error(kind, &name, e))?
-        };
-        let replicas = wanted
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        if replicas < 0 {
-            return Err(ApiError::invalid(
-                "autoscaling",
-                "Scale",
-                kind.plural,
-                &name,
-                vec![Cause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!(
-                        "Invalid value: {replicas}: must be greater than or equal to 0"
-                    ),
-                    field: "spec.replicas".into(),
-                }],
-            ));
-        }
-        if let Some(rv) = meta_str(&wanted, "resourceVersion").filter(|r| !r.is_empty())
-            && rv != kv.mod_revision.to_string()
-        {
-            return Err(ApiError::conflict(kind.group, kind.plural, &name));
-        }
-        let mut new = obj.clone();
-        set_at(&mut new, &spec_path, json!(replicas));
-        objects::bump_generation(kind, obj, &mut new);
-        Ok(Change::Store(new))
-    })
-    .await?;
-    Ok(json_response(StatusCode::OK, &scale_of(kind, &stored)?))
+    paths(req.kind)?;
+    update_scale_with(state, req, &CUSTOM).await
 }
 
 #[cfg(test)]

@@ -39,13 +39,50 @@ pub(crate) fn scale_of(kind: &Kind, obj: &Value) -> Result<Value, ApiError> {
     }))
 }
 
+/// How one family of kinds exposes its Scale: built-in workloads through `spec.replicas`, custom
+/// resources through their CRD's paths.
+pub(crate) struct ScaleAccess {
+    /// The Scale of a stored object.
+    pub(crate) read: fn(&Kind, &Value) -> Result<Value, ApiError>,
+    /// Writes the wanted replicas into a copy of the stored object.
+    pub(crate) write: fn(&Kind, &mut Value, i64) -> Result<(), ApiError>,
+    /// Whether a strategic merge patch is taken (as a merge patch); custom resources answer 415
+    /// to it and to an apply patch.
+    pub(crate) strategic_merge: bool,
+}
+
+/// The Scale of built-in workloads.
+const WORKLOADS: ScaleAccess = ScaleAccess {
+    read: scale_of,
+    write: |_, obj, replicas| {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("replicas".into(), json!(replicas));
+        }
+        Ok(())
+    },
+    strategic_merge: true,
+};
+
+/// `PUT` or `PATCH` of a built-in workload's scale.
 pub(crate) async fn update_scale(
     state: &AppState,
     req: &ResourceRequest,
 ) -> Result<Response, ApiError> {
+    update_scale_with(state, req, &WORKLOADS).await
+}
+
+/// `PUT` or `PATCH` of a scale: the wanted Scale from the body or the patch applied to the
+/// current one, replicas checked, the request's resourceVersion compared with the stored one,
+/// the replicas written through `access` in the one read-modify-write loop.
+pub(crate) async fn update_scale_with(
+    state: &AppState,
+    req: &ResourceRequest,
+    access: &ScaleAccess,
+) -> Result<Response, ApiError> {
+    let kind = req.kind;
     let name = name_of(req).to_string();
     let write = Write {
-        kind: req.kind,
+        kind,
         namespace: req.namespace.as_deref(),
         name: &name,
         user: &req.user,
@@ -53,9 +90,9 @@ pub(crate) async fn update_scale(
     };
     let stored = registry::guaranteed_update(state, &write, |current| {
         let Some((obj, kv)) = current else {
-            return Err(ApiError::not_found(req.kind.group, req.kind.plural, &name));
+            return Err(ApiError::not_found(kind.group, kind.plural, &name));
         };
-        let current = scale_of(req.kind, obj)?;
+        let current = (access.read)(kind, obj)?;
         let wanted = if req.method == Method::PUT {
             decode_object(&req.body, &content_type(&req.headers))?
         } else {
@@ -63,14 +100,20 @@ pub(crate) async fn update_scale(
             let doc = verbs::patch::decode_patch(req, ptype)?;
             match ptype {
                 PatchType::Json => skiff_patch::json_patch(&current, &doc),
-                PatchType::Merge | PatchType::Strategic => skiff_patch::merge_patch(&current, &doc),
+                PatchType::Merge => skiff_patch::merge_patch(&current, &doc),
+                PatchType::Strategic | PatchType::Apply if !access.strategic_merge => {
+                    return Err(ApiError::unsupported_media_type(&content_type(
+                        &req.headers,
+                    )));
+                }
+                PatchType::Strategic => skiff_patch::merge_patch(&current, &doc),
                 PatchType::Apply => {
                     return Err(ApiError::not_supported(
                         "server-side apply on the scale subresource is not supported",
                     ));
                 }
             }
-            .map_err(|e| verbs::patch::map_patch_error(req.kind, &name, e))?
+            .map_err(|e| verbs::patch::map_patch_error(kind, &name, e))?
         };
         let replicas = wanted
             .pointer("/spec/replicas")
@@ -80,7 +123,7 @@ pub(crate) async fn update_scale(
             return Err(ApiError::invalid(
                 "autoscaling",
                 "Scale",
-                req.kind.plural,
+                kind.plural,
                 &name,
                 vec![crate::error::Cause {
                     reason: "FieldValueInvalid".into(),
@@ -94,15 +137,16 @@ pub(crate) async fn update_scale(
         if let Some(rv) = meta_str(&wanted, "resourceVersion").filter(|r| !r.is_empty())
             && rv != kv.mod_revision.to_string()
         {
-            return Err(ApiError::conflict(req.kind.group, req.kind.plural, &name));
+            return Err(ApiError::conflict(kind.group, kind.plural, &name));
         }
         let mut new = obj.clone();
-        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("replicas".into(), json!(replicas));
-        }
-        objects::bump_generation(req.kind, obj, &mut new);
+        (access.write)(kind, &mut new, replicas)?;
+        objects::bump_generation(kind, obj, &mut new);
         Ok(Change::Store(new))
     })
     .await?;
-    Ok(json_response(StatusCode::OK, &scale_of(req.kind, &stored)?))
+    Ok(json_response(
+        StatusCode::OK,
+        &(access.read)(kind, &stored)?,
+    ))
 }

@@ -25,7 +25,7 @@ pub struct OciImages {
     store: PathBuf,
     default_registry: Option<String>,
     platform: Platform,
-    pulled: Mutex<HashMap<String, PulledImage>>,
+    pulled: super::Pulled,
     in_flight: Mutex<HashMap<String, Shared>>,
 }
 
@@ -56,7 +56,7 @@ impl OciImages {
             store: store_dir,
             default_registry,
             platform: Platform::linux_host(),
-            pulled: Mutex::new(HashMap::new()),
+            pulled: super::Pulled::default(),
             in_flight: Mutex::new(HashMap::new()),
         })
     }
@@ -112,10 +112,7 @@ impl OciImages {
             image: Image::Path(unpacked.dir),
             size,
         };
-        self.pulled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(reference.to_string(), image.clone());
+        self.pulled.insert(reference.to_string(), image.clone());
         Ok(image)
     }
 }
@@ -127,12 +124,7 @@ impl ImageService for OciImages {
     }
 
     fn present(&self, image: &str) -> Option<PulledImage> {
-        let reference = self.full_reference(image);
-        self.pulled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&reference)
-            .cloned()
+        self.pulled.get(&self.full_reference(image))
     }
 
     async fn pull(&self, image: &str) -> skiff_runtime::Result<PulledImage> {

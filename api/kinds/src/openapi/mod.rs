@@ -1,8 +1,8 @@
 //! OpenAPI: the `/openapi/v3` index and one document per group-version, with component schemas
 //! generated from the k8s-openapi types (through their `schemars` implementations) and annotated with
 //! `x-kubernetes-group-version-kind` and the strategic-merge-patch metadata from `skiff-patch`;
-//! the custom kinds' documents ([`custom`]); the Swagger 2.0 `/openapi/v2` converted from them
-//! ([`v2`]) and its protobuf form ([`proto`]); and [`published`], which builds and caches all of
+//! the custom kinds' documents (`custom`); the Swagger 2.0 `/openapi/v2` converted from them
+//! (`v2`) and its protobuf form ([`proto`]); and [`published`], which builds and caches all of
 //! them for a server's current set of custom kinds.
 
 mod custom;

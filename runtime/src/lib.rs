@@ -14,6 +14,7 @@ pub mod fake;
 mod image;
 mod logs;
 mod network;
+pub mod oci;
 pub mod oci_image;
 mod spec;
 mod status;

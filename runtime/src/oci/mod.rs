@@ -1,0 +1,18 @@
+//! Linux containers through an OCI runtime binary (runc, crun): the pieces of the backend.
+//!
+//! There so far: [`spec`], which builds a container's `config.json` (process, mounts,
+//! namespaces, capabilities, cgroup path and limits) from the runtime's own spec types and an
+//! image config, for cgroup v1 and v2, and finds which cgroup version the node runs.
+//!
+//! Not there yet: executing the runtime binary, the per-container monitor (exit codes, logs),
+//! pod network namespaces, teardown of cgroups and mounts, and the [`PodRuntime`] backend that
+//! ties them together; until then no pod runs as a Linux container.
+//!
+//! [`PodRuntime`]: crate::PodRuntime
+
+pub mod spec;
+
+pub use spec::{
+    CgroupVersion, EtcFiles, SecurityOptions, SpecError, SpecInput, cgroup_path, config_json,
+    netns_path,
+};

@@ -119,7 +119,8 @@ fn working_dir_comes_from_the_container_then_the_image_then_root() {
 
 #[test]
 fn users_parse_numeric_only_and_the_security_context_overrides() {
-    let cases: [(Option<&str>, Option<(u32, Option<u32>)>); 8] = [
+    type Ids = (u32, Option<u32>);
+    let cases: [(Option<&str>, Option<Ids>); 8] = [
         (None, Some((0, None))),
         (Some(""), Some((0, None))),
         (Some("1000"), Some((1000, None))),
@@ -548,7 +549,7 @@ fn the_json_round_trips_through_the_runtime_spec_types() {
 /// root filesystem, a read-only volume and limits; the container checks its view and exits 0.
 #[test]
 fn runc_runs_a_built_bundle() {
-    // SAFETY-free check of the effective uid: root owns /proc/self's files when we are root.
+    // `/proc/self` is owned by the process's effective uid.
     let root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
@@ -569,7 +570,7 @@ fn runc_runs_a_built_bundle() {
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "true", "test", "cat", "grep"] {
+    for applet in ["sh", "true", "test", "cat", "grep", "touch"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     let volume = dir.path().join("volume");
@@ -612,8 +613,6 @@ fn runc_runs_a_built_bundle() {
         ..Default::default()
     };
     i.pids_limit = Some(32);
-    // `touch` is needed by the script.
-    std::os::unix::fs::symlink("busybox", rootfs.join("bin/touch")).unwrap();
     let spec = config_json(&i).unwrap();
     spec.save(bundle.join("config.json")).unwrap();
 

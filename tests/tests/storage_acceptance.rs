@@ -207,14 +207,10 @@ spec:
             .unwrap_or_else(|e| panic!("{e}"));
     }
     wait_ready_replicas(&c, 1).await;
-    for i in 1..3 {
+    for (i, (volume, dir)) in dirs.iter().enumerate().skip(1) {
         let (_, pv) = bound_claim(&c, &format!("data-db-{i}")).await;
-        assert_eq!(pv, dirs[i].0, "data-db-{i} keeps its volume");
-        assert!(
-            std::path::Path::new(&dirs[i].1)
-                .join("index.html")
-                .is_file()
-        );
+        assert_eq!(&pv, volume, "data-db-{i} keeps its volume");
+        assert!(std::path::Path::new(dir).join("index.html").is_file());
     }
 
     // Scale back to 3: the new pods reuse the claims and read the first pods' files.
@@ -226,10 +222,10 @@ spec:
     .await
     .expect("scaled to 3");
     wait_ready_replicas(&c, 3).await;
-    for i in 0..3 {
+    for (i, (volume, _)) in dirs.iter().enumerate() {
         let name = format!("db-{i}");
         assert!(served(&c, &name).contains(PAGE));
-        assert_eq!(bound_claim(&c, &format!("data-{name}")).await.1, dirs[i].0);
+        assert_eq!(&bound_claim(&c, &format!("data-{name}")).await.1, volume);
     }
     let claims = c
         .api::<PersistentVolumeClaim>("default")

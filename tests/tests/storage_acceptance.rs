@@ -235,3 +235,186 @@ spec:
     assert_eq!(claims.items.len(), 3, "no new claims: {:?}", claims.items);
     c.shutdown().await;
 }
+
+/// A pod `name` serving from the claim `claim` (Running as soon as it is placed).
+fn claim_pod(name: &str, image: &str, claim: &str, sub_path: Option<&str>) -> Pod {
+    let sub = sub_path.map_or(String::new(), |s| format!(", subPath: \"{s}\""));
+    yaml(&format!(
+        "metadata: {{name: {name}}}\n\
+         spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: server\n    image: {image}\n\
+         \x20   volumeMounts: [{{name: data, mountPath: /data{sub}}}]\n\
+         \x20 volumes: [{{name: data, persistentVolumeClaim: {{claimName: {claim}}}}}]\n"
+    ))
+}
+
+fn claim_of(name: &str, class: &str, mode: &str) -> PersistentVolumeClaim {
+    yaml(&format!(
+        "metadata: {{name: {name}}}\n\
+         spec: {{storageClassName: {class}, accessModes: [{mode}], \
+         resources: {{requests: {{storage: 1Mi}}}}}}\n"
+    ))
+}
+
+/// Polls until some text of the pod `name` or of an Event about it contains `needle`.
+async fn wait_pod_says(c: &Cluster, name: &str, needle: &str) {
+    let found = skiff_tests::wait_for(&format!("{name} to say {needle:?}"), WAIT, || async {
+        let pod = c.pods("default").get(name).await.ok()?;
+        let mut text = serde_json::to_string(&pod.status).ok()?;
+        for e in c.events_about("default", name).await {
+            text.push_str(&e.message.unwrap_or_default());
+        }
+        text.contains(needle).then_some(())
+    })
+    .await;
+    if let Err(e) = found {
+        let pod = c.pods("default").get(name).await.ok();
+        panic!(
+            "{e}\npod: {pod:#?}\nevents: {:#?}",
+            c.events_about("default", name).await
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_are_protected_while_used_reclaimed_by_policy_and_bad_input_is_refused() {
+    let c = Cluster::builder()
+        .registry()
+        .node(NODE, &[])
+        .start()
+        .await
+        .expect("no external tools are needed");
+    let server = c.push("fileserver/server.wasm", "samples/fileserver-server:1.0");
+    let pp = PostParams::default();
+    let classes = kube::Api::<k8s_openapi::api::storage::v1::StorageClass>::all(c.client.clone());
+    for (name, policy, mode) in [
+        ("immediate", "Delete", "Immediate"),
+        ("keep", "Retain", "WaitForFirstConsumer"),
+    ] {
+        let sc = yaml(&format!(
+            "metadata: {{name: {name}}}\nprovisioner: skiff.dev/local-path\n\
+             reclaimPolicy: {policy}\nvolumeBindingMode: {mode}\n"
+        ));
+        classes.create(&pp, &sc).await.expect("class created");
+    }
+    let claims = c.api::<PersistentVolumeClaim>("default");
+    let pods = c.pods("default");
+    let volumes = kube::Api::<PersistentVolume>::all(c.client.clone());
+
+    // An Immediate claim no volume matches: its pod stays Pending with the scheduler's message.
+    claims
+        .create(&pp, &claim_of("unmatched", "immediate", "ReadWriteOnce"))
+        .await
+        .expect("claim created");
+    pods.create(&pp, &claim_pod("waiting", &server, "unmatched", None))
+        .await
+        .expect("pod created");
+    wait_pod_says(
+        &c,
+        "waiting",
+        "pod has unbound immediate PersistentVolumeClaims",
+    )
+    .await;
+    let waiting = pods.get("waiting").await.unwrap();
+    assert_eq!(phase(&waiting), Some("Pending"));
+
+    // ReadWriteMany is more than a local directory gives.
+    claims
+        .create(&pp, &claim_of("shared", "local-path", "ReadWriteMany"))
+        .await
+        .expect("claim created");
+    pods.create(&pp, &claim_pod("sharing", &server, "shared", None))
+        .await
+        .expect("pod created");
+    let refused = skiff_tests::wait_for("a ProvisioningFailed Event", WAIT, || async {
+        c.events_about("default", "shared")
+            .await
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ProvisioningFailed"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nnode log:\n{}", c.node_logs()));
+    assert_eq!(refused.type_.as_deref(), Some("Warning"));
+
+    // A claim in use outlives its deletion until the pod goes; then the Delete policy
+    // removes the provisioned directory, while the Retain policy keeps it.
+    let mut dirs = Vec::new();
+    for (claim, class) in [("gone", "local-path"), ("kept", "keep")] {
+        claims
+            .create(&pp, &claim_of(claim, class, "ReadWriteOnce"))
+            .await
+            .expect("claim created");
+        let pod = format!("use-{claim}");
+        pods.create(&pp, &claim_pod(&pod, &server, claim, None))
+            .await
+            .expect("pod created");
+        wait_object_map(&pods, &pod, "Running", WAIT, |p: &Pod| {
+            (phase(p) == Some("Running")).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nnode log:\n{}", c.node_logs()));
+        let (_, pv) = bound_claim(&c, claim).await;
+        let dir = volumes
+            .get(&pv)
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.host_path)
+            .expect("a hostPath")
+            .path;
+        assert!(std::path::Path::new(&dir).is_dir(), "{dir}");
+        claims
+            .delete(claim, &DeleteParams::default())
+            .await
+            .expect("claim deleted");
+        let held = claims.get(claim).await.expect("the claim in use stays");
+        assert!(held.metadata.deletion_timestamp.is_some(), "{held:?}");
+        assert!(
+            held.finalizers()
+                .iter()
+                .any(|f| f == "kubernetes.io/pvc-protection"),
+            "{held:?}"
+        );
+        pods.delete(&pod, &DeleteParams::default())
+            .await
+            .expect("pod deleted");
+        wait_object(&claims, claim, "the claim goes with its pod", WAIT, |o| {
+            o.is_none()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        dirs.push((pv, dir));
+    }
+    let (deleted, deleted_dir) = &dirs[0];
+    wait_object(&volumes, deleted, "the Delete volume goes", WAIT, |o| {
+        o.is_none()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nnode log:\n{}", c.node_logs()));
+    skiff_tests::wait_for("the Delete volume's directory to go", WAIT, || async {
+        (!std::path::Path::new(deleted_dir).exists()).then_some(())
+    })
+    .await
+    .expect("the directory is removed");
+    let (kept, kept_dir) = &dirs[1];
+    let released = wait_object_map(&volumes, kept, "Released", WAIT, |v: &PersistentVolume| {
+        (v.status.as_ref()?.phase.as_deref() == Some("Released")).then_some(())
+    })
+    .await;
+    assert!(released.is_ok(), "{released:?}");
+    assert!(
+        std::path::Path::new(kept_dir).is_dir(),
+        "Retain keeps {kept_dir}"
+    );
+
+    // A subPath escaping its volume: kubelet's refusal.
+    claims
+        .create(&pp, &claim_of("escape", "local-path", "ReadWriteOnce"))
+        .await
+        .expect("claim created");
+    pods.create(&pp, &claim_pod("escaping", &server, "escape", Some("../x")))
+        .await
+        .expect("pod created");
+    wait_pod_says(&c, "escaping", "must not contain '..'").await;
+    assert_ne!(phase(&pods.get("escaping").await.unwrap()), Some("Running"));
+    c.shutdown().await;
+}

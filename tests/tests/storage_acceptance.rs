@@ -418,3 +418,98 @@ async fn claims_are_protected_while_used_reclaimed_by_policy_and_bad_input_is_re
     assert_ne!(phase(&pods.get("escaping").await.unwrap()), Some("Running"));
     c.shutdown().await;
 }
+
+/// The node names a volume's required node affinity allows.
+fn affinity_nodes(v: &PersistentVolume) -> Vec<String> {
+    v.spec
+        .as_ref()
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.as_ref())
+        .map(|r| {
+            r.node_selector_terms
+                .iter()
+                .flat_map(|t| t.match_expressions.iter().flatten())
+                .flat_map(|e| e.values.iter().flatten().cloned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_consumer_claims_land_on_their_pods_node_and_a_cordoned_volume_node_blocks() {
+    let nodes = ["node-1", "node-2", "node-3"];
+    let mut builder = Cluster::builder().registry();
+    for n in nodes {
+        builder = builder.node(n, &[]);
+    }
+    let c = builder.start().await.expect("no external tools are needed");
+    let server = c.push("fileserver/server.wasm", "samples/fileserver-server:1.0");
+    let pp = PostParams::default();
+    let claims = c.api::<PersistentVolumeClaim>("default");
+    let pods = c.pods("default");
+    let volumes = kube::Api::<PersistentVolume>::all(c.client.clone());
+
+    for (i, n) in nodes.iter().enumerate() {
+        let claim = format!("c{i}");
+        claims
+            .create(&pp, &claim_of(&claim, "local-path", "ReadWriteOnce"))
+            .await
+            .expect("claim created");
+        let mut pod = claim_pod(&format!("p{i}"), &server, &claim, None);
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.node_selector =
+                Some([("kubernetes.io/hostname".to_string(), n.to_string())].into());
+        }
+        pods.create(&pp, &pod).await.expect("pod created");
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        let pod = format!("p{i}");
+        let placed = wait_object_map(&pods, &pod, "Running", WAIT, |p: &Pod| {
+            (phase(p) == Some("Running")).then(|| skiff_tests::node_of(p))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nnode log:\n{}", c.node_logs()));
+        assert_eq!(&placed, n);
+        let (_, pv) = bound_claim(&c, &format!("c{i}")).await;
+        let volume = volumes.get(&pv).await.unwrap();
+        assert_eq!(affinity_nodes(&volume), vec![placed.clone()], "{volume:?}");
+        let dir = volume
+            .spec
+            .and_then(|s| s.host_path)
+            .expect("a hostPath")
+            .path;
+        let data = c.node(n).dir.join("data");
+        assert!(
+            std::path::Path::new(&dir).starts_with(&data),
+            "{dir} is under {data:?}"
+        );
+    }
+
+    // The volume of c1 is on node-2: with node-2 cordoned, a new pod on c1 cannot be placed.
+    kube::Api::<k8s_openapi::api::core::v1::Node>::all(c.client.clone())
+        .patch(
+            "node-2",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"unschedulable": true}})),
+        )
+        .await
+        .expect("node-2 cordoned");
+    pods.create(&pp, &claim_pod("blocked", &server, "c1", None))
+        .await
+        .expect("pod created");
+    wait_pod_says(&c, "blocked", "volume node affinity conflict").await;
+    let blocked = pods.get("blocked").await.unwrap();
+    assert_eq!(phase(&blocked), Some("Pending"));
+    assert!(blocked.spec.and_then(|s| s.node_name).is_none());
+    let failed = skiff_tests::wait_for("a FailedScheduling Event", WAIT, || async {
+        c.events_about("default", "blocked")
+            .await
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
+            .filter_map(|e| e.message)
+            .find(|m| m.contains("volume node affinity conflict"))
+    })
+    .await;
+    assert!(failed.is_ok(), "{failed:?}");
+    c.shutdown().await;
+}

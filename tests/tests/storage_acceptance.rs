@@ -1,6 +1,9 @@
 //! Issue 13's acceptance end to end on real processes: a StatefulSet's claims from
 //! `volumeClaimTemplates` bound on the default `local-path` class, data that survives a pod's
-//! deletion and a scale down and up, and the claim protection and reclaim rules.
+//! deletion and a scale down and up; `WaitForFirstConsumer` claims provisioned on their pod's
+//! node of three, and a cordoned volume node leaving a pod Pending; an unbound `Immediate`
+//! claim, claim protection, `Delete` and `Retain` reclaim, and the refusals of a
+//! `ReadWriteMany` claim and of a `subPath` with `..`.
 //!
 //! The `skiff` binary comes from `skiff_tests::skiff_bin()` (build it first:
 //! `cargo build -p skiff`).

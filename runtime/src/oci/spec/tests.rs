@@ -545,51 +545,135 @@ fn the_json_round_trips_through_the_runtime_spec_types() {
     );
 }
 
+/// A bundle directory with a busybox-static root, and the runc to run it, when this host can.
+struct Runc {
+    runc: PathBuf,
+    version: CgroupVersion,
+    dir: tempfile::TempDir,
+    /// Names the container and its pod cgroup (`/skiff/<unique>`).
+    unique: String,
+}
+
+impl Runc {
+    /// `None` (after a `SKIPPED:` line) when not root or runc or busybox is missing.
+    fn new() -> Option<Runc> {
+        // `/proc/self` is owned by the process's effective uid.
+        let root = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false);
+        if !root {
+            eprintln!("SKIPPED: running an OCI bundle with runc needs root");
+            return None;
+        }
+        let runc = skiff_tools::system("runc", "apt-get install runc")?;
+        let busybox = skiff_tools::system("busybox", "apt-get install busybox-static")?;
+        let version = CgroupVersion::detect();
+        eprintln!("running runc on cgroup {version:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bundle/rootfs/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy(&busybox, bin.join("busybox")).unwrap();
+        for applet in ["sh", "true", "test", "cat", "grep", "touch"] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        let unique = format!(
+            "spec-test-{}-{}",
+            std::process::id(),
+            dir.path().file_name().unwrap().to_string_lossy()
+        )
+        .to_ascii_lowercase()
+        .replace(['.', '_'], "-");
+        Some(Runc {
+            runc,
+            version,
+            dir,
+            unique,
+        })
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    /// The test input for this bundle, with its limits.
+    fn input(&self) -> SpecInput {
+        let mut i = input();
+        i.rootfs = self.bundle().join("rootfs");
+        i.cgroups_path = cgroup_path(&self.unique, "app").unwrap();
+        i.cgroup_version = self.version;
+        i.container.resources = Resources {
+            memory_limit: Some(64 << 20),
+            cpu_limit_millis: Some(500),
+            cpu_request_millis: Some(100),
+            ..Default::default()
+        };
+        i.pids_limit = Some(32);
+        i
+    }
+
+    fn save(&self, spec: &Spec) {
+        spec.save(self.bundle().join("config.json")).unwrap();
+    }
+
+    /// Runs `runc --root STATE ARGS… <unique>`: stdin empty, stdout and stderr into a file
+    /// (never pipes, which a created container's init would hold open); returns the status and
+    /// what it wrote.
+    fn run(&self, args: &[&str]) -> (std::process::ExitStatus, String) {
+        let log = self.dir.path().join(format!("runc-{}.log", args[0]));
+        let file = std::fs::File::create(&log).unwrap();
+        let status = std::process::Command::new(&self.runc)
+            .arg("--root")
+            .arg(self.dir.path().join("state"))
+            .args(args)
+            .arg(&self.unique)
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .status()
+            .unwrap();
+        (status, std::fs::read_to_string(&log).unwrap_or_default())
+    }
+
+    /// Deletes the container and its pod cgroup; returns the container cgroup directories
+    /// that `runc delete` left behind.
+    fn clean_up(&self, cgroups_path: &Path) -> Vec<PathBuf> {
+        let _ = self.run(&["delete", "--force"]);
+        let root = Path::new("/sys/fs/cgroup");
+        let leftover = cgroup_dirs(self.version, root, cgroups_path).unwrap();
+        let pod = Path::new("/skiff").join(&self.unique);
+        for d in cgroup_dirs(self.version, root, &pod).unwrap() {
+            let _ = std::fs::remove_dir(d);
+        }
+        for d in cgroup_dirs(self.version, root, Path::new("/skiff")).unwrap() {
+            // Only succeeds when empty: other pods' cgroups stay.
+            let _ = std::fs::remove_dir(d);
+        }
+        assert!(
+            cgroup_dirs(self.version, root, &pod).unwrap().is_empty(),
+            "the pod cgroup {pod:?} is still there"
+        );
+        leftover
+    }
+}
+
+fn check((status, output): &(std::process::ExitStatus, String), what: &str) {
+    assert!(status.success(), "{what}: {status}\n{output}");
+}
+
 /// Runs a bundle built by [`config_json`] with `runc run`: a busybox-static root, a read-only
-/// root filesystem, a read-only volume and limits; the container checks its view and exits 0.
+/// root filesystem, a read-only volume, an `/etc/hosts` bind and limits; the container checks
+/// its view and exits 0, and no cgroup is left behind.
 #[test]
 fn runc_runs_a_built_bundle() {
-    // `/proc/self` is owned by the process's effective uid.
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if !root {
-        eprintln!("SKIPPED: running an OCI bundle with runc needs root");
-        return;
-    }
-    let Some(runc) = skiff_tools::system("runc", "apt-get install runc") else {
+    let Some(runc) = Runc::new() else {
         return;
     };
-    let Some(busybox) = skiff_tools::system("busybox", "apt-get install busybox-static") else {
-        return;
-    };
-    let version = CgroupVersion::detect();
-    eprintln!("running runc on cgroup {version:?}");
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    let rootfs = bundle.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "true", "test", "cat", "grep", "touch"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
-    let volume = dir.path().join("volume");
+    let volume = runc.dir.path().join("volume");
     std::fs::create_dir_all(&volume).unwrap();
     std::fs::write(volume.join("greeting"), "hello").unwrap();
-    let hosts = dir.path().join("hosts");
+    let hosts = runc.dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
-
-    let unique = format!(
-        "spec-test-{}-{}",
-        std::process::id(),
-        dir.path().file_name().unwrap().to_string_lossy()
-    )
-    .to_ascii_lowercase()
-    .replace('.', "-");
-    let mut i = input();
-    i.rootfs = rootfs.clone();
-    i.cgroups_path = cgroup_path(&unique, "app").unwrap();
-    i.cgroup_version = version;
+    let mut i = runc.input();
     i.command = s(&["/bin/sh", "-c"]);
     i.args = s(&[concat!(
         "test \"$(cat /data/greeting)\" = hello && ",
@@ -606,56 +690,60 @@ fn runc_runs_a_built_bundle() {
         sub_path: None,
     }];
     i.etc_files.hosts = Some(hosts);
-    i.container.resources = Resources {
-        memory_limit: Some(64 << 20),
-        cpu_limit_millis: Some(500),
-        cpu_request_millis: Some(100),
-        ..Default::default()
-    };
-    i.pids_limit = Some(32);
-    let spec = config_json(&i).unwrap();
-    spec.save(bundle.join("config.json")).unwrap();
-
-    let state = dir.path().join("state");
-    let out = std::process::Command::new(&runc)
-        .arg("--root")
-        .arg(&state)
-        .args(["run", "--bundle"])
-        .arg(&bundle)
-        .arg(&unique)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    // Whatever happened, leave no container, state or cgroup behind.
-    let _ = std::process::Command::new(&runc)
-        .arg("--root")
-        .arg(&state)
-        .args(["delete", "--force", &unique])
-        .output();
-    let cgroup_root = Path::new("/sys/fs/cgroup");
-    let leftover = cgroup_dirs(version, cgroup_root, &i.cgroups_path).unwrap();
-    let pod_dirs = cgroup_dirs(version, cgroup_root, &Path::new("/skiff").join(&unique)).unwrap();
-    for d in &pod_dirs {
-        let _ = std::fs::remove_dir(d);
-    }
-    for d in cgroup_dirs(version, cgroup_root, Path::new("/skiff")).unwrap() {
-        // Only succeeds when empty: other pods' cgroups stay.
-        let _ = std::fs::remove_dir(d);
-    }
-    assert!(
-        out.status.success(),
-        "runc run: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    runc.save(&config_json(&i).unwrap());
+    let out = runc.run(&["run", "--bundle", runc.bundle().to_str().unwrap()]);
+    let leftover = runc.clean_up(&i.cgroups_path);
+    check(&out, "runc run");
     assert!(
         leftover.is_empty(),
         "runc left cgroups behind: {leftover:?}"
     );
+}
+
+/// `runc create` of a built bundle writes the limits into the container's cgroup (read back
+/// before the container starts; it never runs).
+#[test]
+fn runc_writes_the_limits_into_the_cgroup() {
+    let Some(runc) = Runc::new() else {
+        return;
+    };
+    let i = runc.input();
+    runc.save(&config_json(&i).unwrap());
+    let out = runc.run(&["create", "--bundle", runc.bundle().to_str().unwrap()]);
+    let read = |controller: &str, file: &str| {
+        let relative = i.cgroups_path.strip_prefix("/").unwrap();
+        let path = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(relative)
+            .join(file);
+        std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| format!("{}: {e}", path.display()))
+    };
+    let got = match runc.version {
+        CgroupVersion::V1 => vec![
+            read("memory", "memory.limit_in_bytes"),
+            read("cpu", "cpu.cfs_quota_us"),
+            read("cpu", "cpu.cfs_period_us"),
+            read("cpu", "cpu.shares"),
+            read("pids", "pids.max"),
+        ],
+        CgroupVersion::V2 => vec![
+            read("", "memory.max"),
+            read("", "cpu.max"),
+            read("", "cpu.weight"),
+            read("", "pids.max"),
+        ],
+    };
+    let leftover = runc.clean_up(&i.cgroups_path);
+    check(&out, "runc create");
+    let want = match runc.version {
+        CgroupVersion::V1 => s(&["67108864", "50000", "100000", "102", "32"]),
+        CgroupVersion::V2 => s(&["67108864", "50000 100000", "4", "32"]),
+    };
+    assert_eq!(got, want);
     assert!(
-        cgroup_dirs(version, cgroup_root, &Path::new("/skiff").join(&unique))
-            .unwrap()
-            .is_empty()
+        leftover.is_empty(),
+        "runc left cgroups behind: {leftover:?}"
     );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Event, Namespace};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -227,4 +227,32 @@ where
             what,
             after: deadline,
         }))
+}
+
+/// The messages of the Events in `events` with `reason` about the object named `object`.
+pub fn event_messages(events: &[Event], object: &str, reason: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some(object) && e.reason.as_deref() == Some(reason)
+        })
+        .filter_map(|e| e.message.clone())
+        .collect()
+}
+
+/// Waits (watching the Events of `api`) for an Event with `reason` about the object named
+/// `object`; returns its message. Fails after `deadline`.
+pub async fn wait_event(
+    api: &Api<Event>,
+    object: &str,
+    reason: &str,
+    deadline: Duration,
+) -> Result<String, Error> {
+    let all = wait_list(api, "", deadline, |evs| {
+        !event_messages(evs, object, reason).is_empty()
+    })
+    .await?;
+    Ok(event_messages(&all, object, reason)
+        .pop()
+        .unwrap_or_default())
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 use skiff_host::{NodeConfig, StorageOptions};
 use skiff_runtime::fake::{FakeImages, FakeRuntime};
 use skiff_runtime::{Network, Runtimes, VolumeSource};
-use skiff_testkit::inproc::{InProcess, wait_deleted, wait_list, wait_object};
+use skiff_testkit::inproc::{self, InProcess, wait_deleted, wait_object};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -68,26 +68,12 @@ fn claim(name: &str, class: &str, node: &str, mode: &str, size: &str) -> Persist
     }))
 }
 
-/// The messages of the Events with `reason` about the object `name`.
-fn messages(events: &[Event], name: &str, reason: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| {
-            e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
-        })
-        .filter_map(|e| e.message.clone())
-        .collect()
-}
-
 /// Waits for an Event with `reason` about `name`; returns its message.
 async fn wait_event(client: &Client, name: &str, reason: &str) -> String {
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let all = wait_list(&events, "", DEADLINE, |evs| {
-        !messages(evs, name, reason).is_empty()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("no {reason} event for {name}: {e}"));
-    messages(&all, name, reason).pop().unwrap_or_default()
+    inproc::wait_event(&events, name, reason, DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("no {reason} event for {name}: {e}"))
 }
 
 /// A claim placed on the node gets a directory and a PV pre-bound to it (hostPath, node
@@ -283,7 +269,7 @@ async fn claims_local_volumes_cannot_serve_are_refused() {
     assert_eq!(dirs, 1, "only the claim that fits has a directory");
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let all = events.list(&ListParams::default()).await.unwrap().items;
-    assert!(messages(&all, "elsewhere", "ProvisioningFailed").is_empty());
+    assert!(inproc::event_messages(&all, "elsewhere", "ProvisioningFailed").is_empty());
     node.shutdown().await;
 }
 

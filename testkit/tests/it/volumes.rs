@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_controllers::{Clock, Options, Running};
 use skiff_testkit::fake::{FakeNodeSpec, FakeNodes};
-use skiff_testkit::inproc::{InProcess, wait_deleted, wait_list, wait_object};
+use skiff_testkit::inproc::{self, InProcess, wait_deleted, wait_list, wait_object};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -79,21 +79,11 @@ fn bound_to(name: &'static str) -> impl Fn(&PersistentVolumeClaim) -> bool {
     move |c| volume_name(c) == name && claim_phase(c) == "Bound"
 }
 
-async fn has_event(client: &Client, object: &str, reason: &str) -> bool {
-    let events: Api<Event> = Api::all(client.clone());
-    let list = events.list(&ListParams::default()).await.unwrap();
-    list.items.iter().any(|e| {
-        e.involved_object.name.as_deref() == Some(object) && e.reason.as_deref() == Some(reason)
-    })
-}
-
 async fn wait_event(client: &Client, object: &str, reason: &str) {
-    // Events are not watched by these helpers: poll the list until it shows up.
-    let start = std::time::Instant::now();
-    while !has_event(client, object, reason).await {
-        assert!(start.elapsed() < DEADLINE, "no {reason} event for {object}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let events: Api<Event> = Api::all(client.clone());
+    inproc::wait_event(&events, object, reason, DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("no {reason} event for {object}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

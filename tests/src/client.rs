@@ -35,3 +35,26 @@ pub fn bearer_token(kubeconfig: &Path) -> Result<String> {
         .map(str::to_string)
         .with_context(|| format!("{} has no users[0].user.token", kubeconfig.display()))
 }
+
+/// Runs `tests/python/SCRIPT` with the Python `kubernetes` client against a fresh `skiff server`
+/// (the script takes the kubeconfig path and prints `ok` last when every check held); returns
+/// without running when Python is missing and tools are not required.
+pub fn run_python_script(script: &str) {
+    let Some(python) = crate::tools::python() else {
+        return;
+    };
+    let server = crate::Server::start().expect("server starts");
+    let out = std::process::Command::new(python)
+        .arg(crate::repo_root().join("tests/python").join(script))
+        .arg(&server.kubeconfig)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().last(), Some("ok"), "{stdout}");
+}

@@ -9,6 +9,7 @@
 //! scriptable backend for testing the node in-process.
 
 mod error;
+mod exec;
 #[cfg(feature = "fake")]
 pub mod fake;
 mod image;
@@ -29,6 +30,7 @@ use http::{Request, Response};
 use tokio::sync::watch;
 
 pub use error::{Error, Result};
+pub use exec::{ExecProcess, ExecRequest, TerminalSize};
 pub use image::{ImageService, PulledImage};
 pub use logs::{LogLine, LogOptions, LogStream, LogStreamKind};
 pub use network::{
@@ -36,8 +38,8 @@ pub use network::{
     port_of, send_external,
 };
 pub use spec::{
-    ContainerSpec, FileContent, HttpOptions, Image, Mount, PodSpec, Resources, VolumeSource,
-    VolumeSpec,
+    ContainerSpec, DnsConfig, FileContent, HttpOptions, Image, LinuxContainer, Mount, PodNetwork,
+    PodSpec, Resources, VolumeSource, VolumeSpec,
 };
 pub use status::{
     ContainerKind, ContainerState, EXIT_KILLED, EXIT_TRAP, PodUsage, TerminationReason,
@@ -58,6 +60,11 @@ pub trait PodRuntime: Send + Sync {
     fn capacity(&self) -> Capacity;
 
     /// Creates a pod sandbox: its volumes and its place on the network. No container runs yet.
+    ///
+    /// A backend whose containers outlive the node process (Linux containers) re-adopts them
+    /// when it starts: [`pods`](Self::pods) lists them, and `create_pod` for an adopted pod's
+    /// id returns that sandbox as it is (its containers keep running; see
+    /// [`PodSandbox::create_container`]).
     async fn create_pod(&self, spec: PodSpec) -> Result<Arc<dyn PodSandbox>>;
 
     /// The live sandbox with this pod id.
@@ -79,9 +86,14 @@ pub trait PodSandbox: Send + Sync {
     /// Prepares a container: reads, compiles (or loads from the cache) and link-checks its
     /// image. Fails with a clear error for a file that is not wasm or a component importing
     /// what the host does not provide. The container then waits to be started.
+    ///
+    /// For a container re-adopted after a node restart, returns its kind and leaves it as it is
+    /// (running, or terminated with its exit code); [`container_states`](Self::container_states)
+    /// shows which.
     async fn create_container(&self, spec: ContainerSpec) -> Result<ContainerKind>;
 
-    /// Starts (or restarts, after it terminated) a created container.
+    /// Starts (or restarts, after it terminated) a created container. A container that is
+    /// already running (re-adopted) is left running: `Ok`.
     async fn start_container(&self, name: &str) -> Result<()>;
 
     /// Stops a running container: it gets `grace` to finish (HTTP services finish in-flight
@@ -112,6 +124,15 @@ pub trait PodSandbox: Send + Sync {
 
     /// Resource usage measured by the engine.
     fn usage(&self) -> PodUsage;
+
+    /// Runs a command in a running container (`kubectl exec`). Backends that cannot answer
+    /// `NotSupported`.
+    async fn exec(&self, container: &str, req: ExecRequest) -> Result<ExecProcess> {
+        let _ = req;
+        Err(Error::NotSupported(format!(
+            "exec into container {container}: this runtime cannot run commands in a container"
+        )))
+    }
 
     /// Stops every container (each gets `grace`), leaves the network and deletes the pod's
     /// volumes. The sandbox is unusable afterwards.

@@ -21,6 +21,55 @@ pub struct PodSpec {
     pub volumes: Vec<VolumeSpec>,
     /// Per-pod HTTP serving options.
     pub http: HttpOptions,
+    /// The pod's hostname (`spec.hostname`, else the pod name), written to `/etc/hostname` and
+    /// `/etc/hosts` of Linux containers.
+    pub hostname: String,
+    /// The pod's namespace, for log messages and the DNS search path.
+    pub namespace: String,
+    /// The node's pod network the IP lies in: Linux backends put the pod on a bridge with this
+    /// gateway. `None` for a pod without an IP.
+    pub network: Option<PodNetwork>,
+    /// The pod's `/etc/resolv.conf` as kubelet writes it (`None`: the backend writes none).
+    pub dns: Option<DnsConfig>,
+}
+
+/// The node's pod network as a Linux backend needs it: the pod CIDR's prefix and its gateway
+/// (the node's end of the bridge, the first address of the node's pod CIDR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodNetwork {
+    /// The gateway, the bridge's address.
+    pub gateway: std::net::Ipv4Addr,
+    /// Prefix length of the node's pod CIDR.
+    pub prefix_len: u8,
+}
+
+/// A pod's resolver configuration (`/etc/resolv.conf`), decided by the node from the pod's
+/// `dnsPolicy` and `dnsConfig` as kubelet does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// `nameserver` lines, in order (at most 3 are used by resolvers).
+    pub nameservers: Vec<IpAddr>,
+    /// The `search` line (for example `NS.svc.cluster.local svc.cluster.local cluster.local`).
+    pub searches: Vec<String>,
+    /// The `options` line (for example `ndots:5`).
+    pub options: Vec<String>,
+}
+
+impl DnsConfig {
+    /// The file's text.
+    pub fn resolv_conf(&self) -> String {
+        let mut out = String::new();
+        for ns in &self.nameservers {
+            out.push_str(&format!("nameserver {ns}\n"));
+        }
+        if !self.searches.is_empty() {
+            out.push_str(&format!("search {}\n", self.searches.join(" ")));
+        }
+        if !self.options.is_empty() {
+            out.push_str(&format!("options {}\n", self.options.join(" ")));
+        }
+        out
+    }
 }
 
 /// How HTTP containers of a pod are instantiated.
@@ -116,6 +165,25 @@ pub struct ContainerSpec {
     pub resources: Resources,
     /// Also append the container's log lines to this file (created if missing).
     pub log_file: Option<PathBuf>,
+    /// What only a Linux container uses (wasm backends ignore it).
+    pub linux: LinuxContainer,
+}
+
+/// The parts of a container spec only a Linux container (OCI backend) reads: a wasm container
+/// merges command and args into [`ContainerSpec::args`]; a Linux one keeps them apart to
+/// combine them with the image's Entrypoint and Cmd.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinuxContainer {
+    /// Kubernetes `command`, variables expanded (replaces the image's Entrypoint).
+    pub command: Vec<String>,
+    /// Kubernetes `args`, variables expanded (replaces the image's Cmd).
+    pub args: Vec<String>,
+    /// The container's security context.
+    pub security: crate::oci::SecurityOptions,
+    /// `stdin`: keep the container's standard input open (not supported yet by the backend).
+    pub stdin: bool,
+    /// `tty`: give the container a terminal.
+    pub tty: bool,
 }
 
 /// Where a container's image is on the node (for the wasm backend: its wasm bytes).

@@ -12,6 +12,8 @@ pub enum ContainerKind {
     Command,
     /// A core module exporting `_start` (WASI preview 1).
     Preview1Command,
+    /// A Linux process in an OCI container.
+    Linux,
 }
 
 impl ContainerKind {
@@ -21,6 +23,7 @@ impl ContainerKind {
             ContainerKind::Http => "http",
             ContainerKind::Command => "command",
             ContainerKind::Preview1Command => "preview1-command",
+            ContainerKind::Linux => "linux",
         }
     }
 }

@@ -142,6 +142,10 @@ impl Worker {
                     .is_some_and(|v| v == "true"),
                 max_idle_instances: 0,
             },
+            hostname: self.name.clone(),
+            namespace: self.ns.clone(),
+            network: None,
+            dns: None,
         };
         match backend.runtime.create_pod(spec).await {
             Ok(sb) => {

@@ -50,6 +50,9 @@ pub use wasm::{CacheStats, Capacity, Runtime, RuntimeConfig};
 /// this handler).
 pub const WASM_HANDLER: &str = "wasm";
 
+/// The handler name of the Linux container backend (`oci::OciRuntime`).
+pub const OCI_HANDLER: &str = "oci";
+
 /// A pod runtime backend: wasm today, OCI containers later.
 #[async_trait::async_trait]
 pub trait PodRuntime: Send + Sync {

@@ -1,7 +1,10 @@
 //! The node's Kubernetes-aware networking: the Service router (Services and EndpointSlices to
 //! endpoints, fed to the runtime's Kubernetes-free network hook) and the ingress (Ingress rules
-//! and NodePorts to Services). The two meet at [`ServiceBackend`].
+//! and NodePorts to Services). The two meet at [`ServiceBackend`]. On a node that runs Linux
+//! containers, the bridge services (`bridge`, `dns`) give them the cluster DNS, the wasm pods'
+//! IPs and the ClusterIPs.
 
+pub(crate) mod dns;
 mod hold;
 pub mod ingress;
 mod nodeport;

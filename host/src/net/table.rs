@@ -78,6 +78,9 @@ pub(crate) struct Endpoint {
     pub(crate) load: Arc<AtomicU32>,
     /// Port name -> port.
     ports: Vec<(String, u16)>,
+    /// The EndpointSlice's `hostname` (a StatefulSet pod's name under a headless Service), for
+    /// the node's cluster DNS.
+    pub(crate) hostname: Option<String>,
 }
 
 /// One endpoint port a Service port is served on.
@@ -320,6 +323,21 @@ impl Table {
         let inner = self.read();
         let ns = &inner.local.get(&ip)?.namespace;
         inner.services.get(ns)?.get(name).cloned()
+    }
+
+    /// Every Service, in no particular order (the node's cluster DNS and the bridge listeners
+    /// read them).
+    pub(crate) fn services(&self) -> Vec<Arc<Compiled>> {
+        self.read()
+            .services
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect()
+    }
+
+    /// True when namespace `ns` holds at least one Service.
+    pub(crate) fn has_namespace(&self, ns: &str) -> bool {
+        self.read().services.get(ns).is_some_and(|m| !m.is_empty())
     }
 
     /// The node endpoint of node `name`.
@@ -688,6 +706,7 @@ impl Inner {
                     serving_terminating: serving && terminating,
                     load: self.load(ip),
                     ports: ports.clone(),
+                    hostname: ep.hostname.clone(),
                 });
             }
         }
@@ -729,6 +748,7 @@ impl Inner {
                     serving_terminating: false,
                     load: self.load(ip),
                     ports,
+                    hostname: None,
                 });
             }
         }

@@ -123,7 +123,12 @@ impl LinuxContainer {
     }
 
     /// Watches the exit of the current run (also for a re-adopted running container).
-    pub(crate) fn watch_exit(self: &Arc<Self>, rt: &Arc<Inner>, monitor_pid: i32, started_at: Timestamp) {
+    pub(crate) fn watch_exit(
+        self: &Arc<Self>,
+        rt: &Arc<Inner>,
+        monitor_pid: i32,
+        started_at: Timestamp,
+    ) {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let this = Arc::downgrade(self);
         let rt = rt.clone();
@@ -136,7 +141,13 @@ impl LinuxContainer {
                 return;
             }
             let state = match exit {
-                Ok(exit) => terminated(&rt, &rec.cgroups_path, exit.code, started_at, exit.finished_at),
+                Ok(exit) => terminated(
+                    &rt,
+                    &rec.cgroups_path,
+                    exit.code,
+                    started_at,
+                    exit.finished_at,
+                ),
                 Err(e) => ContainerState::Terminated {
                     exit_code: EXIT_KILLED,
                     reason: TerminationReason::Error,
@@ -156,11 +167,17 @@ impl LinuxContainer {
         if self.is_running() {
             let mut rx = self.state.subscribe();
             rt.bin.kill(&id, 15).await?;
-            let ended = tokio::time::timeout(grace, rx.wait_for(|s| !s.is_running())).await;
-            if !matches!(ended, Ok(Ok(_))) {
+            let ended = matches!(
+                tokio::time::timeout(grace, rx.wait_for(|s| !s.is_running())).await,
+                Ok(Ok(_))
+            );
+            if !ended {
                 rt.bin.kill(&id, 9).await?;
-                let killed = tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| !s.is_running())).await;
-                if !matches!(killed, Ok(Ok(_))) {
+                let killed = matches!(
+                    tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| !s.is_running())).await,
+                    Ok(Ok(_))
+                );
+                if !killed {
                     return Err(Error::Internal(format!(
                         "container {}: still running {}s after SIGKILL",
                         self.name,
@@ -230,9 +247,10 @@ pub(crate) async fn teardown_record(rt: &Inner, rec: &ContainerRecord) -> Result
     }
     let rootfs = ContainerRootfs::from(&rec.rootfs);
     let root_dir = rec.bundle.join("root");
-    let released = tokio::task::spawn_blocking(move || release_container_rootfs(&rootfs, &root_dir))
-        .await
-        .map_err(|e| Error::Internal(format!("rootfs release task: {e}")));
+    let released =
+        tokio::task::spawn_blocking(move || release_container_rootfs(&rootfs, &root_dir))
+            .await
+            .map_err(|e| Error::Internal(format!("rootfs release task: {e}")));
     match released {
         Ok(Ok(())) => {
             if let Err(e) = std::fs::remove_dir_all(&rec.bundle)

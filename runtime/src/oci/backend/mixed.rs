@@ -98,23 +98,22 @@ async fn serve(listener: tokio::net::TcpListener, sandbox: Weak<dyn PodSandbox>,
         };
         let sandbox = sandbox.clone();
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let sandbox = sandbox.upgrade();
-                    async move {
-                        let resp = match sandbox {
-                            Some(s) => match s.handle_http(port, req.map(box_body)).await {
-                                Ok(resp) => resp,
-                                Err(e) => error_response(StatusCode::BAD_GATEWAY, e.to_string()),
-                            },
-                            None => error_response(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "the pod was removed".into(),
-                            ),
-                        };
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let sandbox = sandbox.upgrade();
+                async move {
+                    let resp = match sandbox {
+                        Some(s) => match s.handle_http(port, req.map(box_body)).await {
+                            Ok(resp) => resp,
+                            Err(e) => error_response(StatusCode::BAD_GATEWAY, e.to_string()),
+                        },
+                        None => error_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the pod was removed".into(),
+                        ),
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await

@@ -2,7 +2,7 @@
 //! and (in a mixed pod) the wasm part that runs its wasm containers.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -290,57 +290,57 @@ impl OciPod {
         let etc = etc_files(&self.dir);
         let cgroups = self.rt.cgroups;
         let (b, cg) = (bundle.clone(), cgroups_path.clone());
-        let rootfs = tokio::task::spawn_blocking(move || {
-            for m in &spec.mounts {
-                if let (Some(sub), Some(dir)) = (
-                    m.sub_path.as_deref().filter(|s| !s.is_empty()),
-                    volume_dirs.get(&m.volume),
-                ) {
-                    sub_path_dir(&m.volume, dir, sub)?;
+        let rootfs =
+            tokio::task::spawn_blocking(move || {
+                for m in &spec.mounts {
+                    if let (Some(sub), Some(dir)) = (
+                        m.sub_path.as_deref().filter(|s| !s.is_empty()),
+                        volume_dirs.get(&m.volume),
+                    ) {
+                        sub_path_dir(&m.volume, dir, sub)?;
+                    }
                 }
-            }
-            let image = UnpackedImage::open(&image_dir).map_err(|e| Error::ImageRead {
-                path: image_dir.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            std::fs::create_dir_all(&b).map_err(io_err("creating bundle", &b))?;
-            let root_dir = b.join("root");
-            let rootfs = prepare_container_rootfs(&image, &root_dir, RootfsMode::Auto).map_err(
-                |e| Error::Volume {
-                    volume: spec.name.clone(),
-                    detail: format!("preparing the root filesystem: {e}"),
-                },
-            )?;
-            let input = SpecInput {
-                command: spec.linux.command.clone(),
-                args: spec.linux.args.clone(),
-                image: image.config.clone(),
-                rootfs: rootfs.path().to_path_buf(),
-                hostname,
-                netns,
-                cgroups_path: cg,
-                cgroup_version: cgroups,
-                volume_dirs,
-                etc_files: etc,
-                security: spec.linux.security.clone(),
-                pids_limit: Some(PIDS_LIMIT),
-                container: spec,
-            };
-            let built = config_json(&input).map_err(Error::from).and_then(|config| {
-                let path = b.join("config.json");
-                let bytes = serde_json::to_vec_pretty(&config)
-                    .map_err(|e| Error::Internal(format!("encoding config.json: {e}")))?;
-                std::fs::write(&path, bytes).map_err(io_err("writing", &path))
-            });
-            if let Err(e) = built {
-                let _ = crate::oci_image::release_container_rootfs(&rootfs, &root_dir);
-                let _ = std::fs::remove_dir_all(&b);
-                return Err(e);
-            }
-            Ok(RootfsRecord::from(&rootfs))
-        })
-        .await
-        .map_err(blocking_err)??;
+                let image = UnpackedImage::open(&image_dir).map_err(|e| Error::ImageRead {
+                    path: image_dir.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                std::fs::create_dir_all(&b).map_err(io_err("creating bundle", &b))?;
+                let root_dir = b.join("root");
+                let rootfs = prepare_container_rootfs(&image, &root_dir, RootfsMode::Auto)
+                    .map_err(|e| Error::Volume {
+                        volume: spec.name.clone(),
+                        detail: format!("preparing the root filesystem: {e}"),
+                    })?;
+                let input = SpecInput {
+                    command: spec.linux.command.clone(),
+                    args: spec.linux.args.clone(),
+                    image: image.config.clone(),
+                    rootfs: rootfs.path().to_path_buf(),
+                    hostname,
+                    netns,
+                    cgroups_path: cg,
+                    cgroup_version: cgroups,
+                    volume_dirs,
+                    etc_files: etc,
+                    security: spec.linux.security.clone(),
+                    pids_limit: Some(PIDS_LIMIT),
+                    container: spec,
+                };
+                let built = config_json(&input).map_err(Error::from).and_then(|config| {
+                    let path = b.join("config.json");
+                    let bytes = serde_json::to_vec_pretty(&config)
+                        .map_err(|e| Error::Internal(format!("encoding config.json: {e}")))?;
+                    std::fs::write(&path, bytes).map_err(io_err("writing", &path))
+                });
+                if let Err(e) = built {
+                    let _ = crate::oci_image::release_container_rootfs(&rootfs, &root_dir);
+                    let _ = std::fs::remove_dir_all(&b);
+                    return Err(e);
+                }
+                Ok(RootfsRecord::from(&rootfs))
+            })
+            .await
+            .map_err(blocking_err)??;
         let rec = ContainerRecord {
             runtime_id,
             bundle,
@@ -632,6 +632,7 @@ impl PodSandbox for OciPod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn the_hosts_file_names_the_pod() {

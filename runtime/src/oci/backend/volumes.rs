@@ -192,7 +192,7 @@ pub(crate) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 
 fn is_mount_point(dir: &Path) -> bool {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    mounts_under(&dir).iter().any(|p| *p == dir)
+    mounts_under(&dir).contains(&dir)
 }
 
 /// `/proc/self/mountinfo` escapes space, tab, newline and backslash as octal.

@@ -704,7 +704,9 @@ async fn root_oci_mixed_pod_shares_localhost() -> Result<()> {
     let mut curl = sh(
         "curl",
         &h.image,
-        "printf 'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' | nc 127.0.0.1 8080 > /data/from-wasm",
+        // busybox nc quits when its input ends: keep it open until the answer is in.
+        "{ printf 'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n'; \
+         while [ ! -s /data/from-wasm ]; do sleep 1; done; } | nc 127.0.0.1 8080 > /data/from-wasm",
     );
     curl.mounts = vec![data.clone()];
     pod.create_container(curl).await?;

@@ -390,6 +390,12 @@ impl PodSandbox for OciPod {
         }
         match &spec.image {
             Image::Path(p) if p.is_dir() => {
+                if spec.linux.stdin || spec.linux.tty {
+                    return Err(Error::NotSupported(format!(
+                        "container {}: stdin and tty are not supported for Linux containers yet",
+                        spec.name
+                    )));
+                }
                 let p = p.clone();
                 let kind = self.create_linux(spec, p).await?;
                 self.save()?;

@@ -142,8 +142,39 @@ async fn exit_code(s: &Subject, id: &str) -> Result<()> {
     let (code, reason) = exit_of(&state)?;
     ensure!(code == 3, "exit code {code}, want 3");
     ensure!(reason == TerminationReason::Error, "reason {reason}");
+    // A restart runs it again; the first run's log is the previous one.
+    let first_start = started_at(&state);
+    pod.start_container(&name).await?;
+    let again = wait_state(&pod, &name, "terminated again", |s| {
+        s.is_terminated() && started_at(s) != first_start
+    })
+    .await?;
+    ensure!(exit_of(&again)?.0 == 3, "{again:?}");
+    let previous: Vec<_> = pod
+        .logs(
+            &name,
+            LogOptions {
+                previous: true,
+                ..Default::default()
+            },
+        )?
+        .collect()
+        .await;
+    ensure!(
+        previous.iter().any(|l| l.line.as_ref() == b"bye"),
+        "previous log: {previous:?}"
+    );
     pod.remove(Duration::ZERO).await?;
     Ok(())
+}
+
+fn started_at(state: &ContainerState) -> Option<jiff::Timestamp> {
+    match state {
+        ContainerState::Running { started_at } | ContainerState::Terminated { started_at, .. } => {
+            Some(*started_at)
+        }
+        ContainerState::Waiting { .. } => None,
+    }
 }
 
 /// Every per-container call on a name the pod does not have: `UnknownContainer`.

@@ -671,7 +671,12 @@ fn node_fit(info: &NodeInfo, ctx: &PodCtx<'_>) -> Result<(), Reason> {
             .map(|v| v.as_str())
             .unwrap_or("wasm");
         if !supported.split(['.', ',']).any(|h| h.trim() == rc.handler) {
-            return Err("node(s) didn't support the pod's runtime class".into());
+            return Err(format!(
+                "node(s) didn't support the pod's runtime class \"{}\" (handler \"{}\")",
+                rc.metadata.name.as_deref().unwrap_or_default(),
+                rc.handler
+            )
+            .into());
         }
         if let Some(sel) = rc
             .scheduling

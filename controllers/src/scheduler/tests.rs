@@ -305,3 +305,69 @@ fn the_active_queue_takes_higher_priority_first_then_arrival_order() {
         ["higher", "high", "low1", "none", "low2", "neg"].map(|n| format!("uid-{n}"))
     );
 }
+
+fn runtime_class(name: &str, handler: &str) -> Arc<RuntimeClass> {
+    Arc::new(RuntimeClass {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        handler: handler.into(),
+        ..Default::default()
+    })
+}
+
+fn with_runtime(mut n: Node, handlers: &str) -> Node {
+    n.metadata
+        .labels
+        .get_or_insert_default()
+        .insert(RUNTIME_LABEL.to_string(), handlers.to_string());
+    n
+}
+
+#[test]
+fn a_runtime_no_node_runs_names_the_class_and_handler() {
+    let mut st = state(vec![
+        node("a", "z1", "1Gi", false),
+        with_runtime(node("b", "z2", "1Gi", false), "wasm"),
+    ]);
+    st.runtime_classes
+        .insert("oci".into(), runtime_class("oci", "oci"));
+    let mut p = pod("p", "1Mi", None);
+    p.spec.as_mut().unwrap().runtime_class_name = Some("oci".into());
+    match decide(&mut st, &p) {
+        Decision::Unschedulable(msg) => assert_eq!(
+            msg,
+            "0/2 nodes are available: 2 node(s) didn't support the pod's runtime class \"oci\" (handler \"oci\"). preemption: not supported."
+        ),
+        Decision::Bind(n) | Decision::SelectNode(n, _) => panic!("bound to {n}"),
+    }
+    // A node running both handlers takes it; the wasm-only node still does not.
+    let both = with_runtime(node("c", "z3", "1Gi", false), "wasm.oci");
+    st.nodes.insert("c".into(), NodeInfo::new(Arc::new(both)));
+    match decide(&mut st, &p) {
+        Decision::Bind(n) => assert_eq!(n, "c"),
+        other => panic!("not bound to c: {}", describe(&other)),
+    }
+}
+
+#[test]
+fn a_missing_runtime_class_keeps_its_not_found_message() {
+    let mut st = state(vec![node("a", "z1", "1Gi", false)]);
+    let mut p = pod("p", "1Mi", None);
+    p.spec.as_mut().unwrap().runtime_class_name = Some("gvisor".into());
+    match decide(&mut st, &p) {
+        Decision::Unschedulable(msg) => assert_eq!(
+            msg,
+            "0/1 nodes are available: runtimeclass.node.k8s.io \"gvisor\" not found. preemption: not supported."
+        ),
+        Decision::Bind(n) | Decision::SelectNode(n, _) => panic!("bound to {n}"),
+    }
+}
+
+fn describe(d: &Decision) -> String {
+    match d {
+        Decision::Unschedulable(m) => m.clone(),
+        Decision::Bind(n) | Decision::SelectNode(n, _) => format!("node {n}"),
+    }
+}

@@ -15,6 +15,7 @@
 //!
 //! [`PodRuntime`]: crate::PodRuntime
 
+pub mod net;
 pub mod spec;
 
 pub use spec::{

@@ -296,6 +296,7 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
         }
         Route::Resource(target) => {
             let body = read_limited(body).await?;
+            let upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
             let user = parts
                 .extensions
                 .get::<UserInfo>()
@@ -315,6 +316,7 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
                 body,
                 legacy_watch: target.legacy_watch,
                 http2: parts.version == axum::http::Version::HTTP_2,
+                upgrade,
             };
             crate::dispatch::handle(&state, req).await
         }

@@ -31,9 +31,19 @@ pub(crate) fn verb(req: &ResourceRequest) -> &'static str {
 
 /// Asks `authorizer` about `req`; a denial is Kubernetes' 403 `Forbidden` Status.
 pub(crate) fn check(authorizer: &dyn Authorizer, req: &ResourceRequest) -> Result<(), ApiError> {
+    check_verb(authorizer, req, verb(req))
+}
+
+/// Asks `authorizer` about `req` as if it were `verb` (`pods/exec` over a websocket `GET` is
+/// also authorized as `create`, as Kubernetes does).
+pub(crate) fn check_verb(
+    authorizer: &dyn Authorizer,
+    req: &ResourceRequest,
+    verb: &str,
+) -> Result<(), ApiError> {
     let attributes = Attributes {
         user: &req.user,
-        verb: verb(req),
+        verb,
         group: req.kind.group,
         resource: req.kind.plural,
         subresource: req.subresource.as_deref(),

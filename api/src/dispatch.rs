@@ -8,7 +8,7 @@ use crate::request::ResourceRequest;
 use crate::resource::{load, name_of};
 use crate::respond::{json_response, respond_object};
 use crate::state::AppState;
-use crate::subresources::{approval, binding, eviction, node_proxy, scale, service_proxy};
+use crate::subresources::{approval, binding, eviction, exec, node_proxy, scale, service_proxy};
 use crate::verbs;
 use crate::verbs::Target;
 
@@ -117,6 +117,9 @@ async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response,
             service_proxy::proxy(state, &req, req.raw_query.as_deref()).await
         }
         ("proxy", _) => node_proxy::proxy(state, &req, req.raw_query.as_deref()).await,
+        ("exec", Method::GET | Method::POST) if kind.group.is_empty() && kind.kind == "Pod" => {
+            exec::exec(state, req).await
+        }
         ("exec" | "attach" | "portforward", _) => Err(ApiError::not_supported(format!(
             "{}/{sub} is not supported by this server yet (pod {:?})",
             kind.plural,

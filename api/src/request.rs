@@ -28,6 +28,8 @@ pub struct ResourceRequest {
     /// Reached through the legacy `/watch/` path prefix.
     pub legacy_watch: bool,
     pub http2: bool,
+    /// The connection's upgrade, for the streaming subresources (`pods/exec`).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 /// Query parameters; the last value of a repeated name wins, empty names are ignored.

@@ -159,6 +159,7 @@ async fn delete_one(
         body: Bytes::new(),
         legacy_watch: false,
         http2: false,
+        upgrade: None,
     };
     match delete_object(state, &req, &name, &DeleteOptions::default()).await {
         Err(e) if e.reason == StatusReason::NotFound => Ok(()),

@@ -208,6 +208,7 @@ pub(crate) async fn delete_collection(
             body: bytes::Bytes::new(),
             legacy_watch: false,
             http2: req.http2,
+            upgrade: None,
         };
         match delete_object(state, &scoped, &name, &opts).await {
             Ok(obj) => deleted.push(obj),

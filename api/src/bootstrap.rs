@@ -1,7 +1,7 @@
 //! What the server writes itself at every start, through the write path as its own user: the
 //! system namespaces, the `default/kubernetes` Service with its Endpoints and EndpointSlice
-//! (pointing at this server), the system PriorityClasses, the default IngressClass `skiff` and
-//! the default StorageClass `local-path`.
+//! (pointing at this server), the system PriorityClasses, the default IngressClass `skiff`, the
+//! default StorageClass `local-path` and the RuntimeClasses `wasm` and `oci`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -95,7 +95,28 @@ pub(crate) async fn run(state: &AppState, listen: SocketAddr) -> Result<(), ApiE
     kubernetes_service(state, &user, listen).await?;
     priority_classes(state, &user).await?;
     ingress_class(state, &user).await?;
-    storage_class(state, &user).await
+    storage_class(state, &user).await?;
+    runtime_classes(state, &user).await
+}
+
+/// The RuntimeClasses of the two pod runtimes, `wasm` and `oci`, each named as its handler.
+/// Created when absent, never overwritten (an operator may add scheduling or overhead).
+async fn runtime_classes(state: &AppState, user: &UserInfo) -> Result<(), ApiError> {
+    for name in [
+        skiff_meta::names::WASM_RUNTIME_CLASS,
+        skiff_meta::names::OCI_RUNTIME_CLASS,
+    ] {
+        let class = json!({
+            "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+            "metadata": {"name": name},
+            "handler": name,
+        });
+        ensure(state, user, "node.k8s.io", "runtimeclasses", class, |_| {
+            None
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The system PriorityClasses `system-node-critical` and `system-cluster-critical`, created

@@ -74,10 +74,12 @@ pub(crate) trait Admission: Sync {
     ) -> Admitted<'a>;
 }
 
-/// The admission chain, in order: priority before quota, so quota scopes see the pod's class.
+/// The admission chain, in order: priority before quota, so quota scopes see the pod's class;
+/// pod security before quota, so a refused pod is never charged.
 const ADMISSION: &[&dyn Admission] = &[
     &crate::admission::priority::Priority,
     &crate::admission::defaultstorageclass::DefaultStorageClass,
+    &crate::admission::podsecurity::PodSecurity,
     &crate::admission::quota::Quota,
 ];
 

@@ -72,3 +72,13 @@ pub const LOCAL_PATH_PROVISIONER: &str = "skiff.dev/local-path";
 /// StorageClass annotation (`"true"`) marking the default class, which claims created without
 /// `storageClassName` get.
 pub const DEFAULT_STORAGE_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+/// The RuntimeClass (and its handler) of WebAssembly pods, created at start; a pod without
+/// `runtimeClassName` runs on this handler.
+pub const WASM_RUNTIME_CLASS: &str = "wasm";
+/// The RuntimeClass (and its handler) of Linux container pods, created at start.
+pub const OCI_RUNTIME_CLASS: &str = "oci";
+/// Namespace label: the Pod Security Standards level (`privileged`, `baseline`, `restricted`)
+/// enforced on the namespace's Linux container pods.
+pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+/// Namespace label: the policy version of [`POD_SECURITY_ENFORCE`] (`latest`, `v1.35`).
+pub const POD_SECURITY_ENFORCE_VERSION: &str = "pod-security.kubernetes.io/enforce-version";

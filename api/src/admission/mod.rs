@@ -1,8 +1,10 @@
 //! Admission plugins of the write path (`registry::ADMISSION`), as Kubernetes' `priority` and
 //! `ResourceQuota` plugins: `priority` resolves a pod's PriorityClass and guards the classes,
-//! `quota` refuses writes over a namespace's ResourceQuotas and charges their `status.used`.
+//! `quota` refuses writes over a namespace's ResourceQuotas and charges their `status.used`;
+//! `podsecurity` refuses Linux container pods their namespace's Pod Security level forbids.
 
 pub(crate) mod defaultstorageclass;
+pub(crate) mod podsecurity;
 pub(crate) mod priority;
 pub(crate) mod quota;
 

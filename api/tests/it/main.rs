@@ -15,6 +15,7 @@ use tower::ServiceExt;
 mod certificates;
 mod crd;
 mod openapi;
+mod podsecurity;
 mod priority;
 mod quota;
 mod reviews;

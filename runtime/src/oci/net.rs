@@ -491,27 +491,29 @@ pub async fn remove_netns(name: &str) -> Result<(), NetError> {
     }
     let veth = host_veth_name(name);
     // The veth first: deleting one end deletes both at once, where a namespace's own devices
-    // go only when the kernel frees it, after its last process.
+    // go only when the kernel frees it, after its last process. Both in one `ip` run when both
+    // are there; each on its own (a missing one is fine) if that fails.
+    let mut steps = Vec::new();
     if exists(&Path::new("/sys/class/net").join(&veth)).await {
-        let removed = ip_batch(
-            format!("removing veth {veth}"),
-            None,
-            vec![format!("link del {veth}")],
-        )
-        .await;
-        match removed {
-            Err(e) if !is_missing(&e) => return Err(e),
-            _ => {}
-        }
+        steps.push((format!("removing veth {veth}"), format!("link del {veth}")));
     }
     if exists(&netns_path(name)).await {
-        let removed = ip_batch(
+        steps.push((
             format!("removing network namespace {name}"),
-            None,
-            vec![format!("netns del {name}")],
-        )
-        .await;
+            format!("netns del {name}"),
+        ));
+    }
+    if steps.len() > 1 {
+        let lines = steps.iter().map(|(_, line)| line.clone()).collect();
+        let removed = ip_batch(format!("removing pod network {name}"), None, lines).await;
         match removed {
+            Ok(()) => return Ok(()),
+            Err(e) if !is_missing(&e) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    for (step, line) in steps {
+        match ip_batch(step, None, vec![line]).await {
             Err(e) if !is_missing(&e) => return Err(e),
             _ => {}
         }
@@ -740,6 +742,7 @@ fn is_missing(e: &NetError) -> bool {
         "does not exist",
         "No such file or directory",
         "Cannot assign requested address",
+        "Address not found",
     ]
     .iter()
     .any(|m| message.contains(m))

@@ -122,6 +122,14 @@ pub enum Error {
     /// A background task failed unexpectedly.
     #[error("internal: {0}")]
     Internal(String),
+    /// The OCI runtime or the container monitor failed; the message names the container and
+    /// carries the runtime's own.
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
+    /// A Linux container's runtime config could not be built from its spec or image
+    /// (reported as `CreateContainerError`).
+    #[error(transparent)]
+    Spec(#[from] crate::oci::SpecError),
 }
 
 /// Result with the runtime's [`Error`].

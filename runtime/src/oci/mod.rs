@@ -15,10 +15,17 @@
 //!
 //! [`PodRuntime`]: crate::PodRuntime
 
+pub mod cgroup;
+pub mod crilog;
+pub mod monitor;
 pub mod net;
+pub mod runc;
 pub mod spec;
 
 pub use spec::{
     CgroupVersion, EtcFiles, SecurityOptions, SpecError, SpecInput, cgroup_dirs, cgroup_path,
     config_json, netns_path,
 };
+pub use cgroup::CgroupUsage;
+pub use monitor::{ContainerPaths, Created, Exit};
+pub use runc::{OciBinary, OciError, RuntimeKind, RuntimeState};

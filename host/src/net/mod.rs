@@ -4,6 +4,7 @@
 //! containers, the bridge services (`bridge`, `dns`) give them the cluster DNS, the wasm pods'
 //! IPs and the ClusterIPs.
 
+pub(crate) mod bridge;
 pub(crate) mod dns;
 mod hold;
 pub mod ingress;

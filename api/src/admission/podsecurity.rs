@@ -418,7 +418,7 @@ fn host_path_volumes(pod: &Spec<'_>) -> Option<Violation> {
         .into_iter()
         .flatten()
         .filter(|v| v.get("hostPath").is_some_and(|h| !h.is_null()))
-        .map(|v| name(v))
+        .map(name)
         .collect();
     (!bad.is_empty()).then(|| Violation {
         reason: "hostPath volumes",
@@ -579,7 +579,7 @@ fn restricted_volumes(pod: &Spec<'_>) -> Option<Violation> {
                 .iter()
                 .any(|s| v.get(*s).is_some_and(|x| !x.is_null()))
         })
-        .map(|v| name(v))
+        .map(name)
         .collect();
     // Go's `%q` of a string slice: `["a" "b"]`.
     let quoted: Vec<String> = bad.iter().map(|n| format!("{n:?}")).collect();

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use skiff_runtime::{PodSandbox, Runtimes};
+use skiff_runtime::{DnsConfig, PodNetwork, PodSandbox, Runtimes};
 
 use crate::net::table::Table;
 
@@ -96,6 +96,19 @@ impl IpPool {
         Some(IpAddr::V4(Ipv4Addr::from(self.base + off)))
     }
 
+    /// Marks an address used (a re-adopted pod's); false if it is outside the range.
+    pub(crate) fn reserve(&mut self, ip: IpAddr) -> bool {
+        let IpAddr::V4(v4) = ip else {
+            return false;
+        };
+        let off = u32::from(v4).wrapping_sub(self.base);
+        if self.size < 4 || !(2..self.size - 1).contains(&off) {
+            return false;
+        }
+        self.used.insert(off);
+        true
+    }
+
     /// Gives an address back.
     pub(crate) fn release(&mut self, ip: IpAddr) {
         if let IpAddr::V4(v4) = ip {
@@ -117,6 +130,8 @@ pub(crate) struct NodeCtx {
     sandboxes: Mutex<HashMap<(String, String), Arc<dyn PodSandbox>>>,
     /// The Service routing table; the workers report their pods' readiness to it.
     pub(crate) services: Arc<Table>,
+    /// The node's own resolver (`/etc/resolv.conf`), for pods with `dnsPolicy: Default`.
+    pub(crate) host_dns: DnsConfig,
 }
 
 impl NodeCtx {
@@ -135,7 +150,42 @@ impl NodeCtx {
             host_ip,
             ips: Mutex::new(ips),
             sandboxes: Mutex::new(HashMap::new()),
+            host_dns: DnsConfig::default(),
         }
+    }
+
+    /// The same context with the node's own resolver configuration.
+    pub(crate) fn with_host_dns(mut self, host_dns: DnsConfig) -> NodeCtx {
+        self.host_dns = host_dns;
+        self
+    }
+
+    /// Marks the IPs of the sandboxes the backends re-adopted used, before any is handed out.
+    pub(crate) fn reserve_adopted(&self) {
+        let mut ips = lock(&self.ips);
+        for b in self.runtimes.iter() {
+            for id in b.runtime.pods() {
+                if let Some(ip) = b.runtime.pod(&id).and_then(|sb| sb.ip())
+                    && !ips.reserve(ip)
+                {
+                    tracing::warn!(pod = %id, %ip, cidr = %ips.cidr(), "a re-adopted pod's IP lies outside this node's pod CIDR");
+                }
+            }
+        }
+    }
+
+    /// Marks one address used (a re-adopted sandbox's).
+    pub(crate) fn reserve_ip(&self, ip: IpAddr) -> bool {
+        lock(&self.ips).reserve(ip)
+    }
+
+    /// The node's pod network (gateway and prefix) once it has a pod CIDR.
+    pub(crate) fn pod_network(&self) -> Option<PodNetwork> {
+        let ips = lock(&self.ips);
+        if !ips.is_assigned() {
+            return None;
+        }
+        crate::convert::pod_network(&ips.cidr())
     }
 
     /// The same context reporting to the routing table `services`.
@@ -150,10 +200,14 @@ impl NodeCtx {
 
     /// Gives the node its pod range once the API server accepted it, unless it has one.
     pub(crate) fn assign_pool(&self, pool: IpPool) {
-        let mut ips = lock(&self.ips);
-        if !ips.is_assigned() {
+        {
+            let mut ips = lock(&self.ips);
+            if ips.is_assigned() {
+                return;
+            }
             *ips = pool;
         }
+        self.reserve_adopted();
     }
 
     /// The node's pod CIDR.
@@ -211,5 +265,22 @@ mod tests {
         assert!(small.allocate(None).is_some());
         assert!(small.allocate(None).is_none());
         assert!(IpPool::parse("fd00::/64").is_err());
+    }
+
+    #[test]
+    fn reserved_addresses_are_not_handed_out() {
+        let mut p = IpPool::parse("10.88.0.0/29").expect("cidr");
+        assert!(p.reserve("10.88.0.2".parse().expect("ip")));
+        assert!(p.reserve("10.88.0.3".parse().expect("ip")));
+        // Twice is fine; the gateway, the broadcast address and other ranges are not.
+        assert!(p.reserve("10.88.0.3".parse().expect("ip")));
+        assert!(!p.reserve("10.88.0.1".parse().expect("ip")));
+        assert!(!p.reserve("10.88.0.7".parse().expect("ip")));
+        assert!(!p.reserve("10.99.0.4".parse().expect("ip")));
+        assert_eq!(
+            p.allocate(None).map(|i| i.to_string()),
+            Some("10.88.0.4".into())
+        );
+        assert!(!IpPool::unassigned().reserve("10.88.0.2".parse().expect("ip")));
     }
 }

@@ -473,8 +473,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             host_ip,
             pool,
         )
-        .with_services(services.clone()),
+        .with_services(services.clone())
+        .with_host_dns(host_dns().await),
     );
+    // Sandboxes the backends re-adopted keep their IPs: none is handed out twice.
+    ctx.reserve_adopted();
 
     let state = listener::ListenerState {
         ctx: ctx.clone(),
@@ -531,6 +534,43 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         tasks,
     })
 }
+
+/// The node's own resolver configuration (for `dnsPolicy: Default`); empty if unreadable.
+async fn host_dns() -> skiff_runtime::DnsConfig {
+    match tokio::fs::read_to_string("/etc/resolv.conf").await {
+        Ok(text) => convert::parse_resolv_conf(&text),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading /etc/resolv.conf: pods with dnsPolicy Default get no nameserver");
+            skiff_runtime::DnsConfig::default()
+        }
+    }
+}
+
+/// Removes the sandboxes the backends hold (re-adopted after a restart) for pods no longer
+/// assigned to this node: `assigned` are the uids of the first pod list.
+pub(crate) async fn remove_orphans(ctx: &NodeCtx, assigned: &HashSet<String>) {
+    for b in ctx.runtimes.iter() {
+        for id in b.runtime.pods() {
+            if assigned.contains(&id) {
+                continue;
+            }
+            let Some(sb) = b.runtime.pod(&id) else {
+                continue;
+            };
+            tracing::info!(pod = %id, handler = %b.handler(), "removing the sandbox of a pod no longer assigned to this node");
+            if let Err(e) = sb.remove(ORPHAN_GRACE).await {
+                tracing::warn!(pod = %id, error = %e, "removing an orphaned sandbox");
+            }
+            if let Some(ip) = sb.ip() {
+                ctx.release_ip(ip);
+            }
+        }
+    }
+}
+
+/// The grace period of the containers of a sandbox whose pod is gone (kubelet kills orphaned
+/// pods with the default grace period).
+const ORPHAN_GRACE: Duration = Duration::from_secs(30);
 
 /// The pod range of a registered Node: the CIDR the API server accepted or gave it.
 fn node_pool(facts: &NodeFacts) -> Result<IpPool> {
@@ -619,6 +659,8 @@ async fn manage_pods(ctx: Arc<NodeCtx>, mut stop: watch::Receiver<bool>) {
     let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
     let mut workers: HashMap<String, PodWorker> = HashMap::new();
     let mut listed: Option<HashSet<String>> = None;
+    // Orphaned sandboxes are removed once, after the first complete list.
+    let mut orphans_checked = false;
     // Workers of pods that went away, finishing their cleanup.
     let mut stopping: Vec<JoinHandle<()>> = Vec::new();
     loop {
@@ -634,6 +676,10 @@ async fn manage_pods(ctx: Arc<NodeCtx>, mut stop: watch::Receiver<bool>) {
             Some(Ok(Event::Init)) => listed = Some(HashSet::new()),
             Some(Ok(Event::InitDone)) => {
                 if let Some(seen) = listed.take() {
+                    if !orphans_checked {
+                        orphans_checked = true;
+                        remove_orphans(&ctx, &seen).await;
+                    }
                     let gone: Vec<String> = workers
                         .keys()
                         .filter(|k| !seen.contains(*k))

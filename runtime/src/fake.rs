@@ -3,7 +3,7 @@
 //! (keeps running, exits with a code, OOM-killed, fails to start), and an image service whose
 //! pulls succeed or fail on request. Every call is recorded. For testing the node in-process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -105,6 +105,51 @@ impl FakeRuntime {
         }
     }
 
+    /// Seeds a pod as if the backend re-adopted it after a node restart: `create_pod` with
+    /// its id returns it, and `create_container` of one of `containers` (name and state) leaves
+    /// that container as it is; `start_container` of one still running is `Ok`.
+    pub fn adopted_pod(
+        &self,
+        id: &str,
+        ip: Option<IpAddr>,
+        containers: &[(&str, ContainerState)],
+    ) -> Result<Arc<FakePod>> {
+        let mut cs = BTreeMap::new();
+        for (name, state) in containers {
+            let (tx, _) = watch::channel(state.clone());
+            let spec = ContainerSpec {
+                name: name.to_string(),
+                ..Default::default()
+            };
+            let c = FakeContainer {
+                spec,
+                kind: ContainerKind::Linux,
+                state: tx,
+                runs: usize::from(!matches!(state, ContainerState::Waiting { .. })),
+                healthy: true,
+            };
+            cs.insert(name.to_string(), c);
+        }
+        let pod = Arc::new_cyclic(|this: &Weak<FakePod>| FakePod {
+            id: id.to_string(),
+            ip,
+            this: this.clone(),
+            rt: Arc::downgrade(&self.shared),
+            containers: Mutex::new(cs),
+            files: Mutex::new(BTreeMap::new()),
+            removed: Mutex::new(false),
+            volumes: Vec::new(),
+            adopted: true,
+            adopted_containers: Mutex::new(containers.iter().map(|(n, _)| n.to_string()).collect()),
+        });
+        if let Some(ip) = ip {
+            let weak: Weak<dyn PodSandbox> = pod.this.clone();
+            self.shared.network.register(ip, weak)?;
+        }
+        lock(&self.shared.pods).insert(id.to_string(), pod.clone());
+        Ok(pod)
+    }
+
     /// Scripts the runs of every container named `container`: run N goes as `outcomes[N]`,
     /// the last outcome repeating. Unscripted containers keep running ([`Outcome::Run`]).
     pub fn script(&self, container: &str, outcomes: impl IntoIterator<Item = Outcome>) {
@@ -152,7 +197,11 @@ impl PodRuntime for FakeRuntime {
             return Err(Error::Internal(msg));
         }
         let mut pods = lock(&self.shared.pods);
-        if pods.contains_key(&spec.id) {
+        if let Some(p) = pods.get(&spec.id) {
+            // A re-adopted pod comes back as it is (the sandbox contract).
+            if p.adopted {
+                return Ok(p.clone());
+            }
             return Err(Error::AlreadyExists(format!("pod {}", spec.id)));
         }
         let pod = Arc::new_cyclic(|this: &Weak<FakePod>| FakePod {
@@ -164,6 +213,8 @@ impl PodRuntime for FakeRuntime {
             files: Mutex::new(BTreeMap::new()),
             removed: Mutex::new(false),
             volumes: spec.volumes.clone(),
+            adopted: false,
+            adopted_containers: Mutex::new(HashSet::new()),
         });
         if let Some(ip) = spec.ip {
             let weak: Weak<dyn PodSandbox> = pod.this.clone();
@@ -201,6 +252,10 @@ pub struct FakePod {
     removed: Mutex<bool>,
     /// The volumes the pod was created with.
     volumes: Vec<VolumeSpec>,
+    /// Seeded by [`FakeRuntime::adopted_pod`], as a backend re-adopts a pod after a restart.
+    adopted: bool,
+    /// Containers seeded with the pod: `create_container` leaves them as they are.
+    adopted_containers: Mutex<HashSet<String>>,
 }
 
 impl FakePod {
@@ -340,7 +395,11 @@ impl PodSandbox for FakePod {
             });
         }
         let mut cs = lock(&self.containers);
-        if cs.contains_key(&spec.name) {
+        if let Some(c) = cs.get_mut(&spec.name) {
+            if lock(&self.adopted_containers).remove(&spec.name) {
+                c.spec = spec;
+                return Ok(c.kind);
+            }
             return Err(Error::AlreadyExists(format!("container {}", spec.name)));
         }
         let kind = if spec.ports.is_empty() {
@@ -372,6 +431,10 @@ impl PodSandbox for FakePod {
         let mut cs = lock(&self.containers);
         let c = cs.get_mut(name).ok_or_else(|| self.unknown(name))?;
         if c.state.borrow().is_running() {
+            if c.kind == ContainerKind::Linux {
+                // A running re-adopted container is left running.
+                return Ok(());
+            }
             return Err(Error::ContainerState {
                 pod: self.id.clone(),
                 container: name.to_string(),

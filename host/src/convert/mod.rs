@@ -1,13 +1,15 @@
 //! Pod -> runtime spec: volumes (emptyDir, configMap, secret, hostPath, downwardAPI, projected,
 //! persistentVolumeClaim),
 //! env (`value` with `$(VAR)` expansion, `valueFrom`, `envFrom`, the downward API), mounts,
-//! ports and resources. Failures are messages for the `CreateContainerConfigError` reason.
+//! ports and resources; for Linux containers command and args apart, the security context,
+//! the hostname, the pod network and DNS (`linux.rs`). Failures are messages for the `CreateContainerConfigError` reason.
 //!
 //! `refs.rs` reads the referenced ConfigMaps and Secrets, `volumes.rs` projects volumes,
 //! `env.rs` builds the environment and the downward API, `resources.rs` turns quantities into
 //! the runtime's resources; this file assembles a container's spec.
 
 mod env;
+mod linux;
 mod refs;
 mod resources;
 #[cfg(test)]
@@ -21,6 +23,9 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use skiff_runtime::{ContainerSpec, Mount};
 
 pub(crate) use env::{env, expand};
+pub(crate) use linux::{
+    dns_config, hostname, linux_container, parse_resolv_conf, pod_network, unsupported,
+};
 pub(crate) use refs::{Refs, fetch};
 pub(crate) use resources::resources;
 pub(crate) use volumes::{volume_files, volumes};
@@ -94,6 +99,7 @@ pub(crate) fn container_spec(
         .flatten()
         .filter_map(|p| u16::try_from(p.container_port).ok())
         .collect();
+    let linux = linux_container(pod, c, &vars)?;
     Ok(ContainerSpec {
         name: c.name.clone(),
         args,
@@ -102,6 +108,7 @@ pub(crate) fn container_spec(
         mounts,
         ports,
         resources: resources(c),
+        linux,
         ..Default::default()
     })
 }

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use skiff_meta::pod::default_pull_policy;
+use skiff_runtime::ContainerState;
 
 use super::{Ctr, REFRESH_FILES, Worker, WorkerError, next_backoff};
 use crate::convert;
@@ -22,7 +23,7 @@ impl Worker {
         let (Some(sb), Some(backend)) = (self.sandbox.clone(), self.backend.clone()) else {
             return false;
         };
-        let images = backend.images;
+        let images = backend.images.clone();
         let image = self.ctrs[i].spec.image.clone().unwrap_or_default();
         let policy = self.ctrs[i]
             .spec
@@ -105,6 +106,21 @@ impl Worker {
                 }
             }
         };
+        if backend.handler() == skiff_runtime::OCI_HANDLER
+            && let Some(e) = convert::unsupported(&self.pod, &self.ctrs[i].spec)
+        {
+            self.event(
+                Some(i),
+                EventType::Warning,
+                "Failed",
+                &format!("Error: {e}"),
+            )
+            .await;
+            let c = &mut self.ctrs[i];
+            c.error = Some(WorkerError::CreateContainerConfigError(e));
+            c.retry_at = Some(now + Duration::from_secs(10));
+            return false;
+        }
         let mut spec = match convert::container_spec(
             &self.pod,
             &self.ctrs[i].spec,
@@ -137,13 +153,27 @@ impl Worker {
                         return false;
                     }
                 };
+                // A container the backend re-adopted is already running or terminated.
+                let adopted = !matches!(*rx.borrow(), ContainerState::Waiting { .. });
                 let c = &mut self.ctrs[i];
                 c.created = true;
                 c.image_id = pulled.image_id;
-                c.rx = Some(rx);
                 c.error = None;
                 c.backoff = Duration::ZERO;
                 c.retry_at = None;
+                if adopted {
+                    if rx.borrow().is_running() {
+                        c.run_started = Some(Instant::now());
+                        let now = Instant::now();
+                        c.liveness.reset(now);
+                        c.readiness.reset(now);
+                        c.startup.reset(now);
+                    }
+                    c.rx = Some(rx);
+                    tracing::info!(pod = %self.name, container = %name, "container re-adopted");
+                    return true;
+                }
+                c.rx = Some(rx);
                 let msg = format!("Created container: {name}");
                 self.event(Some(i), EventType::Normal, "Created", &msg)
                     .await;

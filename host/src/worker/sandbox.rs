@@ -78,6 +78,14 @@ impl Worker {
         };
         self.refs = refs;
         self.refs_at = Instant::now();
+        // A sandbox the backend re-adopted after a node restart keeps its IP.
+        let adopted = backend.runtime.pod(&self.uid);
+        if self.ip.is_none()
+            && let Some(ip) = adopted.as_ref().and_then(|sb| sb.ip())
+        {
+            self.ctx.reserve_ip(ip);
+            self.ip = Some(ip);
+        }
         if self.ip.is_none() {
             let wanted = self
                 .pod
@@ -127,6 +135,23 @@ impl Worker {
                 return false;
             }
         };
+        let network = self.ctx.pod_network();
+        let dns = match convert::dns_config(
+            &self.pod,
+            network.map(|n| n.gateway.into()),
+            &self.ctx.host_dns,
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                self.sandbox_failed(
+                    WorkerError::ContainerCreating(format!("Failed to create pod sandbox: {e}")),
+                    Duration::from_secs(10),
+                    Some("FailedCreatePodSandBox"),
+                )
+                .await;
+                return false;
+            }
+        };
         let spec = PodSpec {
             id: self.uid.clone(),
             name: format!("{}/{}", self.ns, self.name),
@@ -142,19 +167,28 @@ impl Worker {
                     .is_some_and(|v| v == "true"),
                 max_idle_instances: 0,
             },
-            hostname: self.name.clone(),
+            hostname: convert::hostname(&self.pod),
             namespace: self.ns.clone(),
-            network: None,
-            dns: None,
+            network: network.filter(|_| self.ip.is_some()),
+            dns: Some(dns),
         };
         match backend.runtime.create_pod(spec).await {
             Ok(sb) => {
-                tracing::info!(pod = %format!("{}/{}", self.ns, self.name), ip = ?self.ip, handler = %backend.handler(), "sandbox created");
+                let adopted = adopted.is_some();
+                tracing::info!(pod = %format!("{}/{}", self.ns, self.name), ip = ?self.ip, handler = %backend.handler(), adopted, "sandbox created");
                 self.ctx.publish(&self.ns, &self.name, sb.clone());
                 self.sandbox = Some(sb);
                 self.report_local(false);
                 self.backend = Some(backend);
-                self.phase = Phase::Initializing;
+                self.phase = if adopted && self.initialized_before() {
+                    // The init containers ran before the node restarted: not again.
+                    for c in self.ctrs.iter_mut().filter(|c| c.init) {
+                        c.done = true;
+                    }
+                    Phase::Running
+                } else {
+                    Phase::Initializing
+                };
                 true
             }
             Err(e) => {
@@ -168,6 +202,17 @@ impl Worker {
                 false
             }
         }
+    }
+
+    /// The Pod's status says its init containers all completed (`Initialized` is True).
+    fn initialized_before(&self) -> bool {
+        self.pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Initialized" && c.status == "True")
     }
 
     /// The backend for the pod: the default one without `runtimeClassName`, else the one

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{ContainerState as KState, ContainerStatus, Pod, PodStatus};
 use serde_json::{Value, json};
 use skiff_runtime::fake::{FakeImages, FakeRuntime, Outcome};
-use skiff_runtime::{Network, Runtimes};
+use skiff_runtime::{Network, PodRuntime, Runtimes};
 
 use super::status::pod_status;
 use super::*;
@@ -587,4 +587,121 @@ async fn a_deleted_pod_reports_terminating_stops_and_is_deleted() {
         .filter_map(|(_, _, b)| b["reason"].as_str().map(str::to_string))
         .collect();
     assert!(reasons.iter().any(|r| r == "Killing"), "{reasons:?}");
+}
+
+/// A pod whose sandbox the backend re-adopted after a node restart, with `c` still running:
+/// not re-created or restarted, its IP kept (and never handed to another pod), its restart
+/// count kept from the Pod's status.
+#[tokio::test]
+async fn an_adopted_running_container_keeps_running_and_its_ip() {
+    let pod = "spec: {restartPolicy: Always, initContainers: [{name: i, image: init:1.0}], \
+               containers: [{name: c, image: app:1.0}]}\n\
+               status: {podIP: 10.88.0.2, conditions: [{type: Initialized, status: 'True'}], \
+               containerStatuses: [{name: c, image: app:1.0, imageID: '', ready: true, restartCount: 2}]}";
+    let mut h = harness(pod);
+    let ip: IpAddr = "10.88.0.77".parse().expect("ip");
+    let started_at = jiff::Timestamp::now();
+    h.rt.adopted_pod(
+        "uid-1",
+        Some(ip),
+        &[("c", ContainerState::Running { started_at })],
+    )
+    .expect("seeded");
+    h.worker.ctx.reserve_adopted();
+    // Another pod asking for the adopted address gets another one.
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    h.steps(2).await;
+    let calls = h.rt.calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("start_container")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"create_container uid-1/c".to_string()),
+        "{calls:?}"
+    );
+    // The init container ran before the restart: not again.
+    assert!(!calls.iter().any(|c| c.ends_with("/i")), "{calls:?}");
+    let pod = h.rt.fake_pod("uid-1").expect("the pod");
+    assert_eq!(pod.runs("c"), 1);
+    let st = h.status();
+    assert_eq!(st.pod_ip.as_deref(), Some("10.88.0.77"));
+    let c = &st.container_statuses.as_ref().expect("statuses")[0];
+    assert_eq!(state_str(c.state.as_ref().expect("state")), "running");
+    assert_eq!(c.restart_count, 2);
+    assert!(
+        !h.event_reasons()
+            .iter()
+            .any(|r| r == "Created" || r == "Started")
+    );
+}
+
+/// A container that ended while the node was down reports its real exit code, and restarts
+/// by policy.
+#[tokio::test]
+async fn an_adopted_terminated_container_reports_its_exit_and_restarts_by_policy() {
+    let ended = |code: i32| ContainerState::Terminated {
+        exit_code: code,
+        reason: skiff_runtime::TerminationReason::Error,
+        message: String::new(),
+        started_at: jiff::Timestamp::UNIX_EPOCH,
+        finished_at: jiff::Timestamp::now(),
+    };
+    let mut h = harness(NEVER);
+    h.rt.adopted_pod(
+        "uid-1",
+        Some("10.88.0.9".parse().expect("ip")),
+        &[("c", ended(3))],
+    )
+    .expect("seeded");
+    h.steps(2).await;
+    assert!(
+        !h.rt
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("start_container"))
+    );
+    assert_eq!(
+        summary(&h.status()),
+        "Failed | Ready=False(PodCompleted) | Initialized=True | qos=BestEffort | c:terminated(3,Error)"
+    );
+
+    let mut h = harness(ONE);
+    h.rt.adopted_pod("uid-1", None, &[("c", ended(1))])
+        .expect("seeded");
+    h.steps(2).await;
+    assert!(
+        h.rt.calls()
+            .contains(&"start_container uid-1/c".to_string())
+    );
+    assert_eq!(
+        summary(&h.status()),
+        "Running | Ready=True | Initialized=True | qos=BestEffort | c:running last=terminated(1,Error) ready restarts=1"
+    );
+}
+
+/// After the first pod list, sandboxes of pods no longer assigned to this node are removed
+/// and their IPs freed; assigned ones stay.
+#[tokio::test]
+async fn orphaned_sandboxes_are_removed_after_the_first_list() {
+    let h = harness(ONE);
+    let kept: IpAddr = "10.88.0.5".parse().expect("ip");
+    let orphan: IpAddr = "10.88.0.6".parse().expect("ip");
+    let running = ContainerState::Running {
+        started_at: jiff::Timestamp::now(),
+    };
+    h.rt.adopted_pod("uid-1", Some(kept), &[("c", running.clone())])
+        .expect("seeded");
+    h.rt.adopted_pod("gone", Some(orphan), &[("c", running)])
+        .expect("seeded");
+    let ctx = h.worker.ctx.clone();
+    ctx.reserve_adopted();
+    let assigned = std::collections::HashSet::from(["uid-1".to_string()]);
+    crate::remove_orphans(&ctx, &assigned).await;
+    assert_eq!(h.rt.pods(), vec!["uid-1".to_string()]);
+    assert!(h.rt.calls().contains(&"remove gone".to_string()));
+    assert!(!h.rt.calls().contains(&"remove uid-1".to_string()));
+    // The orphan's address is free again, the kept one is not.
+    assert_eq!(ctx.allocate_ip(Some(orphan)), Some(orphan));
+    assert_ne!(ctx.allocate_ip(Some(kept)), Some(kept));
 }

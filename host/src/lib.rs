@@ -15,6 +15,7 @@ mod convert;
 mod ctx;
 mod error;
 mod events;
+mod exec;
 mod images;
 mod listener;
 pub mod net;
@@ -34,7 +35,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use skiff_runtime::oci::{OciConfig, OciRuntime};
 use skiff_runtime::{Network, Runtime, RuntimeConfig, Runtimes};
+
+pub use skiff_runtime::oci::RuntimeKind;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -85,7 +89,32 @@ pub struct NodeConfig {
     /// The local-path provisioner's directory and limit (off when `None`: claims of the
     /// `skiff.dev/local-path` class placed on this node stay Pending).
     pub storage: Option<StorageOptions>,
+    /// Conditions the backends put on the Node besides kubelet's four (for example
+    /// `OCIRuntimeReady`).
+    pub conditions: Vec<RuntimeCondition>,
+    /// Run once the node stopped its pods at a clean shutdown (for example the Linux
+    /// container backend's teardown of its bridge).
+    pub shutdown_hooks: Vec<ShutdownHook>,
 }
+
+/// Work done at a clean node shutdown, after every pod's worker stopped.
+pub type ShutdownHook = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// A condition a backend reports on the Node, such as whether Linux containers run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeCondition {
+    /// The condition type (`OCIRuntimeReady`).
+    pub type_: String,
+    /// `True` when the backend runs.
+    pub ready: bool,
+    /// A CamelCase reason (`NotRoot`, `RuntimeNotFound`, `RuntimeReady`).
+    pub reason: String,
+    /// What an operator reads.
+    pub message: String,
+}
+
+/// The Node condition saying whether the Linux container backend runs.
+pub const OCI_CONDITION: &str = "OCIRuntimeReady";
 
 impl std::fmt::Debug for NodeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,6 +130,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("ingress_listen", &self.ingress_listen)
             .field("ingress_tls_listen", &self.ingress_tls_listen)
             .field("storage", &self.storage)
+            .field("conditions", &self.conditions)
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +159,8 @@ impl NodeConfig {
             ingress_tls_listen: None,
             service_backend: None,
             storage: None,
+            conditions: Vec::new(),
+            shutdown_hooks: Vec::new(),
         }
     }
 }
@@ -172,7 +204,19 @@ pub struct NodeOptions {
     /// The most bytes the local-path provisioner hands out on this node, all volumes together
     /// (`--max-local-storage`; `None`: the free space of the data directory's filesystem).
     pub max_local_storage: Option<u64>,
+    /// The backends to run, by RuntimeClass handler (`--runtimes`, default `wasm` and `oci`).
+    /// `wasm` is the default backend when it runs. `oci` runs only where it can (root, the
+    /// runtime binary, cgroups); otherwise the node says why on its Node, unless `oci` was the
+    /// only one asked for, which is then an error.
+    pub runtimes: Vec<String>,
+    /// The OCI runtime for Linux containers (`--oci-runtime`, default runc).
+    pub oci_runtime: RuntimeKind,
+    /// The OCI runtime binary (`--oci-runtime-path`; default: found in `PATH`).
+    pub oci_runtime_path: Option<PathBuf>,
 }
+
+/// The backends a node runs unless told otherwise.
+pub const DEFAULT_RUNTIMES: &[&str] = &[skiff_runtime::WASM_HANDLER, skiff_runtime::OCI_HANDLER];
 
 impl NodeOptions {
     /// Defaults for a node named `name` using `kubeconfig` and keeping state in `data_dir`.
@@ -197,6 +241,9 @@ impl NodeOptions {
             ingress_listen: None,
             ingress_tls_listen: None,
             max_local_storage: None,
+            runtimes: DEFAULT_RUNTIMES.iter().map(|h| h.to_string()).collect(),
+            oci_runtime: RuntimeKind::default(),
+            oci_runtime_path: None,
         }
     }
 
@@ -223,23 +270,87 @@ impl NodeOptions {
         };
         let client = client(&self.kubeconfig).await?;
 
+        let (want_wasm, want_oci) = wanted_runtimes(&self.runtimes)?;
         let network = Network::new();
-        let mut rt_config = RuntimeConfig::new(self.data_dir.join("runtime"));
-        if let Some(m) = self.max_pods {
-            rt_config.max_pods = m;
-        }
-        let wasm_network = network.clone();
-        let runtime = tokio::task::spawn_blocking(move || Runtime::new(rt_config, wasm_network))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
-        let images = WasmImages::new(
-            self.data_dir.join("images"),
-            self.registry.clone(),
-            self.registry_token.clone(),
-            self.allow_file_images,
-        )?;
         let mut runtimes = Runtimes::new();
-        runtimes.add(Arc::new(runtime), Arc::new(images));
+        let mut wasm = None;
+        if want_wasm {
+            let mut rt_config = RuntimeConfig::new(self.data_dir.join("runtime"));
+            if let Some(m) = self.max_pods {
+                rt_config.max_pods = m;
+            }
+            let wasm_network = network.clone();
+            let runtime =
+                tokio::task::spawn_blocking(move || Runtime::new(rt_config, wasm_network))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??;
+            let images = WasmImages::new(
+                self.data_dir.join("images"),
+                self.registry.clone(),
+                self.registry_token.clone(),
+                self.allow_file_images,
+            )?;
+            let runtime = Arc::new(runtime);
+            wasm = Some(runtime.clone());
+            runtimes.add(runtime, Arc::new(images));
+        }
+        let mut conditions = Vec::new();
+        let mut shutdown_hooks: Vec<ShutdownHook> = Vec::new();
+        if want_oci {
+            let oci = OciConfig {
+                dir: self.data_dir.join("oci"),
+                runtime: self.oci_runtime,
+                runtime_path: self.oci_runtime_path.clone(),
+                node_name: self.name.clone(),
+                max_pods: self.max_pods.unwrap_or(DEFAULT_OCI_MAX_PODS),
+            };
+            match OciRuntime::new(oci, network.clone(), wasm).await {
+                Ok(rt) => {
+                    let images = OciImages::new(
+                        self.data_dir.join("oci-images").join("blobs"),
+                        self.data_dir.join("oci-images").join("unpacked"),
+                        self.registry.clone(),
+                        self.registry_token.clone(),
+                    )?;
+                    let version =
+                        oci_version(self.oci_runtime, self.oci_runtime_path.clone()).await;
+                    tracing::info!(runtime = %version, "Linux containers run on this node");
+                    conditions.push(RuntimeCondition {
+                        type_: OCI_CONDITION.into(),
+                        ready: true,
+                        reason: "RuntimeReady".into(),
+                        message: format!("Linux containers run with {version}"),
+                    });
+                    let rt = Arc::new(rt);
+                    let stop = rt.clone();
+                    shutdown_hooks.push(Arc::new(move || {
+                        let stop = stop.clone();
+                        Box::pin(async move { stop.shutdown(OCI_SHUTDOWN_GRACE).await })
+                    }));
+                    runtimes.add(rt, Arc::new(images));
+                }
+                Err(e) if !want_wasm => {
+                    return Err(Error::Config(format!(
+                        "the oci runtime cannot start on this node: {e}"
+                    )));
+                }
+                Err(e) => {
+                    let reason = oci_failure_reason(&e);
+                    tracing::warn!(reason, "Linux containers do not run on this node: {e}");
+                    conditions.push(RuntimeCondition {
+                        type_: OCI_CONDITION.into(),
+                        ready: false,
+                        reason: reason.into(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        if want_wasm {
+            runtimes
+                .set_default(skiff_runtime::WASM_HANDLER)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
 
         let mut config = NodeConfig::new(self.name, client, runtimes, network, token);
         config.zone = self.zone;
@@ -253,12 +364,76 @@ impl NodeOptions {
             dir: self.data_dir.join("volumes"),
             max_bytes: self.max_local_storage,
         });
+        config.conditions = conditions;
+        config.shutdown_hooks = shutdown_hooks;
         Ok(config)
     }
 
     /// [`build`](Self::build), then [`start`].
     pub async fn start(self) -> Result<NodeHandle> {
         start(self.build().await?).await
+    }
+}
+
+/// The most Linux container pods a node runs unless `--max-pods` says otherwise (kubelet's
+/// default).
+const DEFAULT_OCI_MAX_PODS: u32 = 110;
+
+/// The grace period of the containers the Linux container backend still holds at a clean
+/// shutdown (the pod workers have stopped theirs by then).
+const OCI_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// `--runtimes`: which of `wasm` and `oci` to run. At least one; no other name.
+fn wanted_runtimes(names: &[String]) -> Result<(bool, bool)> {
+    let (mut wasm, mut oci) = (false, false);
+    for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        match n {
+            skiff_runtime::WASM_HANDLER => wasm = true,
+            skiff_runtime::OCI_HANDLER => oci = true,
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown runtime {other:?}: this node runs \"wasm\" and \"oci\""
+                )));
+            }
+        }
+    }
+    if !wasm && !oci {
+        return Err(Error::Config(
+            "a node needs at least one runtime (wasm, oci)".into(),
+        ));
+    }
+    Ok((wasm, oci))
+}
+
+/// The Node condition's reason for a Linux container backend that cannot start.
+fn oci_failure_reason(e: &skiff_runtime::Error) -> &'static str {
+    match e {
+        skiff_runtime::Error::Oci(skiff_runtime::oci::OciError::NotFound(_)) => "RuntimeNotFound",
+        skiff_runtime::Error::NotSupported(m) if m.contains("root") => "NotRoot",
+        skiff_runtime::Error::NotSupported(m) if m.contains("cgroup") => "CgroupsUnavailable",
+        _ => "RuntimeUnavailable",
+    }
+}
+
+/// The OCI runtime's name and version (`runc version 1.1.12`), as its `--version` says.
+async fn oci_version(kind: RuntimeKind, path: Option<PathBuf>) -> String {
+    let program = path.unwrap_or_else(|| PathBuf::from(kind.name()));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&program)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await;
+    match out {
+        Ok(Ok(o)) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| kind.name().to_string()),
+        _ => kind.name().to_string(),
     }
 }
 
@@ -271,6 +446,7 @@ pub struct NodeHandle {
     network: Network,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    shutdown_hooks: Vec<ShutdownHook>,
 }
 
 impl NodeHandle {
@@ -302,6 +478,9 @@ impl NodeHandle {
                 Ok(_) => {}
                 Err(_) => tracing::warn!("a node task did not stop within 15s"),
             }
+        }
+        for hook in std::mem::take(&mut self.shutdown_hooks) {
+            hook().await;
         }
     }
 }
@@ -441,6 +620,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             .map(|n| n.get() as u32)
             .unwrap_or(1),
         memory_bytes: node::memory_bytes(),
+        conditions: config.conditions.clone(),
         started: jiff::Timestamp::now(),
         lease_duration_seconds: config.lease_duration_seconds.max(1),
     };
@@ -532,6 +712,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         network: config.network.clone(),
         shutdown: shutdown_tx,
         tasks,
+        shutdown_hooks: config.shutdown_hooks.clone(),
     })
 }
 

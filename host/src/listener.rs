@@ -1,6 +1,7 @@
 //! The node endpoint (plain HTTP; every route but `/healthz` needs the bearer token):
 //! `GET /containerLogs/{ns}/{pod}/{container}` (kubelet's query: follow, tailLines, sinceSeconds,
-//! sinceTime, timestamps, previous, limitBytes), `ANY /proxy/{ns}/{pod}/{port}/{path...}` and
+//! sinceTime, timestamps, previous, limitBytes), `GET /exec/{ns}/{pod}/{container}` (a websocket:
+//! `crate::exec`), `ANY /proxy/{ns}/{pod}/{port}/{path...}` and
 //! its alias `/pods/{ns}/{pod}/{port}/{path...}` forwarding to the pod's port in-process, and
 //! `ANY /endpoints/{podIP}/{port}/{path...}`, where another node's Service router sends a
 //! request for a pod of this node (its token in `skiff-node-authorization`, so the request's own
@@ -57,7 +58,7 @@ fn authorized(state: &ListenerState, req: &Request) -> bool {
     constant_time_eq(token.trim_ascii(), state.token.as_bytes())
 }
 
-fn text(status: StatusCode, msg: impl Into<String>) -> Response {
+pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut msg = msg.into();
     if !msg.ends_with('\n') {
         msg.push('\n');
@@ -87,6 +88,7 @@ pub(crate) fn router(state: ListenerState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
+        .route("/exec/{ns}/{pod}/{container}", get(crate::exec::exec))
         .route("/proxy/{ns}/{pod}/{port}", any(proxy_root))
         .route("/proxy/{ns}/{pod}/{port}/", any(proxy_root))
         .route("/proxy/{ns}/{pod}/{port}/{*path}", any(proxy))

@@ -1,0 +1,314 @@
+//! The node's `GET /exec/{ns}/{pod}/{container}?command=..&stdin=..&stdout=..&stderr=..&tty=..`:
+//! Kubernetes' remotecommand over a websocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`). Each
+//! binary frame starts with its channel: 0 stdin, 1 stdout, 2 stderr, 3 the final `Status`
+//! (Success, or Failure with reason `NonZeroExitCode` and the code in `details.causes`), 4 a
+//! terminal resize (`{"Width":..,"Height":..}`), and in v5 255 closing a stream (stdin).
+//! The process comes from `PodSandbox::exec`; a runtime that cannot exec answers on channel 3.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use skiff_runtime::{ExecProcess, ExecRequest, TerminalSize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::listener::{ListenerState, text};
+
+/// The subprotocols served, the preferred first.
+pub(crate) const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
+const CLOSE: u8 = 255;
+
+/// What the query asked for.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Options {
+    command: Vec<String>,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+}
+
+fn options(query: &[(String, String)]) -> Options {
+    let flag = |k: &str| {
+        query
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .is_some_and(|(_, v)| matches!(v.as_str(), "true" | "1" | "True"))
+    };
+    Options {
+        command: query
+            .iter()
+            .filter(|(n, _)| n == "command")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        stdin: flag("stdin"),
+        stdout: flag("stdout"),
+        stderr: flag("stderr"),
+        tty: flag("tty"),
+    }
+}
+
+/// The `Status` sent on the error channel when the command ended (or could not start).
+fn status(result: &Result<i32, String>) -> Value {
+    match result {
+        Ok(0) => json!({"metadata": {}, "status": "Success"}),
+        Ok(code) => json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: exit status {code}"),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+        }),
+        Err(message) => json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": "InternalError",
+            "code": 500,
+        }),
+    }
+}
+
+fn frame(channel: u8, data: &[u8]) -> Message {
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(channel);
+    out.extend_from_slice(data);
+    Message::Binary(Bytes::from(out))
+}
+
+/// The exec endpoint.
+pub(crate) async fn exec(
+    State(state): State<ListenerState>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ws = ws.protocols(PROTOCOLS);
+    let Some(protocol) = ws.selected_protocol().and_then(|p| p.to_str().ok()) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no supported websocket subprotocol was requested: this node speaks {}",
+                PROTOCOLS.join(", ")
+            ),
+        );
+    };
+    let v5 = protocol == PROTOCOLS[0];
+    let opts = options(&query);
+    if opts.command.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least 1 command",
+        );
+    }
+    let not_found = || {
+        text(
+            StatusCode::NOT_FOUND,
+            format!("container not found ({container:?})"),
+        )
+    };
+    let Some(sb) = state.ctx.sandbox(&ns, &pod) else {
+        return not_found();
+    };
+    let req = ExecRequest {
+        command: opts.command.clone(),
+        stdin: opts.stdin,
+        tty: opts.tty,
+    };
+    let process = match sb.exec(&container, req).await {
+        Ok(p) => Ok(p),
+        Err(skiff_runtime::Error::NotSupported(msg)) => Err(msg),
+        Err(
+            skiff_runtime::Error::UnknownContainer { .. }
+            | skiff_runtime::Error::ContainerState { .. },
+        ) => return not_found(),
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("error executing command in container {container:?}: {e}"),
+            );
+        }
+    };
+    let command = opts.command.clone();
+    ws.on_upgrade(move |socket| async move {
+        serve(socket, v5, opts, process).await;
+        tracing::debug!(%ns, %pod, %container, ?command, "exec ended");
+    })
+}
+
+/// Pumps the channels of one exec until the command ended (then sends its Status and closes) or
+/// the client went away.
+async fn serve(socket: WebSocket, v5: bool, opts: Options, process: Result<ExecProcess, String>) {
+    let (mut sink, mut source) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(16);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if sink.send(msg).await.is_err() {
+                return;
+            }
+        }
+        let close = CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(close))).await;
+    });
+    let result = match process {
+        Err(msg) => Err(msg),
+        Ok(process) => {
+            let ExecProcess {
+                stdin,
+                stdout,
+                stderr,
+                resize,
+                exit,
+            } = process;
+            let stdin = if opts.stdin { stdin } else { None };
+            let outputs = async {
+                tokio::join!(
+                    copy_out(stdout, STDOUT, opts.stdout || opts.tty, tx.clone()),
+                    copy_out(stderr, STDERR, opts.stderr, tx.clone()),
+                );
+                exit.await.map_err(|e| e.to_string())
+            };
+            let input = async move {
+                let mut stdin = stdin;
+                while let Some(Ok(msg)) = source.next().await {
+                    let data = match msg {
+                        Message::Binary(data) => data,
+                        Message::Close(_) => break,
+                        _ => continue,
+                    };
+                    match data.first().copied() {
+                        Some(STDIN) => {
+                            if let Some(w) = stdin.as_mut()
+                                && (w.write_all(&data[1..]).await.is_err()
+                                    || w.flush().await.is_err())
+                            {
+                                stdin = None;
+                            }
+                        }
+                        Some(RESIZE) => {
+                            if let (Some(tx), Some(size)) = (resize.as_ref(), terminal(&data[1..]))
+                            {
+                                let _ = tx.try_send(size);
+                            }
+                        }
+                        Some(CLOSE) if v5 && data.get(1) == Some(&STDIN) => {
+                            if let Some(mut w) = stdin.take() {
+                                let _ = w.shutdown().await;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            };
+            tokio::select! {
+                result = outputs => result,
+                () = input => {
+                    // The client went away: the process keeps its own course.
+                    writer.abort();
+                    return;
+                }
+            }
+        }
+    };
+    let status = serde_json::to_vec(&status(&result)).unwrap_or_default();
+    let _ = tx.send(frame(ERROR, &status)).await;
+    drop(tx);
+    let _ = writer.await;
+}
+
+fn terminal(data: &[u8]) -> Option<TerminalSize> {
+    let v: Value = serde_json::from_slice(data).ok()?;
+    let dim = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .and_then(|n| u16::try_from(n).ok())
+    };
+    Some(TerminalSize {
+        width: dim("Width")?,
+        height: dim("Height")?,
+    })
+}
+
+/// Sends what `from` reads on `channel` (or drops it when the client did not ask for it).
+async fn copy_out(
+    from: Option<std::pin::Pin<Box<dyn AsyncRead + Send>>>,
+    channel: u8,
+    wanted: bool,
+    tx: mpsc::Sender<Message>,
+) {
+    let Some(mut from) = from else { return };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) if wanted => {
+                if tx.send(frame(channel, &buf[..n])).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_is_read_with_repeated_commands() {
+        let q: Vec<(String, String)> = [
+            ("command", "sh"),
+            ("command", "-c"),
+            ("command", "echo hi"),
+            ("stdout", "true"),
+            ("stdin", "false"),
+            ("tty", "1"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let o = options(&q);
+        assert_eq!(o.command, ["sh", "-c", "echo hi"]);
+        assert!(o.stdout && o.tty && !o.stdin && !o.stderr);
+    }
+
+    #[test]
+    fn the_status_carries_the_exit_code_as_kubectl_reads_it() {
+        assert_eq!(status(&Ok(0))["status"], "Success");
+        let s = status(&Ok(7));
+        assert_eq!(s["status"], "Failure");
+        assert_eq!(s["reason"], "NonZeroExitCode");
+        assert_eq!(s["details"]["causes"][0]["reason"], "ExitCode");
+        assert_eq!(s["details"]["causes"][0]["message"], "7");
+        let s = status(&Err("cannot".into()));
+        assert_eq!(s["message"], "cannot");
+        assert_eq!(s["status"], "Failure");
+    }
+
+    #[test]
+    fn resizes_are_parsed() {
+        assert_eq!(
+            terminal(br#"{"Width":80,"Height":24}"#),
+            Some(TerminalSize {
+                width: 80,
+                height: 24
+            })
+        );
+        assert_eq!(terminal(b"{}"), None);
+    }
+}

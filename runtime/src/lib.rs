@@ -37,6 +37,7 @@ pub use network::{
     BoxError, HttpBody, Network, Route, Routed, ServiceRouter, box_body, empty_body, full_body,
     port_of, send_external,
 };
+pub use oci::{OciConfig, OciRuntime};
 pub use spec::{
     ContainerSpec, DnsConfig, FileContent, HttpOptions, Image, LinuxContainer, Mount, PodNetwork,
     PodSpec, Resources, VolumeSource, VolumeSpec,
@@ -50,7 +51,7 @@ pub use wasm::{CacheStats, Capacity, Runtime, RuntimeConfig};
 /// this handler).
 pub const WASM_HANDLER: &str = "wasm";
 
-/// The handler name of the Linux container backend (`oci::OciRuntime`).
+/// The handler name of the Linux container backend ([`OciRuntime`]).
 pub const OCI_HANDLER: &str = "oci";
 
 /// A pod runtime backend: wasm today, OCI containers later.

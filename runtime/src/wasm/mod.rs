@@ -7,7 +7,7 @@ mod engine;
 mod limits;
 mod pod;
 mod state;
-mod volumes;
+pub(crate) mod volumes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -285,6 +285,19 @@ impl Runtime {
         let pod = pod::WasmPod::create(self.inner.clone(), spec).await?;
         let mut pods = self.inner.pods.lock().unwrap_or_else(|e| e.into_inner());
         pods.insert(pod.id().to_string(), pod.clone());
+        Ok(pod)
+    }
+
+    /// Creates the wasm part of a pod held by another backend (a wasm container in a Linux
+    /// pod): its containers' outgoing requests are sent as `outer` (so `localhost` reaches
+    /// `outer`'s ports), it has no IP of its own, and it is not listed in [`PodRuntime::pods`].
+    pub(crate) async fn create_pod_within(
+        &self,
+        spec: PodSpec,
+        outer: std::sync::Weak<dyn PodSandbox>,
+    ) -> Result<Arc<dyn PodSandbox>> {
+        let spec = PodSpec { ip: None, ..spec };
+        let pod = pod::WasmPod::create_within(self.inner.clone(), spec, Some(outer)).await?;
         Ok(pod)
     }
 

@@ -52,6 +52,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 impl WasmPod {
     pub(crate) async fn create(rt: Arc<RuntimeInner>, spec: PodSpec) -> Result<Arc<WasmPod>> {
+        Self::create_within(rt, spec, None).await
+    }
+
+    /// Creates a pod whose containers send their outgoing requests as `outer` (its
+    /// `localhost`, its IP): the wasm part of a pod another backend holds.
+    pub(crate) async fn create_within(
+        rt: Arc<RuntimeInner>,
+        spec: PodSpec,
+        outer: Option<Weak<dyn PodSandbox>>,
+    ) -> Result<Arc<WasmPod>> {
         check_name("pod id", &spec.id)?;
         let roots = rt.roots.clone();
         let (id, specs) = (spec.id.clone(), spec.volumes.clone());
@@ -62,7 +72,7 @@ impl WasmPod {
             spec.name.clone()
         };
         let pod = Arc::new_cyclic(|this: &Weak<WasmPod>| {
-            let this: Weak<dyn PodSandbox> = this.clone();
+            let this: Weak<dyn PodSandbox> = outer.unwrap_or_else(|| this.clone());
             WasmPod {
                 id: spec.id.clone(),
                 ip: spec.ip,

@@ -265,7 +265,11 @@ impl PodVolumes {
 /// Writes a file set the way kubelet's atomic writer does: the data goes into a fresh hidden
 /// directory, `..data` is switched to it with one rename, and each top-level name is a
 /// symlink through `..data`. Readers see either the old or the new set, never a mix.
-fn write_files(volume: &str, root: &Path, files: &BTreeMap<String, FileContent>) -> Result<()> {
+pub(crate) fn write_files(
+    volume: &str,
+    root: &Path,
+    files: &BTreeMap<String, FileContent>,
+) -> Result<()> {
     let mut top = BTreeSet::new();
     let mut checked = Vec::new();
     for (key, content) in files {

@@ -15,6 +15,7 @@ use skiff_runtime::{
     VolumeSpec, empty_body,
 };
 
+mod conformance;
 mod wat_guests;
 
 /// One runtime (engine, pool, compile cache) per test binary: each guest compiles once.

@@ -43,8 +43,11 @@ pub(crate) trait BridgeAddresses: Send + Sync + 'static {
     fn add(&self, ip: Ipv4Addr) -> BoxFuture<'_, Result<(), String>>;
     /// Removes `ip`/32 from the bridge (idempotent).
     fn remove(&self, ip: Ipv4Addr) -> BoxFuture<'_, Result<(), String>>;
-    /// The addresses on the bridge now (the gateway included).
+    /// The /32 addresses on the bridge now (not the gateway).
     fn existing(&self) -> BoxFuture<'_, Result<Vec<Ipv4Addr>, String>>;
+    /// At shutdown, after the addresses: removes the bridge when no pod's veth is on it (with
+    /// Linux pods left, the OCI backend removes it after them).
+    fn release(&self) -> BoxFuture<'_, ()>;
 }
 
 impl BridgeAddresses for skiff_runtime::oci::net::Bridge {
@@ -62,6 +65,22 @@ impl BridgeAddresses for skiff_runtime::oci::net::Bridge {
 
     fn existing(&self) -> BoxFuture<'_, Result<Vec<Ipv4Addr>, String>> {
         Box::pin(async move { self.addresses().await.map_err(|e| e.to_string()) })
+    }
+
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match self.pod_netns().await {
+                Ok(pods) if pods.is_empty() => {
+                    if let Err(e) = self.clone().remove().await {
+                        tracing::warn!(bridge = %self.name(), error = %e, "removing the node's bridge");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(bridge = %self.name(), error = %e, "listing the bridge's pods")
+                }
+            }
+        })
     }
 }
 
@@ -266,6 +285,7 @@ async fn run(
     if let Some(dns) = dns {
         dns.stopped().await;
     }
+    state.bridge.release().await;
 }
 
 impl State {

@@ -3,7 +3,7 @@
 //! request is balanced over. Every watch event (and every readiness change of a local pod)
 //! recompiles only the Services it touches, in place, and bumps a generation held requests wait on.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicUsize};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -15,6 +15,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use skiff_meta::names;
 use tokio::sync::watch;
+
+use super::bridge::WasmPods;
 
 /// The EndpointSlice label naming its Service.
 pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -205,6 +207,9 @@ pub(crate) struct Table {
     node: String,
     inner: RwLock<Inner>,
     generation: watch::Sender<u64>,
+    /// The local pods of the wasm backend with their container ports (the bridge serves them
+    /// to Linux containers).
+    wasm_pods: watch::Sender<WasmPods>,
 }
 
 impl std::fmt::Debug for Table {
@@ -282,6 +287,7 @@ impl Table {
             node: node.into(),
             inner: RwLock::new(Inner::default()),
             generation: watch::channel(0).0,
+            wasm_pods: watch::channel(WasmPods::new()).0,
         }
     }
 
@@ -556,8 +562,32 @@ impl Table {
         self.bump();
     }
 
+    /// A local pod of the wasm backend with the TCP ports of its containers (the bridge gives
+    /// Linux containers its IP). A pod of another backend is never reported here.
+    pub(crate) fn set_wasm_pod(&self, ip: IpAddr, ports: BTreeSet<u16>) {
+        let IpAddr::V4(ip) = ip else {
+            return;
+        };
+        self.wasm_pods.send_if_modified(|pods| {
+            if pods.get(&ip) == Some(&ports) {
+                return false;
+            }
+            pods.insert(ip, ports);
+            true
+        });
+    }
+
+    /// The local wasm pods, as they change.
+    pub(crate) fn wasm_pods(&self) -> watch::Receiver<WasmPods> {
+        self.wasm_pods.subscribe()
+    }
+
     /// A pod of this node is gone.
     pub(crate) fn remove_local(&self, ip: IpAddr) {
+        if let IpAddr::V4(v4) = ip {
+            self.wasm_pods
+                .send_if_modified(|pods| pods.remove(&v4).is_some());
+        }
         let mut inner = self.write();
         if let Some(p) = inner.local.remove(&ip) {
             inner.rebuild_namespace(&self.node, &p.namespace);

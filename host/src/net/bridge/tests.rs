@@ -62,8 +62,17 @@ impl BridgeAddresses for Recorder {
     }
 
     fn existing(&self) -> BoxFuture<'_, Result<Vec<Ipv4Addr>, String>> {
-        let now = self.present().into_iter().collect();
+        let now = self
+            .present()
+            .into_iter()
+            .filter(|a| *a != self.gateway)
+            .collect();
         Box::pin(async { Ok(now) })
+    }
+
+    fn release(&self) -> BoxFuture<'_, ()> {
+        self.log.lock().unwrap().push("release".into());
+        Box::pin(async {})
     }
 }
 
@@ -246,6 +255,7 @@ async fn listeners_for_wasm_pods_and_cluster_ips_follow_the_table() {
     let log = bridge.log.lock().unwrap().clone();
     assert!(log.contains(&format!("remove {leftover}")), "{log:?}");
     assert!(log.contains(&format!("add {cluster_ip}")), "{log:?}");
+    assert_eq!(log.last().map(String::as_str), Some("release"));
 }
 
 #[test]
@@ -402,7 +412,7 @@ async fn root_a_container_resolves_services_and_reaches_wasm_pods_and_cluster_ip
     })));
     let router = Router::new(table.clone(), network.clone(), no_api(), Arc::from("t"), 8);
     let resolv = tempfile::NamedTempFile::new().unwrap();
-    let (_pods_tx, pods_rx) = watch::channel(BTreeMap::from([(wasm_ip, BTreeSet::from([8080]))]));
+    table.set_wasm_pod(IpAddr::V4(wasm_ip), BTreeSet::from([8080]));
     let (stop, stop_rx) = watch::channel(false);
     let services = BridgeServices::start(
         BridgeConfig {
@@ -410,7 +420,7 @@ async fn root_a_container_resolves_services_and_reaches_wasm_pods_and_cluster_ip
             table: table.clone(),
             network,
             router: Arc::new(router),
-            wasm_pods: pods_rx,
+            wasm_pods: table.wasm_pods(),
             dns_port: 53,
             resolv_conf: resolv.path().to_path_buf(),
         },
@@ -446,8 +456,40 @@ async fn root_a_container_resolves_services_and_reaches_wasm_pods_and_cluster_ip
     stop.send(true).unwrap();
     services.stopped().await;
     assert_eq!(bridge.addresses().await.unwrap(), Vec::<Ipv4Addr>::new());
+    // A pod's veth is still on the bridge: it stays (the OCI backend removes it after its pods).
+    assert!(link_exists(bridge_name));
     skiff_runtime::oci::net::remove_pod_netns(pod_id)
         .await
         .unwrap();
-    bridge.remove().await.unwrap();
+    // Without pods, the bridge services remove the bridge at shutdown.
+    let (_stop, stop_rx) = watch::channel(true);
+    let again = BridgeServices::start(
+        BridgeConfig {
+            bridge: Arc::new(bridge.clone()),
+            table: table.clone(),
+            network: Network::new(),
+            router: Arc::new(Router::new(
+                table.clone(),
+                Network::new(),
+                no_api(),
+                Arc::from("t"),
+                8,
+            )),
+            wasm_pods: table.wasm_pods(),
+            dns_port: 53,
+            resolv_conf: resolv.path().to_path_buf(),
+        },
+        stop_rx,
+    )
+    .await;
+    again.stopped().await;
+    assert!(!link_exists(bridge_name), "the bridge is still there");
+}
+
+fn link_exists(name: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["-o", "link", "show", name])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

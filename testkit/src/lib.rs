@@ -1,6 +1,8 @@
 //! Test and benchmark support for Skiff: the in-process test tier (`inproc`: a `kube::Client`
 //! over the API server's router on the memory store, no process, no socket), simulated nodes
-//! (`fake`) and the drivers of `skiff bench scheduler` (`bench`).
+//! (`fake`), the drivers of `skiff bench scheduler` (`bench`) and the container images of the
+//! Linux container tests (`oci_image`: busybox built with umoci, pushed with skopeo, and broken
+//! variants).
 //!
 //! Nothing in the product's libraries depends on this crate; the `skiff` binary links it only
 //! for `skiff bench`.
@@ -8,3 +10,4 @@
 pub mod bench;
 pub mod fake;
 pub mod inproc;
+pub mod oci_image;

@@ -265,3 +265,6 @@ pub async fn wait_exit(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -454,3 +454,24 @@ async fn root_net_pod_network_setup_time() {
     bridge.remove().await.unwrap();
     scope.assert_gone(&[]);
 }
+
+#[tokio::test]
+async fn root_net_a_failed_create_leaves_nothing() {
+    let test = "root_net_a_failed_create_leaves_nothing";
+    if !can_run(test) {
+        return;
+    }
+    let mut scope = Scope::new(test);
+    let pod = scope.pod("a");
+    let bridge = Bridge::ensure(&scope.bridge, scope.gateway(), 24)
+        .await
+        .unwrap();
+    // The bridge goes under the node's feet: putting the veth on it fails half-way.
+    bridge.clone().remove().await.unwrap();
+    let err = create_pod_netns(&bridge, &pod, scope.ip(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetError::Ip { .. }), "{err}");
+    assert!(err.to_string().contains(&scope.bridge), "{err}");
+    scope.assert_gone(&[]);
+}

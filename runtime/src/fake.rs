@@ -551,6 +551,35 @@ impl PodSandbox for FakePod {
         PodUsage::default()
     }
 
+    async fn exec(&self, container: &str, req: crate::ExecRequest) -> Result<crate::ExecProcess> {
+        self.call("exec", Some(container));
+        self.check_live()?;
+        let running = lock(&self.containers)
+            .get(container)
+            .map(|c| c.state.borrow().is_running());
+        match running {
+            None => return Err(self.unknown(container)),
+            Some(false) => {
+                return Err(Error::ContainerState {
+                    pod: self.id.clone(),
+                    container: container.to_string(),
+                    detail: "is not running".into(),
+                });
+            }
+            Some(true) => {}
+        }
+        let (stdout, stderr, code) = scripted_exec(&req.command);
+        type Reader = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+        type Writer = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+        Ok(crate::ExecProcess {
+            stdin: req.stdin.then(|| Box::pin(Vec::<u8>::new()) as Writer),
+            stdout: Some(Box::pin(std::io::Cursor::new(stdout)) as Reader),
+            stderr: (!req.tty).then(|| Box::pin(std::io::Cursor::new(stderr)) as Reader),
+            resize: None,
+            exit: Box::pin(async move { Ok(code) }),
+        })
+    }
+
     async fn remove(&self, _grace: Duration) -> Result<()> {
         self.call("remove", None);
         {
@@ -644,6 +673,43 @@ impl ImageService for FakeImages {
         inner.present.insert(image.to_string(), p.clone());
         Ok(p)
     }
+}
+
+/// The fake's exec: `sh -c SCRIPT` of `;`-separated `echo WORDS [>&2]`, `true`, `false` and
+/// `exit N`, or one such command as argv. Anything else is "not found" (127). Returns stdout,
+/// stderr and the exit code.
+pub fn scripted_exec(command: &[String]) -> (Vec<u8>, Vec<u8>, i32) {
+    let script = match command {
+        [sh, c, script, ..] if (sh == "sh" || sh.ends_with("/sh")) && c == "-c" => script.clone(),
+        _ => command.join(" "),
+    };
+    let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), 0);
+    for stmt in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let words: Vec<&str> = stmt
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c| c == '\'' || c == '"'))
+            .collect();
+        code = match words.as_slice() {
+            ["echo", rest @ ..] => {
+                let (rest, to) = match rest {
+                    [rest @ .., ">&2"] => (rest, &mut err),
+                    rest => (rest, &mut out),
+                };
+                to.extend_from_slice(format!("{}\n", rest.join(" ")).as_bytes());
+                0
+            }
+            ["true"] => 0,
+            ["false"] => 1,
+            ["exit"] => return (out, err, code),
+            ["exit", n] => return (out, err, n.parse().unwrap_or(2)),
+            [cmd, ..] => {
+                err.extend_from_slice(format!("sh: {cmd}: not found\n").as_bytes());
+                127
+            }
+            [] => code,
+        };
+    }
+    (out, err, code)
 }
 
 #[cfg(test)]

@@ -65,7 +65,43 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_parser = parse_storage)]
     max_local_storage: Option<u64>,
     #[command(flatten)]
+    runtimes: RuntimeArgs,
+    #[command(flatten)]
     ready: crate::ready::ReadyArgs,
+}
+
+/// Which backends a node runs (`skiff node` and `skiff up`).
+#[derive(clap::Args)]
+pub(crate) struct RuntimeArgs {
+    /// The pod runtimes, by RuntimeClass handler: `wasm` (the default for pods without a
+    /// runtimeClassName) and `oci` (Linux containers; needs root and the OCI runtime, else the
+    /// node runs without it and says why on its Node, unless it is the only one asked for).
+    #[arg(long, value_delimiter = ',', default_value = "wasm,oci")]
+    runtimes: Vec<String>,
+    /// The OCI runtime of Linux containers: runc or crun.
+    #[arg(long, default_value = "runc", value_parser = parse_oci_runtime)]
+    oci_runtime: skiff_host::RuntimeKind,
+    /// The OCI runtime binary (default: found in PATH).
+    #[arg(long)]
+    oci_runtime_path: Option<PathBuf>,
+}
+
+impl RuntimeArgs {
+    /// Puts the choice into the node's options.
+    pub(crate) fn apply(&self, opts: &mut skiff_host::NodeOptions) {
+        opts.runtimes = self.runtimes.clone();
+        opts.oci_runtime = self.oci_runtime;
+        opts.oci_runtime_path = self.oci_runtime_path.clone();
+    }
+}
+
+/// `--oci-runtime`: runc or crun.
+fn parse_oci_runtime(s: &str) -> Result<skiff_host::RuntimeKind, String> {
+    match s {
+        "runc" => Ok(skiff_host::RuntimeKind::Runc),
+        "crun" => Ok(skiff_host::RuntimeKind::Crun),
+        other => Err(format!("{other:?}: the OCI runtime is runc or crun")),
+    }
 }
 
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
@@ -82,6 +118,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.ingress_tls_listen = args.ingress_tls_listen;
     config.hop_limit = args.service_hop_limit;
     config.max_local_storage = args.max_local_storage;
+    args.runtimes.apply(&mut config);
     let node = config
         .start()
         .await
@@ -123,5 +160,14 @@ mod tests {
         assert_eq!(super::parse_storage("1M"), Ok(1_000_000));
         assert!(super::parse_storage("-1Gi").is_err());
         assert!(super::parse_storage("lots").is_err());
+    }
+
+    #[test]
+    fn oci_runtime_is_runc_or_crun() {
+        assert_eq!(
+            super::parse_oci_runtime("crun"),
+            Ok(skiff_host::RuntimeKind::Crun)
+        );
+        assert!(super::parse_oci_runtime("youki").is_err());
     }
 }

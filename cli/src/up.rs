@@ -78,6 +78,8 @@ pub(crate) struct UpArgs {
     #[arg(long, value_parser = crate::node::parse_storage)]
     max_local_storage: Option<u64>,
     #[command(flatten)]
+    runtimes: crate::node::RuntimeArgs,
+    #[command(flatten)]
     network: crate::server::NetworkArgs,
     #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
@@ -128,6 +130,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     node_config.ingress_listen = Some(args.ingress_listen);
     node_config.ingress_tls_listen = args.ingress_tls_listen;
     node_config.max_local_storage = args.max_local_storage;
+    args.runtimes.apply(&mut node_config);
     let node = node_config
         .start()
         .await

@@ -689,6 +689,19 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     let mut tasks = ingress.map(|i| i.into_tasks()).unwrap_or_default();
     tasks.extend(net::spawn_watches(&client, &services, &shutdown_rx));
     config.network.set_router(Some(Arc::new(router.clone())));
+    // Linux containers get the cluster DNS, the wasm pods and the ClusterIPs on the bridge.
+    tasks.extend(
+        net::bridge::start_for_node(
+            &config.name,
+            &config.runtimes,
+            ctx.pod_network(),
+            services.clone(),
+            config.network.clone(),
+            Arc::new(router.clone()),
+            shutdown_rx.clone(),
+        )
+        .await,
+    );
     if let Some(storage) = config.storage.clone() {
         tasks.push(tokio::spawn(storage::run(
             client.clone(),

@@ -48,6 +48,8 @@ pub(crate) struct NodeFacts {
     pub(crate) lease_duration_seconds: u32,
     /// The handlers of the node's backends, sorted.
     pub(crate) runtimes: Vec<String>,
+    /// The backends' own conditions (`OCIRuntimeReady`).
+    pub(crate) conditions: Vec<crate::RuntimeCondition>,
 }
 
 impl NodeFacts {
@@ -191,36 +193,48 @@ pub(crate) fn status(f: &NodeFacts) -> NodeStatus {
         ]),
         allocatable: Some(allocatable),
         capacity: Some(capacity),
-        conditions: Some(vec![
-            condition(
-                "MemoryPressure",
-                "False",
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
-                f,
-            ),
-            condition(
-                "DiskPressure",
-                "False",
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
-                f,
-            ),
-            condition(
-                "PIDPressure",
-                "False",
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-                f,
-            ),
-            condition(
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-                f,
-            ),
-        ]),
+        conditions: Some({
+            let mut all = vec![
+                condition(
+                    "MemoryPressure",
+                    "False",
+                    "KubeletHasSufficientMemory",
+                    "kubelet has sufficient memory available",
+                    f,
+                ),
+                condition(
+                    "DiskPressure",
+                    "False",
+                    "KubeletHasNoDiskPressure",
+                    "kubelet has no disk pressure",
+                    f,
+                ),
+                condition(
+                    "PIDPressure",
+                    "False",
+                    "KubeletHasSufficientPID",
+                    "kubelet has sufficient PID available",
+                    f,
+                ),
+                condition(
+                    "Ready",
+                    "True",
+                    "KubeletReady",
+                    "kubelet is posting ready status",
+                    f,
+                ),
+            ];
+            all.extend(f.conditions.iter().map(|c| {
+                condition(
+                    &c.type_,
+                    if c.ready { "True" } else { "False" },
+                    &c.reason,
+                    &c.message,
+                    f,
+                )
+            }));
+            all
+        }),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
                 port: i32::from(f.port),
@@ -395,6 +409,7 @@ mod tests {
             started: jiff::Timestamp::UNIX_EPOCH,
             lease_duration_seconds: 40,
             runtimes: runtimes.iter().map(|h| h.to_string()).collect(),
+            conditions: Vec::new(),
         }
     }
 
@@ -414,5 +429,32 @@ mod tests {
         assert_eq!(labels(&facts(&["wasm"]))[RUNTIME_LABEL], "wasm");
         // A label value cannot hold a comma; handlers are DNS labels, so `.` separates them.
         assert_eq!(labels(&facts(&["oci", "wasm"]))[RUNTIME_LABEL], "oci.wasm");
+    }
+
+    #[test]
+    fn backend_conditions_follow_kubelets_four() {
+        let mut f = facts(&["wasm"]);
+        f.conditions.push(crate::RuntimeCondition {
+            type_: crate::OCI_CONDITION.into(),
+            ready: false,
+            reason: "NotRoot".into(),
+            message: "Linux containers need root".into(),
+        });
+        let conds = status(&f).conditions.expect("conditions");
+        let types: Vec<&str> = conds.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "MemoryPressure",
+                "DiskPressure",
+                "PIDPressure",
+                "Ready",
+                "OCIRuntimeReady"
+            ]
+        );
+        let oci = &conds[4];
+        assert_eq!(oci.status, "False");
+        assert_eq!(oci.reason.as_deref(), Some("NotRoot"));
+        assert_eq!(oci.message.as_deref(), Some("Linux containers need root"));
     }
 }

@@ -163,6 +163,58 @@ impl Drop for BridgeServices {
     }
 }
 
+/// Starts the bridge services on a node that runs Linux containers (handler `oci` among
+/// `runtimes`) and has a pod network: ensures the node's bridge (the OCI backend adopts the same
+/// one), then serves DNS, wasm pods and ClusterIPs on it. `None` on a wasm-only node, or when the
+/// bridge cannot be made (logged). The task ends once everything is removed after `shutdown`.
+pub(crate) async fn start_for_node(
+    node: &str,
+    runtimes: &skiff_runtime::Runtimes,
+    pod_network: Option<skiff_runtime::PodNetwork>,
+    table: Arc<Table>,
+    network: Network,
+    router: Arc<dyn ServiceRouter>,
+    shutdown: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    use skiff_runtime::oci::net::Bridge;
+    if !runtimes
+        .handlers()
+        .iter()
+        .any(|h| h == skiff_runtime::OCI_HANDLER)
+    {
+        return None;
+    }
+    let Some(pod_network) = pod_network else {
+        tracing::warn!(
+            "no pod CIDR yet: Linux containers get no cluster DNS, wasm pods or ClusterIPs on the bridge"
+        );
+        return None;
+    };
+    let name = Bridge::name_for(node);
+    let bridge = match Bridge::ensure(&name, pod_network.gateway, pod_network.prefix_len).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(bridge = %name, error = %e, "cannot make the node's bridge: Linux containers get no cluster DNS, wasm pods or ClusterIPs");
+            return None;
+        }
+    };
+    let wasm_pods = table.wasm_pods();
+    let services = BridgeServices::start(
+        BridgeConfig {
+            bridge: Arc::new(bridge),
+            table,
+            network,
+            router,
+            wasm_pods,
+            dns_port: 53,
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        },
+        shutdown,
+    )
+    .await;
+    Some(tokio::spawn(services.stopped()))
+}
+
 async fn start_dns(
     cfg: &BridgeConfig,
     gateway: Ipv4Addr,

@@ -331,5 +331,23 @@ impl Worker {
                 ready,
             },
         );
+        // The bridge gives Linux containers the wasm backend's pods (a Linux pod's IP is on its
+        // own veth, never the bridge's).
+        if self
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.handler() == skiff_runtime::WASM_HANDLER)
+        {
+            let tcp = self
+                .pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+                .filter_map(|p| u16::try_from(p.container_port).ok())
+                .collect();
+            self.ctx.services.set_wasm_pod(ip, tcp);
+        }
     }
 }

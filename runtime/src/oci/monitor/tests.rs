@@ -129,6 +129,13 @@ impl Drop for Fixture {
     }
 }
 
+/// The session id of a process (`/proc/PID/stat`, the fourth field after the name).
+fn session(pid: i32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = stat.rsplit_once(')').unwrap().1;
+    after_name.split_whitespace().nth(3).unwrap().to_string()
+}
+
 async fn log_lines(path: &Path) -> Vec<String> {
     crate::oci::crilog::stream(path, LogOptions::default(), std::future::ready(()))
         .map(|l| String::from_utf8_lossy(&l.line).into_owned())
@@ -271,6 +278,11 @@ async fn root_exec_and_a_container_that_outlives_every_handle() {
         ppid,
         std::process::id().to_string(),
         "the monitor is a child of this process"
+    );
+    // Its own session: a signal to the node's process group or session does not reach it.
+    assert_ne!(
+        session(created.monitor_pid),
+        session(std::process::id() as i32)
     );
     let state = f.bin.state(&id).await.unwrap().unwrap();
     assert_eq!(state.status, "running");

@@ -276,7 +276,7 @@ struct State {
     /// Addresses that could not be added (logged once; tried again when wanted anew).
     failed_addrs: BTreeSet<Ipv4Addr>,
     open: HashMap<(Ipv4Addr, u16), Open>,
-    /// Listeners that could not be bound (logged once; tried again when wanted anew).
+    /// Listeners that could not be bound (logged once, tried again at every change).
     failed: HashMap<(Ipv4Addr, u16), Target>,
     /// Servers of closed listeners finishing their open requests.
     closing: Vec<JoinHandle<()>>,
@@ -384,12 +384,12 @@ impl State {
             }
         }
         for (key, target) in want {
-            if self.open.contains_key(&key)
-                || self.failed.contains_key(&key)
-                || !self.owned.contains(&key.0)
-            {
+            if self.open.contains_key(&key) || !self.owned.contains(&key.0) {
                 continue;
             }
+            // A listener that could not be bound is tried again silently at every change (another
+            // node on this machine may have let the address go).
+            let logged = self.failed.contains_key(&key);
             let addr = SocketAddr::from(key);
             match TcpListener::bind(addr).await {
                 Ok(listener) => {
@@ -403,8 +403,10 @@ impl State {
                         router: self.router.clone(),
                     });
                     let task = tokio::spawn(serve(listener, handler, stop_rx));
+                    self.failed.remove(&key);
                     self.open.insert(key, Open { target, stop, task });
                 }
+                Err(_) if logged => {}
                 Err(e) => {
                     tracing::warn!(%addr, ?target, error = %e, "cannot listen on the bridge: containers will not reach it");
                     self.failed.insert(key, target);

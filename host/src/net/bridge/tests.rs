@@ -232,7 +232,14 @@ async fn listeners_for_wasm_pods_and_cluster_ips_follow_the_table() {
     );
     // No endpoint: the router answers 503.
     assert_eq!(get(free).await.unwrap().0, 503);
+    // Once the port is free, the next change of the table opens it.
     drop(squatter);
+    table.apply_service(service(json!({
+        "metadata": {"name": "other", "namespace": "shop"},
+        "spec": {"clusterIP": "None", "selector": {"app": "y"}}
+    })));
+    let freed = SocketAddr::from((taken_ip, 18082));
+    wait_listening(&mut listening, |s| s.contains(&freed)).await;
 
     // The Service goes: its listeners close and its address leaves the bridge.
     table.delete_service("shop", "web");

@@ -705,3 +705,33 @@ async fn orphaned_sandboxes_are_removed_after_the_first_list() {
     assert_eq!(ctx.allocate_ip(Some(orphan)), Some(orphan));
     assert_ne!(ctx.allocate_ip(Some(kept)), Some(kept));
 }
+
+/// The bridge services follow the local wasm pods: IP and container ports while the sandbox
+/// is up, gone once it stops; pods of other backends are not wasm pods.
+#[tokio::test]
+async fn wasm_pods_are_published_while_their_sandbox_is_up() {
+    let mut h = harness(
+        "spec: {containers: [{name: c, image: app:1.0, ports: [{containerPort: 8080}, \
+         {containerPort: 53, protocol: UDP}]}]}",
+    );
+    let rx = h.worker.ctx.wasm_pods();
+    h.steps(1).await;
+    let ip = h.worker.ip.expect("an ip");
+    let IpAddr::V4(v4) = ip else {
+        panic!("an IPv4 pod IP")
+    };
+    assert_eq!(
+        rx.borrow().get(&v4).cloned(),
+        Some(std::collections::BTreeSet::from([8080]))
+    );
+    h.worker.stop(Duration::from_secs(1)).await;
+    assert!(rx.borrow().is_empty());
+
+    let oci = FakeRuntime::with_handler("oci", Network::new());
+    let pod = "spec: {runtimeClassName: linux, containers: [{name: c, image: app:1.0, ports: [{containerPort: 80}]}]}";
+    let mut h = harness_with(pod, &[("linux", "oci")], Some(oci));
+    let rx = h.worker.ctx.wasm_pods();
+    h.steps(1).await;
+    assert!(h.worker.ip.is_some());
+    assert!(rx.borrow().is_empty());
+}

@@ -766,3 +766,137 @@ async fn root_oci_mixed_pod_shares_localhost() -> Result<()> {
     h.finish().await;
     Ok(())
 }
+
+/// Runs `command` in the container and returns its exit code and standard output.
+async fn exec_out(
+    pod: &Arc<dyn PodSandbox>,
+    name: &str,
+    command: &[&str],
+) -> Result<(i32, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut p = pod
+        .exec(
+            name,
+            skiff_runtime::ExecRequest {
+                command: command.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut out = String::new();
+    if let Some(mut stdout) = p.stdout.take() {
+        tokio::time::timeout(HANG, stdout.read_to_string(&mut out)).await??;
+    }
+    let code = tokio::time::timeout(HANG, p.exit).await??;
+    Ok((code, out))
+}
+
+/// `exec` runs commands in a running container with their exit code and output; a file-set
+/// volume updated while bound in shows the new files; a hostPath and a subPath are bound;
+/// usage is read from the container's cgroup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_oci_exec_volumes_and_usage() -> Result<()> {
+    let test = "root_oci_exec_volumes_and_usage";
+    if let Some(skip) = oci_skip(test) {
+        println!("{skip}");
+        return Ok(());
+    }
+    let h = OciHarness::new(test, 237).await?;
+    let host_dir = h.dir.path().join("host-dir");
+    std::fs::create_dir_all(&host_dir)?;
+    std::fs::write(host_dir.join("h.txt"), "from-host\n")?;
+    let mut files = std::collections::BTreeMap::new();
+    files.insert(
+        "a.txt".to_string(),
+        skiff_runtime::FileContent::new(&b"one\n"[..]),
+    );
+    let mut spec = OciHarness::pod_spec(h.net, "exec", 1);
+    spec.volumes = vec![
+        VolumeSpec {
+            name: "cfg".into(),
+            source: VolumeSource::Files {
+                files: files.clone(),
+                sensitive: false,
+            },
+        },
+        VolumeSpec {
+            name: "host".into(),
+            source: VolumeSource::HostPath {
+                path: host_dir.clone(),
+            },
+        },
+        VolumeSpec {
+            name: "data".into(),
+            source: VolumeSource::EmptyDir { memory: false },
+        },
+    ];
+    let pod = h.rt().create_pod(spec).await?;
+    let mut c = sh("app", &h.image, "exec sleep 1000");
+    c.mounts = vec![
+        Mount {
+            volume: "cfg".into(),
+            mount_path: "/cfg".into(),
+            ..Default::default()
+        },
+        Mount {
+            volume: "host".into(),
+            mount_path: "/host".into(),
+            read_only: true,
+            ..Default::default()
+        },
+        Mount {
+            volume: "data".into(),
+            mount_path: "/sub".into(),
+            sub_path: Some("deep/dir".into()),
+            ..Default::default()
+        },
+    ];
+    pod.create_container(c).await?;
+    pod.start_container("app").await?;
+    wait_state(&pod, "app", "running", ContainerState::is_running).await?;
+
+    ensure!(exec_out(&pod, "app", &["sh", "-c", "exit 7"]).await?.0 == 7);
+    let (code, out) = exec_out(&pod, "app", &["echo", "hi"]).await?;
+    ensure!(code == 0 && out == "hi\n", "{code} {out:?}");
+    ensure!(exec_out(&pod, "app", &["cat", "/cfg/a.txt"]).await?.1 == "one\n");
+    ensure!(exec_out(&pod, "app", &["cat", "/host/h.txt"]).await?.1 == "from-host\n");
+    let (code, _) = exec_out(&pod, "app", &["touch", "/host/nope"]).await?;
+    ensure!(code != 0, "a read-only hostPath mount refused a write");
+    ensure!(
+        exec_out(&pod, "app", &["sh", "-c", "echo x > /sub/f"])
+            .await?
+            .0
+            == 0
+    );
+    ensure!(
+        h.dir
+            .path()
+            .join("oci/pods/exec/volumes/data/deep/dir/f")
+            .is_file(),
+        "the subPath is inside the volume"
+    );
+    ensure!(
+        exec_out(&pod, "app", &["cat", "/cfg/a.txt"]).await?.1 == "one\n",
+        "file set before the update"
+    );
+    files.insert(
+        "a.txt".to_string(),
+        skiff_runtime::FileContent::new(&b"two\n"[..]),
+    );
+    pod.update_files("cfg", files).await?;
+    ensure!(
+        exec_out(&pod, "app", &["cat", "/cfg/a.txt"]).await?.1 == "two\n",
+        "the update shows through the bind mount"
+    );
+    let usage = pod.usage();
+    ensure!(
+        usage.memory_bytes > 0,
+        "memory usage from the cgroup: {usage:?}"
+    );
+    pod.stop_container("app", Duration::ZERO).await?;
+    let e = exec_out(&pod, "app", &["true"]).await;
+    ensure!(e.is_err(), "exec into a stopped container fails");
+    pod.remove(Duration::ZERO).await?;
+    h.finish().await;
+    Ok(())
+}

@@ -5,12 +5,16 @@
 //!
 //! The [`PulledImage`] it returns carries `Image::Path(STORE/<algo>-<hex>)`; the runtime opens
 //! it with `skiff_runtime::oci_image::UnpackedImage::open` for the shared root and the config.
+//!
+//! A wasm artifact (its config or a layer has a wasm media type, as runwasi decides; or an
+//! index with only wasm platforms) comes back as `Image::Bytes` of the module or component,
+//! which the Linux container backend runs on the wasm runtime.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use skiff_registry::{ClientOptions, Platform, RegistryClient};
+use skiff_registry::{ClientOptions, Platform, RegistryClient, wasm};
 use skiff_runtime::oci_image::{self, LayerFile};
 use skiff_runtime::{Image, ImageService, PulledImage};
 use tokio::sync::OnceCell;
@@ -81,11 +85,22 @@ impl OciImages {
         let fail = |e: &dyn std::fmt::Display| {
             format!("failed to pull and unpack image {reference:?}: {e}")
         };
-        let pulled = self
-            .client
-            .pull_image(reference, &self.platform)
-            .await
-            .map_err(|e| fail(&e))?;
+        let pulled = match self.client.pull_image(reference, &self.platform).await {
+            Ok(p) => p,
+            // An index of wasm platforms only (wasip1/wasip2 on `wasm`): a wasm artifact.
+            Err(skiff_registry::ClientError::NoPlatform(_)) => {
+                return self.fetch_wasm(reference).await;
+            }
+            Err(e) => return Err(fail(&e)),
+        };
+        let is_wasm = pulled.config_media_type == wasm::WASM_CONFIG_MEDIA_TYPE
+            || pulled
+                .layers
+                .iter()
+                .any(|l| wasm::WASM_LAYER_MEDIA_TYPES.contains(&l.media_type.as_str()));
+        if is_wasm {
+            return self.fetch_wasm(reference).await;
+        }
         let config = tokio::fs::read(&pulled.config_path)
             .await
             .map_err(|e| fail(&e))?;
@@ -111,6 +126,24 @@ impl OciImages {
             image_id: format!("{}@{}", repository_of(reference), pulled.manifest_digest),
             image: Image::Path(unpacked.dir),
             size,
+        };
+        self.pulled.insert(reference.to_string(), image.clone());
+        Ok(image)
+    }
+
+    /// Pulls a wasm artifact's module or component into memory.
+    async fn fetch_wasm(&self, reference: &str) -> Result<PulledImage, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("failed to pull image {reference:?}: {e}");
+        let w = self
+            .client
+            .pull_wasm(reference)
+            .await
+            .map_err(|e| fail(&e))?;
+        let bytes = tokio::fs::read(&w.path).await.map_err(|e| fail(&e))?;
+        let image = PulledImage {
+            image_id: format!("{}@{}", repository_of(reference), w.manifest_digest),
+            size: bytes.len() as u64,
+            image: Image::Bytes(bytes.into()),
         };
         self.pulled.insert(reference.to_string(), image.clone());
         Ok(image)

@@ -224,3 +224,44 @@ async fn pulls_and_unpacks_a_busybox_image_and_refuses_a_corrupted_layer() {
             .unwrap_or(true)
     );
 }
+
+/// A wasm artifact pulled for a Linux container pod comes back as the module's bytes, for the
+/// backend to run on the wasm runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_artifact_comes_back_as_wasm_bytes() {
+    let Some(registry_bin) = tool("docker-registry", "docker-registry") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let reg_dir = work.path().join("registry");
+    std::fs::create_dir(&reg_dir).unwrap();
+    let reg = Registry::start(&registry_bin, &reg_dir);
+    // The smallest valid core module.
+    let module: &[u8] = b"\0asm\x01\0\0\0";
+    let pusher = RegistryClient::new(ClientOptions::new(work.path().join("push-cache"))).unwrap();
+    pusher
+        .push_wasm(
+            &format!("{}/test/app:1.0", reg.addr),
+            bytes::Bytes::from_static(module),
+        )
+        .await
+        .expect("pushed");
+    let images = OciImages::new(
+        work.path().join("cache"),
+        work.path().join("store"),
+        Some(reg.addr.to_string()),
+        None,
+    )
+    .unwrap();
+    let pulled = images.pull("test/app:1.0").await.expect("pulled");
+    match &pulled.image {
+        Image::Bytes(b) => assert_eq!(&b[..], module),
+        other => panic!("a wasm artifact came back as {other:?}"),
+    }
+    assert!(
+        pulled.image_id.contains("/test/app@sha256:"),
+        "{}",
+        pulled.image_id
+    );
+    assert!(images.present("test/app:1.0").is_some());
+}

@@ -215,8 +215,17 @@ async fn root_a_killed_container_exits_137_and_an_oom_kill_is_seen() {
 }
 
 #[tokio::test]
-async fn root_exec_and_a_container_that_outlives_every_handle() {
-    let Some(mut f) = Fixture::new(RuntimeKind::Runc, "exec") else {
+async fn root_runc_exec_and_a_container_that_outlives_every_handle() {
+    exec_and_a_container_that_outlives_every_handle(RuntimeKind::Runc).await;
+}
+
+#[tokio::test]
+async fn root_crun_exec_and_a_container_that_outlives_every_handle() {
+    exec_and_a_container_that_outlives_every_handle(RuntimeKind::Crun).await;
+}
+
+async fn exec_and_a_container_that_outlives_every_handle(kind: RuntimeKind) {
+    let Some(mut f) = Fixture::new(kind, "exec") else {
         return;
     };
     let (id, paths, cg) = f.bundle("app", "sleep 100", None);

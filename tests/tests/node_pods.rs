@@ -635,7 +635,9 @@ async fn a_runtime_class_this_node_does_not_run_is_refused_with_an_event() {
     .await;
     assert!(
         w.message
-            .is_some_and(|m| m.contains("no runtime for \"oci\""))
+            .as_deref()
+            .is_some_and(|m| m.contains("no runtime for \"oci\"")),
+        "{w:?}"
     );
     let events = c.events_about("default", "on-oci").await;
     assert!(

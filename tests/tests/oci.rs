@@ -69,25 +69,58 @@ fn cidrs(test: &str) -> (String, String) {
 /// A cluster for `test`: server (its own cluster CIDR), registry with the wasm samples and the
 /// busybox image (`REGISTRY/e2e/busybox:1.0`), one node `node-oci` with `node_args` and the
 /// test's pod CIDR. `None` when the test is skipped.
+///
+/// The node is named after the test (`oci-N`): its bridge is named after the node, so a bridge
+/// left by another test never meets this one. Dropping the cluster stops its nodes with SIGTERM
+/// first, so they remove their pods' containers, cgroups, namespaces, mounts and the bridge.
 struct OciCluster {
     c: Cluster,
     tools: OciTools,
     busybox: String,
+    node: String,
+}
+
+impl Drop for OciCluster {
+    fn drop(&mut self) {
+        for node in &self.c.nodes {
+            if let Some(pid) = node.pid() {
+                stop_gracefully(pid);
+            }
+        }
+    }
+}
+
+/// Sends SIGTERM to process `pid` and waits (a minute at most) until it has exited.
+fn stop_gracefully(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        // Gone, or a zombie its parent has not reaped yet.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let exited = state
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| rest.starts_with('Z'));
+        if exited {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("process {pid} did not stop within 60 s of SIGTERM");
 }
 
 impl OciCluster {
     async fn start(test: &str, runtimes: &str) -> Option<OciCluster> {
         let tools = oci_tools(test)?;
         let (cluster_cidr, pod_cidr) = cidrs(test);
+        let node = format!("oci-{}", slot(test));
         let c = Cluster::builder()
             .kubectl()
             .server_args(&["--cluster-cidr", &cluster_cidr])
             .push("hello-http/hello-http.wasm", "samples/hello-http:1.0")
             .push("frontend/frontend.wasm", "samples/frontend:1.0")
-            .node(
-                "node-oci",
-                &["--runtimes", runtimes, "--pod-cidr", &pod_cidr],
-            )
+            .node(&node, &["--runtimes", runtimes, "--pod-cidr", &pod_cidr])
             .start()
             .await?;
         let layout = oci_image::busybox(&tools).expect("the busybox image builds");
@@ -99,7 +132,12 @@ impl OciCluster {
             Some(&c.registry().token),
         )
         .expect("skopeo pushes the busybox image");
-        Some(OciCluster { c, tools, busybox })
+        Some(OciCluster {
+            c,
+            tools,
+            busybox,
+            node,
+        })
     }
 
     fn wasm(&self, name: &str) -> String {
@@ -107,7 +145,7 @@ impl OciCluster {
     }
 
     fn node(&self) -> &skiff_tests::Node {
-        self.c.node("node-oci")
+        self.c.node(&self.node)
     }
 
     /// The node's data directory (`--data-dir`).
@@ -472,6 +510,8 @@ async fn root_oci_kubectl_exec_returns_the_exit_code_and_logs_show_output() {
 struct NodeProcess {
     child: Child,
     log: PathBuf,
+    /// The node endpoint, `IP:PORT`.
+    addr: String,
 }
 
 impl NodeProcess {
@@ -510,16 +550,24 @@ impl NodeProcess {
             .stdout(out.try_clone().unwrap())
             .stderr(out);
         let mut child = cmd.spawn().expect("skiff node starts");
-        if let Err(e) = wait_ready_file(&ready, &mut child, Duration::from_secs(120)) {
-            let _ = child.kill();
-            panic!(
-                "the node did not come up: {e:#}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
+        let ready = match wait_ready_file(&ready, &mut child, Duration::from_secs(120)) {
+            Ok(ready) => ready,
+            Err(e) => {
+                let _ = child.kill();
+                panic!(
+                    "the node did not come up: {e:#}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+        };
         NodeProcess {
             child,
             log: log.to_path_buf(),
+            addr: ready
+                .get("nodeEndpoint")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 
@@ -530,6 +578,7 @@ impl NodeProcess {
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
+        stop_gracefully(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
@@ -573,7 +622,8 @@ async fn root_oci_a_restarted_node_readopts_its_running_container() {
 
     // kill -9 of the node, then the same node again on its data directory.
     let (_, pod_cidr) = cidrs(test);
-    o.c.node_mut("node-oci").kill();
+    let name = o.node.clone();
+    o.c.node_mut(&name).kill();
     assert_eq!(
         runc_pid(&data, &id),
         Some(pid),
@@ -582,21 +632,34 @@ async fn root_oci_a_restarted_node_readopts_its_running_container() {
     let node = NodeProcess::start(
         &skiff_tests::skiff_bin(),
         &o.c.server.kubeconfig,
-        "node-oci",
+        &name,
         &data,
         &o.node().dir.join("node-again.log"),
         &[],
         &["--runtimes", "wasm,oci", "--pod-cidr", &pod_cidr],
     );
+    // The Node names the new process's endpoint once the restarted node has registered.
+    let port = node
+        .addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<i32>().ok());
     let nodes: Api<KNode> = Api::all(o.c.client.clone());
     wait_object(
         &nodes,
-        "node-oci",
-        "to be Ready again",
+        &name,
+        "to name the restarted node's endpoint",
         WAIT,
         |n: Option<&KNode>| {
-            n.and_then(|n| n.status.as_ref()?.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            n.and_then(|n| {
+                n.status
+                    .as_ref()?
+                    .daemon_endpoints
+                    .as_ref()?
+                    .kubelet_endpoint
+                    .as_ref()
+            })
+            .is_some_and(|e| Some(e.port) == port)
         },
     )
     .await
@@ -1017,7 +1080,8 @@ async fn root_oci_a_node_not_run_as_root_says_why_it_has_no_oci() {
     let log = node.log();
     assert!(
         log.lines()
-            .any(|l| l.contains("oci") && l.to_ascii_lowercase().contains("root")),
+            .map(str::to_ascii_lowercase)
+            .any(|l| (l.contains("oci") || l.contains("linux containers")) && l.contains("root")),
         "the node's log says why it has no oci:\n{log}"
     );
     let runtimes = n

@@ -2,12 +2,11 @@
 //! and image service by handler), the pod IP pool, the table of live sandboxes and the Service
 //! routing table their readiness feeds.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use skiff_runtime::{DnsConfig, PodNetwork, PodSandbox, Runtimes};
-use tokio::sync::watch;
 
 use crate::net::table::Table;
 
@@ -121,10 +120,6 @@ impl IpPool {
     }
 }
 
-/// The node's wasm pods with an IPv4 address: pod IP -> its containers' TCP ports. What the
-/// bridge services serve to Linux containers (each IP a /32 on the bridge, a listener per port).
-pub(crate) type LocalWasmPods = BTreeMap<Ipv4Addr, BTreeSet<u16>>;
-
 /// Shared by the pod workers and the listener.
 pub(crate) struct NodeCtx {
     pub(crate) client: kube::Client,
@@ -137,8 +132,6 @@ pub(crate) struct NodeCtx {
     pub(crate) services: Arc<Table>,
     /// The node's own resolver (`/etc/resolv.conf`), for pods with `dnsPolicy: Default`.
     pub(crate) host_dns: DnsConfig,
-    /// The local wasm pods as the workers publish them (sandbox up: added; stopped: removed).
-    wasm_pods: watch::Sender<LocalWasmPods>,
 }
 
 impl NodeCtx {
@@ -158,27 +151,6 @@ impl NodeCtx {
             ips: Mutex::new(ips),
             sandboxes: Mutex::new(HashMap::new()),
             host_dns: DnsConfig::default(),
-            wasm_pods: watch::Sender::new(LocalWasmPods::new()),
-        }
-    }
-
-    /// Follows the local wasm pods (IP -> container ports) as pods come and go.
-    pub(crate) fn wasm_pods(&self) -> watch::Receiver<LocalWasmPods> {
-        self.wasm_pods.subscribe()
-    }
-
-    /// A wasm pod's sandbox is up at `ip` with these container ports.
-    pub(crate) fn add_wasm_pod(&self, ip: IpAddr, ports: BTreeSet<u16>) {
-        if let IpAddr::V4(v4) = ip {
-            self.wasm_pods
-                .send_if_modified(|m| m.insert(v4, ports.clone()) != Some(ports));
-        }
-    }
-
-    /// A wasm pod at `ip` stopped.
-    pub(crate) fn remove_wasm_pod(&self, ip: IpAddr) {
-        if let IpAddr::V4(v4) = ip {
-            self.wasm_pods.send_if_modified(|m| m.remove(&v4).is_some());
         }
     }
 

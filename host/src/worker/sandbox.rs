@@ -178,22 +178,8 @@ impl Worker {
                 tracing::info!(pod = %format!("{}/{}", self.ns, self.name), ip = ?self.ip, handler = %backend.handler(), adopted, "sandbox created");
                 self.ctx.publish(&self.ns, &self.name, sb.clone());
                 self.sandbox = Some(sb);
-                self.report_local(false);
-                if backend.handler() == skiff_runtime::WASM_HANDLER
-                    && let Some(ip) = self.ip
-                {
-                    let ports = self
-                        .pod
-                        .spec
-                        .iter()
-                        .flat_map(|s| s.containers.iter())
-                        .flat_map(|c| c.ports.iter().flatten())
-                        .filter(|p| p.protocol.as_deref().is_none_or(|p| p == "TCP"))
-                        .filter_map(|p| u16::try_from(p.container_port).ok())
-                        .collect();
-                    self.ctx.add_wasm_pod(ip, ports);
-                }
                 self.backend = Some(backend);
+                self.report_local(false);
                 self.phase = if adopted && self.initialized_before() {
                     // The init containers ran before the node restarted: not again.
                     for c in self.ctrs.iter_mut().filter(|c| c.init) {
@@ -309,7 +295,6 @@ impl Worker {
     pub(super) async fn stop(&mut self, grace: Duration) {
         if let Some(ip) = self.ip {
             self.ctx.services.remove_local(ip);
-            self.ctx.remove_wasm_pod(ip);
         }
         if let Some(sb) = self.sandbox.take() {
             if let Err(e) = sb.remove(grace).await {

@@ -714,7 +714,7 @@ async fn wasm_pods_are_published_while_their_sandbox_is_up() {
         "spec: {containers: [{name: c, image: app:1.0, ports: [{containerPort: 8080}, \
          {containerPort: 53, protocol: UDP}]}]}",
     );
-    let rx = h.worker.ctx.wasm_pods();
+    let rx = h.worker.ctx.services.wasm_pods();
     h.steps(1).await;
     let ip = h.worker.ip.expect("an ip");
     let IpAddr::V4(v4) = ip else {
@@ -730,7 +730,7 @@ async fn wasm_pods_are_published_while_their_sandbox_is_up() {
     let oci = FakeRuntime::with_handler("oci", Network::new());
     let pod = "spec: {runtimeClassName: linux, containers: [{name: c, image: app:1.0, ports: [{containerPort: 80}]}]}";
     let mut h = harness_with(pod, &[("linux", "oci")], Some(oci));
-    let rx = h.worker.ctx.wasm_pods();
+    let rx = h.worker.ctx.services.wasm_pods();
     h.steps(1).await;
     assert!(h.worker.ip.is_some());
     assert!(rx.borrow().is_empty());

@@ -350,6 +350,8 @@ fn subnet(test: &str, base: u8) -> (u8, u8) {
 /// shut down at the end of the test or, on failure, when dropped.
 struct OciHarness {
     rt: Option<OciRuntime>,
+    /// A runtime dropped by [`OciHarness::forget`]: cleaned up on failure before a restart.
+    stale: Option<OciRuntime>,
     dir: tempfile::TempDir,
     node: String,
     net: (u8, u8),
@@ -367,6 +369,7 @@ impl OciHarness {
         println!("{test}: cgroup {:?}", rt.cgroup_version());
         Ok(OciHarness {
             rt: Some(rt),
+            stale: None,
             dir,
             node,
             net: subnet(test, base),
@@ -404,10 +407,16 @@ impl OciHarness {
         }
     }
 
+    /// Drops the runtime without shutting it down, as a killed node leaves it.
+    fn forget(&mut self) {
+        self.stale = self.rt.take();
+    }
+
     /// Replaces the runtime by a new one on the same directory (the old one is dropped
     /// without shutdown, as a killed node would leave it).
     async fn restart(&mut self) -> Result<()> {
         drop(self.rt.take());
+        self.stale = None;
         let rt = OciRuntime::new(
             Self::config(self.dir.path(), &self.node),
             Network::new(),
@@ -427,7 +436,9 @@ impl OciHarness {
 
 impl Drop for OciHarness {
     fn drop(&mut self) {
-        let Some(rt) = self.rt.take() else { return };
+        let Some(rt) = self.rt.take().or_else(|| self.stale.take()) else {
+            return;
+        };
         // A failed test: clean up on a runtime of our own (the test's may be unwinding).
         let _ = std::thread::spawn(move || {
             if let Ok(tokio_rt) = tokio::runtime::Builder::new_current_thread()
@@ -494,6 +505,22 @@ async fn root_oci_containers_are_readopted_after_a_restart() -> Result<()> {
     pod.create_container(c.clone()).await?;
     pod.start_container("waiter").await?;
     wait_state(&pod, "waiter", "running", ContainerState::is_running).await?;
+    // A second container that ends while the node is down.
+    let mut quick = sh(
+        "quick",
+        &h.image,
+        "while [ ! -e /data/go-quick ]; do sleep 1; done; exit 4",
+    );
+    quick.mounts = c.mounts.clone();
+    pod.create_container(quick.clone()).await?;
+    pod.start_container("quick").await?;
+    wait_state(&pod, "quick", "running", ContainerState::is_running).await?;
+    let volume = h.dir.path().join("oci/pods").join(id).join("volumes/data");
+    // The node "dies": the runtime object goes without a shutdown. (Its exit watchers live
+    // on in this process; a killed node's would not, which the new runtime does not rely on.)
+    h.forget();
+    std::fs::write(volume.join("go-quick"), b"")?;
+    wait_state(&pod, "quick", "terminated", ContainerState::is_terminated).await?;
     drop(pod);
 
     h.restart().await?;
@@ -509,17 +536,15 @@ async fn root_oci_containers_are_readopted_after_a_restart() -> Result<()> {
         "still running after the restart: {:?}",
         pod.container_states()
     );
+    let quick_state = pod.container_states()["quick"].clone();
+    ensure!(
+        exit_of(&quick_state)? == (4, TerminationReason::Error),
+        "the exit while the node was down: {quick_state:?}"
+    );
     pod.create_container(c).await?;
     pod.start_container("waiter").await?;
     ensure!(pod.container_states()["waiter"].is_running());
-    std::fs::write(
-        h.dir
-            .path()
-            .join("oci/pods")
-            .join(id)
-            .join("volumes/data/go"),
-        b"",
-    )?;
+    std::fs::write(volume.join("go"), b"")?;
     let state = wait_state(&pod, "waiter", "terminated", ContainerState::is_terminated).await?;
     let (code, reason) = exit_of(&state)?;
     ensure!(code == 5 && reason == TerminationReason::Error, "{state:?}");
@@ -692,6 +717,7 @@ async fn root_oci_mixed_pod_shares_localhost() -> Result<()> {
     .await?;
     let h = OciHarness {
         rt: Some(rt),
+        stale: None,
         dir,
         node,
         net: subnet(test, 235),
@@ -896,6 +922,34 @@ async fn root_oci_exec_volumes_and_usage() -> Result<()> {
     pod.stop_container("app", Duration::ZERO).await?;
     let e = exec_out(&pod, "app", &["true"]).await;
     ensure!(e.is_err(), "exec into a stopped container fails");
+    pod.remove(Duration::ZERO).await?;
+    h.finish().await;
+    Ok(())
+}
+
+/// An entrypoint that does not exist: starting fails with the runtime's message naming it,
+/// and the container is not running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_oci_missing_entrypoint_reports_the_runtime_message() -> Result<()> {
+    let test = "root_oci_missing_entrypoint_reports_the_runtime_message";
+    if let Some(skip) = oci_skip(test) {
+        println!("{skip}");
+        return Ok(());
+    }
+    let h = OciHarness::new(test, 238).await?;
+    let pod = h
+        .rt()
+        .create_pod(OciHarness::pod_spec(h.net, "noentry", 1))
+        .await?;
+    let mut c = sh("bad", &h.image, "");
+    c.linux.command = vec!["/no/such/binary".into()];
+    pod.create_container(c).await?;
+    let err = pod
+        .start_container("bad")
+        .await
+        .expect_err("a missing entrypoint cannot start");
+    ensure!(err.to_string().contains("/no/such/binary"), "{err}");
+    ensure!(!pod.container_states()["bad"].is_running());
     pod.remove(Duration::ZERO).await?;
     h.finish().await;
     Ok(())

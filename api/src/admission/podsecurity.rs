@@ -11,7 +11,8 @@
 //! - the checks are those of the latest policy version whatever `enforce-version` says (the
 //!   version is only echoed in the message); the baseline checks of AppArmor, SELinux, sysctls,
 //!   Windows host processes and probe hosts are not made (the node refuses those fields on Linux
-//!   pods), nor audit/warn modes, exemptions, or warnings on workload templates;
+//!   pods), nor audit/warn modes or exemptions; workload templates get Kubernetes' `Warning`
+//!   (`would violate PodSecurity ...`) on create and update, not on patch;
 //! - pods are checked on create only: an update cannot change what the checks read.
 //!
 //! An enforce label value that is not a level enforces `restricted`, as in Kubernetes.
@@ -19,6 +20,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use skiff_kinds::Kind;
 
 use super::forbidden;
 use crate::error::ApiError;
@@ -76,18 +78,58 @@ impl Level {
 }
 
 async fn admit_pod(state: &AppState, write: &Write<'_>, pod: &Value) -> Result<(), ApiError> {
+    let Some(namespace) = write.namespace else {
+        return Ok(());
+    };
+    match verdict(state, namespace, pod).await? {
+        Some(violation) => Err(forbidden(write, format!("violates {violation}"))),
+        None => Ok(()),
+    }
+}
+
+/// Kubernetes' warning on a workload write (Deployment, ReplicaSet, StatefulSet, DaemonSet,
+/// Job, CronJob, ReplicationController, PodTemplate) whose pod template the namespace's level
+/// would refuse: `would violate PodSecurity "baseline:latest": ...`. The write itself is not
+/// refused (its pods are); a failed store read gives no warning.
+pub(crate) async fn workload_warnings(
+    state: &AppState,
+    kind: &Kind,
+    namespace: Option<&str>,
+    obj: &Value,
+) -> Vec<String> {
+    let pointer = match (kind.group, kind.plural) {
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
+        | ("batch", "jobs")
+        | ("", "replicationcontrollers") => "/spec/template",
+        ("batch", "cronjobs") => "/spec/jobTemplate/spec/template",
+        ("", "podtemplates") => "/template",
+        _ => return Vec::new(),
+    };
+    let (Some(template), Some(namespace)) = (obj.pointer(pointer), namespace) else {
+        return Vec::new();
+    };
+    match verdict(state, namespace, template).await {
+        Ok(Some(violation)) => vec![format!("would violate {violation}")],
+        Ok(None) | Err(_) => Vec::new(),
+    }
+}
+
+/// What `pod` (a pod or a pod template) violates in `namespace`:
+/// `PodSecurity "LEVEL:VERSION": DETAIL`, or `None` when it is a wasm pod or allowed.
+async fn verdict(
+    state: &AppState,
+    namespace: &str,
+    pod: &Value,
+) -> Result<Option<String>, ApiError> {
     let Some(class) = pod
         .pointer("/spec/runtimeClassName")
         .and_then(Value::as_str)
     else {
-        return Ok(());
+        return Ok(None);
     };
     if handler(state, class).await?.as_deref() == Some(skiff_meta::names::WASM_RUNTIME_CLASS) {
-        return Ok(());
+        return Ok(None);
     }
-    let Some(namespace) = write.namespace else {
-        return Ok(());
-    };
     let labels = namespace_labels(state, namespace).await?;
     let label = |key: &str| labels.get(key).and_then(Value::as_str);
     let level = Level::from_label(label(skiff_meta::names::POD_SECURITY_ENFORCE));
@@ -95,16 +137,8 @@ async fn admit_pod(state: &AppState, write: &Write<'_>, pod: &Value) -> Result<(
         Some(v) if valid_version(v) => v,
         _ => "latest",
     };
-    match violations(level, pod) {
-        Some(detail) => Err(forbidden(
-            write,
-            format!(
-                "violates PodSecurity \"{}:{version}\": {detail}",
-                level.name()
-            ),
-        )),
-        None => Ok(()),
-    }
+    Ok(violations(level, pod)
+        .map(|detail| format!("PodSecurity \"{}:{version}\": {detail}", level.name())))
 }
 
 /// `latest` or `v1.N`, as the enforce-version label takes.

@@ -28,6 +28,15 @@ pub(crate) async fn create(state: &AppState, req: &ResourceRequest) -> Result<Re
         .unwrap_or_default()
         .to_string();
     let obj = registry::create(state, &write_of(req, &name)?, prepared.obj).await?;
+    prepared.warnings.extend(
+        crate::admission::podsecurity::workload_warnings(
+            state,
+            req.kind,
+            req.namespace.as_deref(),
+            &obj,
+        )
+        .await,
+    );
     Ok(with_warnings(
         respond_object(req, StatusCode::CREATED, &obj),
         &prepared.warnings,

@@ -45,6 +45,17 @@ pub(crate) async fn update(
     })
     .await?;
     warnings.splice(0..0, duplicates);
+    if matches!(target, Target::Main) {
+        warnings.extend(
+            crate::admission::podsecurity::workload_warnings(
+                state,
+                req.kind,
+                req.namespace.as_deref(),
+                &obj,
+            )
+            .await,
+        );
+    }
     Ok(with_warnings(
         respond_object(req, StatusCode::OK, &obj),
         &warnings,

@@ -305,3 +305,59 @@ async fn every_start_creates_the_wasm_and_oci_runtime_classes_once() {
     );
     second.shutdown().await;
 }
+
+/// Sends `body` with `method` and returns the status and the `Warning` headers.
+async fn warnings_of(api: &Api, method: Method, path: &str, body: Value) -> (u16, Vec<String>) {
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Authorization", format!("Bearer {}", super::TOKEN))
+        .header("Content-Type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let resp = api.request(req).await;
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    (resp.status().as_u16(), warnings)
+}
+
+fn deployment(name: &str, class: &str) -> Value {
+    let template = pod(
+        name,
+        Some(class),
+        json!({}),
+        json!({"securityContext": {"privileged": true}}),
+    );
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": template["spec"]}}})
+}
+
+#[tokio::test]
+async fn a_workload_whose_pods_would_be_refused_is_written_with_a_warning() {
+    let api = api().await;
+    const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+    let expected = "299 - \"would violate PodSecurity \\\"baseline:latest\\\": privileged (container \\\"c\\\" must not set securityContext.privileged=true)\"";
+    let (code, warnings) =
+        warnings_of(&api, Method::POST, DEPLOYS, deployment("root", "oci")).await;
+    assert_eq!(code, 201);
+    assert_eq!(warnings, [expected]);
+    let (code, warnings) = warnings_of(
+        &api,
+        Method::PUT,
+        &format!("{DEPLOYS}/root"),
+        deployment("root", "oci"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(warnings, [expected]);
+    let (code, warnings) =
+        warnings_of(&api, Method::POST, DEPLOYS, deployment("wasm", "wasm")).await;
+    assert_eq!(code, 201);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

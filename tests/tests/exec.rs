@@ -1,7 +1,8 @@
 //! `kubectl exec` end to end: kubectl 1.32 (websocket, `v5.channel.k8s.io`) against a real
 //! `skiff server`, which splices the stream to an in-process node over the fake runtime (its
 //! exec runs a scripted `sh -c`): the output reaches kubectl and kubectl exits with the
-//! command's code; a container the pod does not have gets Kubernetes' message.
+//! command's code; a container the pod does not have gets Kubernetes' message; kubectl's SPDY
+//! is refused with a message naming the websocket way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,6 +82,18 @@ async fn kubectl_exec_prints_the_output_and_exits_with_the_code() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 
+    // With stdin (v5 sends it on channel 0, then closes it with a 255 frame).
+    let out = server
+        .kubectl_stdin(
+            &kubectl,
+            &["exec", "-i", "one", "--", "echo", "x"],
+            Some("abc\n"),
+        )
+        .expect("kubectl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x\n", "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+
     let out = server
         .kubectl(&kubectl, &["exec", "two", "-c", "x", "--", "true"])
         .expect("kubectl runs");
@@ -88,6 +101,22 @@ async fn kubectl_exec_prints_the_output_and_exits_with_the_code() {
     assert_ne!(out.status.code(), Some(0));
     assert!(
         stderr.contains("container x is not valid for pod two"),
+        "{stderr}"
+    );
+    // kubectl's SPDY (the default before 1.30) gets a clear refusal, not a hang.
+    let out = std::process::Command::new(&kubectl)
+        .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .arg("--cache-dir")
+        .arg(server.dir.join("kube-cache"))
+        .args(["--request-timeout=30s", "exec", "one", "--", "true"])
+        .output()
+        .expect("kubectl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("SPDY is not supported") && stderr.contains("websocket"),
         "{stderr}"
     );
     node.shutdown().await;

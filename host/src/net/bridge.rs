@@ -119,6 +119,8 @@ impl BridgeServices {
             bridge: cfg.bridge,
             network: cfg.network,
             router: cfg.router,
+            table: cfg.table.clone(),
+            wasm_pods: cfg.wasm_pods.clone(),
             owned: BTreeSet::new(),
             failed_addrs: BTreeSet::new(),
             open: HashMap::new(),
@@ -271,6 +273,8 @@ struct State {
     bridge: Arc<dyn BridgeAddresses>,
     network: Network,
     router: Arc<dyn ServiceRouter>,
+    table: Arc<Table>,
+    wasm_pods: watch::Receiver<WasmPods>,
     /// Addresses this node put on the bridge.
     owned: BTreeSet<Ipv4Addr>,
     /// Addresses that could not be added (logged once; tried again when wanted anew).
@@ -401,6 +405,8 @@ impl State {
                         target: target.clone(),
                         network: self.network.clone(),
                         router: self.router.clone(),
+                        table: self.table.clone(),
+                        wasm_pods: self.wasm_pods.clone(),
                     });
                     let task = tokio::spawn(serve(listener, handler, stop_rx));
                     self.failed.remove(&key);
@@ -429,9 +435,43 @@ struct Handler {
     target: Target,
     network: Network,
     router: Arc<dyn ServiceRouter>,
+    table: Arc<Table>,
+    wasm_pods: watch::Receiver<WasmPods>,
 }
 
 impl Handler {
+    /// Where a connection to a ClusterIP goes as plain TCP: when every endpoint the port would
+    /// pick is a Linux container of this node (reachable on the bridge), one of them, round
+    /// robin, as kube-proxy would (any protocol, a database's too). `None`: served as HTTP
+    /// through the router (wasm endpoints, endpoints on other nodes).
+    fn splice_target(&self) -> Option<SocketAddr> {
+        if self.target == Target::Pod {
+            return None;
+        }
+        let svc = self.table.by_ip(IpAddr::V4(self.ip))?;
+        let port = svc.port(self.port)?;
+        let targets = if port.ready.is_empty() {
+            &port.fallback
+        } else {
+            &port.ready
+        };
+        if targets.is_empty() {
+            return None;
+        }
+        let wasm = self.wasm_pods.borrow();
+        let all_containers = targets.iter().all(|t| {
+            let e = &svc.endpoints[t.ep];
+            e.node.as_deref() == Some(self.table.node())
+                && matches!(e.ip, IpAddr::V4(v4) if !wasm.contains_key(&v4))
+        });
+        if !all_containers {
+            return None;
+        }
+        let t =
+            targets[svc.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % targets.len()];
+        Some(SocketAddr::new(svc.endpoints[t.ep].ip, t.port))
+    }
+
     async fn handle(&self, peer: IpAddr, req: Request<HttpBody>) -> Response<HttpBody> {
         match &self.target {
             Target::Pod => self.to_pod(req).await,
@@ -507,6 +547,10 @@ async fn serve(listener: TcpListener, handler: Arc<Handler>, mut stop: watch::Re
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        if let Some(to) = handler.splice_target() {
+            conns.spawn(splice(stream, peer, to));
+            continue;
+        }
         let watcher = graceful.watcher();
         conns.spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -533,6 +577,21 @@ async fn serve(listener: TcpListener, handler: Arc<Handler>, mut stop: watch::Re
         tracing::debug!("bridge connections still open after the drain timeout: closed");
     }
     conns.shutdown().await;
+}
+
+/// Copies bytes both ways between a client and a container endpoint until either side closes.
+async fn splice(mut client: tokio::net::TcpStream, peer: SocketAddr, to: SocketAddr) {
+    let mut upstream = match tokio::net::TcpStream::connect(to).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(client = %peer, endpoint = %to, error = %e, "connecting to a container endpoint");
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(client = %peer, endpoint = %to, error = %e, "a spliced connection ended");
+    }
 }
 
 #[cfg(test)]

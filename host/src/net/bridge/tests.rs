@@ -353,6 +353,19 @@ fn dns_from_netns(netns: &std::path::Path, server: SocketAddr, name: &str) -> Ve
         .collect()
 }
 
+/// Sends a line that is not HTTP from inside `netns` to `addr`: what comes back.
+fn echo_from_netns(netns: &std::path::Path, addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = skiff_runtime::oci::net::run_in_netns(netns, || std::net::TcpStream::connect(addr))
+        .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(b"not http\n").unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 /// `GET /` from inside `netns` to `addr`: the status line and body.
 fn get_from_netns(netns: &std::path::Path, addr: SocketAddr) -> String {
     use std::io::{Read, Write};
@@ -417,6 +430,45 @@ async fn root_a_container_resolves_services_and_reaches_wasm_pods_and_cluster_ip
         "endpoints": [{"addresses": [wasm_ip.to_string()], "nodeName": "node-a",
                        "conditions": {"ready": true}}]
     })));
+    // A Linux container's Service: plain TCP (an echo, not HTTP) spliced to the container.
+    let db_ip = Ipv4Addr::new(10, 217, 42, 11);
+    table.set_local(
+        IpAddr::V4(container_ip),
+        LocalPod {
+            namespace: "shop".into(),
+            name: "db-0".into(),
+            labels: BTreeMap::from([("app".into(), "db".into())]),
+            ports: vec![],
+            ready: true,
+        },
+    );
+    table.apply_service(service(json!({
+        "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {"clusterIP": db_ip.to_string(), "selector": {"app": "db"},
+                 "ports": [{"name": "pg", "port": 5432}]}
+    })));
+    table.apply_slice(slice(json!({
+        "metadata": {"name": "db-1", "namespace": "shop",
+                     "labels": {"kubernetes.io/service-name": "db"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "pg", "port": 5432}],
+        "endpoints": [{"addresses": [container_ip.to_string()], "nodeName": "node-a",
+                       "conditions": {"ready": true}}]
+    })));
+    let echo = skiff_runtime::oci::net::bind_tcp_in_netns(
+        &ns.path,
+        SocketAddr::from((container_ip, 5432)),
+    )
+    .unwrap();
+    echo.set_nonblocking(true).unwrap();
+    let echo = tokio::net::TcpListener::from_std(echo).unwrap();
+    let echo_task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let _ = s.write_all(&buf[..n]).await;
+        }
+    });
     let router = Router::new(table.clone(), network.clone(), no_api(), Arc::from("t"), 8);
     let resolv = tempfile::NamedTempFile::new().unwrap();
     table.set_wasm_pod(IpAddr::V4(wasm_ip), BTreeSet::from([8080]));
@@ -439,22 +491,26 @@ async fn root_a_container_resolves_services_and_reaches_wasm_pods_and_cluster_ip
         SocketAddr::from((wasm_ip, 8080)),
         SocketAddr::from((cluster_ip, 80)),
     );
+    let db_addr = SocketAddr::from((db_ip, 5432));
     wait_listening(&mut listening, |s| {
-        s.contains(&wasm_addr) && s.contains(&svc_addr)
+        s.contains(&wasm_addr) && s.contains(&svc_addr) && s.contains(&db_addr)
     })
     .await;
 
     let path = ns.path.clone();
     let dns = SocketAddr::from((gateway, 53));
-    let (answer, to_pod, to_svc) = tokio::task::spawn_blocking(move || {
+    let (answer, to_pod, to_svc, to_db) = tokio::task::spawn_blocking(move || {
         (
             dns_from_netns(&path, dns, "web.shop.svc.cluster.local."),
             get_from_netns(&path, wasm_addr),
             get_from_netns(&path, svc_addr),
+            echo_from_netns(&path, db_addr),
         )
     })
     .await
     .unwrap();
+    assert_eq!(to_db, "not http\n");
+    echo_task.abort();
     assert_eq!(answer, vec![cluster_ip]);
     assert!(to_pod.starts_with("HTTP/1.1 200"), "{to_pod}");
     assert!(to_pod.ends_with("ok"), "{to_pod}");

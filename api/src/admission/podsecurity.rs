@@ -12,7 +12,7 @@
 //!   version is only echoed in the message); the baseline checks of AppArmor, SELinux, sysctls,
 //!   Windows host processes and probe hosts are not made (the node refuses those fields on Linux
 //!   pods), nor audit/warn modes or exemptions; workload templates get Kubernetes' `Warning`
-//!   (`would violate PodSecurity ...`) on create and update, not on patch;
+//!   (`would violate PodSecurity ...`) on create, update and patch;
 //! - pods are checked on create only: an update cannot change what the checks read.
 //!
 //! An enforce label value that is not a level enforces `restricted`, as in Kubernetes.

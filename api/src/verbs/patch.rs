@@ -198,6 +198,17 @@ pub(crate) async fn patch(
     } else {
         StatusCode::OK
     };
+    if target == Target::Main {
+        warnings.extend(
+            crate::admission::podsecurity::workload_warnings(
+                state,
+                req.kind,
+                req.namespace.as_deref(),
+                &obj,
+            )
+            .await,
+        );
+    }
     Ok(with_warnings(respond_object(req, code, &obj), &warnings))
 }
 

@@ -356,6 +356,22 @@ async fn a_workload_whose_pods_would_be_refused_is_written_with_a_warning() {
     .await;
     assert_eq!(code, 200);
     assert_eq!(warnings, [expected]);
+    let req = axum::http::Request::builder()
+        .method(Method::PATCH)
+        .uri(format!("{DEPLOYS}/root"))
+        .header("Authorization", format!("Bearer {}", super::TOKEN))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(axum::body::Body::from(r#"{"spec": {"replicas": 2}}"#))
+        .unwrap();
+    let resp = api.request(req).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let patched: Vec<&str> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(patched, [expected]);
     let (code, warnings) =
         warnings_of(&api, Method::POST, DEPLOYS, deployment("wasm", "wasm")).await;
     assert_eq!(code, 201);

@@ -267,7 +267,117 @@ async fn copy_out(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio_tungstenite::tungstenite::Message as Client;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
     use super::*;
+
+    /// Serves one exec of `process` on a socket and runs a client that sends `input` frames;
+    /// returns the frames it received until the close.
+    async fn run(
+        process: Result<ExecProcess, String>,
+        opts: Options,
+        protocol: &str,
+        input: Vec<Vec<u8>>,
+    ) -> Vec<Vec<u8>> {
+        let slot = Arc::new(Mutex::new(Some((process, opts))));
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move |ws: WebSocketUpgrade| {
+                let slot = slot.clone();
+                async move {
+                    let ws = ws.protocols(PROTOCOLS);
+                    let v5 = ws
+                        .selected_protocol()
+                        .is_some_and(|p| p.as_bytes() == PROTOCOLS[0].as_bytes());
+                    let (process, opts) = slot.lock().unwrap().take().expect("one exec");
+                    ws.on_upgrade(move |socket| serve(socket, v5, opts, process))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().unwrap());
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .unwrap();
+        for frame in input {
+            ws.send(Client::Binary(frame.into())).await.unwrap();
+        }
+        let mut frames = Vec::new();
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Client::Binary(data) => frames.push(data.to_vec()),
+                Client::Close(_) => break,
+                _ => {}
+            }
+        }
+        frames
+    }
+
+    fn on(frames: &[Vec<u8>], channel: u8) -> String {
+        frames
+            .iter()
+            .filter(|f| f.first() == Some(&channel))
+            .map(|f| String::from_utf8_lossy(&f[1..]).to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn stdin_reaches_the_process_and_the_exit_code_comes_last() {
+        // What is written to stdin comes back on stdout; closing stdin ends stdout.
+        let (stdin, stdout) = tokio::io::duplex(1024);
+        let process = ExecProcess {
+            stdin: Some(Box::pin(stdin)),
+            stdout: Some(Box::pin(stdout)),
+            stderr: Some(Box::pin(std::io::Cursor::new(b"oops".to_vec()))),
+            resize: None,
+            exit: Box::pin(async { Ok(3) }),
+        };
+        let opts = Options {
+            command: vec!["cat".into()],
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            tty: false,
+        };
+        let input = vec![b"\x00ping".to_vec(), vec![CLOSE, STDIN]];
+        let frames = run(Ok(process), opts, PROTOCOLS[0], input).await;
+        assert_eq!(on(&frames, STDOUT), "ping");
+        assert_eq!(on(&frames, STDERR), "oops");
+        let last = frames.last().expect("a status");
+        assert_eq!(last[0], ERROR, "the status is the last frame");
+        let status: Value = serde_json::from_slice(&last[1..]).unwrap();
+        assert_eq!(status["details"]["causes"][0]["message"], "3");
+    }
+
+    #[tokio::test]
+    async fn a_runtime_without_exec_answers_on_the_error_channel() {
+        let opts = Options {
+            command: vec!["date".into()],
+            stdout: true,
+            ..Options::default()
+        };
+        let frames = run(
+            Err("this runtime cannot exec".into()),
+            opts,
+            PROTOCOLS[1],
+            vec![],
+        )
+        .await;
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        let status: Value = serde_json::from_slice(&frames[0][1..]).unwrap();
+        assert_eq!(frames[0][0], ERROR);
+        assert_eq!(status["status"], "Failure");
+        assert_eq!(status["message"], "this runtime cannot exec");
+    }
 
     #[test]
     fn the_query_is_read_with_repeated_commands() {

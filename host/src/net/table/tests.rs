@@ -254,3 +254,23 @@ fn a_relist_forgets_what_it_no_longer_lists() {
     t.retain_services(&HashSet::new());
     assert!(t.get("shop", "web").is_none());
 }
+
+#[test]
+fn wasm_pods_are_published_for_the_bridge_and_leave_with_the_pod() {
+    let t = Table::new("node-a");
+    let mut rx = t.wasm_pods();
+    let ip: IpAddr = "10.244.1.5".parse().unwrap();
+    t.set_wasm_pod(ip, BTreeSet::from([8080, 9090]));
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(
+        rx.borrow_and_update().get(&"10.244.1.5".parse().unwrap()),
+        Some(&BTreeSet::from([8080, 9090]))
+    );
+    // The same report again is no change; an IPv6 pod is not served on the bridge.
+    t.set_wasm_pod(ip, BTreeSet::from([8080, 9090]));
+    t.set_wasm_pod("fd00::5".parse().unwrap(), BTreeSet::from([80]));
+    assert!(!rx.has_changed().unwrap());
+    t.remove_local(ip);
+    assert!(rx.has_changed().unwrap());
+    assert!(rx.borrow_and_update().is_empty());
+}

@@ -939,6 +939,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn runtimes_are_wasm_and_oci_only() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            wanted_runtimes(&names(DEFAULT_RUNTIMES)).ok(),
+            Some((true, true))
+        );
+        assert_eq!(wanted_runtimes(&names(&["oci"])).ok(), Some((false, true)));
+        assert_eq!(
+            wanted_runtimes(&names(&[" wasm", ""])).ok(),
+            Some((true, false))
+        );
+        assert!(wanted_runtimes(&names(&[])).is_err());
+        let e = wanted_runtimes(&names(&["wasm", "youki"])).expect_err("unknown");
+        assert!(e.to_string().contains("youki"), "{e}");
+    }
+
+    #[test]
+    fn an_oci_backend_that_cannot_start_says_why() {
+        use skiff_runtime::Error as E;
+        let not_found = E::Oci(skiff_runtime::oci::OciError::NotFound("no runc".into()));
+        assert_eq!(oci_failure_reason(&not_found), "RuntimeNotFound");
+        let root = E::NotSupported("Linux containers need root".into());
+        assert_eq!(oci_failure_reason(&root), "NotRoot");
+        let cg = E::NotSupported("Linux containers need cgroups: none".into());
+        assert_eq!(oci_failure_reason(&cg), "CgroupsUnavailable");
+        assert_eq!(
+            oci_failure_reason(&E::Internal("x".into())),
+            "RuntimeUnavailable"
+        );
+    }
+
+    #[test]
     fn token_comes_from_the_current_context_user() {
         let dir = std::env::temp_dir().join(format!("skiff-host-kc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");

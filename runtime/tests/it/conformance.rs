@@ -928,7 +928,7 @@ async fn root_oci_exec_volumes_and_usage() -> Result<()> {
 }
 
 /// An entrypoint that does not exist: starting fails with the runtime's message naming it,
-/// and the container is not running.
+/// and the container is not running. A restarted container starts from a fresh root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_oci_missing_entrypoint_reports_the_runtime_message() -> Result<()> {
     let test = "root_oci_missing_entrypoint_reports_the_runtime_message";
@@ -950,6 +950,22 @@ async fn root_oci_missing_entrypoint_reports_the_runtime_message() -> Result<()>
         .expect_err("a missing entrypoint cannot start");
     ensure!(err.to_string().contains("/no/such/binary"), "{err}");
     ensure!(!pod.container_states()["bad"].is_running());
+
+    // A restarted container gets a fresh writable root: the first run's file is gone.
+    let script = "if [ -e /marker ]; then exit 9; fi; touch /marker; exit 3";
+    pod.create_container(sh("again", &h.image, script)).await?;
+    pod.start_container("again").await?;
+    let first = wait_state(&pod, "again", "terminated", ContainerState::is_terminated).await?;
+    ensure!(exit_of(&first)?.0 == 3, "{first:?}");
+    pod.start_container("again").await?;
+    let second = wait_state(&pod, "again", "terminated again", |s| {
+        s.is_terminated() && started_at(s) != started_at(&first)
+    })
+    .await?;
+    ensure!(
+        exit_of(&second)?.0 == 3,
+        "the root was not fresh: {second:?}"
+    );
     pod.remove(Duration::ZERO).await?;
     h.finish().await;
     Ok(())

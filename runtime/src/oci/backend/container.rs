@@ -10,10 +10,12 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 
 use super::Inner;
-use super::state::ContainerRecord;
+use super::state::{ContainerRecord, RootfsRecord};
 use crate::error::{Error, Result};
 use crate::oci::{cgroup, monitor};
-use crate::oci_image::{ContainerRootfs, release_container_rootfs};
+use crate::oci_image::{
+    ContainerRootfs, RootfsMode, UnpackedImage, prepare_container_rootfs, release_container_rootfs,
+};
 use crate::status::{ContainerState, EXIT_KILLED, TerminationReason};
 
 /// How long a container may take to die after SIGKILL before stopping it is reported failed.
@@ -79,6 +81,11 @@ impl LinuxContainer {
         let rec = self.record();
         let id = rec.runtime_id.clone();
         rt.bin.delete(&id, true).await?;
+        if rec.started_at.is_some() {
+            // A restart: a fresh writable root, as kubelet gives a new container.
+            let rootfs = fresh_rootfs(&rec).await?;
+            lock(&self.record).rootfs = rootfs;
+        }
         let paths = paths(&rec.bundle);
         let log = log_path(&rec.bundle);
         if log.exists() {
@@ -196,6 +203,43 @@ impl LinuxContainer {
         let _op = self.ops.lock().await;
         teardown_record(rt, &self.record()).await
     }
+}
+
+/// Replaces a container's writable root by a fresh one from its image, at the same path.
+async fn fresh_rootfs(rec: &ContainerRecord) -> Result<RootfsRecord> {
+    let Some(image_dir) = rec.image.clone() else {
+        return Ok(rec.rootfs.clone());
+    };
+    let old = ContainerRootfs::from(&rec.rootfs);
+    let root_dir = rec.bundle.join("root");
+    let name = rec.runtime_id.clone();
+    tokio::task::spawn_blocking(move || {
+        let fail = |detail: String| Error::Volume {
+            volume: name.clone(),
+            detail,
+        };
+        release_container_rootfs(&old, &root_dir)
+            .map_err(|e| fail(format!("releasing the root filesystem: {e}")))?;
+        let image = UnpackedImage::open(&image_dir)
+            .map_err(|e| fail(format!("opening image {}: {e}", image_dir.display())))?;
+        let mode = match old {
+            ContainerRootfs::Overlay { .. } => RootfsMode::Auto,
+            ContainerRootfs::Copy { .. } => RootfsMode::Copy,
+        };
+        let new = prepare_container_rootfs(&image, &root_dir, mode)
+            .map_err(|e| fail(format!("preparing the root filesystem: {e}")))?;
+        if new.path() != old.path() {
+            let _ = release_container_rootfs(&new, &root_dir);
+            return Err(fail(format!(
+                "the fresh root filesystem is at {}, not {}",
+                new.path().display(),
+                old.path().display()
+            )));
+        }
+        Ok(RootfsRecord::from(&new))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("rootfs task: {e}")))?
 }
 
 /// The terminated state of a run that exited with `code`.

@@ -268,6 +268,7 @@ impl OciPod {
         let record = self.record();
         let bundle = self.dir.join("containers").join(&spec.name);
         let container_name = spec.name.clone();
+        let image_dir_saved = image_dir.clone();
         let ports = spec.ports.clone();
         let runtime_id = format!("{}-{}", self.id, spec.name);
         let cgroups_path = cgroup_path(&self.id, &spec.name).map_err(Error::from)?;
@@ -347,6 +348,7 @@ impl OciPod {
             rootfs,
             cgroups_path,
             ports,
+            image: Some(image_dir_saved),
             monitor_pid: None,
             pid: None,
             started_at: None,

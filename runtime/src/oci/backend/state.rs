@@ -56,6 +56,9 @@ pub(crate) struct ContainerRecord {
     pub(crate) cgroups_path: PathBuf,
     /// Ports the container declares.
     pub(crate) ports: Vec<u16>,
+    /// The image directory its root filesystem is made from (a restart gets a fresh one).
+    #[serde(default)]
+    pub(crate) image: Option<PathBuf>,
     /// The monitor of the current run, once started.
     pub(crate) monitor_pid: Option<i32>,
     /// The container's init process of the current run, once started.
@@ -161,6 +164,7 @@ mod tests {
                 },
                 cgroups_path: "/skiff/p1/app".into(),
                 ports: vec![80],
+                image: None,
                 monitor_pid: Some(42),
                 pid: Some(43),
                 started_at: Some("2026-01-01T00:00:00Z".into()),

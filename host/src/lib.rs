@@ -872,7 +872,12 @@ async fn manage_pods(ctx: Arc<NodeCtx>, mut stop: watch::Receiver<bool>) {
                 if let Some(seen) = listed.take() {
                     if !orphans_checked {
                         orphans_checked = true;
-                        remove_orphans(&ctx, &seen).await;
+                        // In the background: the watch goes on while they stop.
+                        let ctx = ctx.clone();
+                        let assigned = seen.clone();
+                        stopping.push(tokio::spawn(async move {
+                            remove_orphans(&ctx, &assigned).await;
+                        }));
                     }
                     let gone: Vec<String> = workers
                         .keys()

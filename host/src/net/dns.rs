@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -116,6 +116,21 @@ pub(crate) fn handle(table: &Table, packet: &[u8], udp: bool) -> Outcome {
                     .push(Record::from_rdata(owner.clone(), TTL, rdata));
             }
         }
+        Found::Services(srvs) => {
+            for (port, target, ip) in srvs {
+                if matches!(qtype, RecordType::SRV | RecordType::ANY) {
+                    resp.answers.push(Record::from_rdata(
+                        owner.clone(),
+                        TTL,
+                        RData::SRV(SRV::new(0, 100, port, target.clone())),
+                    ));
+                    if let IpAddr::V4(v4) = ip {
+                        resp.additionals
+                            .push(Record::from_rdata(target, TTL, RData::A(A(v4))));
+                    }
+                }
+            }
+        }
         Found::Apex if qtype == RecordType::SOA => resp.answers.push(soa(table)),
         Found::Apex | Found::Empty => {}
     }
@@ -136,6 +151,8 @@ enum Found {
     Apex,
     /// A name that exists with no records (`svc.cluster.local`, a namespace).
     Empty,
+    /// A named port's SRV records: (port, target name, its address).
+    Services(Vec<(u16, Name, IpAddr)>),
     /// No such name.
     Missing,
 }
@@ -172,6 +189,13 @@ fn lookup(table: &Table, labels: &[String]) -> Found {
             Some(s) => service(&s),
             None => Found::Missing,
         },
+        [port, proto, svc, ns, "svc"] if port.starts_with('_') && proto.starts_with('_') => {
+            match table.get(ns, svc) {
+                Some(s) if *proto == "_tcp" => srv(&s, &port[1..]),
+                Some(_) => Found::Empty,
+                None => Found::Missing,
+            }
+        }
         [host, svc, ns, "svc"] => match table.get(ns, svc) {
             Some(s) if s.headless() => endpoint(&s, host),
             _ => Found::Missing,
@@ -226,6 +250,45 @@ fn endpoint(svc: &Compiled, host: &str) -> Found {
     match ep {
         Some(e) => Found::Addresses(vec![e.ip]),
         None => Found::Missing,
+    }
+}
+
+/// SRV records of a Service's named TCP port `_NAME._tcp.SVC.NS.svc.cluster.local`, as CoreDNS:
+/// the Service's own name and port for a ClusterIP, each ready endpoint (its hostname, else its
+/// dashed address, under the Service) and its port for a headless Service.
+fn srv(svc: &Compiled, port_name: &str) -> Found {
+    let Some(port) = svc.port_named(port_name) else {
+        return Found::Missing;
+    };
+    let name = |host: Option<String>| {
+        let mut n = format!("{}.{}.svc.{CLUSTER_DOMAIN}.", svc.name, svc.namespace);
+        if let Some(h) = host {
+            n = format!("{h}.{n}");
+        }
+        Name::from_ascii(n).ok()
+    };
+    if let Some(ip) = svc.cluster_ip {
+        return match name(None) {
+            Some(n) => Found::Services(vec![(port.port, n, ip)]),
+            None => Found::Missing,
+        };
+    }
+    let srvs: Vec<(u16, Name, IpAddr)> = port
+        .ready
+        .iter()
+        .filter_map(|t| {
+            let e = &svc.endpoints[t.ep];
+            let host = e
+                .hostname
+                .clone()
+                .unwrap_or_else(|| e.ip.to_string().replace(['.', ':'], "-"));
+            Some((t.port, name(Some(host))?, e.ip))
+        })
+        .collect();
+    if srvs.is_empty() {
+        Found::Missing
+    } else {
+        Found::Services(srvs)
     }
 }
 

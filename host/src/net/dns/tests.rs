@@ -388,3 +388,46 @@ async fn a_name_no_upstream_answers_is_servfail() {
         ResponseCode::ServFail
     );
 }
+
+#[test]
+fn named_ports_have_srv_records() {
+    let t = table();
+    let m = ask(
+        &t,
+        "_http._tcp.web.shop.svc.cluster.local.",
+        RecordType::SRV,
+    );
+    assert_eq!(m.answers.len(), 1, "{m:?}");
+    match &m.answers[0].data {
+        RData::SRV(s) => {
+            assert_eq!(s.port, 80);
+            assert_eq!(s.target.to_ascii(), "web.shop.svc.cluster.local.");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A headless Service: one per ready endpoint, named by its hostname, with its address.
+    let m = ask(&t, "_pg._tcp.db.shop.svc.cluster.local.", RecordType::SRV);
+    let mut targets: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some(format!("{} {}", s.target.to_ascii(), s.port)),
+            _ => None,
+        })
+        .collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        [
+            "db-0.db.shop.svc.cluster.local. 5432",
+            "db-1.db.shop.svc.cluster.local. 5432"
+        ]
+    );
+    assert_eq!(m.additionals.len(), 2);
+    let m = ask(
+        &t,
+        "_nope._tcp.web.shop.svc.cluster.local.",
+        RecordType::SRV,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}

@@ -290,15 +290,27 @@ impl Worker {
                 .map(|s| s.restart_count)
                 .unwrap_or(0)
         };
+        // The run before the last one, as reported: a node restart keeps showing it.
+        let last_state = |list: &Option<Vec<ContainerStatus>>, n: &str| {
+            list.iter()
+                .flatten()
+                .find(|s| s.name == n)
+                .and_then(|s| s.last_state.as_ref()?.terminated.as_ref())
+                .map(terminated_state)
+        };
         let mut ctrs = Vec::new();
         if let Some(spec) = &pod.spec {
             for c in spec.init_containers.iter().flatten() {
                 let rc = previous(&status.init_container_statuses, &c.name);
-                ctrs.push(Ctr::new(c.clone(), true, rc));
+                let mut ctr = Ctr::new(c.clone(), true, rc);
+                ctr.last = last_state(&status.init_container_statuses, &c.name);
+                ctrs.push(ctr);
             }
             for c in &spec.containers {
                 let rc = previous(&status.container_statuses, &c.name);
-                ctrs.push(Ctr::new(c.clone(), false, rc));
+                let mut ctr = Ctr::new(c.clone(), false, rc);
+                ctr.last = last_state(&status.container_statuses, &c.name);
+                ctrs.push(ctr);
             }
         }
         let mut transitions = BTreeMap::new();
@@ -465,6 +477,28 @@ impl Worker {
             })
             .unwrap_or(30);
         Duration::from_secs(secs.max(0) as u64)
+    }
+}
+
+/// A terminated state as the Pod's status reported it.
+fn terminated_state(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> ContainerState {
+    use skiff_runtime::TerminationReason as R;
+    let reason = match t.reason.as_deref() {
+        Some("Completed") => R::Completed,
+        Some("OOMKilled") => R::OomKilled,
+        Some("StartError") => R::StartError,
+        _ if t.exit_code == 0 => R::Completed,
+        _ => R::Error,
+    };
+    let at = |ts: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        ts.as_ref().map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0)
+    };
+    ContainerState::Terminated {
+        exit_code: t.exit_code,
+        reason,
+        message: t.message.clone().unwrap_or_default(),
+        started_at: at(&t.started_at),
+        finished_at: at(&t.finished_at),
     }
 }
 

@@ -597,7 +597,8 @@ async fn an_adopted_running_container_keeps_running_and_its_ip() {
     let pod = "spec: {restartPolicy: Always, initContainers: [{name: i, image: init:1.0}], \
                containers: [{name: c, image: app:1.0}]}\n\
                status: {podIP: 10.88.0.2, conditions: [{type: Initialized, status: 'True'}], \
-               containerStatuses: [{name: c, image: app:1.0, imageID: '', ready: true, restartCount: 2}]}";
+               containerStatuses: [{name: c, image: app:1.0, imageID: '', ready: true, restartCount: 2, \
+               lastState: {terminated: {exitCode: 7, reason: Error, finishedAt: '2026-01-01T00:00:00Z'}}}]}";
     let mut h = harness(pod);
     let ip: IpAddr = "10.88.0.77".parse().expect("ip");
     let started_at = jiff::Timestamp::now();
@@ -629,6 +630,11 @@ async fn an_adopted_running_container_keeps_running_and_its_ip() {
     let c = &st.container_statuses.as_ref().expect("statuses")[0];
     assert_eq!(state_str(c.state.as_ref().expect("state")), "running");
     assert_eq!(c.restart_count, 2);
+    // The run before is still shown.
+    assert_eq!(
+        state_str(c.last_state.as_ref().expect("last state")),
+        "terminated(7,Error)"
+    );
     assert!(
         !h.event_reasons()
             .iter()

@@ -94,27 +94,26 @@ fn write_etc(dir: &Path, spec: &PodSpec, hostname: &str) -> Result<()> {
 
 /// Ports with a listening TCP socket in the network namespace of process `pid`.
 fn listening_ports(pid: i32) -> Vec<u16> {
-    let mut ports = Vec::new();
-    for file in ["tcp", "tcp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).ok())
+        .flat_map(|text| parse_listening(&text))
+        .collect()
+}
+
+/// The local ports of the `LISTEN` (`0A`) sockets of a `/proc/net/tcp{,6}` table.
+fn parse_listening(text: &str) -> Vec<u16> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
             let mut f = line.split_whitespace();
-            let (Some(local), Some(st)) = (f.nth(1), f.nth(1)) else {
-                continue;
-            };
+            let (local, st) = (f.nth(1)?, f.nth(1)?);
             if st != "0A" {
-                continue; // not LISTEN
+                return None;
             }
-            if let Some((_, port)) = local.rsplit_once(':')
-                && let Ok(p) = u16::from_str_radix(port, 16)
-            {
-                ports.push(p);
-            }
-        }
-    }
-    ports
+            u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()
+        })
+        .collect()
 }
 
 impl OciPod {
@@ -641,6 +640,17 @@ impl PodSandbox for OciPod {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn listening_sockets_are_read_from_the_tcp_table() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0100007F:0050 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+   2: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0
+";
+        assert_eq!(parse_listening(table), vec![8080, 443]);
+        assert!(parse_listening("header only\n").is_empty());
+    }
 
     #[test]
     fn the_hosts_file_names_the_pod() {

@@ -123,6 +123,13 @@ pub(crate) async fn exec(state: &AppState, mut req: ResourceRequest) -> Result<R
     match upgrade_of(&req.headers) {
         Upgrade::WebSocket => {}
         Upgrade::Spdy => {
+            // kubectl falls back to SPDY when the websocket upgrade fails, so a container the
+            // node cannot run a command in is named here too.
+            if !running(&pod, &container) {
+                return Err(ApiError::bad_request(format!(
+                    "unable to upgrade connection: container not found ({container:?})"
+                )));
+            }
             return Err(ApiError::bad_request(
                 "SPDY is not supported by this server for pods/exec: use a websocket \
                  (kubectl 1.30 or later does by default; kubectl 1.29 with \
@@ -234,6 +241,25 @@ pub(crate) async fn exec(state: &AppState, mut req: ResourceRequest) -> Result<R
         .map_err(|e| ApiError::internal(format!("cannot build the upgrade response: {e}")))
 }
 
+/// True when the pod's status shows `container` running.
+fn running(pod: &Value, container: &str) -> bool {
+    [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ]
+    .iter()
+    .filter_map(|f| {
+        pod.pointer(&format!("/status/{f}"))
+            .and_then(Value::as_array)
+    })
+    .flatten()
+    .any(|c| {
+        c.get("name").and_then(Value::as_str) == Some(container)
+            && c.pointer("/state/running").is_some()
+    })
+}
+
 /// True when the raw query has a non-empty `key`.
 fn query_has(raw: Option<&str>, key: &str) -> bool {
     raw.unwrap_or("").split('&').any(|pair| {
@@ -263,6 +289,17 @@ mod tests {
             "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"
         );
         assert_eq!(container_of(&two, "p", Some("i")).unwrap(), "i");
+    }
+
+    #[test]
+    fn a_running_container_is_read_from_the_status() {
+        let pod = json!({"status": {"containerStatuses": [
+            {"name": "a", "state": {"running": {}}},
+            {"name": "b", "state": {"waiting": {}}}]}});
+        assert!(running(&pod, "a"));
+        assert!(!running(&pod, "b"));
+        assert!(!running(&pod, "c"));
+        assert!(!running(&json!({}), "a"));
     }
 
     #[test]

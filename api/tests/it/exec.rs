@@ -231,6 +231,24 @@ async fn spdy_bad_containers_and_missing_pods_get_kubernetes_statuses() {
     let (port, _) = setup(&api).await;
     let q = "command=date&stdout=true";
 
+    // SPDY: a container that is not running is named (kubectl falls back to SPDY when the
+    // websocket fails), a running one gets the refusal naming the websocket way.
+    let (code, body) = upgrade_call(&api, &format!("{EXEC}/one/exec?{q}"), "SPDY/3.1").await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (
+            400,
+            Some("unable to upgrade connection: container not found (\"c\")")
+        )
+    );
+    let (_, mut one) = api.call(Method::GET, &format!("{EXEC}/one"), None).await;
+    one["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "c",
+        "ready": true, "restartCount": 0, "image": "example/app:1", "imageID": "",
+        "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]});
+    let (code, body) = api
+        .call(Method::PUT, &format!("{EXEC}/one/status"), Some(one))
+        .await;
+    assert_eq!(code, 200, "{body}");
     let (code, body) = upgrade_call(&api, &format!("{EXEC}/one/exec?{q}"), "SPDY/3.1").await;
     assert_eq!(code, 400, "{body}");
     assert_eq!(body["kind"], "Status");

@@ -1,5 +1,5 @@
-//! `skiff node`: the node agent — registers a Node, runs the wasm pods bound to it and serves
-//! the node endpoint (logs, pod proxy).
+//! `skiff node`: the node agent — registers a Node, runs the pods bound to it (wasm, and Linux
+//! containers where it can: `--runtimes`) and serves the node endpoint (logs, pod proxy).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -8,8 +8,9 @@
 //!
 //! A node is built from parts ([`NodeConfig`]): a `kube::Client`, the backends
 //! ([`Runtimes`], chosen per pod by RuntimeClass handler) and the pod [`Network`] they share.
-//! [`NodeOptions`] builds those parts the way `skiff node` does: a kubeconfig, a data directory
-//! and the wasm backend.
+//! [`NodeOptions`] builds those parts the way `skiff node` does: a kubeconfig, a data directory,
+//! the wasm backend (the default) and the Linux container backend (`oci`) where the node can run
+//! it (root, runc/crun, cgroups); the Node's `OCIRuntimeReady` condition says which.
 
 mod convert;
 mod ctx;

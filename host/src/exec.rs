@@ -1,9 +1,10 @@
 //! The node's `GET /exec/{ns}/{pod}/{container}?command=..&stdin=..&stdout=..&stderr=..&tty=..`:
-//! Kubernetes' remotecommand over a websocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`). Each
-//! binary frame starts with its channel: 0 stdin, 1 stdout, 2 stderr, 3 the final `Status`
-//! (Success, or Failure with reason `NonZeroExitCode` and the code in `details.causes`), 4 a
-//! terminal resize (`{"Width":..,"Height":..}`), and in v5 255 closing a stream (stdin).
-//! The process comes from `PodSandbox::exec`; a runtime that cannot exec answers on channel 3.
+//! Kubernetes' remotecommand over a websocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`, and
+//! `v4.base64.channel.k8s.io` in text frames). Each binary frame starts with its channel:
+//! 0 stdin, 1 stdout, 2 stderr, 3 the final `Status` (Success, or Failure with reason
+//! `NonZeroExitCode` and the code in `details.causes`), 4 a terminal resize
+//! (`{"Width":..,"Height":..}`), and in v5 255 closing a stream (stdin). The process comes from
+//! `PodSandbox::exec`; a runtime that cannot exec answers on channel 3.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -18,8 +19,13 @@ use tokio::sync::mpsc;
 
 use crate::listener::{ListenerState, text};
 
-/// The subprotocols served, the preferred first.
-pub(crate) const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+/// The subprotocols served, the preferred first. In the base64 one every frame is text: the
+/// channel as a digit, then the data in base64.
+pub(crate) const PROTOCOLS: [&str; 3] = [
+    "v5.channel.k8s.io",
+    "v4.channel.k8s.io",
+    "v4.base64.channel.k8s.io",
+];
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -105,6 +111,7 @@ pub(crate) async fn exec(
         );
     };
     let v5 = protocol == PROTOCOLS[0];
+    let base64 = protocol == PROTOCOLS[2];
     let opts = options(&query);
     if opts.command.is_empty() {
         return text(
@@ -142,19 +149,68 @@ pub(crate) async fn exec(
     };
     let command = opts.command.clone();
     ws.on_upgrade(move |socket| async move {
-        serve(socket, v5, opts, process).await;
+        serve(socket, Framing { v5, base64 }, opts, process).await;
         tracing::debug!(%ns, %pod, %container, ?command, "exec ended");
     })
 }
 
+/// How the negotiated subprotocol frames the channels.
+#[derive(Debug, Clone, Copy, Default)]
+struct Framing {
+    /// 255 closes a stream.
+    v5: bool,
+    /// Text frames: the channel as a digit, the data in base64.
+    base64: bool,
+}
+
+impl Framing {
+    /// The frame to send (`msg` as `frame` builds it).
+    fn outgoing(self, msg: Message) -> Message {
+        use base64::Engine as _;
+        match msg {
+            Message::Binary(data) if self.base64 && !data.is_empty() => {
+                let mut text = char::from(b'0' + data[0] % 10).to_string();
+                text.push_str(&base64::engine::general_purpose::STANDARD.encode(&data[1..]));
+                Message::Text(text.into())
+            }
+            other => other,
+        }
+    }
+
+    /// A received frame's channel byte and data, in the binary form.
+    fn incoming(self, msg: Message) -> Option<Bytes> {
+        use base64::Engine as _;
+        match msg {
+            Message::Binary(data) if !self.base64 => Some(data),
+            Message::Text(text) if self.base64 => {
+                let text = text.as_str();
+                let channel = text.bytes().next()?.checked_sub(b'0')?;
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(&text[1..])
+                    .ok()?;
+                let mut out = vec![channel];
+                out.extend_from_slice(&data);
+                Some(Bytes::from(out))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Pumps the channels of one exec until the command ended (then sends its Status and closes) or
 /// the client went away.
-async fn serve(socket: WebSocket, v5: bool, opts: Options, process: Result<ExecProcess, String>) {
+async fn serve(
+    socket: WebSocket,
+    framing: Framing,
+    opts: Options,
+    process: Result<ExecProcess, String>,
+) {
+    let v5 = framing.v5;
     let (mut sink, mut source) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(16);
     let writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
-            if sink.send(msg).await.is_err() {
+            if sink.send(framing.outgoing(msg)).await.is_err() {
                 return;
             }
         }
@@ -185,10 +241,11 @@ async fn serve(socket: WebSocket, v5: bool, opts: Options, process: Result<ExecP
             let input = async move {
                 let mut stdin = stdin;
                 while let Some(Ok(msg)) = source.next().await {
-                    let data = match msg {
-                        Message::Binary(data) => data,
-                        Message::Close(_) => break,
-                        _ => continue,
+                    if let Message::Close(_) = msg {
+                        break;
+                    }
+                    let Some(data) = framing.incoming(msg) else {
+                        continue;
                     };
                     match data.first().copied() {
                         Some(STDIN) => {
@@ -289,11 +346,16 @@ mod tests {
                 let slot = slot.clone();
                 async move {
                     let ws = ws.protocols(PROTOCOLS);
-                    let v5 = ws
-                        .selected_protocol()
-                        .is_some_and(|p| p.as_bytes() == PROTOCOLS[0].as_bytes());
+                    let is = |i: usize| {
+                        ws.selected_protocol()
+                            .is_some_and(|p| p.as_bytes() == PROTOCOLS[i].as_bytes())
+                    };
+                    let framing = Framing {
+                        v5: is(0),
+                        base64: is(2),
+                    };
                     let (process, opts) = slot.lock().unwrap().take().expect("one exec");
-                    ws.on_upgrade(move |socket| serve(socket, v5, opts, process))
+                    ws.on_upgrade(move |socket| serve(socket, framing, opts, process))
                 }
             }),
         );
@@ -308,13 +370,32 @@ mod tests {
         let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
             .await
             .unwrap();
+        let base64 = protocol == PROTOCOLS[2];
         for frame in input {
-            ws.send(Client::Binary(frame.into())).await.unwrap();
+            let msg = if base64 {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&frame[1..]);
+                Client::Text(format!("{}{b64}", frame[0]).into())
+            } else {
+                Client::Binary(frame.into())
+            };
+            ws.send(msg).await.unwrap();
         }
         let mut frames = Vec::new();
         while let Some(Ok(msg)) = ws.next().await {
             match msg {
                 Client::Binary(data) => frames.push(data.to_vec()),
+                Client::Text(text) if base64 => {
+                    use base64::Engine as _;
+                    let text = text.as_str();
+                    let mut frame = vec![text.as_bytes()[0] - b'0'];
+                    frame.extend(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(&text[1..])
+                            .unwrap(),
+                    );
+                    frames.push(frame);
+                }
                 Client::Close(_) => break,
                 _ => {}
             }
@@ -350,8 +431,35 @@ mod tests {
         };
         let input = vec![b"\x00ping".to_vec(), vec![CLOSE, STDIN]];
         let frames = run(Ok(process), opts, PROTOCOLS[0], input).await;
-        assert_eq!(on(&frames, STDOUT), "ping");
-        assert_eq!(on(&frames, STDERR), "oops");
+        check_echo(&frames);
+    }
+
+    #[tokio::test]
+    async fn the_base64_protocol_frames_each_channel_as_text() {
+        // v4 has no stream close: the process's stdout ends on its own after the input.
+        let (stdin, stdout) = tokio::io::duplex(1024);
+        let stdout = tokio::io::AsyncReadExt::take(stdout, 4);
+        let process = ExecProcess {
+            stdin: Some(Box::pin(stdin)),
+            stdout: Some(Box::pin(stdout)),
+            stderr: Some(Box::pin(std::io::Cursor::new(b"oops".to_vec()))),
+            resize: None,
+            exit: Box::pin(async { Ok(3) }),
+        };
+        let opts = Options {
+            command: vec!["cat".into()],
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            tty: false,
+        };
+        let frames = run(Ok(process), opts, PROTOCOLS[2], vec![b"\x00ping".to_vec()]).await;
+        check_echo(&frames);
+    }
+
+    fn check_echo(frames: &[Vec<u8>]) {
+        assert_eq!(on(frames, STDOUT), "ping");
+        assert_eq!(on(frames, STDERR), "oops");
         let last = frames.last().expect("a status");
         assert_eq!(last[0], ERROR, "the status is the last frame");
         let status: Value = serde_json::from_slice(&last[1..]).unwrap();

@@ -1,5 +1,5 @@
 //! `pods/exec`: Kubernetes' remotecommand over a websocket (`v5.channel.k8s.io`,
-//! `v4.channel.k8s.io`). The API server checks the request (authorized as `create` too, the pod
+//! `v4.channel.k8s.io`, `v4.base64.channel.k8s.io`: the node chooses). The API server checks the request (authorized as `create` too, the pod
 //! and its container), opens an upgraded connection to the pod's node (`/exec/NS/POD/CONTAINER`
 //! with the same query and subprotocol, the server's bearer token), answers the client with the
 //! node's `101`, and splices the two connections without reading the frames. SPDY, which

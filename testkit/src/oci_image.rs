@@ -367,6 +367,9 @@ pub fn raw_tar(entries: &[Entry]) -> Result<Vec<u8>> {
                 (p, &[])
             }
         };
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
         let slot = &mut header.as_old_mut().name;
         if name.len() >= slot.len() {
             return Err(FixtureError::Layout(format!(
@@ -554,6 +557,23 @@ pub fn push(
     Ok(reference)
 }
 
+/// The layer digests of the manifest the registry holds for `reference` (`HOST:PORT/NAME:TAG`,
+/// plain HTTP), read with `skopeo inspect --raw`: skopeo compresses uncompressed layers on the
+/// way in, so these are not the layout's digests.
+pub fn pushed_layers(tools: &OciTools, reference: &str) -> Result<Vec<String>> {
+    let raw = run(Command::new(&tools.skopeo)
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}")))?;
+    let manifest: serde_json::Value = serde_json::from_str(&raw)
+        .map_err(|e| FixtureError::Layout(format!("the manifest of {reference}: {e}")))?;
+    Ok(manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["digest"].as_str().map(str::to_string))
+        .collect())
+}
+
 /// Flips the bytes of the blob `digest` in the data directory `store` of a `skiff registry`
 /// (`STORE/blobs/ALGO/XX/HEX`), keeping its length, so the registry serves content that no
 /// longer matches its digest.
@@ -603,6 +623,11 @@ mod tests {
             })
             .collect();
         assert_eq!(entries[0].0, b"../../x");
+        let mut again = tar::Archive::new(tar.as_slice());
+        for e in again.entries().unwrap() {
+            let header = e.unwrap().header().clone();
+            assert_eq!((header.uid().unwrap(), header.gid().unwrap()), (0, 0));
+        }
         assert_eq!(entries[1], (b"l".to_vec(), Some(b"/etc".to_vec())));
     }
 

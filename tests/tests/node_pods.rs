@@ -613,11 +613,11 @@ async fn a_runtime_class_this_node_does_not_run_is_refused_with_an_event() {
     let api: Api<k8s_openapi::api::node::v1::RuntimeClass> = Api::all(c.client.clone());
     // `wasm` exists from the server's start.
     let rc =
-        serde_yaml::from_str("metadata: {name: linux}\nhandler: oci").expect("a runtime class");
+        serde_yaml::from_str("metadata: {name: vm}\nhandler: kata").expect("a runtime class");
     api.create(&PostParams::default(), &rc)
         .await
         .expect("runtime class created");
-    for (pod, class) in [("on-oci", "linux"), ("on-wasm", "wasm")] {
+    for (pod, class) in [("on-kata", "vm"), ("on-wasm", "wasm")] {
         create_pod(&c, &format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}}}\nspec:\n  nodeName: NODE\n  \
              runtimeClassName: {class}\n  containers: [{{name: c, image: {hello}, ports: [{{containerPort: 8080}}]}}]\n"
@@ -628,7 +628,7 @@ async fn a_runtime_class_this_node_does_not_run_is_refused_with_an_event() {
         (phase(p) == Some("Running")).then_some(())
     })
     .await;
-    let w = wait_pod(&c, "on-oci", "a waiting reason", |p| {
+    let w = wait_pod(&c, "on-kata", "a waiting reason", |p| {
         let w = container(p, "c")?.state?.waiting?;
         w.message.is_some().then_some(w)
     })
@@ -636,10 +636,10 @@ async fn a_runtime_class_this_node_does_not_run_is_refused_with_an_event() {
     assert!(
         w.message
             .as_deref()
-            .is_some_and(|m| m.contains("no runtime for \"oci\"")),
+            .is_some_and(|m| m.contains("no runtime for \"kata\"")),
         "{w:?}"
     );
-    let events = c.events_about("default", "on-oci").await;
+    let events = c.events_about("default", "on-kata").await;
     assert!(
         events
             .iter()

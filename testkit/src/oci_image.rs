@@ -3,8 +3,8 @@
 //! variants — a missing entrypoint, a layer whose stored blob no longer matches its digest, layers
 //! whose tar escapes the root (`../` paths, an absolute symlink followed by a file through it).
 //!
-//! The busybox layout is built once per process and shared ([`busybox`]); the variants are
-//! small and built per call. Every function takes the tools' paths ([`OciTools`]): finding them
+//! The busybox layout is built once per machine and busybox binary, and shared ([`busybox`]);
+//! the variants are small and built per call into the caller's directory. Every function takes the tools' paths ([`OciTools`]): finding them
 //! (and skipping when one is missing) is the caller's business.
 
 use std::path::{Path, PathBuf};
@@ -263,8 +263,13 @@ pub fn configure(tools: &OciTools, dir: &Path, tag: &str, settings: &ImageSettin
     Ok(())
 }
 
-/// The process's busybox image with [`ImageSettings::busybox`], built on first use into a
-/// directory that lives as long as the process.
+/// Bumped when [`build_busybox`] changes what it builds, so a cached layout is not reused.
+const BUSYBOX_FIXTURE_VERSION: &str = "1";
+
+/// The busybox image with [`ImageSettings::busybox`], tagged `latest`: built once per machine
+/// and busybox binary into `$TMPDIR/skiff-oci-busybox-KEY` (KEY from the binary's digest and
+/// the fixture's version; built in a scratch directory and renamed into place, so concurrent
+/// test processes share one complete copy), then remembered by this process.
 pub fn busybox(tools: &OciTools) -> Result<Layout> {
     static CACHE: OnceLock<Mutex<Option<Layout>>> = OnceLock::new();
     let mut cached = CACHE
@@ -274,19 +279,38 @@ pub fn busybox(tools: &OciTools) -> Result<Layout> {
     if let Some(layout) = &*cached {
         return Ok(layout.clone());
     }
-    let work = io(
-        || "a directory for the busybox image".into(),
-        tempfile::Builder::new()
-            .prefix("skiff-oci-image-")
-            .tempdir(),
-    )?
-    .keep();
-    let layout = build_busybox(
-        tools,
-        &work.join("layout"),
-        "latest",
-        &ImageSettings::busybox(),
+    let binary = io(
+        || format!("reading {}", tools.busybox.display()),
+        std::fs::read(&tools.busybox),
     )?;
+    let mut key = Sha256::new();
+    key.update(BUSYBOX_FIXTURE_VERSION.as_bytes());
+    key.update(&binary);
+    let key = hex::encode(key.finalize());
+    let tmp = std::env::temp_dir();
+    let home = tmp.join(format!("skiff-oci-busybox-{}", &key[..16]));
+    let layout = match Layout::read(&home.join("layout"), "latest") {
+        Ok(layout) => layout,
+        Err(_) => {
+            let scratch = io(
+                || "a directory for the busybox image".into(),
+                tempfile::Builder::new()
+                    .prefix("skiff-oci-busybox-build-")
+                    .tempdir_in(&tmp),
+            )?;
+            build_busybox(
+                tools,
+                &scratch.path().join("layout"),
+                "latest",
+                &ImageSettings::busybox(),
+            )?;
+            // Another process may have won the race: its copy is as good as this one.
+            if std::fs::rename(scratch.path(), &home).is_ok() {
+                let _ = scratch.keep();
+            }
+            Layout::read(&home.join("layout"), "latest")?
+        }
+    };
     *cached = Some(layout.clone());
     Ok(layout)
 }

@@ -612,8 +612,7 @@ async fn a_runtime_class_this_node_does_not_run_is_refused_with_an_event() {
     let hello = c.push("hello-http/hello-http.wasm", "samples/hello-http:1.0");
     let api: Api<k8s_openapi::api::node::v1::RuntimeClass> = Api::all(c.client.clone());
     // `wasm` exists from the server's start.
-    let rc =
-        serde_yaml::from_str("metadata: {name: vm}\nhandler: kata").expect("a runtime class");
+    let rc = serde_yaml::from_str("metadata: {name: vm}\nhandler: kata").expect("a runtime class");
     api.create(&PostParams::default(), &rc)
         .await
         .expect("runtime class created");

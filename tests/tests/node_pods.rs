@@ -137,7 +137,24 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
         .expect("the node is registered");
     let labels = node.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels["kubernetes.io/hostname"], NODE);
-    assert_eq!(labels[skiff_meta::names::RUNTIME_LABEL], "wasm");
+    // `wasm` always; `oci` exactly when the node says its Linux container runtime is ready
+    // (root with a runtime binary).
+    let handlers: Vec<&str> = labels[skiff_meta::names::RUNTIME_LABEL]
+        .split('.')
+        .collect();
+    assert!(handlers.contains(&"wasm"), "{handlers:?}");
+    let oci_ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "OCIRuntimeReady"))
+        .map(|c| c.status == "True");
+    assert!(oci_ready.is_some(), "no OCIRuntimeReady condition");
+    assert_eq!(
+        handlers.contains(&"oci"),
+        oci_ready == Some(true),
+        "{handlers:?}"
+    );
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert_eq!(labels["topology.kubernetes.io/zone"], "zone-a");
     let status = node.status.clone().expect("node status");

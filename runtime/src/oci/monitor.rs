@@ -143,6 +143,9 @@ pub async fn create(
         .arg("--root")
         .arg("--runtime-arg")
         .arg(bin.root())
+        // conmon writes an `oom` marker file into its working directory when the container is
+        // OOM-killed: keep it in the bundle, never in the node's own directory.
+        .current_dir(&paths.bundle)
         .env("_OCI_SYNCPIPE", "3")
         .stdin(Stdio::null())
         .stdout(writer)

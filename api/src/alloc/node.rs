@@ -174,6 +174,16 @@ pub(super) async fn allocate(
                 .map(|o| o.name)
                 .unwrap_or_default();
             release_taken(state, mine).await;
+            if old.is_none() && other == write.name {
+                // A create of a Node that exists (a restarted node registering again with its
+                // `--pod-cidr`): the conflict is the name, as the store would say, so the node
+                // updates the Node it has instead of being told it overlaps itself.
+                return Err(ApiError::already_exists(
+                    write.kind.group,
+                    write.kind.plural,
+                    write.name,
+                ));
+            }
             return Err(refuse(
                 write,
                 "spec.podCIDR",

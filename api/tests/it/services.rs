@@ -413,6 +413,13 @@ async fn nodes_get_distinct_pod_cidrs_and_an_overlapping_one_is_refused() {
         .await;
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["spec"]["podCIDR"], "10.244.7.0/24");
+    // The same node creating its Node again (a restarted `skiff node --pod-cidr`) is told the
+    // Node exists, not that it overlaps itself.
+    let (code, body) = api
+        .call(Method::POST, NODES, Some(node("n4", Some("10.244.7.0/24"))))
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["reason"], "AlreadyExists", "{body}");
 
     // Re-registering (a merge patch of labels) keeps the CIDR; changing it is refused.
     let (code, body) = api

@@ -40,6 +40,11 @@ enum BenchWhat {
     ///
     /// Example: skiff bench services --rounds 3 --cold-starts 50 --updates 50
     Services(crate::bench_services::ServicesBenchArgs),
+    /// Benchmark Linux container pods against wasm pods on a real node (root only): create ->
+    /// Running side by side, memory per idle pod, where the container's start time goes.
+    ///
+    /// Example: skiff bench oci --pods 30 --append BENCHMARKS.md
+    Oci(crate::bench_oci::OciBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -67,6 +72,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Scheduler(a) => crate::bench_scheduler::run(a).await,
         BenchWhat::Pods(a) => crate::bench_pods::run(a).await,
         BenchWhat::Services(a) => crate::bench_services::run(a).await,
+        BenchWhat::Oci(a) => crate::bench_oci::run(a).await,
     }
 }
 

@@ -28,9 +28,9 @@ use serde_json::json;
 use crate::bench::{machine_description, ms, percentile};
 
 /// The hello sample (the same file `skiff up` seeds into its registry).
-const HELLO_WASM: &[u8] = include_bytes!("../../samples/hello-http/hello-http.wasm");
-const NAMESPACE: &str = "bench";
-const NODE: &str = "bench-node";
+pub(crate) const HELLO_WASM: &[u8] = include_bytes!("../../samples/hello-http/hello-http.wasm");
+pub(crate) const NAMESPACE: &str = "bench";
+pub(crate) const NODE: &str = "bench-node";
 const PORT: u16 = 8080;
 
 #[derive(clap::Args)]
@@ -106,13 +106,13 @@ pub(crate) async fn get(http: &Http, url: &str, token: Option<&str>) -> (u16, By
     }
 }
 
-async fn kube_client(kubeconfig: &Path) -> Result<kube::Client> {
+pub(crate) async fn kube_client(kubeconfig: &Path) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }
 
-fn hello_pod(name: &str, image: &str) -> Result<Pod> {
+pub(crate) fn hello_pod(name: &str, image: &str) -> Result<Pod> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -130,7 +130,7 @@ fn hello_pod(name: &str, image: &str) -> Result<Pod> {
 }
 
 /// Resident set size of a process from `/proc/PID/status`, in bytes.
-fn rss_bytes(pid: u32) -> Result<u64> {
+pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status
@@ -144,10 +144,10 @@ fn rss_bytes(pid: u32) -> Result<u64> {
 
 /// When each pod of the namespace was first seen Running, from one watch.
 #[derive(Clone, Default)]
-struct RunningTimes(Arc<Mutex<HashMap<String, Instant>>>);
+pub(crate) struct RunningTimes(Arc<Mutex<HashMap<String, Instant>>>);
 
 impl RunningTimes {
-    fn get(&self, name: &str) -> Option<Instant> {
+    pub(crate) fn get(&self, name: &str) -> Option<Instant> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -155,7 +155,7 @@ impl RunningTimes {
             .copied()
     }
 
-    fn count_prefix(&self, prefix: &str) -> usize {
+    pub(crate) fn count_prefix(&self, prefix: &str) -> usize {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -164,7 +164,7 @@ impl RunningTimes {
             .count()
     }
 
-    async fn watch(self, api: Api<Pod>) {
+    pub(crate) async fn watch(self, api: Api<Pod>) {
         let stream = watcher::watcher(api, watcher::Config::default())
             .default_backoff()
             .applied_objects();
@@ -184,13 +184,13 @@ impl RunningTimes {
 }
 
 /// The node child process.
-struct NodeProcess {
-    child: tokio::process::Child,
-    pid: u32,
-    addr: SocketAddr,
+pub(crate) struct NodeProcess {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) pid: u32,
+    pub(crate) addr: SocketAddr,
 }
 
-async fn spawn_node(
+pub(crate) async fn spawn_node(
     kubeconfig: &Path,
     dir: &Path,
     registry: SocketAddr,

@@ -431,6 +431,13 @@ impl Node {
             .arg(dir.join("data"))
             .arg("--ready-file")
             .arg(&ready_file)
+            // Linux containers only where a test asks for them: a node running `oci` puts a
+            // bridge and addresses on the host, which tests running side by side must not share.
+            .args(if extra.contains(&"--runtimes") {
+                &[][..]
+            } else {
+                &["--runtimes", "wasm"][..]
+            })
             .args(extra)
             .env(
                 "SKIFF_LOG",

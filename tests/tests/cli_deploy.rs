@@ -61,6 +61,8 @@ async fn skiff_deploy_prints_a_url_that_answers_and_redeploys_without_a_failed_r
         .arg("up")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
+        // No Linux containers: their bridge and addresses live on the host, shared by tests.
+        .args(["--runtimes", "wasm"])
         .args([
             "--listen",
             "127.0.0.1:0",

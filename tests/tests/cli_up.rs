@@ -32,6 +32,8 @@ async fn up_names_what_it_serves_in_its_ready_file() {
         .arg("up")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
+        // No Linux containers: their bridge and addresses live on the host, shared by tests.
+        .args(["--runtimes", "wasm"])
         .args([
             "--listen",
             "127.0.0.1:0",

@@ -91,6 +91,69 @@ pub(crate) fn unsupported(pod: &Pod, c: &Container) -> Option<String> {
             "host namespaces (hostNetwork, hostPID, hostIPC) are not supported by this node".into(),
         );
     }
+    // What Pod Security admission lets through in a `privileged` namespace and this node cannot
+    // honour: refused, never silently ignored.
+    let name = &c.name;
+    if let Some(p) = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.host_port.is_some_and(|h| h != 0))
+    {
+        return Some(format!(
+            "container {name}: hostPort {} is not supported by this node",
+            p.host_port.unwrap_or_default()
+        ));
+    }
+    let csc = c.security_context.as_ref();
+    let psc = spec.and_then(|s| s.security_context.as_ref());
+    if csc
+        .and_then(|s| s.proc_mount.as_deref())
+        .is_some_and(|m| m != "Default")
+    {
+        return Some(format!(
+            "container {name}: securityContext.procMount other than Default is not supported by this node"
+        ));
+    }
+    if csc.and_then(|s| s.se_linux_options.as_ref()).is_some()
+        || psc.and_then(|s| s.se_linux_options.as_ref()).is_some()
+    {
+        return Some(format!(
+            "container {name}: seLinuxOptions are not supported by this node"
+        ));
+    }
+    let localhost = |t: Option<&str>| t == Some("Localhost");
+    if localhost(
+        csc.and_then(|s| s.seccomp_profile.as_ref())
+            .map(|p| p.type_.as_str()),
+    ) || localhost(
+        psc.and_then(|s| s.seccomp_profile.as_ref())
+            .map(|p| p.type_.as_str()),
+    ) {
+        return Some(format!(
+            "container {name}: Localhost seccomp profiles are not supported by this node"
+        ));
+    }
+    if localhost(
+        csc.and_then(|s| s.app_armor_profile.as_ref())
+            .map(|p| p.type_.as_str()),
+    ) || localhost(
+        psc.and_then(|s| s.app_armor_profile.as_ref())
+            .map(|p| p.type_.as_str()),
+    ) {
+        return Some(format!(
+            "container {name}: Localhost AppArmor profiles are not supported by this node"
+        ));
+    }
+    if psc
+        .and_then(|s| s.sysctls.as_ref())
+        .is_some_and(|v| !v.is_empty())
+    {
+        return Some("sysctls are not supported by this node".into());
+    }
+    if spec.and_then(|s| s.host_users) == Some(false) {
+        return Some("user namespaces (hostUsers: false) are not supported by this node".into());
+    }
     None
 }
 
@@ -452,5 +515,54 @@ spec:
         assert!(root.contains("non-root"), "{root}");
         assert!(unsupported(&p, &cs[3]).is_some());
         assert!(unsupported(&p, &cs[0]).is_none());
+    }
+
+    #[test]
+    fn what_the_node_cannot_honour_is_refused() {
+        let cases = [
+            ("hostNetwork: true", "", "host namespaces"),
+            (
+                "",
+                "ports: [{containerPort: 80, hostPort: 8080}]",
+                "hostPort 8080",
+            ),
+            ("", "securityContext: {procMount: Unmasked}", "procMount"),
+            (
+                "securityContext: {seLinuxOptions: {level: s0}}",
+                "",
+                "seLinuxOptions",
+            ),
+            (
+                "",
+                "securityContext: {seccompProfile: {type: Localhost, localhostProfile: p.json}}",
+                "seccomp",
+            ),
+            (
+                "securityContext: {appArmorProfile: {type: Localhost, localhostProfile: p}}",
+                "",
+                "AppArmor",
+            ),
+            (
+                "securityContext: {sysctls: [{name: net.core.somaxconn, value: '1024'}]}",
+                "",
+                "sysctls",
+            ),
+            ("hostUsers: false", "", "hostUsers"),
+        ];
+        for (pod_field, container_field, want) in cases {
+            let p = pod(&format!(
+                "metadata: {{name: p}}\nspec:\n  {pod_field}\n  containers:\n  - name: c\n    image: x\n    {container_field}\n"
+            ));
+            let c = &p.spec.as_ref().expect("spec").containers[0];
+            let why = unsupported(&p, c).unwrap_or_default();
+            assert!(why.contains(want), "{pod_field} {container_field}: {why:?}");
+        }
+        let p = pod(
+            "metadata: {name: p}\nspec:\n  securityContext: {seccompProfile: {type: RuntimeDefault}}\n  containers: [{name: c, image: x, ports: [{containerPort: 80}]}]\n",
+        );
+        assert_eq!(
+            unsupported(&p, &p.spec.as_ref().expect("spec").containers[0]),
+            None
+        );
     }
 }

@@ -440,11 +440,18 @@ async fn measure(
     ));
     rows.push(Row(
         format!("memory per idle wasm hello pod ({} pods)", args.pods),
-        format!(
-            "**{}** (node RSS growth); OCI / wasm {:.0}x",
-            mib(wasm_per_pod),
-            oci_per_pod / wasm_per_pod.max(1.0)
-        ),
+        if wasm_per_pod >= 1024.0 {
+            format!(
+                "**{:.0} KiB** (node RSS growth); OCI / wasm {:.0}x",
+                wasm_per_pod / 1024.0,
+                oci_per_pod / wasm_per_pod
+            )
+        } else {
+            format!(
+                "node RSS grew {:.0} KiB per pod, below what RSS resolves; no ratio",
+                wasm_per_pod / 1024.0
+            )
+        },
     ));
     rows.push(Row(
         "node RSS per OCI pod besides its cgroup and conmon (estimate)".into(),
@@ -584,12 +591,20 @@ fn phases(
         config["linux"]["namespaces"] = json!(namespaces);
         std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
         let id = format!("skiff-bench-{me}-{r}");
-        let runc = |args: &[&str]| {
+        // The container inherits runc's stdio: a file, not a pipe this process would wait on.
+        let log = bundle.join("runc.log");
+        let runc = |args: &[&str]| -> Result<Command> {
             let mut c = Command::new("runc");
-            c.arg("--root").arg(&state).args(args).stdout(Stdio::null());
-            c
+            c.arg("--root")
+                .arg(&state)
+                .args(["--log"])
+                .arg(&log)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(bundle.join("stderr"))?);
+            Ok(c)
         };
-        create.push(timed(runc(&["create", "--bundle"]).arg(&bundle).arg(&id))?);
+        create.push(timed(runc(&["create", "--bundle"])?.arg(&bundle).arg(&id))?);
         undo.push(&[
             "runc",
             "--root",
@@ -598,8 +613,8 @@ fn phases(
             "-f",
             &id,
         ]);
-        start.push(timed(&mut runc(&["start", &id]))?);
-        delete.push(timed(&mut runc(&["delete", "-f", &id]))?);
+        start.push(timed(&mut runc(&["start", &id])?)?);
+        delete.push(timed(&mut runc(&["delete", "-f", &id])?)?);
     }
     drop(undo);
     let _ = cgroup::remove(version, Path::new(&cgroup_parent));

@@ -638,3 +638,68 @@ fn phases(
         text,
     )])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busybox_pods_ask_for_the_oci_class_on_the_bench_node() {
+        let pod = busybox_pod("oci-0", "127.0.0.1:5000/bench/busybox:1.0").unwrap();
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.runtime_class_name.as_deref(), Some("oci"));
+        assert_eq!(spec.node_name.as_deref(), Some(NODE));
+        assert_eq!(
+            spec.containers[0].command.as_deref(),
+            Some(&["httpd", "-f", "-p", "8080", "-h", "/www"].map(String::from)[..])
+        );
+    }
+
+    /// The outside timing of the start phases runs the real tools and undoes what it made.
+    #[test]
+    fn root_bench_oci_phases_leave_nothing_behind() {
+        let test = "root_bench_oci_phases_leave_nothing_behind";
+        let required = std::env::var_os("SKIFF_REQUIRE_TOOLS").is_some();
+        if !is_root() {
+            eprintln!("SKIPPED {test}: the start phases need root (namespaces, cgroups, mounts)");
+            return;
+        }
+        let found = (|| {
+            for (name, package) in [("runc", "runc"), ("ip", "iproute2")] {
+                tool(name, package)?;
+            }
+            Ok::<_, anyhow::Error>(OciTools {
+                umoci: tool("umoci", "umoci")?,
+                skopeo: tool("skopeo", "skopeo")?,
+                busybox: tool("busybox", "busybox-static")?,
+            })
+        })();
+        let tools = match found {
+            Ok(t) => t,
+            Err(e) if !required => {
+                eprintln!("SKIPPED {test}: {e}");
+                return;
+            }
+            Err(e) => panic!("{test}: {e}"),
+        };
+        let layout = oci_image::busybox(&tools).expect("the busybox image builds");
+        let work = tempfile::tempdir().unwrap();
+        let rows = phases(1, &tools, &layout, work.path()).expect("the phases run");
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].1.contains("runc create"), "{}", rows[0].1);
+        let me = std::process::id() % 10_000;
+        let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        let netns = String::from_utf8_lossy(&netns.stdout);
+        assert!(!netns.contains(&format!("skiff-bench-{me}-0")), "{netns}");
+        let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+        let links = String::from_utf8_lossy(&links.stdout);
+        assert!(!links.contains(&format!("sbh{me}x0")), "{links}");
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!mounts.contains(work.path().to_str().unwrap()), "{mounts}");
+        let parent = format!("skiff-bench-{}", std::process::id());
+        for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            assert!(!controller.path().join(&parent).exists());
+        }
+        assert!(!Path::new("/sys/fs/cgroup").join(&parent).exists());
+    }
+}

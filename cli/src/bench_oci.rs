@@ -84,22 +84,17 @@ async fn create_to_running(pods: &Api<Pod>, running: &RunningTimes, pod: &Pod) -
     let t = Instant::now();
     pods.create(&PostParams::default(), pod).await?;
     let deadline = t + Duration::from_secs(120);
-    loop {
-        if let Some(at) = running.get(&name) {
-            return Ok(at.saturating_duration_since(t));
-        }
-        if Instant::now() > deadline {
-            let phase = pods
-                .get(&name)
-                .await
-                .ok()
-                .and_then(|p| p.status)
-                .map(|s| format!("{:?} {:?}", s.phase, s.container_statuses))
-                .unwrap_or_default();
-            bail!("pod {name} was not seen Running within 120 s: {phase}");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    if let Some(at) = running.running_at(&name, deadline).await {
+        return Ok(at.saturating_duration_since(t));
     }
+    let phase = pods
+        .get(&name)
+        .await
+        .ok()
+        .and_then(|p| p.status)
+        .map(|s| format!("{:?} {:?}", s.phase, s.container_statuses))
+        .unwrap_or_default();
+    bail!("pod {name} was not seen Running within 120 s: {phase}");
 }
 
 /// Sends SIGTERM to `pid` (the node removes its pods' containers and its bridge) and waits.

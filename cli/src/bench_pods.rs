@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -142,26 +142,33 @@ pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
         .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
 }
 
-/// When each pod of the namespace was first seen Running, from one watch.
-#[derive(Clone, Default)]
-pub(crate) struct RunningTimes(Arc<Mutex<HashMap<String, Instant>>>);
+/// When each pod of the namespace was first seen Running, from one watch; waiters are woken by
+/// each change, never by a timer.
+#[derive(Clone)]
+pub(crate) struct RunningTimes(Arc<tokio::sync::watch::Sender<HashMap<String, Instant>>>);
+
+impl Default for RunningTimes {
+    fn default() -> Self {
+        RunningTimes(Arc::new(tokio::sync::watch::Sender::new(HashMap::new())))
+    }
+}
 
 impl RunningTimes {
-    pub(crate) fn get(&self, name: &str) -> Option<Instant> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .copied()
+    /// When pod `name` was first seen Running, waiting for it until `deadline`.
+    pub(crate) async fn running_at(&self, name: &str, deadline: Instant) -> Option<Instant> {
+        let mut rx = self.0.subscribe();
+        let seen = tokio::time::timeout_at(deadline.into(), rx.wait_for(|m| m.contains_key(name)));
+        seen.await.ok()?.ok()?.get(name).copied()
     }
 
-    pub(crate) fn count_prefix(&self, prefix: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .count()
+    /// Waits until at least `target` pods named `prefix…` were seen Running or `deadline`
+    /// passes; the count seen.
+    pub(crate) async fn wait_count(&self, prefix: &str, target: usize, deadline: Instant) -> usize {
+        let count =
+            |m: &HashMap<String, Instant>| m.keys().filter(|k| k.starts_with(prefix)).count();
+        let mut rx = self.0.subscribe();
+        let _ = tokio::time::timeout_at(deadline.into(), rx.wait_for(|m| count(m) >= target)).await;
+        count(&self.0.borrow())
     }
 
     pub(crate) async fn watch(self, api: Api<Pod>) {
@@ -173,11 +180,13 @@ impl RunningTimes {
             let Ok(pod) = ev else { continue };
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
             if let (true, Some(name)) = (running, pod.metadata.name) {
-                self.0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(name)
-                    .or_insert_with(Instant::now);
+                self.0.send_if_modified(|m| {
+                    if m.contains_key(&name) {
+                        return false;
+                    }
+                    m.insert(name, Instant::now());
+                    true
+                });
             }
         }
     }
@@ -563,14 +572,8 @@ async fn measure(
         }
         to_serving.push(t.elapsed());
         let deadline = Instant::now() + Duration::from_secs(30);
-        let at = loop {
-            if let Some(at) = running.get(&name) {
-                break at;
-            }
-            if Instant::now() > deadline {
-                bail!("pod {name} was not seen Running within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let Some(at) = running.running_at(&name, deadline).await else {
+            bail!("pod {name} was not seen Running within 30 s");
         };
         to_running.push(at.saturating_duration_since(t));
     }
@@ -614,15 +617,9 @@ async fn measure(
         create_many(pods, image, created, target, args.concurrency).await?;
         let created_in = t.elapsed();
         let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let n = running.count_prefix("idle-");
-            if n >= target {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("only {n} of {target} idle pods Running after 600 s");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let n = running.wait_count("idle-", target, deadline).await;
+        if n < target {
+            bail!("only {n} of {target} idle pods Running after 600 s");
         }
         let all_running = t.elapsed();
         let (ok, failed) = answer_all(http, node.addr, token, target, args.concurrency).await;

@@ -353,7 +353,7 @@ async fn root_oci_a_wasm_and_a_busybox_container_share_localhost() {
     let hello = o.wasm("hello-http:1.0");
     let script = "until (printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | nc 127.0.0.1 8080 > /tmp/answer; \
                   grep -q 'Hello from Skiff' /tmp/answer; do sleep 1; done; \
-                  echo reached localhost; cat /tmp/answer; exec sleep 3600";
+                  cat /tmp/answer; echo reached localhost; exec sleep 3600";
     let script = serde_json::to_string(script).unwrap();
     o.c.apply(&format!(
         r#"

@@ -50,7 +50,23 @@ pub(crate) async fn authenticate(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    match token.and_then(|t| user_of_token(&state, t)).cloned() {
+    let user = match token {
+        Some(token) => match user_of_token(&state, token) {
+            Some(user) => Some(user.clone()),
+            None => {
+                let mut found = None;
+                for authenticator in &state.token_authenticators {
+                    if let Some(user) = authenticator.authenticate(&state, token).await {
+                        found = Some(user);
+                        break;
+                    }
+                }
+                found
+            }
+        },
+        None => None,
+    };
+    match user {
         Some(user) => {
             request.extensions_mut().insert(user);
             next.run(request).await

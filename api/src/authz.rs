@@ -49,10 +49,11 @@ pub(crate) fn check_verb(
         subresource: req.subresource.as_deref(),
         namespace: req.namespace.as_deref(),
         name: req.name.as_deref(),
+        path: None,
     };
     match authorizer.authorize(&attributes) {
         Decision::Allow => Ok(()),
-        Decision::Deny(reason) => {
+        Decision::Deny(reason) | Decision::NoOpinion(reason) => {
             let resource = match attributes.subresource {
                 Some(sub) => format!("{}/{sub}", attributes.resource),
                 None => attributes.resource.to_string(),
@@ -61,8 +62,13 @@ pub(crate) fn check_verb(
                 Some(ns) => format!(" in the namespace \"{ns}\""),
                 None => " at the cluster scope".to_string(),
             };
+            let reason = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            };
             Err(ApiError::forbidden(format!(
-                "{resource}{} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\"{scope}: {reason}",
+                "{resource}{} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\"{scope}{reason}",
                 attributes
                     .name
                     .map(|n| format!(" \"{n}\""))
@@ -72,5 +78,70 @@ pub(crate) fn check_verb(
                 attributes.group,
             )))
         }
+    }
+}
+
+/// Kubernetes' union authorizer: asks each in order; the first `Allow` or `Deny` decides, and
+/// when all have no opinion the request is refused with their non-empty reasons joined by `, `.
+/// `rules` joins the rules of every member that can list them (`None` if any cannot).
+pub struct Union(pub Vec<std::sync::Arc<dyn Authorizer>>);
+
+impl Authorizer for Union {
+    fn authorize(&self, attributes: &Attributes<'_>) -> Decision {
+        let mut reasons = Vec::new();
+        for authorizer in &self.0 {
+            match authorizer.authorize(attributes) {
+                Decision::NoOpinion(reason) => {
+                    if !reason.is_empty() {
+                        reasons.push(reason);
+                    }
+                }
+                decided => return decided,
+            }
+        }
+        Decision::NoOpinion(reasons.join(", "))
+    }
+
+    fn rules(&self, user: &crate::UserInfo, namespace: &str) -> Option<crate::Rules> {
+        let mut all = crate::Rules::default();
+        for authorizer in &self.0 {
+            let rules = authorizer.rules(user, namespace)?;
+            all.resource.extend(rules.resource);
+            all.non_resource.extend(rules.non_resource);
+        }
+        Some(all)
+    }
+}
+
+/// Kubernetes' privileged-group authorizer: members of `system:masters` may do anything; everyone
+/// else gets no opinion. It comes first in the server's union.
+pub struct Masters;
+
+impl Authorizer for Masters {
+    fn authorize(&self, attributes: &Attributes<'_>) -> Decision {
+        if attributes.user.in_group(crate::state::MASTERS) {
+            Decision::Allow
+        } else {
+            Decision::NoOpinion(String::new())
+        }
+    }
+
+    fn rules(&self, user: &crate::UserInfo, _namespace: &str) -> Option<crate::Rules> {
+        if !user.in_group(crate::state::MASTERS) {
+            return Some(crate::Rules::default());
+        }
+        let all = || vec!["*".to_string()];
+        Some(crate::Rules {
+            resource: vec![crate::ResourceRule {
+                verbs: all(),
+                api_groups: all(),
+                resources: all(),
+                resource_names: Vec::new(),
+            }],
+            non_resource: vec![crate::NonResourceRule {
+                verbs: all(),
+                non_resource_urls: all(),
+            }],
+        })
     }
 }

@@ -62,6 +62,7 @@ async fn ensure(
         name: &name,
         user,
         dry_run: false,
+        subresource: None,
     };
     registry::guaranteed_update(state, &write, |current| {
         Ok(match current {

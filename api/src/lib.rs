@@ -38,10 +38,12 @@ mod watch;
 pub use alloc::{Ipv4Cidr, NetworkConfig, PortRange, RangeError};
 pub use app::{AppState, app};
 pub use auth::UserInfo;
+pub use authz::{Masters, Union};
 pub use error::{ApiError, StatusReason};
 pub use server::{ServerHandle, ServerOptions, start, start_with_store};
 pub use state::{
     AllowAuthenticated, Attributes, Authorizer, Decision, NonResourceRule, ResourceRule, Rules,
+    TokenAuthenticator,
 };
 
 /// The Kubernetes version whose API this server speaks.

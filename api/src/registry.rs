@@ -31,6 +31,10 @@ pub(crate) struct Write<'a> {
     pub(crate) user: &'a UserInfo,
     /// `dryRun=All`: everything but the store write happens.
     pub(crate) dry_run: bool,
+    /// The subresource written (`status`, `scale`, `binding`, `eviction`), as admission sees it
+    /// (NodeRestriction lets a node write only its own pods' `status`).
+    #[allow(dead_code)]
+    pub(crate) subresource: Option<&'a str>,
 }
 
 impl Write<'_> {
@@ -460,6 +464,7 @@ pub(crate) async fn ensure_namespace(
         name,
         user,
         dry_run: false,
+        subresource: None,
     };
     let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
     let prepared = prepare_create(

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::registry::map_validation;
 use crate::request::ResourceRequest;
 use crate::respond::json_response;
-use crate::state::{AUTHENTICATED, AppState, Attributes, Decision, Rules, UserInfo};
+use crate::state::{AppState, Attributes, Decision, Rules, UserInfo};
 
 /// What the server can send instead of a Table (Kubernetes' serializer media types).
 const ACCEPTED: &str = "application/json, application/yaml, application/vnd.kubernetes.protobuf";
@@ -184,11 +184,12 @@ fn subject(spec: &Value) -> UserInfo {
     UserInfo {
         name: str_at(spec, "/user").to_string(),
         groups: strings(spec, "/groups"),
+        uid: str_at(spec, "/uid").to_string(),
+        ..UserInfo::default()
     }
 }
 
-/// An access review's status, from the authorizer. Non-resource URLs (discovery, OpenAPI,
-/// version, health) are served to every authenticated user, as this server does.
+/// An access review's status, from the authorizer (resource or non-resource attributes).
 fn access(state: &AppState, user: &UserInfo, spec: &Value) -> Value {
     let decision = match spec.get("resourceAttributes").filter(|v| !v.is_null()) {
         Some(ra) => {
@@ -201,14 +202,27 @@ fn access(state: &AppState, user: &UserInfo, spec: &Value) -> Value {
                 subresource: opt("subresource"),
                 namespace: opt("namespace"),
                 name: opt("name"),
+                path: None,
             })
         }
-        None if user.in_group(AUTHENTICATED) => Decision::Allow,
-        None => Decision::Deny("the user is not authenticated".into()),
+        None => {
+            let nra = spec.get("nonResourceAttributes").unwrap_or(&Value::Null);
+            state.authorizer.authorize(&Attributes {
+                user,
+                verb: str_at(nra, "/verb"),
+                group: "",
+                resource: "",
+                subresource: None,
+                namespace: None,
+                name: None,
+                path: Some(str_at(nra, "/path")),
+            })
+        }
     };
     match decision {
         Decision::Allow => json!({"allowed": true}),
-        Decision::Deny(reason) => json!({"allowed": false, "reason": reason}),
+        Decision::Deny(reason) => json!({"allowed": false, "denied": true, "reason": reason}),
+        Decision::NoOpinion(reason) => json!({"allowed": false, "reason": reason}),
     }
 }
 

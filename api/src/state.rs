@@ -1,6 +1,7 @@
 //! `AppState`: what every request handler shares (the store, the accepted tokens, shutdown), and
 //! `UserInfo`, who a request comes from.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,8 +10,12 @@ use skiff_store::Store;
 /// What every handler shares.
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    /// Bearer tokens accepted, with the user each one authenticates.
+    /// Bearer tokens accepted, with the user each one authenticates (the admin token, the
+    /// `--token-auth-file` users); asked before `token_authenticators`.
     pub tokens: Vec<(String, UserInfo)>,
+    /// Authenticators of bearer tokens not in `tokens`, asked in order (ServiceAccount JWTs,
+    /// bootstrap tokens); the first `Some` wins.
+    pub token_authenticators: Vec<Arc<dyn TokenAuthenticator>>,
     pub started: Instant,
     /// Tells long-running requests (watches) that the server is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -34,6 +39,7 @@ impl AppState {
         AppState {
             store,
             tokens,
+            token_authenticators: Vec::new(),
             started: Instant::now(),
             shutdown,
             authorizer: Arc::new(AllowAuthenticated),
@@ -45,6 +51,12 @@ impl AppState {
     /// The same state with other Service and pod address ranges.
     pub fn with_network(mut self, network: crate::alloc::NetworkConfig) -> Self {
         self.network = network;
+        self
+    }
+
+    /// The same state, also asking `authenticator` about bearer tokens `tokens` does not know.
+    pub fn with_token_authenticator(mut self, authenticator: Arc<dyn TokenAuthenticator>) -> Self {
+        self.token_authenticators.push(authenticator);
         self
     }
 
@@ -66,11 +78,15 @@ pub const AUTHENTICATED: &str = "system:authenticated";
 /// The group Kubernetes' authorizers let do anything.
 pub const MASTERS: &str = "system:masters";
 
-/// An authenticated caller, as Kubernetes' `user.Info`: a name and the groups it belongs to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An authenticated caller, as Kubernetes' `user.Info`: a name, a uid (may be empty), the
+/// groups it belongs to and extra attributes (a ServiceAccount token's
+/// `authentication.kubernetes.io/pod-name`, `pod-uid`, `node-name`, `credential-id`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
+    pub uid: String,
     pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -83,6 +99,7 @@ impl UserInfo {
         UserInfo {
             name: name.into(),
             groups,
+            ..UserInfo::default()
         }
     }
 
@@ -110,7 +127,19 @@ impl From<String> for UserInfo {
     }
 }
 
-/// The attributes of one request, as Kubernetes' `authorizer.Attributes`.
+/// Authenticates bearer tokens of one kind (ServiceAccount JWTs, bootstrap tokens), as one of
+/// Kubernetes' token authenticators in its union: `None` means "not mine, or not valid" and the
+/// next one is asked; a request no authenticator accepts is a 401.
+pub trait TokenAuthenticator: Send + Sync {
+    fn authenticate<'a>(
+        &'a self,
+        state: &'a AppState,
+        token: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<UserInfo>>;
+}
+
+/// The attributes of one request, as Kubernetes' `authorizer.Attributes`: a resource request
+/// (`path` is `None`) or a non-resource request (`path` is the URL path, `resource` is empty).
 #[derive(Debug)]
 pub struct Attributes<'a> {
     pub user: &'a UserInfo,
@@ -123,14 +152,27 @@ pub struct Attributes<'a> {
     pub subresource: Option<&'a str>,
     pub namespace: Option<&'a str>,
     pub name: Option<&'a str>,
+    /// The URL path of a non-resource request (`/api`, `/healthz`, `/openapi/v2`).
+    pub path: Option<&'a str>,
 }
 
-/// An authorizer's answer.
+impl Attributes<'_> {
+    /// Whether this is a request for a resource (not a non-resource URL).
+    pub fn is_resource_request(&self) -> bool {
+        self.path.is_none()
+    }
+}
+
+/// An authorizer's answer, as Kubernetes' `authorizer.Decision`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow,
-    /// Refused, with the reason the client sees after Kubernetes' message.
+    /// Refused outright, with the reason the client sees after Kubernetes' message (may be
+    /// empty); no later authorizer in a union is asked.
     Deny(String),
+    /// Neither allowed nor refused, with a reason (may be empty): a union asks the next
+    /// authorizer; when none allows, the request is refused with the reasons joined.
+    NoOpinion(String),
 }
 
 /// Decides whether a request may proceed.

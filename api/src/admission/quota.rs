@@ -192,6 +192,7 @@ async fn admit(
             name,
             user: &user,
             dry_run: false,
+            subresource: Some("status"),
         };
         registry::guaranteed_update(state, &quota_write, |current| {
             let Some((current, _)) = current else {

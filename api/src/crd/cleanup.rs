@@ -175,6 +175,7 @@ async fn remove_finalizer(state: &AppState, name: &str) -> Result<(), ApiError> 
         name,
         user: &user,
         dry_run: false,
+        subresource: None,
     };
     let result = crate::registry::guaranteed_update(state, &write, |current| {
         let Some((obj, _)) = current else {

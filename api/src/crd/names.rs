@@ -145,6 +145,7 @@ async fn rewrite(state: &AppState, name: &str) -> Result<(), crate::error::ApiEr
         name,
         user: &user,
         dry_run: false,
+        subresource: None,
     };
     crate::registry::guaranteed_update(state, &write, |current| {
         let Some((obj, _)) = current else {

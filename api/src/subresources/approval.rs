@@ -30,6 +30,7 @@ fn allowed_for_signer(state: &AppState, req: &ResourceRequest, verb: &str, signe
                 subresource: None,
                 namespace: None,
                 name: Some(&name),
+                path: None,
             }) == Decision::Allow
         })
 }

@@ -41,6 +41,7 @@ pub(crate) async fn bind(state: &AppState, req: &ResourceRequest) -> Result<Resp
         name: &name,
         user: &req.user,
         dry_run: req.query.dry_run()?,
+        subresource: Some("binding"),
     };
     registry::guaranteed_update(state, &write, |current| {
         let Some((pod, _)) = current else {

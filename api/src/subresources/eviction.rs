@@ -108,6 +108,7 @@ pub(crate) async fn check_eviction(
         name: &pdb_name,
         user: &req.user,
         dry_run: req.query.dry_run()?,
+        subresource: Some("eviction"),
     };
     // Take one disruption from the budget, re-checked against it as it is at each attempt.
     registry::guaranteed_update(state, &write, |current| {

@@ -87,6 +87,7 @@ pub(crate) async fn update_scale_with(
         name: &name,
         user: &req.user,
         dry_run: req.query.dry_run()?,
+        subresource: Some("scale"),
     };
     let stored = registry::guaranteed_update(state, &write, |current| {
         let Some((obj, kv)) = current else {

@@ -97,6 +97,7 @@ pub(crate) async fn delete_object(
         name,
         user: &req.user,
         dry_run: opts.dry_run,
+        subresource: None,
     };
     let strategy = strategy::for_kind(kind);
     registry::guaranteed_update(state, &write, |current| {

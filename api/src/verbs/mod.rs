@@ -110,6 +110,7 @@ pub(crate) fn write_of<'a>(req: &'a ResourceRequest, name: &'a str) -> Result<Wr
         name,
         user: &req.user,
         dry_run: req.query.dry_run()?,
+        subresource: req.subresource.as_deref(),
     })
 }
 

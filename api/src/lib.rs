@@ -22,6 +22,7 @@ pub mod error;
 
 pub mod objects;
 pub mod pki;
+mod rbac;
 mod registry;
 pub mod request;
 mod resource;

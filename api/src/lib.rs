@@ -16,6 +16,7 @@ pub mod auth;
 mod authz;
 pub mod body;
 mod bootstrap;
+pub mod bootstraptoken;
 pub mod crd;
 mod dispatch;
 pub mod error;

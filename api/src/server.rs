@@ -136,12 +136,25 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     pki::write_private(&kubeconfig_path, kubeconfig.as_bytes(), 0o600)?;
 
     let tls = tls_config(&pki)?;
+    let kubelet_dir = dir.clone();
+    let kubelet_client_token = tokio::task::spawn_blocking(move || {
+        crate::subresources::node_proxy::load_or_create_kubelet_client_token(&kubelet_dir)
+    })
+    .await
+    .map_err(|e| Error::Tls(e.to_string()))??;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(
         AppState::new(
             store.clone(),
-            vec![(pki.admin_token.clone(), UserInfo::admin("admin"))],
+            vec![
+                (pki.admin_token.clone(), UserInfo::admin("admin")),
+                (
+                    kubelet_client_token,
+                    UserInfo::new(skiff_meta::names::KUBELET_CLIENT_USER, &[]),
+                ),
+            ],
         )
+        .with_token_authenticator(Arc::new(crate::bootstraptoken::BootstrapTokens))
         .with_shutdown(shutdown_rx.clone())
         .with_network(opts.network.clone()),
     );

@@ -82,3 +82,13 @@ pub const OCI_RUNTIME_CLASS: &str = "oci";
 pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 /// Namespace label: the policy version of [`POD_SECURITY_ENFORCE`] (`latest`, `v1.35`).
 pub const POD_SECURITY_ENFORCE_VERSION: &str = "pod-security.kubernetes.io/enforce-version";
+
+/// The user the API server is to nodes when it calls their endpoint (logs, proxy, exec), as
+/// kube-apiserver's `--kubelet-client-certificate` identity; the node accepts it on every path.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
+/// The audience of the ServiceAccount tokens nodes present to each other's `/endpoints`.
+pub const NODE_ENDPOINT_AUDIENCE: &str = "skiff.dev/node-endpoint";
+
+/// The ServiceAccount (in `kube-system`) whose node-bound tokens nodes present to each other.
+pub const NODE_ENDPOINT_SERVICE_ACCOUNT: &str = "skiff-node";

@@ -171,7 +171,7 @@ pub(crate) async fn exec(state: &AppState, mut req: ResourceRequest) -> Result<R
             builder = builder.header(name, value);
         }
     }
-    if let Some((token, _)) = state.tokens.first() {
+    if let Some(token) = super::node_proxy::kubelet_client_token(state) {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let request = builder

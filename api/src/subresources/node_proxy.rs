@@ -1,6 +1,7 @@
 //! `pods/log` and `pods/proxy`: the API server finds the pod's node and forwards the request to
 //! the node's endpoint (`status.daemonEndpoints.kubeletEndpoint.port` on its InternalIP), as the
-//! Kubernetes API server does with kubelets. The node accepts the server's bearer token.
+//! Kubernetes API server does with kubelets. The server presents its own node credential, the
+//! `kube-apiserver-kubelet-client` token (`DATA/pki/kubelet-client.token`), never a user's.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -17,6 +18,40 @@ use crate::error::ApiError;
 use crate::objects;
 use crate::request::ResourceRequest;
 use crate::state::AppState;
+
+/// The token the API server presents to nodes: the one `state.tokens` holds for
+/// `kube-apiserver-kubelet-client`; a state without one (an in-process test server) sends its
+/// first token.
+pub(crate) fn kubelet_client_token(state: &AppState) -> Option<&str> {
+    state
+        .tokens
+        .iter()
+        .find(|(_, user)| user.name == skiff_meta::names::KUBELET_CLIENT_USER)
+        .or_else(|| state.tokens.first())
+        .map(|(token, _)| token.as_str())
+}
+
+/// Reads `DIR/pki/kubelet-client.token`, making it (0600) on first start.
+pub(crate) fn load_or_create_kubelet_client_token(
+    dir: &std::path::Path,
+) -> Result<String, crate::pki::Error> {
+    let path = dir.join("pki").join("kubelet-client.token");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(crate::pki::Error::Io { path, source }),
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| crate::pki::Error::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    let token = crate::pki::random_token();
+    crate::pki::write_private(&path, format!("{token}\n").as_bytes(), 0o600)?;
+    Ok(token)
+}
 
 fn client() -> &'static Client<HttpConnector, Body> {
     static CLIENT: OnceLock<Client<HttpConnector, Body>> = OnceLock::new();
@@ -117,7 +152,7 @@ pub(crate) async fn forward(
         }
         builder = builder.header(name, value);
     }
-    if let Some((token, _)) = state.tokens.first() {
+    if let Some(token) = kubelet_client_token(state) {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let request = builder

@@ -34,8 +34,8 @@ pub use exec::{ExecProcess, ExecRequest, TerminalSize};
 pub use image::{ImageService, PulledImage};
 pub use logs::{LogLine, LogOptions, LogStream, LogStreamKind};
 pub use network::{
-    BoxError, HttpBody, Network, Route, Routed, ServiceRouter, box_body, empty_body, full_body,
-    port_of, send_external,
+    BoxError, ConnectionRefused, HttpBody, Network, Route, Routed, ServiceRouter, box_body,
+    empty_body, full_body, port_of, refused, refused_response, send_external,
 };
 pub use oci::{OciConfig, OciRuntime};
 pub use spec::{

@@ -83,6 +83,31 @@ pub enum Routed {
     Taken(BoxFuture<'static, Response<HttpBody>>),
 }
 
+/// Marks a response a [`ServiceRouter`] produced for a connection it refuses (a network policy
+/// denies it): the calling pod sees a refused connection, never this response.
+#[derive(Clone, Debug)]
+pub struct ConnectionRefused(pub Arc<str>);
+
+/// The response standing for a refused connection: `502` with `reason` as plain text (what an
+/// HTTP caller outside a pod sees), marked with [`ConnectionRefused`].
+pub fn refused_response(reason: impl Into<String>) -> Response<HttpBody> {
+    let reason: String = reason.into();
+    let mut resp = Response::new(full_body(format!("connection refused: {reason}\n")));
+    *resp.status_mut() = http::StatusCode::BAD_GATEWAY;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.extensions_mut()
+        .insert(ConnectionRefused(Arc::from(reason)));
+    resp
+}
+
+/// Why the connection behind `resp` was refused, when it stands for one.
+pub fn refused(resp: &Response<HttpBody>) -> Option<&str> {
+    resp.extensions().get::<ConnectionRefused>().map(|r| &*r.0)
+}
+
 /// The node's request router (for example its Service table: names and virtual IPs to
 /// endpoints), offered every outgoing request before the pod IPs; knows nothing of Kubernetes
 /// as far as the runtime is concerned. Not offered requests to `localhost` or to the calling
@@ -235,7 +260,13 @@ impl Network {
     ) -> Result<Response<HttpBody>> {
         match self.resolve(from, req) {
             Route::Local { pod, port, req } => pod.handle_http(port, req).await,
-            Route::Routed(fut) => Ok(fut.await),
+            Route::Routed(fut) => {
+                let resp = fut.await;
+                match refused(&resp) {
+                    Some(why) => Err(Error::Http(format!("connection refused: {why}"))),
+                    None => Ok(resp),
+                }
+            }
             Route::External(req) => send_external(req).await,
         }
     }
@@ -334,6 +365,30 @@ mod tests {
                     .expect("a response")
             }))
         }
+    }
+
+    /// Refuses every request, as a router does for a connection a network policy denies.
+    struct Refuser;
+
+    impl ServiceRouter for Refuser {
+        fn route(&self, _from: Option<IpAddr>, _req: Request<HttpBody>) -> Routed {
+            Routed::Taken(Box::pin(async { refused_response("denied by policy") }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_an_error_never_a_response() {
+        let resp = refused_response("why");
+        assert_eq!(resp.status(), 502);
+        assert_eq!(refused(&resp), Some("why"));
+        assert_eq!(refused(&Response::new(empty_body())), None);
+        let net = Network::new();
+        net.set_router(Some(Arc::new(Refuser)));
+        let err = net
+            .send(None, get("http://10.96.0.10/"))
+            .await
+            .expect_err("a refused connection");
+        assert!(err.to_string().contains("denied by policy"), "{err}");
     }
 
     fn get(uri: &str) -> Request<HttpBody> {

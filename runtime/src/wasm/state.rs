@@ -156,6 +156,10 @@ impl WasiHttpHooks for PodHooks {
             }),
             Route::Routed(fut) => Box::new(async move {
                 let resp = fut.await;
+                if let Some(why) = crate::network::refused(&resp) {
+                    tracing::debug!(reason = %why, "outgoing request refused");
+                    return Err(wasmtime_wasi_http::Error::ConnectionRefused);
+                }
                 Ok((
                     resp.map(|b| b.map_err(to_wasi_error).boxed_unsync()),
                     done(),

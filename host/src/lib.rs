@@ -14,6 +14,7 @@
 
 mod convert;
 mod ctx;
+mod endpointauth;
 mod error;
 mod events;
 mod exec;
@@ -43,6 +44,7 @@ pub use skiff_runtime::oci::RuntimeKind;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use endpointauth::EndpointAuth;
 pub use error::{Error, Result};
 pub use images::{OciImages, WasmImages};
 pub use node::DEFAULT_LEASE_DURATION_SECONDS;
@@ -66,8 +68,11 @@ pub struct NodeConfig {
     pub runtimes: Runtimes,
     /// The pod network every backend registers its pods in.
     pub network: Network,
-    /// The bearer token the node endpoint accepts.
-    pub endpoint_token: String,
+    /// Who the node endpoint lets in, and what this node presents to other nodes:
+    /// [`NodeConfig::new`] takes one shared token (`EndpointAuth::Static`); a node of its own
+    /// process ([`NodeOptions::build`]) reviews callers' tokens with the API server
+    /// (`EndpointAuth::Review`).
+    pub endpoint_auth: EndpointAuth,
     /// `topology.kubernetes.io/zone` label.
     pub zone: Option<String>,
     /// The node endpoint's address (logs, proxy, pod ports).
@@ -150,7 +155,7 @@ impl NodeConfig {
             client,
             runtimes,
             network,
-            endpoint_token: endpoint_token.into(),
+            endpoint_auth: EndpointAuth::Static(Arc::from(endpoint_token.into().as_str())),
             zone: None,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10250)),
             pod_cidr: None,
@@ -255,20 +260,6 @@ impl NodeOptions {
         tokio::fs::create_dir_all(&self.data_dir)
             .await
             .map_err(io(format!("creating {}", self.data_dir.display())))?;
-        let kc_path = self.kubeconfig.clone();
-        let token = match tokio::task::spawn_blocking(move || kubeconfig_token(&kc_path))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??
-        {
-            Some(t) => t,
-            None => {
-                return Err(Error::Config(format!(
-                    "kubeconfig {} has no bearer token; the node endpoint accepts the same \
-                     token the node uses for the API server",
-                    self.kubeconfig.display()
-                )));
-            }
-        };
         let client = client(&self.kubeconfig).await?;
 
         let (want_wasm, want_oci) = wanted_runtimes(&self.runtimes)?;
@@ -353,7 +344,8 @@ impl NodeOptions {
                 .map_err(|e| Error::Internal(e.to_string()))?;
         }
 
-        let mut config = NodeConfig::new(self.name, client, runtimes, network, token);
+        let mut config = NodeConfig::new(self.name, client, runtimes, network, "");
+        config.endpoint_auth = EndpointAuth::Review;
         config.zone = self.zone;
         config.listen = self.listen;
         config.pod_cidr = self.pod_cidr;
@@ -496,39 +488,6 @@ impl Drop for NodeHandle {
     }
 }
 
-/// Reads the bearer token of the kubeconfig's current user.
-fn kubeconfig_token(path: &Path) -> Result<Option<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Kubeconfig {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    let doc: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| Error::Kubeconfig {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    let current = doc.get("current-context").and_then(|v| v.as_str());
-    let user = doc
-        .get("contexts")
-        .and_then(|c| c.as_array())
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.get("name").and_then(|n| n.as_str()) == current)
-                .or_else(|| cs.first())
-        })
-        .and_then(|c| c.pointer("/context/user"))
-        .and_then(|u| u.as_str());
-    let users = doc.get("users").and_then(|u| u.as_array());
-    let entry = users.and_then(|us| {
-        us.iter()
-            .find(|u| u.get("name").and_then(|n| n.as_str()) == user)
-            .or_else(|| us.first())
-    });
-    Ok(entry
-        .and_then(|u| u.pointer("/user/token"))
-        .and_then(|t| t.as_str())
-        .map(str::to_string))
-}
-
 async fn client(path: &Path) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
         path: path.display().to_string(),
@@ -559,7 +518,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         .transpose()
         .map_err(Error::Config)?;
     let client = config.client.clone();
-    let token = config.endpoint_token.clone();
+    let outgoing = match &config.endpoint_auth {
+        EndpointAuth::Static(token) => endpointauth::OutgoingToken::fixed(token),
+        EndpointAuth::Review => endpointauth::OutgoingToken::default(),
+    };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -581,7 +543,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         services.clone(),
         config.network.clone(),
         client.clone(),
-        Arc::from(token.as_str()),
+        outgoing.clone(),
         config.hop_limit,
     );
     let ingress = if config.ingress_listen.is_some() || config.ingress_tls_listen.is_some() {
@@ -662,7 +624,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
 
     let state = listener::ListenerState {
         ctx: ctx.clone(),
-        token: Arc::from(token.as_str()),
+        auth: Arc::new(endpointauth::Authenticator::new(
+            &config.endpoint_auth,
+            client.clone(),
+        )),
         network: config.network.clone(),
     };
     let mut stop = shutdown_rx.clone();
@@ -686,8 +651,18 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         }
     });
     let accepted = node_uid.is_some();
+    let mut tasks = Vec::new();
+    if let (EndpointAuth::Review, Some(uid)) = (&config.endpoint_auth, &node_uid) {
+        tasks.push(tokio::spawn(endpointauth::keep_outgoing_token(
+            client.clone(),
+            config.name.clone(),
+            uid.clone(),
+            outgoing,
+            shutdown_rx.clone(),
+        )));
+    }
     let heartbeat = tokio::spawn(heartbeat(ctx.clone(), facts, node_uid, shutdown_rx.clone()));
-    let mut tasks = ingress.map(|i| i.into_tasks()).unwrap_or_default();
+    tasks.extend(ingress.map(|i| i.into_tasks()).unwrap_or_default());
     tasks.extend(net::spawn_watches(&client, &services, &shutdown_rx));
     config.network.set_router(Some(Arc::new(router.clone())));
     // Linux containers get the cluster DNS, the wasm pods and the ClusterIPs on the bridge.
@@ -974,33 +949,5 @@ mod tests {
             oci_failure_reason(&E::Internal("x".into())),
             "RuntimeUnavailable"
         );
-    }
-
-    #[test]
-    fn token_comes_from_the_current_context_user() {
-        let dir = std::env::temp_dir().join(format!("skiff-host-kc-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("kubeconfig");
-        std::fs::write(
-            &path,
-            "apiVersion: v1\nkind: Config\ncurrent-context: b\n\
-             contexts:\n- name: a\n  context: {cluster: c, user: ua}\n\
-             - name: b\n  context: {cluster: c, user: ub}\n\
-             users:\n- name: ua\n  user: {token: first}\n- name: ub\n  user: {token: second}\n",
-        )
-        .expect("write");
-        assert_eq!(
-            kubeconfig_token(&path).expect("parsed").as_deref(),
-            Some("second")
-        );
-        std::fs::write(
-            &path,
-            "users:\n- name: x\n  user: {client-certificate: c}\n",
-        )
-        .expect("write");
-        assert_eq!(kubeconfig_token(&path).expect("parsed"), None);
-        std::fs::write(&path, ": not yaml: [").expect("write");
-        assert!(kubeconfig_token(&path).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,10 +1,11 @@
-//! The node endpoint (plain HTTP; every route but `/healthz` needs the bearer token):
+//! The node endpoint (plain HTTP; every route but `/healthz` needs a caller
+//! `crate::endpointauth` lets in: the API server everywhere, other nodes on `/endpoints`):
 //! `GET /containerLogs/{ns}/{pod}/{container}` (kubelet's query: follow, tailLines, sinceSeconds,
 //! sinceTime, timestamps, previous, limitBytes), `GET /exec/{ns}/{pod}/{container}` (a websocket:
 //! `crate::exec`), `ANY /proxy/{ns}/{pod}/{port}/{path...}` and
 //! its alias `/pods/{ns}/{pod}/{port}/{path...}` forwarding to the pod's port in-process, and
 //! `ANY /endpoints/{podIP}/{port}/{path...}`, where another node's Service router sends a
-//! request for a pod of this node (its token in `skiff-node-authorization`, so the request's own
+//! request for a pod of this node (its own token in `skiff-node-authorization`, so the request's own
 //! `Authorization` reaches the pod; an absent pod is answered with `skiff-endpoint-gone`).
 
 use std::collections::HashMap;
@@ -21,41 +22,33 @@ use futures::StreamExt;
 use skiff_runtime::{LogOptions, Network, box_body};
 
 use crate::ctx::NodeCtx;
+use crate::endpointauth::{Authenticator, Verdict};
 use crate::net::{ENDPOINT_GONE_HEADER, NODE_AUTH_HEADER};
 
 /// What the handlers need.
 #[derive(Clone)]
 pub(crate) struct ListenerState {
     pub(crate) ctx: Arc<NodeCtx>,
-    pub(crate) token: Arc<str>,
+    /// Who may call which path (`crate::endpointauth`).
+    pub(crate) auth: Arc<Authenticator>,
     /// The pod network, for the Service router's requests by pod IP.
     pub(crate) network: Network,
 }
 
-/// Compares two byte strings in time independent of where they differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
-fn authorized(state: &ListenerState, req: &Request) -> bool {
+/// The bearer token a request presents: in `skiff-node-authorization` on `/endpoints/...` (the
+/// request's own `Authorization` is the pod's), in `Authorization` elsewhere.
+fn presented_token(req: &Request) -> Option<&str> {
     let name = if req.uri().path().starts_with("/endpoints/") {
         NODE_AUTH_HEADER
     } else {
         header::AUTHORIZATION.as_str()
     };
-    let Some(value) = req.headers().get(name) else {
-        return false;
-    };
-    let Some(token) = value.as_bytes().strip_prefix(b"Bearer ") else {
-        return false;
-    };
-    constant_time_eq(token.trim_ascii(), state.token.as_bytes())
+    let value = req.headers().get(name)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?
+        .trim();
+    (!token.is_empty()).then_some(token)
 }
 
 pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -76,10 +69,17 @@ async fn auth(
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if req.uri().path() == "/healthz" || authorized(&state, &req) {
-        next.run(req).await
-    } else {
-        text(StatusCode::UNAUTHORIZED, "Unauthorized")
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let Some(token) = presented_token(&req) else {
+        return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let endpoints = req.uri().path().starts_with("/endpoints/");
+    match state.auth.check(token, endpoints).await {
+        Verdict::Allowed(_) => next.run(req).await,
+        Verdict::Unauthorized => text(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        Verdict::Forbidden(why) => text(StatusCode::FORBIDDEN, why),
     }
 }
 
@@ -326,19 +326,5 @@ async fn to_endpoint(state: ListenerState, ip_s: String, port_s: String, req: Re
             | skiff_runtime::Error::ContainerState { .. }),
         ) => gone(e.to_string()),
         Err(e) => text(StatusCode::BAD_GATEWAY, e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
-        assert!(constant_time_eq(b"", b""));
     }
 }

@@ -92,7 +92,7 @@ struct Inner {
     table: Arc<Table>,
     network: Network,
     client: kube::Client,
-    token: Arc<str>,
+    token: crate::endpointauth::OutgoingToken,
     hop_limit: u32,
     http: HttpClient<HttpConnector, HttpBody>,
     affinity: Mutex<Affinity>,
@@ -115,7 +115,7 @@ impl Router {
         table: Arc<Table>,
         network: Network,
         client: kube::Client,
-        token: Arc<str>,
+        token: impl Into<crate::endpointauth::OutgoingToken>,
         hop_limit: u32,
     ) -> Router {
         let mut connector = HttpConnector::new();
@@ -129,7 +129,7 @@ impl Router {
                 table,
                 network,
                 client,
-                token,
+                token: token.into(),
                 hop_limit,
                 http,
                 affinity: Mutex::new(HashMap::new()),
@@ -583,7 +583,7 @@ impl Router {
             .parse()
             .map_err(|e| Failure::Failed(format!("forwarding to {node}: {e}")))?;
         parts.version = http::Version::HTTP_11;
-        let bearer = format!("Bearer {}", self.inner.token);
+        let bearer = format!("Bearer {}", self.inner.token.get());
         parts.headers.insert(
             NODE_AUTH_HEADER,
             HeaderValue::from_str(&bearer)

@@ -19,6 +19,7 @@ mod bootstrap;
 pub mod bootstraptoken;
 pub mod crd;
 mod dispatch;
+pub mod encryption;
 pub mod error;
 
 pub mod objects;

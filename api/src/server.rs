@@ -44,6 +44,8 @@ pub enum Error {
     Bootstrap(#[source] crate::error::ApiError),
     #[error("network ranges: {0}")]
     Network(#[from] crate::alloc::RangeError),
+    #[error("encryption at rest: {0}")]
+    Encryption(#[from] crate::encryption::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -59,6 +61,9 @@ pub struct ServerOptions {
     pub compaction_interval: Duration,
     /// Where ClusterIPs, NodePorts and Node pod CIDRs come from.
     pub network: crate::alloc::NetworkConfig,
+    /// kube-apiserver's `--encryption-provider-config`: an `EncryptionConfiguration` file;
+    /// `None` stores every value as it is.
+    pub encryption_provider_config: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -69,6 +74,7 @@ impl ServerOptions {
             history_revisions: 10_000,
             compaction_interval: Duration::from_secs(60),
             network: crate::alloc::NetworkConfig::default(),
+            encryption_provider_config: None,
         }
     }
 }
@@ -115,6 +121,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         source,
     })?;
     opts.network.check()?;
+    let store = encrypted(store, opts.encryption_provider_config.as_deref()).await?;
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -260,4 +267,20 @@ async fn bootstrap(
     crate::bootstrap::run(&state, addr)
         .await
         .map_err(Error::Bootstrap)
+}
+
+/// The store seen through the encryption-at-rest configuration, when one is given: every stored
+/// value of a covered resource must open with it first, else start-up fails naming the key.
+async fn encrypted(
+    store: Arc<dyn Store>,
+    config: Option<&std::path::Path>,
+) -> Result<Arc<dyn Store>> {
+    let Some(path) = config else {
+        return Ok(store);
+    };
+    let config = crate::encryption::EncryptionConfig::load(path)?;
+    let wrapped = crate::encryption::EncryptedStore::new(store, config);
+    let (checked, stale) = wrapped.verify().await?;
+    tracing::info!(config = %path.display(), checked, stale, "encryption at rest configured");
+    Ok(Arc::new(wrapped))
 }

@@ -19,6 +19,11 @@ pub(crate) struct ServerArgs {
     /// Seconds between compactions of old history.
     #[arg(long, default_value_t = 60)]
     compaction_interval_seconds: u64,
+    /// kube-apiserver's EncryptionConfiguration file (YAML or JSON): which resources are
+    /// encrypted at rest, with the aesgcm, secretbox or identity providers (the first writes,
+    /// all read). Without it values are stored as they are.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     #[command(flatten)]
     network: NetworkArgs,
     #[command(flatten)]
@@ -33,6 +38,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     opts.compaction_interval =
         std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
     opts.network = args.network.config()?;
+    opts.encryption_provider_config = args.encryption_provider_config.clone();
     let server = skiff_api::start(opts)
         .await
         .with_context(|| format!("starting the API server on {}", args.listen))?;

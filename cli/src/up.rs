@@ -101,6 +101,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let mut server_opts = skiff_api::ServerOptions::new(&dir, args.listen);
     server_opts.network = args.network.config()?;
+    server_opts.encryption_provider_config = Some(encryption_config(&dir)?);
     let server = skiff_api::start(server_opts)
         .await
         .with_context(|| format!("starting the API server on {}", args.listen))?;
@@ -214,6 +215,19 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("stopping the registry")?;
     Ok(())
+}
+
+/// `DATA/encryption-config.yaml`, written on first start with a fresh 32-byte aesgcm key for
+/// Secrets (identity second, so a store written before encryption still reads): `skiff up`
+/// encrypts Secrets at rest by default. An existing file is used as it is.
+fn encryption_config(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("encryption-config.yaml");
+    if !path.exists() {
+        let config = skiff_api::encryption::generate_aesgcm_config("key1");
+        skiff_api::pki::write_private(&path, config.as_bytes(), 0o600)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// Pushes the bundled samples into the registry, once.

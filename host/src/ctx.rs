@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use skiff_runtime::{DnsConfig, PodNetwork, PodSandbox, Runtimes};
 
 use crate::net::table::Table;
+use crate::tokens::{Clock, SystemClock, TokenManager};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -132,6 +133,8 @@ pub(crate) struct NodeCtx {
     pub(crate) services: Arc<Table>,
     /// The node's own resolver (`/etc/resolv.conf`), for pods with `dnsPolicy: Default`.
     pub(crate) host_dns: DnsConfig,
+    /// The ServiceAccount tokens of projected volumes.
+    pub(crate) tokens: TokenManager,
 }
 
 impl NodeCtx {
@@ -143,6 +146,7 @@ impl NodeCtx {
         ips: IpPool,
     ) -> NodeCtx {
         NodeCtx {
+            tokens: TokenManager::new(client.clone(), Arc::new(SystemClock)),
             client,
             runtimes,
             services: Arc::new(Table::new(node_name.clone())),
@@ -152,6 +156,12 @@ impl NodeCtx {
             sandboxes: Mutex::new(HashMap::new()),
             host_dns: DnsConfig::default(),
         }
+    }
+
+    /// The same context reading the time of token rotation from `clock`.
+    pub(crate) fn with_token_clock(mut self, clock: Arc<dyn Clock>) -> NodeCtx {
+        self.tokens = TokenManager::new(self.client.clone(), clock);
+        self
     }
 
     /// The same context with the node's own resolver configuration.

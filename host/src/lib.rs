@@ -24,6 +24,7 @@ pub mod net;
 mod node;
 mod probe;
 mod storage;
+pub mod tokens;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -101,6 +102,9 @@ pub struct NodeConfig {
     /// Run once the node stopped its pods at a clean shutdown (for example the Linux
     /// container backend's teardown of its bridge).
     pub shutdown_hooks: Vec<ShutdownHook>,
+    /// Where projected ServiceAccount tokens' rotation reads the time (the system's clock
+    /// when `None`; tests move a [`tokens::ManualClock`]).
+    pub token_clock: Option<Arc<dyn tokens::Clock>>,
 }
 
 /// Work done at a clean node shutdown, after every pod's worker stopped.
@@ -167,6 +171,7 @@ impl NodeConfig {
             storage: None,
             conditions: Vec::new(),
             shutdown_hooks: Vec::new(),
+            token_clock: None,
         }
     }
 }
@@ -608,17 +613,19 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         Err(e) => return Err(e.into()),
     };
 
-    let ctx = Arc::new(
-        NodeCtx::new(
-            client.clone(),
-            config.runtimes.clone(),
-            config.name.clone(),
-            host_ip,
-            pool,
-        )
-        .with_services(services.clone())
-        .with_host_dns(host_dns().await),
-    );
+    let mut ctx = NodeCtx::new(
+        client.clone(),
+        config.runtimes.clone(),
+        config.name.clone(),
+        host_ip,
+        pool,
+    )
+    .with_services(services.clone())
+    .with_host_dns(host_dns().await);
+    if let Some(clock) = &config.token_clock {
+        ctx = ctx.with_token_clock(clock.clone());
+    }
+    let ctx = Arc::new(ctx);
     // Sandboxes the backends re-adopted keep their IPs: none is handed out twice.
     ctx.reserve_adopted();
 

@@ -4,7 +4,7 @@
 //! ports and resources; for Linux containers command and args apart, the security context,
 //! the hostname, the pod network and DNS (`linux.rs`). Failures are messages for the `CreateContainerConfigError` reason.
 //!
-//! `refs.rs` reads the referenced ConfigMaps and Secrets, `volumes.rs` projects volumes,
+//! `refs.rs` reads the referenced ConfigMaps and Secrets and the projected tokens, `volumes.rs` projects volumes,
 //! `env.rs` builds the environment and the downward API, `resources.rs` turns quantities into
 //! the runtime's resources; this file assembles a container's spec.
 
@@ -26,7 +26,7 @@ pub(crate) use env::{env, expand};
 pub(crate) use linux::{
     dns_config, hostname, linux_container, parse_resolv_conf, pod_network, unsupported,
 };
-pub(crate) use refs::{Refs, fetch};
+pub(crate) use refs::{FetchError, Refs, fetch};
 pub(crate) use resources::resources;
 pub(crate) use volumes::{volume_files, volumes};
 

@@ -232,3 +232,125 @@ spec:
         assert_eq!(err, want);
     }
 }
+
+/// The volume the ServiceAccount admission plugin adds to every pod.
+const KUBE_API_ACCESS: &str = r#"
+metadata: {name: p, namespace: team-a, uid: u-1}
+spec:
+  serviceAccountName: builder
+  containers:
+  - name: c
+    image: x
+    volumeMounts: [{name: kube-api-access-x7k2p, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}]
+  volumes:
+  - name: kube-api-access-x7k2p
+    projected:
+      defaultMode: 420
+      sources:
+      - serviceAccountToken: {expirationSeconds: 3607, path: token}
+      - configMap: {name: kube-root-ca.crt, items: [{key: ca.crt, path: ca.crt}]}
+      - downwardAPI: {items: [{path: namespace, fieldRef: {apiVersion: v1, fieldPath: metadata.namespace}}]}
+  - name: vault
+    projected:
+      sources:
+      - serviceAccountToken: {audience: vault, path: vault-token}
+"#;
+
+#[test]
+fn projected_token_sources_hold_the_issued_tokens_beside_the_other_sources() {
+    use super::refs::{TokenData, TokenSource, service_account, token_sources};
+    let p = pod(KUBE_API_ACCESS);
+    assert_eq!(service_account(&p), "builder");
+    let sources = token_sources(&p);
+    let default_audience = TokenSource {
+        audience: String::new(),
+        expiration_seconds: 3607,
+    };
+    let vault = TokenSource {
+        audience: "vault".into(),
+        expiration_seconds: 3600,
+    };
+    assert_eq!(
+        sources,
+        [
+            (
+                "kube-api-access-x7k2p".to_string(),
+                default_audience.clone()
+            ),
+            ("vault".to_string(), vault.clone()),
+        ],
+        "an unset expiration is kubelet's hour; an unset audience is the server's"
+    );
+
+    let mut refs = Refs::default();
+    let cm: ConfigMap = serde_yaml::from_str(
+        "metadata: {name: kube-root-ca.crt}\ndata: {ca.crt: \"-----BEGIN CERTIFICATE-----\"}",
+    )
+    .expect("cm");
+    refs.config_maps.insert("kube-root-ca.crt".into(), Some(cm));
+    refs.tokens
+        .insert(default_audience, TokenData("header.claims.sig".into()));
+    refs.tokens
+        .insert(vault, TokenData("vault.claims.sig".into()));
+    let vols = volumes(&p, &refs, &Default::default(), ADDRS).expect("volumes");
+    let VolumeSource::Files { files, sensitive } = &vols[0].source else {
+        panic!("a file set: {:?}", vols[0].source);
+    };
+    assert!(*sensitive, "a token is kept off disk like a secret");
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(names, ["ca.crt", "namespace", "token"]);
+    assert_eq!(&files["token"].data[..], b"header.claims.sig");
+    assert_eq!(files["token"].mode, Some(0o644));
+    assert_eq!(&files["namespace"].data[..], b"team-a");
+    assert_eq!(&files["ca.crt"].data[..], b"-----BEGIN CERTIFICATE-----");
+    let VolumeSource::Files { files, .. } = &vols[1].source else {
+        panic!("a file set");
+    };
+    assert_eq!(&files["vault-token"].data[..], b"vault.claims.sig");
+    assert_eq!(files["vault-token"].mode, None, "the runtime's 0644");
+
+    // A token that was never fetched is an error, never a missing file.
+    refs.tokens.clear();
+    let err = volumes(&p, &refs, &Default::default(), ADDRS).expect_err("no token");
+    assert!(
+        err.contains("volume kube-api-access-x7k2p: failed to fetch token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn projected_volumes_without_secrets_or_tokens_stay_ordinary_and_trust_bundles_are_refused() {
+    let p = pod(r#"
+metadata: {name: p, namespace: ns}
+spec:
+  containers: [{name: c, image: x}]
+  volumes:
+  - name: info
+    projected:
+      sources:
+      - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
+"#);
+    let vols = volumes(&p, &Refs::default(), &Default::default(), ADDRS).expect("volumes");
+    assert!(matches!(
+        vols[0].source,
+        VolumeSource::Files {
+            sensitive: false,
+            ..
+        }
+    ));
+    let p = pod(r#"
+metadata: {name: p, namespace: ns}
+spec:
+  containers: [{name: c, image: x}]
+  volumes:
+  - name: ca
+    projected:
+      sources:
+      - clusterTrustBundle: {signerName: example.com/ca, path: ca.pem}
+"#);
+    let err = volumes(&p, &Refs::default(), &Default::default(), ADDRS).expect_err("refused");
+    assert!(
+        err.contains("clusterTrustBundle projections are not supported"),
+        "{err}"
+    );
+}

@@ -1,16 +1,18 @@
 //! Pod volumes as runtime volume specs: emptyDir, hostPath, persistentVolumeClaim (the
 //! directory its bound volume resolved to on this node), and the file sets of configMap,
-//! secret, downwardAPI and projected volumes.
+//! secret, downwardAPI and projected volumes (configMap, secret, downwardAPI and
+//! serviceAccountToken sources). Secret data and tokens are marked sensitive: the runtime keeps
+//! them on a tmpfs, never on the node's disk.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{KeyToPath, Pod, ServiceAccountTokenProjection, Volume};
 use skiff_runtime::{FileContent, VolumeSource, VolumeSpec};
 
 use super::Addrs;
 use super::env::{field_value, find_container};
-use super::refs::{Refs, config_map_data, secret_data};
+use super::refs::{Refs, config_map_data, secret_data, token_source};
 use super::resources::resource_value;
 use crate::storage::ClaimPaths;
 
@@ -133,6 +135,26 @@ fn downward_files(
     Ok(out)
 }
 
+/// The file of a projected `serviceAccountToken` source: the token [`Refs`] holds for it (read
+/// by [`super::fetch`]), at its `path`, with the volume's `defaultMode`.
+fn token_file(
+    t: &ServiceAccountTokenProjection,
+    refs: &Refs,
+    default_mode: Option<i32>,
+) -> Result<BTreeMap<String, FileContent>, String> {
+    let token = refs
+        .tokens
+        .get(&token_source(t))
+        .ok_or_else(|| "failed to fetch token: no token was requested for it".to_string())?;
+    Ok(BTreeMap::from([(
+        t.path.clone(),
+        FileContent {
+            data: token.0.clone().into_bytes().into(),
+            mode: default_mode.map(|m| (m & 0o777) as u32),
+        },
+    )]))
+}
+
 /// Files of a volume and whether they are secret.
 pub(crate) type VolumeFiles = (BTreeMap<String, FileContent>, bool);
 
@@ -208,8 +230,15 @@ pub(crate) fn volume_files(
                 )
             } else if let Some(d) = &src.downward_api {
                 downward_files(pod, d.items.as_ref(), p.default_mode, addrs)
+            } else if let Some(t) = &src.service_account_token {
+                // A token is a credential: kept off disk like a secret.
+                sensitive = true;
+                token_file(t, refs, p.default_mode)
+            } else if src.cluster_trust_bundle.is_some() {
+                Err("clusterTrustBundle projections are not supported".to_string())
+            } else if src.pod_certificate.is_some() {
+                Err("podCertificate projections are not supported".to_string())
             } else {
-                // serviceAccountToken and clusterTrustBundle sources: not provided to wasm pods.
                 Ok(BTreeMap::new())
             };
             match part {

@@ -38,6 +38,9 @@ const BACKOFF_RESET: Duration = Duration::from_secs(600);
 const REFRESH_FILES: Duration = Duration::from_secs(10);
 /// Retry interval for a failed sandbox creation or status write.
 const RETRY: Duration = Duration::from_secs(2);
+/// Back-off of a volume whose ServiceAccount token cannot be had: 1 s doubling to 2 min.
+const MOUNT_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+const MOUNT_BACKOFF_MAX: Duration = Duration::from_secs(120);
 /// Kubelet's least grace period left for stopping containers after their preStop hooks.
 const MIN_GRACE_AFTER_HOOKS: Duration = Duration::from_secs(2);
 
@@ -255,6 +258,8 @@ pub(crate) struct Worker {
     ip: Option<IpAddr>,
     refs: Refs,
     refs_at: Instant,
+    /// The current back-off of a volume that failed to set up (zero: none failed).
+    mount_backoff: Duration,
     ctrs: Vec<Ctr>,
     start_time: Option<jiff::Timestamp>,
     /// Condition type -> (status, lastTransitionTime).
@@ -335,6 +340,7 @@ impl Worker {
             ip: None,
             refs: Refs::default(),
             refs_at: Instant::now(),
+            mount_backoff: Duration::ZERO,
             transitions,
             last_status: None,
             ctrs,
@@ -363,6 +369,7 @@ impl Worker {
                 self.report().await;
             }
             let deadline = self.next_deadline();
+            let token_due = self.token_wake();
             let mut rxs: Vec<watch::Receiver<ContainerState>> =
                 self.ctrs.iter().filter_map(|c| c.rx.clone()).collect();
             let any_change = async {
@@ -385,6 +392,7 @@ impl Worker {
                     self.on_spec_change().await;
                 }
                 _ = any_change => {}
+                _ = token_due => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
         }
@@ -418,7 +426,16 @@ impl Worker {
     }
 
     fn has_file_refs(&self) -> bool {
-        !self.refs.config_maps.is_empty() || !self.refs.secrets.is_empty()
+        !self.refs.is_empty()
+    }
+
+    /// Completes when one of the pod's ServiceAccount tokens is due for rotation (on the token
+    /// manager's clock); never while the pod has no sandbox or no token.
+    fn token_wake(&self) -> futures::future::BoxFuture<'static, ()> {
+        match self.ctx.tokens.next_refresh(&self.uid) {
+            Some(at) if self.sandbox.is_some() => self.ctx.tokens.clock().sleep_until(at),
+            _ => Box::pin(futures::future::pending()),
+        }
     }
 
     fn addrs(&self) -> Addrs {

@@ -1,6 +1,6 @@
 //! The pod's sandbox: choosing the backend by RuntimeClass handler, reading referenced objects,
 //! taking a pod IP, building volumes and creating the sandbox; keeping configMap and secret
-//! files current; and removing the sandbox.
+//! files current and ServiceAccount tokens rotated; and removing the sandbox.
 
 use std::time::{Duration, Instant};
 
@@ -9,8 +9,10 @@ use kube::Api;
 use skiff_meta::names::REUSE_INSTANCES;
 use skiff_runtime::{Backend, PodSpec};
 
-use super::{Phase, REFRESH_FILES, RETRY, Worker, WorkerError};
-use crate::convert;
+use super::{
+    MOUNT_BACKOFF_INITIAL, MOUNT_BACKOFF_MAX, Phase, REFRESH_FILES, RETRY, Worker, WorkerError,
+};
+use crate::convert::{self, FetchError};
 use crate::events::EventType;
 use crate::net::table::LocalPod;
 use crate::storage;
@@ -67,15 +69,31 @@ impl Worker {
                 return false;
             }
         };
-        let refs = match convert::fetch(&self.ctx.client, &self.pod).await {
+        let refs = match convert::fetch(&self.ctx.client, &self.ctx.tokens, &self.pod).await {
             Ok(r) => r,
-            Err(e) => {
-                let msg = format!("reading referenced objects: {e}");
-                self.sandbox_failed(WorkerError::ContainerCreating(msg), RETRY, None)
+            Err(e @ FetchError::Read(_)) => {
+                self.sandbox_failed(WorkerError::ContainerCreating(e.to_string()), RETRY, None)
                     .await;
                 return false;
             }
+            Err(e @ FetchError::Token { .. }) => {
+                // Kubelet's volume manager: a FailedMount Event, the pod waits in
+                // ContainerCreating, and the mount is retried with back-off.
+                self.mount_backoff = if self.mount_backoff.is_zero() {
+                    MOUNT_BACKOFF_INITIAL
+                } else {
+                    (self.mount_backoff * 2).min(MOUNT_BACKOFF_MAX)
+                };
+                self.sandbox_failed(
+                    WorkerError::ContainerCreating(e.to_string()),
+                    self.mount_backoff,
+                    Some("FailedMount"),
+                )
+                .await;
+                return false;
+            }
         };
+        self.mount_backoff = Duration::ZERO;
         self.refs = refs;
         self.refs_at = Instant::now();
         // A sandbox the backend re-adopted after a node restart keeps its IP.
@@ -251,14 +269,25 @@ impl Worker {
         })
     }
 
-    /// Re-reads referenced ConfigMaps and Secrets and rewrites changed file volumes.
+    /// Re-reads referenced ConfigMaps and Secrets, rotates ServiceAccount tokens that are due,
+    /// and rewrites changed file volumes (atomically: the runtime swaps `..data`).
     pub(super) async fn refresh_files(&mut self) {
-        if !self.has_file_refs() || self.refs_at.elapsed() < REFRESH_FILES {
+        if !self.has_file_refs()
+            || (self.refs_at.elapsed() < REFRESH_FILES && !self.ctx.tokens.due(&self.uid))
+        {
             return;
         }
         self.refs_at = Instant::now();
-        let Ok(refs) = convert::fetch(&self.ctx.client, &self.pod).await else {
-            return;
+        let refs = match convert::fetch(&self.ctx.client, &self.ctx.tokens, &self.pod).await {
+            Ok(refs) => refs,
+            Err(e @ FetchError::Token { .. }) => {
+                // The volume keeps its current files; the token manager retries later.
+                let msg = e.to_string();
+                self.event(None, EventType::Warning, "FailedMount", &msg)
+                    .await;
+                return;
+            }
+            Err(FetchError::Read(_)) => return,
         };
         if refs == self.refs {
             return;
@@ -293,6 +322,7 @@ impl Worker {
 
     /// Stops every container and removes the sandbox.
     pub(super) async fn stop(&mut self, grace: Duration) {
+        self.ctx.tokens.forget_pod(&self.uid);
         if let Some(ip) = self.ip {
             self.ctx.services.remove_local(ip);
         }

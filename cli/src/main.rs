@@ -17,6 +17,7 @@ mod ready;
 mod registry;
 mod server;
 mod signals;
+mod token;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,10 @@ enum Command {
     ///
     /// Example: skiff registry --data-dir /var/lib/skiff-registry --listen 127.0.0.1:5000
     Registry(registry::RegistryArgs),
+    /// Manage bootstrap tokens, with which nodes join (`skiff node --bootstrap-kubeconfig`).
+    ///
+    /// Example: skiff token create --ttl 2h
+    Token(token::TokenArgs),
     /// Deploy an HTTP component: push it, roll it out behind a Service and an Ingress, print its URL.
     ///
     /// Example: skiff deploy hello.wasm --name hello
@@ -96,6 +101,7 @@ fn main() -> std::process::ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::Node(args) => node::run(args).await,
             Command::Registry(args) => registry::run_registry(args).await,
+            Command::Token(args) => token::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
             Command::Push(args) => registry::run_push(args).await,
             Command::Pull(args) => registry::run_pull(args).await,

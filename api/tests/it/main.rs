@@ -14,6 +14,7 @@ use tower::ServiceExt;
 
 mod certificates;
 mod crd;
+mod encryption;
 mod exec;
 mod openapi;
 mod podsecurity;

@@ -13,6 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use x509_parser::prelude::FromDer as _;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -259,9 +260,6 @@ pub fn client_certificate(
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, user);
-    for group in groups {
-        dn.push(DnType::OrganizationName, group.as_str());
-    }
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
@@ -281,7 +279,153 @@ pub fn client_certificate(
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let cert = params.signed_by(&key, &issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    // rcgen keeps one value per attribute type; the subject with every group is put in place
+    // and the certificate signed again by the CA.
+    let der = cert.der().to_vec();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| invalid(format!("the minted certificate does not parse: {e}")))?;
+    let der = with_subject(
+        &der,
+        parsed.tbs_certificate.as_ref(),
+        parsed.tbs_certificate.subject.as_raw(),
+        &subject_der(user, groups),
+        issuer.key(),
+    )?;
+    Ok((pem_encode("CERTIFICATE", &der), key.serialize_pem()))
+}
+
+/// A PEM-encoded certificate signing request (PKCS#10) for `user` in `groups` (CN = user, one O
+/// per group), signed with `key` (what `skiff kubeconfig` sends as a CertificateSigningRequest).
+pub fn client_certificate_request(key: &KeyPair, user: &str, groups: &[String]) -> Result<String> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, user);
+    params.distinguished_name = dn;
+    let request = params.serialize_request(key)?;
+    let der = request.der().to_vec();
+    let (_, parsed) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
+        .map_err(|e| Error::Invalid {
+            path: PathBuf::from("request"),
+            message: format!("the request does not parse: {e}"),
+        })?;
+    let info = &parsed.certification_request_info;
+    let der = with_subject(
+        &der,
+        info.raw,
+        info.subject.as_raw(),
+        &subject_der(user, groups),
+        key,
+    )?;
+    Ok(pem_encode("CERTIFICATE REQUEST", &der))
+}
+
+/// The DER of an X.509 Name as Kubernetes' clients write it: one O per group, then the CN, each
+/// in its own relative distinguished name, as UTF8Strings.
+fn subject_der(user: &str, groups: &[String]) -> Vec<u8> {
+    const ORGANIZATION: [u8; 3] = [0x55, 0x04, 0x0a];
+    const COMMON_NAME: [u8; 3] = [0x55, 0x04, 0x03];
+    let attribute = |oid: &[u8], value: &str| {
+        let pair = [der_tlv(0x06, oid), der_tlv(0x0c, value.as_bytes())].concat();
+        der_tlv(0x31, &der_tlv(0x30, &pair))
+    };
+    let mut name = Vec::new();
+    for group in groups {
+        name.extend(attribute(&ORGANIZATION, group));
+    }
+    name.extend(attribute(&COMMON_NAME, user));
+    der_tlv(0x30, &name)
+}
+
+/// One DER tag-length-value.
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The length of the DER header (tag and length) of the element `der` starts with.
+fn der_header_len(der: &[u8]) -> Option<(usize, usize)> {
+    let first = *der.get(1)?;
+    if first < 0x80 {
+        return Some((2, first as usize));
+    }
+    let n = (first & 0x7f) as usize;
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let len = der
+        .get(2..2 + n)?
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+    Some((2 + n, len))
+}
+
+/// `signed` (a certificate or request: SEQUENCE { info, algorithm, signature }) with the subject
+/// inside `info` replaced by `subject` and `info` signed again by `key`. `info` and `old_subject`
+/// are slices of `signed`, as the parser hands them out.
+fn with_subject(
+    signed: &[u8],
+    info: &[u8],
+    old_subject: &[u8],
+    subject: &[u8],
+    key: &impl rcgen::SigningKey,
+) -> Result<Vec<u8>> {
+    let malformed = || Error::Invalid {
+        path: PathBuf::from("certificate"),
+        message: "unexpected DER layout".into(),
+    };
+    let offset = |inner: &[u8], outer: &[u8]| {
+        let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+        (start + inner.len() <= outer.len()).then_some(start)
+    };
+    let info_start = offset(info, signed).ok_or_else(malformed)?;
+    let subject_start = offset(old_subject, info).ok_or_else(malformed)?;
+    let (info_header, _) = der_header_len(info).ok_or_else(malformed)?;
+    if subject_start < info_header {
+        return Err(malformed());
+    }
+    let new_info = der_tlv(
+        0x30,
+        &[
+            &info[info_header..subject_start],
+            subject,
+            &info[subject_start + old_subject.len()..],
+        ]
+        .concat(),
+    );
+    let rest = &signed[info_start + info.len()..];
+    let (alg_header, alg_len) = der_header_len(rest).ok_or_else(malformed)?;
+    let algorithm = rest.get(..alg_header + alg_len).ok_or_else(malformed)?;
+    let signature = key.sign(&new_info)?;
+    let bits = der_tlv(0x03, &[&[0u8][..], &signature].concat());
+    Ok(der_tlv(
+        0x30,
+        &[new_info, algorithm.to_vec(), bits].concat(),
+    ))
+}
+
+/// PEM text of DER bytes under `label`.
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// A kubeconfig authenticating with a client certificate (`client-certificate-data`,
@@ -339,7 +483,7 @@ mod tests {
     fn a_client_certificate_names_the_user_and_groups() {
         let ca_key = KeyPair::generate().unwrap();
         let ca = ca_params().self_signed(&ca_key).unwrap();
-        let groups = vec!["team-a".to_string()];
+        let groups = vec!["team-a".to_string(), "devs".to_string()];
         let (cert_pem, key_pem) = client_certificate(
             &ca.pem(),
             &ca_key.serialize_pem(),
@@ -361,7 +505,7 @@ mod tests {
             .map(|a| a.as_str().unwrap().to_string())
             .collect();
         assert_eq!(cn, ["alice"]);
-        assert_eq!(orgs, ["team-a"]);
+        assert_eq!(orgs, ["team-a", "devs"]);
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.client_auth && !eku.server_auth);
         let (_, ca_der) = x509_parser::pem::parse_x509_pem(ca.pem().as_bytes()).unwrap();
@@ -390,6 +534,42 @@ mod tests {
         let none = client_kubeconfig("https://x", &ca.pem(), "a", &cert_pem, &key_pem, None);
         let parsed: serde_yaml::Value = serde_yaml::from_str(&none).unwrap();
         assert!(parsed["contexts"][0]["context"]["namespace"].is_null());
+    }
+
+    /// The request carries every group and a valid self-signature.
+    #[test]
+    fn a_client_certificate_request_names_the_user_and_groups() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let groups = vec!["g1".to_string(), "g2".to_string(), "g3".to_string()];
+        let pem = client_certificate_request(&key, "bob", &groups).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----\n"));
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let (_, csr) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+                .unwrap();
+        let subject = &csr.certification_request_info.subject;
+        let orgs: Vec<_> = subject
+            .iter_organization()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(orgs, ["g1", "g2", "g3"]);
+        let cn: Vec<_> = subject
+            .iter_common_name()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(cn, ["bob"]);
+        csr.verify_signature().unwrap();
+    }
+
+    /// Lengths of 128 bytes and more take the long form.
+    #[test]
+    fn der_lengths_round_trip() {
+        for len in [0usize, 5, 127, 128, 255, 256, 70000] {
+            let tlv = der_tlv(0x04, &vec![7u8; len]);
+            let (header, parsed) = der_header_len(&tlv).unwrap();
+            assert_eq!(parsed, len);
+            assert_eq!(header + len, tlv.len());
+        }
     }
 
     #[test]

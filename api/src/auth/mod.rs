@@ -1,5 +1,11 @@
-//! Authentication: who a request comes from. Bearer tokens map to a `UserInfo`, which the
-//! middleware puts into the request's extensions for dispatch and the write path.
+//! Authentication: who a request comes from. A bearer token (the static tokens, then the token
+//! authenticators) or else the connection's verified client certificate maps to a `UserInfo`;
+//! impersonation headers then switch to the user they name when the authorizer allows it. The
+//! middleware puts the result into the request's extensions for dispatch and the write path.
+
+pub(crate) mod impersonate;
+pub mod tokenfile;
+pub mod x509;
 
 use std::sync::Arc;
 
@@ -66,8 +72,25 @@ pub(crate) async fn authenticate(
         },
         None => None,
     };
+    // A client certificate authenticates when no bearer token does.
+    let user = user.or_else(|| {
+        request
+            .extensions()
+            .get::<x509::PeerCertificate>()
+            .map(|peer| peer.0.clone())
+    });
     match user {
         Some(user) => {
+            let user = if impersonate::requested(request.headers()) {
+                match impersonate::impersonate(&state, &user, request.headers()) {
+                    Ok(Some(impersonated)) => impersonated,
+                    Ok(None) => user,
+                    Err(err) => return err.into_response(),
+                }
+            } else {
+                user
+            };
+            impersonate::strip(request.headers_mut());
             request.extensions_mut().insert(user);
             next.run(request).await
         }

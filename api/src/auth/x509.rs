@@ -1,0 +1,99 @@
+//! x509 client certificates: the TLS server asks for one and verifies it against the client CA
+//! (the cluster CA by default); a verified certificate authenticates CN as the user and each O as
+//! a group, as kube-apiserver's `--client-ca-file` authenticator.
+
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::server::danger::ClientCertVerifier;
+
+use crate::state::UserInfo;
+
+/// The user of the verified client certificate of a connection, put into each of its requests'
+/// extensions by the server; the authentication middleware uses it when there is no bearer
+/// token.
+#[derive(Clone, Debug)]
+pub struct PeerCertificate(pub UserInfo);
+
+/// A client verifier that asks for (and does not require) a certificate chaining to one of the
+/// CA certificates in `ca_pem`, valid now and for client authentication.
+pub fn client_verifier(ca_pem: &str) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("client CA: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("client CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("client CA: no certificate found".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("client certificate verifier: {e}"))
+}
+
+/// The user a (verified) leaf certificate names: CN the user name, each O a group, plus
+/// `system:authenticated`. `None` when the certificate does not parse or has no CN.
+pub fn user_of_certificate(der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())?
+        .to_string();
+    if name.is_empty() {
+        return None;
+    }
+    let groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    Some(UserInfo::new(name, &groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minted certificate names its user and groups; a certificate without CN names no one.
+    #[test]
+    fn the_certificate_names_the_user() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let (cert_pem, _) = crate::pki::client_certificate(
+            &ca.pem(),
+            &ca_key.serialize_pem(),
+            "alice",
+            &["team-a".into(), "devs".into()],
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        let user = user_of_certificate(&der).unwrap();
+        assert_eq!(user.name, "alice");
+        assert_eq!(user.groups, ["team-a", "devs", "system:authenticated"]);
+        assert!(user.uid.is_empty());
+
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "only-o");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let anonymous = params.self_signed(&key).unwrap();
+        assert!(user_of_certificate(anonymous.der()).is_none());
+        assert!(user_of_certificate(b"not a certificate").is_none());
+        assert!(client_verifier(&ca.pem()).is_ok());
+        assert!(client_verifier("").is_err());
+    }
+}

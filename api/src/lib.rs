@@ -22,6 +22,7 @@ mod dispatch;
 pub mod encryption;
 pub mod error;
 
+pub mod nodeauthz;
 pub mod objects;
 pub mod pki;
 mod rbac;

@@ -81,6 +81,7 @@ pub(crate) trait Admission: Sync {
 /// The admission chain, in order: priority before quota, so quota scopes see the pod's class;
 /// pod security before quota, so a refused pod is never charged.
 const ADMISSION: &[&dyn Admission] = &[
+    &crate::admission::noderestriction::NodeRestriction,
     &crate::admission::priority::Priority,
     &crate::admission::defaultstorageclass::DefaultStorageClass,
     &crate::admission::podsecurity::PodSecurity,
@@ -208,6 +209,7 @@ pub(crate) async fn create(
         Ok(Some(kv)) => {
             let stored = as_stored(kind, obj, &kv)?;
             crate::crd::after_write(state, kind, &stored);
+            crate::nodeauthz::after_write(&state.store, kind, &stored);
             Ok(stored)
         }
         Ok(None) => {
@@ -289,6 +291,7 @@ async fn store(
             alloc::after_update(state, write, &obj, old).await;
             let stored = as_stored(write.kind, obj, &kv)?;
             crate::crd::after_write(state, write.kind, &stored);
+            crate::nodeauthz::after_write(&state.store, write.kind, &stored);
             Ok(Attempt::Done(stored))
         }
         Ok(Some(None)) => {
@@ -324,6 +327,7 @@ async fn remove(
         Ok(kv) => {
             alloc::after_delete(state, write, old).await;
             crate::crd::after_remove(state, write.kind, old, kv.mod_revision);
+            crate::nodeauthz::after_remove(&state.store, write.kind, old, kv.mod_revision);
             Ok(Attempt::Done(with_rv(answer, kv.mod_revision)))
         }
         Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::Raced),

@@ -32,6 +32,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
+        .route(
+            "/.well-known/openid-configuration",
+            get(crate::serviceaccount::discovery::openid_configuration),
+        )
+        .route(
+            crate::serviceaccount::discovery::JWKS_PATH,
+            get(crate::serviceaccount::discovery::jwks),
+        )
         .fallback(dispatch)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -97,7 +97,8 @@ pub(crate) async fn run(state: &AppState, listen: SocketAddr) -> Result<(), ApiE
     priority_classes(state, &user).await?;
     ingress_class(state, &user).await?;
     storage_class(state, &user).await?;
-    runtime_classes(state, &user).await
+    runtime_classes(state, &user).await?;
+    crate::serviceaccount::bootstrap(state).await
 }
 
 /// The RuntimeClasses of the two pod runtimes, `wasm` and `oci`, each named as its handler.

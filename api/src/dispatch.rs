@@ -111,6 +111,7 @@ async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response,
         ("scale", Method::PUT | Method::PATCH) => scale::update_scale(state, &req).await,
         ("binding", Method::POST) => binding::bind(state, &req).await,
         ("eviction", Method::POST) => eviction::evict(state, &req).await,
+        ("token", Method::POST) => crate::serviceaccount::token_request::create(state, &req).await,
         ("finalize", Method::PUT) => verbs::update::update(state, &req, Target::Main).await,
         ("log", Method::GET) => node_proxy::log(state, &req).await,
         ("proxy", _) if kind.group.is_empty() && kind.kind == "Service" => {

@@ -78,7 +78,7 @@ pub(crate) async fn create(state: &AppState, req: &ResourceRequest) -> Result<Re
         }
         "SelfSubjectRulesReview" => rules_review(state, &req.user, &spec),
         "SelfSubjectReview" => json!({"userInfo": user_info(&req.user)}),
-        "TokenReview" => token_review(state, &spec)?,
+        "TokenReview" => token_review(state, &spec).await?,
         other => {
             return Err(ApiError::internal(format!(
                 "no review handler for kind {other}"
@@ -257,33 +257,84 @@ fn rules_review(state: &AppState, user: &UserInfo, spec: &Value) -> Value {
     }
 }
 
+/// A user as `authentication.k8s.io/v1` `UserInfo`: uid and extra only when set.
 fn user_info(user: &UserInfo) -> Value {
-    json!({"username": user.name, "groups": user.groups})
+    let mut out = json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        out["uid"] = json!(user.uid);
+    }
+    if !user.extra.is_empty() {
+        out["extra"] = json!(user.extra);
+    }
+    out
 }
 
-/// A TokenReview: whether the token is one this server accepts, and whose it is. Tokens here
-/// are not bound to an audience: requested audiences must include the API server's.
-fn token_review(state: &AppState, spec: &Value) -> Result<Value, ApiError> {
+/// A TokenReview, as kube-apiserver answers it: the static tokens and the audience-agnostic
+/// authenticators hold for the API's audiences only; a ServiceAccount token is checked against
+/// the audiences asked (`spec.audiences`, the API's by default). `status.audiences` is the part of
+/// the audiences asked the token is good for.
+async fn token_review(state: &AppState, spec: &Value) -> Result<Value, ApiError> {
     let token = str_at(spec, "/token");
     if token.is_empty() {
         return Err(ApiError::bad_request(
             "token is required for TokenReview in authentication",
         ));
     }
-    let audiences = strings(spec, "/audiences");
-    let Some(user) = crate::auth::user_of_token(state, token) else {
-        return Ok(json!({"authenticated": false, "user": {}}));
+    let asked = strings(spec, "/audiences");
+    let api_audiences: Vec<String> = match &state.service_accounts {
+        Some(sa) => sa.audiences.clone(),
+        None => vec![API_AUDIENCE.to_string()],
     };
-    if audiences.is_empty() {
-        return Ok(json!({"authenticated": true, "user": user_info(user)}));
+    let refused = |error: String| json!({"authenticated": false, "user": {}, "error": error});
+    // Static tokens and the other authenticators are not bound to an audience: they hold for the
+    // API's audiences only.
+    let implicit = || -> Result<Option<Vec<String>>, String> {
+        if asked.is_empty() {
+            return Ok(None);
+        }
+        let both: Vec<String> = asked
+            .iter()
+            .filter(|a| api_audiences.contains(a))
+            .cloned()
+            .collect();
+        if both.is_empty() {
+            Err(format!(
+                "token audiences {api_audiences:?} is invalid for the target audiences {asked:?}"
+            ))
+        } else {
+            Ok(Some(both))
+        }
+    };
+    let answer = |user: &UserInfo, audiences: Option<Vec<String>>| {
+        let mut status = json!({"authenticated": true, "user": user_info(user)});
+        if let Some(audiences) = audiences {
+            status["audiences"] = json!(audiences);
+        }
+        status
+    };
+    if let Some(user) = crate::auth::user_of_token(state, token) {
+        return Ok(match implicit() {
+            Ok(audiences) => answer(user, audiences),
+            Err(error) => refused(error),
+        });
     }
-    if audiences.iter().any(|a| a == API_AUDIENCE) {
-        Ok(json!({"authenticated": true, "user": user_info(user), "audiences": [API_AUDIENCE]}))
-    } else {
-        Ok(json!({
-            "authenticated": false,
-            "user": {},
-            "error": format!("token audiences {audiences:?} is invalid for the target audiences [{API_AUDIENCE:?}]"),
-        }))
+    let mut error = None;
+    if state.service_accounts.is_some() && crate::serviceaccount::jwt::looks_like_jwt(token) {
+        match crate::serviceaccount::authenticator::authenticate(state, token, &asked).await {
+            Ok((user, audiences)) => return Ok(answer(&user, Some(audiences))),
+            Err(reason) => error = Some(reason),
+        }
     }
+    for authenticator in &state.token_authenticators {
+        if let Some(user) = authenticator.authenticate(state, token).await {
+            return Ok(match implicit() {
+                Ok(audiences) => answer(&user, audiences),
+                Err(error) => refused(error),
+            });
+        }
+    }
+    Ok(match error {
+        Some(error) => refused(error),
+        None => json!({"authenticated": false, "user": {}}),
+    })
 }

@@ -44,6 +44,8 @@ pub enum Error {
     Bootstrap(#[source] crate::error::ApiError),
     #[error("network ranges: {0}")]
     Network(#[from] crate::alloc::RangeError),
+    #[error("service-account keys: {0}")]
+    ServiceAccounts(#[from] crate::serviceaccount::Error),
     #[error("encryption at rest: {0}")]
     Encryption(#[from] crate::encryption::Error),
 }
@@ -64,6 +66,8 @@ pub struct ServerOptions {
     /// kube-apiserver's `--encryption-provider-config`: an `EncryptionConfiguration` file;
     /// `None` stores every value as it is.
     pub encryption_provider_config: Option<PathBuf>,
+    /// ServiceAccount token issuance: issuer, audiences, keys, the longest lifetime.
+    pub service_accounts: crate::serviceaccount::ServiceAccountOptions,
 }
 
 impl ServerOptions {
@@ -75,6 +79,7 @@ impl ServerOptions {
             compaction_interval: Duration::from_secs(60),
             network: crate::alloc::NetworkConfig::default(),
             encryption_provider_config: None,
+            service_accounts: crate::serviceaccount::ServiceAccountOptions::default(),
         }
     }
 }
@@ -132,11 +137,23 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         addr: opts.listen,
         source,
     })?;
-    bootstrap(store.clone(), &opts.network, addr).await?;
     let pki_dir = dir.clone();
     let pki = tokio::task::spawn_blocking(move || pki::load_or_create(&pki_dir, addr))
         .await
         .map_err(|e| Error::Tls(e.to_string()))??;
+    let (sa_dir, sa_opts, ca) = (
+        dir.clone(),
+        opts.service_accounts.clone(),
+        pki.ca_cert_pem.clone(),
+    );
+    let service_accounts = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            crate::serviceaccount::ServiceAccounts::load_or_create(&sa_dir, &sa_opts, ca)
+        })
+        .await
+        .map_err(|e| Error::Tls(e.to_string()))??,
+    );
+    bootstrap(store.clone(), &opts.network, addr, &service_accounts).await?;
     let url = pki::server_url(addr);
     let kubeconfig_path = dir.join("admin.kubeconfig");
     let kubeconfig = pki::kubeconfig(&url, &pki.ca_cert_pem, "admin", &pki.admin_token);
@@ -163,7 +180,9 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         )
         .with_token_authenticator(Arc::new(crate::bootstraptoken::BootstrapTokens))
         .with_shutdown(shutdown_rx.clone())
-        .with_network(opts.network.clone()),
+        .with_network(opts.network.clone())
+        .with_service_accounts(service_accounts.clone())
+        .with_token_authenticator(Arc::new(crate::serviceaccount::ServiceAccountAuthenticator)),
     );
     let router = app(state);
     let task = tokio::spawn(serve(listener, tls, router, shutdown_rx));
@@ -262,8 +281,11 @@ async fn bootstrap(
     store: Arc<dyn Store>,
     network: &crate::alloc::NetworkConfig,
     addr: SocketAddr,
+    service_accounts: &Arc<crate::serviceaccount::ServiceAccounts>,
 ) -> Result<()> {
-    let state = AppState::new(store, Vec::new()).with_network(network.clone());
+    let state = AppState::new(store, Vec::new())
+        .with_network(network.clone())
+        .with_service_accounts(service_accounts.clone());
     crate::bootstrap::run(&state, addr)
         .await
         .map_err(Error::Bootstrap)

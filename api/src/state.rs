@@ -25,6 +25,9 @@ pub struct AppState {
     pub network: crate::alloc::NetworkConfig,
     /// The custom kinds served, from the CustomResourceDefinitions in `store`.
     pub crds: Arc<crate::crd::CrdRegistry>,
+    /// ServiceAccount tokens: the issuer, audiences, signing and verification keys and the
+    /// cluster CA; `None` when the server issues none (TokenRequest answers "not supported").
+    pub service_accounts: Option<Arc<crate::serviceaccount::ServiceAccounts>>,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
             authorizer: Arc::new(AllowAuthenticated),
             network: crate::alloc::NetworkConfig::default(),
             crds: Arc::new(crate::crd::CrdRegistry::new()),
+            service_accounts: None,
         }
     }
 
@@ -57,6 +61,15 @@ impl AppState {
     /// The same state, also asking `authenticator` about bearer tokens `tokens` does not know.
     pub fn with_token_authenticator(mut self, authenticator: Arc<dyn TokenAuthenticator>) -> Self {
         self.token_authenticators.push(authenticator);
+        self
+    }
+
+    /// The same state, issuing and checking ServiceAccount tokens with `service_accounts`.
+    pub fn with_service_accounts(
+        mut self,
+        service_accounts: Arc<crate::serviceaccount::ServiceAccounts>,
+    ) -> Self {
+        self.service_accounts = Some(service_accounts);
         self
     }
 

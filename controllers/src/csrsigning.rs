@@ -1,7 +1,10 @@
 //! CertificateSigningRequest signing controller (the role of kube-controller-manager's
-//! `csrsigning` for `kubernetes.io/kube-apiserver-client`): an approved, not yet issued request of
-//! that signer is checked against the signer's rules and signed with the cluster CA; the
-//! certificate (or a `Failed` condition saying why not) is written through `status`.
+//! `csrsigning` for `kubernetes.io/kube-apiserver-client` and
+//! `kubernetes.io/kube-apiserver-client-kubelet`): an approved, not yet issued request of those
+//! signers is checked against the signer's rules (for the kubelet signer: a node's client
+//! certificate, CN `system:node:NAME`, O `system:nodes`, no subject alternative names) and signed
+//! with the cluster CA; the certificate (or a `Failed` condition saying why not) is written
+//! through `status`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,9 @@ use crate::runner::Clock;
 
 /// The signer this controller serves.
 pub const KUBE_APISERVER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+
+/// The signer of nodes' client certificates.
+pub const KUBE_APISERVER_CLIENT_KUBELET: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 
 /// kube-controller-manager's default `--cluster-signing-duration` (one year).
 pub const DEFAULT_SIGNING_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -66,6 +72,8 @@ pub enum Refusal {
     Ca,
     #[error("the request cannot be signed: {0}")]
     Request(String),
+    #[error("{0}")]
+    NotKubeletClient(String),
 }
 
 /// Shared state of the signing controller.
@@ -94,6 +102,61 @@ pub fn check_usages(usages: &[String]) -> Result<(), Refusal> {
     } else {
         Err(Refusal::NoClientAuth)
     }
+}
+
+/// The node a `kube-apiserver-client-kubelet` request is for (Kubernetes'
+/// `ValidateKubeletClientCSR`): organization exactly `system:nodes`, common name
+/// `system:node:NAME`, no DNS, email, IP or URI names, usages `digital signature` and
+/// `client auth` (and optionally `key encipherment`).
+pub fn kubelet_client_node(request_pem: &str, usages: &[String]) -> Result<String, Refusal> {
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::prelude::FromDer;
+    let refuse = |m: &str| Refusal::NotKubeletClient(m.to_string());
+    let (_, block) = x509_parser::pem::parse_x509_pem(request_pem.as_bytes())
+        .map_err(|e| Refusal::Request(e.to_string()))?;
+    let (_, csr) = X509CertificationRequest::from_der(&block.contents)
+        .map_err(|e| Refusal::Request(e.to_string()))?;
+    let subject = &csr.certification_request_info.subject;
+    let orgs: Vec<&str> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .collect();
+    if orgs != ["system:nodes"] {
+        return Err(refuse("subject organization is not system:nodes"));
+    }
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .unwrap_or("");
+    let Some(node) = cn.strip_prefix("system:node:").filter(|n| !n.is_empty()) else {
+        return Err(refuse(
+            "subject common name does not begin with system:node:",
+        ));
+    };
+    if let Some(extensions) = csr.requested_extensions() {
+        for ext in extensions {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext
+                && !san.general_names.is_empty()
+            {
+                return Err(refuse(
+                    "DNS, email, IP and URI subjectAltNames are not allowed",
+                ));
+            }
+        }
+    }
+    let mut sorted: Vec<&str> = usages.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted != ["client auth", "digital signature"]
+        && sorted != ["client auth", "digital signature", "key encipherment"]
+    {
+        return Err(refuse(
+            "usages did not match [digital signature client auth] or [key encipherment digital signature client auth]",
+        ));
+    }
+    Ok(node.to_string())
 }
 
 /// The certificate for a PEM request, signed by `ca`, valid from `now - 5m` for `lifetime`:
@@ -149,7 +212,8 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
         .as_ref()
         .and_then(|s| s.certificate.as_ref())
         .is_some_and(|c| !c.0.is_empty());
-    if csr.spec.signer_name != KUBE_APISERVER_CLIENT
+    let kubelet = csr.spec.signer_name == KUBE_APISERVER_CLIENT_KUBELET;
+    if !(kubelet || csr.spec.signer_name == KUBE_APISERVER_CLIENT)
         || !has_condition(&csr, "Approved")
         || has_condition(&csr, "Denied")
         || has_condition(&csr, "Failed")
@@ -168,8 +232,12 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
         .map_or(ctx.ca.duration, |d| d.min(ctx.ca.duration));
     let usages = csr.spec.usages.clone().unwrap_or_default();
     let request = String::from_utf8_lossy(&csr.spec.request.0).into_owned();
-    let outcome = check_usages(&usages)
-        .and_then(|()| sign(&request, &usages, &ctx.ca, since_epoch, lifetime));
+    let checked = if kubelet {
+        kubelet_client_node(&request, &usages).map(|_| ())
+    } else {
+        check_usages(&usages)
+    };
+    let outcome = checked.and_then(|()| sign(&request, &usages, &ctx.ca, since_epoch, lifetime));
     let mut updated = (*csr).clone();
     let status = updated.status.get_or_insert_with(Default::default);
     match outcome {
@@ -302,5 +370,60 @@ mod tests {
             DEFAULT_SIGNING_DURATION,
         );
         assert_eq!(refused, Err(Refusal::Ca));
+    }
+
+    fn node_request(cn: &str, orgs: &[&str], dns: &[&str]) -> String {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, cn);
+        for o in orgs {
+            dn.push(rcgen::DnType::OrganizationName, *o);
+        }
+        params.distinguished_name = dn;
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    #[test]
+    fn kubelet_client_requests_are_a_node_and_nothing_more() {
+        let usages = strings(&["digital signature", "client auth"]);
+        assert_eq!(
+            kubelet_client_node(
+                &node_request("system:node:n1", &["system:nodes"], &[]),
+                &usages
+            ),
+            Ok("n1".to_string())
+        );
+        let with_key = strings(&["key encipherment", "digital signature", "client auth"]);
+        assert!(
+            kubelet_client_node(
+                &node_request("system:node:n1", &["system:nodes"], &[]),
+                &with_key
+            )
+            .is_ok()
+        );
+        for (cn, orgs, dns) in [
+            ("system:node:n1", &["system:masters"][..], &[][..]),
+            ("system:node:n1", &["system:nodes", "x"][..], &[][..]),
+            ("alice", &["system:nodes"][..], &[][..]),
+            ("system:node:n1", &["system:nodes"][..], &["n1.example"][..]),
+        ] {
+            assert!(
+                matches!(
+                    kubelet_client_node(&node_request(cn, orgs, dns), &usages),
+                    Err(Refusal::NotKubeletClient(_))
+                ),
+                "{cn} {orgs:?} {dns:?}"
+            );
+        }
+        assert!(
+            kubelet_client_node(
+                &node_request("system:node:n1", &["system:nodes"], &[]),
+                &strings(&["client auth", "server auth", "digital signature"])
+            )
+            .is_err()
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cron;
 pub mod cronjob;
+pub mod csrapproving;
 pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
@@ -142,6 +143,10 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
     ControllerEntry {
         name: "scaletozero",
         start: start_scaletozero,
+    },
+    ControllerEntry {
+        name: "csrapproving",
+        start: start_csrapproving,
     },
     ControllerEntry {
         name: "csrsigning",
@@ -452,6 +457,16 @@ fn start_scaletozero(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
     let deps = inf.all::<Deployment>();
     let main = (deps.subscribe(), deps.store());
     tokio::spawn(scaletozero::run(ctx, main))
+}
+
+fn start_csrapproving(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(csrapproving::Ctx {
+        client: m.client.clone(),
+        clock: m.opts.clock.clone(),
+    });
+    let csrs = inf.all::<CertificateSigningRequest>();
+    let main = (csrs.subscribe(), csrs.store());
+    tokio::spawn(csrapproving::run(ctx, main))
 }
 
 fn start_csrsigning(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

@@ -27,6 +27,8 @@ pub(crate) struct ServerArgs {
     #[command(flatten)]
     network: NetworkArgs,
     #[command(flatten)]
+    service_accounts: ServiceAccountArgs,
+    #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
     #[command(flatten)]
     ready: crate::ready::ReadyArgs,
@@ -38,6 +40,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     opts.compaction_interval =
         std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
     opts.network = args.network.config()?;
+    opts.service_accounts = args.service_accounts.options()?;
     opts.encryption_provider_config = args.encryption_provider_config.clone();
     let server = skiff_api::start(opts)
         .await
@@ -96,5 +99,59 @@ impl NetworkArgs {
         };
         config.check()?;
         Ok(config)
+    }
+}
+
+/// ServiceAccount tokens (`skiff server` and `skiff up`), as kube-apiserver's flags of the same
+/// names.
+#[derive(clap::Args)]
+pub(crate) struct ServiceAccountArgs {
+    /// The issuer of ServiceAccount tokens (their `iss` claim).
+    #[arg(long, default_value = skiff_api::serviceaccount::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// The API's audiences, comma-separated: a token must name one to authenticate a request
+    /// (default: the issuer).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
+    /// The ECDSA P-256 private key (PKCS#8 PEM) tokens are signed with (default:
+    /// DATA/pki/sa.key, made on first start).
+    #[arg(long)]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// A PEM file of more keys (public, or private for their public half) tokens may be signed
+    /// with; repeatable.
+    #[arg(long)]
+    service_account_key_file: Vec<PathBuf>,
+    /// The longest lifetime a requested token gets, as a Go duration (`24h`); default none.
+    #[arg(long)]
+    service_account_max_token_expiration: Option<String>,
+}
+
+impl ServiceAccountArgs {
+    pub(crate) fn options(
+        &self,
+    ) -> anyhow::Result<skiff_api::serviceaccount::ServiceAccountOptions> {
+        let max_token_expiration = match &self.service_account_max_token_expiration {
+            Some(s) => Some(skiff_meta::duration::parse_go_duration(s).map_err(|e| {
+                anyhow::anyhow!("--service-account-max-token-expiration {s:?}: {e}")
+            })?),
+            None => None,
+        };
+        if max_token_expiration.is_some_and(|d| d.as_secs() < 3600 || d.as_secs() > 1 << 32) {
+            anyhow::bail!(
+                "the service-account-max-token-expiration must be between 1 hour and 2^32 seconds"
+            );
+        }
+        Ok(skiff_api::serviceaccount::ServiceAccountOptions {
+            issuer: self.service_account_issuer.clone(),
+            api_audiences: self
+                .api_audiences
+                .iter()
+                .filter(|a| !a.is_empty())
+                .cloned()
+                .collect(),
+            signing_key_file: self.service_account_signing_key_file.clone(),
+            key_files: self.service_account_key_file.clone(),
+            max_token_expiration,
+        })
     }
 }

@@ -10,6 +10,7 @@ mod kubectl;
 mod local_storage;
 mod node;
 mod priority_quota;
+mod projected;
 mod reconcilers;
 mod replication;
 mod router;

@@ -636,6 +636,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             client.clone(),
         )),
         network: config.network.clone(),
+        policies: router.policies().clone(),
     };
     let mut stop = shutdown_rx.clone();
     let serve = tokio::spawn(async move {
@@ -670,7 +671,12 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     }
     let heartbeat = tokio::spawn(heartbeat(ctx.clone(), facts, node_uid, shutdown_rx.clone()));
     tasks.extend(ingress.map(|i| i.into_tasks()).unwrap_or_default());
-    tasks.extend(net::spawn_watches(&client, &services, &shutdown_rx));
+    tasks.extend(net::spawn_watches(
+        &client,
+        &services,
+        router.policies(),
+        &shutdown_rx,
+    ));
     config.network.set_router(Some(Arc::new(router.clone())));
     // Linux containers get the cluster DNS, the wasm pods and the ClusterIPs on the bridge.
     tasks.extend(

@@ -23,7 +23,7 @@ use skiff_runtime::{LogOptions, Network, box_body};
 
 use crate::ctx::NodeCtx;
 use crate::endpointauth::{Authenticator, Verdict};
-use crate::net::{ENDPOINT_GONE_HEADER, NODE_AUTH_HEADER};
+use crate::net::{ENDPOINT_GONE_HEADER, NODE_AUTH_HEADER, POLICY_DENIED_HEADER, SOURCE_IP_HEADER};
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -33,6 +33,8 @@ pub(crate) struct ListenerState {
     pub(crate) auth: Arc<Authenticator>,
     /// The pod network, for the Service router's requests by pod IP.
     pub(crate) network: Network,
+    /// The NetworkPolicies a forwarded request's source is checked against.
+    pub(crate) policies: Arc<crate::net::policy::Policies>,
 }
 
 /// The bearer token a request presents: in `skiff-node-authorization` on `/endpoints/...` (the
@@ -297,6 +299,21 @@ async fn to_endpoint(state: ListenerState, ip_s: String, port_s: String, req: Re
         return gone(format!("no pod with IP {ip} on this node"));
     };
     let (mut parts, body) = req.into_parts();
+    // The source the sending node names (absent: that node itself), checked against the
+    // destination's ingress policies here, where the pod is.
+    let source = parts.headers.remove(SOURCE_IP_HEADER);
+    let source = match source.as_ref().map(|v| v.to_str().map(str::parse)) {
+        None => None,
+        Some(Ok(Ok(ip))) => Some(ip),
+        Some(_) => return text(StatusCode::BAD_REQUEST, "invalid source address"),
+    };
+    if let Err(denied) = state.policies.check_ingress(source, ip, port) {
+        tracing::debug!(reason = %denied, "refused by network policy");
+        let mut resp = text(StatusCode::FORBIDDEN, denied.0);
+        resp.headers_mut()
+            .insert(POLICY_DENIED_HEADER, HeaderValue::from_static("1"));
+        return resp;
+    }
     let prefix_len = "/endpoints/".len() + ip_s.len() + 1 + port_s.len();
     let pq = parts
         .uri

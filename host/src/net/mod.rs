@@ -2,19 +2,23 @@
 //! endpoints, fed to the runtime's Kubernetes-free network hook) and the ingress (Ingress rules
 //! and NodePorts to Services). The two meet at [`ServiceBackend`]. On a node that runs Linux
 //! containers, the bridge services (`bridge`, `dns`) give them the cluster DNS, the wasm pods'
-//! IPs and the ClusterIPs.
+//! IPs and the ClusterIPs. NetworkPolicies (`policy`) are decided by the router for every
+//! request it delivers.
 
 pub(crate) mod bridge;
 pub(crate) mod dns;
 mod hold;
 pub mod ingress;
 mod nodeport;
+pub(crate) mod policy;
 mod router;
 pub(crate) mod table;
 mod watch;
 
 pub use router::Router;
-pub(crate) use router::{ENDPOINT_GONE_HEADER, NODE_AUTH_HEADER};
+pub(crate) use router::{
+    ENDPOINT_GONE_HEADER, NODE_AUTH_HEADER, POLICY_DENIED_HEADER, SOURCE_IP_HEADER,
+};
 pub(crate) use watch::spawn_watches;
 
 use futures::future::BoxFuture;

@@ -5,7 +5,8 @@
 //! in-process and one elsewhere through its node's endpoint, offers a request that could not be
 //! delivered (pod gone, port not served) to other endpoints, holds requests during a scale from
 //! zero, and answers its own failures (503 no endpoint, 504 held too long, 508 loop) in plain
-//! text.
+//! text. Every delivery is checked against the NetworkPolicies (`super::policy`): a denied
+//! connection is refused ([`skiff_runtime::refused_response`]), never sent elsewhere.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,9 +24,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use skiff_meta::names;
-use skiff_runtime::{HttpBody, Network, Routed, box_body, full_body, port_of};
+use skiff_runtime::{HttpBody, Network, Routed, box_body, full_body, port_of, refused_response};
 
 use super::hold::Holds;
+use super::policy::Policies;
 use super::table::{Compiled, Kind, ServiceName, Table, Target, parse_host};
 use super::{ServiceBackend, ServicePortRef};
 
@@ -35,6 +37,13 @@ pub(crate) const NODE_AUTH_HEADER: &str = "skiff-node-authorization";
 /// Response header of a node endpoint whose pod is not there (gone, or not serving the port):
 /// the request was not delivered and may be retried elsewhere.
 pub(crate) const ENDPOINT_GONE_HEADER: &str = "skiff-endpoint-gone";
+/// Request header of a forwarded request (node to node, NodePort to router): the address of
+/// the connection's source (the calling pod or the outside client), which the destination's
+/// ingress policies are checked against. Absent: the node itself. Never reaches a pod.
+pub(crate) const SOURCE_IP_HEADER: &str = "skiff-source-ip";
+/// Response header of a node endpoint that refused a request by NetworkPolicy: the sender
+/// refuses the connection too, and never offers the request to another endpoint.
+pub(crate) const POLICY_DENIED_HEADER: &str = "skiff-policy-denied";
 /// How many endpoints a request that was not delivered is offered to in all (an EndpointSlice
 /// can lag behind pods that are gone, several at once during a scale-down).
 const MAX_ATTEMPTS: usize = 3;
@@ -77,6 +86,8 @@ enum Failure {
     Undelivered(String),
     /// It may have reached it.
     Failed(String),
+    /// A NetworkPolicy refuses the connection: not sent, and not sent elsewhere either.
+    Refused(String),
 }
 
 /// `sessionAffinity: ClientIP` pins: (namespace, Service, client IP) -> (endpoint IP, expiry).
@@ -97,6 +108,7 @@ struct Inner {
     http: HttpClient<HttpConnector, HttpBody>,
     affinity: Mutex<Affinity>,
     holds: Holds,
+    policies: Arc<Policies>,
 }
 
 impl std::fmt::Debug for Router {
@@ -110,7 +122,7 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     /// A router over `table`, calling local endpoints through `network` and other nodes'
-    /// endpoints with `token`; scales Deployments from zero through `client`.
+    /// endpoints with `token` (this node's current one); scales Deployments from zero through `client`.
     pub(crate) fn new(
         table: Arc<Table>,
         network: Network,
@@ -134,8 +146,14 @@ impl Router {
                 http,
                 affinity: Mutex::new(HashMap::new()),
                 holds: Holds::default(),
+                policies: Arc::new(Policies::default()),
             }),
         }
+    }
+
+    /// The NetworkPolicies every delivery is checked against (fed by the watches).
+    pub(crate) fn policies(&self) -> &Arc<Policies> {
+        &self.inner.policies
     }
 
     /// The Service a pod (IP `from`) means by `host`.
@@ -297,13 +315,37 @@ impl Router {
                 ),
             ),
             Some(t) => self.dispatch(t, port, client, req, aliases + 1).await,
-            None => match skiff_runtime::send_external(req).await {
-                Ok(r) => r,
-                Err(e) => reply(
-                    StatusCode::BAD_GATEWAY,
-                    format!("service \"{}/{}\" ({ext}): {e}", svc.namespace, svc.name),
-                ),
-            },
+            None => {
+                let to = req.uri().port_u16().unwrap_or_else(|| port_of(req.uri()));
+                let checked = match req
+                    .uri()
+                    .host()
+                    .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok())
+                {
+                    Some(ip) => self.inner.policies.check(client, ip, to),
+                    None => self.inner.policies.check_named(client, &ext, to),
+                };
+                if let Err(denied) = checked {
+                    return refused_response(denied.0);
+                }
+                self.external(&svc, &ext, req).await
+            }
+        }
+    }
+
+    /// Sends an ExternalName Service's request out over the network.
+    async fn external(
+        &self,
+        svc: &Compiled,
+        ext: &str,
+        req: Request<HttpBody>,
+    ) -> Response<HttpBody> {
+        match skiff_runtime::send_external(req).await {
+            Ok(r) => r,
+            Err(e) => reply(
+                StatusCode::BAD_GATEWAY,
+                format!("service \"{}/{}\" ({ext}): {e}", svc.namespace, svc.name),
+            ),
         }
     }
 
@@ -470,7 +512,7 @@ impl Router {
             return no_endpoints(svc);
         };
         if self.is_local(svc, first) {
-            return answer(self.send_to(svc, first, req).await);
+            return answer(self.send_to(svc, first, client, req).await);
         }
         let (parts, body) = req.into_parts();
         let bytes: Bytes = if body.is_end_stream() {
@@ -488,13 +530,13 @@ impl Router {
         } else {
             // A streamed body goes once.
             let req = Request::from_parts(parts, body);
-            return answer(self.send_to(svc, first, req).await);
+            return answer(self.send_to(svc, first, client, req).await);
         };
         let mut target = first;
         let mut failed: Vec<IpAddr> = Vec::new();
         loop {
             let req = Request::from_parts(parts.clone(), full_body(bytes.clone()));
-            match self.send_to(svc, target, req).await {
+            match self.send_to(svc, target, client, req).await {
                 Err(Failure::Undelivered(m)) => {
                     failed.push(svc.endpoints[target.ep].ip);
                     let next = if failed.len() < MAX_ATTEMPTS {
@@ -513,14 +555,23 @@ impl Router {
         }
     }
 
-    /// Sends to one endpoint: in-process when its pod is on this node, else through its node.
+    /// Sends to one endpoint from `client` (a pod or outside address; `None`: the node): in-process
+    /// when its pod is on this node, else through its node; refused when a NetworkPolicy denies
+    /// the connection to the endpoint's pod IP and target port.
     async fn send_to(
         &self,
         svc: &Compiled,
         t: Target,
+        client: Option<IpAddr>,
         req: Request<HttpBody>,
     ) -> Result<Response<HttpBody>, Failure> {
         let ep = &svc.endpoints[t.ep];
+        if let Err(denied) = self.inner.policies.check(client, ep.ip, t.port) {
+            tracing::debug!(service = %format!("{}/{}", svc.namespace, svc.name), reason = %denied, "refused by network policy");
+            return Err(Failure::Refused(denied.0));
+        }
+        let mut req = req;
+        req.headers_mut().remove(SOURCE_IP_HEADER);
         ep.load.fetch_add(1, Ordering::Relaxed);
         let _done = Decrement(&ep.load);
         if self.is_local(svc, t) {
@@ -530,7 +581,6 @@ impl Router {
                     ep.ip, svc.namespace, svc.name
                 )));
             };
-            let mut req = req;
             set_host(&mut req);
             return match pod.handle_http(t.port, req).await {
                 Ok(r) => Ok(r),
@@ -555,15 +605,17 @@ impl Router {
                 ep.ip, svc.namespace, svc.name
             )));
         };
-        self.forward(addr, ep.ip, t.port, req).await
+        self.forward(addr, ep.ip, t.port, client, req).await
     }
 
-    /// Sends a request to pod `ip`'s `port` through its node's endpoint.
+    /// Sends a request from `client` to pod `ip`'s `port` through its node's endpoint, which
+    /// checks its ingress policies against `client` too.
     async fn forward(
         &self,
         node: SocketAddr,
         ip: IpAddr,
         port: u16,
+        client: Option<IpAddr>,
         req: Request<HttpBody>,
     ) -> Result<Response<HttpBody>, Failure> {
         let (mut parts, body) = req.into_parts();
@@ -589,9 +641,25 @@ impl Router {
             HeaderValue::from_str(&bearer)
                 .map_err(|_| Failure::Failed("the node token is not a header value".into()))?,
         );
+        match client {
+            Some(c) => {
+                let v = HeaderValue::from_str(&c.to_string()).map_err(|_| {
+                    Failure::Failed("a source address is not a header value".into())
+                })?;
+                parts.headers.insert(SOURCE_IP_HEADER, v);
+            }
+            None => {
+                parts.headers.remove(SOURCE_IP_HEADER);
+            }
+        }
         let req = Request::from_parts(parts, body);
         match self.inner.http.request(req).await {
             Ok(resp) => {
+                if resp.headers().contains_key(POLICY_DENIED_HEADER) {
+                    return Err(Failure::Refused(format!(
+                        "network policy of node {node}: connection to {ip}:{port} refused"
+                    )));
+                }
                 if resp.headers().contains_key(ENDPOINT_GONE_HEADER) {
                     return Err(Failure::Undelivered(format!(
                         "endpoint {ip}:{port} is not served on node {node}"
@@ -640,6 +708,7 @@ fn answer(r: Result<Response<HttpBody>, Failure>) -> Response<HttpBody> {
         Ok(r) => r,
         Err(Failure::Undelivered(m)) => reply(StatusCode::SERVICE_UNAVAILABLE, m),
         Err(Failure::Failed(m)) => reply(StatusCode::BAD_GATEWAY, m),
+        Err(Failure::Refused(m)) => refused_response(m),
     }
 }
 
@@ -661,7 +730,14 @@ impl Drop for Decrement<'_> {
     }
 }
 
-/// The client address the ingress reports (`X-Forwarded-For`'s first entry), for affinity.
+/// Takes the source address a NodePort put in [`SOURCE_IP_HEADER`] off the request.
+fn source_ip(req: &mut Request<HttpBody>) -> Option<IpAddr> {
+    let v = req.headers_mut().remove(SOURCE_IP_HEADER)?;
+    v.to_str().ok()?.trim().parse().ok()
+}
+
+/// The client address the ingress reports (`X-Forwarded-For`'s first entry), for affinity and
+/// the NetworkPolicies.
 fn forwarded_for(req: &Request<HttpBody>) -> Option<IpAddr> {
     req.headers()
         .get("x-forwarded-for")?
@@ -681,13 +757,43 @@ impl skiff_runtime::ServiceRouter for Router {
             None => None,
         };
         let Some(svc) = svc else {
-            return Routed::Declined(req);
+            return self.not_a_service(from, req);
         };
         let port = port_of(req.uri());
         Routed::Taken(
             self.clone()
                 .dispatch(svc, PortSel::Number(port), from, req, 0),
         )
+    }
+}
+
+impl Router {
+    /// A pod's request to a pod IP or an outside address: given back to the network when the
+    /// NetworkPolicies allow it (the common case without policies: one atomic load), else
+    /// refused.
+    fn not_a_service(&self, from: Option<IpAddr>, req: Request<HttpBody>) -> Routed {
+        let policies = &self.inner.policies;
+        if !policies.is_active() {
+            return Routed::Declined(req);
+        }
+        let port = port_of(req.uri());
+        let checked = match req.uri().host() {
+            None => Ok(()),
+            Some(host) => {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                match bare.parse::<IpAddr>() {
+                    Ok(ip) => policies.check(from, ip, port),
+                    Err(_) => policies.check_named(from, bare, port),
+                }
+            }
+        };
+        match checked {
+            Ok(()) => Routed::Declined(req),
+            Err(denied) => {
+                tracing::debug!(reason = %denied, "refused by network policy");
+                Routed::Taken(Box::pin(async move { refused_response(denied.0) }))
+            }
+        }
     }
 }
 
@@ -703,7 +809,8 @@ impl ServiceBackend for Router {
             let msg = format!("service \"{namespace}/{name}\" not found");
             return Box::pin(async move { reply(StatusCode::SERVICE_UNAVAILABLE, msg) });
         };
-        let client = forwarded_for(&req);
+        let mut req = req;
+        let client = source_ip(&mut req).or_else(|| forwarded_for(&req));
         let port = match port {
             ServicePortRef::Number(n) => PortSel::Number(*n),
             ServicePortRef::Name(n) => PortSel::Name(n.clone()),

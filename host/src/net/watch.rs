@@ -1,6 +1,7 @@
-//! The watches that feed the routing table: Services, EndpointSlices, Deployments and Nodes of
-//! the whole cluster. Each event is applied to the table as it arrives; a relist (after a
-//! watch is lost) forgets what it no longer lists.
+//! The watches that feed the routing table (Services, EndpointSlices, Deployments and Nodes of
+//! the whole cluster) and the network policies (NetworkPolicies, Namespaces and Pods of the whole
+//! cluster). Each event is applied as it arrives; a relist (after a watch is lost) forgets what
+//! it no longer lists.
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -8,30 +9,34 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::policy::Policies;
 use super::table::Table;
 
-/// How one kind's events change the table.
-trait Feed: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static {
+/// How one kind's events change a cache `T` (the routing table, the policies).
+trait Feed<T>:
+    Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static
+{
     type Key: Eq + Hash + Send;
     fn key(&self) -> Self::Key;
-    fn apply(self, t: &Table);
-    fn delete(&self, t: &Table);
-    fn retain(t: &Table, keep: &HashSet<Self::Key>);
+    fn apply(self, t: &T);
+    fn delete(&self, t: &T);
+    fn retain(t: &T, keep: &HashSet<Self::Key>);
 }
 
 fn ns_name<K: Resource>(o: &K) -> (String, String) {
     (o.namespace().unwrap_or_default(), o.name_any())
 }
 
-impl Feed for Service {
+impl Feed<Table> for Service {
     type Key = (String, String);
     fn key(&self) -> Self::Key {
         ns_name(self)
@@ -48,7 +53,7 @@ impl Feed for Service {
     }
 }
 
-impl Feed for EndpointSlice {
+impl Feed<Table> for EndpointSlice {
     type Key = (String, String);
     fn key(&self) -> Self::Key {
         ns_name(self)
@@ -65,7 +70,7 @@ impl Feed for EndpointSlice {
     }
 }
 
-impl Feed for Deployment {
+impl Feed<Table> for Deployment {
     type Key = (String, String);
     fn key(&self) -> Self::Key {
         ns_name(self)
@@ -82,7 +87,7 @@ impl Feed for Deployment {
     }
 }
 
-impl Feed for Node {
+impl Feed<Table> for Node {
     type Key = String;
     fn key(&self) -> Self::Key {
         self.name_any()
@@ -98,9 +103,60 @@ impl Feed for Node {
     }
 }
 
-async fn feed<K>(api: Api<K>, table: Arc<Table>, mut stop: watch::Receiver<bool>)
+impl Feed<Policies> for NetworkPolicy {
+    type Key = (String, String);
+    fn key(&self) -> Self::Key {
+        ns_name(self)
+    }
+    fn apply(self, p: &Policies) {
+        p.apply_policy(&self);
+    }
+    fn delete(&self, p: &Policies) {
+        let (ns, name) = ns_name(self);
+        p.delete_policy(&ns, &name);
+    }
+    fn retain(p: &Policies, keep: &HashSet<Self::Key>) {
+        p.retain_policies(keep);
+    }
+}
+
+impl Feed<Policies> for Namespace {
+    type Key = String;
+    fn key(&self) -> Self::Key {
+        self.name_any()
+    }
+    fn apply(self, p: &Policies) {
+        p.apply_namespace(&self);
+    }
+    fn delete(&self, p: &Policies) {
+        p.delete_namespace(&self.name_any());
+    }
+    fn retain(p: &Policies, keep: &HashSet<Self::Key>) {
+        p.retain_namespaces(keep);
+    }
+}
+
+impl Feed<Policies> for Pod {
+    type Key = (String, String);
+    fn key(&self) -> Self::Key {
+        ns_name(self)
+    }
+    fn apply(self, p: &Policies) {
+        p.apply_pod(&self);
+    }
+    fn delete(&self, p: &Policies) {
+        let (ns, name) = ns_name(self);
+        p.delete_pod(&ns, &name);
+    }
+    fn retain(p: &Policies, keep: &HashSet<Self::Key>) {
+        p.retain_pods(keep);
+    }
+}
+
+async fn feed<K, T>(api: Api<K>, table: Arc<T>, mut stop: watch::Receiver<bool>)
 where
-    K: Feed<DynamicType = ()>,
+    K: Feed<T, DynamicType = ()>,
+    T: Send + Sync + 'static,
 {
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
@@ -134,29 +190,45 @@ where
     }
 }
 
-/// Starts the watches feeding `table`; they end when `stop` turns true.
+/// Starts the watches feeding `table` and `policies`; they end when `stop` turns true.
 pub(crate) fn spawn_watches(
     client: &kube::Client,
     table: &Arc<Table>,
+    policies: &Arc<Policies>,
     stop: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     vec![
-        tokio::spawn(feed::<Service>(
+        tokio::spawn(feed::<NetworkPolicy, _>(
+            Api::all(client.clone()),
+            policies.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(feed::<Namespace, _>(
+            Api::all(client.clone()),
+            policies.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(feed::<Pod, _>(
+            Api::all(client.clone()),
+            policies.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(feed::<Service, _>(
             Api::all(client.clone()),
             table.clone(),
             stop.clone(),
         )),
-        tokio::spawn(feed::<EndpointSlice>(
+        tokio::spawn(feed::<EndpointSlice, _>(
             Api::all(client.clone()),
             table.clone(),
             stop.clone(),
         )),
-        tokio::spawn(feed::<Deployment>(
+        tokio::spawn(feed::<Deployment, _>(
             Api::all(client.clone()),
             table.clone(),
             stop.clone(),
         )),
-        tokio::spawn(feed::<Node>(
+        tokio::spawn(feed::<Node, _>(
             Api::all(client.clone()),
             table.clone(),
             stop.clone(),

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::rules::{RouteTable, Target};
-use crate::net::ServiceBackend;
+use crate::net::{SOURCE_IP_HEADER, ServiceBackend};
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -242,6 +242,8 @@ impl Handler for IngressProxy {
             headers.insert(X_FORWARDED_HOST.clone(), h);
         }
         headers.insert(X_FORWARDED_FOR.clone(), peer.ip.clone());
+        // The NetworkPolicies' source (a client's own value is replaced).
+        headers.insert(SOURCE_IP_HEADER, peer.ip.clone());
         headers.insert(X_REAL_IP.clone(), peer.ip.clone());
         headers.insert(X_FORWARDED_PROTO.clone(), self.proto.clone());
         headers.insert(X_FORWARDED_PORT.clone(), self.port.clone());
@@ -261,7 +263,7 @@ impl Handler for NodePortProxy {
     fn handle(
         &self,
         req: Request<Incoming>,
-        _peer: &Peer,
+        peer: &Peer,
     ) -> BoxFuture<'static, Response<HttpBody>> {
         let target = self.target.load();
         match &**target {
@@ -272,6 +274,8 @@ impl Handler for NodePortProxy {
             } => {
                 let (mut parts, body) = req.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
+                // The NetworkPolicies' source (a client's own value is replaced).
+                parts.headers.insert(SOURCE_IP_HEADER, peer.ip.clone());
                 let req = Request::from_parts(parts, box_body(body));
                 self.backend.serve(namespace, name, port, req)
             }

@@ -21,6 +21,7 @@ mod podsecurity;
 mod priority;
 mod quota;
 mod reviews;
+mod serviceaccount;
 mod services;
 mod storage;
 

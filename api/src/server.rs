@@ -44,6 +44,10 @@ pub enum Error {
     Bootstrap(#[source] crate::error::ApiError),
     #[error("network ranges: {0}")]
     Network(#[from] crate::alloc::RangeError),
+    #[error(transparent)]
+    TokenFile(#[from] crate::auth::tokenfile::TokenFileError),
+    #[error("client CA file {path}: {message}")]
+    ClientCa { path: PathBuf, message: String },
     #[error("service-account keys: {0}")]
     ServiceAccounts(#[from] crate::serviceaccount::Error),
     #[error("encryption at rest: {0}")]
@@ -63,6 +67,11 @@ pub struct ServerOptions {
     pub compaction_interval: Duration,
     /// Where ClusterIPs, NodePorts and Node pod CIDRs come from.
     pub network: crate::alloc::NetworkConfig,
+    /// kube-apiserver's `--token-auth-file`: static users, `token,user,uid,"group1,group2"`.
+    pub token_auth_file: Option<PathBuf>,
+    /// kube-apiserver's `--client-ca-file`: the CA client certificates must chain to (`None`:
+    /// the cluster CA, `DATA/pki/ca.crt`).
+    pub client_ca_file: Option<PathBuf>,
     /// kube-apiserver's `--encryption-provider-config`: an `EncryptionConfiguration` file;
     /// `None` stores every value as it is.
     pub encryption_provider_config: Option<PathBuf>,
@@ -78,6 +87,8 @@ impl ServerOptions {
             history_revisions: 10_000,
             compaction_interval: Duration::from_secs(60),
             network: crate::alloc::NetworkConfig::default(),
+            token_auth_file: None,
+            client_ca_file: None,
             encryption_provider_config: None,
             service_accounts: crate::serviceaccount::ServiceAccountOptions::default(),
         }
@@ -126,6 +137,16 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         source,
     })?;
     opts.network.check()?;
+    let static_users = match opts.token_auth_file.clone() {
+        Some(path) => {
+            let users = tokio::task::spawn_blocking(move || crate::auth::tokenfile::load(&path))
+                .await
+                .map_err(|e| Error::Tls(e.to_string()))??;
+            tracing::info!(users = users.len(), "static token users loaded");
+            users
+        }
+        None => Vec::new(),
+    };
     let store = encrypted(store, opts.encryption_provider_config.as_deref()).await?;
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -159,7 +180,20 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     let kubeconfig = pki::kubeconfig(&url, &pki.ca_cert_pem, "admin", &pki.admin_token);
     pki::write_private(&kubeconfig_path, kubeconfig.as_bytes(), 0o600)?;
 
-    let tls = tls_config(&pki)?;
+    let client_ca_pem = match &opts.client_ca_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| Error::ClientCa {
+            path: path.clone(),
+            message: e.to_string(),
+        })?,
+        None => pki.ca_cert_pem.clone(),
+    };
+    let tls = tls_config(&pki, &client_ca_pem).map_err(|e| match &opts.client_ca_file {
+        Some(path) => Error::ClientCa {
+            path: path.clone(),
+            message: e.to_string(),
+        },
+        None => e,
+    })?;
     let kubelet_dir = dir.clone();
     let kubelet_client_token = tokio::task::spawn_blocking(move || {
         crate::subresources::node_proxy::load_or_create_kubelet_client_token(&kubelet_dir)
@@ -176,7 +210,10 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
                     kubelet_client_token,
                     UserInfo::new(skiff_meta::names::KUBELET_CLIENT_USER, &[]),
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(static_users)
+            .collect(),
         )
         .with_token_authenticator(Arc::new(crate::bootstraptoken::BootstrapTokens))
         .with_shutdown(shutdown_rx.clone())
@@ -199,18 +236,21 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     })
 }
 
-fn tls_config(pki: &pki::Pki) -> Result<Arc<rustls::ServerConfig>> {
+/// The server's TLS: its certificate, and client certificates asked for (not required) and
+/// verified against `client_ca_pem`.
+fn tls_config(pki: &pki::Pki, client_ca_pem: &str) -> Result<Arc<rustls::ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::Tls(format!("server certificate: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes())
         .map_err(|e| Error::Tls(format!("server key: {e}")))?;
+    let verifier = crate::auth::x509::client_verifier(client_ca_pem).map_err(Error::Tls)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .map_err(|e| Error::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -242,7 +282,7 @@ async fn serve(
                 };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(router.clone());
+                let router = router.clone();
                 let watcher = graceful.watcher();
                 connections.spawn(async move {
                     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -253,6 +293,24 @@ async fn serve(
                         }
                         Err(_) => return,
                     };
+                    // The verified client certificate's user goes with every request of the
+                    // connection; the authentication middleware uses it without a bearer token.
+                    let cert_user = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|leaf| crate::auth::x509::user_of_certificate(leaf))
+                        .map(crate::auth::x509::PeerCertificate);
+                    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                        router,
+                        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                            if let Some(user) = &cert_user {
+                                request.extensions_mut().insert(user.clone());
+                            }
+                            request
+                        },
+                    ));
                     let mut builder = auto::Builder::new(TokioExecutor::new());
                     builder.http2().max_concurrent_streams(1000);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);

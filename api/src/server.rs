@@ -179,6 +179,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     let kubeconfig_path = dir.join("admin.kubeconfig");
     let kubeconfig = pki::kubeconfig(&url, &pki.ca_cert_pem, "admin", &pki.admin_token);
     pki::write_private(&kubeconfig_path, kubeconfig.as_bytes(), 0o600)?;
+    write_component_kubeconfigs(&dir, &url, &pki.ca_cert_pem).await?;
 
     let client_ca_pem = match &opts.client_ca_file {
         Some(path) => std::fs::read_to_string(path).map_err(|e| Error::ClientCa {
@@ -332,6 +333,53 @@ async fn serve(
         tracing::warn!("requests still in flight after the shutdown grace period; closing them");
     }
     connections.abort_all();
+}
+
+/// The kubeconfig of the controller manager `skiff server` and `skiff up` run (client
+/// certificate `system:kube-controller-manager`), beside `admin.kubeconfig` in the data directory.
+pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "controller-manager.kubeconfig";
+/// The kubeconfig of their scheduler (client certificate `system:kube-scheduler`).
+pub const SCHEDULER_KUBECONFIG: &str = "scheduler.kubeconfig";
+
+/// How long the components' client certificates are valid; they are minted again at every start.
+const COMPONENT_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Writes the controller manager's and the scheduler's kubeconfigs: client certificates signed
+/// by the cluster CA (`DATA/pki/ca.key`), in no group, so their RBAC roles
+/// (`rbac::components`) are all they may do — only `admin.kubeconfig` is `system:masters`.
+async fn write_component_kubeconfigs(
+    dir: &std::path::Path,
+    url: &str,
+    ca_cert_pem: &str,
+) -> Result<()> {
+    let (dir, url, ca) = (dir.to_path_buf(), url.to_string(), ca_cert_pem.to_string());
+    tokio::task::spawn_blocking(move || {
+        let ca_key_path = dir.join("pki").join("ca.key");
+        let ca_key = std::fs::read_to_string(&ca_key_path).map_err(|source| Error::DataDir {
+            path: ca_key_path,
+            source,
+        })?;
+        for (file, user) in [
+            (
+                CONTROLLER_MANAGER_KUBECONFIG,
+                crate::rbac::components::CONTROLLER_MANAGER_USER,
+            ),
+            (SCHEDULER_KUBECONFIG, crate::rbac::components::SCHEDULER_USER),
+        ] {
+            let (cert, key) = pki::client_certificate(
+                &ca,
+                &ca_key,
+                user,
+                &[],
+                COMPONENT_CERTIFICATE_LIFETIME,
+            )?;
+            let kubeconfig = pki::client_kubeconfig(&url, &ca, user, &cert, &key, None);
+            pki::write_private(&dir.join(file), kubeconfig.as_bytes(), 0o600)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::Tls(e.to_string()))?
 }
 
 /// Writes the server's own objects through the write path, as the server's user, before it serves.

@@ -16,6 +16,7 @@ mod certificates;
 mod crd;
 mod encryption;
 mod exec;
+mod nodeauthz;
 mod openapi;
 mod podsecurity;
 mod priority;

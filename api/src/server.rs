@@ -364,15 +364,13 @@ async fn write_component_kubeconfigs(
                 CONTROLLER_MANAGER_KUBECONFIG,
                 crate::rbac::components::CONTROLLER_MANAGER_USER,
             ),
-            (SCHEDULER_KUBECONFIG, crate::rbac::components::SCHEDULER_USER),
+            (
+                SCHEDULER_KUBECONFIG,
+                crate::rbac::components::SCHEDULER_USER,
+            ),
         ] {
-            let (cert, key) = pki::client_certificate(
-                &ca,
-                &ca_key,
-                user,
-                &[],
-                COMPONENT_CERTIFICATE_LIFETIME,
-            )?;
+            let (cert, key) =
+                pki::client_certificate(&ca, &ca_key, user, &[], COMPONENT_CERTIFICATE_LIFETIME)?;
             let kubeconfig = pki::client_kubeconfig(&url, &ca, user, &cert, &key, None);
             pki::write_private(&dir.join(file), kubeconfig.as_bytes(), 0o600)?;
         }

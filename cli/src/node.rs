@@ -8,10 +8,16 @@ use anyhow::Context;
 
 #[derive(clap::Args)]
 pub(crate) struct NodeArgs {
-    /// Kubeconfig for the API server (for example DIR/admin.kubeconfig of `skiff server`).
-    /// The node endpoint accepts the same bearer token.
+    /// The node's kubeconfig for the API server: its own credential, `system:node:NAME` in
+    /// `system:nodes` (minted with `skiff kubeconfig --user system:node:NAME --group
+    /// system:nodes`, or written here by TLS bootstrap with `--bootstrap-kubeconfig`).
     #[arg(long)]
     kubeconfig: PathBuf,
+    /// A kubeconfig with a bootstrap token (`skiff token create`): when `--kubeconfig` does not
+    /// exist or its certificate expired, the node asks the cluster for its client certificate
+    /// with it and writes `--kubeconfig` (as kubelet's flag of the same name).
+    #[arg(long)]
+    bootstrap_kubeconfig: Option<PathBuf>,
     /// The Node's name.
     #[arg(long)]
     name: String,
@@ -21,7 +27,8 @@ pub(crate) struct NodeArgs {
     /// Zone label (topology.kubernetes.io/zone).
     #[arg(long)]
     zone: Option<String>,
-    /// Address of the node endpoint: logs, pod proxy and pod ports (plain HTTP, bearer token).
+    /// Address of the node endpoint: logs, pod proxy and pod ports (plain HTTP; only the API
+    /// server, and other nodes on /endpoints, are let in).
     #[arg(long, default_value = skiff_host::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// IPv4 range of the pods' virtual IPs; it bounds the node's `pods` capacity. Default: the
@@ -106,6 +113,7 @@ fn parse_oci_runtime(s: &str) -> Result<skiff_host::RuntimeKind, String> {
 
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = skiff_host::NodeOptions::new(&args.kubeconfig, &args.name, &args.data_dir);
+    config.bootstrap_kubeconfig = args.bootstrap_kubeconfig;
     config.zone = args.zone;
     config.listen = args.listen;
     config.pod_cidr = args.pod_cidr;

@@ -12,6 +12,7 @@
 //! the wasm backend (the default) and the Linux container backend (`oci`) where the node can run
 //! it (root, runc/crun, cgroups); the Node's `OCIRuntimeReady` condition says which.
 
+pub mod bootstrap;
 mod convert;
 mod ctx;
 mod endpointauth;
@@ -181,8 +182,12 @@ impl NodeConfig {
 /// into a [`NodeConfig`].
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
-    /// Kubeconfig for the API server. Its bearer token is also what the node endpoint accepts.
+    /// Kubeconfig for the API server: the node's own credential (`system:node:NAME`).
     pub kubeconfig: PathBuf,
+    /// Kubelet's `--bootstrap-kubeconfig`: when `kubeconfig` does not exist or its certificate
+    /// expired, the node asks for a client certificate with this credential (a bootstrap
+    /// token) and writes `kubeconfig` ([`bootstrap::ensure_kubeconfig`]).
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     /// The Node's name.
     pub name: String,
     /// Node-private state (compile cache, pod volumes, image cache). Created if missing.
@@ -238,6 +243,7 @@ impl NodeOptions {
     ) -> Self {
         NodeOptions {
             kubeconfig: kubeconfig.into(),
+            bootstrap_kubeconfig: None,
             name: name.into(),
             data_dir: data_dir.into(),
             zone: None,
@@ -265,6 +271,9 @@ impl NodeOptions {
         tokio::fs::create_dir_all(&self.data_dir)
             .await
             .map_err(io(format!("creating {}", self.data_dir.display())))?;
+        if let Some(bootstrap) = &self.bootstrap_kubeconfig {
+            bootstrap::ensure_kubeconfig(bootstrap, &self.kubeconfig, &self.name).await?;
+        }
         let client = client(&self.kubeconfig).await?;
 
         let (want_wasm, want_oci) = wanted_runtimes(&self.runtimes)?;

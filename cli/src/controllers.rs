@@ -93,6 +93,7 @@ impl ControllerArgs {
         opts.node_monitor_grace_period = Duration::from_secs(self.node_monitor_grace_period);
         opts.pod_eviction_timeout = Duration::from_secs(self.pod_eviction_timeout);
         opts.cluster_signing = self.signing_ca(kubeconfig)?;
+        opts.root_ca = cluster_ca(kubeconfig)?;
         if !opts.scheduler && opts.controllers.is_empty() {
             return Ok(None);
         }
@@ -110,5 +111,41 @@ impl ControllerArgs {
         Ok(Some(skiff_controllers::start_elected(
             client, opts, election,
         )))
+    }
+}
+
+/// The cluster CA (PEM) of a kubeconfig's current cluster, which `root-ca-cert-publisher`
+/// publishes as every namespace's `kube-root-ca.crt`.
+fn cluster_ca(kubeconfig: &Path) -> anyhow::Result<Option<String>> {
+    use base64::Engine as _;
+    let config = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let cluster_name = config
+        .current_context
+        .as_ref()
+        .and_then(|current| config.contexts.iter().find(|c| &c.name == current))
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone());
+    let cluster = config
+        .clusters
+        .iter()
+        .find(|c| cluster_name.as_ref().is_none_or(|n| &c.name == n))
+        .and_then(|c| c.cluster.as_ref());
+    let Some(cluster) = cluster else {
+        return Ok(None);
+    };
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .context("the kubeconfig's certificate-authority-data is not base64")?;
+        return Ok(Some(
+            String::from_utf8(pem).context("the cluster CA is not PEM text")?,
+        ));
+    }
+    match &cluster.certificate_authority {
+        Some(path) => Ok(Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        )),
+        None => Ok(None),
     }
 }

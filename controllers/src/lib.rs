@@ -20,9 +20,11 @@ pub mod persistentvolume;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod resourcequota;
+pub mod rootcacert;
 pub mod runner;
 pub mod scaletozero;
 pub mod scheduler;
+pub mod serviceaccount;
 pub mod servicepods;
 pub mod statefulset;
 pub mod util;
@@ -103,6 +105,14 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
     ControllerEntry {
         name: "namespace",
         start: start_namespace,
+    },
+    ControllerEntry {
+        name: "serviceaccount",
+        start: start_serviceaccount,
+    },
+    ControllerEntry {
+        name: "root-ca-cert-publisher",
+        start: start_root_ca_cert_publisher,
     },
     ControllerEntry {
         name: "nodelifecycle",
@@ -188,6 +198,9 @@ pub struct Options {
     pub clock: Clock,
     /// The CA `csrsigning` issues certificates from; without one it signs nothing.
     pub cluster_signing: Option<csrsigning::SigningCa>,
+    /// The cluster CA (PEM) `root-ca-cert-publisher` puts in every namespace's
+    /// `kube-root-ca.crt`; without it that controller publishes nothing.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Options {
@@ -200,6 +213,7 @@ impl Default for Options {
             scheduler_options: scheduler::SchedulerOptions::default(),
             clock: Clock::real(),
             cluster_signing: None,
+            root_ca: None,
         }
     }
 }
@@ -530,6 +544,28 @@ fn start_namespace(_inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
         client: m.client.clone(),
     });
     tokio::spawn(namespace::run(ctx))
+}
+
+fn start_serviceaccount(_inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let ctx = Arc::new(serviceaccount::Ctx {
+        client: m.client.clone(),
+    });
+    tokio::spawn(serviceaccount::run(ctx))
+}
+
+fn start_root_ca_cert_publisher(_inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let Some(ca_pem) = m.opts.root_ca.clone() else {
+        return tokio::spawn(async {
+            tracing::warn!(
+                "root-ca-cert-publisher: no cluster CA given; kube-root-ca.crt is not published"
+            );
+        });
+    };
+    let ctx = Arc::new(rootcacert::Ctx {
+        client: m.client.clone(),
+        ca_pem,
+    });
+    tokio::spawn(rootcacert::run(ctx))
 }
 
 fn start_nodelifecycle(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

@@ -14,6 +14,7 @@ mod projected;
 mod reconcilers;
 mod replication;
 mod router;
+mod serviceaccount;
 mod services;
 mod volumes;
 mod volumes_local_path;

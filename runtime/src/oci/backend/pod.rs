@@ -177,7 +177,7 @@ impl OciPod {
             let (d, s, h) = (dir.clone(), spec.clone(), hostname.clone());
             let (vols, tmpfs) = tokio::task::spawn_blocking(move || {
                 write_etc(&d, &s, &h)?;
-                volumes::create(&d, &s.volumes)
+                volumes::create(&d, &s.volumes, true)
             })
             .await
             .map_err(blocking_err)??;
@@ -289,58 +289,74 @@ impl OciPod {
         let hostname = record.hostname.clone();
         let etc = etc_files(&self.dir);
         let cgroups = self.rt.cgroups;
+        // The spec holds the environment, secrets included: it lives on the pod's tmpfs and
+        // the bundle links to it, so it never reaches the node's disk.
+        let config_dir = record
+            .tmpfs
+            .as_ref()
+            .map(|t| t.join("bundles").join(&spec.name));
         let (b, cg) = (bundle.clone(), cgroups_path.clone());
-        let rootfs =
-            tokio::task::spawn_blocking(move || {
-                for m in &spec.mounts {
-                    if let (Some(sub), Some(dir)) = (
-                        m.sub_path.as_deref().filter(|s| !s.is_empty()),
-                        volume_dirs.get(&m.volume),
-                    ) {
-                        sub_path_dir(&m.volume, dir, sub)?;
-                    }
+        let rootfs = tokio::task::spawn_blocking(move || {
+            for m in &spec.mounts {
+                if let (Some(sub), Some(dir)) = (
+                    m.sub_path.as_deref().filter(|s| !s.is_empty()),
+                    volume_dirs.get(&m.volume),
+                ) {
+                    sub_path_dir(&m.volume, dir, sub)?;
                 }
-                let image = UnpackedImage::open(&image_dir).map_err(|e| Error::ImageRead {
-                    path: image_dir.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-                std::fs::create_dir_all(&b).map_err(io_err("creating bundle", &b))?;
-                let root_dir = b.join("root");
-                let rootfs = prepare_container_rootfs(&image, &root_dir, RootfsMode::Auto)
-                    .map_err(|e| Error::Volume {
+            }
+            let image = UnpackedImage::open(&image_dir).map_err(|e| Error::ImageRead {
+                path: image_dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            std::fs::create_dir_all(&b).map_err(io_err("creating bundle", &b))?;
+            let root_dir = b.join("root");
+            let rootfs =
+                prepare_container_rootfs(&image, &root_dir, RootfsMode::Auto).map_err(|e| {
+                    Error::Volume {
                         volume: spec.name.clone(),
                         detail: format!("preparing the root filesystem: {e}"),
-                    })?;
-                let input = SpecInput {
-                    command: spec.linux.command.clone(),
-                    args: spec.linux.args.clone(),
-                    image: image.config.clone(),
-                    rootfs: rootfs.path().to_path_buf(),
-                    hostname,
-                    netns,
-                    cgroups_path: cg,
-                    cgroup_version: cgroups,
-                    volume_dirs,
-                    etc_files: etc,
-                    security: spec.linux.security.clone(),
-                    pids_limit: Some(PIDS_LIMIT),
-                    container: spec,
-                };
-                let built = config_json(&input).map_err(Error::from).and_then(|config| {
-                    let path = b.join("config.json");
-                    let bytes = serde_json::to_vec_pretty(&config)
-                        .map_err(|e| Error::Internal(format!("encoding config.json: {e}")))?;
-                    std::fs::write(&path, bytes).map_err(io_err("writing", &path))
-                });
-                if let Err(e) = built {
-                    let _ = crate::oci_image::release_container_rootfs(&rootfs, &root_dir);
-                    let _ = std::fs::remove_dir_all(&b);
-                    return Err(e);
+                    }
+                })?;
+            let input = SpecInput {
+                command: spec.linux.command.clone(),
+                args: spec.linux.args.clone(),
+                image: image.config.clone(),
+                rootfs: rootfs.path().to_path_buf(),
+                hostname,
+                netns,
+                cgroups_path: cg,
+                cgroup_version: cgroups,
+                volume_dirs,
+                etc_files: etc,
+                security: spec.linux.security.clone(),
+                pids_limit: Some(PIDS_LIMIT),
+                container: spec,
+            };
+            let built = config_json(&input).map_err(Error::from).and_then(|config| {
+                let path = b.join("config.json");
+                let bytes = serde_json::to_vec_pretty(&config)
+                    .map_err(|e| Error::Internal(format!("encoding config.json: {e}")))?;
+                match &config_dir {
+                    Some(dir) => {
+                        std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+                        let target = dir.join("config.json");
+                        std::fs::write(&target, bytes).map_err(io_err("writing", &target))?;
+                        let _ = std::fs::remove_file(&path);
+                        std::os::unix::fs::symlink(&target, &path).map_err(io_err("linking", &path))
+                    }
+                    None => std::fs::write(&path, bytes).map_err(io_err("writing", &path)),
                 }
-                Ok(RootfsRecord::from(&rootfs))
-            })
-            .await
-            .map_err(blocking_err)??;
+            });
+            if let Err(e) = built {
+                let _ = crate::oci_image::release_container_rootfs(&rootfs, &root_dir);
+                let _ = std::fs::remove_dir_all(&b);
+                return Err(e);
+            }
+            Ok(RootfsRecord::from(&rootfs))
+        })
+        .await
+        .map_err(blocking_err)??;
         let rec = ContainerRecord {
             runtime_id,
             bundle,

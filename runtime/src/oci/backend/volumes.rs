@@ -18,21 +18,25 @@ use crate::wasm::volumes::{check_name, write_files};
 const TMPFS_DIR: &str = "tmpfs";
 
 /// Creates the volumes of a pod in `pod_dir`. Returns them by name, and the tmpfs mounted for
-/// them (if any). On failure nothing is left mounted.
+/// them (if any) — always if `always_tmpfs` (a Linux pod's containers keep their
+/// `config.json`, whose environment may hold secrets, there). On failure nothing is left
+/// mounted.
 pub(crate) fn create(
     pod_dir: &Path,
     specs: &[VolumeSpec],
+    always_tmpfs: bool,
 ) -> Result<(BTreeMap<String, VolumeRecord>, Option<PathBuf>)> {
-    let needs_memory = specs.iter().any(|s| {
-        matches!(
-            s.source,
-            VolumeSource::EmptyDir { memory: true }
-                | VolumeSource::Files {
-                    sensitive: true,
-                    ..
-                }
-        )
-    });
+    let needs_memory = always_tmpfs
+        || specs.iter().any(|s| {
+            matches!(
+                s.source,
+                VolumeSource::EmptyDir { memory: true }
+                    | VolumeSource::Files {
+                        sensitive: true,
+                        ..
+                    }
+            )
+        });
     let tmpfs = if needs_memory {
         let dir = pod_dir.join(TMPFS_DIR);
         mount_tmpfs(&dir)?;
@@ -247,7 +251,7 @@ mod tests {
                 },
             },
         ];
-        let (vols, tmpfs) = create(tmp.path(), &specs).unwrap();
+        let (vols, tmpfs) = create(tmp.path(), &specs, false).unwrap();
         assert!(tmpfs.is_none());
         assert!(vols["data"].host_path.is_dir());
         assert!(!vols["host"].owned);
@@ -269,12 +273,12 @@ mod tests {
                 path: tmp.path().join("missing"),
             },
         };
-        assert!(create(tmp.path(), &[missing]).is_err());
+        assert!(create(tmp.path(), &[missing], false).is_err());
         let d = VolumeSpec {
             name: "d".into(),
             source: VolumeSource::EmptyDir { memory: false },
         };
-        assert!(create(tmp.path(), &[d.clone(), d]).is_err());
+        assert!(create(tmp.path(), &[d.clone(), d], false).is_err());
     }
 
     #[test]

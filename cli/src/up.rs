@@ -97,6 +97,37 @@ pub(crate) fn default_data_dir() -> PathBuf {
     base.join("skiff")
 }
 
+/// How long the node's own certificate is valid (kube-controller-manager's default
+/// `--cluster-signing-duration`).
+const NODE_CERTIFICATE_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// Writes `DATA/node-NAME.kubeconfig`, the node's own credential: a client certificate
+/// `system:node:NAME` in `system:nodes` signed by the cluster CA (never the admin's token).
+/// Made anew at every start.
+fn mint_node_kubeconfig(dir: &std::path::Path, url: &str, node: &str) -> anyhow::Result<PathBuf> {
+    let pki = dir.join("pki");
+    let read = |name: &str| {
+        std::fs::read_to_string(pki.join(name))
+            .with_context(|| format!("reading {}", pki.join(name).display()))
+    };
+    let (ca, ca_key) = (read("ca.crt")?, read("ca.key")?);
+    let user = format!("system:node:{node}");
+    let (cert, key) = skiff_api::pki::client_certificate(
+        &ca,
+        &ca_key,
+        &user,
+        &["system:nodes".to_string()],
+        NODE_CERTIFICATE_LIFETIME,
+    )
+    .context("minting the node's client certificate")?;
+    let path = dir.join(format!("node-{node}.kubeconfig"));
+    let text = skiff_api::pki::client_kubeconfig(url, &ca, &user, &cert, &key, None);
+    skiff_api::pki::write_private(&path, text.as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -126,8 +157,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let registry_addr = registry.local_addr();
     seed_samples(&dir, registry_addr, registry.token()).await?;
 
+    let node_kubeconfig = mint_node_kubeconfig(&dir, &server.url, &args.node_name)?;
     let mut node_config =
-        skiff_host::NodeOptions::new(&server.kubeconfig_path, &args.node_name, dir.join("node"));
+        skiff_host::NodeOptions::new(&node_kubeconfig, &args.node_name, dir.join("node"));
     node_config.listen = args.node_listen;
     node_config.pod_cidr = args.pod_cidr.clone();
     node_config.registry = Some(registry_addr.to_string());
@@ -163,7 +195,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  samples:     {registry_addr}/samples/ (hello-http 1.0 and 2.0, frontend, env-reader, fileserver, hello-c; see samples/README.md)"
     );
     println!(
-        "  node:        {} (endpoint http://{}, bearer token of the kubeconfig)",
+        "  node:        {} (endpoint http://{}, for the API server only)",
         args.node_name,
         node.local_addr()
     );

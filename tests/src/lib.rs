@@ -380,8 +380,53 @@ pub struct Node {
     pub ingress: Option<String>,
     /// The ingress's HTTPS address, `IP:PORT`, when started with one.
     pub ingress_tls: Option<String>,
-    /// The bearer token the endpoint accepts (the server's admin token).
+    /// A bearer token the endpoint accepts: the API server's own node credential
+    /// (`kube-apiserver-kubelet-client`, `DATA/pki/kubelet-client.token`), never a user's.
     pub token: String,
+    /// The node's own kubeconfig (`system:node:NAME` in `system:nodes`), minted with the
+    /// server's CA.
+    pub kubeconfig: PathBuf,
+}
+
+/// Writes to `path` a kubeconfig for node `name` of `server`: a client certificate
+/// `system:node:NAME` in `system:nodes` signed by the server's CA (what `skiff kubeconfig
+/// --data-dir DIR --user system:node:NAME --group system:nodes` makes).
+pub fn mint_node_kubeconfig(server: &Server, name: &str, path: &Path) -> Result<()> {
+    mint_kubeconfig(
+        server,
+        &format!("system:node:{name}"),
+        &["system:nodes"],
+        path,
+    )
+}
+
+/// Writes to `path` a client-certificate kubeconfig for `user` in `groups`, signed by the
+/// server's CA, valid for a day.
+pub fn mint_kubeconfig(server: &Server, user: &str, groups: &[&str], path: &Path) -> Result<()> {
+    let pki = server.dir.join("pki");
+    let ca = std::fs::read_to_string(pki.join("ca.crt")).context("reading the server's CA")?;
+    let ca_key = std::fs::read_to_string(pki.join("ca.key")).context("reading the CA key")?;
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    let (cert, key) = skiff_api::pki::client_certificate(
+        &ca,
+        &ca_key,
+        user,
+        &groups,
+        Duration::from_secs(24 * 3600),
+    )?;
+    let text = skiff_api::pki::client_kubeconfig(&server.url, &ca, user, &cert, &key, None);
+    skiff_api::pki::write_private(path, text.as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// The API server's own node credential (`DATA/pki/kubelet-client.token`), which node
+/// endpoints accept.
+pub fn kubelet_client_token(server: &Server) -> Result<String> {
+    let path = server.dir.join("pki").join("kubelet-client.token");
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_string())
 }
 
 impl Node {
@@ -421,10 +466,12 @@ impl Node {
         let dir = tempdir.path().to_path_buf();
         let log = std::fs::File::create(dir.join("node.log"))?;
         let ready_file = dir.join("node.ready");
+        let kubeconfig = dir.join("node.kubeconfig");
+        mint_node_kubeconfig(server, name, &kubeconfig)?;
         let child = Command::new(skiff_bin())
             .arg("node")
             .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
+            .arg(&kubeconfig)
             .args(["--name", name])
             .args(&listen)
             .arg("--data-dir")
@@ -458,6 +505,7 @@ impl Node {
             ingress: None,
             ingress_tls: None,
             token: String::new(),
+            kubeconfig,
         };
         let child = node.child.as_mut().expect("just started");
         let ready = wait_ready_file(&ready_file, child, Duration::from_secs(120))
@@ -467,7 +515,7 @@ impl Node {
             node.ingress = Some(ready_field(&ready, "ingress")?);
             node.ingress_tls = Some(ready_field(&ready, "ingressTls")?);
         }
-        node.token = server.token()?;
+        node.token = kubelet_client_token(server)?;
         Ok(node)
     }
 

@@ -38,7 +38,7 @@ async fn kubectl_exec_prints_the_output_and_exits_with_the_code() {
         client.clone(),
         runtimes,
         network,
-        server.token().expect("the admin token"),
+        skiff_tests::kubelet_client_token(&server).expect("the server's node credential"),
     );
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let node = skiff_host::start(config).await.expect("the node starts");

@@ -328,7 +328,7 @@ impl Router {
                 if let Err(denied) = checked {
                     return refused_response(denied.0);
                 }
-                self.external(&svc, &ext, req).await
+                self.external(svc, &ext, req).await
             }
         }
     }

@@ -12,7 +12,7 @@ use skiff_store::KeyValue;
 
 use crate::alloc;
 use crate::error::{ApiError, Cause, StatusReason};
-use crate::objects::{self, meta_mut, meta_str};
+use crate::objects::{self, meta_mut};
 use crate::state::AppState;
 use crate::state::UserInfo;
 use crate::strategy;
@@ -78,9 +78,12 @@ pub(crate) trait Admission: Sync {
     ) -> Admitted<'a>;
 }
 
-/// The admission chain, in order: priority before quota, so quota scopes see the pod's class;
-/// pod security before quota, so a refused pod is never charged.
+/// The admission chain, in order: namespace lifecycle and LimitRanger first, as Kubernetes, so
+/// every later plugin sees the defaulted pod; priority before quota, so quota scopes see the
+/// pod's class; pod security before quota, so a refused pod is never charged.
 const ADMISSION: &[&dyn Admission] = &[
+    &crate::admission::namespace::NamespaceLifecycle,
+    &crate::admission::limitranger::LimitRanger,
     &crate::admission::noderestriction::NodeRestriction,
     &crate::admission::priority::Priority,
     &crate::admission::defaultstorageclass::DefaultStorageClass,
@@ -181,7 +184,7 @@ pub(crate) async fn create(
     obj: Value,
 ) -> Result<Value, ApiError> {
     let kind = write.kind;
-    check_namespace_open(state, kind, write.namespace).await?;
+    crate::admission::namespace::check_open(state, write).await?;
     let mut obj = obj;
     crate::crd::before_write(state, kind, &mut obj, None)?;
     strategy::for_kind(kind).prepare_for_create(&mut obj, write.user);
@@ -339,32 +342,6 @@ async fn remove(
 pub(crate) fn with_rv(mut obj: Value, rev: u64) -> Value {
     meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
     obj
-}
-
-/// Checks that the namespace exists and is not being deleted.
-async fn check_namespace_open(
-    state: &AppState,
-    kind: &Kind,
-    namespace: Option<&str>,
-) -> Result<(), ApiError> {
-    let (true, Some(ns)) = (kind.namespaced, namespace) else {
-        return Ok(());
-    };
-    let ns_kind = skiff_kinds::find("", "v1", "namespaces").expect("namespaces are a known kind");
-    let kv = state
-        .store
-        .get(&objects::key(ns_kind, None, ns))
-        .await?
-        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
-    let obj = objects::from_kv(ns_kind, &kv)?;
-    if objects::is_deleting(&obj) {
-        return Err(ApiError::forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-            kind.plural,
-            meta_str(&obj, "name").unwrap_or(ns)
-        )));
-    }
-    Ok(())
 }
 
 /// Everything between a decoded body and a storable new object.

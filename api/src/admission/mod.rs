@@ -4,6 +4,8 @@
 //! `podsecurity` refuses Linux container pods their namespace's Pod Security level forbids.
 
 pub(crate) mod defaultstorageclass;
+pub(crate) mod limitranger;
+pub(crate) mod namespace;
 pub(crate) mod noderestriction;
 pub(crate) mod podsecurity;
 pub(crate) mod priority;

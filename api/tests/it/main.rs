@@ -17,6 +17,8 @@ mod certificates;
 mod crd;
 mod encryption;
 mod exec;
+mod limitranger;
+mod namespace_lifecycle;
 mod nodeauthz;
 mod openapi;
 mod podsecurity;

@@ -197,8 +197,13 @@ pub fn apply(kind: &Kind, obj: &mut Value) {
                 if item.get("type").and_then(Value::as_str) != Some("Container") {
                     continue;
                 }
-                // Default limits come from max, default requests from the default limits.
-                for (from, to) in [("max", "default"), ("default", "defaultRequest")] {
+                // Default limits come from max, default requests from the default limits, then
+                // from min (Kubernetes' `SetDefaults_LimitRangeItem`).
+                for (from, to) in [
+                    ("max", "default"),
+                    ("default", "defaultRequest"),
+                    ("min", "defaultRequest"),
+                ] {
                     if let Some(src) = item.get(from).and_then(Value::as_object).cloned() {
                         for (k, v) in src {
                             set(item, &[to, &k], v);

@@ -43,9 +43,77 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(dispatch)
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            authorize_non_resource,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             crate::auth::authenticate,
         ))
         .with_state(state)
+}
+
+/// Whether a path is a non-resource URL served outside `dispatch` (discovery under `/api` and
+/// `/apis` is authorized by `dispatch` once routing tells it from a resource).
+fn non_resource_path(path: &str) -> bool {
+    ["/version", "/openapi", "/.well-known", "/openid"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
+/// Authorizes a non-resource request of the authenticated user (`Attributes.path`, the method
+/// in lower case); a refusal is Kubernetes' 403 `forbidden: User "u" cannot get path "/p"`.
+/// Requests without a user (the public health and version endpoints) pass.
+pub(crate) async fn check_non_resource(
+    state: &Arc<AppState>,
+    user: Option<&UserInfo>,
+    method: &Method,
+    path: &str,
+) -> Result<(), ApiError> {
+    let Some(user) = user else {
+        return Ok(());
+    };
+    crate::rbac::start(state).await?;
+    let verb = method.as_str().to_ascii_lowercase();
+    let attributes = crate::state::Attributes {
+        user,
+        verb: &verb,
+        group: "",
+        resource: "",
+        subresource: None,
+        namespace: None,
+        name: None,
+        path: Some(path),
+    };
+    match state.authorizer.authorize(&attributes) {
+        crate::state::Decision::Allow => Ok(()),
+        crate::state::Decision::Deny(reason) | crate::state::Decision::NoOpinion(reason) => {
+            let reason = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            };
+            Err(ApiError::forbidden(format!(
+                "forbidden: User \"{}\" cannot {verb} path \"{path}\"{reason}",
+                user.name
+            )))
+        }
+    }
+}
+
+/// The layer that authorizes `/version`, `/openapi/*`, `/.well-known/*` and `/openid/*`.
+async fn authorize_non_resource(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    if non_resource_path(&path) {
+        let user = request.extensions().get::<UserInfo>();
+        if let Err(err) = check_non_resource(&state, user, request.method(), &path).await {
+            return err.into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn version() -> Response {
@@ -257,6 +325,7 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     crate::crd::start(&state).await?;
+    crate::rbac::start(&state).await?;
     let route = route(&path, &state.crds)?;
     let wanted = negotiate(&parts.headers);
     let discovery_only = |method: &Method| -> Result<(), ApiError> {
@@ -271,6 +340,7 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
     match route {
         Route::CoreVersions => {
             discovery_only(&parts.method)?;
+            discovery_check(&state, &parts, &path).await?;
             Ok(match wanted {
                 Wanted::AggregatedDiscovery(v) => aggregated(&state, true, v),
                 _ => json_response(StatusCode::OK, &skiff_kinds::discovery::api_versions()),
@@ -278,6 +348,7 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
         }
         Route::Groups => {
             discovery_only(&parts.method)?;
+            discovery_check(&state, &parts, &path).await?;
             Ok(match wanted {
                 Wanted::AggregatedDiscovery(v) => aggregated(&state, false, v),
                 _ => json_response(
@@ -288,12 +359,14 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
         }
         Route::Group(group) => {
             discovery_only(&parts.method)?;
+            discovery_check(&state, &parts, &path).await?;
             let doc = skiff_kinds::discovery::api_group_with(&group, &state.crds.kinds())
                 .ok_or_else(|| ApiError::no_route(&path))?;
             Ok(json_response(StatusCode::OK, &doc))
         }
         Route::ResourceList { group, version } => {
             discovery_only(&parts.method)?;
+            discovery_check(&state, &parts, &path).await?;
             let doc = skiff_kinds::discovery::api_resource_list_with(
                 &group,
                 &version,
@@ -329,6 +402,19 @@ async fn dispatch_inner(state: Arc<AppState>, request: Request) -> Result<Respon
             crate::dispatch::handle(&state, req).await
         }
     }
+}
+
+/// Authorizes a discovery request (`/api`, `/apis`, `/apis/G`, `/apis/G/V`) as non-resource.
+async fn discovery_check(
+    state: &Arc<AppState>,
+    parts: &axum::http::request::Parts,
+    path: &str,
+) -> Result<(), ApiError> {
+    let user = parts.extensions.get::<UserInfo>();
+    if user.is_none() {
+        return Err(ApiError::unauthorized());
+    }
+    check_non_resource(state, user, &parts.method, path).await
 }
 
 fn aggregated(state: &AppState, core: bool, version: &'static str) -> Response {

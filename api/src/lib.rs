@@ -43,6 +43,7 @@ pub use alloc::{Ipv4Cidr, NetworkConfig, PortRange, RangeError};
 pub use app::{AppState, app};
 pub use auth::UserInfo;
 pub use authz::{Masters, Union};
+pub use rbac::{AuthorizationMode, Rbac};
 pub use error::{ApiError, StatusReason};
 pub use server::{ServerHandle, ServerOptions, start, start_with_store};
 pub use state::{

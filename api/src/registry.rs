@@ -88,6 +88,7 @@ const ADMISSION: &[&dyn Admission] = &[
     &crate::admission::priority::Priority,
     &crate::admission::defaultstorageclass::DefaultStorageClass,
     &crate::admission::podsecurity::PodSecurity,
+    &crate::rbac::escalation::Escalation,
     &crate::admission::quota::Quota,
 ];
 
@@ -212,6 +213,7 @@ pub(crate) async fn create(
         Ok(Some(kv)) => {
             let stored = as_stored(kind, obj, &kv)?;
             crate::crd::after_write(state, kind, &stored);
+            crate::rbac::after_write(state, kind, &stored);
             crate::nodeauthz::after_write(&state.store, kind, &stored);
             Ok(stored)
         }
@@ -294,6 +296,7 @@ async fn store(
             alloc::after_update(state, write, &obj, old).await;
             let stored = as_stored(write.kind, obj, &kv)?;
             crate::crd::after_write(state, write.kind, &stored);
+            crate::rbac::after_write(state, write.kind, &stored);
             crate::nodeauthz::after_write(&state.store, write.kind, &stored);
             Ok(Attempt::Done(stored))
         }
@@ -330,6 +333,7 @@ async fn remove(
         Ok(kv) => {
             alloc::after_delete(state, write, old).await;
             crate::crd::after_remove(state, write.kind, old, kv.mod_revision);
+            crate::rbac::after_remove(state, write.kind, old, kv.mod_revision);
             crate::nodeauthz::after_remove(&state.store, write.kind, old, kv.mod_revision);
             Ok(Attempt::Done(with_rv(answer, kv.mod_revision)))
         }

@@ -44,6 +44,8 @@ pub enum Error {
     Bootstrap(#[source] crate::error::ApiError),
     #[error("network ranges: {0}")]
     Network(#[from] crate::alloc::RangeError),
+    #[error("authorization: {0}")]
+    Authorization(String),
     #[error(transparent)]
     TokenFile(#[from] crate::auth::tokenfile::TokenFileError),
     #[error("client CA file {path}: {message}")]
@@ -67,6 +69,9 @@ pub struct ServerOptions {
     pub compaction_interval: Duration,
     /// Where ClusterIPs, NodePorts and Node pod CIDRs come from.
     pub network: crate::alloc::NetworkConfig,
+    /// kube-apiserver's `--authorization-mode`: `AlwaysAllow` alone lets every authenticated
+    /// user do everything; otherwise `system:masters`, then the modes in order (`Node`, `RBAC`).
+    pub authorization_modes: Vec<crate::rbac::AuthorizationMode>,
     /// kube-apiserver's `--token-auth-file`: static users, `token,user,uid,"group1,group2"`.
     pub token_auth_file: Option<PathBuf>,
     /// kube-apiserver's `--client-ca-file`: the CA client certificates must chain to (`None`:
@@ -87,6 +92,7 @@ impl ServerOptions {
             history_revisions: 10_000,
             compaction_interval: Duration::from_secs(60),
             network: crate::alloc::NetworkConfig::default(),
+            authorization_modes: vec![crate::rbac::AuthorizationMode::AlwaysAllow],
             token_auth_file: None,
             client_ca_file: None,
             encryption_provider_config: None,
@@ -218,6 +224,8 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         )
         .with_token_authenticator(Arc::new(crate::bootstraptoken::BootstrapTokens))
         .with_shutdown(shutdown_rx.clone())
+        .with_authorization_modes(&opts.authorization_modes)
+        .map_err(Error::Authorization)?
         .with_network(opts.network.clone())
         .with_service_accounts(service_accounts.clone())
         .with_token_authenticator(Arc::new(crate::serviceaccount::ServiceAccountAuthenticator)),
@@ -391,6 +399,9 @@ async fn bootstrap(
         .with_network(network.clone())
         .with_service_accounts(service_accounts.clone());
     crate::bootstrap::run(&state, addr)
+        .await
+        .map_err(Error::Bootstrap)?;
+    crate::rbac::reconcile::run(&state)
         .await
         .map_err(Error::Bootstrap)
 }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub network: crate::alloc::NetworkConfig,
     /// The custom kinds served, from the CustomResourceDefinitions in `store`.
     pub crds: Arc<crate::crd::CrdRegistry>,
+    /// The Roles, ClusterRoles and bindings in `store`, which RBAC authorizes from.
+    pub(crate) rbac: Arc<crate::rbac::RbacCache>,
     /// ServiceAccount tokens: the issuer, audiences, signing and verification keys and the
     /// cluster CA; `None` when the server issues none (TokenRequest answers "not supported").
     pub service_accounts: Option<Arc<crate::serviceaccount::ServiceAccounts>>,
@@ -48,6 +50,7 @@ impl AppState {
             authorizer: Arc::new(AllowAuthenticated),
             network: crate::alloc::NetworkConfig::default(),
             crds: Arc::new(crate::crd::CrdRegistry::new()),
+            rbac: Arc::new(crate::rbac::RbacCache::new()),
             service_accounts: None,
         }
     }

@@ -27,6 +27,8 @@ pub(crate) struct ServerArgs {
     #[command(flatten)]
     network: NetworkArgs,
     #[command(flatten)]
+    authorization: AuthorizationArgs,
+    #[command(flatten)]
     service_accounts: ServiceAccountArgs,
     #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
@@ -40,6 +42,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     opts.compaction_interval =
         std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
     opts.network = args.network.config()?;
+    opts.authorization_modes = args.authorization.modes();
     opts.service_accounts = args.service_accounts.options()?;
     opts.encryption_provider_config = args.encryption_provider_config.clone();
     let server = skiff_api::start(opts)
@@ -153,5 +156,21 @@ impl ServiceAccountArgs {
             key_files: self.service_account_key_file.clone(),
             max_token_expiration,
         })
+    }
+}
+
+/// Who may do what (`skiff server` and `skiff up`), as kube-apiserver's flag of the same name.
+#[derive(clap::Args)]
+pub(crate) struct AuthorizationArgs {
+    /// Authorization modes, comma-separated, asked in order after `system:masters`:
+    /// `RBAC` (Roles and bindings), `Node` (nodes reach what their pods need); `AlwaysAllow`
+    /// alone lets every authenticated user do everything.
+    #[arg(long, value_delimiter = ',', default_value = "AlwaysAllow")]
+    pub(crate) authorization_mode: Vec<skiff_api::AuthorizationMode>,
+}
+
+impl AuthorizationArgs {
+    pub(crate) fn modes(&self) -> Vec<skiff_api::AuthorizationMode> {
+        self.authorization_mode.clone()
     }
 }

@@ -82,6 +82,8 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     network: crate::server::NetworkArgs,
     #[command(flatten)]
+    authorization: crate::server::AuthorizationArgs,
+    #[command(flatten)]
     service_accounts: crate::server::ServiceAccountArgs,
     #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
@@ -134,6 +136,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let mut server_opts = skiff_api::ServerOptions::new(&dir, args.listen);
     server_opts.network = args.network.config()?;
+    server_opts.authorization_modes = args.authorization.modes();
     server_opts.service_accounts = args.service_accounts.options()?;
     server_opts.encryption_provider_config = Some(encryption_config(&dir)?);
     let server = skiff_api::start(server_opts)

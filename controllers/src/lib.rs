@@ -1,6 +1,7 @@
 //! Skiff scheduler and workload controllers, clients of the public Kubernetes API: they watch
 //! the API server like any other client and act through ordinary requests.
 
+pub mod clusterroleaggregation;
 pub mod cron;
 pub mod cronjob;
 pub mod csrapproving;
@@ -161,6 +162,10 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
     ControllerEntry {
         name: "csrsigning",
         start: start_csrsigning,
+    },
+    ControllerEntry {
+        name: "clusterrole-aggregation",
+        start: start_clusterrole_aggregation,
     },
     ControllerEntry {
         name: "persistentvolume-binder",
@@ -481,6 +486,18 @@ fn start_csrapproving(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
     let csrs = inf.all::<CertificateSigningRequest>();
     let main = (csrs.subscribe(), csrs.store());
     tokio::spawn(csrapproving::run(ctx, main))
+}
+
+fn start_clusterrole_aggregation(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let roles = inf.all::<ClusterRole>();
+    let main = (roles.subscribe(), roles.store());
+    let changes = roles.subscribe();
+    let ctx = Arc::new(clusterroleaggregation::Ctx {
+        client: m.client.clone(),
+        roles: main.1.clone(),
+    });
+    tokio::spawn(clusterroleaggregation::run(ctx, main, changes))
 }
 
 fn start_csrsigning(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

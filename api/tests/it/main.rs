@@ -24,6 +24,7 @@ mod openapi;
 mod podsecurity;
 mod priority;
 mod quota;
+mod rbac;
 mod reviews;
 mod serviceaccount;
 mod services;

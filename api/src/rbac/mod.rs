@@ -220,7 +220,8 @@ async fn relist(state: &Weak<AppState>) -> Option<u64> {
 
 impl AppState {
     /// The same state, authorizing as `--authorization-mode` says: `AlwaysAllow` alone keeps
-    /// [`crate::AllowAuthenticated`]; otherwise `system:masters` first, then each mode in order.
+    /// [`crate::AllowAuthenticated`]; otherwise `system:masters` first, then each mode in order
+    /// (`Node` loads its graph of pods in the background; must be called within a runtime).
     pub fn with_authorization_modes(self, modes: &[AuthorizationMode]) -> Result<Self, String> {
         if modes.is_empty() {
             return Err("--authorization-mode names no mode".into());
@@ -237,7 +238,7 @@ impl AppState {
             match mode {
                 AuthorizationMode::Rbac => members.push(self.rbac_authorizer()),
                 AuthorizationMode::Node => {
-                    return Err("authorization mode Node is not supported yet".into());
+                    members.push(crate::nodeauthz::NodeAuthorizer::spawn(self.store.clone()));
                 }
                 AuthorizationMode::AlwaysAllow => {}
             }

@@ -78,7 +78,10 @@ impl ControllerArgs {
         }))
     }
 
-    /// Starts what the flags ask for as clients of the server behind `kubeconfig`.
+    /// Starts what the flags ask for as clients of the server whose admin kubeconfig is
+    /// `kubeconfig`: the controllers with the server's `controller-manager.kubeconfig` and the
+    /// scheduler with its `scheduler.kubeconfig` (their own identities, which RBAC limits), from
+    /// the same directory; the admin kubeconfig only when those are missing.
     pub(crate) async fn start(
         &self,
         kubeconfig: &Path,
@@ -97,9 +100,24 @@ impl ControllerArgs {
         if !opts.scheduler && opts.controllers.is_empty() {
             return Ok(None);
         }
-        let client = skiff_controllers::client_from_kubeconfig(kubeconfig)
-            .await
-            .context("connecting the controllers to the API server")?;
+        let own = |file: &str| {
+            kubeconfig
+                .parent()
+                .map(|dir| dir.join(file))
+                .filter(|path| path.exists())
+        };
+        let manager = own(skiff_api::server::CONTROLLER_MANAGER_KUBECONFIG);
+        let client =
+            skiff_controllers::client_from_kubeconfig(manager.as_deref().unwrap_or(kubeconfig))
+                .await
+                .context("connecting the controllers to the API server")?;
+        if let Some(path) = own(skiff_api::server::SCHEDULER_KUBECONFIG).filter(|_| opts.scheduler)
+        {
+            let scheduler = skiff_controllers::client_from_kubeconfig(&path)
+                .await
+                .context("connecting the scheduler to the API server")?;
+            opts.scheduler_client = Some(skiff_controllers::OwnClient(scheduler));
+        }
         if self.no_leader_elect {
             return Ok(Some(skiff_controllers::start(client, opts)));
         }

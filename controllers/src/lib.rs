@@ -206,6 +206,20 @@ pub struct Options {
     /// The cluster CA (PEM) `root-ca-cert-publisher` puts in every namespace's
     /// `kube-root-ca.crt`; without it that controller publishes nothing.
     pub root_ca: Option<String>,
+    /// The client the scheduler binds and writes with, under its own identity
+    /// (`system:kube-scheduler`); `None`: the controllers' client. Its reads come from the
+    /// shared informers, which watch with the controllers' client.
+    pub scheduler_client: Option<OwnClient>,
+}
+
+/// A component's own kube client, carried in `Options` (printed without its credentials).
+#[derive(Clone)]
+pub struct OwnClient(pub Client);
+
+impl std::fmt::Debug for OwnClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OwnClient")
+    }
 }
 
 impl Default for Options {
@@ -219,6 +233,7 @@ impl Default for Options {
             clock: Clock::real(),
             cluster_signing: None,
             root_ca: None,
+            scheduler_client: None,
         }
     }
 }
@@ -319,7 +334,11 @@ pub fn spawn_controllers(
         let pods = informers.all::<Pod>().events();
         let classes = informers.all::<RuntimeClass>().events();
         let volumes = scheduler::VolumeEvents::from_informers(informers);
-        let s = scheduler::Scheduler::new(client.clone(), opts.scheduler_options.clone());
+        let own = opts.scheduler_client.as_ref().map(|c| c.0.clone());
+        let s = scheduler::Scheduler::new(
+            own.unwrap_or_else(|| client.clone()),
+            opts.scheduler_options.clone(),
+        );
         handles.push(tokio::spawn(async move {
             if let Err(e) = s.run_with(nodes, pods, classes, volumes).await {
                 tracing::error!(error = %e, "scheduler stopped");

@@ -50,6 +50,8 @@ pub fn node_identity(user: &UserInfo) -> Option<&str> {
 /// The authorizer; dropping it stops following the store.
 pub struct NodeAuthorizer {
     graph: Arc<RwLock<Graph>>,
+    /// Whether the graph holds the first list (always, once `start` returned).
+    loaded: Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -67,6 +69,14 @@ static GRAPHS: Mutex<Vec<(usize, Weak<RwLock<Graph>>)>> = Mutex::new(Vec::new())
 
 fn store_id(store: &Arc<dyn Store>) -> usize {
     Arc::as_ptr(store) as *const () as usize
+}
+
+/// Lets the write path of every server over `store` update `graph`.
+fn register(store: &Arc<dyn Store>, graph: &Arc<RwLock<Graph>>) {
+    GRAPHS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((store_id(store), Arc::downgrade(graph)));
 }
 
 fn pods_kind() -> &'static Kind {
@@ -125,24 +135,53 @@ pub(crate) fn after_remove(store: &Arc<dyn Store>, kind: &Kind, old: &Value, rev
 }
 
 impl NodeAuthorizer {
-    /// Loads the graph from `store` and follows it until the authorizer is dropped.
+    /// Loads the graph from `store` and follows it until the authorizer is dropped; every
+    /// request it is asked about is decided on the loaded graph.
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<NodeAuthorizer>, skiff_store::Error> {
         let graph = Arc::new(RwLock::new(Graph::default()));
-        let mut tasks = Vec::new();
-        for kind in [pods_kind()] {
-            let rev = load(&store, &graph, kind).await?;
-            tasks.push(tokio::spawn(follow(
-                store.clone(),
-                Arc::downgrade(&graph),
-                kind,
-                rev,
-            )));
-        }
-        GRAPHS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((store_id(&store), Arc::downgrade(&graph)));
-        Ok(Arc::new(NodeAuthorizer { graph, tasks }))
+        register(&store, &graph);
+        let rev = load(&store, &graph, pods_kind()).await?;
+        let task = tokio::spawn(follow(store, Arc::downgrade(&graph), pods_kind(), rev));
+        Ok(Arc::new(NodeAuthorizer {
+            graph,
+            loaded: Arc::new(true.into()),
+            tasks: vec![task],
+        }))
+    }
+
+    /// As `start`, for a caller that cannot wait (a synchronous builder): the graph loads in
+    /// the background, and until it has, graph decisions are refused with a reason saying so
+    /// (the node's retry then succeeds). Must be called within a tokio runtime.
+    pub fn spawn(store: Arc<dyn Store>) -> Arc<NodeAuthorizer> {
+        let graph = Arc::new(RwLock::new(Graph::default()));
+        register(&store, &graph);
+        let loaded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (weak, flag) = (Arc::downgrade(&graph), loaded.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Some(g) = weak.upgrade() else {
+                    return;
+                };
+                match load(&store, &g, pods_kind()).await {
+                    Ok(rev) => {
+                        flag.store(true, std::sync::atomic::Ordering::Release);
+                        drop(g);
+                        return follow(store, weak, pods_kind(), rev).await;
+                    }
+                    Err(skiff_store::Error::Closed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "node authorizer: listing pods");
+                        drop(g);
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Arc::new(NodeAuthorizer {
+            graph,
+            loaded,
+            tasks: vec![task],
+        })
     }
 
     fn graph(&self) -> std::sync::RwLockReadGuard<'_, Graph> {
@@ -169,6 +208,9 @@ impl NodeAuthorizer {
         let Some(name) = a.name.filter(|n| !n.is_empty()) else {
             return Decision::NoOpinion("No Object name found".into());
         };
+        if !self.loaded.load(std::sync::atomic::Ordering::Acquire) {
+            return Decision::NoOpinion("the node authorizer's graph is still loading".into());
+        }
         if reaches(&self.graph(), node, ns, name) {
             Decision::Allow
         } else {
@@ -193,7 +235,8 @@ impl NodeAuthorizer {
         }
         let ns = a.namespace.unwrap_or_default();
         if (ns, name) == NODE_ENDPOINT_SERVICE_ACCOUNT
-            || self.graph().node_has_service_account(node, ns, name)
+            || (self.loaded.load(std::sync::atomic::Ordering::Acquire)
+                && self.graph().node_has_service_account(node, ns, name))
         {
             Decision::Allow
         } else {

@@ -52,7 +52,7 @@ pub enum Error {
     ClientCa { path: PathBuf, message: String },
     #[error("service-account keys: {0}")]
     ServiceAccounts(#[from] crate::serviceaccount::Error),
-    #[error("encryption at rest: {0}")]
+    #[error(transparent)]
     Encryption(#[from] crate::encryption::Error),
 }
 

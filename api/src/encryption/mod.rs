@@ -26,7 +26,7 @@ pub enum Error {
     /// A stored value none of the configured providers opens.
     #[error("{key}: no provider could decrypt: {reasons}")]
     Undecryptable { key: String, reasons: String },
-    #[error("store: {0}")]
+    #[error(transparent)]
     Store(#[from] skiff_store::Error),
 }
 

@@ -60,7 +60,7 @@ async fn ready_ip(c: &Cluster, ns: &str, name: &str) -> String {
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", c.node_logs()));
-    pod.status
+    pod.and_then(|p| p.status)
         .and_then(|s| s.pod_ip)
         .expect("a Ready pod has an IP")
 }

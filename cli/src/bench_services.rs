@@ -534,6 +534,7 @@ async fn measure(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     rows.extend(throughput(args, c).await?);
     rows.extend(hops(args, c).await?);
+    rows.extend(policies(args, c).await?);
     rows.extend(cold_starts(args, c).await?);
     rows.extend(updates(args, c).await?);
     Ok(rows)
@@ -918,6 +919,85 @@ async fn hops(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
         rows.push(Row(
             format!("{label} (through the ingress, {n} sequential GETs)"),
             format!("p50 {p50:.0} µs, p99 {p99:.0} µs{added}"),
+        ));
+    }
+    Ok(rows)
+}
+
+/// How many NetworkPolicies select the backend in the policy run.
+const POLICIES: usize = 50;
+
+/// The Service hop on one node with no NetworkPolicy in the cluster and with [`POLICIES`] of
+/// them selecting the backend (the last one, by name, the only one that allows the call: every
+/// policy is evaluated), rounds alternated.
+async fn policies(args: &ServicesBenchArgs, c: &Cluster) -> Result<Vec<Row>> {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let host = "front.localhost";
+    let path = format!("/call?url={}", encode("http://back-a/"));
+    let api: Api<NetworkPolicy> = Api::namespaced(c.client.clone(), NAMESPACE);
+    let policy = |name: String, from: serde_json::Value| -> Result<NetworkPolicy> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": name},
+            "spec": {"podSelector": {"matchLabels": {"app": "back-a"}}, "ingress": [{"from": [from]}]}
+        }))?)
+    };
+    let refused = || async {
+        let (status, _) = get_answer(&c.http, c.a.ingress, host, &path).await?;
+        Ok((status == 200).then(|| format!("{path} still answered 200 under a denying policy")))
+    };
+    let mut p50s: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut samples: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for round in 1..=args.rounds.max(1) {
+        for (with, label) in [(false, "0 policies"), (true, "50 policies")] {
+            if with {
+                for i in 0..POLICIES - 1 {
+                    let from =
+                        json!({"podSelector": {"matchLabels": {"app": format!("nobody-{i}")}}});
+                    api.create(&PostParams::default(), &policy(format!("np-{i:02}"), from)?)
+                        .await?;
+                }
+                // In force: the call is refused until the allowing policy comes.
+                poll(refused).await?;
+                let allow = policy("np-zz-allow".into(), json!({"namespaceSelector": {}}))?;
+                api.create(&PostParams::default(), &allow).await?;
+            }
+            until_200(&c.http, c.a.ingress, host, &path).await?;
+            let mut s = Vec::with_capacity(args.hop_requests);
+            for _ in 0..args.hop_requests {
+                s.push(timed_get(&c.http, c.a.ingress, host, &path).await?);
+            }
+            s.sort();
+            let p50 = percentile(&s, 0.5).as_secs_f64() * 1e6;
+            println!(
+                "round {round}: Service hop with {label:<12} p50 {p50:.0} µs, p99 {:.0} µs",
+                percentile(&s, 0.99).as_secs_f64() * 1e6
+            );
+            p50s[usize::from(with)].push(p50);
+            samples[usize::from(with)].extend(s);
+            if with {
+                api.delete_collection(&Default::default(), &Default::default())
+                    .await?;
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, label) in ["0", "50"].iter().enumerate() {
+        samples[i].sort();
+        let per_round: Vec<String> = p50s[i].iter().map(|p| format!("{p:.0}")).collect();
+        rows.push(Row(
+            format!(
+                "frontend -> Service on the same node with {label} NetworkPolicies selecting the \
+                 backend (through the ingress, {} sequential GETs)",
+                samples[i].len()
+            ),
+            format!(
+                "p50 {:.0} µs (per round {} µs), p99 {:.0} µs",
+                percentile(&samples[i], 0.5).as_secs_f64() * 1e6,
+                per_round.join(", "),
+                percentile(&samples[i], 0.99).as_secs_f64() * 1e6
+            ),
         ));
     }
     Ok(rows)

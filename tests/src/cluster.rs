@@ -244,6 +244,15 @@ impl Cluster {
         self.push_ready_node(node).await;
     }
 
+    /// Starts a real node `name` that joins through TLS bootstrap with the bootstrap-token
+    /// kubeconfig `bootstrap` (see [`Node::start_bootstrapping`]) and waits until it is Ready.
+    pub async fn add_bootstrapping_node(&mut self, name: &str, bootstrap: &Path) {
+        let all: Vec<&str> = self.node_args.iter().map(String::as_str).collect();
+        let node = Node::start_bootstrapping(&self.server, name, bootstrap, &all)
+            .expect("skiff node starts");
+        self.push_ready_node(node).await;
+    }
+
     async fn push_ready_node(&mut self, node: Node) {
         let name = node.name.clone();
         let name = name.as_str();

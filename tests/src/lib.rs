@@ -450,6 +450,28 @@ impl Node {
         ingress: bool,
         extra: &[&str],
     ) -> Result<Node> {
+        Self::spawn(server, name, ip, ingress, extra, None)
+    }
+
+    /// As `start_with`, joining through TLS bootstrap: the node gets no kubeconfig, only
+    /// `bootstrap` (a kubeconfig with a bootstrap token), and writes its own to `self.kubeconfig`.
+    pub fn start_bootstrapping(
+        server: &Server,
+        name: &str,
+        bootstrap: &Path,
+        extra: &[&str],
+    ) -> Result<Node> {
+        Self::spawn(server, name, "127.0.0.1", false, extra, Some(bootstrap))
+    }
+
+    fn spawn(
+        server: &Server,
+        name: &str,
+        ip: &str,
+        ingress: bool,
+        extra: &[&str],
+        bootstrap: Option<&Path>,
+    ) -> Result<Node> {
         let any_port = format!("{ip}:0");
         let mut listen = vec!["--listen", any_port.as_str()];
         if ingress {
@@ -467,11 +489,19 @@ impl Node {
         let log = std::fs::File::create(dir.join("node.log"))?;
         let ready_file = dir.join("node.ready");
         let kubeconfig = dir.join("node.kubeconfig");
-        mint_node_kubeconfig(server, name, &kubeconfig)?;
+        let mut credentials = Vec::new();
+        match bootstrap {
+            Some(file) => credentials.extend([
+                "--bootstrap-kubeconfig".into(),
+                file.to_path_buf().into_os_string(),
+            ]),
+            None => mint_node_kubeconfig(server, name, &kubeconfig)?,
+        }
         let child = Command::new(skiff_bin())
             .arg("node")
             .arg("--kubeconfig")
             .arg(&kubeconfig)
+            .args(&credentials)
             .args(["--name", name])
             .args(&listen)
             .arg("--data-dir")

@@ -67,8 +67,15 @@ pub(crate) fn check_verb(
             } else {
                 format!(": {reason}")
             };
+            // Kubernetes' `NewForbidden(GroupResource, name, …)`: the object is named by its
+            // group-qualified resource (`deployments.apps`), without the subresource.
+            let qualified = if attributes.group.is_empty() {
+                attributes.resource.to_string()
+            } else {
+                format!("{}.{}", attributes.resource, attributes.group)
+            };
             Err(ApiError::forbidden(format!(
-                "{resource}{} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\"{scope}{reason}",
+                "{qualified}{} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\"{scope}{reason}",
                 attributes
                     .name
                     .map(|n| format!(" \"{n}\""))

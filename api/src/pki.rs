@@ -294,9 +294,17 @@ pub fn client_certificate(
     Ok((pem_encode("CERTIFICATE", &der), key.serialize_pem()))
 }
 
-/// A PEM-encoded certificate signing request (PKCS#10) for `user` in `groups` (CN = user, one O
-/// per group), signed with `key` (what `skiff kubeconfig` sends as a CertificateSigningRequest).
-pub fn client_certificate_request(key: &KeyPair, user: &str, groups: &[String]) -> Result<String> {
+/// A certificate signing request (PKCS#10) for `user` in `groups` (CN = user, one O per group)
+/// with a fresh ECDSA P-256 key, as `skiff kubeconfig` sends it in a CertificateSigningRequest.
+/// Returns `(request_pem, key_pem)`.
+pub fn client_certificate_request(user: &str, groups: &[String]) -> Result<(String, String)> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let request = certificate_request(&key, user, groups)?;
+    Ok((request, key.serialize_pem()))
+}
+
+/// A PEM-encoded certificate signing request for `user` in `groups`, signed with `key`.
+fn certificate_request(key: &KeyPair, user: &str, groups: &[String]) -> Result<String> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, user);
@@ -416,8 +424,8 @@ fn with_subject(
     ))
 }
 
-/// PEM text of DER bytes under `label`.
-fn pem_encode(label: &str, der: &[u8]) -> String {
+/// PEM text of DER bytes under `label` (`CERTIFICATE`).
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {
@@ -541,7 +549,7 @@ mod tests {
     fn a_client_certificate_request_names_the_user_and_groups() {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let groups = vec!["g1".to_string(), "g2".to_string(), "g3".to_string()];
-        let pem = client_certificate_request(&key, "bob", &groups).unwrap();
+        let pem = certificate_request(&key, "bob", &groups).unwrap();
         assert!(pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----\n"));
         let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
         let (_, csr) =

@@ -12,6 +12,7 @@ mod bench_scheduler;
 mod bench_services;
 mod controllers;
 mod deploy;
+mod kubeconfig;
 mod node;
 mod ready;
 mod registry;
@@ -35,7 +36,7 @@ enum Command {
     /// Run a one-process cluster: API server, registry and node on one data directory.
     ///
     /// Example: skiff up --data-dir ~/.skiff
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Run the API server.
     ///
     /// Example: skiff server --data-dir /var/lib/skiff --listen 127.0.0.1:6443
@@ -64,6 +65,10 @@ enum Command {
     ///
     /// Example: skiff pull 127.0.0.1:5000/demo/hello:1.0 -o hello.wasm
     Pull(registry::PullArgs),
+    /// Mint a client-certificate kubeconfig for a user (CN = user, O = groups).
+    ///
+    /// Example: skiff kubeconfig --user alice --group dev --namespace team-a -o alice.kubeconfig
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Measure this machine: the API server, the scheduler, wasm pods.
     ///
     /// Example: skiff bench api --append BENCHMARKS.md
@@ -97,7 +102,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => up::run(args).await,
+            Command::Up(args) => up::run(*args).await,
             Command::Server(args) => server::run(args).await,
             Command::Node(args) => node::run(args).await,
             Command::Registry(args) => registry::run_registry(args).await,
@@ -105,6 +110,7 @@ fn main() -> std::process::ExitCode {
             Command::Deploy(args) => deploy::run(args).await,
             Command::Push(args) => registry::run_push(args).await,
             Command::Pull(args) => registry::run_pull(args).await,
+            Command::Kubeconfig(args) => kubeconfig::run(args).await,
             #[cfg(feature = "bench")]
             Command::Bench(args) => bench::run(args).await,
             #[cfg(not(feature = "bench"))]

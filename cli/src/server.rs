@@ -31,6 +31,8 @@ pub(crate) struct ServerArgs {
     #[command(flatten)]
     service_accounts: ServiceAccountArgs,
     #[command(flatten)]
+    authentication: AuthenticationArgs,
+    #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
     #[command(flatten)]
     ready: crate::ready::ReadyArgs,
@@ -42,6 +44,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     opts.compaction_interval =
         std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
     opts.network = args.network.config()?;
+    args.authentication.apply(&mut opts);
     opts.authorization_modes = args.authorization.modes();
     opts.service_accounts = args.service_accounts.options()?;
     opts.encryption_provider_config = args.encryption_provider_config.clone();
@@ -90,6 +93,26 @@ pub(crate) struct NetworkArgs {
     /// Prefix length of each Node's podCIDR (24: 256 addresses, 253 pods).
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+}
+
+/// Who users are (`skiff server` and `skiff up`), as kube-apiserver's flags of the same names.
+#[derive(clap::Args)]
+pub(crate) struct AuthenticationArgs {
+    /// Static users: a CSV file of `token,user,uid,"group1,group2"` lines (the groups column
+    /// optional); their bearer tokens authenticate them.
+    #[arg(long, value_name = "FILE")]
+    token_auth_file: Option<std::path::PathBuf>,
+    /// PEM CA certificate(s) client certificates must chain to (default: the cluster CA,
+    /// DATA/pki/ca.crt); CN is the user, each O a group.
+    #[arg(long, value_name = "FILE")]
+    client_ca_file: Option<std::path::PathBuf>,
+}
+
+impl AuthenticationArgs {
+    pub(crate) fn apply(&self, opts: &mut skiff_api::ServerOptions) {
+        opts.token_auth_file = self.token_auth_file.clone();
+        opts.client_ca_file = self.client_ca_file.clone();
+    }
 }
 
 impl NetworkArgs {

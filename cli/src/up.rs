@@ -86,6 +86,8 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     service_accounts: crate::server::ServiceAccountArgs,
     #[command(flatten)]
+    authentication: crate::server::AuthenticationArgs,
+    #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
     #[command(flatten)]
     ready: crate::ready::ReadyArgs,
@@ -136,6 +138,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let mut server_opts = skiff_api::ServerOptions::new(&dir, args.listen);
     server_opts.network = args.network.config()?;
+    args.authentication.apply(&mut server_opts);
     server_opts.authorization_modes = args.authorization.modes();
     server_opts.service_accounts = args.service_accounts.options()?;
     server_opts.encryption_provider_config = Some(encryption_config(&dir)?);

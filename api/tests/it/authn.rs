@@ -287,7 +287,8 @@ async fn an_impersonated_service_account_gets_its_groups() {
 
 #[tokio::test]
 async fn refused_impersonation_is_forbidden_with_kubernetes_messages() {
-    let cases: [(&str, &[(&str, &str)], &str, Value); 5] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, Value);
+    let cases: [Case<'_>; 5] = [
         (
             "carol-token",
             &[("Impersonate-User", "bob")],

@@ -13,6 +13,7 @@ use skiff_store::{MemoryStore, Store};
 use tower::ServiceExt;
 
 mod authn;
+mod bootstraptoken;
 mod certificates;
 mod crd;
 mod encryption;

@@ -177,8 +177,8 @@ impl NodeConfig {
     }
 }
 
-/// How `skiff node` describes a node: a kubeconfig (whose bearer token the node endpoint also
-/// accepts), a data directory and the wasm backend's settings. [`NodeOptions::build`] turns it
+/// How `skiff node` describes a node: its own kubeconfig (or a bootstrap kubeconfig to get
+/// one), a data directory and the wasm backend's settings. [`NodeOptions::build`] turns it
 /// into a [`NodeConfig`].
 #[derive(Debug, Clone)]
 pub struct NodeOptions {

@@ -248,11 +248,21 @@ mod tests {
         let token = signer.sign(&claims(600)).unwrap();
         assert!(looks_like_jwt(&token));
         assert_eq!(
-            verify(&token, "https://issuer", &[signer.public.clone()]).unwrap(),
+            verify(
+                &token,
+                "https://issuer",
+                std::slice::from_ref(&signer.public)
+            )
+            .unwrap(),
             claims(600)
         );
         assert_eq!(
-            verify(&token, "https://other", &[signer.public.clone()]).unwrap_err(),
+            verify(
+                &token,
+                "https://other",
+                std::slice::from_ref(&signer.public)
+            )
+            .unwrap_err(),
             "invalid issuer"
         );
         // Another key, known under the same id, does not verify it.
@@ -264,7 +274,12 @@ mod tests {
         );
         let expired = signer.sign(&claims(-3600)).unwrap();
         assert_eq!(
-            verify(&expired, "https://issuer", &[signer.public.clone()]).unwrap_err(),
+            verify(
+                &expired,
+                "https://issuer",
+                std::slice::from_ref(&signer.public)
+            )
+            .unwrap_err(),
             "token has expired"
         );
         assert!(!looks_like_jwt("abc"));

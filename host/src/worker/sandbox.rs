@@ -197,6 +197,10 @@ impl Worker {
                 self.ctx.publish(&self.ns, &self.name, sb.clone());
                 self.sandbox = Some(sb);
                 self.backend = Some(backend);
+                if adopted {
+                    // Its files are from before the restart (tokens since replaced included).
+                    self.write_file_volumes(None).await;
+                }
                 self.report_local(false);
                 self.phase = if adopted && self.initialized_before() {
                     // The init containers ran before the node restarted: not again.
@@ -293,6 +297,12 @@ impl Worker {
             return;
         }
         let old = std::mem::replace(&mut self.refs, refs);
+        self.write_file_volumes(Some(&old)).await;
+    }
+
+    /// Writes the file-set volumes whose files differ from what `old` made (all of them
+    /// without `old`: a sandbox re-adopted after a node restart holds files from before it).
+    async fn write_file_volumes(&self, old: Option<&convert::Refs>) {
         let Some(sb) = self.sandbox.clone() else {
             return;
         };
@@ -308,7 +318,8 @@ impl Worker {
             else {
                 continue;
             };
-            let old_files = convert::volume_files(&self.pod, v, &old, self.addrs())
+            let old_files = old
+                .and_then(|old| convert::volume_files(&self.pod, v, old, self.addrs()))
                 .and_then(Result::ok)
                 .map(|(f, _)| f);
             if old_files.as_ref() == Some(&new_files) {

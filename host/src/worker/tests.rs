@@ -642,6 +642,30 @@ async fn an_adopted_running_container_keeps_running_and_its_ip() {
     );
 }
 
+/// A sandbox re-adopted after a node restart holds files from before it (a token since
+/// replaced): its file-set volumes are written again.
+#[tokio::test]
+async fn an_adopted_sandbox_gets_its_file_volumes_written_again() {
+    let pod = "spec: {containers: [{name: c, image: app:1.0}], volumes: [{name: info, \
+               downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}]}";
+    let mut h = harness(pod);
+    let started_at = jiff::Timestamp::now();
+    h.rt.adopted_pod(
+        "uid-1",
+        Some("10.88.0.77".parse().expect("ip")),
+        &[("c", ContainerState::Running { started_at })],
+    )
+    .expect("seeded");
+    h.worker.ctx.reserve_adopted();
+    h.steps(1).await;
+    let files =
+        h.rt.fake_pod("uid-1")
+            .expect("the pod")
+            .files("info")
+            .expect("the volume was written");
+    assert_eq!(&files["name"].data[..], b"p");
+}
+
 /// A container that ended while the node was down reports its real exit code, and restarts
 /// by policy.
 #[tokio::test]

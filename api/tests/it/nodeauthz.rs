@@ -8,6 +8,7 @@ use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use skiff_api::nodeauthz::NodeAuthorizer;
+use skiff_api::serviceaccount::{ServiceAccountOptions, ServiceAccounts};
 use skiff_api::{AppState, Masters, Union, UserInfo, app};
 use skiff_store::{MemoryStore, Store};
 use tower::ServiceExt;
@@ -15,6 +16,7 @@ use tower::ServiceExt;
 const ADMIN: &str = "admin-token";
 const N1: &str = "n1-token";
 const N2: &str = "n2-token";
+const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 struct Cluster {
     router: axum::Router,
@@ -26,6 +28,8 @@ impl Cluster {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let node = |n: &str| UserInfo::new(format!("system:node:{n}"), &["system:nodes"]);
         let authorizer = NodeAuthorizer::start(store.clone()).await.unwrap();
+        let accounts = ServiceAccounts::ephemeral(&ServiceAccountOptions::default(), CA.into())
+            .expect("a signing key");
         let state = AppState::new(
             store,
             vec![
@@ -34,6 +38,7 @@ impl Cluster {
                 (N2.into(), node("n2")),
             ],
         )
+        .with_service_accounts(Arc::new(accounts))
         .with_authorizer(Arc::new(Union(vec![Arc::new(Masters), authorizer.clone()])));
         let c = Cluster {
             router: app(Arc::new(state)),
@@ -448,14 +453,61 @@ async fn a_node_asks_tokens_only_for_its_pods_service_accounts() {
         "serviceaccounts \"runner\" is forbidden: User \"system:node:n1\" cannot get resource \"serviceaccounts\" in API group \"\" in the namespace \"default\": can only create tokens for individual service accounts",
     )
     .await;
-    // The authorizer lets the node ask for its pod's ServiceAccount's token.
-    let (code, out) = c
-        .call(
+    // A token of its pod's ServiceAccount, bound to that pod.
+    let p1 = c
+        .ok(ADMIN, Method::GET, &format!("{PODS}/p1"), Value::Null)
+        .await;
+    let bound = |name: &str, uid: &str| {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"audiences": [], "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                "name": name, "uid": uid}}})
+    };
+    let token = c
+        .ok(
             N1,
             Method::POST,
-            "/api/v1/namespaces/default/serviceaccounts/runner/token",
-            Some(request),
+            RUNNER_TOKEN,
+            bound("p1", p1["metadata"]["uid"].as_str().unwrap()),
         )
         .await;
-    assert_ne!(code, 403, "{out}");
+    assert!(
+        token["status"]["token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    // Not bound to a pod, or bound to another node's pod running as the same account.
+    c.forbidden(
+        N1,
+        Method::POST,
+        RUNNER_TOKEN,
+        Some(request),
+        "serviceaccounts \"runner\" is forbidden: node requested token not bound to a pod",
+    )
+    .await;
+    let p3 = c
+        .ok(
+            ADMIN,
+            Method::POST,
+            PODS,
+            pod("p3", Some("n2"), "s2", "runner"),
+        )
+        .await;
+    c.forbidden(
+        N1,
+        Method::POST,
+        RUNNER_TOKEN,
+        Some(bound("p3", p3["metadata"]["uid"].as_str().unwrap())),
+        "serviceaccounts \"runner\" is forbidden: node requested token bound to a pod scheduled on a different node",
+    )
+    .await;
+    c.forbidden(
+        N1,
+        Method::POST,
+        RUNNER_TOKEN,
+        Some(bound("p1", "not-its-uid")),
+        "serviceaccounts \"runner\" is forbidden: the UID in the bound object reference (not-its-uid) does not match the UID in record. The object might have been deleted and then recreated",
+    )
+    .await;
 }
+
+const RUNNER_TOKEN: &str = "/api/v1/namespaces/default/serviceaccounts/runner/token";

@@ -836,6 +836,136 @@ mod tests {
         );
     }
 
+    fn no_api() -> kube::Client {
+        let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+            let resp = http::Response::builder()
+                .status(404)
+                .body(kube::client::Body::from(b"{}".to_vec()))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(resp)
+        });
+        kube::Client::new(svc, "default")
+    }
+
+    fn get(uri: &str) -> Request<HttpBody> {
+        Request::get(uri).body(skiff_runtime::empty_body()).unwrap()
+    }
+
+    async fn routed(router: &Router, from: &str, uri: &str) -> Option<Response<HttpBody>> {
+        use skiff_runtime::ServiceRouter as _;
+        match router.route(Some(from.parse().unwrap()), get(uri)) {
+            Routed::Taken(fut) => Some(fut.await),
+            Routed::Declined(_) => None,
+        }
+    }
+
+    /// A Service `shop/web` (10.96.0.10:80 -> 8080) whose two endpoints run on node-b, whose
+    /// endpoint is a fake that refuses by policy and records the source each request names.
+    #[tokio::test]
+    async fn a_connection_refused_by_policy_is_refused_never_sent_elsewhere() {
+        let sources = Arc::new(Mutex::new(Vec::<Option<String>>::new()));
+        let seen = sources.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let seen = seen.clone();
+            async move {
+                let source = req
+                    .headers()
+                    .get(SOURCE_IP_HEADER)
+                    .map(|v| v.to_str().unwrap().to_string());
+                lock(&seen).push(source);
+                (
+                    StatusCode::FORBIDDEN,
+                    [(POLICY_DENIED_HEADER, "1")],
+                    "network policy: denied",
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let table = Arc::new(Table::new("node-a"));
+        table.apply_node(
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "node-b"},
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}
+                }
+            }))
+            .unwrap(),
+        );
+        table.apply_service(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"clusterIP": "10.96.0.10", "selector": {"app": "web"},
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+            }))
+            .unwrap(),
+        );
+        table.apply_slice(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-1", "namespace": "shop",
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": [
+                    {"addresses": ["10.244.2.10"], "conditions": {"ready": true}, "nodeName": "node-b"},
+                    {"addresses": ["10.244.2.11"], "conditions": {"ready": true}, "nodeName": "node-b"}
+                ]
+            }))
+            .unwrap(),
+        );
+        let router = Router::new(table, Network::new(), no_api(), Arc::from("t"), 8);
+
+        // Refused by the destination's node: refused here, and not offered to the other
+        // endpoint; the caller's pod IP went along.
+        let resp = routed(&router, "10.244.1.5", "http://10.96.0.10/")
+            .await
+            .expect("a Service request is taken");
+        assert!(skiff_runtime::refused(&resp).is_some(), "{resp:?}");
+        assert_eq!(*lock(&sources), vec![Some("10.244.1.5".to_string())]);
+
+        // Denied by this node's own copy of the policies: the other node is never called, by
+        // Service or by pod IP.
+        let policies = router.policies();
+        for (name, ip) in [("web-1", "10.244.2.10"), ("web-2", "10.244.2.11")] {
+            policies.apply_pod(
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"namespace": "shop", "name": name, "labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app"}]},
+                    "status": {"phase": "Running", "podIP": ip}
+                }))
+                .unwrap(),
+            );
+        }
+        policies.apply_policy(
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": "shop", "name": "deny"},
+                "spec": {"podSelector": {}}
+            }))
+            .unwrap(),
+        );
+        let resp = routed(&router, "10.244.1.5", "http://web.shop/")
+            .await
+            .expect("a Service request is taken");
+        assert!(skiff_runtime::refused(&resp).is_some(), "{resp:?}");
+        let resp = routed(&router, "10.244.1.5", "http://10.244.2.10:8080/")
+            .await
+            .expect("a denied pod IP is taken, to be refused");
+        assert!(skiff_runtime::refused(&resp).is_some(), "{resp:?}");
+        assert_eq!(lock(&sources).len(), 1, "nothing more reached node-b");
+
+        // Without the policy, a pod IP goes back to the network as before.
+        policies.delete_policy("shop", "deny");
+        assert!(
+            routed(&router, "10.244.1.5", "http://10.244.2.10:8080/")
+                .await
+                .is_none()
+        );
+        server.abort();
+    }
+
     #[test]
     fn the_ingress_client_address_comes_from_x_forwarded_for() {
         let req = Request::get("/")

@@ -99,7 +99,7 @@ async fn up_names_what_it_serves_in_its_ready_file() {
     let token = std::fs::read_to_string(field("registryTokenFile")).expect("the token file");
     assert!(!token.trim().is_empty());
 
-    // The node endpoint, which wants the kubeconfig's token.
+    // The node endpoint, which admits the API server's own credential, not the admin's.
     let endpoint = field("nodeEndpoint");
     let path = "/proxy/default/nope/8080/";
     let (code, _) = http_get(&endpoint, path, None, Duration::from_secs(30))
@@ -108,10 +108,30 @@ async fn up_names_what_it_serves_in_its_ready_file() {
     let admin = client::bearer_token(&kubeconfig).expect("the kubeconfig's token");
     let (code, _) = http_get(&endpoint, path, Some(&admin), Duration::from_secs(30))
         .expect("the node endpoint answers");
+    assert_eq!(code, 403, "the admin's token is refused by the node");
+    let data = dir.path().join("data");
+    let server = std::fs::read_to_string(data.join("pki/kubelet-client.token"))
+        .expect("the server's node credential");
+    let (code, _) = http_get(
+        &endpoint,
+        path,
+        Some(server.trim()),
+        Duration::from_secs(30),
+    )
+    .expect("the node endpoint answers");
     assert_eq!(
         code, 404,
-        "the kubeconfig's token is accepted; there is no such pod"
+        "the API server's credential is accepted; there is no such pod"
     );
+    // The node runs on its own credential, not the admin kubeconfig.
+    let node_kubeconfig =
+        std::fs::read_to_string(data.join(format!("node-{}.kubeconfig", field("node"))))
+            .expect("the node's kubeconfig");
+    assert!(
+        node_kubeconfig.contains("client-certificate-data"),
+        "{node_kubeconfig}"
+    );
+    assert!(!node_kubeconfig.contains(admin.as_str()));
 
     // SIGTERM: a clean exit, and the ready file is gone.
     let _ = Command::new("kill")

@@ -119,10 +119,11 @@ async fn concurrent_creates_never_exceed_a_quota_and_limit_range_defaults_apply(
             "LimitRanger plugin set: cpu, memory request for container app; cpu, memory limit for container app"
         );
     }
+    let first = listed.items[0].metadata.name.as_deref().unwrap();
     let shown = c.k(&[
         "get",
         "pod",
-        "p0",
+        first,
         "-n",
         NS,
         "-o",

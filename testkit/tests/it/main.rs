@@ -2,6 +2,7 @@
 //! memory store, a kube client over it, and only the controllers (or the node, on the fake
 //! runtime backend) it is about; it waits on watches with a deadline.
 
+mod clusterroleaggregation;
 mod csrsigning;
 mod gc_custom;
 mod informers;

@@ -1,7 +1,8 @@
 //! Kubernetes' `NodeRestriction` admission plugin: a node's credential (`system:node:NAME`) may
 //! change only its own Node (not its taints, nor labels outside the kubelet's set), its own
 //! Lease in `kube-node-lease`, the status of pods bound to it (and delete them), and, as
-//! Skiff's local-path provisioner, only volumes pinned to itself. Token requests of a node must
+//! Skiff's local-path provisioner, only volumes pinned to itself; on a Deployment, as the
+//! scale-from-zero hold, only the last-request annotation and a scale from zero to one. Token requests of a node must
 //! be bound to one of its pods (`admit_token_request`, called by the TokenRequest handler).
 //! Everyone else passes untouched. Messages are Kubernetes'.
 
@@ -42,6 +43,7 @@ impl Admission for NodeRestriction {
                 ("", "nodes") => admit_node(node, op, write, obj, old),
                 ("coordination.k8s.io", "leases") => admit_lease(node, write),
                 ("", "persistentvolumes") => admit_volume(node, op, write, obj),
+                ("apps", "deployments") => admit_deployment(node, write, obj, old),
                 _ => Ok(()),
             }
         })
@@ -358,6 +360,57 @@ fn admit_volume(node: &str, op: Operation, write: &Write<'_>, obj: &Value) -> Re
         write,
         format_args!(
             "node \"{node}\" can only create and delete persistent volumes pinned to itself through kubernetes.io/hostname node affinity"
+        ),
+    ))
+}
+
+/// Skiff's rule for the node's scale-from-zero hold (`host/src/net/hold.rs`): on a Deployment
+/// a node only records the last request time (annotation) and scales it from zero to one.
+fn admit_deployment(
+    node: &str,
+    write: &Write<'_>,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let Some(old) = old else {
+        return Err(forbidden(
+            write,
+            format_args!("node \"{node}\" cannot create or delete Deployments"),
+        ));
+    };
+    let replicas = |v: &Value| v.pointer("/spec/replicas").and_then(Value::as_i64);
+    if write.subresource == Some("scale") {
+        if replicas(old) == Some(0) && replicas(obj) == Some(1) {
+            return Ok(());
+        }
+        return Err(forbidden(
+            write,
+            format_args!("node \"{node}\" can only scale a Deployment from zero to one replica"),
+        ));
+    }
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for f in ["resourceVersion", "managedFields"] {
+                meta.remove(f);
+            }
+            if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+                a.remove(skiff_meta::names::LAST_REQUEST);
+                if a.is_empty() {
+                    meta.remove("annotations");
+                }
+            }
+        }
+        v
+    };
+    if write.subresource.is_none() && strip(old) == strip(obj) {
+        return Ok(());
+    }
+    Err(forbidden(
+        write,
+        format_args!(
+            "node \"{node}\" can only set the \"{}\" annotation of a Deployment",
+            skiff_meta::names::LAST_REQUEST
         ),
     ))
 }

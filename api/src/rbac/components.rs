@@ -141,7 +141,12 @@ pub(crate) const NODE_RULES: &[Rule] = &[
     // The Service router, ingress and NetworkPolicy.
     rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
     rule(READ, &["apps"], &["deployments"]),
-    rule(&["patch"], &["apps"], &["deployments", "deployments/scale"]),
+    rule(&["patch"], &["apps"], &["deployments"]),
+    rule(
+        &["get", "update", "patch"],
+        &["apps"],
+        &["deployments/scale"],
+    ),
     rule(
         READ,
         &["networking.k8s.io"],
@@ -376,6 +381,14 @@ mod tests {
 
     #[test]
     fn node_rules_are_kubernetes_node_rules_plus_the_nodes_own_needs() {
+        assert!(allowed(
+            NODE_RULES,
+            "update",
+            "apps",
+            "deployments",
+            Some("scale")
+        ));
+        assert!(!allowed(NODE_RULES, "update", "apps", "deployments", None));
         assert!(allowed(NODE_RULES, "patch", "", "pods", Some("status")));
         assert!(!allowed(NODE_RULES, "update", "", "pods", None));
         assert!(allowed(

@@ -511,3 +511,56 @@ async fn a_node_asks_tokens_only_for_its_pods_service_accounts() {
 }
 
 const RUNNER_TOKEN: &str = "/api/v1/namespaces/default/serviceaccounts/runner/token";
+
+#[tokio::test]
+async fn a_node_only_records_requests_and_scales_from_zero_on_a_deployment() {
+    let c = Cluster::new().await;
+    const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+    c.ok(
+        ADMIN,
+        Method::POST,
+        DEPLOYS,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "example/app:1"}]}}}}),
+    )
+    .await;
+    let web = format!("{DEPLOYS}/web");
+    c.ok(
+        N1,
+        Method::PATCH,
+        &web,
+        json!({"metadata": {"annotations": {"skiff.dev/last-request-time": "2026-01-01T00:00:00Z"}}}),
+    )
+    .await;
+    c.forbidden(
+        N1,
+        Method::PATCH,
+        &web,
+        Some(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "evil/app:1"}]}}}})),
+        "deployments.apps \"web\" is forbidden: node \"n1\" can only set the \"skiff.dev/last-request-time\" annotation of a Deployment",
+    )
+    .await;
+    let scale = |n: i64| json!({"spec": {"replicas": n}});
+    c.forbidden(
+        N1,
+        Method::PATCH,
+        &format!("{web}/scale"),
+        Some(scale(5)),
+        "deployments.apps \"web\" is forbidden: node \"n1\" can only scale a Deployment from zero to one replica",
+    )
+    .await;
+    let scaled = c
+        .ok(N1, Method::PATCH, &format!("{web}/scale"), scale(1))
+        .await;
+    assert_eq!(scaled["spec"]["replicas"], 1);
+    c.forbidden(
+        N1,
+        Method::PATCH,
+        &format!("{web}/scale"),
+        Some(scale(0)),
+        "deployments.apps \"web\" is forbidden: node \"n1\" can only scale a Deployment from zero to one replica",
+    )
+    .await;
+}

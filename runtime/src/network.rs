@@ -116,6 +116,15 @@ pub trait ServiceRouter: Send + Sync {
     /// Takes over `req` sent by the pod with IP `from` (`None`: an in-process caller of the
     /// node, such as a probe), or gives it back.
     fn route(&self, from: Option<IpAddr>, req: Request<HttpBody>) -> Routed;
+
+    /// Whether a connection from `from` (`None`: the node itself) to `to`:`port` may be made,
+    /// for a caller that reaches a pod of this node without [`ServiceRouter::route`] (a
+    /// listener for the pod's address); `Err` says why not. Everything is admitted unless the
+    /// router says otherwise.
+    fn admits(&self, from: Option<IpAddr>, to: IpAddr, port: u16) -> Result<(), String> {
+        let _ = (from, to, port);
+        Ok(())
+    }
 }
 
 /// The node's pod routing table. Cheap to clone; the host creates it and gives the same one to

@@ -474,7 +474,7 @@ impl Handler {
 
     async fn handle(&self, peer: IpAddr, req: Request<HttpBody>) -> Response<HttpBody> {
         match &self.target {
-            Target::Pod => self.to_pod(req).await,
+            Target::Pod => self.to_pod(peer, req).await,
             Target::Service { namespace, name } => {
                 let (mut parts, body) = req.into_parts();
                 let pq = parts
@@ -504,8 +504,12 @@ impl Handler {
 
     /// Serves a request for a local wasm pod in-process, as the node endpoint does for another
     /// node's router.
-    async fn to_pod(&self, req: Request<HttpBody>) -> Response<HttpBody> {
+    async fn to_pod(&self, peer: IpAddr, req: Request<HttpBody>) -> Response<HttpBody> {
         let ip = IpAddr::V4(self.ip);
+        // The NetworkPolicies, as for a wasm pod's call (the router's decision).
+        if let Err(why) = self.router.admits(Some(peer), ip, self.port) {
+            return skiff_runtime::refused_response(why);
+        }
         let Some(pod) = self.network.lookup(ip) else {
             return reply(
                 StatusCode::SERVICE_UNAVAILABLE,

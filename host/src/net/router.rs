@@ -751,6 +751,10 @@ fn forwarded_for(req: &Request<HttpBody>) -> Option<IpAddr> {
 }
 
 impl skiff_runtime::ServiceRouter for Router {
+    fn admits(&self, from: Option<IpAddr>, to: IpAddr, port: u16) -> Result<(), String> {
+        self.inner.policies.check(from, to, port).map_err(|d| d.0)
+    }
+
     fn route(&self, from: Option<IpAddr>, req: Request<HttpBody>) -> Routed {
         let svc = match req.uri().host() {
             Some(host) => self.lookup(from, host),
@@ -955,9 +959,15 @@ mod tests {
             .expect("a denied pod IP is taken, to be refused");
         assert!(skiff_runtime::refused(&resp).is_some(), "{resp:?}");
         assert_eq!(lock(&sources).len(), 1, "nothing more reached node-b");
+        // A listener for a pod's address (the bridge) asks the same question.
+        use skiff_runtime::ServiceRouter as _;
+        let (caller, web) = ("10.244.1.5".parse().ok(), "10.244.2.10".parse().unwrap());
+        assert!(router.admits(caller, web, 8080).is_err());
+        assert!(router.admits(None, web, 8080).is_ok(), "the node itself");
 
         // Without the policy, a pod IP goes back to the network as before.
         policies.delete_policy("shop", "deny");
+        assert!(router.admits(caller, web, 8080).is_ok());
         assert!(
             routed(&router, "10.244.1.5", "http://10.244.2.10:8080/")
                 .await

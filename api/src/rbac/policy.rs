@@ -36,7 +36,6 @@ const AUTHORIZATION: &str = "authorization.k8s.io";
 const AUTOSCALING: &str = "autoscaling";
 const BATCH: &str = "batch";
 const CERTIFICATES: &str = "certificates.k8s.io";
-const COORDINATION: &str = "coordination.k8s.io";
 const DISCOVERY: &str = "discovery.k8s.io";
 const EXTENSIONS: &str = "extensions";
 const POLICY: &str = "policy";
@@ -391,7 +390,6 @@ fn aggregate_to_edit() -> Vec<PolicyRule> {
             .resources(&["pods/eviction"]),
         rule(WRITE).groups(&[LEGACY]).resources(&[
             "configmaps",
-            "events",
             "persistentvolumeclaims",
             "replicationcontrollers",
             "replicationcontrollers/scale",
@@ -436,9 +434,6 @@ fn aggregate_to_edit() -> Vec<PolicyRule> {
         rule(WRITE)
             .groups(&[NETWORKING])
             .resources(&["ingresses", "networkpolicies"]),
-        rule(READ_WRITE)
-            .groups(&[COORDINATION])
-            .resources(&["leases"]),
     ]
 }
 

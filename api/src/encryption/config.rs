@@ -247,13 +247,18 @@ fn provider(p: &ProviderFile, field: &str) -> Result<Provider, String> {
                 key.name
             ));
         }
-        if decoded.iter().any(|(n, _): &(String, Vec<u8>)| *n == key.name) {
+        if decoded
+            .iter()
+            .any(|(n, _): &(String, Vec<u8>)| *n == key.name)
+        {
             return Err(format!("{at}.name: Duplicate value: {:?}", key.name));
         }
         let secret = base64::engine::general_purpose::STANDARD
             .decode(key.secret.trim())
             .map_err(|e| {
-                format!("{at}.secret: Invalid value: \"REDACTED\": secrets must be base64 encoded: {e}")
+                format!(
+                    "{at}.secret: Invalid value: \"REDACTED\": secrets must be base64 encoded: {e}"
+                )
             })?;
         if !sizes.contains(&secret.len()) {
             let allowed = sizes
@@ -316,7 +321,11 @@ mod tests {
         let text = generate_aesgcm_config("key1");
         let config = EncryptionConfig::parse(&text, Path::new("x")).unwrap();
         assert!(config.transformer_for("/core/secrets/default/s").is_some());
-        assert!(config.transformer_for("/core/configmaps/default/s").is_none());
+        assert!(
+            config
+                .transformer_for("/core/configmaps/default/s")
+                .is_none()
+        );
     }
 
     #[test]

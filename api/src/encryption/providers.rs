@@ -202,8 +202,9 @@ impl Transformer {
                     value: value.to_vec(),
                     stale: p != 0,
                 }),
-                None => Err("the value is not encrypted and no identity provider is configured"
-                    .to_string()),
+                None => Err(
+                    "the value is not encrypted and no identity provider is configured".to_string(),
+                ),
             };
         }
         let mut reasons = Vec::new();
@@ -248,7 +249,9 @@ impl Transformer {
                 .take(40)
                 .collect();
             let prefix = shown.splitn(4, ':').take(3).collect::<Vec<_>>().join(":");
-            reasons.push(format!("no configured provider reads values of prefix {prefix:?}"));
+            reasons.push(format!(
+                "no configured provider reads values of prefix {prefix:?}"
+            ));
         }
         Err(reasons.join("; "))
     }

@@ -46,12 +46,12 @@ impl EncryptedStore {
                     let Some(t) = self.config.transformer_for(&kv.key) else {
                         continue;
                     };
-                    let opened = t.open(&kv.key, &kv.value).map_err(|reasons| {
-                        Error::Undecryptable {
-                            key: kv.key.trim_start_matches('/').to_string(),
-                            reasons,
-                        }
-                    })?;
+                    let opened =
+                        t.open(&kv.key, &kv.value)
+                            .map_err(|reasons| Error::Undecryptable {
+                                key: kv.key.trim_start_matches('/').to_string(),
+                                reasons,
+                            })?;
                     checked += 1;
                     stale += usize::from(opened.stale);
                 }

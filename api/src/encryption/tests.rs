@@ -82,7 +82,10 @@ async fn nonce_is_random_per_write() {
     let store = store_with(&inner, &aesgcm("k", KEY32));
     store.create(SECRET_KEY, VALUE.to_vec()).await.unwrap();
     let first = raw(&inner, SECRET_KEY).await;
-    store.update(SECRET_KEY, VALUE.to_vec(), None).await.unwrap();
+    store
+        .update(SECRET_KEY, VALUE.to_vec(), None)
+        .await
+        .unwrap();
     assert_ne!(first, raw(&inner, SECRET_KEY).await);
 }
 
@@ -105,7 +108,10 @@ async fn identity_then_aesgcm_migration() {
     assert_eq!(store.verify().await.unwrap(), (1, 1));
     assert_eq!(store.get(SECRET_KEY).await.unwrap().unwrap().value, VALUE);
     // A rewrite seals it with the first provider.
-    store.update(SECRET_KEY, VALUE.to_vec(), None).await.unwrap();
+    store
+        .update(SECRET_KEY, VALUE.to_vec(), None)
+        .await
+        .unwrap();
     assert!(
         raw(&inner, SECRET_KEY)
             .await
@@ -124,7 +130,9 @@ async fn identity_then_aesgcm_migration() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("core/secrets/default/plain: no provider could decrypt: the value is not encrypted"),
+        err.contains(
+            "core/secrets/default/plain: no provider could decrypt: the value is not encrypted"
+        ),
         "{err}"
     );
 }
@@ -165,7 +173,10 @@ async fn ciphertext_is_bound_to_its_key() {
         let copy = "/core/secrets/default/copy";
         inner.create(copy, sealed).await.unwrap();
         let err = store.get(copy).await.unwrap_err().to_string();
-        assert!(err.contains("core/secrets/default/copy: no provider could decrypt"), "{err}");
+        assert!(
+            err.contains("core/secrets/default/copy: no provider could decrypt"),
+            "{err}"
+        );
     }
 }
 
@@ -202,7 +213,10 @@ async fn wrong_key_fails_verification_with_a_clear_error() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("no configured provider reads values of prefix \"k8s:enc:aesgcm\""), "{err}");
+    assert!(
+        err.contains("no configured provider reads values of prefix \"k8s:enc:aesgcm\""),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -320,10 +320,30 @@ struct Remote<'a> {
     pod: Option<&'a PodInfo>,
 }
 
+/// The policies of one namespace: by name, and (in name order) those of each direction, so a
+/// decision looks only at the policies that can isolate for it.
+#[derive(Default)]
+struct NamespacePolicies {
+    by_name: BTreeMap<String, Arc<Policy>>,
+    ingress: Vec<Arc<Policy>>,
+    egress: Vec<Arc<Policy>>,
+}
+
+impl NamespacePolicies {
+    fn index(&mut self) {
+        let of = |f: fn(&Policy) -> bool| -> Vec<Arc<Policy>> {
+            self.by_name.values().filter(|p| f(p)).cloned().collect()
+        };
+        let (ingress, egress) = (of(|p| p.ingress.is_some()), of(|p| p.egress.is_some()));
+        self.ingress = ingress;
+        self.egress = egress;
+    }
+}
+
 #[derive(Default)]
 struct State {
-    /// Namespace -> policy name -> policy.
-    policies: HashMap<String, BTreeMap<String, Arc<Policy>>>,
+    /// Namespace -> its policies.
+    policies: HashMap<String, NamespacePolicies>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
     pods: HashMap<(String, String), Arc<PodInfo>>,
     by_ip: HashMap<IpAddr, Arc<PodInfo>>,
@@ -331,7 +351,7 @@ struct State {
 
 impl State {
     fn count(&self) -> usize {
-        self.policies.values().map(BTreeMap::len).sum()
+        self.policies.values().map(|n| n.by_name.len()).sum()
     }
 
     fn namespace_matches(&self, sel: &LabelSelector, ns: &str) -> bool {
@@ -395,8 +415,12 @@ impl State {
         target: Option<&PodInfo>,
     ) -> Option<bool> {
         let policies = self.policies.get(&pod.namespace)?;
+        let candidates = match dir {
+            Direction::Ingress => &policies.ingress,
+            Direction::Egress => &policies.egress,
+        };
         let mut isolated = false;
-        for p in policies.values() {
+        for p in candidates {
             if !p.selects(pod) {
                 continue;
             }
@@ -485,16 +509,19 @@ impl Policies {
         let ns = np.namespace().unwrap_or_default();
         let p = Arc::new(Policy::compile(np));
         let mut st = self.write();
-        st.policies.entry(ns).or_default().insert(p.name.clone(), p);
+        let n = st.policies.entry(ns).or_default();
+        n.by_name.insert(p.name.clone(), p);
+        n.index();
         self.set_active(&st);
     }
 
     /// Removes a policy.
     pub(crate) fn delete_policy(&self, namespace: &str, name: &str) {
         let mut st = self.write();
-        if let Some(m) = st.policies.get_mut(namespace) {
-            m.remove(name);
-            if m.is_empty() {
+        if let Some(n) = st.policies.get_mut(namespace) {
+            n.by_name.remove(name);
+            n.index();
+            if n.by_name.is_empty() {
                 st.policies.remove(namespace);
             }
         }
@@ -504,9 +531,11 @@ impl Policies {
     /// Keeps only the listed policies (after a relist).
     pub(crate) fn retain_policies(&self, keep: &HashSet<(String, String)>) {
         let mut st = self.write();
-        st.policies.retain(|ns, m| {
-            m.retain(|name, _| keep.contains(&(ns.clone(), name.clone())));
-            !m.is_empty()
+        st.policies.retain(|ns, n| {
+            n.by_name
+                .retain(|name, _| keep.contains(&(ns.clone(), name.clone())));
+            n.index();
+            !n.by_name.is_empty()
         });
         self.set_active(&st);
     }

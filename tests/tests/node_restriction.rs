@@ -3,7 +3,8 @@
 //! `system:node:n1` updates its own Node and its pods' status, and gets 403 with Kubernetes'
 //! messages for another node's Node, another node's pod status and Secrets of pods not bound to
 //! it; the controller manager and scheduler run on their own kubeconfigs, which hold no
-//! `system:masters` credential.
+//! `system:masters` credential; of every file `skiff up` writes, only the admin kubeconfig and
+//! token are `system:masters`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -250,4 +251,122 @@ async fn a_node_credential_changes_only_what_is_its_own_kubectl_1_37() {
         return;
     };
     scenario(&kubectl).await;
+}
+
+/// The `skiff up` process, killed if the test ends early.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every regular file under `dir`.
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => files(&path, out),
+            Ok(t) if t.is_file() => out.push(path),
+            _ => {}
+        }
+    }
+}
+
+/// `skiff up` runs its controllers, scheduler and node on their own credentials: of the files
+/// it writes, only the admin kubeconfig (and the admin token it carries) is `system:masters`.
+async fn up_scenario(kubectl: &Path) {
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-e2e-up-masters-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    let ready_file = dir.path().join("up.ready");
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let mut up = Up(Command::new(skiff_bin())
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--runtimes", "wasm", "--listen", "127.0.0.1:0"])
+        .args([
+            "--registry-listen",
+            "127.0.0.1:0",
+            "--node-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--node-name", "solo", "--ingress-listen", "127.0.0.1:0"])
+        .arg("--ready-file")
+        .arg(&ready_file)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("skiff up starts"));
+    let show_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+    let ready = skiff_tests::wait_ready_file(&ready_file, &mut up.0, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
+    let admin = PathBuf::from(ready["kubeconfig"].as_str().expect("the admin kubeconfig"));
+    let admin_token = std::fs::read_to_string(data.join("admin.token"))
+        .expect("the admin token")
+        .trim()
+        .to_string();
+    assert!(!admin_token.is_empty());
+    // The node registered with its own credential before anything is inspected.
+    let client = skiff_tests::client::client(&admin).await.unwrap();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+    wait_object(
+        &nodes,
+        "solo",
+        "the node registers",
+        Duration::from_secs(60),
+        |n| n.is_some(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
+
+    let mut all = Vec::new();
+    files(&data, &mut all);
+    let mut kubeconfigs = 0;
+    for path in &all {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let Ok(text) = std::fs::read(path) else {
+            continue;
+        };
+        let admin_file = path.parent() == Some(data.as_path())
+            && matches!(name, "admin.kubeconfig" | "admin.token");
+        if !admin_file {
+            assert!(
+                !text
+                    .windows(admin_token.len())
+                    .any(|w| w == admin_token.as_bytes()),
+                "{} holds the admin token",
+                path.display()
+            );
+        }
+        if name.ends_with(".kubeconfig") && !admin_file {
+            kubeconfigs += 1;
+            let who = ok(&kubectl_as(
+                kubectl,
+                path,
+                &["auth", "whoami", "-o", "jsonpath={.status.userInfo.groups}"],
+                None,
+            ));
+            assert!(!who.contains("system:masters"), "{}: {who}", path.display());
+        }
+    }
+    // The controller manager's, the scheduler's and the node's.
+    assert!(kubeconfigs >= 3, "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_writes_no_masters_credential_but_the_admin_kubeconfig() {
+    let Some(kubectl) = tools::kubectl_137() else {
+        return;
+    };
+    up_scenario(&kubectl).await;
 }

@@ -69,6 +69,39 @@ impl AppState {
     pub fn rbac_authorizer(&self) -> Arc<Rbac> {
         Arc::new(Rbac::new(self.rbac.clone()))
     }
+
+    /// The same state, authorizing as `--authorization-mode` says: `AlwaysAllow` alone keeps
+    /// [`crate::AllowAuthenticated`]; otherwise `system:masters` first, then each mode in order
+    /// (`Node` loads its graph of pods in the background; must be called within a runtime).
+    pub fn with_authorization_modes(self, modes: &[AuthorizationMode]) -> Result<Self, String> {
+        if modes.is_empty() {
+            return Err("--authorization-mode names no mode".into());
+        }
+        if modes.contains(&AuthorizationMode::AlwaysAllow) {
+            if modes.len() > 1 {
+                return Err("AlwaysAllow cannot be combined with other modes".into());
+            }
+            return Ok(self.with_authorizer(Arc::new(crate::state::AllowAuthenticated)));
+        }
+        let mut members: Vec<Arc<dyn crate::state::Authorizer>> =
+            vec![Arc::new(crate::authz::Masters)];
+        for mode in modes {
+            match mode {
+                AuthorizationMode::Rbac => members.push(self.rbac_authorizer()),
+                AuthorizationMode::Node => {
+                    members.push(crate::nodeauthz::NodeAuthorizer::spawn(self.store.clone()));
+                }
+                AuthorizationMode::AlwaysAllow => {}
+            }
+        }
+        Ok(self.with_authorizer(Arc::new(crate::authz::Union(members))))
+    }
+
+    /// Writes the default RBAC policy as the server does at every start (missing roles and
+    /// bindings created, autoupdated ones completed, aggregated roles filled).
+    pub async fn reconcile_default_policy(&self) -> Result<(), ApiError> {
+        reconcile::run(self).await
+    }
 }
 
 fn is_rbac(kind: &Kind) -> bool {
@@ -215,42 +248,5 @@ async fn relist(state: &Weak<AppState>) -> Option<u64> {
             tracing::warn!(error = %e.message, "listing RBAC objects");
             None
         }
-    }
-}
-
-impl AppState {
-    /// The same state, authorizing as `--authorization-mode` says: `AlwaysAllow` alone keeps
-    /// [`crate::AllowAuthenticated`]; otherwise `system:masters` first, then each mode in order
-    /// (`Node` loads its graph of pods in the background; must be called within a runtime).
-    pub fn with_authorization_modes(self, modes: &[AuthorizationMode]) -> Result<Self, String> {
-        if modes.is_empty() {
-            return Err("--authorization-mode names no mode".into());
-        }
-        if modes.contains(&AuthorizationMode::AlwaysAllow) {
-            if modes.len() > 1 {
-                return Err("AlwaysAllow cannot be combined with other modes".into());
-            }
-            return Ok(self.with_authorizer(Arc::new(crate::state::AllowAuthenticated)));
-        }
-        let mut members: Vec<Arc<dyn crate::state::Authorizer>> =
-            vec![Arc::new(crate::authz::Masters)];
-        for mode in modes {
-            match mode {
-                AuthorizationMode::Rbac => members.push(self.rbac_authorizer()),
-                AuthorizationMode::Node => {
-                    members.push(crate::nodeauthz::NodeAuthorizer::spawn(self.store.clone()));
-                }
-                AuthorizationMode::AlwaysAllow => {}
-            }
-        }
-        Ok(self.with_authorizer(Arc::new(crate::authz::Union(members))))
-    }
-}
-
-impl AppState {
-    /// Writes the default RBAC policy as the server does at every start (missing roles and
-    /// bindings created, autoupdated ones completed, aggregated roles filled).
-    pub async fn reconcile_default_policy(&self) -> Result<(), ApiError> {
-        reconcile::run(self).await
     }
 }

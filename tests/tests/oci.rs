@@ -630,7 +630,7 @@ async fn root_oci_a_restarted_node_readopts_its_running_container() {
     );
     let node = NodeProcess::start(
         &skiff_tests::skiff_bin(),
-        &o.c.server.kubeconfig,
+        &o.node().kubeconfig,
         &name,
         &data,
         &o.node().dir.join("node-again.log"),
@@ -1020,7 +1020,7 @@ async fn root_oci_a_node_not_run_as_root_says_why_it_has_no_oci() {
     let skiff = work.path().join("skiff");
     std::fs::copy(skiff_tests::skiff_bin(), &skiff).unwrap();
     let kubeconfig = work.path().join("kubeconfig");
-    std::fs::copy(&server.kubeconfig, &kubeconfig).unwrap();
+    skiff_tests::mint_node_kubeconfig(&server, "node-nobody", &kubeconfig).unwrap();
     std::fs::create_dir_all(work.path().join("data")).unwrap();
     let chown = Command::new("chown")
         .args(["-R", "65534:65534"])

@@ -236,3 +236,48 @@ async fn quota_charges_the_defaulted_pod() {
         "pods \"two\" is forbidden: exceeded quota: cpu, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"
     );
 }
+
+#[tokio::test]
+async fn a_limit_range_must_order_min_default_request_default_max() {
+    let api = Api::new().await;
+    let lr = |limits: Value| {
+        json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "bad"},
+            "spec": {"limits": limits}})
+    };
+    let (code, body) = api
+        .call(
+            Method::POST,
+            RANGES,
+            Some(lr(
+                json!([{"type": "Container", "default": {"cpu": "2"}, "max": {"cpu": "1"}}]),
+            )),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "LimitRange \"bad\" is invalid: [spec.limits[0].defaultRequest[cpu]: Invalid value: \"2\": default request value 2 is greater than max value 1, spec.limits[0].default[cpu]: Invalid value: \"1\": default value 2 is greater than max value 1]"
+    );
+    let (code, body) = api
+        .call(
+            Method::POST,
+            RANGES,
+            Some(lr(
+                json!([{"type": "Pod", "min": {"cpu": "2"}, "max": {"cpu": "1"}},
+                {"type": "PersistentVolumeClaim", "max": {"memory": "1Gi"}}]),
+            )),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "spec.limits[0].min[cpu]: Invalid value: \"2\": min value 2 is greater than max value 1"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.limits[1].limits: Required value: either minimum or maximum storage value is required, but neither was provided"),
+        "{message}"
+    );
+}

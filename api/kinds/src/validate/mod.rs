@@ -4,6 +4,7 @@
 mod certificates;
 mod cron;
 mod duplicates;
+mod limitrange;
 mod meta;
 pub(crate) mod names;
 mod others;
@@ -281,6 +282,7 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Result<(), Err
         ("node.k8s.io", "RuntimeClass") => others::runtime_class(obj, &mut errs),
         ("scheduling.k8s.io", "PriorityClass") => others::priority_class(obj, old, &mut errs),
         ("", "ResourceQuota") => others::resource_quota(obj, &mut errs),
+        ("", "LimitRange") => limitrange::limit_range(obj, &mut errs),
         ("discovery.k8s.io", "EndpointSlice") => others::endpoint_slice(obj, &mut errs),
         ("coordination.k8s.io", "Lease") => others::lease(obj, &mut errs),
         ("", "PodTemplate") => pod::template(obj.get("template"), "template", &mut errs),

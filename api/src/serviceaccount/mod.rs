@@ -332,3 +332,71 @@ pub(crate) async fn bootstrap(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn claims(sa: &ServiceAccounts) -> Claims {
+        let now = jiff::Timestamp::now().as_second();
+        Claims {
+            iss: sa.issuer.clone(),
+            sub: user_name("ns", "sa"),
+            aud: sa.audiences.clone(),
+            exp: now + 600,
+            iat: now,
+            nbf: now,
+            jti: "j".into(),
+            kubernetes: KubernetesClaims::default(),
+        }
+    }
+
+    #[test]
+    fn the_signing_key_is_made_once_private_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ServiceAccountOptions::default();
+        let first = ServiceAccounts::load_or_create(dir.path(), &opts, "CA".into()).unwrap();
+        let path = dir.path().join("pki/sa.key");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let token = first.sign(&claims(&first)).unwrap();
+        let again = ServiceAccounts::load_or_create(dir.path(), &opts, "CA".into()).unwrap();
+        assert!(again.verify(&token).is_ok(), "a restart keeps the key");
+        assert_eq!(again.audiences, vec![DEFAULT_ISSUER.to_string()]);
+    }
+
+    #[test]
+    fn key_files_sign_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let signing = dir.path().join("sa.key");
+        std::fs::write(&signing, jwt::Signer::generate_pem().unwrap()).unwrap();
+        // Another issuer's key, given by its public half only (a PUBLIC KEY block).
+        let extra_pem = jwt::Signer::generate_pem().unwrap();
+        let extra_public = dir.path().join("extra.pub");
+        let public = rcgen::KeyPair::from_pem(&extra_pem)
+            .unwrap()
+            .public_key_pem();
+        std::fs::write(&extra_public, public).unwrap();
+        let opts = ServiceAccountOptions {
+            signing_key_file: Some(signing),
+            key_files: vec![extra_public],
+            api_audiences: vec!["a".into(), "b".into()],
+            ..ServiceAccountOptions::default()
+        };
+        let sa = ServiceAccounts::load_or_create(dir.path(), &opts, String::new()).unwrap();
+        assert!(
+            !dir.path().join("pki/sa.key").exists(),
+            "no key is made when one is given"
+        );
+        assert_eq!(sa.audiences, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(sa.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert!(sa.verify(&sa.sign(&claims(&sa)).unwrap()).is_ok());
+        let extra = jwt::Signer::from_pem(&extra_pem).unwrap();
+        assert!(sa.verify(&extra.sign(&claims(&sa)).unwrap()).is_ok());
+        let unknown =
+            ServiceAccounts::ephemeral(&ServiceAccountOptions::default(), String::new()).unwrap();
+        assert!(sa.verify(&unknown.sign(&claims(&sa)).unwrap()).is_err());
+    }
+}

@@ -294,6 +294,26 @@ pub fn client_certificate(
     Ok((pem_encode("CERTIFICATE", &der), key.serialize_pem()))
 }
 
+/// The user (CN) and groups (each O, in order) a PEM certificate names; `None` when it does not
+/// parse.
+pub fn certificate_subject(cert_pem: &str) -> Option<(String, Vec<String>)> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let subject = cert.subject();
+    let user = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
+    Some((user, groups))
+}
+
 /// A certificate signing request (PKCS#10) for `user` in `groups` (CN = user, one O per group)
 /// with a fresh ECDSA P-256 key, as `skiff kubeconfig` sends it in a CertificateSigningRequest.
 /// Returns `(request_pem, key_pem)`.
@@ -520,6 +540,11 @@ mod tests {
         let ca_cert = ca_der.parse_x509().unwrap();
         cert.verify_signature(Some(ca_cert.public_key())).unwrap();
         assert!(KeyPair::from_pem(&key_pem).is_ok());
+        assert_eq!(
+            certificate_subject(&cert_pem),
+            Some(("alice".to_string(), groups.clone()))
+        );
+        assert_eq!(certificate_subject("garbage"), None);
 
         let config = client_kubeconfig(
             "https://127.0.0.1:6443",

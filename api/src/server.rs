@@ -194,7 +194,16 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         })?,
         None => pki.ca_cert_pem.clone(),
     };
-    let tls = tls_config(&pki, &client_ca_pem).map_err(|e| match &opts.client_ca_file {
+    let client_auth = crate::auth::x509::ClientAuth::new(&client_ca_pem).map_err(|message| {
+        match &opts.client_ca_file {
+            Some(path) => Error::ClientCa {
+                path: path.clone(),
+                message,
+            },
+            None => Error::Tls(message),
+        }
+    })?;
+    let tls = tls_config(&pki, client_auth.clone()).map_err(|e| match &opts.client_ca_file {
         Some(path) => Error::ClientCa {
             path: path.clone(),
             message: e.to_string(),
@@ -231,7 +240,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         .with_token_authenticator(Arc::new(crate::serviceaccount::ServiceAccountAuthenticator)),
     );
     let router = app(state);
-    let task = tokio::spawn(serve(listener, tls, router, shutdown_rx));
+    let task = tokio::spawn(serve(listener, tls, client_auth, router, shutdown_rx));
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "API server listening");
     Ok(ServerHandle {
         addr,
@@ -245,21 +254,23 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     })
 }
 
-/// The server's TLS: its certificate, and client certificates asked for (not required) and
-/// verified against `client_ca_pem`.
-fn tls_config(pki: &pki::Pki, client_ca_pem: &str) -> Result<Arc<rustls::ServerConfig>> {
+/// The server's TLS: its certificate, and client certificates asked for (not required), whose
+/// chains `client_auth` verifies once the connection is up.
+fn tls_config(
+    pki: &pki::Pki,
+    client_auth: Arc<crate::auth::x509::ClientAuth>,
+) -> Result<Arc<rustls::ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::Tls(format!("server certificate: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes())
         .map_err(|e| Error::Tls(format!("server key: {e}")))?;
-    let verifier = crate::auth::x509::client_verifier(client_ca_pem).map_err(Error::Tls)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(client_auth)
         .with_single_cert(certs, key)
         .map_err(|e| Error::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -272,6 +283,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    client_auth: Arc<crate::auth::x509::ClientAuth>,
     router: axum::Router,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -292,6 +304,7 @@ async fn serve(
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let router = router.clone();
+                let client_auth = client_auth.clone();
                 let watcher = graceful.watcher();
                 connections.spawn(async move {
                     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -308,8 +321,7 @@ async fn serve(
                         .get_ref()
                         .1
                         .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .and_then(|leaf| crate::auth::x509::user_of_certificate(leaf))
+                        .and_then(|chain| client_auth.user(chain))
                         .map(crate::auth::x509::PeerCertificate);
                     let service = TowerToHyperService::new(tower::ServiceExt::map_request(
                         router,

@@ -173,6 +173,19 @@ async fn through_the_api(args: &KubeconfigArgs) -> anyhow::Result<String> {
         tracing::warn!(csr = %name, error = %err, "cannot delete the CertificateSigningRequest");
     }
     let cert = issued?;
+    // The signer must keep the subject asked for: a certificate naming other groups would
+    // silently give the user other rights.
+    let (user, groups) = skiff_api::pki::certificate_subject(&cert)
+        .ok_or_else(|| anyhow!("the issued certificate does not parse"))?;
+    if user != args.user || groups != args.groups {
+        bail!(
+            "the signer issued a certificate for user {user:?} in groups {groups:?}, not the \
+             {:?} in {:?} asked for; `skiff kubeconfig --data-dir DIR` signs with the cluster \
+             CA directly",
+            args.user,
+            args.groups
+        );
+    }
     Ok(skiff_api::pki::client_kubeconfig(
         &server,
         &ca,

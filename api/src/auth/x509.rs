@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::server::danger::ClientCertVerifier;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 use crate::state::UserInfo;
 
@@ -17,9 +18,84 @@ use crate::state::UserInfo;
 #[derive(Clone, Debug)]
 pub struct PeerCertificate(pub UserInfo);
 
-/// A client verifier that asks for (and does not require) a certificate chaining to one of the
-/// CA certificates in `ca_pem`, valid now and for client authentication.
-pub fn client_verifier(ca_pem: &str) -> Result<Arc<dyn ClientCertVerifier>, String> {
+/// Client-certificate authentication as kube-apiserver does it: the TLS server asks for a
+/// certificate (naming the client CA as acceptable) but lets any through the handshake — only
+/// the proof of possession of its key is checked there — and [`ClientAuth::user`] verifies the
+/// chain against the client CA afterwards, so a certificate from another CA, or expired, reaches
+/// the API unauthenticated and gets its 401 (`Unauthorized`), not a TLS alert.
+#[derive(Debug)]
+pub struct ClientAuth {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientAuth {
+    /// Client authentication against the CA certificate(s) in `ca_pem`.
+    pub fn new(ca_pem: &str) -> Result<Arc<ClientAuth>, String> {
+        Ok(Arc::new(ClientAuth {
+            inner: client_verifier(ca_pem)?,
+        }))
+    }
+
+    /// The user of a connection's certificate chain (leaf first) when it chains to the client CA,
+    /// is valid now and is meant for client authentication; `None` otherwise.
+    pub fn user(&self, chain: &[CertificateDer<'_>]) -> Option<UserInfo> {
+        let (leaf, intermediates) = chain.split_first()?;
+        self.inner
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .ok()?;
+        user_of_certificate(leaf)
+    }
+}
+
+impl ClientCertVerifier for ClientAuth {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    /// Accepted here; [`ClientAuth::user`] verifies the chain once the connection is up.
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// rustls' verifier of client certificates chaining to the CA certificate(s) in `ca_pem`,
+/// valid now and for client authentication; a client without a certificate is let through.
+fn client_verifier(ca_pem: &str) -> Result<Arc<dyn ClientCertVerifier>, String> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let cert = cert.map_err(|e| format!("client CA: {e}"))?;
@@ -93,7 +169,26 @@ mod tests {
         let anonymous = params.self_signed(&key).unwrap();
         assert!(user_of_certificate(anonymous.der()).is_none());
         assert!(user_of_certificate(b"not a certificate").is_none());
-        assert!(client_verifier(&ca.pem()).is_ok());
-        assert!(client_verifier("").is_err());
+        assert!(ClientAuth::new("").is_err());
+
+        // Only a chain to the client CA authenticates.
+        let auth = ClientAuth::new(&ca.pem()).unwrap();
+        assert_eq!(auth.user(std::slice::from_ref(&der)).unwrap().name, "alice");
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let mut other_params = rcgen::CertificateParams::default();
+        other_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let other = other_params.self_signed(&other_key).unwrap();
+        let (foreign, _) = crate::pki::client_certificate(
+            &other.pem(),
+            &other_key.serialize_pem(),
+            "mallory",
+            &[],
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        let foreign = CertificateDer::from_pem_slice(foreign.as_bytes()).unwrap();
+        assert!(user_of_certificate(&foreign).is_some());
+        assert!(auth.user(&[foreign]).is_none());
+        assert!(auth.user(&[]).is_none());
     }
 }

@@ -973,6 +973,38 @@ mod tests {
                 .await
                 .is_none()
         );
+
+        // Ingress and NodePort traffic: the client's address is the source, matched by ipBlock.
+        policies.apply_policy(
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": "shop", "name": "outside"},
+                "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "192.0.2.0/24"}}]}]}
+            }))
+            .unwrap(),
+        );
+        let from = |header: &str, ip: &str| {
+            Request::get("/")
+                .header(header, ip)
+                .body(skiff_runtime::empty_body())
+                .unwrap()
+        };
+        let port = ServicePortRef::Number(80);
+        for req in [
+            from(SOURCE_IP_HEADER, "198.51.100.1"),
+            from("x-forwarded-for", "198.51.100.1"),
+        ] {
+            let resp = router.serve("shop", "web", &port, req).await;
+            assert!(skiff_runtime::refused(&resp).is_some(), "{resp:?}");
+        }
+        assert_eq!(lock(&sources).len(), 1, "nothing more reached node-b");
+        router
+            .serve("shop", "web", &port, from(SOURCE_IP_HEADER, "192.0.2.7"))
+            .await;
+        assert_eq!(
+            lock(&sources).last().cloned(),
+            Some(Some("192.0.2.7".to_string())),
+            "an allowed client reaches the endpoint's node, which checks it again"
+        );
         server.abort();
     }
 

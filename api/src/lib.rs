@@ -33,6 +33,7 @@ mod respond;
 mod reviews;
 pub mod selectors;
 pub mod server;
+pub mod serviceaccount;
 mod state;
 mod strategy;
 mod subresources;

@@ -82,6 +82,7 @@ pub(crate) trait Admission: Sync {
 /// every later plugin sees the defaulted pod; priority before quota, so quota scopes see the
 /// pod's class; pod security before quota, so a refused pod is never charged.
 const ADMISSION: &[&dyn Admission] = &[
+    &crate::admission::serviceaccount::ServiceAccount,
     &crate::admission::namespace::NamespaceLifecycle,
     &crate::admission::limitranger::LimitRanger,
     &crate::admission::noderestriction::NodeRestriction,
@@ -213,6 +214,14 @@ pub(crate) async fn create(
         Ok(Some(kv)) => {
             let stored = as_stored(kind, obj, &kv)?;
             crate::crd::after_write(state, kind, &stored);
+            if kind.group.is_empty() && kind.kind == "Namespace" {
+                // Every namespace has its `default` ServiceAccount and `kube-root-ca.crt` from
+                // the start (the controllers repair them later if this fails).
+                if let Err(err) = crate::serviceaccount::namespace_objects(state, write.name).await
+                {
+                    tracing::warn!(namespace = write.name, error = %err, "namespace service account");
+                }
+            }
             crate::rbac::after_write(state, kind, &stored);
             crate::nodeauthz::after_write(&state.store, kind, &stored);
             Ok(stored)

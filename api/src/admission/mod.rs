@@ -10,6 +10,7 @@ pub(crate) mod noderestriction;
 pub(crate) mod podsecurity;
 pub(crate) mod priority;
 pub(crate) mod quota;
+pub(crate) mod serviceaccount;
 
 use serde_json::Value;
 use skiff_kinds::Kind;

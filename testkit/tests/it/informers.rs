@@ -19,6 +19,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
     assert_eq!(
         all,
         [
+            "CertificateSigningRequest",
             "ConfigMap",
             "CronJob",
             "CustomResourceDefinition",

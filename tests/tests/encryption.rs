@@ -1,11 +1,18 @@
 //! Secrets encrypted at rest on a real `skiff server --encryption-provider-config`: the data
 //! directory never holds a Secret's value (plain or base64), kubectl reads it back, rotation by
 //! `kubectl get secrets -A -o json | kubectl replace -f -` rewrites every Secret with the new
-//! key, and a key that cannot open the stored Secrets fails start-up with a clear error.
+//! key, and a key that cannot open the stored Secrets fails start-up with a clear error; `skiff
+//! up` encrypts Secrets with a key it generates.
 
 use std::path::Path;
 
-use skiff_tests::{Cluster, ok};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use skiff_tests::{Cluster, client, ok, skiff_bin, wait_ready_file};
 
 const VALUE: &str = "SKIFFSECRETVALUE";
 /// base64 of `VALUE` without its padding.
@@ -18,7 +25,9 @@ const WRONG: &str = "enp6enp6enp6enp6enp6enp6enp6enp6enp6enp6eno=";
 fn write_config(path: &Path, keys: &[(&str, &str)]) {
     let keys: String = keys
         .iter()
-        .map(|(name, secret)| format!("            - name: {name}\n              secret: {secret}\n"))
+        .map(|(name, secret)| {
+            format!("            - name: {name}\n              secret: {secret}\n")
+        })
         .collect();
     let text = format!(
         "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources:\n      - secrets\n    providers:\n      - aesgcm:\n          keys:\n{keys}      - identity: {{}}\n"
@@ -117,4 +126,91 @@ async fn secrets_are_encrypted_at_rest_and_rotated_by_replace() {
         "{err}"
     );
     assert!(err.contains("core/secrets/"), "{err}");
+}
+
+/// The `skiff up` process, killed if the test ends early.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skiff_up_generates_a_key_and_encrypts_secrets() {
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-e2e-up-enc-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    let ready_file = dir.path().join("up.ready");
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let mut up = Up(Command::new(skiff_bin())
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--runtimes", "wasm"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--registry-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--node-listen",
+            "127.0.0.1:0",
+            "--ingress-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--ready-file")
+        .arg(&ready_file)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("skiff up starts"));
+    let show_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+    let ready = wait_ready_file(&ready_file, &mut up.0, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
+    let kubeconfig = ready["kubeconfig"]
+        .as_str()
+        .expect("a kubeconfig")
+        .to_string();
+
+    let config = data.join("encryption-config.yaml");
+    let mode = std::fs::metadata(&config)
+        .expect("skiff up wrote its encryption config")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("kind: EncryptionConfiguration") && text.contains("aesgcm"),
+        "{text}"
+    );
+
+    let kube = client::client(std::path::Path::new(&kubeconfig))
+        .await
+        .expect("a kube client");
+    let secrets: Api<Secret> = Api::namespaced(kube, "default");
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "s"}, "stringData": {"k": VALUE}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let read = secrets.get("s").await.unwrap();
+    assert_eq!(read.data.unwrap()["k"].0, VALUE.as_bytes());
+    for needle in [VALUE, VALUE_B64] {
+        let found = files_containing(&data, needle);
+        assert!(
+            found.is_empty(),
+            "{needle} found on disk in {found:?}\n{}",
+            show_log()
+        );
+    }
 }

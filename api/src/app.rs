@@ -45,6 +45,16 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             authorize_non_resource,
         ))
+        // After authentication (both need the user): the audit log sees every authenticated
+        // request, those fairness refuses included.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::fairness::limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::audit,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

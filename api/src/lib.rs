@@ -12,6 +12,7 @@
 mod admission;
 mod alloc;
 pub mod app;
+pub mod audit;
 pub mod auth;
 mod authz;
 pub mod body;
@@ -21,6 +22,7 @@ pub mod crd;
 mod dispatch;
 pub mod encryption;
 pub mod error;
+pub mod fairness;
 
 pub mod nodeauthz;
 pub mod objects;

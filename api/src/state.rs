@@ -30,6 +30,10 @@ pub struct AppState {
     /// ServiceAccount tokens: the issuer, audiences, signing and verification keys and the
     /// cluster CA; `None` when the server issues none (TokenRequest answers "not supported").
     pub service_accounts: Option<Arc<crate::serviceaccount::ServiceAccounts>>,
+    /// The audit log; `None` writes none.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
+    /// The bounds on requests in flight; `None` bounds nothing.
+    pub fairness: Option<Arc<crate::fairness::Fairness>>,
 }
 
 impl AppState {
@@ -52,7 +56,21 @@ impl AppState {
             crds: Arc::new(crate::crd::CrdRegistry::new()),
             rbac: Arc::new(crate::rbac::RbacCache::new()),
             service_accounts: None,
+            audit: None,
+            fairness: None,
         }
+    }
+
+    /// The same state, writing the audit log with `auditor`.
+    pub fn with_audit(mut self, auditor: Arc<crate::audit::Auditor>) -> Self {
+        self.audit = Some(auditor);
+        self
+    }
+
+    /// The same state, bounding requests in flight with `fairness`.
+    pub fn with_fairness(mut self, fairness: Arc<crate::fairness::Fairness>) -> Self {
+        self.fairness = Some(fairness);
+        self
     }
 
     /// The same state with other Service and pod address ranges.

@@ -83,7 +83,13 @@ pub(crate) async fn authenticate(
         Some(user) => {
             let user = if impersonate::requested(request.headers()) {
                 match impersonate::impersonate(&state, &user, request.headers()) {
-                    Ok(Some(impersonated)) => impersonated,
+                    Ok(Some(impersonated)) => {
+                        // The audit log names both the authenticated and the impersonated user.
+                        request
+                            .extensions_mut()
+                            .insert(crate::audit::Impersonator(user));
+                        impersonated
+                    }
                     Ok(None) => user,
                     Err(err) => return err.into_response(),
                 }

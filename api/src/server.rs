@@ -54,6 +54,8 @@ pub enum Error {
     ServiceAccounts(#[from] crate::serviceaccount::Error),
     #[error(transparent)]
     Encryption(#[from] crate::encryption::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -82,6 +84,17 @@ pub struct ServerOptions {
     pub encryption_provider_config: Option<PathBuf>,
     /// ServiceAccount token issuance: issuer, audiences, keys, the longest lifetime.
     pub service_accounts: crate::serviceaccount::ServiceAccountOptions,
+    /// kube-apiserver's `--max-requests-inflight` and `--max-mutating-requests-inflight`, with
+    /// the per-user queues and the cap on a user's watches (`crate::fairness`).
+    pub fairness: crate::fairness::FairnessOptions,
+    /// kube-apiserver's `--audit-log-path` (`-`: standard output); `None` writes no audit log.
+    pub audit_log_path: Option<PathBuf>,
+    /// kube-apiserver's `--audit-policy-file` (`audit.k8s.io/v1` `Policy`); `None`: every
+    /// request at `Metadata`.
+    pub audit_policy_file: Option<PathBuf>,
+    /// `--audit-log-maxsize` (megabytes, 0: never rotate) and `--audit-log-maxbackup`.
+    pub audit_log_max_size_mb: u64,
+    pub audit_log_max_backups: usize,
 }
 
 impl ServerOptions {
@@ -97,6 +110,11 @@ impl ServerOptions {
             client_ca_file: None,
             encryption_provider_config: None,
             service_accounts: crate::serviceaccount::ServiceAccountOptions::default(),
+            fairness: crate::fairness::FairnessOptions::default(),
+            audit_log_path: None,
+            audit_policy_file: None,
+            audit_log_max_size_mb: 0,
+            audit_log_max_backups: 0,
         }
     }
 }
@@ -111,6 +129,7 @@ pub struct ServerHandle {
     pub store: Arc<dyn Store>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl ServerHandle {
@@ -118,6 +137,9 @@ impl ServerHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some(audit) = &self.audit {
+            audit.flush().await;
+        }
     }
 }
 
@@ -217,29 +239,43 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     .await
     .map_err(|e| Error::Tls(e.to_string()))??;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let state = Arc::new(
-        AppState::new(
-            store.clone(),
-            vec![
-                (pki.admin_token.clone(), UserInfo::admin("admin")),
-                (
-                    kubelet_client_token,
-                    UserInfo::new(skiff_meta::names::KUBELET_CLIENT_USER, &[]),
-                ),
-            ]
-            .into_iter()
-            .chain(static_users)
-            .collect(),
-        )
-        .with_token_authenticator(Arc::new(crate::bootstraptoken::BootstrapTokens))
-        .with_shutdown(shutdown_rx.clone())
-        .with_authorization_modes(&opts.authorization_modes)
-        .map_err(Error::Authorization)?
-        .with_network(opts.network.clone())
-        .with_service_accounts(service_accounts.clone())
-        .with_token_authenticator(Arc::new(crate::serviceaccount::ServiceAccountAuthenticator)),
-    );
-    let router = app(state);
+    let audit = match &opts.audit_log_path {
+        Some(path) => {
+            let policy = match &opts.audit_policy_file {
+                Some(file) => crate::audit::Policy::load(file)?,
+                None => crate::audit::Policy::metadata_for_all(),
+            };
+            let sink = crate::audit::AuditSink::path(path)
+                .with_rotation(opts.audit_log_max_size_mb, opts.audit_log_max_backups);
+            Some(crate::audit::Auditor::start(policy, sink)?)
+        }
+        None => None,
+    };
+    let mut state = AppState::new(
+        store.clone(),
+        vec![
+            (pki.admin_token.clone(), UserInfo::admin("admin")),
+            (
+                kubelet_client_token,
+                UserInfo::new(skiff_meta::names::KUBELET_CLIENT_USER, &[]),
+            ),
+        ]
+        .into_iter()
+        .chain(static_users)
+        .collect(),
+    )
+    .with_token_authenticator(Arc::new(crate::bootstraptoken::BootstrapTokens))
+    .with_shutdown(shutdown_rx.clone())
+    .with_authorization_modes(&opts.authorization_modes)
+    .map_err(Error::Authorization)?
+    .with_network(opts.network.clone())
+    .with_service_accounts(service_accounts.clone())
+    .with_token_authenticator(Arc::new(crate::serviceaccount::ServiceAccountAuthenticator))
+    .with_fairness(crate::fairness::Fairness::new(opts.fairness.clone()));
+    if let Some(audit) = &audit {
+        state = state.with_audit(audit.clone());
+    }
+    let router = app(Arc::new(state));
     let task = tokio::spawn(serve(listener, tls, client_auth, router, shutdown_rx));
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "API server listening");
     Ok(ServerHandle {
@@ -251,6 +287,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         store,
         shutdown: shutdown_tx,
         task,
+        audit,
     })
 }
 
@@ -329,6 +366,9 @@ async fn serve(
                             if let Some(user) = &cert_user {
                                 request.extensions_mut().insert(user.clone());
                             }
+                            request
+                                .extensions_mut()
+                                .insert(axum::extract::ConnectInfo(peer));
                             request
                         },
                     ));

@@ -27,11 +27,15 @@ pub(crate) struct ServerArgs {
     #[command(flatten)]
     network: NetworkArgs,
     #[command(flatten)]
-    authorization: AuthorizationArgs,
-    #[command(flatten)]
     service_accounts: ServiceAccountArgs,
     #[command(flatten)]
+    authorization: AuthorizationArgs,
+    #[command(flatten)]
     authentication: AuthenticationArgs,
+    #[command(flatten)]
+    flow_control: FlowControlArgs,
+    #[command(flatten)]
+    audit: AuditArgs,
     #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
     #[command(flatten)]
@@ -45,9 +49,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
     opts.network = args.network.config()?;
     args.authentication.apply(&mut opts);
-    opts.authorization_modes = args.authorization.modes();
     opts.service_accounts = args.service_accounts.options()?;
+    opts.authorization_modes = args.authorization.modes();
     opts.encryption_provider_config = args.encryption_provider_config.clone();
+    args.flow_control.apply(&mut opts);
+    args.audit.apply(&mut opts);
     let server = skiff_api::start(opts)
         .await
         .with_context(|| format!("starting the API server on {}", args.listen))?;
@@ -128,6 +134,22 @@ impl NetworkArgs {
     }
 }
 
+/// Who may do what (`skiff server` and `skiff up`), as kube-apiserver's flag of the same name.
+#[derive(clap::Args)]
+pub(crate) struct AuthorizationArgs {
+    /// Authorization modes, comma-separated, asked in order after `system:masters`:
+    /// `RBAC` (Roles and bindings), `Node` (nodes reach what their pods need); `AlwaysAllow`
+    /// alone lets every authenticated user do everything.
+    #[arg(long, value_delimiter = ',', default_value = "AlwaysAllow")]
+    pub(crate) authorization_mode: Vec<skiff_api::AuthorizationMode>,
+}
+
+impl AuthorizationArgs {
+    pub(crate) fn modes(&self) -> Vec<skiff_api::AuthorizationMode> {
+        self.authorization_mode.clone()
+    }
+}
+
 /// ServiceAccount tokens (`skiff server` and `skiff up`), as kube-apiserver's flags of the same
 /// names.
 #[derive(clap::Args)]
@@ -182,18 +204,65 @@ impl ServiceAccountArgs {
     }
 }
 
-/// Who may do what (`skiff server` and `skiff up`), as kube-apiserver's flag of the same name.
+/// Bounds on requests in flight, with per-user fair queuing when busy.
 #[derive(clap::Args)]
-pub(crate) struct AuthorizationArgs {
-    /// Authorization modes, comma-separated, asked in order after `system:masters`:
-    /// `RBAC` (Roles and bindings), `Node` (nodes reach what their pods need); `AlwaysAllow`
-    /// alone lets every authenticated user do everything.
-    #[arg(long, value_delimiter = ',', default_value = "AlwaysAllow")]
-    pub(crate) authorization_mode: Vec<skiff_api::AuthorizationMode>,
+pub(crate) struct FlowControlArgs {
+    /// Non-mutating requests in flight at once before requests queue per user (0: no bound).
+    /// Watches and other long-running requests are not counted; `system:masters` and the
+    /// cluster's own components are exempt.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests in flight at once before requests queue per user (0: no bound).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// Requests of one user waiting for a slot; beyond it they get 429 with Retry-After.
+    #[arg(long, default_value_t = 50)]
+    max_queued_requests_per_user: usize,
+    /// The longest a queued request waits for a slot, in seconds, before it gets 429.
+    #[arg(long, default_value_t = 15)]
+    request_queue_wait_seconds: u64,
+    /// Watches (and other long-running requests) one user may hold at once (0: no bound).
+    #[arg(long, default_value_t = 1000)]
+    max_watches_per_user: usize,
 }
 
-impl AuthorizationArgs {
-    pub(crate) fn modes(&self) -> Vec<skiff_api::AuthorizationMode> {
-        self.authorization_mode.clone()
+impl FlowControlArgs {
+    pub(crate) fn apply(&self, opts: &mut skiff_api::ServerOptions) {
+        opts.fairness = skiff_api::fairness::FairnessOptions {
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            queue_length_per_user: self.max_queued_requests_per_user,
+            queue_wait: std::time::Duration::from_secs(self.request_queue_wait_seconds.max(1)),
+            max_watches_per_user: self.max_watches_per_user,
+        };
+    }
+}
+
+/// The audit log.
+#[derive(clap::Args)]
+pub(crate) struct AuditArgs {
+    /// Write one audit.k8s.io/v1 Event JSON line per request to this file (`-`: standard
+    /// output). Without it no audit log is written.
+    #[arg(long, value_name = "FILE")]
+    audit_log_path: Option<PathBuf>,
+    /// An audit.k8s.io/v1 Policy file choosing each request's level (first matching rule
+    /// wins). Without it every request is logged at Metadata. Request and RequestResponse
+    /// levels write bodies as they are, Secrets included, where the policy asks.
+    #[arg(long, value_name = "FILE")]
+    audit_policy_file: Option<PathBuf>,
+    /// Rotate the audit log file past this many megabytes (0: never).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxsize: u64,
+    /// Rotated audit log files kept (0: all).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxbackup: usize,
+}
+
+impl AuditArgs {
+    pub(crate) fn apply(&self, opts: &mut skiff_api::ServerOptions) {
+        opts.audit_log_path = self.audit_log_path.clone();
+        opts.audit_policy_file = self.audit_policy_file.clone();
+        opts.audit_log_max_size_mb = self.audit_log_maxsize;
+        opts.audit_log_max_backups = self.audit_log_maxbackup;
     }
 }

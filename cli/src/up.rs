@@ -82,11 +82,15 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     network: crate::server::NetworkArgs,
     #[command(flatten)]
-    authorization: crate::server::AuthorizationArgs,
-    #[command(flatten)]
     service_accounts: crate::server::ServiceAccountArgs,
     #[command(flatten)]
+    authorization: crate::server::AuthorizationArgs,
+    #[command(flatten)]
     authentication: crate::server::AuthenticationArgs,
+    #[command(flatten)]
+    flow_control: crate::server::FlowControlArgs,
+    #[command(flatten)]
+    audit: crate::server::AuditArgs,
     #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
     #[command(flatten)]
@@ -139,9 +143,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut server_opts = skiff_api::ServerOptions::new(&dir, args.listen);
     server_opts.network = args.network.config()?;
     args.authentication.apply(&mut server_opts);
-    server_opts.authorization_modes = args.authorization.modes();
     server_opts.service_accounts = args.service_accounts.options()?;
+    server_opts.authorization_modes = args.authorization.modes();
     server_opts.encryption_provider_config = Some(encryption_config(&dir)?);
+    args.flow_control.apply(&mut server_opts);
+    args.audit.apply(&mut server_opts);
     let server = skiff_api::start(server_opts)
         .await
         .with_context(|| format!("starting the API server on {}", args.listen))?;

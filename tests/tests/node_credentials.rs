@@ -3,7 +3,8 @@
 //! bootstrap token authenticates nobody); nodes with minted kubeconfigs run pods; the node
 //! endpoint refuses the admin's and users' tokens on every path, while `kubectl logs` (the API
 //! server's credential) and a Service call from one node's pod to another node's pod (the nodes'
-//! `skiff-node` tokens on `/endpoints`) work.
+//! `skiff-node` tokens on `/endpoints`) work. The server runs `--authorization-mode Node,RBAC`,
+//! so the default bindings of bootstrappers and nodes are what lets all this happen.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -128,6 +129,7 @@ fn raw_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_joins_with_a_bootstrap_token_and_gets_its_own_certificate() {
     let Some(mut c) = Cluster::builder()
+        .server_args(&["--authorization-mode", "Node,RBAC"])
         .kubectl()
         .push("frontend/frontend.wasm", "samples/frontend:1.0")
         .start()
@@ -223,6 +225,7 @@ stringData:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_node_endpoint_admits_the_api_server_and_other_nodes_only() {
     let Some(c) = Cluster::builder()
+        .server_args(&["--authorization-mode", "Node,RBAC"])
         .kubectl()
         .push("frontend/frontend.wasm", "samples/frontend:1.0")
         .loopback_zones(&["a", "b"])

@@ -542,5 +542,20 @@ pub(crate) fn cluster_role_bindings() -> Vec<Value> {
             "system:service-account-issuer-discovery",
             &[To::Group("system:serviceaccounts")],
         ),
+        // Nodes joining with a bootstrap token of `skiff token create` (kubeadm's
+        // kubelet-bootstrap and node-autoapprove bindings): they may ask for a node client
+        // certificate, which csrapproving then approves; nodes may renew their own.
+        cluster_binding(
+            "system:node-bootstrapper",
+            &[To::Group("system:bootstrappers:skiff:default-node-token")],
+        ),
+        cluster_binding(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &[To::Group("system:bootstrappers:skiff:default-node-token")],
+        ),
+        cluster_binding(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            &[To::Group("system:nodes")],
+        ),
     ]
 }

@@ -329,6 +329,27 @@ mod tests {
     }
 
     #[test]
+    fn json_and_wildcards() {
+        let text = r#"{"apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration",
+            "resources": [
+              {"resources": ["secrets"], "providers": [{"identity": {}}]},
+              {"resources": ["*.apps", "*.*"], "providers": [{"secretbox": {"keys": [
+                {"name": "k", "secret": "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI="}]}}]}]}"#;
+        let config = EncryptionConfig::parse(text, Path::new("c.json")).unwrap();
+        let secrets = config.transformer_for("/core/secrets/ns/s").unwrap();
+        let other = config.transformer_for("/batch/jobs/ns/j").unwrap();
+        // The first entry covering a key decides: Secrets stay plain here.
+        assert_eq!(secrets.seal("/core/secrets/ns/s", b"v"), b"v");
+        assert!(
+            other
+                .seal("/batch/jobs/ns/j", b"v")
+                .starts_with(b"k8s:enc:secretbox:v1:k:")
+        );
+        assert_eq!(config.prefixes(), ["/", "/apps/", "/core/secrets/"]);
+        assert!(config.transformer_for("/core/secrets").is_none());
+    }
+
+    #[test]
     fn refusals() {
         let refused = |providers: &str| {
             let text = format!(

@@ -288,7 +288,7 @@ pub fn client_certificate(
         &der,
         parsed.tbs_certificate.as_ref(),
         parsed.tbs_certificate.subject.as_raw(),
-        &subject_der(user, groups),
+        &skiff_meta::der::user_subject(user, groups),
         issuer.key(),
     )?;
     Ok((pem_encode("CERTIFICATE", &der), key.serialize_pem()))
@@ -341,68 +341,14 @@ fn certificate_request(key: &KeyPair, user: &str, groups: &[String]) -> Result<S
         &der,
         info.raw,
         info.subject.as_raw(),
-        &subject_der(user, groups),
+        &skiff_meta::der::user_subject(user, groups),
         key,
     )?;
     Ok(pem_encode("CERTIFICATE REQUEST", &der))
 }
 
-/// The DER of an X.509 Name as Kubernetes' clients write it: one O per group, then the CN, each
-/// in its own relative distinguished name, as UTF8Strings.
-fn subject_der(user: &str, groups: &[String]) -> Vec<u8> {
-    const ORGANIZATION: [u8; 3] = [0x55, 0x04, 0x0a];
-    const COMMON_NAME: [u8; 3] = [0x55, 0x04, 0x03];
-    let attribute = |oid: &[u8], value: &str| {
-        let pair = [der_tlv(0x06, oid), der_tlv(0x0c, value.as_bytes())].concat();
-        der_tlv(0x31, &der_tlv(0x30, &pair))
-    };
-    let mut name = Vec::new();
-    for group in groups {
-        name.extend(attribute(&ORGANIZATION, group));
-    }
-    name.extend(attribute(&COMMON_NAME, user));
-    der_tlv(0x30, &name)
-}
-
-/// One DER tag-length-value.
-fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// The length of the DER header (tag and length) of the element `der` starts with.
-fn der_header_len(der: &[u8]) -> Option<(usize, usize)> {
-    let first = *der.get(1)?;
-    if first < 0x80 {
-        return Some((2, first as usize));
-    }
-    let n = (first & 0x7f) as usize;
-    if n == 0 || n > 4 {
-        return None;
-    }
-    let len = der
-        .get(2..2 + n)?
-        .iter()
-        .fold(0usize, |acc, b| (acc << 8) | *b as usize);
-    Some((2 + n, len))
-}
-
-/// `signed` (a certificate or request: SEQUENCE { info, algorithm, signature }) with the subject
-/// inside `info` replaced by `subject` and `info` signed again by `key`. `info` and `old_subject`
-/// are slices of `signed`, as the parser hands them out.
+/// `signed` with the subject inside `info` replaced by `subject` and signed again by `key`
+/// (see [`skiff_meta::der::replace_subject`]).
 fn with_subject(
     signed: &[u8],
     info: &[u8],
@@ -410,38 +356,11 @@ fn with_subject(
     subject: &[u8],
     key: &impl rcgen::SigningKey,
 ) -> Result<Vec<u8>> {
-    let malformed = || Error::Invalid {
-        path: PathBuf::from("certificate"),
-        message: "unexpected DER layout".into(),
-    };
-    let offset = |inner: &[u8], outer: &[u8]| {
-        let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
-        (start + inner.len() <= outer.len()).then_some(start)
-    };
-    let info_start = offset(info, signed).ok_or_else(malformed)?;
-    let subject_start = offset(old_subject, info).ok_or_else(malformed)?;
-    let (info_header, _) = der_header_len(info).ok_or_else(malformed)?;
-    if subject_start < info_header {
-        return Err(malformed());
-    }
-    let new_info = der_tlv(
-        0x30,
-        &[
-            &info[info_header..subject_start],
-            subject,
-            &info[subject_start + old_subject.len()..],
-        ]
-        .concat(),
-    );
-    let rest = &signed[info_start + info.len()..];
-    let (alg_header, alg_len) = der_header_len(rest).ok_or_else(malformed)?;
-    let algorithm = rest.get(..alg_header + alg_len).ok_or_else(malformed)?;
-    let signature = key.sign(&new_info)?;
-    let bits = der_tlv(0x03, &[&[0u8][..], &signature].concat());
-    Ok(der_tlv(
-        0x30,
-        &[new_info, algorithm.to_vec(), bits].concat(),
-    ))
+    skiff_meta::der::replace_subject(signed, info, old_subject, subject, |m| key.sign(m))?
+        .ok_or_else(|| Error::Invalid {
+            path: PathBuf::from("certificate"),
+            message: "unexpected DER layout".into(),
+        })
 }
 
 /// PEM text of DER bytes under `label` (`CERTIFICATE`).
@@ -592,17 +511,6 @@ mod tests {
             .collect();
         assert_eq!(cn, ["bob"]);
         csr.verify_signature().unwrap();
-    }
-
-    /// Lengths of 128 bytes and more take the long form.
-    #[test]
-    fn der_lengths_round_trip() {
-        for len in [0usize, 5, 127, 128, 255, 256, 70000] {
-            let tlv = der_tlv(0x04, &vec![7u8; len]);
-            let (header, parsed) = der_header_len(&tlv).unwrap();
-            assert_eq!(parsed, len);
-            assert_eq!(header + len, tlv.len());
-        }
     }
 
     #[test]

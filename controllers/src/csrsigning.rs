@@ -196,7 +196,45 @@ pub fn sign(
     params.serial_number = Some(SerialNumber::from(serial));
     let key = KeyPair::from_pem(&ca.key_pem).map_err(refuse)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, key).map_err(refuse)?;
-    Ok(csr.signed_by(&issuer).map_err(refuse)?.pem())
+    let cert = csr.signed_by(&issuer).map_err(refuse)?;
+    // rcgen keeps one value per attribute type of a subject: the request's own subject (one O
+    // per group) goes into the certificate as it was asked.
+    with_request_subject(cert.der(), request_pem, issuer.key()).map_err(refuse)
+}
+
+/// `cert` (DER) with the subject of the PEM request, signed again by `key`, as PEM.
+fn with_request_subject(
+    cert: &[u8],
+    request_pem: &str,
+    key: &KeyPair,
+) -> Result<String, rcgen::Error> {
+    use base64::Engine as _;
+    use rcgen::SigningKey as _;
+    use x509_parser::prelude::FromDer as _;
+    let bad_request = |_| rcgen::Error::CouldNotParseCertificationRequest;
+    let (_, block) =
+        x509_parser::pem::parse_x509_pem(request_pem.as_bytes()).map_err(bad_request)?;
+    let (_, request) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+            .map_err(|_| rcgen::Error::CouldNotParseCertificationRequest)?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|_| rcgen::Error::CouldNotParseCertificate)?;
+    let der = skiff_meta::der::replace_subject(
+        cert,
+        parsed.tbs_certificate.as_ref(),
+        parsed.tbs_certificate.subject.as_raw(),
+        request.certification_request_info.subject.as_raw(),
+        |message| key.sign(message),
+    )?
+    .ok_or(rcgen::Error::CouldNotParseCertificate)?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    Ok(pem)
 }
 
 fn has_condition(csr: &CertificateSigningRequest, ty: &str) -> bool {

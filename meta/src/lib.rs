@@ -4,6 +4,7 @@
 //! readiness, the default image pull policy, and the `skiff.dev/*` names. A rule that more than
 //! one crate applies lives here once, so that the copies cannot disagree.
 
+pub mod der;
 pub mod duration;
 pub mod names;
 pub mod pod;

@@ -121,6 +121,8 @@ fn scenario(bin: &Path, server: &Server, dir: &Path, tag: &str) {
         "alice",
         "--group",
         "team-a",
+        "--group",
+        "devs",
         "--namespace",
         "team-a",
         "-o",
@@ -131,7 +133,11 @@ fn scenario(bin: &Path, server: &Server, dir: &Path, tag: &str) {
     assert_eq!(mode, 0o600, "the kubeconfig holds a private key");
     let user = whoami(bin, &alice, &[]);
     assert_eq!(user["username"], "alice", "{user}");
-    assert_eq!(groups(&user), ["team-a", "system:authenticated"], "{user}");
+    assert_eq!(
+        groups(&user),
+        ["team-a", "devs", "system:authenticated"],
+        "{user}"
+    );
     let namespace = ok(&kubectl(
         bin,
         &alice,

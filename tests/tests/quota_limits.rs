@@ -61,6 +61,16 @@ async fn concurrent_creates_never_exceed_a_quota_and_limit_range_defaults_apply(
         return;
     };
     c.k(&["create", "namespace", NS]);
+    // NamespaceLifecycle as kubectl shows it.
+    let out = c.try_k(&["delete", "namespace", "default"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("namespaces \"default\" is forbidden: this namespace may not be deleted"),
+        "{stderr}"
+    );
+    let out = c.try_k(&["create", "configmap", "x", "-n", "nope"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("namespaces \"nope\" not found"), "{stderr}");
     c.apply(LIMITS_AND_QUOTA);
     let quotas = c.api::<ResourceQuota>(NS);
     wait_object(

@@ -336,6 +336,11 @@ impl AuditSink {
         }
     }
 
+    /// Whether events go to standard output (`--audit-log-path -`).
+    pub fn is_stdout(&self) -> bool {
+        matches!(self.kind, SinkKind::Stdout)
+    }
+
     /// Any writer (tests).
     pub fn writer(writer: Box<dyn Write + Send>) -> AuditSink {
         AuditSink {

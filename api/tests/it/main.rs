@@ -12,6 +12,7 @@ use skiff_api::{AppState, app};
 use skiff_store::{MemoryStore, Store};
 use tower::ServiceExt;
 
+mod audit;
 mod authn;
 mod bootstraptoken;
 mod certificates;

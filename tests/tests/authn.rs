@@ -252,3 +252,91 @@ fn a_malformed_token_file_fails_start_up_naming_the_line() {
     );
     assert!(err.contains(&expected), "{err}");
 }
+
+/// Under RBAC, impersonation takes the `impersonate` verb: refused with Kubernetes' message
+/// until a ClusterRole grants it for users, and then for users only (a group stays refused).
+#[tokio::test]
+async fn impersonation_under_rbac_needs_the_impersonate_verb() {
+    let Some(bin) = tools::kubectl_137() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "alice-token,alice,uid-alice\n").unwrap();
+    let server = Server::start_with(&[
+        "--token-auth-file",
+        tokens.to_str().unwrap(),
+        "--authorization-mode",
+        "RBAC",
+    ])
+    .expect("skiff server starts");
+    let admin = server.kubeconfig.as_path();
+    let as_alice = |extra: &[&str]| {
+        let mut args = vec!["--token", "alice-token", "auth", "whoami", "-o", "json"];
+        args.extend(extra);
+        kubectl(&bin, admin, &args)
+    };
+    // `auth whoami` words any 403 its own way, discovery too; a raw read shows the server's
+    // message.
+    let read_as_alice = |extra: &[&str]| {
+        let mut args = vec![
+            "--token",
+            "alice-token",
+            "get",
+            "--raw",
+            "/api/v1/namespaces",
+        ];
+        args.extend(extra);
+        kubectl(&bin, admin, &args)
+    };
+    let err = failure(&read_as_alice(&["--as", "bob"]));
+    assert!(
+        err.contains(
+            r#"Error from server (Forbidden): users "bob" is forbidden: User "alice" cannot impersonate resource "users" in API group "" at the cluster scope"#
+        ),
+        "{err}"
+    );
+    ok(&kubectl(
+        &bin,
+        admin,
+        &[
+            "create",
+            "clusterrole",
+            "impersonate-users",
+            "--verb=impersonate",
+            "--resource=users",
+        ],
+    ));
+    ok(&kubectl(
+        &bin,
+        admin,
+        &[
+            "create",
+            "clusterrolebinding",
+            "alice-impersonates",
+            "--clusterrole=impersonate-users",
+            "--user=alice",
+        ],
+    ));
+    let out = skiff_tests::wait_for(
+        "alice allowed to impersonate bob",
+        std::time::Duration::from_secs(30),
+        || {
+            let out = as_alice(&["--as", "bob"]);
+            async move { out.status.success().then_some(out) }
+        },
+    )
+    .await
+    .expect("the binding takes effect");
+    let review: Value = serde_json::from_str(&ok(&out)).expect("whoami prints JSON");
+    let user = &review["status"]["userInfo"];
+    assert_eq!(user["username"], "bob", "{user}");
+    assert_eq!(groups(user), ["system:authenticated"], "{user}");
+    let err = failure(&read_as_alice(&["--as", "bob", "--as-group", "admins"]));
+    assert!(
+        err.contains(
+            r#"Error from server (Forbidden): groups "admins" is forbidden: User "alice" cannot impersonate resource "groups" in API group "" at the cluster scope"#
+        ),
+        "{err}"
+    );
+}

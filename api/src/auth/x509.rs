@@ -190,5 +190,25 @@ mod tests {
         assert!(user_of_certificate(&foreign).is_some());
         assert!(auth.user(&[foreign]).is_none());
         assert!(auth.user(&[]).is_none());
+
+        // A certificate of the right CA authenticates while it is valid, not once expired.
+        let current = |not_after| {
+            let mut params = rcgen::CertificateParams::default();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "old-alice");
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+            params.not_after = not_after;
+            let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), &ca_key).unwrap();
+            params
+                .signed_by(&rcgen::KeyPair::generate().unwrap(), &issuer)
+                .unwrap()
+        };
+        let valid = current(rcgen::date_time_ymd(4000, 1, 1));
+        assert_eq!(auth.user(&[valid.der().clone()]).unwrap().name, "old-alice");
+        let expired = current(rcgen::date_time_ymd(2002, 1, 1));
+        assert!(user_of_certificate(expired.der()).is_some());
+        assert!(auth.user(&[expired.der().clone()]).is_none());
     }
 }

@@ -684,13 +684,6 @@ fn object_ref_json(object: &ObjectRef) -> Value {
     Value::Object(out)
 }
 
-/// Whether a body is JSON by its `Content-Type` (absent counts as JSON for requests).
-fn is_json(headers: &HeaderMap) -> bool {
-    header_str(headers, "content-type")
-        .map(|ct| ct.to_ascii_lowercase().contains("json"))
-        .unwrap_or(true)
-}
-
 /// The event of one request, filled in as it goes.
 struct EventBuilder {
     auditor: Arc<Auditor>,
@@ -823,16 +816,28 @@ pub(crate) async fn audit(
     );
     let long = long_running(&method, &path, query.as_deref());
     // The request body, for Request and RequestResponse.
-    if level >= Level::Request
+    // A create names its object in the body: the objectRef takes the name from there, as
+    // Kubernetes' LogRequestObject completes it at every level.
+    let unnamed_create =
+        attrs.verb == "create" && attrs.object.as_ref().is_some_and(|o| o.name.is_none());
+    if (level >= Level::Request || unnamed_create)
         && matches!(method, Method::POST | Method::PUT | Method::PATCH)
         && !long
-        && is_json(request.headers())
     {
         let (parts, body) = request.into_parts();
         match axum::body::to_bytes(body, MAX_LOGGED_BODY).await {
             Ok(bytes) => {
-                if let Ok(object) = serde_json::from_slice::<Value>(&bytes) {
-                    base.insert("requestObject".into(), object);
+                let media_type = crate::body::content_type(&parts.headers);
+                if let Ok(object) = crate::body::decode_object(&bytes, &media_type) {
+                    let name = object.pointer("/metadata/name").and_then(Value::as_str);
+                    if let (true, Some(name), Some(Value::Object(reference))) =
+                        (unnamed_create, name, base.get_mut("objectRef"))
+                    {
+                        reference.insert("name".into(), json!(name));
+                    }
+                    if level >= Level::Request {
+                        base.insert("requestObject".into(), object);
+                    }
                 }
                 request = Request::from_parts(parts, Body::from(bytes));
             }
@@ -878,8 +883,9 @@ pub(crate) async fn audit(
                 bytes::Bytes::new()
             }
         };
-        let parsed = if is_json(&parts.headers) && bytes.len() <= MAX_LOGGED_BODY {
-            serde_json::from_slice::<Value>(&bytes).ok()
+        let parsed = if bytes.len() <= MAX_LOGGED_BODY && !bytes.is_empty() {
+            let media_type = crate::body::content_type(&parts.headers);
+            crate::body::decode_object(&bytes, &media_type).ok()
         } else {
             None
         };

@@ -192,7 +192,7 @@ async fn a_create_a_403_and_a_404_are_written_as_events() {
     assert_eq!(e["userAgent"], "audit-test/1.0");
     assert_eq!(
         e["objectRef"],
-        json!({"resource": "configmaps", "namespace": "team", "apiGroup": "", "apiVersion": "v1"})
+        json!({"resource": "configmaps", "namespace": "team", "name": "cfg", "apiGroup": "", "apiVersion": "v1"})
     );
     assert_eq!(e["responseStatus"], json!({"metadata": {}, "code": 201}));
     assert_eq!(e["annotations"]["authorization.k8s.io/decision"], "allow");

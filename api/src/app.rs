@@ -93,6 +93,7 @@ pub(crate) async fn check_non_resource(
         namespace: None,
         name: None,
         path: Some(path),
+        field_selector: None,
     };
     match state.authorizer.authorize(&attributes) {
         crate::state::Decision::Allow => Ok(()),

@@ -50,6 +50,7 @@ pub(crate) fn check_verb(
         namespace: req.namespace.as_deref(),
         name: req.name.as_deref(),
         path: None,
+        field_selector: req.query.get("fieldSelector").filter(|s| !s.is_empty()),
     };
     match authorizer.authorize(&attributes) {
         Decision::Allow => Ok(()),

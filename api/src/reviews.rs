@@ -203,6 +203,8 @@ fn access(state: &AppState, user: &UserInfo, spec: &Value) -> Value {
                 namespace: opt("namespace"),
                 name: opt("name"),
                 path: None,
+                field_selector: Some(str_at(ra, "/fieldSelector/rawSelector"))
+                    .filter(|s| !s.is_empty()),
             })
         }
         None => {
@@ -216,6 +218,7 @@ fn access(state: &AppState, user: &UserInfo, spec: &Value) -> Value {
                 namespace: None,
                 name: None,
                 path: Some(str_at(nra, "/path")),
+                field_selector: None,
             })
         }
     };

@@ -188,6 +188,9 @@ pub struct Attributes<'a> {
     pub name: Option<&'a str>,
     /// The URL path of a non-resource request (`/api`, `/healthz`, `/openapi/v2`).
     pub path: Option<&'a str>,
+    /// The raw `fieldSelector` of a list or watch, as Kubernetes' authorizers see it since
+    /// 1.31 (the Node authorizer lets nodes list only TLS Secrets: `type=kubernetes.io/tls`).
+    pub field_selector: Option<&'a str>,
 }
 
 impl Attributes<'_> {

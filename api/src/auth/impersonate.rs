@@ -95,6 +95,7 @@ pub(crate) fn impersonate(
             namespace,
             name: Some(name),
             path: None,
+            field_selector: None,
         };
         match state.authorizer.authorize(&attributes) {
             Decision::Allow => {}

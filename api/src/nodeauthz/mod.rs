@@ -272,6 +272,20 @@ fn lease(node: &str, a: &Attributes<'_>) -> Decision {
     Decision::Allow
 }
 
+/// Whether `a` lists or watches only Secrets of type `kubernetes.io/tls` (its field selector
+/// requires that type). Every node is an ingress controller serving the TLS Secrets Ingresses
+/// name, as an ingress controller's ServiceAccount does in Kubernetes: a node may read every TLS
+/// Secret, and no other Secret beyond those its pods use.
+fn lists_only_tls_secrets(a: &Attributes<'_>) -> bool {
+    matches!(a.verb, "list" | "watch")
+        && a.field_selector.is_some_and(|selector| {
+            selector.split(',').any(|requirement| {
+                let requirement = requirement.trim();
+                requirement == "type=kubernetes.io/tls" || requirement == "type==kubernetes.io/tls"
+            })
+        })
+}
+
 impl Authorizer for NodeAuthorizer {
     fn authorize(&self, a: &Attributes<'_>) -> Decision {
         let Some(node) = node_identity(a.user) else {
@@ -281,6 +295,7 @@ impl Authorizer for NodeAuthorizer {
             return Decision::NoOpinion(String::new());
         }
         match (a.group, a.resource) {
+            ("", "secrets") if lists_only_tls_secrets(a) => Decision::Allow,
             ("", "secrets") => self.read_object(node, a, Graph::node_has_secret),
             ("", "configmaps") => self.read_object(node, a, Graph::node_has_config_map),
             ("", "serviceaccounts") => self.create_token(node, a),

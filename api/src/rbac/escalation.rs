@@ -72,6 +72,7 @@ fn authorized(
         namespace,
         name,
         path: None,
+        field_selector: None,
     };
     state.authorizer.authorize(&attributes) == Decision::Allow
 }

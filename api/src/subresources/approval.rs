@@ -31,6 +31,7 @@ fn allowed_for_signer(state: &AppState, req: &ResourceRequest, verb: &str, signe
                 namespace: None,
                 name: Some(&name),
                 path: None,
+                field_selector: None,
             }) == Decision::Allow
         })
 }

@@ -174,6 +174,34 @@ async fn a_node_reads_only_the_secrets_of_pods_bound_to_it() {
     // Listing every Secret is not reading one a pod references.
     let (code, _) = c.call(N1, Method::GET, SECRETS, None).await;
     assert_eq!(code, 403);
+    // Every node is an ingress controller: it may list and watch TLS Secrets, and only those.
+    let tls = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cert"},
+        "type": "kubernetes.io/tls", "data": {"tls.crt": "Yw==", "tls.key": "aw=="}});
+    c.ok(ADMIN, Method::POST, SECRETS, tls).await;
+    let listed = c
+        .ok(
+            N1,
+            Method::GET,
+            "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Ftls",
+            Value::Null,
+        )
+        .await;
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cert"]);
+    let (code, _) = c
+        .call(
+            N1,
+            Method::GET,
+            "/api/v1/secrets?fieldSelector=type%3DOpaque",
+            None,
+        )
+        .await;
+    assert_eq!(code, 403);
     // Writing a Secret is never a node's business.
     c.forbidden(
         N1,

@@ -20,6 +20,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
         all,
         [
             "CertificateSigningRequest",
+            "ClusterRole",
             "ConfigMap",
             "CronJob",
             "CustomResourceDefinition",
@@ -56,7 +57,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
         scheduler: false,
         ..Options::default()
     };
-    none.select("*,-replicaset,-replicationcontroller,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint,-scaletozero,-resourcequota,-csrapproving,-csrsigning,-persistentvolume-binder,-pvc-protection,-pv-protection,-serviceaccount,-root-ca-cert-publisher")
+    none.select("*,-replicaset,-replicationcontroller,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint,-scaletozero,-resourcequota,-csrapproving,-csrsigning,-clusterrole-aggregation,-persistentvolume-binder,-pvc-protection,-pv-protection,-serviceaccount,-root-ca-cert-publisher")
         .unwrap();
     assert_eq!(none.controllers.iter().collect::<Vec<_>>(), ["namespace"]);
     assert!(

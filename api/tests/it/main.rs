@@ -19,6 +19,7 @@ mod certificates;
 mod crd;
 mod encryption;
 mod exec;
+mod fairness;
 mod limitranger;
 mod namespace_lifecycle;
 mod nodeauthz;

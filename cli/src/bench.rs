@@ -45,6 +45,11 @@ enum BenchWhat {
     ///
     /// Example: skiff bench oci --pods 30 --append BENCHMARKS.md
     Oci(crate::bench_oci::OciBenchArgs),
+    /// Benchmark fairness: one user floods with concurrent LISTs, another does sequential
+    /// GETs; the second user's latency and the first's 429s, fairness on and off.
+    ///
+    /// Example: skiff bench fairness --flood 400 --seconds 10 --append BENCHMARKS.md
+    Fairness(crate::bench_fairness::FairnessBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -73,6 +78,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Pods(a) => crate::bench_pods::run(a).await,
         BenchWhat::Services(a) => crate::bench_services::run(a).await,
         BenchWhat::Oci(a) => crate::bench_oci::run(a).await,
+        BenchWhat::Fairness(a) => crate::bench_fairness::run(a).await,
     }
 }
 
@@ -107,7 +113,7 @@ fn fsync_floor(dir: &Path) -> Result<(Duration, Duration)> {
     Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
 }
 
-async fn client_for(kubeconfig: &Path) -> Result<kube::Client> {
+pub(crate) async fn client_for(kubeconfig: &Path) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)

@@ -3,6 +3,8 @@
 #[cfg(feature = "bench")]
 mod bench;
 #[cfg(feature = "bench")]
+mod bench_fairness;
+#[cfg(feature = "bench")]
 mod bench_oci;
 #[cfg(feature = "bench")]
 mod bench_pods;

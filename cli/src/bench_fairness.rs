@@ -1,0 +1,242 @@
+//! `skiff bench fairness`: one user floods the API server with concurrent LISTs while another
+//! does sequential GETs; reports the second user's GET p50/p99 and the flooding user's 429
+//! rate, with fairness on (bounded in flight, per-user queues) and off
+//! (`--max-requests-inflight 0`), side by side. The server runs in process over HTTPS on
+//! loopback; both users are `--token-auth-file` users (not exempt).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use http::Request;
+use serde_json::json;
+
+use crate::bench::{machine_description, ms, percentile, publish};
+
+#[derive(clap::Args)]
+pub(crate) struct FairnessBenchArgs {
+    /// Concurrent request loops of the flooding user.
+    #[arg(long, default_value_t = 400)]
+    flood: usize,
+    /// `--max-requests-inflight` of the run with fairness on.
+    #[arg(long, default_value_t = 100)]
+    inflight: usize,
+    /// Requests of one user queued at most (fairness on).
+    #[arg(long, default_value_t = 50)]
+    queue: usize,
+    /// ConfigMaps in the namespace the flood lists.
+    #[arg(long, default_value_t = 200)]
+    objects: usize,
+    /// Seconds each run lasts.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Directory for the servers' data directories.
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+    /// Append the results to this Markdown file.
+    #[arg(long)]
+    append: Option<PathBuf>,
+}
+
+/// What one run measured.
+struct Outcome {
+    b_p50: Duration,
+    b_p99: Duration,
+    b_max: Duration,
+    b_requests: usize,
+    b_failures: usize,
+    a_ok: u64,
+    a_429: u64,
+    a_errors: u64,
+}
+
+/// A kube client of `token`, from the admin kubeconfig with its token replaced.
+async fn client_as(
+    admin_kubeconfig: &Path,
+    admin_token: &str,
+    token: &str,
+) -> Result<kube::Client> {
+    let text = std::fs::read_to_string(admin_kubeconfig)?;
+    let kc = kube::config::Kubeconfig::from_yaml(&text.replace(admin_token, token))
+        .context("reading the admin kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn one_run(args: &FairnessBenchArgs, base: &Path, fairness_on: bool) -> Result<Outcome> {
+    let data = base.join(if fairness_on { "on" } else { "off" });
+    std::fs::create_dir_all(&data)?;
+    let tokens = base.join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        "flood-token,flooder,uid-a\nsteady-token,steady,uid-b\n",
+    )?;
+    let mut opts = skiff_api::ServerOptions::new(&data, "127.0.0.1:0".parse()?);
+    opts.token_auth_file = Some(tokens);
+    opts.fairness = skiff_api::fairness::FairnessOptions {
+        max_requests_inflight: if fairness_on { args.inflight } else { 0 },
+        max_mutating_requests_inflight: if fairness_on { args.inflight / 2 } else { 0 },
+        queue_length_per_user: args.queue,
+        ..Default::default()
+    };
+    let server = skiff_api::start(opts)
+        .await
+        .context("starting the server")?;
+    let admin = crate::bench::client_for(&server.kubeconfig_path).await?;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}});
+    admin
+        .request_text(
+            Request::post("/api/v1/namespaces")
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(&ns)?)?,
+        )
+        .await?;
+    for i in 0..args.objects.max(1) {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i}")}, "data": {"key": "value"}});
+        admin
+            .request_text(
+                Request::post("/api/v1/namespaces/bench/configmaps")
+                    .header("Content-Type", "application/json")
+                    .body(serde_json::to_vec(&cm)?)?,
+            )
+            .await?;
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let (a_ok, a_429, a_errors) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    // The flood: loops sharing one client per 10 (each client pools its own connections);
+    // a 429 waits its Retry-After (1 s) as client-go does.
+    let mut flood = Vec::new();
+    let mut client = None;
+    for i in 0..args.flood {
+        if i % 10 == 0 {
+            client =
+                Some(client_as(&server.kubeconfig_path, &server.admin_token, "flood-token").await?);
+        }
+        let Some(client) = client.clone() else {
+            continue;
+        };
+        let (ok, too_many, errors) = (a_ok.clone(), a_429.clone(), a_errors.clone());
+        flood.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let req = Request::get("/api/v1/namespaces/bench/configmaps")
+                    .body(Vec::new())
+                    .expect("a valid request");
+                match client.request_text(req).await {
+                    Ok(_) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 429 => {
+                        too_many.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    // The steady user: sequential GETs of one object, after the flood has ramped up.
+    let steady = client_as(&server.kubeconfig_path, &server.admin_token, "steady-token").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut samples = Vec::new();
+    let mut failures = 0;
+    while Instant::now() < deadline {
+        let req = Request::get("/api/v1/namespaces/bench/configmaps/cm-0").body(Vec::new())?;
+        let t = Instant::now();
+        match steady.request_text(req).await {
+            Ok(_) => samples.push(t.elapsed()),
+            Err(_) => failures += 1,
+        }
+    }
+    for task in flood {
+        let _ = task.await;
+    }
+    server.shutdown().await;
+    samples.sort();
+    Ok(Outcome {
+        b_p50: percentile(&samples, 0.5),
+        b_p99: percentile(&samples, 0.99),
+        b_max: samples.last().copied().unwrap_or_default(),
+        b_requests: samples.len(),
+        b_failures: failures,
+        a_ok: a_ok.load(Ordering::Relaxed),
+        a_429: a_429.load(Ordering::Relaxed),
+        a_errors: a_errors.load(Ordering::Relaxed),
+    })
+}
+
+pub(crate) async fn run(args: FairnessBenchArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.dir)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("skiff-bench-fairness-")
+        .tempdir_in(&args.dir)?;
+    let mut rows = Vec::new();
+    for on in [true, false] {
+        let outcome = one_run(&args, tmp.path(), on).await?;
+        let label = if on {
+            format!(
+                "on (--max-requests-inflight {}, queue {} per user)",
+                args.inflight, args.queue
+            )
+        } else {
+            "off (--max-requests-inflight 0)".to_string()
+        };
+        let a_total = outcome.a_ok + outcome.a_429 + outcome.a_errors;
+        let rate = if a_total == 0 {
+            0.0
+        } else {
+            outcome.a_429 as f64 * 100.0 / a_total as f64
+        };
+        println!(
+            "fairness {label}: B GET p50 {} ms, p99 {} ms, max {} ms ({} GETs, {} failed); A {} ok, {} 429 ({rate:.1}%), {} other errors",
+            ms(outcome.b_p50),
+            ms(outcome.b_p99),
+            ms(outcome.b_max),
+            outcome.b_requests,
+            outcome.b_failures,
+            outcome.a_ok,
+            outcome.a_429,
+            outcome.a_errors,
+        );
+        rows.push(format!(
+            "| {label} | {} | {} | {} | {} ({} failed) | {:.0}/s | {} ({rate:.1}%) |\n",
+            ms(outcome.b_p50),
+            ms(outcome.b_p99),
+            ms(outcome.b_max),
+            outcome.b_requests,
+            outcome.b_failures,
+            outcome.a_ok as f64 / args.seconds as f64,
+            outcome.a_429,
+        ));
+    }
+    let date = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M %Z").to_string();
+    let mut md = format!(
+        "\n### Fairness — {date}\n\nCommand: `skiff bench fairness --flood {} --inflight {} --queue {} --objects {} --seconds {}` ({} build; server, flood and steady client in one process)  \nMachine: {}\n\nUser A runs {} concurrent LIST loops of {} ConfigMaps (a 429 waits its Retry-After); user B GETs one ConfigMap sequentially.\n\n| fairness | B GET p50 ms | B GET p99 ms | B GET max ms | B GETs | A LISTs served | A 429s |\n|---|---|---|---|---|---|---|\n",
+        args.flood,
+        args.inflight,
+        args.queue,
+        args.objects,
+        args.seconds,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        machine_description(),
+        args.flood,
+        args.objects,
+    );
+    for row in rows {
+        md.push_str(&row);
+    }
+    publish(&md, args.append.as_deref())
+}

@@ -105,7 +105,10 @@ impl ServerOptions {
             history_revisions: 10_000,
             compaction_interval: Duration::from_secs(60),
             network: crate::alloc::NetworkConfig::default(),
-            authorization_modes: vec![crate::rbac::AuthorizationMode::AlwaysAllow],
+            authorization_modes: vec![
+                crate::rbac::AuthorizationMode::Node,
+                crate::rbac::AuthorizationMode::Rbac,
+            ],
             token_auth_file: None,
             client_ca_file: None,
             encryption_provider_config: None,

@@ -138,9 +138,9 @@ impl NetworkArgs {
 #[derive(clap::Args)]
 pub(crate) struct AuthorizationArgs {
     /// Authorization modes, comma-separated, asked in order after `system:masters`:
-    /// `RBAC` (Roles and bindings), `Node` (nodes reach what their pods need); `AlwaysAllow`
-    /// alone lets every authenticated user do everything.
-    #[arg(long, value_delimiter = ',', default_value = "AlwaysAllow")]
+    /// `Node` (nodes reach what their pods need), `RBAC` (Roles and bindings); `AlwaysAllow`
+    /// alone lets every authenticated user do everything (no tenants: tests and demos only).
+    #[arg(long, value_delimiter = ',', default_value = "Node,RBAC")]
     pub(crate) authorization_mode: Vec<skiff_api::AuthorizationMode>,
 }
 

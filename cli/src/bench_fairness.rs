@@ -75,6 +75,8 @@ async fn one_run(args: &FairnessBenchArgs, base: &Path, fairness_on: bool) -> Re
     )?;
     let mut opts = skiff_api::ServerOptions::new(&data, "127.0.0.1:0".parse()?);
     opts.token_auth_file = Some(tokens);
+    // Both users may read everything: the bench measures fairness, not authorization.
+    opts.authorization_modes = vec![skiff_api::AuthorizationMode::AlwaysAllow];
     opts.fairness = skiff_api::fairness::FairnessOptions {
         max_requests_inflight: if fairness_on { args.inflight } else { 0 },
         max_mutating_requests_inflight: if fairness_on { args.inflight / 2 } else { 0 },
@@ -137,8 +139,10 @@ async fn one_run(args: &FairnessBenchArgs, base: &Path, fairness_on: bool) -> Re
                         too_many.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    Err(err) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("first failed LIST of the flooding user: {err}");
+                        }
                     }
                 }
             }
@@ -154,7 +158,12 @@ async fn one_run(args: &FairnessBenchArgs, base: &Path, fairness_on: bool) -> Re
         let t = Instant::now();
         match steady.request_text(req).await {
             Ok(_) => samples.push(t.elapsed()),
-            Err(_) => failures += 1,
+            Err(err) => {
+                if failures == 0 {
+                    eprintln!("first failed GET of the steady user: {err}");
+                }
+                failures += 1;
+            }
         }
     }
     for task in flood {

@@ -61,6 +61,21 @@ fn scenario(bin: &Path, tag: &str) {
         all.extend(args);
         server.kubectl(bin, &all).unwrap()
     };
+    // Under the default authorization (Node,RBAC) alice edits the default namespace.
+    ok(&server
+        .kubectl(
+            bin,
+            &[
+                "create",
+                "rolebinding",
+                "alice-edit",
+                "--clusterrole=edit",
+                "--user=alice",
+                "-n",
+                "default",
+            ],
+        )
+        .unwrap());
     let name = format!("audited-{tag}");
     ok(&alice(&[
         "create",

@@ -23,6 +23,7 @@ mod dispatch;
 pub mod encryption;
 pub mod error;
 pub mod fairness;
+mod follow;
 
 pub mod nodeauthz;
 pub mod objects;
@@ -46,8 +47,8 @@ pub use alloc::{Ipv4Cidr, NetworkConfig, PortRange, RangeError};
 pub use app::{AppState, app};
 pub use auth::UserInfo;
 pub use authz::{Masters, Union};
-pub use rbac::{AuthorizationMode, Rbac};
 pub use error::{ApiError, StatusReason};
+pub use rbac::{AuthorizationMode, Rbac};
 pub use server::{ServerHandle, ServerOptions, start, start_with_store};
 pub use state::{
     AllowAuthenticated, Attributes, Authorizer, Decision, NonResourceRule, ResourceRule, Rules,

@@ -11,7 +11,9 @@ mod names;
 pub mod registry;
 pub(crate) mod scale;
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 use serde_json::Value;
 use skiff_kinds::Kind;
@@ -100,7 +102,7 @@ pub(crate) async fn start(state: &Arc<AppState>) -> Result<(), ApiError> {
         .get_or_try_init(|| async {
             let _ = crds.state.set(Arc::downgrade(state));
             let rev = load(state).await?;
-            tokio::spawn(follow(Arc::downgrade(state), rev));
+            tokio::spawn(crate::follow::follow(Crds, Arc::downgrade(state), rev));
             Ok::<(), ApiError>(())
         })
         .await?;
@@ -134,83 +136,35 @@ async fn load(state: &AppState) -> Result<u64, ApiError> {
     Ok(list.revision)
 }
 
-/// Follows CRD changes in the store until the server's state is dropped or it shuts down;
-/// re-lists when the watch falls behind.
-async fn follow(state: Weak<AppState>, mut rev: u64) {
-    use futures::StreamExt;
-    loop {
-        let (store, mut shutdown) = match state.upgrade() {
-            Some(s) => (s.store.clone(), s.shutdown.clone()),
-            None => return,
+/// The served CRDs follow the store's CustomResourceDefinitions.
+struct Crds;
+
+impl crate::follow::Follower for Crds {
+    const WHAT: &'static str = "CustomResourceDefinitions";
+
+    fn prefix(&self) -> String {
+        crd_kind().storage_prefix()
+    }
+
+    fn apply(&self, state: &Arc<AppState>, event: &skiff_store::Event) {
+        let Ok(crd) = objects::from_kv(crd_kind(), &event.kv) else {
+            return;
         };
-        let mut stream = match store.watch(&crd_kind().storage_prefix(), rev).await {
-            Ok(s) => s,
-            Err(skiff_store::Error::Closed) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "watching CustomResourceDefinitions; listing again");
-                match relist(&state).await {
-                    Some(r) => {
-                        rev = r;
-                        continue;
-                    }
-                    None => return,
+        match event.event_type {
+            EventType::Put => {
+                state.crds.observe(&crd, event.kv.mod_revision);
+                cleanup::maybe_start(state, &crd);
+            }
+            EventType::Delete => {
+                if let Some(name) = objects::meta_str(&crd, "name") {
+                    state.crds.forget(name, event.kv.mod_revision);
+                    names::recheck_group(state, &crd);
                 }
             }
-        };
-        loop {
-            let event = tokio::select! {
-                e = stream.next() => e,
-                _ = shutdown.wait_for(|stopped| *stopped) => return,
-            };
-            let Some(state) = state.upgrade() else {
-                return;
-            };
-            match event {
-                Some(Ok(event)) => {
-                    let kind = crd_kind();
-                    match event.event_type {
-                        EventType::Put => {
-                            if let Ok(crd) = objects::from_kv(kind, &event.kv) {
-                                state.crds.observe(&crd, event.kv.mod_revision);
-                                cleanup::maybe_start(&state, &crd);
-                            }
-                        }
-                        EventType::Delete => {
-                            if let Ok(crd) = objects::from_kv(kind, &event.kv)
-                                && let Some(name) = objects::meta_str(&crd, "name")
-                            {
-                                state.crds.forget(name, event.kv.mod_revision);
-                                names::recheck_group(&state, &crd);
-                            }
-                        }
-                    }
-                }
-                Some(Err(skiff_store::Error::Closed)) | None => {
-                    if *state.shutdown.borrow() {
-                        return;
-                    }
-                    break;
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "CustomResourceDefinition watch ended; listing again");
-                    break;
-                }
-            }
-        }
-        match relist(&state).await {
-            Some(r) => rev = r,
-            None => return,
         }
     }
-}
 
-async fn relist(state: &Weak<AppState>) -> Option<u64> {
-    let state = state.upgrade()?;
-    match load(&state).await {
-        Ok(rev) => Some(rev),
-        Err(e) => {
-            tracing::warn!(error = %e.message, "listing CustomResourceDefinitions");
-            None
-        }
+    fn load<'a>(&'a self, state: &'a AppState) -> BoxFuture<'a, Result<u64, ApiError>> {
+        Box::pin(load(state))
     }
 }

@@ -15,7 +15,9 @@ pub(crate) mod policy;
 pub(crate) mod reconcile;
 pub(crate) mod rules;
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 use serde_json::Value;
 use skiff_kinds::Kind;
@@ -139,7 +141,7 @@ pub(crate) async fn start(state: &Arc<AppState>) -> Result<(), ApiError> {
     rbac.started
         .get_or_try_init(|| async {
             let rev = load(state).await?;
-            tokio::spawn(follow(Arc::downgrade(state), rev));
+            tokio::spawn(crate::follow::follow(Objects, Arc::downgrade(state), rev));
             Ok::<(), ApiError>(())
         })
         .await?;
@@ -174,79 +176,31 @@ async fn load(state: &AppState) -> Result<u64, ApiError> {
     Ok(list.revision)
 }
 
-/// Follows RBAC changes in the store until the server's state is dropped or it shuts down;
-/// lists again when the watch falls behind.
-async fn follow(state: Weak<AppState>, mut rev: u64) {
-    use futures::StreamExt;
-    loop {
-        let (store, mut shutdown) = match state.upgrade() {
-            Some(s) => (s.store.clone(), s.shutdown.clone()),
-            None => return,
-        };
-        let mut stream = match store.watch(&cache::prefix(), rev).await {
-            Ok(s) => s,
-            Err(skiff_store::Error::Closed) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "watching RBAC objects; listing again");
-                match relist(&state).await {
-                    Some(r) => {
-                        rev = r;
-                        continue;
-                    }
-                    None => return,
+/// The RBAC cache follows the store's Roles, ClusterRoles and bindings.
+struct Objects;
+
+impl crate::follow::Follower for Objects {
+    const WHAT: &'static str = "RBAC objects";
+
+    fn prefix(&self) -> String {
+        cache::prefix()
+    }
+
+    fn apply(&self, state: &Arc<AppState>, event: &skiff_store::Event) {
+        let kv = &event.kv;
+        match event.event_type {
+            EventType::Put => {
+                if let Some(kind) = kind_of_key(&kv.key)
+                    && let Ok(obj) = objects::from_kv(kind, kv)
+                {
+                    state.rbac.observe(&kv.key, &obj, kv.mod_revision);
                 }
             }
-        };
-        drop(store);
-        loop {
-            let event = tokio::select! {
-                e = stream.next() => e,
-                _ = shutdown.wait_for(|stopped| *stopped) => return,
-            };
-            let Some(state) = state.upgrade() else {
-                return;
-            };
-            match event {
-                Some(Ok(event)) => {
-                    let kv = &event.kv;
-                    rev = rev.max(kv.mod_revision);
-                    match event.event_type {
-                        EventType::Put => {
-                            if let Some(kind) = kind_of_key(&kv.key)
-                                && let Ok(obj) = objects::from_kv(kind, kv)
-                            {
-                                state.rbac.observe(&kv.key, &obj, kv.mod_revision);
-                            }
-                        }
-                        EventType::Delete => state.rbac.forget(&kv.key, kv.mod_revision),
-                    }
-                }
-                Some(Err(skiff_store::Error::Closed)) | None => {
-                    if *state.shutdown.borrow() {
-                        return;
-                    }
-                    break;
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "RBAC watch ended; listing again");
-                    break;
-                }
-            }
-        }
-        match relist(&state).await {
-            Some(r) => rev = r,
-            None => return,
+            EventType::Delete => state.rbac.forget(&kv.key, kv.mod_revision),
         }
     }
-}
 
-async fn relist(state: &Weak<AppState>) -> Option<u64> {
-    let state = state.upgrade()?;
-    match load(&state).await {
-        Ok(rev) => Some(rev),
-        Err(e) => {
-            tracing::warn!(error = %e.message, "listing RBAC objects");
-            None
-        }
+    fn load<'a>(&'a self, state: &'a AppState) -> BoxFuture<'a, Result<u64, ApiError>> {
+        Box::pin(load(state))
     }
 }

@@ -133,6 +133,8 @@ pub struct ServerHandle {
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     audit: Option<Arc<crate::audit::Auditor>>,
+    /// The bounds on requests in flight (what they refused: `Fairness::rejected`).
+    pub fairness: Arc<crate::fairness::Fairness>,
 }
 
 impl ServerHandle {
@@ -242,6 +244,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     .await
     .map_err(|e| Error::Tls(e.to_string()))??;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let fairness = crate::fairness::Fairness::new(opts.fairness.clone());
     let audit = match &opts.audit_log_path {
         Some(path) => {
             let policy = match &opts.audit_policy_file {
@@ -274,7 +277,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     .with_network(opts.network.clone())
     .with_service_accounts(service_accounts.clone())
     .with_token_authenticator(Arc::new(crate::serviceaccount::ServiceAccountAuthenticator))
-    .with_fairness(crate::fairness::Fairness::new(opts.fairness.clone()));
+    .with_fairness(fairness.clone());
     if let Some(audit) = &audit {
         state = state.with_audit(audit.clone());
     }
@@ -291,6 +294,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         shutdown: shutdown_tx,
         task,
         audit,
+        fairness,
     })
 }
 

@@ -20,9 +20,9 @@ pub(crate) struct FairnessBenchArgs {
     /// Concurrent request loops of the flooding user.
     #[arg(long, default_value_t = 400)]
     flood: usize,
-    /// `--max-requests-inflight` of the run with fairness on.
-    #[arg(long, default_value_t = 100)]
-    inflight: usize,
+    /// `--max-requests-inflight` of the runs with fairness on, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "100,4")]
+    inflight: Vec<usize>,
     /// Requests of one user queued at most (fairness on).
     #[arg(long, default_value_t = 50)]
     queue: usize,
@@ -50,6 +50,8 @@ struct Outcome {
     a_ok: u64,
     a_429: u64,
     a_errors: u64,
+    /// Requests the server answered 429 (clients may retry them on their own).
+    server_429: u64,
 }
 
 /// A kube client of `token`, from the admin kubeconfig with its token replaced.
@@ -65,8 +67,9 @@ async fn client_as(
     Ok(kube::Client::try_from(config)?)
 }
 
-async fn one_run(args: &FairnessBenchArgs, base: &Path, fairness_on: bool) -> Result<Outcome> {
-    let data = base.join(if fairness_on { "on" } else { "off" });
+async fn one_run(args: &FairnessBenchArgs, base: &Path, inflight: usize) -> Result<Outcome> {
+    let fairness_on = inflight > 0;
+    let data = base.join(format!("inflight-{inflight}"));
     std::fs::create_dir_all(&data)?;
     let tokens = base.join("tokens.csv");
     std::fs::write(
@@ -78,8 +81,8 @@ async fn one_run(args: &FairnessBenchArgs, base: &Path, fairness_on: bool) -> Re
     // Both users may read everything: the bench measures fairness, not authorization.
     opts.authorization_modes = vec![skiff_api::AuthorizationMode::AlwaysAllow];
     opts.fairness = skiff_api::fairness::FairnessOptions {
-        max_requests_inflight: if fairness_on { args.inflight } else { 0 },
-        max_mutating_requests_inflight: if fairness_on { args.inflight / 2 } else { 0 },
+        max_requests_inflight: inflight,
+        max_mutating_requests_inflight: if fairness_on { inflight.div_ceil(2) } else { 0 },
         queue_length_per_user: args.queue,
         ..Default::default()
     };
@@ -169,6 +172,7 @@ async fn one_run(args: &FairnessBenchArgs, base: &Path, fairness_on: bool) -> Re
     for task in flood {
         let _ = task.await;
     }
+    let server_429 = server.fairness.rejected();
     server.shutdown().await;
     samples.sort();
     Ok(Outcome {
@@ -180,6 +184,7 @@ async fn one_run(args: &FairnessBenchArgs, base: &Path, fairness_on: bool) -> Re
         a_ok: a_ok.load(Ordering::Relaxed),
         a_429: a_429.load(Ordering::Relaxed),
         a_errors: a_errors.load(Ordering::Relaxed),
+        server_429,
     })
 }
 
@@ -189,12 +194,19 @@ pub(crate) async fn run(args: FairnessBenchArgs) -> Result<()> {
         .prefix("skiff-bench-fairness-")
         .tempdir_in(&args.dir)?;
     let mut rows = Vec::new();
-    for on in [true, false] {
-        let outcome = one_run(&args, tmp.path(), on).await?;
-        let label = if on {
+    let runs: Vec<usize> = args
+        .inflight
+        .iter()
+        .copied()
+        .filter(|n| *n > 0)
+        .chain([0])
+        .collect();
+    for inflight in runs {
+        let outcome = one_run(&args, tmp.path(), inflight).await?;
+        let label = if inflight > 0 {
             format!(
-                "on (--max-requests-inflight {}, queue {} per user)",
-                args.inflight, args.queue
+                "on (--max-requests-inflight {inflight}, queue {} per user)",
+                args.queue
             )
         } else {
             "off (--max-requests-inflight 0)".to_string()
@@ -206,7 +218,7 @@ pub(crate) async fn run(args: FairnessBenchArgs) -> Result<()> {
             outcome.a_429 as f64 * 100.0 / a_total as f64
         };
         println!(
-            "fairness {label}: B GET p50 {} ms, p99 {} ms, max {} ms ({} GETs, {} failed); A {} ok, {} 429 ({rate:.1}%), {} other errors",
+            "fairness {label}: B GET p50 {} ms, p99 {} ms, max {} ms ({} GETs, {} failed); A {} ok, {} 429 seen by the client ({rate:.1}%), {} other errors; server 429s {}",
             ms(outcome.b_p50),
             ms(outcome.b_p99),
             ms(outcome.b_max),
@@ -215,23 +227,29 @@ pub(crate) async fn run(args: FairnessBenchArgs) -> Result<()> {
             outcome.a_ok,
             outcome.a_429,
             outcome.a_errors,
+            outcome.server_429,
         );
         rows.push(format!(
-            "| {label} | {} | {} | {} | {} ({} failed) | {:.0}/s | {} ({rate:.1}%) |\n",
+            "| {label} | {} | {} | {} | {} ({} failed) | {:.0}/s | {} | {} ({rate:.1}%) |\n",
             ms(outcome.b_p50),
             ms(outcome.b_p99),
             ms(outcome.b_max),
             outcome.b_requests,
             outcome.b_failures,
             outcome.a_ok as f64 / args.seconds as f64,
+            outcome.server_429,
             outcome.a_429,
         ));
     }
     let date = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M %Z").to_string();
     let mut md = format!(
-        "\n### Fairness — {date}\n\nCommand: `skiff bench fairness --flood {} --inflight {} --queue {} --objects {} --seconds {}` ({} build; server, flood and steady client in one process)  \nMachine: {}\n\nUser A runs {} concurrent LIST loops of {} ConfigMaps (a 429 waits its Retry-After); user B GETs one ConfigMap sequentially.\n\n| fairness | B GET p50 ms | B GET p99 ms | B GET max ms | B GETs | A LISTs served | A 429s |\n|---|---|---|---|---|---|---|\n",
+        "\n### Fairness — {date}\n\nCommand: `skiff bench fairness --flood {} --inflight {} --queue {} --objects {} --seconds {}` ({} build; server, flood and steady client in one process)  \nMachine: {}\n\nUser A runs {} concurrent LIST loops of {} ConfigMaps (a 429 waits its Retry-After); user B GETs one ConfigMap sequentially.\n\n| fairness | B GET p50 ms | B GET p99 ms | B GET max ms | B GETs | A LISTs served | 429s sent by the server | 429s reaching A (kube-rs retries them) |\n|---|---|---|---|---|---|---|---|\n",
         args.flood,
-        args.inflight,
+        args.inflight
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         args.queue,
         args.objects,
         args.seconds,

@@ -82,9 +82,9 @@ pub(crate) trait Admission: Sync {
 /// every later plugin sees the defaulted pod; priority before quota, so quota scopes see the
 /// pod's class; pod security before quota, so a refused pod is never charged.
 const ADMISSION: &[&dyn Admission] = &[
-    &crate::admission::serviceaccount::ServiceAccount,
     &crate::admission::namespace::NamespaceLifecycle,
     &crate::admission::limitranger::LimitRanger,
+    &crate::admission::serviceaccount::ServiceAccount,
     &crate::admission::noderestriction::NodeRestriction,
     &crate::admission::priority::Priority,
     &crate::admission::defaultstorageclass::DefaultStorageClass,
@@ -222,8 +222,8 @@ pub(crate) async fn create(
                     tracing::warn!(namespace = write.name, error = %err, "namespace service account");
                 }
             }
-            crate::rbac::after_write(state, kind, &stored);
             crate::nodeauthz::after_write(&state.store, kind, &stored);
+            crate::rbac::after_write(state, kind, &stored);
             Ok(stored)
         }
         Ok(None) => {
@@ -305,8 +305,8 @@ async fn store(
             alloc::after_update(state, write, &obj, old).await;
             let stored = as_stored(write.kind, obj, &kv)?;
             crate::crd::after_write(state, write.kind, &stored);
-            crate::rbac::after_write(state, write.kind, &stored);
             crate::nodeauthz::after_write(&state.store, write.kind, &stored);
+            crate::rbac::after_write(state, write.kind, &stored);
             Ok(Attempt::Done(stored))
         }
         Ok(Some(None)) => {
@@ -342,8 +342,8 @@ async fn remove(
         Ok(kv) => {
             alloc::after_delete(state, write, old).await;
             crate::crd::after_remove(state, write.kind, old, kv.mod_revision);
-            crate::rbac::after_remove(state, write.kind, old, kv.mod_revision);
             crate::nodeauthz::after_remove(&state.store, write.kind, old, kv.mod_revision);
+            crate::rbac::after_remove(state, write.kind, old, kv.mod_revision);
             Ok(Attempt::Done(with_rv(answer, kv.mod_revision)))
         }
         Err(skiff_store::Error::Conflict { .. }) => Ok(Attempt::Raced),

@@ -12,6 +12,7 @@ pub mod qos;
 pub mod quantity;
 pub mod quota;
 pub mod selector;
+pub mod stats;
 
 /// The minor version of the Kubernetes API this project speaks (`/version`, discovery); the one
 /// place it is written. The generated patch and protobuf tables name the release they came from

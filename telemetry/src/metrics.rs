@@ -1,0 +1,1 @@
+//! Prometheus metrics: registries and the text exposition every surface serves at `/metrics`.

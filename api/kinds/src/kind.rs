@@ -207,10 +207,24 @@ pub fn kinds() -> &'static [Kind] {
     KINDS
 }
 
+/// The kinds served by the server but never stored: `metrics.k8s.io` `PodMetrics` and
+/// `NodeMetrics`, which the API server builds from the nodes' summaries (the role of
+/// metrics-server behind an APIService). They are in discovery and routed like any kind, but
+/// have no OpenAPI schema, no typed decoder and no storage, so [`kinds`] leaves them out.
+pub fn aggregated_kinds() -> &'static [Kind] {
+    AGGREGATED
+}
+
+/// Whether the kind is one of [`aggregated_kinds`] (served from the nodes, never stored).
+pub fn is_aggregated(kind: &Kind) -> bool {
+    AGGREGATED.iter().any(|k| k == kind)
+}
+
 /// The kind served at `/{group}/{version}/{plural}`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
     KINDS
         .iter()
+        .chain(AGGREGATED)
         .find(|k| k.group == group && k.version == version && k.plural == plural)
 }
 
@@ -222,6 +236,7 @@ pub fn find_by_kind(api_version: &str, kind: &str) -> Option<&'static Kind> {
     };
     KINDS
         .iter()
+        .chain(AGGREGATED)
         .find(|k| k.group == group && k.version == version && k.kind == kind)
 }
 
@@ -239,9 +254,10 @@ pub fn find_by_plural(group: &str, name: &str) -> Option<&'static Kind> {
     };
     KINDS
         .iter()
+        .chain(AGGREGATED)
         .filter(matches)
         .find(|k| k.version == preferred)
-        .or_else(|| KINDS.iter().find(matches))
+        .or_else(|| KINDS.iter().chain(AGGREGATED).find(matches))
 }
 
 const ALL: &[&str] = &[
@@ -258,6 +274,8 @@ const NO_COLLECTION: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 const GPU: &[&str] = &["get", "patch", "update"];
+/// What metrics-server serves: read-only, no watch.
+const GET_LIST: &[&str] = &["get", "list"];
 /// Review kinds: created and answered, never stored.
 const CREATE: &[&str] = &["create"];
 const PROXY: &[&str] = &["create", "delete", "get", "patch", "update"];
@@ -360,4 +378,11 @@ static KINDS: &[Kind] = &[
     k("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], NONE, NONE, "io.k8s.api.storage.v1.StorageClass", ALL),
     // apiextensions.k8s.io/v1
     k("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false, &["crd", "crds"], &["api-extensions"], STATUS, "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition", ALL),
+];
+
+/// `metrics.k8s.io/v1beta1`, as metrics-server registers it.
+#[rustfmt::skip]
+static AGGREGATED: &[Kind] = &[
+    k("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", "nodemetrics", false, NONE, NONE, NONE, "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics", GET_LIST),
+    k("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", "podmetrics", true, NONE, NONE, NONE, "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics", GET_LIST),
 ];

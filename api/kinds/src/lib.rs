@@ -27,7 +27,10 @@ pub mod openapi;
 pub mod table;
 pub mod validate;
 
-pub use kind::{Kind, SubresourceInfo, find, find_by_kind, find_by_plural, kinds};
+pub use kind::{
+    Kind, SubresourceInfo, aggregated_kinds, find, find_by_kind, find_by_plural, is_aggregated,
+    kinds,
+};
 
 #[cfg(test)]
 mod tests;

@@ -27,9 +27,14 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("discovery.k8s.io", &["v1"]),
 ];
 
+/// Groups served by the server from elsewhere than its store, listed after the built-in ones as
+/// kube-apiserver lists an APIService's group: `metrics.k8s.io` (see
+/// [`crate::aggregated_kinds`]). They have no OpenAPI document.
+const AGGREGATED_GROUPS: &[(&str, &[&str])] = &[("metrics.k8s.io", &["v1beta1"])];
+
 /// The named groups served, in discovery order.
 pub fn groups() -> impl Iterator<Item = &'static str> {
-    GROUPS.iter().map(|(g, _)| *g)
+    GROUPS.iter().chain(AGGREGATED_GROUPS).map(|(g, _)| *g)
 }
 
 /// The versions of a group, preferred first (`["v1"]` for the core group `""`).
@@ -37,7 +42,11 @@ pub fn versions(group: &str) -> Option<&'static [&'static str]> {
     if group.is_empty() {
         return Some(&["v1"]);
     }
-    GROUPS.iter().find(|(g, _)| *g == group).map(|(_, v)| *v)
+    GROUPS
+        .iter()
+        .chain(AGGREGATED_GROUPS)
+        .find(|(g, _)| *g == group)
+        .map(|(_, v)| *v)
 }
 
 /// The preferred version of a group.
@@ -130,7 +139,12 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
 fn custom_groups(custom: &[&'static Kind]) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
     for k in custom {
-        if GROUPS.iter().any(|(g, _)| *g == k.group) || k.group.is_empty() {
+        if GROUPS
+            .iter()
+            .chain(AGGREGATED_GROUPS)
+            .any(|(g, _)| *g == k.group)
+            || k.group.is_empty()
+        {
             continue;
         }
         match out.iter_mut().find(|(g, _)| *g == k.group) {
@@ -146,10 +160,11 @@ fn custom_groups(custom: &[&'static Kind]) -> Vec<(&'static str, Vec<&'static st
     out
 }
 
-/// Every named group, built-in first, then those of `custom` kinds.
+/// Every named group, built-in first, then the aggregated ones, then those of `custom` kinds.
 fn all_groups(custom: &[&'static Kind]) -> Vec<(&'static str, Vec<&'static str>)> {
     GROUPS
         .iter()
+        .chain(AGGREGATED_GROUPS)
         .map(|(g, v)| (*g, v.to_vec()))
         .chain(custom_groups(custom))
         .collect()
@@ -191,6 +206,7 @@ pub fn kinds_in(group: &str, version: &str) -> Vec<&'static Kind> {
 pub fn kinds_in_with(group: &str, version: &str, custom: &[&'static Kind]) -> Vec<&'static Kind> {
     let mut ks: Vec<&'static Kind> = kinds()
         .iter()
+        .chain(crate::aggregated_kinds())
         .chain(custom.iter().copied())
         .filter(|k| k.group == group && k.version == version)
         .collect();
@@ -244,7 +260,9 @@ pub fn api_resource_list_with(
         if !k.categories.is_empty() {
             r.insert("categories".into(), json!(k.categories));
         }
-        r.insert("storageVersionHash".into(), json!(storage_version_hash(k)));
+        if !crate::is_aggregated(k) {
+            r.insert("storageVersionHash".into(), json!(storage_version_hash(k)));
+        }
         resources.push(Value::Object(r));
         for sub in k.subresource_infos() {
             let mut r = Map::new();

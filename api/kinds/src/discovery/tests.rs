@@ -14,7 +14,7 @@ fn api_versions_and_group_list_shapes() {
     assert_eq!(list["kind"], "APIGroupList");
     assert_eq!(list["apiVersion"], "v1");
     let groups = list["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), GROUPS.len());
+    assert_eq!(groups.len(), GROUPS.len() + AGGREGATED_GROUPS.len());
     let autoscaling = groups
         .iter()
         .find(|g| g["name"] == "autoscaling")
@@ -131,7 +131,7 @@ fn aggregated_discovery_shapes() {
     }
     let apis = aggregated(false, "v2");
     let items = apis["items"].as_array().expect("items");
-    assert_eq!(items.len(), GROUPS.len());
+    assert_eq!(items.len(), GROUPS.len() + AGGREGATED_GROUPS.len());
     assert_eq!(items[0]["metadata"]["name"], "apps");
     let deploy = &items[0]["versions"][0]["resources"]
         .as_array()
@@ -201,7 +201,7 @@ fn custom_kinds_join_discovery_after_the_built_in_groups() {
         .collect();
     let list = api_group_list_with(&custom);
     let groups = list["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), GROUPS.len() + 1);
+    assert_eq!(groups.len(), GROUPS.len() + AGGREGATED_GROUPS.len() + 1);
     let last = groups.last().expect("a group");
     assert_eq!(last["name"], "example.com");
     assert_eq!(last["preferredVersion"]["version"], "v1");
@@ -234,4 +234,39 @@ fn custom_kinds_join_discovery_after_the_built_in_groups() {
         item["versions"][0]["resources"][0]["categories"],
         json!(["all"])
     );
+}
+
+#[test]
+fn metrics_api_is_discovered_read_only_and_unstored() {
+    let list = api_resource_list("metrics.k8s.io", "v1beta1").expect("served");
+    assert_eq!(list["groupVersion"], "metrics.k8s.io/v1beta1");
+    let resources = list["resources"].as_array().expect("resources");
+    let names: Vec<&str> = resources
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["nodes", "pods"]);
+    let pods = &resources[1];
+    assert_eq!(pods["kind"], "PodMetrics");
+    assert_eq!(pods["namespaced"], true);
+    assert_eq!(pods["verbs"], json!(["get", "list"]));
+    assert!(pods.get("storageVersionHash").is_none());
+    assert_eq!(resources[0]["kind"], "NodeMetrics");
+    assert_eq!(resources[0]["namespaced"], false);
+    let agg = aggregated(false, "v2");
+    let metrics = agg["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|g| g["metadata"]["name"] == "metrics.k8s.io")
+        .expect("metrics.k8s.io in aggregated discovery");
+    assert_eq!(metrics["versions"][0]["version"], "v1beta1");
+    assert_eq!(
+        metrics["versions"][0]["resources"][1]["responseKind"]["kind"],
+        "PodMetrics"
+    );
+    assert_eq!(preferred_version("metrics.k8s.io"), Some("v1beta1"));
+    // No OpenAPI document: the group is not among the stored group-versions.
+    assert!(!group_version_paths().iter().any(|p| p.contains("metrics")));
+    assert!(!crate::kinds().iter().any(|k| k.group == "metrics.k8s.io"));
 }

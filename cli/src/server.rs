@@ -207,14 +207,15 @@ impl ServiceAccountArgs {
 /// Bounds on requests in flight, with per-user fair queuing when busy.
 #[derive(clap::Args)]
 pub(crate) struct FlowControlArgs {
-    /// Non-mutating requests in flight at once before requests queue per user (0: no bound).
-    /// Watches and other long-running requests are not counted; `system:masters` and the
-    /// cluster's own components are exempt.
-    #[arg(long, default_value_t = 400)]
-    max_requests_inflight: usize,
-    /// Mutating requests in flight at once before requests queue per user (0: no bound).
-    #[arg(long, default_value_t = 200)]
-    max_mutating_requests_inflight: usize,
+    /// Non-mutating requests in flight at once before requests queue per user (0: no bound;
+    /// default: the machine's CPU cores, at least 2). Watches and other long-running requests
+    /// are not counted; `system:masters` and the cluster's own components are exempt.
+    #[arg(long)]
+    max_requests_inflight: Option<usize>,
+    /// Mutating requests in flight at once before requests queue per user (0: no bound;
+    /// default: 8 per CPU core).
+    #[arg(long)]
+    max_mutating_requests_inflight: Option<usize>,
     /// Requests of one user waiting for a slot; beyond it they get 429 with Retry-After.
     #[arg(long, default_value_t = 50)]
     max_queued_requests_per_user: usize,
@@ -228,9 +229,14 @@ pub(crate) struct FlowControlArgs {
 
 impl FlowControlArgs {
     pub(crate) fn apply(&self, opts: &mut skiff_api::ServerOptions) {
-        opts.fairness = skiff_api::fairness::FairnessOptions {
-            max_requests_inflight: self.max_requests_inflight,
-            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+        use skiff_api::fairness::FairnessOptions;
+        opts.fairness = FairnessOptions {
+            max_requests_inflight: self
+                .max_requests_inflight
+                .unwrap_or_else(FairnessOptions::default_max_requests_inflight),
+            max_mutating_requests_inflight: self
+                .max_mutating_requests_inflight
+                .unwrap_or_else(FairnessOptions::default_max_mutating_requests_inflight),
             queue_length_per_user: self.max_queued_requests_per_user,
             queue_wait: std::time::Duration::from_secs(self.request_queue_wait_seconds.max(1)),
             max_watches_per_user: self.max_watches_per_user,

@@ -1,10 +1,12 @@
 //! ServiceAccount tokens with kubectl against a real `skiff server`: `kubectl create token`
 //! (TokenRequest) with its duration refused under ten minutes, a token used with
 //! `kubectl --token T auth whoami` is `system:serviceaccount:NS:NAME`, and a token bound to a
-//! pod (`--bound-object-kind Pod`) is refused (401) once that pod is deleted.
+//! pod (`--bound-object-kind Pod`) is refused (401) once that pod is deleted, and a token past
+//! its expiry is refused (401).
 
 use std::path::Path;
 
+use skiff_api::serviceaccount::jwt::{LEEWAY_SECONDS, Signer, verify};
 use skiff_tests::{Server, ok, tools};
 
 fn scenario(kubectl: &Path) {
@@ -33,6 +35,31 @@ fn scenario(kubectl: &Path) {
         "{who}"
     );
     assert!(who.contains("system:serviceaccounts:default"), "{who}");
+
+    // `kubectl create token` tokens expire: `exp` is the duration after `iat`, and the same
+    // claims past their expiry (re-signed with the server's own key) are refused.
+    let discovery: serde_json::Value =
+        serde_json::from_str(&k(&["get", "--raw", "/.well-known/openid-configuration"]))
+            .expect("OIDC discovery is JSON");
+    let issuer = discovery["issuer"].as_str().expect("an issuer");
+    let key = std::fs::read_to_string(server.dir.join("pki/sa.key")).expect("the signing key");
+    let signer = Signer::from_pem(&key).expect("an ES256 key");
+    let mut claims = verify(token, issuer, std::slice::from_ref(&signer.public))
+        .expect("the server signed the token");
+    assert_eq!(claims.exp - claims.iat, 600, "--duration 10m: {claims:?}");
+    let now = jiff::Timestamp::now().as_second();
+    let past = now - 2 * LEEWAY_SECONDS as i64;
+    claims.iat = past - 600;
+    claims.nbf = past - 600;
+    claims.exp = past;
+    let expired = signer.sign(&claims).expect("signs");
+    let refused = run(&["--token", &expired, "auth", "whoami"]);
+    assert!(!refused.status.success(), "an expired token still works");
+    assert!(
+        stderr(&refused).contains("Unauthorized") || stderr(&refused).contains("must be logged in"),
+        "{}",
+        stderr(&refused)
+    );
 
     let short = run(&["create", "token", "default", "--duration", "5m"]);
     assert!(!short.status.success());

@@ -11,6 +11,7 @@ mod authorizer;
 pub(crate) mod cache;
 pub(crate) mod components;
 pub(crate) mod escalation;
+pub(crate) mod namespaced;
 pub(crate) mod policy;
 pub(crate) mod reconcile;
 pub(crate) mod rules;

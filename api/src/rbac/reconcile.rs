@@ -24,6 +24,7 @@ const MANAGER: &str = "kube-apiserver";
 pub(crate) fn default_objects() -> Vec<Value> {
     let mut all: Vec<Value> = policy::cluster_roles();
     all.extend(policy::cluster_role_bindings());
+    all.extend(super::namespaced::namespaced_policy());
     for obj in super::components::component_policy() {
         let same = |o: &Value| {
             o.get("kind") == obj.get("kind")
@@ -40,6 +41,11 @@ pub(crate) fn default_objects() -> Vec<Value> {
 pub(crate) async fn run(state: &AppState) -> Result<(), ApiError> {
     let user = crate::bootstrap::server_user();
     for obj in default_objects() {
+        // The namespaced Roles live in the system namespaces, which the server's bootstrap
+        // makes; a state reconciled on its own (tests) makes them here.
+        if let Some(namespace) = objects::meta_str(&obj, "namespace") {
+            registry::ensure_namespace(state, &user, namespace).await?;
+        }
         reconcile(state, &user, obj).await?;
     }
     aggregate_all(state, &user).await

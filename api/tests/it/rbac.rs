@@ -839,3 +839,54 @@ async fn reconciliation_adds_and_respects_autoupdate_false() {
     let (_, kept) = api.call(ADMIN, Method::GET, path, None).await;
     assert_eq!(kept["rules"], json!([]), "autoupdate false is left alone");
 }
+
+/// The namespaced default policy: the components' leader-locking Roles in `kube-system`, bound
+/// to them, each limited to the component's own ConfigMap.
+#[tokio::test]
+async fn the_namespaced_default_roles_bind_the_components_in_kube_system() {
+    let api = Rbac::new().await;
+    let (status, binding) = api
+        .call(
+            ADMIN,
+            Method::GET,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings/system::leader-locking-kube-scheduler",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{binding}");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["subjects"][0]["name"], "system:kube-scheduler");
+    let named = |verb: &str, name: &str| json!({"verb": verb, "group": "", "resource": "configmaps", "namespace": "kube-system", "name": name});
+    assert!(
+        api.can(
+            "system:kube-scheduler",
+            &[],
+            named("update", "kube-scheduler")
+        )
+        .await
+    );
+    assert!(
+        !api.can(
+            "system:kube-scheduler",
+            &[],
+            named("update", "kube-controller-manager")
+        )
+        .await
+    );
+    assert!(
+        api.can(
+            "system:kube-controller-manager",
+            &[],
+            named("get", "extension-apiserver-authentication")
+        )
+        .await
+    );
+    assert!(
+        !api.can(
+            "alice",
+            &[],
+            named("get", "extension-apiserver-authentication")
+        )
+        .await
+    );
+}

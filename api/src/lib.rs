@@ -23,6 +23,7 @@ mod dispatch;
 pub mod encryption;
 pub mod error;
 pub mod fairness;
+pub mod metrics;
 mod follow;
 
 pub mod nodeauthz;

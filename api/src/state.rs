@@ -17,6 +17,8 @@ pub struct AppState {
     /// bootstrap tokens); the first `Some` wins.
     pub token_authenticators: Vec<Arc<dyn TokenAuthenticator>>,
     pub started: Instant,
+    /// The Prometheus metrics `/metrics` serves (`crate::metrics`).
+    pub metrics: Arc<crate::metrics::ApiMetrics>,
     /// Tells long-running requests (watches) that the server is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Decides what each authenticated user may do; asked once per resource request.
@@ -50,6 +52,7 @@ impl AppState {
             tokens,
             token_authenticators: Vec::new(),
             started: Instant::now(),
+            metrics: Arc::new(crate::metrics::ApiMetrics::new()),
             shutdown,
             authorizer: Arc::new(AllowAuthenticated),
             network: crate::alloc::NetworkConfig::default(),

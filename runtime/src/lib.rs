@@ -43,7 +43,8 @@ pub use spec::{
     PodSpec, Resources, VolumeSource, VolumeSpec,
 };
 pub use status::{
-    ContainerKind, ContainerState, EXIT_KILLED, EXIT_TRAP, PodUsage, TerminationReason,
+    ContainerKind, ContainerState, ContainerUsage, EXIT_KILLED, EXIT_TRAP, PodUsage,
+    TerminationReason,
 };
 pub use wasm::{CacheStats, Capacity, Runtime, RuntimeConfig};
 

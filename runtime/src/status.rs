@@ -106,15 +106,53 @@ pub const EXIT_KILLED: i32 = 137;
 /// Exit code reported when a guest traps (128 + SIGABRT, as `wasmtime run` exits).
 pub const EXIT_TRAP: i32 = 134;
 
-/// Resource usage of a pod measured by the engine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Resource usage of a pod measured by the engine (wasm) or read from its cgroups (Linux).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodUsage {
     /// CPU time spent running the pod's guests, in nanoseconds, since the pod was created.
     pub cpu_nanos: u64,
     /// Time the pod's guests spent throttled by the CPU limit, in nanoseconds.
     pub throttled_nanos: u64,
-    /// Linear memory currently held by the pod's live instances, in bytes.
+    /// Memory currently held by the pod's live instances, in bytes: their linear memories and
+    /// tables plus the engine's bookkeeping of each (wasm); the working set (Linux).
     pub memory_bytes: u64,
     /// Instances (runs and requests) ended for exceeding their memory limit.
     pub oom_kills: u64,
+    /// Requests the pod's containers served (answered or failed), since the pod was created.
+    pub requests_total: u64,
+    /// Requests the pod's containers are serving now.
+    pub requests_in_flight: u64,
+    /// Each current container's share, by name (sorted). The pod's cumulative figures also
+    /// count containers since removed; `throttled_nanos` is the pod's alone.
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// Resource usage of one container of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerUsage {
+    /// The container's name.
+    pub name: String,
+    /// Linux containers are processes of their own; wasm containers run in the node process.
+    pub kind: Option<ContainerKind>,
+    /// CPU time its instances (or processes) used, in nanoseconds, since it was created.
+    pub cpu_nanos: u64,
+    /// Memory its live instances hold now (see [`PodUsage::memory_bytes`]), in bytes.
+    pub memory_bytes: u64,
+    /// Its instances ended for exceeding its memory limit.
+    pub oom_kills: u64,
+    /// Requests it served (answered or failed).
+    pub requests_total: u64,
+    /// Requests it is serving now.
+    pub requests_in_flight: u64,
+}
+
+impl PodUsage {
+    /// Sets the pod's CPU, memory, OOM kill and request figures to the sums of its containers'.
+    pub fn sum_containers(&mut self) {
+        self.cpu_nanos = self.containers.iter().map(|c| c.cpu_nanos).sum();
+        self.memory_bytes = self.containers.iter().map(|c| c.memory_bytes).sum();
+        self.oom_kills = self.containers.iter().map(|c| c.oom_kills).sum();
+        self.requests_total = self.containers.iter().map(|c| c.requests_total).sum();
+        self.requests_in_flight = self.containers.iter().map(|c| c.requests_in_flight).sum();
+    }
 }

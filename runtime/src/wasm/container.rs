@@ -20,7 +20,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use super::cache::Compiled;
-use super::limits::{Killed, MemLimiter, Metered, OutOfMemory, RunMeter};
+use super::limits::{ContainerMeter, Killed, MemLimiter, Metered, OutOfMemory, RunMeter};
 use super::pod::PodShared;
 use super::state::{Host, Limits, LogOutput, P1Host, PodHooks, configure_store};
 use crate::error::{Error, Result};
@@ -233,6 +233,8 @@ pub(crate) struct Container {
     /// Serialises start and stop.
     run: tokio::sync::Mutex<Option<CommandRun>>,
     http: HttpServing,
+    /// CPU, memory and requests of this container's instances.
+    pub(crate) meter: Arc<ContainerMeter>,
 }
 
 #[derive(Default)]
@@ -256,6 +258,7 @@ impl Inflight {
 
 impl Drop for Inflight {
     fn drop(&mut self) {
+        self.0.meter.request_done();
         if self.0.http.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.http.drained.notify_waiters();
         }
@@ -284,6 +287,7 @@ impl Container {
             }),
             run: tokio::sync::Mutex::new(None),
             http: HttpServing::default(),
+            meter: ContainerMeter::new(),
         }
     }
 
@@ -358,9 +362,26 @@ impl Container {
                 pod: pod.this.clone(),
             },
             limits: Limits {
-                limiter: MemLimiter::new(self.spec.resources.memory_limit, pod.meter.clone()),
+                limiter: MemLimiter::new(
+                    self.spec.resources.memory_limit,
+                    pod.meter.clone(),
+                    self.meter.clone(),
+                ),
                 meter,
             },
+        }
+    }
+
+    /// What this container's instances use now.
+    pub(crate) fn usage(&self) -> crate::status::ContainerUsage {
+        crate::status::ContainerUsage {
+            name: self.spec.name.clone(),
+            kind: Some(self.kind),
+            cpu_nanos: self.meter.cpu_nanos(),
+            memory_bytes: self.meter.memory_bytes(),
+            oom_kills: self.meter.oom_kills(),
+            requests_total: self.meter.requests_total(),
+            requests_in_flight: self.http.inflight.load(Ordering::Relaxed) as u64,
         }
     }
 
@@ -386,7 +407,7 @@ impl Container {
                 .send_replace(ContainerState::Running { started_at });
             return Ok(());
         }
-        let meter = RunMeter::new(pod.meter.clone());
+        let meter = RunMeter::new(pod.meter.clone(), self.meter.clone());
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
         self.state
             .send_replace(ContainerState::Running { started_at });
@@ -465,6 +486,7 @@ impl Container {
                         limiter: MemLimiter::new(
                             self.spec.resources.memory_limit,
                             pod.meter.clone(),
+                            self.meter.clone(),
                         ),
                         meter,
                     },
@@ -563,7 +585,7 @@ impl Container {
         let Some(log) = self.log(false) else {
             return Err(Error::Internal("running container without a log".into()));
         };
-        let meter = RunMeter::new(pod.meter.clone());
+        let meter = RunMeter::new(pod.meter.clone(), self.meter.clone());
         let reused = if pod.http.reuse_instances {
             lock(&self.http.idle).pop()
         } else {

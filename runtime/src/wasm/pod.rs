@@ -349,7 +349,11 @@ impl PodSandbox for WasmPod {
     }
 
     fn usage(&self) -> PodUsage {
-        self.shared.meter.usage()
+        let mut usage = self.shared.meter.usage();
+        usage.containers = lock(&self.containers).values().map(|c| c.usage()).collect();
+        usage.requests_total = usage.containers.iter().map(|c| c.requests_total).sum();
+        usage.requests_in_flight = usage.containers.iter().map(|c| c.requests_in_flight).sum();
+        usage
     }
 
     async fn remove(&self, grace: Duration) -> Result<()> {

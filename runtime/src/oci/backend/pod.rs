@@ -24,7 +24,7 @@ use crate::oci::spec::{EtcFiles, SpecInput, cgroup_path, config_json, netns_path
 use crate::oci::{cgroup, crilog, net};
 use crate::oci_image::{RootfsMode, UnpackedImage, prepare_container_rootfs};
 use crate::spec::{ContainerSpec, FileContent, HttpOptions, Image, PodSpec};
-use crate::status::{ContainerKind, ContainerState, PodUsage};
+use crate::status::{ContainerKind, ContainerState, ContainerUsage, PodUsage};
 use crate::wasm::volumes::sub_path_dir;
 
 /// Most processes (threads) in one Linux container.
@@ -585,16 +585,24 @@ impl PodSandbox for OciPod {
 
     fn usage(&self) -> PodUsage {
         let mut usage = self.wasm.sandbox().map(|w| w.usage()).unwrap_or_default();
-        let paths: Vec<PathBuf> = lock(&self.linux)
-            .values()
-            .map(|c| c.record().cgroups_path)
+        let paths: Vec<(String, PathBuf)> = lock(&self.linux)
+            .iter()
+            .map(|(name, c)| (name.clone(), c.record().cgroups_path))
             .collect();
-        for p in paths {
+        for (name, p) in paths {
             let u = cgroup::usage(self.rt.cgroups, &p);
             usage.cpu_nanos += u.cpu_nanos;
             usage.throttled_nanos += u.throttled_nanos;
             usage.memory_bytes += u.memory_bytes;
+            usage.containers.push(ContainerUsage {
+                name,
+                kind: Some(ContainerKind::Linux),
+                cpu_nanos: u.cpu_nanos,
+                memory_bytes: u.memory_bytes,
+                ..ContainerUsage::default()
+            });
         }
+        usage.containers.sort_by(|a, b| a.name.cmp(&b.name));
         usage
     }
 

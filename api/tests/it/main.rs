@@ -26,6 +26,7 @@ mod nodeauthz;
 mod openapi;
 mod podsecurity;
 mod priority;
+mod prometheus;
 mod quota;
 mod rbac;
 mod reviews;

@@ -604,6 +604,24 @@ impl Container {
                 (store, None)
             }
         };
+        let mut req = req;
+        let span = skiff_telemetry::trace::enabled().then(|| {
+            // A child of the caller's span (the node's route or endpoint); the guest sees its
+            // context in `traceparent`.
+            let (namespace, name) = pod.name.split_once('/').unwrap_or(("", &pod.name));
+            let span = tracing::info_span!(
+                "pod request",
+                otel.name = %format!("pod {}", pod.name),
+                otel.kind = "server",
+                pod = name,
+                namespace,
+                container = %self.spec.name,
+                trace_id = tracing::field::Empty,
+            );
+            skiff_telemetry::trace::inject(&span, req.headers_mut());
+            skiff_telemetry::trace::record_trace_id(&span);
+            span
+        });
         let req = req.map(|b| {
             b.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
                 .boxed_unsync()
@@ -633,7 +651,15 @@ impl Container {
             let result = Metered::new(meter, async {
                 let proxy = match proxy {
                     Some(p) => p,
-                    None => pre.instantiate_async(&mut store).await?,
+                    None => {
+                        let span = if skiff_telemetry::trace::enabled() {
+                            tracing::info_span!("instantiate")
+                        } else {
+                            tracing::Span::none()
+                        };
+                        tracing::Instrument::instrument(pre.instantiate_async(&mut store), span)
+                            .await?
+                    }
                 };
                 proxy
                     .wasi_http_incoming_handler()
@@ -665,7 +691,12 @@ impl Container {
         let abort = {
             let mut tasks = lock(&self.http.tasks);
             while tasks.try_join_next().is_some() {}
-            tasks.spawn(task)
+            // The guest runs in its request's span, which its outgoing requests continue.
+            if let Some(span) = span {
+                tasks.spawn(tracing::Instrument::instrument(task, span))
+            } else {
+                tasks.spawn(task)
+            }
         };
         // A caller that goes away before the response (client disconnect, probe timeout)
         // takes the guest with it, so a stuck handler cannot hold an instance forever.

@@ -147,6 +147,10 @@ impl WasiHttpHooks for PodHooks {
         _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         let from = self.pod.upgrade();
+        let mut request = request;
+        // The request the guest is serving, continued: its span is the parent of this call
+        // unless the guest propagated a context of its own.
+        skiff_telemetry::trace::inject_current_if_absent(request.headers_mut());
         let request = request.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
         match self.network.resolve(from.as_ref(), request) {
             Route::Local { pod, port, req } => Box::new(async move {

@@ -29,6 +29,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz/{*check}", get(health))
         .route("/livez/{*check}", get(health))
         .route("/readyz/{*check}", get(ready))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
@@ -59,13 +60,18 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             crate::auth::authenticate,
         ))
+        // Outermost: every request is counted and timed, those refused before routing included.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::measure,
+        ))
         .with_state(state)
 }
 
 /// Whether a path is a non-resource URL served outside `dispatch` (discovery under `/api` and
 /// `/apis` is authorized by `dispatch` once routing tells it from a resource).
 fn non_resource_path(path: &str) -> bool {
-    ["/version", "/openapi", "/.well-known", "/openid"]
+    ["/version", "/openapi", "/.well-known", "/openid", "/metrics"]
         .iter()
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
@@ -111,7 +117,8 @@ pub(crate) async fn check_non_resource(
     }
 }
 
-/// The layer that authorizes `/version`, `/openapi/*`, `/.well-known/*` and `/openid/*`.
+/// The layer that authorizes `/version`, `/openapi/*`, `/.well-known/*`, `/openid/*` and
+/// `/metrics`.
 async fn authorize_non_resource(
     State(state): State<Arc<AppState>>,
     request: Request,

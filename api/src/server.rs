@@ -135,6 +135,9 @@ pub struct ServerHandle {
     audit: Option<Arc<crate::audit::Auditor>>,
     /// The bounds on requests in flight (what they refused: `Fairness::rejected`).
     pub fairness: Arc<crate::fairness::Fairness>,
+    /// What the server's `/metrics` serves: add a registry to serve it there too (the
+    /// controllers' when they run in this process).
+    pub metrics: skiff_telemetry::metrics::Exposition,
 }
 
 impl ServerHandle {
@@ -180,6 +183,8 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         }
         None => Vec::new(),
     };
+    let mut store_metrics = skiff_telemetry::metrics::Registry::default();
+    store.register_metrics(&mut store_metrics);
     let store = encrypted(store, opts.encryption_provider_config.as_deref()).await?;
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -281,6 +286,8 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     if let Some(audit) = &audit {
         state = state.with_audit(audit.clone());
     }
+    let metrics = state.metrics.exposition().clone();
+    metrics.add(store_metrics);
     let router = app(Arc::new(state));
     let task = tokio::spawn(serve(listener, tls, client_auth, router, shutdown_rx));
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "API server listening");
@@ -295,6 +302,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         task,
         audit,
         fairness,
+        metrics,
     })
 }
 

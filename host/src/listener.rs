@@ -332,7 +332,23 @@ async fn to_endpoint(state: ListenerState, ip_s: String, port_s: String, req: Re
     };
     parts.headers.remove(NODE_AUTH_HEADER);
     let req = http::Request::from_parts(parts, box_body(body));
-    match sb.handle_http(port, req).await {
+    let served = if skiff_telemetry::trace::enabled() {
+        // The sending node's route span is the parent (its `traceparent`).
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "endpoint",
+            otel.name = %format!("endpoint {ip}:{port}"),
+            otel.kind = "server",
+            pod.ip = %ip,
+            port,
+            trace_id = tracing::field::Empty,
+        );
+        skiff_telemetry::trace::set_parent_from(&span, req.headers());
+        sb.handle_http(port, req).instrument(span).await
+    } else {
+        sb.handle_http(port, req).await
+    };
+    match served {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
             Response::from_parts(parts, Body::new(body))

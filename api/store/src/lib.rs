@@ -121,6 +121,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A revisioned key-value store with watch. Every implementation runs `conformance::run_all`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Registers the store's Prometheus metrics (commit latency, size on disk) in `registry`;
+    /// a store that measures nothing registers nothing.
+    fn register_metrics(&self, _registry: &mut skiff_telemetry::metrics::Registry) {}
+
     /// The current value of `key`, if any.
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
 

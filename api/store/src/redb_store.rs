@@ -196,6 +196,19 @@ struct Counters {
     max_batch: AtomicU64,
     history_compactions: AtomicU64,
     file_compactions: AtomicU64,
+    /// How long each durable commit took (`skiff_store_commit_duration_seconds`).
+    commit_seconds: CommitSeconds,
+}
+
+#[derive(Debug)]
+struct CommitSeconds(skiff_telemetry::metrics::Histogram);
+
+impl Default for CommitSeconds {
+    fn default() -> Self {
+        CommitSeconds(skiff_telemetry::metrics::Histogram::new(
+            skiff_telemetry::metrics::SHORT_SECONDS,
+        ))
+    }
 }
 
 impl Counters {
@@ -567,6 +580,28 @@ impl Drop for RedbStore {
 
 #[async_trait]
 impl Store for RedbStore {
+    fn register_metrics(&self, registry: &mut skiff_telemetry::metrics::Registry) {
+        registry.register(
+            "skiff_store_commit_duration_seconds",
+            "Time to make one batch of writes durable (one redb commit), in seconds.",
+            self.shared.counters.commit_seconds.0.clone(),
+        );
+        if self.shared.storage.is_none() {
+            let path = self.shared.path.clone();
+            registry.register_collector(Box::new(skiff_telemetry::metrics::GaugeFn::new(
+                "apiserver_storage_size_bytes",
+                "Size of the storage database file physically allocated in bytes.",
+                move || match std::fs::metadata(&path) {
+                    Ok(meta) => vec![(
+                        vec![("storage_cluster_id", "redb".to_string())],
+                        i64::try_from(meta.len()).unwrap_or(i64::MAX),
+                    )],
+                    Err(_) => Vec::new(),
+                },
+            )));
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_owned();
         self.shared.read(move |txn| get_blocking(txn, &key)).await

@@ -166,8 +166,47 @@ impl Router {
         }
     }
 
-    /// Routes `req` to Service `svc` on `port`.
+    /// Routes `req` to Service `svc` on `port`; in a span of its own when traces are exported.
     fn dispatch(
+        self,
+        svc: Arc<Compiled>,
+        port: PortSel,
+        client: Option<IpAddr>,
+        req: Request<HttpBody>,
+        aliases: usize,
+    ) -> BoxFuture<'static, Response<HttpBody>> {
+        if !skiff_telemetry::trace::enabled() {
+            return self.dispatch_untraced(svc, port, client, req, aliases);
+        }
+        use tracing::Instrument;
+        let mut req = req;
+        // The parent: the context the request carries (the ingress's span, a guest's call),
+        // else the current span. The request carries this span's context on.
+        let span = tracing::info_span!(
+            "route",
+            otel.name = %format!("route {}/{}", svc.namespace, svc.name),
+            otel.kind = "internal",
+            service = %format!("{}/{}", svc.namespace, svc.name),
+            url.path = %req.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        skiff_telemetry::trace::set_parent_from(&span, req.headers());
+        skiff_telemetry::trace::inject(&span, req.headers_mut());
+        let fut = span.in_scope(|| self.dispatch_untraced(svc, port, client, req, aliases));
+        Box::pin(
+            async move {
+                let resp = fut.await;
+                tracing::Span::current()
+                    .record("http.response.status_code", resp.status().as_u16());
+                resp
+            }
+            .instrument(span),
+        )
+    }
+
+    /// Routes `req` to Service `svc` on `port`.
+    fn dispatch_untraced(
         self,
         svc: Arc<Compiled>,
         port: PortSel,

@@ -309,7 +309,13 @@ impl Writer {
             meta.insert(META_REVISION, applied.revision)?;
             meta.insert(META_COMPACTED, applied.compacted)?;
             drop(meta);
+            let committing = Instant::now();
             commit(txn)?;
+            self.shared
+                .counters
+                .commit_seconds
+                .0
+                .observe_duration(committing.elapsed());
             self.shared.counters.commits.fetch_add(1, Ordering::Relaxed);
         }
         Ok(applied)

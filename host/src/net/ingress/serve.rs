@@ -247,9 +247,48 @@ impl Handler for IngressProxy {
         headers.insert(X_REAL_IP.clone(), peer.ip.clone());
         headers.insert(X_FORWARDED_PROTO.clone(), self.proto.clone());
         headers.insert(X_FORWARDED_PORT.clone(), self.port.clone());
+        if skiff_telemetry::trace::enabled() {
+            return traced(&*self.backend, namespace, name, port, parts, body);
+        }
         let req = Request::from_parts(parts, box_body(body));
         self.backend.serve(namespace, name, port, req)
     }
+}
+
+/// Serves an ingress request in its own span, the child of the client's `traceparent` (if
+/// any), whose context the request carries on (replacing the client's).
+fn traced(
+    backend: &dyn ServiceBackend,
+    namespace: &str,
+    name: &str,
+    port: &crate::net::ServicePortRef,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> BoxFuture<'static, Response<HttpBody>> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "ingress",
+        otel.name = %format!("ingress {namespace}/{name}"),
+        otel.kind = "server",
+        service = %format!("{namespace}/{name}"),
+        http.request.method = %parts.method,
+        url.path = %parts.uri.path(),
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    skiff_telemetry::trace::set_parent_from(&span, &parts.headers);
+    skiff_telemetry::trace::inject(&span, &mut parts.headers);
+    let req = Request::from_parts(parts, box_body(body));
+    let fut = span.in_scope(|| backend.serve(namespace, name, port, req));
+    Box::pin(
+        async move {
+            let resp = fut.await;
+            tracing::Span::current()
+                .record("http.response.status_code", resp.status().as_u16());
+            resp
+        }
+        .instrument(span),
+    )
 }
 
 /// A NodePort: every request goes to one Service port (swapped in place when the Service

@@ -243,6 +243,14 @@ impl NodeCtx {
         }
     }
 
+    /// Every published sandbox, by pod namespace and name.
+    pub(crate) fn sandboxes(&self) -> Vec<((String, String), Arc<dyn PodSandbox>)> {
+        lock(&self.sandboxes)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The sandbox of a pod by namespace and name.
     pub(crate) fn sandbox(&self, ns: &str, name: &str) -> Option<Arc<dyn PodSandbox>> {
         lock(&self.sandboxes)

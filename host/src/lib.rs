@@ -24,6 +24,7 @@ mod listener;
 pub mod net;
 mod node;
 mod probe;
+mod stats;
 mod storage;
 pub mod tokens;
 mod worker;
@@ -638,7 +639,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     // Sandboxes the backends re-adopted keep their IPs: none is handed out twice.
     ctx.reserve_adopted();
 
+    let stats = stats::NodeStatsSource::new(ctx.clone(), node::memory_bytes());
+    let stats_task = tokio::spawn(stats.clone().run(shutdown_rx.clone()));
     let state = listener::ListenerState {
+        stats,
         ctx: ctx.clone(),
         auth: Arc::new(endpointauth::Authenticator::new(
             &config.endpoint_auth,
@@ -714,7 +718,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     } else {
         tracing::warn!(node = %config.name, endpoint = %local_addr, "node started unregistered");
     }
-    tasks.extend([pods, heartbeat, serve]);
+    tasks.extend([pods, heartbeat, serve, stats_task]);
     Ok(NodeHandle {
         local_addr,
         ingress_addr,

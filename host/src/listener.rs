@@ -1,5 +1,6 @@
 //! The node endpoint (plain HTTP; every route but `/healthz` needs a caller
 //! `crate::endpointauth` lets in: the API server everywhere, other nodes on `/endpoints`):
+//! `GET /stats/summary` and `GET /metrics/resource` (kubelet's usage endpoints: `crate::stats`),
 //! `GET /containerLogs/{ns}/{pod}/{container}` (kubelet's query: follow, tailLines, sinceSeconds,
 //! sinceTime, timestamps, previous, limitBytes), `GET /exec/{ns}/{pod}/{container}` (a websocket:
 //! `crate::exec`), `ANY /proxy/{ns}/{pod}/{port}/{path...}` and
@@ -35,6 +36,8 @@ pub(crate) struct ListenerState {
     pub(crate) network: Network,
     /// The NetworkPolicies a forwarded request's source is checked against.
     pub(crate) policies: Arc<crate::net::policy::Policies>,
+    /// The node's resource usage (`/stats/summary`, `/metrics/resource`).
+    pub(crate) stats: Arc<crate::stats::NodeStatsSource>,
 }
 
 /// The bearer token a request presents: in `skiff-node-authorization` on `/endpoints/...` (the
@@ -89,6 +92,8 @@ async fn auth(
 pub(crate) fn router(state: ListenerState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/stats/summary", get(crate::stats::summary))
+        .route("/metrics/resource", get(crate::stats::resource_metrics))
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
         .route("/exec/{ns}/{pod}/{container}", get(crate::exec::exec))
         .route("/proxy/{ns}/{pod}/{port}", any(proxy_root))

@@ -44,7 +44,7 @@ pub use spec::{
 };
 pub use status::{
     ContainerKind, ContainerState, ContainerUsage, EXIT_KILLED, EXIT_TRAP, PodUsage,
-    TerminationReason,
+    ProcessUsage, TerminationReason, process_usage,
 };
 pub use wasm::{CacheStats, Capacity, Runtime, RuntimeConfig};
 

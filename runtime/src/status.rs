@@ -156,3 +156,28 @@ impl PodUsage {
         self.requests_in_flight = self.containers.iter().map(|c| c.requests_in_flight).sum();
     }
 }
+
+/// CPU and memory of the calling process, as the kernel counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessUsage {
+    /// CPU time of all its threads (`CLOCK_PROCESS_CPUTIME_ID`), in nanoseconds.
+    pub cpu_nanos: u64,
+    /// Resident memory (`/proc/self/statm`), in bytes; 0 if it cannot be read.
+    pub rss_bytes: u64,
+}
+
+/// What this process has used: the node process's own figures (its wasm pods included).
+pub fn process_usage() -> ProcessUsage {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    let cpu_nanos = (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64);
+    let rss_pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    ProcessUsage {
+        cpu_nanos,
+        rss_bytes: rss_pages.saturating_mul(rustix::param::page_size() as u64),
+    }
+}

@@ -16,6 +16,7 @@ use skiff_runtime::{
 };
 
 mod conformance;
+mod usage;
 mod wat_guests;
 
 /// One runtime (engine, pool, compile cache) per test binary: each guest compiles once.

@@ -56,6 +56,12 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             crate::audit::audit,
         ))
+        // The request's span, when traces are exported: inside authentication (it names the
+        // user), around everything else.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::tracing_layer::trace,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

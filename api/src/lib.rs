@@ -41,6 +41,7 @@ pub mod serviceaccount;
 mod state;
 mod strategy;
 mod subresources;
+mod tracing_layer;
 mod verbs;
 mod watch;
 

@@ -12,6 +12,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
+pub mod hpa;
 pub mod informer;
 pub mod job;
 pub mod leader;
@@ -156,6 +157,10 @@ pub static CONTROLLERS: &[ControllerEntry] = &[
         start: start_scaletozero,
     },
     ControllerEntry {
+        name: "horizontalpodautoscaling",
+        start: start_hpa,
+    },
+    ControllerEntry {
         name: "csrapproving",
         start: start_csrapproving,
     },
@@ -210,6 +215,9 @@ pub struct Options {
     /// (`system:kube-scheduler`); `None`: the controllers' client. Its reads come from the
     /// shared informers, which watch with the controllers' client.
     pub scheduler_client: Option<OwnClient>,
+    /// The HorizontalPodAutoscaler controller's timings and tolerance
+    /// (`--horizontal-pod-autoscaler-*`).
+    pub hpa: hpa::HpaOptions,
 }
 
 /// A component's own kube client, carried in `Options` (printed without its credentials).
@@ -234,6 +242,7 @@ impl Default for Options {
             cluster_signing: None,
             root_ca: None,
             scheduler_client: None,
+            hpa: hpa::HpaOptions::default(),
         }
     }
 }
@@ -495,6 +504,24 @@ fn start_scaletozero(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
     let deps = inf.all::<Deployment>();
     let main = (deps.subscribe(), deps.store());
     tokio::spawn(scaletozero::run(ctx, main))
+}
+
+fn start_hpa(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {
+    let hpas = inf.all::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>();
+    let ctx = Arc::new(hpa::Ctx::new(
+        m.client.clone(),
+        m.opts.clock.clone(),
+        m.opts.hpa.clone(),
+        hpas.store(),
+        inf.all::<Pod>().store(),
+        Arc::new(hpa::ApiMetrics::new(m.client.clone())),
+    ));
+    let synced = vec![
+        inf.all::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>()
+            .synced(),
+        inf.all::<Pod>().synced(),
+    ];
+    tokio::spawn(hpa::run(ctx, synced))
 }
 
 fn start_csrapproving(inf: &mut Informers, m: &Manager) -> JoinHandle<()> {

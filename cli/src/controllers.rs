@@ -36,9 +36,63 @@ pub(crate) struct ControllerArgs {
     /// Lifetime of issued certificates, and the most a request's expirationSeconds gets.
     #[arg(long, default_value = "8760h0m0s")]
     cluster_signing_duration: String,
+    /// How often the HorizontalPodAutoscaler controller syncs every HPA (a Go duration).
+    #[arg(long, default_value = "15s")]
+    horizontal_pod_autoscaler_sync_period: String,
+    /// The scale-down stabilization window of an HPA that sets none (a Go duration).
+    #[arg(long, default_value = "5m0s")]
+    horizontal_pod_autoscaler_downscale_stabilization: String,
+    /// How far from its target a metric may be before the HPA scales (a fraction).
+    #[arg(long, default_value_t = 0.1)]
+    horizontal_pod_autoscaler_tolerance: f64,
+    /// After a pod starts, how long its cpu samples count only once it is ready and measured
+    /// over a full window since (a Go duration).
+    #[arg(long, default_value = "5m0s")]
+    horizontal_pod_autoscaler_cpu_initialization_period: String,
+    /// After a pod starts, how long it may be unready and still count as never ready (a Go
+    /// duration).
+    #[arg(long, default_value = "30s")]
+    horizontal_pod_autoscaler_initial_readiness_delay: String,
 }
 
 impl ControllerArgs {
+    /// The HorizontalPodAutoscaler controller's settings from the flags.
+    fn hpa_options(&self) -> anyhow::Result<skiff_controllers::hpa::HpaOptions> {
+        let duration = |flag: &str, value: &str| {
+            skiff_meta::duration::parse_go_duration(value)
+                .with_context(|| format!("--{flag} {value:?}"))
+        };
+        if !(0.0..1.0).contains(&self.horizontal_pod_autoscaler_tolerance) {
+            anyhow::bail!(
+                "--horizontal-pod-autoscaler-tolerance {}: must be at least 0 and below 1",
+                self.horizontal_pod_autoscaler_tolerance
+            );
+        }
+        let sync_period = duration(
+            "horizontal-pod-autoscaler-sync-period",
+            &self.horizontal_pod_autoscaler_sync_period,
+        )?;
+        if sync_period.is_zero() {
+            anyhow::bail!("--horizontal-pod-autoscaler-sync-period must be above zero");
+        }
+        Ok(skiff_controllers::hpa::HpaOptions {
+            sync_period,
+            tolerance: self.horizontal_pod_autoscaler_tolerance,
+            cpu_initialization_period: duration(
+                "horizontal-pod-autoscaler-cpu-initialization-period",
+                &self.horizontal_pod_autoscaler_cpu_initialization_period,
+            )?,
+            initial_readiness_delay: duration(
+                "horizontal-pod-autoscaler-initial-readiness-delay",
+                &self.horizontal_pod_autoscaler_initial_readiness_delay,
+            )?,
+            downscale_stabilization: duration(
+                "horizontal-pod-autoscaler-downscale-stabilization",
+                &self.horizontal_pod_autoscaler_downscale_stabilization,
+            )?,
+        })
+    }
+
     /// The CA the csrsigning controller signs with: the flags' files, else the CA of the data
     /// directory holding the server's admin kubeconfig (`skiff server`/`skiff up`), else none.
     fn signing_ca(
@@ -97,6 +151,7 @@ impl ControllerArgs {
         opts.pod_eviction_timeout = Duration::from_secs(self.pod_eviction_timeout);
         opts.cluster_signing = self.signing_ca(kubeconfig)?;
         opts.root_ca = cluster_ca(kubeconfig)?;
+        opts.hpa = self.hpa_options()?;
         if !opts.scheduler && opts.controllers.is_empty() {
             return Ok(None);
         }

@@ -42,6 +42,9 @@ pub(crate) async fn handle(state: &AppState, req: ResourceRequest) -> Result<Res
     if req.kind.is_review() {
         return crate::reviews::create(state, &req).await;
     }
+    if skiff_kinds::is_aggregated(req.kind) {
+        return crate::metricsapi::handle(state, &req).await;
+    }
     match (req.method.clone(), req.name.is_some(), sub.as_deref()) {
         (Method::GET, false, None) => {
             if req.legacy_watch || req.query.flag("watch") {
@@ -116,6 +119,9 @@ async fn subresource(state: &AppState, req: ResourceRequest) -> Result<Response,
         ("log", Method::GET) => node_proxy::log(state, &req).await,
         ("proxy", _) if kind.group.is_empty() && kind.kind == "Service" => {
             service_proxy::proxy(state, &req, req.raw_query.as_deref()).await
+        }
+        ("proxy", _) if kind.group.is_empty() && kind.kind == "Node" => {
+            node_proxy::node_proxy(state, &req, req.raw_query.as_deref()).await
         }
         ("proxy", _) => node_proxy::proxy(state, &req, req.raw_query.as_deref()).await,
         ("exec", Method::GET | Method::POST) if kind.group.is_empty() && kind.kind == "Pod" => {

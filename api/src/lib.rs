@@ -30,6 +30,7 @@ pub mod nodeauthz;
 pub mod objects;
 pub mod pki;
 mod rbac;
+pub mod metricsapi;
 mod registry;
 pub mod request;
 mod resource;

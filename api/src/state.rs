@@ -36,6 +36,8 @@ pub struct AppState {
     pub audit: Option<Arc<crate::audit::Auditor>>,
     /// The bounds on requests in flight; `None` bounds nothing.
     pub fairness: Option<Arc<crate::fairness::Fairness>>,
+    /// The nodes' summaries behind `metrics.k8s.io`, reused for a second.
+    pub metrics_api: Arc<crate::metricsapi::SummaryCache>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             service_accounts: None,
             audit: None,
             fairness: None,
+            metrics_api: Arc::new(crate::metricsapi::SummaryCache::new()),
         }
     }
 

@@ -205,6 +205,22 @@ pub(crate) fn cluster_roles() -> Vec<Value> {
             &[(AGGREGATE_TO_VIEW, "true")],
             aggregate_to_view(),
         ),
+        // What metrics-server ships with its APIService: reading usage is part of view, edit
+        // and admin.
+        cluster_role(
+            "system:aggregated-metrics-reader",
+            &[
+                ("k8s-app", "metrics-server"),
+                (AGGREGATE_TO_ADMIN, "true"),
+                (AGGREGATE_TO_EDIT, "true"),
+                (AGGREGATE_TO_VIEW, "true"),
+            ],
+            vec![
+                rule(&["get", "list", "watch"])
+                    .groups(&["metrics.k8s.io"])
+                    .resources(&["pods", "nodes"]),
+            ],
+        ),
         cluster_role(
             "system:node-problem-detector",
             &[],

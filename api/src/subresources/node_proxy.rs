@@ -1,6 +1,6 @@
-//! `pods/log` and `pods/proxy`: the API server finds the pod's node and forwards the request to
-//! the node's endpoint (`status.daemonEndpoints.kubeletEndpoint.port` on its InternalIP), as the
-//! Kubernetes API server does with kubelets. The server presents its own node credential, the
+//! `pods/log`, `pods/proxy` and `nodes/proxy`: the API server finds the pod's node (or the node)
+//! and forwards the request to the node's endpoint (`status.daemonEndpoints.kubeletEndpoint.port`
+//! on its InternalIP), as the Kubernetes API server does with kubelets. The server presents its own node credential, the
 //! `kube-apiserver-kubelet-client` token (`DATA/pki/kubelet-client.token`), never a user's.
 
 use std::sync::OnceLock;
@@ -53,7 +53,8 @@ pub(crate) fn load_or_create_kubelet_client_token(
     Ok(token)
 }
 
-fn client() -> &'static Client<HttpConnector, Body> {
+/// The HTTP client every request to a node goes through.
+pub(crate) fn client() -> &'static Client<HttpConnector, Body> {
     static CLIENT: OnceLock<Client<HttpConnector, Body>> = OnceLock::new();
     CLIENT.get_or_init(|| {
         let mut connector = HttpConnector::new();
@@ -106,13 +107,28 @@ async fn node_base(state: &AppState, pod: &Value, pod_name: &str) -> Result<Stri
 /// The `http://host:port` of a node's endpoint.
 pub(crate) async fn node_endpoint(state: &AppState, node_name: &str) -> Result<String, ApiError> {
     let node = get_object(state, "nodes", None, node_name).await?;
-    let port = node
+    endpoint_of(&node, node_name)
+}
+
+/// The `http://host:port` of a Node object's endpoint: its published kubelet port on its first
+/// InternalIP (else ExternalIP, else Hostname).
+pub(crate) fn endpoint_of(node: &Value, node_name: &str) -> Result<String, ApiError> {
+    endpoint_with_port(node, node_name, None)
+}
+
+fn endpoint_with_port(
+    node: &Value,
+    node_name: &str,
+    port: Option<u16>,
+) -> Result<String, ApiError> {
+    let published = node
         .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
         .and_then(Value::as_u64)
         .filter(|p| *p > 0 && *p < 65536)
-        .ok_or_else(|| {
-            ApiError::unavailable(format!("node {node_name} does not publish an endpoint"))
-        })?;
+        .and_then(|p| u16::try_from(p).ok());
+    let port = port.or(published).ok_or_else(|| {
+        ApiError::unavailable(format!("node {node_name} does not publish an endpoint"))
+    })?;
     let addresses = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
@@ -276,6 +292,47 @@ pub(crate) async fn proxy(
         "{base}/proxy/{}/{}/{port}/{rest}{}{}",
         segment(ns),
         segment(name),
+        if raw_query.is_some() { "?" } else { "" },
+        raw_query.unwrap_or("")
+    );
+    forward(state, req.method.clone(), url, req).await
+}
+
+/// `nodes/NAME[:PORT]/proxy/PATH` (any method): forwarded to `PATH` on the node's endpoint, or
+/// on `PORT` at the node's address, as kube-apiserver forwards to a kubelet. The RBAC resource
+/// is `nodes/proxy`; the node sees the API server's credential, never the caller's.
+pub(crate) async fn node_proxy(
+    state: &AppState,
+    req: &ResourceRequest,
+    raw_query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let full = req.name.as_deref().unwrap_or_default();
+    // NAME, NAME:PORT or SCHEME:NAME:PORT, as Kubernetes accepts.
+    let parts: Vec<&str> = full.split(':').collect();
+    let (name, port) = match parts.as_slice() {
+        [name] => (*name, None),
+        [name, port] => (*name, Some(*port)),
+        [scheme, name, port] if matches!(*scheme, "http" | "https" | "") => (*name, Some(*port)),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "invalid node proxy name {full:?}"
+            )));
+        }
+    };
+    let port = match port.filter(|p| !p.is_empty()) {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid port {p:?}")))?,
+        ),
+        None => None,
+    };
+    let node = get_object(state, "nodes", None, name).await?;
+    let base = endpoint_with_port(&node, name, port)?;
+    let rest = req.rest.as_deref().unwrap_or("");
+    let url = format!(
+        "{base}/{rest}{}{}",
         if raw_query.is_some() { "?" } else { "" },
         raw_query.unwrap_or("")
     );

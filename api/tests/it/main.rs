@@ -21,6 +21,7 @@ mod encryption;
 mod exec;
 mod fairness;
 mod limitranger;
+mod metrics_api;
 mod namespace_lifecycle;
 mod nodeauthz;
 mod openapi;

@@ -135,6 +135,8 @@ pub(crate) struct NodeCtx {
     pub(crate) host_dns: DnsConfig,
     /// The ServiceAccount tokens of projected volumes.
     pub(crate) tokens: TokenManager,
+    /// The node's Prometheus metrics (`crate::metrics`).
+    pub(crate) metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 impl NodeCtx {
@@ -155,12 +157,19 @@ impl NodeCtx {
             ips: Mutex::new(ips),
             sandboxes: Mutex::new(HashMap::new()),
             host_dns: DnsConfig::default(),
+            metrics: Arc::default(),
         }
     }
 
     /// The same context reading the time of token rotation from `clock`.
     pub(crate) fn with_token_clock(mut self, clock: Arc<dyn Clock>) -> NodeCtx {
         self.tokens = TokenManager::new(self.client.clone(), clock);
+        self
+    }
+
+    /// The same context recording in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<crate::metrics::NodeMetrics>) -> NodeCtx {
+        self.metrics = metrics;
         self
     }
 
@@ -231,6 +240,7 @@ impl NodeCtx {
 
     /// Publishes a pod's sandbox for the listener.
     pub(crate) fn publish(&self, ns: &str, name: &str, sandbox: Arc<dyn PodSandbox>) {
+        self.metrics.add_pod(ns, name, sandbox.clone());
         lock(&self.sandboxes).insert((ns.to_string(), name.to_string()), sandbox);
     }
 
@@ -240,6 +250,7 @@ impl NodeCtx {
         let key = (ns.to_string(), name.to_string());
         if map.get(&key).is_some_and(|s| s.id() == id) {
             map.remove(&key);
+            self.metrics.remove_pod(ns, name);
         }
     }
 

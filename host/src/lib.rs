@@ -21,6 +21,7 @@ mod events;
 mod exec;
 mod images;
 mod listener;
+mod metrics;
 pub mod net;
 mod node;
 mod probe;
@@ -49,6 +50,7 @@ use tokio::task::JoinHandle;
 
 pub use endpointauth::EndpointAuth;
 pub use error::{Error, Result};
+pub use metrics::NodeMetrics;
 pub use images::{OciImages, WasmImages};
 pub use node::DEFAULT_LEASE_DURATION_SECONDS;
 pub use storage::StorageOptions;
@@ -107,6 +109,8 @@ pub struct NodeConfig {
     /// Where projected ServiceAccount tokens' rotation reads the time (the system's clock
     /// when `None`; tests move a [`tokens::ManualClock`]).
     pub token_clock: Option<Arc<dyn tokens::Clock>>,
+    /// The node's Prometheus metrics (served at the node endpoint's `/metrics`).
+    pub metrics: Arc<NodeMetrics>,
 }
 
 /// Work done at a clean node shutdown, after every pod's worker stopped.
@@ -174,6 +178,7 @@ impl NodeConfig {
             conditions: Vec::new(),
             shutdown_hooks: Vec::new(),
             token_clock: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -281,6 +286,7 @@ impl NodeOptions {
         let network = Network::new();
         let mut runtimes = Runtimes::new();
         let mut wasm = None;
+        let mut compile_cache: Option<metrics::CacheReader> = None;
         if want_wasm {
             let mut rt_config = RuntimeConfig::new(self.data_dir.join("runtime"));
             if let Some(m) = self.max_pods {
@@ -298,6 +304,8 @@ impl NodeOptions {
                 self.allow_file_images,
             )?;
             let runtime = Arc::new(runtime);
+            let cached = runtime.clone();
+            compile_cache = Some(Arc::new(move || Some(cached.cache_stats())));
             wasm = Some(runtime.clone());
             runtimes.add(runtime, Arc::new(images));
         }
@@ -361,6 +369,9 @@ impl NodeOptions {
 
         let mut config = NodeConfig::new(self.name, client, runtimes, network, "");
         config.endpoint_auth = EndpointAuth::Review;
+        if let Some(reader) = compile_cache {
+            config.metrics.set_compile_cache(reader);
+        }
         config.zone = self.zone;
         config.listen = self.listen;
         config.pod_cidr = self.pod_cidr;
@@ -561,6 +572,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         outgoing.clone(),
         config.hop_limit,
     );
+    router.set_metrics(config.metrics.clone());
     let ingress = if config.ingress_listen.is_some() || config.ingress_tls_listen.is_some() {
         let backend = config
             .service_backend
@@ -631,7 +643,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         pool,
     )
     .with_services(services.clone())
-    .with_host_dns(host_dns().await);
+    .with_host_dns(host_dns().await)
+    .with_metrics(config.metrics.clone());
     if let Some(clock) = &config.token_clock {
         ctx = ctx.with_token_clock(clock.clone());
     }

@@ -92,6 +92,7 @@ async fn auth(
 pub(crate) fn router(state: ListenerState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/stats/summary", get(crate::stats::summary))
         .route("/metrics/resource", get(crate::stats::resource_metrics))
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
@@ -259,8 +260,11 @@ async fn forward(
         parts.headers.insert(header::HOST, v);
     }
     let req = http::Request::from_parts(parts, box_body(body));
+    let started = std::time::Instant::now();
     match sb.handle_http(port, req).await {
         Ok(resp) => {
+            let elapsed = started.elapsed();
+            (state.ctx.metrics).pod_request_named(&ns, &pod, resp.status().as_u16(), elapsed);
             let (parts, body) = resp.into_parts();
             Response::from_parts(parts, Body::new(body))
         }
@@ -337,6 +341,7 @@ async fn to_endpoint(state: ListenerState, ip_s: String, port_s: String, req: Re
     };
     parts.headers.remove(NODE_AUTH_HEADER);
     let req = http::Request::from_parts(parts, box_body(body));
+    let started = std::time::Instant::now();
     let served = if skiff_telemetry::trace::enabled() {
         // The sending node's route span is the parent (its `traceparent`).
         use tracing::Instrument;
@@ -355,6 +360,8 @@ async fn to_endpoint(state: ListenerState, ip_s: String, port_s: String, req: Re
     };
     match served {
         Ok(resp) => {
+            let elapsed = started.elapsed();
+            (state.ctx.metrics).pod_request(ip, resp.status().as_u16(), elapsed);
             let (parts, body) = resp.into_parts();
             Response::from_parts(parts, Body::new(body))
         }

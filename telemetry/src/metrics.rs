@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use prometheus_client::collector::Collector;
-pub use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+pub use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 pub use prometheus_client::metrics::counter::Counter;
 pub use prometheus_client::metrics::family::{Family, MetricConstructor};
 pub use prometheus_client::metrics::gauge::Gauge;

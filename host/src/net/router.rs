@@ -109,6 +109,9 @@ struct Inner {
     affinity: Mutex<Affinity>,
     holds: Holds,
     policies: Arc<Policies>,
+    /// The node's metrics, once `set_metrics` gave them (`skiff_service_requests_total`, pod
+    /// requests).
+    metrics: std::sync::OnceLock<Arc<crate::metrics::NodeMetrics>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -147,8 +150,32 @@ impl Router {
                 affinity: Mutex::new(HashMap::new()),
                 holds: Holds::default(),
                 policies: Arc::new(Policies::default()),
+                metrics: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Records requests in `metrics` from now on (once; later calls change nothing).
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::NodeMetrics>) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// Counts a routed request by Service and code when the answer comes.
+    fn counted(
+        &self,
+        source: &'static str,
+        svc: &Compiled,
+        fut: BoxFuture<'static, Response<HttpBody>>,
+    ) -> BoxFuture<'static, Response<HttpBody>> {
+        let Some(metrics) = self.inner.metrics.get().cloned() else {
+            return fut;
+        };
+        let (namespace, name) = (svc.namespace.clone(), svc.name.clone());
+        Box::pin(async move {
+            let resp = fut.await;
+            metrics.service_request(source, &namespace, &name, resp.status().as_u16());
+            resp
+        })
     }
 
     /// The NetworkPolicies every delivery is checked against (fed by the watches).
@@ -621,8 +648,14 @@ impl Router {
                 )));
             };
             set_host(&mut req);
+            let started = std::time::Instant::now();
             return match pod.handle_http(t.port, req).await {
-                Ok(r) => Ok(r),
+                Ok(r) => {
+                    if let Some(metrics) = self.inner.metrics.get() {
+                        metrics.pod_request(ep.ip, r.status().as_u16(), started.elapsed());
+                    }
+                    Ok(r)
+                }
                 Err(
                     e @ (skiff_runtime::Error::PodRemoved(_)
                     | skiff_runtime::Error::UnknownPort { .. }
@@ -803,10 +836,10 @@ impl skiff_runtime::ServiceRouter for Router {
             return self.not_a_service(from, req);
         };
         let port = port_of(req.uri());
-        Routed::Taken(
-            self.clone()
-                .dispatch(svc, PortSel::Number(port), from, req, 0),
-        )
+        let fut = self
+            .clone()
+            .dispatch(svc.clone(), PortSel::Number(port), from, req, 0);
+        Routed::Taken(self.counted("pod", &svc, fut))
     }
 }
 
@@ -858,7 +891,8 @@ impl ServiceBackend for Router {
             ServicePortRef::Number(n) => PortSel::Number(*n),
             ServicePortRef::Name(n) => PortSel::Name(n.clone()),
         };
-        self.clone().dispatch(svc, port, client, req, 0)
+        let fut = self.clone().dispatch(svc.clone(), port, client, req, 0);
+        self.counted("ingress", &svc, fut)
     }
 }
 

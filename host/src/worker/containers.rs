@@ -205,6 +205,8 @@ impl Worker {
         let name = self.ctrs[i].spec.name.clone();
         match sb.start_container(&name).await {
             Ok(()) => {
+                let restart = self.ctrs[i].restart_count > 0;
+                (self.ctx.metrics).container_started(&self.ns, &self.name, restart);
                 let c = &mut self.ctrs[i];
                 c.run_started = Some(Instant::now());
                 c.killed_by_probe = false;

@@ -29,6 +29,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "skiff", version, about, long_about = None)]
 struct Cli {
+    /// Log line format on stderr: `text`, or `json` (one object per line: timestamp, level,
+    /// target, fields, span fields). Filter with SKIFF_LOG; spans go to OTLP/HTTP when
+    /// OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    #[arg(long, global = true, default_value = "text", value_name = "json|text")]
+    log_format: skiff_telemetry::trace::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,7 +96,13 @@ struct NoBench {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let telemetry = match init_tracing(&cli) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -122,6 +133,9 @@ fn main() -> std::process::ExitCode {
             )),
         }
     });
+    // The runtime first (its tasks end), then the span exporter flushes what they recorded.
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -131,12 +145,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+/// Logs in the chosen format; spans exported over OTLP when an endpoint is configured, with
+/// the command's default `service.name`.
+fn init_tracing(
+    cli: &Cli,
+) -> Result<skiff_telemetry::trace::Telemetry, skiff_telemetry::trace::TraceError> {
+    let (service, attributes) = match &cli.command {
+        Command::Up(_) => ("skiff", vec![]),
+        Command::Server(_) => ("skiff-apiserver", vec![]),
+        Command::Node(args) => (
+            "skiff-node",
+            vec![
+                ("k8s.node.name", args.name().to_string()),
+                ("service.instance.id", args.name().to_string()),
+            ],
+        ),
+        Command::Registry(_) => ("skiff-registry", vec![]),
+        _ => ("skiff", vec![]),
+    };
+    skiff_telemetry::trace::init(service, &attributes, cli.log_format)
 }

@@ -111,6 +111,13 @@ fn parse_oci_runtime(s: &str) -> Result<skiff_host::RuntimeKind, String> {
     }
 }
 
+impl NodeArgs {
+    /// The Node's name (`--name`).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = skiff_host::NodeOptions::new(&args.kubeconfig, &args.name, &args.data_dir);
     config.bootstrap_kubeconfig = args.bootstrap_kubeconfig;

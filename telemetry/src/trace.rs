@@ -318,7 +318,10 @@ mod tests {
         );
         let cx = TraceContextPropagator::new().extract(&Headers(&headers));
         let sc = cx.span().span_context().clone();
-        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         let mut out = HeaderMap::new();
         TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(&mut out));
         assert_eq!(

@@ -605,9 +605,10 @@ impl Container {
             }
         };
         let mut req = req;
-        let span = skiff_telemetry::trace::enabled().then(|| {
-            // A child of the caller's span (the node's route or endpoint); the guest sees its
-            // context in `traceparent`.
+        // Traced when the caller is (the node's route or endpoint span; a probe is not): a child
+        // of the caller's span, whose context the guest sees in `traceparent`.
+        let traced = skiff_telemetry::trace::enabled() && !tracing::Span::current().is_none();
+        let span = traced.then(|| {
             let (namespace, name) = pod.name.split_once('/').unwrap_or(("", &pod.name));
             let span = tracing::info_span!(
                 "pod request",

@@ -74,6 +74,8 @@ pub(crate) struct NodeArgs {
     #[command(flatten)]
     runtimes: RuntimeArgs,
     #[command(flatten)]
+    eviction: EvictionArgs,
+    #[command(flatten)]
     ready: crate::ready::ReadyArgs,
 }
 
@@ -100,6 +102,72 @@ impl RuntimeArgs {
         opts.oci_runtime = self.oci_runtime;
         opts.oci_runtime_path = self.oci_runtime_path.clone();
     }
+}
+
+/// Node-pressure eviction and reservations, as kubelet's flags of the same names (`skiff node`
+/// and `skiff up`).
+#[derive(clap::Args)]
+pub(crate) struct EvictionArgs {
+    /// Hard eviction thresholds: `memory.available<QUANTITY` or `memory.available<PERCENT%`
+    /// (comma-separated); pods are evicted at once when one is met. Also subtracted from
+    /// allocatable memory. An empty value turns them off. memory.available is the only signal.
+    #[arg(long, default_value = skiff_host::eviction::DEFAULT_HARD)]
+    eviction_hard: String,
+    /// Soft eviction thresholds (same syntax), acting after their grace period.
+    #[arg(long)]
+    eviction_soft: Option<String>,
+    /// Grace periods of the soft thresholds: `memory.available=1m30s`.
+    #[arg(long)]
+    eviction_soft_grace_period: Option<String>,
+    /// The most seconds a pod evicted by a soft threshold gets to stop (its own
+    /// terminationGracePeriodSeconds if less).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32))]
+    eviction_max_pod_grace_period: u32,
+    /// How long MemoryPressure stays True (and the node tainted) after a threshold was last
+    /// met.
+    #[arg(long, default_value = "5m0s", value_parser = parse_duration)]
+    eviction_pressure_transition_period: std::time::Duration,
+    /// How often the node measures its memory against the thresholds.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    eviction_monitoring_period: std::time::Duration,
+    /// Resources kept for the system, out of allocatable: `cpu=500m,memory=1Gi`.
+    #[arg(long, value_parser = parse_reserved)]
+    system_reserved: Option<skiff_host::eviction::Reserved>,
+    /// Resources kept for Kubernetes components (the node itself), out of allocatable.
+    #[arg(long, value_parser = parse_reserved)]
+    kube_reserved: Option<skiff_host::eviction::Reserved>,
+    /// The memory capacity the Node reports and eviction measures against, as a quantity (for
+    /// example 2Gi). Default: the machine's memory.
+    #[arg(long, value_parser = parse_storage)]
+    memory_capacity: Option<u64>,
+}
+
+impl EvictionArgs {
+    /// Puts the choice into the node's options.
+    pub(crate) fn apply(&self, opts: &mut skiff_host::NodeOptions) -> anyhow::Result<()> {
+        let e = &mut opts.eviction;
+        e.set_thresholds(
+            Some(&self.eviction_hard),
+            self.eviction_soft.as_deref(),
+            self.eviction_soft_grace_period.as_deref(),
+        )?;
+        e.max_pod_grace_period =
+            std::time::Duration::from_secs(u64::from(self.eviction_max_pod_grace_period));
+        e.pressure_transition_period = self.eviction_pressure_transition_period;
+        e.monitoring_period = self.eviction_monitoring_period;
+        e.system_reserved = self.system_reserved.unwrap_or_default();
+        e.kube_reserved = self.kube_reserved.unwrap_or_default();
+        opts.memory_capacity = self.memory_capacity;
+        Ok(())
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    skiff_host::eviction::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_reserved(s: &str) -> Result<skiff_host::eviction::Reserved, String> {
+    skiff_host::eviction::parse_reserved(s).map_err(|e| e.to_string())
 }
 
 /// `--oci-runtime`: runc or crun.
@@ -134,6 +202,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.hop_limit = args.service_hop_limit;
     config.max_local_storage = args.max_local_storage;
     args.runtimes.apply(&mut config);
+    args.eviction.apply(&mut config)?;
     let node = config
         .start()
         .await

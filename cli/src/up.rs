@@ -80,6 +80,8 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     runtimes: crate::node::RuntimeArgs,
     #[command(flatten)]
+    eviction: crate::node::EvictionArgs,
+    #[command(flatten)]
     network: crate::server::NetworkArgs,
     #[command(flatten)]
     service_accounts: crate::server::ServiceAccountArgs,
@@ -179,6 +181,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     node_config.ingress_tls_listen = args.ingress_tls_listen;
     node_config.max_local_storage = args.max_local_storage;
     args.runtimes.apply(&mut node_config);
+    args.eviction.apply(&mut node_config)?;
     let node = node_config
         .start()
         .await

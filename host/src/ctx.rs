@@ -137,6 +137,8 @@ pub(crate) struct NodeCtx {
     pub(crate) tokens: TokenManager,
     /// The node's Prometheus metrics (`crate::metrics`).
     pub(crate) metrics: Arc<crate::metrics::NodeMetrics>,
+    /// The eviction manager's condition and its orders to the workers.
+    pub(crate) eviction: Arc<crate::eviction::Shared>,
 }
 
 impl NodeCtx {
@@ -158,7 +160,14 @@ impl NodeCtx {
             sandboxes: Mutex::new(HashMap::new()),
             host_dns: DnsConfig::default(),
             metrics: Arc::default(),
+            eviction: Arc::default(),
         }
+    }
+
+    /// The same context sharing `eviction` with the eviction manager and the Node's status.
+    pub(crate) fn with_eviction(mut self, eviction: Arc<crate::eviction::Shared>) -> NodeCtx {
+        self.eviction = eviction;
+        self
     }
 
     /// The same context reading the time of token rotation from `clock`.

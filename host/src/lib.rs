@@ -18,6 +18,7 @@ mod ctx;
 mod endpointauth;
 mod error;
 mod events;
+pub mod eviction;
 mod exec;
 mod images;
 mod listener;
@@ -51,6 +52,7 @@ use tokio::task::JoinHandle;
 pub use endpointauth::EndpointAuth;
 pub use error::{Error, Result};
 pub use metrics::NodeMetrics;
+pub use eviction::EvictionOptions;
 pub use images::{OciImages, WasmImages};
 pub use node::DEFAULT_LEASE_DURATION_SECONDS;
 pub use storage::StorageOptions;
@@ -111,6 +113,12 @@ pub struct NodeConfig {
     pub token_clock: Option<Arc<dyn tokens::Clock>>,
     /// The node's Prometheus metrics (served at the node endpoint's `/metrics`).
     pub metrics: Arc<NodeMetrics>,
+    /// Node-pressure eviction: thresholds, periods and the reservations allocatable leaves
+    /// out.
+    pub eviction: EvictionOptions,
+    /// The memory capacity the Node reports and eviction measures against (default: the
+    /// machine's `MemTotal`).
+    pub memory_capacity: Option<u64>,
 }
 
 /// Work done at a clean node shutdown, after every pod's worker stopped.
@@ -179,6 +187,8 @@ impl NodeConfig {
             shutdown_hooks: Vec::new(),
             token_clock: None,
             metrics: Arc::default(),
+            eviction: EvictionOptions::default(),
+            memory_capacity: None,
         }
     }
 }
@@ -235,6 +245,10 @@ pub struct NodeOptions {
     pub oci_runtime: RuntimeKind,
     /// The OCI runtime binary (`--oci-runtime-path`; default: found in `PATH`).
     pub oci_runtime_path: Option<PathBuf>,
+    /// Node-pressure eviction (`--eviction-hard`, `--eviction-soft`, `--system-reserved`, …).
+    pub eviction: EvictionOptions,
+    /// `--memory-capacity`: the memory the Node reports (default: the machine's).
+    pub memory_capacity: Option<u64>,
 }
 
 /// The backends a node runs unless told otherwise.
@@ -267,6 +281,8 @@ impl NodeOptions {
             runtimes: DEFAULT_RUNTIMES.iter().map(|h| h.to_string()).collect(),
             oci_runtime: RuntimeKind::default(),
             oci_runtime_path: None,
+            eviction: EvictionOptions::default(),
+            memory_capacity: None,
         }
     }
 
@@ -385,6 +401,8 @@ impl NodeOptions {
         });
         config.conditions = conditions;
         config.shutdown_hooks = shutdown_hooks;
+        config.eviction = self.eviction;
+        config.memory_capacity = self.memory_capacity;
         Ok(config)
     }
 
@@ -594,6 +612,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     let ingress_addr = ingress.as_ref().and_then(|i| i.http_addr());
     let ingress_tls_addr = ingress.as_ref().and_then(|i| i.https_addr());
 
+    let memory_capacity = config.memory_capacity.unwrap_or_else(node::memory_bytes);
+    let eviction_state = Arc::new(eviction::Shared::default());
     let facts = NodeFacts {
         name: config.name.clone(),
         zone: config.zone.clone(),
@@ -609,8 +629,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1),
-        memory_bytes: node::memory_bytes(),
+        memory_bytes: memory_capacity,
         conditions: config.conditions.clone(),
+        reserved: config.eviction.reserved(memory_capacity),
+        eviction: eviction_state.clone(),
         started: jiff::Timestamp::now(),
         lease_duration_seconds: config.lease_duration_seconds.max(1),
     };
@@ -644,7 +666,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     )
     .with_services(services.clone())
     .with_host_dns(host_dns().await)
-    .with_metrics(config.metrics.clone());
+    .with_metrics(config.metrics.clone())
+    .with_eviction(eviction_state);
     if let Some(clock) = &config.token_clock {
         ctx = ctx.with_token_clock(clock.clone());
     }
@@ -652,7 +675,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     // Sandboxes the backends re-adopted keep their IPs: none is handed out twice.
     ctx.reserve_adopted();
 
-    let stats = stats::NodeStatsSource::new(ctx.clone(), node::memory_bytes());
+    let stats = stats::NodeStatsSource::new(ctx.clone(), memory_capacity);
     let stats_task = tokio::spawn(stats.clone().run(shutdown_rx.clone()));
     let state = listener::ListenerState {
         stats,
@@ -725,6 +748,12 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             shutdown_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(eviction::run(
+        ctx.clone(),
+        config.eviction.clone(),
+        memory_capacity,
+        shutdown_rx.clone(),
+    )));
     let pods = tokio::spawn(manage_pods(ctx, shutdown_rx));
     if accepted {
         tracing::info!(node = %config.name, endpoint = %local_addr, "node registered");
@@ -827,10 +856,17 @@ async fn heartbeat(
     let mut lease_tick = tokio::time::interval(facts.lease_renew());
     lease_tick.tick().await;
     let mut last_status = tokio::time::Instant::now();
+    // A changed MemoryPressure condition is written at once.
+    let mut pressure = facts.eviction.status_changes();
+    let mut write_now = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = lease_tick.tick() => {}
+            Ok(()) = pressure.changed() => {
+                pressure.borrow_and_update();
+                write_now = true;
+            }
         }
         if uid.is_none() {
             // Refused at start (or gone): no Node, so no lease or status to write.
@@ -843,7 +879,8 @@ async fn heartbeat(
         if let Err(e) = node::renew_lease(&client, &facts, uid.as_deref()).await {
             tracing::warn!(error = %e, "renewing the node lease");
         }
-        if last_status.elapsed() >= node::STATUS_REFRESH {
+        if write_now || last_status.elapsed() >= node::STATUS_REFRESH {
+            write_now = false;
             last_status = tokio::time::Instant::now();
             match node::update_status(&client, &facts).await {
                 Ok(_) => {}

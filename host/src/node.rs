@@ -50,6 +50,10 @@ pub(crate) struct NodeFacts {
     pub(crate) runtimes: Vec<String>,
     /// The backends' own conditions (`OCIRuntimeReady`).
     pub(crate) conditions: Vec<crate::RuntimeCondition>,
+    /// What allocatable leaves out of capacity (reservations and the hard eviction threshold).
+    pub(crate) reserved: crate::eviction::Reserved,
+    /// The MemoryPressure condition the eviction manager keeps.
+    pub(crate) eviction: std::sync::Arc<crate::eviction::Shared>,
 }
 
 impl NodeFacts {
@@ -170,6 +174,31 @@ fn condition(
     }
 }
 
+/// Capacity less what is reserved, as kubelet computes allocatable (never below zero).
+fn allocatable(f: &NodeFacts, capacity: &BTreeMap<String, Quantity>) -> BTreeMap<String, Quantity> {
+    let mut a = capacity.clone();
+    if f.reserved.cpu_milli > 0 {
+        let milli = (i64::from(f.cpus) * 1000 - f.reserved.cpu_milli).max(0);
+        let q = if milli % 1000 == 0 {
+            (milli / 1000).to_string()
+        } else {
+            format!("{milli}m")
+        };
+        a.insert("cpu".to_string(), Quantity(q));
+    }
+    if f.reserved.memory_bytes > 0 {
+        let bytes =
+            (i64::try_from(f.memory_bytes).unwrap_or(i64::MAX) - f.reserved.memory_bytes).max(0);
+        let q = if bytes % 1024 == 0 {
+            format!("{}Ki", bytes / 1024)
+        } else {
+            bytes.to_string()
+        };
+        a.insert("memory".to_string(), Quantity(q));
+    }
+    a
+}
+
 /// The Node's status.
 pub(crate) fn status(f: &NodeFacts) -> NodeStatus {
     let mut capacity = BTreeMap::new();
@@ -179,7 +208,8 @@ pub(crate) fn status(f: &NodeFacts) -> NodeStatus {
         Quantity(format!("{}Ki", f.memory_bytes / 1024)),
     );
     capacity.insert("pods".to_string(), Quantity(f.pods().to_string()));
-    let allocatable = capacity.clone();
+    let allocatable = allocatable(f, &capacity);
+    let pressure = f.eviction.memory_pressure();
     NodeStatus {
         addresses: Some(vec![
             NodeAddress {
@@ -195,13 +225,29 @@ pub(crate) fn status(f: &NodeFacts) -> NodeStatus {
         capacity: Some(capacity),
         conditions: Some({
             let mut all = vec![
-                condition(
-                    "MemoryPressure",
-                    "False",
-                    "KubeletHasSufficientMemory",
-                    "kubelet has sufficient memory available",
-                    f,
-                ),
+                if pressure.under_pressure {
+                    NodeCondition {
+                        last_transition_time: Some(Time(pressure.since)),
+                        ..condition(
+                            "MemoryPressure",
+                            "True",
+                            "KubeletHasInsufficientMemory",
+                            "kubelet has insufficient memory available",
+                            f,
+                        )
+                    }
+                } else {
+                    NodeCondition {
+                        last_transition_time: Some(Time(pressure.since.max(f.started))),
+                        ..condition(
+                            "MemoryPressure",
+                            "False",
+                            "KubeletHasSufficientMemory",
+                            "kubelet has sufficient memory available",
+                            f,
+                        )
+                    }
+                },
                 condition(
                     "DiskPressure",
                     "False",
@@ -410,7 +456,54 @@ mod tests {
             lease_duration_seconds: 40,
             runtimes: runtimes.iter().map(|h| h.to_string()).collect(),
             conditions: Vec::new(),
+            reserved: crate::eviction::Reserved::default(),
+            eviction: Default::default(),
         }
+    }
+
+    #[test]
+    fn allocatable_is_capacity_less_reservations_and_the_hard_threshold() {
+        let mut f = facts(&["wasm"]);
+        assert_eq!(status(&f).allocatable, status(&f).capacity);
+        let o = crate::eviction::EvictionOptions {
+            system_reserved: crate::eviction::parse_reserved("cpu=500m,memory=128Mi")
+                .expect("reserved"),
+            ..Default::default()
+        };
+        f.reserved = o.reserved(f.memory_bytes);
+        let a = status(&f).allocatable.expect("allocatable");
+        assert_eq!(a["cpu"].0, "1500m");
+        // 1Gi − 128Mi − 100Mi (kubelet's default hard threshold).
+        assert_eq!(a["memory"].0, format!("{}Ki", (1024 - 228) * 1024));
+        assert_eq!(a["pods"].0, "110");
+    }
+
+    #[test]
+    fn memory_pressure_follows_the_eviction_manager() {
+        let f = facts(&["wasm"]);
+        let cond = |f: &NodeFacts| {
+            status(f)
+                .conditions
+                .expect("conditions")
+                .into_iter()
+                .find(|c| c.type_ == "MemoryPressure")
+                .expect("MemoryPressure")
+        };
+        let c = cond(&f);
+        assert_eq!(c.status, "False");
+        assert_eq!(c.reason.as_deref(), Some("KubeletHasSufficientMemory"));
+        f.eviction.set_memory_pressure(true);
+        let c = cond(&f);
+        assert_eq!(c.status, "True");
+        assert_eq!(c.reason.as_deref(), Some("KubeletHasInsufficientMemory"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some("kubelet has insufficient memory available")
+        );
+        assert_eq!(
+            c.last_transition_time.map(|t| t.0),
+            Some(f.eviction.memory_pressure().since)
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! function and the status write).
 
 mod containers;
+mod evict;
 mod probes;
 mod restart;
 mod sandbox;
@@ -265,6 +266,11 @@ pub(crate) struct Worker {
     /// Condition type -> (status, lastTransitionTime).
     transitions: BTreeMap<String, (String, jiff::Timestamp)>,
     last_status: Option<serde_json::Value>,
+    /// The eviction message once the node evicted (or refused) the pod: it is `Failed` with
+    /// reason `Evicted` and runs no more.
+    evicted: Option<String>,
+    /// Wakes when the eviction manager posts an order (for any pod).
+    evict_rx: watch::Receiver<u64>,
 }
 
 fn restart_policy(pod: &Pod) -> &str {
@@ -326,6 +332,8 @@ impl Worker {
         }
         Worker {
             events: Recorder::new(ctx.client.clone(), ctx.node_name.clone()),
+            evict_rx: ctx.eviction.orders_posted(),
+            evicted: None,
             start_time: status.start_time.map(|t| t.0),
             ctx,
             ns,
@@ -359,17 +367,23 @@ impl Worker {
     pub(crate) async fn run(mut self, mut rx: watch::Receiver<Pod>) {
         let finished_before = self.terminal_phase();
         tracing::info!(pod = %format!("{}/{}", self.ns, self.name), uid = %self.uid, "pod assigned");
+        if !finished_before {
+            self.admit().await;
+        }
         loop {
             if self.pod.metadata.deletion_timestamp.is_some() {
                 self.terminate_and_delete(&mut rx).await;
                 return;
             }
-            if !finished_before {
+            self.take_eviction().await;
+            if !finished_before && self.evicted.is_none() {
                 self.step().await;
                 self.report().await;
             }
             let deadline = self.next_deadline();
             let token_due = self.token_wake();
+            // Seen up to here by `take_eviction`: a later order wakes this copy.
+            let mut evict_rx = self.evict_rx.clone();
             let mut rxs: Vec<watch::Receiver<ContainerState>> =
                 self.ctrs.iter().filter_map(|c| c.rx.clone()).collect();
             let any_change = async {
@@ -393,6 +407,7 @@ impl Worker {
                 }
                 _ = any_change => {}
                 _ = token_due => {}
+                _ = evict_rx.changed(), if self.evicted.is_none() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
         }

@@ -61,6 +61,8 @@ pub(crate) struct Snapshot<'a> {
     /// Condition type -> (status, lastTransitionTime) as last reported.
     pub(crate) transitions: &'a BTreeMap<String, (String, Timestamp)>,
     pub(crate) now: Timestamp,
+    /// The node evicted the pod (or refused it under pressure), with kubelet's message.
+    pub(crate) evicted: Option<&'a str>,
 }
 
 fn ts(t: Timestamp) -> Time {
@@ -197,7 +199,7 @@ pub(crate) fn pod_status(s: &Snapshot<'_>) -> PodStatus {
         && main
             .iter()
             .all(|c| c.done && c.state.as_ref().is_some_and(|s| s.is_terminated()));
-    let phase = if init_failed {
+    let phase = if init_failed || s.evicted.is_some() {
         "Failed"
     } else if !initialized {
         "Pending"
@@ -248,7 +250,7 @@ pub(crate) fn pod_status(s: &Snapshot<'_>) -> PodStatus {
         .map(|t| t.1)
         .or(s.pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
         .unwrap_or(s.now);
-    let conditions = vec![
+    let mut conditions = vec![
         condition(s, "PodReadyToStartContainers", s.sandbox_ready, None, None),
         condition(
             s,
@@ -281,6 +283,13 @@ pub(crate) fn pod_status(s: &Snapshot<'_>) -> PodStatus {
             ..Default::default()
         },
     ];
+    if let Some(message) = s.evicted {
+        // Kubernetes' disruption condition for a pod the kubelet terminated.
+        let mut c = condition(s, "DisruptionTarget", true, None, None);
+        c.reason = Some("TerminationByKubelet".into());
+        c.message = Some(message.to_string());
+        conditions.push(c);
+    }
     let init_statuses: Vec<ContainerStatus> = s
         .containers
         .iter()
@@ -310,6 +319,8 @@ pub(crate) fn pod_status(s: &Snapshot<'_>) -> PodStatus {
         container_statuses: Some(statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         observed_generation: s.pod.metadata.generation,
+        reason: s.evicted.map(|_| crate::eviction::REASON.to_string()),
+        message: s.evicted.map(str::to_string),
         ..Default::default()
     }
 }
@@ -357,6 +368,7 @@ impl Worker {
                 .collect(),
             transitions: &self.transitions,
             now,
+            evicted: self.evicted.as_deref(),
         }
     }
 

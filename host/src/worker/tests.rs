@@ -765,3 +765,78 @@ async fn wasm_pods_are_published_while_their_sandbox_is_up() {
     assert!(h.worker.ip.is_some());
     assert!(rx.borrow().is_empty());
 }
+
+#[tokio::test]
+async fn an_evicted_pod_is_stopped_and_failed_with_kubelets_reason() {
+    let mut h = harness(ONE);
+    h.steps(2).await;
+    assert_eq!(h.status().phase.as_deref(), Some("Running"));
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    let message = "The node was low on resource: memory. Threshold quantity: 100Mi, available: \
+                   10Mi. Container c was using 300Mi, request is 0, has larger consumption of \
+                   memory. ";
+    h.worker.ctx.eviction.post(
+        "uid-1",
+        crate::eviction::Order {
+            message: message.into(),
+            grace: Duration::ZERO,
+            done: Some(done),
+        },
+    );
+    h.worker.take_eviction().await;
+    stopped.await.expect("told the manager");
+    assert!(h.worker.sandbox.is_none(), "the sandbox is removed");
+    assert!(h.rt.pods().is_empty());
+    let st = h.status();
+    assert_eq!(st.phase.as_deref(), Some("Failed"));
+    assert_eq!(st.reason.as_deref(), Some("Evicted"));
+    assert_eq!(st.message.as_deref(), Some(message));
+    let disruption = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .expect("DisruptionTarget");
+    assert_eq!(disruption.status, "True");
+    assert_eq!(disruption.reason.as_deref(), Some("TerminationByKubelet"));
+    assert!(h.event_reasons().iter().any(|r| r == "Evicted"));
+    // The written status says so too, and the pod does not start again.
+    let patched = h
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(m, p, _)| m == "PATCH" && p.ends_with("/status"))
+        .map(|(_, _, b)| b["status"]["reason"].clone());
+    assert_eq!(patched, Some(json!("Evicted")));
+    h.worker.take_eviction().await;
+    assert_eq!(h.status().phase.as_deref(), Some("Failed"));
+}
+
+#[tokio::test]
+async fn under_memory_pressure_a_new_besteffort_pod_is_refused() {
+    let mut h = harness(ONE);
+    h.worker.ctx.eviction.set_memory_pressure(true);
+    h.worker.admit().await;
+    let st = h.status();
+    assert_eq!(st.phase.as_deref(), Some("Failed"));
+    assert_eq!(st.reason.as_deref(), Some("Evicted"));
+    assert_eq!(
+        st.message.as_deref(),
+        Some("The node had condition: [MemoryPressure]. ")
+    );
+    // A pod with requests, or one tolerating the taint, is admitted.
+    let mut h = harness(
+        "spec: {containers: [{name: c, image: app:1.0, resources: {requests: {memory: 64Mi}}}]}",
+    );
+    h.worker.ctx.eviction.set_memory_pressure(true);
+    h.worker.admit().await;
+    assert!(h.worker.evicted.is_none());
+    let mut h = harness(
+        "spec: {tolerations: [{key: node.kubernetes.io/memory-pressure, operator: Exists, effect: NoSchedule}], containers: [{name: c, image: app:1.0}]}",
+    );
+    h.worker.ctx.eviction.set_memory_pressure(true);
+    h.worker.admit().await;
+    assert!(h.worker.evicted.is_none());
+}

@@ -15,6 +15,8 @@ pub mod client;
 pub mod digest;
 pub mod manifest;
 #[cfg(feature = "server")]
+mod metrics;
+#[cfg(feature = "server")]
 pub mod name;
 #[cfg(feature = "server")]
 pub mod server;

@@ -82,6 +82,7 @@ struct AppState {
     storage: Arc<Storage>,
     token: String,
     require_auth_for_pull: bool,
+    metrics: crate::metrics::RegistryMetrics,
 }
 
 /// A running registry: its address, token, storage, and a graceful shutdown.
@@ -174,6 +175,7 @@ pub async fn start_on(
         storage: storage.clone(),
         token: token.clone(),
         require_auth_for_pull: config.require_auth_for_pull,
+        metrics: crate::metrics::RegistryMetrics::new(),
     });
     let app = router(state);
     let handle = axum_server::Handle::new();
@@ -403,12 +405,76 @@ fn range_value(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
 }
 
+/// Distribution's name of the handler serving a route (the `handler` label of the metrics).
+fn handler_name(path: &str) -> &'static str {
+    match parse_route(path) {
+        Route::Base => "base",
+        Route::Catalog => "catalog",
+        Route::Tags(_) => "tags",
+        Route::Manifest(..) => "manifest",
+        Route::UploadStart(_) => "blob_upload",
+        Route::Upload(..) => "blob_upload_chunk",
+        Route::Blob(..) => "blob",
+        Route::Referrers(..) => "referrers",
+        Route::NotFound if path == "/metrics" => "metrics",
+        Route::NotFound => "notfound",
+    }
+}
+
+/// `GET /metrics`, for callers presenting the registry's token (push credentials).
+fn metrics(st: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let creds = auth::check(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+        &st.token,
+    );
+    match creds {
+        Credentials::Valid => {}
+        Credentials::Invalid => return Err(unauthorized("invalid credentials")),
+        Credentials::None => return Err(unauthorized("authentication required")),
+    }
+    only(req.method(), &[Method::GET])?;
+    let mut resp = Response::new(Body::from(st.metrics.render()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(skiff_telemetry::metrics::CONTENT_TYPE),
+    );
+    Ok(resp)
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let head = req.method() == Method::HEAD;
-    let mut resp = match handle(&st, req).await {
+    let started = std::time::Instant::now();
+    let handler = handler_name(req.uri().path());
+    let method = req.method().clone();
+    let request_bytes = content_length(req.headers());
+    let result = if handler == "metrics" {
+        metrics(&st, &req)
+    } else {
+        handle(&st, req).await
+    };
+    let mut resp = match result {
         Ok(r) => r,
         Err(e) => e.into_response(head),
     };
+    st.metrics.record(
+        handler,
+        &method,
+        resp.status().as_u16(),
+        started.elapsed(),
+        request_bytes,
+        content_length(resp.headers()),
+    );
     resp.headers_mut().insert(
         "Docker-Distribution-API-Version",
         HeaderValue::from_static("registry/2.0"),

@@ -853,3 +853,104 @@ async fn client_picks_the_platform_from_an_index() {
     );
     h.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_count_pushes_pulls_and_bytes_for_the_token_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let api = Api::new(&h);
+    let config = api.push_blob("team/app", b"{}").await;
+    let layer = vec![7u8; 1000];
+    let layer_digest = api.push_blob("team/app", &layer).await;
+    let body = image_manifest(&config, 2, &[(layer_digest.clone(), layer.len())]);
+    let r = api.put_manifest("team/app", "v1", &body).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = api
+        .http
+        .get(api.url("/v2/team/app/manifests/v1"))
+        .header("Accept", manifest::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = api
+        .http
+        .get(api.url(&format!("/v2/team/app/blobs/{layer_digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().len(), 1000);
+
+    let anonymous = api.http.get(api.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let wrong = api
+        .http
+        .get(api.url("/metrics"))
+        .header("Authorization", basic("not-the-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let r = api
+        .http
+        .get(api.url("/metrics"))
+        .header("Authorization", format!("Bearer {}", h.token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = r.text().await.unwrap();
+    use skiff_telemetry::metrics::sample;
+    assert_eq!(
+        sample(
+            &text,
+            "registry_http_requests_total",
+            &[("handler", "manifest"), ("method", "PUT"), ("code", "201")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "registry_http_requests_total",
+            &[("handler", "metrics"), ("code", "401")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "skiff_registry_manifest_pushes_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "skiff_registry_manifest_pulls_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "skiff_registry_blob_bytes_received_total", &[]),
+        Some(1002.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "skiff_registry_blob_bytes_sent_total", &[]),
+        Some(1000.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "registry_http_request_duration_seconds_count",
+            &[("handler", "blob_upload"), ("method", "POST")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+}

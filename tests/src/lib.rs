@@ -102,6 +102,7 @@ impl Server {
                 "SKIFF_LOG",
                 std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(child_env())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -388,6 +389,22 @@ pub struct Node {
     pub kubeconfig: PathBuf,
 }
 
+/// Environment variables given to every `skiff` server and node a test starts from now on,
+/// besides the test's own (nextest runs each test in a process of its own).
+static CHILD_ENV: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Gives every `skiff` server and node started after this call `key=value` in its environment
+/// (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+pub fn set_child_env(key: &str, value: &str) {
+    let mut env = CHILD_ENV.lock().unwrap_or_else(|e| e.into_inner());
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_string(), value.to_string()));
+}
+
+fn child_env() -> Vec<(String, String)> {
+    CHILD_ENV.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Writes to `path` a kubeconfig for node `name` of `server`: a client certificate
 /// `system:node:NAME` in `system:nodes` signed by the server's CA (what `skiff kubeconfig
 /// --data-dir DIR --user system:node:NAME --group system:nodes` makes).
@@ -520,6 +537,7 @@ impl Node {
                 "SKIFF_LOG",
                 std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(child_env())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 # Linux containers (issue 12): the OCI runtimes (runc, crun), their monitor (conmon), iproute2
 # for bridges and network namespaces; busybox-static, umoci and skopeo build and push the
-# container image the tests run. docker-registry is the reference registry.
+# container image the tests run. docker-registry is the reference registry. prometheus scrapes
+# every surface's /metrics in tests/tests/prometheus.rs.
 need_apt=()
-for pkg in skopeo umoci docker-registry busybox-static curl openssl runc crun conmon iproute2; do
+for pkg in skopeo umoci docker-registry busybox-static curl openssl runc crun conmon iproute2 prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -62,6 +62,22 @@ fn last_heartbeat(node: &Node, leases: &HashMap<String, Arc<Lease>>) -> i64 {
     lease.max(status).max(created)
 }
 
+/// Node conditions and the NoSchedule taint each puts on the node while True.
+const CONDITION_TAINTS: [(&str, &str); 3] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
+
+fn condition_status<'a>(node: &'a Node, kind: &str) -> &'a str {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == kind))
+        .map(|c| c.status.as_str())
+        .unwrap_or("Unknown")
+}
+
 fn ready_status(node: &Node) -> &str {
     node.status
         .as_ref()
@@ -149,6 +165,24 @@ pub async fn sweep(ctx: &Ctx) -> Result<(), Error> {
                 } else if !want && has {
                     taints.retain(|t| !(t.key == key && t.effect == effect));
                 }
+            }
+        }
+        // Taints by condition, as Kubernetes' TaintNodesByCondition: a node reporting
+        // pressure gets that pressure's NoSchedule taint while it does.
+        for (condition, key) in CONDITION_TAINTS {
+            let want = !stale && condition_status(&node, condition) == "True";
+            let has = taints
+                .iter()
+                .any(|t| t.key == key && t.effect == "NoSchedule");
+            if want && !has {
+                taints.push(Taint {
+                    key: key.into(),
+                    effect: "NoSchedule".into(),
+                    time_added: None,
+                    value: None,
+                });
+            } else if !want && has {
+                taints.retain(|t| !(t.key == key && t.effect == "NoSchedule"));
             }
         }
         if taints != before {

@@ -44,8 +44,9 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// The largest summary read from a node.
 const MAX_SUMMARY_BYTES: usize = 64 << 20;
 
-/// The window reported with each metric: the node's sampling window for `usageNanoCores`.
-pub const WINDOW: &str = "10s";
+/// The window reported with each metric: the node's sampling window for `usageNanoCores`
+/// (`host/src/stats.rs` `WINDOW`).
+pub const WINDOW: &str = "5s";
 
 const GROUP: &str = "metrics.k8s.io";
 

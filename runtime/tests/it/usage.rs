@@ -17,12 +17,12 @@ fn process_cpu_nanos() -> u64 {
     let rest = &stat[stat.rfind(')').expect("comm") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz = rustix_ticks();
+    let hz = clock_ticks();
     ticks * (1_000_000_000 / hz)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux this runs on).
-fn rustix_ticks() -> u64 {
+fn clock_ticks() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -32,7 +32,7 @@ fn rustix_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-fn of<'a>(pod: &'a Arc<dyn PodSandbox>, name: &str) -> ContainerUsage {
+fn of(pod: &Arc<dyn PodSandbox>, name: &str) -> ContainerUsage {
     pod.usage()
         .containers
         .into_iter()

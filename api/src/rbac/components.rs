@@ -295,6 +295,30 @@ const KUBELET_API_ADMIN_RULES: &[Rule] = &[
     ),
 ];
 
+/// `system:controller:horizontal-pod-autoscaler`, as Kubernetes' controller role: read HPAs,
+/// write their status, get and update any `*/scale`, list pods and their resource, custom and
+/// external metrics, record Events. Skiff runs the controller as
+/// `system:kube-controller-manager`, whose role covers all of it; this role is bound, as in
+/// Kubernetes, to the `kube-system/horizontal-pod-autoscaler` ServiceAccount, for a controller
+/// manager run with per-controller credentials.
+const HPA_CONTROLLER_RULES: &[Rule] = &[
+    rule(READ, &["autoscaling"], &["horizontalpodautoscalers"]),
+    rule(
+        &["update"],
+        &["autoscaling"],
+        &["horizontalpodautoscalers/status"],
+    ),
+    rule(&["get", "update"], &["*"], &["*/scale"]),
+    rule(&["list"], &[""], &["pods"]),
+    rule(&["list"], &["metrics.k8s.io"], &["pods"]),
+    rule(&["get", "list"], &["custom.metrics.k8s.io"], &["*"]),
+    rule(&["get", "list"], &["external.metrics.k8s.io"], &["*"]),
+    rule(EVENT_WRITE, &["", "events.k8s.io"], &["events"]),
+];
+
+/// The name of the HorizontalPodAutoscaler controller's role and binding.
+const HPA_CONTROLLER_ROLE: &str = "system:controller:horizontal-pod-autoscaler";
+
 /// The user the controller manager authenticates as.
 pub(crate) const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 /// The user the scheduler authenticates as.
@@ -362,6 +386,13 @@ pub(crate) fn component_policy() -> Vec<Value> {
             "system:node-proxier",
             &["system:kube-proxy"],
         ),
+        cluster_role(HPA_CONTROLLER_ROLE, HPA_CONTROLLER_RULES),
+        {
+            let mut b = cluster_role_binding(HPA_CONTROLLER_ROLE, HPA_CONTROLLER_ROLE, &[]);
+            b["subjects"] = json!([{"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler",
+                "namespace": "kube-system"}]);
+            b
+        },
         cluster_role("system:kubelet-api-admin", KUBELET_API_ADMIN_RULES),
         cluster_role_binding(
             "system:kube-apiserver-kubelet-client",
@@ -431,6 +462,43 @@ mod tests {
             None
         ));
         assert!(!allowed(r, "impersonate", "", "users", None));
+    }
+
+    #[test]
+    fn the_controller_manager_may_do_what_the_hpa_controller_does() {
+        for (verb, group, res, sub) in [
+            ("list", "autoscaling", "horizontalpodautoscalers", None),
+            ("watch", "autoscaling", "horizontalpodautoscalers", None),
+            (
+                "update",
+                "autoscaling",
+                "horizontalpodautoscalers",
+                Some("status"),
+            ),
+            ("get", "apps", "deployments", Some("scale")),
+            ("update", "apps", "statefulsets", Some("scale")),
+            ("list", "metrics.k8s.io", "pods", None),
+            ("list", "", "pods", None),
+            ("create", "", "events", None),
+            ("patch", "", "events", None),
+        ] {
+            assert!(
+                allowed(HPA_CONTROLLER_RULES, verb, group, res, sub),
+                "hpa role: {verb} {group}/{res} {sub:?}"
+            );
+            assert!(
+                allowed(CONTROLLER_MANAGER_RULES, verb, group, res, sub),
+                "controller manager: {verb} {group}/{res} {sub:?}"
+            );
+        }
+        assert!(!allowed(
+            HPA_CONTROLLER_RULES,
+            "update",
+            "apps",
+            "deployments",
+            None
+        ));
+        assert!(!allowed(HPA_CONTROLLER_RULES, "delete", "", "pods", None));
     }
 
     #[test]

@@ -963,7 +963,8 @@ async fn manage_pods(ctx: Arc<NodeCtx>, mut stop: watch::Receiver<bool>) {
                     _ => {
                         let (tx, rx) = watch::channel(pod.clone());
                         let w = worker::Worker::new(ctx.clone(), pod);
-                        let task = tokio::spawn(w.run(rx));
+                        let span = w.span();
+                        let task = tokio::spawn(tracing::Instrument::instrument(w.run(rx), span));
                         workers.insert(uid, PodWorker { tx, task });
                     }
                 }

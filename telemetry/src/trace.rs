@@ -27,6 +27,10 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub const LOG_ENV: &str = "SKIFF_LOG";
 /// The environment variable of the span filter of the OTLP exporter (default `info`).
 pub const TRACE_FILTER_ENV: &str = "SKIFF_TRACE";
+/// The spans exported unless `SKIFF_TRACE` says otherwise: `info` and up, but not the
+/// long-lived span of each pod's worker (target `skiff::pod`, for log lines only) nor the HTTP
+/// libraries' own.
+pub const DEFAULT_SPAN_FILTER: &str = "info,skiff::pod=off,h2=off,hyper=off,tower=off";
 /// The OTLP endpoint for every signal (`http://host:4318`; traces go to `/v1/traces`).
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// The OTLP endpoint for traces alone (the full URL).
@@ -162,7 +166,7 @@ pub fn init(
         let provider = provider(service, attributes)?;
         let tracer = provider.tracer("skiff");
         let span_filter = EnvFilter::try_from_env(TRACE_FILTER_ENV)
-            .unwrap_or_else(|_| EnvFilter::new("info,h2=off,hyper=off,tower=off"));
+            .unwrap_or_else(|_| EnvFilter::new(DEFAULT_SPAN_FILTER));
         let layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_threads(false)
@@ -266,6 +270,17 @@ pub fn inject_current_if_absent(headers: &mut HeaderMap) {
         return;
     }
     inject(&tracing::Span::current(), headers);
+}
+
+/// Whether the current span belongs to an exported trace (spans are exported and one of the
+/// current span or its ancestors is).
+pub fn in_trace() -> bool {
+    enabled()
+        && tracing::Span::current()
+            .context()
+            .span()
+            .span_context()
+            .is_valid()
 }
 
 /// The trace id of `span` (32 hex digits), when spans are exported and it has one.

@@ -66,7 +66,11 @@ impl Worker {
                 )
                 .await;
                 let started = Instant::now();
-                match images.pull(&image).await {
+                let span = match self.start_span(i) {
+                    Some(parent) => tracing::info_span!(parent: &parent, "pull", image = %image),
+                    None => tracing::Span::none(),
+                };
+                match tracing::Instrument::instrument(images.pull(&image), span).await {
                     Ok(p) => {
                         let took = started.elapsed();
                         self.event(
@@ -144,7 +148,12 @@ impl Worker {
         };
         spec.image = pulled.image.clone();
         let name = spec.name.clone();
-        match sb.create_container(spec).await {
+        // Reading, compiling (or the cache's copy) and link-checking the image.
+        let span = match self.start_span(i) {
+            Some(parent) => tracing::info_span!(parent: &parent, "compile"),
+            None => tracing::Span::none(),
+        };
+        match tracing::Instrument::instrument(sb.create_container(spec), span).await {
             Ok(_kind) => {
                 let rx = match sb.watch_container(&name) {
                     Ok(rx) => rx,
@@ -203,7 +212,14 @@ impl Worker {
             return;
         };
         let name = self.ctrs[i].spec.name.clone();
-        match sb.start_container(&name).await {
+        let span = match self.start_span(i) {
+            Some(parent) => tracing::info_span!(parent: &parent, "instantiate"),
+            None => tracing::Span::none(),
+        };
+        let started = tracing::Instrument::instrument(sb.start_container(&name), span).await;
+        // The start is over, either way: its span ends.
+        self.ctrs[i].start_span = None;
+        match started {
             Ok(()) => {
                 let restart = self.ctrs[i].restart_count > 0;
                 (self.ctx.metrics).container_started(&self.ns, &self.name, restart);

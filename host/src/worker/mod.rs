@@ -194,6 +194,9 @@ struct Ctr {
     liveness: ProbeState,
     readiness: ProbeState,
     startup: ProbeState,
+    /// The span of the container's start (pull, compile, instantiate as children) while it is
+    /// under way, when traces are exported.
+    start_span: Option<tracing::Span>,
 }
 
 impl Ctr {
@@ -216,6 +219,7 @@ impl Ctr {
             run_started: None,
             killed_by_probe: false,
             done: false,
+            start_span: None,
         }
     }
 
@@ -361,6 +365,36 @@ impl Worker {
             self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded") | Some("Failed")
         )
+    }
+
+    /// The span the worker runs in: the pod's name and namespace on every line it logs. Not
+    /// exported as a trace (it lasts as long as the pod); its start is (`Ctr::start_span`).
+    pub(crate) fn span(&self) -> tracing::Span {
+        tracing::info_span!(target: "skiff::pod", "pod", pod = %self.name, namespace = %self.ns)
+    }
+
+    /// The span of container `i`'s start, a new trace (not the child of the pod's span), when
+    /// traces are exported.
+    fn start_span(&mut self, i: usize) -> Option<tracing::Span> {
+        if !skiff_telemetry::trace::enabled() {
+            return None;
+        }
+        let (ns, name) = (self.ns.clone(), self.name.clone());
+        let c = &mut self.ctrs[i];
+        let span = c.start_span.get_or_insert_with(|| {
+            let span = tracing::info_span!(
+                parent: None,
+                "pod start",
+                otel.name = %format!("start {ns}/{name} {}", c.spec.name),
+                pod = %name,
+                namespace = %ns,
+                container = %c.spec.name,
+                trace_id = tracing::field::Empty,
+            );
+            skiff_telemetry::trace::record_trace_id(&span);
+            span
+        });
+        Some(span.clone())
     }
 
     /// Runs the pod until it is deleted (or the node stops: the channel closes).

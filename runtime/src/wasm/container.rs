@@ -607,7 +607,7 @@ impl Container {
         let mut req = req;
         // Traced when the caller is (the node's route or endpoint span; a probe is not): a child
         // of the caller's span, whose context the guest sees in `traceparent`.
-        let traced = skiff_telemetry::trace::enabled() && !tracing::Span::current().is_none();
+        let traced = skiff_telemetry::trace::in_trace();
         let span = traced.then(|| {
             let (namespace, name) = pod.name.split_once('/').unwrap_or(("", &pod.name));
             let span = tracing::info_span!(

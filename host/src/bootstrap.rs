@@ -69,20 +69,44 @@ async fn unusable(path: &Path) -> Result<Option<String>> {
         Ok(d) => d,
         Err(e) => return Ok(Some(format!("the kubeconfig cannot be read: {e}"))),
     };
-    let Some(user) = current_user(&doc) else {
+    if current_user(&doc).is_none() {
         return Ok(Some("the kubeconfig has no user".into()));
-    };
-    let Some(cert) = user.get("client-certificate-data").and_then(Value::as_str) else {
+    }
+    let Some(pem) = client_certificate(path, &doc)? else {
         return Ok(None);
     };
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(cert.trim())
-        .map_err(|e| kc_error(path, format!("client-certificate-data: {e}")))?;
     match not_after(&pem) {
         Some(end) if end > jiff::Timestamp::now() + EXPIRY_MARGIN => Ok(None),
         Some(end) => Ok(Some(format!("its certificate expires at {end}"))),
         None => Ok(Some("its certificate cannot be read".into())),
     }
+}
+
+/// The inline client certificate (`client-certificate-data`, PEM) of the kubeconfig's current
+/// user, if it has one.
+pub(crate) fn client_certificate(path: &Path, doc: &Value) -> Result<Option<Vec<u8>>> {
+    let Some(cert) = current_user(doc)
+        .and_then(|u| u.get("client-certificate-data"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(None);
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(cert.trim())
+        .map(Some)
+        .map_err(|e| kc_error(path, format!("client-certificate-data: {e}")))
+}
+
+/// The start and end of a PEM certificate's validity.
+pub(crate) fn validity(pem: &[u8]) -> Option<(jiff::Timestamp, jiff::Timestamp)> {
+    use x509_parser::prelude::FromDer;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&block.contents).ok()?;
+    let v = cert.validity();
+    Some((
+        jiff::Timestamp::from_second(v.not_before.timestamp()).ok()?,
+        jiff::Timestamp::from_second(v.not_after.timestamp()).ok()?,
+    ))
 }
 
 /// The end of a PEM certificate's validity.
@@ -120,7 +144,7 @@ fn current_user(doc: &Value) -> Option<&Value> {
 }
 
 /// The server URL and the CA (base64 PEM) of a kubeconfig's current cluster.
-fn cluster_of(path: &Path) -> Result<(String, String)> {
+pub(crate) fn cluster_of(path: &Path) -> Result<(String, String)> {
     let text = std::fs::read_to_string(path).map_err(|e| kc_error(path, e.to_string()))?;
     let doc: Value = serde_yaml::from_str(&text).map_err(|e| kc_error(path, e.to_string()))?;
     let name = current_context(&doc)
@@ -162,7 +186,11 @@ pub(crate) fn csr_pem(node: &str, key: &rcgen::KeyPair) -> Result<String> {
 
 /// Creates the CertificateSigningRequest and waits on a watch until it is issued (its
 /// certificate, PEM) or refused.
-async fn request_certificate(client: &kube::Client, node: &str, request: &str) -> Result<String> {
+pub(crate) async fn request_certificate(
+    client: &kube::Client,
+    node: &str,
+    request: &str,
+) -> Result<String> {
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     let name = format!("node-csr-{node}-{:08x}", rand::random::<u32>());
     let mut csr = CertificateSigningRequest::default();
@@ -243,7 +271,7 @@ preferences: {{}}
 }
 
 /// Writes `contents` to `path` atomically with mode 0600.
-fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let io = |what: String| move |source| Error::Io { what, source };

@@ -26,6 +26,7 @@ mod metrics;
 pub mod net;
 mod node;
 mod probe;
+mod rotation;
 mod stats;
 mod storage;
 pub mod tokens;
@@ -296,7 +297,7 @@ impl NodeOptions {
         if let Some(bootstrap) = &self.bootstrap_kubeconfig {
             bootstrap::ensure_kubeconfig(bootstrap, &self.kubeconfig, &self.name).await?;
         }
-        let client = client(&self.kubeconfig).await?;
+        let client = rotation::client(&self.kubeconfig, &self.name).await?;
 
         let (want_wasm, want_oci) = wanted_runtimes(&self.runtimes)?;
         let network = Network::new();

@@ -244,6 +244,15 @@ impl Cluster {
         self.push_ready_node(node).await;
     }
 
+    /// Starts a real node `name` whose minted client certificate is valid for `valid_for` only
+    /// (see [`Node::start_with_certificate_valid_for`]) and waits until it is Ready.
+    pub async fn add_node_with_certificate_valid_for(&mut self, name: &str, valid_for: Duration) {
+        let all: Vec<&str> = self.node_args.iter().map(String::as_str).collect();
+        let node = Node::start_with_certificate_valid_for(&self.server, name, valid_for, &all)
+            .expect("skiff node starts");
+        self.push_ready_node(node).await;
+    }
+
     /// Starts a real node `name` that joins through TLS bootstrap with the bootstrap-token
     /// kubeconfig `bootstrap` (see [`Node::start_bootstrapping`]) and waits until it is Ready.
     pub async fn add_bootstrapping_node(&mut self, name: &str, bootstrap: &Path) {

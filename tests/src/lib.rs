@@ -417,20 +417,33 @@ pub fn mint_node_kubeconfig(server: &Server, name: &str, path: &Path) -> Result<
     )
 }
 
+/// How a test node gets its credential.
+enum Credential<'a> {
+    /// A kubeconfig minted with the server's CA, valid for this long.
+    Minted(Duration),
+    /// TLS bootstrap with this bootstrap-token kubeconfig.
+    Bootstrap(&'a Path),
+}
+
 /// Writes to `path` a client-certificate kubeconfig for `user` in `groups`, signed by the
 /// server's CA, valid for a day.
 pub fn mint_kubeconfig(server: &Server, user: &str, groups: &[&str], path: &Path) -> Result<()> {
+    mint_kubeconfig_valid_for(server, user, groups, path, Duration::from_secs(24 * 3600))
+}
+
+/// As [`mint_kubeconfig`], valid for `valid_for` (from five minutes ago, as the CA backdates).
+pub fn mint_kubeconfig_valid_for(
+    server: &Server,
+    user: &str,
+    groups: &[&str],
+    path: &Path,
+    valid_for: Duration,
+) -> Result<()> {
     let pki = server.dir.join("pki");
     let ca = std::fs::read_to_string(pki.join("ca.crt")).context("reading the server's CA")?;
     let ca_key = std::fs::read_to_string(pki.join("ca.key")).context("reading the CA key")?;
     let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    let (cert, key) = skiff_api::pki::client_certificate(
-        &ca,
-        &ca_key,
-        user,
-        &groups,
-        Duration::from_secs(24 * 3600),
-    )?;
+    let (cert, key) = skiff_api::pki::client_certificate(&ca, &ca_key, user, &groups, valid_for)?;
     let text = skiff_api::pki::client_kubeconfig(&server.url, &ca, user, &cert, &key, None);
     skiff_api::pki::write_private(path, text.as_bytes(), 0o600)?;
     Ok(())
@@ -467,7 +480,32 @@ impl Node {
         ingress: bool,
         extra: &[&str],
     ) -> Result<Node> {
-        Self::spawn(server, name, ip, ingress, extra, None)
+        Self::spawn(
+            server,
+            name,
+            ip,
+            ingress,
+            extra,
+            Credential::Minted(Duration::from_secs(24 * 3600)),
+        )
+    }
+
+    /// As `start_with`, with a minted client certificate valid for `valid_for` only (the node
+    /// must rotate it before it expires).
+    pub fn start_with_certificate_valid_for(
+        server: &Server,
+        name: &str,
+        valid_for: Duration,
+        extra: &[&str],
+    ) -> Result<Node> {
+        Self::spawn(
+            server,
+            name,
+            "127.0.0.1",
+            false,
+            extra,
+            Credential::Minted(valid_for),
+        )
     }
 
     /// As `start_with`, joining through TLS bootstrap: the node gets no kubeconfig, only
@@ -478,7 +516,14 @@ impl Node {
         bootstrap: &Path,
         extra: &[&str],
     ) -> Result<Node> {
-        Self::spawn(server, name, "127.0.0.1", false, extra, Some(bootstrap))
+        Self::spawn(
+            server,
+            name,
+            "127.0.0.1",
+            false,
+            extra,
+            Credential::Bootstrap(bootstrap),
+        )
     }
 
     fn spawn(
@@ -487,7 +532,7 @@ impl Node {
         ip: &str,
         ingress: bool,
         extra: &[&str],
-        bootstrap: Option<&Path>,
+        credential: Credential<'_>,
     ) -> Result<Node> {
         let any_port = format!("{ip}:0");
         let mut listen = vec!["--listen", any_port.as_str()];
@@ -507,12 +552,18 @@ impl Node {
         let ready_file = dir.join("node.ready");
         let kubeconfig = dir.join("node.kubeconfig");
         let mut credentials = Vec::new();
-        match bootstrap {
-            Some(file) => credentials.extend([
+        match credential {
+            Credential::Bootstrap(file) => credentials.extend([
                 "--bootstrap-kubeconfig".into(),
                 file.to_path_buf().into_os_string(),
             ]),
-            None => mint_node_kubeconfig(server, name, &kubeconfig)?,
+            Credential::Minted(valid_for) => mint_kubeconfig_valid_for(
+                server,
+                &format!("system:node:{name}"),
+                &["system:nodes"],
+                &kubeconfig,
+                valid_for,
+            )?,
         }
         let child = Command::new(skiff_bin())
             .arg("node")

@@ -334,3 +334,60 @@ async fn the_node_endpoint_admits_the_api_server_and_other_nodes_only() {
     assert_eq!(status, 200, "{body}");
     c.shutdown().await;
 }
+
+/// A node renews its client certificate before it ends, as kubelet's certificate manager: a
+/// certificate of one minute (backdated five, so already past 70% of its lifetime) is replaced
+/// through a CSR the node makes as itself, the kubeconfig is rewritten, and the node keeps
+/// working — its Lease renewed — after the first certificate has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_renews_its_client_certificate_before_it_ends() {
+    let Some(mut c) = Cluster::builder().kubectl().start().await else {
+        return;
+    };
+    let first_end = jiff::Timestamp::now() + Duration::from_secs(60);
+    c.add_node_with_certificate_valid_for("renewer", Duration::from_secs(60))
+        .await;
+    let kubeconfig = c.node("renewer").kubeconfig.clone();
+    let certificate = |path: &Path| {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("client-certificate-data:"))
+            .map(|v| v.trim().to_string())
+    };
+    let first = certificate(&kubeconfig).expect("a client certificate");
+    wait_for("the node to rewrite its kubeconfig", WAIT, || {
+        let renewed = certificate(&kubeconfig).filter(|c| *c != first).map(|_| ());
+        async move { renewed }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", c.node_logs()));
+    let csrs = c.k(&["get", "csr"]);
+    assert!(
+        csrs.lines().any(
+            |l| l.contains("kubernetes.io/kube-apiserver-client-kubelet")
+                && l.contains("system:node:renewer")
+                && l.contains("Approved,Issued")
+        ),
+        "the renewal is a CSR by the node itself:\n{csrs}"
+    );
+
+    // Past the first certificate's end the node still renews its Lease.
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(c.client.clone(), "kube-node-lease");
+    wait_object(
+        &leases,
+        "renewer",
+        "a renewal after the first certificate ended",
+        WAIT,
+        |l| {
+            l.and_then(|l| l.spec.as_ref()?.renew_time.as_ref())
+                .is_some_and(|t| t.0.as_second() > first_end.as_second() + 1)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", c.node_logs()));
+    let (ok, who) = kubectl_as(&c, &kubeconfig, &["auth", "whoami"]);
+    assert!(ok, "{who}");
+    assert!(who.contains("system:node:renewer"), "{who}");
+    c.shutdown().await;
+}

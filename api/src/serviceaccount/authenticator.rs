@@ -109,8 +109,8 @@ pub(crate) fn user_of(claims: &Claims) -> UserInfo {
     }
 }
 
-/// The ServiceAccount and the bound object exist, with the token's uids, and are not being
-/// deleted.
+/// The ServiceAccount and the bound object exist, with the token's uids, and were not deleted
+/// more than the leeway ago.
 async fn check_objects(state: &AppState, claims: &Claims) -> Result<(), String> {
     let k = &claims.kubernetes;
     if claims.sub != user_name(&k.namespace, &k.serviceaccount.name) {
@@ -157,11 +157,46 @@ async fn live(
             reference.name, reference.uid
         ));
     }
-    if objects::is_deleting(&obj) {
+    if deleted_too_long_ago(&obj, jiff::Timestamp::now()) {
         return Err(format!(
-            "{plural} \"{}\" is being deleted; the token has been invalidated",
+            "{plural} \"{}\" was deleted; the token has been invalidated",
             reference.name
         ));
     }
     Ok(())
+}
+
+/// Kubernetes' rule (`pkg/serviceaccount/claims.go`): an object whose `deletionTimestamp` lies
+/// more than the leeway (60 s) in the past invalidates its tokens. A pod's `deletionTimestamp`
+/// is when its grace period ends, so a terminating pod keeps its identity for its shutdown.
+fn deleted_too_long_ago(obj: &Value, now: jiff::Timestamp) -> bool {
+    let Some(deleted) = obj
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+    else {
+        return false;
+    };
+    match deleted.parse::<jiff::Timestamp>() {
+        Ok(at) => at.as_second() < now.as_second() - jwt::LEEWAY_SECONDS as i64,
+        // A timestamp the server did not write: treat the object as gone.
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_terminating_object_keeps_its_tokens_until_the_leeway_after_its_deletion_time() {
+        let now: jiff::Timestamp = "2026-12-06T10:00:00Z".parse().unwrap();
+        let at = |t: &str| json!({"metadata": {"deletionTimestamp": t}});
+        assert!(!deleted_too_long_ago(&json!({"metadata": {}}), now));
+        // A pod in its grace period: deletionTimestamp is in the future.
+        assert!(!deleted_too_long_ago(&at("2026-12-06T10:00:30Z"), now));
+        assert!(!deleted_too_long_ago(&at("2026-12-06T09:59:30Z"), now));
+        assert!(deleted_too_long_ago(&at("2026-12-06T09:58:59Z"), now));
+        assert!(deleted_too_long_ago(&at("yesterday"), now));
+    }
 }

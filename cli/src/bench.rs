@@ -50,6 +50,11 @@ enum BenchWhat {
     ///
     /// Example: skiff bench fairness --flood 400 --seconds 10 --append BENCHMARKS.md
     Fairness(crate::bench_fairness::FairnessBenchArgs),
+    /// Benchmark `kubectl top pods -A`: the `metrics.k8s.io` list over many pods on simulated
+    /// nodes that serve canned summaries, cold and warm.
+    ///
+    /// Example: skiff bench top --nodes 100 --pods 10000 --append BENCHMARKS.md
+    Top(crate::bench_top::TopBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -79,6 +84,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Services(a) => crate::bench_services::run(a).await,
         BenchWhat::Oci(a) => crate::bench_oci::run(a).await,
         BenchWhat::Fairness(a) => crate::bench_fairness::run(a).await,
+        BenchWhat::Top(a) => crate::bench_top::run(a).await,
     }
 }
 

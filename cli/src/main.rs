@@ -12,6 +12,8 @@ mod bench_pods;
 mod bench_scheduler;
 #[cfg(feature = "bench")]
 mod bench_services;
+#[cfg(feature = "bench")]
+mod bench_top;
 mod controllers;
 mod deploy;
 mod kubeconfig;

@@ -159,6 +159,173 @@ pub(super) fn hpa(obj: &Value, errs: &mut Errs) {
             "must be greater than or equal to 1",
         );
     }
+    for (i, m) in arr(spec, "/metrics").iter().enumerate() {
+        hpa_metric(m, &format!("spec.metrics[{i}]"), errs);
+    }
+    for dir in ["scaleUp", "scaleDown"] {
+        if let Some(rules) = spec.pointer(&format!("/behavior/{dir}"))
+            && rules.is_object()
+        {
+            hpa_scaling_rules(rules, &format!("spec.behavior.{dir}"), errs);
+        }
+    }
+}
+
+/// Kubernetes' `validateMetricSpec` for the metric sources the API accepts.
+fn hpa_metric(m: &Value, f: &str, errs: &mut Errs) {
+    const TYPES: &[&str] = &[
+        "ContainerResource",
+        "External",
+        "Object",
+        "Pods",
+        "Resource",
+    ];
+    let ty = s(m, "/type");
+    if ty.is_empty() {
+        errs.required(&format!("{f}.type"), "must specify a metric source type");
+        return;
+    }
+    if !TYPES.contains(&ty) {
+        errs.not_supported(&format!("{f}.type"), ty, TYPES);
+        return;
+    }
+    let key = match ty {
+        "Resource" => "resource",
+        "ContainerResource" => "containerResource",
+        "Pods" => "pods",
+        "Object" => "object",
+        _ => "external",
+    };
+    let Some(src) = m.get(key).filter(|v| v.is_object()) else {
+        errs.required(
+            &format!("{f}.{key}"),
+            "must populate information for the given metric source",
+        );
+        return;
+    };
+    let f = format!("{f}.{key}");
+    if matches!(key, "resource" | "containerResource") {
+        if s(src, "/name").is_empty() {
+            errs.required(&format!("{f}.name"), "must specify a resource name");
+        }
+        if key == "containerResource" && s(src, "/container").is_empty() {
+            errs.required(&format!("{f}.container"), "must specify a container");
+        }
+        let target = src.get("target").unwrap_or(&Value::Null);
+        let utilization = target.get("averageUtilization").filter(|v| !v.is_null());
+        let average = target.get("averageValue").filter(|v| !v.is_null());
+        if utilization.is_none() && average.is_none() {
+            errs.required(
+                &format!("{f}.target.averageUtilization"),
+                "must set either a target raw value or a target utilization",
+            );
+        }
+        if utilization.is_some() && average.is_some() {
+            errs.forbidden(
+                &format!("{f}.target.averageValue"),
+                "may not set both a target raw value and a target utilization",
+            );
+        }
+    }
+    if let Some(target) = src.get("target").filter(|v| v.is_object()) {
+        hpa_metric_target(target, &format!("{f}.target"), errs);
+    }
+}
+
+/// Kubernetes' `validateMetricTarget`.
+fn hpa_metric_target(t: &Value, f: &str, errs: &mut Errs) {
+    let ty = s(t, "/type");
+    if ty.is_empty() {
+        errs.required(&format!("{f}.type"), "must specify a metric target type");
+    }
+    if !["Utilization", "Value", "AverageValue"].contains(&ty) {
+        errs.invalid(
+            &format!("{f}.type"),
+            ty,
+            "must be either Utilization, Value, or AverageValue",
+        );
+    }
+    for field in ["value", "averageValue"] {
+        let Some(q) = t.get(field).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let text = q
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| q.to_string());
+        let positive = skiff_meta::quantity::Quantity::parse(&text)
+            .map(|q| q.milli() > 0)
+            .unwrap_or(false);
+        if !positive {
+            errs.invalid(&format!("{f}.{field}"), &text, "must be positive");
+        }
+    }
+    if let Some(u) = t.get("averageUtilization").and_then(Value::as_i64)
+        && u < 1
+    {
+        errs.invalid(
+            &format!("{f}.averageUtilization"),
+            &u.to_string(),
+            "must be greater than 0",
+        );
+    }
+}
+
+/// Kubernetes' `validateScalingRules`.
+fn hpa_scaling_rules(r: &Value, f: &str, errs: &mut Errs) {
+    if let Some(w) = r.get("stabilizationWindowSeconds").and_then(Value::as_i64) {
+        if w < 0 {
+            errs.invalid(
+                &format!("{f}.stabilizationWindowSeconds"),
+                &w.to_string(),
+                "must be greater than or equal to zero",
+            );
+        } else if w > 3600 {
+            errs.invalid(
+                &format!("{f}.stabilizationWindowSeconds"),
+                &w.to_string(),
+                "must be less than or equal to 3600",
+            );
+        }
+    }
+    if let Some(p) = r.get("selectPolicy").and_then(Value::as_str)
+        && !["Disabled", "Max", "Min"].contains(&p)
+    {
+        errs.not_supported(&format!("{f}.selectPolicy"), p, &["Disabled", "Max", "Min"]);
+    }
+    let policies = r.get("policies");
+    if policies.is_some_and(|p| p.as_array().is_some_and(Vec::is_empty)) {
+        errs.required(&format!("{f}.policies"), "must specify at least one Policy");
+    }
+    for (i, p) in arr(r, "/policies").iter().enumerate() {
+        let pf = format!("{f}.policies[{i}]");
+        let ty = s(p, "/type");
+        if !["Percent", "Pods"].contains(&ty) {
+            errs.not_supported(&format!("{pf}.type"), ty, &["Percent", "Pods"]);
+        }
+        let value = p.get("value").and_then(Value::as_i64).unwrap_or(0);
+        if value <= 0 {
+            errs.invalid(
+                &format!("{pf}.value"),
+                &value.to_string(),
+                "must be greater than zero",
+            );
+        }
+        let period = p.get("periodSeconds").and_then(Value::as_i64).unwrap_or(0);
+        if period <= 0 {
+            errs.invalid(
+                &format!("{pf}.periodSeconds"),
+                &period.to_string(),
+                "must be greater than zero",
+            );
+        } else if period > 1800 {
+            errs.invalid(
+                &format!("{pf}.periodSeconds"),
+                &period.to_string(),
+                "must be less than or equal to 1800",
+            );
+        }
+    }
 }
 
 pub(super) fn ingress(obj: &Value, errs: &mut Errs) {

@@ -1380,3 +1380,76 @@ fn claims_are_validated_and_fixed_once_created() {
         vec!["spec"]
     );
 }
+
+#[test]
+fn hpa_metrics_and_behavior_are_validated_as_kubernetes() {
+    let hpa = kind("autoscaling/v2", "HorizontalPodAutoscaler");
+    let h = json!({"metadata": {"name": "h", "namespace": "d"}, "spec": {
+        "minReplicas": 1, "maxReplicas": 5,
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "metrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}},
+            {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}},
+        ],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 10, "selectPolicy": "Min",
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}}});
+    assert!(validate(hpa, &h, None).is_ok());
+
+    let bad = json!({"metadata": {"name": "h", "namespace": "d"}, "spec": {
+        "minReplicas": 1, "maxReplicas": 5,
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        "metrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 0}}},
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization"}}},
+            {"type": "Nope"},
+            {"type": "Pods"},
+        ],
+        "behavior": {"scaleUp": {"stabilizationWindowSeconds": 3601, "selectPolicy": "Most",
+            "policies": [{"type": "Pods", "value": 0, "periodSeconds": 1801}]}}}});
+    assert_eq!(
+        causes(validate(hpa, &bad, None)),
+        vec![
+            (
+                "FieldValueInvalid".into(),
+                "spec.metrics[0].resource.target.averageUtilization".into(),
+                "Invalid value: 0: must be greater than 0".into()
+            ),
+            (
+                "FieldValueRequired".into(),
+                "spec.metrics[1].resource.target.averageUtilization".into(),
+                "Required value: must set either a target raw value or a target utilization"
+                    .into()
+            ),
+            (
+                "FieldValueNotSupported".into(),
+                "spec.metrics[2].type".into(),
+                "Unsupported value: \"Nope\": supported values: \"ContainerResource\", \"External\", \"Object\", \"Pods\", \"Resource\"".into()
+            ),
+            (
+                "FieldValueRequired".into(),
+                "spec.metrics[3].pods".into(),
+                "Required value: must populate information for the given metric source".into()
+            ),
+            (
+                "FieldValueInvalid".into(),
+                "spec.behavior.scaleUp.stabilizationWindowSeconds".into(),
+                "Invalid value: 3601: must be less than or equal to 3600".into()
+            ),
+            (
+                "FieldValueNotSupported".into(),
+                "spec.behavior.scaleUp.selectPolicy".into(),
+                "Unsupported value: \"Most\": supported values: \"Disabled\", \"Max\", \"Min\"".into()
+            ),
+            (
+                "FieldValueInvalid".into(),
+                "spec.behavior.scaleUp.policies[0].value".into(),
+                "Invalid value: 0: must be greater than zero".into()
+            ),
+            (
+                "FieldValueInvalid".into(),
+                "spec.behavior.scaleUp.policies[0].periodSeconds".into(),
+                "Invalid value: 1801: must be less than or equal to 1800".into()
+            ),
+        ]
+    );
+}

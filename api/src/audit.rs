@@ -188,7 +188,8 @@ impl Policy {
         })
     }
 
-    /// Everything at `Metadata`: the policy without a policy file.
+    /// Everything at `Metadata`, without the `RequestReceived` stage: the policy without a
+    /// policy file.
     pub fn metadata_for_all() -> Policy {
         Policy {
             api_version: "audit.k8s.io/v1".into(),
@@ -203,7 +204,9 @@ impl Policy {
                 non_resource_urls: Vec::new(),
                 omit_stages: Vec::new(),
             }],
-            omit_stages: Vec::new(),
+            // One line per request: the `RequestReceived` stage repeats what
+            // `ResponseComplete` says. A policy file that omits no stage gets both.
+            omit_stages: vec![Stage::RequestReceived],
         }
     }
 
@@ -737,6 +740,59 @@ impl Drop for CompleteOnDrop {
     }
 }
 
+/// Kubernetes' `WithFailedAuthenticationAudit`: a request no authenticator accepted is logged
+/// at the `ResponseStarted` stage with its 401 and an empty user, at the level the policy gives
+/// an anonymous request. Returns the request's audit ID for the response's `Audit-Id`.
+pub(crate) fn failed_authentication(state: &AppState, request: &Request) -> String {
+    let audit_id = header_str(request.headers(), AUDIT_ID_HEADER)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let Some(auditor) = state.audit.as_ref() else {
+        return audit_id;
+    };
+    let path = request.uri().path();
+    let attrs = attributes_of(
+        state,
+        request.method(),
+        path,
+        request.uri().query(),
+        UserInfo::default(),
+    );
+    let (level, omit) = auditor.policy.evaluate(&attrs);
+    if level == Level::None || omit.contains(&Stage::ResponseStarted) {
+        return audit_id;
+    }
+    let now = micro_time(jiff::Timestamp::now());
+    let mut event = Map::new();
+    event.insert("kind".into(), json!("Event"));
+    event.insert("apiVersion".into(), json!("audit.k8s.io/v1"));
+    event.insert("level".into(), json!(level.as_str()));
+    event.insert("auditID".into(), json!(audit_id));
+    event.insert("stage".into(), json!(Stage::ResponseStarted.as_str()));
+    event.insert(
+        "requestURI".into(),
+        json!(request.uri().path_and_query().map_or(path, |p| p.as_str())),
+    );
+    event.insert("verb".into(), json!(attrs.verb));
+    event.insert("user".into(), json!({}));
+    event.insert("sourceIPs".into(), json!(source_ips(request)));
+    if let Some(agent) = header_str(request.headers(), "user-agent") {
+        event.insert("userAgent".into(), json!(agent));
+    }
+    if let Some(object) = &attrs.object {
+        event.insert("objectRef".into(), object_ref_json(object));
+    }
+    event.insert(
+        "responseStatus".into(),
+        json!({"metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401}),
+    );
+    event.insert("requestReceivedTimestamp".into(), json!(now));
+    event.insert("stageTimestamp".into(), json!(now));
+    auditor.emit(&Value::Object(event));
+    audit_id
+}
+
 /// The audit middleware; it runs after authentication, so the request carries its user.
 pub(crate) async fn audit(
     State(state): State<Arc<AppState>>,
@@ -859,6 +915,15 @@ pub(crate) async fn audit(
                 return response;
             }
         }
+    }
+    if !omit.contains(&Stage::RequestReceived) {
+        let mut event = base.clone();
+        event.insert("stage".into(), json!(Stage::RequestReceived.as_str()));
+        event.insert(
+            "stageTimestamp".into(),
+            json!(micro_time(jiff::Timestamp::now())),
+        );
+        auditor.emit(&Value::Object(event));
     }
     let response = next.run(request).await;
     let code = response.status().as_u16();

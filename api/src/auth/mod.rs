@@ -101,11 +101,17 @@ pub(crate) async fn authenticate(
             next.run(request).await
         }
         None => {
+            let audit_id = crate::audit::failed_authentication(&state, &request);
             let mut response = ApiError::unauthorized().into_response();
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"skiff\""),
             );
+            if let Ok(v) = HeaderValue::from_str(&audit_id) {
+                response
+                    .headers_mut()
+                    .insert(crate::audit::AUDIT_ID_HEADER, v);
+            }
             response
         }
     }

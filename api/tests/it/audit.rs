@@ -145,6 +145,24 @@ impl Audited {
             .filter(|e| e["auditID"] == audit_id)
             .collect()
     }
+
+    /// The `ResponseComplete` event of a request whose policy omits no stage, after its
+    /// `RequestReceived` event (which has no response status).
+    async fn completed(&self, audit_id: &str) -> Value {
+        let events = self.events_of(audit_id).await;
+        let stages: Vec<&str> = events
+            .iter()
+            .map(|e| e["stage"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            stages,
+            ["RequestReceived", "ResponseComplete"],
+            "{events:?}"
+        );
+        assert!(events[0].get("responseStatus").is_none(), "{events:?}");
+        assert_eq!(events[0]["requestURI"], events[1]["requestURI"]);
+        events[1].clone()
+    }
 }
 
 fn is_micro_time(v: &Value) -> bool {
@@ -299,7 +317,7 @@ rules:
             Some(json!({"metadata": {"name": "c"}, "data": {"k": "v"}})),
         )
         .await;
-    let e = &api.events_of(&id).await[0];
+    let e = &api.completed(&id).await;
     assert_eq!(e["level"], "RequestResponse");
     assert_eq!(e["requestObject"]["data"]["k"], "v");
     assert_eq!(e["responseObject"]["metadata"]["name"], "c");
@@ -313,7 +331,7 @@ rules:
             Some(json!({"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}})),
         )
         .await;
-    let e = &api.events_of(&id).await[0];
+    let e = &api.completed(&id).await;
     assert_eq!(
         e["level"], "Metadata",
         "secrets match before the create rule"
@@ -328,7 +346,7 @@ rules:
             Some(json!({"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}})),
         )
         .await;
-    let e = &api.events_of(&id).await[0];
+    let e = &api.completed(&id).await;
     assert_eq!(e["level"], "Request");
     assert_eq!(e["requestObject"]["metadata"]["name"], "svc");
     assert!(e.get("responseObject").is_none());
@@ -403,11 +421,10 @@ async fn non_resource_requests_are_logged_by_path() {
     );
     let (code, id) = api.call("alice-token", Method::GET, "/version", None).await;
     assert_eq!(code, 200);
-    let events = api.events_of(&id).await;
+    let event = api.completed(&id).await;
     // /version is public (no user): still logged by path, with an empty user.
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["verb"], "get");
-    assert!(events[0].get("objectRef").is_none());
+    assert_eq!(event["verb"], "get");
+    assert!(event.get("objectRef").is_none());
 }
 
 #[tokio::test]
@@ -435,4 +452,33 @@ async fn a_file_path_is_appended_and_dash_is_standard_output() {
     assert_eq!(event["verb"], "list");
     assert!(AuditSink::path(std::path::Path::new("-")).is_stdout());
     assert!(!AuditSink::path(&path).is_stdout());
+}
+
+/// A request no authenticator accepts is logged with its 401 and an empty user, at the
+/// `ResponseStarted` stage, as Kubernetes' failed-authentication audit does.
+#[tokio::test]
+async fn a_failed_authentication_is_logged_with_its_401() {
+    let api = Audited::new(Policy::metadata_for_all()).await;
+    let (code, id) = api
+        .call(
+            "no-such-token",
+            Method::GET,
+            "/api/v1/namespaces/default/secrets/s",
+            None,
+        )
+        .await;
+    assert_eq!(code, 401);
+    assert!(!id.is_empty(), "the 401 carries its Audit-Id");
+    let events = api.events_of(&id).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["stage"], "ResponseStarted");
+    assert_eq!(e["user"], json!({}));
+    assert_eq!(e["verb"], "get");
+    assert_eq!(e["objectRef"]["resource"], "secrets");
+    assert_eq!(e["objectRef"]["name"], "s");
+    assert_eq!(e["responseStatus"]["code"], 401);
+    assert_eq!(e["responseStatus"]["reason"], "Unauthorized");
+    assert_eq!(e["userAgent"], "audit-test/1.0");
+    assert!(is_micro_time(&e["stageTimestamp"]), "{e}");
 }

@@ -67,6 +67,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .controllers
         .start(&server.kubeconfig_path, &server.url)
         .await?;
+    if controllers.is_some() {
+        // In this process: their metrics are served at the API server's /metrics.
+        server
+            .metrics
+            .add(skiff_controllers::runner::metrics_registry());
+    }
     let mut ready = serde_json::Map::new();
     ready.insert("apiServer".into(), server.url.clone().into());
     ready.insert(

@@ -1,11 +1,12 @@
 //! What every reconciling controller shares: the run wrapper around kube-runtime's `Controller`,
-//! one error policy with per-object exponential back-off, and the clock controllers read.
+//! one error policy with per-object exponential back-off, the clock controllers read, and the
+//! reconcile metrics (`metrics_registry`).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::Resource;
@@ -41,6 +42,9 @@ impl<K: Resource<DynamicType = ()>> Backoff<K> {
     pub fn failed(&self, key: ObjectRef<K>, err: &Error) -> Duration {
         self.total.fetch_add(1, Ordering::Relaxed);
         let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if !m.contains_key(&key) {
+            metrics().retrying(self.name).inc();
+        }
         let n = m.entry(key.clone()).or_insert(0);
         *n = n.saturating_add(1);
         let delay = delay_after(*n);
@@ -52,7 +56,9 @@ impl<K: Resource<DynamicType = ()>> Backoff<K> {
     /// Forgets the failures of `key` (it reconciled).
     pub fn succeeded(&self, key: &ObjectRef<K>) {
         let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        m.remove(key);
+        if m.remove(key).is_some() {
+            metrics().retrying(self.name).dec();
+        }
     }
 
     /// Every failure recorded since the controller started.
@@ -98,7 +104,30 @@ pub async fn run<K, C, F, Fut>(
                 let reconcile = reconcile.clone();
                 async move {
                     let key = ObjectRef::from_obj(obj.as_ref());
-                    let result = reconcile(obj, ctx).await;
+                    let m = metrics();
+                    let working = m.working(name);
+                    let started = Instant::now();
+                    let result = if skiff_telemetry::trace::enabled() {
+                        let span = tracing::info_span!(
+                            "reconcile",
+                            otel.name = %format!("reconcile {name}"),
+                            controller = name,
+                            namespace = key.namespace.as_deref().unwrap_or(""),
+                            name = %key.name,
+                            error = tracing::field::Empty,
+                        );
+                        let result =
+                            tracing::Instrument::instrument(reconcile(obj, ctx), span.clone())
+                                .await;
+                        if let Err(e) = &result {
+                            span.record("error", tracing::field::display(e));
+                        }
+                        result
+                    } else {
+                        reconcile(obj, ctx).await
+                    };
+                    drop(working);
+                    m.reconciled(name, result.is_ok(), started.elapsed());
                     if result.is_ok() {
                         backoff.succeeded(&key);
                     }
@@ -112,6 +141,131 @@ pub async fn run<K, C, F, Fut>(
         )
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// The reconcile metrics of every controller in this process, named as controller-runtime's
+/// (`controller_runtime_reconcile_total{controller,result}`, `…_reconcile_errors_total`,
+/// `…_reconcile_time_seconds`, `…_active_workers`) and client-go's workqueue
+/// (`workqueue_depth{name}`). kube-runtime keeps its queue to itself: the depth counted is the
+/// objects waiting for a retry after a failure plus the reconciles running. Like
+/// kube-controller-manager's, these are the process's: every controller manager in a process
+/// records into the same families.
+struct ControllerMetrics {
+    reconciles: skiff_telemetry::metrics::Family<
+        skiff_telemetry::metrics::Labels<2>,
+        skiff_telemetry::metrics::Counter,
+    >,
+    errors: skiff_telemetry::metrics::Family<
+        skiff_telemetry::metrics::Labels<1>,
+        skiff_telemetry::metrics::Counter,
+    >,
+    seconds: skiff_telemetry::metrics::HistogramFamily<skiff_telemetry::metrics::Labels<1>>,
+    active: skiff_telemetry::metrics::Family<
+        skiff_telemetry::metrics::Labels<1>,
+        skiff_telemetry::metrics::Gauge,
+    >,
+    depth: skiff_telemetry::metrics::Family<
+        skiff_telemetry::metrics::Labels<1>,
+        skiff_telemetry::metrics::Gauge,
+    >,
+}
+
+fn metrics() -> &'static ControllerMetrics {
+    static METRICS: OnceLock<ControllerMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| ControllerMetrics {
+        reconciles: Default::default(),
+        errors: Default::default(),
+        seconds: skiff_telemetry::metrics::histogram_family(
+            skiff_telemetry::metrics::SHORT_SECONDS,
+        ),
+        active: Default::default(),
+        depth: Default::default(),
+    })
+}
+
+/// A reconcile in progress (see `ControllerMetrics::working`).
+struct Working {
+    active: skiff_telemetry::metrics::Gauge,
+    depth: skiff_telemetry::metrics::Gauge,
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.active.dec();
+        self.depth.dec();
+    }
+}
+
+/// A registry of the reconcile metrics of this process's controllers, to serve at a
+/// `/metrics` (the API server's when the controllers run in its process, else
+/// `skiff controllers --metrics-bind-address`).
+pub fn metrics_registry() -> skiff_telemetry::metrics::Registry {
+    let m = metrics();
+    let mut registry = skiff_telemetry::metrics::Registry::default();
+    registry.register(
+        "controller_runtime_reconcile",
+        "Total number of reconciliations per controller",
+        m.reconciles.clone(),
+    );
+    registry.register(
+        "controller_runtime_reconcile_errors",
+        "Total number of reconciliation errors per controller",
+        m.errors.clone(),
+    );
+    registry.register(
+        "controller_runtime_reconcile_time_seconds",
+        "Length of time per reconciliation per controller",
+        m.seconds.clone(),
+    );
+    registry.register(
+        "controller_runtime_active_workers",
+        "Number of currently used workers per controller",
+        m.active.clone(),
+    );
+    registry.register(
+        "workqueue_depth",
+        "Current depth of workqueue: objects waiting for a retry plus reconciles running",
+        m.depth.clone(),
+    );
+    registry
+}
+
+impl ControllerMetrics {
+    /// Counts one reconcile of `controller` as running (and in its queue) until dropped.
+    fn working(&self, controller: &'static str) -> Working {
+        let active = self
+            .active
+            .get_or_create(&[("controller", controller.to_string())])
+            .clone();
+        let depth = self.retrying(controller);
+        active.inc();
+        depth.inc();
+        Working { active, depth }
+    }
+
+    fn retrying(&self, controller: &'static str) -> skiff_telemetry::metrics::Gauge {
+        self.depth
+            .get_or_create(&[("name", controller.to_string())])
+            .clone()
+    }
+
+    fn reconciled(&self, controller: &'static str, ok: bool, took: Duration) {
+        let result = if ok { "success" } else { "error" };
+        self.reconciles
+            .get_or_create(&[
+                ("controller", controller.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+        if !ok {
+            self.errors
+                .get_or_create(&[("controller", controller.to_string())])
+                .inc();
+        }
+        self.seconds
+            .get_or_create(&[("controller", controller.to_string())])
+            .observe_duration(took);
+    }
 }
 
 /// The time controllers read: the system clock, or a fake one tests set and advance.
@@ -175,6 +329,66 @@ mod tests {
         assert_eq!(b.failed(key, &err), Duration::from_secs(1));
         assert_eq!(b.total_failures(), 13);
         assert_eq!(delay_after(u32::MAX), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn reconciles_errors_and_retries_are_exposed_per_controller() {
+        use skiff_telemetry::metrics::{render, sample};
+        let name = "metrics-test";
+        let b = Backoff::<Pod>::new(name);
+        let key = ObjectRef::<Pod>::new("a").within("ns");
+        let m = metrics();
+        {
+            let _working = m.working(name);
+            let text = render(&metrics_registry());
+            let labels = [("controller", name)];
+            assert_eq!(
+                sample(&text, "controller_runtime_active_workers", &labels),
+                Some(1.0)
+            );
+        }
+        m.reconciled(name, true, Duration::from_millis(2));
+        m.reconciled(name, false, Duration::from_millis(2));
+        b.failed(key.clone(), &Error::NotSupported("x".into()));
+        b.failed(key.clone(), &Error::NotSupported("x".into()));
+        let text = render(&metrics_registry());
+        let ctl = [("controller", name)];
+        assert_eq!(
+            sample(
+                &text,
+                "controller_runtime_reconcile_total",
+                &[("controller", name), ("result", "success")]
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "controller_runtime_reconcile_errors_total", &ctl),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "controller_runtime_reconcile_time_seconds_count",
+                &ctl
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&text, "controller_runtime_active_workers", &ctl),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "workqueue_depth", &[("name", name)]),
+            Some(1.0),
+            "one object waits for its retry: {text}"
+        );
+        b.succeeded(&key);
+        let text = render(&metrics_registry());
+        assert_eq!(
+            sample(&text, "workqueue_depth", &[("name", name)]),
+            Some(0.0)
+        );
     }
 
     #[test]

@@ -192,6 +192,9 @@ fn provider(
     service: &str,
     attributes: &[(&'static str, String)],
 ) -> Result<SdkTracerProvider, TraceError> {
+    // reqwest is built here without a crypto provider of its own: the process's default (ring,
+    // as the rest of Skiff's TLS), if none is installed yet.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()

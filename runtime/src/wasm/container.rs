@@ -653,7 +653,8 @@ impl Container {
                 let proxy = match proxy {
                     Some(p) => p,
                     None => {
-                        let span = if skiff_telemetry::trace::enabled() {
+                        // In the request's trace (a probe's request has none).
+                        let span = if traced {
                             tracing::info_span!("instantiate")
                         } else {
                             tracing::Span::none()

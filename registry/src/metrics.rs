@@ -75,7 +75,6 @@ impl RegistryMetrics {
     /// Records one answered request. `handler` is one of distribution's handler names
     /// (`base`, `catalog`, `tags`, `manifest`, `blob`, `blob_upload`, `blob_upload_chunk`,
     /// `referrers`, `metrics`), never the path.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &self,
         handler: &'static str,

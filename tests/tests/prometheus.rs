@@ -2,7 +2,7 @@
 //! CA and the admin token), a node's endpoint directly (the API server's node credential) and
 //! through the API server's `nodes/NAME/proxy/metrics`, and the registry (its token as Basic
 //! credentials). Every target reports `up`, and the named series are there through
-//! Prometheus's query API: the proof that each surface's exposition parses. Skipped with a
+//! Prometheus's query API (the in-process controllers' on the API server's target): the proof that each surface's exposition parses. Skipped with a
 //! printed line when `prometheus` is not installed (`scripts/install-test-deps.sh` installs it).
 
 use std::path::{Path, PathBuf};
@@ -217,6 +217,10 @@ spec:
         (
             r#"apiserver_storage_size_bytes{job="apiserver"}"#,
             "the store's size",
+        ),
+        (
+            r#"controller_runtime_reconcile_total{job="apiserver"}"#,
+            "the in-process controllers' reconciles, on the API server's /metrics",
         ),
         (
             r#"kubelet_running_pods{job="node"}"#,

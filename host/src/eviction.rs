@@ -596,6 +596,13 @@ pub(crate) async fn run(
 ) {
     let period = options.monitoring_period.max(Duration::from_millis(100));
     let max_pod_grace = options.max_pod_grace_period;
+    tracing::info!(
+        capacity = %binary_si(i64::try_from(capacity).unwrap_or(i64::MAX)),
+        hard = ?options.hard.iter().map(|t| t.value.display(capacity)).collect::<Vec<_>>(),
+        soft = ?options.soft.iter().map(|t| t.value.display(capacity)).collect::<Vec<_>>(),
+        period = ?period,
+        "eviction manager started (memory.available)"
+    );
     let mut manager = Manager::new(options, capacity);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

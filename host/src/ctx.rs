@@ -135,6 +135,8 @@ pub(crate) struct NodeCtx {
     pub(crate) host_dns: DnsConfig,
     /// The ServiceAccount tokens of projected volumes.
     pub(crate) tokens: TokenManager,
+    /// The ConfigMaps and Secrets pods' volumes reference, read at most once per TTL.
+    pub(crate) objects: crate::refcache::RefCache,
     /// The node's Prometheus metrics (`crate::metrics`).
     pub(crate) metrics: Arc<crate::metrics::NodeMetrics>,
     /// The eviction manager's condition and its orders to the workers.
@@ -151,6 +153,7 @@ impl NodeCtx {
     ) -> NodeCtx {
         NodeCtx {
             tokens: TokenManager::new(client.clone(), Arc::new(SystemClock)),
+            objects: Default::default(),
             client,
             runtimes,
             services: Arc::new(Table::new(node_name.clone())),

@@ -26,6 +26,7 @@ mod metrics;
 pub mod net;
 mod node;
 mod probe;
+mod refcache;
 mod rotation;
 mod stats;
 mod storage;

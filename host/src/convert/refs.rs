@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::Api;
 
+use crate::refcache::RefCache;
 use crate::tokens::{DEFAULT_EXPIRATION_SECONDS, TokenError, TokenKey, TokenManager};
 
 /// The ConfigMaps and Secrets a pod refers to, as read from the API (`None`: not found), and
@@ -149,11 +150,14 @@ pub(crate) fn referenced(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
     (cms, secrets)
 }
 
-/// Reads the ConfigMaps and Secrets a pod refers to, and has `tokens` give the tokens its
-/// projected volumes ask for (cached ones until they are due for rotation).
+/// Reads the ConfigMaps and Secrets a pod refers to — through the node's `cache` unless `fresh`
+/// (a pod being set up reads fresh) — and has `tokens` give the tokens its projected volumes ask
+/// for (cached ones until they are due for rotation).
 pub(crate) async fn fetch(
     client: &kube::Client,
     tokens: &TokenManager,
+    cache: &RefCache,
+    fresh: bool,
     pod: &Pod,
 ) -> Result<Refs, FetchError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -161,12 +165,12 @@ pub(crate) async fn fetch(
     let mut refs = Refs::default();
     let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     for name in cms {
-        let v = cm_api.get_opt(&name).await?;
+        let v = cache.config_map(&cm_api, ns, &name, fresh).await?;
         refs.config_maps.insert(name, v);
     }
     let s_api: Api<Secret> = Api::namespaced(client.clone(), ns);
     for name in secrets {
-        let v = s_api.get_opt(&name).await?;
+        let v = cache.secret(&s_api, ns, &name, fresh).await?;
         refs.secrets.insert(name, v);
     }
     let service_account = service_account(pod);

@@ -69,7 +69,15 @@ impl Worker {
                 return false;
             }
         };
-        let refs = match convert::fetch(&self.ctx.client, &self.ctx.tokens, &self.pod).await {
+        let refs = match convert::fetch(
+            &self.ctx.client,
+            &self.ctx.tokens,
+            &self.ctx.objects,
+            true,
+            &self.pod,
+        )
+        .await
+        {
             Ok(r) => r,
             Err(e @ FetchError::Read(_)) => {
                 self.sandbox_failed(WorkerError::ContainerCreating(e.to_string()), RETRY, None)
@@ -282,7 +290,15 @@ impl Worker {
             return;
         }
         self.refs_at = Instant::now();
-        let refs = match convert::fetch(&self.ctx.client, &self.ctx.tokens, &self.pod).await {
+        let refs = match convert::fetch(
+            &self.ctx.client,
+            &self.ctx.tokens,
+            &self.ctx.objects,
+            false,
+            &self.pod,
+        )
+        .await
+        {
             Ok(refs) => refs,
             Err(e @ FetchError::Token { .. }) => {
                 // The volume keeps its current files; the token manager retries later.

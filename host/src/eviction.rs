@@ -539,16 +539,18 @@ impl Manager {
 pub(crate) struct Observation {
     /// Bytes the node's pods hold, as their backends measure them.
     pub(crate) pods_bytes: u64,
+    /// The part of it held inside the node process (wasm containers' instances).
+    pub(crate) in_process_bytes: u64,
     /// The node process's resident set.
     pub(crate) process_rss: u64,
 }
 
 impl Observation {
     /// The working set: the pods' memory plus what the node process holds besides them. A
-    /// wasm pod's linear memory lives in the node process, so its resident part is in the
-    /// process's RSS too: it is counted once.
+    /// wasm container's linear memory lives in the node process, so its resident part is in
+    /// the process's RSS too: it is counted once. Linux containers are processes of their own.
     pub(crate) fn working_set(&self) -> u64 {
-        self.pods_bytes + self.process_rss.saturating_sub(self.pods_bytes)
+        self.pods_bytes + self.process_rss.saturating_sub(self.in_process_bytes)
     }
 
     /// `memory.available`: capacity − working set (negative when over).
@@ -573,16 +575,27 @@ pub(crate) fn process_rss() -> u64 {
 }
 
 fn observe(ctx: &NodeCtx) -> Observation {
-    let mut pods_bytes = 0u64;
+    let (mut pods_bytes, mut in_process_bytes) = (0u64, 0u64);
     for b in ctx.runtimes.iter() {
         for id in b.runtime.pods() {
-            if let Some(sb) = b.runtime.pod(&id) {
-                pods_bytes = pods_bytes.saturating_add(sb.usage().memory_bytes);
-            }
+            let Some(sb) = b.runtime.pod(&id) else {
+                continue;
+            };
+            let usage = sb.usage();
+            pods_bytes = pods_bytes.saturating_add(usage.memory_bytes);
+            let linux: u64 = usage
+                .containers
+                .iter()
+                .filter(|c| c.kind == Some(skiff_runtime::ContainerKind::Linux))
+                .map(|c| c.memory_bytes)
+                .sum();
+            in_process_bytes =
+                in_process_bytes.saturating_add(usage.memory_bytes.saturating_sub(linux));
         }
     }
     Observation {
         pods_bytes,
+        in_process_bytes,
         process_rss: process_rss(),
     }
 }
@@ -678,7 +691,17 @@ async fn evict_one(
         let Some(sb) = ctx.sandbox(ns, name) else {
             continue;
         };
-        candidates.push(rank::Candidate::new(pod, sb.usage().memory_bytes));
+        let usage = sb.usage();
+        let per_container: Vec<(String, u64)> = usage
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), c.memory_bytes))
+            .collect();
+        candidates.push(rank::Candidate::new(
+            pod,
+            usage.memory_bytes,
+            &per_container,
+        ));
     }
     let ranked = rank::rank(candidates);
     let Some(victim) = ranked.first() else {

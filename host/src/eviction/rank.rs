@@ -47,9 +47,9 @@ fn memory_of(c: &Container) -> u64 {
 }
 
 impl<'a> Candidate<'a> {
-    /// The pod with its measured usage. The engine measures memory per pod: with one
-    /// container the container's usage is the pod's; with several, the message names none.
-    pub(crate) fn new(pod: &'a Pod, usage: u64) -> Candidate<'a> {
+    /// The pod with its measured usage: the pod's memory, and each container's where the
+    /// backend reports it (`per_container`, by name).
+    pub(crate) fn new(pod: &'a Pod, usage: u64, per_container: &[(String, u64)]) -> Candidate<'a> {
         let spec = pod.spec.clone().unwrap_or_default();
         let sum: u64 = spec.containers.iter().map(memory_of).sum();
         let init = spec
@@ -65,13 +65,28 @@ impl<'a> Candidate<'a> {
             .and_then(|o| o.get("memory"))
             .and_then(|q| skiff_meta::quantity::Quantity::parse(&q.0).ok())
             .map_or(0, |q| u64::try_from(q.value_i64()).unwrap_or(0));
-        let containers = match spec.containers.as_slice() {
-            [only] => vec![ContainerUse {
-                name: only.name.clone(),
-                usage,
-                request: memory_of(only),
-            }],
-            _ => Vec::new(),
+        let containers = if per_container.is_empty() {
+            // No figures per container: a lone container's are the pod's.
+            match spec.containers.as_slice() {
+                [only] => vec![ContainerUse {
+                    name: only.name.clone(),
+                    usage,
+                    request: memory_of(only),
+                }],
+                _ => Vec::new(),
+            }
+        } else {
+            spec.containers
+                .iter()
+                .filter_map(|c| {
+                    let (_, used) = per_container.iter().find(|(n, _)| *n == c.name)?;
+                    Some(ContainerUse {
+                        name: c.name.clone(),
+                        usage: *used,
+                        request: memory_of(c),
+                    })
+                })
+                .collect()
         };
         Candidate {
             pod,

@@ -197,18 +197,54 @@ fn soft_thresholds_act_after_their_grace_period() {
 
 #[test]
 fn the_working_set_counts_in_process_memory_once() {
+    // Wasm pods: their memory is in the node's RSS.
     let o = Observation {
         pods_bytes: 300 * MI,
+        in_process_bytes: 300 * MI,
         process_rss: 400 * MI,
     };
     assert_eq!(o.working_set(), 400 * MI);
     assert_eq!(o.available(1024 * MI), 624 * MI as i64);
     let o = Observation {
         pods_bytes: 300 * MI,
+        in_process_bytes: 300 * MI,
         process_rss: 100 * MI,
     };
     assert_eq!(o.working_set(), 300 * MI);
     assert_eq!(o.available(256 * MI), -(44 * MI as i64));
+    // Linux containers are processes of their own: all of the node's RSS is its own.
+    let o = Observation {
+        pods_bytes: 300 * MI,
+        in_process_bytes: 0,
+        process_rss: 100 * MI,
+    };
+    assert_eq!(o.working_set(), 400 * MI);
+}
+
+#[test]
+fn containers_figures_make_the_message() {
+    let p: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "two", "namespace": "default", "uid": "two"},
+        "spec": {"containers": [
+            {"name": "web", "image": "x", "resources": {"requests": {"memory": "64Mi"}}},
+            {"name": "side", "image": "x", "resources": {"requests": {"memory": "64Mi"}}},
+        ]}
+    }))
+    .expect("pod");
+    let c = Candidate::new(
+        &p,
+        300 * MI,
+        &[("web".into(), 280 * MI), ("side".into(), 20 * MI)],
+    );
+    assert_eq!(c.request, 128 * MI);
+    let m = rank::message("1Gi", 0, &c.containers);
+    assert!(
+        m.ends_with(
+            "Container web was using 280Mi, request is 64Mi, has larger consumption of memory. "
+        ),
+        "{m}"
+    );
+    assert!(!m.contains("side"), "{m}");
 }
 
 fn pod(name: &str, request: Option<&str>, limit: Option<&str>, priority: Option<i32>) -> Pod {
@@ -249,10 +285,10 @@ fn besteffort_goes_first_then_burstable_by_usage_above_requests_then_guaranteed(
     let burstable_big = pod("burstable-big", Some("64Mi"), Some("1Gi"), None);
     let best_effort = pod("best-effort", None, None, None);
     let ranked = rank::rank(vec![
-        Candidate::new(&guaranteed, 250 * MI),
-        Candidate::new(&burstable_small, 100 * MI),
-        Candidate::new(&best_effort, 50 * MI),
-        Candidate::new(&burstable_big, 300 * MI),
+        Candidate::new(&guaranteed, 250 * MI, &[]),
+        Candidate::new(&burstable_small, 100 * MI, &[]),
+        Candidate::new(&best_effort, 50 * MI, &[]),
+        Candidate::new(&burstable_big, 300 * MI, &[]),
     ]);
     // Usage over requests first, by how much; a Guaranteed pod cannot exceed its requests.
     assert_eq!(
@@ -268,9 +304,9 @@ fn besteffort_goes_first_then_burstable_by_usage_above_requests_then_guaranteed(
     assert_eq!(ranked[3].qos, skiff_meta::qos::QosClass::Guaranteed);
     // A BestEffort pod's whole usage is above its (zero) request.
     let ranked = rank::rank(vec![
-        Candidate::new(&guaranteed, 200 * MI),
-        Candidate::new(&burstable_small, 200 * MI),
-        Candidate::new(&best_effort, 200 * MI),
+        Candidate::new(&guaranteed, 200 * MI, &[]),
+        Candidate::new(&burstable_small, 200 * MI, &[]),
+        Candidate::new(&best_effort, 200 * MI, &[]),
     ]);
     assert_eq!(
         names(&ranked),
@@ -283,8 +319,8 @@ fn lower_priority_goes_before_more_usage() {
     let low = pod("low", None, None, Some(0));
     let high = pod("high", None, None, Some(1000));
     let ranked = rank::rank(vec![
-        Candidate::new(&high, 900 * MI),
-        Candidate::new(&low, 10 * MI),
+        Candidate::new(&high, 900 * MI, &[]),
+        Candidate::new(&low, 10 * MI, &[]),
     ]);
     assert_eq!(names(&ranked), ["low", "high"]);
 }
@@ -292,7 +328,7 @@ fn lower_priority_goes_before_more_usage() {
 #[test]
 fn a_limit_without_a_request_is_the_request() {
     let p = pod("g", None, Some("128Mi"), None);
-    let c = Candidate::new(&p, 100 * MI);
+    let c = Candidate::new(&p, 100 * MI, &[]);
     assert_eq!(c.request, 128 * MI);
     assert!(!c.exceeds_requests());
 }

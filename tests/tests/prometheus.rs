@@ -185,7 +185,18 @@ spec:
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", c.node_logs()));
 
+    // The node's /metrics is behind its endpoint's authentication, like every route there.
+    let node = c.node(NODE);
+    let (status, _) = node.request("/metrics", None).expect("the node answers");
+    assert_eq!(status, 401, "no token");
     let token = c.server.token().expect("the admin token");
+    let (status, body) = node
+        .request("/metrics", Some(&token))
+        .expect("the node answers");
+    assert_eq!(
+        status, 403,
+        "a user's token is not the API server's credential: {body}"
+    );
     let ca = c.server.dir.join("pki").join("ca.crt");
     assert!(ca.exists(), "the cluster CA at {}", ca.display());
     let prometheus = Prometheus::start(&binary, &scrape_config(&c, &token, &ca));

@@ -246,6 +246,70 @@ mod tests {
         assert!(super::parse_storage("lots").is_err());
     }
 
+    #[derive(clap::Parser)]
+    struct Eviction {
+        #[command(flatten)]
+        args: super::EvictionArgs,
+    }
+
+    fn eviction(args: &[&str]) -> anyhow::Result<skiff_host::NodeOptions> {
+        use clap::Parser;
+        let parsed = Eviction::try_parse_from(std::iter::once("node").chain(args.iter().copied()))?;
+        let mut opts = skiff_host::NodeOptions::new("/k", "n", "/d");
+        parsed.args.apply(&mut opts)?;
+        Ok(opts)
+    }
+
+    #[test]
+    fn eviction_flags_are_kubelets() {
+        let defaults = eviction(&[]).expect("defaults");
+        assert_eq!(defaults.eviction, skiff_host::EvictionOptions::default());
+        assert_eq!(defaults.memory_capacity, None);
+        let o = eviction(&[
+            "--eviction-hard",
+            "memory.available<1Gi",
+            "--eviction-soft",
+            "memory.available<1500Mi",
+            "--eviction-soft-grace-period",
+            "memory.available=1m30s",
+            "--eviction-max-pod-grace-period",
+            "20",
+            "--eviction-pressure-transition-period",
+            "30s",
+            "--eviction-monitoring-period",
+            "1s",
+            "--system-reserved",
+            "cpu=100m,memory=256Mi",
+            "--memory-capacity",
+            "2Gi",
+        ])
+        .expect("valid flags");
+        let e = &o.eviction;
+        assert_eq!(e.hard[0].value.bytes(0), 1 << 30);
+        assert_eq!(e.soft[0].grace_period, std::time::Duration::from_secs(90));
+        assert_eq!(e.max_pod_grace_period, std::time::Duration::from_secs(20));
+        assert_eq!(
+            e.pressure_transition_period,
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(e.monitoring_period, std::time::Duration::from_secs(1));
+        assert_eq!(e.system_reserved.memory_bytes, 256 << 20);
+        assert_eq!(o.memory_capacity, Some(2 << 30));
+        // Off with an empty value; other signals are not supported; a soft threshold needs
+        // its grace period.
+        assert!(
+            eviction(&["--eviction-hard", ""])
+                .expect("off")
+                .eviction
+                .hard
+                .is_empty()
+        );
+        let e = eviction(&["--eviction-hard", "nodefs.available<10%"]).expect_err("nodefs");
+        assert!(e.to_string().contains("not supported"), "{e}");
+        assert!(eviction(&["--eviction-soft", "memory.available<1Gi"]).is_err());
+        assert!(eviction(&["--system-reserved", "pid=100"]).is_err());
+    }
+
     #[test]
     fn oci_runtime_is_runc_or_crun() {
         assert_eq!(

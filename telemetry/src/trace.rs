@@ -328,6 +328,52 @@ mod tests {
     }
 
     #[test]
+    fn a_span_continues_the_incoming_trace_and_passes_its_own_context_on() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        // This process exports spans (the off test does not depend on it: its spans are not
+        // seen by an OpenTelemetry layer, so they have no context either way).
+        ENABLED.store(true, Ordering::Release);
+        tracing::subscriber::with_default(subscriber, || {
+            let mut incoming = HeaderMap::new();
+            incoming.insert(
+                &TRACEPARENT,
+                HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            );
+            let span = tracing::info_span!("ingress", trace_id = tracing::field::Empty);
+            set_parent_from(&span, &incoming);
+            assert_eq!(
+                trace_id(&span).as_deref(),
+                Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            );
+            let mut out = HeaderMap::new();
+            inject(&span, &mut out);
+            let sent = out.get(&TRACEPARENT).unwrap().to_str().unwrap().to_string();
+            assert!(
+                sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && sent.ends_with("-01"),
+                "{sent}"
+            );
+            assert!(
+                !sent.contains("00f067aa0ba902b7"),
+                "the span's own id: {sent}"
+            );
+            // A call made inside the span carries it on, unless the call has its own context.
+            let mut call = HeaderMap::new();
+            span.in_scope(|| {
+                assert!(in_trace());
+                inject_current_if_absent(&mut call);
+            });
+            assert_eq!(call.get(&TRACEPARENT).unwrap(), sent.as_str());
+            let mut own = incoming.clone();
+            span.in_scope(|| inject_current_if_absent(&mut own));
+            assert_eq!(own.get(&TRACEPARENT), incoming.get(&TRACEPARENT));
+            // Outside any span there is no trace to continue.
+            assert!(!in_trace());
+        });
+    }
+
+    #[test]
     fn headers_round_trip_a_trace_context() {
         let mut headers = HeaderMap::new();
         headers.insert(

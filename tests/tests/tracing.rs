@@ -272,6 +272,34 @@ async fn one_request_through_the_ingress_to_a_frontend_calling_a_backend_on_anot
         chain.iter().any(|s| s.contains(&node_a.name)) && backend.node == node_b.name,
         "{chain:?}"
     );
+
+    let all = spans.lock().unwrap().clone();
+    // The API server's requests (`VERB RESOURCE`) and its controllers' reconciles.
+    let server: Vec<&Received> = all
+        .iter()
+        .filter(|s| s.service == "skiff-apiserver")
+        .collect();
+    assert!(
+        server.iter().any(|s| s.name == "create pods"),
+        "{server:#?}"
+    );
+    assert!(
+        server.iter().any(|s| s.name.starts_with("reconcile ")),
+        "{server:#?}"
+    );
+    // The frontend's start on node-a: one trace, pull, compile and instantiate its children.
+    let start = all
+        .iter()
+        .find(|s| s.node == node_a.name && s.name == "start default/fe app")
+        .unwrap_or_else(|| panic!("the frontend's start: {all:#?}"));
+    for step in ["pull", "compile", "instantiate"] {
+        assert!(
+            all.iter().any(|s| s.name == step
+                && s.parent == start.span_id
+                && s.trace_id == start.trace_id),
+            "{step} under {start:?}: {all:#?}"
+        );
+    }
 }
 
 /// The names of a process's threads.

@@ -309,6 +309,7 @@ async fn an_hpa_scales_a_busy_deployment_up_and_back_down() {
                 bin.display()
             );
         }
+        println!("{}:\n{out}", bin.display());
     }
 
     // The load stops: back to one replica after the short scale-down window.

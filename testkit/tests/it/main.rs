@@ -10,6 +10,7 @@ mod ingress;
 mod kubectl;
 mod local_storage;
 mod node;
+mod node_pressure;
 mod priority_quota;
 mod projected;
 mod reconcilers;

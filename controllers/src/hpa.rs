@@ -994,7 +994,13 @@ fn prune(ctx: &Ctx) {
         .filter_map(|h| h.metadata.uid.clone())
         .collect();
     lock(&ctx.histories).retain(|uid, _| uids.contains(uid));
-    lock(&ctx.recorded).retain(|(uid, _, _), _| uids.contains(uid));
+    let mut recorded = lock(&ctx.recorded);
+    recorded.retain(|(uid, _, _), _| uids.contains(uid));
+    // Messages that carry numbers (rescale failures) make new keys: past a bound, repeats
+    // start new Events rather than the map growing.
+    if recorded.len() > 64 * uids.len().max(1) {
+        recorded.clear();
+    }
 }
 
 /// Syncs every HPA each sync period until aborted (a new HPA is first looked at within one

@@ -2,17 +2,20 @@
 # Fairness with the flood in another process: a real `skiff server` (no controllers), user A
 # floods LISTs of 200 ConfigMaps over 400 keep-alive connections with `wrk` (which, unlike
 # client-go, does not wait out Retry-After), user B GETs one ConfigMap over one connection; prints
-# A's rate and 429s and B's latency percentiles for each --max-requests-inflight given (0 = off).
+# A's rate and 429s and B's latency percentiles for each --max-requests-inflight given (0 = off,
+# `default` = the flag left out: the server's default, the machine's cores).
 #
 # Usage: scripts/bench-fairness-wrk.sh SKIFF [INFLIGHT...]   (needs wrk and kubectl)
-# Example: scripts/bench-fairness-wrk.sh target/release/skiff 0 2 4 16 100
+# Example: scripts/bench-fairness-wrk.sh target/release/skiff 0 default 4 16 100
 set -euo pipefail
 skiff=$1; shift
 for inflight in "${@:-0 4}"; do
   dir=$(mktemp -d /var/tmp/skiff-fairness.XXXXXX)
   printf 'tokenA,alice,u1,"bench"\ntokenB,bob,u2,"bench"\n' > "$dir/tokens.csv"
+  bound=(--max-requests-inflight "$inflight")
+  [ "$inflight" = default ] && bound=()
   "$skiff" server --data-dir "$dir/data" --listen 127.0.0.1:0 --token-auth-file "$dir/tokens.csv" \
-    --max-requests-inflight "$inflight" --no-controllers --no-scheduler \
+    "${bound[@]}" --no-controllers --no-scheduler \
     --ready-file "$dir/ready.json" > "$dir/server.log" 2>&1 &
   until [ -s "$dir/ready.json" ]; do sleep 0.2; done
   pid=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['pid'])" "$dir/ready.json")

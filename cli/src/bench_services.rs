@@ -474,7 +474,11 @@ pub(crate) async fn run(args: ServicesBenchArgs) -> Result<()> {
     let watch_task = tokio::spawn(pods.clone().run(Api::namespaced(client.clone(), NAMESPACE)));
     let mut cluster = Cluster {
         client,
-        token: server.admin_token.clone(),
+        // Node endpoints admit only the API server's own credential, not the admin's token.
+        token: std::fs::read_to_string(dir.join("api/pki/kubelet-client.token"))
+            .context("reading the API server's node credential")?
+            .trim()
+            .to_string(),
         a,
         b,
         http: http_client(),

@@ -703,6 +703,7 @@ async fn evict_one(
             &per_container,
         ));
     }
+    candidates.retain(rank::evictable);
     let ranked = rank::rank(candidates);
     let Some(victim) = ranked.first() else {
         return Ok(false);

@@ -116,6 +116,14 @@ pub(crate) fn compare(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
         .then(b.above_requests().cmp(&a.above_requests()))
 }
 
+/// Kubernetes' `SystemCriticalPriority`: pods at or above it are critical.
+const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
+
+/// Whether the pod may be evicted: kubelet never evicts a critical pod.
+pub(crate) fn evictable(c: &Candidate<'_>) -> bool {
+    c.priority < SYSTEM_CRITICAL_PRIORITY
+}
+
 /// The candidates, the first to evict first.
 pub(crate) fn rank(mut candidates: Vec<Candidate<'_>>) -> Vec<Candidate<'_>> {
     candidates.sort_by(compare);

@@ -326,6 +326,14 @@ fn lower_priority_goes_before_more_usage() {
 }
 
 #[test]
+fn critical_pods_are_never_evicted() {
+    let critical = pod("critical", None, None, Some(2_000_001_000));
+    let user = pod("user", None, None, Some(1_000_000_000));
+    assert!(!rank::evictable(&Candidate::new(&critical, MI, &[])));
+    assert!(rank::evictable(&Candidate::new(&user, MI, &[])));
+}
+
+#[test]
 fn a_limit_without_a_request_is_the_request() {
     let p = pod("g", None, Some("128Mi"), None);
     let c = Candidate::new(&p, 100 * MI, &[]);

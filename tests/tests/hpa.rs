@@ -410,5 +410,32 @@ async fn an_hpa_scales_a_busy_deployment_up_and_back_down() {
     let v1: serde_json::Value = serde_json::from_str(&v1).expect("JSON");
     assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50, "{v1}");
     assert_eq!(v1["spec"]["minReplicas"], 2, "{v1}");
+    // kubectl 1.37's autoscale, admitted by the server (a dry run: the Deployment keeps one HPA).
+    if let Some(bin) = tools::kubectl_137() {
+        let out = ok(&c
+            .server
+            .kubectl(
+                &bin,
+                &[
+                    "autoscale",
+                    "deployment",
+                    "other",
+                    "--name=other137",
+                    "--cpu-percent=60",
+                    "--min=1",
+                    "--max=3",
+                    "--dry-run=server",
+                    "-o",
+                    "json",
+                ],
+            )
+            .expect("kubectl runs"));
+        let made: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        let cpu = match made["apiVersion"].as_str() {
+            Some("autoscaling/v1") => made["spec"]["targetCPUUtilizationPercentage"].clone(),
+            _ => made["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"].clone(),
+        };
+        assert_eq!(cpu, 60, "{made}");
+    }
     c.shutdown().await;
 }

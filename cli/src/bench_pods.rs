@@ -466,7 +466,11 @@ pub(crate) async fn run(args: PodsBenchArgs) -> Result<()> {
         .and_then(|n| n.status?.allocatable?.get("pods").map(|q| q.0.clone()))
         .unwrap_or_else(|| "?".into());
     println!("node allocatable pods: {capacity}");
-    let token = server.admin_token.clone();
+    // The node endpoint admits only the API server's own credential.
+    let token = std::fs::read_to_string(dir.join("api/pki/kubelet-client.token"))
+        .context("reading the API server's node credential")?
+        .trim()
+        .to_string();
     let http = http_client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let running = RunningTimes::default();

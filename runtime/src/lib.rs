@@ -43,8 +43,8 @@ pub use spec::{
     PodSpec, Resources, VolumeSource, VolumeSpec,
 };
 pub use status::{
-    ContainerKind, ContainerState, ContainerUsage, EXIT_KILLED, EXIT_TRAP, PodUsage,
-    ProcessUsage, TerminationReason, process_usage,
+    ContainerKind, ContainerState, ContainerUsage, EXIT_KILLED, EXIT_TRAP, PodUsage, ProcessUsage,
+    TerminationReason, process_usage,
 };
 pub use wasm::{CacheStats, Capacity, Runtime, RuntimeConfig};
 

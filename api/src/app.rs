@@ -77,9 +77,15 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// Whether a path is a non-resource URL served outside `dispatch` (discovery under `/api` and
 /// `/apis` is authorized by `dispatch` once routing tells it from a resource).
 fn non_resource_path(path: &str) -> bool {
-    ["/version", "/openapi", "/.well-known", "/openid", "/metrics"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    [
+        "/version",
+        "/openapi",
+        "/.well-known",
+        "/openid",
+        "/metrics",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
 /// Authorizes a non-resource request of the authenticated user (`Attributes.path`, the method

@@ -23,14 +23,14 @@ mod dispatch;
 pub mod encryption;
 pub mod error;
 pub mod fairness;
-pub mod metrics;
 mod follow;
+pub mod metrics;
 
+pub mod metricsapi;
 pub mod nodeauthz;
 pub mod objects;
 pub mod pki;
 mod rbac;
-pub mod metricsapi;
 mod registry;
 pub mod request;
 mod resource;

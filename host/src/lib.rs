@@ -53,9 +53,9 @@ use tokio::task::JoinHandle;
 
 pub use endpointauth::EndpointAuth;
 pub use error::{Error, Result};
-pub use metrics::NodeMetrics;
 pub use eviction::EvictionOptions;
 pub use images::{OciImages, WasmImages};
+pub use metrics::NodeMetrics;
 pub use node::DEFAULT_LEASE_DURATION_SECONDS;
 pub use storage::StorageOptions;
 

@@ -140,9 +140,19 @@ mod tests {
           "pods":[{"podRef":{"name":"p","namespace":"d","uid":"u"},"containers":[{"name":"c","cpu":{"time":"2026-12-06T00:00:00Z","usageNanoCores":5}}]}]}"#;
         let summary: Summary = serde_json::from_str(text).unwrap();
         assert_eq!(summary.node.node_name, "n1");
-        assert_eq!(summary.node.cpu.as_ref().unwrap().usage_nano_cores, Some(1_500_000));
+        assert_eq!(
+            summary.node.cpu.as_ref().unwrap().usage_nano_cores,
+            Some(1_500_000)
+        );
         assert_eq!(summary.pods[0].pod_ref.uid, "u");
-        assert_eq!(summary.pods[0].containers[0].cpu.as_ref().unwrap().usage_nano_cores, Some(5));
+        assert_eq!(
+            summary.pods[0].containers[0]
+                .cpu
+                .as_ref()
+                .unwrap()
+                .usage_nano_cores,
+            Some(5)
+        );
         let again = serde_json::to_value(&summary).unwrap();
         assert_eq!(again["node"]["memory"]["workingSetBytes"], 1_048_576);
         assert!(again["pods"][0]["containers"][0].get("memory").is_none());

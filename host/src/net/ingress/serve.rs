@@ -283,8 +283,7 @@ fn traced(
     Box::pin(
         async move {
             let resp = fut.await;
-            tracing::Span::current()
-                .record("http.response.status_code", resp.status().as_u16());
+            tracing::Span::current().record("http.response.status_code", resp.status().as_u16());
             resp
         }
         .instrument(span),

@@ -4,7 +4,7 @@
 //! the hard and soft thresholds (`--eviction-hard memory.available<500Mi`, `<10%`; soft ones
 //! after their grace period), reports `MemoryPressure` on the Node (held for the pressure
 //! transition period after the last time a threshold was met) and, while a threshold acts,
-//! evicts one pod per round in kubelet's order ([`rank`]): the pod's worker stops it and
+//! evicts one pod per round in kubelet's order (`rank`): the pod's worker stops it and
 //! reports it `Failed` with reason `Evicted` and kubelet's message, with an `Evicted` Event.
 //!
 //! The `node.kubernetes.io/memory-pressure:NoSchedule` taint follows the condition: the node

@@ -170,9 +170,7 @@ spec:
     }
     let best_effort = wait_for("the BestEffort pod to run", WAIT, || async {
         let p = c.live_pods("default", "app=best-effort").await;
-        p.into_iter()
-            .find(|p| is_ready(p))
-            .and_then(|p| p.metadata.name)
+        p.into_iter().find(is_ready).and_then(|p| p.metadata.name)
     })
     .await
     .expect("the ReplicaSet's pod runs");

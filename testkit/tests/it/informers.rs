@@ -28,6 +28,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
             "Deployment",
             "EndpointSlice",
             "Endpoints",
+            "HorizontalPodAutoscaler",
             "Job",
             "Lease/kube-node-lease",
             "Node",
@@ -57,7 +58,7 @@ async fn informers_are_created_once_per_kind_and_only_for_running_controllers() 
         scheduler: false,
         ..Options::default()
     };
-    none.select("*,-replicaset,-replicationcontroller,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint,-scaletozero,-resourcequota,-csrapproving,-csrsigning,-clusterrole-aggregation,-persistentvolume-binder,-pvc-protection,-pv-protection,-serviceaccount,-root-ca-cert-publisher")
+    none.select("*,-replicaset,-replicationcontroller,-deployment,-garbagecollector,-nodelifecycle,-disruption,-job,-daemonset,-statefulset,-cronjob,-endpointslice,-endpoint,-scaletozero,-resourcequota,-csrapproving,-csrsigning,-clusterrole-aggregation,-persistentvolume-binder,-pvc-protection,-pv-protection,-serviceaccount,-root-ca-cert-publisher,-horizontalpodautoscaling")
         .unwrap();
     assert_eq!(none.controllers.iter().collect::<Vec<_>>(), ["namespace"]);
     assert!(

@@ -5,20 +5,23 @@
 # alternated round by round in one run so the noise of a shared machine falls on both sides.
 # Prints each round and the medians with their ratio.
 #
-# Usage: scripts/bench-usage-accounting.sh [SKIFF] [ROUNDS] [SECONDS]
-# SKIFF needs the benchmarks: `cargo build --release -p skiff --features bench`.
+# Usage: scripts/bench-usage-accounting.sh [SKIFF] [ROUNDS] [SECONDS] [SKIFF_OFF]
+# SKIFF needs the benchmarks: `cargo build --release -p skiff --features bench`. With SKIFF_OFF,
+# the "off" side runs that binary instead — built with
+# `--features bench,skiff-telemetry/compiled-out`, it also has the trace hooks compiled out, so
+# the ratio is the cost of accounting and of the tracing-off instrumentation together.
 set -euo pipefail
-skiff=${1:-target/release/skiff} rounds=${2:-5} seconds=${3:-5}
+skiff=${1:-target/release/skiff} rounds=${2:-5} seconds=${3:-5} skiff_off=${4:-${1:-target/release/skiff}}
 dir=$(mktemp -d /var/tmp/skiff-bench-usage.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 on=() off=()
-rate() { # accounting(on|off): one round's req/s
-  SKIFF_USAGE_ACCOUNTING=$1 "$skiff" bench pods --dir "$dir" --pods 1 --idle 0 --rounds 1 \
+rate() { # accounting(on|off) binary: one round's req/s
+  SKIFF_USAGE_ACCOUNTING=$1 "$2" bench pods --dir "$dir" --pods 1 --idle 0 --rounds 1 \
     --seconds "$seconds" --wasmtime /nonexistent 2>>"$dir/log" |
     sed -n 's/^round 1: skiff node endpoint \([0-9]*\) req\/s.*/\1/p'
 }
 for round in $(seq 1 "$rounds"); do
-  a=$(rate on); b=$(rate off)
+  a=$(rate on "$skiff"); b=$(rate off "$skiff_off")
   [ -n "$a" ] && [ -n "$b" ] || { cat "$dir/log" >&2; echo "a run failed" >&2; exit 1; }
   echo "round $round: accounting on $a req/s, off $b req/s"
   on+=("$a"); off+=("$b")

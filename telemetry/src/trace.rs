@@ -135,7 +135,7 @@ pub fn otlp_configured() -> bool {
 /// Whether spans are exported by this process (the propagation helpers do nothing otherwise).
 #[inline]
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    !cfg!(feature = "compiled-out") && ENABLED.load(Ordering::Relaxed)
 }
 
 /// Installs the global subscriber: logs in `format` on stderr, and the OTLP span exporter when

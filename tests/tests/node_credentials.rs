@@ -12,6 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use base64::Engine as _;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Pod;
 use skiff_tests::fixtures::{answering_pod, is_ready, url_encode};
 use skiff_tests::{Cluster, Node, ok, skiff_bin, wait_for, wait_object};
@@ -354,22 +356,35 @@ async fn a_node_renews_its_client_certificate_before_it_ends() {
             .find_map(|l| l.trim().strip_prefix("client-certificate-data:"))
             .map(|v| v.trim().to_string())
     };
-    let first = certificate(&kubeconfig).expect("a client certificate");
-    wait_for("the node to rewrite its kubeconfig", WAIT, || {
-        let renewed = certificate(&kubeconfig).filter(|c| *c != first).map(|_| ());
-        async move { renewed }
+    // The node may renew before it is even Ready (its certificate starts past 70% of its
+    // lifetime): wait for the CSR it made as itself to be issued, then for its kubeconfig to
+    // hold exactly that certificate.
+    let csrs: kube::Api<CertificateSigningRequest> = kube::Api::all(c.client.clone());
+    let issued = wait_for("the node's renewal CSR to be issued", WAIT, || {
+        let csrs = csrs.clone();
+        async move {
+            csrs.list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|r| {
+                    r.spec.signer_name == "kubernetes.io/kube-apiserver-client-kubelet"
+                        && r.spec.username.as_deref() == Some("system:node:renewer")
+                })
+                .find_map(|r| r.status?.certificate.filter(|cert| !cert.0.is_empty()))
+        }
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", c.node_logs()));
-    let csrs = c.k(&["get", "csr"]);
-    assert!(
-        csrs.lines().any(
-            |l| l.contains("kubernetes.io/kube-apiserver-client-kubelet")
-                && l.contains("system:node:renewer")
-                && l.contains("Approved,Issued")
-        ),
-        "the renewal is a CSR by the node itself:\n{csrs}"
-    );
+    // A kubeconfig's `client-certificate-data` is the PEM certificate in standard base64.
+    let issued = base64::engine::general_purpose::STANDARD.encode(&issued.0);
+    wait_for("the node to write the issued certificate", WAIT, || {
+        let written = certificate(&kubeconfig).filter(|cert| *cert == issued);
+        async move { written.map(|_| ()) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", c.node_logs()));
 
     // Past the first certificate's end the node still renews its Lease.
     let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =

@@ -80,7 +80,8 @@ pub(crate) trait Admission: Sync {
 
 /// The admission chain, in order: namespace lifecycle and LimitRanger first, as Kubernetes, so
 /// every later plugin sees the defaulted pod; priority before quota, so quota scopes see the
-/// pod's class; pod security before quota, so a refused pod is never charged.
+/// pod's class; pod security before quota, so a refused pod is never charged. Quota comes last,
+/// outside the list: what it charges stays held (`quota::Held`) until the write is stored.
 const ADMISSION: &[&dyn Admission] = &[
     &crate::admission::namespace::NamespaceLifecycle,
     &crate::admission::limitranger::LimitRanger,
@@ -90,7 +91,6 @@ const ADMISSION: &[&dyn Admission] = &[
     &crate::admission::defaultstorageclass::DefaultStorageClass,
     &crate::admission::podsecurity::PodSecurity,
     &crate::rbac::escalation::Escalation,
-    &crate::admission::quota::Quota,
 ];
 
 async fn admit(
@@ -99,12 +99,13 @@ async fn admit(
     write: &Write<'_>,
     obj: &mut Value,
     old: Option<&Value>,
-) -> Result<(), ApiError> {
+) -> Result<crate::admission::quota::Held, ApiError> {
     tracing::trace!(?op, user = %write.user.name, kind = write.kind.kind, name = write.name, "write");
     for plugin in ADMISSION {
         plugin.admit(state, op, write, obj, old).await?;
     }
-    Ok(())
+    // Boxed: quota charges through `guaranteed_update`, which admits again.
+    Box::pin(crate::admission::quota::admit(state, op, write, obj, old)).await
 }
 
 /// What a `guaranteed_update` step decides from the object as it is now.
@@ -192,7 +193,9 @@ pub(crate) async fn create(
     strategy::for_kind(kind).prepare_for_create(&mut obj, write.user);
     let taken = alloc::before_create(state, write, &mut obj).await?;
     let written = async {
-        admit(state, Operation::Create, write, &mut obj, None).await?;
+        // Held until the object is stored (or refused), so a quota status write never releases
+        // what this write was charged before the object is there to be counted.
+        let _charged = admit(state, Operation::Create, write, &mut obj, None).await?;
         if write.dry_run {
             return Ok(None);
         }
@@ -287,7 +290,7 @@ async fn store(
     crate::crd::before_write(state, write.kind, &mut obj, Some(old))?;
     let taken = alloc::before_update(state, write, &mut obj, old).await?;
     let written = async {
-        admit(state, Operation::Update, write, &mut obj, Some(old)).await?;
+        let _charged = admit(state, Operation::Update, write, &mut obj, Some(old)).await?;
         if write.dry_run {
             return Ok(None);
         }

@@ -38,6 +38,8 @@ pub struct AppState {
     pub fairness: Option<Arc<crate::fairness::Fairness>>,
     /// The nodes' summaries behind `metrics.k8s.io`, reused for a second.
     pub metrics_api: Arc<crate::metricsapi::SummaryCache>,
+    /// Orders quota charges against status writes that release quota usage.
+    pub(crate) quota_gate: crate::admission::quota::ChargeGate,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             audit: None,
             fairness: None,
             metrics_api: Arc::new(crate::metricsapi::SummaryCache::new()),
+            quota_gate: crate::admission::quota::ChargeGate::default(),
         }
     }
 

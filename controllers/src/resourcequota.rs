@@ -102,7 +102,9 @@ fn k8s_list(list: &ResourceList) -> BTreeMap<String, K8sQuantity> {
 }
 
 /// Recomputes one quota and writes its status when it changed, against the resourceVersion it
-/// was computed from (a concurrent charge by admission makes it start over).
+/// was computed from (a concurrent charge by admission makes it start over). A count that
+/// missed an object charged but not yet stored cannot release it: the API server recounts
+/// what a status write lowers once no charge is in flight (`skiff_api` quota admission).
 pub async fn reconcile(rq: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let namespace = rq.namespace().unwrap_or_default();
     let api: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), &namespace);

@@ -13,6 +13,7 @@ pub mod quantity;
 pub mod quota;
 pub mod selector;
 pub mod stats;
+pub mod wit;
 
 /// The minor version of the Kubernetes API this project speaks (`/version`, discovery); the one
 /// place it is written. The generated patch and protobuf tables name the release they came from

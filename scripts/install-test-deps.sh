@@ -71,3 +71,45 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
+
+# Guest toolchains of the `skiff new` templates (tests/tests/sdk_templates.rs): http-c needs
+# clang-22, wasi-libc, compiler-rt for wasm32, wasm-component-ld (Debian ships it in
+# rust-web-llvm) and wit-bindgen (cargo install, pinned as samples/build.sh pins it; kept in
+# ~/.cargo/bin, so a second run is quick); http-rust needs Debian's rustc-web toolchain;
+# http-python componentize-py (pip, into tests/.venv, ~15 s) and http-js componentize-js (npm,
+# into tests/.venv/js, ~35 s), each pinned.
+need_apt=()
+for pkg in clang-22 lld-22 libclang-rt-22-dev-wasm32 wasi-libc rustc-web cargo-web rust-web-src rust-web-llvm; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "installing Debian packages (guest toolchains): ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+WIT_BINDGEN_VERSION=0.57.1
+WIT_BINDGEN="${CARGO_HOME:-$HOME/.cargo}/bin/wit-bindgen"
+if ! "$WIT_BINDGEN" --version 2>/dev/null | grep -q "^wit-bindgen-cli $WIT_BINDGEN_VERSION"; then
+  echo "installing wit-bindgen-cli $WIT_BINDGEN_VERSION (a few minutes)"
+  (cd / && cargo install --locked --force "wit-bindgen-cli@$WIT_BINDGEN_VERSION")
+fi
+COMPONENTIZE_PY_VERSION=0.25.1
+if ! tests/.venv/bin/componentize-py --version 2>/dev/null | grep -q " $COMPONENTIZE_PY_VERSION$"; then
+  echo "installing componentize-py $COMPONENTIZE_PY_VERSION into tests/.venv"
+  tests/.venv/bin/pip install -q --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
+fi
+COMPONENTIZE_JS_VERSION=0.23.0
+if [ ! -x tests/.venv/bin/componentize-js ] ||
+  ! grep -q "\"version\": \"$COMPONENTIZE_JS_VERSION\"" \
+    tests/.venv/js/node_modules/@bytecodealliance/componentize-js/package.json 2>/dev/null; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "installing componentize-js $COMPONENTIZE_JS_VERSION into tests/.venv/js"
+    mkdir -p tests/.venv/js
+    npm install --prefix tests/.venv/js --no-audit --no-fund --loglevel=error \
+      "@bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION"
+    ln -sf ../js/node_modules/.bin/componentize-js tests/.venv/bin/componentize-js
+  else
+    echo "npm not found: the http-js template's test will be skipped (apt-get install nodejs npm)"
+  fi
+fi

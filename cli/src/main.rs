@@ -17,6 +17,7 @@ mod bench_top;
 mod controllers;
 mod deploy;
 mod kubeconfig;
+mod new;
 mod node;
 mod ready;
 mod registry;
@@ -66,6 +67,10 @@ enum Command {
     ///
     /// Example: skiff deploy hello.wasm --name hello
     Deploy(deploy::DeployArgs),
+    /// Write a starter app: a skiff.toml and one HTTP component's sources in Rust, C, JS or Python.
+    ///
+    /// Example: skiff new hello --template http-c && cd hello && skiff build && skiff deploy
+    New(new::NewArgs),
     /// Push a wasm component to a registry as an OCI artifact.
     ///
     /// Example: skiff push hello.wasm 127.0.0.1:5000/demo/hello:1.0
@@ -123,6 +128,7 @@ fn main() -> std::process::ExitCode {
             Command::Registry(args) => registry::run_registry(args).await,
             Command::Token(args) => token::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
+            Command::New(args) => new::run(args),
             Command::Push(args) => registry::run_push(args).await,
             Command::Pull(args) => registry::run_pull(args).await,
             Command::Kubeconfig(args) => kubeconfig::run(args).await,

@@ -41,6 +41,14 @@ const SAMPLES: &[(&str, &[u8])] = &[
         "samples/frontend:1.0",
         include_bytes!("../../samples/frontend/frontend.wasm"),
     ),
+    (
+        "samples/counter-frontend:1.0",
+        include_bytes!("../../samples/counter/frontend.wasm"),
+    ),
+    (
+        "samples/counter-backend:1.0",
+        include_bytes!("../../samples/counter/backend.wasm"),
+    ),
 ];
 
 #[derive(clap::Args)]

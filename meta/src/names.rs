@@ -92,3 +92,8 @@ pub const NODE_ENDPOINT_AUDIENCE: &str = "skiff.dev/node-endpoint";
 
 /// The ServiceAccount (in `kube-system`) whose node-bound tokens nodes present to each other.
 pub const NODE_ENDPOINT_SERVICE_ACCOUNT: &str = "skiff-node";
+
+/// Pod annotation prefix declaring a container's guest capabilities:
+/// `capabilities.skiff.dev/<container>` = comma-separated WASI packages (`wasi:config`,
+/// `wasi:keyvalue`) the container is given beyond the default interfaces.
+pub const CAPABILITIES_PREFIX: &str = "capabilities.skiff.dev/";

@@ -30,6 +30,19 @@ pub enum Error {
         /// The linker's message, naming the import.
         detail: String,
     },
+    /// The component imports an interface of a capability its container did not declare.
+    #[error(
+        "container {container}: the component imports {import}, which is given only to \
+         containers that declare the capability {capability}"
+    )]
+    UndeclaredCapability {
+        /// Container name.
+        container: String,
+        /// The import, fully qualified (`wasi:keyvalue/store@0.2.0-draft`).
+        import: String,
+        /// The capability to declare.
+        capability: crate::capabilities::Capability,
+    },
     /// Compilation failed (invalid wasm, unsupported feature, resource limits).
     #[error("container {container}: compiling the image failed: {detail}")]
     Compile {

@@ -8,6 +8,7 @@
 //! [`Runtimes`], keyed by RuntimeClass handler. With the `fake` feature, `fake` has a
 //! scriptable backend for testing the node in-process.
 
+mod capabilities;
 mod error;
 mod exec;
 #[cfg(feature = "fake")]
@@ -29,6 +30,9 @@ use std::time::Duration;
 use http::{Request, Response};
 use tokio::sync::watch;
 
+pub use capabilities::{
+    CONFIG_MOUNT_PATH, Capabilities, Capability, KEYVALUE_MOUNT_PATH, UnknownCapability,
+};
 pub use error::{Error, Result};
 pub use exec::{ExecProcess, ExecRequest, TerminalSize};
 pub use image::{ImageService, PulledImage};
@@ -63,6 +67,12 @@ pub trait PodRuntime: Send + Sync {
 
     /// How much this node can hold.
     fn capacity(&self) -> Capacity;
+
+    /// The WIT interfaces (`wasi:keyvalue/store@0.2.0-draft`, …) this backend's components can
+    /// import, as its linker answers; none for a backend that runs no components itself.
+    fn interfaces(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Creates a pod sandbox: its volumes and its place on the network. No container runs yet.
     ///

@@ -165,6 +165,10 @@ pub struct ContainerSpec {
     pub resources: Resources,
     /// Also append the container's log lines to this file (created if missing).
     pub log_file: Option<PathBuf>,
+    /// Guest capabilities declared for this container beyond the default interfaces: an
+    /// image importing an undeclared one is refused with
+    /// [`Error::UndeclaredCapability`](crate::Error::UndeclaredCapability).
+    pub capabilities: crate::Capabilities,
     /// What only a Linux container uses (wasm backends ignore it).
     pub linux: LinuxContainer,
 }

@@ -1,7 +1,7 @@
 //! Pod -> runtime spec: volumes (emptyDir, configMap, secret, hostPath, downwardAPI, projected,
 //! persistentVolumeClaim),
 //! env (`value` with `$(VAR)` expansion, `valueFrom`, `envFrom`, the downward API), mounts,
-//! ports and resources; for Linux containers command and args apart, the security context,
+//! ports, resources and declared capabilities (`capabilities.skiff.dev/<container>`); for Linux containers command and args apart, the security context,
 //! the hostname, the pod network and DNS (`linux.rs`). Failures are messages for the `CreateContainerConfigError` reason.
 //!
 //! `refs.rs` reads the referenced ConfigMaps and Secrets and the projected tokens, `volumes.rs` projects volumes,
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use skiff_runtime::{ContainerSpec, Mount};
+use skiff_runtime::{Capabilities, ContainerSpec, Mount};
 
 pub(crate) use env::{env, expand};
 pub(crate) use linux::{
@@ -100,6 +100,7 @@ pub(crate) fn container_spec(
         .filter_map(|p| u16::try_from(p.container_port).ok())
         .collect();
     let linux = linux_container(pod, c, &vars)?;
+    let capabilities = capabilities(pod, &c.name)?;
     Ok(ContainerSpec {
         name: c.name.clone(),
         args,
@@ -109,6 +110,17 @@ pub(crate) fn container_spec(
         ports,
         resources: resources(c),
         linux,
+        capabilities,
         ..Default::default()
     })
+}
+
+/// The guest capabilities declared for container `name` in the pod annotation
+/// `capabilities.skiff.dev/<name>`.
+fn capabilities(pod: &Pod, name: &str) -> Result<Capabilities, String> {
+    let key = format!("{}{name}", skiff_meta::names::CAPABILITIES_PREFIX);
+    let Some(value) = pod.metadata.annotations.as_ref().and_then(|a| a.get(&key)) else {
+        return Ok(Capabilities::default());
+    };
+    Capabilities::parse(value).map_err(|e| format!("annotation {key}: {e}"))
 }

@@ -153,7 +153,20 @@ impl Worker {
             Some(parent) => tracing::info_span!(parent: &parent, "compile"),
             None => tracing::Span::none(),
         };
-        match tracing::Instrument::instrument(sb.create_container(spec), span).await {
+        let result = tracing::Instrument::instrument(sb.create_container(spec), span).await;
+        // Say where a capability is declared: the runtime knows no pod annotations.
+        let result = result.map_err(|e| match &e {
+            skiff_runtime::Error::UndeclaredCapability {
+                container,
+                capability,
+                ..
+            } => format!(
+                "{e} (declare it in the pod annotation {}{container}: \"{capability}\")",
+                skiff_meta::names::CAPABILITIES_PREFIX
+            ),
+            _ => e.to_string(),
+        });
+        match result {
             Ok(_kind) => {
                 let rx = match sb.watch_container(&name) {
                     Ok(rx) => rx,

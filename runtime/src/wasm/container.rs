@@ -20,9 +20,12 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use super::cache::Compiled;
+use super::config::ConfigFiles;
+use super::keyvalue::KvDb;
 use super::limits::{ContainerMeter, Killed, MemLimiter, Metered, OutOfMemory, RunMeter};
 use super::pod::PodShared;
 use super::state::{Host, Limits, LogOutput, P1Host, PodHooks, configure_store};
+use crate::capabilities::Capabilities;
 use crate::error::{Error, Result};
 use crate::logs::{LogStreamKind, RunLog};
 use crate::network::{BoxError, HttpBody, full_body};
@@ -123,6 +126,43 @@ pub(crate) fn prepare(
             Ok(Prepared::Preview1(pre))
         }
     }
+}
+
+/// Refuses an image importing an interface of a capability its container did not declare,
+/// naming the interface and how to declare it.
+pub(crate) fn check_capabilities(
+    container: &str,
+    prepared: &Prepared,
+    declared: Capabilities,
+    engine: &wasmtime::Engine,
+) -> Result<()> {
+    let component = match prepared {
+        Prepared::Http(pre) => pre.instance_pre().component(),
+        Prepared::Command(pre) => pre.instance_pre().component(),
+        Prepared::Preview1(_) => return Ok(()),
+    };
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    match declared.first_undeclared(imports.iter().map(String::as_str)) {
+        None => Ok(()),
+        Some((import, capability)) => Err(Error::UndeclaredCapability {
+            container: container.to_string(),
+            import: import.to_string(),
+            capability,
+        }),
+    }
+}
+
+/// The capabilities a container was given, resolved on the node.
+#[derive(Clone, Default)]
+pub(crate) struct Granted {
+    /// The host directory behind the container's config mount (`wasi:config` declared).
+    pub(crate) config_dir: Option<std::path::PathBuf>,
+    /// The open keyvalue database (`wasi:keyvalue` declared).
+    pub(crate) keyvalue: Option<Arc<KvDb>>,
 }
 
 /// A preopened directory: host path, guest path, permissions.
@@ -228,6 +268,7 @@ pub(crate) struct Container {
     pub(crate) kind: ContainerKind,
     prepared: Prepared,
     preopens: Vec<Preopen>,
+    granted: Granted,
     pub(crate) state: watch::Sender<ContainerState>,
     logs: Mutex<Logs>,
     /// Serialises start and stop.
@@ -270,7 +311,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Container {
-    pub(crate) fn new(spec: ContainerSpec, prepared: Prepared, preopens: Vec<Preopen>) -> Self {
+    pub(crate) fn new(
+        spec: ContainerSpec,
+        prepared: Prepared,
+        preopens: Vec<Preopen>,
+        granted: Granted,
+    ) -> Self {
         let (state, _) = watch::channel(ContainerState::Waiting {
             reason: "Created".to_string(),
             message: String::new(),
@@ -280,6 +326,7 @@ impl Container {
             spec,
             prepared,
             preopens,
+            granted,
             state,
             logs: Mutex::new(Logs {
                 current: None,
@@ -369,6 +416,8 @@ impl Container {
                 ),
                 meter,
             },
+            config: ConfigFiles::new(self.granted.config_dir.clone()),
+            keyvalue: self.granted.keyvalue.clone(),
         }
     }
 

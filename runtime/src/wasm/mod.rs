@@ -2,8 +2,11 @@
 //! and `wasi:http`, and the pods running on them.
 
 mod cache;
+mod config;
 mod container;
 mod engine;
+mod interfaces;
+mod keyvalue;
 mod limits;
 mod pod;
 mod state;
@@ -47,6 +50,10 @@ pub struct RuntimeConfig {
     pub log_buffer_bytes: usize,
     /// Interval of the epoch ticker (guest preemption and CPU accounting granularity).
     pub epoch_tick: Duration,
+    /// WIT packages or interfaces (`wasi:keyvalue`, `wasi:keyvalue/store`, either with
+    /// `@VERSION`) taken out of the component linker: components importing them do not link,
+    /// and [`Runtime::interfaces`] does not list them.
+    pub disabled_interfaces: Vec<String>,
 }
 
 impl RuntimeConfig {
@@ -61,6 +68,7 @@ impl RuntimeConfig {
             tmpfs_dir: None,
             log_buffer_bytes: 1 << 20,
             epoch_tick: Duration::from_millis(5),
+            disabled_interfaces: Vec::new(),
         }
     }
 }
@@ -71,6 +79,27 @@ fn node_memory() -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Adds the interfaces of the capabilities containers may declare (`wasi:config/store`,
+/// `wasi:keyvalue/{store,atomics,batch}`) to the component linker, each package only if
+/// `enabled(package)` (for example `enabled("wasi:keyvalue")`). A container that does not
+/// declare a capability cannot instantiate an image importing it (see
+/// [`Capabilities`](crate::Capabilities)), although the linker defines it.
+pub(crate) fn add_capabilities_to_linker(
+    linker: &mut wasmtime::component::Linker<Host>,
+    enabled: &dyn Fn(&str) -> bool,
+) -> Result<()> {
+    use crate::capabilities::Capability;
+    if enabled(Capability::Config.package()) {
+        wasmtime_wasi_config::add_to_linker(linker, Host::config_view)
+            .map_err(|e| Error::Engine(format!("linking wasi:config: {e:#}")))?;
+    }
+    if enabled(Capability::KeyValue.package()) {
+        keyvalue::add_to_linker(linker, Host::keyvalue_view)
+            .map_err(|e| Error::Engine(format!("linking wasi:keyvalue: {e:#}")))?;
+    }
+    Ok(())
 }
 
 /// The node's wasm pod runtime. Cheap to clone.
@@ -87,6 +116,8 @@ pub(crate) struct RuntimeInner {
     /// Link-checked images by digest.
     pub(crate) prepared: Mutex<HashMap<cache::Digest32, container::Prepared>>,
     pub(crate) capacity: Capacity,
+    /// The WIT interfaces the component linker provides (probed once, at start).
+    pub(crate) interfaces: Vec<String>,
     pub(crate) config: RuntimeConfig,
     /// The node's pod network (shared with the node's other backends); pods with an IP
     /// register in it.
@@ -171,6 +202,12 @@ impl Runtime {
             .map_err(|e| Error::Engine(format!("linking wasi: {e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| Error::Engine(format!("linking wasi:http: {e:#}")))?;
+        add_capabilities_to_linker(&mut linker, &|package| {
+            !interfaces::package_disabled(&config.disabled_interfaces, package)
+        })?;
+        interfaces::disable(&engine, &mut linker, &config.disabled_interfaces)
+            .map_err(|e| Error::Engine(format!("disabling interfaces: {e:#}")))?;
+        let provided_interfaces = interfaces::provided(&engine, &linker);
         let mut p1_linker = wasmtime::Linker::<P1Host>::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |h| &mut h.wasi)
             .map_err(|e| Error::Engine(format!("linking wasi preview 1: {e:#}")))?;
@@ -236,6 +273,7 @@ impl Runtime {
                 cache,
                 prepared: Mutex::new(HashMap::new()),
                 capacity,
+                interfaces: provided_interfaces,
                 config,
                 network,
                 roots,
@@ -246,6 +284,12 @@ impl Runtime {
                 _tmpfs: OwnedTmpfs(owned),
             }),
         })
+    }
+
+    /// The WIT interfaces (`wasi:http/types@0.2.12`, …) components on this node can import,
+    /// as the component linker answers for each candidate, minus the disabled ones.
+    pub fn interfaces(&self) -> Vec<String> {
+        self.inner.interfaces.clone()
     }
 
     /// What this node can hold.
@@ -314,6 +358,10 @@ impl Runtime {
 impl PodRuntime for Runtime {
     fn handler(&self) -> &str {
         WASM_HANDLER
+    }
+
+    fn interfaces(&self) -> Vec<String> {
+        Runtime::interfaces(self)
     }
 
     fn capacity(&self) -> Capacity {

@@ -11,11 +11,13 @@ use http::{Request, Response};
 use tokio::sync::watch;
 use wasmtime_wasi::FsPerms;
 
-use super::container::{Container, Preopen, prepare};
+use super::container::{Container, Granted, Preopen, check_capabilities, prepare};
+use super::keyvalue::KvDb;
 use super::limits::PodMeter;
 use super::volumes::{PodVolumes, check_name, sub_path_dir};
 use super::{Runtime, RuntimeInner};
 use crate::PodSandbox;
+use crate::capabilities::{CONFIG_MOUNT_PATH, KEYVALUE_MOUNT_PATH};
 use crate::error::{Error, Result};
 use crate::logs::{LogOptions, LogStream};
 use crate::network::HttpBody;
@@ -131,6 +133,28 @@ impl WasmPod {
         self.shared.meter.set_cpu_limit(limit);
     }
 
+    /// Resolves the capabilities a container declared: the host directory of its config mount,
+    /// and its keyvalue database (in its keyvalue mount, else the pod's scratch directory).
+    async fn granted(&self, spec: &ContainerSpec, preopens: &[Preopen]) -> Result<Granted> {
+        let mounted = |guest: &str| {
+            let guest = guest.trim_end_matches('/');
+            preopens
+                .iter()
+                .find(|(_, g, _)| g.trim_end_matches('/') == guest)
+                .map(|(host, _, _)| host.clone())
+        };
+        let mut granted = Granted::default();
+        if spec.capabilities.config {
+            granted.config_dir = mounted(CONFIG_MOUNT_PATH);
+        }
+        if spec.capabilities.keyvalue {
+            let dir = mounted(KEYVALUE_MOUNT_PATH)
+                .unwrap_or_else(|| self.volumes.scratch_dir().join("keyvalue"));
+            granted.keyvalue = Some(blocking(move || KvDb::open(&dir)).await?);
+        }
+        Ok(granted)
+    }
+
     fn preopens(&self, spec: &ContainerSpec) -> Result<Vec<Preopen>> {
         let mut out = Vec::new();
         for m in &spec.mounts {
@@ -233,6 +257,13 @@ impl PodSandbox for WasmPod {
             Ok(prepared)
         })
         .await?;
+        check_capabilities(
+            &spec.name,
+            &prepared,
+            spec.capabilities,
+            &self.shared.rt.engine,
+        )?;
+        let granted = self.granted(&spec, &preopens).await?;
         let kind = prepared.kind();
         if kind != ContainerKind::Http && !spec.ports.is_empty() {
             tracing::debug!(
@@ -250,7 +281,7 @@ impl PodSandbox for WasmPod {
             }
             containers.insert(
                 spec.name.clone(),
-                Arc::new(Container::new(spec, prepared, preopens)),
+                Arc::new(Container::new(spec, prepared, preopens, granted)),
             );
         }
         self.update_cpu_limit();

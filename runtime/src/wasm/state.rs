@@ -17,6 +17,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::config::ConfigFiles;
+use super::keyvalue::{KvDb, KvView};
 use super::limits::{Killed, MemLimiter, RunMeter};
 use crate::PodSandbox;
 use crate::logs::{LogStreamKind, RunLog};
@@ -29,6 +31,25 @@ pub(crate) struct Host {
     pub(crate) http: WasiHttpCtx,
     pub(crate) hooks: PodHooks,
     pub(crate) limits: Limits,
+    /// `wasi:config/store` values (empty unless the container declared `wasi:config`).
+    pub(crate) config: ConfigFiles,
+    /// The `wasi:keyvalue` database (`None` unless the container declared `wasi:keyvalue`).
+    pub(crate) keyvalue: Option<Arc<KvDb>>,
+}
+
+impl Host {
+    /// The `wasi:config` view the linker hands to the config host functions.
+    pub(crate) fn config_view(&mut self) -> wasmtime_wasi_config::WasiConfig<'_> {
+        self.config.view()
+    }
+
+    /// The `wasi:keyvalue` view the linker hands to the keyvalue host functions.
+    pub(crate) fn keyvalue_view(&mut self) -> KvView<'_> {
+        KvView {
+            db: self.keyvalue.as_ref(),
+            table: &mut self.table,
+        }
+    }
 }
 
 /// Store data of preview-1 modules.

@@ -139,6 +139,12 @@ fn is_on_tmpfs(mounts: &str, path: &Path) -> bool {
 }
 
 impl PodVolumes {
+    /// The pod's own scratch directory on the node's disk (state of the pod's capabilities that
+    /// has no volume of its own), deleted with the pod.
+    pub(crate) fn scratch_dir(&self) -> PathBuf {
+        self.owned[0].join("scratch")
+    }
+
     /// Creates the directories of a pod's volumes.
     pub(crate) fn create(roots: &VolumeRoots, pod_id: &str, specs: &[VolumeSpec]) -> Result<Self> {
         check_name("pod id", pod_id)?;

@@ -52,9 +52,24 @@ const FAILED_WAITING: &[&str] = &[
 
 #[derive(clap::Args)]
 pub(crate) struct DeployArgs {
-    /// The HTTP component to deploy (exports wasi:http/incoming-handler).
-    #[arg(required_unless_present = "delete", conflicts_with = "delete")]
+    /// The HTTP component to deploy (exports wasi:http/incoming-handler). Without it, the app
+    /// that ./skiff.toml (or -f FILE) describes is deployed.
+    #[arg(conflicts_with_all = ["delete", "manifest"])]
     file: Option<PathBuf>,
+    /// The app manifest to deploy (default: ./skiff.toml).
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "MANIFEST",
+        conflicts_with = "delete"
+    )]
+    manifest: Option<PathBuf>,
+    /// With a manifest: push the components and print the objects instead of applying them.
+    #[arg(long, conflicts_with = "delete")]
+    dry_run: bool,
+    /// With --dry-run: print the objects as YAML (`kubectl apply -f -` takes it).
+    #[arg(short = 'o', long, value_name = "yaml", requires = "dry_run")]
+    output: Option<String>,
     /// Name of the app: its Deployment, Service and Ingress, and label `app: NAME` (default:
     /// the file's name without `.wasm`).
     #[arg(long)]
@@ -367,6 +382,23 @@ impl Progress {
 }
 
 pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
+    if args.file.is_none() && !args.delete {
+        return crate::app::run_deploy(crate::app::DeployOptions {
+            manifest: args.manifest,
+            dry_run: args.dry_run,
+            output: args.output,
+            kubeconfig: args.kubeconfig,
+            registry: args.registry,
+            registry_token: args.registry_token,
+            ingress: args.ingress,
+            timeout: args.timeout,
+            cache_dir: args.cache_dir,
+        })
+        .await;
+    }
+    if args.dry_run {
+        bail!("--dry-run is supported for an app manifest (skiff.toml), not for a single FILE");
+    }
     let name = match (&args.name, &args.file) {
         (Some(name), _) => name.clone(),
         (None, Some(file)) => name_from_file(file)?,

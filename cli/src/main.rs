@@ -1,5 +1,6 @@
 //! The `skiff` binary: one command for the API server, the registry, nodes and client verbs.
 
+mod app;
 #[cfg(feature = "bench")]
 mod bench;
 #[cfg(feature = "bench")]
@@ -63,14 +64,26 @@ enum Command {
     ///
     /// Example: skiff token create --ttl 2h
     Token(token::TokenArgs),
-    /// Deploy an HTTP component: push it, roll it out behind a Service and an Ingress, print its URL.
+    /// Deploy the app of ./skiff.toml, or one HTTP component: push, apply, roll out, print URLs.
     ///
-    /// Example: skiff deploy hello.wasm --name hello
+    /// Example: skiff deploy (reads ./skiff.toml); skiff deploy hello.wasm --name hello
     Deploy(deploy::DeployArgs),
     /// Write a starter app: a skiff.toml and one HTTP component's sources in Rust, C, JS or Python.
     ///
     /// Example: skiff new hello --template http-c && cd hello && skiff build && skiff deploy
     New(new::NewArgs),
+    /// Build an app: run each component's build command from ./skiff.toml (or -f FILE).
+    ///
+    /// Example: skiff build
+    Build(app::BuildArgs),
+    /// List the apps deployed from a skiff.toml, with their components and URLs.
+    ///
+    /// Example: skiff apps
+    Apps(app::AppsArgs),
+    /// Delete an app deployed from a skiff.toml: every object labelled as part of it.
+    ///
+    /// Example: skiff delete shop
+    Delete(app::DeleteArgs),
     /// Push a wasm component to a registry as an OCI artifact.
     ///
     /// Example: skiff push hello.wasm 127.0.0.1:5000/demo/hello:1.0
@@ -129,6 +142,9 @@ fn main() -> std::process::ExitCode {
             Command::Token(args) => token::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
             Command::New(args) => new::run(args),
+            Command::Build(args) => app::run_build(args).await,
+            Command::Apps(args) => app::run_apps(args).await,
+            Command::Delete(args) => app::run_delete(args).await,
             Command::Push(args) => registry::run_push(args).await,
             Command::Pull(args) => registry::run_pull(args).await,
             Command::Kubeconfig(args) => kubeconfig::run(args).await,

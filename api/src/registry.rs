@@ -90,6 +90,7 @@ const ADMISSION: &[&dyn Admission] = &[
     &crate::admission::priority::Priority,
     &crate::admission::defaultstorageclass::DefaultStorageClass,
     &crate::admission::podsecurity::PodSecurity,
+    &crate::admission::wit::WitImports,
     &crate::rbac::escalation::Escalation,
 ];
 

@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics_api: Arc<crate::metricsapi::SummaryCache>,
     /// Orders quota charges against status writes that release quota usage.
     pub(crate) quota_gate: crate::admission::quota::ChargeGate,
+    /// Looks pod images' WIT imports up in the cluster's registry (admission).
+    pub(crate) wit: Arc<crate::admission::wit::WitResolver>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             fairness: None,
             metrics_api: Arc::new(crate::metricsapi::SummaryCache::new()),
             quota_gate: crate::admission::quota::ChargeGate::default(),
+            wit: Arc::default(),
         }
     }
 

@@ -50,6 +50,11 @@ pub(crate) struct NodeArgs {
     /// addresses (253 for the default /24).
     #[arg(long)]
     max_pods: Option<u32>,
+    /// Take a WIT package or interface out of the wasm runtime (repeatable): `wasi:keyvalue`,
+    /// `wasi:keyvalue/store`, either with `@VERSION`. Components importing it do not link here,
+    /// and the Node's `skiff.dev/interfaces` annotation (which the scheduler reads) omits it.
+    #[arg(long = "disable-interface", value_name = "PKG", value_parser = parse_interface)]
+    disable_interface: Vec<String>,
     /// Seconds the node's Lease stays valid; it is renewed every quarter of this (as kubelet's
     /// flag of the same name).
     #[arg(long, default_value_t = skiff_host::DEFAULT_LEASE_DURATION_SECONDS, value_parser = clap::value_parser!(u32).range(1..=3600))]
@@ -196,6 +201,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.registry_token = args.registry_token;
     config.allow_file_images = args.allow_file_images;
     config.max_pods = args.max_pods;
+    config.disabled_interfaces = args.disable_interface;
     config.lease_duration_seconds = args.node_lease_duration_seconds;
     config.ingress_listen = args.ingress_listen;
     config.ingress_tls_listen = args.ingress_tls_listen;
@@ -318,4 +324,9 @@ mod tests {
         );
         assert!(super::parse_oci_runtime("youki").is_err());
     }
+}
+
+/// `--disable-interface`: a WIT package or interface name.
+fn parse_interface(s: &str) -> Result<String, String> {
+    skiff_meta::wit::check_pattern(s).map(|()| s.to_string())
 }

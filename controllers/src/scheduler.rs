@@ -23,6 +23,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::Notify;
 
 use crate::util;
+use skiff_meta::wit;
 
 mod volumes;
 
@@ -147,6 +148,9 @@ struct NodeInfo {
     used_mem: i64,
     used_pods: i64,
     ports: HashSet<(String, i32)>,
+    /// The WIT interfaces the node advertises (`skiff.dev/interfaces`); `None` when it does
+    /// not say, and then it is not filtered by interface.
+    interfaces: Option<Vec<String>>,
 }
 
 impl NodeInfo {
@@ -170,6 +174,7 @@ impl NodeInfo {
                 .and_then(|q| quantity(q, util::whole_units))
                 .unwrap_or(110),
             unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
+            interfaces: node_interfaces(&node),
             node,
             used_cpu: 0,
             used_mem: 0,
@@ -329,6 +334,7 @@ impl State {
             Some(old) => {
                 let changed = old.node.metadata.labels != info.node.metadata.labels
                     || old.node.spec != info.node.spec
+                    || old.interfaces != info.interfaces
                     || (old.alloc_cpu, old.alloc_mem, old.alloc_pods)
                         != (info.alloc_cpu, info.alloc_mem, info.alloc_pods);
                 info.used_cpu = old.used_cpu;
@@ -519,6 +525,41 @@ fn placed_of(pod: &Pod, node: String) -> Placed {
     }
 }
 
+/// The interfaces a Node advertises in `skiff.dev/interfaces`; an unreadable value advertises
+/// nothing (and is logged), so such a node gets no pod that imports anything.
+fn node_interfaces(node: &Node) -> Option<Vec<String>> {
+    let value = node
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(wit::NODE_INTERFACES)?;
+    Some(wit::parse_list(value).unwrap_or_else(|e| {
+        tracing::warn!(node = node.metadata.name.as_deref().unwrap_or(""), error = %e, "unreadable {} annotation", wit::NODE_INTERFACES);
+        Vec::new()
+    }))
+}
+
+/// The WIT imports of every container of the pod, as the API server recorded them in
+/// `skiff.dev/imports` at create; none when it did not (an image it could not inspect).
+fn pod_imports(pod: &Pod) -> Vec<String> {
+    let Some(value) = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(wit::POD_IMPORTS))
+    else {
+        return Vec::new();
+    };
+    let mut imports: Vec<String> = wit::parse_pod_imports(value)
+        .unwrap_or_default()
+        .into_values()
+        .flatten()
+        .collect();
+    imports.sort();
+    imports.dedup();
+    imports
+}
+
 /// Why a node was rejected, worded as kube-scheduler does; mostly static text.
 type Reason = Cow<'static, str>;
 
@@ -539,6 +580,8 @@ struct PodCtx<'a> {
     spread: Vec<SpreadCounts<'a>>,
     /// What the pod's claims ask of a node.
     volumes: volumes::PodVolumes<'a>,
+    /// The WIT interfaces its containers import.
+    imports: Vec<String>,
 }
 
 struct OwnerSpread<'a> {
@@ -580,6 +623,26 @@ impl<'a> PodCtx<'a> {
                 st.nodes.len()
             )
         })?;
+        let imports = pod_imports(pod);
+        // An interface no node provides: no node can ever run the pod until one does.
+        let unknown: Vec<&str> = imports
+            .iter()
+            .filter(|i| {
+                st.nodes.values().all(|n| {
+                    n.interfaces
+                        .as_ref()
+                        .is_some_and(|have| !wit::provides(have, i))
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "0/{} nodes provide {}. preemption: not supported.",
+                st.nodes.len(),
+                unknown.join(", ")
+            ));
+        }
         let tolerations: Vec<&Toleration> = spec
             .and_then(|s| s.tolerations.as_ref())
             .into_iter()
@@ -636,6 +699,7 @@ impl<'a> PodCtx<'a> {
             owner,
             spread,
             volumes,
+            imports,
         })
     }
 }
@@ -685,6 +749,12 @@ fn node_fit(info: &NodeInfo, ctx: &PodCtx<'_>) -> Result<(), Reason> {
             && sel.iter().any(|(k, v)| labels.get(k) != Some(v))
         {
             return Err(AFFINITY_MISMATCH.into());
+        }
+    }
+    if let Some(have) = &info.interfaces {
+        let missing = wit::missing(have, &ctx.imports);
+        if !missing.is_empty() {
+            return Err(format!("node(s) didn't provide {}", missing.join(", ")).into());
         }
     }
     if let Some(taint) = info.taints().find(|t| {

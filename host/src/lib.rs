@@ -21,6 +21,7 @@ mod events;
 pub mod eviction;
 mod exec;
 mod images;
+mod interfaces;
 mod listener;
 mod metrics;
 pub mod net;
@@ -226,6 +227,9 @@ pub struct NodeOptions {
     pub allow_file_images: bool,
     /// The most pods this node accepts (default: the runtime's default).
     pub max_pods: Option<u32>,
+    /// WIT packages or interfaces taken out of the wasm backend's linker (`wasi:keyvalue`,
+    /// `wasi:keyvalue/store`, either with `@VERSION`); checked by `skiff_meta::wit::check_pattern`.
+    pub disabled_interfaces: Vec<String>,
     /// Seconds the node's Lease is valid; renewed every quarter of it.
     pub lease_duration_seconds: u32,
     /// Service hops a request may take before the router answers 508 Loop Detected.
@@ -275,6 +279,7 @@ impl NodeOptions {
             registry_token: None,
             allow_file_images: false,
             max_pods: None,
+            disabled_interfaces: Vec::new(),
             lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
             hop_limit: skiff_meta::names::HOP_LIMIT_DEFAULT,
             ingress_listen: None,
@@ -310,6 +315,10 @@ impl NodeOptions {
             if let Some(m) = self.max_pods {
                 rt_config.max_pods = m;
             }
+            for p in &self.disabled_interfaces {
+                skiff_meta::wit::check_pattern(p).map_err(Error::Config)?;
+            }
+            rt_config.disabled_interfaces = self.disabled_interfaces.clone();
             let wasm_network = network.clone();
             let runtime =
                 tokio::task::spawn_blocking(move || Runtime::new(rt_config, wasm_network))
@@ -628,6 +637,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             .map(|b| b.runtime.capacity().pods)
             .fold(0u32, u32::saturating_add),
         runtimes: config.runtimes.handlers(),
+        interfaces: interfaces::of(&config.runtimes),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1),

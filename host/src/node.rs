@@ -17,6 +17,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use skiff_meta::names::RUNTIME_LABEL;
+use skiff_meta::wit::NODE_INTERFACES;
 
 /// The namespace of node leases.
 pub(crate) const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -48,6 +49,8 @@ pub(crate) struct NodeFacts {
     pub(crate) lease_duration_seconds: u32,
     /// The handlers of the node's backends, sorted.
     pub(crate) runtimes: Vec<String>,
+    /// The WIT interfaces the backends provide (the `skiff.dev/interfaces` annotation).
+    pub(crate) interfaces: Vec<String>,
     /// The backends' own conditions (`OCIRuntimeReady`).
     pub(crate) conditions: Vec<crate::RuntimeCondition>,
     /// What allocatable leaves out of capacity (reservations and the hard eviction threshold).
@@ -304,10 +307,13 @@ pub(crate) async fn register(
         metadata: ObjectMeta {
             name: Some(f.name.clone()),
             labels: Some(labels(f)),
-            annotations: Some(BTreeMap::from([(
-                "node.alpha.kubernetes.io/ttl".to_string(),
-                "0".to_string(),
-            )])),
+            annotations: Some(BTreeMap::from([
+                ("node.alpha.kubernetes.io/ttl".to_string(), "0".to_string()),
+                (
+                    NODE_INTERFACES.to_string(),
+                    crate::interfaces::annotation(&f.interfaces),
+                ),
+            ])),
             ..Default::default()
         },
         spec: Some(NodeSpec {
@@ -320,7 +326,10 @@ pub(crate) async fn register(
     let stored = match api.create(&PostParams::default(), &node).await {
         Ok(n) => n,
         Err(kube::Error::Api(e)) if e.code == 409 => {
-            let mut patch = json!({"metadata": {"labels": labels(f)}});
+            let mut patch = json!({"metadata": {
+                "labels": labels(f),
+                "annotations": {NODE_INTERFACES: crate::interfaces::annotation(&f.interfaces)},
+            }});
             if let Some(cidr) = &f.pod_cidr {
                 patch["spec"] = json!({"podCIDR": cidr, "podCIDRs": [cidr]});
             }
@@ -455,6 +464,7 @@ mod tests {
             started: jiff::Timestamp::UNIX_EPOCH,
             lease_duration_seconds: 40,
             runtimes: runtimes.iter().map(|h| h.to_string()).collect(),
+            interfaces: Vec::new(),
             conditions: Vec::new(),
             reserved: crate::eviction::Reserved::default(),
             eviction: Default::default(),

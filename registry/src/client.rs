@@ -6,6 +6,7 @@
 //! network. Image pulls keep the layer blobs as they are (compressed tars) for the container
 //! backend to unpack later ([`PulledImage::layers`], [`RegistryClient::cached_image`]).
 
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -377,10 +378,25 @@ impl RegistryClient {
     }
 
     /// Pushes a wasm component (or core module) to `reference` as a CNCF wasm artifact and
-    /// returns the manifest digest.
+    /// returns the manifest digest. A component's world is recorded as the manifest annotations
+    /// [`wasm::IMPORTS_ANNOTATION`] and [`wasm::EXPORTS_ANNOTATION`].
     pub async fn push_wasm(&self, reference: &str, wasm_bytes: Bytes) -> Result<Pushed> {
+        self.push_wasm_annotated(reference, wasm_bytes, BTreeMap::new())
+            .await
+    }
+
+    /// [`push_wasm`](Self::push_wasm) with more manifest annotations (`extra`; the world
+    /// annotations cannot be overridden).
+    pub async fn push_wasm_annotated(
+        &self,
+        reference: &str,
+        wasm_bytes: Bytes,
+        extra: BTreeMap<String, String>,
+    ) -> Result<Pushed> {
         let r = parse_reference(reference)?;
         let config = wasm::config_for(&wasm_bytes)?;
+        let mut annotations: HashMap<String, String> = extra.into_iter().collect();
+        annotations.extend(wasm::world_annotations(&config));
         let config_bytes = Bytes::from(serde_json::to_vec(&config)?);
         let config_digest = Digest::sha256_of(&config_bytes);
         let layer_digest = Digest::sha256_of(&wasm_bytes);
@@ -407,6 +423,7 @@ impl RegistryClient {
             .media_type(MediaType::ImageManifest)
             .config(config_desc)
             .layers(vec![layer_desc])
+            .annotations(annotations)
             .build()
             .map_err(build)?;
         let manifest_bytes = Bytes::from(serde_json::to_vec(&manifest)?);
@@ -496,6 +513,22 @@ impl RegistryClient {
             media_type: view.media_type,
             bytes,
         })
+    }
+
+    /// The digest and annotations of the manifest `reference` names (for an index, its own
+    /// annotations). By digest, a cached manifest is read without network.
+    pub async fn manifest_annotations(
+        &self,
+        reference: &str,
+    ) -> Result<(Digest, BTreeMap<String, String>)> {
+        #[derive(serde::Deserialize)]
+        struct Annotated {
+            #[serde(default)]
+            annotations: Option<BTreeMap<String, String>>,
+        }
+        let m = self.pull_manifest(reference).await?;
+        let a: Annotated = serde_json::from_slice(&m.bytes)?;
+        Ok((m.digest, a.annotations.unwrap_or_default()))
     }
 
     /// Makes sure blob `desc` of repository `r` is cached and returns its path.

@@ -162,6 +162,24 @@ pub fn config_for(bytes: &[u8]) -> Result<WasmConfig, WasmError> {
     })
 }
 
+/// Manifest annotation: a component's imports, a JSON array of names
+/// (`skiff_meta::wit::IMPORTS_ANNOTATION`).
+pub const IMPORTS_ANNOTATION: &str = "dev.skiff.wit.imports";
+/// Manifest annotation: a component's exports, a JSON array of names.
+pub const EXPORTS_ANNOTATION: &str = "dev.skiff.wit.exports";
+
+/// The manifest annotations recording a component's world (none for a core module).
+pub fn world_annotations(config: &WasmConfig) -> Vec<(String, String)> {
+    let Some(c) = &config.component else {
+        return Vec::new();
+    };
+    let list = |names: &[String]| serde_json::to_string(names).unwrap_or_else(|_| "[]".into());
+    vec![
+        (IMPORTS_ANNOTATION.to_string(), list(&c.imports)),
+        (EXPORTS_ANNOTATION.to_string(), list(&c.exports)),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +198,19 @@ mod tests {
         assert_eq!(c.imports, vec!["wasi:cli/stdout@0.2.0"]);
         assert_eq!(c.exports, vec!["wasi:cli/run@0.2.0"]);
         assert_eq!(c.target.as_deref(), Some("wasi:cli/command@0.2.0"));
+        assert_eq!(
+            world_annotations(&cfg),
+            [
+                (
+                    IMPORTS_ANNOTATION.into(),
+                    r#"["wasi:cli/stdout@0.2.0"]"#.into()
+                ),
+                (
+                    EXPORTS_ANNOTATION.into(),
+                    r#"["wasi:cli/run@0.2.0"]"#.into()
+                )
+            ]
+        );
         let json = serde_json::to_value(config_for(&wasm).unwrap()).unwrap();
         assert_eq!(json["architecture"], "wasm");
         assert!(

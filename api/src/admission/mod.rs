@@ -11,6 +11,7 @@ pub(crate) mod podsecurity;
 pub(crate) mod priority;
 pub(crate) mod quota;
 pub(crate) mod serviceaccount;
+pub(crate) mod wit;
 
 use serde_json::Value;
 use skiff_kinds::Kind;

@@ -630,7 +630,7 @@ async fn push_component(
     app: &App,
     component: &str,
 ) -> Result<String, skiff_registry::ClientError> {
-    let _annotations = BTreeMap::from([
+    let annotations = BTreeMap::from([
         (
             crate::SOURCE_DIGEST_ANNOTATION.to_string(),
             skiff_registry::Digest::sha256_of(&wasm).to_string(),
@@ -644,7 +644,9 @@ async fn push_component(
             format!("{}/{component}", app.name()),
         ),
     ]);
-    let pushed = client.push_wasm(reference, wasm.into()).await?;
+    let pushed = client
+        .push_wasm_annotated(reference, wasm.into(), annotations)
+        .await?;
     Ok(pushed.pinned)
 }
 

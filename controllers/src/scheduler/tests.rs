@@ -371,3 +371,60 @@ fn describe(d: &Decision) -> String {
         Decision::Bind(n) | Decision::SelectNode(n, _) => format!("node {n}"),
     }
 }
+
+fn with_interfaces(mut n: Node, interfaces: &[&str]) -> Node {
+    n.metadata.annotations.get_or_insert_default().insert(
+        wit::NODE_INTERFACES.to_string(),
+        serde_json::to_string(interfaces).unwrap(),
+    );
+    n
+}
+
+fn importing(mut p: Pod, imports: &[&str]) -> Pod {
+    p.metadata.annotations.get_or_insert_default().insert(
+        wit::POD_IMPORTS.to_string(),
+        serde_json::json!({"c": imports}).to_string(),
+    );
+    p
+}
+
+#[test]
+fn pods_go_only_to_nodes_providing_every_import() {
+    const KV: &str = "wasi:keyvalue/store@0.2.0-draft";
+    let mut st = state(vec![
+        with_interfaces(node("a", "z1", "1Gi", false), &["wasi:cli/stdout@0.2.12"]),
+        with_interfaces(node("b", "z2", "1Gi", false), &["wasi:cli/stdout@0.2.12"]),
+    ]);
+    let p = importing(pod("p", "1Mi", None), &[KV, "wasi:cli/stdout@0.2.0"]);
+    match decide(&mut st, &p) {
+        Decision::Unschedulable(msg) => assert_eq!(
+            msg,
+            format!("0/2 nodes provide {KV}. preemption: not supported.")
+        ),
+        other => panic!("scheduled: {}", describe(&other)),
+    }
+    // A node that provides it, but is full: the per-node reasons, kube-scheduler's shape.
+    let full = with_interfaces(
+        node("c", "z3", "1Ki", false),
+        &[KV, "wasi:cli/stdout@0.2.12"],
+    );
+    st.nodes.insert("c".into(), NodeInfo::new(Arc::new(full)));
+    match decide(&mut st, &p) {
+        Decision::Unschedulable(msg) => assert_eq!(
+            msg,
+            format!(
+                "0/3 nodes are available: 1 Insufficient memory, 2 node(s) didn't provide {KV}. preemption: not supported."
+            )
+        ),
+        other => panic!("scheduled: {}", describe(&other)),
+    }
+    // A node that says nothing is not filtered by interface.
+    st.nodes.insert(
+        "d".into(),
+        NodeInfo::new(Arc::new(node("d", "z4", "1Gi", false))),
+    );
+    match decide(&mut st, &p) {
+        Decision::Bind(n) => assert_eq!(n, "d"),
+        other => panic!("not bound to d: {}", describe(&other)),
+    }
+}

@@ -9,6 +9,7 @@
 //! whether the cached set is current (for any other kind of directory the files are read on
 //! every call).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
@@ -20,8 +21,11 @@ pub(crate) struct ConfigFiles {
     dir: Option<PathBuf>,
     /// The `..data` target the cached values were read from.
     stamp: Option<PathBuf>,
-    /// Whether `vars` was read at least once.
+    /// Whether the values were read at least once.
     loaded: bool,
+    /// The values, as read.
+    values: BTreeMap<String, String>,
+    /// The same, as wasmtime-wasi-config takes them.
     vars: WasiConfigVariables,
 }
 
@@ -46,7 +50,12 @@ impl ConfigFiles {
         if self.loaded && stamp.is_some() && stamp == self.stamp {
             return;
         }
-        self.vars = read_values(dir);
+        self.values = read_values(dir);
+        self.vars = self
+            .values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         self.stamp = stamp;
         self.loaded = true;
     }
@@ -54,8 +63,8 @@ impl ConfigFiles {
 
 /// The regular files directly in `dir` (following the file-set volume's symlinks), skipping
 /// hidden names; a file that is not UTF-8 is skipped with a warning (values are strings).
-fn read_values(dir: &Path) -> WasiConfigVariables {
-    let mut vars = WasiConfigVariables::new();
+fn read_values(dir: &Path) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -75,7 +84,7 @@ fn read_values(dir: &Path) -> WasiConfigVariables {
         }
         match std::fs::read(&path).map(String::from_utf8) {
             Ok(Ok(value)) => {
-                vars.insert(key, value);
+                vars.insert(key.to_string(), value);
             }
             Ok(Err(_)) => {
                 tracing::warn!(file = %path.display(), "config value is not UTF-8; skipped")
@@ -86,4 +95,58 @@ fn read_values(dir: &Path) -> WasiConfigVariables {
         }
     }
     vars
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::ConfigFiles;
+    use crate::spec::FileContent;
+    use crate::wasm::volumes::write_files;
+
+    fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, FileContent> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), FileContent::new(v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn values_follow_the_volume_when_the_node_refreshes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("config");
+        std::fs::create_dir(&dir).unwrap();
+        write_files("config", &dir, &files(&[("greeting", "hello"), ("b", "2")])).unwrap();
+        let mut config = ConfigFiles::new(Some(dir.clone()));
+        config.refresh();
+        let want: BTreeMap<String, String> = [("b", "2"), ("greeting", "hello")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            config.values, want,
+            "hidden `..data` entries are not values"
+        );
+
+        // Unchanged volume: the cached values stay.
+        config.refresh();
+        assert_eq!(config.values, want);
+
+        // The node's atomic update: the next call sees the new set.
+        write_files("config", &dir, &files(&[("greeting", "bonjour")])).unwrap();
+        config.refresh();
+        assert_eq!(
+            config.values.get("greeting").map(String::as_str),
+            Some("bonjour")
+        );
+        assert!(!config.values.contains_key("b"), "a removed key is gone");
+    }
+
+    #[test]
+    fn no_mount_means_no_values() {
+        let mut config = ConfigFiles::new(None);
+        config.refresh();
+        assert!(config.values.is_empty());
+    }
 }

@@ -388,3 +388,107 @@ impl batch::Host for KvView<'_> {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    fn expect<T>(r: KvResult<T>) -> T {
+        match r {
+            Ok(v) => v,
+            Err(KvError::NoSuchStore) => panic!("no such store"),
+            Err(KvError::Other(e)) => panic!("error: {e}"),
+            Err(KvError::Trap(e)) => panic!("trap: {e:#}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn buckets_count_atomically_and_survive_reopening() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("kv");
+        let db = KvDb::open(&dir).unwrap();
+        assert!(
+            Arc::ptr_eq(&db, &KvDb::open(&dir).unwrap()),
+            "one database per directory per process"
+        );
+        let mut table = ResourceTable::new();
+        let mut kv = KvView {
+            db: Some(&db),
+            table: &mut table,
+        };
+        let b = expect(store::Host::open(&mut kv, "counter".into()).await);
+        let b2 = Resource::<Bucket>::new_borrow(b.rep());
+        assert_eq!(
+            expect(store::HostBucket::get(&mut kv, b2, "hits".into()).await),
+            None
+        );
+        for want in 1..=3u64 {
+            let b = Resource::<Bucket>::new_borrow(b.rep());
+            let got = expect(atomics::Host::increment(&mut kv, b, "hits".into(), 1).await);
+            assert_eq!(got, want);
+        }
+        let b3 = Resource::<Bucket>::new_borrow(b.rep());
+        expect(
+            batch::Host::set_many(
+                &mut kv,
+                b3,
+                vec![("a".into(), bytes("1")), ("z".into(), bytes("26"))],
+            )
+            .await,
+        );
+        let b4 = Resource::<Bucket>::new_borrow(b.rep());
+        let many = expect(
+            batch::Host::get_many(&mut kv, b4, vec!["hits".into(), "nope".into(), "z".into()])
+                .await,
+        );
+        assert_eq!(
+            many,
+            vec![
+                Some(("hits".to_string(), bytes("3"))),
+                None,
+                Some(("z".to_string(), bytes("26"))),
+            ]
+        );
+        let b5 = Resource::<Bucket>::new_borrow(b.rep());
+        let keys = expect(store::HostBucket::list_keys(&mut kv, b5, None).await);
+        assert_eq!(keys.keys, vec!["a", "hits", "z"]);
+        assert_eq!(keys.cursor, None);
+        let b6 = Resource::<Bucket>::new_borrow(b.rep());
+        expect(store::HostBucket::delete(&mut kv, b6, "a".into()).await);
+        let b7 = Resource::<Bucket>::new_borrow(b.rep());
+        assert!(!expect(
+            store::HostBucket::exists(&mut kv, b7, "a".into()).await
+        ));
+        // A value that is not a number cannot be incremented: an error, not a trap.
+        let b8 = Resource::<Bucket>::new_borrow(b.rep());
+        expect(store::HostBucket::set(&mut kv, b8, "text".into(), bytes("x")).await);
+        let b9 = Resource::<Bucket>::new_borrow(b.rep());
+        assert!(matches!(
+            atomics::Host::increment(&mut kv, b9, "text".into(), 1).await,
+            Err(KvError::Other(_))
+        ));
+        // Bad bucket names are refused.
+        assert!(matches!(
+            store::Host::open(&mut kv, "../x".into()).await,
+            Err(KvError::NoSuchStore)
+        ));
+        store::HostBucket::drop(&mut kv, b).await.unwrap();
+        drop(kv);
+        drop(db);
+
+        // Closed and opened again (a new pod on the same volume): the data is there.
+        let db = KvDb::open(&dir).unwrap();
+        let mut table = ResourceTable::new();
+        let mut kv = KvView {
+            db: Some(&db),
+            table: &mut table,
+        };
+        let b = expect(store::Host::open(&mut kv, "counter".into()).await);
+        let got = expect(atomics::Host::increment(&mut kv, b, "hits".into(), 1).await);
+        assert_eq!(got, 4);
+    }
+}

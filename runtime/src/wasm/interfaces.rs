@@ -1,10 +1,12 @@
 //! The WIT interfaces this node's component linker provides, found by asking the linker itself,
 //! and `--disable-interface`: taking interfaces out of the linker after it is built.
 //!
-//! A wasmtime `Linker` cannot list its definitions, so each candidate name is checked the way
-//! the node checks a real component: a probe component importing an empty instance of that
-//! name goes through `Linker::instantiate_pre`, which succeeds exactly when the linker defines
-//! an instance a component importing that name links to (semver-compatible names included). The
+//! A wasmtime `Linker` cannot list its definitions, so each candidate name is looked up the way
+//! the node links a real component: a probe component importing a function of that name goes
+//! through `Linker::instantiate_pre`, whose lookup follows the linker's own rules
+//! (semver-compatible names included) and which answers "expected function found instance"
+//! exactly when an instance is defined under the name (an absent name is "missing"; an empty
+//! instance import would link even to nothing, so it cannot be the probe). The
 //! candidates are the WASI interfaces the host crates at the pinned wasmtime implement or may
 //! implement; a candidate the linker does not define is simply not advertised, so what a node
 //! advertises follows what is added to (or disabled in) its linker, never this list alone.
@@ -59,8 +61,7 @@ const CANDIDATES: &[&str] = &[
     "wasi:messaging/producer@0.2.0-draft",
 ];
 
-/// The smallest component importing an instance named `name` with no exports: it links
-/// against any instance the linker defines under that name (or a semver-compatible one).
+/// The smallest component importing a function `name: func()`.
 fn probe_binary(name: &str) -> Vec<u8> {
     fn leb(mut n: usize, out: &mut Vec<u8>) {
         loop {
@@ -75,23 +76,29 @@ fn probe_binary(name: &str) -> Vec<u8> {
     }
     // Preamble: magic, version 0x0d, layer 1 (component).
     let mut out = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
-    // Type section (7): one instance type with no declarations.
-    out.extend_from_slice(&[0x07, 0x03, 0x01, 0x42, 0x00]);
-    // Import section (10): one import, plain name, of instance type 0.
+    // Type section (7): one function type, no parameters, no result.
+    out.extend_from_slice(&[0x07, 0x05, 0x01, 0x40, 0x00, 0x01, 0x00]);
+    // Import section (10): one import, plain name, a function of type 0.
     let mut import = vec![0x01, 0x00];
     leb(name.len(), &mut import);
     import.extend_from_slice(name.as_bytes());
-    import.extend_from_slice(&[0x05, 0x00]);
+    import.extend_from_slice(&[0x01, 0x00]);
     out.push(0x0a);
     leb(import.len(), &mut out);
     out.extend_from_slice(&import);
     out
 }
 
-/// Whether `linker` provides an instance a component importing `name` links to.
+/// What wasmtime's type check says when the name is defined, but as an instance.
+const DEFINED_AS_INSTANCE: &str = "expected function found instance";
+
+/// Whether `linker` defines an instance a component importing `name` is linked to.
 pub(crate) fn provides<T: 'static>(engine: &Engine, linker: &Linker<T>, name: &str) -> bool {
     match Component::new(engine, probe_binary(name)) {
-        Ok(component) => linker.instantiate_pre(&component).is_ok(),
+        Ok(component) => match linker.instantiate_pre(&component) {
+            Ok(_) => false, // a function, e.g. a name `disable` shadowed
+            Err(e) => format!("{e:#}").contains(DEFINED_AS_INSTANCE),
+        },
         Err(e) => {
             tracing::warn!(interface = name, error = %format!("{e:#}"), "cannot build an interface probe");
             false
@@ -119,7 +126,8 @@ pub(crate) fn package_disabled(patterns: &[String], package: &str) -> bool {
 /// Takes every candidate interface matching one of `patterns` (see
 /// `skiff_meta::wit::matches_pattern`: a package, an interface, either with a version) out of
 /// `linker`: its name is redefined as a function, which no instance import links to, so a
-/// component importing it fails to link and [`provided`] no longer lists it.
+/// component importing it fails to link ("expected instance found func") and [`provided`] no
+/// longer lists it.
 pub(crate) fn disable<T: 'static>(
     engine: &Engine,
     linker: &mut Linker<T>,
@@ -172,7 +180,7 @@ mod tests {
     #[test]
     fn the_probe_is_the_component_wat_describes() {
         let name = "wasi:keyvalue/store@0.2.0-draft";
-        let wat = wat::parse_str(format!(r#"(component (import "{name}" (instance)))"#)).unwrap();
+        let wat = wat::parse_str(format!(r#"(component (import "{name}" (func)))"#)).unwrap();
         assert_eq!(probe_binary(name), wat);
     }
 

@@ -11,7 +11,7 @@ use skiff_sdk::deploy::{Deployed, Deployer, Event};
 use skiff_sdk::{App, Component, Source};
 
 /// The app: `frontend` at `/hello` on the ingress, `backend` reached by it at `http://backend`.
-pub fn app(dir: &Path) -> App {
+pub(crate) fn app(dir: &Path) -> App {
     App::new("example")
         .version("1.0.0")
         .base_dir(dir)
@@ -26,7 +26,7 @@ pub fn app(dir: &Path) -> App {
 
 /// Pushes the app's components to the cluster's registry, applies its objects and waits for
 /// them to roll out, printing progress on stderr.
-pub async fn deploy(client: kube::Client, dir: &Path) -> skiff_sdk::Result<Deployed> {
+pub(crate) async fn deploy(client: kube::Client, dir: &Path) -> skiff_sdk::Result<Deployed> {
     let deployer = Deployer::discover(client).await?;
     deployer
         .deploy(&app(dir), &mut |e: &Event| eprintln!("{e}"))

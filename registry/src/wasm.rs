@@ -194,7 +194,7 @@ mod tests {
         .unwrap();
         let cfg = config_for(&wasm).unwrap();
         assert_eq!(cfg.os, "wasip2");
-        let c = cfg.component.unwrap();
+        let c = cfg.component.clone().unwrap();
         assert_eq!(c.imports, vec!["wasi:cli/stdout@0.2.0"]);
         assert_eq!(c.exports, vec!["wasi:cli/run@0.2.0"]);
         assert_eq!(c.target.as_deref(), Some("wasi:cli/command@0.2.0"));

@@ -477,7 +477,6 @@ mod tests {
             Err(KvError::NoSuchStore)
         ));
         store::HostBucket::drop(&mut kv, b).await.unwrap();
-        drop(kv);
         drop(db);
 
         // Closed and opened again (a new pod on the same volume): the data is there.

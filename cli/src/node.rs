@@ -242,6 +242,11 @@ pub(crate) fn parse_storage(s: &str) -> Result<u64, String> {
     u64::try_from(q.value_i64()).map_err(|_| format!("{s:?} must not be negative"))
 }
 
+/// `--disable-interface`: a WIT package or interface name.
+fn parse_interface(s: &str) -> Result<String, String> {
+    skiff_meta::wit::check_pattern(s).map(|()| s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -324,9 +329,4 @@ mod tests {
         );
         assert!(super::parse_oci_runtime("youki").is_err());
     }
-}
-
-/// `--disable-interface`: a WIT package or interface name.
-fn parse_interface(s: &str) -> Result<String, String> {
-    skiff_meta::wit::check_pattern(s).map(|()| s.to_string())
 }

@@ -5,13 +5,15 @@
 # alternated round by round in one run so the noise of a shared machine falls on both sides.
 # Prints each round and the medians with their ratio.
 #
-# Usage: scripts/bench-usage-accounting.sh [SKIFF] [ROUNDS] [SECONDS] [SKIFF_OFF]
+# Usage: scripts/bench-usage-accounting.sh [SKIFF] [ROUNDS] [SECONDS] [SKIFF_OFF] [OFF_ACCOUNTING]
 # SKIFF needs the benchmarks: `cargo build --release -p skiff --features bench`. With SKIFF_OFF,
 # the "off" side runs that binary instead — built with
 # `--features bench,skiff-telemetry/compiled-out`, it also has the trace hooks compiled out, so
 # the ratio is the cost of accounting and of the tracing-off instrumentation together.
+# OFF_ACCOUNTING=on keeps accounting on for the "off" side too: with SKIFF_OFF, the ratio is then
+# the cost of the tracing-off instrumentation alone.
 set -euo pipefail
-skiff=${1:-target/release/skiff} rounds=${2:-5} seconds=${3:-5} skiff_off=${4:-${1:-target/release/skiff}}
+skiff=${1:-target/release/skiff} rounds=${2:-5} seconds=${3:-5} skiff_off=${4:-${1:-target/release/skiff}} off_accounting=${5:-off}
 dir=$(mktemp -d /var/tmp/skiff-bench-usage.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 on=() off=()
@@ -21,7 +23,7 @@ rate() { # accounting(on|off) binary: one round's req/s
     sed -n 's/^round 1: skiff node endpoint \([0-9]*\) req\/s.*/\1/p'
 }
 for round in $(seq 1 "$rounds"); do
-  a=$(rate on "$skiff"); b=$(rate off "$skiff_off")
+  a=$(rate on "$skiff"); b=$(rate "$off_accounting" "$skiff_off")
   [ -n "$a" ] && [ -n "$b" ] || { cat "$dir/log" >&2; echo "a run failed" >&2; exit 1; }
   echo "round $round: accounting on $a req/s, off $b req/s"
   on+=("$a"); off+=("$b")

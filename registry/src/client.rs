@@ -426,6 +426,14 @@ impl RegistryClient {
             .annotations(annotations)
             .build()
             .map_err(build)?;
+        // The same component and annotations always make the same manifest (and digest): the
+        // annotations are a hash map, so they are written in key order.
+        let mut manifest = serde_json::to_value(&manifest)?;
+        if let Some(serde_json::Value::Object(annotations)) = manifest.get_mut("annotations") {
+            let sorted: BTreeMap<String, serde_json::Value> =
+                std::mem::take(annotations).into_iter().collect();
+            annotations.extend(sorted);
+        }
         let manifest_bytes = Bytes::from(serde_json::to_vec(&manifest)?);
         self.push_blob_if_missing(&r, &config_digest, config_bytes)
             .await?;

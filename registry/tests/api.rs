@@ -629,6 +629,28 @@ async fn client_pushes_wasm_and_pulls_from_cache_offline() {
         .await
         .unwrap();
     assert_eq!(pushed.manifest_digest, again.manifest_digest);
+    // So does pushing it with the same extra annotations, whatever their order in memory.
+    let extra = |order: &[usize]| -> std::collections::BTreeMap<String, String> {
+        order
+            .iter()
+            .map(|i| (format!("org.example.key{i}"), format!("value {i}")))
+            .collect()
+    };
+    let mut digests = std::collections::BTreeSet::new();
+    for order in [[0, 1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1, 0]] {
+        for _ in 0..3 {
+            let pushed = client
+                .push_wasm_annotated(
+                    &format!("{addr}/demo/app:annotated"),
+                    wasm.clone().into(),
+                    extra(&order),
+                )
+                .await
+                .unwrap();
+            digests.insert(pushed.manifest_digest.to_string());
+        }
+    }
+    assert_eq!(digests.len(), 1, "{digests:?}");
 
     let reader = RegistryClient::new(ClientOptions::new(cache.path())).unwrap();
     let pulled = reader

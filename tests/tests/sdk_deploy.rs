@@ -3,8 +3,10 @@
 //! carry the app's labels; `skiff deploy --dry-run -o yaml` applied by kubectl gives the same
 //! objects (a later deploy leaves their labels and specs as they are); `skiff apps` lists it; removing a component and
 //! redeploying deletes its objects; an invalid manifest names file, line and field; `skiff delete`
-//! removes the app; and the SDK's example program (`sdk/examples/deploy.rs`), compiled into this
-//! test, deploys an app built in Rust code.
+//! removes the app; the SDK's example program (`sdk/examples/deploy.rs`), compiled into this
+//! test, deploys an app built in Rust code; and the counter sample deploys from its own
+//! `skiff.toml`, its keyvalue count surviving a backend pod's replacement and a changed config
+//! value reaching the running frontend.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -379,5 +381,91 @@ async fn the_issue_manifest_deploys_reaches_its_backend_and_prunes() {
         String::from_utf8_lossy(&out.stderr).contains("no app called nothing"),
         "{}",
         text(&out)
+    );
+
+    // The counter sample deploys from its own `skiff.toml` (its route is `/`, free again now):
+    // the frontend reaches the backend by name, the backend's keyvalue counter survives its pod
+    // being replaced, and a changed config value reaches the running frontend without a restart.
+    let counter_dir = dir.path().join("counter");
+    std::fs::create_dir_all(&counter_dir).unwrap();
+    for file in ["skiff.toml", "frontend.wasm", "backend.wasm"] {
+        std::fs::copy(samples.join("counter").join(file), counter_dir.join(file)).unwrap();
+    }
+    let out = skiff(
+        &counter_dir,
+        &home,
+        &["deploy", "--kubeconfig", &kubeconfig],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), show_log());
+    let visit = |want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let answer = http_request(&ingress, "counter.test", "/", Duration::from_secs(30));
+            match answer {
+                Ok(a) if a.status == 200 && a.body.starts_with(want) => return a.body,
+                other if std::time::Instant::now() > deadline => {
+                    panic!("no {want:?} answer: {other:?}\n{}", show_log())
+                }
+                _ => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+    };
+    let visitor = |body: &str| -> u64 {
+        body.trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no visitor count in {body:?}"))
+    };
+    let first = visitor(&visit("hello, visitor "));
+    let second = visitor(&visit("hello, visitor "));
+    assert_eq!(second, first + 1, "the backend counts");
+
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(kube.clone(), "counter");
+    let selector = "app.kubernetes.io/part-of=counter,app.kubernetes.io/component=";
+    let uid_of = |list: Vec<k8s_openapi::api::core::v1::Pod>| {
+        list.into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.metadata.uid)
+            .collect::<Vec<_>>()
+    };
+    let params = |c: &str| kube::api::ListParams::default().labels(&format!("{selector}{c}"));
+    let backend_before = uid_of(pods.list(&params("backend")).await.unwrap().items);
+    assert_eq!(backend_before.len(), 1, "{backend_before:?}");
+    pods.delete_collection(&Default::default(), &params("backend"))
+        .await
+        .unwrap();
+    let third = visitor(&visit("hello, visitor "));
+    let backend_after = uid_of(pods.list(&params("backend")).await.unwrap().items);
+    assert!(
+        !backend_after.is_empty() && backend_after != backend_before,
+        "a new backend pod answered: {backend_before:?} -> {backend_after:?}"
+    );
+    assert_eq!(
+        third,
+        second + 1,
+        "the count survives the backend pod's replacement"
+    );
+
+    let frontend_before = uid_of(pods.list(&params("frontend")).await.unwrap().items);
+    let manifest = std::fs::read_to_string(counter_dir.join("skiff.toml")).unwrap();
+    assert!(manifest.contains("greeting = \"hello\""), "{manifest}");
+    std::fs::write(
+        counter_dir.join("skiff.toml"),
+        manifest.replace("greeting = \"hello\"", "greeting = \"welcome back\""),
+    )
+    .unwrap();
+    let out = skiff(
+        &counter_dir,
+        &home,
+        &["deploy", "--kubeconfig", &kubeconfig],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let fourth = visitor(&visit("welcome back, visitor "));
+    assert!(fourth > third, "{fourth} after {third}");
+    let frontend_after = uid_of(pods.list(&params("frontend")).await.unwrap().items);
+    assert_eq!(
+        frontend_before, frontend_after,
+        "the config change reached the same frontend pod"
     );
 }

@@ -353,6 +353,7 @@ impl Deployer {
     pub async fn deploy(&self, app: &App, progress: &mut Progress<'_>) -> Result<Deployed> {
         let objects = self.plan(app, progress).await?;
         let ns = app.namespace_name().to_string();
+        self.check_routes(&ns, &objects).await?;
         if app.app.namespace.is_some() {
             self.ensure_namespace(&ns, progress).await?;
         }
@@ -377,6 +378,69 @@ impl Deployer {
             objects,
             pruned,
         })
+    }
+
+    /// Refuses a route that an Ingress of another app (or another Ingress of the cluster's
+    /// class) already serves with the same host and path: the ingress keeps routing to the
+    /// older one, so the URL printed would answer for something else. Ingresses being deleted,
+    /// or in a namespace being deleted, do not count.
+    async fn check_routes(&self, ns: &str, objects: &[Object]) -> Result<()> {
+        let mut ours = Vec::new();
+        for o in objects.iter().filter(|o| o.kind == Kind::Ingress) {
+            ours.extend(
+                routes(&o.value)
+                    .into_iter()
+                    .map(|route| (o.name.clone(), route)),
+            );
+        }
+        if ours.is_empty() {
+            return Ok(());
+        }
+        let all = Api::<Ingress>::all(self.client.clone())
+            .list(&Default::default())
+            .await
+            .map_err(crate::kube_err("listing Ingresses"))?;
+        let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone());
+        for theirs in all.items {
+            let (their_ns, their_name) = (
+                theirs.metadata.namespace.clone().unwrap_or_default(),
+                theirs.metadata.name.clone().unwrap_or_default(),
+            );
+            let class = theirs
+                .spec
+                .as_ref()
+                .and_then(|s| s.ingress_class_name.as_deref());
+            if their_ns == ns
+                || theirs.metadata.deletion_timestamp.is_some()
+                || class.is_some_and(|c| c != skiff_meta::names::INGRESS_CLASS)
+            {
+                continue;
+            }
+            let value = serde_json::to_value(&theirs).map_err(|e| Error::Encode {
+                what: format!("Ingress {their_ns}/{their_name}"),
+                message: e.to_string(),
+            })?;
+            let taken = routes(&value);
+            let Some((component, (host, path))) = ours.iter().find(|(_, r)| taken.contains(r))
+            else {
+                continue;
+            };
+            let going = namespaces
+                .get_opt(&their_ns)
+                .await
+                .map_err(crate::kube_err(format!("reading namespace {their_ns}")))?
+                .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+            if going {
+                continue;
+            }
+            let host = host.as_deref().unwrap_or("any host");
+            return Err(Error::RouteTaken(format!(
+                "component {component:?}: route {path} on {host} is already served by Ingress \
+                 {their_ns}/{their_name}; give the component a `host` or another path, or delete \
+                 that Ingress"
+            )));
+        }
+        Ok(())
     }
 
     fn api(&self, kind: Kind, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -837,4 +901,34 @@ pub fn default_cache_dir() -> PathBuf {
         return PathBuf::from(h).join(".cache/skiff/registry");
     }
     std::env::temp_dir().join("skiff-registry-cache")
+}
+
+/// The (host, path) pairs an Ingress routes (`None`: every host).
+fn routes(ingress: &serde_json::Value) -> Vec<(Option<String>, String)> {
+    let mut out = Vec::new();
+    for rule in ingress
+        .pointer("/spec/rules")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let host = rule
+            .get("host")
+            .and_then(serde_json::Value::as_str)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string);
+        for p in rule
+            .pointer("/http/paths")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let path = p
+                .get("path")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("/");
+            out.push((host.clone(), path.to_string()));
+        }
+    }
+    out
 }

@@ -143,6 +143,10 @@ pub enum Error {
     /// A rollout did not finish.
     #[error("{0}")]
     Rollout(String),
+    /// A route is already served by another app's Ingress (same host and path): the ingress
+    /// would keep answering for that one.
+    #[error("{0}")]
+    RouteTaken(String),
     /// An object could not be encoded.
     #[error("encoding {what}: {message}")]
     Encode {

@@ -6,7 +6,7 @@
 //! removes the app; the SDK's example program (`sdk/examples/deploy.rs`), compiled into this
 //! test, deploys an app built in Rust code; and the counter sample deploys from its own
 //! `skiff.toml`, its keyvalue count surviving a backend pod's replacement and a changed config
-//! value reaching the running frontend.
+//! value reaching the running frontend; another app on the counter's route is refused.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -435,12 +435,35 @@ async fn the_issue_manifest_deploys_reaches_its_backend_and_prunes() {
     pods.delete_collection(&Default::default(), &params("backend"))
         .await
         .unwrap();
+    // Once the old pod is gone and its replacement is Ready, the count goes on.
+    let ready = |p: &k8s_openapi::api::core::v1::Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let backend_after = loop {
+        let list = pods.list(&params("backend")).await.unwrap().items;
+        let old_gone = list
+            .iter()
+            .all(|p| p.metadata.uid.as_ref() != backend_before.first());
+        let fresh: Vec<String> = list
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && ready(p))
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        if old_gone && !fresh.is_empty() {
+            break fresh;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Ready replacement of the backend pod: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_ne!(backend_after, backend_before);
     let third = visitor(&visit("hello, visitor "));
-    let backend_after = uid_of(pods.list(&params("backend")).await.unwrap().items);
-    assert!(
-        !backend_after.is_empty() && backend_after != backend_before,
-        "a new backend pod answered: {backend_before:?} -> {backend_after:?}"
-    );
     assert_eq!(
         third,
         second + 1,
@@ -467,5 +490,37 @@ async fn the_issue_manifest_deploys_reaches_its_backend_and_prunes() {
     assert_eq!(
         frontend_before, frontend_after,
         "the config change reached the same frontend pod"
+    );
+
+    // Another app on the same route is refused before anything is applied: the ingress would
+    // keep serving the counter there.
+    let clash_dir = dir.path().join("clash");
+    std::fs::create_dir_all(&clash_dir).unwrap();
+    std::fs::copy(
+        samples.join("hello-http/hello-http.wasm"),
+        clash_dir.join("web.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        clash_dir.join("skiff.toml"),
+        "[app]\nname = \"clash\"\n\n[[component]]\nname = \"web\"\nsource = \"web.wasm\"\nroute = \"/\"\n",
+    )
+    .unwrap();
+    let out = skiff(&clash_dir, &home, &["deploy", "--kubeconfig", &kubeconfig]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "component \"web\": route / on any host is already served by Ingress counter/frontend"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        Api::<Namespace>::all(kube.clone())
+            .get_opt("clash")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing of the refused app was applied"
     );
 }

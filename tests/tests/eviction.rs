@@ -275,7 +275,16 @@ spec:
 
     // The Burstable pod grows well past its request (to 1000 MiB): it goes, the Guaranteed
     // one stays.
-    grow(&c, "burstable", 800);
+    // The eviction may end the pod while the grow request is still running (the node samples
+    // every second): then the request fails, and the eviction below is what counts.
+    let (status, body) = c
+        .node(NODE)
+        .get(&format!(
+            "/proxy/default/burstable/8080/grow?kib={}",
+            800 * 1024
+        ))
+        .expect("the node answers");
+    println!("growing burstable by 800 MiB: {status} {body}");
     let gone = wait_object(&pods, "burstable", "to be evicted", WAIT, evicted)
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", c.node_logs()))

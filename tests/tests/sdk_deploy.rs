@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
 use serde_json::Value;
-use skiff_tests::{client, http_request, repo_root, skiff_bin, tools, wait_ready_file};
+use skiff_tests::{client, http_request, repo_root, skiff_bin, start_up, tools};
 
 #[allow(dead_code)]
 #[path = "../../sdk/examples/deploy.rs"]
@@ -38,16 +38,6 @@ name = "backend"
 source = "backend.wasm"
 replicas = 2
 "#;
-
-/// The `skiff up` process, killed if the test ends early.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs `skiff ARGS` in `dir` with a private HOME and cache.
 fn skiff(dir: &Path, home: &Path, args: &[&str]) -> Output {
@@ -96,44 +86,8 @@ async fn the_issue_manifest_deploys_reaches_its_backend_and_prunes() {
         .prefix("skiff-e2e-sdk-")
         .tempdir()
         .unwrap();
-    let ready_file = dir.path().join("up.ready");
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut up = Up(Command::new(skiff_bin())
-        .arg("up")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--runtimes", "wasm"])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--registry-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--node-listen",
-            "127.0.0.1:0",
-            "--ingress-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--ready-file")
-        .arg(&ready_file)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("skiff up starts"));
+    let (_up, kubeconfig, ingress) = start_up(dir.path());
     let show_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-    let ready = wait_ready_file(&ready_file, &mut up.0, Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
-    let field = |key: &str| {
-        ready
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no {key:?} in the ready file {ready:?}"))
-            .to_string()
-    };
-    let kubeconfig = field("kubeconfig");
-    let ingress = field("ingress");
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let kube = client::client(Path::new(&kubeconfig)).await.unwrap();

@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use skiff_registry::wasm::{WasmKind, inspect};
-use skiff_tests::{http_request, repo_root, skiff_bin, wait_ready_file};
+use skiff_tests::{http_request, repo_root, skiff_bin, start_up as up};
 use skiff_tools::require;
 
 /// The export that makes a component an HTTP service.
@@ -155,61 +154,6 @@ fn stripped_path(dir: &Path) -> String {
         std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
     }
     bin.to_string_lossy().into_owned()
-}
-
-/// The `skiff up` process, killed if the test ends early.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `skiff up` (wasm runtime only) in `dir`; the process, its kubeconfig and ingress.
-fn up(dir: &Path) -> (Up, String, String) {
-    let ready_file = dir.join("up.ready");
-    let log = std::fs::File::create(dir.join("up.log")).unwrap();
-    let mut up = Up(Command::new(skiff_bin())
-        .arg("up")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--runtimes", "wasm"])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--registry-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--node-listen",
-            "127.0.0.1:0",
-            "--ingress-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--ready-file")
-        .arg(&ready_file)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("skiff up starts"));
-    let ready =
-        wait_ready_file(&ready_file, &mut up.0, Duration::from_secs(120)).unwrap_or_else(|e| {
-            panic!(
-                "{e:#}\n{}",
-                std::fs::read_to_string(dir.join("up.log")).unwrap_or_default()
-            )
-        });
-    let field = |key: &str| {
-        ready
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no {key:?} in the ready file {ready:?}"))
-            .to_string()
-    };
-    (up, field("kubeconfig"), field("ingress"))
 }
 
 /// How a test hides a template's toolchain from its build.

@@ -72,6 +72,9 @@ pub fn app(state: Arc<AppState>) -> Router {
             crate::metrics::measure,
         ))
         .with_state(state)
+        // The console's static files, outside authentication: they hold no data (the page
+        // calls the API as its user).
+        .merge(crate::ui::router())
 }
 
 /// Whether a path is a non-resource URL served outside `dispatch` (discovery under `/api` and

@@ -43,6 +43,7 @@ mod state;
 mod strategy;
 mod subresources;
 mod tracing_layer;
+mod ui;
 mod verbs;
 mod watch;
 

@@ -1,0 +1,149 @@
+// Pods: the live list (status, node, restarts, usage graphs) and one pod's page with its
+// streamed log; actions: delete, open the pod's URL (through the API server's pods/proxy).
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { html } from './html.js';
+import { request, followLog } from './api.js';
+import { usePodMetrics, Spark } from './charts.js';
+import { useWatch, Section, Table, Problem, age, byName } from './views.js';
+
+/** The status column as kubectl prints it: a waiting/terminated reason, else the phase. */
+export function podStatus(p) {
+  if (p.metadata.deletionTimestamp) return ['Terminating', 'warn'];
+  const st = p.status || {};
+  for (const c of st.containerStatuses || []) {
+    if (c.state && c.state.waiting && c.state.waiting.reason) return [c.state.waiting.reason, /BackOff|Err|Invalid/.test(c.state.waiting.reason) ? 'bad' : 'warn'];
+    if (c.state && c.state.terminated && c.state.terminated.reason && st.phase !== 'Succeeded') return [c.state.terminated.reason, 'bad'];
+  }
+  const phase = st.phase || 'Pending';
+  return [phase, { Running: 'ok', Succeeded: 'ok', Failed: 'bad' }[phase] || 'warn'];
+}
+
+const restarts = (p) => ((p.status && p.status.containerStatuses) || []).reduce((n, c) => n + (c.restartCount || 0), 0);
+const readyCount = (p) => {
+  const cs = (p.status && p.status.containerStatuses) || [];
+  return `${cs.filter((c) => c.ready).length}/${(p.spec.containers || []).length}`;
+};
+const firstPort = (p) => {
+  for (const c of p.spec.containers || []) for (const port of c.ports || []) return port.containerPort;
+  return null;
+};
+
+function DeleteButton({ ns, name, onDone }) {
+  const [armed, setArmed] = useState(false);
+  const [note, setNote] = useState(null);
+  const del = async () => {
+    if (!armed) { setArmed(true); return; }
+    setArmed(false);
+    try {
+      await request(`/api/v1/namespaces/${ns}/pods/${name}`, { method: 'DELETE' });
+      setNote('Deleting');
+      onDone && onDone();
+    } catch (err) { setNote(err.forbidden ? `Refused: ${err.message}` : `Failed: ${err.message}`); }
+  };
+  return html`<button type="button" class=${armed ? 'danger' : ''} onClick=${del}
+      onBlur=${() => setArmed(false)} aria-label=${armed ? `Confirm deleting pod ${name}` : `Delete pod ${name}`}>
+      ${armed ? 'Confirm delete' : 'Delete'}</button>${note ? html`<span class="note" role="status">${note}</span>` : null}`;
+}
+
+export function Pods({ ns, openProxy }) {
+  const state = useWatch(`/api/v1/namespaces/${ns}/pods`);
+  const metrics = usePodMetrics(ns);
+  const pods = state.items.sort(byName);
+  return html`<${Section} title="Pods" state=${state} what=${`list pods in namespace ${ns}`} empty="No pods in this namespace.">
+    <${Table} caption="Pods" head=${['Name', 'Status', 'Ready', 'Restarts', 'Node', 'IP', 'Age', 'CPU', 'Memory', 'Actions']}>
+      ${pods.map((p) => {
+        const s = podStatus(p);
+        const series = metrics.series.get(p.metadata.name);
+        const port = firstPort(p);
+        return html`<tr key=${p.metadata.uid} class="pod" data-name=${p.metadata.name}>
+          <td data-label="Name"><a href=${`#/ns/${ns}/pods/${p.metadata.name}`}>${p.metadata.name}</a></td>
+          <td data-label="Status"><span class=${`badge ${s[1]}`}>${s[0]}</span></td>
+          <td data-label="Ready">${readyCount(p)}</td>
+          <td data-label="Restarts">${restarts(p)}</td>
+          <td data-label="Node">${p.spec.nodeName || html`<span class="muted">unscheduled</span>`}</td>
+          <td data-label="IP">${p.status && p.status.podIP}</td>
+          <td data-label="Age">${age(p.metadata.creationTimestamp)}</td>
+          <td data-label="CPU"><${Spark} samples=${series} field="cpu" label=${`CPU of pod ${p.metadata.name}`} /></td>
+          <td data-label="Memory"><${Spark} samples=${series} field="mem" label=${`Memory of pod ${p.metadata.name}`} /></td>
+          <td data-label="Actions"><div class="actions">
+            <a class="button" href=${`#/ns/${ns}/pods/${p.metadata.name}`} aria-label=${`Logs of pod ${p.metadata.name}`}>Logs</a>
+            ${port ? html`<button type="button" onClick=${() => openProxy(`/api/v1/namespaces/${ns}/pods/${p.metadata.name}:${port}/proxy/`, `pod ${p.metadata.name}`)}
+              aria-label=${`Open the URL of pod ${p.metadata.name}`}>Open</button>` : null}
+            <${DeleteButton} ns=${ns} name=${p.metadata.name} />
+          </div></td>
+        </tr>`;
+      })}
+    <//>
+  <//>`;
+}
+
+/** The pod's log, followed live; the newest lines stay in view unless the user scrolls up. */
+function Log({ ns, name, container }) {
+  const [text, setText] = useState('');
+  const [error, setError] = useState(null);
+  const [ended, setEnded] = useState(false);
+  const pre = useRef(null);
+  useEffect(() => {
+    const ctl = new AbortController();
+    let buf = '';
+    setText(''); setError(null); setEnded(false);
+    const follow = async () => {
+      try {
+        await followLog(ns, name, container, (chunk) => {
+          buf += chunk;
+          if (buf.length > 400000) buf = buf.slice(buf.length - 300000);
+          setText(buf);
+        }, ctl.signal);
+        if (!ctl.signal.aborted) setEnded(true);
+      } catch (err) { if (!ctl.signal.aborted) setError(err); }
+    };
+    follow();
+    return () => ctl.abort();
+  }, [ns, name, container]);
+  useEffect(() => {
+    const el = pre.current;
+    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 80) el.scrollTop = el.scrollHeight;
+  }, [text]);
+  return html`<section class="panel" aria-labelledby="log-title">
+    <h2 id="log-title">Log${container ? ` of ${container}` : ''} <span class="live" aria-hidden="true">${ended ? 'ended' : '● live'}</span></h2>
+    <${Problem} error=${error} what=${`read the log of pod ${name}`} />
+    ${error && error.forbidden ? null : html`<pre class="log" id="pod-log" ref=${pre} tabindex="0" aria-live="off" aria-label=${`Log of pod ${name}`}>${text}</pre>`}
+  </section>`;
+}
+
+export function PodPage({ ns, name, openProxy }) {
+  const state = useWatch(`/api/v1/namespaces/${ns}/pods?fieldSelector=${encodeURIComponent(`metadata.name=${name}`)}`);
+  const metrics = usePodMetrics(ns);
+  const pod = state.items[0];
+  const [container, setContainer] = useState('');
+  const containers = pod ? (pod.spec.containers || []).map((c) => c.name) : [];
+  const series = metrics.series.get(name);
+  const s = pod && podStatus(pod);
+  const port = pod && firstPort(pod);
+  return html`<div>
+    <p><a href=${`#/ns/${ns}/pods`}>← Pods in ${ns}</a></p>
+    <section class="panel" aria-labelledby="pod-title">
+      <h2 id="pod-title">Pod ${name}</h2>
+      <${Problem} error=${state.error} what=${`read pod ${name} in namespace ${ns}`} />
+      ${!state.loading && !state.error && !pod ? html`<p class="muted">The pod ${name} no longer exists.</p>` : null}
+      ${pod ? html`<dl class="facts">
+          <dt>Status</dt><dd><span class=${`badge ${s[1]}`}>${s[0]}</span></dd>
+          <dt>Node</dt><dd>${pod.spec.nodeName || 'unscheduled'}</dd>
+          <dt>IP</dt><dd>${pod.status && pod.status.podIP}</dd>
+          <dt>Restarts</dt><dd>${restarts(pod)}</dd>
+          <dt>Age</dt><dd>${age(pod.metadata.creationTimestamp)}</dd>
+          <dt>Images</dt><dd>${(pod.spec.containers || []).map((c) => c.image).join(', ')}</dd>
+          <dt>CPU</dt><dd><${Spark} samples=${series} field="cpu" label=${`CPU of pod ${name}`} width=${200} height=${40} /></dd>
+          <dt>Memory</dt><dd><${Spark} samples=${series} field="mem" label=${`Memory of pod ${name}`} width=${200} height=${40} /></dd>
+        </dl>
+        <div class="actions">
+          ${containers.length > 1 ? html`<label for="container">Container</label>
+            <select id="container" value=${container} onChange=${(e) => setContainer(e.currentTarget.value)}>
+              ${containers.map((c) => html`<option value=${c}>${c}</option>`)}</select>` : null}
+          ${port ? html`<button type="button" onClick=${() => openProxy(`/api/v1/namespaces/${ns}/pods/${name}:${port}/proxy/`, `pod ${name}`)}>Open URL</button>` : null}
+          <${DeleteButton} ns=${ns} name=${name} />
+        </div>` : null}
+    </section>
+    ${pod ? html`<${Log} ns=${ns} name=${name} container=${container || containers[0] || ''} />` : null}
+  </div>`;
+}

@@ -46,9 +46,14 @@ pub struct Pki {
     pub admin_token: String,
 }
 
-/// Writes `contents` to `path` atomically (temp file, fsync, rename) with the given mode.
+/// Writes `contents` to `path` atomically (temp file, fsync, rename) with the given mode. The
+/// temporary name is unique to the call, so several servers sharing a data directory may write
+/// the same file at once (the last rename wins, no one fails).
 pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let suffix: u64 = rand::rng().random();
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.{suffix:016x}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
     {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -61,8 +66,39 @@ pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         f.sync_all().map_err(io(&tmp))?;
     }
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))?;
+    if let Err(source) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
     Ok(())
+}
+
+/// Holds the data directory's credentials lock (`DIR/credentials.lock`, an exclusive `flock`)
+/// while the credentials are read or made, so that servers sharing one data directory (with
+/// `--etcd-servers`) starting at once agree on one CA, one service-account key, one admin token:
+/// the first creates them, the others wait and read them. Released when dropped.
+pub struct CredentialsLock {
+    _file: fs::File,
+}
+
+impl CredentialsLock {
+    /// Waits for the lock of `dir` (created if missing).
+    pub fn acquire(dir: &Path) -> Result<CredentialsLock> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join("credentials.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(CredentialsLock { _file: file })
+    }
 }
 
 fn ca_params() -> CertificateParams {
@@ -511,6 +547,37 @@ mod tests {
             .collect();
         assert_eq!(cn, ["bob"]);
         csr.verify_signature().unwrap();
+    }
+
+    /// Servers starting at once on one empty data directory agree on one CA and one admin
+    /// token, each with its own serving certificate signed by it.
+    #[test]
+    fn servers_sharing_a_directory_agree_on_one_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded: Vec<Pki> = (0..4u16)
+            .map(|i| {
+                let dir = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let _lock = CredentialsLock::acquire(&dir).unwrap();
+                    load_or_create(&dir, SocketAddr::from(([127, 0, 0, 1], 6443 + i))).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let on_disk = fs::read_to_string(dir.path().join("pki/ca.crt")).unwrap();
+        for pki in &loaded {
+            assert_eq!(pki.ca_cert_pem, on_disk);
+            assert_eq!(pki.admin_token, loaded[0].admin_token);
+        }
+        assert_ne!(loaded[0].server_cert_pem, loaded[1].server_cert_pem);
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("pki"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

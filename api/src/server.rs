@@ -196,22 +196,9 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         addr: opts.listen,
         source,
     })?;
-    let pki_dir = dir.clone();
-    let pki = tokio::task::spawn_blocking(move || pki::load_or_create(&pki_dir, addr))
-        .await
-        .map_err(|e| Error::Tls(e.to_string()))??;
-    let (sa_dir, sa_opts, ca) = (
-        dir.clone(),
-        opts.service_accounts.clone(),
-        pki.ca_cert_pem.clone(),
-    );
-    let service_accounts = Arc::new(
-        tokio::task::spawn_blocking(move || {
-            crate::serviceaccount::ServiceAccounts::load_or_create(&sa_dir, &sa_opts, ca)
-        })
-        .await
-        .map_err(|e| Error::Tls(e.to_string()))??,
-    );
+    let (pki, service_accounts, kubelet_client_token) =
+        credentials(dir.clone(), addr, opts.service_accounts.clone()).await?;
+    let service_accounts = Arc::new(service_accounts);
     bootstrap(store.clone(), &opts.network, addr, &service_accounts).await?;
     let url = pki::server_url(addr);
     let kubeconfig_path = dir.join("admin.kubeconfig");
@@ -242,12 +229,6 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         },
         None => e,
     })?;
-    let kubelet_dir = dir.clone();
-    let kubelet_client_token = tokio::task::spawn_blocking(move || {
-        crate::subresources::node_proxy::load_or_create_kubelet_client_token(&kubelet_dir)
-    })
-    .await
-    .map_err(|e| Error::Tls(e.to_string()))??;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let fairness = crate::fairness::Fairness::new(opts.fairness.clone());
     let audit = match &opts.audit_log_path {
@@ -304,6 +285,33 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         fairness,
         metrics,
     })
+}
+
+/// The data directory's credentials — the CA and this server's serving certificate, the admin
+/// token, the service-account signing key, the API server's kubelet-client token — read, or made
+/// by the first server to start, under the directory's credentials lock: servers sharing one
+/// data directory (several API servers on one etcd) starting at once agree on one set. Each
+/// server signs its own serving certificate with the shared CA (its names: loopback, `localhost`,
+/// its listen address), so any of them, or a load balancer on loopback before them, verifies.
+async fn credentials(
+    dir: PathBuf,
+    addr: SocketAddr,
+    sa_opts: crate::serviceaccount::ServiceAccountOptions,
+) -> Result<(pki::Pki, crate::serviceaccount::ServiceAccounts, String)> {
+    tokio::task::spawn_blocking(move || {
+        let _lock = pki::CredentialsLock::acquire(&dir)?;
+        let pki = pki::load_or_create(&dir, addr)?;
+        let service_accounts = crate::serviceaccount::ServiceAccounts::load_or_create(
+            &dir,
+            &sa_opts,
+            pki.ca_cert_pem.clone(),
+        )?;
+        let kubelet_client_token =
+            crate::subresources::node_proxy::load_or_create_kubelet_client_token(&dir)?;
+        Ok((pki, service_accounts, kubelet_client_token))
+    })
+    .await
+    .map_err(|e| Error::Tls(e.to_string()))?
 }
 
 /// The server's TLS: its certificate, and client certificates asked for (not required), whose

@@ -137,6 +137,18 @@ pub(crate) struct Owner {
     pub(crate) namespace: Option<String>,
     pub(crate) name: String,
     pub(crate) uid: String,
+    /// When the record was taken (Unix seconds): a record younger than `repair::GRACE` whose
+    /// owner is not stored yet may belong to a write in flight on another server, and is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) since: Option<u64>,
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 impl Owner {
@@ -146,6 +158,7 @@ impl Owner {
             namespace: write.namespace.map(str::to_string),
             name: write.name.to_string(),
             uid: meta_str(obj, "uid").unwrap_or_default().to_string(),
+            since: Some(unix_now()),
         }
     }
 
@@ -202,6 +215,7 @@ async fn holder(state: &AppState, key: &str) -> Result<Option<Owner>, ApiError> 
             namespace: None,
             name: String::new(),
             uid: String::new(),
+            since: None,
         })
     }))
 }

@@ -109,6 +109,7 @@ async fn repair_frees_orphan_records_and_records_unrecorded_values() {
         namespace: Some("default".into()),
         name: "ghost".into(),
         uid: "gone".into(),
+        since: None,
     };
     assert!(
         crate::registry::create_record(&state, &orphan, ghost.bytes())
@@ -130,4 +131,46 @@ async fn repair_frees_orphan_records_and_records_unrecorded_values() {
     let svc = get(&state, "services", "", Some("default"), "kubernetes").await;
     let owner = holder(&state, &kubernetes).await.expect("recorded again");
     assert_eq!(owner.uid, svc["metadata"]["uid"].as_str().unwrap());
+}
+
+/// Another server's write in flight: its record is taken, its Service not stored yet. A repair
+/// on a server starting meanwhile keeps the record; an old one is freed.
+#[tokio::test]
+async fn repair_keeps_a_young_record_of_a_write_in_flight() {
+    let state = state();
+    crate::bootstrap::run(&state, "127.0.0.1:6443".parse().unwrap())
+        .await
+        .unwrap();
+    let owner = |name: &str, since| Owner {
+        kind: "Service".into(),
+        namespace: Some("default".into()),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        since,
+    };
+    let young = Pool::ServiceIp.key("10.96.0.98");
+    let old = Pool::ServiceIp.key("10.96.0.97");
+    let now = super::unix_now();
+    for (key, o) in [
+        (&young, owner("in-flight", Some(now))),
+        (
+            &old,
+            owner("crashed", Some(now - super::repair::GRACE.as_secs() - 1)),
+        ),
+    ] {
+        assert!(
+            crate::registry::create_record(&state, key, o.bytes())
+                .await
+                .unwrap()
+        );
+    }
+    repair(&state).await.unwrap();
+    assert_eq!(
+        holder(&state, &young).await.map(|o| o.uid),
+        Some("uid-in-flight".into())
+    );
+    assert!(
+        holder(&state, &old).await.is_none(),
+        "the old orphan is freed"
+    );
 }

@@ -10,11 +10,13 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub mod conformance;
+pub mod etcd;
 mod history;
 pub mod memory;
 pub mod redb_store;
 mod watch;
 
+pub use etcd::{EtcdStore, EtcdStoreOptions};
 pub use memory::MemoryStore;
 pub use redb_store::{RedbStore, RedbStoreOptions, RedbStoreStats, StorageStats};
 

@@ -1,4 +1,5 @@
-//! The conformance suite, one test per case, against `MemoryStore` and `RedbStore`.
+//! The conformance suite, one test per case, against `MemoryStore`, `RedbStore` and `EtcdStore`
+//! (each etcd case on its own etcd, started by the test; skipped when `etcd` is missing).
 
 use std::sync::Arc;
 
@@ -10,6 +11,23 @@ pub(crate) fn open_redb() -> (tempfile::TempDir, Arc<RedbStore>) {
     let store =
         RedbStore::open(RedbStoreOptions::new(dir.path().join("store.redb"))).expect("open");
     (dir, Arc::new(store))
+}
+
+/// A fresh etcd (in its own directory) and a store on it, or `None` when `etcd` is missing.
+pub(crate) async fn open_etcd() -> Option<(
+    tempfile::TempDir,
+    skiff_store::etcd::launch::Etcd,
+    Arc<skiff_store::EtcdStore>,
+)> {
+    skiff_store::etcd::launch::available()?;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let etcd = skiff_store::etcd::launch::Etcd::start(dir.path()).expect("start etcd");
+    let mut opts = skiff_store::EtcdStoreOptions::new(vec![etcd.endpoint()]);
+    opts.compaction_interval = std::time::Duration::ZERO;
+    let store = skiff_store::EtcdStore::connect(opts)
+        .await
+        .expect("connect to etcd");
+    Some((dir, etcd, Arc::new(store)))
 }
 
 macro_rules! cases {
@@ -30,6 +48,17 @@ macro_rules! cases {
                     let (_dir, store) = super::open_redb();
                     skiff_store::conformance::$case(store.clone()).await;
                     store.close().await.expect("close");
+                }
+            )*
+        }
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some((_dir, _etcd, store)) = super::open_etcd().await else {
+                        return;
+                    };
+                    skiff_store::conformance::$case(store).await;
                 }
             )*
         }

@@ -113,3 +113,16 @@ if [ ! -x tests/.venv/bin/componentize-js ] ||
     echo "npm not found: the http-js template's test will be skipped (apt-get install nodejs npm)"
   fi
 fi
+
+# The etcd store (skiff_store::EtcdStore): etcd-client's build needs protoc and the well-known
+# .proto files; its conformance suite and the SKIFF_TEST_STORE=etcd e2e pass run Debian's etcd.
+need_apt=()
+for pkg in protobuf-compiler libprotobuf-dev etcd-server; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "installing Debian packages (etcd store): ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi

@@ -54,6 +54,7 @@ pub use authz::{Masters, Union};
 pub use error::{ApiError, StatusReason};
 pub use rbac::{AuthorizationMode, Rbac};
 pub use server::{ServerHandle, ServerOptions, start, start_with_store};
+pub use skiff_store::EtcdStoreOptions;
 pub use state::{
     AllowAuthenticated, Attributes, Authorizer, Decision, NonResourceRule, ResourceRule, Rules,
     TokenAuthenticator,

@@ -95,6 +95,10 @@ pub struct ServerOptions {
     /// `--audit-log-maxsize` (megabytes, 0: never rotate) and `--audit-log-maxbackup`.
     pub audit_log_max_size_mb: u64,
     pub audit_log_max_backups: usize,
+    /// kube-apiserver's `--etcd-servers` and friends: keep every object in etcd (`None`: the
+    /// embedded redb store, `DATA/store.redb`). Its compaction follows `history_revisions` and
+    /// `compaction_interval`.
+    pub etcd: Option<skiff_store::EtcdStoreOptions>,
 }
 
 impl ServerOptions {
@@ -118,6 +122,7 @@ impl ServerOptions {
             audit_policy_file: None,
             audit_log_max_size_mb: 0,
             audit_log_max_backups: 0,
+            etcd: None,
         }
     }
 }
@@ -151,17 +156,27 @@ impl ServerHandle {
     }
 }
 
-/// Opens the store in the data directory, prepares PKI and kubeconfig, and starts serving.
+/// Opens the store (etcd when `opts.etcd` is set, else redb in the data directory), prepares PKI and kubeconfig, and starts serving.
 pub async fn start(opts: ServerOptions) -> Result<ServerHandle> {
     let dir = opts.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| Error::DataDir {
         path: dir.clone(),
         source,
     })?;
-    let mut store_opts = skiff_store::RedbStoreOptions::new(dir.join("store.redb"));
-    store_opts.compaction_retain = opts.history_revisions;
-    store_opts.compaction_interval = opts.compaction_interval;
-    let store: Arc<dyn Store> = Arc::new(skiff_store::RedbStore::open_async(store_opts).await?);
+    let store: Arc<dyn Store> = match &opts.etcd {
+        Some(etcd) => {
+            let mut etcd = etcd.clone();
+            etcd.compaction_retain = opts.history_revisions;
+            etcd.compaction_interval = opts.compaction_interval;
+            Arc::new(skiff_store::EtcdStore::connect(etcd).await?)
+        }
+        None => {
+            let mut store_opts = skiff_store::RedbStoreOptions::new(dir.join("store.redb"));
+            store_opts.compaction_retain = opts.history_revisions;
+            store_opts.compaction_interval = opts.compaction_interval;
+            Arc::new(skiff_store::RedbStore::open_async(store_opts).await?)
+        }
+    };
     start_with_store(opts, store).await
 }
 

@@ -37,6 +37,8 @@ pub(crate) struct ServerArgs {
     #[command(flatten)]
     audit: AuditArgs,
     #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
     #[command(flatten)]
     ready: crate::ready::ReadyArgs,
@@ -54,6 +56,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     opts.encryption_provider_config = args.encryption_provider_config.clone();
     args.flow_control.apply(&mut opts);
     args.audit.apply(&mut opts);
+    args.etcd.apply(&mut opts)?;
     let server = skiff_api::start(opts)
         .await
         .with_context(|| format!("starting the API server on {}", args.listen))?;
@@ -276,5 +279,56 @@ impl AuditArgs {
         opts.audit_policy_file = self.audit_policy_file.clone();
         opts.audit_log_max_size_mb = self.audit_log_maxsize;
         opts.audit_log_max_backups = self.audit_log_maxbackup;
+    }
+}
+
+/// kube-apiserver's etcd flags: keep every object in an etcd cluster (which several API servers
+/// may share) instead of the embedded store in the data directory.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct EtcdArgs {
+    /// etcd client URLs, comma-separated (`http://` or, with --etcd-cafile, `https://`).
+    /// Without it objects are kept in DATA_DIR/store.redb.
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    etcd_servers: Vec<String>,
+    /// PEM CA bundle that signed the etcd servers' certificates.
+    #[arg(long, value_name = "FILE")]
+    etcd_cafile: Option<PathBuf>,
+    /// PEM client certificate for etcd (with --etcd-keyfile).
+    #[arg(long, value_name = "FILE")]
+    etcd_certfile: Option<PathBuf>,
+    /// PEM private key of --etcd-certfile.
+    #[arg(long, value_name = "FILE")]
+    etcd_keyfile: Option<PathBuf>,
+    /// Prefix of every key in etcd (as kube-apiserver's; give each cluster sharing one etcd
+    /// its own).
+    #[arg(long, default_value = "/registry", value_name = "PREFIX")]
+    etcd_prefix: String,
+}
+
+impl EtcdArgs {
+    pub(crate) fn apply(&self, opts: &mut skiff_api::ServerOptions) -> anyhow::Result<()> {
+        if self.etcd_servers.is_empty() {
+            anyhow::ensure!(
+                self.etcd_cafile.is_none()
+                    && self.etcd_certfile.is_none()
+                    && self.etcd_keyfile.is_none(),
+                "--etcd-cafile, --etcd-certfile and --etcd-keyfile need --etcd-servers"
+            );
+            return Ok(());
+        }
+        if let Some(bad) = self
+            .etcd_servers
+            .iter()
+            .find(|url| !url.starts_with("http://") && !url.starts_with("https://"))
+        {
+            anyhow::bail!("--etcd-servers: {bad:?} is not an http:// or https:// URL");
+        }
+        let mut etcd = skiff_api::EtcdStoreOptions::new(self.etcd_servers.clone());
+        etcd.prefix = self.etcd_prefix.clone();
+        etcd.ca_file = self.etcd_cafile.clone();
+        etcd.cert_file = self.etcd_certfile.clone();
+        etcd.key_file = self.etcd_keyfile.clone();
+        opts.etcd = Some(etcd);
+        Ok(())
     }
 }

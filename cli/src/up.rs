@@ -102,6 +102,8 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     audit: crate::server::AuditArgs,
     #[command(flatten)]
+    etcd: crate::server::EtcdArgs,
+    #[command(flatten)]
     controllers: crate::controllers::ControllerArgs,
     #[command(flatten)]
     ready: crate::ready::ReadyArgs,
@@ -158,6 +160,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     server_opts.encryption_provider_config = Some(encryption_config(&dir)?);
     args.flow_control.apply(&mut server_opts);
     args.audit.apply(&mut server_opts);
+    args.etcd.apply(&mut server_opts)?;
     let server = skiff_api::start(server_opts)
         .await
         .with_context(|| format!("starting the API server on {}", args.listen))?;

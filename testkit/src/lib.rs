@@ -2,7 +2,7 @@
 //! over the API server's router on the memory store, no process, no socket), simulated nodes
 //! (`fake`), the drivers of `skiff bench scheduler` (`bench`) and the container images of the
 //! Linux container tests (`oci_image`: busybox built with umoci, pushed with skopeo, and broken
-//! variants).
+//! variants), and a loopback TCP load balancer for several API servers (`lb`).
 //!
 //! Nothing in the product's libraries depends on this crate; the `skiff` binary links it only
 //! for `skiff bench`.
@@ -10,4 +10,5 @@
 pub mod bench;
 pub mod fake;
 pub mod inproc;
+pub mod lb;
 pub mod oci_image;

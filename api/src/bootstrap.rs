@@ -64,17 +64,30 @@ async fn ensure(
         dry_run: false,
         subresource: None,
     };
-    registry::guaranteed_update(state, &write, |current| {
-        Ok(match current {
-            None => Change::Create(prepared.obj.clone()),
-            Some((obj, _)) => match refresh(obj) {
-                Some(new) if new != *obj => Change::Update(new),
-                _ => Change::Keep(obj.clone()),
-            },
+    // Servers starting at once on one store (etcd) race to create the same objects: the loser
+    // of a create may be refused before its store write (the `kubernetes` Service's fixed
+    // ClusterIP is already held by the winner's), so a failed attempt is tried again, when the
+    // object is there to refresh.
+    let mut attempt = 0;
+    loop {
+        let result = registry::guaranteed_update(state, &write, |current| {
+            Ok(match current {
+                None => Change::Create(prepared.obj.clone()),
+                Some((obj, _)) => match refresh(obj) {
+                    Some(new) if new != *obj => Change::Update(new),
+                    _ => Change::Keep(obj.clone()),
+                },
+            })
         })
-    })
-    .await
-    .map(drop)
+        .await;
+        match result {
+            Err(_) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            result => return result.map(drop),
+        }
+    }
 }
 
 /// The address the `kubernetes` Service's endpoint names: the listen address, or loopback when

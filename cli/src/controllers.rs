@@ -162,13 +162,12 @@ impl ControllerArgs {
                 .filter(|path| path.exists())
         };
         let manager = own(skiff_api::server::CONTROLLER_MANAGER_KUBECONFIG);
-        let client =
-            skiff_controllers::client_from_kubeconfig(manager.as_deref().unwrap_or(kubeconfig))
-                .await
-                .context("connecting the controllers to the API server")?;
+        let client = client_of_server(manager.as_deref().unwrap_or(kubeconfig), url)
+            .await
+            .context("connecting the controllers to the API server")?;
         if let Some(path) = own(skiff_api::server::SCHEDULER_KUBECONFIG).filter(|_| opts.scheduler)
         {
-            let scheduler = skiff_controllers::client_from_kubeconfig(&path)
+            let scheduler = client_of_server(&path, url)
                 .await
                 .context("connecting the scheduler to the API server")?;
             opts.scheduler_client = Some(skiff_controllers::OwnClient(scheduler));
@@ -185,6 +184,21 @@ impl ControllerArgs {
             client, opts, election,
         )))
     }
+}
+
+/// A client with a kubeconfig's credentials, talking to the server at `url` (this process's):
+/// API servers sharing a data directory (on one etcd) each rewrite its kubeconfigs with their
+/// own address, so the file may name another server, which may die while this one lives.
+async fn client_of_server(kubeconfig: &Path, url: &str) -> anyhow::Result<kube::Client> {
+    let config = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let mut config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .with_context(|| format!("loading {}", kubeconfig.display()))?;
+    config.cluster_url = url
+        .parse()
+        .with_context(|| format!("the server URL {url:?}"))?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// The cluster CA (PEM) of a kubeconfig's current cluster, which `root-ca-cert-publisher`

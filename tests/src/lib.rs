@@ -49,7 +49,29 @@ pub fn repo_root() -> PathBuf {
     skiff_tools::repo_root()
 }
 
-/// A `skiff server` process with its own data directory.
+/// Whether the e2e servers keep their objects in etcd (`SKIFF_TEST_STORE=etcd`) rather than in
+/// their own redb store (unset or `redb`).
+pub fn test_store_is_etcd() -> bool {
+    match std::env::var("SKIFF_TEST_STORE").as_deref() {
+        Ok("etcd") => true,
+        Ok("") | Ok("redb") | Err(_) => false,
+        Ok(other) => panic!("SKIFF_TEST_STORE={other:?}: expected etcd or redb"),
+    }
+}
+
+/// Under `SKIFF_TEST_STORE=etcd`, a fresh test etcd with its data in `DIR/etcd` (failing when
+/// `etcd` is missing: the run asked for it); otherwise `None`.
+fn test_etcd(dir: &Path) -> Result<Option<skiff_testkit::etcd::Etcd>> {
+    if !test_store_is_etcd() {
+        return Ok(None);
+    }
+    let etcd = skiff_testkit::etcd::Etcd::start(&dir.join("etcd"))
+        .context("starting the test etcd (SKIFF_TEST_STORE=etcd; apt-get install etcd-server)")?;
+    Ok(Some(etcd))
+}
+
+/// A `skiff server` process with its own data directory (and, under `SKIFF_TEST_STORE=etcd`,
+/// its own test etcd).
 pub struct Server {
     child: Option<Child>,
     pub dir: PathBuf,
@@ -57,6 +79,11 @@ pub struct Server {
     pub url: String,
     pub kubeconfig: PathBuf,
     extra_args: Vec<String>,
+    /// The server's own test etcd under `SKIFF_TEST_STORE=etcd` (kept across `restart`).
+    etcd: Option<skiff_testkit::etcd::Etcd>,
+    /// Its files in `dir`: `NAME.log`, `NAME.ready` (`server` unless started with
+    /// [`Server::start_in`]).
+    name: String,
 }
 
 impl Server {
@@ -76,18 +103,61 @@ impl Server {
             url: String::new(),
             kubeconfig: PathBuf::new(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            etcd: None,
+            name: "server".into(),
+        };
+        server.etcd = test_etcd(&server.dir)?;
+        server.spawn("127.0.0.1:0")?;
+        Ok(server)
+    }
+
+    /// A server on the data directory `dir`, which other servers may share (several API servers
+    /// on one etcd: pass `--etcd-servers` in `extra`), logging to `DIR/NAME.log`. The directory
+    /// is the caller's to remove.
+    pub fn start_in(dir: &Path, name: &str, extra: &[&str]) -> Result<Server> {
+        let mut server = Server {
+            child: None,
+            dir: dir.to_path_buf(),
+            _tempdir: None,
+            url: String::new(),
+            kubeconfig: PathBuf::new(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            etcd: None,
+            name: name.to_string(),
         };
         server.spawn("127.0.0.1:0")?;
         Ok(server)
+    }
+
+    /// The servers sharing this one's data directory as reached through `url` (a load balancer
+    /// before them): no process of its own (dropping it stops nothing), an admin kubeconfig
+    /// `DIR/NAME.kubeconfig` naming `url`, and nodes started with it (their minted kubeconfigs)
+    /// reach the servers through `url` too.
+    pub fn through(&self, url: &str, name: &str) -> Result<Server> {
+        let ca = std::fs::read_to_string(self.dir.join("pki/ca.crt"))
+            .context("reading the server's CA")?;
+        let kubeconfig = self.dir.join(format!("{name}.kubeconfig"));
+        let text = skiff_api::pki::kubeconfig(url, &ca, "admin", &self.token()?);
+        skiff_api::pki::write_private(&kubeconfig, text.as_bytes(), 0o600)?;
+        Ok(Server {
+            child: None,
+            dir: self.dir.clone(),
+            _tempdir: None,
+            url: url.to_string(),
+            kubeconfig,
+            extra_args: Vec::new(),
+            etcd: None,
+            name: name.to_string(),
+        })
     }
 
     fn spawn(&mut self, listen: &str) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("server.log"))?;
+            .open(self.dir.join(format!("{}.log", self.name)))?;
         // A file left by an earlier run of this data directory (killed) says nothing.
-        let ready_file = self.dir.join("server.ready");
+        let ready_file = self.dir.join(format!("{}.ready", self.name));
         let _ = std::fs::remove_file(&ready_file);
         let child = Command::new(skiff_bin())
             .arg("server")
@@ -98,6 +168,11 @@ impl Server {
             .arg("--ready-file")
             .arg(&ready_file)
             .args(&self.extra_args)
+            .args(
+                self.etcd
+                    .iter()
+                    .flat_map(|etcd| ["--etcd-servers".to_owned(), etcd.endpoint()]),
+            )
             .env(
                 "SKIFF_LOG",
                 std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
@@ -127,7 +202,7 @@ impl Server {
 
     /// Everything the server wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join(format!("{}.log", self.name))).unwrap_or_default()
     }
 
     /// Kills the process with SIGKILL (no clean shutdown).
@@ -228,6 +303,8 @@ impl Drop for Server {
                 self.log()
             );
         }
+        // Before its directory goes.
+        drop(self.etcd.take());
     }
 }
 
@@ -753,8 +830,9 @@ impl Drop for Node {
     }
 }
 
-/// The `skiff up` process, killed if the test ends early.
-pub struct Up(pub Child);
+/// The `skiff up` process, killed if the test ends early, and its test etcd under
+/// `SKIFF_TEST_STORE=etcd` (stopped after it).
+pub struct Up(pub Child, pub Option<skiff_testkit::etcd::Etcd>);
 
 impl Drop for Up {
     fn drop(&mut self) {
@@ -768,10 +846,16 @@ impl Drop for Up {
 pub fn start_up(dir: &Path) -> (Up, String, String) {
     let ready_file = dir.join("up.ready");
     let log = std::fs::File::create(dir.join("up.log")).unwrap();
-    let mut up = Up(Command::new(skiff_bin())
+    let etcd = test_etcd(dir).expect("the test etcd starts");
+    let etcd_args: Vec<String> = etcd
+        .iter()
+        .flat_map(|etcd| ["--etcd-servers".to_owned(), etcd.endpoint()])
+        .collect();
+    let child = Command::new(skiff_bin())
         .arg("up")
         .arg("--data-dir")
         .arg(dir.join("data"))
+        .args(&etcd_args)
         .args(["--runtimes", "wasm"])
         .args([
             "--listen",
@@ -791,7 +875,8 @@ pub fn start_up(dir: &Path) -> (Up, String, String) {
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .expect("skiff up starts"));
+        .expect("skiff up starts");
+    let mut up = Up(child, etcd);
     let ready =
         wait_ready_file(&ready_file, &mut up.0, Duration::from_secs(120)).unwrap_or_else(|e| {
             panic!(

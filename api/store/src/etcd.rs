@@ -213,7 +213,10 @@ impl EtcdStore {
         tokio::time::timeout(opts.connect_timeout, store.current_revision())
             .await
             .map_err(|_| Error::Backend(format!("etcd at {joined}: no answer")))?
-            .map_err(|e| Error::Backend(format!("etcd at {joined}: {e}")))?;
+            .map_err(|e| match e {
+                Error::Backend(message) => Error::Backend(format!("at {joined}: {message}")),
+                other => other,
+            })?;
         if !opts.compaction_interval.is_zero() {
             store.compactor = Some(tokio::spawn(compaction_pass(
                 store.shallow(),

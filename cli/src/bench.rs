@@ -74,6 +74,11 @@ struct ApiBenchArgs {
     /// Append the results to this Markdown file.
     #[arg(long)]
     append: Option<PathBuf>,
+    /// Also measure durable creates on an API server over etcd: these client URLs
+    /// (comma-separated), or `local` for a single-member etcd (Debian's `etcd`) started in
+    /// `--dir`, on the same disk as the redb figures.
+    #[arg(long, value_name = "URL[,URL]|local")]
+    etcd_servers: Option<String>,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
@@ -375,15 +380,22 @@ async fn api(args: ApiBenchArgs) -> Result<()> {
         w.abort();
     }
     server.shutdown().await;
+    if let Some(servers) = &args.etcd_servers {
+        rows.extend(etcd_creates(servers, &tmp.path().join("etcd"), args.seconds).await?);
+    }
 
     let machine = machine_description();
     let date = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M %Z").to_string();
     let mut md = format!(
-        "\n### API server — {date}\n\nCommand: `skiff bench api --dir {} --seconds {} --pods {} --watchers {}` ({} build)  \nMachine: {machine}\n\n| measure | result |\n|---|---|\n",
+        "\n### API server — {date}\n\nCommand: `skiff bench api --dir {} --seconds {} --pods {} --watchers {}{}` ({} build)  \nMachine: {machine}\n\n| measure | result |\n|---|---|\n",
         args.dir.display(),
         args.seconds,
         args.pods,
         args.watchers,
+        args.etcd_servers
+            .as_ref()
+            .map(|servers| format!(" --etcd-servers {servers}"))
+            .unwrap_or_default(),
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -394,6 +406,53 @@ async fn api(args: ApiBenchArgs) -> Result<()> {
         md.push_str(&format!("| {k} | {v} |\n"));
     }
     publish(&md, args.append.as_deref())
+}
+
+/// Durable creates/s with 1, 8 and 64 clients on an API server over etcd (`local`: a
+/// single-member etcd started in `dir`), under a key prefix of its own.
+async fn etcd_creates(servers: &str, dir: &Path, seconds: u64) -> Result<Vec<(String, String)>> {
+    std::fs::create_dir_all(dir)?;
+    let mut local = None;
+    let endpoints: Vec<String> = if servers == "local" {
+        let etcd = skiff_testkit::etcd::Etcd::start(&dir.join("etcd"))
+            .context("starting a local etcd (apt-get install etcd-server)")?;
+        let endpoints = vec![etcd.endpoint()];
+        local = Some(etcd);
+        endpoints
+    } else {
+        servers.split(',').map(str::to_owned).collect()
+    };
+    let mut opts = skiff_api::ServerOptions::new(dir.join("server"), "127.0.0.1:0".parse()?);
+    let mut etcd = skiff_api::EtcdStoreOptions::new(endpoints);
+    etcd.prefix = format!("/skiff-bench-{}", std::process::id());
+    opts.etcd = Some(etcd);
+    let server = skiff_api::start(opts)
+        .await
+        .context("starting the server on etcd")?;
+    let kubeconfig = server.kubeconfig_path.clone();
+    let client = client_for(&kubeconfig).await?;
+    let body = serde_json::to_vec(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
+    )?;
+    let req = Request::post("/api/v1/namespaces")
+        .header("Content-Type", "application/json")
+        .body(body)?;
+    client.request_text(req).await?;
+    let mut rows = Vec::new();
+    for clients in [1usize, 8, 64] {
+        let (rate, p99) = creates(&kubeconfig, "bench", clients, seconds).await?;
+        println!(
+            "durable creates on etcd with {clients} clients: {rate:.0}/s (p99 {} ms)",
+            ms(p99)
+        );
+        rows.push((
+            format!("durable creates/s, {clients} client(s), etcd"),
+            format!("{rate:.0}/s (p99 {} ms)", ms(p99)),
+        ));
+    }
+    server.shutdown().await;
+    drop(local);
+    Ok(rows)
 }
 
 /// Prints a benchmark's markdown and, with `--append FILE`, appends it there.

@@ -39,7 +39,8 @@ const MAX_MESSAGE: usize = 256 << 20;
 pub struct EtcdStoreOptions {
     /// Client URLs (`http://host:2379` or `https://...`); requests are balanced over them.
     pub endpoints: Vec<String>,
-    /// Prepended to every key (kube-apiserver's `--etcd-prefix`, default `/registry`).
+    /// Prepended to every key (kube-apiserver's `--etcd-prefix`, default `/registry`; a
+    /// trailing `/` is dropped, as keys start with one).
     pub prefix: String,
     /// PEM CA bundle to verify the etcd servers (`--etcd-cafile`).
     pub ca_file: Option<PathBuf>,
@@ -206,7 +207,7 @@ impl EtcdStore {
         .map_err(|e| Error::Backend(format!("etcd at {joined}: {e}")))?;
         let mut store = Self {
             client,
-            root: opts.prefix.clone().into_bytes(),
+            root: opts.prefix.trim_end_matches('/').as_bytes().to_vec(),
             compacted: Arc::default(),
             compactor: None,
         };
@@ -243,20 +244,29 @@ impl EtcdStore {
             .max_decoding_message_size(MAX_MESSAGE)
     }
 
-    fn etcd_key(&self, key: &str) -> Vec<u8> {
+    /// `{prefix}{key}` for a key of the trait's form, `/...` (so that the prefix `/one` never
+    /// reads the keys of the prefix `/one-more`).
+    fn etcd_key(&self, key: &str) -> Result<Vec<u8>> {
+        if !key.starts_with('/') {
+            return Err(Error::Backend(format!(
+                "key {key:?}: keys in the etcd store start with '/'"
+            )));
+        }
+        Ok(self.raw_key(key))
+    }
+
+    fn raw_key(&self, key: &str) -> Vec<u8> {
         let mut full = Vec::with_capacity(self.root.len() + key.len());
         full.extend_from_slice(&self.root);
         full.extend_from_slice(key.as_bytes());
         full
     }
 
-    /// The etcd range `[start, end)` of keys starting with `prefix`.
-    fn range(&self, prefix: &str) -> (Vec<u8>, Vec<u8>) {
-        let start = self.etcd_key(prefix);
+    /// The etcd range `[start, end)` of keys starting with `prefix` (`""`: every key).
+    fn range(&self, prefix: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+        let start = self.etcd_key(if prefix.is_empty() { "/" } else { prefix })?;
         let end = prefix_end(&start);
-        // etcd wants a key: the smallest one stands for "from the beginning".
-        let start = if start.is_empty() { vec![0] } else { start };
-        (start, end)
+        Ok((start, end))
     }
 
     fn convert(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue> {
@@ -279,7 +289,7 @@ impl EtcdStore {
         let opts = GetOptions::new()
             .with_revision(to_etcd_revision(revision)?)
             .with_count_only();
-        match self.kv().get(self.root.clone(), Some(opts)).await {
+        match self.kv().get(self.raw_key("/"), Some(opts)).await {
             Ok(_) => Ok(true),
             Err(err) => match classify(err) {
                 ReadError::Compacted => Ok(false),
@@ -360,7 +370,7 @@ impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let response = self
             .kv()
-            .get(self.etcd_key(key), None)
+            .get(self.etcd_key(key)?, None)
             .await
             .map_err(|e| backend("get", e))?;
         response
@@ -386,10 +396,10 @@ impl Store for EtcdStore {
                 more: false,
             });
         }
-        let (start, end) = self.range(&opts.prefix);
+        let (start, end) = self.range(&opts.prefix)?;
         let from = match &opts.start_after {
             Some(after) => {
-                let mut next = self.etcd_key(after);
+                let mut next = self.raw_key(after);
                 next.push(0);
                 next.max(start)
             }
@@ -436,7 +446,7 @@ impl Store for EtcdStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
-        let full = self.etcd_key(key);
+        let full = self.etcd_key(key)?;
         let txn = Txn::new()
             .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(full, value.clone(), None)]);
@@ -459,7 +469,7 @@ impl Store for EtcdStore {
         value: Vec<u8>,
         expected: Option<Revision>,
     ) -> Result<KeyValue> {
-        let full = self.etcd_key(key);
+        let full = self.etcd_key(key)?;
         let txn = Txn::new()
             .when(Self::preconditions(&full, expected)?)
             .and_then([TxnOp::put(
@@ -492,7 +502,7 @@ impl Store for EtcdStore {
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        let full = self.etcd_key(key);
+        let full = self.etcd_key(key)?;
         let txn = Txn::new()
             .when(Self::preconditions(&full, expected)?)
             .and_then([TxnOp::delete(
@@ -527,7 +537,7 @@ impl Store for EtcdStore {
                 compacted,
             });
         }
-        let (start, end) = self.range(prefix);
+        let (start, end) = self.range(prefix)?;
         let options = WatchOptions::new()
             .with_range(end)
             .with_start_revision(to_etcd_revision(after + 1)?)
@@ -585,7 +595,7 @@ impl Store for EtcdStore {
         let opts = GetOptions::new().with_count_only();
         let response = self
             .kv()
-            .get(self.root.clone(), Some(opts))
+            .get(self.raw_key("/"), Some(opts))
             .await
             .map_err(|e| backend("read revision", e))?;
         header_revision(response.header())

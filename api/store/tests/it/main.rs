@@ -3,4 +3,5 @@
 
 mod conformance;
 mod crash;
+mod etcd;
 mod redb;

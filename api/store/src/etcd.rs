@@ -31,6 +31,9 @@ use crate::{
     WatchStream,
 };
 
+/// Keys read per etcd range request when listing (a long list takes several, at one revision).
+const RANGE_CHUNK: usize = 1000;
+
 /// Largest gRPC message the store accepts from etcd (a page of a big list, a watch batch).
 const MAX_MESSAGE: usize = 256 << 20;
 
@@ -405,44 +408,60 @@ impl Store for EtcdStore {
             }
             None => start,
         };
-        let mut get = GetOptions::new().with_range(end);
-        if let Some(limit) = opts.limit.filter(|&limit| limit > 0) {
-            get = get.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
-        }
-        if let Some(revision) = opts.revision {
-            get = get.with_revision(to_etcd_revision(revision)?);
-        }
-        let response = match self.kv().get(from, Some(get)).await {
-            Ok(response) => response,
-            Err(err) => {
-                let requested = opts.revision.unwrap_or(0);
-                return Err(match classify(err) {
-                    ReadError::Compacted => Error::Compacted {
-                        requested,
-                        compacted: self.compacted_revision().await?,
-                    },
-                    ReadError::Future => Error::FutureRevision {
-                        requested,
-                        current: self.current_revision().await?,
-                    },
-                    ReadError::Other(err) => backend("list", err),
-                });
+        let wanted = opts.limit.filter(|&limit| limit > 0);
+        let mut from = from;
+        let mut at = opts.revision;
+        let mut items = Vec::new();
+        // Read in chunks at one revision, so that no single etcd response grows with the list.
+        loop {
+            let chunk = wanted.map_or(RANGE_CHUNK, |wanted| {
+                (wanted - items.len()).min(RANGE_CHUNK)
+            });
+            let mut get = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(i64::try_from(chunk).unwrap_or(i64::MAX));
+            if let Some(revision) = at {
+                get = get.with_revision(to_etcd_revision(revision)?);
             }
-        };
-        let items = response
-            .kvs()
-            .iter()
-            .map(|kv| self.convert(kv))
-            .collect::<Result<Vec<_>>>()?;
-        let revision = match opts.revision {
-            Some(revision) => revision,
-            None => header_revision(response.header())?,
-        };
-        Ok(ListResult {
-            items,
-            revision,
-            more: response.more(),
-        })
+            let response = match self.kv().get(from, Some(get)).await {
+                Ok(response) => response,
+                Err(err) => {
+                    let requested = at.unwrap_or(0);
+                    return Err(match classify(err) {
+                        ReadError::Compacted => Error::Compacted {
+                            requested,
+                            compacted: self.compacted_revision().await?,
+                        },
+                        ReadError::Future => Error::FutureRevision {
+                            requested,
+                            current: self.current_revision().await?,
+                        },
+                        ReadError::Other(err) => backend("list", err),
+                    });
+                }
+            };
+            if at.is_none() {
+                at = Some(header_revision(response.header())?);
+            }
+            for kv in response.kvs() {
+                items.push(self.convert(kv)?);
+            }
+            let more = response.more();
+            let last = response.kvs().last().map(|kv| kv.key().to_vec());
+            match last {
+                Some(mut last) if more && wanted.is_none_or(|wanted| items.len() < wanted) => {
+                    last.push(0);
+                    from = last;
+                }
+                _ => {
+                    return Ok(ListResult {
+                        items,
+                        revision: at.unwrap_or_default(),
+                        more,
+                    });
+                }
+            }
+        }
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {

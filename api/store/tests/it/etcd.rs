@@ -123,3 +123,68 @@ async fn an_unreachable_etcd_fails_connect_with_its_address() {
         .expect_err("not a URL");
     assert!(err.to_string().contains("http://"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lists_read_in_chunks_agree_with_one_revision() {
+    if available().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path()).expect("start etcd");
+    let store = connect(&etcd, "/registry").await;
+    let mut writers = Vec::new();
+    for w in 0..16 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for i in (w..2_500).step_by(16) {
+                store
+                    .create(&format!("/cm/{i:05}"), b"v".to_vec())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let keys = |items: &[skiff_store::KeyValue]| -> Vec<String> {
+        items.iter().map(|kv| kv.key.clone()).collect()
+    };
+    let expected: Vec<String> = (0..2_500).map(|i| format!("/cm/{i:05}")).collect();
+    let all = store
+        .list(ListOptions {
+            prefix: "/cm/".to_owned(),
+            ..ListOptions::default()
+        })
+        .await
+        .unwrap();
+    assert!(!all.more);
+    assert_eq!(keys(&all.items), expected);
+
+    // Pages of 1 200 at the first page's revision, with deletes between them.
+    let mut paged = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = store
+            .list(ListOptions {
+                prefix: "/cm/".to_owned(),
+                start_after: start_after.clone(),
+                limit: Some(1_200),
+                revision: Some(all.revision),
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.revision, all.revision);
+        assert!(page.items.len() <= 1_200);
+        paged.extend(keys(&page.items));
+        start_after = paged.last().cloned();
+        store
+            .delete(&expected[paged.len() - 1], None)
+            .await
+            .unwrap();
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(paged, expected);
+}

@@ -10,7 +10,8 @@
 //! to `current - compaction_retain` every `compaction_interval`, and whatever any server
 //! compacted is found again by probing reads (etcd answers "compacted" for any read below its
 //! compaction revision). Durability is etcd's: a write is acknowledged once the etcd cluster
-//! committed it.
+//! committed it. etcd refuses requests over its `--max-request-bytes` (1.5 MiB by default) while
+//! the API takes bodies up to 3 MiB: raise it (to 4 MiB, as the test etcd does) for such objects.
 
 pub mod launch;
 
@@ -102,6 +103,14 @@ impl Drop for EtcdStore {
 }
 
 fn backend(context: &str, err: etcd_client::Error) -> Error {
+    if let etcd_client::Error::GRpcStatus(status) = &err
+        && status.message().contains("request is too large")
+    {
+        return Error::Backend(format!(
+            "etcd {context}: the object is larger than etcd accepts (etcd's --max-request-bytes, \
+             1.5 MiB unless raised; the API accepts bodies up to 3 MiB)"
+        ));
+    }
     Error::Backend(format!("etcd {context}: {err}"))
 }
 

@@ -66,6 +66,8 @@ impl Etcd {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=skiff-test={peer}"))
+            // The API accepts request bodies up to 3 MiB: let etcd take such an object.
+            .arg("--max-request-bytes=4194304")
             .arg("--logger=zap")
             .arg("--log-outputs=stderr")
             .env_remove("ETCDCTL_API")

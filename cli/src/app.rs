@@ -72,10 +72,83 @@ fn print_event(e: &Event) {
     eprintln!("{e}");
 }
 
+/// Shows a deploy's events: a line each, and on a terminal a spinner while a rollout is under
+/// way (its message says how many replicas are ready of how many wanted).
+struct DeployEvents {
+    rollout: Option<crate::progress::Steps>,
+}
+
+impl DeployEvents {
+    fn show(&mut self, e: &Event) {
+        match e {
+            Event::RollingOut { component, message } if crate::progress::on_terminal() => {
+                let steps = self.rollout.get_or_insert_with(|| {
+                    let mut s = crate::progress::Steps::new();
+                    s.start("rollout");
+                    s
+                });
+                steps.update(&format!("{component}: {message}"));
+            }
+            Event::RolledOut { .. } | Event::Deleted { .. } | Event::Pruned { .. } => {
+                if let Some(mut s) = self.rollout.take() {
+                    s.clear();
+                }
+                eprintln!("{e}");
+            }
+            _ => match &self.rollout {
+                Some(s) => s.println(&e.to_string()),
+                None => eprintln!("{e}"),
+            },
+        }
+    }
+}
+
+/// Prints a build's events, each command numbered and timed: the commands write to this
+/// terminal themselves, so there is no spinner to garble their output.
+struct BuildEvents {
+    total: usize,
+    n: usize,
+    started: Instant,
+}
+
+impl BuildEvents {
+    fn show(&mut self, e: &Event) {
+        match e {
+            Event::Building { component, command } => {
+                self.n += 1;
+                self.started = Instant::now();
+                eprintln!("[{}/{}] build {component}: {command}", self.n, self.total);
+            }
+            Event::Built { component } => eprintln!(
+                "[{}/{}] build {component}: done in {:.1}s",
+                self.n,
+                self.total,
+                self.started.elapsed().as_secs_f64()
+            ),
+            Event::BuildSkipped { .. } => {
+                self.n += 1;
+                eprintln!("[{}/{}] {e}", self.n, self.total);
+            }
+            _ => eprintln!("{e}"),
+        }
+    }
+}
+
 pub(crate) async fn run_build(args: BuildArgs) -> anyhow::Result<()> {
     let app = load(args.manifest.as_deref())?;
-    skiff_sdk::build::build(&app, &mut print_event).await?;
-    eprintln!("built {} ({} components)", app.name(), app.components.len());
+    let started = Instant::now();
+    let mut events = BuildEvents {
+        total: app.components.iter().filter(|c| c.build.is_some()).count(),
+        n: 0,
+        started,
+    };
+    skiff_sdk::build::build(&app, &mut |e: &Event| events.show(e)).await?;
+    eprintln!(
+        "built {} ({} components) in {:.1}s",
+        app.name(),
+        app.components.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -112,7 +185,11 @@ pub(crate) async fn run_deploy(opts: DeployOptions) -> anyhow::Result<()> {
     if let Some(i) = opts.ingress {
         info.ingress = Some(i);
     }
-    let mut deployer = Deployer::new(client, info).timeout(opts.timeout);
+    let mut deployer = Deployer::new(client, info)
+        .timeout(opts.timeout)
+        .push_progress(std::sync::Arc::new(crate::progress::PushBars::new(
+            app.name(),
+        )));
     if let Some(dir) = opts.cache_dir {
         deployer = deployer.cache_dir(dir);
     }
@@ -129,7 +206,12 @@ pub(crate) async fn run_deploy(opts: DeployOptions) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let deadline = started + opts.timeout;
-    let deployed = deployer.deploy(&app, &mut print_event).await?;
+    let mut events = DeployEvents { rollout: None };
+    let deployed = deployer.deploy(&app, &mut |e: &Event| events.show(e)).await;
+    if let Some(mut s) = events.rollout.take() {
+        s.clear();
+    }
+    let deployed = deployed?;
     let ingress = deployer.info().ingress.clone();
     for c in &app.components {
         let Some(route) = &c.route else { continue };

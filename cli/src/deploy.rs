@@ -324,62 +324,7 @@ async fn read_cluster_info(client: &kube::Client) -> anyhow::Result<(ClusterInfo
     Ok((info, token))
 }
 
-/// Progress on stderr: a spinner on a terminal, plain lines otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    step: String,
-}
-
-impl Progress {
-    fn new() -> Progress {
-        Progress {
-            bar: None,
-            step: String::new(),
-        }
-    }
-
-    /// Starts a step ("pushing", "rolling out", …).
-    fn start(&mut self, step: &str) {
-        self.step = step.to_string();
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {prefix}: {wide_msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            bar.set_prefix(step.to_string());
-            bar.enable_steady_tick(Duration::from_millis(100));
-            self.bar = Some(bar);
-        } else {
-            eprintln!("{step}...");
-        }
-    }
-
-    /// Says how the step is going (only a terminal shows every update).
-    fn update(&self, msg: &str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(msg.to_string());
-        }
-    }
-
-    /// Ends the step with what it did.
-    fn done(&mut self, msg: &str) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-            eprintln!("\u{2713} {}: {msg}", self.step);
-        } else {
-            eprintln!("{}: {msg}", self.step);
-        }
-    }
-
-    /// Ends the step without a result (an error follows).
-    fn fail(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-            eprintln!("\u{2717} {}", self.step);
-        }
-    }
-}
+use crate::progress::Steps as Progress;
 
 pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     if args.file.is_none() && !args.delete {
@@ -466,12 +411,12 @@ pub(crate) async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let started = Instant::now();
 
     // Push by content: a changed file gets a new tag and a new digest, so applying it rolls out.
-    progress.start("push");
+    progress.start_quiet("push");
     let layer = skiff_registry::Digest::sha256_of(&wasm);
     let tag = format!("sha256-{}", &layer.hex()[..16]);
     let reference = format!("{registry}/{namespace}/{name}:{tag}");
     progress.update(&reference);
-    let image = match push(&reference, wasm, token, args.cache_dir.clone()).await {
+    let image = match push(&reference, wasm, token, args.cache_dir.clone(), &name).await {
         Ok(pinned) => pinned,
         Err(e) => {
             progress.fail();
@@ -569,13 +514,15 @@ async fn push(
     wasm: Vec<u8>,
     token: Option<String>,
     cache_dir: Option<PathBuf>,
+    label: &str,
 ) -> anyhow::Result<String> {
     let mut opts = skiff_registry::ClientOptions::new(
         cache_dir.unwrap_or_else(crate::registry::default_cache_dir),
     );
     opts.token = token;
-    let client =
-        skiff_registry::RegistryClient::new(opts).context("creating the registry client")?;
+    let client = skiff_registry::RegistryClient::new(opts)
+        .context("creating the registry client")?
+        .with_push_progress(std::sync::Arc::new(crate::progress::PushBars::new(label)));
     let pushed = client
         .push_wasm(reference, wasm.into())
         .await

@@ -20,14 +20,16 @@ mod deploy;
 mod kubeconfig;
 mod new;
 mod node;
+mod progress;
 mod ready;
 mod registry;
 mod server;
 mod signals;
+mod status;
 mod token;
 mod up;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// Skiff: a WebAssembly-first workload orchestrator with a Kubernetes-compatible API.
 #[derive(Parser)]
@@ -84,6 +86,14 @@ enum Command {
     ///
     /// Example: skiff delete shop
     Delete(app::DeleteArgs),
+    /// The cluster at a glance: server, console, nodes, pods by phase, apps and their URLs.
+    ///
+    /// Example: skiff status (uses --kubeconfig, $KUBECONFIG or ~/.kube/config, as kubectl)
+    Status(status::StatusArgs),
+    /// Print a shell completion script for skiff (bash, zsh, fish, elvish or powershell).
+    ///
+    /// Example: skiff completions bash > ~/.local/share/bash-completion/completions/skiff
+    Completions(CompletionsArgs),
     /// Push a wasm component to a registry as an OCI artifact.
     ///
     /// Example: skiff push hello.wasm 127.0.0.1:5000/demo/hello:1.0
@@ -106,6 +116,21 @@ enum Command {
     Bench(NoBench),
 }
 
+/// The arguments of `skiff completions`.
+#[derive(clap::Args)]
+struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    shell: clap_complete::Shell,
+}
+
+/// Writes the completion script for `args.shell` to stdout.
+fn completions(args: &CompletionsArgs) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "skiff", &mut out);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &out)
+        .map_err(|e| anyhow::anyhow!("writing the completion script: {e}"))
+}
+
 /// The arguments of `skiff bench` in a build without benchmarks: taken and refused.
 #[cfg(not(feature = "bench"))]
 #[derive(clap::Args)]
@@ -116,6 +141,16 @@ struct NoBench {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions(args) = &cli.command {
+        // No runtime, no log setup: just the script.
+        return match completions(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let telemetry = match init_tracing(&cli) {
         Ok(t) => t,
         Err(err) => {
@@ -145,6 +180,8 @@ fn main() -> std::process::ExitCode {
             Command::Build(args) => app::run_build(args).await,
             Command::Apps(args) => app::run_apps(args).await,
             Command::Delete(args) => app::run_delete(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::Completions(args) => completions(&args),
             Command::Push(args) => registry::run_push(args).await,
             Command::Pull(args) => registry::run_pull(args).await,
             Command::Kubeconfig(args) => kubeconfig::run(args).await,

@@ -157,7 +157,11 @@ pub(crate) async fn run_push(args: PushArgs) -> anyhow::Result<()> {
     let wasm = tokio::fs::read(&args.file)
         .await
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let client = client(args.cache_dir, args.token, args.plain_http, args.ca_cert).await?;
+    let client = client(args.cache_dir, args.token, args.plain_http, args.ca_cert)
+        .await?
+        .with_push_progress(std::sync::Arc::new(crate::progress::PushBars::new(
+            &args.reference,
+        )));
     let pushed = client
         .push_wasm(&args.reference, wasm.into())
         .await

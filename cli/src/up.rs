@@ -152,6 +152,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
+    let mut steps = crate::progress::Steps::new();
+    steps.start("starting the API server");
+    steps.update(&args.listen.to_string());
     let mut server_opts = skiff_api::ServerOptions::new(&dir, args.listen);
     server_opts.network = args.network.config()?;
     args.authentication.apply(&mut server_opts);
@@ -163,7 +166,15 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     args.etcd.apply(&mut server_opts)?;
     let server = skiff_api::start(server_opts)
         .await
-        .with_context(|| format!("starting the API server on {}", args.listen))?;
+        .with_context(|| {
+            format!(
+                "starting the API server on {} (another `skiff up` or server on that port? \
+                 stop it, or pick another with --listen)",
+                args.listen
+            )
+        })
+        .inspect_err(|_| steps.fail())?;
+    steps.done(&server.url);
 
     let registry_dir = dir.join("registry");
     let registry = skiff_registry::start(
@@ -180,7 +191,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     )
     .context("writing the registry token")?;
     let registry_addr = registry.local_addr();
-    seed_samples(&dir, registry_addr, registry.token()).await?;
+    steps.start("pushing the samples");
+    seed_samples(&dir, registry_addr, registry.token(), &steps)
+        .await
+        .inspect_err(|_| steps.fail())?;
+    steps.done(&format!(
+        "{} components in http://{registry_addr}/",
+        SAMPLES.len()
+    ));
 
     let node_kubeconfig = mint_node_kubeconfig(&dir, &server.url, &args.node_name)?;
     let mut node_config =
@@ -193,10 +211,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     node_config.max_local_storage = args.max_local_storage;
     args.runtimes.apply(&mut node_config);
     args.eviction.apply(&mut node_config)?;
+    steps.start("starting the node");
+    steps.update(&args.node_name);
     let node = node_config
         .start()
         .await
-        .with_context(|| format!("starting node {}", args.node_name))?;
+        .with_context(|| format!("starting node {}", args.node_name))
+        .inspect_err(|_| steps.fail())?;
+    steps.done(&args.node_name);
 
     let ingress_addr = node.ingress_addr().unwrap_or(args.ingress_listen);
     let info = crate::deploy::ClusterInfo {
@@ -210,9 +232,13 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("publishing the registry and ingress addresses")?;
 
+    let kubeconfig = std::path::absolute(&server.kubeconfig_path)
+        .unwrap_or_else(|_| server.kubeconfig_path.clone());
+    let console = format!("{}/ui/", server.url.trim_end_matches('/'));
     println!("Skiff is up.");
     println!("  API server:  {}", server.url);
-    println!("  kubeconfig:  {}", server.kubeconfig_path.display());
+    println!("  console:     {console}");
+    println!("  kubeconfig:  {}", kubeconfig.display());
     println!(
         "  registry:    http://{registry_addr} (push token in {})",
         token_path.display()
@@ -230,8 +256,16 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         ingress_addr.port()
     );
     println!();
+    println!(
+        "Console: {console} (log in with a token: `skiff token create`, or the kubeconfig's certificate)"
+    );
+    println!();
     println!("Next:");
-    println!("  export KUBECONFIG={}", server.kubeconfig_path.display());
+    println!(
+        "  export KUBECONFIG={}",
+        shell_quote(&kubeconfig.display().to_string())
+    );
+    println!("  skiff status");
     println!("  kubectl get namespaces");
     println!("  kubectl apply -f samples/hello-http/pod.yaml");
     println!("  kubectl get pods -o wide");
@@ -297,17 +331,31 @@ fn encryption_config(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Pushes the bundled samples into the registry, once.
+/// `s` as one word for a POSIX shell: as it is when it is plain, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Pushes the bundled samples into the registry (a sample already there is not sent again).
 async fn seed_samples(
     dir: &std::path::Path,
     registry: SocketAddr,
     token: &str,
+    steps: &crate::progress::Steps,
 ) -> anyhow::Result<()> {
     let mut opts = skiff_registry::ClientOptions::new(dir.join("cache"));
     opts.token = Some(token.to_string());
     let client =
         skiff_registry::RegistryClient::new(opts).context("creating the registry client")?;
-    for (name, bytes) in SAMPLES {
+    for (i, (name, bytes)) in SAMPLES.iter().enumerate() {
+        steps.update(&format!("{}/{} {name}", i + 1, SAMPLES.len()));
         let reference = format!("{registry}/{name}");
         client
             .push_wasm(&reference, bytes::Bytes::from_static(bytes))
@@ -315,4 +363,19 @@ async fn seed_samples(
             .with_context(|| format!("pushing the sample {reference}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quotes_only_what_needs_it() {
+        assert_eq!(
+            shell_quote("/home/a/.local/share/skiff/admin.kubeconfig"),
+            "/home/a/.local/share/skiff/admin.kubeconfig"
+        );
+        assert_eq!(shell_quote("/tmp/my dir/x"), "'/tmp/my dir/x'");
+        assert_eq!(shell_quote("/tmp/it's"), r"'/tmp/it'\''s'");
+    }
 }

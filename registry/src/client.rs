@@ -320,6 +320,20 @@ impl Platform {
     }
 }
 
+/// What a push reports as it goes, for a progress display (see
+/// [`RegistryClient::with_push_progress`]). Every method has an empty default.
+pub trait PushProgress: Send + Sync {
+    /// A blob of `total` bytes starts uploading.
+    fn blob_started(&self, _digest: &Digest, _total: u64) {}
+    /// `sent` of the blob's `total` bytes have been handed to the connection.
+    fn blob_progress(&self, _digest: &Digest, _sent: u64, _total: u64) {}
+    /// The blob is in the registry: uploaded now, or already there (`existed`).
+    fn blob_done(&self, _digest: &Digest, _total: u64, _existed: bool) {}
+}
+
+/// How much of a blob a push hands over at a time when progress is reported.
+const PROGRESS_CHUNK: usize = 256 * 1024;
+
 /// A registry client with a local cache.
 pub struct RegistryClient {
     https: oci_client::Client,
@@ -328,6 +342,7 @@ pub struct RegistryClient {
     force_https: bool,
     auth: RegistryAuth,
     cache: BlobCache,
+    progress: Option<std::sync::Arc<dyn PushProgress>>,
 }
 
 impl RegistryClient {
@@ -361,7 +376,17 @@ impl RegistryClient {
                 None => RegistryAuth::Anonymous,
             },
             cache: BlobCache::new(opts.cache_dir),
+            progress: None,
         })
+    }
+
+    /// Reports the bytes of every blob this client pushes to `progress`.
+    pub fn with_push_progress(
+        mut self,
+        progress: std::sync::Arc<dyn PushProgress>,
+    ) -> RegistryClient {
+        self.progress = Some(progress);
+        self
     }
 
     /// The local cache.
@@ -455,10 +480,33 @@ impl RegistryClient {
             .await;
         oci.auth(r, &self.auth, oci_client::RegistryOperation::Push)
             .await?;
+        let total = data.len() as u64;
         if oci.blob_exists(r, &d.to_string()).await? {
+            if let Some(p) = &self.progress {
+                p.blob_done(d, total, true);
+            }
             return Ok(());
         }
-        oci.push_blob(r, data, &d.to_string()).await?;
+        let Some(progress) = self.progress.clone().filter(|_| total > 0) else {
+            oci.push_blob(r, data, &d.to_string()).await?;
+            return Ok(());
+        };
+        // The blob goes out as a stream of slices, counted as the connection takes each.
+        progress.blob_started(d, total);
+        let chunks: Vec<Bytes> = (0..data.len())
+            .step_by(PROGRESS_CHUNK)
+            .map(|at| data.slice(at..(at + PROGRESS_CHUNK).min(data.len())))
+            .collect();
+        let (reporter, digest) = (progress.clone(), d.clone());
+        let mut sent = 0u64;
+        let stream = futures::stream::iter(chunks.into_iter().map(move |chunk| {
+            sent += chunk.len() as u64;
+            reporter.blob_progress(&digest, sent, total);
+            Ok(chunk)
+        }));
+        oci.push_blob_stream(r, stream, &d.to_string(), Some(total))
+            .await?;
+        progress.blob_done(d, total, false);
         Ok(())
     }
 

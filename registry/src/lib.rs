@@ -28,7 +28,7 @@ pub mod wasm;
 #[cfg(feature = "client")]
 pub use client::{
     BlobCache, ClientError, ClientOptions, Platform, PulledImage, PulledLayer, PulledManifest,
-    PulledWasm, Pushed, RegistryClient,
+    PulledWasm, PushProgress, Pushed, RegistryClient,
 };
 pub use digest::Digest;
 #[cfg(feature = "server")]

@@ -213,6 +213,7 @@ pub struct Deployer {
     cache_dir: PathBuf,
     timeout: Duration,
     wait: bool,
+    push_progress: Option<std::sync::Arc<dyn skiff_registry::PushProgress>>,
 }
 
 impl Deployer {
@@ -230,7 +231,17 @@ impl Deployer {
             cache_dir: default_cache_dir(),
             timeout: Duration::from_secs(300),
             wait: true,
+            push_progress: None,
         }
+    }
+
+    /// Reports the bytes of every blob pushed to `progress` (a byte bar, say).
+    pub fn push_progress(
+        mut self,
+        progress: std::sync::Arc<dyn skiff_registry::PushProgress>,
+    ) -> Deployer {
+        self.push_progress = Some(progress);
+        self
     }
 
     /// The registry to push to, `HOST:PORT`.
@@ -317,13 +328,14 @@ impl Deployer {
             if client.is_none() {
                 let mut opts = skiff_registry::ClientOptions::new(self.cache_dir.clone());
                 opts.token = self.info.token.clone();
-                client =
-                    Some(
-                        skiff_registry::RegistryClient::new(opts).map_err(|e| Error::Push {
-                            reference: reference.clone(),
-                            source: e,
-                        })?,
-                    );
+                let mut c = skiff_registry::RegistryClient::new(opts).map_err(|e| Error::Push {
+                    reference: reference.clone(),
+                    source: e,
+                })?;
+                if let Some(p) = &self.push_progress {
+                    c = c.with_push_progress(p.clone());
+                }
+                client = Some(c);
             }
             let Some(registry_client) = client.as_ref() else {
                 unreachable!("set just above")

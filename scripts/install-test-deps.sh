@@ -114,6 +114,19 @@ if [ ! -x tests/.venv/bin/componentize-js ] ||
   fi
 fi
 
+# The web console's browser test (tests/tests/console.rs): headless Chromium driven over
+# WebDriver by chromedriver.
+need_apt=()
+for pkg in chromium chromium-driver; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "installing Debian packages (console test): ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
 # The etcd store (skiff_store::EtcdStore): etcd-client's build needs protoc and the well-known
 # .proto files; its conformance suite and the SKIFF_TEST_STORE=etcd e2e pass run Debian's etcd.
 need_apt=()

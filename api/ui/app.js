@@ -115,7 +115,6 @@ function Shell({ user, how, onLogout }) {
   const view = route.view || 'workloads';
   const [proxy, setProxy] = useState(null);
   const openProxy = (path, title) => setProxy({ path, title: `Open ${title}` });
-  useEffect(() => { if (!location.hash) location.replace(`#/ns/${home}/workloads`); }, []);
   useEffect(() => {
     document.title = `${route.name || view} · ${route.ns ? `${ns} · ` : ''}Skiff console`;
   }, [view, ns, route.name]);
@@ -151,7 +150,12 @@ function Shell({ user, how, onLogout }) {
 }
 
 function App() {
-  const [auth, setAuth] = useState({ state: 'checking' });
+  const [auth, setAuthState] = useState({ state: 'checking' });
+  const setAuth = (a) => {
+    // Signed in without a view in the URL: the user's home namespace, before the shell renders.
+    if (a.state === 'in' && !location.hash) history.replaceState(null, '', `#/ns/${homeNamespace(a.user)}/workloads`);
+    setAuthState(a);
+  };
   useEffect(() => {
     // A kept token, else whatever the browser presents (a client certificate), else sign in.
     whoami().then(

@@ -65,7 +65,8 @@ export function fmtBytes(b) {
 export function Spark({ samples, field, label, width = 120, height = 28 }) {
   const fmt = field === 'cpu' ? fmtCpu : fmtBytes;
   if (!samples || samples.length === 0) return html`<span class="muted">–</span>`;
-  const values = samples.map((s) => s[field]);
+  // One sample draws a flat line, so a fresh pod shows its value at once.
+  const values = samples.length === 1 ? [samples[0][field], samples[0][field]] : samples.map((s) => s[field]);
   const max = Math.max(...values) || 1;
   const last = values[values.length - 1];
   const n = Math.max(values.length - 1, 1);

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub mod conformance;
+pub mod faults;
 pub mod etcd;
 mod history;
 pub mod memory;
@@ -112,6 +113,9 @@ pub enum Error {
         requested: Revision,
         current: Revision,
     },
+    /// The disk is full: writes fail until space is freed (the store then recovers by itself).
+    #[error("no space left for the store: {0}")]
+    NoSpace(String),
     #[error("the store is closed")]
     Closed,
     #[error("storage backend: {0}")]

@@ -120,6 +120,22 @@ impl StorageBackend for SharedBackend {
     }
 }
 
+/// Opens (creating if missing, repairing after a crash) the database the options name.
+fn create_database(opts: &RedbStoreOptions) -> Result<Database> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(opts.cache_size);
+    match &opts.backend {
+        Some(storage) => builder.create_with_backend(SharedBackend(storage.clone())),
+        None => builder.create(&opts.path),
+    }
+    .map_err(|err| match redb::Error::from(err) {
+        err if writer::is_no_space(&err) => {
+            Error::NoSpace(format!("open {}: {err}", opts.path.display()))
+        }
+        err => backend(format!("open {}: {err}", opts.path.display())),
+    })
+}
+
 /// How to open a `RedbStore`.
 #[derive(Clone, Debug)]
 pub struct RedbStoreOptions {
@@ -445,13 +461,7 @@ impl RedbStore {
     /// Opens (or creates) the store. Blocks on file I/O, and on redb's repair after a crash:
     /// from async code use `open_async`.
     pub fn open(opts: RedbStoreOptions) -> Result<Self> {
-        let mut builder = Database::builder();
-        builder.set_cache_size(opts.cache_size);
-        let db = match &opts.backend {
-            Some(storage) => builder.create_with_backend(SharedBackend(storage.clone())),
-            None => builder.create(&opts.path),
-        }
-        .map_err(|err| backend(format!("open {}: {err}", opts.path.display())))?;
+        let db = create_database(&opts)?;
         let txn = db.begin_write().map_err(backend)?;
         let (revision, compacted) = {
             txn.open_table(KV).map_err(backend)?;

@@ -58,6 +58,11 @@ pub(super) struct Writer {
     interval: Option<Duration>,
     max_batch: usize,
     file_compaction: bool,
+    /// How to reopen the database after a storage error (redb refuses every later transaction
+    /// with `PreviousIo` until the database is reopened, which repairs it).
+    reopen: RedbStoreOptions,
+    /// A storage error failed the last commit: reopen before the next one.
+    broken: bool,
 }
 
 /// What one batch did inside its transaction.
@@ -107,6 +112,8 @@ impl Writer {
             interval: Some(opts.compaction_interval).filter(|interval| !interval.is_zero()),
             max_batch: opts.max_batch.max(1),
             file_compaction: opts.file_compaction,
+            reopen: opts.clone(),
+            broken: false,
         }
     }
 
@@ -155,7 +162,8 @@ impl Writer {
     }
 
     fn process(&mut self, batch: Vec<Command>, auto_compact: bool) {
-        let counters = &self.shared.counters;
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
         if !batch.is_empty() {
             counters.batches.fetch_add(1, Ordering::Relaxed);
             counters
@@ -166,15 +174,26 @@ impl Writer {
             .into_iter()
             .map(|command| (command.op, command.reply))
             .unzip();
-        let applied = self.apply(&ops, auto_compact);
+        let applied = match self.recover() {
+            Ok(()) => self.apply(&ops, auto_compact).map_err(|err| {
+                self.broken = true;
+                classify(&err)
+            }),
+            Err(err) => Err(err),
+        };
         let applied = match applied {
             Ok(applied) => applied,
             Err(err) => {
                 tracing::error!(error = %err, "store write transaction failed");
                 let mutations = ops.iter().filter(|op| is_mutation(op)).count() as u64;
                 counters.failed.fetch_add(mutations, Ordering::Relaxed);
+                // Reopen before answering rather than at the next write, so that reads work
+                // by the time the callers see the error.
+                if let Err(err) = self.recover() {
+                    tracing::error!(error = %err, "reopening the store failed; retrying at the next write");
+                }
                 for reply in replies {
-                    let _ = reply.send(Err(backend(&err)));
+                    let _ = reply.send(Err(same(&err)));
                 }
                 return;
             }
@@ -230,6 +249,7 @@ impl Writer {
         let result = check.map(|check| self.compact_file(check));
         if let Some(Err(err)) = &result {
             tracing::warn!(error = %err, "database file compaction failed");
+            self.broken = true;
         }
         for (outcome, reply) in deferred {
             let outcome = match (outcome, &result) {
@@ -239,6 +259,50 @@ impl Writer {
             };
             let _ = reply.send(outcome);
         }
+    }
+
+    /// After a storage error, reopens the database (redb repairs it on open) and catches up
+    /// with what is on disk: a commit that failed late (its fsync, say) may have landed, and
+    /// its events are then published as if it had succeeded. Until this works every write
+    /// fails with the reopen's error, and reads fail with `Closed`.
+    fn recover(&mut self) -> Result<()> {
+        if !self.broken {
+            return Ok(());
+        }
+        let mut guard = self
+            .shared
+            .db
+            .write()
+            .map_err(|_| backend("database lock poisoned"))?;
+        // Release the file (and its lock) before opening it again.
+        drop(guard.take());
+        let db = super::create_database(&self.reopen)?;
+        let (revision, compacted, events) = {
+            let txn = db.begin_read().map_err(backend)?;
+            let (revision, compacted) = super::meta_revisions(&txn)?;
+            let events = if revision > self.revision {
+                super::read_log_blocking(&txn, "", self.revision.max(compacted), usize::MAX)?.events
+            } else {
+                Vec::new()
+            };
+            (revision, compacted, events)
+        };
+        *guard = Some(db);
+        drop(guard);
+        tracing::warn!(
+            revision,
+            landed = revision.saturating_sub(self.revision),
+            "reopened the store after a storage error"
+        );
+        self.broken = false;
+        self.revision = revision;
+        self.compacted = compacted;
+        self.shared.current.store(revision, Ordering::Release);
+        self.shared.compacted.store(compacted, Ordering::Release);
+        if !events.is_empty() {
+            let _ = self.events.send(Batch::from(events));
+        }
+        Ok(())
     }
 
     /// Applies a batch in one write transaction and commits it durably (if it changed anything).
@@ -395,6 +459,34 @@ fn is_mutation(op: &Op) -> bool {
         op,
         Op::Create { .. } | Op::Update { .. } | Op::Delete { .. }
     )
+}
+
+/// Whether a redb error is the disk being full (`ENOSPC`).
+pub(super) fn is_no_space(err: &redb::Error) -> bool {
+    match err {
+        redb::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28)
+        }
+        _ => false,
+    }
+}
+
+/// The store's error for a failed write transaction.
+fn classify(err: &redb::Error) -> Error {
+    if is_no_space(err) {
+        Error::NoSpace(err.to_string())
+    } else {
+        backend(err)
+    }
+}
+
+/// A copy of a batch's error for each of its callers.
+fn same(err: &Error) -> Error {
+    match err {
+        Error::NoSpace(message) => Error::NoSpace(message.clone()),
+        Error::Backend(message) => Error::Backend(message.clone()),
+        other => backend(other),
+    }
 }
 
 fn storage(message: &str) -> redb::Error {

@@ -4,4 +4,5 @@
 mod conformance;
 mod crash;
 mod etcd;
+mod faults;
 mod redb;

@@ -55,6 +55,16 @@ enum BenchWhat {
     ///
     /// Example: skiff bench top --nodes 100 --pods 10000 --append BENCHMARKS.md
     Top(crate::bench_top::TopBenchArgs),
+    /// Benchmark Kubernetes' scalability envelope: one API server (a `skiff server` process),
+    /// the controllers and scheduler, simulated nodes; times, latencies and RSS against the SLOs.
+    ///
+    /// Example: skiff bench scale --nodes 5000 --pods 150000 --append BENCHMARKS.md
+    Scale(crate::bench_scale::ScaleBenchArgs),
+    /// Benchmark store growth: ConfigMaps created, patched and deleted at full speed; the redb
+    /// file and event log during the run, after compaction, against the live data.
+    ///
+    /// Example: skiff bench churn --seconds 600 --append BENCHMARKS.md
+    Churn(crate::bench_scale::ChurnBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -90,6 +100,8 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Oci(a) => crate::bench_oci::run(a).await,
         BenchWhat::Fairness(a) => crate::bench_fairness::run(a).await,
         BenchWhat::Top(a) => crate::bench_top::run(a).await,
+        BenchWhat::Scale(a) => crate::bench_scale::run(a).await,
+        BenchWhat::Churn(a) => crate::bench_scale::churn(a).await,
     }
 }
 

@@ -10,6 +10,8 @@ mod bench_oci;
 #[cfg(feature = "bench")]
 mod bench_pods;
 #[cfg(feature = "bench")]
+mod bench_scale;
+#[cfg(feature = "bench")]
 mod bench_scheduler;
 #[cfg(feature = "bench")]
 mod bench_services;

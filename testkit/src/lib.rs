@@ -8,6 +8,7 @@
 //! for `skiff bench`.
 
 pub mod bench;
+pub mod churn;
 pub mod etcd;
 pub mod fake;
 pub mod inproc;

@@ -369,9 +369,32 @@ fn node_row(n: &Node, pods: Option<&[Pod]>) -> [String; 6] {
         ready,
         pods_col,
         capacity("cpu"),
-        capacity("memory"),
+        human_memory(&capacity("memory")),
         version,
     ]
+}
+
+/// A memory quantity in binary units a person reads at once (`24581384Ki` → `23.4Gi`); left
+/// as it is when it does not parse.
+fn human_memory(q: &str) -> String {
+    let units = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+    ];
+    let (digits, scale) = units
+        .iter()
+        .find_map(|(suffix, scale)| q.strip_suffix(suffix).map(|d| (d, *scale)))
+        .unwrap_or((q, 1));
+    let Ok(n) = digits.parse::<u64>() else {
+        return q.to_string();
+    };
+    let bytes = n.saturating_mul(scale) as f64;
+    match units.iter().rev().find(|(_, s)| bytes >= *s as f64) {
+        Some((suffix, s)) => format!("{:.1}{suffix}", bytes / *s as f64),
+        None => format!("{n}"),
+    }
 }
 
 /// Prints rows under headers, columns padded to their widest cell, indented two spaces.
@@ -439,4 +462,18 @@ async fn catalog(registry: &str, token: Option<&str>) -> anyhow::Result<Vec<Stri
                 .collect()
         })
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_memory;
+
+    #[test]
+    fn memory_in_binary_units() {
+        assert_eq!(human_memory("24581384Ki"), "23.4Gi");
+        assert_eq!(human_memory("512Mi"), "512.0Mi");
+        assert_eq!(human_memory("100"), "100");
+        assert_eq!(human_memory("1G"), "1G");
+        assert_eq!(human_memory("-"), "-");
+    }
 }

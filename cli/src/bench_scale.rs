@@ -124,10 +124,12 @@ impl Tracker {
             pod.metadata.name.unwrap_or_default()
         );
         let first = *self.first_seen.entry(key.clone()).or_insert(now);
-        if pod.spec.and_then(|s| s.node_name).is_some() && self.bound.insert(key.clone()) {
-            if self.bound.len() >= saturation && self.all_bound_at.is_none() {
-                self.all_bound_at = Some(now);
-            }
+        if pod.spec.and_then(|s| s.node_name).is_some()
+            && self.bound.insert(key.clone())
+            && self.bound.len() >= saturation
+            && self.all_bound_at.is_none()
+        {
+            self.all_bound_at = Some(now);
         }
         if pod.status.and_then(|s| s.phase).as_deref() == Some("Running")
             && self.running.insert(key.clone())

@@ -158,15 +158,46 @@ async fn priority_classes(state: &AppState, user: &UserInfo) -> Result<(), ApiEr
     Ok(())
 }
 
-/// `default/kubernetes`: ClusterIP the first address of the range, port `https` 443 to this
-/// server's port; its Endpoints and EndpointSlice name this server, refreshed on every start.
+/// `default/kubernetes`: ClusterIP the first address of the range, port `https` 443; its
+/// Endpoints and EndpointSlice name the live API servers (`crate::apiservers`), this one first
+/// registered as live.
 async fn kubernetes_service(
     state: &AppState,
     user: &UserInfo,
     listen: SocketAddr,
 ) -> Result<(), ApiError> {
+    let live = crate::apiservers::renew(state, me(listen)).await?;
+    kubernetes_endpoints(state, user, &live).await
+}
+
+/// This server as the endpoints name it.
+pub(crate) fn me(listen: SocketAddr) -> SocketAddr {
+    SocketAddr::new(advertised(listen), listen.port())
+}
+
+/// Writes the `kubernetes` Service's target port, Endpoints and EndpointSlice for the live
+/// servers (unchanged objects are not written). The Endpoints have one subset per port; the
+/// EndpointSlice (one port per slice) and the Service's `targetPort` take the port most servers
+/// listen on, on a tie the port of the server registered last (a server restarted on another
+/// port is followed at once) — Kubernetes expects every API server on one port.
+pub(crate) async fn kubernetes_endpoints(
+    state: &AppState,
+    user: &UserInfo,
+    live: &crate::apiservers::Live,
+) -> Result<(), ApiError> {
+    // Port → (its servers' addresses, the newest registration among them).
+    let mut by_port: std::collections::BTreeMap<u16, (Vec<String>, u64)> = Default::default();
+    for (addr, registered) in live {
+        let group = by_port.entry(addr.port()).or_default();
+        group.0.push(addr.ip().to_string());
+        group.1 = group.1.max(*registered);
+    }
+    let (port, slice_addresses) = by_port
+        .iter()
+        .max_by_key(|(_, (ips, newest))| (ips.len(), *newest))
+        .map(|(p, (ips, _))| (*p, ips.clone()))
+        .unwrap_or_default();
     let ip = state.network.kubernetes_service_ip().to_string();
-    let port = listen.port();
     let ports = json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]);
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -181,9 +212,15 @@ async fn kubernetes_service(
         Some(new)
     })
     .await?;
-    let address = advertised(listen).to_string();
-    let subsets = json!([{"addresses": [{"ip": address}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
+    let subsets: Vec<Value> = by_port
+        .iter()
+        .map(|(port, (ips, _))| {
+            let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+            json!({"addresses": addresses,
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]})
+        })
+        .collect();
+    let subsets = Value::Array(subsets);
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default",
@@ -201,7 +238,11 @@ async fn kubernetes_service(
         "kubernetes.io/service-name": "kubernetes",
         "endpointslice.kubernetes.io/managed-by": APISERVER_MANAGED_BY,
     });
-    let endpoints = json!([{"addresses": [address], "conditions": {"ready": true}}]);
+    let endpoints: Vec<Value> = slice_addresses
+        .iter()
+        .map(|a| json!({"addresses": [a], "conditions": {"ready": true}}))
+        .collect();
+    let endpoints = Value::Array(endpoints);
     let slice_ports = json!([{"name": "https", "port": port, "protocol": "TCP"}]);
     let slice = json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",

@@ -11,6 +11,7 @@
 
 mod admission;
 mod alloc;
+mod apiservers;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -254,6 +254,23 @@ pub(crate) async fn create_record(
     }
 }
 
+/// Writes a record of the server's own (`apiservers`: this server's liveness) whatever it held.
+pub(crate) async fn put_record(
+    state: &AppState,
+    key: &str,
+    value: Vec<u8>,
+) -> Result<(), ApiError> {
+    match state.store.get(key).await? {
+        Some(kv) => match state.store.update(key, value, Some(kv.mod_revision)).await {
+            Ok(_)
+            | Err(skiff_store::Error::Conflict { .. })
+            | Err(skiff_store::Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+        None => create_record(state, key, value).await.map(drop),
+    }
+}
+
 /// Removes an allocation record at revision `expected`; gone or changed meanwhile is no error.
 pub(crate) async fn delete_record(
     state: &AppState,

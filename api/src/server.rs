@@ -137,6 +137,8 @@ pub struct ServerHandle {
     pub store: Arc<dyn Store>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// Keeps this server in the `kubernetes` endpoints (`crate::apiservers`).
+    endpoints: tokio::task::JoinHandle<()>,
     audit: Option<Arc<crate::audit::Auditor>>,
     /// The bounds on requests in flight (what they refused: `Fairness::rejected`).
     pub fairness: Arc<crate::fairness::Fairness>,
@@ -150,6 +152,7 @@ impl ServerHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        let _ = self.endpoints.await;
         if let Some(audit) = &self.audit {
             audit.flush().await;
         }
@@ -285,6 +288,11 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
     let metrics = state.metrics.exposition().clone();
     metrics.add(store_metrics);
     let router = app(Arc::new(state));
+    let endpoints = tokio::spawn(crate::apiservers::keep(
+        AppState::new(store.clone(), Vec::new()).with_network(opts.network.clone()),
+        crate::bootstrap::me(addr),
+        shutdown_rx.clone(),
+    ));
     let task = tokio::spawn(serve(listener, tls, client_auth, router, shutdown_rx));
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "API server listening");
     Ok(ServerHandle {
@@ -296,6 +304,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         store,
         shutdown: shutdown_tx,
         task,
+        endpoints,
         audit,
         fairness,
         metrics,

@@ -5,8 +5,9 @@
 //! ClusterIP or a NodePort (in ranges small enough that a collision would be likely); a real
 //! node runs a Deployment through the balancer. Then the server leading the controllers is
 //! killed (SIGKILL) while clients write: the pods keep running and the node stays Ready, the
-//! other server's controllers take the Lease and scale the Deployment, and every write
-//! acknowledged before the kill is there.
+//! other server's controllers take the Lease and scale the Deployment, the `kubernetes`
+//! Service's endpoints drop the dead server, and every write acknowledged before the kill is
+//! there.
 //!
 //! Needs Debian's `etcd` (skipped, with `SKIPPED:`, unless `SKIFF_REQUIRE_TOOLS=1`).
 
@@ -19,7 +20,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node as KNode, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node as KNode, Pod, Service};
 use kube::Api;
 use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
@@ -62,6 +63,15 @@ fn addr(server: &Server) -> SocketAddr {
 
 fn config_map(name: &str, labels: serde_json::Value) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
+}
+
+/// The ports of the servers the `default/kubernetes` Endpoints name (all on 127.0.0.1).
+fn endpoint_ports(eps: Option<&Endpoints>) -> BTreeSet<u16> {
+    eps.and_then(|e| e.subsets.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some(s.ports.as_ref()?.first()?.port as u16))
+        .collect()
 }
 
 fn lease_holder(lease: Option<&Lease>) -> Option<String> {
@@ -289,6 +299,19 @@ async fn two_servers_on_one_etcd_survive_losing_one() {
     let before = running(&pods.list(&web).await.unwrap().items);
     assert_eq!(before.len(), 2);
 
+    // The kubernetes Service's endpoints name both servers.
+    let ports: BTreeSet<u16> = servers.iter().map(|s| addr(s).port()).collect();
+    let endpoints: Api<Endpoints> = Api::namespaced(clients[0].clone(), "default");
+    wait_object(
+        &endpoints,
+        "kubernetes",
+        "to name both servers",
+        WAIT,
+        |e| endpoint_ports(e) == ports,
+    )
+    .await
+    .unwrap();
+
     // Still the leader (it renews every 2 s), and what the balancer reaches first.
     let still = leases.get(skiff_controllers::leader::NAME).await.unwrap();
     assert_eq!(
@@ -405,6 +428,19 @@ async fn two_servers_on_one_etcd_survive_losing_one() {
         before,
         "the pods run on"
     );
+
+    // The killed server leaves the kubernetes Service's endpoints (its record expires).
+    let endpoints: Api<Endpoints> = Api::namespaced(survivor_client.clone(), "default");
+    let survivor_port = BTreeSet::from([addr(&servers[survivor]).port()]);
+    wait_object(
+        &endpoints,
+        "kubernetes",
+        "to name the survivor only",
+        WAIT,
+        |e| endpoint_ports(e) == survivor_port,
+    )
+    .await
+    .unwrap();
 
     // The controllers reconcile: kubectl through the balancer scales the Deployment.
     ok(&front

@@ -225,6 +225,13 @@ pub(crate) async fn kube_config(flag: Option<&Path>) -> anyhow::Result<kube::Con
         Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))
     };
     if let Some(path) = flag {
+        if !path.exists() {
+            bail!(
+                "no kubeconfig at {}: give the admin.kubeconfig `skiff up` prints (or one from \
+                 `skiff kubeconfig`)",
+                path.display()
+            );
+        }
         return Ok(kube::Config::from_custom_kubeconfig(read(path)?, &options).await?);
     }
     let home_config = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"));

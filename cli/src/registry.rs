@@ -165,6 +165,7 @@ pub(crate) async fn run_push(args: PushArgs) -> anyhow::Result<()> {
     let pushed = client
         .push_wasm(&args.reference, wasm.into())
         .await
+        .map_err(|e| unreachable_hint(e, &args.reference))
         .with_context(|| format!("pushing {} to {}", args.file.display(), args.reference))?;
     println!("{}", pushed.manifest_digest);
     Ok(())
@@ -175,12 +176,37 @@ pub(crate) async fn run_pull(args: PullArgs) -> anyhow::Result<()> {
     let pulled = client
         .pull_wasm(&args.reference)
         .await
+        .map_err(|e| unreachable_hint(e, &args.reference))
         .with_context(|| format!("pulling {}", args.reference))?;
     tokio::fs::copy(&pulled.path, &args.output)
         .await
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!("{}", pulled.manifest_digest);
     Ok(())
+}
+
+/// A client error, with what to do when the registry did not answer at all.
+fn unreachable_hint(e: skiff_registry::ClientError, reference: &str) -> anyhow::Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let mut unreachable = false;
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            unreachable |= matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut
+            );
+        }
+        unreachable |= err.to_string().contains("error sending request");
+        source = err.source();
+    }
+    if !unreachable {
+        return e.into();
+    }
+    let host = reference.split('/').next().unwrap_or(reference);
+    anyhow::Error::new(e).context(format!(
+        "no registry answers at {host}: is it running? (`skiff up` runs one and prints its \
+         address; `skiff registry` runs one alone)"
+    ))
 }
 
 async fn client(

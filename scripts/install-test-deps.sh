@@ -139,3 +139,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
+
+# The CLI progress test (tests/tests/cli_progress.rs) runs `skiff push` under a pseudo-terminal
+# made by util-linux's `script` (package bsdutils, essential on Debian: normally already here).
+if ! command -v script >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "installing Debian packages (CLI progress test): bsdutils"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bsdutils
+fi

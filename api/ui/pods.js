@@ -6,6 +6,9 @@ import { request, followLog } from './api.js';
 import { usePodMetrics, Spark } from './charts.js';
 import { useWatch, Section, Table, Problem, age, byName } from './views.js';
 
+/** Rows drawn at first (and per "Show more"): a table of thousands would be slow and unread. */
+const PAGE = 200;
+
 /** The status column as kubectl prints it: a waiting/terminated reason, else the phase. */
 export function podStatus(p) {
   if (p.metadata.deletionTimestamp) return ['Terminating', 'warn'];
@@ -48,10 +51,21 @@ function DeleteButton({ ns, name, onDone }) {
 export function Pods({ ns, openProxy }) {
   const state = useWatch(`/api/v1/namespaces/${ns}/pods`);
   const metrics = usePodMetrics(ns);
-  const pods = state.items.sort(byName);
+  const [filter, setFilter] = useState('');
+  const [limit, setLimit] = useState(PAGE);
+  const wanted = filter.trim().toLowerCase();
+  const pods = state.items
+    .filter((p) => !wanted || p.metadata.name.includes(wanted) || (p.spec.nodeName || '').includes(wanted))
+    .sort(byName);
+  const shown = pods.slice(0, limit);
   return html`<${Section} title="Pods" state=${state} what=${`list pods in namespace ${ns}`} empty="No pods in this namespace.">
+    <div class="filter">
+      <label for="pod-filter">Filter by name or node</label>
+      <input id="pod-filter" type="search" value=${filter} onInput=${(e) => { setFilter(e.currentTarget.value); setLimit(PAGE); }} />
+      ${pods.length > shown.length ? html`<span class="muted small" role="status">Showing ${shown.length} of ${pods.length}</span>` : null}
+    </div>
     <${Table} caption="Pods" head=${['Name', 'Status', 'Ready', 'Restarts', 'Node', 'IP', 'Age', 'CPU', 'Memory', 'Actions']}>
-      ${pods.map((p) => {
+      ${shown.map((p) => {
         const s = podStatus(p);
         const series = metrics.series.get(p.metadata.name);
         const port = firstPort(p);
@@ -74,6 +88,8 @@ export function Pods({ ns, openProxy }) {
         </tr>`;
       })}
     <//>
+    ${pods.length > shown.length ? html`<p><button type="button" onClick=${() => setLimit(limit + PAGE)}>
+      Show ${Math.min(PAGE, pods.length - shown.length)} more of ${pods.length - shown.length}</button></p>` : null}
   <//>`;
 }
 

@@ -346,6 +346,16 @@ impl From<skiff_store::Error> for ApiError {
                 e
             }
             skiff_store::Error::Closed => ApiError::unavailable("the store is shutting down"),
+            skiff_store::Error::NoSpace(detail) => {
+                tracing::error!(error = %detail, "store is out of space");
+                // 507 Insufficient Storage: the write was not made; it will succeed again once
+                // the server's disk has room.
+                ApiError::new(
+                    507,
+                    StatusReason::InternalError,
+                    "the storage is full: the write was not made; writes resume once disk space is freed",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::internal("an internal error occurred in the storage layer")

@@ -119,7 +119,11 @@ impl Schedule {
     /// The first scheduled time strictly after `after`, within about five years.
     pub fn next_after(&self, after: jiff::Timestamp) -> Option<jiff::Timestamp> {
         match &self.when {
-            When::Every(secs) => jiff::Timestamp::from_second(after.as_second() + secs).ok(),
+            // A delay of up to i64::MAX seconds parses: past the end of time there is no next run.
+            When::Every(secs) => after
+                .as_second()
+                .checked_add(*secs)
+                .and_then(|s| jiff::Timestamp::from_second(s).ok()),
             When::Fields(f) => f.next_after(after, &self.tz),
         }
     }
@@ -220,6 +224,16 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the cron fuzz target: the largest `@every` delay overflowed computing the
+    /// next run and panicked the controller.
+    #[test]
+    fn every_with_the_largest_delay_has_no_next_run() {
+        let s = Schedule::parse("@every 9223372036854775807s").unwrap();
+        let now = jiff::Timestamp::from_second(1_767_225_600).unwrap();
+        assert_eq!(s.next_after(now), None);
+        assert_eq!(s.last_between(now, jiff::Timestamp::MAX), None);
+    }
 
     fn ts(s: &str) -> jiff::Timestamp {
         s.parse().unwrap()

@@ -154,7 +154,7 @@ pub(crate) fn two_documents(input: &[u8]) -> Option<(Value, Value)> {
     }
     let mut bytes = Bytes::new(input);
     let doc = bytes.object(4);
-    let patch = if bytes.byte() % 3 == 0 {
+    let patch = if bytes.byte().is_multiple_of(3) {
         bytes.value(4)
     } else {
         bytes.object(4)

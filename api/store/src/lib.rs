@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub mod conformance;
-pub mod faults;
 pub mod etcd;
+pub mod faults;
 mod history;
 pub mod memory;
 pub mod redb_store;

@@ -70,6 +70,8 @@ struct Disk {
     random: Option<(u32, u64)>,
     /// Bytes past which a write or resize fails with ENOSPC.
     capacity: Option<u64>,
+    /// Whether `sync_data` succeeds without persisting anything (a lying disk).
+    lying: bool,
     stats: FaultStats,
 }
 
@@ -126,6 +128,7 @@ impl FaultDisk {
                 plan: Vec::new(),
                 random: None,
                 capacity: None,
+                lying: false,
                 stats: FaultStats::default(),
             }),
         }
@@ -149,6 +152,12 @@ impl FaultDisk {
     /// Limits the disk to `bytes` (a full disk past them); `None` gives the space back.
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.lock().capacity = bytes;
+    }
+
+    /// Makes `sync_data` succeed without persisting anything, as a disk that lies about its
+    /// cache: a durability check must catch the writes such a disk loses.
+    pub fn set_lying(&self, lying: bool) {
+        self.lock().lying = lying;
     }
 
     /// The bytes in use now (the length of the live image).
@@ -281,8 +290,10 @@ impl StorageBackend for FaultDisk {
         if let Some(fault) = Self::fault_for(&mut disk, Call::Sync) {
             return Err(Self::error(fault));
         }
-        disk.durable = disk.live.clone();
-        disk.pending.clear();
+        if !disk.lying {
+            disk.durable = disk.live.clone();
+            disk.pending.clear();
+        }
         Ok(())
     }
 

@@ -228,6 +228,48 @@ async fn setup(kube: &kube::Client, registry: &str) -> String {
     answer.status.expect("a token").token
 }
 
+/// `skiff up` in a temporary directory, with the browser and driver the console tests use.
+struct ConsoleUp {
+    chromium: PathBuf,
+    chromedriver: PathBuf,
+    kubeconfig: PathBuf,
+    /// The API server's URL, without a trailing `/`.
+    base: String,
+    kube: kube::Client,
+    _up: skiff_tests::Up,
+    dir: tempfile::TempDir,
+}
+
+impl ConsoleUp {
+    /// `None` (with `SKIPPED:` printed) when Chromium or its driver is missing.
+    async fn start(prefix: &str) -> Option<ConsoleUp> {
+        let chromium = skiff_tools::system("chromium", HOW)?;
+        let chromedriver = skiff_tools::system("chromedriver", HOW)?;
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        let (up, kubeconfig, _ingress) = start_up(dir.path());
+        let kubeconfig = PathBuf::from(kubeconfig);
+        let base = server_url(&kubeconfig);
+        let kube = client::client(&kubeconfig).await.unwrap();
+        Some(ConsoleUp {
+            chromium,
+            chromedriver,
+            kubeconfig,
+            base,
+            kube,
+            _up: up,
+            dir,
+        })
+    }
+
+    /// A driver and a browser session on it (the session ends with the driver).
+    async fn browser(&self) -> (Driver, Client) {
+        let log = self.dir.path().join("chromedriver.log");
+        let driver = start_driver(&self.chromedriver, &log).await;
+        let c = browser(&driver, &self.chromium, &self.dir.path().join("profile")).await;
+        (driver, c)
+    }
+}
+
 fn server_url(kubeconfig: &Path) -> String {
     let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
     doc["clusters"][0]["cluster"]["server"]
@@ -239,33 +281,27 @@ fn server_url(kubeconfig: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_follows_a_scale_streams_logs_and_refuses_what_rbac_forbids() {
-    let Some(chromium) = skiff_tools::system("chromium", HOW) else {
+    let Some(up) = ConsoleUp::start("skiff-e2e-console-").await else {
         return;
     };
-    let Some(chromedriver) = skiff_tools::system("chromedriver", HOW) else {
-        return;
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("skiff-e2e-console-")
-        .tempdir()
-        .unwrap();
-    let (_up, kubeconfig, _ingress) = start_up(dir.path());
-    let kubeconfig = PathBuf::from(kubeconfig);
-    let base = server_url(&kubeconfig);
-    let kube = client::client(&kubeconfig).await.unwrap();
+    let ConsoleUp {
+        ref kubeconfig,
+        ref base,
+        ref kube,
+        ..
+    } = up;
     let info = Api::<ConfigMap>::namespaced(kube.clone(), "kube-public")
         .get("skiff-info")
         .await
         .unwrap();
     let registry = info.data.unwrap_or_default()["registry"].clone();
-    let token = setup(&kube, &registry).await;
+    let token = setup(kube, &registry).await;
 
-    let driver = start_driver(&chromedriver, &dir.path().join("chromedriver.log")).await;
-    let c = browser(&driver, &chromium, &dir.path().join("profile")).await;
+    let (_driver, c) = up.browser().await;
     println!("screenshots go to {}", artifacts().display());
 
     // Signed in with the ServiceAccount's token, the console opens the token's own namespace.
-    sign_in(&c, &base, &token).await;
+    sign_in(&c, base, &token).await;
     wait_js(
         &c,
         "the logger Deployment",
@@ -445,8 +481,8 @@ async fn the_console_follows_a_scale_streams_logs_and_refuses_what_rbac_forbids(
     c.execute("sessionStorage.clear(); return true", vec![])
         .await
         .unwrap();
-    let admin = client::bearer_token(&kubeconfig).unwrap();
-    sign_in(&c, &base, &admin).await;
+    let admin = client::bearer_token(kubeconfig).unwrap();
+    sign_in(&c, base, &admin).await;
     let views: [(&str, (&str, &str)); 5] = [
         ("nodes", ("#/nodes", "Ready")),
         ("services", ("#/ns/default/services", "kubernetes")),
@@ -482,32 +518,26 @@ async fn the_console_follows_a_scale_streams_logs_and_refuses_what_rbac_forbids(
     c.close().await.unwrap();
 }
 
-/// The load measure of "pages load in < 1 s with 1,000 pods" (a benchmark, not an assertion;
-/// figures in BENCHMARKS.md): `skiff up`, 1,000 pods bound to a Node object with no node process (so
+/// The load measure of "pages load in < 1 s with 1,000 pods": the view must draw the 1,000 pods
+/// (asserted); its times are printed, not asserted (figures in BENCHMARKS.md): `skiff up`, 1,000 pods bound to a Node object with no node process (so
 /// they stay Pending and cost the real node nothing), then the time until the pods view is drawn (the count
 /// of 1,000 and the first page of 200 rows) — from a cold page load (navigation start, token kept in the tab) and from switching
 /// to the view in a loaded page. Run with
-/// `cargo test -p skiff-tests --test console -- --ignored --nocapture bench_`.
+/// `cargo test -p skiff-tests --test console -- --nocapture pods_view_with_1000_pods`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a benchmark: run explicitly"]
-async fn bench_the_pods_view_with_1000_pods() {
+async fn the_pods_view_with_1000_pods_draws_them_and_prints_its_times() {
     use futures::StreamExt as _;
     use k8s_openapi::api::core::v1::Pod;
 
-    let Some(chromium) = skiff_tools::system("chromium", HOW) else {
+    let Some(up) = ConsoleUp::start("skiff-bench-console-").await else {
         return;
     };
-    let Some(chromedriver) = skiff_tools::system("chromedriver", HOW) else {
-        return;
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("skiff-bench-console-")
-        .tempdir()
-        .unwrap();
-    let (_up, kubeconfig, _ingress) = start_up(dir.path());
-    let kubeconfig = PathBuf::from(kubeconfig);
-    let base = server_url(&kubeconfig);
-    let kube = client::client(&kubeconfig).await.unwrap();
+    let ConsoleUp {
+        ref kubeconfig,
+        ref base,
+        ref kube,
+        ..
+    } = up;
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "bench"}})).unwrap();
     Api::<Namespace>::all(kube.clone())
         .create(&PostParams::default(), &ns)
@@ -542,10 +572,9 @@ async fn bench_the_pods_view_with_1000_pods() {
         .await;
     println!("created 1000 pods in {:?}", started.elapsed());
 
-    let driver = start_driver(&chromedriver, &dir.path().join("chromedriver.log")).await;
-    let c = browser(&driver, &chromium, &dir.path().join("profile")).await;
-    let admin = client::bearer_token(&kubeconfig).unwrap();
-    sign_in(&c, &base, &admin).await;
+    let (_driver, c) = up.browser().await;
+    let admin = client::bearer_token(kubeconfig).unwrap();
+    sign_in(&c, base, &admin).await;
     // Records when the pods view first shows its first page (200 rows) and the count of 1,000
     // (checked every 10 ms in the page).
     let record = "window.__rowsAt = null; const t0 = arguments[0] ? performance.now() : 0; \

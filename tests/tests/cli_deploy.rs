@@ -13,18 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
-use serde_json::Value;
-use skiff_tests::{client, http_request, repo_root, skiff_bin, wait_ready_file};
-
-/// The `skiff up` process, killed if the test ends early.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use skiff_tests::{client, http_request, repo_root, skiff_bin, start_up};
 
 /// Runs `skiff deploy ARGS` with a private HOME and cache; whatever it returns.
 fn deploy(home: &Path, args: &[&str]) -> Output {
@@ -55,45 +44,9 @@ async fn skiff_deploy_prints_a_url_that_answers_and_redeploys_without_a_failed_r
         .prefix("skiff-e2e-deploy-")
         .tempdir()
         .unwrap();
-    let ready_file = dir.path().join("up.ready");
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut up = Up(Command::new(skiff_bin())
-        .arg("up")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        // No Linux containers: their bridge and addresses live on the host, shared by tests.
-        .args(["--runtimes", "wasm"])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--registry-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--node-listen",
-            "127.0.0.1:0",
-            "--ingress-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--ready-file")
-        .arg(&ready_file)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("skiff up starts"));
+    // No Linux containers: their bridge and addresses live on the host, shared by tests.
+    let (_up, kubeconfig, ingress) = start_up(dir.path());
     let show_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-    let ready = wait_ready_file(&ready_file, &mut up.0, Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
-    let field = |key: &str| {
-        ready
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no {key:?} in the ready file {ready:?}"))
-            .to_string()
-    };
-    let kubeconfig = field("kubeconfig");
-    let ingress = field("ingress");
     let port = ingress.rsplit_once(':').unwrap().1.to_string();
     assert_ne!(port, "0", "the ready file names the bound ingress port");
     let home = dir.path().join("home");
@@ -339,7 +292,11 @@ async fn skiff_deploy_prints_a_url_that_answers_and_redeploys_without_a_failed_r
     // A kubeconfig whose server is gone.
     let gone = dir.path().join("gone.kubeconfig");
     let cfg = std::fs::read_to_string(&kubeconfig).unwrap();
-    let server = field("apiServer");
+    let server = cfg
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("server: "))
+        .expect("the kubeconfig names its server")
+        .to_string();
     std::fs::write(&gone, cfg.replace(&server, "https://127.0.0.1:1")).unwrap();
     let out = deploy(
         &home,

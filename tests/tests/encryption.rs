@@ -7,12 +7,10 @@
 use std::path::Path;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use skiff_tests::{Cluster, client, ok, skiff_bin, wait_ready_file};
+use skiff_tests::{Cluster, client, ok, start_up};
 
 const VALUE: &str = "SKIFFSECRETVALUE";
 /// base64 of `VALUE` without its padding.
@@ -128,16 +126,6 @@ async fn secrets_are_encrypted_at_rest_and_rotated_by_replace() {
     assert!(err.contains("core/secrets/"), "{err}");
 }
 
-/// The `skiff up` process, killed if the test ends early.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skiff_up_generates_a_key_and_encrypts_secrets() {
     let dir = tempfile::Builder::new()
@@ -145,39 +133,8 @@ async fn skiff_up_generates_a_key_and_encrypts_secrets() {
         .tempdir()
         .unwrap();
     let data = dir.path().join("data");
-    let ready_file = dir.path().join("up.ready");
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut up = Up(Command::new(skiff_bin())
-        .arg("up")
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--runtimes", "wasm"])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--registry-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--node-listen",
-            "127.0.0.1:0",
-            "--ingress-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--ready-file")
-        .arg(&ready_file)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("skiff up starts"));
+    let (_up, kubeconfig, _ingress) = start_up(dir.path());
     let show_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-    let ready = wait_ready_file(&ready_file, &mut up.0, Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
-    let kubeconfig = ready["kubeconfig"]
-        .as_str()
-        .expect("a kubeconfig")
-        .to_string();
 
     let config = data.join("encryption-config.yaml");
     let mode = std::fs::metadata(&config)
@@ -206,7 +163,8 @@ async fn skiff_up_generates_a_key_and_encrypts_secrets() {
     let read = secrets.get("s").await.unwrap();
     assert_eq!(read.data.unwrap()["k"].0, VALUE.as_bytes());
     for needle in [VALUE, VALUE_B64] {
-        let found = files_containing(&data, needle);
+        // The whole directory: the data dir, and the test etcd's under SKIFF_TEST_STORE=etcd.
+        let found = files_containing(dir.path(), needle);
         assert!(
             found.is_empty(),
             "{needle} found on disk in {found:?}\n{}",

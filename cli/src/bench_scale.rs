@@ -674,15 +674,7 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
         mib(bench_rss),
         String::new(),
     );
-    println!("\n{table}");
-    if let Some(path) = args.append {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        writeln!(f, "\n{table}")?;
-    }
+    crate::bench::publish(&format!("\n{table}\n"), args.append.as_deref())?;
     watch_task.abort();
     controllers.shutdown().await;
     fake.shutdown().await;
@@ -763,14 +755,6 @@ pub(crate) async fn churn(args: ChurnBenchArgs) -> Result<()> {
         r.after_full_compaction.allocated_bytes,
         r.final_ratio()
     );
-    println!("{table}");
-    if let Some(path) = args.append {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        writeln!(f, "\n{table}")?;
-    }
+    crate::bench::publish(&format!("\n{table}\n"), args.append.as_deref())?;
     Ok(())
 }

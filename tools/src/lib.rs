@@ -70,6 +70,32 @@ pub fn kubectl() -> Option<PathBuf> {
     require("kubectl 1.37", Some(path), INSTALL)
 }
 
+/// `kubectl patch --local -f - --type KIND -p PATCH -o json` on `doc` (JSON text): Kubernetes'
+/// own JSON, merge and strategic merge patch libraries, with no server. `Ok` holds kubectl's JSON
+/// output, `Err` its error message. `None` when kubectl is missing (see [`require`]) or cannot run.
+pub fn kubectl_patch_local(kind: &str, doc: &str, patch: &str) -> Option<Result<String, String>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(kubectl()?)
+        .args([
+            "patch", "--local", "-f", "-", "--type", kind, "-o", "json", "-p", patch,
+        ])
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    stdin.write_all(doc.as_bytes()).ok()?;
+    drop(stdin);
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return Some(Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+    }
+    Some(Ok(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
 /// kubectl 1.32, from tests/.venv.
 pub fn kubectl_132() -> Option<PathBuf> {
     require("kubectl 1.32", Some(venv_bin("kubectl-1.32")), INSTALL)

@@ -817,27 +817,8 @@ fn json_patch_test_for_null_matches_an_absent_member() {
 
 /// Runs `kubectl patch --local --type <kind>` (the API server's JSON and merge patch libraries).
 fn kubectl_patch(kind: &str, doc: &Value, patch: &Value) -> Option<Result<Value, String>> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(skiff_tools::kubectl()?)
-        .args([
-            "patch", "--local", "-f", "-", "--type", kind, "-o", "json", "-p",
-        ])
-        .arg(patch.to_string())
-        .env("KUBECONFIG", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let mut stdin = child.stdin.take()?;
-    stdin.write_all(doc.to_string().as_bytes()).ok()?;
-    drop(stdin);
-    let out = child.wait_with_output().ok()?;
-    if !out.status.success() {
-        return Some(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
-    }
-    Some(serde_json::from_slice(&out.stdout).map_err(|e| e.to_string()))
+    let out = skiff_tools::kubectl_patch_local(kind, &doc.to_string(), &patch.to_string())?;
+    Some(out.and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string())))
 }
 
 #[test]

@@ -109,28 +109,9 @@ fn ours(kind: &str, doc: &Value, patch: &Value) -> Result<Value, String> {
 }
 
 fn kubectl(kind: &str, doc: &Value, patch: &Value) -> Result<Value, String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let kubectl = skiff_tools::kubectl().expect("kubectl 1.37 to record with");
-    let mut child = Command::new(kubectl)
-        .args([
-            "patch", "--local", "-f", "-", "--type", kind, "-o", "json", "-p",
-        ])
-        .arg(patch.to_string())
-        .env("KUBECONFIG", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(doc.to_string().as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+    skiff_tools::kubectl_patch_local(kind, &doc.to_string(), &patch.to_string())
+        .expect("kubectl 1.37 to record with")
+        .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string()))
 }
 
 #[test]

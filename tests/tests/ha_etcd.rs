@@ -34,11 +34,17 @@ const WAIT: Duration = Duration::from_secs(120);
 const SERVICES: usize = 50;
 /// Creates acknowledged before the kill.
 const ACKED_BEFORE_KILL: usize = 200;
+/// Creates acknowledged after the kill (through the balancer and the survivor) before the writers
+/// stop.
+const ACKED_AFTER_KILL: usize = 50;
+/// The node-monitor grace period the servers are given (seconds).
+const NODE_GRACE_SECONDS: i64 = 10;
 
 /// Flags both servers get: the store, small allocation ranges (a /26 of ClusterIPs and 64
 /// NodePorts for 50 Services), a node declared Unknown 10 s after its last renewal (so a node
 /// that lost the API would show within the test), leader election as shipped.
 fn server_args(etcd: &str) -> Vec<String> {
+    let grace = NODE_GRACE_SECONDS.to_string();
     [
         "--etcd-servers",
         etcd,
@@ -47,7 +53,7 @@ fn server_args(etcd: &str) -> Vec<String> {
         "--service-node-port-range",
         "30000-30063",
         "--node-monitor-grace-period",
-        "10",
+        &grace,
     ]
     .map(str::to_string)
     .to_vec()
@@ -370,9 +376,15 @@ async fn two_servers_on_one_etcd_survive_losing_one() {
     .await
     .unwrap();
     servers[leader].kill();
+    let killed_at = jiff::Timestamp::now();
     let acked_at_kill = acked_so_far.load(Ordering::Relaxed);
-    // The writers through the balancer and the survivor go on a while after the kill.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The writers through the balancer and the survivor go on after the kill: wait for more
+    // acknowledged creates.
+    wait_for("creates acknowledged after the kill", WAIT, || async {
+        (acked_so_far.load(Ordering::Relaxed) >= acked_at_kill + ACKED_AFTER_KILL).then_some(())
+    })
+    .await
+    .unwrap();
     stop.store(true, Ordering::Relaxed);
     let mut acknowledged = Vec::new();
     for w in writers {
@@ -414,8 +426,22 @@ async fn two_servers_on_one_etcd_survive_losing_one() {
         acknowledged.len()
     );
 
-    // Well past the node grace period (10 s), the node is Ready and the same pods run.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // The node renews its Lease through the balancer past the node grace period (10 s) after
+    // the kill; then it is still Ready and the same pods run.
+    let past_grace = killed_at + jiff::SignedDuration::from_secs(NODE_GRACE_SECONDS);
+    let node_leases: Api<Lease> = Api::namespaced(survivor_client.clone(), "kube-node-lease");
+    wait_object(
+        &node_leases,
+        "ha-node",
+        "a renewal later than the node grace period after the kill",
+        WAIT,
+        |l| {
+            l.and_then(|l| l.spec.as_ref()?.renew_time.as_ref())
+                .is_some_and(|t| t.0 > past_grace)
+        },
+    )
+    .await
+    .unwrap();
     let nodes: Api<KNode> = Api::all(survivor_client.clone());
     assert!(
         node_ready(nodes.get_opt("ha-node").await.unwrap().as_ref()),

@@ -33,28 +33,12 @@ fn big_component(dir: &Path, fill: u8) -> PathBuf {
     path
 }
 
-/// Whether `script` (util-linux) is here; when it is not, the test is skipped unless
-/// SKIFF_REQUIRE_TOOLS=1.
-fn have_script() -> bool {
-    let ok = Command::new("script")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("SKIFF_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "`script` (util-linux) is missing and SKIFF_REQUIRE_TOOLS=1"
-        );
-        eprintln!("SKIPPED: no `script` (util-linux) to make a pseudo-terminal");
-    }
-    ok
-}
-
 #[test]
 fn push_shows_progress_on_a_terminal_and_plain_lines_in_a_pipe() {
-    if !have_script() {
+    // `script` (util-linux) makes the pseudo-terminal.
+    let Some(script) = skiff_tools::system("script", "apt-get install bsdutils") else {
         return;
-    }
+    };
     let registry = Registry::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
 
@@ -107,7 +91,7 @@ fn push_shows_progress_on_a_terminal_and_plain_lines_in_a_pipe() {
         reference,
         dir.path().join("cache").display()
     );
-    let out = Command::new("script")
+    let out = Command::new(&script)
         .args(["-q", "-e", "-c", &command, "/dev/null"])
         .env("SKIFF_REGISTRY_TOKEN", &registry.token)
         .env("TERM", "xterm-256color")

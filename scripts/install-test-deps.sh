@@ -5,20 +5,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+apt_updated=""
+# apt_install WHAT PKG...: installs those of the Debian packages PKG that are missing (one
+# `apt-get update` per run, before the first install); WHAT says what they are for.
+apt_install() {
+  local what=$1 pkg need=()
+  shift
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  [ ${#need[@]} -gt 0 ] || return 0
+  echo "installing Debian packages ($what): ${need[*]}"
+  if [ -z "$apt_updated" ]; then
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+}
+
 # Linux containers (issue 12): the OCI runtimes (runc, crun), their monitor (conmon), iproute2
 # for bridges and network namespaces; busybox-static, umoci and skopeo build and push the
 # container image the tests run. docker-registry is the reference registry. prometheus scrapes
 # every surface's /metrics in tests/tests/prometheus.rs.
-need_apt=()
-for pkg in skopeo umoci docker-registry busybox-static curl openssl runc crun conmon iproute2 prometheus; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "installing Debian packages: ${need_apt[*]}"
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
+apt_install "Linux containers, metrics" skopeo umoci docker-registry busybox-static curl openssl runc crun conmon iproute2 prometheus
 
 if [ ! -x tests/.venv/bin/python ]; then
   python3 -m venv tests/.venv
@@ -78,16 +88,7 @@ fi
 # ~/.cargo/bin, so a second run is quick); http-rust needs Debian's rustc-web toolchain;
 # http-python componentize-py (pip, into tests/.venv, ~15 s) and http-js componentize-js (npm,
 # into tests/.venv/js, ~35 s), each pinned.
-need_apt=()
-for pkg in clang-22 lld-22 libclang-rt-22-dev-wasm32 wasi-libc rustc-web cargo-web rust-web-src rust-web-llvm; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "installing Debian packages (guest toolchains): ${need_apt[*]}"
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
+apt_install "guest toolchains" clang-22 lld-22 libclang-rt-22-dev-wasm32 wasi-libc rustc-web cargo-web rust-web-src rust-web-llvm
 WIT_BINDGEN_VERSION=0.57.1
 WIT_BINDGEN="${CARGO_HOME:-$HOME/.cargo}/bin/wit-bindgen"
 if ! "$WIT_BINDGEN" --version 2>/dev/null | grep -q "^wit-bindgen-cli $WIT_BINDGEN_VERSION"; then
@@ -116,35 +117,12 @@ fi
 
 # The web console's browser test (tests/tests/console.rs): headless Chromium driven over
 # WebDriver by chromedriver.
-need_apt=()
-for pkg in chromium chromium-driver; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "installing Debian packages (console test): ${need_apt[*]}"
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
+apt_install "console test" chromium chromium-driver
 
 # The etcd store (skiff_store::EtcdStore): etcd-client's build needs protoc and the well-known
 # .proto files; its conformance suite and the SKIFF_TEST_STORE=etcd e2e pass run Debian's etcd.
-need_apt=()
-for pkg in protobuf-compiler libprotobuf-dev etcd-server; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "installing Debian packages (etcd store): ${need_apt[*]}"
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
+apt_install "etcd store" protobuf-compiler libprotobuf-dev etcd-server
 
 # The CLI progress test (tests/tests/cli_progress.rs) runs `skiff push` under a pseudo-terminal
 # made by util-linux's `script` (package bsdutils, essential on Debian: normally already here).
-if ! command -v script >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "installing Debian packages (CLI progress test): bsdutils"
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bsdutils
-fi
+apt_install "CLI progress test" bsdutils

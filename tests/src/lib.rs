@@ -893,3 +893,26 @@ pub fn start_up(dir: &Path) -> (Up, String, String) {
     };
     (up, field("kubeconfig"), field("ingress"))
 }
+
+/// Acknowledged writes lost: the names in `acknowledged` that the ConfigMaps `api` lists with
+/// `params` do not hold, and how many ConfigMaps the list found.
+pub async fn lost_config_maps(
+    api: &kube::Api<k8s_openapi::api::core::v1::ConfigMap>,
+    params: &kube::api::ListParams,
+    acknowledged: &[String],
+) -> Result<(Vec<String>, usize)> {
+    let found: std::collections::HashSet<String> = api
+        .list(params)
+        .await
+        .context("listing the written ConfigMaps")?
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    let lost = acknowledged
+        .iter()
+        .filter(|n| !found.contains(*n))
+        .cloned()
+        .collect();
+    Ok((lost, found.len()))
+}

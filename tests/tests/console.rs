@@ -519,9 +519,10 @@ async fn the_console_follows_a_scale_streams_logs_and_refuses_what_rbac_forbids(
 }
 
 /// The load measure of "pages load in < 1 s with 1,000 pods": the view must draw the 1,000 pods
-/// (asserted); its times are printed, not asserted (figures in BENCHMARKS.md): `skiff up`, 1,000 pods bound to a Node object with no node process (so
-/// they stay Pending and cost the real node nothing), then the time until the pods view is drawn (the count
-/// of 1,000 and the first page of 200 rows) — from a cold page load (navigation start, token kept in the tab) and from switching
+/// (asserted); its times are printed, not asserted (figures in BENCHMARKS.md). `skiff up`, 1,000
+/// pods bound to a Node object with no node process (so they stay Pending and cost the real node
+/// nothing), then the time until the pods view is drawn (the count of 1,000 and the first page of
+/// 200 rows): from a cold page load (navigation start, token kept in the tab) and from switching
 /// to the view in a loaded page. Run with
 /// `cargo test -p skiff-tests --test console -- --nocapture pods_view_with_1000_pods`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,7 @@ use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 use skiff_testkit::lb::Balancer;
 use skiff_tests::fixtures::{http_app, is_ready, phase};
-use skiff_tests::{Node, Registry, Server, ok, tools, wait_for, wait_object};
+use skiff_tests::{Node, Registry, Server, lost_config_maps, ok, tools, wait_for, wait_object};
 
 /// How long a rollout, a takeover or a node may take.
 const WAIT: Duration = Duration::from_secs(120);
@@ -407,18 +407,14 @@ async fn two_servers_on_one_etcd_survive_losing_one() {
     .unwrap();
 
     // Every acknowledged write is there.
-    let found: HashSet<String> = Api::<ConfigMap>::namespaced(survivor_client.clone(), "default")
-        .list(&ListParams::default().labels("ha=written"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|c| c.metadata.name)
-        .collect();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|n| !found.contains(*n))
-        .collect();
+    let written = Api::<ConfigMap>::namespaced(survivor_client.clone(), "default");
+    let (lost, _) = lost_config_maps(
+        &written,
+        &ListParams::default().labels("ha=written"),
+        &acknowledged,
+    )
+    .await
+    .unwrap();
     assert!(
         lost.is_empty(),
         "{} of {} acknowledged creates lost: {lost:?}",

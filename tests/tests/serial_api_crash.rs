@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use skiff_tests::{Server, wait_for};
+use skiff_tests::{Server, lost_config_maps, wait_for};
 
 /// Creates acknowledged before the server is killed: enough that the kill lands while every
 /// writer is mid-stream.
@@ -70,23 +70,14 @@ async fn serial_sigkill_loses_no_acknowledged_create() {
         .expect("server restarts on the same data directory");
     let client = server.client().await.expect("client");
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
-    let found: std::collections::HashSet<String> = api
-        .list(&ListParams::default())
+    let (lost, found) = lost_config_maps(&api, &ListParams::default(), &acknowledged)
         .await
-        .expect("list after restart")
-        .items
-        .into_iter()
-        .filter_map(|c| c.metadata.name)
-        .collect();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|n| !found.contains(*n))
-        .collect();
+        .expect("list after restart");
     println!(
         "acknowledged creates: {}, found after SIGKILL and restart: {} (objects stored: {}), lost: {}",
         acknowledged.len(),
         acknowledged.len() - lost.len(),
-        found.len(),
+        found,
         lost.len()
     );
     assert!(lost.is_empty(), "acknowledged creates lost: {lost:?}");

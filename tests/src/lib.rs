@@ -844,6 +844,20 @@ impl Drop for Up {
 /// Starts `skiff up` (wasm runtime only, every address on a free loopback port) in `dir`, its
 /// log in `dir/up.log`: the process, its kubeconfig and its ingress address.
 pub fn start_up(dir: &Path) -> (Up, String, String) {
+    let (up, ready) = start_up_with(dir, &[]);
+    let field = |key: &str| {
+        ready
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no {key:?} in the ready file {ready:?}"))
+            .to_string()
+    };
+    (up, field("kubeconfig"), field("ingress"))
+}
+
+/// [`start_up`] with `extra` arguments to `skiff up` (e.g. `--node-name`): the process and its
+/// whole ready file.
+pub fn start_up_with(dir: &Path, extra: &[&str]) -> (Up, Map<String, Value>) {
     let ready_file = dir.join("up.ready");
     let log = std::fs::File::create(dir.join("up.log")).unwrap();
     let etcd = test_etcd(dir).expect("the test etcd starts");
@@ -869,6 +883,7 @@ pub fn start_up(dir: &Path) -> (Up, String, String) {
             "--ingress-listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .arg("--ready-file")
         .arg(&ready_file)
         .stdin(Stdio::null())
@@ -884,14 +899,7 @@ pub fn start_up(dir: &Path) -> (Up, String, String) {
                 std::fs::read_to_string(dir.join("up.log")).unwrap_or_default()
             )
         });
-    let field = |key: &str| {
-        ready
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no {key:?} in the ready file {ready:?}"))
-            .to_string()
-    };
-    (up, field("kubeconfig"), field("ingress"))
+    (up, ready)
 }
 
 /// Acknowledged writes lost: the names in `acknowledged` that the ConfigMaps `api` lists with

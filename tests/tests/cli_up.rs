@@ -2,23 +2,13 @@
 //! ready file (the `--ready-file` contract every serving command keeps), each of them serves, and
 //! SIGTERM stops it cleanly and removes the file.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node as KNode;
 use kube::api::Api;
 use serde_json::Value;
-use skiff_tests::{client, http_get, skiff_bin, wait_object, wait_ready_file};
-
-/// The `skiff up` process, killed if the test ends early.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use skiff_tests::{client, http_get, start_up_with, wait_object};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_names_what_it_serves_in_its_ready_file() {
@@ -27,32 +17,9 @@ async fn up_names_what_it_serves_in_its_ready_file() {
         .tempdir()
         .unwrap();
     let ready_file = dir.path().join("up.ready");
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut up = Up(Command::new(skiff_bin())
-        .arg("up")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        // No Linux containers: their bridge and addresses live on the host, shared by tests.
-        .args(["--runtimes", "wasm"])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--registry-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--node-listen", "127.0.0.1:0", "--node-name", "solo"])
-        .args(["--ingress-listen", "127.0.0.1:0"])
-        .arg("--ready-file")
-        .arg(&ready_file)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("skiff up starts"));
+    let (mut up, ready) = start_up_with(dir.path(), &["--node-name", "solo"]);
     let child = &mut up.0;
     let show_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-    let ready = wait_ready_file(&ready_file, child, Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
     let field = |key: &str| {
         ready
             .get(key)

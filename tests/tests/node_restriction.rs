@@ -253,16 +253,6 @@ async fn a_node_credential_changes_only_what_is_its_own_kubectl_1_37() {
     scenario(&kubectl).await;
 }
 
-/// The `skiff up` process, killed if the test ends early.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Every regular file under `dir`.
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -283,30 +273,8 @@ async fn up_scenario(kubectl: &Path) {
         .tempdir()
         .unwrap();
     let data = dir.path().join("data");
-    let ready_file = dir.path().join("up.ready");
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut up = Up(Command::new(skiff_bin())
-        .arg("up")
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--runtimes", "wasm", "--listen", "127.0.0.1:0"])
-        .args([
-            "--registry-listen",
-            "127.0.0.1:0",
-            "--node-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--node-name", "solo", "--ingress-listen", "127.0.0.1:0"])
-        .arg("--ready-file")
-        .arg(&ready_file)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("skiff up starts"));
+    let (_up, ready) = skiff_tests::start_up_with(dir.path(), &["--node-name", "solo"]);
     let show_log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-    let ready = skiff_tests::wait_ready_file(&ready_file, &mut up.0, Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", show_log()));
     let admin = PathBuf::from(ready["kubeconfig"].as_str().expect("the admin kubeconfig"));
     let admin_token = std::fs::read_to_string(data.join("admin.token"))
         .expect("the admin token")

@@ -85,7 +85,7 @@ where
     pub fn subscribe(&mut self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded_channel();
         self.senders.push(tx);
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+        receiver_stream(rx)
     }
 
     /// A stream of the watch's own events (list start, listed objects, list end, applies and
@@ -93,7 +93,7 @@ where
     pub fn events(&mut self) -> impl Stream<Item = watcher::Event<K>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded_channel();
         self.event_senders.push(tx);
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+        receiver_stream(rx)
     }
 
     /// Runs the watch, filling the store and feeding subscribers.
@@ -148,6 +148,15 @@ where
             }
         })
     }
+}
+
+/// The items of `rx` as a stream that stays ended once the senders are gone: polling it again
+/// after its end yields `None` again (a bare `unfold` panics then, and a controller's merged
+/// streams may poll an ended one while the others shut down).
+fn receiver_stream<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) }).fuse()
 }
 
 trait AnyInformer: Send {
@@ -261,5 +270,30 @@ impl Informers {
     /// Starts every informer created so far.
     pub fn start(self) -> Vec<JoinHandle<()>> {
         self.kinds.into_values().map(|i| i.start()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn api() -> Api<ConfigMap> {
+        // Never connected: the informer is not started.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URL"));
+        Api::all(Client::try_from(config).expect("a client"))
+    }
+
+    #[tokio::test]
+    async fn streams_may_be_polled_after_their_end() {
+        let mut informer = Informer::new(api());
+        let mut objects = Box::pin(informer.subscribe());
+        let mut events = Box::pin(informer.events());
+        // Dropping the informer drops its senders: both streams end.
+        drop(informer);
+        for _ in 0..3 {
+            assert!(objects.next().await.is_none());
+            assert!(events.next().await.is_none());
+        }
     }
 }

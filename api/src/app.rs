@@ -66,6 +66,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             crate::auth::authenticate,
         ))
+        // Before authentication: a URL over the limit is refused unread (414).
+        .layer(middleware::from_fn(crate::limits::url_length))
         // Outermost: every request is counted and timed, those refused before routing included.
         .layer(middleware::from_fn_with_state(
             state.clone(),

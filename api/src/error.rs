@@ -28,6 +28,8 @@ pub enum StatusReason {
     Expired,
     Gone,
     RequestEntityTooLarge,
+    /// 414, for a URL over `crate::limits::MAX_URL_BYTES` (not a `metav1` constant).
+    UriTooLong,
     UnsupportedMediaType,
     Invalid,
     TooManyRequests,
@@ -56,6 +58,7 @@ impl StatusReason {
             StatusReason::RequestEntityTooLarge => "RequestEntityTooLarge",
             StatusReason::UnsupportedMediaType => "UnsupportedMediaType",
             StatusReason::Invalid => "Invalid",
+            StatusReason::UriTooLong => "RequestURITooLong",
             StatusReason::TooManyRequests => "TooManyRequests",
             StatusReason::InternalError => "InternalError",
             StatusReason::NotImplemented => "NotImplemented",

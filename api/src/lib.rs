@@ -25,6 +25,7 @@ pub mod encryption;
 pub mod error;
 pub mod fairness;
 mod follow;
+pub mod limits;
 pub mod metrics;
 
 pub mod metricsapi;

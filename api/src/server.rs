@@ -87,6 +87,9 @@ pub struct ServerOptions {
     /// kube-apiserver's `--max-requests-inflight` and `--max-mutating-requests-inflight`, with
     /// the per-user queues and the cap on a user's watches (`crate::fairness`).
     pub fairness: crate::fairness::FairnessOptions,
+    /// Bounds on connections: how many (in all, per client IP) and how long a client may take
+    /// to send a request's head (`crate::limits`).
+    pub connections: crate::limits::ConnectionLimits,
     /// kube-apiserver's `--audit-log-path` (`-`: standard output); `None` writes no audit log.
     pub audit_log_path: Option<PathBuf>,
     /// kube-apiserver's `--audit-policy-file` (`audit.k8s.io/v1` `Policy`); `None`: every
@@ -118,6 +121,7 @@ impl ServerOptions {
             encryption_provider_config: None,
             service_accounts: crate::serviceaccount::ServiceAccountOptions::default(),
             fairness: crate::fairness::FairnessOptions::default(),
+            connections: crate::limits::ConnectionLimits::default(),
             audit_log_path: None,
             audit_policy_file: None,
             audit_log_max_size_mb: 0,
@@ -293,7 +297,8 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         crate::bootstrap::me(addr),
         shutdown_rx.clone(),
     ));
-    let task = tokio::spawn(serve(listener, tls, client_auth, router, shutdown_rx));
+    let gate = crate::limits::ConnectionGate::new(opts.connections.clone());
+    let task = tokio::spawn(serve(listener, tls, client_auth, router, gate, shutdown_rx));
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "API server listening");
     Ok(ServerHandle {
         addr,
@@ -384,14 +389,21 @@ async fn serve(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
+    gate: Arc<crate::limits::ConnectionGate>,
                 };
                 let _ = tcp.set_nodelay(true);
+    let header_timeout = gate.limits().request_header_timeout;
                 let acceptor = acceptor.clone();
                 let router = router.clone();
                 let client_auth = client_auth.clone();
                 let watcher = graceful.watcher();
                 connections.spawn(async move {
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    let _permit = permit;
+                    // The handshake and the first byte get the request header timeout, as Go's
+                    // server gives kube-apiserver's: a client that connects and says nothing
+                    // (or nothing after the handshake, which HTTP/2 would wait for forever)
+                    // holds its connection that long at most.
+                    let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed");
@@ -400,6 +412,14 @@ async fn serve(
                         Err(_) => return,
                     };
                     // The verified client certificate's user goes with every request of the
+                // Over a connection bound: closed at once, before any TLS work.
+                let permit = match gate.admit(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refused) => {
+                        tracing::debug!(%peer, ?refused, "connection refused: too many open");
+                        continue;
+                    }
+                };
                     // connection; the authentication middleware uses it without a bearer token.
                     let cert_user = tls
                         .get_ref()
@@ -414,13 +434,30 @@ async fn serve(
                                 request.extensions_mut().insert(user.clone());
                             }
                             request
+                    let mut tls = tokio::io::BufReader::with_capacity(1, tls);
+                    match tokio::time::timeout(header_timeout, tokio::io::AsyncBufReadExt::fill_buf(&mut tls)).await {
+                        Ok(Ok(first)) if !first.is_empty() => {}
+                        _ => return,
+                    }
                                 .extensions_mut()
                                 .insert(axum::extract::ConnectInfo(peer));
                             request
+                        .get_ref()
                         },
                     ));
                     let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder.http2().max_concurrent_streams(1000);
+                    // HTTP/1.1: the request header timeout bounds each head and the idle time
+                    // between requests; a head over MAX_HEADER_BYTES gets 431. HTTP/2: a header
+                    // list over it gets 431 on its stream.
+                    builder
+                        .http1()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .max_buf_size(crate::limits::MAX_HEADER_BYTES);
+                    builder
+                        .http2()
+                        .max_concurrent_streams(1000)
+                        .max_header_list_size(crate::limits::MAX_HEADER_BYTES as u32);
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                     if let Err(err) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %err, "connection ended with an error");

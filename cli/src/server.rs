@@ -235,6 +235,16 @@ pub(crate) struct FlowControlArgs {
     #[arg(long, default_value_t = 1000)]
     max_watches_per_user: usize,
 }
+    /// Connections open at once (0: no bound); past it a new connection is closed on accept.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Connections open at once from one client IP address (0: no bound).
+    #[arg(long, default_value_t = 512)]
+    max_connections_per_client_ip: usize,
+    /// Seconds a client gets for the TLS handshake, its first byte and each HTTP/1.1 request
+    /// head, and that an HTTP/1.1 connection may sit idle between requests (slow clients).
+    #[arg(long, default_value_t = 32)]
+    request_header_timeout_seconds: u64,
 
 impl FlowControlArgs {
     pub(crate) fn apply(&self, opts: &mut skiff_api::ServerOptions) {
@@ -251,6 +261,13 @@ impl FlowControlArgs {
             max_watches_per_user: self.max_watches_per_user,
         };
     }
+        opts.connections = skiff_api::limits::ConnectionLimits {
+            max_connections: self.max_connections,
+            max_connections_per_client_ip: self.max_connections_per_client_ip,
+            request_header_timeout: std::time::Duration::from_secs(
+                self.request_header_timeout_seconds.max(1),
+            ),
+        };
 }
 
 /// The audit log.

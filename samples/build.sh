@@ -79,10 +79,11 @@ log "hello-http v2 (wasm32-wasip2, proxy adapter)"
 p2_build -p hello-http --features v2
 cp "$P2_OUT/hello_http.wasm" hello-http/hello-http-v2.wasm
 log "hello-http, spin-http, frontend, load, fileserver server and puller (wasm32-wasip2)"
-p2_build -p hello-http -p spin-http -p frontend -p server -p puller -p load \
+p2_build -p hello-http -p spin-http -p abuse-http -p frontend -p server -p puller -p load \
     -p counter-frontend -p counter-backend
 cp "$P2_OUT/hello_http.wasm" hello-http/hello-http.wasm
 cp "$P2_OUT/spin_http.wasm" testdata/spin-http.wasm
+cp "$P2_OUT/abuse_http.wasm" testdata/abuse-http.wasm
 cp "$P2_OUT/frontend.wasm" frontend/frontend.wasm
 cp "$P2_OUT/load.wasm" load/load.wasm
 cp "$P2_OUT/server.wasm" fileserver/server.wasm
@@ -102,7 +103,7 @@ RUSTFLAGS="$BASE_FLAGS -C linker=$COMPONENT_LD -C link-arg=--wasm-ld-path=$WASM_
     -p env-reader -p testdata-commands
 CMD_OUT="$CMD_TARGET/wasm32-wasip1/release"
 cp "$CMD_OUT/env-reader.wasm" env-reader/env-reader.wasm
-for t in spin oom trap exit3-component escape sleep bad-import; do
+for t in spin oom trap exit3-component escape sleep bad-import recurse log-flood request-loop; do
     cp "$CMD_OUT/$t.wasm" "testdata/$t.wasm"
 done
 
@@ -122,6 +123,12 @@ PATH="$(dirname "$COMPONENT_LD"):$PATH" clang-22 --target=wasm32-wasip2 -Os -Wal
     -mexec-model=reactor -isystem /usr/include/wasm32-wasi -L"$WASI_LIB" -nostartfiles \
     "$WASI_LIB/crt1-reactor.o" -I"$C_GEN" -Wl,--wasi-adapter=proxy -Wl,--strip-all \
     -o hello-c/hello-c-http.wasm hello-c/http.c "$C_GEN/hello_c_http.c" "$C_GEN/hello_c_http_component_type.o"
+
+# --- WAT guests (hostile tables: core modules written by hand) ------------------------------------
+log "testdata/table-grow and huge-table (wasm-tools parse)"
+for t in table-grow huge-table; do
+    wasm-tools parse "testdata/$t.wat" -o "testdata/$t.wasm"
+done
 
 # --- data files -----------------------------------------------------------------------------------
 printf 'this is not wasm\n' > testdata/not-wasm.wasm
@@ -143,7 +150,9 @@ ALL=(hello-http/hello-http.wasm hello-http/hello-http-v2.wasm frontend/frontend.
     counter/frontend.wasm counter/backend.wasm
     fileserver/puller.wasm fileserver/server.wasm hello-c/hello-c.wasm hello-c/hello-c-http.wasm
     testdata/spin.wasm testdata/spin-http.wasm testdata/oom.wasm testdata/trap.wasm
-    testdata/exit3.wasm testdata/exit3-component.wasm testdata/escape.wasm testdata/sleep.wasm testdata/bad-import.wasm)
+    testdata/exit3.wasm testdata/exit3-component.wasm testdata/escape.wasm testdata/sleep.wasm testdata/bad-import.wasm
+    testdata/recurse.wasm testdata/log-flood.wasm testdata/request-loop.wasm testdata/abuse-http.wasm
+    testdata/table-grow.wasm testdata/huge-table.wasm)
 for f in "${ALL[@]}"; do
     chmod 644 "$f"
     wasm-tools validate --features all "$f"

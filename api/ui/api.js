@@ -58,6 +58,13 @@ export async function request(path, { method = 'GET', body, contentType, signal 
   return res.json();
 }
 
+/** A GET answering text (e.g. a node's metrics through `nodes/NAME/proxy/metrics`). Throws ApiError. */
+export async function requestText(path, { signal } = {}) {
+  const res = await fetch(path, { headers: headers({ Accept: 'text/plain, */*' }), signal, credentials: 'same-origin', cache: 'no-store' });
+  if (!res.ok) throw await errorOf(res);
+  return res.text();
+}
+
 export const patch = (path, body, type = 'application/merge-patch+json') =>
   request(path, { method: 'PATCH', body, contentType: type });
 

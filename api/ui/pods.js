@@ -3,7 +3,8 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from './html.js';
 import { request, followLog } from './api.js';
-import { usePodMetrics, Spark } from './charts.js';
+import { usePodMetrics, Spark, RequestGraphs } from './charts.js';
+import { useRequestMetrics } from './metrics.js';
 import { useWatch, Section, Table, Problem, age, byName } from './views.js';
 
 /** Rows drawn at first (and per "Show more"): a table of thousands would be slow and unread. */
@@ -131,6 +132,7 @@ export function PodPage({ ns, name, openProxy }) {
   const state = useWatch(`/api/v1/namespaces/${ns}/pods?fieldSelector=${encodeURIComponent(`metadata.name=${name}`)}`);
   const metrics = usePodMetrics(ns);
   const pod = state.items[0];
+  const requests = useRequestMetrics(ns, [pod && pod.spec.nodeName]);
   const [container, setContainer] = useState('');
   const containers = pod ? (pod.spec.containers || []).map((c) => c.name) : [];
   const series = metrics.series.get(name);
@@ -151,6 +153,8 @@ export function PodPage({ ns, name, openProxy }) {
           <dt>Images</dt><dd>${(pod.spec.containers || []).map((c) => c.image).join(', ')}</dd>
           <dt>CPU</dt><dd><${Spark} samples=${series} field="cpu" label=${`CPU of pod ${name}`} width=${200} height=${40} /></dd>
           <dt>Memory</dt><dd><${Spark} samples=${series} field="mem" label=${`Memory of pod ${name}`} width=${200} height=${40} /></dd>
+          <dt>Requests</dt><dd>${pod.spec.nodeName ? html`<${RequestGraphs} metrics=${requests} pods=${[name]} what=${`pod ${name}`} width=${200} height=${40} />`
+            : html`<span class="muted">not scheduled</span>`}</dd>
         </dl>
         <div class="actions">
           ${containers.length > 1 ? html`<label for="container">Container</label>

@@ -3,7 +3,8 @@
 import { useEffect, useState } from 'preact/hooks';
 import { html } from './html.js';
 import { watchList, request, quantity } from './api.js';
-import { usePodMetrics, sumSeries, Spark, fmtCpu, fmtBytes } from './charts.js';
+import { usePodMetrics, sumSeries, Spark, RequestGraphs, fmtCpu, fmtBytes } from './charts.js';
+import { useRequestMetrics } from './metrics.js';
 
 export { html };
 
@@ -165,6 +166,9 @@ export function Services({ ns, openProxy }) {
   const ingresses = useWatch(`/apis/networking.k8s.io/v1/namespaces/${ns}/ingresses`);
   const pods = useWatch(`/api/v1/namespaces/${ns}/pods`);
   const metrics = usePodMetrics(ns);
+  const selected = (s) => pods.items.filter((p) => selects(s.spec.selector, p.metadata.labels));
+  const served = services.items.flatMap(selected);
+  const requests = useRequestMetrics(ns, served.map((p) => p.spec.nodeName));
   const address = useIngressAddress();
   const urls = (svc) => {
     const out = [];
@@ -191,13 +195,15 @@ export function Services({ ns, openProxy }) {
       pod: e.targetRef && e.targetRef.name,
     })));
   return html`<${Section} title="Services" state=${services} what=${`list Services in namespace ${ns}`} empty="No Services in this namespace.">
-    <${Table} caption="Services" head=${['Name', 'Type', 'Cluster IP', 'Ports', 'Endpoints', 'URLs', 'CPU', 'Memory']}>
+    ${requests.error && requests.error.forbidden ? html`<p class="problem forbidden small" role="alert" data-graph="requests"><strong>Access denied.</strong>
+      Request graphs read the nodes' metrics (<code>nodes/proxy</code>), which you may not get; the other columns are unaffected.</p>` : null}
+    <${Table} caption="Services" head=${['Name', 'Type', 'Cluster IP', 'Ports', 'Endpoints', 'URLs', 'CPU', 'Memory', 'Requests (last minute)']}>
       ${services.items.sort(byName).map((s) => {
         const eps = endpoints(s);
-        const mine = pods.items.filter((p) => selects(s.spec.selector, p.metadata.labels)).map((p) => metrics.series.get(p.metadata.name) || []);
-        const series = sumSeries(mine);
+        const mine = selected(s);
+        const series = sumSeries(mine.map((p) => metrics.series.get(p.metadata.name) || []));
         const port = (s.spec.ports || [])[0];
-        return html`<tr key=${s.metadata.uid}>
+        return html`<tr key=${s.metadata.uid} class="service" data-name=${s.metadata.name}>
           <td data-label="Name">${s.metadata.name}</td>
           <td data-label="Type">${s.spec.type}</td>
           <td data-label="Cluster IP">${s.spec.clusterIP}</td>
@@ -210,6 +216,8 @@ export function Services({ ns, openProxy }) {
           </td>
           <td data-label="CPU"><${Spark} samples=${series} field="cpu" label=${`CPU of Service ${s.metadata.name}`} /></td>
           <td data-label="Memory"><${Spark} samples=${series} field="mem" label=${`Memory of Service ${s.metadata.name}`} /></td>
+          <td data-label="Requests">${s.spec.selector ? html`<${RequestGraphs} metrics=${requests} quiet=${true}
+            pods=${mine.map((p) => p.metadata.name)} what=${`Service ${s.metadata.name}`} width=${80} />` : html`<span class="muted">no selector</span>`}</td>
         </tr>`;
       })}
     <//>

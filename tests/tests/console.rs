@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use skiff_tests::{client, repo_root, start_up};
+use skiff_tests::{client, http_request, repo_root, start_up};
 
 const HOW: &str = "apt-get install chromium chromium-driver";
 
@@ -175,6 +176,144 @@ async fn sign_in(c: &Client, base: &str, token: &str) {
     .await;
 }
 
+/// `n` requests to the `web` sample through the node's ingress, each answered 200.
+async fn send_requests(ingress: &str, n: usize) {
+    let ingress = ingress.to_string();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..n {
+            let a = http_request(&ingress, "web.localhost", "/", Duration::from_secs(30))
+                .expect("the ingress answers");
+            assert_eq!(a.status, 200, "{}", a.body);
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Waits until the `web` sample answers through the ingress.
+async fn wait_web(ingress: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ingress = ingress.to_string();
+        let answer = tokio::task::spawn_blocking(move || {
+            http_request(&ingress, "web.localhost", "/", Duration::from_secs(10))
+        })
+        .await
+        .unwrap();
+        match answer {
+            Ok(a) if a.status == 200 => return,
+            other => assert!(
+                Instant::now() < deadline,
+                "the web sample never answered through the ingress: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The request graphs' figures inside the element `scope` selects, once it has drawn at least
+/// `min_count` requests: (requests in the window, its span in s, requests/s drawn, p50 drawn in
+/// s, the latency text).
+async fn request_figures(
+    c: &Client,
+    what: &str,
+    scope: &str,
+    min_count: u64,
+) -> (u64, f64, f64, f64, String) {
+    let v = wait_js(
+        c,
+        what,
+        &format!(
+            "const g = document.querySelector({scope:?} + ' .request-graphs'); \
+             if (!g || Number(g.dataset.count) < {min_count}) return null; \
+             const rps = g.querySelector('[data-graph=rps] .spark-value'); \
+             const lat = g.querySelector('[data-graph=latency] .spark-value'); \
+             const lines = g.querySelectorAll('svg path.line'); \
+             return [Number(g.dataset.count), Number(g.dataset.span) / 1000, Number(rps.dataset.value), \
+                     Number(lat.dataset.value), lat.innerText, rps.innerText, lines.length]"
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    let f = |i: usize| v[i].as_f64().unwrap_or_default();
+    println!("{what}: {v}");
+    assert_eq!(
+        v[6],
+        json!(3),
+        "a requests/s line and p50 and p99 lines are drawn: {v}"
+    );
+    assert!(v[5].as_str().unwrap().ends_with("req/s"), "{v}");
+    (
+        f(0) as u64,
+        f(1),
+        f(2),
+        f(3),
+        v[4].as_str().unwrap().to_string(),
+    )
+}
+
+/// The page's request math (`metrics.js`) on a known exposition: parsing, rates, percentiles,
+/// a counter restart.
+async fn check_request_math(c: &Client) {
+    let v = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            import('/ui/metrics.js').then((m) => {
+              const text = [
+                '# TYPE skiff_pod_requests counter',
+                'skiff_pod_requests_total{namespace="a",pod="p",code="2xx"} 90',
+                'skiff_pod_requests_total{namespace="a",pod="p",code="5xx"} 10',
+                'skiff_pod_requests_total{namespace="b",pod="p",code="2xx"} 7',
+                'skiff_pod_request_duration_seconds_bucket{namespace="a",pod="p",le="0.01"} 50',
+                'skiff_pod_request_duration_seconds_bucket{namespace="a",pod="p",le="0.1"} 90',
+                'skiff_pod_request_duration_seconds_bucket{namespace="a",pod="p",le="+Inf"} 100',
+                'skiff_pod_request_duration_seconds_count{namespace="a",pod="p"} 100',
+                'odd{x="q\\"}",y="z"} 1.5e3 1700000000',
+                '# EOF',
+              ].join('\n');
+              const parsed = m.parseMetrics(text);
+              const odd = parsed.find((s) => s.name === 'odd');
+              const now = m.podCounters(parsed, 'a');
+              const p = now.get('p');
+              const later = new Map([['p', { requests: 4, errors: 0, buckets: [[0.01, 4], [0.1, 4], [Infinity, 4]] }]]);
+              const series = m.requestSeries([
+                { t: 0, pods: new Map([['p', { requests: 0, errors: 0, buckets: [] }]]) },
+                { t: 10000, pods: now },
+                { t: 20000, pods: later },
+              ], ['p'], 10000);
+              done({
+                odd: [odd.labels.x, odd.labels.y, odd.value],
+                counters: [p.requests, p.errors, p.buckets.length],
+                median: m.quantile(0.5, p.buckets),
+                p95: m.quantile(0.95, p.buckets),
+                p99: m.quantile(0.99, p.buckets),
+                first: [series[0].rps, series[0].errors, series[0].count],
+                restarted: [series[1].rps, series[1].count, series[1].p50],
+                none: m.quantile(0.5, []),
+              });
+            }, (e) => done({ error: String(e) }));"#,
+            vec![],
+        )
+        .await
+        .expect("the page's metrics module runs");
+    assert_eq!(v["odd"], json!(["q\"}", "z", 1500]), "{v}");
+    assert_eq!(v["counters"], json!([100, 10, 3]), "{v}");
+    let close = |k: &str, want: f64| {
+        let got = v[k].as_f64().unwrap_or(f64::NAN);
+        assert!((got - want).abs() < 1e-9, "{k}: {got} != {want} in {v}");
+    };
+    close("median", 0.01);
+    close("p95", 0.1);
+    close("p99", 0.1);
+    assert_eq!(v["first"], json!([10, 1, 100]), "{v}");
+    // A counter below its last value restarted from zero: its whole value is the increase.
+    let r = &v["restarted"];
+    assert_eq!(r[0], json!(0.4), "{v}");
+    assert_eq!(r[1], json!(4), "{v}");
+    assert!((r[2].as_f64().unwrap() - 0.005).abs() < 1e-9, "{v}");
+    assert_eq!(v["none"], Value::Null);
+}
+
 async fn setup(kube: &kube::Client, registry: &str) -> String {
     let pp = PostParams::default();
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
@@ -218,6 +357,54 @@ async fn setup(kube: &kube::Client, registry: &str) -> String {
         .create(&pp, &deployment)
         .await
         .unwrap();
+    // hello-http behind a Service and an Ingress (`web.localhost`) in namespace `shop`: the
+    // request graphs' traffic.
+    let shop: Namespace = serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap();
+    Api::<Namespace>::all(kube.clone())
+        .create(&pp, &shop)
+        .await
+        .unwrap();
+    let web: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{
+                    "name": "hello",
+                    "image": format!("{registry}/samples/hello-http:1.0"),
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                }]},
+            },
+        },
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(kube.clone(), "shop")
+        .create(&pp, &web)
+        .await
+        .unwrap();
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(kube.clone(), "shop")
+        .create(&pp, &service)
+        .await
+        .unwrap();
+    let ingress: Ingress = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"rules": [{"host": "web.localhost", "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}},
+        }]}}]},
+    }))
+    .unwrap();
+    Api::<Ingress>::namespaced(kube.clone(), "shop")
+        .create(&pp, &ingress)
+        .await
+        .unwrap();
     let request: TokenRequest =
         serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
             .unwrap();
@@ -235,6 +422,8 @@ struct ConsoleUp {
     kubeconfig: PathBuf,
     /// The API server's URL, without a trailing `/`.
     base: String,
+    /// The node's ingress address (`HOST:PORT`).
+    ingress: String,
     kube: kube::Client,
     _up: skiff_tests::Up,
     dir: tempfile::TempDir,
@@ -246,7 +435,7 @@ impl ConsoleUp {
         let chromium = skiff_tools::system("chromium", HOW)?;
         let chromedriver = skiff_tools::system("chromedriver", HOW)?;
         let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
-        let (up, kubeconfig, _ingress) = start_up(dir.path());
+        let (up, kubeconfig, ingress) = start_up(dir.path());
         let kubeconfig = PathBuf::from(kubeconfig);
         let base = server_url(&kubeconfig);
         let kube = client::client(&kubeconfig).await.unwrap();
@@ -255,6 +444,7 @@ impl ConsoleUp {
             chromedriver,
             kubeconfig,
             base,
+            ingress,
             kube,
             _up: up,
             dir,
@@ -287,6 +477,7 @@ async fn the_console_follows_a_scale_streams_logs_and_refuses_what_rbac_forbids(
     let ConsoleUp {
         ref kubeconfig,
         ref base,
+        ref ingress,
         ref kube,
         ..
     } = up;
@@ -302,6 +493,7 @@ async fn the_console_follows_a_scale_streams_logs_and_refuses_what_rbac_forbids(
 
     // Signed in with the ServiceAccount's token, the console opens the token's own namespace.
     sign_in(&c, base, &token).await;
+    check_request_math(&c).await;
     wait_js(
         &c,
         "the logger Deployment",
@@ -411,6 +603,26 @@ async fn the_console_follows_a_scale_streams_logs_and_refuses_what_rbac_forbids(
         Duration::from_secs(30),
     )
     .await;
+    // The token may not read the nodes' metrics: the request graphs say so; the rest is there.
+    let refused = wait_js(
+        &c,
+        "the request graphs' refusal",
+        "const g = document.querySelector('[data-graph=requests]'); return g && g.innerText",
+        Duration::from_secs(20),
+    )
+    .await;
+    let refused = refused.as_str().unwrap();
+    assert!(
+        refused.contains("Access denied") && refused.contains("nodes/proxy"),
+        "{refused}"
+    );
+    wait_js(
+        &c,
+        "the pod's CPU graph beside the refusal",
+        "return document.querySelector('dl.facts .spark .cpu') !== null",
+        Duration::from_secs(20),
+    )
+    .await;
     screenshot(&c, "pod-log").await;
 
     // The console's own scale form patches the Deployment as this user.
@@ -505,6 +717,60 @@ async fn the_console_follows_a_scale_streams_logs_and_refuses_what_rbac_forbids(
         .await;
         screenshot(&c, name).await;
     }
+    // Request graphs from the node's counters: a pod of the web sample, then its Service.
+    wait_web(ingress).await;
+    let web_pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(kube.clone(), "shop")
+        .list(&kube::api::ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    let web_pod = web_pods.items[0].metadata.name.clone().unwrap();
+    go(&c, &format!("#/ns/shop/pods/{web_pod}")).await;
+    // Two samples make a first point (no traffic yet); then requests arrive.
+    wait_js(
+        &c,
+        "the pod's first request figures",
+        "return document.querySelector('dl.facts .request-graphs') !== null",
+        Duration::from_secs(30),
+    )
+    .await;
+    const SENT: usize = 20;
+    send_requests(ingress, SENT).await;
+    let (count, span, rps, p50, latency) =
+        request_figures(&c, "the pod's requests", "dl.facts", SENT as u64).await;
+    assert!(
+        rps > 0.0 && (rps - count as f64 / span).abs() < 1e-6,
+        "{rps} req/s, {count} in {span} s"
+    );
+    assert!(p50 > 0.0 && p50 < 10.0, "p50 {p50} s");
+    assert!(
+        latency.contains("p50 ") && latency.contains("p99 "),
+        "{latency}"
+    );
+    screenshot(&c, "pod-requests").await;
+
+    go(&c, "#/ns/shop/services").await;
+    wait_js(
+        &c,
+        "the Service's first request figures",
+        "return document.querySelector('tr.service[data-name=web] .request-graphs') !== null",
+        Duration::from_secs(30),
+    )
+    .await;
+    send_requests(ingress, SENT).await;
+    let (count, span, rps, p50, _) = request_figures(
+        &c,
+        "the Service's requests",
+        "tr.service[data-name=web]",
+        SENT as u64,
+    )
+    .await;
+    assert!(
+        rps > 0.0 && (rps - count as f64 / span).abs() < 1e-6,
+        "{rps} req/s, {count} in {span} s"
+    );
+    assert!(p50 > 0.0 && p50 < 10.0, "p50 {p50} s");
+    screenshot(&c, "services-requests").await;
+
     c.set_window_size(390, 844).await.unwrap();
     go(&c, "#/ns/team/pods").await;
     wait_js(

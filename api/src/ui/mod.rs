@@ -50,6 +50,7 @@ static ASSETS: &[Asset] = &[
     asset!("workloads.js", JS),
     asset!("pods.js", JS),
     asset!("charts.js", JS),
+    asset!("metrics.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
     asset!("vendor/preact.module.js", JS),
     asset!("vendor/hooks.module.js", JS),

@@ -81,7 +81,74 @@ pub(crate) struct NodeArgs {
     #[command(flatten)]
     eviction: EvictionArgs,
     #[command(flatten)]
+    guest_limits: GuestLimitArgs,
+    #[command(flatten)]
     ready: crate::ready::ReadyArgs,
+}
+
+/// Limits on what each wasm guest may do beyond its memory and CPU limits (`skiff node` and
+/// `skiff up`); see RELIABILITY.md. Each is per pod (or per container run) so that one
+/// hostile pod cannot starve its neighbours.
+#[derive(clap::Args)]
+pub(crate) struct GuestLimitArgs {
+    /// Most elements of one wasm table: growing past it ends the run with reason
+    /// TableLimitExceeded; declaring more is refused at creation. Default 100000.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    max_table_elements: Option<u32>,
+    /// Bytes per second a container may write to its log (stdout and stderr together), as a
+    /// quantity; the excess is dropped with a note in the log and a LogRateLimited Event.
+    /// Default 1Mi; 0 turns it off.
+    #[arg(long, value_parser = parse_storage)]
+    container_log_rate: Option<u64>,
+    /// Most instances serving HTTP requests in one pod at once; more requests answer 503 with
+    /// an InstanceLimitExceeded Event. Default 100; 0 means the engine's capacity.
+    #[arg(long)]
+    max_instances_per_pod: Option<u32>,
+    /// Outgoing HTTP requests per second one pod may start; faster ones wait their turn
+    /// (OutgoingRequestsThrottled Event). Default 1000; 0 turns it off.
+    #[arg(long)]
+    outgoing_request_rate: Option<u32>,
+    /// Most outgoing HTTP requests of one pod in flight; more fail with
+    /// connection-limit-reached (OutgoingRequestLimitExceeded Event). Default 100; 0 turns it
+    /// off.
+    #[arg(long)]
+    max_outgoing_requests_per_pod: Option<u32>,
+    /// How long a pod may take to start answering a request before its instance is killed and
+    /// the caller answered 504 (RequestTimeout Event). Default 60s; 0s turns it off.
+    #[arg(long, value_parser = parse_duration)]
+    pod_request_timeout: Option<std::time::Duration>,
+    /// Connect, first-byte and between-bytes timeout of a pod's outgoing requests that leave
+    /// the node, unless the guest sets its own. Default 60s.
+    #[arg(long, value_parser = parse_duration)]
+    outgoing_request_timeout: Option<std::time::Duration>,
+}
+
+impl GuestLimitArgs {
+    /// Puts the limits given into the node's options.
+    pub(crate) fn apply(&self, opts: &mut skiff_host::NodeOptions) {
+        let l = &mut opts.guest_limits;
+        if let Some(n) = self.max_table_elements {
+            l.max_table_elements = n;
+        }
+        if let Some(n) = self.container_log_rate {
+            l.log_bytes_per_second = n;
+        }
+        if let Some(n) = self.max_instances_per_pod {
+            l.max_instances_per_pod = n;
+        }
+        if let Some(n) = self.outgoing_request_rate {
+            l.outgoing_requests_per_second = n;
+        }
+        if let Some(n) = self.max_outgoing_requests_per_pod {
+            l.max_outgoing_requests_per_pod = n;
+        }
+        if let Some(d) = self.pod_request_timeout {
+            l.request_timeout = (!d.is_zero()).then_some(d);
+        }
+        if let Some(d) = self.outgoing_request_timeout {
+            l.outgoing_timeout = d;
+        }
+    }
 }
 
 /// Which backends a node runs (`skiff node` and `skiff up`).
@@ -192,6 +259,8 @@ impl NodeArgs {
 }
 
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    // A signal while the node starts waits for it to be up, then stops it cleanly.
+    crate::signals::install();
     let mut config = skiff_host::NodeOptions::new(&args.kubeconfig, &args.name, &args.data_dir);
     config.bootstrap_kubeconfig = args.bootstrap_kubeconfig;
     config.zone = args.zone;
@@ -209,6 +278,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.max_local_storage = args.max_local_storage;
     args.runtimes.apply(&mut config);
     args.eviction.apply(&mut config)?;
+    args.guest_limits.apply(&mut config);
     let node = config
         .start()
         .await

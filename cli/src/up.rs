@@ -90,6 +90,8 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     eviction: crate::node::EvictionArgs,
     #[command(flatten)]
+    guest_limits: crate::node::GuestLimitArgs,
+    #[command(flatten)]
     network: crate::server::NetworkArgs,
     #[command(flatten)]
     service_accounts: crate::server::ServiceAccountArgs,
@@ -211,6 +213,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     node_config.max_local_storage = args.max_local_storage;
     args.runtimes.apply(&mut node_config);
     args.eviction.apply(&mut node_config)?;
+    args.guest_limits.apply(&mut node_config);
     steps.start("starting the node");
     steps.update(&args.node_name);
     let node = node_config

@@ -230,6 +230,9 @@ pub struct NodeOptions {
     /// WIT packages or interfaces taken out of the wasm backend's linker (`wasi:keyvalue`,
     /// `wasi:keyvalue/store`, either with `@VERSION`); checked by `skiff_meta::wit::check_pattern`.
     pub disabled_interfaces: Vec<String>,
+    /// Limits on what each wasm guest may do beyond memory and CPU (tables, log rate, concurrent
+    /// instances per pod, outgoing requests, response deadline).
+    pub guest_limits: skiff_runtime::GuestLimits,
     /// Seconds the node's Lease is valid; renewed every quarter of it.
     pub lease_duration_seconds: u32,
     /// Service hops a request may take before the router answers 508 Loop Detected.
@@ -280,6 +283,7 @@ impl NodeOptions {
             allow_file_images: false,
             max_pods: None,
             disabled_interfaces: Vec::new(),
+            guest_limits: skiff_runtime::GuestLimits::default(),
             lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
             hop_limit: skiff_meta::names::HOP_LIMIT_DEFAULT,
             ingress_listen: None,
@@ -319,6 +323,7 @@ impl NodeOptions {
                 skiff_meta::wit::check_pattern(p).map_err(Error::Config)?;
             }
             rt_config.disabled_interfaces = self.disabled_interfaces.clone();
+            rt_config.limits = self.guest_limits.clone();
             let wasm_network = network.clone();
             let runtime =
                 tokio::task::spawn_blocking(move || Runtime::new(rt_config, wasm_network))

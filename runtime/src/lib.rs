@@ -50,7 +50,11 @@ pub use status::{
     ContainerKind, ContainerState, ContainerUsage, EXIT_KILLED, EXIT_TRAP, PodUsage, ProcessUsage,
     TerminationReason, process_usage,
 };
-pub use wasm::{CacheStats, Capacity, Runtime, RuntimeConfig};
+pub use wasm::{
+    CacheStats, Capacity, GuestLimits, INSTANCE_LIMIT_EXCEEDED, LOG_RATE_LIMITED, LimitEvent,
+    OUTGOING_REQUEST_LIMIT_EXCEEDED, OUTGOING_REQUESTS_THROTTLED, REQUEST_TIMEOUT, Runtime,
+    RuntimeConfig,
+};
 
 /// The handler name of the wasm backend (`runtimeClassName` absent, or a RuntimeClass with
 /// this handler).
@@ -139,6 +143,18 @@ pub trait PodSandbox: Send + Sync {
 
     /// Resource usage measured by the engine.
     fn usage(&self) -> PodUsage;
+
+    /// The limits the pod's running containers hit since the last call (throttled or refused
+    /// while they kept running; see [`GuestLimits`]): the node reports each as a Warning Event.
+    fn take_limit_events(&self) -> Vec<LimitEvent> {
+        Vec::new()
+    }
+
+    /// Changes whenever [`take_limit_events`](Self::take_limit_events) has something; `None`
+    /// for backends that never do.
+    fn watch_limit_events(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
 
     /// Runs a command in a running container (`kubectl exec`). Backends that cannot answer
     /// `NotSupported`.

@@ -75,12 +75,16 @@ impl ContainerState {
 pub enum TerminationReason {
     /// Exit code 0.
     Completed,
-    /// Non-zero exit, trap, or killed.
+    /// Non-zero exit, trap (other than a stack overflow), or killed.
     Error,
     /// Exceeded its memory limit.
     OomKilled,
     /// Could not be instantiated at start.
     StartError,
+    /// Recursed past the engine's wasm stack limit (a trap).
+    StackOverflow,
+    /// Grew a table past the node's table element limit.
+    TableLimitExceeded,
 }
 
 impl TerminationReason {
@@ -91,6 +95,8 @@ impl TerminationReason {
             TerminationReason::Error => "Error",
             TerminationReason::OomKilled => "OOMKilled",
             TerminationReason::StartError => "StartError",
+            TerminationReason::StackOverflow => "StackOverflow",
+            TerminationReason::TableLimitExceeded => "TableLimitExceeded",
         }
     }
 }

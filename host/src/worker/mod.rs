@@ -414,6 +414,20 @@ impl Worker {
                 self.step().await;
                 self.report().await;
             }
+            // Limits the running containers hit (log rate, instances, outgoing requests,
+            // response deadline) become Warning Events; subscribed before draining, so that
+            // none recorded in between is missed.
+            let mut limits_rx = self.sandbox.as_ref().and_then(|sb| sb.watch_limit_events());
+            self.report_limit_events().await;
+            let limits_changed = async move {
+                let open = match limits_rx.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => false,
+                };
+                if !open {
+                    futures::future::pending::<()>().await;
+                }
+            };
             let deadline = self.next_deadline();
             let token_due = self.token_wake();
             // Seen up to here by `take_eviction`: a later order wakes this copy.
@@ -440,10 +454,23 @@ impl Worker {
                     self.on_spec_change().await;
                 }
                 _ = any_change => {}
+                _ = limits_changed => {}
                 _ = token_due => {}
                 _ = evict_rx.changed(), if self.evicted.is_none() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
+        }
+    }
+
+    /// Records a Warning Event for each limit the pod's containers hit since the last call.
+    async fn report_limit_events(&mut self) {
+        let Some(sb) = self.sandbox.clone() else {
+            return;
+        };
+        for e in sb.take_limit_events() {
+            let idx = self.ctrs.iter().position(|c| c.spec.name == e.container);
+            self.event(idx, EventType::Warning, &e.reason, &e.message)
+                .await;
         }
     }
 
@@ -553,6 +580,8 @@ fn terminated_state(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) ->
         Some("Completed") => R::Completed,
         Some("OOMKilled") => R::OomKilled,
         Some("StartError") => R::StartError,
+        Some("StackOverflow") => R::StackOverflow,
+        Some("TableLimitExceeded") => R::TableLimitExceeded,
         _ if t.exit_code == 0 => R::Completed,
         _ => R::Error,
     };

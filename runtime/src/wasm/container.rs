@@ -21,8 +21,12 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use super::cache::Compiled;
 use super::config::ConfigFiles;
+use super::engine::MAX_WASM_STACK;
+use super::guard::{LogLimiter, REQUEST_TIMEOUT};
 use super::keyvalue::KvDb;
-use super::limits::{ContainerMeter, Killed, MemLimiter, Metered, OutOfMemory, RunMeter};
+use super::limits::{
+    ContainerMeter, Killed, MemLimiter, Metered, OutOfMemory, RunMeter, TableLimit,
+};
 use super::pod::PodShared;
 use super::state::{Host, Limits, LogOutput, P1Host, PodHooks, configure_store};
 use crate::capabilities::Capabilities;
@@ -193,9 +197,28 @@ impl Outcome {
     }
 }
 
-/// Turns the result of a guest call into an outcome.
-fn classify(result: wasmtime::Result<std::result::Result<(), ()>>, oom: bool) -> Outcome {
-    if oom {
+/// Turns the result of a guest call into an outcome; `limiter` tells whether a memory or table
+/// limit ended it.
+fn classify(
+    result: wasmtime::Result<std::result::Result<(), ()>>,
+    limiter: &MemLimiter,
+) -> Outcome {
+    if limiter.table_exceeded {
+        let message = match &result {
+            Err(e) => e
+                .chain()
+                .find_map(|c| c.downcast_ref::<TableLimit>())
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "table limit exceeded".to_string()),
+            Ok(_) => "table limit exceeded".to_string(),
+        };
+        return Outcome {
+            exit_code: EXIT_KILLED,
+            reason: TerminationReason::TableLimitExceeded,
+            message,
+        };
+    }
+    if limiter.oom {
         let message = match &result {
             Err(e) => e
                 .chain()
@@ -233,7 +256,19 @@ fn classify(result: wasmtime::Result<std::result::Result<(), ()>>, oom: bool) ->
             {
                 return Outcome::killed("killed after its grace period");
             }
-            let mut message = match e.downcast_ref::<wasmtime::Trap>() {
+            let trap = e.downcast_ref::<wasmtime::Trap>().copied();
+            if trap == Some(wasmtime::Trap::StackOverflow) {
+                return Outcome {
+                    exit_code: EXIT_TRAP,
+                    reason: TerminationReason::StackOverflow,
+                    message: format!(
+                        "wasm trap: call stack exhausted (recursion deeper than the {} KiB wasm \
+                         stack limit)",
+                        MAX_WASM_STACK >> 10
+                    ),
+                };
+            }
+            let mut message = match trap {
                 Some(trap) => format!("wasm trap: {trap}"),
                 None => format!("{e}"),
             };
@@ -254,6 +289,8 @@ fn classify(result: wasmtime::Result<std::result::Result<(), ()>>, oom: bool) ->
 struct Logs {
     current: Option<Arc<RunLog>>,
     previous: Option<Arc<RunLog>>,
+    /// The current run's log rate limit.
+    limiter: Option<Arc<LogLimiter>>,
 }
 
 /// What a running command has.
@@ -331,6 +368,7 @@ impl Container {
             logs: Mutex::new(Logs {
                 current: None,
                 previous: None,
+                limiter: None,
             }),
             run: tokio::sync::Mutex::new(None),
             http: HttpServing::default(),
@@ -360,11 +398,13 @@ impl Container {
             logs.previous = Some(old);
         }
         logs.current = Some(log.clone());
+        logs.limiter = pod.guard.log_limiter(&self.spec.name, &log);
         log
     }
 
     /// Builds the WASI context (blocking when there are preopens to open).
     async fn wasi(&self, log: &Arc<RunLog>) -> Result<WasiCtxBuilder> {
+        let limit = lock(&self.logs).limiter.clone();
         let mut b = WasiCtxBuilder::new();
         b.arg(&self.spec.name)
             .args(&self.spec.args)
@@ -372,10 +412,12 @@ impl Container {
             .stdout(LogOutput {
                 log: log.clone(),
                 stream: LogStreamKind::Stdout,
+                limit: limit.clone(),
             })
             .stderr(LogOutput {
                 log: log.clone(),
                 stream: LogStreamKind::Stderr,
+                limit,
             });
         if let Some(wd) = &self.spec.working_dir {
             b.initial_cwd(wd);
@@ -407,10 +449,13 @@ impl Container {
             hooks: PodHooks {
                 network: pod.rt.network.clone(),
                 pod: pod.this.clone(),
+                guard: pod.guard.clone(),
+                container: self.spec.name.clone(),
             },
             limits: Limits {
                 limiter: MemLimiter::new(
                     self.spec.resources.memory_limit,
+                    pod.rt.config.limits.max_table_elements,
                     pod.meter.clone(),
                     self.meter.clone(),
                 ),
@@ -525,7 +570,7 @@ impl Container {
                     cmd.wasi_cli_run().call_run(&mut store).await
                 }
                 .await;
-                classify(result, store.data().limits.limiter.oom)
+                classify(result, &store.data().limits.limiter)
             }
             Prepared::Preview1(pre) => {
                 let mut wasi = wasi;
@@ -534,6 +579,7 @@ impl Container {
                     limits: Limits {
                         limiter: MemLimiter::new(
                             self.spec.resources.memory_limit,
+                            pod.rt.config.limits.max_table_elements,
                             pod.meter.clone(),
                             self.meter.clone(),
                         ),
@@ -549,7 +595,7 @@ impl Container {
                     Ok(Ok(()))
                 }
                 .await;
-                classify(result, store.data().limits.limiter.oom)
+                classify(result, &store.data().limits.limiter)
             }
             Prepared::Http(_) => Outcome::completed(),
         }
@@ -630,6 +676,22 @@ impl Container {
                 detail: "is not running".to_string(),
             });
         }
+        // The pod's cap on concurrent instances: a flood of requests (or a guest calling
+        // itself, a fork bomb) takes this pod's share of the engine, never its neighbours'.
+        let Some(slot) = pod.guard.instance_slot(&self.spec.name) else {
+            let mut resp = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the pod is serving {} requests at once, its instance limit\n",
+                    pod.guard.limits.max_instances_per_pod
+                ),
+            );
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            return Ok(resp);
+        };
         let inflight = Inflight::new(self.clone());
         let Some(log) = self.log(false) else {
             return Err(Error::Internal("running container without a log".into()));
@@ -696,8 +758,10 @@ impl Container {
             n => n,
         };
         let this = self.clone();
+        let run_log = log.clone();
         let task = async move {
             let _inflight = inflight;
+            let _slot = slot;
             let result = Metered::new(meter, async {
                 let proxy = match proxy {
                     Some(p) => p,
@@ -729,8 +793,11 @@ impl Container {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    let outcome = classify(Err(e), oom);
-                    let what = if oom { "OOMKilled" } else { "failed" };
+                    let outcome = classify(Err(e), &store.data().limits.limiter);
+                    let what = match outcome.reason {
+                        TerminationReason::Error => "failed",
+                        reason => reason.as_str(),
+                    };
                     log.write(
                         LogStreamKind::Stderr,
                         format!("[skiff] request {what}: {}\n", outcome.message).as_bytes(),
@@ -752,7 +819,31 @@ impl Container {
         // A caller that goes away before the response (client disconnect, probe timeout)
         // takes the guest with it, so a stuck handler cannot hold an instance forever.
         let mut guard = AbortUnlessDisarmed(Some(abort));
-        let answer = rx.await;
+        let answer = match pod.guard.limits.request_timeout {
+            Some(limit) => match tokio::time::timeout(limit, rx).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    // Dropping the armed guard kills the instance (and drops the request body
+                    // it never read).
+                    drop(guard);
+                    let message = format!(
+                        "a request got no response within {} s: its instance was killed and \
+                         the caller answered 504",
+                        limit.as_secs_f64()
+                    );
+                    run_log.write(
+                        LogStreamKind::Stderr,
+                        format!("[skiff] {message}\n").as_bytes(),
+                    );
+                    pod.guard.report(&self.spec.name, REQUEST_TIMEOUT, message);
+                    return Ok(error_response(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the pod did not answer in time\n".to_string(),
+                    ));
+                }
+            },
+            None => rx.await,
+        };
         guard.0 = None;
         match answer {
             Ok(Ok(resp)) => {

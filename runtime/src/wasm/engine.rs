@@ -29,6 +29,8 @@ pub(crate) struct Sizing {
     pub(crate) max_pods: u32,
     pub(crate) max_instances: u32,
     pub(crate) max_memory_per_instance: u64,
+    /// Elements of the largest table (see [`GuestLimits`](super::GuestLimits)).
+    pub(crate) max_table_elements: u32,
 }
 
 /// Smallest pool worth running.
@@ -43,8 +45,11 @@ const TABLES_PER_COMPONENT: u32 = 6;
 const KEEP_RESIDENT: usize = 2 << 20;
 /// Guard region after each linear memory (also covers bounds-check elision of small offsets).
 const GUARD: u64 = 32 << 20;
+/// Wasm stack one instance may use (wasmtime's default, set here so that the reported reason
+/// can name it); deeper recursion traps with `StackOverflow`. Below the fiber stack size (2 MiB).
+pub(crate) const MAX_WASM_STACK: usize = 512 << 10;
 
-fn config_for(instances: u32, max_memory: u64) -> Config {
+fn config_for(instances: u32, max_memory: u64, max_table_elements: u32) -> Config {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(CORE_PER_COMPONENT))
@@ -56,7 +61,7 @@ fn config_for(instances: u32, max_memory: u64) -> Config {
         .max_core_instances_per_component(64)
         .max_memories_per_module(2)
         .max_tables_per_module(8)
-        .table_elements(100_000)
+        .table_elements(max_table_elements as usize)
         .max_component_instance_size(4 << 20)
         .max_core_instance_size(4 << 20)
         .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
@@ -72,6 +77,7 @@ fn config_for(instances: u32, max_memory: u64) -> Config {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
         .parallel_compilation(true)
         .memory_init_cow(true)
         .memory_reservation(max_memory.max(64 << 10))
@@ -93,7 +99,11 @@ pub(crate) fn build(sizing: &Sizing) -> Result<(Engine, Capacity)> {
     let mut instances = sizing.max_instances.max(MIN_INSTANCES);
     let mut last_err;
     loop {
-        match Engine::new(&config_for(instances, max_memory)) {
+        match Engine::new(&config_for(
+            instances,
+            max_memory,
+            sizing.max_table_elements.max(1),
+        )) {
             Ok(engine) => {
                 let capacity = Capacity {
                     pods: sizing.max_pods,

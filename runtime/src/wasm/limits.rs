@@ -295,6 +295,14 @@ pub(crate) struct OutOfMemory {
     pub(crate) wanted: usize,
 }
 
+/// The error a limiter raises when a table would grow past the node's table element limit.
+#[derive(Debug, thiserror::Error)]
+#[error("table limit of {limit} elements exceeded (wanted {wanted} elements)")]
+pub(crate) struct TableLimit {
+    pub(crate) limit: usize,
+    pub(crate) wanted: usize,
+}
+
 /// Store limiter: caps the sum of an instance's linear memories and reports the instance's
 /// memory (linear memories, tables, [`INSTANCE_BOOKKEEPING_BYTES`]) to its pod and container
 /// for as long as it lives.
@@ -302,7 +310,11 @@ pub(crate) struct MemLimiter {
     limit: Option<usize>,
     total: usize,
     tables: usize,
+    /// Most elements of one table.
+    max_table_elements: usize,
     pub(crate) oom: bool,
+    /// Set once a table was refused growth past `max_table_elements`.
+    pub(crate) table_exceeded: bool,
     pod: Arc<PodMeter>,
     container: Arc<ContainerMeter>,
 }
@@ -310,6 +322,7 @@ pub(crate) struct MemLimiter {
 impl MemLimiter {
     pub(crate) fn new(
         limit: Option<u64>,
+        max_table_elements: u32,
         pod: Arc<PodMeter>,
         container: Arc<ContainerMeter>,
     ) -> Self {
@@ -317,7 +330,9 @@ impl MemLimiter {
             limit: limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
             total: 0,
             tables: 0,
+            max_table_elements: max_table_elements as usize,
             oom: false,
+            table_exceeded: false,
             pod,
             container,
         };
@@ -363,6 +378,13 @@ impl wasmtime::ResourceLimiter for MemLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if desired > self.max_table_elements {
+            self.table_exceeded = true;
+            return Err(wasmtime::Error::new(TableLimit {
+                limit: self.max_table_elements,
+                wanted: desired,
+            }));
+        }
         let grown = desired
             .saturating_sub(current)
             .saturating_mul(TABLE_ELEMENT_BYTES);
@@ -406,7 +428,7 @@ mod tests {
         use wasmtime::ResourceLimiter;
         let pod = PodMeter::new();
         let container = ContainerMeter::new();
-        let mut l = MemLimiter::new(Some(1 << 20), pod.clone(), container.clone());
+        let mut l = MemLimiter::new(Some(1 << 20), 1000, pod.clone(), container.clone());
         assert_eq!(pod.usage().memory_bytes, INSTANCE_BOOKKEEPING_BYTES);
         assert!(l.memory_growing(0, 65536, None).unwrap());
         assert_eq!(pod.usage().memory_bytes, 65536 + INSTANCE_BOOKKEEPING_BYTES);
@@ -419,6 +441,9 @@ mod tests {
         );
         assert!(l.memory_growing(65536, 2 << 20, None).is_err());
         assert!(l.oom);
+        assert!(!l.table_exceeded);
+        assert!(l.table_growing(10, 1001, None).is_err());
+        assert!(l.table_exceeded);
         drop(l);
         assert_eq!(pod.usage().memory_bytes, 0);
         assert_eq!(container.memory_bytes(), 0);
@@ -431,9 +456,9 @@ mod tests {
         use wasmtime::ResourceLimiter;
         let pod = PodMeter::new();
         let (a, b) = (ContainerMeter::new(), ContainerMeter::new());
-        let mut la = MemLimiter::new(None, pod.clone(), a.clone());
-        let mut la2 = MemLimiter::new(None, pod.clone(), a.clone());
-        let mut lb = MemLimiter::new(None, pod.clone(), b.clone());
+        let mut la = MemLimiter::new(None, 1000, pod.clone(), a.clone());
+        let mut la2 = MemLimiter::new(None, 1000, pod.clone(), a.clone());
+        let mut lb = MemLimiter::new(None, 1000, pod.clone(), b.clone());
         la.memory_growing(0, 1 << 20, None).unwrap();
         la2.memory_growing(0, 2 << 20, None).unwrap();
         lb.memory_growing(0, 65536, None).unwrap();

@@ -5,6 +5,7 @@ mod cache;
 mod config;
 mod container;
 mod engine;
+mod guard;
 mod interfaces;
 mod keyvalue;
 mod limits;
@@ -21,6 +22,10 @@ use wasmtime::Engine;
 
 pub use cache::CacheStats;
 pub use engine::Capacity;
+pub use guard::{
+    GuestLimits, INSTANCE_LIMIT_EXCEEDED, LOG_RATE_LIMITED, LimitEvent,
+    OUTGOING_REQUEST_LIMIT_EXCEEDED, OUTGOING_REQUESTS_THROTTLED, REQUEST_TIMEOUT,
+};
 
 use crate::error::{Error, Result};
 use crate::logs::LogFiles;
@@ -54,6 +59,9 @@ pub struct RuntimeConfig {
     /// `@VERSION`) taken out of the component linker: components importing them do not link,
     /// and [`Runtime::interfaces`] does not list them.
     pub disabled_interfaces: Vec<String>,
+    /// Limits on tables, logs, instances, outgoing requests and response time of each pod's
+    /// guests.
+    pub limits: GuestLimits,
 }
 
 impl RuntimeConfig {
@@ -69,6 +77,7 @@ impl RuntimeConfig {
             log_buffer_bytes: 1 << 20,
             epoch_tick: Duration::from_millis(5),
             disabled_interfaces: Vec::new(),
+            limits: GuestLimits::default(),
         }
     }
 }
@@ -195,6 +204,7 @@ impl Runtime {
             max_pods: config.max_pods,
             max_instances: config.max_instances,
             max_memory_per_instance: config.max_memory_per_instance,
+            max_table_elements: config.limits.max_table_elements,
         })?;
 
         let mut linker = wasmtime::component::Linker::<Host>::new(&engine);

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use wasmtime_wasi::FsPerms;
 
 use super::container::{Container, Granted, Preopen, check_capabilities, prepare};
+use super::guard::{LimitEvent, PodGuard};
 use super::keyvalue::KvDb;
 use super::limits::PodMeter;
 use super::volumes::{PodVolumes, check_name, sub_path_dir};
@@ -31,6 +32,8 @@ pub(crate) struct PodShared {
     pub(crate) this: Weak<dyn PodSandbox>,
     pub(crate) name: String,
     pub(crate) http: HttpOptions,
+    /// Instance, outgoing-request and log guards, and the limit events they record.
+    pub(crate) guard: Arc<PodGuard>,
 }
 
 pub(crate) struct WasmPod {
@@ -84,6 +87,7 @@ impl WasmPod {
                     this,
                     name,
                     http: spec.http.clone(),
+                    guard: PodGuard::new(rt.config.limits.clone(), rt.capacity.instances),
                 }),
                 volumes,
                 containers: Mutex::new(BTreeMap::new()),
@@ -385,6 +389,14 @@ impl PodSandbox for WasmPod {
         usage.requests_total = usage.containers.iter().map(|c| c.requests_total).sum();
         usage.requests_in_flight = usage.containers.iter().map(|c| c.requests_in_flight).sum();
         usage
+    }
+
+    fn take_limit_events(&self) -> Vec<LimitEvent> {
+        self.shared.guard.take_events()
+    }
+
+    fn watch_limit_events(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.shared.guard.watch_events())
     }
 
     async fn remove(&self, grace: Duration) -> Result<()> {

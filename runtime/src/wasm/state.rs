@@ -18,6 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::config::ConfigFiles;
+use super::guard::{LogLimiter, PodGuard};
 use super::keyvalue::{KvDb, KvView};
 use super::limits::{Killed, MemLimiter, RunMeter};
 use crate::PodSandbox;
@@ -125,6 +126,22 @@ impl WasiHttpView for Host {
 pub(crate) struct PodHooks {
     pub(crate) network: Network,
     pub(crate) pod: Weak<dyn PodSandbox>,
+    /// The pod's outgoing request cap and rate.
+    pub(crate) guard: Arc<PodGuard>,
+    /// The container sending (for the limit events).
+    pub(crate) container: String,
+}
+
+/// `options` with the node's timeout for each one the guest left unset.
+fn with_default_timeouts(
+    options: Option<wasmtime_wasi_http::RequestOptions>,
+    timeout: std::time::Duration,
+) -> wasmtime_wasi_http::RequestOptions {
+    let mut o = options.unwrap_or_default();
+    o.connect_timeout.get_or_insert(timeout);
+    o.first_byte_timeout.get_or_insert(timeout);
+    o.between_bytes_timeout.get_or_insert(timeout);
+    o
 }
 
 type SendFuture = Box<
@@ -167,6 +184,37 @@ impl WasiHttpHooks for PodHooks {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
+        // The pod's cap on requests in flight, then its rate: the request waits for its turn
+        // (the guest's future is not ready meanwhile), holding its place until the answer.
+        let (permit, wait) = match self.guard.outgoing(&self.container) {
+            Ok(admitted) => admitted,
+            Err(()) => {
+                return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });
+            }
+        };
+        let send = self.route(request, options);
+        Box::new(async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            let answer = Box::into_pin(send).await;
+            drop(permit);
+            answer
+        })
+    }
+}
+
+impl PodHooks {
+    /// Sends `request` where the pod network routes it.
+    fn route(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+    ) -> SendFuture {
+        let options = Some(with_default_timeouts(
+            options,
+            self.guard.limits.outgoing_timeout,
+        ));
         let from = self.pod.upgrade();
         let mut request = request;
         // The request the guest is serving, continued: its span is the parent of this call
@@ -205,6 +253,16 @@ impl WasiHttpHooks for PodHooks {
 pub(crate) struct LogOutput {
     pub(crate) log: Arc<RunLog>,
     pub(crate) stream: LogStreamKind,
+    /// The run's log rate limit (shared by stdout and stderr).
+    pub(crate) limit: Option<Arc<LogLimiter>>,
+}
+
+impl LogOutput {
+    fn write_limited(&self, bytes: &[u8]) {
+        if self.limit.as_ref().is_none_or(|l| l.admit(bytes.len())) {
+            self.log.write(self.stream, bytes);
+        }
+    }
 }
 
 impl IsTerminal for LogOutput {
@@ -230,7 +288,7 @@ impl Pollable for LogOutput {
 
 impl OutputStream for LogOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.log.write(self.stream, &bytes);
+        self.write_limited(&bytes);
         Ok(())
     }
 
@@ -249,7 +307,7 @@ impl AsyncWrite for LogOutput {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.log.write(self.stream, buf);
+        self.write_limited(buf);
         Poll::Ready(Ok(buf.len()))
     }
 

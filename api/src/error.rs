@@ -37,6 +37,8 @@ pub enum StatusReason {
     /// 501, for subresources this server does not serve (not a `metav1` constant).
     NotImplemented,
     ServiceUnavailable,
+    /// 507, the store's disk is full (not a `metav1` constant).
+    InsufficientStorage,
     /// 504: a resource version newer than the store has reached.
     Timeout,
 }
@@ -63,6 +65,7 @@ impl StatusReason {
             StatusReason::InternalError => "InternalError",
             StatusReason::NotImplemented => "NotImplemented",
             StatusReason::ServiceUnavailable => "ServiceUnavailable",
+            StatusReason::InsufficientStorage => "InsufficientStorage",
             StatusReason::Timeout => "Timeout",
         }
     }
@@ -355,7 +358,7 @@ impl From<skiff_store::Error> for ApiError {
                 // the server's disk has room.
                 ApiError::new(
                     507,
-                    StatusReason::InternalError,
+                    StatusReason::InsufficientStorage,
                     "the storage is full: the write was not made; writes resume once disk space is freed",
                 )
             }

@@ -65,6 +65,11 @@ enum BenchWhat {
     ///
     /// Example: skiff bench churn --seconds 600 --append BENCHMARKS.md
     Churn(crate::bench_scale::ChurnBenchArgs),
+    /// Benchmark crash safety: SIGKILL a `skiff server` process under concurrent writers,
+    /// restart it on the same data directory, check every acknowledged write; restart times.
+    ///
+    /// Example: skiff bench crash --kills 50 --clients 64 --append BENCHMARKS.md
+    Crash(crate::bench_crash::CrashBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -102,6 +107,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Top(a) => crate::bench_top::run(a).await,
         BenchWhat::Scale(a) => crate::bench_scale::run(a).await,
         BenchWhat::Churn(a) => crate::bench_scale::churn(a).await,
+        BenchWhat::Crash(a) => crate::bench_crash::run(a).await,
     }
 }
 

@@ -4,6 +4,8 @@ mod app;
 #[cfg(feature = "bench")]
 mod bench;
 #[cfg(feature = "bench")]
+mod bench_crash;
+#[cfg(feature = "bench")]
 mod bench_fairness;
 #[cfg(feature = "bench")]
 mod bench_oci;

@@ -121,6 +121,23 @@ pub fn python() -> Option<PathBuf> {
     )
 }
 
+/// Whether this process runs as root; when not, prints why `test` is skipped (`why`: what it
+/// needs root for) and returns `false`, or fails when tools are required (`SKIFF_REQUIRE_TOOLS`).
+pub fn require_root(test: &str, why: &str) -> bool {
+    // /proc/self belongs to the process's effective user.
+    let root = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata("/proc/self").expect("/proc/self exists on Linux"),
+    ) == 0;
+    if !root {
+        assert!(
+            !tools_required(),
+            "{test} needs root ({why}) and SKIFF_REQUIRE_TOOLS is set"
+        );
+        eprintln!("SKIPPED {test}: needs root ({why})");
+    }
+    root
+}
+
 /// A system tool (`skopeo`, `umoci`, `docker-registry`, `wrk`, ...) looked up on the PATH.
 pub fn system(name: &str, how: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {

@@ -153,6 +153,11 @@ pub struct RedbStoreOptions {
     pub cache_size: usize,
     /// Whether to shrink the file after compaction when it is mostly free space (default on).
     pub file_compaction: bool,
+    /// Whether every commit also records redb's allocator state (and commits in two phases),
+    /// so that opening the file after a crash or a storage error takes milliseconds instead of
+    /// a scan of the whole file (default on; costs a second fsync per commit, which group
+    /// commit shares among the batch).
+    pub quick_repair: bool,
     /// Storage to use instead of the file at `path` (which then only names the store in logs):
     /// the seam for fault-injection tests, such as a backend that drops unsynced writes to
     /// model a power loss. `None` (the default) opens the file.
@@ -169,6 +174,7 @@ impl RedbStoreOptions {
             watch_buffer: 1024,
             cache_size: 64 << 20,
             file_compaction: true,
+            quick_repair: true,
             backend: None,
         }
     }
@@ -462,7 +468,8 @@ impl RedbStore {
     /// from async code use `open_async`.
     pub fn open(opts: RedbStoreOptions) -> Result<Self> {
         let db = create_database(&opts)?;
-        let txn = db.begin_write().map_err(backend)?;
+        let mut txn = db.begin_write().map_err(backend)?;
+        txn.set_quick_repair(opts.quick_repair);
         let (revision, compacted) = {
             txn.open_table(KV).map_err(backend)?;
             txn.open_table(LOG).map_err(backend)?;

@@ -58,6 +58,8 @@ pub(super) struct Writer {
     interval: Option<Duration>,
     max_batch: usize,
     file_compaction: bool,
+    /// Commit with redb's quick-repair (see `RedbStoreOptions::quick_repair`).
+    quick_repair: bool,
     /// How to reopen the database after a storage error (redb refuses every later transaction
     /// with `PreviousIo` until the database is reopened, which repairs it).
     reopen: RedbStoreOptions,
@@ -112,6 +114,7 @@ impl Writer {
             interval: Some(opts.compaction_interval).filter(|interval| !interval.is_zero()),
             max_batch: opts.max_batch.max(1),
             file_compaction: opts.file_compaction,
+            quick_repair: opts.quick_repair,
             reopen: opts.clone(),
             broken: false,
         }
@@ -318,6 +321,7 @@ impl Writer {
         let mut txn = db.begin_write()?;
         // redb's default, stated: the commit is on disk when `commit` returns.
         txn.set_durability(Durability::Immediate)?;
+        txn.set_quick_repair(self.quick_repair);
         let mut applied = Applied {
             outcomes: Vec::with_capacity(ops.len()),
             events: Vec::new(),

@@ -117,7 +117,8 @@ fi
 
 # The web console's browser test (tests/tests/console.rs): headless Chromium driven over
 # WebDriver by chromedriver.
-apt_install "console test" chromium chromium-driver
+# libnss3-tools (certutil, pk12util): the console test puts a client certificate in the browser's NSS database.
+apt_install "console test" chromium chromium-driver libnss3-tools
 
 # The etcd store (skiff_store::EtcdStore): etcd-client's build needs protoc and the well-known
 # .proto files; its conformance suite and the SKIFF_TEST_STORE=etcd e2e pass run Debian's etcd.

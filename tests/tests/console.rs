@@ -4,8 +4,10 @@
 //! through the API appears as three pods without a reload (the page's watches); the pod's page
 //! streams its log and shows a line the pod wrote after the page opened; the console's own scale
 //! form changes the Deployment; a namespace the token's RBAC does not reach answers a clear
-//! refusal and no rows. Screenshots of the main views (as that user and as the admin, wide and
-//! phone-sized) are written to `<target>/test-artifacts/console/`.
+//! refusal and no rows; request graphs (requests/s, latency) show figures after requests through
+//! the ingress; a browser holding a client certificate is signed in without a token (as root:
+//! see `certificate_sign_in`). Screenshots of the main views (as that user and as the admin, wide
+//! and phone-sized) are written to `<target>/test-artifacts/console/`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -46,10 +48,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_driver(chromedriver: &Path, log: &Path) -> Driver {
+/// `chromedriver` (and the browsers it starts) with `HOME` = `home` when given: where Chromium
+/// finds its NSS certificate database (`.pki/nssdb`).
+async fn start_driver(chromedriver: &Path, log: &Path, home: Option<&Path>) -> Driver {
     let port = free_port();
     let log_file = std::fs::File::create(log).unwrap();
-    let child = Command::new(chromedriver)
+    let mut command = Command::new(chromedriver);
+    if let Some(home) = home {
+        command.env("HOME", home);
+    }
+    let child = command
         .arg(format!("--port={port}"))
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
@@ -453,9 +461,14 @@ impl ConsoleUp {
 
     /// A driver and a browser session on it (the session ends with the driver).
     async fn browser(&self) -> (Driver, Client) {
-        let log = self.dir.path().join("chromedriver.log");
-        let driver = start_driver(&self.chromedriver, &log).await;
-        let c = browser(&driver, &self.chromium, &self.dir.path().join("profile")).await;
+        self.browser_at("profile", None).await
+    }
+
+    /// As `browser`, with its own profile directory `name` and `HOME`.
+    async fn browser_at(&self, name: &str, home: Option<&Path>) -> (Driver, Client) {
+        let log = self.dir.path().join(format!("chromedriver-{name}.log"));
+        let driver = start_driver(&self.chromedriver, &log, home).await;
+        let c = browser(&driver, &self.chromium, &self.dir.path().join(name)).await;
         (driver, c)
     }
 }
@@ -781,6 +794,171 @@ async fn the_console_follows_a_scale_streams_logs_and_refuses_what_rbac_forbids(
     )
     .await;
     screenshot(&c, "phone-pods").await;
+    c.close().await.unwrap();
+
+    certificate_sign_in(&up).await;
+}
+
+/// Chromium policy `AutoSelectCertificateForUrls` for one URL, in Chromium's managed policy
+/// directory (the only place a Debian build reads policies from), removed on drop.
+struct CertificatePolicy(PathBuf);
+
+impl CertificatePolicy {
+    fn new(url: &str) -> std::io::Result<CertificatePolicy> {
+        let dir = Path::new("/etc/chromium/policies/managed");
+        std::fs::create_dir_all(dir)?;
+        let port = url.rsplit(':').next().unwrap_or_default();
+        let path = dir.join(format!(
+            "skiff-console-test-{}-{port}.json",
+            std::process::id()
+        ));
+        let rule = json!({"pattern": url, "filter": {}}).to_string();
+        std::fs::write(
+            &path,
+            json!({"AutoSelectCertificateForUrls": [rule]}).to_string(),
+        )?;
+        Ok(CertificatePolicy(path))
+    }
+}
+
+impl Drop for CertificatePolicy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `program` with `args`, which must succeed.
+fn run(program: &Path, args: &[&str], env_home: &Path) {
+    let out = Command::new(program)
+        .args(args)
+        .env("HOME", env_home)
+        .output()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A browser that holds a kubeconfig's client certificate is signed in without a token, as
+/// that certificate's user, with that user's RBAC: a certificate minted by the cluster's CA for
+/// `carol` (bound to `view` in `team`) goes into an NSS database in a temporary `HOME`
+/// (`openssl pkcs12`, `certutil`, `pk12util`), and a managed Chromium policy
+/// (`AutoSelectCertificateForUrls`) lets the headless browser present it to this server.
+async fn certificate_sign_in(up: &ConsoleUp) {
+    const TOOLS: &str = "apt-get install libnss3-tools openssl";
+    let test = "console certificate sign-in";
+    if !skiff_tools::require_root(test, "Chromium reads policies only from /etc/chromium") {
+        return;
+    }
+    let (Some(openssl), Some(certutil), Some(pk12util)) = (
+        skiff_tools::system("openssl", TOOLS),
+        skiff_tools::system("certutil", TOOLS),
+        skiff_tools::system("pk12util", TOOLS),
+    ) else {
+        return;
+    };
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "carol-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(up.kube.clone(), "team")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+
+    // The certificate, as `skiff kubeconfig` mints it, into a fresh NSS database.
+    let pki = up.dir.path().join("data/pki");
+    let ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let ca_key = std::fs::read_to_string(pki.join("ca.key")).unwrap();
+    let (cert, key) = skiff_api::pki::client_certificate(
+        &ca,
+        &ca_key,
+        "carol",
+        &["readers".to_string()],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let home = up.dir.path().join("cert-home");
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let (crt, pem_key, p12) = (
+        home.join("carol.crt"),
+        home.join("carol.key"),
+        home.join("carol.p12"),
+    );
+    std::fs::write(&crt, cert).unwrap();
+    skiff_api::pki::write_private(&pem_key, key.as_bytes(), 0o600).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    run(
+        &openssl,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            &s(&crt),
+            "-inkey",
+            &s(&pem_key),
+            "-out",
+            &s(&p12),
+            "-passout",
+            "pass:",
+            "-name",
+            "carol",
+        ],
+        &home,
+    );
+    let db = format!("sql:{}", nssdb.display());
+    run(&certutil, &["-N", "-d", &db, "--empty-password"], &home);
+    run(&pk12util, &["-i", &s(&p12), "-d", &db, "-W", ""], &home);
+    let _policy = CertificatePolicy::new(&up.base).expect("writing the Chromium policy");
+
+    let (_driver, c) = up.browser_at("cert-profile", Some(&home)).await;
+    c.goto(&format!("{}/ui/#/ns/team/workloads", up.base))
+        .await
+        .unwrap();
+    let user = wait_js(
+        &c,
+        "the certificate's user",
+        "const u = document.querySelector('header .user'); return u && u.innerText",
+        Duration::from_secs(30),
+    )
+    .await;
+    let user = user.as_str().unwrap();
+    assert!(
+        user.contains("carol") && user.contains("client certificate"),
+        "{user}"
+    );
+    assert!(
+        c.find(fantoccini::Locator::Id("token")).await.is_err(),
+        "no token was asked for"
+    );
+    // carol's RBAC applies: `view` in team shows the Deployment; default is refused.
+    wait_js(
+        &c,
+        "the logger Deployment as carol",
+        "const r = document.querySelector('tr[data-name=logger]'); return r && r.innerText",
+        Duration::from_secs(30),
+    )
+    .await;
+    screenshot(&c, "certificate-sign-in").await;
+    go(&c, "#/ns/default/pods").await;
+    let refusal = wait_js(
+        &c,
+        "carol's refusal in default",
+        "const p = document.querySelector('.problem.forbidden'); return p && p.innerText",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        refusal.as_str().unwrap().contains("User \"carol\""),
+        "{refusal}"
+    );
     c.close().await.unwrap();
 }
 

@@ -144,6 +144,8 @@ pub struct ServerHandle {
     /// Keeps this server in the `kubernetes` endpoints (`crate::apiservers`).
     endpoints: tokio::task::JoinHandle<()>,
     audit: Option<Arc<crate::audit::Auditor>>,
+    /// Whether `start` opened the store (then `shutdown` closes it).
+    owns_store: bool,
     /// The bounds on requests in flight (what they refused: `Fairness::rejected`).
     pub fairness: Arc<crate::fairness::Fairness>,
     /// What the server's `/metrics` serves: add a registry to serve it there too (the
@@ -152,13 +154,22 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Stops accepting, ends watches, lets requests in flight finish (up to a timeout).
+    /// Stops accepting, ends watches (their responses end as a stream does: clients reconnect
+    /// elsewhere), lets requests in flight finish for up to [`SHUTDOWN_GRACE`], takes this
+    /// server out of the `kubernetes` endpoints, flushes the audit log, and closes the store
+    /// `start` opened (its pending writes committed; a store given to `start_with_store` stays
+    /// open for its owner).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         let _ = self.endpoints.await;
         if let Some(audit) = &self.audit {
             audit.flush().await;
+        }
+        if self.owns_store
+            && let Err(err) = self.store.close().await
+        {
+            tracing::warn!(error = %err, "closing the store");
         }
     }
 }
@@ -184,7 +195,9 @@ pub async fn start(opts: ServerOptions) -> Result<ServerHandle> {
             Arc::new(skiff_store::RedbStore::open_async(store_opts).await?)
         }
     };
-    start_with_store(opts, store).await
+    let mut handle = start_with_store(opts, store).await?;
+    handle.owns_store = true;
+    Ok(handle)
 }
 
 /// As `start`, with a store the caller opened.
@@ -311,6 +324,7 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         task,
         endpoints,
         audit,
+        owns_store: false,
         fairness,
         metrics,
     })
@@ -366,8 +380,9 @@ fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// How long shutdown waits for requests in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for requests in flight (watches end at once) before closing their
+/// connections.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn serve(
     listener: TcpListener,

@@ -186,6 +186,32 @@ impl ControllerArgs {
     }
 }
 
+impl ControllerArgs {
+    /// [`start`](Self::start) beside `server`, in its process (their metrics served at its
+    /// `/metrics`); with the ready file's keys of the server (`apiServer`, `kubeconfig`).
+    pub(crate) async fn start_beside(
+        &self,
+        server: &skiff_api::ServerHandle,
+    ) -> anyhow::Result<(
+        Option<skiff_controllers::Running>,
+        serde_json::Map<String, serde_json::Value>,
+    )> {
+        let controllers = self.start(&server.kubeconfig_path, &server.url).await?;
+        if controllers.is_some() {
+            server
+                .metrics
+                .add(skiff_controllers::runner::metrics_registry());
+        }
+        let mut ready = serde_json::Map::new();
+        ready.insert("apiServer".into(), server.url.clone().into());
+        ready.insert(
+            "kubeconfig".into(),
+            server.kubeconfig_path.display().to_string().into(),
+        );
+        Ok((controllers, ready))
+    }
+}
+
 /// A client with a kubeconfig's credentials, talking to the server at `url` (this process's):
 /// API servers sharing a data directory (on one etcd) each rewrite its kubeconfigs with their
 /// own address, so the file may name another server, which may die while this one lives.

@@ -141,12 +141,7 @@ pub(crate) async fn run_registry(args: RegistryArgs) -> anyhow::Result<()> {
             .into(),
     );
     args.ready.write(ready)?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
+    crate::signals::wait_for_shutdown().await;
     eprintln!("registry shutting down");
     args.ready.remove();
     handle.shutdown(Duration::from_secs(10)).await?;

@@ -45,6 +45,7 @@ pub(crate) struct ServerArgs {
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    crate::signals::install();
     let mut opts = skiff_api::ServerOptions::new(&args.data_dir, args.listen);
     opts.history_revisions = args.history_revisions;
     opts.compaction_interval =
@@ -66,22 +67,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "Try: KUBECONFIG={} kubectl get namespaces",
         server.kubeconfig_path.display()
     );
-    let controllers = args
-        .controllers
-        .start(&server.kubeconfig_path, &server.url)
-        .await?;
-    if controllers.is_some() {
-        // In this process: their metrics are served at the API server's /metrics.
-        server
-            .metrics
-            .add(skiff_controllers::runner::metrics_registry());
-    }
-    let mut ready = serde_json::Map::new();
-    ready.insert("apiServer".into(), server.url.clone().into());
-    ready.insert(
-        "kubeconfig".into(),
-        server.kubeconfig_path.display().to_string().into(),
-    );
+    let (controllers, ready) = args.controllers.start_beside(&server).await?;
     args.ready.write(ready)?;
     crate::signals::wait_for_shutdown().await;
     args.ready.remove();

@@ -151,6 +151,8 @@ fn mint_node_kubeconfig(dir: &std::path::Path, url: &str, node: &str) -> anyhow:
 }
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+    // A signal while the cluster starts waits for it to be up, then stops it cleanly.
+    crate::signals::install();
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
@@ -224,91 +226,91 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     steps.done(&args.node_name);
 
     let ingress_addr = node.ingress_addr().unwrap_or(args.ingress_listen);
-    let info = crate::deploy::ClusterInfo {
-        registry: Some(registry_addr.to_string()),
-        ingress: Some(ingress_addr.to_string()),
+    // From here on the node has made things on the host (its bridge, pods): a failing step
+    // still stops it cleanly.
+    let started = async {
+        let info = crate::deploy::ClusterInfo {
+            registry: Some(registry_addr.to_string()),
+            ingress: Some(ingress_addr.to_string()),
+        };
+        let client =
+            kube::Client::try_from(crate::deploy::kube_config(Some(&server.kubeconfig_path)).await?)
+                .context("creating the API client")?;
+        crate::deploy::publish_cluster_info(client, &info, registry.token())
+            .await
+            .context("publishing the registry and ingress addresses")?;
+
+        let kubeconfig = std::path::absolute(&server.kubeconfig_path)
+            .unwrap_or_else(|_| server.kubeconfig_path.clone());
+        let console = format!("{}/ui/", server.url.trim_end_matches('/'));
+        println!("Skiff is up.");
+        println!("  API server:  {}", server.url);
+        println!("  console:     {console}");
+        println!("  kubeconfig:  {}", kubeconfig.display());
+        println!(
+            "  registry:    http://{registry_addr} (push token in {})",
+            token_path.display()
+        );
+        println!(
+            "  samples:     {registry_addr}/samples/ (hello-http 1.0 and 2.0, frontend, env-reader, fileserver, hello-c; see samples/README.md)"
+        );
+        println!(
+            "  node:        {} (endpoint http://{}, for the API server only)",
+            args.node_name,
+            node.local_addr()
+        );
+        println!(
+            "  ingress:     http://{ingress_addr} (an app deployed as NAME answers on http://NAME.localhost:{}/)",
+            ingress_addr.port()
+        );
+        println!();
+        println!(
+            "Console: {console} (log in with a token: `skiff token create`, or the kubeconfig's certificate)"
+        );
+        println!();
+        println!("Next:");
+        println!(
+            "  export KUBECONFIG={}",
+            shell_quote(&kubeconfig.display().to_string())
+        );
+        println!("  skiff status");
+        println!("  kubectl get namespaces");
+        println!("  kubectl apply -f samples/hello-http/pod.yaml");
+        println!("  kubectl get pods -o wide");
+        println!("  skiff deploy samples/hello-http/hello-http.wasm --name hello");
+        println!("Press Ctrl-C to stop; running `skiff up` again resumes where it left off.");
+
+        let (controllers, mut ready) = args.controllers.start_beside(&server).await?;
+        ready.insert("registry".into(), registry_addr.to_string().into());
+        ready.insert(
+            "registryUrl".into(),
+            format!("http://{registry_addr}").into(),
+        );
+        ready.insert(
+            "registryTokenFile".into(),
+            token_path.display().to_string().into(),
+        );
+        ready.insert("node".into(), args.node_name.clone().into());
+        ready.insert("nodeEndpoint".into(), node.local_addr().to_string().into());
+        ready.insert("ingress".into(), ingress_addr.to_string().into());
+        if let Some(tls) = node.ingress_tls_addr() {
+            ready.insert("ingressTls".into(), tls.to_string().into());
+        }
+        args.ready.write(ready)?;
+        anyhow::Ok(controllers)
+    }
+    .await;
+    let controllers = match started {
+        Ok(controllers) => controllers,
+        Err(err) => {
+            node.shutdown().await;
+            server.shutdown().await;
+            return Err(err);
+        }
     };
-    let client =
-        kube::Client::try_from(crate::deploy::kube_config(Some(&server.kubeconfig_path)).await?)
-            .context("creating the API client")?;
-    crate::deploy::publish_cluster_info(client, &info, registry.token())
-        .await
-        .context("publishing the registry and ingress addresses")?;
-
-    let kubeconfig = std::path::absolute(&server.kubeconfig_path)
-        .unwrap_or_else(|_| server.kubeconfig_path.clone());
-    let console = format!("{}/ui/", server.url.trim_end_matches('/'));
-    println!("Skiff is up.");
-    println!("  API server:  {}", server.url);
-    println!("  console:     {console}");
-    println!("  kubeconfig:  {}", kubeconfig.display());
-    println!(
-        "  registry:    http://{registry_addr} (push token in {})",
-        token_path.display()
-    );
-    println!(
-        "  samples:     {registry_addr}/samples/ (hello-http 1.0 and 2.0, frontend, env-reader, fileserver, hello-c; see samples/README.md)"
-    );
-    println!(
-        "  node:        {} (endpoint http://{}, for the API server only)",
-        args.node_name,
-        node.local_addr()
-    );
-    println!(
-        "  ingress:     http://{ingress_addr} (an app deployed as NAME answers on http://NAME.localhost:{}/)",
-        ingress_addr.port()
-    );
-    println!();
-    println!(
-        "Console: {console} (log in with a token: `skiff token create`, or the kubeconfig's certificate)"
-    );
-    println!();
-    println!("Next:");
-    println!(
-        "  export KUBECONFIG={}",
-        shell_quote(&kubeconfig.display().to_string())
-    );
-    println!("  skiff status");
-    println!("  kubectl get namespaces");
-    println!("  kubectl apply -f samples/hello-http/pod.yaml");
-    println!("  kubectl get pods -o wide");
-    println!("  skiff deploy samples/hello-http/hello-http.wasm --name hello");
-    println!("Press Ctrl-C to stop; running `skiff up` again resumes where it left off.");
-
-    let controllers = args
-        .controllers
-        .start(&server.kubeconfig_path, &server.url)
-        .await?;
-    if controllers.is_some() {
-        // In this process: their metrics are served at the API server's /metrics.
-        server
-            .metrics
-            .add(skiff_controllers::runner::metrics_registry());
-    }
-    let mut ready = serde_json::Map::new();
-    ready.insert("apiServer".into(), server.url.clone().into());
-    ready.insert(
-        "kubeconfig".into(),
-        server.kubeconfig_path.display().to_string().into(),
-    );
-    ready.insert("registry".into(), registry_addr.to_string().into());
-    ready.insert(
-        "registryUrl".into(),
-        format!("http://{registry_addr}").into(),
-    );
-    ready.insert(
-        "registryTokenFile".into(),
-        token_path.display().to_string().into(),
-    );
-    ready.insert("node".into(), args.node_name.clone().into());
-    ready.insert("nodeEndpoint".into(), node.local_addr().to_string().into());
-    ready.insert("ingress".into(), ingress_addr.to_string().into());
-    if let Some(tls) = node.ingress_tls_addr() {
-        ready.insert("ingressTls".into(), tls.to_string().into());
-    }
-    args.ready.write(ready)?;
     crate::signals::wait_for_shutdown().await;
     args.ready.remove();
+    // Leadership first (released for a standby), then the pods, then the API they report to.
     if let Some(c) = controllers {
         c.shutdown().await;
     }

@@ -97,12 +97,49 @@ pub async fn try_acquire(api: &Api<Lease>, opts: &ElectionOptions) -> Result<boo
     }
 }
 
-/// Campaigns forever: runs the controllers while leading, stops them when leadership is lost.
-pub async fn run_elected(client: Client, opts: Options, election: ElectionOptions) {
+/// Gives the lease up if this candidate holds it (client-go's `ReleaseOnCancel`): no holder,
+/// renewed now for one second, so a standby takes over at its next try instead of waiting for
+/// the lease to expire. Returns whether it was released.
+pub async fn release(api: &Api<Lease>, opts: &ElectionOptions) -> Result<bool, Error> {
+    let Some(mut lease) = api.get_opt(NAME).await? else {
+        return Ok(false);
+    };
+    let spec = lease.spec.clone().unwrap_or_default();
+    if spec.holder_identity.as_deref() != Some(opts.identity.as_str()) {
+        return Ok(false);
+    }
+    let now = MicroTime(jiff::Timestamp::now());
+    lease.spec = Some(LeaseSpec {
+        holder_identity: None,
+        lease_duration_seconds: Some(1),
+        renew_time: Some(now.clone()),
+        acquire_time: Some(now),
+        lease_transitions: spec.lease_transitions,
+        ..Default::default()
+    });
+    // resourceVersion in the body: a lease taken meanwhile is left alone.
+    match api.replace(NAME, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Campaigns until `stop` turns true: runs the controllers while leading, stops them when
+/// leadership is lost; at `stop`, stops them and releases the lease.
+pub async fn run_elected(
+    client: Client,
+    opts: Options,
+    election: ElectionOptions,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let api: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let mut running: Option<Running> = None;
     let mut last_renewal = tokio::time::Instant::now();
     loop {
+        if *stop.borrow() {
+            break;
+        }
         let held = match try_acquire(&api, &election).await {
             Ok(h) => h,
             Err(e) => {
@@ -121,6 +158,19 @@ pub async fn run_elected(client: Client, opts: Options, election: ElectionOption
             tracing::warn!(identity = %election.identity, "lost leadership; stopping controllers");
             r.shutdown().await;
         }
-        tokio::time::sleep(election.retry_period).await;
+        tokio::select! {
+            _ = tokio::time::sleep(election.retry_period) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+    if let Some(r) = running.take() {
+        r.shutdown().await;
+        match release(&api, &election).await {
+            Ok(true) => {
+                tracing::info!(identity = %election.identity, "released the leader lease")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "releasing the leader lease"),
+        }
     }
 }

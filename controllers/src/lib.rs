@@ -280,11 +280,27 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, Error> {
 /// Running controllers; `shutdown` stops them and waits, dropping aborts them.
 pub struct Running {
     handles: Vec<JoinHandle<()>>,
+    /// Asks an elected run to stop its controllers and release the lease.
+    stop: Option<tokio::sync::watch::Sender<bool>>,
 }
 
+/// How long an elected run gets at shutdown to stop its controllers and release the lease.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Running {
-    /// Stops every controller task.
+    /// Stops every controller task; an elected run first releases its lease (up to 5 s).
     pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+            let handles = std::mem::take(&mut self.handles);
+            let aborts: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
+            let all = futures::future::join_all(handles);
+            if tokio::time::timeout(RELEASE_GRACE, all).await.is_err() {
+                tracing::warn!("the leader election did not stop within {RELEASE_GRACE:?}");
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
+            }
+            return;
+        }
         let handles = std::mem::take(&mut self.handles);
         for h in &handles {
             h.abort();
@@ -305,8 +321,12 @@ impl Drop for Running {
 
 /// Runs the scheduler and controllers only while this process holds the election Lease.
 pub fn start_elected(client: Client, opts: Options, election: leader::ElectionOptions) -> Running {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     Running {
-        handles: vec![tokio::spawn(leader::run_elected(client, opts, election))],
+        handles: vec![tokio::spawn(leader::run_elected(
+            client, opts, election, stopped,
+        ))],
+        stop: Some(stop),
     }
 }
 
@@ -327,7 +347,10 @@ pub fn start(client: Client, opts: Options) -> Running {
     let mut informers = Informers::new(client.clone());
     let mut handles = spawn_controllers(&mut informers, client, opts);
     handles.extend(informers.start());
-    Running { handles }
+    Running {
+        handles,
+        stop: None,
+    }
 }
 
 /// Spawns the scheduler and the selected controllers, each subscribing to the informers it

@@ -498,9 +498,17 @@ pub struct NodeHandle {
     router: net::Router,
     network: Network,
     shutdown: watch::Sender<bool>,
+    /// Stops the listeners (endpoint, ingress, NodePorts) and new pods, before `shutdown`.
+    drain: watch::Sender<bool>,
+    /// The listeners' tasks: they end once their connections are drained.
+    serving: Vec<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     shutdown_hooks: Vec<ShutdownHook>,
 }
+
+/// How long a node's shutdown lets requests in flight (to the endpoint, the ingress and
+/// NodePorts, and through them to pods) finish before it stops the pods.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 impl NodeHandle {
     /// The node's Service router, as the ingress reaches Services.
@@ -523,8 +531,21 @@ impl NodeHandle {
         self.ingress_tls_addr
     }
 
-    /// Stops watching, stops every pod (a short grace) and the listener.
+    /// Stops in two steps. First the listeners stop accepting and the requests in flight —
+    /// to pods too — get up to [`DRAIN_GRACE`] to finish, while the pods keep running and no
+    /// new pod starts. Then the watches end, every pod stops (its grace period, capped), the
+    /// backends' shutdown hooks run (the Linux container backend removes its bridge).
     pub async fn shutdown(mut self) {
+        let _ = self.drain.send(true);
+        let serving = std::mem::take(&mut self.serving);
+        let aborts: Vec<_> = serving.iter().map(JoinHandle::abort_handle).collect();
+        if tokio::time::timeout(DRAIN_GRACE, futures::future::join_all(serving))
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still in flight after {DRAIN_GRACE:?}; closing them");
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+        }
         let _ = self.shutdown.send(true);
         for t in std::mem::take(&mut self.tasks) {
             match tokio::time::timeout(Duration::from_secs(15), t).await {
@@ -542,7 +563,7 @@ impl Drop for NodeHandle {
     fn drop(&mut self) {
         // The network holds the router, which holds the network: break the cycle.
         self.network.set_router(None);
-        for t in &self.tasks {
+        for t in self.serving.iter().chain(&self.tasks) {
             t.abort();
         }
     }
@@ -597,6 +618,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     // The ingress binds its listeners before the Node registers: a port in use stops the
     // node here. Dropped on a later error, it stops again.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Turns true first at shutdown: the listeners stop accepting and drain, no new pod starts;
+    // the pods stop only after (`NodeHandle::shutdown`).
+    let (drain_tx, drain_rx) = watch::channel(false);
     // The Service router: its table is fed by watches and by the pod workers' readiness.
     let services = Arc::new(net::table::Table::new(config.name.clone()));
     let router = net::Router::new(
@@ -618,7 +642,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             tls_listen: config.ingress_tls_listen,
             fallback_address: host_ip,
         };
-        let ingress = net::ingress::start(client.clone(), backend, opts, shutdown_rx.clone())
+        let ingress = net::ingress::start(client.clone(), backend, opts, drain_rx.clone())
             .await
             .map_err(|e| Error::Config(format!("starting the ingress: {e}")))?;
         Some(ingress)
@@ -704,7 +728,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         network: config.network.clone(),
         policies: router.policies().clone(),
     };
-    let mut stop = shutdown_rx.clone();
+    let mut stop = drain_rx.clone();
     let serve = tokio::spawn(async move {
         use axum::serve::ListenerExt;
         let app = listener::router(state);
@@ -736,7 +760,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         )));
     }
     let heartbeat = tokio::spawn(heartbeat(ctx.clone(), facts, node_uid, shutdown_rx.clone()));
-    tasks.extend(ingress.map(|i| i.into_tasks()).unwrap_or_default());
+    let mut serving = ingress.map(|i| i.into_tasks()).unwrap_or_default();
     tasks.extend(net::spawn_watches(
         &client,
         &services,
@@ -771,13 +795,14 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         memory_capacity,
         shutdown_rx.clone(),
     )));
-    let pods = tokio::spawn(manage_pods(ctx, shutdown_rx));
+    let pods = tokio::spawn(manage_pods(ctx, drain_rx, shutdown_rx));
     if accepted {
         tracing::info!(node = %config.name, endpoint = %local_addr, "node registered");
     } else {
         tracing::warn!(node = %config.name, endpoint = %local_addr, "node started unregistered");
     }
-    tasks.extend([pods, heartbeat, serve, stats_task]);
+    serving.push(serve);
+    tasks.extend([pods, heartbeat, stats_task]);
     Ok(NodeHandle {
         local_addr,
         ingress_addr,
@@ -785,6 +810,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         router,
         network: config.network.clone(),
         shutdown: shutdown_tx,
+        drain: drain_tx,
+        serving,
         tasks,
         shutdown_hooks: config.shutdown_hooks.clone(),
     })
@@ -916,7 +943,13 @@ struct PodWorker {
     task: JoinHandle<()>,
 }
 
-async fn manage_pods(ctx: Arc<NodeCtx>, mut stop: watch::Receiver<bool>) {
+/// Runs a worker per pod bound here until `stop`; once `drain` turns true, pods not yet
+/// running here are left for after the restart (or for another node, once this one is gone).
+async fn manage_pods(
+    ctx: Arc<NodeCtx>,
+    drain: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
     let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
@@ -976,6 +1009,13 @@ async fn manage_pods(ctx: Arc<NodeCtx>, mut stop: watch::Receiver<bool>) {
                 match workers.get(&uid) {
                     Some(w) if !w.task.is_finished() => {
                         w.tx.send_replace(pod);
+                    }
+                    _ if *drain.borrow() => {
+                        tracing::info!(
+                            pod = pod.metadata.name.as_deref().unwrap_or_default(),
+                            namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
+                            "the node is shutting down; not starting the pod"
+                        );
                     }
                     _ => {
                         let (tx, rx) = watch::channel(pod.clone());

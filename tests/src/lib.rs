@@ -215,24 +215,25 @@ impl Server {
 
     /// Asks the process to stop with SIGTERM and waits for it.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        let Some(mut child) = self.child.take() else {
+        self.terminate()?;
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Sends SIGTERM to the process without waiting for it to end.
+    pub fn terminate(&self) -> Result<()> {
+        let Some(child) = &self.child else {
             bail!("server is not running")
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("server did not stop within 30s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(child)
+    }
+
+    /// Waits up to `timeout` for the process to end (after [`Server::terminate`]); kills it
+    /// when it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let Some(child) = self.child.take() else {
+            bail!("server is not running")
+        };
+        wait_exit(child, timeout, "server")
     }
 
     /// Starts the server again on the same data directory and port.
@@ -305,6 +306,34 @@ impl Drop for Server {
         }
         // Before its directory goes.
         drop(self.etcd.take());
+    }
+}
+
+/// Sends SIGTERM to `child`.
+fn terminate(child: &Child) -> Result<()> {
+    let pid = i32::try_from(child.id()).context("a process id")?;
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("kill -TERM {pid} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for `child` to end; kills it (and fails) when it does not.
+fn wait_exit(mut child: Child, timeout: Duration, what: &str) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not stop within {timeout:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -464,6 +493,8 @@ pub struct Node {
     /// The node's own kubeconfig (`system:node:NAME` in `system:nodes`), minted with the
     /// server's CA.
     pub kubeconfig: PathBuf,
+    /// The `skiff node` arguments it was started with ([`Node::restart`] uses them again).
+    args: Vec<std::ffi::OsString>,
 }
 
 /// Environment variables given to every `skiff` server and node a test starts from now on,
@@ -625,7 +656,6 @@ impl Node {
             .prefix("skiff-e2e-node-")
             .tempdir()?;
         let dir = tempdir.path().to_path_buf();
-        let log = std::fs::File::create(dir.join("node.log"))?;
         let ready_file = dir.join("node.ready");
         let kubeconfig = dir.join("node.kubeconfig");
         let mut credentials = Vec::new();
@@ -642,25 +672,47 @@ impl Node {
                 valid_for,
             )?,
         }
+        let mut args: Vec<std::ffi::OsString> = vec!["node".into(), "--kubeconfig".into()];
+        args.push(kubeconfig.clone().into());
+        args.extend(credentials);
+        args.extend(["--name".into(), name.into()]);
+        args.extend(listen.iter().map(Into::into));
+        args.extend(["--data-dir".into(), dir.join("data").into()]);
+        args.extend(["--ready-file".into(), ready_file.into()]);
+        // Linux containers only where a test asks for them: a node running `oci` puts a
+        // bridge and addresses on the host, which tests running side by side must not share.
+        if !extra.contains(&"--runtimes") {
+            args.extend(["--runtimes".into(), "wasm".into()]);
+        }
+        args.extend(extra.iter().map(Into::into));
+        let mut node = Node {
+            child: None,
+            dir: dir.clone(),
+            _tempdir: tempdir,
+            name: name.to_string(),
+            ip: ip.to_string(),
+            addr: String::new(),
+            ingress: None,
+            ingress_tls: None,
+            token: kubelet_client_token(server)?,
+            kubeconfig,
+            args,
+        };
+        node.launch(ingress)?;
+        Ok(node)
+    }
+
+    /// Runs `skiff node` with `self.args`, appending to its log, and waits for its ready file.
+    fn launch(&mut self, ingress: bool) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))?;
+        let ready_file = self.dir.join("node.ready");
+        // A file left by an earlier run (killed) says nothing.
+        let _ = std::fs::remove_file(&ready_file);
         let child = Command::new(skiff_bin())
-            .arg("node")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(&credentials)
-            .args(["--name", name])
-            .args(&listen)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--ready-file")
-            .arg(&ready_file)
-            // Linux containers only where a test asks for them: a node running `oci` puts a
-            // bridge and addresses on the host, which tests running side by side must not share.
-            .args(if extra.contains(&"--runtimes") {
-                &[][..]
-            } else {
-                &["--runtimes", "wasm"][..]
-            })
-            .args(extra)
+            .args(&self.args)
             .env(
                 "SKIFF_LOG",
                 std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
@@ -671,28 +723,40 @@ impl Node {
             .stderr(log)
             .spawn()
             .context("starting skiff node")?;
-        let mut node = Node {
-            child: Some(child),
-            dir: dir.clone(),
-            _tempdir: tempdir,
-            name: name.to_string(),
-            ip: ip.to_string(),
-            addr: String::new(),
-            ingress: None,
-            ingress_tls: None,
-            token: String::new(),
-            kubeconfig,
-        };
-        let child = node.child.as_mut().expect("just started");
+        let child = self.child.insert(child);
         let ready = wait_ready_file(&ready_file, child, Duration::from_secs(120))
-            .with_context(|| format!("skiff node did not come up; log:\n{}", node.log()))?;
-        node.addr = ready_field(&ready, "nodeEndpoint")?;
+            .with_context(|| format!("skiff node did not come up; log:\n{}", self.log()))?;
+        self.addr = ready_field(&ready, "nodeEndpoint")?;
         if ingress {
-            node.ingress = Some(ready_field(&ready, "ingress")?);
-            node.ingress_tls = Some(ready_field(&ready, "ingressTls")?);
+            self.ingress = Some(ready_field(&ready, "ingress")?);
+            self.ingress_tls = Some(ready_field(&ready, "ingressTls")?);
         }
-        node.token = kubelet_client_token(server)?;
-        Ok(node)
+        Ok(())
+    }
+
+    /// Starts the node again (after [`Node::kill`] or [`Node::terminate`] and
+    /// [`Node::wait_exit`]) with the same arguments and data directory; its ports are new.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let ingress = self.ingress.is_some();
+        self.launch(ingress)
+    }
+
+    /// Sends SIGTERM to the process without waiting for it to end.
+    pub fn terminate(&self) -> Result<()> {
+        let Some(child) = &self.child else {
+            bail!("node is not running")
+        };
+        terminate(child)
+    }
+
+    /// Waits up to `timeout` for the process to end (after [`Node::terminate`]); kills it
+    /// when it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let Some(child) = self.child.take() else {
+            bail!("node is not running")
+        };
+        wait_exit(child, timeout, "node")
     }
 
     /// Everything the node wrote to stdout and stderr so far.

@@ -159,4 +159,8 @@ impl Store for EncryptedStore {
     async fn compacted_revision(&self) -> skiff_store::Result<Revision> {
         self.inner.compacted_revision().await
     }
+
+    async fn close(&self) -> skiff_store::Result<()> {
+        self.inner.close().await
+    }
 }

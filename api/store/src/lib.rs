@@ -176,4 +176,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The oldest revision a watch or list may still start from.
     async fn compacted_revision(&self) -> Result<Revision>;
+
+    /// Finishes the writes in flight and releases the store (a file-backed store closes its
+    /// file cleanly); later calls fail with `Closed`. A store with nothing to release keeps
+    /// working (the default).
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -682,4 +682,8 @@ impl Store for RedbStore {
     async fn compacted_revision(&self) -> Result<Revision> {
         Ok(self.shared.compacted.load(Ordering::Acquire))
     }
+
+    async fn close(&self) -> Result<()> {
+        RedbStore::close(self).await
+    }
 }

@@ -208,6 +208,8 @@ impl Worker {
                 if adopted {
                     // Its files are from before the restart (tokens since replaced included).
                     self.write_file_volumes(None).await;
+                } else {
+                    self.runs_lost_with_the_node();
                 }
                 self.report_local(false);
                 self.phase = if adopted && self.initialized_before() {
@@ -235,6 +237,49 @@ impl Worker {
     }
 
     /// The Pod's status says its init containers all completed (`Initialized` is True).
+    /// Containers the pod's status shows running, in a sandbox that was not re-adopted, ended
+    /// with the node process that ran them (wasm containers run inside it; a Linux container
+    /// whose state was lost): the next start is a restart, counted, and the lost run is the
+    /// last state, as kubelet reports a container it can no longer find.
+    fn runs_lost_with_the_node(&mut self) {
+        let Some(status) = self.pod.status.as_ref() else {
+            return;
+        };
+        let reported = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .map(|s| (true, s))
+            .chain(
+                status
+                    .container_statuses
+                    .iter()
+                    .flatten()
+                    .map(|s| (false, s)),
+            );
+        let now = jiff::Timestamp::now();
+        for (init, s) in reported {
+            let Some(started) = s.state.as_ref().and_then(|st| st.running.as_ref()) else {
+                continue;
+            };
+            let Some(c) = self
+                .ctrs
+                .iter_mut()
+                .find(|c| c.init == init && c.spec.name == s.name)
+            else {
+                continue;
+            };
+            c.restart_count = s.restart_count + 1;
+            c.last = Some(skiff_runtime::ContainerState::Terminated {
+                exit_code: skiff_runtime::EXIT_KILLED,
+                reason: skiff_runtime::TerminationReason::Error,
+                message: "the node restarted and the container's run ended with it".into(),
+                started_at: started.started_at.as_ref().map_or(now, |t| t.0),
+                finished_at: now,
+            });
+        }
+    }
+
     fn initialized_before(&self) -> bool {
         self.pod
             .status

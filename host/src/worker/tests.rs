@@ -642,6 +642,29 @@ async fn an_adopted_running_container_keeps_running_and_its_ip() {
     );
 }
 
+/// A pod the status shows running whose sandbox is gone after a node restart (a wasm pod: it
+/// ran inside the node process): its container starts again, counted as a restart, the lost
+/// run shown as the last state.
+#[tokio::test]
+async fn a_run_lost_with_the_node_counts_as_a_restart() {
+    let pod = "spec: {restartPolicy: Always, containers: [{name: c, image: app:1.0}]}\n\
+               status: {podIP: 10.88.0.2, conditions: [{type: Initialized, status: 'True'}], \
+               containerStatuses: [{name: c, image: app:1.0, imageID: '', ready: true, restartCount: 1, \
+               state: {running: {startedAt: '2026-01-01T00:00:00Z'}}}]}";
+    let mut h = harness(pod);
+    h.steps(3).await;
+    let pod = h.rt.fake_pod("uid-1").expect("the pod");
+    assert_eq!(pod.runs("c"), 1);
+    let st = h.status();
+    let c = &st.container_statuses.as_ref().expect("statuses")[0];
+    assert_eq!(state_str(c.state.as_ref().expect("state")), "running");
+    assert_eq!(c.restart_count, 2);
+    assert_eq!(
+        state_str(c.last_state.as_ref().expect("last state")),
+        "terminated(137,Error)"
+    );
+}
+
 /// A sandbox re-adopted after a node restart holds files from before it (a token since
 /// replaced): its file-set volumes are written again.
 #[tokio::test]

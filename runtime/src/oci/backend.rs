@@ -263,8 +263,8 @@ impl OciRuntime {
     }
 
     /// Node shutdown: stops and removes every pod (TERM, `grace`, KILL), its cgroups, mounts
-    /// and network namespace, then the bridge. (A killed node skips this: its containers live
-    /// on and the next start re-adopts them.)
+    /// and network namespace, then the bridge and the shared `/skiff` cgroup when unused. (A
+    /// killed node skips this: its containers live on and the next start re-adopts them.)
     pub async fn shutdown(&self, grace: Duration) {
         let pods: Vec<Arc<OciPod>> = lock(&self.inner.pods).values().cloned().collect();
         let removed = futures::future::join_all(pods.iter().map(|p| p.remove(grace))).await;
@@ -278,6 +278,12 @@ impl OciRuntime {
         {
             tracing::warn!(error = %e, "removing the node's bridge");
         }
+        // The shared parent cgroup, unless another node here still has pods under it.
+        let cgroups = self.inner.cgroups;
+        let _ = tokio::task::spawn_blocking(move || {
+            cgroup::remove_unused(cgroups, Path::new(crate::oci::spec::CGROUP_PARENT))
+        })
+        .await;
     }
 
     async fn adopt(&self) {

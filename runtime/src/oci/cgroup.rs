@@ -96,6 +96,23 @@ pub fn remove_at(version: CgroupVersion, root: &Path, cgroups_path: &Path) -> io
     first.map_or(Ok(()), Err)
 }
 
+/// Removes the cgroup `cgroups_path` in every hierarchy where nothing uses it any more (no
+/// child cgroup, no process); where it is still in use (another node on this machine has pods
+/// under the shared parent) or already gone it stays as it is.
+pub fn remove_unused(version: CgroupVersion, cgroups_path: &Path) {
+    remove_unused_at(version, Path::new(CGROUP_ROOT), cgroups_path)
+}
+
+/// [`remove_unused`] under the hierarchy mounted at `root`.
+pub fn remove_unused_at(version: CgroupVersion, root: &Path, cgroups_path: &Path) {
+    for d in cgroup_dirs(version, root, cgroups_path).unwrap_or_default() {
+        // rmdir of a cgroup with children or processes fails (EBUSY): that one is in use.
+        if let Err(e) = std::fs::remove_dir(&d) {
+            tracing::debug!(cgroup = %d.display(), error = %e, "cgroup kept");
+        }
+    }
+}
+
 /// Removes a cgroup directory and its child cgroups, deepest first. Only directories are
 /// removed (`rmdir`): the control files go with them.
 fn remove_tree(dir: &Path) -> io::Result<()> {

@@ -228,6 +228,9 @@ pub struct SpecInput {
     pub pids_limit: Option<i64>,
 }
 
+/// The cgroup every pod's cgroup is made under, shared by the nodes of one machine.
+pub const CGROUP_PARENT: &str = "/skiff";
+
 /// The absolute cgroup path of a container: `/skiff/<pod-uid>/<container>`.
 pub fn cgroup_path(pod_uid: &str, container: &str) -> Result<PathBuf, SpecError> {
     for name in [pod_uid, container] {
@@ -235,7 +238,7 @@ pub fn cgroup_path(pod_uid: &str, container: &str) -> Result<PathBuf, SpecError>
             return Err(SpecError::BadCgroupName(name.to_string()));
         }
     }
-    Ok(Path::new("/skiff").join(pod_uid).join(container))
+    Ok(Path::new(CGROUP_PARENT).join(pod_uid).join(container))
 }
 
 /// The path of a named network namespace as `ip netns add NAME` creates it.

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod cluster;
 pub mod fixtures;
+pub mod pods;
 pub mod tools;
 pub mod wait;
 

@@ -12,15 +12,12 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
-use kube::api::PostParams;
+use k8s_openapi::api::core::v1::ContainerStateTerminated;
 use skiff_tests::fixtures::phase;
-use skiff_tests::{Cluster, wait_for, wait_object_map};
+use skiff_tests::pods::{POD_WAIT, container, container_log, create_pod, wait_pod};
+use skiff_tests::{Cluster, wait_for};
 
 const NODE: &str = "node-1";
-
-/// How long a pod may take to reach what a test waits for.
-const POD_WAIT: Duration = Duration::from_secs(90);
 
 /// The node's guest limits for these tests: small enough that every case hits its limit at
 /// once (the defaults are in RELIABILITY.md).
@@ -44,39 +41,25 @@ async fn cluster() -> Cluster {
         .expect("no external tools are needed")
 }
 
-/// Creates pod `name` bound to the node with `spec` (YAML lines indented by two spaces).
-async fn create_pod(c: &Cluster, name: &str, spec: &str) {
-    let yaml = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {NODE}\n  {spec}\n"
-    );
-    let pod: Pod = serde_yaml::from_str(&yaml).expect("a pod");
-    c.pods("default")
-        .create(&PostParams::default(), &pod)
-        .await
-        .expect("pod created");
-}
-
-async fn wait_pod<T>(c: &Cluster, name: &str, what: &str, check: impl Fn(&Pod) -> Option<T>) -> T {
-    wait_object_map(&c.pods("default"), name, what, POD_WAIT, check)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\nnode log:\n{}", c.node(NODE).log()))
-}
-
-fn container(p: &Pod) -> Option<ContainerStatus> {
-    p.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .first()
-        .cloned()
-}
-
 /// Waits for the pod's container to terminate; returns its terminated state.
 async fn terminated(c: &Cluster, name: &str) -> ContainerStateTerminated {
-    wait_pod(c, name, "a terminated container", |p| {
-        container(p)?.state?.terminated
+    wait_pod(c, NODE, name, "a terminated container", |p| {
+        container(p, "c")?.state?.terminated
     })
     .await
+}
+
+/// Creates pod `name` bound to the node with `spec` (YAML lines indented by two spaces).
+async fn create(c: &Cluster, name: &str, spec: &str) {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: NODE\n  {spec}\n"
+    );
+    create_pod(c, NODE, &yaml).await;
+}
+
+/// The log of the pod's container `c`.
+fn log_of(c: &Cluster, pod: &str) -> String {
+    container_log(c, NODE, pod, "c", "")
 }
 
 /// Waits for a Warning Event with `reason` about pod `name`; returns its message.
@@ -96,16 +79,6 @@ async fn warning(c: &Cluster, name: &str, reason: &str) -> String {
     )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\nnode log:\n{}", c.node(NODE).log()))
-}
-
-/// The container log read through the node endpoint.
-fn container_log(c: &Cluster, pod: &str) -> String {
-    let (status, body) = c
-        .node(NODE)
-        .get(&format!("/containerLogs/default/{pod}/c"))
-        .expect("the node endpoint answers");
-    assert_eq!(status, 200, "log of {pod}: {body}");
-    body
 }
 
 /// The node process's resident memory in MiB (from /proc), if it can be read.
@@ -201,13 +174,13 @@ async fn hostile_guests_are_contained_per_pod_with_the_reason_reported() {
     let request_loop = c.push("testdata/request-loop.wasm", "testdata/request-loop:1.0");
     let abuse = c.push("testdata/abuse-http.wasm", "testdata/abuse-http:1.0");
 
-    create_pod(
+    create(
         &c,
         "hello",
         &format!("containers: [{{name: c, image: {hello}, ports: [{{containerPort: 8080}}]}}]"),
     )
     .await;
-    wait_pod(&c, "hello", "Running", |p| {
+    wait_pod(&c, NODE, "hello", "Running", |p| {
         (phase(p) == Some("Running")).then_some(())
     })
     .await;
@@ -215,7 +188,7 @@ async fn hostile_guests_are_contained_per_pod_with_the_reason_reported() {
 
     // Unbounded recursion: the engine's wasm stack limit traps it.
     let never = "restartPolicy: Never\n  containers:";
-    create_pod(
+    create(
         &c,
         "recurse",
         &format!("{never} [{{name: c, image: {recurse}}}]"),
@@ -233,7 +206,7 @@ async fn hostile_guests_are_contained_per_pod_with_the_reason_reported() {
     neighbour_answers(&c, "recursion");
 
     // A table grown without end: the node's table element limit ends the run.
-    create_pod(
+    create(
         &c,
         "table-grow",
         &format!("{never} [{{name: c, image: {table_grow}}}]"),
@@ -248,14 +221,14 @@ async fn hostile_guests_are_contained_per_pod_with_the_reason_reported() {
     neighbour_answers(&c, "growing table");
 
     // A table declared too large: refused when the container is created.
-    create_pod(
+    create(
         &c,
         "huge-table",
         &format!("containers: [{{name: c, image: {huge_table}}}]"),
     )
     .await;
-    let w = wait_pod(&c, "huge-table", "CreateContainerError", |p| {
-        let w = container(p)?.state?.waiting?;
+    let w = wait_pod(&c, NODE, "huge-table", "CreateContainerError", |p| {
+        let w = container(p, "c")?.state?.waiting?;
         (w.reason.as_deref() == Some("CreateContainerError")).then_some(w)
     })
     .await;
@@ -265,7 +238,7 @@ async fn hostile_guests_are_contained_per_pod_with_the_reason_reported() {
 
     // Logs as fast as it can: the rate limit drops the excess and says so, in the log and in
     // an Event; the container keeps running.
-    create_pod(
+    create(
         &c,
         "log-flood",
         &format!("containers: [{{name: c, image: {log_flood}}}]"),
@@ -273,7 +246,7 @@ async fn hostile_guests_are_contained_per_pod_with_the_reason_reported() {
     .await;
     let msg = warning(&c, "log-flood", "LogRateLimited").await;
     assert!(msg.contains("65536 bytes/s"), "{msg}");
-    let log = container_log(&c, "log-flood");
+    let log = log_of(&c, "log-flood");
     assert!(
         log.contains("[skiff] log rate limit of 65536 bytes/s exceeded"),
         "{}",
@@ -283,11 +256,11 @@ async fn hostile_guests_are_contained_per_pod_with_the_reason_reported() {
 
     // Outgoing requests in a tight loop, at the neighbour itself (a pod's loopback is its own,
     // so the flood goes to the neighbour's pod IP, served in-process): paced to the pod's rate.
-    let hello_ip = wait_pod(&c, "hello", "a pod IP", |p| {
+    let hello_ip = wait_pod(&c, NODE, "hello", "a pod IP", |p| {
         p.status.as_ref()?.pod_ip.clone()
     })
     .await;
-    create_pod(
+    create(
         &c,
         "request-loop",
         &format!(
@@ -303,7 +276,7 @@ async fn hostile_guests_are_contained_per_pod_with_the_reason_reported() {
         let c = &c;
         async move {
             wait_for(&format!("{n} requests sent"), POD_WAIT, || async move {
-                let log = container_log(c, "request-loop");
+                let log = log_of(c, "request-loop");
                 log.contains(&format!("request-loop: {n} requests"))
                     .then(Instant::now)
             })
@@ -318,18 +291,18 @@ async fn hostile_guests_are_contained_per_pod_with_the_reason_reported() {
         "",
         100.0 / (t200 - t100).as_secs_f64()
     );
-    let log = container_log(&c, "request-loop");
+    let log = log_of(&c, "request-loop");
     assert!(!log.contains("failed"), "{log}");
 
     // An HTTP fork bomb: every request calls itself twice; the pod's instance cap answers 503
     // past 8 instances, so the bomb ends and the neighbour is not starved.
-    create_pod(
+    create(
         &c,
         "abuse",
         &format!("containers: [{{name: c, image: {abuse}, ports: [{{containerPort: 8080}}]}}]"),
     )
     .await;
-    wait_pod(&c, "abuse", "Running", |p| {
+    wait_pod(&c, NODE, "abuse", "Running", |p| {
         (phase(p) == Some("Running")).then_some(())
     })
     .await;

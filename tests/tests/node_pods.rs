@@ -8,16 +8,14 @@
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Node as KNode, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Node as KNode, Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use skiff_tests::fixtures::{is_ready as ready, phase};
-use skiff_tests::{Cluster, repo_root, wait_for, wait_object, wait_object_map};
+use skiff_tests::pods::{container, container_log, create_pod, wait_pod};
+use skiff_tests::{Cluster, repo_root, wait_for, wait_object};
 
 const NODE: &str = "node-1";
-
-/// How long a pod may take to reach what a test waits for.
-const POD_WAIT: Duration = Duration::from_secs(90);
 
 /// A server, a registry and one node `node-1` with `extra` flags.
 async fn cluster(extra: &[&str]) -> Cluster {
@@ -69,33 +67,6 @@ async fn apply_sample(c: &Cluster, manifest: &str) {
     }
 }
 
-/// Creates a pod from YAML in which `NODE` stands for this cluster's node.
-async fn create_pod(c: &Cluster, yaml: &str) {
-    let text = yaml.replace("NODE", NODE);
-    let pod: Pod = serde_yaml::from_str(&text).expect("a pod");
-    c.pods("default")
-        .create(&PostParams::default(), &pod)
-        .await
-        .expect("pod created");
-}
-
-/// Watches pod `name` until `check` returns `Some`; fails with the node's log.
-async fn wait_pod<T>(c: &Cluster, name: &str, what: &str, check: impl Fn(&Pod) -> Option<T>) -> T {
-    wait_object_map(&c.pods("default"), name, what, POD_WAIT, check)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\nnode log:\n{}", c.node(NODE).log()))
-}
-
-/// The container log read through the node endpoint.
-fn container_log(c: &Cluster, pod: &str, container: &str, query: &str) -> String {
-    let (status, body) = c
-        .node(NODE)
-        .get(&format!("/containerLogs/default/{pod}/{container}{query}"))
-        .expect("the node endpoint answers");
-    assert_eq!(status, 200, "log of {pod}/{container}: {body}");
-    body
-}
-
 /// Whether IPv4 address `ip` lies in `cidr` (`a.b.c.d/n`).
 fn in_cidr(ip: &str, cidr: &str) -> bool {
     let parse = |s: &str| s.parse::<std::net::Ipv4Addr>().map(u32::from).ok();
@@ -109,16 +80,6 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
         }
         _ => false,
     }
-}
-
-fn container(p: &Pod, name: &str) -> Option<ContainerStatus> {
-    p.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == name)
-        .cloned()
 }
 
 fn waiting_reason(p: &Pod, name: &str) -> Option<String> {
@@ -184,7 +145,7 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
     );
 
     apply_sample(&c, "hello-http/pod.yaml").await;
-    let pod = wait_pod(&c, "hello-http", "Running and Ready", |p| {
+    let pod = wait_pod(&c, NODE, "hello-http", "Running and Ready", |p| {
         (phase(p) == Some("Running") && ready(p)).then(|| p.clone())
     })
     .await;
@@ -258,7 +219,7 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
         )
         .await
         .expect("image updated");
-    wait_pod(&c, "hello-http", "the new image running", |p| {
+    wait_pod(&c, NODE, "hello-http", "the new image running", |p| {
         let cs = container(p, "hello")?;
         (cs.image == v2 && cs.state?.running.is_some() && cs.restart_count == 1).then_some(())
     })
@@ -296,7 +257,7 @@ async fn env_reader_prints_env_config_map_and_secret() {
     let c = cluster(&[]).await;
     c.push("env-reader/env-reader.wasm", "samples/env-reader:1.0");
     apply_sample(&c, "env-reader/pod.yaml").await;
-    let pod = wait_pod(&c, "env-reader", "Succeeded", |p| {
+    let pod = wait_pod(&c, NODE, "env-reader", "Succeeded", |p| {
         (phase(p) == Some("Succeeded")).then(|| p.clone())
     })
     .await;
@@ -306,7 +267,7 @@ async fn env_reader_prints_env_config_map_and_secret() {
         .expect("terminated");
     assert_eq!(term.exit_code, 0);
     assert_eq!(term.reason.as_deref(), Some("Completed"));
-    let log = container_log(&c, "env-reader", "reader", "");
+    let log = container_log(&c, NODE, "env-reader", "reader", "");
     for line in [
         "GREETING=hello",
         "COLOR=blue",
@@ -332,9 +293,15 @@ async fn env_reader_prints_env_config_map_and_secret() {
         .expect("pods/log answers");
     assert_eq!(via_api, log);
     // tailLines and timestamps, as kubelet serves them.
-    let tail = container_log(&c, "env-reader", "reader", "?tailLines=1");
+    let tail = container_log(&c, NODE, "env-reader", "reader", "?tailLines=1");
     assert_eq!(tail.lines().count(), 1, "{tail}");
-    let stamped = container_log(&c, "env-reader", "reader", "?timestamps=true&tailLines=1");
+    let stamped = container_log(
+        &c,
+        NODE,
+        "env-reader",
+        "reader",
+        "?timestamps=true&tailLines=1",
+    );
     let (stamp, rest) = stamped.split_once(' ').expect("a timestamp");
     assert!(stamp.ends_with('Z') && stamp.contains('T'), "{stamped}");
     assert_eq!(rest, tail);
@@ -346,7 +313,7 @@ async fn fileserver_init_container_fills_the_volume_the_server_serves() {
     c.push("fileserver/puller.wasm", "samples/fileserver-puller:1.0");
     c.push("fileserver/server.wasm", "samples/fileserver-server:1.0");
     apply_sample(&c, "fileserver/pod.yaml").await;
-    let pod = wait_pod(&c, "fileserver", "Running and Ready", |p| {
+    let pod = wait_pod(&c, NODE, "fileserver", "Running and Ready", |p| {
         (phase(p) == Some("Running") && ready(p)).then(|| p.clone())
     })
     .await;
@@ -373,7 +340,7 @@ async fn fileserver_init_container_fills_the_volume_the_server_serves() {
         body.contains("Hello from the Skiff fileserver sample!"),
         "{body}"
     );
-    let log = container_log(&c, "fileserver", "puller", "");
+    let log = container_log(&c, NODE, "fileserver", "puller", "");
     assert!(log.contains("puller: wrote"), "{log}");
 }
 
@@ -430,14 +397,14 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
         ),
     ];
     for (name, spec) in &pods {
-        create_pod(&c, &format!(
+        create_pod(&c, NODE, &format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: NODE\n  {spec}\n"
         ))
         .await;
     }
 
     // A trapping guest: terminated with its reason, then back-off.
-    let pod = wait_pod(&c, "trap", "CrashLoopBackOff", |p| {
+    let pod = wait_pod(&c, NODE, "trap", "CrashLoopBackOff", |p| {
         (waiting_reason(p, "c").as_deref() == Some("CrashLoopBackOff")).then(|| p.clone())
     })
     .await;
@@ -450,18 +417,18 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
     assert_eq!(last.exit_code, 134);
     assert_eq!(last.reason.as_deref(), Some("Error"));
     assert!(last.message.unwrap_or_default().contains("trap"));
-    let trap_log = container_log(&c, "trap", "c", "?previous=true");
+    let trap_log = container_log(&c, NODE, "trap", "c", "?previous=true");
     assert!(trap_log.contains("trap: about to trap"), "{trap_log}");
 
     // Exit code 3.
-    let term = wait_pod(&c, "exit3", "Failed", |p| {
+    let term = wait_pod(&c, NODE, "exit3", "Failed", |p| {
         (phase(p) == Some("Failed")).then(|| container(p, "c")?.state?.terminated)?
     })
     .await;
     assert_eq!((term.exit_code, term.reason.as_deref()), (3, Some("Error")));
 
     // Allocating past the limit.
-    let term = wait_pod(&c, "oom", "OOMKilled", |p| {
+    let term = wait_pod(&c, NODE, "oom", "OOMKilled", |p| {
         container(p, "c")?.state?.terminated
     })
     .await;
@@ -472,7 +439,7 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
         ("not-wasm", "not a wasm"),
         ("bad-import", "acme:missing/thing"),
     ] {
-        let w = wait_pod(&c, name, "CreateContainerError", |p| {
+        let w = wait_pod(&c, NODE, name, "CreateContainerError", |p| {
             let w = container(p, "c")?.state?.waiting?;
             (w.reason.as_deref() == Some("CreateContainerError")).then_some(w)
         })
@@ -489,11 +456,11 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
     }
 
     // No way out of the preopens.
-    wait_pod(&c, "escape", "Succeeded", |p| {
+    wait_pod(&c, NODE, "escape", "Succeeded", |p| {
         (phase(p) == Some("Succeeded")).then_some(())
     })
     .await;
-    let log = container_log(&c, "escape", "c", "");
+    let log = container_log(&c, NODE, "escape", "c", "");
     for path in [
         "/etc/passwd",
         "/data/../../etc/passwd",
@@ -504,7 +471,7 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
     assert!(!log.contains("READ "), "{log}");
 
     // A busy loop whose liveness probe fails is restarted.
-    let restarts = wait_pod(&c, "spin", "a restart", |p| {
+    let restarts = wait_pod(&c, NODE, "spin", "a restart", |p| {
         let n = container(p, "c")?.restart_count;
         (n >= 1).then_some(n)
     })
@@ -519,7 +486,7 @@ async fn misbehaving_guests_are_reported_and_the_node_keeps_running_others() {
     }
 
     // Through all of it, the node kept running the healthy pod.
-    wait_pod(&c, "hello", "Running", |p| {
+    wait_pod(&c, NODE, "hello", "Running", |p| {
         (phase(p) == Some("Running")).then_some(())
     })
     .await;
@@ -542,6 +509,7 @@ async fn config_map_volume_files_follow_updates() {
         .expect("configmap created");
     create_pod(
         &c,
+        NODE,
         &format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: looper}}\nspec:\n  nodeName: NODE\n  \
          containers:\n  - name: c\n    image: {image}\n    args: [\"--loop\", \"1\"]\n    \
@@ -550,12 +518,12 @@ async fn config_map_volume_files_follow_updates() {
         ),
     )
     .await;
-    wait_pod(&c, "looper", "Running", |p| {
+    wait_pod(&c, NODE, "looper", "Running", |p| {
         (phase(p) == Some("Running")).then_some(())
     })
     .await;
     wait_for("the first report", Duration::from_secs(60), || async {
-        container_log(&c, "looper", "c", "")
+        container_log(&c, NODE, "looper", "c", "")
             .contains("/config/color: blue")
             .then_some(())
     })
@@ -574,7 +542,7 @@ async fn config_map_volume_files_follow_updates() {
         "the mounted file to show the update",
         Duration::from_secs(90),
         || async {
-            container_log(&c, "looper", "c", "")
+            container_log(&c, NODE, "looper", "c", "")
                 .contains("/config/color: green")
                 .then_some(())
         },
@@ -588,6 +556,7 @@ async fn a_missing_image_waits_in_image_pull_back_off() {
     let c = cluster(&[]).await;
     create_pod(
         &c,
+        NODE,
         &format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: missing}}\nspec:\n  nodeName: NODE\n  \
          containers: [{{name: c, image: {}/nothing/here:1.0}}]\n",
@@ -595,7 +564,7 @@ async fn a_missing_image_waits_in_image_pull_back_off() {
         ),
     )
     .await;
-    let w = wait_pod(&c, "missing", "ErrImagePull", |p| {
+    let w = wait_pod(&c, NODE, "missing", "ErrImagePull", |p| {
         let w = container(p, "c")?.state?.waiting?;
         matches!(
             w.reason.as_deref(),
@@ -606,7 +575,9 @@ async fn a_missing_image_waits_in_image_pull_back_off() {
     .await;
     assert!(w.message.is_some_and(|m| m.contains("nothing/here")));
     assert_eq!(
-        wait_pod(&c, "missing", "Pending", |p| phase(p).map(str::to_string)).await,
+        wait_pod(&c, NODE, "missing", "Pending", |p| phase(p)
+            .map(str::to_string))
+        .await,
         "Pending"
     );
     let events = c.events_about("default", "missing").await;
@@ -629,17 +600,17 @@ async fn a_runtime_class_this_node_does_not_run_is_refused_with_an_event() {
         .await
         .expect("runtime class created");
     for (pod, class) in [("on-kata", "vm"), ("on-wasm", "wasm")] {
-        create_pod(&c, &format!(
+        create_pod(&c, NODE, &format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}}}\nspec:\n  nodeName: NODE\n  \
              runtimeClassName: {class}\n  containers: [{{name: c, image: {hello}, ports: [{{containerPort: 8080}}]}}]\n"
         ))
         .await;
     }
-    wait_pod(&c, "on-wasm", "Running", |p| {
+    wait_pod(&c, NODE, "on-wasm", "Running", |p| {
         (phase(p) == Some("Running")).then_some(())
     })
     .await;
-    let w = wait_pod(&c, "on-kata", "a waiting reason", |p| {
+    let w = wait_pod(&c, NODE, "on-kata", "a waiting reason", |p| {
         let w = container(p, "c")?.state?.waiting?;
         w.message.is_some().then_some(w)
     })

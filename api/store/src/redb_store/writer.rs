@@ -58,8 +58,9 @@ pub(super) struct Writer {
     interval: Option<Duration>,
     max_batch: usize,
     file_compaction: bool,
-    /// Commit with redb's quick-repair (see `RedbStoreOptions::quick_repair`).
-    quick_repair: bool,
+    /// File size from which commits use redb's quick-repair (see
+    /// `RedbStoreOptions::quick_repair_from_bytes`).
+    quick_repair_from_bytes: u64,
     /// How to reopen the database after a storage error (redb refuses every later transaction
     /// with `PreviousIo` until the database is reopened, which repairs it).
     reopen: RedbStoreOptions,
@@ -114,7 +115,7 @@ impl Writer {
             interval: Some(opts.compaction_interval).filter(|interval| !interval.is_zero()),
             max_batch: opts.max_batch.max(1),
             file_compaction: opts.file_compaction,
-            quick_repair: opts.quick_repair,
+            quick_repair_from_bytes: opts.quick_repair_from_bytes,
             reopen: opts.clone(),
             broken: false,
         }
@@ -321,7 +322,10 @@ impl Writer {
         let mut txn = db.begin_write()?;
         // redb's default, stated: the commit is on disk when `commit` returns.
         txn.set_durability(Durability::Immediate)?;
-        txn.set_quick_repair(self.quick_repair);
+        // A file whose size is unknown counts as large.
+        let quick_repair = self.quick_repair_from_bytes == 0
+            || self.shared.file_len().unwrap_or(u64::MAX) >= self.quick_repair_from_bytes;
+        txn.set_quick_repair(quick_repair);
         let mut applied = Applied {
             outcomes: Vec::with_capacity(ops.len()),
             events: Vec::new(),

@@ -112,41 +112,158 @@ impl Selectors {
     }
 }
 
+/// Keys a list reads from the store at a time: besides the items it returns (none, when its
+/// body is streamed), a list holds at most one such page of stored objects.
+pub(crate) const STORE_PAGE: usize = 500;
+
+/// What a list request reads: the collection, the selectors, the limit, and where it starts.
+pub(crate) struct ListPlan {
+    pub(crate) prefix: String,
+    pub(crate) selectors: Selectors,
+    pub(crate) limit: Option<usize>,
+    /// The revision to read at (a continue token's, or `resourceVersionMatch=Exact`); `None`:
+    /// the current one.
+    pub(crate) revision: Option<u64>,
+    /// The last key of the previous page (a continue token's).
+    pub(crate) start_after: Option<String>,
+}
+
+impl ListPlan {
+    pub(crate) fn from_request(req: &ResourceRequest) -> Result<Self, ApiError> {
+        let prefix = objects::collection_prefix(req.kind, req.namespace.as_deref());
+        let selectors = Selectors::from_request(req)?;
+        let limit = req
+            .query
+            .int("limit")?
+            .filter(|l| *l > 0)
+            .map(|l| l as usize);
+        let (mut revision, mut start_after) = (None, None);
+        if let Some(token) = req.query.get("continue") {
+            let t = decode_continue(token, &prefix)?;
+            revision = Some(t.rv);
+            start_after = Some(t.start);
+        } else if req.query.get("resourceVersionMatch") == Some("Exact") {
+            let rv = req.query.get("resourceVersion").ok_or_else(|| {
+                ApiError::bad_request("resourceVersionMatch=Exact requires a resourceVersion")
+            })?;
+            revision = Some(parse_rv(rv)?);
+        }
+        Ok(ListPlan {
+            prefix,
+            selectors,
+            limit,
+            revision,
+            start_after,
+        })
+    }
+
+    /// Every object under `prefix`, from the current revision.
+    pub(crate) fn everything(prefix: String, kind: &Kind) -> Result<Self, ApiError> {
+        Ok(ListPlan {
+            prefix,
+            selectors: Selectors {
+                labels: LabelSelector::parse("")?,
+                fields: FieldSelector::parse("", kind)?,
+            },
+            limit: None,
+            revision: None,
+            start_after: None,
+        })
+    }
+
+    /// The one name a field selector asks for, when that reads one key instead of the
+    /// collection (a first page of a collection within one namespace, or cluster-scoped).
+    fn exact_key(&self, req: &ResourceRequest) -> Option<String> {
+        let name = self.selectors.fields.exact_name()?;
+        (self.start_after.is_none() && (req.namespace.is_some() || !req.kind.namespaced))
+            .then(|| objects::key(req.kind, req.namespace.as_deref(), name))
+    }
+
+    /// Whether the whole result may be streamed page by page: no limit (so no continue token to
+    /// compute first) and a read of the collection (not of one key).
+    pub(crate) fn streams(&self, req: &ResourceRequest) -> bool {
+        self.limit.is_none() && self.exact_key(req).is_none()
+    }
+}
+
+/// A collection read one store page at a time, every page at the revision of the first, keeping
+/// the items that pass the selectors: a list's memory is one page, whatever the collection's
+/// size.
+pub(crate) struct Pages {
+    store: std::sync::Arc<dyn skiff_store::Store>,
+    kind: &'static Kind,
+    plan: ListPlan,
+    done: bool,
+}
+
+impl Pages {
+    pub(crate) fn new(
+        store: std::sync::Arc<dyn skiff_store::Store>,
+        kind: &'static Kind,
+        plan: ListPlan,
+    ) -> Self {
+        Pages {
+            store,
+            kind,
+            plan,
+            done: false,
+        }
+    }
+
+    /// The revision read at, once the first page is read.
+    pub(crate) fn revision(&self) -> Option<u64> {
+        self.plan.revision
+    }
+
+    /// The matching items of the next page of at most `STORE_PAGE` keys (possibly none);
+    /// `None` once the collection is read.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<KeyValue>>, ApiError> {
+        if self.done {
+            return Ok(None);
+        }
+        let result = self
+            .store
+            .list(ListOptions {
+                prefix: self.plan.prefix.clone(),
+                start_after: self.plan.start_after.clone(),
+                limit: Some(STORE_PAGE),
+                revision: self.plan.revision,
+            })
+            .await?;
+        self.plan.revision = Some(result.revision);
+        match result.items.last() {
+            Some(last) => self.plan.start_after = Some(last.key.clone()),
+            None => self.done = true,
+        }
+        self.done |= !result.more;
+        let mut items = Vec::with_capacity(result.items.len());
+        for kv in result.items {
+            if self.plan.selectors.matches_stored(self.kind, &kv)? {
+                items.push(kv);
+            }
+        }
+        Ok(Some(items))
+    }
+}
+
+/// The objects a list request asks for, all in memory (a page of them, with a limit). A list
+/// served whole without a limit streams through `Pages` instead (`verbs::list`).
 pub(crate) async fn list_objects(
     state: &AppState,
     req: &ResourceRequest,
 ) -> Result<Listed, ApiError> {
-    let prefix = objects::collection_prefix(req.kind, req.namespace.as_deref());
-    let selectors = Selectors::from_request(req)?;
-    let limit = req
-        .query
-        .int("limit")?
-        .filter(|l| *l > 0)
-        .map(|l| l as usize);
-    let (mut revision, mut start_after) = (None, None);
-    if let Some(token) = req.query.get("continue") {
-        let t = decode_continue(token, &prefix)?;
-        revision = Some(t.rv);
-        start_after = Some(t.start);
-    } else if req.query.get("resourceVersionMatch") == Some("Exact") {
-        let rv = req.query.get("resourceVersion").ok_or_else(|| {
-            ApiError::bad_request("resourceVersionMatch=Exact requires a resourceVersion")
-        })?;
-        revision = Some(parse_rv(rv)?);
-    }
+    let plan = ListPlan::from_request(req)?;
     // A field selector on the name reads one key instead of the collection.
-    if let (Some(name), None) = (selectors.fields.exact_name(), &start_after)
-        && (req.namespace.is_some() || !req.kind.namespaced)
-    {
-        let key = objects::key(req.kind, req.namespace.as_deref(), name);
+    if let Some(key) = plan.exact_key(req) {
         let current = state.store.current_revision().await?;
         let mut items = Vec::new();
-        if revision.is_none()
-            && let Some(kv) = state.store.get(&key).await?
-        {
-            let revision = current.max(kv.mod_revision);
-            if selectors.matches_stored(req.kind, &kv)? {
-                items.push(kv);
+        if plan.revision.is_none() {
+            let mut revision = current;
+            if let Some(kv) = state.store.get(&key).await? {
+                revision = current.max(kv.mod_revision);
+                if plan.selectors.matches_stored(req.kind, &kv)? {
+                    items.push(kv);
+                }
             }
             return Ok(Listed {
                 items,
@@ -154,19 +271,19 @@ pub(crate) async fn list_objects(
                 continue_token: None,
                 remaining: None,
             });
-        } else if revision.is_none() {
-            return Ok(Listed {
-                items,
-                revision: current,
-                continue_token: None,
-                remaining: None,
-            });
         }
     }
+    let ListPlan {
+        prefix,
+        selectors,
+        limit,
+        mut revision,
+        mut start_after,
+    } = plan;
     let mut items = Vec::new();
     let mut last_key = None;
     let mut more;
-    let page = limit.map(|l| (l * 2).max(256)).unwrap_or(0);
+    let page = limit.map_or(STORE_PAGE, |l| l.saturating_mul(2).clamp(256, STORE_PAGE));
     let mut read_revision;
     loop {
         let result = state
@@ -174,7 +291,7 @@ pub(crate) async fn list_objects(
             .list(ListOptions {
                 prefix: prefix.clone(),
                 start_after: start_after.clone(),
-                limit: (page > 0).then_some(page),
+                limit: Some(page),
                 revision,
             })
             .await?;

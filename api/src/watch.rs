@@ -7,13 +7,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use skiff_store::{Event, EventType, ListOptions};
+use skiff_store::{Event, EventType};
 
 use crate::body::{Wanted, negotiate};
 use crate::error::{ApiError, StatusReason};
 use crate::objects::{self, meta_mut};
 use crate::request::ResourceRequest;
-use crate::resource::{Selectors, parse_rv};
+use crate::resource::{ListPlan, Pages, Selectors, parse_rv};
 use crate::state::AppState;
 
 /// How often a watch that allows bookmarks gets one when nothing else happens.
@@ -113,29 +113,25 @@ pub(crate) async fn watch(state: &AppState, req: ResourceRequest) -> Result<Resp
     // Without a revision (or with "0") the watch starts with the current state as ADDED events.
     let initial = send_initial || rv.is_none() || rv == Some("0");
     let mut lines: Vec<bytes::Bytes> = Vec::new();
+    // The initial state is read a store page at a time (as a streamed list), the first page
+    // here so that its revision starts the watch, the rest as the body is written.
+    let mut initial_pages = None;
     let start = if initial {
-        let listed = state
-            .store
-            .list(ListOptions {
-                prefix: prefix.clone(),
-                ..Default::default()
-            })
-            .await?;
-        for kv in &listed.items {
+        let mut pages = Pages::new(
+            state.store.clone(),
+            kind,
+            ListPlan::everything(prefix.clone(), kind)?,
+        );
+        let first = pages.next().await?.unwrap_or_default();
+        for kv in &first {
             let obj = objects::from_kv(kind, kv)?;
             if selectors.matches(kind, &obj) {
                 lines.push(event_line(&params, kind, "ADDED", &obj));
             }
         }
-        if send_initial {
-            lines.push(event_line(
-                &params,
-                kind,
-                "BOOKMARK",
-                &bookmark(kind, listed.revision, true),
-            ));
-        }
-        listed.revision
+        let revision = pages.revision().unwrap_or_default();
+        initial_pages = Some(pages);
+        revision
     } else {
         parse_rv(rv.unwrap_or("0"))?
     };
@@ -164,6 +160,42 @@ pub(crate) async fn watch(state: &AppState, req: ResourceRequest) -> Result<Resp
             }
         }
         let Some(mut stream) = stream else { return };
+        if let Some(mut pages) = initial_pages {
+            loop {
+                let items = match pages.next().await {
+                    Ok(Some(items)) => items,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx
+                            .send(Ok(event_line(&params, kind, "ERROR", &e.status())))
+                            .await;
+                        return;
+                    }
+                };
+                for kv in &items {
+                    let (line, last) = match objects::from_kv(kind, kv) {
+                        Ok(obj) if selectors.matches(kind, &obj) => {
+                            (event_line(&params, kind, "ADDED", &obj), false)
+                        }
+                        Ok(_) => continue,
+                        Err(e) => (event_line(&params, kind, "ERROR", &e.status()), true),
+                    };
+                    if tx.send(Ok(line)).await.is_err() || last {
+                        return;
+                    }
+                }
+            }
+            if send_initial {
+                let end = bookmark(kind, start, true);
+                if tx
+                    .send(Ok(event_line(&params, kind, "BOOKMARK", &end)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
         let deadline = tokio::time::Instant::now() + params.timeout;
         let mut last_revision = start;
         let mut ticker = tokio::time::interval_at(

@@ -21,6 +21,7 @@ mod encryption;
 mod exec;
 mod fairness;
 mod limitranger;
+mod lists;
 mod metrics_api;
 mod namespace_lifecycle;
 mod nodeauthz;
@@ -125,11 +126,7 @@ impl Api {
 
     /// Opens a watch and returns its event stream, one JSON value per line.
     async fn watch(&self, path: &str) -> impl futures::Stream<Item = Value> + use<> {
-        let req = Request::get(path)
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .body(Body::empty())
-            .unwrap();
-        let resp = self.request(req).await;
+        let resp = self.request(get(path)).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let mut buf = Vec::<u8>::new();
         resp.into_body().into_data_stream().flat_map(move |chunk| {
@@ -142,6 +139,14 @@ impl Api {
             futures::stream::iter(out)
         })
     }
+}
+
+/// An authenticated GET of `path`.
+fn get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap()
 }
 
 fn cm(name: &str, labels: Value) -> Value {

@@ -88,6 +88,12 @@ impl ReplicaKind for ReplicaSet {
     }
 }
 
+/// How long creates and deletes not yet seen in the cache hold a controller back: Kubernetes'
+/// `ExpectationsTimeout`. Past it the controller trusts its cache again; a cache that lags more
+/// than that behind the API (a slow or saturated server) would otherwise make it create the
+/// same replicas twice.
+const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
 /// Pods a controller created or deleted and has not yet seen in its cache.
 #[derive(Default)]
 pub struct Expectations {
@@ -116,11 +122,16 @@ impl Expectations {
 
     /// Whether the cache has caught up with everything `owner` did.
     pub fn satisfied(&self, owner: &str, pods: &[Arc<Pod>]) -> bool {
+        self.satisfied_at(owner, pods, Instant::now())
+    }
+
+    /// `satisfied` as of `now`: expectations older than `EXPECTATIONS_TIMEOUT` are dropped.
+    fn satisfied_at(&self, owner: &str, pods: &[Arc<Pod>], now: Instant) -> bool {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let Some(e) = m.get_mut(owner) else {
             return true;
         };
-        if e.at.elapsed() > Duration::from_secs(30) {
+        if now.saturating_duration_since(e.at) > EXPECTATIONS_TIMEOUT {
             m.remove(owner);
             return true;
         }
@@ -560,6 +571,33 @@ mod tests {
         let current = json!({"conditions": [added[0].clone(), other.clone()]});
         assert_eq!(conditions(&current, None), vec![other]);
         assert!(conditions(&none, None).is_empty());
+    }
+
+    #[test]
+    fn expectations_hold_until_the_cache_sees_the_creates_or_five_minutes_pass() {
+        let pod = |name: &str| -> Arc<Pod> {
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": name, "uid": name}}))
+                    .expect("a pod"),
+            )
+        };
+        let e = Expectations::default();
+        let start = Instant::now();
+        e.expect("rs", vec!["a".into(), "b".into()], vec![]);
+        // A cache a minute behind a slow API: still waiting, so no second round of creates.
+        let later = start + Duration::from_secs(60);
+        assert!(!e.satisfied_at("rs", &[], later));
+        assert!(!e.satisfied_at("rs", &[pod("a")], later));
+        assert!(e.satisfied_at("rs", &[pod("a"), pod("b")], later));
+        // Satisfied expectations are forgotten.
+        assert!(e.satisfied_at("rs", &[], later));
+        // Deletes are awaited until the pod is gone or marked for deletion.
+        e.expect("rs", vec![], vec!["a".into()]);
+        assert!(!e.satisfied_at("rs", &[pod("a")], later));
+        assert!(e.satisfied_at("rs", &[pod("b")], later));
+        // Past Kubernetes' ExpectationsTimeout the cache is trusted again.
+        e.expect("rs", vec!["c".into()], vec![]);
+        assert!(e.satisfied_at("rs", &[], Instant::now() + Duration::from_secs(301)));
     }
 
     #[test]

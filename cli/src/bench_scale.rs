@@ -160,6 +160,12 @@ fn rss(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Resets a process's peak resident memory (`VmHWM`) to its current RSS, so that the next
+/// reading is the peak of one phase (`/proc/PID/clear_refs`, Linux 4.0+); false if refused.
+fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
 /// CPU time a process has used (user + system), from `/proc/PID/stat` (100 ticks a second).
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -191,6 +197,10 @@ async fn start_server(data: &Path) -> Result<(tokio::process::Child, PathBuf)> {
         .arg(data)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        // The controllers and scheduler run in the benchmark process (a second, unelected set
+        // beside the server's own would create and bind every pod twice over).
+        .arg("--no-controllers")
+        .arg("--no-scheduler")
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
@@ -227,20 +237,62 @@ fn pod_template() -> serde_json::Value {
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]})
 }
 
-/// One GET of `path`, raw (no decoding here): its time and bytes.
-async fn timed_get(client: &kube::Client, path: &str) -> Result<(Duration, usize)> {
+/// One GET of `path`, timed before its body is decoded: its time and body.
+async fn timed_get(client: &kube::Client, path: &str) -> Result<(Duration, String)> {
     let t = Instant::now();
     let body = client
         .request_text(Request::get(path).body(Vec::new())?)
         .await
         .with_context(|| format!("GET {path}"))?;
-    Ok((t.elapsed(), body.len()))
+    Ok((t.elapsed(), body))
+}
+
+/// The names in a list response (decoding nothing else).
+#[derive(serde::Deserialize)]
+struct ListNames {
+    #[serde(default)]
+    items: Vec<ItemName>,
+    #[serde(default)]
+    metadata: ListMeta,
+}
+
+#[derive(serde::Deserialize)]
+struct ItemName {
+    metadata: NameMeta,
+}
+
+#[derive(serde::Deserialize)]
+struct NameMeta {
+    #[serde(default)]
+    namespace: String,
+    name: String,
+    #[serde(rename = "deletionTimestamp", default)]
+    deletion: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct ListMeta {
+    #[serde(rename = "continue", default)]
+    cont: Option<String>,
+}
+
+/// A list's items, how many of them were distinct (`namespace/name`) and how many terminating.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counted {
+    items: usize,
+    distinct: usize,
+    terminating: usize,
 }
 
 /// A whole list through pages of `limit`, as informers list.
-async fn paged_list(client: &kube::Client, path: &str, limit: usize) -> Result<(Duration, usize)> {
+async fn paged_list(
+    client: &kube::Client,
+    path: &str,
+    limit: usize,
+) -> Result<(Duration, Counted)> {
     let t = Instant::now();
-    let mut items = 0;
+    let (mut items, mut terminating) = (0, 0);
+    let mut names = HashSet::new();
     let mut cont = String::new();
     loop {
         let url = if cont.is_empty() {
@@ -251,14 +303,47 @@ async fn paged_list(client: &kube::Client, path: &str, limit: usize) -> Result<(
         let body = client
             .request_text(Request::get(&url).body(Vec::new())?)
             .await?;
-        let v: serde_json::Value = serde_json::from_str(&body)?;
-        items += v["items"].as_array().map_or(0, |a| a.len());
-        match v["metadata"]["continue"].as_str() {
-            Some(c) if !c.is_empty() => cont = c.to_string(),
+        let page: ListNames = serde_json::from_str(&body)?;
+        items += page.items.len();
+        terminating += page
+            .items
+            .iter()
+            .filter(|i| i.metadata.deletion.is_some())
+            .count();
+        for i in page.items {
+            names.insert(format!("{}/{}", i.metadata.namespace, i.metadata.name));
+        }
+        match page.metadata.cont {
+            Some(c) if !c.is_empty() => cont = c,
             _ => break,
         }
     }
-    Ok((t.elapsed(), items))
+    let counted = Counted {
+        items,
+        distinct: names.len(),
+        terminating,
+    };
+    Ok((t.elapsed(), counted))
+}
+
+/// The items of one whole list response.
+fn count_items(body: &str) -> Result<Counted> {
+    let list: ListNames = serde_json::from_str(body)?;
+    let distinct = list
+        .items
+        .iter()
+        .map(|i| (&i.metadata.namespace, &i.metadata.name))
+        .collect::<HashSet<_>>()
+        .len();
+    Ok(Counted {
+        items: list.items.len(),
+        distinct,
+        terminating: list
+            .items
+            .iter()
+            .filter(|i| i.metadata.deletion.is_some())
+            .count(),
+    })
 }
 
 fn p(sorted: &[Duration]) -> String {
@@ -395,6 +480,8 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // Pods ever made for the Deployments: more than their replicas means a controller made extras.
+    let seen_in_saturation = tracker.lock().unwrap().first_seen.len();
     let created_at = {
         // When the last saturation pod was first seen.
         let t = tracker.lock().unwrap();
@@ -528,17 +615,36 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
     watch_lat.sort();
 
     println!("lists");
-    // Lists at this size: every pod, whole and paged, and one namespace's pods.
+    // Lists at this size: every pod, whole and paged, and one namespace's pods. The server's
+    // peak memory is measured over these lists alone.
+    let (_, hwm_before_lists) = rss(pid);
+    let peak_per_phase = reset_peak(pid);
     let mut full = Vec::new();
     let mut full_bytes = 0;
+    let mut full_items = Counted::default();
     for _ in 0..args.lists {
-        let (d, bytes) = timed_get(&client, "/api/v1/pods").await?;
-        println!("full pod list: {} ms, {bytes} bytes", ms(d));
+        let (d, body) = timed_get(&client, "/api/v1/pods").await?;
+        full_items = count_items(&body)?;
+        println!(
+            "full pod list: {} ms, {} bytes, {} items ({} distinct, {} terminating)",
+            ms(d),
+            body.len(),
+            full_items.items,
+            full_items.distinct,
+            full_items.terminating
+        );
         full.push(d);
-        full_bytes = bytes;
+        full_bytes = body.len();
     }
     full.sort();
     let (paged, paged_items) = paged_list(&client, "/api/v1/pods", 500).await?;
+    println!(
+        "paged pod list: {} ms, {} items ({} distinct, {} terminating)",
+        ms(paged),
+        paged_items.items,
+        paged_items.distinct,
+        paged_items.terminating
+    );
     let mut nsl = Vec::new();
     for i in 0..args.lists * 10 {
         let ns = format!("scale-{}", i % namespaces);
@@ -549,7 +655,30 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
         );
     }
     nsl.sort();
-    let (rss_after, hwm) = rss(pid);
+    let (rss_after, hwm_lists) = rss(pid);
+    // The same full list from several clients at once, as informers relist after a restart.
+    reset_peak(pid);
+    let t = Instant::now();
+    let concurrent: Vec<Duration> =
+        futures::future::try_join_all((0..args.lists).map(|_| timed_get(&client, "/api/v1/pods")))
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+    let concurrent_wall = t.elapsed();
+    let (_, hwm_concurrent) = rss(pid);
+    println!(
+        "{} concurrent full lists: {} ms (slowest {} ms); server peak RSS {}",
+        args.lists,
+        ms(concurrent_wall),
+        ms(concurrent.iter().max().copied().unwrap_or_default()),
+        mib(hwm_concurrent)
+    );
+    let peak_note = if peak_per_phase {
+        "peak over the lists"
+    } else {
+        "peak since start: /proc/PID/clear_refs refused"
+    };
 
     let (startup_observed, startup) = {
         let mut t = tracker.lock().unwrap();
@@ -600,6 +729,14 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
     );
     row(
         format!(
+            "pods made for the Deployments' {} replicas (seen by a watch)",
+            args.pods
+        ),
+        seen_in_saturation.to_string(),
+        String::new(),
+    );
+    row(
+        format!(
             "pod startup, {} pods at 10/s after saturation (create sent -> Running watched)",
             startup.len()
         ),
@@ -632,8 +769,20 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
         format!("p99 <= 30 s: {}", slo(list_p99 <= Duration::from_secs(30))),
     );
     row(
-        format!("LIST all pods in pages of 500 ({paged_items} items)"),
+        format!(
+            "LIST all pods in pages of 500 ({} items, {} distinct, {} terminating; the whole list: {} items)",
+            paged_items.items, paged_items.distinct, paged_items.terminating, full_items.items
+        ),
         format!("{} ms", ms(paged)),
+        String::new(),
+    );
+    row(
+        format!("{} full pod lists at once", args.lists),
+        format!(
+            "{} ms; server peak RSS {}",
+            ms(concurrent_wall),
+            mib(hwm_concurrent)
+        ),
         String::new(),
     );
     row(
@@ -659,13 +808,14 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
         String::new(),
     );
     row(
-        "API server RSS: empty / steady state / after the lists (peak)".into(),
+        "API server RSS: empty / steady state / after the lists; peak before the lists / over the lists".into(),
         format!(
-            "{} / {} / {} ({})",
+            "{} / {} / {}; {} / {} ({peak_note})",
             mib(rss_empty),
             mib(rss_steady),
             mib(rss_after),
-            mib(hwm)
+            mib(hwm_before_lists),
+            mib(hwm_lists)
         ),
         "(kube-apiserver: about 25 GB at this scale)".into(),
     );

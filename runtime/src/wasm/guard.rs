@@ -105,10 +105,12 @@ impl Bucket {
         self.at = now;
     }
 
-    /// Takes `n` tokens if there are that many.
+    /// Takes `n` tokens if there are that many; more than the bucket holds are taken from a
+    /// full bucket, into debt (so that one write larger than a second's worth is not refused
+    /// forever, and what follows it waits until the debt is paid).
     fn try_take(&mut self, n: f64, now: Instant) -> bool {
         self.refill(now);
-        if self.tokens >= n {
+        if self.tokens >= n.min(self.rate) {
             self.tokens -= n;
             true
         } else {
@@ -391,6 +393,11 @@ mod tests {
         assert!(b.try_take(50.0, t0 + Duration::from_millis(500)));
         let wait = b.reserve(10.0, t0 + Duration::from_millis(500));
         assert_eq!(wait, Duration::from_millis(100));
+        // More than a second's worth: only from a full bucket, then into debt.
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(b.try_take(250.0, t1));
+        assert!(!b.try_take(1.0, t1 + Duration::from_millis(500)));
+        assert!(b.try_take(1.0, t1 + Duration::from_millis(1510)));
     }
 
     #[test]

@@ -98,8 +98,38 @@ pub fn is_yaml(media_type: &str) -> bool {
     ) || media_type.ends_with("+yaml")
 }
 
+/// The deepest flow nesting (`[`, `{`) a YAML body may reach before it is parsed. libyaml's
+/// scanner takes time quadratic in the flow depth (32 000 levels: seconds; 100 000: minutes of a
+/// server thread), so a deeper body is refused (400) unparsed. Brackets are counted over the raw
+/// bytes, quoted ones included: only a body with more than this many unclosed at once is
+/// refused; serde_yaml refuses nesting past 128 levels anyway.
+pub const MAX_YAML_FLOW_DEPTH: usize = 1000;
+
+/// Whether `bytes` open more than `max` brackets or braces without closing them.
+fn flow_depth_over(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    for &b in bytes {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// YAML (which includes JSON) into a JSON value; non-string keys and non-finite numbers are errors.
 pub fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
+    if flow_depth_over(bytes, MAX_YAML_FLOW_DEPTH) {
+        return Err(ApiError::bad_request(format!(
+            "error converting YAML to JSON: nested deeper than {MAX_YAML_FLOW_DEPTH} levels"
+        )));
+    }
     let yaml: serde_yaml::Value = serde_yaml::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?;
     serde_json::to_value(&yaml)
@@ -215,6 +245,24 @@ mod tests {
             400
         );
         assert_eq!(decode_object(b"", "").unwrap_err().code, 400);
+        // Deep nesting is a 400, at once (libyaml would take minutes over this one).
+        let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            decode_object(deep.as_bytes(), "application/yaml")
+                .unwrap_err()
+                .code,
+            400
+        );
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            decode_object(deep.as_bytes(), "application/json")
+                .unwrap_err()
+                .code,
+            400
+        );
+        // Many balanced brackets are fine.
+        let wide = format!("a: |\n  {}\n", "[x]".repeat(10_000));
+        assert!(decode_object(wide.as_bytes(), "application/yaml").is_ok());
         assert_eq!(decode_object(b"x", "text/csv").unwrap_err().code, 415);
     }
 }

@@ -181,12 +181,14 @@ pub async fn start_on(
     let handle = axum_server::Handle::new();
     let server = match &config.tls {
         None => {
-            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            let mut server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            bound_heads(server.http_builder());
             tokio::spawn(async move { server.serve(app.into_make_service()).await })
         }
         Some(files) => {
             let tls = load_tls(files).await?;
-            let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
+            let mut server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
+            bound_heads(server.http_builder());
             tokio::spawn(async move { server.serve(app.into_make_service()).await })
         }
     };
@@ -219,6 +221,29 @@ pub async fn start_on(
         janitor,
         stop_janitor,
     })
+}
+
+/// How long a client may take to send an HTTP/1.1 request head, which is also how long a
+/// keep-alive connection may sit idle between requests (slow clients).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
+/// The largest request head (HTTP/1.1 start line and headers, HTTP/2 header list): past it the
+/// answer is 431 Request Header Fields Too Large.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Bounds slow and huge request heads on every connection (see [`HEADER_READ_TIMEOUT`] and
+/// [`MAX_HEADER_BYTES`]); bodies are bounded per route (manifests: 413 past
+/// `MAX_MANIFEST_SIZE`; blobs stream to disk).
+fn bound_heads(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
 }
 
 async fn load_tls(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig, ServerError> {

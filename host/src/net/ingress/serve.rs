@@ -25,6 +25,10 @@ use crate::net::{SOURCE_IP_HEADER, ServiceBackend};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request head (start line and headers): past it the answer is 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Connections open at once on one listener: past it a new connection is closed on accept.
+const MAX_CONNECTIONS: usize = 4096;
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -60,6 +64,7 @@ pub(crate) async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Every connection's task: aborted with the server if it is dropped or aborted.
     let mut conns = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         while conns.try_join_next().is_some() {}
         let accepted = tokio::select! {
@@ -75,6 +80,10 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(client = %addr, "ingress connection refused: {MAX_CONNECTIONS} open");
+            continue;
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "setting TCP_NODELAY on an ingress connection");
         }
@@ -86,15 +95,19 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let resp = handler.handle(req, &peer);
                 async move { Ok::<_, Infallible>(resp.await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            // A client gets HEADER_READ_TIMEOUT to send a request's headers (slowloris).
+            // A client gets HEADER_READ_TIMEOUT to send a request's headers (slowloris), which
+            // also bounds a keep-alive connection's idle time; a head over MAX_HEADER_BYTES
+            // gets 431.
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES);
             let result =
                 match tls {
                     None => {

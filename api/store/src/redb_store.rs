@@ -157,7 +157,7 @@ pub struct RedbStoreOptions {
     /// two phases (redb's quick-repair), so that opening the file after a crash or a storage
     /// error loads that state instead of scanning the whole file. Below it a crash costs that
     /// scan (about 1.5 ms per MiB on the benchmark machine); above it every commit costs a
-    /// second fsync and the record (about 40% of durable commits/s there). Default 256 MiB,
+    /// second fsync and the record (40–50% of durable commits/s there with concurrent writers). Default 256 MiB,
     /// where the scan nears 0.4 s; 0: always; `u64::MAX`: never.
     pub quick_repair_from_bytes: u64,
     /// Storage to use instead of the file at `path` (which then only names the store in logs):

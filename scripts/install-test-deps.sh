@@ -127,3 +127,7 @@ apt_install "etcd store" protobuf-compiler libprotobuf-dev etcd-server
 # The CLI progress test (tests/tests/cli_progress.rs) runs `skiff push` under a pseudo-terminal
 # made by util-linux's `script` (package bsdutils, essential on Debian: normally already here).
 apt_install "CLI progress test" bsdutils
+
+# The full-disk test (tests/tests/store_full_disk.rs) mounts a small tmpfs with util-linux's
+# `mount`/`umount` (package mount, required on Debian: normally already here).
+apt_install "full-disk test" mount

@@ -16,6 +16,7 @@ use skiff_runtime::{
 };
 
 mod conformance;
+mod guards;
 mod usage;
 mod wat_guests;
 

@@ -105,7 +105,7 @@ pub(crate) struct GuestLimitArgs {
     #[arg(long)]
     max_instances_per_pod: Option<u32>,
     /// Outgoing HTTP requests per second one pod may start; faster ones wait their turn
-    /// (OutgoingRequestsThrottled Event). Default 1000; 0 turns it off.
+    /// (OutgoingRequestsThrottled Event). Default 10000; 0 turns it off.
     #[arg(long)]
     outgoing_request_rate: Option<u32>,
     /// Most outgoing HTTP requests of one pod in flight; more fail with

@@ -48,7 +48,7 @@ impl Default for GuestLimits {
             max_table_elements: 100_000,
             log_bytes_per_second: 1 << 20,
             max_instances_per_pod: 100,
-            outgoing_requests_per_second: 1000,
+            outgoing_requests_per_second: 10_000,
             max_outgoing_requests_per_pod: 100,
             request_timeout: Some(Duration::from_secs(60)),
             outgoing_timeout: Duration::from_secs(60),

@@ -923,7 +923,22 @@ pub fn start_up(dir: &Path) -> (Up, String, String) {
 /// [`start_up`] with `extra` arguments to `skiff up` (e.g. `--node-name`): the process and its
 /// whole ready file.
 pub fn start_up_with(dir: &Path, extra: &[&str]) -> (Up, Map<String, Value>) {
+    let mut up = spawn_up(dir, extra);
+    let ready = wait_ready_file(&dir.join("up.ready"), &mut up.0, Duration::from_secs(120))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e:#}\n{}",
+                std::fs::read_to_string(dir.join("up.log")).unwrap_or_default()
+            )
+        });
+    (up, ready)
+}
+
+/// Runs `skiff up` as [`start_up_with`] does (ready file `dir/up.ready`, log `dir/up.log`)
+/// without waiting for it to be ready.
+pub fn spawn_up(dir: &Path, extra: &[&str]) -> Up {
     let ready_file = dir.join("up.ready");
+    let _ = std::fs::remove_file(&ready_file);
     let log = std::fs::File::create(dir.join("up.log")).unwrap();
     let etcd = test_etcd(dir).expect("the test etcd starts");
     let etcd_args: Vec<String> = etcd
@@ -956,15 +971,7 @@ pub fn start_up_with(dir: &Path, extra: &[&str]) -> (Up, Map<String, Value>) {
         .stderr(log)
         .spawn()
         .expect("skiff up starts");
-    let mut up = Up(child, etcd);
-    let ready =
-        wait_ready_file(&ready_file, &mut up.0, Duration::from_secs(120)).unwrap_or_else(|e| {
-            panic!(
-                "{e:#}\n{}",
-                std::fs::read_to_string(dir.join("up.log")).unwrap_or_default()
-            )
-        });
-    (up, ready)
+    Up(child, etcd)
 }
 
 /// Acknowledged writes lost: the names in `acknowledged` that the ConfigMaps `api` lists with

@@ -408,50 +408,27 @@ async fn root_skiff_up_stopped_by_a_signal_leaves_nothing_on_the_host() {
         .prefix("skiff-graceful-")
         .tempdir()
         .expect("a temp dir");
-    let start = |ready: &Path| {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("up.log"))
-            .expect("the log");
-        let _ = std::fs::remove_file(ready);
-        Command::new(skiff_tests::skiff_bin())
-            .arg("up")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--runtimes", "wasm,oci", "--node-name", node])
-            .args(["--cluster-cidr", "10.249.0.0/16"])
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--registry-listen",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--node-listen",
-                "127.0.0.1:0",
-                "--ingress-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--ready-file")
-            .arg(ready)
-            .stdout(log.try_clone().expect("the log"))
-            .stderr(log)
-            .spawn()
-            .expect("skiff up starts")
-    };
-    let log = || std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-    let ready = dir.path().join("up.ready");
+    let dir = dir.path();
+    let args = [
+        "--runtimes",
+        "wasm,oci",
+        "--node-name",
+        node,
+        "--cluster-cidr",
+        "10.249.0.0/16",
+    ];
+    let log = || std::fs::read_to_string(dir.join("up.log")).unwrap_or_default();
+    let ready = dir.join("up.ready");
 
     // A signal while it starts: as soon as the bridge is there, before it is ready.
-    let mut up = start(&ready);
+    let mut up = skiff_tests::spawn_up(dir, &args);
     let deadline = Instant::now() + WAIT;
     while !links().contains(&bridge) {
         assert!(Instant::now() < deadline, "no bridge {bridge}\n{}", log());
-        assert!(up.try_wait().expect("wait").is_none(), "{}", log());
+        assert!(up.0.try_wait().expect("wait").is_none(), "{}", log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = up.id().to_string();
+    let pid = up.0.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -459,14 +436,12 @@ async fn root_skiff_up_stopped_by_a_signal_leaves_nothing_on_the_host() {
             .expect("kill")
             .success()
     );
-    let status = up.wait().expect("skiff up ends");
+    let status = up.0.wait().expect("skiff up ends");
     assert!(status.success(), "exit {status}\n{}", log());
     assert_eq!(left_behind(&bridge, &[]), Vec::<String>::new(), "{}", log());
 
     // Up again, with a wasm pod (its address is on the bridge); SIGINT this time.
-    let mut up = start(&ready);
-    let fields = skiff_tests::wait_ready_file(&ready, &mut up, WAIT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", log()));
+    let (mut up, fields) = skiff_tests::start_up_with(dir, &args);
     let kubeconfig = fields["kubeconfig"]
         .as_str()
         .expect("a kubeconfig")
@@ -495,12 +470,12 @@ async fn root_skiff_up_stopped_by_a_signal_leaves_nothing_on_the_host() {
     let signalled = Instant::now();
     assert!(
         Command::new("kill")
-            .args(["-INT", &up.id().to_string()])
+            .args(["-INT", &up.0.id().to_string()])
             .status()
             .expect("kill")
             .success()
     );
-    let status = up.wait().expect("skiff up ends");
+    let status = up.0.wait().expect("skiff up ends");
     assert!(status.success(), "exit {status}\n{}", log());
     println!("skiff up: exit 0 {:?} after SIGINT", signalled.elapsed());
     assert_eq!(

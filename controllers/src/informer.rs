@@ -108,8 +108,12 @@ where
             ..
         } = self;
         tokio::spawn(async move {
-            let watch =
-                watcher::watcher(api, watcher::Config::default().page_size(5000)).default_backoff();
+            // managedFields are dropped as objects arrive, as kube-controller-manager's informers
+            // do: no controller reads them, and they are often the larger part of the metadata
+            // every cached object carries (an update without them keeps the stored ones).
+            let watch = watcher::watcher(api, watcher::Config::default().page_size(5000))
+                .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
+                .default_backoff();
             // Each consumer costs a copy of every object: the store only when someone reads it,
             // and the last event subscriber takes the event itself.
             let stream = if store_used.into_inner() {

@@ -201,6 +201,9 @@ async fn start_server(data: &Path) -> Result<(tokio::process::Child, PathBuf)> {
         // beside the server's own would create and bind every pod twice over).
         .arg("--no-controllers")
         .arg("--no-scheduler")
+        // A pod CIDR for every simulated node: the default 10.244.0.0/16 holds 256 /24s.
+        .arg("--cluster-cidr")
+        .arg("100.64.0.0/10")
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)

@@ -84,25 +84,39 @@ const sleep = (ms, signal) => new Promise((resolve) => {
 
 const keyOf = (o) => `${o.metadata.namespace || ''}/${o.metadata.name}`;
 
+/** The first page of a list: drawn while the rest is read (one consistent snapshot). */
+export const FIRST_PAGE = 250;
+const NEXT_PAGES = 2000;
+
 /**
- * Lists PATH then watches it, calling onChange(items, error) with the whole current list after
- * each batch of events. Ends when signal aborts, or on 401/403 (reported through onChange).
+ * Lists PATH then watches it, calling onChange(items, error, remaining) with the whole current
+ * list after each batch of events. The list is read in pages: after the first, onChange gets
+ * those items and how many more the server says remain (`remainingItemCount`, else null); after
+ * the last, the whole list (remaining 0). The pages and the watch share the first page's
+ * resourceVersion. Ends when signal aborts, or on 401/403 (reported through onChange).
  */
 export async function watchList(path, onChange, signal) {
   let items = new Map();
   let rv = '';
-  const emit = () => onChange([...items.values()], null);
+  const sep = path.includes('?') ? '&' : '?';
+  const emit = () => onChange([...items.values()], null, 0);
   const relist = async () => {
-    const list = await request(path, { signal });
-    items = new Map((list.items || []).map((o) => [keyOf(o), o]));
-    rv = list.metadata.resourceVersion;
+    const first = await request(`${path}${sep}limit=${FIRST_PAGE}`, { signal });
+    items = new Map((first.items || []).map((o) => [keyOf(o), o]));
+    rv = first.metadata.resourceVersion;
+    let token = first.metadata.continue;
+    if (token) onChange([...items.values()], null, first.metadata.remainingItemCount ?? null);
+    while (token) {
+      const page = await request(`${path}${sep}limit=${NEXT_PAGES}&continue=${encodeURIComponent(token)}`, { signal });
+      for (const o of page.items || []) items.set(keyOf(o), o);
+      token = page.metadata.continue;
+    }
     emit();
   };
   let needList = true;
   while (!signal.aborted) {
     try {
       if (needList) { await relist(); needList = false; }
-      const sep = path.includes('?') ? '&' : '?';
       const url = `${path}${sep}watch=1&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(rv)}`;
       const res = await fetch(url, { headers: headers(), signal, credentials: 'same-origin', cache: 'no-store' });
       if (res.status === 410) { needList = true; continue; }
@@ -137,6 +151,8 @@ export async function watchList(path, onChange, signal) {
       }
     } catch (err) {
       if (signal.aborted) return;
+      // A continue token past the server's compaction: list again from the start.
+      if (err instanceof ApiError && err.status === 410) { needList = true; continue; }
       onChange(null, err);
       if (err instanceof ApiError && (err.forbidden || err.unauthorized || err.status === 404)) return;
       await sleep(2000, signal);

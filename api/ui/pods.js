@@ -1,5 +1,6 @@
 // Pods: the live list (status, node, restarts, usage graphs) and one pod's page with its
 // streamed log; actions: delete, open the pod's URL (through the API server's pods/proxy).
+import { Component } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from './html.js';
 import { request, followLog } from './api.js';
@@ -7,8 +8,10 @@ import { usePodMetrics, Spark, RequestGraphs } from './charts.js';
 import { useRequestMetrics } from './metrics.js';
 import { useWatch, Section, Table, Problem, age, byName } from './views.js';
 
-/** Rows drawn at first (and per "Show more"): a table of thousands would be slow and unread. */
+/** Rows drawn (and per "Show more"): a table of thousands would be slow and unread. */
 const PAGE = 200;
+/** Rows drawn in the first frame, more than a screen holds; the rest of the page follows. */
+export const FIRST_ROWS = 40;
 
 /** The status column as kubectl prints it: a waiting/terminated reason, else the phase. */
 export function podStatus(p) {
@@ -49,16 +52,59 @@ function DeleteButton({ ns, name, onDone }) {
       ${armed ? 'Confirm delete' : 'Delete'}</button>${note ? html`<span class="note" role="status">${note}</span>` : null}`;
 }
 
+/** One row of the pod list; drawn again only when its props change. */
+class PodRow extends Component {
+  shouldComponentUpdate(next) {
+    const p = this.props;
+    return next.pod !== p.pod || next.series !== p.series || next.at !== p.at || next.ns !== p.ns;
+  }
+
+  render({ pod: p, ns, series, openProxy }) {
+    const s = podStatus(p);
+    const port = firstPort(p);
+    return html`<tr class="pod" data-name=${p.metadata.name}>
+      <td data-label="Name"><a href=${`#/ns/${ns}/pods/${p.metadata.name}`}>${p.metadata.name}</a></td>
+      <td data-label="Status"><span class=${`badge ${s[1]}`}>${s[0]}</span></td>
+      <td data-label="Ready">${readyCount(p)}</td>
+      <td data-label="Restarts">${restarts(p)}</td>
+      <td data-label="Node">${p.spec.nodeName || html`<span class="muted">unscheduled</span>`}</td>
+      <td data-label="IP">${p.status && p.status.podIP}</td>
+      <td data-label="Age">${age(p.metadata.creationTimestamp)}</td>
+      <td data-label="CPU"><${Spark} samples=${series} field="cpu" label=${`CPU of pod ${p.metadata.name}`} /></td>
+      <td data-label="Memory"><${Spark} samples=${series} field="mem" label=${`Memory of pod ${p.metadata.name}`} /></td>
+      <td data-label="Actions"><div class="actions">
+        <a class="button" href=${`#/ns/${ns}/pods/${p.metadata.name}`} aria-label=${`Logs of pod ${p.metadata.name}`}>Logs</a>
+        ${port ? html`<button type="button" onClick=${() => openProxy(`/api/v1/namespaces/${ns}/pods/${p.metadata.name}:${port}/proxy/`, `pod ${p.metadata.name}`)}
+          aria-label=${`Open the URL of pod ${p.metadata.name}`}>Open</button>` : null}
+        <${DeleteButton} ns=${ns} name=${p.metadata.name} />
+      </div></td>
+    </tr>`;
+  }
+}
+
 export function Pods({ ns, openProxy }) {
   const state = useWatch(`/api/v1/namespaces/${ns}/pods`);
   const metrics = usePodMetrics(ns);
   const [filter, setFilter] = useState('');
   const [limit, setLimit] = useState(PAGE);
+  // The first screen of rows is drawn at once, the rest of the page in a task after the whole
+  // list is in.
+  const [firstFrame, setFirstFrame] = useState(true);
+  const any = state.items.length > 0;
+  const whole = any && state.remaining === 0;
+  useEffect(() => {
+    if (!whole) return undefined;
+    let t;
+    const f = requestAnimationFrame(() => { t = setTimeout(() => setFirstFrame(false), 0); });
+    return () => { cancelAnimationFrame(f); clearTimeout(t); };
+  }, [whole]);
+  // Rows are drawn again when their pod or usage changes, or every 5 s (their age).
+  const at = Math.floor(Date.now() / 5000);
   const wanted = filter.trim().toLowerCase();
   const pods = state.items
     .filter((p) => !wanted || p.metadata.name.includes(wanted) || (p.spec.nodeName || '').includes(wanted))
     .sort(byName);
-  const shown = pods.slice(0, limit);
+  const shown = pods.slice(0, firstFrame ? Math.min(limit, FIRST_ROWS) : limit);
   return html`<${Section} title="Pods" state=${state} what=${`list pods in namespace ${ns}`} empty="No pods in this namespace.">
     <div class="filter">
       <label for="pod-filter">Filter by name or node</label>
@@ -66,28 +112,8 @@ export function Pods({ ns, openProxy }) {
       ${pods.length > shown.length ? html`<span class="muted small" role="status">Showing ${shown.length} of ${pods.length}</span>` : null}
     </div>
     <${Table} caption="Pods" head=${['Name', 'Status', 'Ready', 'Restarts', 'Node', 'IP', 'Age', 'CPU', 'Memory', 'Actions']}>
-      ${shown.map((p) => {
-        const s = podStatus(p);
-        const series = metrics.series.get(p.metadata.name);
-        const port = firstPort(p);
-        return html`<tr key=${p.metadata.uid} class="pod" data-name=${p.metadata.name}>
-          <td data-label="Name"><a href=${`#/ns/${ns}/pods/${p.metadata.name}`}>${p.metadata.name}</a></td>
-          <td data-label="Status"><span class=${`badge ${s[1]}`}>${s[0]}</span></td>
-          <td data-label="Ready">${readyCount(p)}</td>
-          <td data-label="Restarts">${restarts(p)}</td>
-          <td data-label="Node">${p.spec.nodeName || html`<span class="muted">unscheduled</span>`}</td>
-          <td data-label="IP">${p.status && p.status.podIP}</td>
-          <td data-label="Age">${age(p.metadata.creationTimestamp)}</td>
-          <td data-label="CPU"><${Spark} samples=${series} field="cpu" label=${`CPU of pod ${p.metadata.name}`} /></td>
-          <td data-label="Memory"><${Spark} samples=${series} field="mem" label=${`Memory of pod ${p.metadata.name}`} /></td>
-          <td data-label="Actions"><div class="actions">
-            <a class="button" href=${`#/ns/${ns}/pods/${p.metadata.name}`} aria-label=${`Logs of pod ${p.metadata.name}`}>Logs</a>
-            ${port ? html`<button type="button" onClick=${() => openProxy(`/api/v1/namespaces/${ns}/pods/${p.metadata.name}:${port}/proxy/`, `pod ${p.metadata.name}`)}
-              aria-label=${`Open the URL of pod ${p.metadata.name}`}>Open</button>` : null}
-            <${DeleteButton} ns=${ns} name=${p.metadata.name} />
-          </div></td>
-        </tr>`;
-      })}
+      ${shown.map((p) => html`<${PodRow} key=${p.metadata.uid} pod=${p} ns=${ns} series=${metrics.series.get(p.metadata.name)}
+        at=${at} openProxy=${openProxy} />`)}
     <//>
     ${pods.length > shown.length ? html`<p><button type="button" onClick=${() => setLimit(limit + PAGE)}>
       Show ${Math.min(PAGE, pods.length - shown.length)} more of ${pods.length - shown.length}</button></p>` : null}

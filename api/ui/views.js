@@ -1,6 +1,6 @@
 // Shared pieces (the watch hook, tables, messages, formatting) and the simpler views:
 // namespaces, nodes, Services, Events.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
 import { html } from './html.js';
 import { watchList, request, quantity } from './api.js';
 import { usePodMetrics, sumSeries, Spark, RequestGraphs, fmtCpu, fmtBytes } from './charts.js';
@@ -8,16 +8,21 @@ import { useRequestMetrics } from './metrics.js';
 
 export { html };
 
-/** A list kept current by a watch: { items, error, loading }. PATH null: nothing. */
+/**
+ * A list kept current by a watch: { items, error, loading, remaining } (remaining: items the
+ * server has still to send while the list's first page is shown, 0 once whole, null when it does
+ * not say). PATH null: nothing.
+ */
 export function useWatch(path) {
-  const [state, setState] = useState({ items: [], error: null, loading: true });
-  useEffect(() => {
+  const [state, setState] = useState({ items: [], error: null, loading: true, remaining: 0 });
+  // A layout effect: the list is asked for as the view is built, not a frame later.
+  useLayoutEffect(() => {
     if (!path) return undefined;
-    setState({ items: [], error: null, loading: true });
+    setState({ items: [], error: null, loading: true, remaining: 0 });
     const ctl = new AbortController();
-    watchList(path, (items, error) => {
-      if (error) setState((s) => ({ items: error.forbidden ? [] : s.items, error, loading: false }));
-      else setState({ items, error: null, loading: false });
+    watchList(path, (items, error, remaining) => {
+      if (error) setState((s) => ({ items: error.forbidden ? [] : s.items, error, loading: false, remaining: 0 }));
+      else setState({ items, error: null, loading: false, remaining });
     }, ctl.signal);
     return () => ctl.abort();
   }, [path]);
@@ -61,13 +66,14 @@ export function age(ts) {
   return `${Math.floor(s / 86400)}d`;
 }
 
-export const byName = (a, b) => a.metadata.name.localeCompare(b.metadata.name);
+const collator = new Intl.Collator();
+export const byName = (a, b) => collator.compare(a.metadata.name, b.metadata.name);
 
 /** A titled section with a live list: loading, refusal, empty, or the table. */
 export function Section({ title, state, what, empty, children, id }) {
   const hid = id || title.toLowerCase().replace(/[^a-z]+/g, '-');
   return html`<section aria-labelledby=${hid} class="panel">
-    <h2 id=${hid}>${title} ${!state.error && !state.loading ? html`<span class="count">${state.items.length}</span>` : null}</h2>
+    <h2 id=${hid}>${title} ${!state.error && !state.loading ? html`<span class="count">${state.remaining === null ? `${state.items.length}+` : state.items.length + (state.remaining || 0)}</span>` : null}</h2>
     <${Problem} error=${state.error} what=${what} />
     ${state.loading ? html`<p class="muted" role="status">Loading…</p>` : null}
     ${!state.loading && !(state.error && state.error.forbidden) && state.items.length === 0

@@ -74,3 +74,16 @@ fn the_import_map_is_found_and_every_asset_is_listed_once() {
     names.dedup();
     assert_eq!(names.len(), ASSETS.len());
 }
+
+#[test]
+fn the_index_preloads_every_module() {
+    let index = std::str::from_utf8(ASSETS[0].body).unwrap();
+    for a in ASSETS.iter().filter(|a| a.content_type == JS) {
+        let link = format!("<link rel=\"modulepreload\" href=\"{}\">", a.name);
+        assert!(
+            index.contains(&link),
+            "index.html does not preload {}",
+            a.name
+        );
+    }
+}

@@ -389,8 +389,10 @@ async fn serve(
     tls: Arc<rustls::ServerConfig>,
     client_auth: Arc<crate::auth::x509::ClientAuth>,
     router: axum::Router,
+    gate: Arc<crate::limits::ConnectionGate>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let header_timeout = gate.limits().request_header_timeout;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -404,10 +406,16 @@ async fn serve(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
-    gate: Arc<crate::limits::ConnectionGate>,
+                };
+                // Over a connection bound: closed at once, before any TLS work.
+                let permit = match gate.admit(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refused) => {
+                        tracing::debug!(%peer, ?refused, "connection refused: too many open");
+                        continue;
+                    }
                 };
                 let _ = tcp.set_nodelay(true);
-    let header_timeout = gate.limits().request_header_timeout;
                 let acceptor = acceptor.clone();
                 let router = router.clone();
                 let client_auth = client_auth.clone();
@@ -426,17 +434,15 @@ async fn serve(
                         }
                         Err(_) => return,
                     };
-                    // The verified client certificate's user goes with every request of the
-                // Over a connection bound: closed at once, before any TLS work.
-                let permit = match gate.admit(peer.ip()) {
-                    Ok(permit) => permit,
-                    Err(refused) => {
-                        tracing::debug!(%peer, ?refused, "connection refused: too many open");
-                        continue;
+                    let mut tls = tokio::io::BufReader::with_capacity(1, tls);
+                    match tokio::time::timeout(header_timeout, tokio::io::AsyncBufReadExt::fill_buf(&mut tls)).await {
+                        Ok(Ok(first)) if !first.is_empty() => {}
+                        _ => return,
                     }
-                };
+                    // The verified client certificate's user goes with every request of the
                     // connection; the authentication middleware uses it without a bearer token.
                     let cert_user = tls
+                        .get_ref()
                         .get_ref()
                         .1
                         .peer_certificates()
@@ -449,15 +455,9 @@ async fn serve(
                                 request.extensions_mut().insert(user.clone());
                             }
                             request
-                    let mut tls = tokio::io::BufReader::with_capacity(1, tls);
-                    match tokio::time::timeout(header_timeout, tokio::io::AsyncBufReadExt::fill_buf(&mut tls)).await {
-                        Ok(Ok(first)) if !first.is_empty() => {}
-                        _ => return,
-                    }
                                 .extensions_mut()
                                 .insert(axum::extract::ConnectInfo(peer));
                             request
-                        .get_ref()
                         },
                     ));
                     let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -220,7 +220,6 @@ pub(crate) struct FlowControlArgs {
     /// Watches (and other long-running requests) one user may hold at once (0: no bound).
     #[arg(long, default_value_t = 1000)]
     max_watches_per_user: usize,
-}
     /// Connections open at once (0: no bound); past it a new connection is closed on accept.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
@@ -231,6 +230,7 @@ pub(crate) struct FlowControlArgs {
     /// head, and that an HTTP/1.1 connection may sit idle between requests (slow clients).
     #[arg(long, default_value_t = 32)]
     request_header_timeout_seconds: u64,
+}
 
 impl FlowControlArgs {
     pub(crate) fn apply(&self, opts: &mut skiff_api::ServerOptions) {
@@ -246,7 +246,6 @@ impl FlowControlArgs {
             queue_wait: std::time::Duration::from_secs(self.request_queue_wait_seconds.max(1)),
             max_watches_per_user: self.max_watches_per_user,
         };
-    }
         opts.connections = skiff_api::limits::ConnectionLimits {
             max_connections: self.max_connections,
             max_connections_per_client_ip: self.max_connections_per_client_ip,
@@ -254,6 +253,7 @@ impl FlowControlArgs {
                 self.request_header_timeout_seconds.max(1),
             ),
         };
+    }
 }
 
 /// The audit log.

@@ -15,3 +15,12 @@ find "$deps" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[^/.]+-[0-
     if (seen[name]++) print path
   }' | xargs -r rm -f
 find "$target/debug/incremental" -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {} + 2>/dev/null || true
+# A full run relinks every test executable (about 25 GB) beside the previous ones before the
+# next prune: when the disk cannot hold that twice, drop all of them and the incremental caches.
+need_kb=$((40 * 1024 * 1024))
+free_kb=$(df -Pk "$target" | awk 'NR == 2 { print $4 }')
+if [ "${free_kb:-0}" -lt "$need_kb" ]; then
+  echo "prune-target: $((free_kb / 1024 / 1024)) GiB free under $target; removing its test executables and incremental caches"
+  find "$deps" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[^/.]+-[0-9a-f]{16}' -delete
+  rm -rf "$target/debug/incremental"
+fi

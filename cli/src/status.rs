@@ -278,6 +278,15 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
         }
         Err(e) => println!("Apps:        cannot list them: {e}"),
     }
+    match components(&client, info.ingress.as_deref()).await {
+        Ok(rows) if rows.is_empty() => {}
+        Ok(rows) => {
+            println!();
+            println!("Deployed components ({}):", rows.len());
+            table(&["NAME", "NAMESPACE", "READY", "URLS"], &rows);
+        }
+        Err(e) => println!("Deployed components: cannot list them: {e:#}"),
+    }
 
     if let Some(registry) = &info.registry {
         println!();
@@ -318,6 +327,60 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 /// One node's row: name, Ready, its pods (not finished), capacity and version.
+/// The components `skiff deploy FILE --name NAME` made (labelled managed-by skiff, part of no
+/// app): one row each with its readiness and the URLs of its Ingress.
+async fn components(
+    client: &kube::Client,
+    ingress: Option<&str>,
+) -> anyhow::Result<Vec<[String; 4]>> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::networking::v1::Ingress;
+    let lp = ListParams::default().labels(&format!(
+        "{}={},!{}",
+        skiff_sdk::LABEL_MANAGED_BY,
+        skiff_sdk::FIELD_MANAGER,
+        skiff_sdk::LABEL_PART_OF
+    ));
+    let deployments = Api::<Deployment>::all(client.clone()).list(&lp).await?;
+    let ingresses = Api::<Ingress>::all(client.clone()).list(&lp).await?;
+    let mut rows = Vec::new();
+    for d in &deployments.items {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let namespace = d.metadata.namespace.clone().unwrap_or_default();
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let ready = d
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        let urls: Vec<String> = ingresses
+            .items
+            .iter()
+            .filter(|i| {
+                i.metadata.namespace.as_deref() == Some(namespace.as_str())
+                    && i.metadata.name.as_deref() == Some(name.as_str())
+            })
+            .flat_map(|i| i.spec.iter().flat_map(|s| s.rules.iter().flatten()))
+            .flat_map(|rule| {
+                rule.http.iter().flat_map(|h| h.paths.iter()).map(|p| {
+                    skiff_sdk::deploy::url(
+                        rule.host.as_deref(),
+                        ingress,
+                        p.path.as_deref().unwrap_or("/"),
+                    )
+                })
+            })
+            .collect();
+        let urls = if urls.is_empty() {
+            "-".into()
+        } else {
+            urls.join(" ")
+        };
+        rows.push([name, namespace, format!("{ready}/{want}"), urls]);
+    }
+    Ok(rows)
+}
+
 fn node_row(n: &Node, pods: Option<&[Pod]>) -> [String; 6] {
     let name = n.metadata.name.clone().unwrap_or_default();
     let status = n.status.as_ref();

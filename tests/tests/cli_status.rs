@@ -1,11 +1,11 @@
-//! `skiff status` on a fresh `skiff up` (the node Ready, the samples, the console URL), its
-//! errors (no kubeconfig, nothing listening, a user RBAC refuses), what `skiff up` prints, and
-//! `skiff completions` for bash, zsh and fish.
+//! `skiff status` on a fresh `skiff up` (the node Ready, the samples, the console URL, a
+//! deployed component and its URL), its errors (no kubeconfig, nothing listening, a user RBAC
+//! refuses), what `skiff up` prints, and `skiff completions` for bash, zsh and fish.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use skiff_tests::{skiff_bin, start_up};
+use skiff_tests::{repo_root, skiff_bin, start_up};
 
 fn text(out: &Output) -> (String, String) {
     (
@@ -76,6 +76,32 @@ fn status_on_a_fresh_up_shows_the_node_and_the_samples() {
             "the samples are not listed:\n{stdout}"
         );
     }
+
+    // A component deployed with `skiff deploy FILE --name NAME` is listed with its URL.
+    let wasm = repo_root().join("samples/hello-http/hello-http.wasm");
+    let out = Command::new(skiff_bin())
+        .arg("deploy")
+        .arg(&wasm)
+        .args(["--name", "hello", "--kubeconfig", kubeconfig.as_str()])
+        .env("HOME", &home)
+        .env("SKIFF_CACHE_DIR", home.join("cache"))
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skiff deploy: {}", text(&out).1);
+    let out = status(&home, &["--kubeconfig", kubeconfig.as_str()], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    assert!(stdout.contains("Deployed components (1):"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("hello "))
+        .unwrap_or_else(|| panic!("no row for the deployed `hello`:\n{stdout}"));
+    assert!(
+        row.contains("default") && row.contains("1/1") && row.contains("http://hello.localhost"),
+        "the row lacks namespace, readiness or URL: {row}"
+    );
 
     // A user RBAC gives nothing sees which part was refused and what to do, not a crash.
     let alice = dir.path().join("alice.kubeconfig");

@@ -347,12 +347,7 @@ async fn components(
     for d in &deployments.items {
         let name = d.metadata.name.clone().unwrap_or_default();
         let namespace = d.metadata.namespace.clone().unwrap_or_default();
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let ready = d
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
+        let (ready, want) = skiff_sdk::deploy::readiness(d);
         let urls: Vec<String> = ingresses
             .items
             .iter()
@@ -360,16 +355,7 @@ async fn components(
                 i.metadata.namespace.as_deref() == Some(namespace.as_str())
                     && i.metadata.name.as_deref() == Some(name.as_str())
             })
-            .flat_map(|i| i.spec.iter().flat_map(|s| s.rules.iter().flatten()))
-            .flat_map(|rule| {
-                rule.http.iter().flat_map(|h| h.paths.iter()).map(|p| {
-                    skiff_sdk::deploy::url(
-                        rule.host.as_deref(),
-                        ingress,
-                        p.path.as_deref().unwrap_or("/"),
-                    )
-                })
-            })
+            .flat_map(|i| skiff_sdk::deploy::ingress_urls(i, ingress))
             .collect();
         let urls = if urls.is_empty() {
             "-".into()

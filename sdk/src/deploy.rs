@@ -805,12 +805,7 @@ pub async fn list(client: &kube::Client, ingress: Option<&str>) -> Result<Vec<Ap
                 components: Vec::new(),
                 urls: Vec::new(),
             });
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let ready = d
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
+        let (ready, want) = readiness(d);
         entry
             .components
             .push((d.metadata.name.clone().unwrap_or_default(), ready, want));
@@ -819,17 +814,35 @@ pub async fn list(client: &kube::Client, ingress: Option<&str>) -> Result<Vec<Ap
         let Some(entry) = apps.get_mut(&key(&i.metadata)) else {
             continue;
         };
-        for rule in i.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
-            for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
-                entry.urls.push(url(
-                    rule.host.as_deref(),
-                    ingress,
-                    p.path.as_deref().unwrap_or("/"),
-                ));
-            }
-        }
+        entry.urls.extend(ingress_urls(i, ingress));
     }
     Ok(apps.into_values().collect())
+}
+
+/// A Deployment's ready replicas and the replicas it asks for.
+pub fn readiness(d: &Deployment) -> (i32, i32) {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let ready = d
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    (ready, want)
+}
+
+/// The URLs an Ingress's rules route, on the ingress at `ingress` (`HOST:PORT`).
+pub fn ingress_urls(i: &Ingress, ingress: Option<&str>) -> Vec<String> {
+    let mut urls = Vec::new();
+    for rule in i.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
+        for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
+            urls.push(url(
+                rule.host.as_deref(),
+                ingress,
+                p.path.as_deref().unwrap_or("/"),
+            ));
+        }
+    }
+    urls
 }
 
 /// Deletes every object of app `name` (in `namespace`, or in every namespace), and the app's

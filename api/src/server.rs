@@ -5,14 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use skiff_store::Store;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 use crate::app::{AppState, app};
 use crate::auth::UserInfo;
@@ -310,8 +307,14 @@ pub async fn start_with_store(opts: ServerOptions, store: Arc<dyn Store>) -> Res
         crate::bootstrap::me(addr),
         shutdown_rx.clone(),
     ));
-    let gate = crate::limits::ConnectionGate::new(opts.connections.clone());
-    let task = tokio::spawn(serve(listener, tls, client_auth, router, gate, shutdown_rx));
+    let task = tokio::spawn(serve(
+        listener,
+        tls,
+        client_auth,
+        router,
+        opts.connections.clone(),
+        shutdown_rx,
+    ));
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "API server listening");
     Ok(ServerHandle {
         addr,
@@ -389,109 +392,43 @@ async fn serve(
     tls: Arc<rustls::ServerConfig>,
     client_auth: Arc<crate::auth::x509::ClientAuth>,
     router: axum::Router,
-    gate: Arc<crate::limits::ConnectionGate>,
+    limits: crate::limits::ConnectionLimits,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let header_timeout = gate.limits().request_header_timeout;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Over a connection bound: closed at once, before any TLS work.
-                let permit = match gate.admit(peer.ip()) {
-                    Ok(permit) => permit,
-                    Err(refused) => {
-                        tracing::debug!(%peer, ?refused, "connection refused: too many open");
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let router = router.clone();
-                let client_auth = client_auth.clone();
-                let watcher = graceful.watcher();
-                connections.spawn(async move {
-                    let _permit = permit;
-                    // The handshake and the first byte get the request header timeout, as Go's
-                    // server gives kube-apiserver's: a client that connects and says nothing
-                    // (or nothing after the handshake, which HTTP/2 would wait for forever)
-                    // holds its connection that long at most.
-                    let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(err)) => {
-                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let mut tls = tokio::io::BufReader::with_capacity(1, tls);
-                    match tokio::time::timeout(header_timeout, tokio::io::AsyncBufReadExt::fill_buf(&mut tls)).await {
-                        Ok(Ok(first)) if !first.is_empty() => {}
-                        _ => return,
-                    }
-                    // The verified client certificate's user goes with every request of the
-                    // connection; the authentication middleware uses it without a bearer token.
-                    let cert_user = tls
-                        .get_ref()
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| client_auth.user(chain))
-                        .map(crate::auth::x509::PeerCertificate);
-                    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-                        router,
-                        move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                            if let Some(user) = &cert_user {
-                                request.extensions_mut().insert(user.clone());
-                            }
-                            request
-                                .extensions_mut()
-                                .insert(axum::extract::ConnectInfo(peer));
-                            request
-                        },
-                    ));
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    // HTTP/1.1: the request header timeout bounds each head and the idle time
-                    // between requests; a head over MAX_HEADER_BYTES gets 431. HTTP/2: a header
-                    // list over it gets 431 on its stream.
-                    builder
-                        .http1()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(header_timeout)
-                        .max_buf_size(crate::limits::MAX_HEADER_BYTES);
-                    builder
-                        .http2()
-                        .max_concurrent_streams(1000)
-                        .max_header_list_size(crate::limits::MAX_HEADER_BYTES as u32);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                    if let Err(err) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %err, "connection ended with an error");
-                    }
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    tracing::info!("API server shutting down");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still in flight after the shutdown grace period; closing them");
-    }
-    connections.abort_all();
+    let options = skiff_serve::ServeOptions {
+        name: "API server",
+        limits,
+        tls: Some(tokio_rustls::TlsAcceptor::from(tls)),
+        protocols: skiff_serve::Protocols::Http1AndHttp2,
+        drain: SHUTDOWN_GRACE,
+    };
+    let make_service = move |peer: &skiff_serve::Peer<'_>| {
+        // The verified client certificate's user goes with every request of the connection;
+        // the authentication middleware uses it without a bearer token.
+        let cert_user = peer
+            .tls
+            .and_then(|session| session.peer_certificates())
+            .and_then(|chain| client_auth.user(chain))
+            .map(crate::auth::x509::PeerCertificate);
+        let addr = peer.addr;
+        TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                if let Some(user) = &cert_user {
+                    request.extensions_mut().insert(user.clone());
+                }
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(addr));
+                request
+            },
+        ))
+    };
+    let stopped = async move {
+        let _ = shutdown.changed().await;
+        tracing::info!("API server shutting down");
+    };
+    skiff_serve::serve(listener, options, make_service, stopped).await;
 }
 
 /// The kubeconfig of the controller manager `skiff server` and `skiff up` run (client

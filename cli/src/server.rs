@@ -230,6 +230,15 @@ pub(crate) struct FlowControlArgs {
     /// head, and that an HTTP/1.1 connection may sit idle between requests (slow clients).
     #[arg(long, default_value_t = 32)]
     request_header_timeout_seconds: u64,
+    /// Seconds a connection may have no request in flight — an HTTP/2 connection with no stream
+    /// open — before it is closed gracefully (GOAWAY); never less than the request header
+    /// timeout. kube-apiserver's `IdleTimeout`, 90 s.
+    #[arg(long, default_value_t = 90)]
+    idle_connection_timeout_seconds: u64,
+    /// HTTP/2 streams one connection may have open at once (further requests wait for one);
+    /// kube-apiserver's flag, whose default means 100.
+    #[arg(long, default_value_t = 100)]
+    http2_max_streams_per_connection: u32,
 }
 
 impl FlowControlArgs {
@@ -252,6 +261,9 @@ impl FlowControlArgs {
             request_header_timeout: std::time::Duration::from_secs(
                 self.request_header_timeout_seconds.max(1),
             ),
+            idle_timeout: std::time::Duration::from_secs(self.idle_connection_timeout_seconds),
+            http2_max_concurrent_streams: self.http2_max_streams_per_connection.max(1),
+            ..Default::default()
         };
     }
 }

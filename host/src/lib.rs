@@ -506,6 +506,21 @@ pub struct NodeHandle {
     shutdown_hooks: Vec<ShutdownHook>,
 }
 
+/// The node endpoint's bounds on its connections. kubelet's server has no connection cap and
+/// no header timeout (only `IdleTimeout` 90 s and a 1 MiB head), and no flags for them; its
+/// clients are the API server and other nodes, authenticated, but a connection is held before
+/// authentication, so anyone who can reach the port could hold it. These are the API server's
+/// bounds (`skiff_serve::ConnectionLimits::DEFAULT`: 4096 connections, 32 s for the first byte
+/// and each head and between requests, 90 s idle, 64 KiB heads) with a quarter of the
+/// connections per client IP instead of an eighth: one address (a node forwarding Service
+/// traffic, the API server following logs for many users) may need many, a stranger may not
+/// take them all. HTTP/1.1 only.
+pub const ENDPOINT_CONNECTION_LIMITS: skiff_serve::ConnectionLimits =
+    skiff_serve::ConnectionLimits {
+        max_connections_per_client_ip: 1024,
+        ..skiff_serve::ConnectionLimits::DEFAULT
+    };
+
 /// How long a node's shutdown lets requests in flight (to the endpoint, the ingress and
 /// NodePorts, and through them to pods) finish before it stops the pods.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -730,23 +745,21 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     };
     let mut stop = drain_rx.clone();
     let serve = tokio::spawn(async move {
-        use axum::serve::ListenerExt;
         let app = listener::router(state);
-        // Responses streamed from a guest go out in several writes: without TCP_NODELAY,
-        // Nagle's algorithm holds the last one until the client's delayed ACK (~40 ms).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "setting TCP_NODELAY on a node endpoint connection");
-            }
-        });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "node listener failed");
-        }
+        let options = skiff_serve::ServeOptions {
+            name: "node endpoint",
+            limits: ENDPOINT_CONNECTION_LIMITS,
+            tls: None,
+            protocols: skiff_serve::Protocols::Http1,
+            drain: DRAIN_GRACE,
+        };
+        let make_service = move |_: &skiff_serve::Peer<'_>| {
+            hyper_util::service::TowerToHyperService::new(app.clone())
+        };
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        skiff_serve::serve(listener, options, make_service, stopped).await;
     });
     let accepted = node_uid.is_some();
     let mut tasks = Vec::new();

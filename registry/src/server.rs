@@ -91,8 +91,8 @@ pub struct RegistryHandle {
     token: String,
     tls: bool,
     storage: Arc<Storage>,
-    handle: axum_server::Handle<SocketAddr>,
-    server: JoinHandle<io::Result<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: JoinHandle<()>,
     janitor: JoinHandle<()>,
     stop_janitor: tokio::sync::watch::Sender<bool>,
 }
@@ -126,20 +126,25 @@ impl RegistryHandle {
     /// Waits until the server stops (after [`RegistryHandle::shutdown`] from elsewhere, or a
     /// failure).
     pub async fn wait(&mut self) -> Result<(), ServerError> {
-        match (&mut self.server).await {
-            Ok(r) => r.map_err(ServerError::Io),
-            Err(e) => Err(ServerError::Task(e.to_string())),
-        }
+        (&mut self.server)
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))
     }
 
     /// Stops accepting connections, lets requests in flight finish (up to `grace`), and waits
     /// for the server to stop.
-    pub async fn shutdown(self, grace: Duration) -> Result<(), ServerError> {
-        self.handle.graceful_shutdown(Some(grace));
+    pub async fn shutdown(mut self, grace: Duration) -> Result<(), ServerError> {
+        let _ = self.stop.send(true);
         let _ = self.stop_janitor.send(true);
-        let res = match self.server.await {
-            Ok(r) => r.map_err(ServerError::Io),
-            Err(e) => Err(ServerError::Task(e.to_string())),
+        // The server drains for `grace`, then closes what is left and ends.
+        let res = match tokio::time::timeout(grace + Duration::from_secs(1), &mut self.server).await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ServerError::Task(e.to_string())),
+            Err(_) => {
+                self.server.abort();
+                Ok(())
+            }
         };
         let _ = self.janitor.await;
         res
@@ -178,20 +183,29 @@ pub async fn start_on(
         metrics: crate::metrics::RegistryMetrics::new(),
     });
     let app = router(state);
-    let handle = axum_server::Handle::new();
-    let server = match &config.tls {
-        None => {
-            let mut server = axum_server::from_tcp(listener)?.handle(handle.clone());
-            bound_heads(server.http_builder());
-            tokio::spawn(async move { server.serve(app.into_make_service()).await })
-        }
-        Some(files) => {
-            let tls = load_tls(files).await?;
-            let mut server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
-            bound_heads(server.http_builder());
-            tokio::spawn(async move { server.serve(app.into_make_service()).await })
-        }
+    let tls = match &config.tls {
+        None => None,
+        Some(files) => Some(skiff_serve::TlsAcceptor::from(load_tls(files).await?)),
     };
+    let options = skiff_serve::ServeOptions {
+        name: "registry",
+        limits: CONNECTION_LIMITS,
+        tls,
+        protocols: skiff_serve::Protocols::Http1AndHttp2,
+        // `RegistryHandle::shutdown` says how long.
+        drain: Duration::from_secs(3600),
+    };
+    let (stop_server, mut stopped) = tokio::sync::watch::channel(false);
+    let make_service =
+        move |_: &skiff_serve::Peer<'_>| hyper_util::service::TowerToHyperService::new(app.clone());
+    let server = tokio::spawn(skiff_serve::serve(
+        tokio::net::TcpListener::from_std(listener)?,
+        options,
+        make_service,
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    ));
     let (stop_janitor, mut stop) = tokio::sync::watch::channel(false);
     let idle = config.upload_idle_timeout;
     let janitor_storage = storage.clone();
@@ -216,37 +230,25 @@ pub async fn start_on(
         token,
         tls: config.tls.is_some(),
         storage,
-        handle,
+        stop: stop_server,
         server,
         janitor,
         stop_janitor,
     })
 }
 
-/// How long a client may take to send an HTTP/1.1 request head, which is also how long a
-/// keep-alive connection may sit idle between requests (slow clients).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
-/// The largest request head (HTTP/1.1 start line and headers, HTTP/2 header list): past it the
-/// answer is 431 Request Header Fields Too Large.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-
-/// Bounds slow and huge request heads on every connection (see [`HEADER_READ_TIMEOUT`] and
-/// [`MAX_HEADER_BYTES`]); bodies are bounded per route (manifests: 413 past
+/// The bounds on the registry's connections (`skiff_serve`): the API server's defaults — 4096
+/// open, 32 s for the TLS handshake, the first byte and each HTTP/1.1 head (and keep-alive
+/// idle), 90 s with no request in flight (HTTP/2: no stream open), 64 KiB heads (431 past
+/// them), 100 HTTP/2 streams — with 1024 per client IP (a quarter: the nodes of `skiff up` and
+/// a pushing CI runner share an address). Bodies are bounded per route (manifests: 413 past
 /// `MAX_MANIFEST_SIZE`; blobs stream to disk).
-fn bound_heads(
-    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-) {
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
-}
+pub const CONNECTION_LIMITS: skiff_serve::ConnectionLimits = skiff_serve::ConnectionLimits {
+    max_connections_per_client_ip: 1024,
+    ..skiff_serve::ConnectionLimits::DEFAULT
+};
 
-async fn load_tls(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig, ServerError> {
+async fn load_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (cert, key) = (files.cert.clone(), files.key.clone());
@@ -268,9 +270,7 @@ async fn load_tls(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsCon
         .with_single_cert(certs, key)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
-        Arc::new(cfg),
-    ))
+    Ok(Arc::new(cfg))
 }
 
 fn router(state: Arc<AppState>) -> Router {

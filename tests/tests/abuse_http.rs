@@ -1,8 +1,10 @@
-//! Abuse of the API server's HTTP surface on a real `skiff up`: slow clients, thousands of idle
+//! Abuse of the HTTP surfaces of a real `skiff up` (the API server, the node endpoint, the
+//! registry and the ingress): slow clients, thousands of idle connections, idle HTTP/2
 //! connections, huge headers, long URLs and label selectors, huge bodies, deeply nested JSON and
 //! YAML, floods of tiny requests and thousands of watches. Each case must get its documented
-//! answer (RELIABILITY.md, "HTTP limits") while a well-behaved user keeps getting answers: its
-//! GET latency (p50/p99) and the server's RSS are printed per case, as a Markdown table.
+//! answer (RELIABILITY.md, "HTTP surfaces under abuse") while a well-behaved user keeps getting
+//! answers: its GET latency (p50/p99) and the server's RSS are printed per case, as a Markdown
+//! table. `SKIFF_BIN` runs another build (a release one) of `skiff`.
 //!
 //! The abusive clients connect from 127.0.0.2 where a case is about connections, so the
 //! per-client-IP bound is what stops them; the well-behaved client is on 127.0.0.1.
@@ -24,12 +26,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
-/// The request header timeout the server runs with here (its default is 32 s).
+/// The request header timeout the API server runs with here (its default is 32 s).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+/// The API server's idle connection timeout here (its default is 90 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// The node endpoint's request header timeout and per-client-IP bound (constants).
+const NODE_HEADER_TIMEOUT: Duration = skiff_host::ENDPOINT_CONNECTION_LIMITS.request_header_timeout;
+const NODE_PER_IP: usize = skiff_host::ENDPOINT_CONNECTION_LIMITS.max_connections_per_client_ip;
 /// The server's per-client-IP connection bound (its default).
 const PER_IP: usize = 512;
 /// The namespace the abuse works in.
 const NS: &str = "abuse";
+
+type H2Sender = hyper::client::conn::http2::SendRequest<Empty<hyper::body::Bytes>>;
 
 /// One user's TLS client configuration: the cluster CA, a client certificate.
 #[derive(Clone)]
@@ -73,17 +82,22 @@ impl Tls {
     }
 
     /// One HTTP/2 connection's request sender.
-    async fn h2(
+    async fn h2(&self) -> Result<H2Sender> {
+        Ok(self.h2_connection().await?.0)
+    }
+
+    /// One HTTP/2 connection's request sender and its driver, which ends when the connection
+    /// does (`Ok` after the server's `GOAWAY`).
+    async fn h2_connection(
         &self,
-    ) -> Result<hyper::client::conn::http2::SendRequest<Empty<hyper::body::Bytes>>> {
+    ) -> Result<(H2Sender, tokio::task::JoinHandle<hyper::Result<()>>)> {
         let tls = self.connect(true).await?;
         let (send, conn) = hyper::client::conn::http2::handshake(
             hyper_util::rt::TokioExecutor::new(),
             hyper_util::rt::TokioIo::new(tls),
         )
         .await?;
-        tokio::spawn(conn);
-        Ok(send)
+        Ok((send, tokio::spawn(conn)))
     }
 }
 
@@ -300,12 +314,18 @@ async fn idle_connections(
     Ok((quick_closed, last))
 }
 
-/// Slow clients: each completes TLS, then sends a request head one line every 500 ms, never
-/// finishing it. Returns how long until the server had closed every one.
-async fn slowloris(tls: &Tls, n: usize) -> Result<Duration> {
+/// Slow clients: each connects (`connect`: TLS included), then sends a request head one line
+/// every 500 ms, never finishing it. Returns how long until the server had closed every one;
+/// fails if one stays open three times the server's header `timeout`.
+async fn slowloris<S, F, Fut>(n: usize, timeout: Duration, connect: F) -> Result<Duration>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<S>>,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let start = Instant::now();
-    let one = |tls: Tls| async move {
-        let mut s = tls.connect(false).await?;
+    let one = |conn: Fut| async move {
+        let mut s = conn.await?;
         s.write_all(b"GET /api HTTP/1.1\r\nHost: x\r\n").await?;
         for i in 0.. {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -319,7 +339,7 @@ async fn slowloris(tls: &Tls, n: usize) -> Result<Duration> {
             {
                 break;
             }
-            if start.elapsed() > HEADER_TIMEOUT * 10 {
+            if start.elapsed() > timeout * 3 {
                 bail!(
                     "a slow client's connection stayed open for {:?}",
                     start.elapsed()
@@ -328,12 +348,21 @@ async fn slowloris(tls: &Tls, n: usize) -> Result<Duration> {
         }
         Ok::<_, anyhow::Error>(start.elapsed())
     };
-    let all = futures::future::join_all((0..n).map(|_| one(tls.clone()))).await;
+    let all = futures::future::join_all((0..n).map(|_| one(connect()))).await;
     let mut last = Duration::ZERO;
     for r in all {
         last = last.max(r?);
     }
     Ok(last)
+}
+
+/// The probe ConfigMap, and a watch of the namespace's ConfigMaps.
+const PROBE: &str = "/api/v1/namespaces/abuse/configmaps/probe";
+const WATCH: &str = "/api/v1/namespaces/abuse/configmaps?watch=true";
+
+/// An HTTP/2 GET of `path` on the API server.
+fn get(path: &str) -> Result<http::Request<Empty<hyper::body::Bytes>>> {
+    Ok(http::Request::get(format!("https://127.0.0.1{path}")).body(Empty::new())?)
 }
 
 /// `loops` concurrent request loops over one HTTP/2 connection for `secs`; returns the counts
@@ -356,11 +385,7 @@ async fn flood(tls: &Tls, loops: usize, secs: u64) -> Result<(usize, usize, bool
         async move {
             while Instant::now() < deadline {
                 send.ready().await?;
-                let req = http::Request::get(format!(
-                    "https://127.0.0.1/api/v1/namespaces/{NS}/configmaps/probe"
-                ))
-                .body(Empty::new())?;
-                let resp = send.send_request(req).await?;
+                let resp = send.send_request(get(PROBE)?).await?;
                 match resp.status().as_u16() {
                     200 => ok.fetch_add(1, Ordering::Relaxed),
                     429 => {
@@ -386,22 +411,20 @@ async fn flood(tls: &Tls, loops: usize, secs: u64) -> Result<(usize, usize, bool
     ))
 }
 
-/// Opens `n` watches over HTTP/2 connections of 500 streams each and holds them for `hold`;
-/// returns the counts of watches started (200) and refused (429).
+/// Opens `n` watches over HTTP/2 connections of `STREAMS` streams each (the server's bound
+/// per connection) and holds them for `hold`; returns the counts of watches started (200) and
+/// refused (429).
 async fn watches(tls: &Tls, n: usize, hold: Duration) -> Result<(usize, usize)> {
+    const STREAMS: usize = 100;
     let mut senders = Vec::new();
-    for _ in 0..n.div_ceil(500) {
+    for _ in 0..n.div_ceil(STREAMS) {
         senders.push(tls.h2().await?);
     }
     let open = (0..n).map(|i| {
-        let mut send = senders[i / 500].clone();
+        let mut send = senders[i / STREAMS].clone();
         async move {
             send.ready().await?;
-            let req = http::Request::get(format!(
-                "https://127.0.0.1/api/v1/namespaces/{NS}/configmaps?watch=true"
-            ))
-            .body(Empty::new())?;
-            Ok::<_, anyhow::Error>(send.send_request(req).await?)
+            Ok::<_, anyhow::Error>(send.send_request(get(WATCH)?).await?)
         }
     });
     let mut held = Vec::new();
@@ -442,14 +465,26 @@ fn mint(data: &Path, url: &str, user: &str, out: &Path) -> Result<(String, Strin
 async fn each_abuse_gets_its_status_and_other_clients_keep_their_answers() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let timeout = HEADER_TIMEOUT.as_secs().to_string();
-    let (up, ready) =
-        skiff_tests::start_up_with(tmp.path(), &["--request-header-timeout-seconds", &timeout]);
+    let idle = IDLE_TIMEOUT.as_secs().to_string();
+    let (up, ready) = skiff_tests::start_up_with(
+        tmp.path(),
+        &[
+            "--request-header-timeout-seconds",
+            &timeout,
+            "--idle-connection-timeout-seconds",
+            &idle,
+        ],
+    );
     let pid = up.0.id();
     let url = ready["apiServer"]
         .as_str()
         .context("apiServer")?
         .to_string();
     let server: SocketAddr = url.trim_start_matches("https://").parse()?;
+    let node: SocketAddr = ready["nodeEndpoint"]
+        .as_str()
+        .context("nodeEndpoint")?
+        .parse()?;
     let admin_kubeconfig = ready["kubeconfig"].as_str().context("kubeconfig")?;
     let admin = skiff_tests::client::client(Path::new(admin_kubeconfig)).await?;
     let data = tmp.path().join("data");
@@ -515,7 +550,7 @@ async fn each_abuse_gets_its_status_and_other_clients_keep_their_answers() -> Re
 
     report
         .case("200 slow clients (slowloris)", &probe, || async {
-            let last = slowloris(&tls, 200).await?;
+            let last = slowloris(200, HEADER_TIMEOUT, || tls.connect(false)).await?;
             Ok(format!("all closed after {:.1} s", last.as_secs_f64()))
         })
         .await?;
@@ -546,6 +581,67 @@ async fn each_abuse_gets_its_status_and_other_clients_keep_their_answers() -> Re
         .await?;
 
     report
+        .case("idle HTTP/2 connection", &probe, || async {
+            // One connection idle after a request, one holding a watch.
+            let (mut idle, idle_conn) = tls.h2_connection().await?;
+            let resp = idle.send_request(get(PROBE)?).await?;
+            anyhow::ensure!(resp.status() == 200, "GET: {}", resp.status());
+            resp.into_body().collect().await?;
+            let t = Instant::now();
+            let (mut watching, watching_conn) = tls.h2_connection().await?;
+            let watch = watching.send_request(get(WATCH)?).await?;
+            anyhow::ensure!(watch.status() == 200, "watch: {}", watch.status());
+            let ended = tokio::time::timeout(IDLE_TIMEOUT * 5, idle_conn)
+                .await
+                .context("the idle HTTP/2 connection stayed open")??;
+            let closed = t.elapsed();
+            anyhow::ensure!(
+                ended.is_ok(),
+                "the idle connection was not closed with GOAWAY: {ended:?}"
+            );
+            anyhow::ensure!(
+                !watching_conn.is_finished(),
+                "the connection with a watch open was closed"
+            );
+            drop(watch);
+            Ok(format!(
+                "closed with GOAWAY after {:.1} s; the one with a watch open stayed open",
+                closed.as_secs_f64()
+            ))
+        })
+        .await?;
+
+    report
+        .case(
+            "node endpoint: 200 slow clients and 1500 idle connections from one IP",
+            &probe,
+            || async {
+                let n = 1500;
+                let slow = slowloris(200, NODE_HEADER_TIMEOUT, || tcp_from(node, None));
+                // While they are open a new client (from 127.0.0.1) is answered.
+                let fresh = async {
+                    let a = plain_h1(node, &request("GET", "/healthz", "", b"")).await?;
+                    anyhow::ensure!(a.status == 200, "/healthz: {}", a.head);
+                    Ok(())
+                };
+                let idle =
+                    idle_connections(node, abuser_ip, n, NODE_HEADER_TIMEOUT / 2, fresh);
+                let (slow, idle) = tokio::join!(slow, idle);
+                let (slow, (refused, last)) = (slow?, idle?);
+                assert!(
+                    refused >= n - NODE_PER_IP,
+                    "only {refused} of {n} connections over the per-IP bound were closed at once"
+                );
+                Ok(format!(
+                    "slow: all closed after {:.1} s; idle: {refused} closed at once, all closed after {:.1} s",
+                    slow.as_secs_f64(),
+                    last.as_secs_f64()
+                ))
+            },
+        )
+        .await?;
+
+    report
         .case("256 KiB header", &probe, || async {
             let header = format!("X-Big: {}\r\n", "a".repeat(256 * 1024));
             let a = h1(&tls, &request("GET", "/api", &header, b"")).await?;
@@ -556,11 +652,11 @@ async fn each_abuse_gets_its_status_and_other_clients_keep_their_answers() -> Re
 
     report
         .case(
-            "256 KiB header at the registry and the ingress",
+            "256 KiB header at the registry, the ingress and the node endpoint",
             &probe,
             || async {
                 let header = format!("X-Big: {}\r\n", "a".repeat(256 * 1024));
-                for surface in ["registry", "ingress"] {
+                for surface in ["registry", "ingress", "nodeEndpoint"] {
                     let addr: SocketAddr = ready[surface].as_str().context("address")?.parse()?;
                     let a = plain_h1(addr, &request("GET", "/v2/", &header, b"")).await?;
                     assert_eq!(a.status, 431, "{surface}: {}", a.head);
@@ -661,6 +757,9 @@ async fn each_abuse_gets_its_status_and_other_clients_keep_their_answers() -> Re
     // The server still answers a new client.
     steady_cms.get("probe").await?;
     println!("\n{}", report.rows.join("\n"));
+    // The machine's load beside the figures (other builds and tests share the cores).
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average (1, 5, 15 min): {}", load.trim());
     drop(up);
     Ok(())
 }

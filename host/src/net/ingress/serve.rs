@@ -12,7 +12,6 @@ use futures::future::BoxFuture;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use skiff_runtime::{HttpBody, box_body, full_body};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,14 +20,15 @@ use tokio_rustls::TlsAcceptor;
 use super::rules::{RouteTable, Target};
 use crate::net::{SOURCE_IP_HEADER, ServiceBackend};
 
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest request head (start line and headers): past it the answer is 431.
-const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// Connections open at once on one listener: past it a new connection is closed on accept.
-const MAX_CONNECTIONS: usize = 4096;
+/// The bounds on one listener's connections (`skiff_serve`): 4096 open, 1024 of one client IP
+/// (a quarter: one client cannot take them all, many behind one NAT still get in), 30 s for the
+/// TLS handshake, the first byte and each request head (which also bounds a keep-alive
+/// connection's idle time), 64 KiB heads (431 past them). HTTP/1.1 only.
+const LIMITS: skiff_serve::ConnectionLimits = skiff_serve::ConnectionLimits {
+    max_connections_per_client_ip: 1024,
+    request_header_timeout: Duration::from_secs(30),
+    ..skiff_serve::ConnectionLimits::DEFAULT
+};
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,91 +61,28 @@ pub(crate) async fn serve(
     handler: Arc<dyn Handler>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // Every connection's task: aborted with the server if it is dropped or aborted.
-    let mut conns = tokio::task::JoinSet::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        while conns.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, addr) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accepting an ingress connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(client = %addr, "ingress connection refused: {MAX_CONNECTIONS} open");
-            continue;
-        };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "setting TCP_NODELAY on an ingress connection");
-        }
+    let options = skiff_serve::ServeOptions {
+        name: "ingress",
+        limits: LIMITS,
+        tls,
+        protocols: skiff_serve::Protocols::Http1,
+        drain: DRAIN_TIMEOUT,
+    };
+    let make_service = move |conn: &skiff_serve::Peer<'_>| {
         let peer = Peer {
-            ip: HeaderValue::from_str(&addr.ip().to_string())
+            ip: HeaderValue::from_str(&conn.addr.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         };
         let handler = handler.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        conns.spawn(async move {
-            let _slot = slot;
-            let service = hyper::service::service_fn(move |req| {
-                let resp = handler.handle(req, &peer);
-                async move { Ok::<_, Infallible>(resp.await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            // A client gets HEADER_READ_TIMEOUT to send a request's headers (slowloris), which
-            // also bounds a keep-alive connection's idle time; a head over MAX_HEADER_BYTES
-            // gets 431.
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_HEADER_BYTES);
-            let result =
-                match tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
-                    }
-                    Some(acceptor) => {
-                        let stream =
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(client = %addr, error = %e, "TLS handshake");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(client = %addr, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
-                    }
-                };
-            if let Err(e) = result {
-                tracing::debug!(client = %addr, error = %e, "ingress connection");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("ingress connections still open after {DRAIN_TIMEOUT:?}; closing them");
-    }
-    conns.shutdown().await;
+        hyper::service::service_fn(move |req| {
+            let resp = handler.handle(req, &peer);
+            async move { Ok::<_, Infallible>(resp.await) }
+        })
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    skiff_serve::serve(listener, options, make_service, stopped).await;
 }
 
 /// A plain-text answer of the ingress itself.

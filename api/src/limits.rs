@@ -59,3 +59,33 @@ pub(crate) async fn url_length(request: Request, next: Next) -> Response {
     }
     next.run(request).await
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn get(uri: &str) -> Request {
+        axum::http::Request::get(uri).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_url_over_the_limit_gets_414_with_a_status() {
+        let app = axum::Router::new()
+            .fallback(|| async { "ok" })
+            .layer(axum::middleware::from_fn(url_length));
+        let long = format!("/api/v1/pods?labelSelector={}", "a".repeat(MAX_URL_BYTES));
+        let resp = app.clone().oneshot(get(&long)).await.unwrap();
+        assert_eq!(resp.status(), 414);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["reason"], "RequestURITooLong");
+        let short = app.oneshot(get("/api/v1/pods?labelSelector=a%3Db")).await;
+        assert_eq!(short.unwrap().status(), 200);
+    }
+}

@@ -123,8 +123,9 @@ impl Quantity {
             amount.checked_mul(factor).ok_or(QuantityError::TooLarge)?
         } else {
             // Finer than a milli-unit: round away from zero, as Go's MilliValue rounds up.
+            // (amount is not negative; `amount + divisor - 1` could overflow near i128::MAX.)
             match 10i128.checked_pow(scale.unsigned_abs()) {
-                Some(divisor) => (amount + divisor - 1) / divisor,
+                Some(divisor) => amount / divisor + i128::from(amount % divisor != 0),
                 None => 1,
             }
         };
@@ -318,6 +319,26 @@ mod tests {
 
     fn q(s: &str) -> Quantity {
         Quantity::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    /// Found fuzzing the quantity parser (read in the code the target reaches, then replayed by
+    /// the target): rounding a value finer than a milli-unit up overflowed near i128::MAX.
+    #[test]
+    fn rounding_up_the_largest_mantissa_does_not_overflow() {
+        // 39 fraction digits (i128::MAX): 0.17014…7 is 170.14…m, rounded away from zero.
+        assert_eq!(q("0.170141183460469231731687303715884105727").milli(), 171);
+        assert_eq!(
+            q("-0.170141183460469231731687303715884105727").milli(),
+            -171
+        );
+        assert_eq!(
+            q("170141183460469231731687303715884105.727").milli(),
+            170141183460469231731687303715884105727
+        );
+        assert_eq!(
+            q("17014118346046923173168730371588410572.7n").milli(),
+            17014118346046923173168730371589
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! YAML, floods of tiny requests and thousands of watches. Each case must get its documented
 //! answer (RELIABILITY.md, "HTTP surfaces under abuse") while a well-behaved user keeps getting
 //! answers: its GET latency (p50/p99) and the server's RSS are printed per case, as a Markdown
-//! table. `SKIFF_BIN` runs another build (a release one) of `skiff`.
+//! table. `SKIFF_BIN` runs another build (a release one) of `skiff`; `ABUSE_HTTP_SERVER_ARGS` adds
+//! flags to its `skiff up`.
 //!
 //! The abusive clients connect from 127.0.0.2 where a case is about connections, so the
 //! per-client-IP bound is what stops them; the well-behaved client is on 127.0.0.1.
@@ -466,15 +467,17 @@ async fn each_abuse_gets_its_status_and_other_clients_keep_their_answers() -> Re
     let tmp = tempfile::tempdir()?;
     let timeout = HEADER_TIMEOUT.as_secs().to_string();
     let idle = IDLE_TIMEOUT.as_secs().to_string();
-    let (up, ready) = skiff_tests::start_up_with(
-        tmp.path(),
-        &[
-            "--request-header-timeout-seconds",
-            &timeout,
-            "--idle-connection-timeout-seconds",
-            &idle,
-        ],
-    );
+    // `ABUSE_HTTP_SERVER_ARGS` adds flags (comparisons such as
+    // `--http2-max-streams-per-connection 1000`).
+    let extra = std::env::var("ABUSE_HTTP_SERVER_ARGS").unwrap_or_default();
+    let mut args = vec![
+        "--request-header-timeout-seconds",
+        &timeout,
+        "--idle-connection-timeout-seconds",
+        &idle,
+    ];
+    args.extend(extra.split_whitespace());
+    let (up, ready) = skiff_tests::start_up_with(tmp.path(), &args);
     let pid = up.0.id();
     let url = ready["apiServer"]
         .as_str()

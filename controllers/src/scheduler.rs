@@ -229,6 +229,62 @@ struct Placed {
     owner: Option<String>,
     namespace: String,
     labels: BTreeMap<String, String>,
+    /// The zone its owner's count was given to (its node's zone when placed or last re-zoned;
+    /// `None` while the node is unknown or has no zone label).
+    zone: Option<String>,
+}
+
+/// One controller's placed pods per node and per zone, kept up to date as pods are placed and
+/// removed, so that spreading a pod costs no pass over its siblings (a Deployment of 30,000
+/// replicas over 5,000 nodes would otherwise be summed for every pod).
+#[derive(Debug, Default)]
+struct OwnerCounts {
+    per_node: HashMap<String, i64>,
+    per_zone: HashMap<String, i64>,
+    /// How many nodes hold each (positive) count of the owner's pods: the last key is the most
+    /// any node holds.
+    nodes_by_count: BTreeMap<i64, usize>,
+}
+
+impl OwnerCounts {
+    /// Adds `by` (1 or -1) pods on `node`.
+    fn add_node(&mut self, node: &str, by: i64) {
+        let old = self.per_node.get(node).copied().unwrap_or(0);
+        let new = old + by;
+        if old > 0
+            && let Some(n) = self.nodes_by_count.get_mut(&old)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.nodes_by_count.remove(&old);
+            }
+        }
+        if new > 0 {
+            *self.nodes_by_count.entry(new).or_default() += 1;
+            self.per_node.insert(node.to_string(), new);
+        } else {
+            self.per_node.remove(node);
+        }
+    }
+
+    /// Adds `by` pods in `zone` (none: not counted in any zone).
+    fn add_zone(&mut self, zone: Option<&str>, by: i64) {
+        let Some(zone) = zone else { return };
+        let count = self.per_zone.entry(zone.to_string()).or_default();
+        *count += by;
+        if *count <= 0 {
+            self.per_zone.remove(zone);
+        }
+    }
+
+    /// The most pods of the owner on one node.
+    fn node_max(&self) -> i64 {
+        self.nodes_by_count.keys().next_back().copied().unwrap_or(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.per_node.is_empty() && self.per_zone.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -236,8 +292,8 @@ struct State {
     nodes: BTreeMap<String, NodeInfo>,
     /// Bound or assumed pods by uid.
     placed: HashMap<String, Placed>,
-    /// Owner uid -> node -> count.
-    owners: HashMap<String, HashMap<String, i64>>,
+    /// Owner uid -> its placed pods per node and zone.
+    owners: HashMap<String, OwnerCounts>,
     /// Pending pods by uid.
     pending: HashMap<String, Arc<Pod>>,
     /// The active queue, in kube-scheduler's PrioritySort order: higher `spec.priority` first,
@@ -264,18 +320,17 @@ struct State {
 }
 
 impl State {
-    fn place(&mut self, uid: &str, p: Placed) {
+    fn place(&mut self, uid: &str, mut p: Placed) {
         self.unplace(uid);
+        p.zone = None;
         if let Some(n) = self.nodes.get_mut(&p.node) {
             n.add(&p.req);
+            p.zone = n.zone().map(str::to_string);
         }
         if let Some(o) = &p.owner {
-            *self
-                .owners
-                .entry(o.clone())
-                .or_default()
-                .entry(p.node.clone())
-                .or_default() += 1;
+            let counts = self.owners.entry(o.clone()).or_default();
+            counts.add_node(&p.node, 1);
+            counts.add_zone(p.zone.as_deref(), 1);
         }
         self.placed.insert(uid.to_string(), p);
     }
@@ -288,17 +343,36 @@ impl State {
             n.remove(&p.req);
         }
         if let Some(o) = &p.owner
-            && let Some(m) = self.owners.get_mut(o)
+            && let Some(counts) = self.owners.get_mut(o)
         {
-            if let Some(c) = m.get_mut(&p.node) {
-                *c -= 1;
-                if *c <= 0 {
-                    m.remove(&p.node);
-                }
-            }
-            if m.is_empty() {
+            counts.add_node(&p.node, -1);
+            counts.add_zone(p.zone.as_deref(), -1);
+            if counts.is_empty() {
                 self.owners.remove(o);
             }
+        }
+    }
+
+    /// Moves the zone counts of the pods placed on the nodes `which` selects to those nodes'
+    /// current zones (after a node appears, goes, or changes its zone label).
+    fn rezone(&mut self, which: impl Fn(&str) -> bool) {
+        for p in self.placed.values_mut() {
+            if !which(&p.node) {
+                continue;
+            }
+            let zone = self
+                .nodes
+                .get(&p.node)
+                .and_then(|n| n.zone())
+                .map(str::to_string);
+            if zone == p.zone {
+                continue;
+            }
+            if let Some(counts) = p.owner.as_ref().and_then(|o| self.owners.get_mut(o)) {
+                counts.add_zone(p.zone.as_deref(), -1);
+                counts.add_zone(zone.as_deref(), 1);
+            }
+            p.zone = zone;
         }
     }
 
@@ -332,6 +406,7 @@ impl State {
         let mut info = NodeInfo::new(Arc::new(node));
         match self.nodes.get_mut(&name) {
             Some(old) => {
+                let rezone = old.zone() != info.zone();
                 let changed = old.node.metadata.labels != info.node.metadata.labels
                     || old.node.spec != info.node.spec
                     || old.interfaces != info.interfaces
@@ -342,11 +417,15 @@ impl State {
                 info.used_pods = old.used_pods;
                 info.ports = std::mem::take(&mut old.ports);
                 *old = info;
+                if rezone {
+                    self.rezone(|n| n == name);
+                }
                 changed
             }
             None => {
                 self.nodes.insert(name.clone(), info);
                 self.count_placed(|n| n == name);
+                self.rezone(|n| n == name);
                 true
             }
         }
@@ -359,6 +438,7 @@ impl State {
             .map(|n| (n.name_any(), NodeInfo::new(Arc::new(n))))
             .collect();
         self.count_placed(|_| true);
+        self.rezone(|_| true);
     }
 
     /// Adds the placed pods to the nodes `which` selects (whose counts start from zero).
@@ -388,7 +468,9 @@ impl State {
                 }
             }
             WEvent::Delete(n) => {
-                self.nodes.remove(&n.name_any());
+                let name = n.name_any();
+                self.nodes.remove(&name);
+                self.rezone(|n| n == name);
             }
         }
     }
@@ -522,6 +604,7 @@ fn placed_of(pod: &Pod, node: String) -> Placed {
         owner: util::controller_of(&pod.metadata).map(|o| o.uid.clone()),
         namespace: pod.namespace().unwrap_or_default(),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
+        zone: None,
     }
 }
 
@@ -587,7 +670,7 @@ struct PodCtx<'a> {
 struct OwnerSpread<'a> {
     per_node: &'a HashMap<String, i64>,
     node_max: i64,
-    per_zone: HashMap<&'a str, i64>,
+    per_zone: &'a HashMap<String, i64>,
     zone_max: i64,
 }
 
@@ -666,7 +749,7 @@ impl<'a> PodCtx<'a> {
         let namespace = pod.namespace().unwrap_or_default();
         let owner = util::controller_of(&pod.metadata)
             .and_then(|o| st.owners.get(&o.uid))
-            .map(|per_node| owner_spread(st, per_node));
+            .map(owner_spread);
         let spread = spec
             .and_then(|s| s.topology_spread_constraints.as_ref())
             .into_iter()
@@ -704,18 +787,13 @@ impl<'a> PodCtx<'a> {
     }
 }
 
-fn owner_spread<'a>(st: &'a State, per_node: &'a HashMap<String, i64>) -> OwnerSpread<'a> {
-    let mut per_zone: HashMap<&str, i64> = HashMap::new();
-    for (n, c) in per_node {
-        if let Some(z) = st.nodes.get(n).and_then(|i| i.zone()) {
-            *per_zone.entry(z).or_default() += c;
-        }
-    }
+fn owner_spread(counts: &OwnerCounts) -> OwnerSpread<'_> {
     OwnerSpread {
-        per_node,
-        node_max: per_node.values().copied().max().unwrap_or(0).max(1),
-        zone_max: per_zone.values().copied().max().unwrap_or(0).max(1),
-        per_zone,
+        per_node: &counts.per_node,
+        node_max: counts.node_max().max(1),
+        // A handful of zones: their maximum is cheap to take.
+        zone_max: counts.per_zone.values().copied().max().unwrap_or(0).max(1),
+        per_zone: &counts.per_zone,
     }
 }
 

@@ -428,3 +428,70 @@ fn pods_go_only_to_nodes_providing_every_import() {
         other => panic!("not bound to d: {}", describe(&other)),
     }
 }
+
+#[test]
+fn owner_counts_follow_places_removals_and_node_zones() {
+    let mut st = state(vec![
+        node("a", "z1", "8Gi", false),
+        node("b", "z2", "8Gi", false),
+    ]);
+    let counts = |st: &State| {
+        let c = &st.owners["rs1"];
+        let mut nodes: Vec<(String, i64)> =
+            c.per_node.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut zones: Vec<(String, i64)> =
+            c.per_zone.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        nodes.sort();
+        zones.sort();
+        (nodes, zones, c.node_max())
+    };
+    let s = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+        v.iter().map(|(k, c)| (k.to_string(), *c)).collect()
+    };
+    for (name, on) in [("p1", "a"), ("p2", "a"), ("p3", "b")] {
+        let p = pod(name, "10Mi", Some("rs1"));
+        st.place(&format!("uid-{name}"), placed_of(&p, on.into()));
+    }
+    assert_eq!(
+        counts(&st),
+        (s(&[("a", 2), ("b", 1)]), s(&[("z1", 2), ("z2", 1)]), 2)
+    );
+    // Placing a pod again (a re-bind seen by the watch) moves it, not adds it.
+    let p3 = pod("p3", "10Mi", Some("rs1"));
+    st.place("uid-p3", placed_of(&p3, "a".into()));
+    assert_eq!(counts(&st), (s(&[("a", 3)]), s(&[("z1", 3)]), 3));
+    st.place("uid-p3", placed_of(&p3, "b".into()));
+    st.forget("uid-p1");
+    assert_eq!(
+        counts(&st),
+        (s(&[("a", 1), ("b", 1)]), s(&[("z1", 1), ("z2", 1)]), 1)
+    );
+    // A node changing zone takes its pods' zone counts along.
+    st.apply_node(node("a", "z3", "8Gi", false));
+    assert_eq!(
+        counts(&st),
+        (s(&[("a", 1), ("b", 1)]), s(&[("z2", 1), ("z3", 1)]), 1)
+    );
+    // A pod on a node not yet known counts on the node, and in its zone once the node appears.
+    let p4 = pod("p4", "10Mi", Some("rs1"));
+    st.place("uid-p4", placed_of(&p4, "c".into()));
+    assert_eq!(counts(&st).1, s(&[("z2", 1), ("z3", 1)]));
+    st.apply_node(node("c", "z1", "8Gi", false));
+    assert_eq!(counts(&st).1, s(&[("z1", 1), ("z2", 1), ("z3", 1)]));
+    // A node deleted leaves its pods counted on it but in no zone; a re-list recounts all.
+    st.node_event(WEvent::Delete(node("b", "z2", "8Gi", false)));
+    assert_eq!(counts(&st).1, s(&[("z1", 1), ("z3", 1)]));
+    st.replace_nodes(vec![
+        node("a", "z1", "8Gi", false),
+        node("b", "z1", "8Gi", false),
+        node("c", "z1", "8Gi", false),
+    ]);
+    assert_eq!(
+        counts(&st),
+        (s(&[("a", 1), ("b", 1), ("c", 1)]), s(&[("z1", 3)]), 1)
+    );
+    for u in ["uid-p2", "uid-p3", "uid-p4"] {
+        st.forget(u);
+    }
+    assert!(st.owners.is_empty());
+}

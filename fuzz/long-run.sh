@@ -78,11 +78,18 @@ for pair in ${*:-$all}; do
     after=$(ls "$corpus" | wc -l)
     if [ "$rc" = 0 ]; then result="no crash"; else result="**rc $rc**: see $log, $crashes"; fi
     if [ "$rc" = 0 ] && [ "${FUZZ_MERGE:-0}" = 1 ]; then
-        # libFuzzer -merge=1: copy into the committed corpus only inputs that add coverage.
-        n0=$(ls "$committed" | wc -l)
-        bolero --corpus-dir "$committed" --crashes-dir "$corpus" \
-            --engine-args=-merge=1 "$module::${name}_target" >>"$log" 2>&1
-        result="$result; $(($(ls "$committed" | wc -l) - n0)) merged into the corpus"
+        # libFuzzer -merge=1 of the committed and the scratch corpus into an empty directory
+        # keeps a small set with all their coverage; what in it is new joins the committed corpus.
+        merged=$(mktemp -d) && added=0
+        bolero --corpus-dir "$merged" --crashes-dir "$crashes" \
+            "--engine-args=-merge=1 $committed $corpus" "$module::${name}_target" >>"$log" 2>&1
+        known=$(sha1sum "$committed"/* | cut -d' ' -f1)
+        for f in "$merged"/*; do
+            sum=$(sha1sum "$f" | cut -d' ' -f1)
+            if ! grep -qx "$sum" <<<"$known"; then cp "$f" "$committed/$sum" && added=$((added + 1)); fi
+        done
+        rm -rf "$merged"
+        result="$result; $added merged into the corpus"
     fi
     echo "| \`$name\` | ${secs_run:-?} s | ${execs:-?} | ${rate:-?} | $before → $after (+$((after - before))) | ${rss:-?} MB | $result |"
 done

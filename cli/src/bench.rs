@@ -209,7 +209,10 @@ async fn api(args: ApiBenchArgs) -> Result<()> {
         ms(fsync_p99)
     );
 
-    let server = skiff_api::start(skiff_api::ServerOptions::new(&data, "127.0.0.1:0".parse()?))
+    let mut opts = skiff_api::ServerOptions::new(&data, "127.0.0.1:0".parse()?);
+    // The watchers all connect from 127.0.0.1, each on a connection of its own.
+    opts.connections.max_connections_per_client_ip = 0;
+    let server = skiff_api::start(opts)
         .await
         .context("starting the server")?;
     let kubeconfig = server.kubeconfig_path.clone();
@@ -441,6 +444,7 @@ async fn etcd_creates(servers: &str, dir: &Path, seconds: u64) -> Result<Vec<(St
         servers.split(',').map(str::to_owned).collect()
     };
     let mut opts = skiff_api::ServerOptions::new(dir.join("server"), "127.0.0.1:0".parse()?);
+    opts.connections.max_connections_per_client_ip = 0;
     let mut etcd = skiff_api::EtcdStoreOptions::new(endpoints);
     etcd.prefix = format!("/skiff-bench-{}", std::process::id());
     opts.etcd = Some(etcd);

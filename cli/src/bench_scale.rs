@@ -204,6 +204,11 @@ async fn start_server(data: &Path) -> Result<(tokio::process::Child, PathBuf)> {
         // A pod CIDR for every simulated node: the default 10.244.0.0/16 holds 256 /24s.
         .arg("--cluster-cidr")
         .arg("100.64.0.0/10")
+        // Every simulated client (5,000 nodes, the controllers, the scheduler) connects from
+        // 127.0.0.1: the per-address connection bound, meant for one abusive client, would
+        // refuse their bursts (the controllers' slow-start creates open hundreds at once).
+        .arg("--max-connections-per-client-ip")
+        .arg("0")
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)

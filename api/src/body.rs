@@ -193,6 +193,25 @@ mod tests {
         h
     }
 
+    /// Found by the json_body fuzz target: serde_json's default float parsing is not correctly
+    /// rounded, so a number the server printed read back as another (each read-modify-write
+    /// moved 7.777777777777778e96 down one unit in the last place). Go parses exactly.
+    #[test]
+    fn a_decoded_float_prints_and_reads_back_unchanged() {
+        for body in [
+            "{\"n\":7777777777777777777777777777777777777777777777777777777777777777777777777777777777777777777777772}",
+            "{\"n\":7.777777777777778e96}",
+            "{\"n\":[0.1,1e-300,1.7976931348623157e308,123456789012345678901234567890]}",
+        ] {
+            let value = decode_object(body.as_bytes(), "application/json").unwrap();
+            let printed = serde_json::to_vec(&value).unwrap();
+            let again = decode_object(&printed, "application/json").unwrap();
+            assert_eq!(again, value, "{body}");
+        }
+        let value = decode_object(b"{\"n\":7.777777777777778e96}", "application/json").unwrap();
+        assert_eq!(value["n"].as_f64(), Some(7.777777777777778e96));
+    }
+
     #[test]
     fn kubectl_get_asks_for_table() {
         let h = accept(

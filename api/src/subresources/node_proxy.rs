@@ -60,7 +60,11 @@ pub(crate) fn client() -> &'static Client<HttpConnector, Body> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_nodelay(true);
-        Client::builder(TokioExecutor::new()).build(connector)
+        // Under the node endpoint's 32 s keep-alive bound (`skiff_host::ENDPOINT_CONNECTION_LIMITS`),
+        // so a pooled connection is dropped here before the node closes it under a request.
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector)
     })
 }
 

@@ -136,8 +136,10 @@ impl Router {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        // Under the endpoints' 32 s keep-alive bound (`crate::ENDPOINT_CONNECTION_LIMITS`), so a
+        // pooled connection is dropped here before the other node closes it under a request.
         let http = HttpClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         Router {
             inner: Arc::new(Inner {

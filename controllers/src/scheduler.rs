@@ -353,18 +353,20 @@ impl State {
         }
     }
 
-    /// Moves the zone counts of the pods placed on the nodes `which` selects to those nodes'
-    /// current zones (after a node appears, goes, or changes its zone label).
-    fn rezone(&mut self, which: impl Fn(&str) -> bool) {
+    /// Brings the pods placed on the nodes `which` selects in line with those nodes, in one pass:
+    /// with `add_requests` their requests are added to the nodes' counts (which start from zero:
+    /// the nodes are new), and their owners' zone counts move to the nodes' current zones (after
+    /// a node appears, goes, or changes its zone label).
+    fn sync_placed(&mut self, which: impl Fn(&str) -> bool, add_requests: bool) {
         for p in self.placed.values_mut() {
             if !which(&p.node) {
                 continue;
             }
-            let zone = self
-                .nodes
-                .get(&p.node)
-                .and_then(|n| n.zone())
-                .map(str::to_string);
+            let node = self.nodes.get_mut(&p.node);
+            let zone = node.as_ref().and_then(|n| n.zone()).map(str::to_string);
+            if add_requests && let Some(n) = node {
+                n.add(&p.req);
+            }
             if zone == p.zone {
                 continue;
             }
@@ -418,14 +420,13 @@ impl State {
                 info.ports = std::mem::take(&mut old.ports);
                 *old = info;
                 if rezone {
-                    self.rezone(|n| n == name);
+                    self.sync_placed(|n| n == name, false);
                 }
                 changed
             }
             None => {
                 self.nodes.insert(name.clone(), info);
-                self.count_placed(|n| n == name);
-                self.rezone(|n| n == name);
+                self.sync_placed(|n| n == name, true);
                 true
             }
         }
@@ -437,19 +438,7 @@ impl State {
             .into_iter()
             .map(|n| (n.name_any(), NodeInfo::new(Arc::new(n))))
             .collect();
-        self.count_placed(|_| true);
-        self.rezone(|_| true);
-    }
-
-    /// Adds the placed pods to the nodes `which` selects (whose counts start from zero).
-    fn count_placed(&mut self, which: impl Fn(&str) -> bool) {
-        for p in self.placed.values() {
-            if which(&p.node)
-                && let Some(n) = self.nodes.get_mut(&p.node)
-            {
-                n.add(&p.req);
-            }
-        }
+        self.sync_placed(|_| true, true);
     }
 
     /// A node watch event (a re-list is gathered in `node_relist`, then replaces the nodes).
@@ -470,7 +459,7 @@ impl State {
             WEvent::Delete(n) => {
                 let name = n.name_any();
                 self.nodes.remove(&name);
-                self.rezone(|n| n == name);
+                self.sync_placed(|n| n == name, false);
             }
         }
     }

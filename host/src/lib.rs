@@ -46,7 +46,7 @@ use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use skiff_runtime::oci::{OciConfig, OciRuntime};
-use skiff_runtime::{Network, Runtime, RuntimeConfig, Runtimes};
+use skiff_runtime::{Network, PodSandbox, Runtime, RuntimeConfig, Runtimes};
 
 pub use skiff_runtime::oci::RuntimeKind;
 use tokio::sync::watch;
@@ -841,24 +841,33 @@ async fn host_dns() -> skiff_runtime::DnsConfig {
     }
 }
 
-/// Removes the sandboxes the backends hold (re-adopted after a restart) for pods no longer
-/// assigned to this node: `assigned` are the uids of the first pod list.
-pub(crate) async fn remove_orphans(ctx: &NodeCtx, assigned: &HashSet<String>) {
+/// The sandboxes the backends hold (re-adopted after a restart) for pods no longer assigned to
+/// this node: `assigned` are the uids of the first pod list. Taken at that list, before any
+/// later pod's worker can make a sandbox, so a pod bound here since is never taken for one.
+pub(crate) fn orphans(ctx: &NodeCtx, assigned: &HashSet<String>) -> Vec<Arc<dyn PodSandbox>> {
+    let mut found = Vec::new();
     for b in ctx.runtimes.iter() {
         for id in b.runtime.pods() {
             if assigned.contains(&id) {
                 continue;
             }
-            let Some(sb) = b.runtime.pod(&id) else {
-                continue;
-            };
-            tracing::info!(pod = %id, handler = %b.handler(), "removing the sandbox of a pod no longer assigned to this node");
-            if let Err(e) = sb.remove(ORPHAN_GRACE).await {
-                tracing::warn!(pod = %id, error = %e, "removing an orphaned sandbox");
+            if let Some(sb) = b.runtime.pod(&id) {
+                tracing::info!(pod = %id, handler = %b.handler(), "removing the sandbox of a pod no longer assigned to this node");
+                found.push(sb);
             }
-            if let Some(ip) = sb.ip() {
-                ctx.release_ip(ip);
-            }
+        }
+    }
+    found
+}
+
+/// Removes the `orphans` sandboxes and frees their IPs.
+pub(crate) async fn remove_orphans(ctx: &NodeCtx, orphans: Vec<Arc<dyn PodSandbox>>) {
+    for sb in orphans {
+        if let Err(e) = sb.remove(ORPHAN_GRACE).await {
+            tracing::warn!(pod = %sb.id(), error = %e, "removing an orphaned sandbox");
+        }
+        if let Some(ip) = sb.ip() {
+            ctx.release_ip(ip);
         }
     }
 }
@@ -987,11 +996,12 @@ async fn manage_pods(
                 if let Some(seen) = listed.take() {
                     if !orphans_checked {
                         orphans_checked = true;
-                        // In the background: the watch goes on while they stop.
+                        // Found now, before a pod bound since gets a sandbox; removed in the
+                        // background: the watch goes on while they stop.
+                        let found = orphans(&ctx, &seen);
                         let ctx = ctx.clone();
-                        let assigned = seen.clone();
                         stopping.push(tokio::spawn(async move {
-                            remove_orphans(&ctx, &assigned).await;
+                            remove_orphans(&ctx, found).await;
                         }));
                     }
                     let gone: Vec<String> = workers

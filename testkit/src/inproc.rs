@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Event, Namespace};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skiff_api::{AppState, UserInfo};
 use skiff_store::{MemoryStore, Store};
@@ -109,7 +110,7 @@ pub async fn wait_object<K>(
     cond: impl Fn(&K) -> bool,
 ) -> Result<K, Error>
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug + Send + 'static,
 {
     let what = format!("{} {name}", std::any::type_name::<K>());
     let watch = async {
@@ -129,12 +130,30 @@ where
             after: deadline,
         })
     };
-    tokio::time::timeout(deadline, watch)
-        .await
-        .unwrap_or(Err(Error::Timeout {
-            what,
-            after: deadline,
-        }))
+    match tokio::time::timeout(deadline, watch).await {
+        Ok(done) => done,
+        Err(_) => {
+            // Say what the object looked like at the deadline: a failure on a busy CI machine
+            // must be diagnosable from its message alone.
+            let last = match api.get_opt(name).await {
+                Ok(Some(obj)) => match serde_json::to_value(&obj) {
+                    Ok(mut v) => {
+                        if let Some(meta) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                            meta.remove("managedFields");
+                        }
+                        v.to_string()
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Ok(None) => "absent".to_owned(),
+                Err(e) => format!("not readable: {e}"),
+            };
+            Err(Error::Timeout {
+                what: format!("{what}; at the deadline it was: {last}"),
+                after: deadline,
+            })
+        }
+    }
 }
 
 /// Waits until the objects of `api` matching `labels` (a label selector, may be empty) satisfy

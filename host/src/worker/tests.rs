@@ -734,7 +734,7 @@ async fn an_adopted_terminated_container_reports_its_exit_and_restarts_by_policy
 }
 
 /// After the first pod list, sandboxes of pods no longer assigned to this node are removed
-/// and their IPs freed; assigned ones stay.
+/// and their IPs freed; assigned ones stay, and so does one made for a pod bound after the list.
 #[tokio::test]
 async fn orphaned_sandboxes_are_removed_after_the_first_list() {
     let h = harness(ONE);
@@ -750,8 +750,24 @@ async fn orphaned_sandboxes_are_removed_after_the_first_list() {
     let ctx = h.worker.ctx.clone();
     ctx.reserve_adopted();
     let assigned = std::collections::HashSet::from(["uid-1".to_string()]);
-    crate::remove_orphans(&ctx, &assigned).await;
-    assert_eq!(h.rt.pods(), vec!["uid-1".to_string()]);
+    let found = crate::orphans(&ctx, &assigned);
+    // A pod bound here after the list gets its sandbox before the removal runs: it is no
+    // orphan, whatever the order the tasks run in.
+    let late: IpAddr = "10.88.0.7".parse().expect("ip");
+    h.rt.adopted_pod(
+        "late",
+        Some(late),
+        &[(
+            "c",
+            ContainerState::Running {
+                started_at: jiff::Timestamp::now(),
+            },
+        )],
+    )
+    .expect("seeded");
+    crate::remove_orphans(&ctx, found).await;
+    assert_eq!(h.rt.pods(), vec!["late".to_string(), "uid-1".to_string()]);
+    assert!(!h.rt.calls().contains(&"remove late".to_string()));
     assert!(h.rt.calls().contains(&"remove gone".to_string()));
     assert!(!h.rt.calls().contains(&"remove uid-1".to_string()));
     // The orphan's address is free again, the kept one is not.

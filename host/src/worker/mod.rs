@@ -270,6 +270,9 @@ pub(crate) struct Worker {
     /// Condition type -> (status, lastTransitionTime).
     transitions: BTreeMap<String, (String, jiff::Timestamp)>,
     last_status: Option<serde_json::Value>,
+    /// When a status write that failed is tried again (`RETRY` after it): a refused write must
+    /// not wait for the next change or the 30 s tick to reach the API server.
+    status_retry_at: Option<Instant>,
     /// The eviction message once the node evicted (or refused) the pod: it is `Failed` with
     /// reason `Evicted` and runs no more.
     evicted: Option<String>,
@@ -355,6 +358,7 @@ impl Worker {
             mount_backoff: Duration::ZERO,
             transitions,
             last_status: None,
+            status_retry_at: None,
             ctrs,
             pod,
         }
@@ -410,9 +414,15 @@ impl Worker {
                 return;
             }
             self.take_eviction().await;
-            if !finished_before && self.evicted.is_none() {
-                self.step().await;
+            if !finished_before {
+                if self.evicted.is_none() {
+                    self.step().await;
+                }
+                // An evicted pod runs no more, but its Failed status must still land.
                 self.report().await;
+            } else {
+                // A pod finished before this worker started writes no status: nothing to retry.
+                self.status_retry_at = None;
             }
             // Limits the running containers hit (log rate, instances, outgoing requests,
             // response deadline) become Warning Events; subscribed before draining, so that
@@ -484,6 +494,9 @@ impl Worker {
             retry_at: Some(t), ..
         } = self.phase
         {
+            d = d.min(t);
+        }
+        if let Some(t) = self.status_retry_at {
             d = d.min(t);
         }
         for c in &self.ctrs {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Instant;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
@@ -16,7 +17,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use skiff_runtime::ContainerState;
 
-use super::{Ctr, Phase, Worker, WorkerError};
+use super::{Ctr, Phase, RETRY, Worker, WorkerError};
 
 /// One container as the status function sees it.
 #[derive(Debug, Clone, Default)]
@@ -412,10 +413,14 @@ impl Worker {
             .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => self.last_status = Some(value),
+            Ok(_) => {
+                self.last_status = Some(value);
+                self.status_retry_at = None;
+            }
             Err(e) => {
                 tracing::debug!(pod = %self.name, error = %e, "writing pod status");
                 self.last_status = None;
+                self.status_retry_at = Some(Instant::now() + RETRY);
             }
         }
     }

@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, Preconditions};
 use skiff_runtime::PodSandbox;
 use tokio::sync::watch;
 
-use super::{MIN_GRACE_AFTER_HOOKS, Phase, Worker, humanize};
+use super::{MIN_GRACE_AFTER_HOOKS, Phase, RETRY, Worker, humanize};
 use crate::events::EventType;
 use crate::probe;
 
@@ -127,12 +127,30 @@ impl Worker {
             }),
             ..Default::default()
         };
-        match api.delete(&self.name, &dp).await {
-            Ok(_) => {
-                tracing::info!(pod = %format!("{}/{}", self.ns, self.name), "pod stopped and deleted")
+        // Until it is gone, as kubelet's status manager does: a refused delete would leave the
+        // pod Terminating with no worker left to finish it. Ends early if the node stops.
+        let mut warned = false;
+        loop {
+            match api.delete(&self.name, &dp).await {
+                Ok(_) => {
+                    tracing::info!(pod = %format!("{}/{}", self.ns, self.name), "pod stopped and deleted");
+                    return;
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return,
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(pod = %self.name, error = %e, "deleting the pod; retrying");
+                }
+                Err(e) => tracing::debug!(pod = %self.name, error = %e, "deleting the pod"),
             }
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => tracing::warn!(pod = %self.name, error = %e, "deleting the pod"),
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => {}
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
 

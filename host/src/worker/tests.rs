@@ -20,8 +20,9 @@ use crate::ctx::{IpPool, NodeCtx};
 /// What the scripted API server saw: method, path and body.
 type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 
-/// A client whose API server records every request; it echoes creates and patches, answers
-/// RuntimeClass reads from `classes` (name -> handler) and 404 for everything else.
+/// A client whose API server records every request; it echoes creates and patches (but refuses
+/// the status writes of pod `refused`, and its first two deletes), answers RuntimeClass reads from `classes` (name -> handler) and 404
+/// for everything else.
 fn scripted_client(classes: HashMap<String, String>) -> (kube::Client, Seen) {
     let seen: Seen = Arc::default();
     let log = seen.clone();
@@ -51,6 +52,30 @@ fn scripted_client(classes: HashMap<String, String>) -> (kube::Client, Seen) {
                            "metadata": {"name": name}, "handler": handler}),
                 ),
                 ("POST", _) => (201, body),
+                // A pod named `refused` has its status writes refused, as an overloaded server
+                // would.
+                ("PATCH", _) if path.contains("/pods/refused/") => (
+                    500,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "InternalError", "code": 500, "message": "refused"}),
+                ),
+                // ... and its first two deletes refused.
+                ("DELETE", _)
+                    if path.ends_with("/pods/refused")
+                        && log
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .filter(|(m, p, _)| m == "DELETE" && *p == path)
+                            .count()
+                            <= 2 =>
+                {
+                    (
+                        503,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "ServiceUnavailable", "code": 503, "message": "refused"}),
+                    )
+                }
                 ("PATCH", _) => (
                     200,
                     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
@@ -589,6 +614,29 @@ async fn a_deleted_pod_reports_terminating_stops_and_is_deleted() {
     assert!(reasons.iter().any(|r| r == "Killing"), "{reasons:?}");
 }
 
+/// A refused final delete is tried again until the pod is gone: the pod must not stay
+/// Terminating with no worker left to finish it.
+#[tokio::test]
+async fn a_refused_final_delete_is_retried() {
+    let h = harness(
+        "metadata: {name: refused, deletionTimestamp: '2026-01-01T00:00:00Z'}\n\
+         spec: {terminationGracePeriodSeconds: 1, containers: [{name: c, image: app:1.0}]}",
+    );
+    let Harness { worker, seen, .. } = h;
+    let (_tx, rx) = watch::channel(worker.pod.clone());
+    tokio::time::timeout(Duration::from_secs(60), worker.run(rx))
+        .await
+        .expect("the worker finishes");
+    let deletes = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, p, _)| m == "DELETE" && p == "/api/v1/namespaces/default/pods/refused")
+        .count();
+    // Two refused, the third answered (404: the scripted server holds no pods).
+    assert_eq!(deletes, 3);
+}
+
 /// A pod whose sandbox the backend re-adopted after a node restart, with `c` still running:
 /// not re-created or restarted, its IP kept (and never handed to another pod), its restart
 /// count kept from the Pod's status.
@@ -878,4 +926,38 @@ async fn under_memory_pressure_a_new_besteffort_pod_is_refused() {
     h.worker.ctx.eviction.set_memory_pressure(true);
     h.worker.admit().await;
     assert!(h.worker.evicted.is_none());
+}
+
+/// A refused status write is tried again `RETRY` later, not at the next change or the 30 s
+/// tick; a written one schedules nothing.
+#[tokio::test]
+async fn a_refused_status_write_is_retried_soon() {
+    let mut h =
+        harness("metadata: {name: refused}\nspec: {containers: [{name: c, image: app:1.0}]}");
+    h.steps(1).await;
+    h.worker.report().await;
+    assert!(h.worker.last_status.is_none());
+    let asked = h.worker.status_retry_at.expect("a retry is scheduled");
+    assert!(h.worker.next_deadline() <= asked);
+    let patches = |h: &Harness| {
+        h.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, p, _)| m == "PATCH" && p.ends_with("/pods/refused/status"))
+            .count()
+    };
+    let before = patches(&h);
+    h.worker.report().await;
+    assert_eq!(
+        patches(&h),
+        before + 1,
+        "the unchanged status is sent again"
+    );
+
+    let mut h = harness(ONE);
+    h.steps(1).await;
+    h.worker.report().await;
+    assert!(h.worker.last_status.is_some());
+    assert_eq!(h.worker.status_retry_at, None);
 }

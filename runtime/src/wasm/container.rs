@@ -325,20 +325,34 @@ struct HttpServing {
 }
 
 /// Counts an in-flight request until dropped.
-struct Inflight(Arc<Container>);
+struct Inflight {
+    container: Arc<Container>,
+    /// Whether the request counts in the container's served total (one turned away does not).
+    served: bool,
+}
 
 impl Inflight {
     fn new(c: Arc<Container>) -> Self {
         c.http.inflight.fetch_add(1, Ordering::SeqCst);
-        Inflight(c)
+        Inflight {
+            container: c,
+            served: true,
+        }
+    }
+
+    /// Leaves the request out of the served total.
+    fn turned_away(mut self) {
+        self.served = false;
     }
 }
 
 impl Drop for Inflight {
     fn drop(&mut self) {
-        self.0.meter.request_done();
-        if self.0.http.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.http.drained.notify_waiters();
+        if self.served {
+            self.container.meter.request_done();
+        }
+        if self.container.http.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.container.http.drained.notify_waiters();
         }
     }
 }
@@ -669,7 +683,12 @@ impl Container {
                 self.spec.name
             )));
         };
+        // Counted in flight before `accepting` is read, as `stop` clears `accepting` before it
+        // reads the count: either `stop` waits for this request or the request sees the stop,
+        // never neither.
+        let inflight = Inflight::new(self.clone());
         if !self.http.accepting.load(Ordering::SeqCst) {
+            inflight.turned_away();
             return Err(Error::ContainerState {
                 pod: pod.name.clone(),
                 container: self.spec.name.clone(),
@@ -679,6 +698,7 @@ impl Container {
         // The pod's cap on concurrent instances: a flood of requests (or a guest calling
         // itself, a fork bomb) takes this pod's share of the engine, never its neighbours'.
         let Some(slot) = pod.guard.instance_slot(&self.spec.name) else {
+            inflight.turned_away();
             let mut resp = error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -692,7 +712,6 @@ impl Container {
             );
             return Ok(resp);
         };
-        let inflight = Inflight::new(self.clone());
         let Some(log) = self.log(false) else {
             return Err(Error::Internal("running container without a log".into()));
         };

@@ -317,7 +317,15 @@ struct State {
     /// Objects of a node or pod re-list in progress.
     node_relist: Vec<Node>,
     pod_relist: Vec<Pod>,
+    /// The watches (bit `1 << i` for the i-th in `run_with`) that have delivered their first
+    /// complete list. Nothing is scheduled before all have, as kube-scheduler waits for its
+    /// informers' caches: a pod decided against a node list not yet read would be reported
+    /// "0/0 nodes are available" (an Event and a status write each) and bound late.
+    synced: u8,
 }
+
+/// `State::synced` once every watch of `run_with` has listed.
+const ALL_SYNCED: u8 = (1 << 6) - 1;
 
 impl State {
     fn place(&mut self, uid: &str, mut p: Placed) {
@@ -1215,37 +1223,37 @@ impl Scheduler {
             nodes,
             state.clone(),
             wake.clone(),
-            State::node_event,
+            (0, State::node_event),
         ));
         background.spawn(apply_events(
             pods,
             state.clone(),
             wake.clone(),
-            State::pod_event,
+            (1, State::pod_event),
         ));
         background.spawn(apply_events(
             runtime_classes,
             state.clone(),
             wake.clone(),
-            State::runtime_class_event,
+            (2, State::runtime_class_event),
         ));
         background.spawn(apply_events(
             volumes.claims,
             state.clone(),
             wake.clone(),
-            State::claim_event,
+            (3, State::claim_event),
         ));
         background.spawn(apply_events(
             volumes.volumes,
             state.clone(),
             wake.clone(),
-            State::volume_event,
+            (4, State::volume_event),
         ));
         background.spawn(apply_events(
             volumes.classes,
             state.clone(),
             wake.clone(),
-            State::storage_class_event,
+            (5, State::storage_class_event),
         ));
         {
             let state = self.state.clone();
@@ -1275,7 +1283,7 @@ impl Scheduler {
             let work: Vec<(Arc<Pod>, Decision)> = {
                 let mut st = lock(&self.state);
                 let mut out = Vec::new();
-                while out.len() < self.opts.batch {
+                while st.synced == ALL_SYNCED && out.len() < self.opts.batch {
                     let Some((_, _, uid)) = st.queue.pop_first() else {
                         break;
                     };
@@ -1457,7 +1465,10 @@ async fn bind(
     }
 }
 
-async fn report_unschedulable(client: Client, pod: Arc<Pod>, message: String) {
+/// Reports `pod` unschedulable with `message`, as kube-scheduler does: a `FailedScheduling`
+/// Warning Event and the condition PodScheduled=False (reason `Unschedulable`), the condition
+/// only while the pod is still unbound.
+pub async fn report_unschedulable(client: Client, pod: Arc<Pod>, message: String) {
     let ns = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     tracing::info!(pod = %format!("{ns}/{name}"), %message, "unschedulable");
@@ -1499,19 +1510,44 @@ async fn report_unschedulable(client: Client, pod: Arc<Pod>, message: String) {
         tracing::warn!(error = %e, "creating FailedScheduling event");
     }
     let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let patch = serde_json::json!({"status": {"conditions": [{
-        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": message, "lastTransitionTime": now,
-    }]}});
-    if let Err(e) = pods
-        .patch_status(
-            &name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Strategic(patch),
-        )
-        .await
-    {
-        tracing::debug!(error = %e, "setting PodScheduled condition");
+    // Written on the pod as decided, or on a newer version that is still unbound: a bind that
+    // landed meanwhile keeps its PodScheduled=True (the node does not write it again).
+    let mut rv = pod.metadata.resource_version.clone();
+    for _ in 0..3 {
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": rv},
+            "status": {"conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": message, "lastTransitionTime": now,
+            }]}
+        });
+        match pods
+            .patch_status(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Strategic(patch),
+            )
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => match pods.get_opt(&name).await {
+                Ok(Some(p))
+                    if p.metadata.uid == pod.metadata.uid
+                        && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none() =>
+                {
+                    rv = p.metadata.resource_version;
+                }
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the pod to set PodScheduled");
+                    return;
+                }
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "setting PodScheduled condition");
+                return;
+            }
+        }
     }
 }
 
@@ -1521,7 +1557,7 @@ async fn apply_events<K>(
     stream: impl Stream<Item = WEvent<K>> + Send + 'static,
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
-    apply: fn(&mut State, WEvent<K>),
+    (index, apply): (u8, fn(&mut State, WEvent<K>)),
 ) where
     K: Send + 'static,
 {
@@ -1538,6 +1574,9 @@ async fn apply_events<K>(
         }
         let mut st = lock(&state);
         for ev in events.drain(..) {
+            if matches!(ev, WEvent::InitDone) {
+                st.synced |= 1 << index;
+            }
             apply(&mut st, ev);
         }
         drop(st);

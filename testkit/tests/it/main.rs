@@ -16,6 +16,7 @@ mod projected;
 mod reconcilers;
 mod replication;
 mod router;
+mod scheduler_status;
 mod serviceaccount;
 mod services;
 mod volumes;

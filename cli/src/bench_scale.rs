@@ -160,6 +160,21 @@ fn rss(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Prints a phase's latencies as soon as they are measured (a later phase that fails keeps
+/// them), with this process's resident memory.
+fn print_phase(what: &str, lat: &[Duration]) {
+    let mut sorted = lat.to_vec();
+    sorted.sort();
+    let (own, _) = rss(std::process::id());
+    println!(
+        "  {what}: {} samples, p50 {} ms, p99 {} ms; this process RSS {}",
+        sorted.len(),
+        ms(percentile(&sorted, 0.5)),
+        ms(percentile(&sorted, 0.99)),
+        mib(own)
+    );
+}
+
 /// Resets a process's peak resident memory (`VmHWM`) to its current RSS, so that the next
 /// reading is the peak of one phase (`/proc/PID/clear_refs`, Linux 4.0+); false if refused.
 fn reset_peak(pid: u32) -> bool {
@@ -558,6 +573,10 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    print_phase(
+        "pod startup (created -> Running observed)",
+        &tracker.lock().unwrap().startup_latency,
+    );
     println!("mutating calls");
     // Mutating calls at this size: ConfigMap create, update, delete from 8 clients.
     let cm_ns = "scale-mutating";
@@ -594,6 +613,7 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
         mutating.extend(r??);
     }
     mutating.sort();
+    print_phase("mutating calls", &mutating);
 
     println!("watch latency");
     // Watch latency: write sent -> event received on a watch of the namespace.
@@ -621,6 +641,7 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
     }
     drop(events);
     watch_lat.sort();
+    print_phase("watch (create sent -> ADDED received)", &watch_lat);
 
     println!("lists");
     // Lists at this size: every pod, whole and paged, and one namespace's pods. The server's
@@ -634,12 +655,13 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
         let (d, body) = timed_get(&client, "/api/v1/pods").await?;
         full_items = count_items(&body)?;
         println!(
-            "full pod list: {} ms, {} bytes, {} items ({} distinct, {} terminating)",
+            "full pod list: {} ms, {} bytes, {} items ({} distinct, {} terminating); this process RSS {}",
             ms(d),
             body.len(),
             full_items.items,
             full_items.distinct,
-            full_items.terminating
+            full_items.terminating,
+            mib(rss(std::process::id()).0)
         );
         full.push(d);
         full_bytes = body.len();
@@ -647,11 +669,12 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
     full.sort();
     let (paged, paged_items) = paged_list(&client, "/api/v1/pods", 500).await?;
     println!(
-        "paged pod list: {} ms, {} items ({} distinct, {} terminating)",
+        "paged pod list: {} ms, {} items ({} distinct, {} terminating); this process RSS {}",
         ms(paged),
         paged_items.items,
         paged_items.distinct,
-        paged_items.terminating
+        paged_items.terminating,
+        mib(rss(std::process::id()).0)
     );
     let mut nsl = Vec::new();
     for i in 0..args.lists * 10 {
@@ -663,6 +686,7 @@ pub(crate) async fn run(args: ScaleBenchArgs) -> Result<()> {
         );
     }
     nsl.sort();
+    print_phase("namespace pod lists", &nsl);
     let (rss_after, hwm_lists) = rss(pid);
     // The same full list from several clients at once, as informers relist after a restart.
     reset_peak(pid);

@@ -135,7 +135,7 @@ pub(crate) async fn watch(state: &AppState, req: ResourceRequest) -> Result<Resp
     } else {
         parse_rv(rv.unwrap_or("0"))?
     };
-    let stream = match state.store.watch(&prefix, start).await {
+    let stream = match state.store.watch_with_progress(&prefix, start).await {
         Ok(s) => Some(s),
         Err(skiff_store::Error::Compacted {
             requested,
@@ -159,7 +159,9 @@ pub(crate) async fn watch(state: &AppState, req: ResourceRequest) -> Result<Resp
                 return;
             }
         }
-        let Some(mut stream) = stream else { return };
+        let Some((mut stream, progress)) = stream else {
+            return;
+        };
         if let Some(mut pages) = initial_pages {
             loop {
                 let items = match pages.next().await {
@@ -208,7 +210,11 @@ pub(crate) async fn watch(state: &AppState, req: ResourceRequest) -> Result<Resp
                 _ = shutdown.changed() => return,
                 _ = ticker.tick() => {
                     if !params.bookmarks { continue; }
-                    event_line(&params, kind, "BOOKMARK", &bookmark(kind, last_revision, false))
+                    // The revision read up to, past writes elsewhere: an idle watch's client
+                    // resumes from a recent revision, not from its last event's (which the
+                    // history may have dropped, forcing a re-list).
+                    let at = last_revision.max(progress.get());
+                    event_line(&params, kind, "BOOKMARK", &bookmark(kind, at, false))
                 }
                 next = stream.next() => match next {
                     None => return,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use skiff_store::{KeyValue, ListOptions, ListResult, Revision, Store, WatchStream};
+use skiff_store::{KeyValue, ListOptions, ListResult, Progress, Revision, Store, WatchStream};
 
 use super::{EncryptionConfig, Error};
 
@@ -136,16 +136,25 @@ impl Store for EncryptedStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> skiff_store::Result<WatchStream> {
+        Ok(self.watch_with_progress(prefix, after).await?.0)
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> skiff_store::Result<(WatchStream, Progress)> {
         let config = self.config.clone();
-        let stream = self.inner.watch(prefix, after).await?;
-        Ok(stream
+        let (stream, progress) = self.inner.watch_with_progress(prefix, after).await?;
+        let stream = stream
             .map(move |event| {
                 let mut event = event?;
                 event.kv = open(&config, event.kv)?;
                 event.prev = event.prev.map(|kv| open(&config, kv)).transpose()?;
                 Ok(event)
             })
-            .boxed())
+            .boxed();
+        Ok((stream, progress))
     }
 
     async fn compact(&self, revision: Revision) -> skiff_store::Result<()> {

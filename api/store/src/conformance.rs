@@ -38,6 +38,7 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(watch_replays_history(s))
     }),
     ("watch_live", |s| Box::pin(watch_live(s))),
+    ("watch_progress", |s| Box::pin(watch_progress(s))),
     ("watch_prefix_filtering", |s| {
         Box::pin(watch_prefix_filtering(s))
     }),
@@ -475,6 +476,55 @@ pub async fn watch_replays_history(store: Arc<dyn Store>) {
     // From a revision between two events of the prefix.
     let mut watch = store.watch("/c/w/", a.mod_revision).await.unwrap();
     assert_eq!(next_event(&mut watch).await.kv, a2);
+}
+
+/// A watch's progress never claims an event it has not yielded, and covers each one it has.
+pub async fn watch_progress(store: Arc<dyn Store>) {
+    let now = store.current_revision().await.unwrap();
+    let (mut watch, progress) = store.watch_with_progress("/c/p/", now).await.unwrap();
+    assert!(progress.get() >= now);
+    store.create("/c/q/x", bytes("other")).await.unwrap();
+    let a = store.create("/c/p/a", bytes("a")).await.unwrap();
+    assert!(
+        progress.get() < a.mod_revision,
+        "progress {} claims the unread event at {}",
+        progress.get(),
+        a.mod_revision
+    );
+    assert_eq!(next_event(&mut watch).await.kv, a);
+    assert!(progress.get() >= a.mod_revision);
+    let b = store.create("/c/p/b", bytes("b")).await.unwrap();
+    assert!(progress.get() < b.mod_revision);
+    assert_eq!(next_event(&mut watch).await.kv, b);
+    assert!(progress.get() >= b.mod_revision);
+}
+
+/// Where a store reports how far its watches read (the embedded stores do): an idle watch's
+/// progress passes writes under other prefixes, so a bookmark can carry a recent revision.
+pub async fn watch_progress_passes_other_prefixes(store: Arc<dyn Store>) {
+    let now = store.current_revision().await.unwrap();
+    let (mut watch, progress) = store.watch_with_progress("/c/idle/", now).await.unwrap();
+    let mut last = now;
+    for i in 0..5 {
+        last = store
+            .create(&format!("/c/busy/{i}"), bytes("v"))
+            .await
+            .unwrap()
+            .mod_revision;
+    }
+    // The stream reads only when polled, as the API server's watch loop polls it.
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while progress.get() < last {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "progress stayed at {} below {last}",
+            progress.get()
+        );
+        if let Ok(item) = tokio::time::timeout(Duration::from_millis(10), watch.next()).await {
+            panic!("an idle watch yielded {item:?}");
+        }
+    }
+    assert_eq!(progress.get(), last);
 }
 
 pub async fn watch_live(store: Arc<dyn Store>) {

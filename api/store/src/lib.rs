@@ -91,6 +91,31 @@ impl Event {
 /// (`Error::Compacted`) or the store closed.
 pub type WatchStream = BoxStream<'static, Result<Event>>;
 
+/// How far a watch has read, whatever its prefix: every event under its prefix with a revision
+/// up to `get()` has been yielded by its stream. An idle watch's progress follows the writes
+/// elsewhere in the store, so that a bookmark can carry a revision its client may resume from
+/// long after the last event it saw (kube-apiserver's bookmarks carry its watch cache's
+/// revision, not the watch's last event's).
+#[derive(Clone, Debug, Default)]
+pub struct Progress(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Progress {
+    /// Progress at `at` (the revision the watch started after).
+    pub fn new(at: Revision) -> Progress {
+        Progress(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(at)))
+    }
+
+    /// The revision up to which every event of the watch has been yielded.
+    pub fn get(&self) -> Revision {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Moves the progress forward to `to` (never back).
+    pub fn advance(&self, to: Revision) {
+        self.0.fetch_max(to, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("key {0} not found")]
@@ -166,6 +191,29 @@ pub trait Store: Send + Sync + 'static {
     /// writers: the implementations here re-read their event log for it, and end its stream with
     /// `Compacted` only if the revisions it still needs were compacted meanwhile.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+
+    /// As `watch`, with the stream's `Progress`. A store that cannot tell how far it has read
+    /// past the last event under the prefix reports only what its events show (the default:
+    /// the API layer then bookmarks the last event's revision, as before).
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<(WatchStream, Progress)> {
+        use futures::StreamExt;
+        let progress = Progress::new(after);
+        let seen = progress.clone();
+        let stream = self
+            .watch(prefix, after)
+            .await?
+            .inspect(move |event| {
+                if let Ok(event) = event {
+                    seen.advance(event.revision());
+                }
+            })
+            .boxed();
+        Ok((stream, progress))
+    }
 
     /// Forgets history at or before `revision`: watches and lists from older revisions then fail
     /// with `Compacted`. The current state is never touched.

@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use crate::history::{self, Overrides, Page};
 use crate::watch::{self, Batch, Chunk, EventLog};
 use crate::{
-    Error, Event, EventType, KeyValue, ListOptions, ListResult, Result, Revision, Store,
+    Error, Event, EventType, KeyValue, ListOptions, ListResult, Progress, Result, Revision, Store,
     WatchStream,
 };
 
@@ -243,6 +243,14 @@ impl Store for MemoryStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        Ok(self.watch_with_progress(prefix, after).await?.0)
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<(WatchStream, Progress)> {
         let rx = self.events.subscribe();
         watch::start(self.shared.clone(), rx, prefix, after).await
     }

@@ -36,7 +36,9 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::history::{self, Overrides, Page};
 use crate::watch::{self, Batch, Chunk, EventLog};
-use crate::{Error, KeyValue, ListOptions, ListResult, Result, Revision, Store, WatchStream};
+use crate::{
+    Error, KeyValue, ListOptions, ListResult, Progress, Result, Revision, Store, WatchStream,
+};
 
 use writer::{Command, Op, Reply, Writer};
 
@@ -665,6 +667,14 @@ impl Store for RedbStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        Ok(self.watch_with_progress(prefix, after).await?.0)
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<(WatchStream, Progress)> {
         let rx = self
             .shared
             .events

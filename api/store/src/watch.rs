@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::{Error, Event, Result, Revision, WatchStream};
+use crate::{Error, Event, Progress, Result, Revision, WatchStream};
 
 /// How many log entries one replay read scans at most.
 pub(crate) const REPLAY_CHUNK: usize = 512;
@@ -51,17 +51,32 @@ struct State<L> {
     buffer: VecDeque<Event>,
     replaying: bool,
     finished: bool,
+    progress: Progress,
+}
+
+impl<L> State<L> {
+    /// Every event under the prefix before the first buffered one has been yielded; with none
+    /// buffered, every one up to the last revision read.
+    fn note_progress(&self) {
+        match self.buffer.front() {
+            Some(first) => self.progress.advance(first.revision().saturating_sub(1)),
+            None => self.progress.advance(self.last),
+        }
+    }
 }
 
 /// Starts a watch: `rx` must have been subscribed before this call. Reads the first log chunk
 /// right away so that a compacted `after` fails the call rather than the stream.
+/// The stream comes with its progress, which follows the log and the broadcast past events
+/// under other prefixes too.
 pub(crate) async fn start<L: EventLog>(
     log: Arc<L>,
     rx: broadcast::Receiver<Batch>,
     prefix: &str,
     after: Revision,
-) -> Result<WatchStream> {
+) -> Result<(WatchStream, Progress)> {
     let first = log.read_after(prefix, after, REPLAY_CHUNK).await?;
+    let progress = Progress::new(after);
     let state = State {
         log,
         rx,
@@ -70,15 +85,19 @@ pub(crate) async fn start<L: EventLog>(
         buffer: first.events.into(),
         replaying: !first.done,
         finished: false,
+        progress: progress.clone(),
     };
-    Ok(Box::pin(futures::stream::unfold(state, next)))
+    state.note_progress();
+    Ok((Box::pin(futures::stream::unfold(state, next)), progress))
 }
 
 async fn next<L: EventLog>(mut st: State<L>) -> Option<(Result<Event>, State<L>)> {
     loop {
         if let Some(event) = st.buffer.pop_front() {
+            st.note_progress();
             return Some((Ok(event), st));
         }
+        st.note_progress();
         if st.finished {
             return None;
         }

@@ -560,6 +560,44 @@ async fn watch_sends_initial_events_then_changes() {
     assert_eq!(seen, ["ADDED new", "DELETED old", "DELETED new"]);
 }
 
+/// An idle watch's bookmark carries the revision the server has read up to, past writes to
+/// other resources, as kube-apiserver's do: its client resumes from there rather than from its
+/// last event, which the history may have dropped meanwhile (a 410 and a full re-list).
+#[tokio::test(start_paused = true)]
+async fn an_idle_watchs_bookmark_follows_writes_elsewhere() {
+    let api = Api::new().await;
+    api.call(Method::POST, CMS, Some(cm("seen", json!({}))))
+        .await;
+    let from = api.store.current_revision().await.unwrap();
+    let mut events = Box::pin(
+        api.watch(&format!(
+            "{CMS}?watch=true&allowWatchBookmarks=true&resourceVersion={from}"
+        ))
+        .await,
+    );
+    for i in 0..3 {
+        let (code, body) = api
+            .call(
+                Method::POST,
+                "/api/v1/namespaces/default/pods",
+                Some(pod(&format!("p{i}"))),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let last = api.store.current_revision().await.unwrap();
+    assert!(last > from);
+    // The paused clock runs to the bookmark interval once everything else is idle.
+    let bookmark = events.next().await.unwrap();
+    assert_eq!(bookmark["type"], "BOOKMARK", "{bookmark}");
+    let at: u64 = bookmark["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(at, last, "{bookmark}");
+}
+
 #[tokio::test]
 async fn watch_from_a_compacted_revision_gets_410() {
     let api = Api::new().await;

@@ -72,6 +72,7 @@ cases!(
     list_at_old_revision,
     watch_replays_history,
     watch_live,
+    watch_progress,
     watch_prefix_filtering,
     compaction,
     delete_events_carry_prior_value,
@@ -89,6 +90,7 @@ fn every_case_has_a_test() {
         "list_at_old_revision",
         "watch_replays_history",
         "watch_live",
+        "watch_progress",
         "watch_prefix_filtering",
         "compaction",
         "delete_events_carry_prior_value",
@@ -125,4 +127,17 @@ async fn model_based_many_seeds_redb() {
         skiff_store::conformance::model_based_seeded(store.clone(), seed, 300).await;
         store.close().await.expect("close");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_progress_passes_other_prefixes_memory() {
+    let store = Arc::new(skiff_store::MemoryStore::new());
+    skiff_store::conformance::watch_progress_passes_other_prefixes(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_progress_passes_other_prefixes_redb() {
+    let (_dir, store) = open_redb();
+    skiff_store::conformance::watch_progress_passes_other_prefixes(store.clone()).await;
+    store.close().await.expect("close");
 }

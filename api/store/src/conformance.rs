@@ -512,18 +512,16 @@ pub async fn watch_progress_passes_other_prefixes(store: Arc<dyn Store>) {
             .unwrap()
             .mod_revision;
     }
-    // The stream reads only when polled, as the API server's watch loop polls it.
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    while progress.get() < last {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "progress stayed at {} below {last}",
-            progress.get()
-        );
-        if let Ok(item) = tokio::time::timeout(Duration::from_millis(10), watch.next()).await {
-            panic!("an idle watch yielded {item:?}");
-        }
-    }
+    // The stream reads only when polled, as the API server's watch loop polls it: poll it each
+    // time it is woken (by a published batch) until its progress reaches the last write.
+    let caught_up = futures::future::poll_fn(|cx| match watch.poll_next_unpin(cx) {
+        std::task::Poll::Ready(item) => panic!("an idle watch yielded {item:?}"),
+        std::task::Poll::Pending if progress.get() >= last => std::task::Poll::Ready(()),
+        std::task::Poll::Pending => std::task::Poll::Pending,
+    });
+    tokio::time::timeout(EVENT_TIMEOUT, caught_up)
+        .await
+        .unwrap_or_else(|_| panic!("progress stayed at {} below {last}", progress.get()));
     assert_eq!(progress.get(), last);
 }
 

@@ -40,6 +40,13 @@ pub const LAST_REQUEST: &str = "skiff.dev/last-request-time";
 pub const HOP_HEADER: &str = "skiff-service-hops";
 /// The default hop limit of the service router.
 pub const HOP_LIMIT_DEFAULT: u32 = 16;
+/// Ingress annotation: the largest request body the ingress forwards to the Ingress's backends,
+/// in nginx's size syntax (bytes, or a `k`, `m` or `g` suffix, binary; `0`: unbounded). Past it,
+/// 413. Default [`INGRESS_BODY_SIZE_DEFAULT`]; ingress-nginx's
+/// `nginx.ingress.kubernetes.io/proxy-body-size` is honoured when this one is absent.
+pub const INGRESS_BODY_SIZE: &str = "skiff.dev/proxy-body-size";
+/// The ingress's body bound when no annotation sets one: ingress-nginx's default (`1m`).
+pub const INGRESS_BODY_SIZE_DEFAULT: u64 = 1024 * 1024;
 /// The IngressClass the nodes serve (created at start, marked default).
 pub const INGRESS_CLASS: &str = "skiff";
 /// The IngressClass `spec.controller` of [`INGRESS_CLASS`].

@@ -1,8 +1,15 @@
-//! Counting open connections, in all and per client IP, against [`ConnectionLimits`].
+//! Counting open connections, in all and per client IP, against [`ConnectionLimits`]; a
+//! connection's stream carries its permit, upgraded or not.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::ConnectionLimits;
 
@@ -31,6 +38,69 @@ pub enum Refused {
 pub struct ConnectionPermit {
     gate: Arc<ConnectionGate>,
     ip: IpAddr,
+}
+
+/// An admitted connection's TCP stream, holding its permit. The permit goes wherever the stream
+/// goes: under TLS, and into hyper's `Upgraded` when the connection is upgraded (a websocket,
+/// exec's and port-forward's streams), so an upgraded connection stays counted until it closes
+/// rather than leaving the count when its HTTP part ends.
+pub(crate) struct PermittedStream {
+    tcp: TcpStream,
+    _permit: ConnectionPermit,
+}
+
+impl PermittedStream {
+    pub(crate) fn new(tcp: TcpStream, permit: ConnectionPermit) -> PermittedStream {
+        PermittedStream {
+            tcp,
+            _permit: permit,
+        }
+    }
+
+    /// [`TcpStream::peek`].
+    pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.peek(buf).await
+    }
+}
+
+impl AsyncRead for PermittedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PermittedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
 }
 
 impl ConnectionGate {

@@ -10,6 +10,9 @@
 //! | request head: HTTP/1.1 start line and headers, HTTP/2 header list (`max_header_bytes`) | 431 |
 //! | HTTP/2 streams open at once on one connection (`http2_max_concurrent_streams`) | the client waits for a stream |
 //!
+//! A connection upgraded to another protocol (a websocket; exec's, attach's and port-forward's
+//! streams) stays counted until it closes: its permit travels with its stream.
+//!
 //! These are Go's `http.Server` bounds as kube-apiserver sets them (`ReadHeaderTimeout` 32 s,
 //! also bounding the TLS handshake; `IdleTimeout` 90 s, which Go's HTTP/2 server applies to a
 //! connection with no stream open; `MaxHeaderBytes`; `--http2-max-streams-per-connection`), plus
@@ -29,7 +32,7 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -231,7 +234,7 @@ pub async fn serve<M, S>(
                 let shared = shared.clone();
                 let stopped = stopped.clone();
                 connections.spawn(async move {
-                    let _permit = permit;
+                    let tcp = gate::PermittedStream::new(tcp, permit);
                     connection(tcp, peer, &shared, stopped).await;
                 });
             }
@@ -265,7 +268,7 @@ async fn within<T>(
 
 /// One connection: TLS and the first byte within the request header timeout, then HTTP.
 async fn connection<M, S>(
-    tcp: TcpStream,
+    tcp: gate::PermittedStream,
     addr: SocketAddr,
     shared: &Shared<M>,
     mut stopped: watch::Receiver<bool>,

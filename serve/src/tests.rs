@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use tokio::time::Instant;
 
 use super::*;
@@ -29,12 +31,34 @@ impl Body for Endless {
 
 type Answer = Response<http_body_util::Either<Endless, Empty<Bytes>>>;
 
-/// `GET /endless` answers a body that never ends, anything else an empty body.
-async fn answer(request: Request<Incoming>) -> Result<Answer, Infallible> {
-    let body = if request.uri().path() == "/endless" {
-        http_body_util::Either::Left(Endless)
-    } else {
-        http_body_util::Either::Right(Empty::new())
+/// `GET /endless` answers a body that never ends; `GET /upgrade` switches protocols and then
+/// echoes what it reads until the client closes; anything else an empty body.
+async fn answer(mut request: Request<Incoming>) -> Result<Answer, Infallible> {
+    let body = match request.uri().path() {
+        "/endless" => http_body_util::Either::Left(Endless),
+        "/upgrade" => {
+            let upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                let Ok(upgraded) = upgrade.await else {
+                    return;
+                };
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = io.read(&mut buf).await {
+                    if io.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let resp = Response::builder()
+                .status(http::StatusCode::SWITCHING_PROTOCOLS)
+                .header(http::header::CONNECTION, "upgrade")
+                .header(http::header::UPGRADE, "echo")
+                .body(http_body_util::Either::Right(Empty::new()))
+                .unwrap();
+            return Ok(resp);
+        }
+        _ => http_body_util::Either::Right(Empty::new()),
     };
     Ok(Response::new(body))
 }
@@ -145,7 +169,56 @@ async fn connections_over_the_per_ip_bound_are_closed_on_accept() {
     closed_after(&mut fifth).await;
     // Once one closes, a new one is served.
     drop(held.pop());
-    let answered = eventually(|| async {
+    let answered = a_new_connection_is_served(addr).await;
+    assert!(answered, "no new connection was served after one closed");
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_stays_counted_until_it_closes() {
+    let (addr, _stop, _task) = server(patient()).await;
+    // Four upgraded connections from this IP, its bound, each echoing.
+    let mut upgraded = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                s.read(&mut byte).await.unwrap(),
+                1,
+                "closed before the head ended"
+            );
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        s.write_all(b"ping").await.unwrap();
+        let mut echo = [0u8; 4];
+        s.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"ping");
+        upgraded.push(s);
+    }
+    // Their HTTP parts have ended, but they still hold their places: a fifth is closed on
+    // accept.
+    let mut fifth = TcpStream::connect(addr).await.unwrap();
+    closed_after(&mut fifth).await;
+    // Once one closes, a new connection is served.
+    drop(upgraded.pop());
+    let answered = a_new_connection_is_served(addr).await;
+    assert!(
+        answered,
+        "no new connection was served after an upgraded one closed"
+    );
+}
+
+/// Whether a new connection is served (tried for 10 s at most).
+async fn a_new_connection_is_served(addr: SocketAddr) -> bool {
+    eventually(|| async {
         let mut s = TcpStream::connect(addr).await.ok()?;
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
@@ -154,8 +227,7 @@ async fn connections_over_the_per_ip_bound_are_closed_on_accept() {
         s.read_to_string(&mut out).await.ok()?;
         out.starts_with("HTTP/1.1 200").then_some(())
     })
-    .await;
-    assert!(answered, "no new connection was served after one closed");
+    .await
 }
 
 /// Tries `f` until it answers (10 s at most).

@@ -524,6 +524,32 @@ async fn each_abuse_gets_its_status_and_other_clients_keep_their_answers() -> Re
         )?,
     )
     .await?;
+    // An Ingress path to a Service (with no endpoints: a body that passes the bound would be
+    // answered 503), for the ingress's body bound.
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(admin.clone(), NS);
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "upload"},
+                "spec": {"ports": [{"port": 80}]},
+            }))?,
+        )
+        .await?;
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(admin.clone(), NS);
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "upload"},
+                "spec": {"rules": [{"http": {"paths": [{
+                    "path": "/upload", "pathType": "Prefix",
+                    "backend": {"service": {"name": "upload", "port": {"number": 80}}},
+                }]}}]},
+            }))?,
+        )
+        .await?;
     let steady = skiff_tests::client::client(&tmp.path().join("steady.kubeconfig")).await?;
     let steady_cms: Api<ConfigMap> = Api::namespaced(steady.clone(), NS);
     skiff_tests::wait_for(
@@ -703,6 +729,34 @@ async fn each_abuse_gets_its_status_and_other_clients_keep_their_answers() -> Re
                 assert_eq!(status_reason(&a.body), "RequestEntityTooLarge", "{}", a.body);
             }
             Ok("413 Status".to_string())
+        })
+        .await?;
+
+    report
+        .case("4 × 8 MiB bodies at the ingress", &probe, || async {
+            let ingress: SocketAddr = ready["ingress"].as_str().context("ingress")?.parse()?;
+            let body = vec![b'x'; 8 << 20];
+            let req = request("POST", "/upload", "", &body);
+            // The node serves the Ingress once its watch has seen it: until then, 404.
+            skiff_tests::wait_for(
+                "the ingress to route /upload",
+                Duration::from_secs(30),
+                || {
+                    let probe = request("POST", "/upload", "", b"x");
+                    async move {
+                        let a = plain_h1(ingress, &probe).await.ok()?;
+                        (a.status != 404).then_some(())
+                    }
+                },
+            )
+            .await?;
+            let answers = futures::future::join_all((0..4).map(|_| plain_h1(ingress, &req))).await;
+            for a in answers {
+                let a = a?;
+                assert_eq!(a.status, 413, "{}", a.head);
+                assert!(a.body.contains("limit of 1048576 bytes"), "{}", a.body);
+            }
+            Ok("413 (the 1 MiB default)".to_string())
         })
         .await?;
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
-use skiff_meta::names::{INGRESS_CLASS, INGRESS_CONTROLLER};
+use skiff_meta::names::{
+    INGRESS_BODY_SIZE, INGRESS_BODY_SIZE_DEFAULT, INGRESS_CLASS, INGRESS_CONTROLLER,
+};
 
 use crate::net::ServicePortRef;
 
@@ -18,6 +20,9 @@ use crate::net::ServicePortRef;
 pub(crate) const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 /// The IngressClass annotation marking the cluster's default class.
 pub(crate) const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+/// ingress-nginx's body bound annotation, honoured when Skiff's own ([`INGRESS_BODY_SIZE`]) is
+/// absent, so that charts written for ingress-nginx keep their bound.
+pub(crate) const NGINX_BODY_SIZE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/proxy-body-size";
 
 /// `namespace/name` of an object.
 pub(crate) type ObjKey = (String, String);
@@ -43,13 +48,22 @@ pub(crate) enum Target {
     Unavailable(String),
 }
 
+/// What a request that matches a rule gets: its target, and the bound on its body set by its
+/// Ingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Matched {
+    pub(crate) target: Target,
+    /// The largest request body forwarded, in bytes (`None`: unbounded); past it, 413.
+    pub(crate) max_body: Option<u64>,
+}
+
 /// One path rule of one host.
 #[derive(Debug)]
 struct Route {
     /// `Exact`: the whole path. `Prefix`: without its trailing slash (`/` becomes empty).
     path: Box<str>,
     exact: bool,
-    target: Arc<Target>,
+    routed: Arc<Matched>,
 }
 
 impl Route {
@@ -75,7 +89,7 @@ pub(crate) struct RouteTable {
     /// Rules without a host.
     any_host: Vec<Route>,
     /// The oldest served Ingress's `defaultBackend`.
-    default_backend: Option<Arc<Target>>,
+    default_backend: Option<Arc<Matched>>,
 }
 
 /// A served Ingress, with what orders it among the others (oldest first, as ingress-nginx
@@ -100,10 +114,26 @@ impl RouteTable {
             let Some(spec) = s.ingress.spec.as_ref() else {
                 continue;
             };
+            let max_body = max_body(s.ingress);
+            let routed = |backend: &IngressBackend| {
+                let routed = match &max_body {
+                    Ok(max_body) => Matched {
+                        target: target(objects, s.namespace, backend),
+                        max_body: *max_body,
+                    },
+                    // The Ingress's author asked for a bound that cannot be read: its rules
+                    // answer why rather than guess one.
+                    Err(reason) => Matched {
+                        target: Target::Unavailable(reason.clone()),
+                        max_body: None,
+                    },
+                };
+                Arc::new(routed)
+            };
             if table.default_backend.is_none()
                 && let Some(b) = &spec.default_backend
             {
-                table.default_backend = Some(Arc::new(target(objects, s.namespace, b)));
+                table.default_backend = Some(routed(b));
             }
             for rule in spec.rules.iter().flatten() {
                 let bucket = match rule.host.as_deref().map(str::to_ascii_lowercase) {
@@ -133,7 +163,7 @@ impl RouteTable {
                         Route {
                             path,
                             exact: exact_type,
-                            target: Arc::new(target(objects, s.namespace, &p.backend)),
+                            routed: routed(&p.backend),
                         },
                     ));
                 }
@@ -151,7 +181,7 @@ impl RouteTable {
 
     /// The target of a request for `host` (the Host header, with or without its port) and
     /// `path`, or `None` when nothing matches (404).
-    pub(crate) fn route(&self, host: &str, path: &str) -> Option<&Arc<Target>> {
+    pub(crate) fn route(&self, host: &str, path: &str) -> Option<&Arc<Matched>> {
         let host = normalize_host(host);
         fn first<'a>(routes: Option<&'a Vec<Route>>, path: &str) -> Option<&'a Route> {
             routes.and_then(|rs| rs.iter().find(|r| r.matches(path)))
@@ -167,7 +197,7 @@ impl RouteTable {
             })
             .or_else(|| first(Some(&self.any_host), path));
         match found {
-            Some(r) => Some(&r.target),
+            Some(r) => Some(&r.routed),
             None => self.default_backend.as_ref(),
         }
     }
@@ -269,6 +299,41 @@ pub(crate) fn served_keys(objects: &Objects) -> Vec<ObjKey> {
         .collect();
     keys.sort();
     keys
+}
+
+/// An Ingress's body bound: its [`INGRESS_BODY_SIZE`] annotation, else ingress-nginx's, else
+/// the default; `Err` with the reason when the annotation's value is not a size.
+fn max_body(ingress: &Ingress) -> Result<Option<u64>, String> {
+    let annotations = ingress.metadata.annotations.as_ref();
+    let set = [INGRESS_BODY_SIZE, NGINX_BODY_SIZE_ANNOTATION]
+        .into_iter()
+        .find_map(|key| Some((key, annotations?.get(key)?)));
+    let Some((key, value)) = set else {
+        return Ok(Some(INGRESS_BODY_SIZE_DEFAULT));
+    };
+    match parse_size(value) {
+        Some(0) => Ok(None),
+        Some(n) => Ok(Some(n)),
+        None => Err(format!(
+            "ingress annotation {key}: {value:?} is not a size (bytes, or a number with k, m or \
+             g; 0 for no bound)"
+        )),
+    }
+}
+
+/// A size in nginx's syntax (`ngx_parse_offset`): decimal bytes, or with a `k`, `m` or `g`
+/// suffix (either case) for KiB, MiB or GiB.
+pub(crate) fn parse_size(value: &str) -> Option<u64> {
+    let (digits, unit) = match value.as_bytes().last()? {
+        b'k' | b'K' => (&value[..value.len() - 1], 1 << 10),
+        b'm' | b'M' => (&value[..value.len() - 1], 1 << 20),
+        b'g' | b'G' => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 /// Resolves a backend against the Services: a Service port that exists, or the reason it

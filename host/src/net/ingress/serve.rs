@@ -1,23 +1,28 @@
 //! The ingress's HTTP/1.1 servers (plain and TLS, keep-alive, graceful shutdown) and the two
-//! request handlers behind them: the Ingress proxy (route table → Service) and a NodePort (one
-//! Service port). Both hand the request to [`ServiceBackend::serve`].
+//! request handlers behind them: the Ingress proxy (route table → Service, request bodies bounded
+//! per Ingress, 413 past the bound) and a NodePort (one Service port). Both hand the request to
+//! [`ServiceBackend::serve`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use skiff_runtime::{HttpBody, box_body, full_body};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use skiff_runtime::{BoxError, HttpBody, box_body, full_body};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::rules::{RouteTable, Target};
+use super::rules::{Matched, RouteTable, Target};
 use crate::net::{SOURCE_IP_HEADER, ServiceBackend};
 
 /// The bounds on one listener's connections (`skiff_serve`): 4096 open, 1024 of one client IP
@@ -31,6 +36,10 @@ const LIMITS: skiff_serve::ConnectionLimits = skiff_serve::ConnectionLimits {
 };
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Past an Ingress's body bound, the rest of the body is still read (and dropped) up to this
+/// much in all, so that a client that sends its whole body before it reads finishes and reads
+/// the 413 instead of a reset connection (nginx's lingering close does the same).
+const BODY_DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -164,14 +173,21 @@ impl Handler for IngressProxy {
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().host())
             .unwrap_or("");
-        let target = self.table.load().route(host, req.uri().path()).cloned();
-        let (namespace, name, port) = match target.as_deref() {
-            Some(Target::Service {
-                namespace,
-                name,
-                port,
-            }) => (namespace, name, port),
-            Some(Target::Unavailable(reason)) => {
+        let routed = self.table.load().route(host, req.uri().path()).cloned();
+        let (namespace, name, port, max_body) = match routed.as_deref() {
+            Some(Matched {
+                target:
+                    Target::Service {
+                        namespace,
+                        name,
+                        port,
+                    },
+                max_body,
+            }) => (namespace, name, port, *max_body),
+            Some(Matched {
+                target: Target::Unavailable(reason),
+                ..
+            }) => {
                 let resp = text(StatusCode::SERVICE_UNAVAILABLE, reason);
                 return Box::pin(async move { resp });
             }
@@ -197,11 +213,168 @@ impl Handler for IngressProxy {
         headers.insert(X_REAL_IP.clone(), peer.ip.clone());
         headers.insert(X_FORWARDED_PROTO.clone(), self.proto.clone());
         headers.insert(X_FORWARDED_PORT.clone(), self.port.clone());
+        let Some(max) = max_body else {
+            return self.serve(namespace, name, port, parts, box_body(body));
+        };
+        // hyper's exact size is the request's `Content-Length`.
+        if let Some(len) = body.size_hint().exact()
+            && len > max
+        {
+            // Known too large before a byte is sent on: the backend never sees it.
+            let expect_continue = parts
+                .headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            return Box::pin(async move {
+                // A client waiting for `100 Continue` has sent nothing: not reading its body
+                // keeps it so (hyper sends `100 Continue` only when the body is read).
+                if !expect_continue {
+                    drain(body, BODY_DRAIN_BYTES).await;
+                }
+                too_large(max)
+            });
+        }
+        let over = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody {
+            inner: body,
+            max,
+            read: 0,
+            over: over.clone(),
+            done: false,
+        };
+        let resp = self.serve(namespace, name, port, parts, box_body(body));
+        Box::pin(async move {
+            let resp = resp.await;
+            // The backend answered after its body was cut short: whatever it made of that,
+            // the client's answer is the bound.
+            if over.load(Ordering::Acquire) {
+                too_large(max)
+            } else {
+                resp
+            }
+        })
+    }
+}
+
+impl IngressProxy {
+    /// Hands the request to the backend, in a span of its own when tracing is on.
+    fn serve(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: &crate::net::ServicePortRef,
+        parts: http::request::Parts,
+        body: HttpBody,
+    ) -> BoxFuture<'static, Response<HttpBody>> {
         if skiff_telemetry::trace::enabled() {
             return traced(&*self.backend, namespace, name, port, parts, body);
         }
-        let req = Request::from_parts(parts, box_body(body));
-        self.backend.serve(namespace, name, port, req)
+        self.backend
+            .serve(namespace, name, port, Request::from_parts(parts, body))
+    }
+}
+
+/// The ingress's answer to a body past its Ingress's bound.
+fn too_large(max: u64) -> Response<HttpBody> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "the request body is larger than this Ingress's limit of {max} bytes (set by the \
+             Ingress annotation {})",
+            skiff_meta::names::INGRESS_BODY_SIZE
+        ),
+    )
+}
+
+/// Reads and drops `body` until it ends, fails, or `limit` bytes have been read.
+async fn drain(mut body: Incoming, limit: u64) {
+    use http_body_util::BodyExt;
+    let mut read = 0u64;
+    while read < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
+}
+
+/// A request body cut off past `max` bytes: it forwards frames up to the bound; past it, it
+/// marks `over`, reads and drops the rest up to [`BODY_DRAIN_BYTES`] in all, then fails, so
+/// the backend sees an error, never a body that looks whole.
+struct LimitedBody {
+    inner: Incoming,
+    max: u64,
+    /// Data bytes read from `inner`.
+    read: u64,
+    over: Arc<AtomicBool>,
+    /// The error or the end was returned.
+    done: bool,
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            let next = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+            match next {
+                Some(Ok(frame)) => {
+                    this.read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if this.read <= this.max {
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    this.over.store(true, Ordering::Release);
+                    if this.read < BODY_DRAIN_BYTES {
+                        continue;
+                    }
+                }
+                Some(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                None if this.read <= this.max => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                None => {}
+            }
+            this.done = true;
+            return Poll::Ready(Some(Err(format!(
+                "the request body is larger than the ingress's limit of {} bytes",
+                this.max
+            )
+            .into())));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || (self.inner.is_end_stream() && self.read <= self.max)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.done {
+            return SizeHint::with_exact(0);
+        }
+        let mut hint = self.inner.size_hint();
+        if hint
+            .upper()
+            .is_some_and(|upper| self.read + upper > self.max)
+        {
+            // More may be announced than is forwarded: promise no upper bound.
+            hint = SizeHint::new();
+            hint.set_lower(0);
+        }
+        hint
     }
 }
 
@@ -213,7 +386,7 @@ fn traced(
     name: &str,
     port: &crate::net::ServicePortRef,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: HttpBody,
 ) -> BoxFuture<'static, Response<HttpBody>> {
     use tracing::Instrument;
     let span = tracing::info_span!(
@@ -228,7 +401,7 @@ fn traced(
     );
     skiff_telemetry::trace::set_parent_from(&span, &parts.headers);
     skiff_telemetry::trace::inject(&span, &mut parts.headers);
-    let req = Request::from_parts(parts, box_body(body));
+    let req = Request::from_parts(parts, body);
     let fut = span.in_scope(|| backend.serve(namespace, name, port, req));
     Box::pin(
         async move {

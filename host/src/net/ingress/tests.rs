@@ -557,3 +557,194 @@ async fn node_ports_open_and_close_with_services() {
     );
     np.shutdown().await;
 }
+
+/// Reads each request's whole body and answers `read N`, or 502 with the body's error; records
+/// what each request's body came to.
+#[derive(Default)]
+struct BodyReader {
+    bodies: Mutex<Vec<Result<usize, String>>>,
+}
+
+impl ServiceBackend for Arc<BodyReader> {
+    fn serve(
+        &self,
+        _namespace: &str,
+        _name: &str,
+        _port: &ServicePortRef,
+        req: Request<HttpBody>,
+    ) -> BoxFuture<'static, Response<HttpBody>> {
+        let me = self.clone();
+        Box::pin(async move {
+            let read = match req.into_body().collect().await {
+                Ok(body) => Ok(body.to_bytes().len()),
+                Err(e) => Err(e.to_string()),
+            };
+            me.bodies.lock().expect("lock").push(read.clone());
+            match read {
+                Ok(n) => Response::new(full_body(format!("read {n}"))),
+                Err(e) => {
+                    let mut resp = Response::new(full_body(format!("body error: {e}")));
+                    *resp.status_mut() = StatusCode::BAD_GATEWAY;
+                    resp
+                }
+            }
+        })
+    }
+}
+
+/// Sends `body` (`Content-Length` when `chunks` is 1, else chunked in `chunks` pieces) to
+/// `host` on `send`; the answer's status and text.
+async fn post(
+    send: &mut hyper::client::conn::http1::SendRequest<HttpBody>,
+    host: &str,
+    len: usize,
+    chunks: usize,
+) -> (StatusCode, String) {
+    send.ready().await.expect("the connection is ready");
+    let body = if chunks == 1 {
+        full_body(vec![b'x'; len])
+    } else {
+        let piece = len / chunks;
+        let frames = (0..chunks).map(move |i| {
+            let n = if i + 1 == chunks {
+                len - piece * i
+            } else {
+                piece
+            };
+            Ok::<_, skiff_runtime::BoxError>(hyper::body::Frame::data(Bytes::from(vec![b'x'; n])))
+        });
+        http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(
+            futures::stream::iter(frames),
+        ))
+    };
+    let req = Request::post("/upload")
+        .header(http::header::HOST, host)
+        .body(body)
+        .expect("a request");
+    let resp = send.send_request(req).await.expect("a response");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("a body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn request_bodies_past_an_ingress_bound_are_answered_413() {
+    use skiff_meta::names::INGRESS_BODY_SIZE;
+    const MIB: usize = 1024 * 1024;
+    let annotated = |name: &str, host: &str, annotations: serde_json::Value| {
+        let (key, mut ing) = ingress(
+            "default",
+            name,
+            json!({
+                "ingressClassName": "skiff",
+                "rules": [{"host": host, "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": backend("front")},
+                ]}}],
+            }),
+        );
+        ing.metadata.annotations = serde_json::from_value(annotations).expect("annotations");
+        (key, ing)
+    };
+    let mut objs = objects();
+    objs.ingresses.extend([
+        annotated("small", "small.test", json!({})),
+        annotated("big", "big.test", json!({INGRESS_BODY_SIZE: "4m"})),
+        annotated(
+            "free",
+            "free.test",
+            json!({"nginx.ingress.kubernetes.io/proxy-body-size": "0"}),
+        ),
+        annotated(
+            "both",
+            "both.test",
+            json!({INGRESS_BODY_SIZE: "2k", "nginx.ingress.kubernetes.io/proxy-body-size": "0"}),
+        ),
+        annotated("bad", "bad.test", json!({INGRESS_BODY_SIZE: "10mb"})),
+    ]);
+    let table = Arc::new(ArcSwap::from_pointee(RouteTable::build(&objs)));
+    let reader = Arc::new(BodyReader::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let proxy = IngressProxy::new(table, Arc::new(reader.clone()), false, addr);
+    let (stop_tx, stop) = watch::channel(false);
+    let server = tokio::spawn(serve::serve(listener, None, Arc::new(proxy), stop));
+    let bodies = || reader.bodies.lock().expect("lock").clone();
+
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(conn);
+
+    // The default bound (ingress-nginx's 1m): up to it the body goes through whole.
+    assert_eq!(
+        post(&mut send, "small.test", MIB, 1).await,
+        (StatusCode::OK, format!("read {MIB}"))
+    );
+    // One byte past it, announced by Content-Length: 413 before the backend sees anything.
+    let (status, text) = post(&mut send, "small.test", MIB + 1, 1).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(
+        text.contains("limit of 1048576 bytes") && text.contains(INGRESS_BODY_SIZE),
+        "{text}"
+    );
+    assert_eq!(bodies(), vec![Ok(MIB)], "the backend saw the refused body");
+    // The refused body was read to its end, so the connection goes on.
+    assert_eq!(
+        post(&mut send, "small.test", 10, 1).await,
+        (StatusCode::OK, "read 10".into())
+    );
+    // Chunked, with no length to check first: cut off at the bound, and still 413, while the
+    // backend saw an error rather than a body that looked whole.
+    let (status, text) = post(&mut send, "small.test", 2 * MIB, 32).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    match bodies().last() {
+        Some(Err(e)) => assert!(e.contains("larger than the ingress's limit"), "{e}"),
+        other => panic!("the backend read a cut-off body as {other:?}"),
+    }
+
+    // Skiff's annotation raises the bound; `0` (here ingress-nginx's annotation) removes it.
+    assert_eq!(
+        post(&mut send, "big.test", 3 * MIB, 1).await,
+        (StatusCode::OK, format!("read {}", 3 * MIB))
+    );
+    let (status, text) = post(&mut send, "big.test", 5 * MIB, 1).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("limit of 4194304 bytes"), "{text}");
+    assert_eq!(
+        post(&mut send, "free.test", 20 * MIB, 64).await,
+        (StatusCode::OK, format!("read {}", 20 * MIB))
+    );
+    // Skiff's own annotation wins over ingress-nginx's.
+    let (status, text) = post(&mut send, "both.test", 4096, 1).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    // A bound that is not a size: the Ingress's rules say so rather than guess one.
+    let (status, text) = post(&mut send, "bad.test", 10, 1).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(
+        text.contains(INGRESS_BODY_SIZE) && text.contains("\"10mb\" is not a size"),
+        "{text}"
+    );
+
+    // A client that waits for `100 Continue` before sending a body past the bound gets the 413
+    // instead, and sends nothing.
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(
+        b"POST / HTTP/1.1\r\nhost: small.test\r\ncontent-length: 100000000\r\n\
+          expect: 100-continue\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = raw.read(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+
+    let calls = bodies().len();
+    assert_eq!(calls, 5, "{:?}", bodies());
+    stop_tx.send(true).expect("the server listens");
+    drop(send);
+    drop(raw);
+    server.await.expect("the server stops");
+}

@@ -87,7 +87,7 @@ fn svc_name(t: Option<&Target>) -> String {
 }
 
 fn route<'a>(table: &'a RouteTable, host: &str, path: &str) -> Option<&'a Target> {
-    table.route(host, path).map(|t| &**t)
+    table.route(host, path).map(|r| &r.target)
 }
 
 const T0: &str = "2026-01-01T00:00:00Z";
@@ -356,5 +356,26 @@ fn host_normalization() {
         ("", ""),
     ] {
         assert_eq!(normalize_host(raw), want, "{raw:?}");
+    }
+}
+
+#[test]
+fn body_sizes_read_as_nginx_reads_them() {
+    assert_eq!(parse_size("0"), Some(0));
+    assert_eq!(parse_size("1000"), Some(1000));
+    assert_eq!(parse_size("512k"), Some(512 << 10));
+    assert_eq!(parse_size("8M"), Some(8 << 20));
+    assert_eq!(parse_size("2g"), Some(2 << 30));
+    for bad in [
+        "",
+        "m",
+        "1.5m",
+        "-1",
+        "10mb",
+        " 1m",
+        "1 m",
+        "99999999999999999999g",
+    ] {
+        assert_eq!(parse_size(bad), None, "{bad:?}");
     }
 }

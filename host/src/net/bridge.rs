@@ -25,8 +25,17 @@ use super::dns::{self, DnsServer};
 use super::router::reply;
 use super::table::{Kind, Table};
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bounds on the bridge's connections, over all its listeners: 4096 open, 1024 of one
+/// client (a container's IP: a pool of connections to a database Service fits, one container
+/// cannot take them all), 30 s for each request head (also a keep-alive connection's idle time).
+/// A spliced connection (plain TCP to a container endpoint) counts until it closes, like the
+/// rest.
+pub(crate) const LIMITS: skiff_serve::ConnectionLimits = skiff_serve::ConnectionLimits {
+    max_connections: 4096,
+    max_connections_per_client_ip: 1024,
+    request_header_timeout: Duration::from_secs(30),
+    ..skiff_serve::ConnectionLimits::DEFAULT
+};
 /// How long open connections get to finish their requests when a listener closes.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -98,6 +107,8 @@ pub(crate) struct BridgeConfig {
     pub(crate) wasm_pods: watch::Receiver<WasmPods>,
     /// The DNS port on the gateway (53; tests choose another).
     pub(crate) dns_port: u16,
+    /// The bounds on its connections ([`LIMITS`]; tests choose smaller ones).
+    pub(crate) limits: skiff_serve::ConnectionLimits,
     /// Where the upstream nameservers are read (`/etc/resolv.conf`).
     pub(crate) resolv_conf: PathBuf,
 }
@@ -127,6 +138,7 @@ impl BridgeServices {
             failed: HashMap::new(),
             closing: Vec::new(),
             listening: watch::channel(BTreeSet::new()).0,
+            gate: skiff_serve::ConnectionGate::new(cfg.limits),
         };
         let listening = state.listening.subscribe();
         // Addresses a node killed earlier left on the bridge are this node's to remove.
@@ -209,6 +221,7 @@ pub(crate) async fn start_for_node(
             router,
             wasm_pods,
             dns_port: 53,
+            limits: LIMITS,
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
         },
         shutdown,
@@ -286,6 +299,8 @@ struct State {
     closing: Vec<JoinHandle<()>>,
     /// The open listeners' addresses, published after every sync.
     listening: watch::Sender<BTreeSet<SocketAddr>>,
+    /// Counts the connections of every listener.
+    gate: Arc<skiff_serve::ConnectionGate>,
 }
 
 /// The addresses and listeners the table and the wasm pods ask for.
@@ -408,7 +423,7 @@ impl State {
                         table: self.table.clone(),
                         wasm_pods: self.wasm_pods.clone(),
                     });
-                    let task = tokio::spawn(serve(listener, handler, stop_rx));
+                    let task = tokio::spawn(serve(listener, handler, self.gate.clone(), stop_rx));
                     self.failed.remove(&key);
                     self.open.insert(key, Open { target, stop, task });
                 }
@@ -528,10 +543,16 @@ impl Handler {
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until `stop` turns true; then closes the listening socket at
-/// once (the address may be bound again) and lets open connections finish, for at most
-/// [`DRAIN_TIMEOUT`].
-async fn serve(listener: TcpListener, handler: Arc<Handler>, mut stop: watch::Receiver<bool>) {
+/// Serves HTTP/1.1 (or splices plain TCP) on `listener` until `stop` turns true, each
+/// connection within `gate`'s bounds (closed at once past them); then closes the listening
+/// socket at once (the address may be bound again) and lets open connections finish, for at
+/// most [`DRAIN_TIMEOUT`].
+async fn serve(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    gate: Arc<skiff_serve::ConnectionGate>,
+    mut stop: watch::Receiver<bool>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut conns = JoinSet::new();
     loop {
@@ -549,14 +570,26 @@ async fn serve(listener: TcpListener, handler: Arc<Handler>, mut stop: watch::Re
                 continue;
             }
         };
+        let permit = match gate.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                tracing::debug!(client = %peer, ?refused, "bridge connection refused: too many open");
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         if let Some(to) = handler.splice_target() {
-            conns.spawn(splice(stream, peer, to));
+            conns.spawn(async move {
+                let _permit = permit;
+                splice(stream, peer, to).await;
+            });
             continue;
         }
         let watcher = graceful.watcher();
+        let header_timeout = gate.limits().request_header_timeout;
         conns.spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let handler = handler.clone();
                 async move {
@@ -566,7 +599,7 @@ async fn serve(listener: TcpListener, handler: Arc<Handler>, mut stop: watch::Re
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+                .header_read_timeout(header_timeout);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(client = %peer, error = %e, "bridge connection");

@@ -180,6 +180,12 @@ async fn listeners_for_wasm_pods_and_cluster_ips_follow_the_table() {
             router: Arc::new(router),
             wasm_pods: pods_rx,
             dns_port: 0,
+            // Bounds small enough to reach: over every listener, 8 open, 4 of one client.
+            limits: skiff_serve::ConnectionLimits {
+                max_connections: 8,
+                max_connections_per_client_ip: 4,
+                ..super::LIMITS
+            },
             resolv_conf: "/nonexistent/resolv.conf".into(),
         },
         stop_rx,
@@ -215,6 +221,44 @@ async fn listeners_for_wasm_pods_and_cluster_ips_follow_the_table() {
     let svc_addr = SocketAddr::from((cluster_ip, 18081));
     wait_listening(&mut listening, |s| s.contains(&svc_addr)).await;
     assert_eq!(get(svc_addr).await.unwrap(), (200, "ok".to_string()));
+
+    // One client's connections are bounded over all listeners: with four open (two to each
+    // listener, saying nothing), a fifth is closed at once; once one closes, it is served.
+    let from_one_client = |to: SocketAddr| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        socket.connect(to).await.unwrap()
+    };
+    let mut held = Vec::new();
+    for to in [pod_addr, svc_addr, pod_addr, svc_addr] {
+        held.push(from_one_client(to).await);
+    }
+    let mut fifth = from_one_client(pod_addr).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), fifth.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the fifth connection was kept: {closed:?}"
+    );
+    drop(held.pop());
+    let mut served = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let mut s = from_one_client(svc_addr).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        if out.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        // The server notices the closed connection on its own task.
+        tokio::task::yield_now().await;
+    }
+    assert!(served, "no connection was served after one closed");
+    drop(held);
 
     // A port that cannot be bound: logged, skipped, the rest goes on.
     let squatter = std::net::TcpListener::bind((taken_ip, 18082)).unwrap();
@@ -481,6 +525,7 @@ async fn root_a_container_resolves_services_and_reaches_wasm_pods_and_cluster_ip
             router: Arc::new(router),
             wasm_pods: table.wasm_pods(),
             dns_port: 53,
+            limits: super::LIMITS,
             resolv_conf: resolv.path().to_path_buf(),
         },
         stop_rx,
@@ -540,6 +585,7 @@ async fn root_a_container_resolves_services_and_reaches_wasm_pods_and_cluster_ip
             )),
             wasm_pods: table.wasm_pods(),
             dns_port: 53,
+            limits: super::LIMITS,
             resolv_conf: resolv.path().to_path_buf(),
         },
         stop_rx,

@@ -615,8 +615,9 @@ async fn a_deleted_pod_reports_terminating_stops_and_is_deleted() {
 }
 
 /// A refused final delete is tried again until the pod is gone: the pod must not stay
-/// Terminating with no worker left to finish it.
-#[tokio::test]
+/// Terminating with no worker left to finish it. On tokio's paused clock, so its two retries
+/// take no real time.
+#[tokio::test(start_paused = true)]
 async fn a_refused_final_delete_is_retried() {
     let h = harness(
         "metadata: {name: refused, deletionTimestamp: '2026-01-01T00:00:00Z'}\n\

@@ -53,8 +53,16 @@ pub(crate) enum Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Matched {
     pub(crate) target: Target,
-    /// The largest request body forwarded, in bytes (`None`: unbounded); past it, 413.
-    pub(crate) max_body: Option<u64>,
+    /// The largest request body forwarded (`None`: unbounded); past it, 413.
+    pub(crate) max_body: Option<BodyBound>,
+}
+
+/// A bound on request bodies, and what set it (for the 413's text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BodyBound {
+    pub(crate) bytes: u64,
+    /// The annotation that set it; `None`: the default.
+    pub(crate) set_by: Option<&'static str>,
 }
 
 /// One path rule of one host.
@@ -303,17 +311,23 @@ pub(crate) fn served_keys(objects: &Objects) -> Vec<ObjKey> {
 
 /// An Ingress's body bound: its [`INGRESS_BODY_SIZE`] annotation, else ingress-nginx's, else
 /// the default; `Err` with the reason when the annotation's value is not a size.
-fn max_body(ingress: &Ingress) -> Result<Option<u64>, String> {
+fn max_body(ingress: &Ingress) -> Result<Option<BodyBound>, String> {
     let annotations = ingress.metadata.annotations.as_ref();
     let set = [INGRESS_BODY_SIZE, NGINX_BODY_SIZE_ANNOTATION]
         .into_iter()
         .find_map(|key| Some((key, annotations?.get(key)?)));
     let Some((key, value)) = set else {
-        return Ok(Some(INGRESS_BODY_SIZE_DEFAULT));
+        return Ok(Some(BodyBound {
+            bytes: INGRESS_BODY_SIZE_DEFAULT,
+            set_by: None,
+        }));
     };
     match parse_size(value) {
         Some(0) => Ok(None),
-        Some(n) => Ok(Some(n)),
+        Some(bytes) => Ok(Some(BodyBound {
+            bytes,
+            set_by: Some(key),
+        })),
         None => Err(format!(
             "ingress annotation {key}: {value:?} is not a size (bytes, or a number with k, m or \
              g; 0 for no bound)"

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::rules::{Matched, RouteTable, Target};
+use super::rules::{BodyBound, Matched, RouteTable, Target};
 use crate::net::{SOURCE_IP_HEADER, ServiceBackend};
 
 /// The bounds on one listener's connections (`skiff_serve`): 4096 open, 1024 of one client IP
@@ -36,10 +36,14 @@ const LIMITS: skiff_serve::ConnectionLimits = skiff_serve::ConnectionLimits {
 };
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Past an Ingress's body bound, the rest of the body is still read (and dropped) up to this
-/// much in all, so that a client that sends its whole body before it reads finishes and reads
-/// the 413 instead of a reset connection (nginx's lingering close does the same).
+/// Past an Ingress's body bound, the rest of the body is still read (and dropped), up to this
+/// much and for at most [`BODY_DRAIN_TIME`], so that a client that sends its whole body before
+/// it reads finishes and reads the 413 instead of a reset connection (nginx's lingering close,
+/// `lingering_time` 30 s). A body with more left than this gets the 413 at once, and the
+/// connection is closed.
 const BODY_DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+/// How long the rest of a body past its bound is read at most.
+const BODY_DRAIN_TIME: Duration = Duration::from_secs(30);
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -143,6 +147,8 @@ pub(crate) struct IngressProxy {
     pub(crate) proto: HeaderValue,
     /// `X-Forwarded-Port`: the listener's port.
     pub(crate) port: HeaderValue,
+    /// How long the rest of a body past its bound is read at most ([`BODY_DRAIN_TIME`]).
+    pub(crate) drain_time: Duration,
 }
 
 impl IngressProxy {
@@ -157,6 +163,7 @@ impl IngressProxy {
             backend,
             proto: HeaderValue::from_static(if https { "https" } else { "http" }),
             port: HeaderValue::from(local.port()),
+            drain_time: BODY_DRAIN_TIME,
         }
     }
 }
@@ -213,12 +220,13 @@ impl Handler for IngressProxy {
         headers.insert(X_REAL_IP.clone(), peer.ip.clone());
         headers.insert(X_FORWARDED_PROTO.clone(), self.proto.clone());
         headers.insert(X_FORWARDED_PORT.clone(), self.port.clone());
-        let Some(max) = max_body else {
+        let Some(bound) = max_body else {
             return self.serve(namespace, name, port, parts, box_body(body));
         };
+        let drain_time = self.drain_time;
         // hyper's exact size is the request's `Content-Length`.
         if let Some(len) = body.size_hint().exact()
-            && len > max
+            && len > bound.bytes
         {
             // Known too large before a byte is sent on: the backend never sees it.
             let expect_continue = parts
@@ -228,29 +236,34 @@ impl Handler for IngressProxy {
             return Box::pin(async move {
                 // A client waiting for `100 Continue` has sent nothing: not reading its body
                 // keeps it so (hyper sends `100 Continue` only when the body is read).
-                if !expect_continue {
-                    drain(body, BODY_DRAIN_BYTES).await;
-                }
-                too_large(max)
+                let read_whole = !expect_continue
+                    && len <= BODY_DRAIN_BYTES
+                    && drain(body, BODY_DRAIN_BYTES, drain_time).await;
+                too_large(bound, read_whole)
             });
         }
-        let over = Arc::new(AtomicBool::new(false));
+        // A chunked body: forwarded up to the bound; past it, the backend's body fails and the
+        // rest comes back here, to be read and dropped.
+        let rest = Arc::new(Mutex::new(None));
         let body = LimitedBody {
-            inner: body,
-            max,
+            inner: Some(body),
+            max: bound.bytes,
             read: 0,
-            over: over.clone(),
-            done: false,
+            rest: rest.clone(),
         };
         let resp = self.serve(namespace, name, port, parts, box_body(body));
         Box::pin(async move {
             let resp = resp.await;
-            // The backend answered after its body was cut short: whatever it made of that,
-            // the client's answer is the bound.
-            if over.load(Ordering::Acquire) {
-                too_large(max)
-            } else {
-                resp
+            // The backend answered after its body was cut off: whatever it made of that, the
+            // client's answer is the bound. (One that answered before keeps its answer, and its
+            // body is cut off beneath it.)
+            let rest = rest.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match rest {
+                Some(rest) => {
+                    let read_whole = drain(rest, BODY_DRAIN_BYTES, drain_time).await;
+                    too_large(bound, read_whole)
+                }
+                None => resp,
             }
         })
     }
@@ -274,43 +287,59 @@ impl IngressProxy {
     }
 }
 
-/// The ingress's answer to a body past its Ingress's bound.
-fn too_large(max: u64) -> Response<HttpBody> {
-    text(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &format!(
-            "the request body is larger than this Ingress's limit of {max} bytes (set by the \
-             Ingress annotation {})",
+/// The ingress's answer to a body past its Ingress's bound; unless the body was read whole,
+/// the connection closes after it.
+fn too_large(bound: BodyBound, read_whole: bool) -> Response<HttpBody> {
+    let set_by = match bound.set_by {
+        Some(annotation) => format!("set by the Ingress annotation {annotation}"),
+        None => format!(
+            "the default; the Ingress annotation {} sets another",
             skiff_meta::names::INGRESS_BODY_SIZE
         ),
-    )
+    };
+    let mut resp = text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "the request body is larger than this Ingress's limit of {} bytes ({set_by})",
+            bound.bytes
+        ),
+    );
+    if !read_whole {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
-/// Reads and drops `body` until it ends, fails, or `limit` bytes have been read.
-async fn drain(mut body: Incoming, limit: u64) {
+/// Reads and drops `body` until it ends (`true`), fails, more than `max` bytes have been
+/// read, or `time` has passed.
+async fn drain(mut body: Incoming, max: u64, time: Duration) -> bool {
     use http_body_util::BodyExt;
-    let mut read = 0u64;
-    while read < limit {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+    let read_all = async {
+        let mut read = 0u64;
+        while read <= max {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
+                Some(Err(_)) => return false,
+                None => return true,
             }
-            _ => return,
         }
-    }
+        false
+    };
+    tokio::time::timeout(time, read_all).await.unwrap_or(false)
 }
 
 /// A request body cut off past `max` bytes: it forwards frames up to the bound; past it, it
-/// marks `over`, reads and drops the rest up to [`BODY_DRAIN_BYTES`] in all, then fails, so
-/// the backend sees an error, never a body that looks whole.
+/// fails at once, so that the backend sees an error (never a body that looks whole) and is not
+/// held while the client sends the rest, which it leaves in `rest`.
 struct LimitedBody {
-    inner: Incoming,
+    /// `None` once the body ended, failed or was cut off.
+    inner: Option<Incoming>,
     max: u64,
     /// Data bytes read from `inner`.
     read: u64,
-    over: Arc<AtomicBool>,
-    /// The error or the end was returned.
-    done: bool,
+    /// Where the rest of a body cut off goes.
+    rest: Arc<Mutex<Option<Incoming>>>,
 }
 
 impl Body for LimitedBody {
@@ -322,59 +351,49 @@ impl Body for LimitedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.done {
+        let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
-        }
-        loop {
-            let next = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-            match next {
-                Some(Ok(frame)) => {
-                    this.read += frame.data_ref().map_or(0, |d| d.len() as u64);
-                    if this.read <= this.max {
-                        return Poll::Ready(Some(Ok(frame)));
-                    }
-                    this.over.store(true, Ordering::Release);
-                    if this.read < BODY_DRAIN_BYTES {
-                        continue;
-                    }
+        };
+        match ready!(Pin::new(inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                this.read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if this.read <= this.max {
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                Some(Err(e)) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
-                None if this.read <= this.max => {
-                    this.done = true;
-                    return Poll::Ready(None);
-                }
-                None => {}
+                *this.rest.lock().unwrap_or_else(|e| e.into_inner()) = this.inner.take();
+                Poll::Ready(Some(Err(format!(
+                    "the request body is larger than the ingress's limit of {} bytes",
+                    this.max
+                )
+                .into())))
             }
-            this.done = true;
-            return Poll::Ready(Some(Err(format!(
-                "the request body is larger than the ingress's limit of {} bytes",
-                this.max
-            )
-            .into())));
+            Some(Err(e)) => {
+                this.inner = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            None => {
+                this.inner = None;
+                Poll::Ready(None)
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || (self.inner.is_end_stream() && self.read <= self.max)
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.done {
+        let Some(inner) = &self.inner else {
             return SizeHint::with_exact(0);
+        };
+        let hint = inner.size_hint();
+        match hint.upper() {
+            Some(upper) if self.read + upper > self.max => {
+                // More may be announced than is forwarded: promise no upper bound.
+                SizeHint::new()
+            }
+            _ => hint,
         }
-        let mut hint = self.inner.size_hint();
-        if hint
-            .upper()
-            .is_some_and(|upper| self.read + upper > self.max)
-        {
-            // More may be announced than is forwarded: promise no upper bound.
-            hint = SizeHint::new();
-            hint.set_lower(0);
-        }
-        hint
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -660,12 +661,19 @@ async fn request_bodies_past_an_ingress_bound_are_answered_413() {
             json!({INGRESS_BODY_SIZE: "2k", "nginx.ingress.kubernetes.io/proxy-body-size": "0"}),
         ),
         annotated("bad", "bad.test", json!({INGRESS_BODY_SIZE: "10mb"})),
+        annotated(
+            "huge",
+            "huge.test",
+            json!({"nginx.ingress.kubernetes.io/proxy-body-size": "20m"}),
+        ),
     ]);
     let table = Arc::new(ArcSwap::from_pointee(RouteTable::build(&objs)));
     let reader = Arc::new(BodyReader::default());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let proxy = IngressProxy::new(table, Arc::new(reader.clone()), false, addr);
+    let mut proxy = IngressProxy::new(table, Arc::new(reader.clone()), false, addr);
+    // How long the rest of a body past its bound is read (30 s in service).
+    proxy.drain_time = Duration::from_millis(500);
     let (stop_tx, stop) = watch::channel(false);
     let server = tokio::spawn(serve::serve(listener, None, Arc::new(proxy), stop));
     let bodies = || reader.bodies.lock().expect("lock").clone();
@@ -685,7 +693,8 @@ async fn request_bodies_past_an_ingress_bound_are_answered_413() {
     let (status, text) = post(&mut send, "small.test", MIB + 1, 1).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(
-        text.contains("limit of 1048576 bytes") && text.contains(INGRESS_BODY_SIZE),
+        text.contains("limit of 1048576 bytes (the default; the Ingress annotation")
+            && text.contains(INGRESS_BODY_SIZE),
         "{text}"
     );
     assert_eq!(bodies(), vec![Ok(MIB)], "the backend saw the refused body");
@@ -710,10 +719,27 @@ async fn request_bodies_past_an_ingress_bound_are_answered_413() {
     );
     let (status, text) = post(&mut send, "big.test", 5 * MIB, 1).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
-    assert!(text.contains("limit of 4194304 bytes"), "{text}");
+    assert!(
+        text.contains("limit of 4194304 bytes (set by the Ingress annotation skiff.dev/"),
+        "{text}"
+    );
     assert_eq!(
         post(&mut send, "free.test", 20 * MIB, 64).await,
         (StatusCode::OK, format!("read {}", 20 * MIB))
+    );
+    // A bound past the 16 MiB the ingress reads of a refused body: what is left past the bound
+    // is read all the same, so the connection goes on.
+    let (status, text) = post(&mut send, "huge.test", 21 * MIB, 84).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(
+        text.contains(
+            "(set by the Ingress annotation nginx.ingress.kubernetes.io/proxy-body-size)"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        post(&mut send, "small.test", 10, 1).await,
+        (StatusCode::OK, "read 10".into())
     );
     // Skiff's own annotation wins over ingress-nginx's.
     let (status, text) = post(&mut send, "both.test", 4096, 1).await;
@@ -741,8 +767,39 @@ async fn request_bodies_past_an_ingress_bound_are_answered_413() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
 
+    // A client that stops sending past the bound holds neither the backend nor its
+    // connection: the backend's body fails at once, and the 413 comes after the drain time,
+    // closing the connection.
+    for (head, first) in [
+        ("content-length: 2000000\r\n", vec![b'x'; 1000]),
+        ("transfer-encoding: chunked\r\n", {
+            let mut chunk = format!("{:x}\r\n", 2 * MIB).into_bytes();
+            chunk.extend(vec![b'x'; 2 * MIB]);
+            chunk.extend(b"\r\n");
+            chunk
+        }),
+    ] {
+        let mut raw = TcpStream::connect(addr).await.expect("connect");
+        raw.write_all(format!("POST / HTTP/1.1\r\nhost: small.test\r\n{head}\r\n").as_bytes())
+            .await
+            .expect("write");
+        raw.write_all(&first).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut answer))
+            .await
+            .expect("the stalled request was answered and closed")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{head}: {answer}");
+        assert!(answer.contains("connection: close"), "{head}: {answer}");
+    }
+    match bodies().last() {
+        Some(Err(e)) => assert!(e.contains("larger than the ingress's limit"), "{e}"),
+        other => panic!("the backend read a stalled cut-off body as {other:?}"),
+    }
+
     let calls = bodies().len();
-    assert_eq!(calls, 5, "{:?}", bodies());
+    assert_eq!(calls, 8, "{:?}", bodies());
     stop_tx.send(true).expect("the server listens");
     drop(send);
     drop(raw);

@@ -130,10 +130,37 @@ pub fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
             "error converting YAML to JSON: nested deeper than {MAX_YAML_FLOW_DEPTH} levels"
         )));
     }
-    let yaml: serde_yaml::Value = serde_yaml::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?;
+    let error =
+        |e: serde_yaml::Error| ApiError::bad_request(format!("error converting YAML to JSON: {e}"));
+    let mut yaml: serde_yaml::Value = serde_yaml::from_slice(bytes).map_err(error)?;
+    untag(&mut yaml);
+    // `<<: *anchor` merge keys, which Kubernetes' YAML decoder (go-yaml) applies.
+    yaml.apply_merge().map_err(error)?;
     serde_json::to_value(&yaml)
         .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
+}
+
+/// Drops the YAML tags the parser left (`!foo bar` is `"bar"`), as Kubernetes' YAML decoder
+/// (go-yaml through sigs.k8s.io/yaml) ignores tags it does not know; serde_yaml would turn a
+/// tagged value into a one-entry map `{tag: value}`. The core schema's tags (`!!str 123`) are
+/// resolved by the parser already.
+fn untag(value: &mut serde_yaml::Value) {
+    use serde_yaml::Value;
+    match value {
+        Value::Tagged(tagged) => {
+            *value = std::mem::take(&mut tagged.value);
+            untag(value);
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(untag),
+        Value::Mapping(map) => {
+            for (mut key, mut item) in std::mem::take(map) {
+                untag(&mut key);
+                untag(&mut item);
+                map.insert(key, item);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+    }
 }
 
 /// What the client asked for in `Accept`.
@@ -210,6 +237,27 @@ mod tests {
         }
         let value = decode_object(b"{\"n\":7.777777777777778e96}", "application/json").unwrap();
         assert_eq!(value["n"].as_f64(), Some(7.777777777777778e96));
+    }
+
+    /// Found by the yaml_body fuzz target: a tag (`!t {a: 1}`) made the object `{"!t": {...}}`.
+    /// Kubernetes ignores tags it does not know, and applies merge keys.
+    #[test]
+    fn yaml_tags_are_dropped_and_merge_keys_applied() {
+        for (yaml, json) in [
+            ("a: !foo bar", serde_json::json!({"a": "bar"})),
+            (
+                "!t {a: !!str 1, !k b: [!x 2]}",
+                serde_json::json!({"a": "1", "b": [2]}),
+            ),
+            (
+                "base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3",
+                serde_json::json!({"base": {"x": 1, "y": 2}, "d": {"x": 1, "y": 3}}),
+            ),
+        ] {
+            assert_eq!(decode_yaml(yaml.as_bytes()).unwrap(), json, "{yaml}");
+        }
+        let err = decode_yaml(b"a: {<<: 3}").unwrap_err();
+        assert_eq!(err.code, 400, "{err:?}");
     }
 
     #[test]

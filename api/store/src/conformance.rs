@@ -499,9 +499,8 @@ pub async fn watch_progress(store: Arc<dyn Store>) {
     assert!(progress.get() >= b.mod_revision);
 }
 
-/// Where a store reports how far its watches read (the embedded stores do; etcd once it answers
-/// a progress request): an idle watch's progress passes writes under other prefixes, so a
-/// bookmark can carry a recent revision.
+/// Where a store reports how far its watches read (the embedded stores do): an idle watch's
+/// progress passes writes under other prefixes, so a bookmark can carry a recent revision.
 pub async fn watch_progress_passes_other_prefixes(store: Arc<dyn Store>) {
     let now = store.current_revision().await.unwrap();
     let (mut watch, progress) = store.watch_with_progress("/c/idle/", now).await.unwrap();

@@ -6,9 +6,7 @@
 //! transactions that compare the key's version or mod revision, so preconditions hold across
 //! every API server sharing the cluster. Lists read at one revision with etcd's own limit and
 //! `more`; watches are etcd watches from `after + 1` with previous values and progress
-//! notifications; a watch with progress (`watch_with_progress`) that hears nothing for
-//! `progress_request_interval` asks etcd for one, so that an idle watch's bookmarks move on with
-//! the store (as kube-apiserver's progress requester does). History: etcd's compaction; a background pass (as kube-apiserver's) compacts
+//! notifications. History: etcd's compaction; a background pass (as kube-apiserver's) compacts
 //! to `current - compaction_retain` every `compaction_interval`, and whatever any server
 //! compacted is found again by probing reads (etcd answers "compacted" for any read below its
 //! compaction revision). Durability is etcd's: a write is acknowledged once the etcd cluster
@@ -30,7 +28,7 @@ use etcd_client::{
 use futures::StreamExt;
 
 use crate::{
-    Error, Event, EventType, KeyValue, ListOptions, ListResult, Progress, Result, Revision, Store,
+    Error, Event, EventType, KeyValue, ListOptions, ListResult, Result, Revision, Store,
     WatchStream,
 };
 
@@ -59,10 +57,6 @@ pub struct EtcdStoreOptions {
     pub compaction_interval: Duration,
     /// How long to wait for the cluster when connecting (default 10 s).
     pub connect_timeout: Duration,
-    /// How long a watch with progress may hear nothing from etcd before it asks for a progress
-    /// notification (default 10 s; `Duration::ZERO`: never ask, etcd's own notifications, every
-    /// 10 minutes by default, still count).
-    pub progress_request_interval: Duration,
 }
 
 impl EtcdStoreOptions {
@@ -76,7 +70,6 @@ impl EtcdStoreOptions {
             compaction_retain: 10_000,
             compaction_interval: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
-            progress_request_interval: Duration::from_secs(10),
         }
     }
 }
@@ -90,8 +83,6 @@ pub struct EtcdStore {
     /// The highest compaction revision seen (by this process or found by probing).
     compacted: Arc<AtomicU64>,
     compactor: Option<tokio::task::JoinHandle<()>>,
-    /// [`EtcdStoreOptions::progress_request_interval`].
-    progress_interval: Duration,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -231,7 +222,6 @@ impl EtcdStore {
             root: opts.prefix.trim_end_matches('/').as_bytes().to_vec(),
             compacted: Arc::default(),
             compactor: None,
-            progress_interval: opts.progress_request_interval,
         };
         tokio::time::timeout(opts.connect_timeout, store.current_revision())
             .await
@@ -251,55 +241,12 @@ impl EtcdStore {
     }
 
     /// A second handle on the same client and compaction state (without a compactor).
-    /// An etcd watch of `prefix` from `after + 1`; with `progress`, it reports how far etcd
-    /// says it has read, and asks when it hears nothing.
-    async fn start_watch(
-        &self,
-        prefix: &str,
-        after: Revision,
-        progress: Option<Progress>,
-    ) -> Result<WatchStream> {
-        let compacted = self.compacted_revision().await?;
-        if after < compacted {
-            return Err(Error::Compacted {
-                requested: after,
-                compacted,
-            });
-        }
-        let (start, end) = self.range(prefix)?;
-        let options = WatchOptions::new()
-            .with_range(end)
-            .with_start_revision(to_etcd_revision(after + 1)?)
-            .with_prev_key()
-            .with_progress_notify();
-        let stream = self
-            .client
-            .watch_client()
-            .max_decoding_message_size(MAX_MESSAGE)
-            .watch(start, Some(options))
-            .await
-            .map_err(|e| backend("watch", e))?;
-        let (sender, responses) = stream.split();
-        let state = WatchState {
-            store: self.shallow(),
-            // Dropping the sender would end the etcd watch: it lives as long as the stream.
-            sender,
-            responses,
-            pending: std::collections::VecDeque::new(),
-            last: after,
-            done: false,
-            progress,
-        };
-        Ok(futures::stream::unfold(state, next_watch_item).boxed())
-    }
-
     fn shallow(&self) -> Self {
         Self {
             client: self.client.clone(),
             root: self.root.clone(),
             compacted: self.compacted.clone(),
             compactor: None,
-            progress_interval: self.progress_interval,
         }
     }
 
@@ -611,19 +558,37 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        self.start_watch(prefix, after, None).await
-    }
-
-    async fn watch_with_progress(
-        &self,
-        prefix: &str,
-        after: Revision,
-    ) -> Result<(WatchStream, Progress)> {
-        let progress = Progress::new(after);
+        let compacted = self.compacted_revision().await?;
+        if after < compacted {
+            return Err(Error::Compacted {
+                requested: after,
+                compacted,
+            });
+        }
+        let (start, end) = self.range(prefix)?;
+        let options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(to_etcd_revision(after + 1)?)
+            .with_prev_key()
+            .with_progress_notify();
         let stream = self
-            .start_watch(prefix, after, Some(progress.clone()))
-            .await?;
-        Ok((stream, progress))
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+            .watch(start, Some(options))
+            .await
+            .map_err(|e| backend("watch", e))?;
+        let (sender, responses) = stream.split();
+        let state = WatchState {
+            store: self.shallow(),
+            // Dropping the sender would end the etcd watch: it lives as long as the stream.
+            _sender: sender,
+            responses,
+            pending: std::collections::VecDeque::new(),
+            last: after,
+            done: false,
+        };
+        Ok(futures::stream::unfold(state, next_watch_item).boxed())
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
@@ -687,47 +652,24 @@ impl Store for EtcdStore {
 
 struct WatchState {
     store: EtcdStore,
-    sender: etcd_client::WatchRequestSender,
+    _sender: etcd_client::WatchRequestSender,
     responses: etcd_client::WatchResponseStream,
     pending: std::collections::VecDeque<Event>,
     /// The revision of the last event delivered (or the watch's `after`).
     last: Revision,
     done: bool,
-    /// How far the watch has read, for `watch_with_progress`.
-    progress: Option<Progress>,
 }
 
 async fn next_watch_item(mut state: WatchState) -> Option<(Result<Event>, WatchState)> {
     loop {
         if let Some(event) = state.pending.pop_front() {
             state.last = event.revision();
-            if let Some(progress) = &state.progress {
-                progress.advance(state.last);
-            }
             return Some((Ok(event), state));
         }
         if state.done {
             return None;
         }
-        let interval = state.store.progress_interval;
-        let message = if state.progress.is_some() && !interval.is_zero() {
-            tokio::select! {
-                // Cancel-safe: tonic keeps a partly read message in the stream.
-                message = state.responses.message() => message,
-                () = tokio::time::sleep(interval) => {
-                    // Heard nothing: ask etcd how far this watch has read. The answer is an
-                    // empty response (below), sent once the watch is synced.
-                    if let Err(err) = state.sender.request_progress().await {
-                        state.done = true;
-                        return Some((Err(backend("watch progress request", err)), state));
-                    }
-                    continue;
-                }
-            }
-        } else {
-            state.responses.message().await
-        };
-        let response = match message {
+        let response = match state.responses.message().await {
             Ok(Some(response)) => response,
             Ok(None) => {
                 state.done = true;
@@ -761,15 +703,6 @@ async fn next_watch_item(mut state: WatchState) -> Option<(Result<Event>, WatchS
                 Err(Error::Backend(format!("etcd canceled the watch: {reason}"))),
                 state,
             ));
-        }
-        // A progress notification (etcd's `IsProgressNotify`: no event, not the creation, not
-        // canceled or compacted): every event of the watch up to the header's revision has been
-        // sent, and with nothing pending, yielded.
-        if response.events().is_empty()
-            && !response.created()
-            && let (Some(progress), Some(header)) = (&state.progress, response.header())
-        {
-            progress.advance(to_revision(header.revision()));
         }
         for event in response.events() {
             match convert_event(&state.store, event) {

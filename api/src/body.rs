@@ -134,21 +134,25 @@ pub fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
         |e: serde_yaml::Error| ApiError::bad_request(format!("error converting YAML to JSON: {e}"));
     let mut yaml: serde_yaml::Value = serde_yaml::from_slice(bytes).map_err(error)?;
     untag(&mut yaml);
-    // `<<: *anchor` merge keys, which Kubernetes' YAML decoder (go-yaml) applies.
-    yaml.apply_merge().map_err(error)?;
     serde_json::to_value(&yaml)
         .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
 }
 
-/// Drops the YAML tags the parser left (`!foo bar` is `"bar"`), as Kubernetes' YAML decoder
-/// (go-yaml through sigs.k8s.io/yaml) ignores tags it does not know; serde_yaml would turn a
-/// tagged value into a one-entry map `{tag: value}`. The core schema's tags (`!!str 123`) are
-/// resolved by the parser already.
+/// Drops the YAML tags the parser left, as Kubernetes' YAML decoder (go-yaml through
+/// sigs.k8s.io/yaml) ignores tags it does not know: a tagged collection is the collection, a
+/// tagged scalar is its text (`!foo 123` is `"123"`); serde_yaml would turn a tagged value into
+/// a one-entry map `{tag: value}`. The core schema's tags (`!!str 123`) are resolved by the
+/// parser already.
 fn untag(value: &mut serde_yaml::Value) {
     use serde_yaml::Value;
     match value {
         Value::Tagged(tagged) => {
-            *value = std::mem::take(&mut tagged.value);
+            *value = match std::mem::take(&mut tagged.value) {
+                Value::Number(n) => Value::String(n.to_string()),
+                Value::Bool(b) => Value::String(b.to_string()),
+                Value::Null => Value::String(String::new()),
+                other => other,
+            };
             untag(value);
         }
         Value::Sequence(items) => items.iter_mut().for_each(untag),
@@ -240,24 +244,20 @@ mod tests {
     }
 
     /// Found by the yaml_body fuzz target: a tag (`!t {a: 1}`) made the object `{"!t": {...}}`.
-    /// Kubernetes ignores tags it does not know, and applies merge keys.
+    /// Kubernetes ignores tags it does not know; a tagged scalar is its text.
     #[test]
-    fn yaml_tags_are_dropped_and_merge_keys_applied() {
+    fn yaml_tags_are_dropped() {
         for (yaml, json) in [
             ("a: !foo bar", serde_json::json!({"a": "bar"})),
             (
-                "!t {a: !!str 1, !k b: [!x 2]}",
-                serde_json::json!({"a": "1", "b": [2]}),
+                "!t {a: !!str 1, !k b: [!x 2, !y true, 3]}",
+                serde_json::json!({"a": "1", "b": ["2", "true", 3]}),
             ),
-            (
-                "base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3",
-                serde_json::json!({"base": {"x": 1, "y": 2}, "d": {"x": 1, "y": 3}}),
-            ),
+            // A `<<` key stays a key (kubectl's server-side apply sends JSON as YAML).
+            ("{\"<<\": {\"x\": 1}}", serde_json::json!({"<<": {"x": 1}})),
         ] {
             assert_eq!(decode_yaml(yaml.as_bytes()).unwrap(), json, "{yaml}");
         }
-        let err = decode_yaml(b"a: {<<: 3}").unwrap_err();
-        assert_eq!(err.code, 400, "{err:?}");
     }
 
     #[test]

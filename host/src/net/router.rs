@@ -440,6 +440,10 @@ impl Router {
         // Detached: the held requests wait on the table, not on the scale-up.
         drop(self.inner.holds.scale_up(&self.inner.client, &scale));
         let deadline = tokio::time::Instant::now() + scale.deadline;
+        // A held request is a request for the Deployment: its last-request time is kept fresh
+        // while it waits, so that a pod slower to be ready than the idle period is not scaled
+        // away under it.
+        let refresh = (scale.idle / 4).max(std::time::Duration::from_millis(250));
         loop {
             if let Some(now) = self.inner.table.get(&svc.namespace, &svc.name) {
                 let ready = match &port {
@@ -460,10 +464,14 @@ impl Router {
                     format!("service \"{}/{}\" was deleted", svc.namespace, svc.name),
                 );
             }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
+            let wake = deadline.min(tokio::time::Instant::now() + refresh);
+            match tokio::time::timeout_at(wake, changes.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     return reply(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+                }
+                Err(_) if wake < deadline => {
+                    self.inner.holds.touch(&self.inner.client, &scale);
                 }
                 Err(_) => {
                     return reply(

@@ -2,7 +2,7 @@
 //! holds (capped), one scale-up in flight at a time (single flight: a read of the scale and a
 //! write conditional on its resourceVersion, only from zero, so a Deployment a user scaled up is
 //! never lowered), and the `skiff.dev/last-request-time` annotation written at most every
-//! quarter of the idle period while requests are served.
+//! quarter of the idle period while requests are served or held.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

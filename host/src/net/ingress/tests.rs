@@ -125,9 +125,12 @@ async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Em
     handshake(tcp).await
 }
 
-async fn handshake<IO>(io: IO) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>>
+async fn handshake<IO, B>(io: IO) -> hyper::client::conn::http1::SendRequest<B>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
@@ -679,10 +682,7 @@ async fn request_bodies_past_an_ingress_bound_are_answered_413() {
     let bodies = || reader.bodies.lock().expect("lock").clone();
 
     let tcp = TcpStream::connect(addr).await.expect("connect");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("HTTP handshake");
-    tokio::spawn(conn);
+    let mut send: hyper::client::conn::http1::SendRequest<HttpBody> = handshake(tcp).await;
 
     // The default bound (ingress-nginx's 1m): up to it the body goes through whole.
     assert_eq!(

@@ -884,7 +884,7 @@ pub(crate) async fn audit(
         match axum::body::to_bytes(body, MAX_LOGGED_BODY).await {
             Ok(bytes) => {
                 let media_type = crate::body::content_type(&parts.headers);
-                if let Ok(object) = crate::body::decode_object(&bytes, &media_type) {
+                if let Ok(object) = crate::body::decode_body(&bytes, &media_type) {
                     let name = object.pointer("/metadata/name").and_then(Value::as_str);
                     if let (true, Some(name), Some(Value::Object(reference))) =
                         (unnamed_create, name, base.get_mut("objectRef"))
@@ -950,7 +950,7 @@ pub(crate) async fn audit(
         };
         let parsed = if bytes.len() <= MAX_LOGGED_BODY && !bytes.is_empty() {
             let media_type = crate::body::content_type(&parts.headers);
-            crate::body::decode_object(&bytes, &media_type).ok()
+            crate::body::decode_body(&bytes, &media_type).ok()
         } else {
             None
         };

@@ -61,6 +61,18 @@ pub fn content_type(headers: &HeaderMap) -> String {
 
 /// Decodes a JSON or YAML object body. Anything but a single object is a 400.
 pub fn decode_object(bytes: &[u8], media_type: &str) -> Result<Value, ApiError> {
+    let value = decode_body(bytes, media_type)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON or YAML object",
+        ));
+    }
+    Ok(value)
+}
+
+/// Decodes a JSON, YAML or protobuf body, whatever its shape (a JSON patch is an array): for the
+/// audit log, which records request bodies as they came.
+pub fn decode_body(bytes: &[u8], media_type: &str) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "the request body is empty; an object was expected",
@@ -312,6 +324,21 @@ mod tests {
             400
         );
         assert_eq!(decode_object(b"", "").unwrap_err().code, 400);
+        // Well-formed, but not an object.
+        for (doc, media_type) in [
+            (&b"[1]"[..], "application/json"),
+            (b"\"pod\"", "application/json"),
+            (b"just text\n", "application/yaml"),
+            (b"- a\n", "application/yaml"),
+        ] {
+            let err = decode_object(doc, media_type).unwrap_err();
+            assert_eq!(err.code, 400, "{media_type}");
+            assert!(
+                err.message.contains("must be a JSON or YAML object"),
+                "{}",
+                err.message
+            );
+        }
         // Deep nesting is a 400, at once (libyaml would take minutes over the YAML one).
         let (open, close) = ("[".repeat(100_000), "]".repeat(100_000));
         for (doc, media_type) in [

@@ -1,5 +1,5 @@
 //! Request body targets: the API server's JSON, YAML and protobuf decoders. Bad bytes are a 400,
-//! never a panic; what decodes survives a print→parse round trip.
+//! never a panic; what decodes is an object and survives a print→parse round trip.
 
 use skiff_api::body::decode_object;
 
@@ -8,6 +8,7 @@ use skiff_api::body::decode_object;
 fn json_body_target() {
     bolero::check!(name = "json_body").for_each(|input: &[u8]| {
         if let Ok(value) = decode_object(input, "application/json") {
+            assert!(value.is_object(), "decoded a non-object: {value}");
             let printed = serde_json::to_vec(&value).unwrap();
             assert_eq!(
                 decode_object(&printed, "application/json").unwrap(),
@@ -28,6 +29,7 @@ fn json_body_target() {
 fn yaml_body_target() {
     bolero::check!(name = "yaml_body").for_each(|input: &[u8]| {
         if let Ok(value) = decode_object(input, "application/apply-patch+yaml") {
+            assert!(value.is_object(), "decoded a non-object: {value}");
             if longest_key(&value) > 1024 {
                 return;
             }

@@ -688,7 +688,10 @@ async fn evict_one(
         }
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let Some(sb) = ctx.sandbox(ns, name) else {
+        // By uid: a pod deleted and made again under its name (a StatefulSet's) may still
+        // have its old sandbox published under that name, terminating.
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let Some(sb) = ctx.sandbox(ns, name).filter(|sb| sb.id() == uid) else {
             continue;
         };
         let usage = sb.usage();

@@ -863,10 +863,12 @@ pub(crate) fn orphans(ctx: &NodeCtx, assigned: &HashSet<String>) -> Vec<Arc<dyn 
 /// Removes the `orphans` sandboxes and frees their IPs.
 pub(crate) async fn remove_orphans(ctx: &NodeCtx, orphans: Vec<Arc<dyn PodSandbox>>) {
     for sb in orphans {
+        // Read first: the address the sandbox holds now (none once its network is released).
+        let ip = sb.ip();
         if let Err(e) = sb.remove(ORPHAN_GRACE).await {
             tracing::warn!(pod = %sb.id(), error = %e, "removing an orphaned sandbox");
         }
-        if let Some(ip) = sb.ip() {
+        if let Some(ip) = ip {
             ctx.release_ip(ip);
         }
     }

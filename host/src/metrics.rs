@@ -28,6 +28,8 @@ struct PodSeries {
     namespace: String,
     name: String,
     sandbox: Arc<dyn PodSandbox>,
+    /// The IP it is indexed under in `by_ip` (a finished pod's sandbox gives its IP up).
+    ip: Option<IpAddr>,
     /// Requests answered, by status class `1xx` … `5xx` (index 0 … 4).
     codes: [Counter; 5],
     /// Time to the response head.
@@ -94,17 +96,19 @@ impl NodeMetrics {
             namespace: namespace.to_string(),
             name: name.to_string(),
             sandbox: sandbox.clone(),
+            ip: sandbox.ip(),
             codes: Default::default(),
             latency: Histogram::new(REQUEST_SECONDS),
             starts: Counter::default(),
             restarts: Counter::default(),
         });
         if let Some(old) = pods.by_name.insert(key, series.clone())
-            && let Some(ip) = old.sandbox.ip()
+            && let Some(ip) = old.ip
+            && pods.by_ip.get(&ip).is_some_and(|s| Arc::ptr_eq(s, &old))
         {
             pods.by_ip.remove(&ip);
         }
-        if let Some(ip) = sandbox.ip() {
+        if let Some(ip) = series.ip {
             pods.by_ip.insert(ip, series);
         }
         self.pods.store(Arc::new(pods));
@@ -116,7 +120,7 @@ impl NodeMetrics {
         let mut pods = Pods::clone(&self.pods.load());
         let key = (namespace.to_string(), name.to_string());
         if let Some(old) = pods.by_name.remove(&key) {
-            if let Some(ip) = old.sandbox.ip()
+            if let Some(ip) = old.ip
                 && pods.by_ip.get(&ip).is_some_and(|s| Arc::ptr_eq(s, &old))
             {
                 pods.by_ip.remove(&ip);

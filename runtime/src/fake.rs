@@ -132,7 +132,7 @@ impl FakeRuntime {
         }
         let pod = Arc::new_cyclic(|this: &Weak<FakePod>| FakePod {
             id: id.to_string(),
-            ip,
+            ip: Mutex::new(ip),
             this: this.clone(),
             rt: Arc::downgrade(&self.shared),
             containers: Mutex::new(cs),
@@ -206,7 +206,7 @@ impl PodRuntime for FakeRuntime {
         }
         let pod = Arc::new_cyclic(|this: &Weak<FakePod>| FakePod {
             id: spec.id.clone(),
-            ip: spec.ip,
+            ip: Mutex::new(spec.ip),
             this: this.clone(),
             rt: Arc::downgrade(&self.shared),
             containers: Mutex::new(BTreeMap::new()),
@@ -244,7 +244,8 @@ struct FakeContainer {
 /// A fake pod sandbox. Tests end runs and flip health through it.
 pub struct FakePod {
     id: String,
-    ip: Option<IpAddr>,
+    /// `None` once the network is released.
+    ip: Mutex<Option<IpAddr>>,
     this: Weak<FakePod>,
     rt: Weak<RuntimeShared>,
     containers: Mutex<BTreeMap<String, FakeContainer>>,
@@ -377,7 +378,7 @@ impl PodSandbox for FakePod {
     }
 
     fn ip(&self) -> Option<IpAddr> {
-        self.ip
+        *lock(&self.ip)
     }
 
     async fn create_container(&self, spec: ContainerSpec) -> Result<ContainerKind> {
@@ -580,6 +581,27 @@ impl PodSandbox for FakePod {
         })
     }
 
+    async fn release_network(&self) -> Result<()> {
+        self.call("release_network", None);
+        self.check_live()?;
+        if let Some((name, _)) = lock(&self.containers)
+            .iter()
+            .find(|(_, c)| c.state.borrow().is_running())
+        {
+            return Err(Error::ContainerState {
+                pod: self.id.clone(),
+                container: name.clone(),
+                detail: "is still running: the pod's network is kept".into(),
+            });
+        }
+        let ip = lock(&self.ip).take();
+        if let (Some(ip), Some(rt)) = (ip, self.rt.upgrade()) {
+            let weak: Weak<dyn PodSandbox> = self.this.clone();
+            rt.network.unregister(ip, &weak);
+        }
+        Ok(())
+    }
+
     async fn remove(&self, _grace: Duration) -> Result<()> {
         self.call("remove", None);
         {
@@ -593,7 +615,8 @@ impl PodSandbox for FakePod {
             FakePod::stop_now(c);
         }
         if let Some(rt) = self.rt.upgrade() {
-            if let Some(ip) = self.ip {
+            let ip = *lock(&self.ip);
+            if let Some(ip) = ip {
                 let weak: Weak<dyn PodSandbox> = self.this.clone();
                 rt.network.unregister(ip, &weak);
             }

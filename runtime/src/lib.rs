@@ -165,6 +165,13 @@ pub trait PodSandbox: Send + Sync {
         )))
     }
 
+    /// Gives up the pod's network once it has finished, as kubelet stops the sandbox of a pod
+    /// in a terminal phase: the IP is no longer routed to the pod and may go to another one,
+    /// and what the backend made for it (a network namespace) is torn down. The containers'
+    /// states and logs stay until [`remove`](Self::remove); [`ip`](Self::ip) is `None` after.
+    /// Refused while a container still runs; a second call does nothing.
+    async fn release_network(&self) -> Result<()>;
+
     /// Stops every container (each gets `grace`), leaves the network and deletes the pod's
     /// volumes. The sandbox is unusable afterwards.
     async fn remove(&self, grace: Duration) -> Result<()>;

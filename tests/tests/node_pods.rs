@@ -82,6 +82,17 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
     }
 }
 
+/// The podCIDR the cluster gave the node.
+async fn pod_cidr(c: &Cluster) -> String {
+    Api::<KNode>::all(c.client.clone())
+        .get(NODE)
+        .await
+        .expect("the node")
+        .spec
+        .and_then(|s| s.pod_cidr)
+        .expect("the node has a podCIDR")
+}
+
 fn waiting_reason(p: &Pod, name: &str) -> Option<String> {
     container(p, name)?.state?.waiting?.reason
 }
@@ -151,13 +162,7 @@ async fn hello_http_runs_and_answers_through_the_node_endpoint() {
     .await;
     let st = pod.status.clone().expect("status");
     // The pod's IP comes from the podCIDR the cluster gave the node.
-    let pod_cidr = Api::<KNode>::all(c.client.clone())
-        .get(NODE)
-        .await
-        .expect("the node")
-        .spec
-        .and_then(|s| s.pod_cidr)
-        .expect("the node has a podCIDR");
+    let pod_cidr = pod_cidr(&c).await;
     let ip = st.pod_ip.as_deref().expect("a pod IP");
     assert!(in_cidr(ip, &pod_cidr), "{ip} in {pod_cidr}");
     assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
@@ -627,5 +632,64 @@ async fn a_runtime_class_this_node_does_not_run_is_refused_with_an_event() {
             .iter()
             .any(|e| e.reason.as_deref() == Some("FailedCreatePodSandBox")),
         "no FailedCreatePodSandBox event in {events:?}"
+    );
+}
+
+/// Pods that finished give their IPs back, as under kubelet, so a node's range does not fill
+/// up with finished Job pods: on a node whose range holds 5 pods, 8 pods that run to
+/// completion one after another all finish (the 6th used to wait in ContainerCreating for a
+/// free IP); each status keeps the IP it had, and the first pod's log is still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_pods_give_their_ips_back() {
+    let c = Cluster::builder()
+        .server_args(&["--node-cidr-mask-size", "29"])
+        .registry()
+        .node(NODE, &[])
+        .start()
+        .await
+        .expect("no external tools are needed");
+    c.push("env-reader/env-reader.wasm", "samples/env-reader:1.0");
+    let pod_cidr = pod_cidr(&c).await;
+    assert!(pod_cidr.ends_with("/29"), "{pod_cidr}");
+    let image = format!("{}/samples/env-reader:1.0", c.registry().addr);
+    let mut ips = Vec::new();
+    for i in 0..8 {
+        let name = format!("done-{i}");
+        create_pod(
+            &c,
+            NODE,
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{nodeName: NODE, \
+                 restartPolicy: Never, containers: [{{name: reader, image: '{image}'}}]}}"
+            ),
+        )
+        .await;
+        let pod = wait_pod(&c, NODE, &name, "Succeeded", |p| {
+            (phase(p) == Some("Succeeded")).then(|| p.clone())
+        })
+        .await;
+        let ip = pod
+            .status
+            .and_then(|s| s.pod_ip)
+            .unwrap_or_else(|| panic!("{name} keeps its IP in its status"));
+        assert!(in_cidr(&ip, &pod_cidr), "{ip} in {pod_cidr}");
+        ips.push(ip);
+    }
+    // The first pod's status still shows its IP (another pod's by now), and says its sandbox
+    // is stopped, as kubelet's does.
+    let first = c.pods("default").get("done-0").await.expect("done-0");
+    let st = first.status.expect("a status");
+    assert_eq!(st.pod_ip.as_deref(), Some(ips[0].as_str()));
+    let sandbox = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodReadyToStartContainers")
+        .map(|c| c.status.clone());
+    assert_eq!(sandbox.as_deref(), Some("False"), "{ips:?}");
+    let log = container_log(&c, NODE, "done-0", "reader", "");
+    assert!(
+        log.lines().any(|l| l == "HOSTNAME=done-0"),
+        "the first pod's log:\n{log}"
     );
 }

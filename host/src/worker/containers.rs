@@ -272,7 +272,12 @@ impl Worker {
     /// A container's image changed (the only mutable part of a pod's containers): kubelet
     /// kills it and starts it again from the new image.
     pub(super) async fn on_spec_change(&mut self) {
-        if self.pod.metadata.deletion_timestamp.is_some() {
+        // A pod being deleted keeps its containers, and so does one that finished: kubelet
+        // never restarts a terminal pod's containers.
+        if self.pod.metadata.deletion_timestamp.is_some()
+            || self.network_released
+            || self.terminal_phase()
+        {
             return;
         }
         let Some(spec) = self.pod.spec.clone() else {

@@ -260,7 +260,11 @@ pub(crate) struct Worker {
     /// The backend chosen by the pod's RuntimeClass, once its sandbox exists.
     backend: Option<Backend>,
     sandbox: Option<Arc<dyn PodSandbox>>,
+    /// The pod's IP; still shown in its status once released.
     ip: Option<IpAddr>,
+    /// The pod finished and gave its network up (`release_network`): the IP may be another
+    /// pod's now, and is neither reported to the Service table nor released again.
+    network_released: bool,
     refs: Refs,
     refs_at: Instant,
     /// The current back-off of a volume that failed to set up (zero: none failed).
@@ -353,6 +357,7 @@ impl Worker {
             backend: None,
             sandbox: None,
             ip: None,
+            network_released: false,
             refs: Refs::default(),
             refs_at: Instant::now(),
             mount_backoff: Duration::ZERO,
@@ -405,7 +410,9 @@ impl Worker {
     pub(crate) async fn run(mut self, mut rx: watch::Receiver<Pod>) {
         let finished_before = self.terminal_phase();
         tracing::info!(pod = %format!("{}/{}", self.ns, self.name), uid = %self.uid, "pod assigned");
-        if !finished_before {
+        if finished_before {
+            self.adopt_finished().await;
+        } else {
             self.admit().await;
         }
         loop {
@@ -420,9 +427,13 @@ impl Worker {
                 }
                 // An evicted pod runs no more, but its Failed status must still land.
                 self.report().await;
+                self.release_network_when_finished().await;
             } else {
                 // A pod finished before this worker started writes no status: nothing to retry.
                 self.status_retry_at = None;
+                if !self.network_released {
+                    self.release_network().await;
+                }
             }
             // Limits the running containers hit (log rate, instances, outgoing requests,
             // response deadline) become Warning Events; subscribed before draining, so that

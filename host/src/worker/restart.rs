@@ -11,6 +11,10 @@ use crate::events::EventType;
 impl Worker {
     /// One pass: sandbox, files, init containers, containers.
     pub(super) async fn step(&mut self) {
+        // A finished pod whose network is released runs nothing again.
+        if self.network_released {
+            return;
+        }
         if !self.ensure_sandbox().await {
             return;
         }

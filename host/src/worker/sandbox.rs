@@ -392,10 +392,81 @@ impl Worker {
         }
     }
 
+    /// Gives the network of a pod that finished back, as kubelet stops a terminal pod's
+    /// sandbox: once its terminal status is written (see [`Worker::release_network`]), then the
+    /// status again, whose `PodReadyToStartContainers` is False from then on.
+    pub(super) async fn release_network_when_finished(&mut self) {
+        if self.network_released || self.sandbox.is_none() {
+            return;
+        }
+        let finished = self
+            .last_status
+            .as_ref()
+            .and_then(|s| s.get("phase"))
+            .and_then(|p| p.as_str())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        if finished {
+            self.release_network().await;
+            if self.network_released {
+                self.report().await;
+            }
+        }
+    }
+
+    /// The backend tears the sandbox's network down, then the Service table forgets the pod
+    /// and its IP returns to the node's range. The status goes on showing the IP, as kubelet's
+    /// does; the sandbox stays, with the containers' logs, until the pod is deleted. Without
+    /// this a node's range would fill up with finished Job pods. A refused release is tried
+    /// again on the next pass; until then the IP stays the pod's.
+    pub(super) async fn release_network(&mut self) {
+        let Some(sb) = self.sandbox.clone() else {
+            return;
+        };
+        match sb.release_network().await {
+            Ok(()) => {
+                if let Some(ip) = self.ip {
+                    self.ctx.services.remove_local(ip);
+                    self.ctx.release_ip(ip);
+                }
+                self.network_released = true;
+                tracing::info!(pod = %format!("{}/{}", self.ns, self.name), ip = ?self.ip, "pod finished: its network is released");
+            }
+            Err(e) => {
+                tracing::warn!(pod = %self.name, error = %e, "releasing a finished pod's network");
+            }
+        }
+    }
+
+    /// A pod that finished before this worker started (the node restarted): a sandbox the
+    /// backend re-adopted for it is the pod's again, so that its containers' logs are served
+    /// and it is removed when the pod is deleted. What still runs in it is stopped (kubelet
+    /// kills a terminal pod's containers) and its network is released.
+    pub(super) async fn adopt_finished(&mut self) {
+        let Some(sb) = self.ctx.runtimes.pod(&self.uid) else {
+            return;
+        };
+        self.ctx.publish(&self.ns, &self.name, sb.clone());
+        self.sandbox = Some(sb.clone());
+        // Reserved by `reserve_adopted` at start, if it has one still.
+        self.ip = sb.ip();
+        let grace = self.grace(None);
+        for (name, state) in sb.container_states() {
+            if state.is_running()
+                && let Err(e) = sb.stop_container(&name, grace).await
+            {
+                tracing::warn!(pod = %self.name, container = %name, error = %e, "stopping a container of a finished pod");
+            }
+        }
+        tracing::info!(pod = %format!("{}/{}", self.ns, self.name), "re-adopted the sandbox of a finished pod");
+        self.release_network().await;
+    }
+
     /// Stops every container and removes the sandbox.
     pub(super) async fn stop(&mut self, grace: Duration) {
         self.ctx.tokens.forget_pod(&self.uid);
-        if let Some(ip) = self.ip {
+        if let Some(ip) = self.ip
+            && !self.network_released
+        {
             self.ctx.services.remove_local(ip);
         }
         if let Some(sb) = self.sandbox.take() {
@@ -404,7 +475,9 @@ impl Worker {
             }
             self.ctx.withdraw(&self.ns, &self.name, sb.id());
         }
-        if let Some(ip) = self.ip.take() {
+        if let Some(ip) = self.ip.take()
+            && !self.network_released
+        {
             self.ctx.release_ip(ip);
         }
     }
@@ -412,7 +485,7 @@ impl Worker {
     /// Tells the Service routing table about this pod (its IP, namespace, labels, named ports)
     /// and whether it is Ready now.
     pub(super) fn report_local(&self, ready: bool) {
-        let (Some(ip), Some(_)) = (self.ip, &self.sandbox) else {
+        let (Some(ip), Some(_), false) = (self.ip, &self.sandbox, self.network_released) else {
             return;
         };
         let ports = self

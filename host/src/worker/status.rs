@@ -356,7 +356,8 @@ impl Worker {
         Snapshot {
             pod: &self.pod,
             phase: &self.phase,
-            sandbox_ready: self.sandbox.is_some(),
+            // Kubelet's condition turns False once a finished pod's sandbox is stopped.
+            sandbox_ready: self.sandbox.is_some() && !self.network_released,
             handler,
             uid: &self.uid,
             pod_ip: self.ip,

@@ -118,6 +118,11 @@ impl Worker {
             }
         }
         self.stop(Duration::ZERO).await;
+        // An eviction ordered while the pod was going anyway is done now: the eviction manager
+        // waits for it no longer (it waited out its 30 s cleanup timeout before).
+        if let Some(done) = self.ctx.eviction.take(&self.uid).and_then(|o| o.done) {
+            let _ = done.send(());
+        }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),

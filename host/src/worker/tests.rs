@@ -738,6 +738,101 @@ async fn an_adopted_sandbox_gets_its_file_volumes_written_again() {
     assert_eq!(&files["name"].data[..], b"p");
 }
 
+/// A pod that finished gives its network back once its terminal status is written, as kubelet
+/// stops a terminal pod's sandbox: its IP returns to the range (a node's range would otherwise
+/// fill up with finished Job pods) but stays in its status; the sandbox, with its logs, stays
+/// until the pod is deleted, and deleting it frees nothing another pod holds.
+#[tokio::test]
+async fn a_finished_pod_gives_its_ip_back_and_keeps_its_logs_until_deleted() {
+    let mut h = harness(NEVER);
+    h.rt.script("c", [Outcome::Run]);
+    h.steps(2).await;
+    h.worker.report().await;
+    let ip: IpAddr = "10.88.0.2".parse().expect("ip");
+    assert_eq!(h.worker.ip, Some(ip));
+    // Running: nothing is released.
+    h.worker.release_network_when_finished().await;
+    assert!(
+        !h.rt
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("release_network"))
+    );
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+
+    let sb = h.rt.fake_pod("uid-1").expect("the pod");
+    sb.exit("c", 0).expect("exits");
+    h.steps(1).await;
+    h.worker.report().await;
+    h.worker.release_network_when_finished().await;
+    assert!(
+        h.rt.calls().contains(&"release_network uid-1".to_string()),
+        "{:?}",
+        h.rt.calls()
+    );
+    assert_eq!(sb.ip(), None);
+    let st = h.status();
+    assert_eq!(st.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(st.pod_ip.as_deref(), Some("10.88.0.2"));
+    let sandbox_cond = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodReadyToStartContainers")
+        .map(|c| c.status.clone());
+    assert_eq!(sandbox_cond.as_deref(), Some("False"));
+    // The logs are still served: the sandbox is still the pod's.
+    assert!(h.worker.ctx.sandbox("default", "p").is_some());
+    // Another pod may have the address now, and keeps it when this one is deleted.
+    assert_eq!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    h.worker.release_network_when_finished().await;
+    h.worker.stop(Duration::ZERO).await;
+    assert!(h.rt.calls().contains(&"remove uid-1".to_string()));
+    assert_eq!(
+        h.rt.calls()
+            .iter()
+            .filter(|c| c.starts_with("release_network"))
+            .count(),
+        1
+    );
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    assert!(h.worker.ctx.sandbox("default", "p").is_none());
+}
+
+/// After a node restart, the sandbox a backend re-adopted for a pod that had already finished
+/// is the pod's again: its logs are served, its network is released (its IP free for another
+/// pod), and it is removed when the pod is deleted. It used to be left behind until the next
+/// node restart.
+#[tokio::test]
+async fn the_adopted_sandbox_of_a_finished_pod_is_released_and_removed_with_it() {
+    let pod = "spec: {restartPolicy: Never, containers: [{name: c, image: app:1.0}]}\n\
+               status: {phase: Succeeded, podIP: 10.88.0.77, containerStatuses: [{name: c, \
+               image: app:1.0, imageID: '', ready: false, restartCount: 0, \
+               state: {terminated: {exitCode: 0, reason: Completed}}}]}";
+    let mut h = harness(pod);
+    let ip: IpAddr = "10.88.0.77".parse().expect("ip");
+    let ended = ContainerState::Terminated {
+        exit_code: 0,
+        reason: skiff_runtime::TerminationReason::Completed,
+        message: String::new(),
+        started_at: jiff::Timestamp::UNIX_EPOCH,
+        finished_at: jiff::Timestamp::now(),
+    };
+    h.rt.adopted_pod("uid-1", Some(ip), &[("c", ended)])
+        .expect("seeded");
+    h.worker.ctx.reserve_adopted();
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    h.worker.adopt_finished().await;
+    assert!(h.rt.calls().contains(&"release_network uid-1".to_string()));
+    assert!(h.worker.ctx.sandbox("default", "p").is_some());
+    assert_eq!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    h.worker.stop(Duration::ZERO).await;
+    assert!(h.rt.calls().contains(&"remove uid-1".to_string()));
+    assert!(h.rt.fake_pod("uid-1").is_none());
+    // The address another pod took stays taken.
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+}
+
 /// A container that ended while the node was down reports its real exit code, and restarts
 /// by policy.
 #[tokio::test]
@@ -852,6 +947,36 @@ async fn wasm_pods_are_published_while_their_sandbox_is_up() {
     h.steps(1).await;
     assert!(h.worker.ip.is_some());
     assert!(rx.borrow().is_empty());
+}
+
+/// An eviction ordered for a pod that is being deleted anyway is answered once the pod has
+/// stopped: the eviction manager does not wait out its cleanup timeout for it.
+#[tokio::test(start_paused = true)]
+async fn an_eviction_ordered_during_a_deletion_is_answered_when_the_pod_stops() {
+    let mut h = harness(
+        "spec: {terminationGracePeriodSeconds: 1, containers: [{name: c, image: app:1.0}]}",
+    );
+    h.steps(2).await;
+    h.worker.pod.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+    );
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    h.worker.ctx.eviction.post(
+        "uid-1",
+        crate::eviction::Order {
+            message: "low on memory".into(),
+            grace: Duration::ZERO,
+            done: Some(done),
+        },
+    );
+    let Harness { worker, rt, .. } = h;
+    let (_tx, rx) = watch::channel(worker.pod.clone());
+    tokio::time::timeout(Duration::from_secs(10), worker.run(rx))
+        .await
+        .expect("the worker finishes");
+    let told = tokio::time::timeout(Duration::from_secs(60), stopped).await;
+    assert!(matches!(told, Ok(Ok(()))), "the manager is told: {told:?}");
+    assert!(rt.pods().is_empty());
 }
 
 #[tokio::test]

@@ -334,21 +334,45 @@ impl OciRuntime {
 
     async fn adopt_pod(&self, dir: &Path, record: &PodRecord) -> Result<Arc<OciPod>> {
         let rt = &self.inner;
-        let (Some(ns), Some(ip), Some((gateway, prefix))) =
-            (&record.netns, record.ip, record.gateway)
-        else {
+        let mut record = record.clone();
+        let Some((gateway, prefix)) = record.gateway else {
             return Err(Error::Internal("the pod's network was never set up".into()));
         };
-        if !netns_path(ns).exists() {
-            return Err(Error::Internal(format!(
-                "its network namespace {ns} is gone"
-            )));
+        match (record.ip, &record.netns) {
+            (Some(ip), Some(ns)) => {
+                if !netns_path(ns).exists() {
+                    return Err(Error::Internal(format!(
+                        "its network namespace {ns} is gone"
+                    )));
+                }
+                let bridge = rt.bridge(gateway, prefix).await?;
+                // Puts the veth back on the bridge if it came off; the namespace is kept as
+                // it is.
+                net::create_pod_netns(&bridge, &record.id, ip)
+                    .await
+                    .map_err(net_err)?;
+            }
+            (Some(_), None) => {
+                return Err(Error::Internal("the pod's network was never set up".into()));
+            }
+            (None, ns) => {
+                // The pod finished and gave up its network (`release_network`); a node killed
+                // before the namespace was gone finishes that here. Its containers' states and
+                // logs are kept, also when that fails (the record keeps the namespace, so the
+                // next release tries again).
+                if ns.is_some() {
+                    match net::remove_pod_netns(&record.id).await {
+                        Ok(()) => {
+                            record.netns = None;
+                            state::save(dir, &record)?;
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %record.name, error = %e, "removing the network namespace of a finished pod");
+                        }
+                    }
+                }
+            }
         }
-        let bridge = rt.bridge(gateway, prefix).await?;
-        // Puts the veth back on the bridge if it came off; the namespace is kept as it is.
-        net::create_pod_netns(&bridge, &record.id, ip)
-            .await
-            .map_err(net_err)?;
         let mut linux = BTreeMap::new();
         let mut watch = Vec::new();
         for (name, rec) in &record.containers {
@@ -391,10 +415,11 @@ impl OciRuntime {
                 LinuxContainer::new(name.clone(), rec.clone(), state),
             );
         }
+        let ip = record.ip;
         let pod = OciPod::build(
             rt.clone(),
             dir.to_path_buf(),
-            record.clone(),
+            record,
             HttpOptions::default(),
             linux,
         );
@@ -403,7 +428,9 @@ impl OciRuntime {
                 c.watch_exit(rt, mpid, at);
             }
         }
-        rt.network.register(IpAddr::V4(ip), pod.this.clone())?;
+        if let Some(ip) = ip {
+            rt.network.register(IpAddr::V4(ip), pod.this.clone())?;
+        }
         Ok(pod)
     }
 }
@@ -426,7 +453,13 @@ impl PodRuntime for OciRuntime {
         if let Some(p) = lock(&self.inner.pods).get(&spec.id) {
             return Ok(p.clone());
         }
-        if lock(&self.inner.pods).len() >= self.inner.config.max_pods as usize {
+        // Finished pods (their network released) are kept for their logs but, as under
+        // kubelet's max-pods, do not count.
+        let active = lock(&self.inner.pods)
+            .values()
+            .filter(|p| p.ip().is_some())
+            .count();
+        if active >= self.inner.config.max_pods as usize {
             return Err(Error::InvalidSpec(format!(
                 "pod {}: this node holds its maximum of {} Linux pods",
                 spec.id, self.inner.config.max_pods

@@ -38,7 +38,8 @@ pub(crate) struct PodShared {
 
 pub(crate) struct WasmPod {
     id: String,
-    ip: Option<IpAddr>,
+    /// `None` once the network is released.
+    ip: Mutex<Option<IpAddr>>,
     shared: Arc<PodShared>,
     volumes: Arc<PodVolumes>,
     containers: Mutex<BTreeMap<String, Arc<Container>>>,
@@ -80,7 +81,7 @@ impl WasmPod {
             let this: Weak<dyn PodSandbox> = outer.unwrap_or_else(|| this.clone());
             WasmPod {
                 id: spec.id.clone(),
-                ip: spec.ip,
+                ip: Mutex::new(spec.ip),
                 shared: Arc::new(PodShared {
                     rt: rt.clone(),
                     meter: PodMeter::new(),
@@ -196,7 +197,7 @@ impl PodSandbox for WasmPod {
     }
 
     fn ip(&self) -> Option<IpAddr> {
-        self.ip
+        *lock(&self.ip)
     }
 
     async fn create_container(&self, spec: ContainerSpec) -> Result<ContainerKind> {
@@ -358,7 +359,7 @@ impl PodSandbox for WasmPod {
                 port,
             })?;
         if req.uri().authority().is_none() && !req.headers().contains_key(http::header::HOST) {
-            let host = match self.ip {
+            let host = match self.ip() {
                 Some(ip) => std::net::SocketAddr::new(ip, port).to_string(),
                 None => format!("localhost:{port}"),
             };
@@ -399,13 +400,31 @@ impl PodSandbox for WasmPod {
         Some(self.shared.guard.watch_events())
     }
 
+    async fn release_network(&self) -> Result<()> {
+        self.check_live()?;
+        if let Some(c) = lock(&self.containers).values().find(|c| c.is_running()) {
+            return Err(Error::ContainerState {
+                pod: self.shared.name.clone(),
+                container: c.spec.name.clone(),
+                detail: "is still running: the pod's network is kept".into(),
+            });
+        }
+        // The address is virtual: leaving the node's table is all there is to give up.
+        if let Some(ip) = lock(&self.ip).take() {
+            self.shared.rt.network.unregister(ip, &self.shared.this);
+        }
+        Ok(())
+    }
+
     async fn remove(&self, grace: Duration) -> Result<()> {
         if self.removed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
         let containers: Vec<_> = lock(&self.containers).values().cloned().collect();
         futures::future::join_all(containers.iter().map(|c| c.stop(grace))).await;
-        if let Some(ip) = self.ip {
+        // Read, not taken: callers may still ask which address the removed pod had.
+        let ip = *lock(&self.ip);
+        if let Some(ip) = ip {
             self.shared.rt.network.unregister(ip, &self.shared.this);
         }
         Runtime::forget_pod(&self.shared.rt, &self.id);

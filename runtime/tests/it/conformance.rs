@@ -97,6 +97,35 @@ pub(crate) async fn run_all(s: &Subject, prefix: &str) -> Result<()> {
     double_start(s, &format!("{prefix}-double"))
         .await
         .context("double start")?;
+    network_release(s, &format!("{prefix}-release"))
+        .await
+        .context("network release")?;
+    Ok(())
+}
+
+/// A pod whose containers have all ended gives its network up: refused while one runs; after
+/// it the pod has no IP and its logs stay; a second release does nothing; the pod is removed
+/// as any other.
+async fn network_release(s: &Subject, id: &str) -> Result<()> {
+    let spec = (s.pod_spec)(id, 5);
+    let pod = s.runtime.create_pod(spec.clone()).await?;
+    let name = s.long_running.name.clone();
+    pod.create_container(s.long_running.clone()).await?;
+    pod.start_container(&name).await?;
+    wait_log_line(&pod, &name, LINE).await?;
+    let refused = pod.release_network().await;
+    ensure!(
+        matches!(refused, Err(skiff_runtime::Error::ContainerState { .. })),
+        "released while {name} runs: {refused:?}"
+    );
+    ensure!(pod.ip() == spec.ip, "IP kept: {:?}", pod.ip());
+    pod.stop_container(&name, Duration::ZERO).await?;
+    pod.release_network().await?;
+    ensure!(pod.ip().is_none(), "IP after the release: {:?}", pod.ip());
+    wait_log_line(&pod, &name, LINE).await?;
+    pod.release_network().await?;
+    pod.remove(Duration::ZERO).await?;
+    ensure!(s.runtime.pod(id).is_none(), "removed pod still found");
     Ok(())
 }
 
@@ -248,9 +277,11 @@ fn p1_print_and_sleep(line: &str) -> Vec<u8> {
 async fn conformance_wasm() -> Result<()> {
     let subject = Subject {
         runtime: Arc::new(crate::rt().clone()),
-        pod_spec: Box::new(|id, _| PodSpec {
+        pod_spec: Box::new(|id, n| PodSpec {
             id: id.to_string(),
             name: format!("default/{id}"),
+            // Virtual addresses in the shared runtime's table, used by no other test.
+            ip: Some(IpAddr::V4(Ipv4Addr::new(10, 250, 77, n))),
             ..Default::default()
         }),
         long_running: ContainerSpec {
@@ -549,6 +580,90 @@ async fn root_oci_containers_are_readopted_after_a_restart() -> Result<()> {
     let (code, reason) = exit_of(&state)?;
     ensure!(code == 5 && reason == TerminationReason::Error, "{state:?}");
     pod.remove(Duration::ZERO).await?;
+    h.finish().await;
+    Ok(())
+}
+
+/// A pod whose containers have all ended gives its network up (kubelet's StopPodSandbox): the
+/// release is refused while a container runs; after it the IP is gone, and the namespace and
+/// veth with it, while the containers' states and logs stay. A node restart re-adopts the
+/// finished pod without a network, and removing it leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_oci_a_finished_pod_releases_its_network_and_keeps_its_logs() -> Result<()> {
+    let test = "root_oci_a_finished_pod_releases_its_network_and_keeps_its_logs";
+    if let Some(skip) = oci_skip(test) {
+        println!("{skip}");
+        return Ok(());
+    }
+    let mut h = OciHarness::new(test, 239).await?;
+    let id = "finished";
+    let spec = OciHarness::pod_spec(h.net, id, 1);
+    let pod = h.rt().create_pod(spec.clone()).await?;
+    pod.create_container(sh(
+        "app",
+        &h.image,
+        &format!("echo {LINE}; exec sleep 1000"),
+    ))
+    .await?;
+    pod.start_container("app").await?;
+    wait_log_line(&pod, "app", LINE).await?;
+    let refused = pod.release_network().await;
+    ensure!(
+        matches!(refused, Err(skiff_runtime::Error::ContainerState { .. })),
+        "released while a container runs: {refused:?}"
+    );
+    ensure!(pod.ip() == spec.ip, "the IP is kept: {:?}", pod.ip());
+    let netns = skiff_runtime::oci::net::netns_name(id);
+    let veth = skiff_runtime::oci::net::host_veth_name(&netns);
+    ensure!(Path::new("/var/run/netns").join(&netns).exists());
+    pod.stop_container("app", Duration::ZERO).await?;
+    wait_state(&pod, "app", "terminated", ContainerState::is_terminated).await?;
+
+    pod.release_network().await?;
+    ensure!(pod.ip().is_none(), "IP after the release: {:?}", pod.ip());
+    ensure!(
+        !Path::new("/var/run/netns").join(&netns).exists(),
+        "netns {netns} left"
+    );
+    ensure!(
+        !Path::new("/sys/class/net").join(&veth).exists(),
+        "veth {veth} left"
+    );
+    wait_log_line(&pod, "app", LINE).await?;
+    // Twice is fine.
+    pod.release_network().await?;
+    drop(pod);
+
+    // The node is killed and starts again: the finished pod comes back without a network.
+    h.forget();
+    h.restart().await?;
+    ensure!(
+        h.rt().pods() == vec![id.to_string()],
+        "adopted: {:?}",
+        h.rt().pods()
+    );
+    let pod = h.rt().pod(id).context("the adopted pod")?;
+    ensure!(pod.ip().is_none(), "IP after the restart: {:?}", pod.ip());
+    ensure!(
+        pod.container_states()["app"].is_terminated(),
+        "{:?}",
+        pod.container_states()
+    );
+    wait_log_line(&pod, "app", LINE).await?;
+    ensure!(
+        !Path::new("/var/run/netns").join(&netns).exists(),
+        "netns {netns} made again"
+    );
+    pod.remove(Duration::ZERO).await?;
+    ensure!(
+        !h.dir.path().join("oci/pods").join(id).exists(),
+        "pod directory left"
+    );
+    ensure!(
+        cgroups_of(id).is_empty(),
+        "cgroups left: {:?}",
+        cgroups_of(id)
+    );
     h.finish().await;
     Ok(())
 }

@@ -66,6 +66,12 @@ impl WasmPart {
         lock(&self.ports).retain(|_, (c, _)| c != name);
     }
 
+    /// Stops serving the wasm containers' ports in the pod's network namespace (the pod's
+    /// network is being released).
+    pub(crate) fn stop_serving(&self) {
+        lock(&self.ports).clear();
+    }
+
     /// Removes the wasm sandbox and stops serving its ports.
     pub(crate) async fn remove(&self, grace: Duration) -> Result<()> {
         lock(&self.ports).clear();

@@ -33,7 +33,6 @@ const PIDS_LIMIT: i64 = 4096;
 pub(crate) struct OciPod {
     pub(crate) id: String,
     pub(crate) name: String,
-    ip: Option<IpAddr>,
     pub(crate) dir: PathBuf,
     pub(crate) rt: Arc<Inner>,
     pub(crate) this: Weak<dyn PodSandbox>,
@@ -212,7 +211,6 @@ impl OciPod {
             OciPod {
                 id: record.id.clone(),
                 name: record.name.clone(),
-                ip: record.ip.map(IpAddr::V4),
                 dir,
                 rt,
                 this,
@@ -388,7 +386,7 @@ impl PodSandbox for OciPod {
     }
 
     fn ip(&self) -> Option<IpAddr> {
-        self.ip
+        lock(&self.record).ip.map(IpAddr::V4)
     }
 
     async fn create_container(&self, spec: ContainerSpec) -> Result<ContainerKind> {
@@ -527,7 +525,7 @@ impl PodSandbox for OciPod {
         if let Some(w) = self.wasm.serving(port) {
             return w.handle_http(port, req).await;
         }
-        let Some(ip) = self.ip else {
+        let Some(ip) = self.ip() else {
             return Err(Error::UnknownPort {
                 pod: self.name.clone(),
                 port,
@@ -625,6 +623,48 @@ impl PodSandbox for OciPod {
         Ok(self.rt.bin.exec(&id, &req).await?)
     }
 
+    async fn release_network(&self) -> Result<()> {
+        self.check_live()?;
+        // No container is made meanwhile.
+        let _creating = self.creating.lock().await;
+        let running = lock(&self.linux)
+            .values()
+            .find(|c| c.is_running())
+            .map(|c| c.name.clone())
+            .or_else(|| {
+                let states = self.wasm.sandbox()?.container_states();
+                states
+                    .into_iter()
+                    .find(|(_, s)| s.is_running())
+                    .map(|(n, _)| n)
+            });
+        if let Some(container) = running {
+            return Err(Error::ContainerState {
+                pod: self.name.clone(),
+                container,
+                detail: "is still running: the pod's network is kept".into(),
+            });
+        }
+        let record = self.record();
+        if record.ip.is_none() && record.netns.is_none() {
+            return Ok(());
+        }
+        self.wasm.stop_serving();
+        if let Some(ip) = record.ip {
+            self.rt.network.unregister(IpAddr::V4(ip), &self.this);
+        }
+        // Saved without the IP first: a node killed before the namespace is gone finishes
+        // the release when it re-adopts the pod.
+        lock(&self.record).ip = None;
+        self.save()?;
+        if let Some(ns) = &record.netns {
+            net::remove_pod_netns(&record.id).await.map_err(net_err)?;
+            tracing::debug!(pod = %self.name, netns = %ns, "released the pod's network");
+        }
+        lock(&self.record).netns = None;
+        self.save()
+    }
+
     async fn remove(&self, grace: Duration) -> Result<()> {
         if self.removed.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -638,8 +678,8 @@ impl PodSandbox for OciPod {
                 first.get_or_insert(e);
             }
         }
-        if let Some(IpAddr::V4(ip)) = self.ip {
-            self.rt.network.unregister(IpAddr::V4(ip), &self.this);
+        if let Some(ip) = self.ip() {
+            self.rt.network.unregister(ip, &self.this);
         }
         let record = {
             let mut r = self.record();

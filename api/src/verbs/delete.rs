@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::body::{content_type, decode_object};
+use crate::body::{content_type, decode_body};
 use crate::error::{ApiError, StatusReason};
 use crate::objects::{self, meta_mut, meta_str};
 use crate::registry::{self, Change, Write};
@@ -30,7 +30,13 @@ pub(crate) fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions, Api
         ..Default::default()
     };
     if !req.body.iter().all(u8::is_ascii_whitespace) {
-        let body = decode_object(&req.body, &content_type(&req.headers))?;
+        // `null` is no options, as Go's decoder reads it into DeleteOptions.
+        let body = decode_body(&req.body, &content_type(&req.headers))?;
+        if !(body.is_object() || body.is_null()) {
+            return Err(ApiError::bad_request(
+                "the request body must be a DeleteOptions object",
+            ));
+        }
         opts.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
         opts.propagation_policy = body
             .get("propagationPolicy")

@@ -2,7 +2,7 @@
 //! and image service by handler), the pod IP pool, the table of live sandboxes and the Service
 //! routing table their readiness feeds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -16,11 +16,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// An IPv4 pod CIDR handing out addresses from `.2` on (`.1` is the gateway, as with a bridge).
+/// Each address in use records its owner (the pod's uid, which is its sandbox's id): only the
+/// owner gives it back, so an address released late by a pod that no longer holds it is never
+/// taken from the pod that holds it now.
 #[derive(Debug)]
 pub(crate) struct IpPool {
     base: u32,
     size: u32,
-    used: HashSet<u32>,
+    /// Offset -> owner.
+    used: HashMap<u32, String>,
     /// No free offset is below this one (allocation scans from here).
     low: u32,
 }
@@ -43,7 +47,7 @@ impl IpPool {
         Ok(IpPool {
             base: u32::from(addr) & mask,
             size: 1 << (32 - len),
-            used: HashSet::new(),
+            used: HashMap::new(),
             low: 2,
         })
     }
@@ -53,7 +57,7 @@ impl IpPool {
         IpPool {
             base: 0,
             size: 0,
-            used: HashSet::new(),
+            used: HashMap::new(),
             low: 2,
         }
     }
@@ -80,25 +84,27 @@ impl IpPool {
         self.size.saturating_sub(3)
     }
 
-    /// Takes `wanted` if it is in the range and free, else the lowest free address.
-    pub(crate) fn allocate(&mut self, wanted: Option<IpAddr>) -> Option<IpAddr> {
+    /// Takes `wanted` for `owner` if it is in the range and free, else the lowest free address.
+    pub(crate) fn allocate(&mut self, wanted: Option<IpAddr>, owner: &str) -> Option<IpAddr> {
         if self.size < 4 {
             return None;
         }
         if let Some(IpAddr::V4(w)) = wanted {
             let off = u32::from(w).wrapping_sub(self.base);
-            if (2..self.size - 1).contains(&off) && self.used.insert(off) {
+            if (2..self.size - 1).contains(&off) && !self.used.contains_key(&off) {
+                self.used.insert(off, owner.to_string());
                 return Some(IpAddr::V4(w));
             }
         }
-        let off = (self.low.max(2)..self.size - 1).find(|o| !self.used.contains(o))?;
-        self.used.insert(off);
+        let off = (self.low.max(2)..self.size - 1).find(|o| !self.used.contains_key(o))?;
+        self.used.insert(off, owner.to_string());
         self.low = off + 1;
         Some(IpAddr::V4(Ipv4Addr::from(self.base + off)))
     }
 
-    /// Marks an address used (a re-adopted pod's); false if it is outside the range.
-    pub(crate) fn reserve(&mut self, ip: IpAddr) -> bool {
+    /// Marks an address used by `owner` (a re-adopted pod's), unless another owner holds it;
+    /// false if it is outside the range.
+    pub(crate) fn reserve(&mut self, ip: IpAddr, owner: &str) -> bool {
         let IpAddr::V4(v4) = ip else {
             return false;
         };
@@ -106,15 +112,16 @@ impl IpPool {
         if self.size < 4 || !(2..self.size - 1).contains(&off) {
             return false;
         }
-        self.used.insert(off);
+        self.used.entry(off).or_insert_with(|| owner.to_string());
         true
     }
 
-    /// Gives an address back.
-    pub(crate) fn release(&mut self, ip: IpAddr) {
+    /// Gives an address back, if `owner` holds it.
+    pub(crate) fn release(&mut self, ip: IpAddr, owner: &str) {
         if let IpAddr::V4(v4) = ip {
             let off = u32::from(v4).wrapping_sub(self.base);
-            if self.used.remove(&off) {
+            if self.used.get(&off).is_some_and(|o| o == owner) {
+                self.used.remove(&off);
                 self.low = self.low.min(off);
             }
         }
@@ -197,7 +204,7 @@ impl NodeCtx {
         for b in self.runtimes.iter() {
             for id in b.runtime.pods() {
                 if let Some(ip) = b.runtime.pod(&id).and_then(|sb| sb.ip())
-                    && !ips.reserve(ip)
+                    && !ips.reserve(ip, &id)
                 {
                     tracing::warn!(pod = %id, %ip, cidr = %ips.cidr(), "a re-adopted pod's IP lies outside this node's pod CIDR");
                 }
@@ -205,9 +212,9 @@ impl NodeCtx {
         }
     }
 
-    /// Marks one address used (a re-adopted sandbox's).
-    pub(crate) fn reserve_ip(&self, ip: IpAddr) -> bool {
-        lock(&self.ips).reserve(ip)
+    /// Marks one address used by `owner` (a re-adopted sandbox's).
+    pub(crate) fn reserve_ip(&self, ip: IpAddr, owner: &str) -> bool {
+        lock(&self.ips).reserve(ip, owner)
     }
 
     /// The node's pod network (gateway and prefix) once it has a pod CIDR.
@@ -225,8 +232,8 @@ impl NodeCtx {
         self
     }
 
-    pub(crate) fn allocate_ip(&self, wanted: Option<IpAddr>) -> Option<IpAddr> {
-        lock(&self.ips).allocate(wanted)
+    pub(crate) fn allocate_ip(&self, wanted: Option<IpAddr>, owner: &str) -> Option<IpAddr> {
+        lock(&self.ips).allocate(wanted, owner)
     }
 
     /// Gives the node its pod range once the API server accepted it, unless it has one.
@@ -246,8 +253,9 @@ impl NodeCtx {
         lock(&self.ips).cidr()
     }
 
-    pub(crate) fn release_ip(&self, ip: IpAddr) {
-        lock(&self.ips).release(ip)
+    /// Gives `owner`'s address back (nothing if another owner holds it now).
+    pub(crate) fn release_ip(&self, ip: IpAddr, owner: &str) {
+        lock(&self.ips).release(ip, owner)
     }
 
     /// Publishes a pod's sandbox for the listener.
@@ -290,38 +298,60 @@ mod tests {
     fn pool_hands_out_and_reuses_addresses() {
         let mut p = IpPool::parse("10.88.0.7/24").expect("cidr");
         assert_eq!(p.cidr(), "10.88.0.0/24");
-        let a = p.allocate(None).expect("free");
+        let a = p.allocate(None, "a").expect("free");
         assert_eq!(a.to_string(), "10.88.0.2");
         let wanted: IpAddr = "10.88.0.50".parse().expect("ip");
-        assert_eq!(p.allocate(Some(wanted)), Some(wanted));
+        assert_eq!(p.allocate(Some(wanted), "b"), Some(wanted));
         assert_eq!(
-            p.allocate(Some(wanted)).map(|i| i.to_string()),
+            p.allocate(Some(wanted), "b").map(|i| i.to_string()),
             Some("10.88.0.3".into())
         );
-        p.release(a);
-        assert_eq!(p.allocate(None), Some(a));
+        p.release(a, "a");
+        assert_eq!(p.allocate(None, "a"), Some(a));
         assert_eq!(p.capacity(), 253);
         let mut small = IpPool::parse("10.0.0.0/30").expect("cidr");
         assert_eq!(small.capacity(), 1);
-        assert!(small.allocate(None).is_some());
-        assert!(small.allocate(None).is_none());
+        assert!(small.allocate(None, "a").is_some());
+        assert!(small.allocate(None, "a").is_none());
         assert!(IpPool::parse("fd00::/64").is_err());
     }
 
     #[test]
     fn reserved_addresses_are_not_handed_out() {
         let mut p = IpPool::parse("10.88.0.0/29").expect("cidr");
-        assert!(p.reserve("10.88.0.2".parse().expect("ip")));
-        assert!(p.reserve("10.88.0.3".parse().expect("ip")));
+        assert!(p.reserve("10.88.0.2".parse().expect("ip"), "r"));
+        assert!(p.reserve("10.88.0.3".parse().expect("ip"), "r"));
         // Twice is fine; the gateway, the broadcast address and other ranges are not.
-        assert!(p.reserve("10.88.0.3".parse().expect("ip")));
-        assert!(!p.reserve("10.88.0.1".parse().expect("ip")));
-        assert!(!p.reserve("10.88.0.7".parse().expect("ip")));
-        assert!(!p.reserve("10.99.0.4".parse().expect("ip")));
+        assert!(p.reserve("10.88.0.3".parse().expect("ip"), "r"));
+        assert!(!p.reserve("10.88.0.1".parse().expect("ip"), "r"));
+        assert!(!p.reserve("10.88.0.7".parse().expect("ip"), "r"));
+        assert!(!p.reserve("10.99.0.4".parse().expect("ip"), "r"));
         assert_eq!(
-            p.allocate(None).map(|i| i.to_string()),
+            p.allocate(None, "a").map(|i| i.to_string()),
             Some("10.88.0.4".into())
         );
-        assert!(!IpPool::unassigned().reserve("10.88.0.2".parse().expect("ip")));
+        assert!(!IpPool::unassigned().reserve("10.88.0.2".parse().expect("ip"), "r"));
+    }
+
+    /// Only the owner gives an address back: a pod that released its address (a finished
+    /// one), then releases it again after another pod took it, frees nothing.
+    #[test]
+    fn only_the_owner_gives_an_address_back() {
+        let mut p = IpPool::parse("10.88.0.0/29").expect("cidr");
+        let a = p.allocate(None, "pod-a").expect("free");
+        p.release(a, "pod-a");
+        assert_eq!(p.allocate(None, "pod-b"), Some(a));
+        p.release(a, "pod-a");
+        assert_ne!(
+            p.allocate(Some(a), "pod-c"),
+            Some(a),
+            "pod-b still holds it"
+        );
+        // A reservation does not take an address another owner holds.
+        assert!(p.reserve(a, "pod-d"));
+        p.release(a, "pod-d");
+        assert_ne!(p.allocate(Some(a), "pod-c"), Some(a));
+        p.release(a, "pod-b");
+        assert_eq!(p.allocate(Some(a), "pod-c"), Some(a));
     }
 }

@@ -869,7 +869,7 @@ pub(crate) async fn remove_orphans(ctx: &NodeCtx, orphans: Vec<Arc<dyn PodSandbo
             tracing::warn!(pod = %sb.id(), error = %e, "removing an orphaned sandbox");
         }
         if let Some(ip) = ip {
-            ctx.release_ip(ip);
+            ctx.release_ip(ip, sb.id());
         }
     }
 }

@@ -109,7 +109,7 @@ impl Worker {
         if self.ip.is_none()
             && let Some(ip) = adopted.as_ref().and_then(|sb| sb.ip())
         {
-            self.ctx.reserve_ip(ip);
+            self.ctx.reserve_ip(ip, &self.uid);
             self.ip = Some(ip);
         }
         if self.ip.is_none() {
@@ -119,7 +119,7 @@ impl Worker {
                 .as_ref()
                 .and_then(|s| s.pod_ip.as_deref())
                 .and_then(|ip| ip.parse().ok());
-            self.ip = self.ctx.allocate_ip(wanted);
+            self.ip = self.ctx.allocate_ip(wanted, &self.uid);
             if self.ip.is_none() {
                 // Kubelet's CNI fails the sandbox the same way when the range is used up.
                 let msg = format!(
@@ -426,7 +426,7 @@ impl Worker {
             Ok(()) => {
                 if let Some(ip) = self.ip {
                     self.ctx.services.remove_local(ip);
-                    self.ctx.release_ip(ip);
+                    self.ctx.release_ip(ip, &self.uid);
                 }
                 self.network_released = true;
                 tracing::info!(pod = %format!("{}/{}", self.ns, self.name), ip = ?self.ip, "pod finished: its network is released");
@@ -478,7 +478,7 @@ impl Worker {
         if let Some(ip) = self.ip.take()
             && !self.network_released
         {
-            self.ctx.release_ip(ip);
+            self.ctx.release_ip(ip, &self.uid);
         }
     }
 

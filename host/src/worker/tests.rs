@@ -659,7 +659,7 @@ async fn an_adopted_running_container_keeps_running_and_its_ip() {
     .expect("seeded");
     h.worker.ctx.reserve_adopted();
     // Another pod asking for the adopted address gets another one.
-    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip), "other"), Some(ip));
     h.steps(2).await;
     let calls = h.rt.calls();
     assert!(
@@ -758,7 +758,7 @@ async fn a_finished_pod_gives_its_ip_back_and_keeps_its_logs_until_deleted() {
             .iter()
             .any(|c| c.starts_with("release_network"))
     );
-    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip), "other"), Some(ip));
 
     let sb = h.rt.fake_pod("uid-1").expect("the pod");
     sb.exit("c", 0).expect("exits");
@@ -784,7 +784,7 @@ async fn a_finished_pod_gives_its_ip_back_and_keeps_its_logs_until_deleted() {
     // The logs are still served: the sandbox is still the pod's.
     assert!(h.worker.ctx.sandbox("default", "p").is_some());
     // Another pod may have the address now, and keeps it when this one is deleted.
-    assert_eq!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    assert_eq!(h.worker.ctx.allocate_ip(Some(ip), "other"), Some(ip));
     h.worker.release_network_when_finished().await;
     h.worker.stop(Duration::ZERO).await;
     assert!(h.rt.calls().contains(&"remove uid-1".to_string()));
@@ -795,7 +795,7 @@ async fn a_finished_pod_gives_its_ip_back_and_keeps_its_logs_until_deleted() {
             .count(),
         1
     );
-    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip), "other"), Some(ip));
     assert!(h.worker.ctx.sandbox("default", "p").is_none());
 }
 
@@ -821,16 +821,16 @@ async fn the_adopted_sandbox_of_a_finished_pod_is_released_and_removed_with_it()
     h.rt.adopted_pod("uid-1", Some(ip), &[("c", ended)])
         .expect("seeded");
     h.worker.ctx.reserve_adopted();
-    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip), "other"), Some(ip));
     h.worker.adopt_finished().await;
     assert!(h.rt.calls().contains(&"release_network uid-1".to_string()));
     assert!(h.worker.ctx.sandbox("default", "p").is_some());
-    assert_eq!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    assert_eq!(h.worker.ctx.allocate_ip(Some(ip), "other"), Some(ip));
     h.worker.stop(Duration::ZERO).await;
     assert!(h.rt.calls().contains(&"remove uid-1".to_string()));
     assert!(h.rt.fake_pod("uid-1").is_none());
     // The address another pod took stays taken.
-    assert_ne!(h.worker.ctx.allocate_ip(Some(ip)), Some(ip));
+    assert_ne!(h.worker.ctx.allocate_ip(Some(ip), "other"), Some(ip));
 }
 
 /// A container that ended while the node was down reports its real exit code, and restarts
@@ -915,8 +915,8 @@ async fn orphaned_sandboxes_are_removed_after_the_first_list() {
     assert!(h.rt.calls().contains(&"remove gone".to_string()));
     assert!(!h.rt.calls().contains(&"remove uid-1".to_string()));
     // The orphan's address is free again, the kept one is not.
-    assert_eq!(ctx.allocate_ip(Some(orphan)), Some(orphan));
-    assert_ne!(ctx.allocate_ip(Some(kept)), Some(kept));
+    assert_eq!(ctx.allocate_ip(Some(orphan), "other"), Some(orphan));
+    assert_ne!(ctx.allocate_ip(Some(kept), "other"), Some(kept));
 }
 
 /// The bridge services follow the local wasm pods: IP and container ports while the sandbox

@@ -148,6 +148,15 @@ pub enum Error {
 /// Result with the runtime's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `release_network` refused: `container` of `pod` still runs.
+pub(crate) fn still_running(pod: &str, container: &str) -> Error {
+    Error::ContainerState {
+        pod: pod.to_string(),
+        container: container.to_string(),
+        detail: "is still running: the pod's network is kept".into(),
+    }
+}
+
 pub(crate) fn io_err(
     what: &'static str,
     path: impl Into<PathBuf>,

@@ -588,11 +588,7 @@ impl PodSandbox for FakePod {
             .iter()
             .find(|(_, c)| c.state.borrow().is_running())
         {
-            return Err(Error::ContainerState {
-                pod: self.id.clone(),
-                container: name.clone(),
-                detail: "is still running: the pod's network is kept".into(),
-            });
+            return Err(crate::error::still_running(&self.id, name));
         }
         let ip = lock(&self.ip).take();
         if let (Some(ip), Some(rt)) = (ip, self.rt.upgrade()) {

@@ -263,7 +263,8 @@ pub(crate) struct Worker {
     /// The pod's IP; still shown in its status once released.
     ip: Option<IpAddr>,
     /// The pod finished and gave its network up (`release_network`): the IP may be another
-    /// pod's now, and is neither reported to the Service table nor released again.
+    /// pod's now, so it is no longer reported to the Service table (the IP pool, which
+    /// records owners, never frees it for this pod again).
     network_released: bool,
     refs: Refs,
     refs_at: Instant,

@@ -475,9 +475,8 @@ impl Worker {
             }
             self.ctx.withdraw(&self.ns, &self.name, sb.id());
         }
-        if let Some(ip) = self.ip.take()
-            && !self.network_released
-        {
+        // A released address may be another pod's now: the pool frees it only for its owner.
+        if let Some(ip) = self.ip.take() {
             self.ctx.release_ip(ip, &self.uid);
         }
     }

@@ -403,11 +403,7 @@ impl PodSandbox for WasmPod {
     async fn release_network(&self) -> Result<()> {
         self.check_live()?;
         if let Some(c) = lock(&self.containers).values().find(|c| c.is_running()) {
-            return Err(Error::ContainerState {
-                pod: self.shared.name.clone(),
-                container: c.spec.name.clone(),
-                detail: "is still running: the pod's network is kept".into(),
-            });
+            return Err(crate::error::still_running(&self.shared.name, &c.spec.name));
         }
         // The address is virtual: leaving the node's table is all there is to give up.
         if let Some(ip) = lock(&self.ip).take() {

@@ -903,6 +903,17 @@ async fn root_oci_mixed_pod_shares_localhost() -> Result<()> {
     let fetched =
         std::fs::read_to_string(h.dir.path().join("oci/pods/mixed/volumes/data/index.html"))?;
     ensure!(fetched == "from-linux\n", "{fetched:?}");
+
+    // The network is kept while the wasm container still runs, and given up once it ends.
+    pod.stop_container("httpd", Duration::ZERO).await?;
+    let refused = pod.release_network().await;
+    ensure!(
+        matches!(refused, Err(skiff_runtime::Error::ContainerState { ref container, .. }) if container == "hello"),
+        "released while the wasm container runs: {refused:?}"
+    );
+    pod.stop_container("hello", Duration::ZERO).await?;
+    pod.release_network().await?;
+    ensure!(pod.ip().is_none(), "IP after the release: {:?}", pod.ip());
     pod.remove(Duration::from_secs(1)).await?;
     h.finish().await;
     Ok(())

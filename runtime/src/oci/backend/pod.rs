@@ -630,20 +630,14 @@ impl PodSandbox for OciPod {
         let running = lock(&self.linux)
             .values()
             .find(|c| c.is_running())
-            .map(|c| c.name.clone())
-            .or_else(|| {
-                let states = self.wasm.sandbox()?.container_states();
-                states
-                    .into_iter()
-                    .find(|(_, s)| s.is_running())
-                    .map(|(n, _)| n)
-            });
+            .map(|c| c.name.clone());
         if let Some(container) = running {
-            return Err(Error::ContainerState {
-                pod: self.name.clone(),
-                container,
-                detail: "is still running: the pod's network is kept".into(),
-            });
+            return Err(crate::error::still_running(&self.name, &container));
+        }
+        // The wasm part holds no address of its own: its release refuses while one of its
+        // containers runs, and does nothing else.
+        if let Some(w) = self.wasm.sandbox() {
+            w.release_network().await?;
         }
         let record = self.record();
         if record.ip.is_none() && record.netns.is_none() {
